@@ -1,0 +1,868 @@
+//! `server.toml` and `client.toml`: what the daemons read at start-up and on SIGHUP.
+//!
+//! Every key is documented in README.md ("Configuration"). A wrong, missing or contradictory key
+//! stops start-up with one line naming the file, the key and the problem ([`ConfigError`]).
+//! Relative paths in a file are taken relative to that file's directory.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use hometun_control::Limits;
+use ipnet::Ipv6Net;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// A configuration problem: which file, which key, what is wrong. Displays as one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {key}: {problem}")]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// The key as a dotted path (`tunnel.mtu`), or `-` for the file as a whole.
+    pub key: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+impl ConfigError {
+    /// An error about `key` in `file`.
+    pub fn new(file: &Path, key: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError {
+            file: file.to_path_buf(),
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// The tunnel interface, common to both roles.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelSection {
+    /// TUN device name.
+    #[serde(default = "default_interface")]
+    pub interface: String,
+    /// MTU of the TUN device (inner IPv6 packets); 1280 to 1435 so that the outer packet fits a
+    /// 1500-byte link with ESP in UDP.
+    #[serde(default = "default_mtu")]
+    pub mtu: u32,
+    /// Link-local address of this side, with prefix length (e.g. `fe80::1/64`).
+    pub link_local: Ipv6Net,
+    /// Install routes through the tunnel for the peers' prefixes.
+    #[serde(default = "default_true")]
+    pub manage_routes: bool,
+    /// Metric of those routes.
+    #[serde(default = "default_route_metric")]
+    pub route_metric: u32,
+}
+
+/// Byte and packet lifetimes of CHILD SAs (DESIGN.md "lifetimes"): no time limit by default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Rekey after this many bytes in either direction.
+    #[serde(default = "default_rekey_bytes")]
+    pub rekey_bytes: u64,
+    /// Rekey after this many packets in either direction.
+    #[serde(default = "default_rekey_packets")]
+    pub rekey_packets: u64,
+    /// Stop using the SA after this many bytes.
+    #[serde(default = "default_hard_bytes")]
+    pub hard_bytes: u64,
+    /// Stop using the SA after this many packets.
+    #[serde(default = "default_hard_packets")]
+    pub hard_packets: u64,
+    /// Rekey after this many seconds (off unless set).
+    #[serde(default)]
+    pub rekey_seconds: Option<u64>,
+    /// Stop using the SA after this many seconds (off unless set).
+    #[serde(default)]
+    pub hard_seconds: Option<u64>,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            rekey_bytes: default_rekey_bytes(),
+            rekey_packets: default_rekey_packets(),
+            hard_bytes: default_hard_bytes(),
+            hard_packets: default_hard_packets(),
+            rekey_seconds: None,
+            hard_seconds: None,
+        }
+    }
+}
+
+impl LimitsSection {
+    /// The limits as the forwarder takes them.
+    pub fn to_limits(&self) -> Limits {
+        Limits {
+            soft_bytes: Some(self.rekey_bytes),
+            hard_bytes: Some(self.hard_bytes),
+            soft_packets: Some(self.rekey_packets),
+            hard_packets: Some(self.hard_packets),
+            soft_seconds: self.rekey_seconds,
+            hard_seconds: self.hard_seconds,
+        }
+    }
+
+    fn check(&self, file: &Path) -> Result<(), ConfigError> {
+        let pairs = [
+            (
+                "limits.hard_bytes",
+                self.rekey_bytes,
+                self.hard_bytes,
+                "rekey_bytes",
+            ),
+            (
+                "limits.hard_packets",
+                self.rekey_packets,
+                self.hard_packets,
+                "rekey_packets",
+            ),
+        ];
+        for (key, soft, hard, soft_name) in pairs {
+            if hard <= soft {
+                return Err(ConfigError::new(
+                    file,
+                    key,
+                    format!("{hard} must be above limits.{soft_name} ({soft})"),
+                ));
+            }
+        }
+        if let (Some(soft), Some(hard)) = (self.rekey_seconds, self.hard_seconds)
+            && hard <= soft
+        {
+            return Err(ConfigError::new(
+                file,
+                "limits.hard_seconds",
+                format!("{hard} must be above limits.rekey_seconds ({soft})"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// IKE protocol settings, common to both roles.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IkeSection {
+    /// IKE SA proposals in order of preference, strongSwan notation
+    /// (`aes128gcm16-prfsha256-x25519`; also `aes256gcm16`, `ecp256`).
+    #[serde(default = "default_ike_proposals")]
+    pub proposals: Vec<String>,
+    /// ESP proposals in order of preference (`aes128gcm16`, `aes256gcm16`, `-esn` suffix for ESN).
+    #[serde(default = "default_esp_proposals")]
+    pub esp_proposals: Vec<String>,
+    /// Liveness check after this many seconds without traffic from the peer; 0 = off.
+    #[serde(default = "default_dpd_seconds")]
+    pub dpd_seconds: u64,
+    /// First retransmission timeout in milliseconds; doubles each try.
+    #[serde(default = "default_retransmit_ms")]
+    pub retransmit_ms: u64,
+    /// Retransmissions before the peer is declared dead.
+    #[serde(default = "default_retransmit_tries")]
+    pub retransmit_tries: u32,
+    /// Anti-replay window of the CHILD SAs, in packets (at least 1024).
+    #[serde(default = "default_replay_window")]
+    pub replay_window: u32,
+    /// NAT keepalive interval in seconds when behind NAT.
+    #[serde(default = "default_nat_keepalive")]
+    pub nat_keepalive_seconds: u32,
+}
+
+impl Default for IkeSection {
+    fn default() -> Self {
+        IkeSection {
+            proposals: default_ike_proposals(),
+            esp_proposals: default_esp_proposals(),
+            dpd_seconds: default_dpd_seconds(),
+            retransmit_ms: default_retransmit_ms(),
+            retransmit_tries: default_retransmit_tries(),
+            replay_window: default_replay_window(),
+            nat_keepalive_seconds: default_nat_keepalive(),
+        }
+    }
+}
+
+/// Denial-of-service limits of the responder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DosSection {
+    /// Ask for a COOKIE once this many IKE SAs are half open.
+    #[serde(default = "default_cookie_threshold")]
+    pub cookie_threshold: u32,
+    /// Most half-open IKE SAs from one source address.
+    #[serde(default = "default_half_open_per_source")]
+    pub half_open_per_source: u32,
+    /// Most half-open IKE SAs in total.
+    #[serde(default = "default_half_open_total")]
+    pub half_open_total: u32,
+}
+
+impl Default for DosSection {
+    fn default() -> Self {
+        DosSection {
+            cookie_threshold: default_cookie_threshold(),
+            half_open_per_source: default_half_open_per_source(),
+            half_open_total: default_half_open_total(),
+        }
+    }
+}
+
+/// The `[server]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// The server's IKE identity; a DNS name in its certificate's subjectAltName.
+    pub name: String,
+    /// The server's static public IPv4 address.
+    pub listen: Ipv4Addr,
+    /// UDP port for IKE.
+    #[serde(default = "default_ike_port")]
+    pub ike_port: u16,
+    /// UDP port for IKE and ESP in UDP after NAT detection.
+    #[serde(default = "default_nat_port")]
+    pub nat_port: u16,
+    /// The server's certificate (PEM).
+    pub certificate: PathBuf,
+    /// The server's private key (PEM, mode 0600 or stricter).
+    pub private_key: PathBuf,
+    /// The CA certificate that client certificates must chain to (PEM).
+    pub ca: PathBuf,
+    /// A CRL from that CA (PEM), checked in IKE_AUTH; re-read on SIGHUP.
+    #[serde(default)]
+    pub crl: Option<PathBuf>,
+    /// The pool client prefixes come from; a client certificate's prefix must lie inside it.
+    pub pool: Ipv6Net,
+    /// Directory for runtime state.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Unix socket where `hometun status` asks for the state.
+    #[serde(default = "default_control_socket")]
+    pub control_socket: PathBuf,
+    /// Serve Prometheus metrics on this local address (off unless set).
+    #[serde(default)]
+    pub metrics: Option<SocketAddr>,
+}
+
+/// A client known by configuration rather than by a prefix in its certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticClient {
+    /// The client's IKE identity (DNS name in its certificate).
+    pub name: String,
+    /// The prefix it owns.
+    pub prefix: Ipv6Net,
+}
+
+/// `server.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// `[server]`.
+    pub server: ServerSection,
+    /// `[tunnel]`.
+    pub tunnel: TunnelSection,
+    /// `[limits]`.
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// `[ike]`.
+    #[serde(default)]
+    pub ike: IkeSection,
+    /// `[dos]`.
+    #[serde(default)]
+    pub dos: DosSection,
+    /// `[[clients]]`: clients whose prefix is configured here instead of in their certificate.
+    #[serde(default)]
+    pub clients: Vec<StaticClient>,
+}
+
+/// The `[client]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSection {
+    /// The client's IKE identity; a DNS name in its certificate's subjectAltName.
+    pub name: String,
+    /// The server's IPv4 address.
+    pub server: Ipv4Addr,
+    /// The server's IKE identity, checked against its certificate.
+    pub server_name: String,
+    /// The server's IKE port.
+    #[serde(default = "default_ike_port")]
+    pub server_port: u16,
+    /// The local IPv4 address to use; learned from the routing table (and followed as it
+    /// changes) when not set.
+    #[serde(default)]
+    pub local: Option<Ipv4Addr>,
+    /// The local UDP port for IKE after NAT detection and ESP in UDP.
+    #[serde(default = "default_nat_port")]
+    pub nat_port: u16,
+    /// The client's certificate (PEM).
+    pub certificate: PathBuf,
+    /// The client's private key (PEM, mode 0600 or stricter).
+    pub private_key: PathBuf,
+    /// The CA certificate the server's certificate must chain to (PEM).
+    pub ca: PathBuf,
+    /// The IPv6 prefix this home owns (from its certificate).
+    pub prefix: Ipv6Net,
+    /// The address of the prefix put on the tunnel interface (defaults to the prefix's `::1`).
+    #[serde(default)]
+    pub address: Option<Ipv6Addr>,
+    /// Directory for runtime state.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Unix socket where `hometun status` asks for the state.
+    #[serde(default = "default_control_socket")]
+    pub control_socket: PathBuf,
+}
+
+/// `client.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// `[client]`.
+    pub client: ClientSection,
+    /// `[tunnel]`.
+    pub tunnel: TunnelSection,
+    /// `[limits]`.
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// `[ike]`.
+    #[serde(default)]
+    pub ike: IkeSection,
+}
+
+impl ServerConfig {
+    /// Reads, parses and checks a server config; relative paths become relative to its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let mut config: ServerConfig = parse_file(path)?;
+        config.check(path)?;
+        let base = base_dir(path);
+        let s = &mut config.server;
+        for p in [
+            &mut s.certificate,
+            &mut s.private_key,
+            &mut s.ca,
+            &mut s.state_dir,
+        ] {
+            *p = base.join(&*p);
+        }
+        s.control_socket = base.join(&s.control_socket);
+        if let Some(crl) = &mut s.crl {
+            *crl = base.join(&*crl);
+        }
+        Ok(config)
+    }
+
+    /// Parses and checks a server config given as text (paths stay as written).
+    pub fn from_toml(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let config: ServerConfig = parse_str(path, text)?;
+        config.check(path)?;
+        Ok(config)
+    }
+
+    /// The config as TOML text.
+    pub fn to_toml(&self) -> String {
+        // Serialising plain structs of strings, numbers and addresses cannot fail.
+        toml::to_string_pretty(self).expect("server config serialises")
+    }
+
+    fn check(&self, file: &Path) -> Result<(), ConfigError> {
+        check_tunnel(&self.tunnel, file)?;
+        self.limits.check(file)?;
+        check_ike(&self.ike, file)?;
+        check_name(&self.server.name, "server.name", file)?;
+        if self.server.ike_port == self.server.nat_port {
+            return Err(ConfigError::new(
+                file,
+                "server.nat_port",
+                "must differ from server.ike_port",
+            ));
+        }
+        for (i, client) in self.clients.iter().enumerate() {
+            check_name(&client.name, &format!("clients[{i}].name"), file)?;
+            if !self.server.pool.contains(&client.prefix) {
+                return Err(ConfigError::new(
+                    file,
+                    format!("clients[{i}].prefix"),
+                    format!(
+                        "{} is outside server.pool {}",
+                        client.prefix, self.server.pool
+                    ),
+                ));
+            }
+            for (j, other) in self.clients.iter().enumerate().take(i) {
+                if other.name == client.name {
+                    return Err(ConfigError::new(
+                        file,
+                        format!("clients[{i}].name"),
+                        format!("{} is also clients[{j}].name", client.name),
+                    ));
+                }
+                if other.prefix.contains(&client.prefix) || client.prefix.contains(&other.prefix) {
+                    return Err(ConfigError::new(
+                        file,
+                        format!("clients[{i}].prefix"),
+                        format!(
+                            "{} overlaps clients[{j}].prefix {}",
+                            client.prefix, other.prefix
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ClientConfig {
+    /// Reads, parses and checks a client config; relative paths become relative to its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let mut config: ClientConfig = parse_file(path)?;
+        config.check(path)?;
+        let base = base_dir(path);
+        let c = &mut config.client;
+        for p in [
+            &mut c.certificate,
+            &mut c.private_key,
+            &mut c.ca,
+            &mut c.state_dir,
+        ] {
+            *p = base.join(&*p);
+        }
+        c.control_socket = base.join(&c.control_socket);
+        Ok(config)
+    }
+
+    /// Parses and checks a client config given as text (paths stay as written).
+    pub fn from_toml(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let config: ClientConfig = parse_str(path, text)?;
+        config.check(path)?;
+        Ok(config)
+    }
+
+    /// The config as TOML text.
+    pub fn to_toml(&self) -> String {
+        // Serialising plain structs of strings, numbers and addresses cannot fail.
+        toml::to_string_pretty(self).expect("client config serialises")
+    }
+
+    /// The address of the home's prefix that goes on the tunnel interface.
+    pub fn tunnel_address(&self) -> Ipv6Addr {
+        self.client.address.unwrap_or_else(|| {
+            let base = u128::from(self.client.prefix.network());
+            Ipv6Addr::from(base | 1)
+        })
+    }
+
+    fn check(&self, file: &Path) -> Result<(), ConfigError> {
+        check_tunnel(&self.tunnel, file)?;
+        self.limits.check(file)?;
+        check_ike(&self.ike, file)?;
+        check_name(&self.client.name, "client.name", file)?;
+        check_name(&self.client.server_name, "client.server_name", file)?;
+        if let Some(address) = self.client.address
+            && !self.client.prefix.contains(&address)
+        {
+            return Err(ConfigError::new(
+                file,
+                "client.address",
+                format!("{address} is outside client.prefix {}", self.client.prefix),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a private key file that anyone but its owner can read or write.
+#[cfg(unix)]
+pub fn check_private_key_mode(path: &Path, key: &str, config: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        ConfigError::new(config, key, format!("cannot read {}: {e}", path.display()))
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(ConfigError::new(
+            config,
+            key,
+            format!(
+                "{} is readable by others (mode {mode:04o}); run chmod 600 on it",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(path, "-", format!("cannot read: {e}")))?;
+    parse_str(path, &text)
+}
+
+fn parse_str<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
+    let deserializer = toml::Deserializer::parse(text).map_err(|e| {
+        ConfigError::new(
+            path,
+            "-",
+            format!("not valid TOML: {}", one_line(&e.to_string())),
+        )
+    })?;
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        let key = if key == "." { "-".to_string() } else { key };
+        ConfigError::new(path, key, one_line(&e.inner().to_string()))
+    })
+}
+
+/// toml's messages span several lines with a source excerpt; keep the gist on one line.
+fn one_line(message: &str) -> String {
+    let mut lines = message.lines().filter(|l| {
+        let t = l.trim_start();
+        !t.is_empty()
+            && !t.starts_with('|')
+            && !t.chars().next().is_some_and(|c| c.is_ascii_digit())
+    });
+    let first = lines.next().unwrap_or(message).trim().to_string();
+    let first = first
+        .strip_prefix("TOML parse error at ")
+        .unwrap_or(&first)
+        .to_string();
+    match lines.next_back() {
+        Some(last) if last.trim() != first => format!("{first}: {}", last.trim()),
+        _ => first,
+    }
+}
+
+fn base_dir(path: &Path) -> PathBuf {
+    path.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn check_tunnel(tunnel: &TunnelSection, file: &Path) -> Result<(), ConfigError> {
+    if tunnel.interface.is_empty() || tunnel.interface.len() > 15 {
+        return Err(ConfigError::new(
+            file,
+            "tunnel.interface",
+            "must be 1 to 15 characters",
+        ));
+    }
+    if !(1280..=1435).contains(&tunnel.mtu) {
+        return Err(ConfigError::new(
+            file,
+            "tunnel.mtu",
+            format!(
+                "{} is outside 1280..=1435 (IPv6 minimum; room for outer headers)",
+                tunnel.mtu
+            ),
+        ));
+    }
+    let ll: Ipv6Net = "fe80::/10".parse().expect("constant prefix parses");
+    if !ll.contains(&tunnel.link_local.addr()) {
+        return Err(ConfigError::new(
+            file,
+            "tunnel.link_local",
+            format!(
+                "{} is not a link-local address (fe80::/10)",
+                tunnel.link_local
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_ike(ike: &IkeSection, file: &Path) -> Result<(), ConfigError> {
+    if ike.proposals.is_empty() {
+        return Err(ConfigError::new(
+            file,
+            "ike.proposals",
+            "must list at least one proposal",
+        ));
+    }
+    if ike.esp_proposals.is_empty() {
+        return Err(ConfigError::new(
+            file,
+            "ike.esp_proposals",
+            "must list at least one proposal",
+        ));
+    }
+    if ike.replay_window < 1024 {
+        return Err(ConfigError::new(
+            file,
+            "ike.replay_window",
+            format!("{} is below the minimum of 1024", ike.replay_window),
+        ));
+    }
+    if ike.retransmit_ms == 0 {
+        return Err(ConfigError::new(
+            file,
+            "ike.retransmit_ms",
+            "must be above 0",
+        ));
+    }
+    Ok(())
+}
+
+fn check_name(name: &str, key: &str, file: &Path) -> Result<(), ConfigError> {
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            file,
+            key,
+            format!("{name:?} is not a DNS name"),
+        ))
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_interface() -> String {
+    "hometun0".to_string()
+}
+fn default_mtu() -> u32 {
+    1400
+}
+fn default_route_metric() -> u32 {
+    1024
+}
+fn default_rekey_bytes() -> u64 {
+    1 << 31
+}
+fn default_rekey_packets() -> u64 {
+    1 << 30
+}
+fn default_hard_bytes() -> u64 {
+    1 << 32
+}
+fn default_hard_packets() -> u64 {
+    // Below 2^32 so that a 32-bit sequence number never runs out first.
+    (1 << 31) + (1 << 30)
+}
+fn default_ike_proposals() -> Vec<String> {
+    vec![
+        "aes128gcm16-prfsha256-x25519".to_string(),
+        "aes256gcm16-prfsha256-x25519".to_string(),
+        "aes128gcm16-prfsha256-ecp256".to_string(),
+    ]
+}
+fn default_esp_proposals() -> Vec<String> {
+    vec!["aes128gcm16".to_string(), "aes256gcm16".to_string()]
+}
+fn default_dpd_seconds() -> u64 {
+    30
+}
+fn default_retransmit_ms() -> u64 {
+    500
+}
+fn default_retransmit_tries() -> u32 {
+    5
+}
+fn default_replay_window() -> u32 {
+    1024
+}
+fn default_nat_keepalive() -> u32 {
+    20
+}
+fn default_cookie_threshold() -> u32 {
+    32
+}
+fn default_half_open_per_source() -> u32 {
+    8
+}
+fn default_half_open_total() -> u32 {
+    1024
+}
+fn default_ike_port() -> u16 {
+    500
+}
+fn default_nat_port() -> u16 {
+    4500
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("state")
+}
+fn default_control_socket() -> PathBuf {
+    PathBuf::from("state/control.sock")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SERVER: &str = r#"
+[server]
+name = "vps.example"
+listen = "192.0.2.1"
+certificate = "server.pem"
+private_key = "server.key"
+ca = "ca.pem"
+pool = "2001:db8:100::/48"
+
+[tunnel]
+link_local = "fe80::1/64"
+
+[[clients]]
+name = "home.example"
+prefix = "2001:db8:100:1::/64"
+"#;
+
+    const CLIENT: &str = r#"
+[client]
+name = "home.example"
+server = "192.0.2.1"
+server_name = "vps.example"
+certificate = "client.pem"
+private_key = "client.key"
+ca = "ca.pem"
+prefix = "2001:db8:100:1::/64"
+
+[tunnel]
+link_local = "fe80::2/64"
+"#;
+
+    fn server_err(text: &str) -> String {
+        ServerConfig::from_toml(Path::new("server.toml"), text)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn minimal_server_config_gets_defaults() {
+        let c = ServerConfig::from_toml(Path::new("server.toml"), SERVER).unwrap();
+        assert_eq!(c.tunnel.mtu, 1400);
+        assert_eq!(c.server.nat_port, 4500);
+        assert_eq!(c.limits.rekey_bytes, 1 << 31);
+        assert_eq!(c.limits.rekey_seconds, None);
+        assert_eq!(c.clients.len(), 1);
+    }
+
+    #[test]
+    fn server_config_round_trips_through_toml() {
+        let c = ServerConfig::from_toml(Path::new("server.toml"), SERVER).unwrap();
+        let again = ServerConfig::from_toml(Path::new("server.toml"), &c.to_toml()).unwrap();
+        assert_eq!(c, again);
+    }
+
+    #[test]
+    fn client_address_defaults_to_prefix_one() {
+        let c = ClientConfig::from_toml(Path::new("client.toml"), CLIENT).unwrap();
+        assert_eq!(
+            c.tunnel_address(),
+            "2001:db8:100:1::1".parse::<Ipv6Addr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = server_err(&SERVER.replace("[tunnel]", "[tunnel]\nmtuu = 1400"));
+        assert!(
+            e.starts_with("server.toml: tunnel.mtuu: line 11, column 1: unknown field `mtuu`"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_named_with_its_key() {
+        let e = server_err(&SERVER.replace("[tunnel]", "[tunnel]\nmtu = \"big\""));
+        assert!(e.starts_with("server.toml: tunnel.mtu: "), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn missing_key_is_named() {
+        let e = server_err(&SERVER.replace("ca = \"ca.pem\"\n", ""));
+        assert!(e.contains("missing field `ca`"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_mtu_is_refused() {
+        let e = server_err(&SERVER.replace("[tunnel]", "[tunnel]\nmtu = 1500"));
+        assert!(
+            e.starts_with("server.toml: tunnel.mtu: 1500 is outside"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn contradictory_limits_are_refused() {
+        let e = server_err(&format!(
+            "{SERVER}\n[limits]\nrekey_bytes = 100\nhard_bytes = 50\n"
+        ));
+        assert_eq!(
+            e,
+            "server.toml: limits.hard_bytes: 50 must be above limits.rekey_bytes (100)"
+        );
+    }
+
+    #[test]
+    fn overlapping_static_clients_are_refused() {
+        let text = format!(
+            "{SERVER}\n[[clients]]\nname = \"other.example\"\nprefix = \"2001:db8:100::/56\"\n"
+        );
+        let e = server_err(&text);
+        assert!(
+            e.contains("clients[1].prefix: 2001:db8:100::/56 overlaps clients[0].prefix"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn client_prefix_outside_pool_is_refused() {
+        let e = server_err(&SERVER.replace("2001:db8:100:1::/64", "2001:db8:999::/64"));
+        assert!(
+            e.contains("clients[0].prefix: 2001:db8:999::/64 is outside server.pool"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn broken_toml_is_one_line() {
+        let e = server_err("[server\nname=");
+        assert!(e.starts_with("server.toml: -: not valid TOML"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn load_resolves_paths_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.toml");
+        std::fs::write(&path, SERVER).unwrap();
+        let c = ServerConfig::load(&path).unwrap();
+        assert_eq!(c.server.ca, dir.path().join("ca.pem"));
+        assert_eq!(
+            c.server.control_socket,
+            dir.path().join("state/control.sock")
+        );
+    }
+
+    #[test]
+    fn world_readable_key_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k.key");
+        std::fs::write(&key, "x").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = check_private_key_mode(&key, "server.private_key", Path::new("server.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("server.private_key") && e.contains("mode 0644"),
+            "{e}"
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(check_private_key_mode(&key, "server.private_key", Path::new("s")).is_ok());
+    }
+}

@@ -1,0 +1,202 @@
+//! Framing of channel messages on a byte stream: a 4-byte big-endian length, then the message in
+//! postcard encoding. The decoder is sans-IO: push bytes in, take messages out.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Largest frame accepted. IKE messages relayed through the channel are far below it.
+pub const MAX_FRAME_LEN: usize = 256 * 1024;
+
+/// Why bytes from the channel could not be turned into a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    /// The length prefix announces more than [`MAX_FRAME_LEN`].
+    #[error("control frame of {0} bytes exceeds the limit of {MAX_FRAME_LEN}")]
+    TooLong(usize),
+    /// The frame's body is not a valid message.
+    #[error("control frame does not decode: {0}")]
+    Malformed(String),
+    /// The message could not be encoded (a bug, not bad input).
+    #[error("control message does not encode: {0}")]
+    Encode(String),
+}
+
+/// Encodes a message into one frame (length prefix included).
+pub fn encode_frame<T: Serialize>(message: &T) -> Result<Vec<u8>, CodecError> {
+    let mut frame = vec![0u8; 4];
+    let body = postcard::to_stdvec(message).map_err(|e| CodecError::Encode(e.to_string()))?;
+    if body.len() > MAX_FRAME_LEN {
+        return Err(CodecError::TooLong(body.len()));
+    }
+    frame[..4].copy_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    Ok(frame)
+}
+
+/// Decodes a frame's body (without the length prefix). Trailing bytes are an error, so one body
+/// is exactly one message.
+pub fn decode_frame<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
+    let (message, rest) =
+        postcard::take_from_bytes(body).map_err(|e| CodecError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(CodecError::Malformed(format!(
+            "{} trailing bytes",
+            rest.len()
+        )));
+    }
+    Ok(message)
+}
+
+/// Collects bytes from a stream and yields whole frame bodies.
+#[derive(Debug, Default)]
+pub struct FrameDecoder {
+    buffer: Vec<u8>,
+}
+
+impl FrameDecoder {
+    /// An empty decoder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends bytes read from the stream.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+    }
+
+    /// Takes the next whole frame body, if one has arrived. A length over the limit is an error
+    /// after which the stream cannot be resynchronised: the caller should close it.
+    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, CodecError> {
+        let Some(prefix) = self.buffer.get(..4) else {
+            return Ok(None);
+        };
+        let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+        if len > MAX_FRAME_LEN {
+            return Err(CodecError::TooLong(len));
+        }
+        if self.buffer.len() < 4 + len {
+            return Ok(None);
+        }
+        let body = self.buffer[4..4 + len].to_vec();
+        self.buffer.drain(..4 + len);
+        Ok(Some(body))
+    }
+
+    /// Takes and decodes the next message. A frame that does not decode is consumed and reported,
+    /// so the stream stays usable.
+    pub fn next_message<T: DeserializeOwned>(&mut self) -> Result<Option<T>, CodecError> {
+        match self.next_frame()? {
+            Some(body) => decode_frame(&body).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::message::{Envelope, Event, FromForwarder, Request, Response};
+    use crate::types::*;
+
+    fn child_sa() -> ChildSa {
+        ChildSa {
+            peer: PeerId(7),
+            spi_in: Spi(0x1122_3344),
+            key_in: AeadKey::from_keymat(AeadAlg::AesGcm128, &[1u8; 20]).unwrap(),
+            spi_out: Spi(0x5566_7788),
+            key_out: AeadKey::from_keymat(AeadAlg::AesGcm256, &[2u8; 36]).unwrap(),
+            local_ts: vec!["::/0".parse().unwrap()],
+            remote_ts: vec!["2001:db8:1::/64".parse().unwrap()],
+            endpoint: Endpoint {
+                local: Ipv4Addr::new(192, 0, 2, 1),
+                remote: Ipv4Addr::new(198, 51, 100, 2),
+                encap: Encapsulation::Udp {
+                    local_port: 4500,
+                    remote_port: 40000,
+                },
+            },
+            limits: Limits {
+                soft_bytes: Some(1 << 31),
+                ..Limits::default()
+            },
+            esn: false,
+            replay_window: 1024,
+            nat_keepalive_seconds: Some(20),
+        }
+    }
+
+    #[test]
+    fn install_round_trips_through_a_frame() {
+        let message = Envelope {
+            id: 42,
+            request: Request::Install(child_sa()),
+        };
+        let frame = encode_frame(&message).unwrap();
+        let mut decoder = FrameDecoder::new();
+        // Byte by byte, as a slow stream would deliver it.
+        for byte in &frame[..frame.len() - 1] {
+            decoder.push(std::slice::from_ref(byte));
+            assert_eq!(decoder.next_message::<Envelope>().unwrap(), None);
+        }
+        decoder.push(&frame[frame.len() - 1..]);
+        assert_eq!(decoder.next_message::<Envelope>().unwrap(), Some(message));
+    }
+
+    #[test]
+    fn two_frames_in_one_read_come_out_in_order() {
+        let a = FromForwarder::Reply {
+            id: 1,
+            result: Ok(Response::Ok),
+        };
+        let b = FromForwarder::Event(Event::SeqExhausted {
+            peer: PeerId(1),
+            spi_in: Spi(9),
+        });
+        let mut bytes = encode_frame(&a).unwrap();
+        bytes.extend(encode_frame(&b).unwrap());
+        let mut decoder = FrameDecoder::new();
+        decoder.push(&bytes);
+        assert_eq!(decoder.next_message::<FromForwarder>().unwrap(), Some(a));
+        assert_eq!(decoder.next_message::<FromForwarder>().unwrap(), Some(b));
+        assert_eq!(decoder.next_message::<FromForwarder>().unwrap(), None);
+    }
+
+    #[test]
+    fn garbage_frame_is_an_error_and_the_stream_goes_on() {
+        let mut decoder = FrameDecoder::new();
+        decoder.push(&[0, 0, 0, 3, 0xff, 0xff, 0xff]);
+        let good = Envelope {
+            id: 5,
+            request: Request::GetCounters,
+        };
+        decoder.push(&encode_frame(&good).unwrap());
+        assert!(matches!(
+            decoder.next_message::<Envelope>(),
+            Err(CodecError::Malformed(_))
+        ));
+        assert_eq!(decoder.next_message::<Envelope>().unwrap(), Some(good));
+    }
+
+    #[test]
+    fn oversized_length_is_refused() {
+        let mut decoder = FrameDecoder::new();
+        decoder.push(&[0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(decoder.next_frame(), Err(CodecError::TooLong(0xffff_ffff)));
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let mut body = postcard::to_stdvec(&Envelope {
+            id: 1,
+            request: Request::Shutdown,
+        })
+        .unwrap();
+        body.push(0);
+        assert!(matches!(
+            decode_frame::<Envelope>(&body),
+            Err(CodecError::Malformed(_))
+        ));
+    }
+}

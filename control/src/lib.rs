@@ -1,0 +1,24 @@
+//! The SA channel between the IKE daemon and the forwarder (DESIGN.md "Roles and the data path").
+//!
+//! The IKE daemon negotiates SAs and pushes them to the forwarder as [`Request`]s; the forwarder
+//! answers each request with a [`Response`] and reports [`Event`]s on its own (limits reached,
+//! IKE packets that arrived on its UDP 4500 socket, endpoint moves). The same types travel over an
+//! in-process channel in tests and, framed by [`codec`], over a Unix socket between processes.
+//!
+//! Both `hometun-ike` and `hometun-forwarder` depend on this crate and on nothing of each other.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod codec;
+pub mod message;
+pub mod types;
+
+pub use codec::{CodecError, FrameDecoder, MAX_FRAME_LEN, decode_frame, encode_frame};
+pub use message::{
+    ControlError, CounterReport, Direction, DropReason, Envelope, Event, FromForwarder, LimitKind,
+    Request, Response, SaCounters,
+};
+pub use types::{
+    AeadAlg, AeadKey, ChildSa, Encapsulation, Endpoint, InterfaceConfig, KeyError, Limits, PeerId,
+    Spi,
+};

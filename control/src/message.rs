@@ -1,0 +1,219 @@
+//! The messages of the SA channel: requests in, responses and events out.
+
+use std::net::SocketAddrV4;
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{ChildSa, Endpoint, InterfaceConfig, Limits, PeerId, Spi};
+
+/// A request to the forwarder. Every request gets exactly one reply with the same id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Chosen by the sender; echoed in the reply.
+    pub id: u64,
+    /// What is asked.
+    pub request: Request,
+}
+
+/// What the IKE daemon (or an operator tool) asks of the forwarder.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(clippy::large_enum_variant)] // rare control messages; size does not matter
+pub enum Request {
+    /// Create the TUN device and open the outer sockets. Must come first, once.
+    Configure(InterfaceConfig),
+    /// Install a CHILD SA pair. Outbound traffic to its remote traffic selector moves to it at
+    /// once (the newest pair wins); older pairs keep receiving until deleted (make-before-break).
+    Install(ChildSa),
+    /// Remove the pair whose inbound SPI this is.
+    Delete {
+        /// Inbound SPI of the pair.
+        spi_in: Spi,
+    },
+    /// Move every SA of a peer to a new endpoint.
+    UpdateEndpoint {
+        /// Whose SAs.
+        peer: PeerId,
+        /// The new outer addresses.
+        endpoint: Endpoint,
+    },
+    /// Report the counters of every SA.
+    GetCounters,
+    /// Send an IKE message from the forwarder's UDP socket (port 4500), which the forwarder owns
+    /// because ESP in UDP arrives on the same port. The forwarder adds the non-ESP marker.
+    SendIke {
+        /// Source address and port (the port must be the forwarder's UDP port).
+        local: SocketAddrV4,
+        /// Destination.
+        remote: SocketAddrV4,
+        /// The IKE message, without the non-ESP marker.
+        data: Vec<u8>,
+    },
+    /// Stop: remove the TUN device and routes, close the sockets, exit.
+    Shutdown,
+}
+
+/// The forwarder's answer to a request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Done.
+    Ok,
+    /// The answer to [`Request::GetCounters`].
+    Counters(CounterReport),
+}
+
+/// Why a request was refused. The forwarder keeps running and its SAs stay as they were.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{0}")]
+pub struct ControlError(pub String);
+
+/// Something the forwarder reports on its own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// A soft lifetime was reached: time to rekey this pair.
+    SoftLimit {
+        /// The pair's peer.
+        peer: PeerId,
+        /// The pair's inbound SPI.
+        spi_in: Spi,
+        /// Which direction reached it.
+        direction: Direction,
+        /// Which limit.
+        kind: LimitKind,
+    },
+    /// A hard lifetime was reached: that direction of the pair carries nothing more.
+    HardLimit {
+        /// The pair's peer.
+        peer: PeerId,
+        /// The pair's inbound SPI.
+        spi_in: Spi,
+        /// Which direction reached it.
+        direction: Direction,
+        /// Which limit.
+        kind: LimitKind,
+    },
+    /// The outbound sequence number space is used up: the pair sends nothing more.
+    SeqExhausted {
+        /// The pair's peer.
+        peer: PeerId,
+        /// The pair's inbound SPI.
+        spi_in: Spi,
+    },
+    /// An IKE message arrived on the UDP port (non-ESP marker removed).
+    IkeReceived {
+        /// Where it arrived.
+        local: SocketAddrV4,
+        /// Who sent it (as seen, after any NAT).
+        remote: SocketAddrV4,
+        /// The IKE message.
+        data: Vec<u8>,
+    },
+    /// The forwarder moved a peer's endpoint (authenticated override NA and return-routability
+    /// check passed).
+    EndpointMoved {
+        /// Whose SAs.
+        peer: PeerId,
+        /// Where they were.
+        old: Endpoint,
+        /// Where they are now.
+        new: Endpoint,
+    },
+}
+
+/// Direction of an SA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Direction {
+    /// Packets we receive.
+    Inbound,
+    /// Packets we send.
+    Outbound,
+}
+
+/// Which lifetime counter reached its limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LimitKind {
+    /// Bytes.
+    Bytes,
+    /// Packets.
+    Packets,
+    /// Seconds since install.
+    Time,
+}
+
+/// Why a packet was dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum DropReason {
+    /// Sequence number already seen.
+    Replay,
+    /// Sequence number left of the replay window.
+    TooOld,
+    /// ICV did not verify (forged, corrupted, or a far-ahead sequence number).
+    AuthFailed,
+    /// Decrypted inner packet's source outside the SA's traffic selector (RFC 4891).
+    IngressFilter,
+    /// Could not be parsed.
+    Malformed,
+    /// No SA for the SPI (inbound) or for the destination (outbound).
+    NoSa,
+    /// The SA reached a hard limit.
+    HardLimit,
+    /// The outbound sequence number space is used up.
+    SeqExhausted,
+    /// Inner packet larger than the MTU allows; an ICMPv6 Packet Too Big was sent.
+    TooBig,
+    /// A Neighbor Advertisement that failed the override checks.
+    OverrideNaRefused,
+}
+
+/// Counters of one SA pair.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaCounters {
+    /// Whose pair.
+    pub peer: PeerId,
+    /// Inbound SPI.
+    pub spi_in: Spi,
+    /// Outbound SPI.
+    pub spi_out: Spi,
+    /// Current endpoint.
+    pub endpoint: Endpoint,
+    /// Algorithm name, e.g. `aes128gcm16`.
+    pub alg: String,
+    /// Packets received and accepted.
+    pub rx_packets: u64,
+    /// Inner bytes received and accepted.
+    pub rx_bytes: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
+    /// Inner bytes sent.
+    pub tx_bytes: u64,
+    /// Drops charged to this pair, by reason.
+    pub drops: Vec<(DropReason, u64)>,
+    /// The configured limits.
+    pub limits: Limits,
+    /// Seconds since the last accepted inbound packet, if any.
+    pub last_rx_seconds_ago: Option<u64>,
+    /// Seconds since install.
+    pub age_seconds: u64,
+}
+
+/// Every counter of the forwarder.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterReport {
+    /// One entry per installed SA pair.
+    pub sas: Vec<SaCounters>,
+    /// Drops not charged to any pair (unknown SPI, malformed packets, no outbound SA), by reason.
+    pub global_drops: Vec<(DropReason, u64)>,
+}
+
+/// What travels from the forwarder to its controller.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FromForwarder {
+    /// The answer to the request with this id.
+    Reply {
+        /// The request's id.
+        id: u64,
+        /// Its outcome.
+        result: Result<Response, ControlError>,
+    },
+    /// Something that happened.
+    Event(Event),
+}

@@ -1,0 +1,1 @@
+//! ESP data plane: ESP codec, anti-replay, SA database, TUN and outer sockets.

@@ -1,0 +1,1 @@
+//! CA, enrollment and prefix allocation for hometun.
