@@ -1,1 +1,3 @@
-//! IKEv2 (RFC 7296), sans-IO state machine and tokio driver.
+//! IKEv2 (RFC 7296): sans-IO state machine, tokio driver, and the hometun daemons.
+
+pub mod cli;

@@ -1,1 +1,3 @@
 //! CA, enrollment and prefix allocation for hometun.
+
+pub mod cli;

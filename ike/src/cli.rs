@@ -1,0 +1,78 @@
+//! `hometun server`, `hometun client`, `hometun status`, `hometun ike ...`.
+
+use std::path::PathBuf;
+
+/// Arguments of `hometun server`.
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// The server's configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+/// Arguments of `hometun client`.
+#[derive(Debug, clap::Args)]
+pub struct ClientArgs {
+    /// The client's configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+/// Arguments of `hometun status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The daemon's configuration file (to find its control socket).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `hometun ike ...`: the IKE debug tools.
+#[derive(Debug, clap::Subcommand)]
+pub enum IkeCommand {
+    /// Print each IKE message's header and payloads.
+    Decode(DecodeArgs),
+    /// Send an IKE_SA_INIT and report what the server chose.
+    Probe(ProbeArgs),
+}
+
+/// Arguments of `hometun ike decode`.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct DecodeArgs {
+    /// One IKE message in hex.
+    #[arg(long, value_name = "HEX")]
+    pub hex: Option<String>,
+    /// A pcap file; every IKE message on UDP 500/4500 in it is decoded.
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+}
+
+/// Arguments of `hometun ike probe`.
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    /// The server's address (IPv4, optionally with port).
+    pub addr: String,
+}
+
+/// Runs `hometun server`.
+pub fn run_server(_args: ServerArgs) -> anyhow::Result<()> {
+    anyhow::bail!("hometun server: not built yet")
+}
+
+/// Runs `hometun client`.
+pub fn run_client(_args: ClientArgs) -> anyhow::Result<()> {
+    anyhow::bail!("hometun client: not built yet")
+}
+
+/// Runs `hometun status`.
+pub fn run_status(_args: StatusArgs) -> anyhow::Result<()> {
+    anyhow::bail!("hometun status: not built yet")
+}
+
+/// Runs `hometun ike ...`.
+pub fn run_ike(_command: IkeCommand) -> anyhow::Result<()> {
+    anyhow::bail!("hometun ike: not built yet")
+}
