@@ -1,0 +1,226 @@
+//! The IKE daemon's end of the SA channel: requests to the forwarder, its replies and events.
+//!
+//! The daemon starts the forwarder as a child process joined by a socketpair
+//! (`hometun forwarder --control-fd N`), or connects to a running forwarder's control socket.
+//! Requests are matched to replies by id; events arrive on their own channel.
+
+use std::collections::HashMap;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use hometun_control::{
+    CodecError, ControlError, Envelope, Event, FrameDecoder, FromForwarder, Request, Response,
+    encode_frame,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+/// Why a request to the forwarder did not get an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The forwarder refused the request; nothing changed there.
+    #[error("forwarder refused: {0}")]
+    Refused(#[from] ControlError),
+    /// The channel is gone (the forwarder exited).
+    #[error("forwarder channel closed")]
+    Closed,
+    /// Writing to the channel failed.
+    #[error("forwarder channel: {0}")]
+    Io(#[from] std::io::Error),
+    /// A message could not be framed.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+}
+
+type Pending = Arc<std::sync::Mutex<HashMap<u64, oneshot::Sender<Result<Response, ControlError>>>>>;
+
+/// A connection to a forwarder. Cheap to clone; all clones share the connection.
+#[derive(Clone)]
+pub struct ForwarderLink {
+    writer: Arc<Mutex<OwnedWriteHalf>>,
+    pending: Pending,
+    next_id: Arc<AtomicU64>,
+    closed: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for ForwarderLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForwarderLink").finish_non_exhaustive()
+    }
+}
+
+impl ForwarderLink {
+    /// Starts `program forwarder --control-fd N` as a child joined by a socketpair.
+    /// Returns the link, the forwarder's events and the child (kill it to stop the forwarder
+    /// if it does not stop on [`Request::Shutdown`]).
+    pub fn spawn(
+        program: &Path,
+        extra_args: &[String],
+    ) -> std::io::Result<(ForwarderLink, mpsc::Receiver<Event>, tokio::process::Child)> {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+        // The child must inherit its end: clear close-on-exec on it only.
+        clear_cloexec(&theirs)?;
+        let child = tokio::process::Command::new(program)
+            .arg("forwarder")
+            .arg("--control-fd")
+            .arg(theirs.as_raw_fd().to_string())
+            .args(extra_args)
+            .kill_on_drop(true)
+            .spawn()?;
+        drop(theirs);
+        ours.set_nonblocking(true)?;
+        let (link, events) = ForwarderLink::from_stream(UnixStream::from_std(ours)?);
+        Ok((link, events, child))
+    }
+
+    /// Connects to a forwarder's control socket.
+    pub async fn connect(path: &Path) -> std::io::Result<(ForwarderLink, mpsc::Receiver<Event>)> {
+        Ok(ForwarderLink::from_stream(UnixStream::connect(path).await?))
+    }
+
+    /// Wraps a connected stream; spawns the task that reads replies and events.
+    pub fn from_stream(stream: UnixStream) -> (ForwarderLink, mpsc::Receiver<Event>) {
+        let (mut reader, writer) = stream.into_split();
+        let pending: Pending = Arc::default();
+        let (event_tx, event_rx) = mpsc::channel(1024);
+        let closed = Arc::new(AtomicBool::new(false));
+        let reader_pending = pending.clone();
+        let reader_closed = closed.clone();
+        tokio::spawn(async move {
+            let mut decoder = FrameDecoder::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            'read: loop {
+                let n = match reader.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                decoder.push(&buf[..n]);
+                loop {
+                    match decoder.next_message::<FromForwarder>() {
+                        Ok(Some(FromForwarder::Reply { id, result })) => {
+                            let waiter = lock(&reader_pending).remove(&id);
+                            if let Some(waiter) = waiter {
+                                let _ = waiter.send(result);
+                            }
+                        }
+                        Ok(Some(FromForwarder::Event(event))) => {
+                            if event_tx.send(event).await.is_err() {
+                                // Nobody listens for events any more; replies still matter.
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(CodecError::TooLong(len)) => {
+                            tracing::error!("forwarder sent a frame of {len} bytes; closing link");
+                            break 'read;
+                        }
+                        Err(error) => tracing::warn!("forwarder message ignored: {error}"),
+                    }
+                }
+            }
+            // Fail every request still waiting, and every later one: the forwarder is gone.
+            reader_closed.store(true, Ordering::SeqCst);
+            lock(&reader_pending).clear();
+        });
+        let link = ForwarderLink {
+            writer: Arc::new(Mutex::new(writer)),
+            pending,
+            next_id: Arc::new(AtomicU64::new(1)),
+            closed,
+        };
+        (link, event_rx)
+    }
+
+    /// Sends a request and waits for its reply.
+    pub async fn request(&self, request: Request) -> Result<Response, LinkError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = encode_frame(&Envelope { id, request })?;
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(id, tx);
+        // Checked after inserting: the reader sets the flag before it clears the map.
+        if self.closed.load(Ordering::SeqCst) {
+            lock(&self.pending).remove(&id);
+            return Err(LinkError::Closed);
+        }
+        let written = self.writer.lock().await.write_all(&frame).await;
+        if let Err(error) = written {
+            lock(&self.pending).remove(&id);
+            return Err(error.into());
+        }
+        match rx.await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(LinkError::Closed),
+        }
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding this lock leaves a plain map behind, still usable.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn clear_cloexec(stream: &std::os::unix::net::UnixStream) -> std::io::Result<()> {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    fcntl(stream, FcntlArg::F_SETFD(FdFlag::empty())).map_err(std::io::Error::from)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use hometun_control::{Spi, decode_frame};
+
+    use super::*;
+
+    /// A fake forwarder on the other end of a socketpair: answers GetCounters with an error, and
+    /// everything else with Ok, after first sending an event.
+    async fn fake_forwarder(stream: UnixStream) {
+        let (mut reader, mut writer) = stream.into_split();
+        let mut decoder = FrameDecoder::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = reader.read(&mut buf).await.expect("read");
+            if n == 0 {
+                return;
+            }
+            decoder.push(&buf[..n]);
+            while let Some(body) = decoder.next_frame().expect("frame") {
+                let envelope: Envelope = decode_frame(&body).expect("decodes");
+                let event = FromForwarder::Event(Event::SeqExhausted {
+                    peer: hometun_control::PeerId(1),
+                    spi_in: Spi(envelope.id as u32),
+                });
+                writer.write_all(&encode_frame(&event).expect("encodes")).await.expect("write");
+                let result = match envelope.request {
+                    Request::GetCounters => Err(ControlError("no counters here".into())),
+                    _ => Ok(Response::Ok),
+                };
+                let reply = FromForwarder::Reply { id: envelope.id, result };
+                writer.write_all(&encode_frame(&reply).expect("encodes")).await.expect("write");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn replies_match_requests_and_events_arrive_apart() {
+        let (a, b) = UnixStream::pair().unwrap();
+        tokio::spawn(fake_forwarder(b));
+        let (link, mut events) = ForwarderLink::from_stream(a);
+        assert_eq!(link.request(Request::Shutdown).await.unwrap(), Response::Ok);
+        let refused = link.request(Request::GetCounters).await.unwrap_err();
+        assert_eq!(refused.to_string(), "forwarder refused: no counters here");
+        let first = events.recv().await.unwrap();
+        assert_eq!(first, Event::SeqExhausted { peer: hometun_control::PeerId(1), spi_in: Spi(1) });
+    }
+
+    #[tokio::test]
+    async fn a_vanished_forwarder_fails_the_request() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (link, _events) = ForwarderLink::from_stream(a);
+        drop(b);
+        let error = link.request(Request::GetCounters).await.unwrap_err();
+        assert!(matches!(error, LinkError::Closed | LinkError::Io(_)), "{error}");
+    }
+}
