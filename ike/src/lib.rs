@@ -1,3 +1,4 @@
 //! IKEv2 (RFC 7296): sans-IO state machine, tokio driver, and the hometun daemons.
 
 pub mod cli;
+pub mod wire;
