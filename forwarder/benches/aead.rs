@@ -1,0 +1,89 @@
+//! AEAD micro-benchmark: AES-GCM seal and open of 1400-byte packets through each backend.
+//!
+//! `cargo bench -p hometun-forwarder --bench aead` prints ns/packet and Gbit/s for both
+//! backends; the data plane uses the faster one (`AeadBackend::default()`).
+#![allow(clippy::unwrap_used, missing_docs)]
+// A benchmark is a driver that must read the clock.
+#![allow(clippy::disallowed_methods)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use hometun_control::{AeadAlg, AeadKey};
+use hometun_forwarder::aead::{AeadBackend, EspAead, new_aead};
+
+const PACKET: usize = 1400;
+const AAD: [u8; 8] = [0x12, 0x34, 0x56, 0x78, 0, 0, 0, 1];
+const MEASURE: Duration = Duration::from_millis(700);
+
+/// Runs `f` in batches until `MEASURE` has passed; returns ns per call.
+fn time_per_call(mut f: impl FnMut()) -> f64 {
+    for _ in 0..1000 {
+        f();
+    }
+    let start = Instant::now();
+    let mut calls = 0u64;
+    while start.elapsed() < MEASURE {
+        for _ in 0..1000 {
+            f();
+        }
+        calls += 1000;
+    }
+    start.elapsed().as_nanos() as f64 / calls as f64
+}
+
+fn report(what: &str, ns: f64) {
+    let gbps = (PACKET * 8) as f64 / ns;
+    println!("{what:<40} {ns:>9.1} ns/packet {gbps:>7.2} Gbit/s");
+}
+
+fn seal(aead: &dyn EspAead) -> f64 {
+    let mut buf = vec![0x5au8; PACKET];
+    let mut counter = 0u64;
+    time_per_call(|| {
+        counter += 1;
+        let mut nonce = [0u8; 12];
+        nonce[4..].copy_from_slice(&counter.to_be_bytes());
+        let tag = aead.seal_in_place(&nonce, &AAD, black_box(&mut buf));
+        black_box(tag);
+    })
+}
+
+fn open(aead: &dyn EspAead) -> f64 {
+    let nonce = [9u8; 12];
+    let mut sealed = vec![0x5au8; PACKET];
+    let tag = aead.seal_in_place(&nonce, &AAD, &mut sealed);
+    let mut buf = sealed.clone();
+    time_per_call(|| {
+        buf.copy_from_slice(black_box(&sealed));
+        aead.open_in_place(&nonce, &AAD, black_box(&mut buf), &tag)
+            .unwrap();
+    })
+}
+
+fn main() {
+    println!("AES-GCM, {PACKET}-byte packets, 8-byte AAD, one thread");
+    let copy = {
+        let src = vec![1u8; PACKET];
+        let mut dst = vec![0u8; PACKET];
+        time_per_call(|| black_box(&mut dst).copy_from_slice(black_box(&src)))
+    };
+    for (alg, keymat_len) in [(AeadAlg::AesGcm128, 20), (AeadAlg::AesGcm256, 36)] {
+        let key = AeadKey::from_keymat(alg, &vec![0x42; keymat_len]).unwrap();
+        let mut seal_ns = Vec::new();
+        for backend in [AeadBackend::Ring, AeadBackend::RustCrypto] {
+            let aead = new_aead(&key, backend).unwrap();
+            let s = seal(aead.as_ref());
+            let o = open(aead.as_ref()) - copy;
+            report(&format!("{} {backend:?} seal", alg.name()), s);
+            report(&format!("{} {backend:?} open", alg.name()), o);
+            seal_ns.push(s);
+        }
+        println!(
+            "{}: ring seal is {:.1}x RustCrypto aes-gcm",
+            alg.name(),
+            seal_ns[1] / seal_ns[0]
+        );
+    }
+    println!("(open figures exclude the {copy:.1} ns memcpy that restores the ciphertext)");
+}
