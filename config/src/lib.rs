@@ -58,6 +58,19 @@ pub struct TunnelSection {
     pub route_metric: u32,
 }
 
+impl TunnelSection {
+    /// A tunnel section with `link_local` and the defaults for everything else.
+    pub fn new(link_local: Ipv6Net) -> Self {
+        TunnelSection {
+            interface: default_interface(),
+            mtu: default_mtu(),
+            link_local,
+            manage_routes: true,
+            route_metric: default_route_metric(),
+        }
+    }
+}
+
 /// Byte and packet lifetimes of CHILD SAs (DESIGN.md "lifetimes"): no time limit by default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -248,6 +261,55 @@ pub struct ServerSection {
     pub metrics: Option<SocketAddr>,
 }
 
+impl ServerSection {
+    /// A `[server]` table with the required keys and the defaults for the rest.
+    pub fn new(
+        name: String,
+        listen: Ipv4Addr,
+        certificate: PathBuf,
+        private_key: PathBuf,
+        ca: PathBuf,
+        pool: Ipv6Net,
+    ) -> Self {
+        ServerSection {
+            name,
+            listen,
+            ike_port: default_ike_port(),
+            nat_port: default_nat_port(),
+            certificate,
+            private_key,
+            ca,
+            crl: None,
+            pool,
+            state_dir: default_state_dir(),
+            control_socket: default_control_socket(),
+            metrics: None,
+        }
+    }
+}
+
+/// The `[enroll]` table: online enrollment (`hometun pki serve`, `hometun enroll`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollSection {
+    /// Address the enrollment listener (TLS over TCP) binds.
+    pub listen: SocketAddr,
+    /// Address homes connect to, written into enrollment tokens (defaults to `listen`; set it
+    /// when `listen` is a wildcard or behind a port forward).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<SocketAddr>,
+    /// Directory with the CA key and the registry (defaults to this file's directory).
+    #[serde(default = "default_pki_dir")]
+    pub pki_dir: PathBuf,
+}
+
+impl EnrollSection {
+    /// The address tokens carry.
+    pub fn public_address(&self) -> SocketAddr {
+        self.address.unwrap_or(self.listen)
+    }
+}
+
 /// A client known by configuration rather than by a prefix in its certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -278,6 +340,9 @@ pub struct ServerConfig {
     /// `[[clients]]`: clients whose prefix is configured here instead of in their certificate.
     #[serde(default)]
     pub clients: Vec<StaticClient>,
+    /// `[enroll]`: online enrollment (off unless set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enroll: Option<EnrollSection>,
 }
 
 /// The `[client]` table.
@@ -319,6 +384,35 @@ pub struct ClientSection {
     pub control_socket: PathBuf,
 }
 
+impl ClientSection {
+    /// A `[client]` table with the required keys and the defaults for the rest.
+    pub fn new(
+        name: String,
+        server: Ipv4Addr,
+        server_name: String,
+        certificate: PathBuf,
+        private_key: PathBuf,
+        ca: PathBuf,
+        prefix: Ipv6Net,
+    ) -> Self {
+        ClientSection {
+            name,
+            server,
+            server_name,
+            server_port: default_ike_port(),
+            local: None,
+            nat_port: default_nat_port(),
+            certificate,
+            private_key,
+            ca,
+            prefix,
+            address: None,
+            state_dir: default_state_dir(),
+            control_socket: default_control_socket(),
+        }
+    }
+}
+
 /// `client.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -354,6 +448,9 @@ impl ServerConfig {
         if let Some(crl) = &mut s.crl {
             *crl = base.join(&*crl);
         }
+        if let Some(enroll) = &mut config.enroll {
+            enroll.pki_dir = base.join(&enroll.pki_dir);
+        }
         Ok(config)
     }
 
@@ -375,6 +472,29 @@ impl ServerConfig {
         self.limits.check(file)?;
         check_ike(&self.ike, file)?;
         check_name(&self.server.name, "server.name", file)?;
+        if let Some(enroll) = &self.enroll {
+            if enroll.listen.port() == 0 {
+                return Err(ConfigError::new(
+                    file,
+                    "enroll.listen",
+                    "needs a port (e.g. 192.0.2.1:8443)",
+                ));
+            }
+            let public = enroll.public_address();
+            if public.ip().is_unspecified() || public.port() == 0 {
+                return Err(ConfigError::new(
+                    file,
+                    if enroll.address.is_some() {
+                        "enroll.address"
+                    } else {
+                        "enroll.listen"
+                    },
+                    format!(
+                        "{public} cannot go into enrollment tokens; set enroll.address to the address homes connect to"
+                    ),
+                ));
+            }
+        }
         if self.server.ike_port == self.server.nat_port {
             return Err(ConfigError::new(
                 file,
@@ -696,6 +816,9 @@ fn default_state_dir() -> PathBuf {
 fn default_control_socket() -> PathBuf {
     PathBuf::from("state/control.sock")
 }
+fn default_pki_dir() -> PathBuf {
+    PathBuf::from(".")
+}
 
 #[cfg(test)]
 mod tests {
@@ -846,6 +969,75 @@ link_local = "fe80::2/64"
             c.server.control_socket,
             dir.path().join("state/control.sock")
         );
+    }
+
+    #[test]
+    fn enroll_table_parses_resolves_and_round_trips() {
+        let text = format!("{SERVER}\n[enroll]\nlisten = \"192.0.2.1:8443\"\n");
+        let c = ServerConfig::from_toml(Path::new("server.toml"), &text).unwrap();
+        let enroll = c.enroll.clone().unwrap();
+        assert_eq!(enroll.public_address(), "192.0.2.1:8443".parse().unwrap());
+        assert_eq!(enroll.pki_dir, PathBuf::from("."));
+        let again = ServerConfig::from_toml(Path::new("server.toml"), &c.to_toml()).unwrap();
+        assert_eq!(c, again);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.toml");
+        std::fs::write(&path, &text).unwrap();
+        let loaded = ServerConfig::load(&path).unwrap();
+        assert_eq!(loaded.enroll.unwrap().pki_dir, dir.path().join("."));
+        // Without the table there is no enrollment, and to_toml writes no [enroll].
+        let plain = ServerConfig::from_toml(Path::new("server.toml"), SERVER).unwrap();
+        assert_eq!(plain.enroll, None);
+        assert!(!plain.to_toml().contains("[enroll]"));
+    }
+
+    #[test]
+    fn wildcard_enroll_listen_needs_an_address() {
+        let e = server_err(&format!("{SERVER}\n[enroll]\nlisten = \"0.0.0.0:8443\"\n"));
+        assert!(
+            e.starts_with(
+                "server.toml: enroll.listen: 0.0.0.0:8443 cannot go into enrollment tokens"
+            ),
+            "{e}"
+        );
+        let ok = format!(
+            "{SERVER}\n[enroll]\nlisten = \"0.0.0.0:8443\"\naddress = \"192.0.2.1:8443\"\n"
+        );
+        assert!(ServerConfig::from_toml(Path::new("server.toml"), &ok).is_ok());
+        let e = server_err(&format!("{SERVER}\n[enroll]\nlisten = \"192.0.2.1:0\"\n"));
+        assert!(
+            e.starts_with("server.toml: enroll.listen: needs a port"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn constructors_match_parsed_defaults() {
+        let parsed = ServerConfig::from_toml(Path::new("server.toml"), SERVER).unwrap();
+        let built = ServerSection::new(
+            "vps.example".into(),
+            "192.0.2.1".parse().unwrap(),
+            "server.pem".into(),
+            "server.key".into(),
+            "ca.pem".into(),
+            "2001:db8:100::/48".parse().unwrap(),
+        );
+        assert_eq!(built, parsed.server);
+        assert_eq!(
+            TunnelSection::new("fe80::1/64".parse().unwrap()),
+            parsed.tunnel
+        );
+        let parsed = ClientConfig::from_toml(Path::new("client.toml"), CLIENT).unwrap();
+        let built = ClientSection::new(
+            "home.example".into(),
+            "192.0.2.1".parse().unwrap(),
+            "vps.example".into(),
+            "client.pem".into(),
+            "client.key".into(),
+            "ca.pem".into(),
+            "2001:db8:100:1::/64".parse().unwrap(),
+        );
+        assert_eq!(built, parsed.client);
     }
 
     #[test]
