@@ -4,3 +4,4 @@
 pub mod aead;
 pub mod cli;
 pub mod replay;
+pub mod wire;
