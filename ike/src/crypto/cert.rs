@@ -1,0 +1,485 @@
+//! Checking a peer's certificate (the CERT payload) against the configured CA with
+//! rustls-webpki: chain, validity dates at a given time, optional CRLs, and the peer's IKE
+//! identity (IDi/IDr) against the certificate.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustls_pki_types::{
+    CertificateDer, ServerName, SignatureVerificationAlgorithm, TrustAnchor, UnixTime,
+};
+use webpki::{
+    CertRevocationList, EndEntityCert, ExpirationPolicy, ExtendedKeyUsageValidator, KeyPurposeId,
+    KeyPurposeIdIter, OwnedCertRevocationList, RevocationCheckDepth, RevocationOptionsBuilder,
+    UnknownStatusPolicy,
+};
+
+use super::CryptoError;
+use super::credentials::{PeerPublicKey, certificates_from_pem, crls_from_pem_or_der};
+
+/// Signature algorithms accepted on certificates and CRLs: Ed25519 and ECDSA P-256.
+static CERT_SIGNATURE_ALGS: &[&dyn SignatureVerificationAlgorithm] = &[
+    webpki::ring::ED25519,
+    webpki::ring::ECDSA_P256_SHA256,
+    webpki::ring::ECDSA_P256_SHA384,
+];
+
+/// Why a peer certificate was refused. Every variant means AUTHENTICATION_FAILED on the wire;
+/// the Display is the one-line log message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CertError {
+    /// No path to the configured CA (another CA issued it, or an intermediate is missing).
+    #[error("certificate is not issued by the configured CA")]
+    UnknownIssuer,
+    /// An issuer with the CA's name but not its key signed the certificate.
+    #[error("certificate signature does not verify with the configured CA's key")]
+    BadChainSignature,
+    /// A certificate of the chain has expired.
+    #[error("certificate expired at {} (now {})", utc(*.not_after), utc(*.now))]
+    Expired {
+        /// notAfter, seconds since the Unix epoch.
+        not_after: u64,
+        /// The verification time.
+        now: u64,
+    },
+    /// A certificate of the chain is not valid yet.
+    #[error("certificate not valid before {} (now {})", utc(*.not_before), utc(*.now))]
+    NotYetValid {
+        /// notBefore, seconds since the Unix epoch.
+        not_before: u64,
+        /// The verification time.
+        now: u64,
+    },
+    /// The certificate does not name the identity the peer claims in its ID payload.
+    #[error("certificate does not match the peer's identity {0}")]
+    IdentityMismatch(String),
+    /// A CRL lists the certificate.
+    #[error("certificate is revoked")]
+    Revoked,
+    /// CRLs are configured but none is from the certificate's issuer.
+    #[error("certificate revocation status unknown: no CRL from its issuer")]
+    RevocationUnknown,
+    /// The certificate's key is neither Ed25519 nor ECDSA P-256.
+    #[error("certificate key is not supported (only Ed25519 and ECDSA P-256)")]
+    UnsupportedKey,
+    /// A signature in the chain uses an algorithm other than Ed25519 / ECDSA P-256.
+    #[error("certificate signature algorithm is not supported (only Ed25519 and ECDSA P-256)")]
+    UnsupportedSignatureAlgorithm,
+    /// The extended key usage extension excludes IKE.
+    #[error("certificate extended key usage does not allow IKE")]
+    WrongUsage,
+    /// The certificate could not be parsed.
+    #[error("malformed certificate: {0}")]
+    Malformed(String),
+    /// Any other rejection by the path validator.
+    #[error("certificate rejected: {0}")]
+    Other(String),
+}
+
+/// Formats seconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS UTC`.
+fn utc(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil-from-days (proleptic Gregorian), days counted from 1970-01-01.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+// The unit variants are deprecated in favour of the *Context ones but may still be returned.
+#[allow(deprecated)]
+fn map_webpki(err: webpki::Error) -> CertError {
+    use webpki::Error as W;
+    match err {
+        W::UnknownIssuer => CertError::UnknownIssuer,
+        W::InvalidSignatureForPublicKey => CertError::BadChainSignature,
+        W::CertExpired { time, not_after } => CertError::Expired {
+            not_after: not_after.as_secs(),
+            now: time.as_secs(),
+        },
+        W::CertNotValidYet { time, not_before } => CertError::NotYetValid {
+            not_before: not_before.as_secs(),
+            now: time.as_secs(),
+        },
+        W::CertRevoked => CertError::Revoked,
+        W::UnknownRevocationStatus => CertError::RevocationUnknown,
+        W::UnsupportedSignatureAlgorithm
+        | W::UnsupportedSignatureAlgorithmContext(_)
+        | W::UnsupportedSignatureAlgorithmForPublicKey
+        | W::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => {
+            CertError::UnsupportedSignatureAlgorithm
+        }
+        W::RequiredEkuNotFound | W::RequiredEkuNotFoundContext(_) => CertError::WrongUsage,
+        W::BadDer | W::BadDerTime | W::TrailingData(_) => CertError::Malformed(format!("{err:?}")),
+        other => CertError::Other(format!("{other:?}")),
+    }
+}
+
+/// Extended key usages that allow IKE when the extension is present: id-kp-ipsecIKE
+/// (RFC 4945 5.1.3.12), anyExtendedKeyUsage, and serverAuth / clientAuth, which stock clients
+/// put on VPN certificates. A certificate without the extension (strongSwan's pki default) is
+/// accepted.
+struct IkeUsage;
+
+const EKU_IPSEC_IKE: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x11];
+const EKU_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
+const EKU_CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
+const EKU_ANY: &[u8] = &[0x55, 0x1d, 0x25, 0x00];
+
+impl ExtendedKeyUsageValidator for IkeUsage {
+    fn validate(&self, iter: KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        let mut empty = true;
+        for id in iter {
+            empty = false;
+            let id = id?;
+            let allowed = [EKU_IPSEC_IKE, EKU_ANY, EKU_SERVER_AUTH, EKU_CLIENT_AUTH];
+            if allowed.iter().any(|oid| KeyPurposeId::new(oid) == id) {
+                return Ok(());
+            }
+        }
+        if empty {
+            Ok(())
+        } else {
+            // The *Context variant cannot be built outside webpki.
+            #[allow(deprecated)]
+            Err(webpki::Error::RequiredEkuNotFound)
+        }
+    }
+}
+
+/// The identity a peer claims in its IDi / IDr payload, as far as it can be checked against a
+/// certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerIdentity {
+    /// ID_IPV4_ADDR (1): must be an iPAddress subjectAltName.
+    Ipv4(Ipv4Addr),
+    /// ID_FQDN (2): must be a dNSName subjectAltName.
+    Fqdn(String),
+    /// ID_IPV6_ADDR (5): must be an iPAddress subjectAltName.
+    Ipv6(Ipv6Addr),
+    /// ID_DER_ASN1_DN (9): must equal the certificate's subject (DER comparison).
+    DerAsn1Dn(Vec<u8>),
+}
+
+impl PeerIdentity {
+    /// ID type ID_IPV4_ADDR.
+    pub const ID_IPV4_ADDR: u8 = 1;
+    /// ID type ID_FQDN.
+    pub const ID_FQDN: u8 = 2;
+    /// ID type ID_IPV6_ADDR.
+    pub const ID_IPV6_ADDR: u8 = 5;
+    /// ID type ID_DER_ASN1_DN.
+    pub const ID_DER_ASN1_DN: u8 = 9;
+
+    /// Reads an identity from an ID payload's type and identification data.
+    pub fn from_id(id_type: u8, data: &[u8]) -> Result<Self, CryptoError> {
+        match id_type {
+            Self::ID_IPV4_ADDR => <[u8; 4]>::try_from(data)
+                .map(|a| PeerIdentity::Ipv4(Ipv4Addr::from(a)))
+                .map_err(|_| CryptoError::MalformedId("ID_IPV4_ADDR is not 4 bytes")),
+            Self::ID_IPV6_ADDR => <[u8; 16]>::try_from(data)
+                .map(|a| PeerIdentity::Ipv6(Ipv6Addr::from(a)))
+                .map_err(|_| CryptoError::MalformedId("ID_IPV6_ADDR is not 16 bytes")),
+            Self::ID_FQDN => {
+                if data.is_empty() || !data.is_ascii() {
+                    return Err(CryptoError::MalformedId("ID_FQDN is empty or not ASCII"));
+                }
+                let name = String::from_utf8(data.to_vec())
+                    .map_err(|_| CryptoError::MalformedId("ID_FQDN is not ASCII"))?;
+                Ok(PeerIdentity::Fqdn(name))
+            }
+            Self::ID_DER_ASN1_DN => {
+                if der_sequence_contents(data).is_none() {
+                    return Err(CryptoError::MalformedId(
+                        "ID_DER_ASN1_DN is not a DER SEQUENCE",
+                    ));
+                }
+                Ok(PeerIdentity::DerAsn1Dn(data.to_vec()))
+            }
+            other => Err(CryptoError::UnsupportedIdType(other)),
+        }
+    }
+
+    /// Reads an identity from an ID payload body (IDx' of RFC 7296 2.15: ID type, 3 reserved
+    /// bytes, identification data).
+    pub fn from_id_body(body: &[u8]) -> Result<Self, CryptoError> {
+        match body {
+            [id_type, _, _, _, data @ ..] => Self::from_id(*id_type, data),
+            _ => Err(CryptoError::MalformedId(
+                "ID payload body shorter than 4 bytes",
+            )),
+        }
+    }
+
+    /// The ID type.
+    pub fn id_type(&self) -> u8 {
+        match self {
+            PeerIdentity::Ipv4(_) => Self::ID_IPV4_ADDR,
+            PeerIdentity::Fqdn(_) => Self::ID_FQDN,
+            PeerIdentity::Ipv6(_) => Self::ID_IPV6_ADDR,
+            PeerIdentity::DerAsn1Dn(_) => Self::ID_DER_ASN1_DN,
+        }
+    }
+
+    /// The identification data.
+    pub fn id_data(&self) -> Vec<u8> {
+        match self {
+            PeerIdentity::Ipv4(a) => a.octets().to_vec(),
+            PeerIdentity::Fqdn(n) => n.as_bytes().to_vec(),
+            PeerIdentity::Ipv6(a) => a.octets().to_vec(),
+            PeerIdentity::DerAsn1Dn(dn) => dn.clone(),
+        }
+    }
+
+    /// The ID payload body (IDx'): type, three zero bytes, data. Our own IDx' for AUTH.
+    pub fn to_id_body(&self) -> Vec<u8> {
+        let mut body = vec![self.id_type(), 0, 0, 0];
+        body.extend_from_slice(&self.id_data());
+        body
+    }
+}
+
+impl fmt::Display for PeerIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerIdentity::Ipv4(a) => write!(f, "{a}"),
+            PeerIdentity::Fqdn(n) => write!(f, "{n}"),
+            PeerIdentity::Ipv6(a) => write!(f, "{a}"),
+            PeerIdentity::DerAsn1Dn(dn) => {
+                f.write_str("DN ")?;
+                for b in dn {
+                    write!(f, "{b:02x}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The contents of a DER SEQUENCE that spans all of `der`, or `None`.
+fn der_sequence_contents(der: &[u8]) -> Option<&[u8]> {
+    let (&tag, rest) = der.split_first()?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let (len_bytes, rest) = rest.split_at(n);
+        let len = len_bytes
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, rest)
+    };
+    (rest.len() == len).then_some(rest)
+}
+
+/// A peer certificate that passed [`CertificateVerifier::verify`].
+#[derive(Debug, Clone)]
+pub struct VerifiedPeer {
+    der: Vec<u8>,
+    public_key: PeerPublicKey,
+}
+
+impl VerifiedPeer {
+    /// The key to check the peer's AUTH payload with.
+    pub fn public_key(&self) -> &PeerPublicKey {
+        &self.public_key
+    }
+
+    /// The end-entity certificate's DER, to read further extensions (e.g. RFC 3779 prefixes).
+    pub fn certificate_der(&self) -> &[u8] {
+        &self.der
+    }
+}
+
+/// Verifies peer certificates against the configured CA certificates and CRLs.
+pub struct CertificateVerifier {
+    anchors: Vec<TrustAnchor<'static>>,
+    crls: Vec<CertRevocationList<'static>>,
+}
+
+impl fmt::Debug for CertificateVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertificateVerifier")
+            .field("anchors", &self.anchors.len())
+            .field("crls", &self.crls.len())
+            .finish()
+    }
+}
+
+impl CertificateVerifier {
+    /// Trusts the given CA certificates (DER).
+    pub fn from_ca_der(ca_certs: &[&[u8]]) -> Result<Self, CryptoError> {
+        if ca_certs.is_empty() {
+            return Err(CryptoError::Credentials(
+                "no CA certificate configured".into(),
+            ));
+        }
+        let anchors = ca_certs
+            .iter()
+            .map(|der| {
+                webpki::anchor_from_trusted_cert(&CertificateDer::from(*der))
+                    .map(|a| a.to_owned())
+                    .map_err(|e| CryptoError::Credentials(format!("bad CA certificate: {e:?}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(CertificateVerifier {
+            anchors,
+            crls: Vec::new(),
+        })
+    }
+
+    /// Trusts every certificate in a PEM file.
+    pub fn from_ca_pem(pem: &[u8]) -> Result<Self, CryptoError> {
+        let certs = certificates_from_pem(pem)?;
+        let refs: Vec<&[u8]> = certs.iter().map(Vec::as_slice).collect();
+        Self::from_ca_der(&refs)
+    }
+
+    /// Adds CRLs (one DER CRL, or PEM with any number). Once any CRL is configured, an
+    /// end-entity certificate is accepted only if a CRL from its issuer is present and does
+    /// not list it.
+    pub fn add_crls(&mut self, der_or_pem: &[u8]) -> Result<(), CryptoError> {
+        for der in crls_from_pem_or_der(der_or_pem)? {
+            let crl = OwnedCertRevocationList::from_der(&der)
+                .map_err(|e| CryptoError::Credentials(format!("bad CRL: {e:?}")))?;
+            self.crls.push(crl.into());
+        }
+        Ok(())
+    }
+
+    /// Checks the peer's end-entity certificate (CERT payload data, DER) with any intermediate
+    /// certificates it sent, against the CA at time `now`, the CRLs, and the identity from its
+    /// ID payload. Returns the certificate's public key for the AUTH check.
+    pub fn verify(
+        &self,
+        end_entity: &[u8],
+        intermediates: &[&[u8]],
+        identity: &PeerIdentity,
+        now: SystemTime,
+    ) -> Result<VerifiedPeer, CertError> {
+        let ee_der = CertificateDer::from(end_entity);
+        let ee = EndEntityCert::try_from(&ee_der).map_err(map_webpki)?;
+        let intermediates: Vec<CertificateDer<'_>> = intermediates
+            .iter()
+            .map(|der| CertificateDer::from(*der))
+            .collect();
+        // A clock before 1970 is a broken clock; 0 makes every certificate "not yet valid".
+        let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let time = UnixTime::since_unix_epoch(since_epoch);
+        let crl_refs: Vec<&CertRevocationList<'_>> = self.crls.iter().collect();
+        let revocation = RevocationOptionsBuilder::new(&crl_refs).ok().map(|b| {
+            b.with_depth(RevocationCheckDepth::EndEntity)
+                .with_status_policy(UnknownStatusPolicy::Deny)
+                .with_expiration_policy(ExpirationPolicy::Ignore)
+                .build()
+        });
+        ee.verify_for_usage(
+            CERT_SIGNATURE_ALGS,
+            &self.anchors,
+            &intermediates,
+            time,
+            IkeUsage,
+            revocation,
+            None,
+        )
+        .map_err(map_webpki)?;
+        check_identity(&ee, identity)?;
+        let public_key = PeerPublicKey::from_spki_der(ee.subject_public_key_info().as_ref())
+            .ok_or(CertError::UnsupportedKey)?;
+        Ok(VerifiedPeer {
+            der: end_entity.to_vec(),
+            public_key,
+        })
+    }
+}
+
+fn check_identity(ee: &EndEntityCert<'_>, identity: &PeerIdentity) -> Result<(), CertError> {
+    let mismatch = || CertError::IdentityMismatch(identity.to_string());
+    match identity {
+        PeerIdentity::Fqdn(name) => {
+            let server_name = ServerName::try_from(name.as_str()).map_err(|_| mismatch())?;
+            ee.verify_is_valid_for_subject_name(&server_name)
+                .map_err(|_| mismatch())
+        }
+        PeerIdentity::Ipv4(a) => ee
+            .verify_is_valid_for_subject_name(&ServerName::IpAddress(IpAddr::V4(*a).into()))
+            .map_err(|_| mismatch()),
+        PeerIdentity::Ipv6(a) => ee
+            .verify_is_valid_for_subject_name(&ServerName::IpAddress(IpAddr::V6(*a).into()))
+            .map_err(|_| mismatch()),
+        PeerIdentity::DerAsn1Dn(dn) => {
+            // webpki gives the subject without its outer SEQUENCE header.
+            match der_sequence_contents(dn) {
+                Some(contents) if contents == ee.subject() => Ok(()),
+                _ => Err(mismatch()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formats_known_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_798_107_454), "2026-12-24 10:17:34 UTC");
+    }
+
+    #[test]
+    fn id_bodies_round_trip() {
+        let ids = [
+            PeerIdentity::Ipv4(Ipv4Addr::new(192, 0, 2, 1)),
+            PeerIdentity::Fqdn("vps.example".into()),
+            PeerIdentity::Ipv6("2001:db8::1".parse().unwrap()),
+            PeerIdentity::DerAsn1Dn(vec![0x30, 0x03, 0x31, 0x01, 0x00]),
+        ];
+        for id in ids {
+            assert_eq!(PeerIdentity::from_id_body(&id.to_id_body()).unwrap(), id);
+        }
+        assert!(matches!(
+            PeerIdentity::from_id_body(&[1, 0, 0, 0, 192, 0, 2]),
+            Err(CryptoError::MalformedId(_))
+        ));
+        assert!(matches!(
+            PeerIdentity::from_id_body(&[3, 0, 0, 0, b'a']),
+            Err(CryptoError::UnsupportedIdType(3))
+        ));
+        assert!(matches!(
+            PeerIdentity::from_id_body(&[9, 0, 0, 0, 0x30, 0x05, 0x00]),
+            Err(CryptoError::MalformedId(_))
+        ));
+        assert!(PeerIdentity::from_id_body(&[2, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn der_sequence_long_form_length() {
+        let mut der = vec![0x30, 0x81, 0x80];
+        der.extend(std::iter::repeat_n(0u8, 0x80));
+        assert_eq!(der_sequence_contents(&der).map(<[u8]>::len), Some(0x80));
+        der.push(0);
+        assert_eq!(der_sequence_contents(&der), None);
+    }
+}
