@@ -1,19 +1,134 @@
 //! `hometun forwarder`: the data plane as its own process.
 
+use std::os::fd::FromRawFd;
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+
+use anyhow::Context;
+use hometun_control::{Request, Response};
+
+use crate::aead::AeadBackend;
+use crate::control::ControlHandler;
+use crate::dataplane::{DataplaneOptions, LinuxPlatform};
+use crate::server::{ControlClient, Server, SocketFile, StopReason, bind_control_socket};
+use crate::static_config::StaticConfig;
 
 /// Arguments of `hometun forwarder`.
 #[derive(Debug, clap::Args)]
 pub struct ForwarderArgs {
     /// Unix socket to listen on for the SA channel (the IKE daemon, `hometun status`).
-    #[arg(long, value_name = "PATH")]
-    pub control: PathBuf,
+    #[arg(long, value_name = "PATH", required_unless_present = "control_fd")]
+    pub control: Option<PathBuf>,
+    /// An already connected SA-channel socket inherited from a parent daemon (e.g. one end of a
+    /// socketpair); the forwarder stops when the other end closes.
+    #[arg(long, value_name = "N")]
+    pub control_fd: Option<i32>,
     /// Load static SAs and the interface from this TOML file (manual keying).
     #[arg(long = "static", value_name = "FILE")]
     pub static_sas: Option<PathBuf>,
+    /// Do not run a forwarder: ask the one at --control for its counters, print them as JSON.
+    #[arg(long, requires = "control")]
+    pub counters: bool,
+    /// Do not run a forwarder: ask the one at --control to shut down.
+    #[arg(long, requires = "control", conflicts_with = "counters")]
+    pub stop: bool,
+    /// AES-GCM implementation for ESP.
+    #[arg(long, value_enum, default_value_t = AeadChoice::Ring)]
+    pub aead: AeadChoice,
+    /// Do not use TSO/GRO offload on the TUN device.
+    #[arg(long)]
+    pub no_offload: bool,
+}
+
+/// `--aead` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AeadChoice {
+    /// ring's assembly AES-GCM (fastest here).
+    Ring,
+    /// RustCrypto's aes-gcm.
+    Rustcrypto,
 }
 
 /// Runs the forwarder until it is told to stop.
-pub fn run(_args: ForwarderArgs) -> anyhow::Result<()> {
-    anyhow::bail!("hometun forwarder: not built yet")
+pub fn run(args: ForwarderArgs) -> anyhow::Result<()> {
+    if args.counters || args.stop {
+        let path = args
+            .control
+            .as_deref()
+            .context("--control PATH is needed")?;
+        return ask(
+            path,
+            if args.stop {
+                Request::Shutdown
+            } else {
+                Request::GetCounters
+            },
+        );
+    }
+    // Block the stop signals before any thread starts, so only the signal thread sees them.
+    let signals = crate::signals::StopSignals::block().context("blocking SIGTERM/SIGINT")?;
+    let backend = match args.aead {
+        AeadChoice::Ring => AeadBackend::Ring,
+        AeadChoice::Rustcrypto => AeadBackend::RustCrypto,
+    };
+    let (events_tx, events_rx) = crossbeam_channel::unbounded();
+    let platform = LinuxPlatform::new(
+        events_tx.clone(),
+        DataplaneOptions {
+            offload: !args.no_offload,
+        },
+    );
+    let handler = ControlHandler::with_events(platform, backend, events_tx);
+    let server = Server::new(handler, events_rx);
+    signals.forward_to(server.stopper());
+
+    if let Some(file) = &args.static_sas {
+        let config = StaticConfig::load(file)?;
+        let mut handler = server.handler().lock().unwrap_or_else(|e| e.into_inner());
+        for request in config.requests() {
+            if let Err(error) = handler.handle(request) {
+                handler.shutdown();
+                anyhow::bail!("{}: {error}", file.display());
+            }
+        }
+        tracing::info!(
+            "forwarder: {} static SA pair(s) from {}",
+            config.sas.len(),
+            file.display()
+        );
+    }
+    let _socket_file = match &args.control {
+        Some(path) => {
+            let listener = bind_control_socket(path)
+                .with_context(|| format!("control socket {}", path.display()))?;
+            server.listen(listener);
+            Some(SocketFile(path.clone()))
+        }
+        None => None,
+    };
+    if let Some(fd) = args.control_fd {
+        // SAFETY: the parent handed this descriptor to us for exactly this purpose; nothing
+        // else in this process owns it.
+        let stream = unsafe { UnixStream::from_raw_fd(fd) };
+        server.adopt(stream);
+    }
+    let reason = server.wait();
+    tracing::info!("forwarder: stopped ({reason:?})");
+    if reason == StopReason::Requested || reason == StopReason::Signal {
+        Ok(())
+    } else {
+        // The controlling daemon went away: nothing to do without it, and nothing failed.
+        Ok(())
+    }
+}
+
+fn ask(path: &std::path::Path, request: Request) -> anyhow::Result<()> {
+    let mut client = ControlClient::connect(path)
+        .with_context(|| format!("connecting to {}", path.display()))?;
+    let (result, _events) = client.request(request)?;
+    match result? {
+        Response::Counters(report) => println!("{}", serde_json::to_string_pretty(&report)?),
+        Response::Ok => {}
+    }
+    Ok(())
 }

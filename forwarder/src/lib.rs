@@ -3,5 +3,16 @@
 
 pub mod aead;
 pub mod cli;
+pub mod control;
+pub mod counters;
+pub mod dataplane;
+mod esp_shim;
+pub mod lifetime;
+pub mod netlink;
 pub mod replay;
 pub mod wire;
+pub mod sad;
+pub mod server;
+pub mod signals;
+pub mod sockets;
+pub mod static_config;

@@ -1,0 +1,572 @@
+//! The forwarder's side of the SA channel, independent of any transport: a [`ControlHandler`]
+//! turns each [`Request`] into a [`Response`] or a [`ControlError`] and changes nothing on error.
+//! Events leave through the channel given at construction.
+//!
+//! What touches the system (TUN device, routes, sockets) sits behind [`Platform`], so tests drive
+//! the handler in-process with a [`RecordingPlatform`] and the forwarder process uses the Linux
+//! data plane ([`crate::dataplane::LinuxPlatform`]).
+
+use std::collections::BTreeSet;
+use std::net::SocketAddrV4;
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
+use hometun_control::{
+    ChildSa, ControlError, Encapsulation, Endpoint, Event, InterfaceConfig, Request, Response,
+};
+use ipnet::Ipv6Net;
+
+use crate::aead::AeadBackend;
+use crate::sad::Sad;
+
+/// Largest MTU of the TUN device: the inner packet plus outer headers must fit a 64 KiB datagram.
+pub const MAX_MTU: u32 = 65_000;
+
+/// What the handler needs from the system. Errors are one-line messages for the controller.
+pub trait Platform: Send {
+    /// Creates the TUN device and the outer sockets, and starts the data threads on `sad`.
+    fn configure(&mut self, config: &InterfaceConfig, sad: &Arc<Sad>) -> Result<(), String>;
+    /// Routes `net` into the TUN device.
+    fn add_route(&mut self, net: Ipv6Net) -> Result<(), String>;
+    /// Removes the route for `net`.
+    fn remove_route(&mut self, net: Ipv6Net) -> Result<(), String>;
+    /// Sends an IKE message from the UDP socket, with the non-ESP marker.
+    fn send_ike(
+        &mut self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        data: &[u8],
+    ) -> Result<(), String>;
+    /// Removes the TUN device (and with it its routes) and closes the sockets.
+    fn shutdown(&mut self);
+}
+
+/// A platform that touches nothing and records what it was asked, for in-process tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RecordingPlatform {
+    /// The interface it was configured with.
+    pub configured: Option<InterfaceConfig>,
+    /// Routes currently "installed".
+    pub routes: BTreeSet<Ipv6Net>,
+    /// IKE messages "sent".
+    pub ike_sent: Vec<(SocketAddrV4, SocketAddrV4, Vec<u8>)>,
+    /// Whether shutdown was called.
+    pub shut_down: bool,
+    /// Refuse route additions for this prefix (to test that a failure changes nothing).
+    pub fail_route: Option<Ipv6Net>,
+}
+
+impl Platform for RecordingPlatform {
+    fn configure(&mut self, config: &InterfaceConfig, _sad: &Arc<Sad>) -> Result<(), String> {
+        self.configured = Some(config.clone());
+        Ok(())
+    }
+
+    fn add_route(&mut self, net: Ipv6Net) -> Result<(), String> {
+        if self.fail_route == Some(net) {
+            return Err(format!("route {net}: refused by the test"));
+        }
+        self.routes.insert(net);
+        Ok(())
+    }
+
+    fn remove_route(&mut self, net: Ipv6Net) -> Result<(), String> {
+        self.routes.remove(&net);
+        Ok(())
+    }
+
+    fn send_ike(
+        &mut self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        data: &[u8],
+    ) -> Result<(), String> {
+        self.ike_sent.push((local, remote, data.to_vec()));
+        Ok(())
+    }
+
+    fn shutdown(&mut self) {
+        self.routes.clear();
+        self.shut_down = true;
+    }
+}
+
+/// Turns requests into responses; owns the SAD and the platform.
+pub struct ControlHandler<P: Platform> {
+    sad: Arc<Sad>,
+    platform: P,
+    interface: Option<InterfaceConfig>,
+    routes: BTreeSet<Ipv6Net>,
+    shut_down: bool,
+}
+
+impl<P: Platform> ControlHandler<P> {
+    /// A handler with an empty SAD; the events (limits, IKE received, ...) come out of the
+    /// returned receiver. `events` is the sender the data threads use as well.
+    pub fn new(platform: P, backend: AeadBackend) -> (Self, Receiver<Event>) {
+        let (events, receiver) = unbounded();
+        (Self::with_events(platform, backend, events), receiver)
+    }
+
+    /// A handler whose events go into an existing channel.
+    pub fn with_events(platform: P, backend: AeadBackend, events: Sender<Event>) -> Self {
+        ControlHandler {
+            sad: Arc::new(Sad::new(events, backend)),
+            platform,
+            interface: None,
+            routes: BTreeSet::new(),
+            shut_down: false,
+        }
+    }
+
+    /// The SA database (the data threads hold it too).
+    pub fn sad(&self) -> &Arc<Sad> {
+        &self.sad
+    }
+
+    /// The platform (tests look at what was recorded).
+    pub fn platform(&self) -> &P {
+        &self.platform
+    }
+
+    /// The interface, once configured.
+    pub fn interface(&self) -> Option<&InterfaceConfig> {
+        self.interface.as_ref()
+    }
+
+    /// True after [`Request::Shutdown`]: the caller should exit.
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down
+    }
+
+    /// Handles one request. On error nothing changed.
+    pub fn handle(&mut self, request: Request) -> Result<Response, ControlError> {
+        if self.shut_down {
+            return Err(ControlError("the forwarder is shutting down".into()));
+        }
+        match request {
+            Request::Configure(config) => self.configure(config),
+            Request::Install(sa) => self.install(&sa),
+            Request::Delete { spi_in } => {
+                self.sad.delete(spi_in)?;
+                self.sync_routes()?;
+                Ok(Response::Ok)
+            }
+            Request::UpdateEndpoint { peer, endpoint } => {
+                self.check_endpoint(&endpoint)?;
+                self.sad.update_endpoint(peer, endpoint)?;
+                Ok(Response::Ok)
+            }
+            Request::GetCounters => Ok(Response::Counters(self.sad.counters())),
+            Request::SendIke {
+                local,
+                remote,
+                data,
+            } => {
+                let interface = self.configured()?;
+                if interface.udp_port == 0 || local.port() != interface.udp_port {
+                    return Err(ControlError(format!(
+                        "SendIke from port {}: the forwarder's UDP port is {}",
+                        local.port(),
+                        interface.udp_port
+                    )));
+                }
+                if data.is_empty() {
+                    return Err(ControlError("SendIke with an empty message".into()));
+                }
+                self.platform
+                    .send_ike(local, remote, &data)
+                    .map_err(ControlError)?;
+                Ok(Response::Ok)
+            }
+            Request::Shutdown => {
+                self.shutdown();
+                Ok(Response::Ok)
+            }
+        }
+    }
+
+    /// Removes the routes and the device (also on SIGTERM). Idempotent.
+    pub fn shutdown(&mut self) {
+        if self.shut_down {
+            return;
+        }
+        for net in std::mem::take(&mut self.routes) {
+            if let Err(error) = self.platform.remove_route(net) {
+                tracing::warn!("removing route {net}: {error}");
+            }
+        }
+        self.platform.shutdown();
+        self.shut_down = true;
+    }
+
+    fn configured(&self) -> Result<&InterfaceConfig, ControlError> {
+        self.interface
+            .as_ref()
+            .ok_or_else(|| ControlError("not configured yet: send Configure first".into()))
+    }
+
+    fn configure(&mut self, config: InterfaceConfig) -> Result<Response, ControlError> {
+        if self.interface.is_some() {
+            return Err(ControlError("already configured".into()));
+        }
+        validate_interface(&config)?;
+        self.platform
+            .configure(&config, &self.sad)
+            .map_err(ControlError)?;
+        self.interface = Some(config);
+        Ok(Response::Ok)
+    }
+
+    fn check_endpoint(&self, endpoint: &Endpoint) -> Result<(), ControlError> {
+        let interface = self.configured()?;
+        match endpoint.encap {
+            Encapsulation::Raw if !interface.raw_esp => Err(ControlError(
+                "raw ESP endpoint, but the interface has raw_esp = false".into(),
+            )),
+            Encapsulation::Udp { local_port, .. } if local_port != interface.udp_port => {
+                Err(ControlError(format!(
+                    "UDP endpoint with local port {local_port}, but the forwarder's UDP port is {}",
+                    interface.udp_port
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn install(&mut self, sa: &ChildSa) -> Result<Response, ControlError> {
+        self.check_endpoint(&sa.endpoint)?;
+        self.sad.install(sa)?;
+        if let Err(error) = self.sync_routes() {
+            // Undo, so a refused install changes nothing.
+            let _ = self.sad.delete(sa.spi_in);
+            let _ = self.sync_routes();
+            return Err(error);
+        }
+        Ok(Response::Ok)
+    }
+
+    /// Makes the routes match the SAD's prefixes (when the interface manages routes).
+    fn sync_routes(&mut self) -> Result<(), ControlError> {
+        let manage = self.interface.as_ref().is_some_and(|i| i.manage_routes);
+        if !manage {
+            return Ok(());
+        }
+        let wanted = self.sad.routed_prefixes();
+        for net in self.routes.difference(&wanted).copied().collect::<Vec<_>>() {
+            if let Err(error) = self.platform.remove_route(net) {
+                tracing::warn!("removing route {net}: {error}");
+            }
+            self.routes.remove(&net);
+        }
+        for net in wanted.difference(&self.routes).copied().collect::<Vec<_>>() {
+            self.platform
+                .add_route(net)
+                .map_err(|e| ControlError(format!("route {net}: {e}")))?;
+            self.routes.insert(net);
+        }
+        Ok(())
+    }
+}
+
+/// Checks an interface configuration on its own.
+pub fn validate_interface(config: &InterfaceConfig) -> Result<(), ControlError> {
+    if config.tun_name.is_empty() || config.tun_name.len() > 15 {
+        return Err(ControlError(format!(
+            "tun_name {:?} must be 1 to 15 bytes long",
+            config.tun_name
+        )));
+    }
+    if !(1280..=MAX_MTU).contains(&config.mtu) {
+        return Err(ControlError(format!(
+            "mtu {} out of range: IPv6 needs at least 1280, at most {MAX_MTU}",
+            config.mtu
+        )));
+    }
+    if !config.raw_esp && config.udp_port == 0 {
+        return Err(ControlError(
+            "neither raw_esp nor a udp_port: the forwarder could not carry anything".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use hometun_control::{AeadAlg, AeadKey, Limits, PeerId, Spi};
+
+    use super::*;
+
+    fn interface() -> InterfaceConfig {
+        InterfaceConfig {
+            tun_name: "hometun0".into(),
+            mtu: 1400,
+            addresses: vec!["fe80::1/64".parse().unwrap()],
+            bind_ipv4: None,
+            udp_port: 4500,
+            raw_esp: true,
+            manage_routes: true,
+            route_metric: 1024,
+        }
+    }
+
+    fn sa(peer: u64, spi_in: u32, remote: &str) -> ChildSa {
+        ChildSa {
+            peer: PeerId(peer),
+            spi_in: Spi(spi_in),
+            key_in: AeadKey::from_keymat(AeadAlg::AesGcm128, &[1; 20]).unwrap(),
+            spi_out: Spi(spi_in + 0x1000),
+            key_out: AeadKey::from_keymat(AeadAlg::AesGcm128, &[2; 20]).unwrap(),
+            local_ts: vec!["::/0".parse().unwrap()],
+            remote_ts: vec![remote.parse().unwrap()],
+            endpoint: Endpoint {
+                local: Ipv4Addr::new(192, 0, 2, 1),
+                remote: Ipv4Addr::new(192, 0, 2, 2),
+                encap: Encapsulation::Raw,
+            },
+            limits: Limits::default(),
+            esn: false,
+            replay_window: 1024,
+            nat_keepalive_seconds: None,
+        }
+    }
+
+    fn handler() -> ControlHandler<RecordingPlatform> {
+        let (mut handler, _events) =
+            ControlHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
+        handler.handle(Request::Configure(interface())).unwrap();
+        handler
+    }
+
+    fn counters(handler: &mut ControlHandler<RecordingPlatform>) -> hometun_control::CounterReport {
+        match handler.handle(Request::GetCounters).unwrap() {
+            Response::Counters(report) => report,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn install_adds_route_and_delete_removes_it() {
+        let mut handler = handler();
+        handler
+            .handle(Request::Install(sa(1, 0x100, "2001:db8:1::/64")))
+            .unwrap();
+        assert_eq!(
+            handler.platform().routes,
+            BTreeSet::from(["2001:db8:1::/64".parse().unwrap()])
+        );
+        assert_eq!(counters(&mut handler).sas.len(), 1);
+        handler
+            .handle(Request::Delete { spi_in: Spi(0x100) })
+            .unwrap();
+        assert!(handler.platform().routes.is_empty());
+        assert!(counters(&mut handler).sas.is_empty());
+    }
+
+    #[test]
+    fn rekeyed_pair_shares_the_route_until_both_are_gone() {
+        let mut handler = handler();
+        handler
+            .handle(Request::Install(sa(1, 0x100, "2001:db8:1::/64")))
+            .unwrap();
+        handler
+            .handle(Request::Install(sa(1, 0x200, "2001:db8:1::/64")))
+            .unwrap();
+        handler
+            .handle(Request::Delete { spi_in: Spi(0x100) })
+            .unwrap();
+        assert_eq!(handler.platform().routes.len(), 1);
+        handler
+            .handle(Request::Delete { spi_in: Spi(0x200) })
+            .unwrap();
+        assert!(handler.platform().routes.is_empty());
+    }
+
+    fn refused(handler: &mut ControlHandler<RecordingPlatform>, request: Request) -> String {
+        let before = counters(handler);
+        let routes = handler.platform().routes.clone();
+        let error = handler.handle(request).unwrap_err().0;
+        assert_eq!(
+            counters(handler),
+            before,
+            "a refused request changed the SAD"
+        );
+        assert_eq!(
+            handler.platform().routes,
+            routes,
+            "a refused request changed routes"
+        );
+        error
+    }
+
+    #[test]
+    fn bad_requests_are_refused_with_a_reason_and_change_nothing() {
+        let mut handler = handler();
+        handler
+            .handle(Request::Install(sa(1, 0x100, "2001:db8:1::/64")))
+            .unwrap();
+
+        let mut zero = sa(2, 0, "2001:db8:2::/64");
+        zero.spi_in = Spi(0);
+        assert!(refused(&mut handler, Request::Install(zero)).contains("spi_in must not be 0"));
+
+        let duplicate = sa(2, 0x100, "2001:db8:2::/64");
+        assert!(refused(&mut handler, Request::Install(duplicate)).contains("already installed"));
+
+        let overlapping = sa(2, 0x300, "2001:db8:1::/48");
+        let error = refused(&mut handler, Request::Install(overlapping));
+        assert!(
+            error.contains("overlaps 2001:db8:1::/64 of peer1"),
+            "{error}"
+        );
+
+        // A short key cannot be made through from_keymat: decode one as a hostile controller
+        // could send it (postcard: algorithm variant, key length, key bytes, 4-byte salt).
+        let mut short = sa(2, 0x400, "2001:db8:2::/64");
+        let mut forged = vec![0u8, 10];
+        forged.extend([7u8; 10]);
+        forged.extend([1u8; 4]);
+        let key: AeadKey = hometun_control::decode_frame(&forged).unwrap();
+        short.key_in = key;
+        let error = refused(&mut handler, Request::Install(short));
+        assert!(
+            error.contains("key_in: aes128gcm16 needs 20 bytes"),
+            "{error}"
+        );
+
+        let mut udp = sa(2, 0x500, "2001:db8:2::/64");
+        udp.endpoint.encap = Encapsulation::Udp {
+            local_port: 4501,
+            remote_port: 4500,
+        };
+        assert!(refused(&mut handler, Request::Install(udp)).contains("UDP port is 4500"));
+
+        assert!(
+            refused(&mut handler, Request::Delete { spi_in: Spi(0x999) })
+                .contains("no SA with inbound SPI")
+        );
+        assert!(
+            refused(&mut handler, Request::Configure(interface())).contains("already configured")
+        );
+    }
+
+    #[test]
+    fn failed_route_rolls_the_install_back() {
+        let (mut handler, _events) = ControlHandler::new(
+            RecordingPlatform {
+                fail_route: Some("2001:db8:9::/64".parse().unwrap()),
+                ..RecordingPlatform::default()
+            },
+            AeadBackend::Ring,
+        );
+        handler.handle(Request::Configure(interface())).unwrap();
+        let error = handler
+            .handle(Request::Install(sa(1, 0x100, "2001:db8:9::/64")))
+            .unwrap_err();
+        assert!(error.0.contains("refused by the test"));
+        assert!(counters(&mut handler).sas.is_empty());
+        // The SPI is free again.
+        handler
+            .handle(Request::Install(sa(1, 0x100, "2001:db8:1::/64")))
+            .unwrap();
+    }
+
+    #[test]
+    fn requests_before_configure_are_refused() {
+        let (mut handler, _events) =
+            ControlHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
+        let error = handler
+            .handle(Request::Install(sa(1, 0x100, "2001:db8:1::/64")))
+            .unwrap_err();
+        assert!(error.0.contains("send Configure first"));
+        let mut bad = interface();
+        bad.mtu = 1000;
+        assert!(
+            handler
+                .handle(Request::Configure(bad))
+                .unwrap_err()
+                .0
+                .contains("mtu 1000")
+        );
+    }
+
+    #[test]
+    fn send_ike_goes_through_the_platform_from_the_udp_port() {
+        let mut handler = handler();
+        let local: SocketAddrV4 = "192.0.2.1:4500".parse().unwrap();
+        let remote: SocketAddrV4 = "192.0.2.2:4500".parse().unwrap();
+        handler
+            .handle(Request::SendIke {
+                local,
+                remote,
+                data: vec![1, 2, 3],
+            })
+            .unwrap();
+        assert_eq!(
+            handler.platform().ike_sent,
+            vec![(local, remote, vec![1, 2, 3])]
+        );
+        let wrong: SocketAddrV4 = "192.0.2.1:500".parse().unwrap();
+        assert!(
+            handler
+                .handle(Request::SendIke {
+                    local: wrong,
+                    remote,
+                    data: vec![1],
+                })
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn shutdown_removes_routes_and_refuses_more() {
+        let mut handler = handler();
+        handler
+            .handle(Request::Install(sa(1, 0x100, "2001:db8:1::/64")))
+            .unwrap();
+        assert_eq!(handler.handle(Request::Shutdown).unwrap(), Response::Ok);
+        assert!(handler.is_shut_down());
+        assert!(handler.platform().shut_down);
+        assert!(handler.platform().routes.is_empty());
+        assert!(handler.handle(Request::GetCounters).is_err());
+    }
+
+    #[test]
+    fn update_endpoint_moves_the_peer() {
+        let mut handler = handler();
+        handler
+            .handle(Request::Install(sa(1, 0x100, "2001:db8:1::/64")))
+            .unwrap();
+        let moved = Endpoint {
+            local: Ipv4Addr::new(192, 0, 2, 1),
+            remote: Ipv4Addr::new(198, 51, 100, 7),
+            encap: Encapsulation::Udp {
+                local_port: 4500,
+                remote_port: 40000,
+            },
+        };
+        handler
+            .handle(Request::UpdateEndpoint {
+                peer: PeerId(1),
+                endpoint: moved,
+            })
+            .unwrap();
+        assert_eq!(counters(&mut handler).sas[0].endpoint, moved);
+        let route = handler
+            .sad()
+            .load()
+            .outbound("2001:db8:1::5".parse().unwrap())
+            .map(|o| o.endpoint);
+        assert_eq!(route, Some(moved));
+        assert!(
+            handler
+                .handle(Request::UpdateEndpoint {
+                    peer: PeerId(9),
+                    endpoint: moved,
+                })
+                .is_err()
+        );
+    }
+}

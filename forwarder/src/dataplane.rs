@@ -1,0 +1,640 @@
+//! The Linux data plane: the TUN device, the outer sockets and the threads that move packets
+//! between them through the SAD. One thread reads the TUN device (outbound), one per outer socket
+//! reads ESP (inbound), one ticks the clock and sends NAT keepalives. All I/O is blocking with
+//! short timeouts (so the threads see the stop flag), batched with recvmmsg/sendmmsg, and uses
+//! buffers allocated once per thread.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, UdpSocket};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use hometun_control::{DropReason, Encapsulation, Endpoint, Event, InterfaceConfig, Spi};
+use ipnet::Ipv6Net;
+use tun_rs::{DeviceBuilder, GROTable, SyncDevice, VIRTIO_NET_HDR_LEN};
+
+use crate::control::Platform;
+use crate::netlink;
+use crate::sad::{Sad, Snapshot};
+use crate::sockets::{self, RecvBatch, SendBatch};
+
+/// Packets per batch (recvmmsg, sendmmsg, TUN offload segments).
+const BATCH: usize = 64;
+/// Room for the outer headers and ESP overhead beyond the inner MTU.
+const OUTER_OVERHEAD: usize = 20 + 8 + 8 + 8 + 255 + 16 + 2;
+/// How long blocking reads wait before looking at the stop flag.
+const POLL_MS: i32 = 200;
+/// The non-ESP marker (RFC 3948 2.2): four zero bytes where an SPI would be.
+const NON_ESP_MARKER: [u8; 4] = [0; 4];
+/// A NAT keepalive (RFC 3948 2.3): one 0xFF byte.
+const NAT_KEEPALIVE: u8 = 0xff;
+
+/// Options of the Linux data plane that are not part of the SA channel.
+#[derive(Debug, Clone, Copy)]
+pub struct DataplaneOptions {
+    /// Use the TUN device's virtio-net header with TSO/GRO offload (fewer, larger reads and
+    /// writes).
+    pub offload: bool,
+}
+
+impl Default for DataplaneOptions {
+    fn default() -> Self {
+        DataplaneOptions { offload: true }
+    }
+}
+
+/// The [`Platform`] of the forwarder process.
+pub struct LinuxPlatform {
+    events: Sender<Event>,
+    options: DataplaneOptions,
+    running: Option<Running>,
+}
+
+struct Running {
+    shared: Arc<Shared>,
+    ifindex: u32,
+    metric: u32,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// What the data threads share.
+struct Shared {
+    sad: Arc<Sad>,
+    tun: SyncDevice,
+    udp: Option<UdpSocket>,
+    udp_local: SocketAddrV4,
+    raw: Option<OwnedFd>,
+    mtu: usize,
+    /// Source of ICMPv6 errors the forwarder sends into the TUN device.
+    icmp_source: Ipv6Addr,
+    offload: bool,
+    stop: AtomicBool,
+    events: Sender<Event>,
+}
+
+impl LinuxPlatform {
+    /// A platform that reports IKE messages (and anything else the data threads notice) into
+    /// `events`.
+    pub fn new(events: Sender<Event>, options: DataplaneOptions) -> Self {
+        LinuxPlatform {
+            events,
+            options,
+            running: None,
+        }
+    }
+}
+
+impl Platform for LinuxPlatform {
+    fn configure(&mut self, config: &InterfaceConfig, sad: &Arc<Sad>) -> Result<(), String> {
+        if self.running.is_some() {
+            return Err("already configured".into());
+        }
+        let mtu = u16::try_from(config.mtu).map_err(|_| format!("mtu {} too large", config.mtu))?;
+        let tun = DeviceBuilder::new()
+            .name(&config.tun_name)
+            .mtu(mtu)
+            .offload(self.options.offload)
+            .build_sync()
+            .map_err(|e| format!("creating TUN device {}: {e}", config.tun_name))?;
+        let ifindex = netlink::interface_index(&config.tun_name)
+            .map_err(|e| format!("TUN device {}: {e}", config.tun_name))?;
+        for address in &config.addresses {
+            netlink::add_address(*address, ifindex)
+                .map_err(|e| format!("address {address} on {}: {e}", config.tun_name))?;
+        }
+        tun.enabled(true)
+            .map_err(|e| format!("bringing {} up: {e}", config.tun_name))?;
+        let udp = if config.udp_port != 0 {
+            let socket = sockets::udp_socket(config.bind_ipv4, config.udp_port)
+                .map_err(|e| format!("UDP port {}: {e}", config.udp_port))?;
+            sockets::set_read_timeout(socket.as_raw_fd(), Duration::from_millis(POLL_MS as u64))
+                .map_err(|e| format!("UDP socket: {e}"))?;
+            Some(socket)
+        } else {
+            None
+        };
+        let raw = if config.raw_esp {
+            let socket = sockets::raw_esp_socket(config.bind_ipv4)
+                .map_err(|e| format!("raw ESP socket: {e}"))?;
+            sockets::set_read_timeout(socket.as_raw_fd(), Duration::from_millis(POLL_MS as u64))
+                .map_err(|e| format!("raw ESP socket: {e}"))?;
+            Some(socket)
+        } else {
+            None
+        };
+        let icmp_source = config
+            .addresses
+            .iter()
+            .map(|a| a.addr())
+            .find(|a| !netlink::is_link_local(*a))
+            .or_else(|| config.addresses.first().map(|a| a.addr()))
+            .unwrap_or(Ipv6Addr::UNSPECIFIED);
+        let shared = Arc::new(Shared {
+            sad: sad.clone(),
+            tun,
+            udp,
+            udp_local: SocketAddrV4::new(
+                config.bind_ipv4.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                config.udp_port,
+            ),
+            raw,
+            mtu: config.mtu as usize,
+            icmp_source,
+            offload: self.options.offload,
+            stop: AtomicBool::new(false),
+            events: self.events.clone(),
+        });
+        let mut threads = Vec::new();
+        let spawn = |name: &str, f: fn(Arc<Shared>), shared: &Arc<Shared>| {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(name.to_string())
+                .spawn(move || f(shared))
+                .map_err(|e| format!("starting thread {name}: {e}"))
+        };
+        threads.push(spawn("tun-rx", outbound_loop, &shared)?);
+        if shared.udp.is_some() {
+            threads.push(spawn("udp-rx", udp_inbound_loop, &shared)?);
+        }
+        if shared.raw.is_some() {
+            threads.push(spawn("esp-rx", raw_inbound_loop, &shared)?);
+        }
+        threads.push(spawn("ticker", ticker_loop, &shared)?);
+        self.running = Some(Running {
+            shared,
+            ifindex,
+            metric: config.route_metric,
+            threads,
+        });
+        tracing::info!(
+            "forwarder: {} up (mtu {}, offload {})",
+            config.tun_name,
+            config.mtu,
+            self.options.offload
+        );
+        Ok(())
+    }
+
+    fn add_route(&mut self, net: Ipv6Net) -> Result<(), String> {
+        let running = self.running.as_ref().ok_or("not configured")?;
+        netlink::add_route(net, running.ifindex, running.metric).map_err(|e| e.to_string())
+    }
+
+    fn remove_route(&mut self, net: Ipv6Net) -> Result<(), String> {
+        let running = self.running.as_ref().ok_or("not configured")?;
+        netlink::remove_route(net, running.ifindex, running.metric).map_err(|e| e.to_string())
+    }
+
+    fn send_ike(
+        &mut self,
+        _local: SocketAddrV4,
+        remote: SocketAddrV4,
+        data: &[u8],
+    ) -> Result<(), String> {
+        let running = self.running.as_ref().ok_or("not configured")?;
+        let udp = running.shared.udp.as_ref().ok_or("no UDP socket")?;
+        let mut message = Vec::with_capacity(4 + data.len());
+        message.extend_from_slice(&NON_ESP_MARKER);
+        message.extend_from_slice(data);
+        udp.send_to(&message, remote)
+            .map_err(|e| format!("sending IKE to {remote}: {e}"))?;
+        Ok(())
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.shared.stop.store(true, Ordering::Relaxed);
+            for thread in running.threads {
+                let _ = thread.join();
+            }
+            // Dropping the last reference closes the TUN device (it is not persistent, so the
+            // kernel removes it and its routes) and the sockets.
+            drop(running.shared);
+        }
+    }
+}
+
+impl Drop for LinuxPlatform {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Where an ESP packet for this endpoint goes: which socket and which address.
+fn destination(endpoint: &Endpoint) -> (bool, SocketAddrV4) {
+    match endpoint.encap {
+        Encapsulation::Raw => (false, SocketAddrV4::new(endpoint.remote, 0)),
+        Encapsulation::Udp { remote_port, .. } => {
+            (true, SocketAddrV4::new(endpoint.remote, remote_port))
+        }
+    }
+}
+
+/// TUN -> SAD -> seal -> outer socket.
+fn outbound_loop(shared: Arc<Shared>) {
+    let tun_fd = shared.tun.as_raw_fd();
+    let segment = shared.mtu.max(1500) + 64;
+    let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + 65_535];
+    let mut inner: Vec<Vec<u8>> = vec![vec![0u8; segment]; BATCH];
+    let mut sizes = vec![0usize; BATCH];
+    let mut udp_batch = SendBatch::new(BATCH, segment + OUTER_OVERHEAD);
+    let mut raw_batch = SendBatch::new(BATCH, segment + OUTER_OVERHEAD);
+    let mut icmp = vec![0u8; 1280];
+    let mut gro = GROTable::default();
+    let mut icmp_out: Vec<Vec<u8>> = vec![Vec::with_capacity(1280 + VIRTIO_NET_HDR_LEN)];
+    while !shared.stop.load(Ordering::Relaxed) {
+        if !sockets::wait_readable(tun_fd, POLL_MS) {
+            continue;
+        }
+        let count = match shared
+            .tun
+            .recv_multiple(&mut original, &mut inner, &mut sizes, 0)
+        {
+            Ok(count) => count,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => {
+                tracing::debug!("TUN read: {error}");
+                shared.sad.count_global_drop(DropReason::Malformed);
+                continue;
+            }
+        };
+        let snapshot = shared.sad.load();
+        for i in 0..count {
+            let packet = &inner[i][..sizes[i]];
+            let Some(destination_address) = ipv6_destination(packet) else {
+                shared.sad.count_global_drop(DropReason::Malformed);
+                continue;
+            };
+            let Some(route) = snapshot.outbound(destination_address) else {
+                shared.sad.count_global_drop(DropReason::NoSa);
+                continue;
+            };
+            if packet.len() > shared.mtu {
+                route.pair.count_drop(DropReason::TooBig);
+                if let Some(len) =
+                    packet_too_big(shared.icmp_source, packet, shared.mtu as u32, &mut icmp)
+                {
+                    write_tun(&shared, &icmp[..len], &mut icmp_out, &mut gro);
+                }
+                continue;
+            }
+            let (udp, to) = destination(&route.endpoint);
+            let batch = if udp { &mut udp_batch } else { &mut raw_batch };
+            if let Ok(len) = route.pair.seal(packet, batch.slot()) {
+                batch.commit(len, to);
+            }
+            if batch.is_full() {
+                flush(&shared, batch, udp);
+            }
+        }
+        drop(snapshot);
+        flush(&shared, &mut udp_batch, true);
+        flush(&shared, &mut raw_batch, false);
+    }
+}
+
+fn flush(shared: &Shared, batch: &mut SendBatch, udp: bool) {
+    let fd = if udp {
+        shared.udp.as_ref().map(|s| s.as_raw_fd())
+    } else {
+        shared.raw.as_ref().map(|s| s.as_raw_fd())
+    };
+    match fd {
+        Some(fd) => {
+            let failed = batch.flush(fd);
+            if failed > 0 {
+                tracing::debug!("{failed} ESP packets not sent");
+            }
+        }
+        None => {
+            // An SA whose encapsulation has no socket (refused at install; kept for safety).
+            let _ = batch.flush(-1);
+        }
+    }
+}
+
+/// Writes one packet into the TUN device (with an empty virtio header when offload is on).
+fn write_tun(shared: &Shared, packet: &[u8], scratch: &mut [Vec<u8>], gro: &mut GROTable) {
+    if shared.offload {
+        let buffer = &mut scratch[0];
+        buffer.clear();
+        buffer.resize(VIRTIO_NET_HDR_LEN, 0);
+        buffer.extend_from_slice(packet);
+        if let Err(error) = shared
+            .tun
+            .send_multiple(gro, &mut scratch[..1], VIRTIO_NET_HDR_LEN)
+        {
+            tracing::debug!("TUN write: {error}");
+        }
+    } else if let Err(error) = shared.tun.send(packet) {
+        tracing::debug!("TUN write: {error}");
+    }
+}
+
+/// The destination of an IPv6 packet, if it is one.
+fn ipv6_destination(packet: &[u8]) -> Option<Ipv6Addr> {
+    if packet.len() < 40 || packet[0] >> 4 != 6 {
+        return None;
+    }
+    let bytes: [u8; 16] = packet[24..40].try_into().ok()?;
+    Some(Ipv6Addr::from(bytes))
+}
+
+/// Builds an ICMPv6 Packet Too Big (RFC 4443 3.2) for `original` into `out`, quoting as much of
+/// it as fits in 1280 bytes. Returns its length.
+fn packet_too_big(source: Ipv6Addr, original: &[u8], mtu: u32, out: &mut [u8]) -> Option<usize> {
+    let destination: [u8; 16] = original.get(8..24)?.try_into().ok()?;
+    let quoted = original.len().min(1280 - 48);
+    let total = 48 + quoted;
+    let out = out.get_mut(..total)?;
+    let payload_len = (8 + quoted) as u16;
+    out[0] = 0x60;
+    out[1..4].fill(0);
+    out[4..6].copy_from_slice(&payload_len.to_be_bytes());
+    out[6] = 58; // ICMPv6
+    out[7] = 255;
+    out[8..24].copy_from_slice(&source.octets());
+    out[24..40].copy_from_slice(&destination);
+    out[40] = 2; // Packet Too Big
+    out[41] = 0;
+    out[42..44].fill(0);
+    out[44..48].copy_from_slice(&mtu.to_be_bytes());
+    out[48..].copy_from_slice(&original[..quoted]);
+    let checksum = icmpv6_checksum(&out[8..24], &out[24..40], &out[40..]);
+    out[42..44].copy_from_slice(&checksum.to_be_bytes());
+    Some(total)
+}
+
+fn icmpv6_checksum(source: &[u8], destination: &[u8], message: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    let mut add = |bytes: &[u8]| {
+        for chunk in bytes.chunks(2) {
+            let word = if chunk.len() == 2 {
+                u16::from_be_bytes([chunk[0], chunk[1]])
+            } else {
+                u16::from_be_bytes([chunk[0], 0])
+            };
+            sum += u32::from(word);
+        }
+    };
+    add(source);
+    add(destination);
+    add(&(message.len() as u32).to_be_bytes());
+    add(&[0, 0, 0, 58]);
+    add(message);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Delivers decrypted inner packets into the TUN device, coalescing them (GRO) when offload is
+/// on so that one write carries many.
+struct TunWriter {
+    buffers: Vec<Vec<u8>>,
+    count: usize,
+    gro: GROTable,
+}
+
+impl TunWriter {
+    fn new(size: usize) -> Self {
+        TunWriter {
+            buffers: (0..BATCH)
+                .map(|_| Vec::with_capacity(size + VIRTIO_NET_HDR_LEN))
+                .collect(),
+            count: 0,
+            gro: GROTable::default(),
+        }
+    }
+
+    fn push(&mut self, shared: &Shared, packet: &[u8]) {
+        if !shared.offload {
+            if let Err(error) = shared.tun.send(packet) {
+                tracing::debug!("TUN write: {error}");
+            }
+            return;
+        }
+        let buffer = &mut self.buffers[self.count];
+        buffer.clear();
+        buffer.resize(VIRTIO_NET_HDR_LEN, 0);
+        buffer.extend_from_slice(packet);
+        self.count += 1;
+        if self.count == self.buffers.len() {
+            self.flush(shared);
+        }
+    }
+
+    fn flush(&mut self, shared: &Shared) {
+        if self.count == 0 {
+            return;
+        }
+        if let Err(error) = shared.tun.send_multiple(
+            &mut self.gro,
+            &mut self.buffers[..self.count],
+            VIRTIO_NET_HDR_LEN,
+        ) {
+            tracing::debug!("TUN write: {error}");
+        }
+        self.count = 0;
+    }
+}
+
+/// Opens one ESP packet (starting at the SPI) and queues its inner packet for the TUN device.
+fn inbound_esp(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    esp: &mut [u8],
+    now: u64,
+    tun: &mut TunWriter,
+) {
+    let Some(header) = esp.get(..8) else {
+        shared.sad.count_global_drop(DropReason::Malformed);
+        return;
+    };
+    let spi = Spi(u32::from_be_bytes([
+        header[0], header[1], header[2], header[3],
+    ]));
+    let wire_seq = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+    let Some(pair) = snapshot.inbound(spi) else {
+        shared.sad.count_global_drop(DropReason::NoSa);
+        return;
+    };
+    if let Ok(accepted) = pair.open(wire_seq, esp, now)
+        && !accepted.inner.is_empty()
+    {
+        tun.push(shared, &esp[accepted.inner]);
+    }
+}
+
+/// UDP 4500: ESP in UDP, IKE behind the non-ESP marker, NAT keepalives.
+fn udp_inbound_loop(shared: Arc<Shared>) {
+    let Some(fd) = shared.udp.as_ref().map(|s| s.as_raw_fd()) else {
+        return;
+    };
+    let size = shared.mtu + OUTER_OVERHEAD + 64;
+    let mut batch = RecvBatch::new(BATCH, size);
+    let mut tun = TunWriter::new(size);
+    inbound_loop(
+        &shared,
+        fd,
+        &mut batch,
+        &mut tun,
+        |shared, snapshot, data, source, now, tun| {
+            if data.len() == 1 && data[0] == NAT_KEEPALIVE {
+                return;
+            }
+            if data.len() >= 4 && data[..4] == NON_ESP_MARKER {
+                let _ = shared.events.send(Event::IkeReceived {
+                    local: shared.udp_local,
+                    remote: source,
+                    data: data[4..].to_vec(),
+                });
+                return;
+            }
+            inbound_esp(shared, snapshot, data, now, tun);
+        },
+    );
+}
+
+/// IP protocol 50: the IPv4 header comes first.
+fn raw_inbound_loop(shared: Arc<Shared>) {
+    let Some(fd) = shared.raw.as_ref().map(|s| s.as_raw_fd()) else {
+        return;
+    };
+    let size = shared.mtu + OUTER_OVERHEAD + 64 + 60;
+    let mut batch = RecvBatch::new(BATCH, size);
+    let mut tun = TunWriter::new(size);
+    inbound_loop(
+        &shared,
+        fd,
+        &mut batch,
+        &mut tun,
+        |shared, snapshot, data, _source, now, tun| {
+            let header_len = match data.first() {
+                Some(first) if first >> 4 == 4 => usize::from(first & 0x0f) * 4,
+                _ => {
+                    shared.sad.count_global_drop(DropReason::Malformed);
+                    return;
+                }
+            };
+            match data.get_mut(header_len..) {
+                Some(esp) if header_len >= 20 => inbound_esp(shared, snapshot, esp, now, tun),
+                _ => shared.sad.count_global_drop(DropReason::Malformed),
+            }
+        },
+    );
+}
+
+type Handler = fn(&Shared, &Snapshot, &mut [u8], SocketAddrV4, u64, &mut TunWriter);
+
+fn inbound_loop(
+    shared: &Shared,
+    fd: RawFd,
+    batch: &mut RecvBatch,
+    tun: &mut TunWriter,
+    handle: Handler,
+) {
+    while !shared.stop.load(Ordering::Relaxed) {
+        let count = match batch.recv(fd) {
+            Ok(count) => count,
+            Err(error) => {
+                tracing::debug!("outer socket read: {error}");
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        if count == 0 {
+            continue;
+        }
+        let snapshot = shared.sad.load();
+        let now = shared.sad.now();
+        for i in 0..count {
+            let (data, source, truncated) = batch.get_mut(i);
+            if truncated {
+                shared.sad.count_global_drop(DropReason::Malformed);
+                continue;
+            }
+            handle(shared, &snapshot, data, source, now, tun);
+        }
+        tun.flush(shared);
+    }
+}
+
+/// Advances the forwarder's clock once a second (time limits, last-received ages) and sends NAT
+/// keepalives for UDP-encapsulated peers that asked for them.
+fn ticker_loop(shared: Arc<Shared>) {
+    // The I/O driver owns the clock (DESIGN.md style 1): the SAD only sees seconds.
+    #[allow(clippy::disallowed_methods)]
+    let start = std::time::Instant::now();
+    let mut last_keepalive: HashMap<SocketAddrV4, u64> = HashMap::new();
+    while !shared.stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(POLL_MS as u64));
+        let now = start.elapsed().as_secs();
+        if now == shared.sad.now() {
+            continue;
+        }
+        shared.sad.set_now(now);
+        let Some(udp) = shared.udp.as_ref() else {
+            continue;
+        };
+        let snapshot = shared.sad.load();
+        for pair in snapshot.pairs() {
+            let (Some(interval), Some(endpoint)) =
+                (pair.nat_keepalive_seconds(), snapshot.endpoint(pair.peer()))
+            else {
+                continue;
+            };
+            let (true, to) = destination(&endpoint) else {
+                continue;
+            };
+            let last = last_keepalive.entry(to).or_insert(now);
+            if now - *last >= u64::from(interval.max(1)) {
+                *last = now;
+                let _ = udp.send_to(&[NAT_KEEPALIVE], to);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packet_too_big_quotes_the_packet_and_checks_out() {
+        let mut original = vec![0u8; 1500];
+        original[0] = 0x60;
+        original[8..24].copy_from_slice(&"2001:db8:1::2".parse::<Ipv6Addr>().unwrap().octets());
+        let mut out = vec![0u8; 1280];
+        let source: Ipv6Addr = "2001:db8:ffff::1".parse().unwrap();
+        let len = packet_too_big(source, &original, 1400, &mut out).unwrap();
+        assert_eq!(len, 1280, "a PTB never exceeds the IPv6 minimum MTU");
+        assert_eq!(out[40], 2);
+        assert_eq!(u32::from_be_bytes(out[44..48].try_into().unwrap()), 1400);
+        assert_eq!(
+            &out[24..40],
+            &original[8..24],
+            "sent back to the original source"
+        );
+        assert_eq!(&out[48..], &original[..1232]);
+        // The checksum over the pseudo-header and message with the checksum in it is zero.
+        assert_eq!(icmpv6_checksum(&out[8..24], &out[24..40], &out[40..len]), 0);
+    }
+
+    #[test]
+    fn destination_needs_an_ipv6_header() {
+        let mut packet = vec![0u8; 40];
+        packet[0] = 0x60;
+        packet[24] = 0x20;
+        assert_eq!(ipv6_destination(&packet), Some("2000::".parse().unwrap()));
+        packet[0] = 0x45;
+        assert_eq!(ipv6_destination(&packet), None);
+        assert_eq!(ipv6_destination(&packet[..39]), None);
+    }
+}

@@ -1,0 +1,1053 @@
+//! The SA database: inbound SAs by SPI, outbound SAs by inner destination prefix (longest match
+//! over each pair's remote traffic selectors), many peers, one outer endpoint per peer.
+//!
+//! The data threads read a [`Snapshot`] without a lock (an `ArcSwap` that the control path
+//! replaces whole). The state an SA pair changes per packet (sequence number, replay window,
+//! lifetimes, counters) lives in the shared [`SaPair`], so a new snapshot carries it over.
+//!
+//! Make-before-break: when two pairs announce the same prefix, the newest wins for outbound
+//! traffic at once; the older keeps receiving until it is deleted, and takes the outbound traffic
+//! back if the newer one is deleted first.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::Ipv6Addr;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::{ArcSwap, Guard};
+use crossbeam_channel::Sender;
+use hometun_control::{
+    AeadAlg, ChildSa, ControlError, CounterReport, Direction, DropReason, Encapsulation, Endpoint,
+    Event, LimitKind, Limits, PeerId, SaCounters, Spi,
+};
+use ipnet::Ipv6Net;
+
+use crate::aead::AeadBackend;
+use crate::counters::DropCounters;
+use crate::esp_shim::{EspOpener, EspSealer};
+use crate::lifetime::{Charge, Lifetime, TimeCheck};
+use crate::replay::{MAX_WINDOW, ReplayError, ReplayWindow};
+
+/// IPv6 as ESP next header (tunnel mode, RFC 4303 2.6).
+pub const NEXT_HEADER_IPV6: u8 = 41;
+/// "No next header": a dummy packet (RFC 4303 2.6), discarded after it authenticated.
+pub const NEXT_HEADER_NONE: u8 = 59;
+
+/// Per-pair traffic counters (accepted packets; drops are in [`DropCounters`]).
+#[derive(Debug, Default)]
+struct TrafficCounters {
+    rx_packets: AtomicU64,
+    rx_bytes: AtomicU64,
+    tx_packets: AtomicU64,
+    tx_bytes: AtomicU64,
+}
+
+/// One installed CHILD SA pair with the state its packets change.
+pub struct SaPair {
+    peer: PeerId,
+    spi_in: Spi,
+    spi_out: Spi,
+    alg: AeadAlg,
+    local_ts: Vec<Ipv6Net>,
+    remote_ts: Vec<Ipv6Net>,
+    esn: bool,
+    nat_keepalive_seconds: Option<u32>,
+    /// Order of installation: the newest pair wins a prefix.
+    generation: u64,
+    installed_at: u64,
+    sealer: EspSealer,
+    opener: EspOpener,
+    /// The next outbound sequence number (starts at 1, RFC 4303 3.3.3).
+    next_seq: AtomicU64,
+    seq_exhausted_reported: AtomicBool,
+    /// Held from check to insert, so one sequence number can never pass twice.
+    replay: Mutex<ReplayWindow>,
+    inbound: Lifetime,
+    outbound: Lifetime,
+    traffic: TrafficCounters,
+    drops: DropCounters,
+    /// Forwarder clock second of the last accepted inbound packet, plus one (0: never).
+    last_rx: AtomicU64,
+    events: Sender<Event>,
+}
+
+impl std::fmt::Debug for SaPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaPair")
+            .field("peer", &self.peer)
+            .field("spi_in", &self.spi_in)
+            .field("spi_out", &self.spi_out)
+            .field("remote_ts", &self.remote_ts)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A packet that passed every inbound check: the inner IPv6 packet's place in the buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The inner packet, within the buffer given to [`SaPair::open`].
+    pub inner: Range<usize>,
+    /// Its authenticated sequence number (the override NA check of issue 4 needs it).
+    pub seq: u64,
+}
+
+impl SaPair {
+    /// The pair's peer.
+    pub fn peer(&self) -> PeerId {
+        self.peer
+    }
+
+    /// The inbound SPI (names the pair).
+    pub fn spi_in(&self) -> Spi {
+        self.spi_in
+    }
+
+    /// The outbound SPI.
+    pub fn spi_out(&self) -> Spi {
+        self.spi_out
+    }
+
+    /// Our inner prefixes.
+    pub fn local_ts(&self) -> &[Ipv6Net] {
+        &self.local_ts
+    }
+
+    /// The peer's inner prefixes.
+    pub fn remote_ts(&self) -> &[Ipv6Net] {
+        &self.remote_ts
+    }
+
+    /// NAT keepalive interval, when one was asked for.
+    pub fn nat_keepalive_seconds(&self) -> Option<u32> {
+        self.nat_keepalive_seconds
+    }
+
+    /// Counts a drop charged to this pair.
+    pub fn count_drop(&self, reason: DropReason) {
+        self.drops.add(reason);
+    }
+
+    /// Drops of one reason so far.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops.get(reason)
+    }
+
+    /// Sets the next outbound sequence number (tests of exhaustion, and nothing else: reusing a
+    /// sequence number reuses a GCM nonce).
+    #[doc(hidden)]
+    pub fn set_next_seq_for_test(&self, seq: u64) {
+        self.next_seq.store(seq, Ordering::Relaxed);
+    }
+
+    /// Seals an inner IPv6 packet into `out` (which starts at the SPI) and returns the length of
+    /// the ESP packet. Checks the outbound lifetime and the sequence space first; every refusal
+    /// is counted here.
+    pub fn seal(&self, inner: &[u8], out: &mut [u8]) -> Result<usize, DropReason> {
+        if self.outbound.is_dead() {
+            self.drops.add(DropReason::HardLimit);
+            return Err(DropReason::HardLimit);
+        }
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let last = if self.esn {
+            u64::MAX - 1
+        } else {
+            u64::from(u32::MAX)
+        };
+        if seq > last {
+            // Never wrap: the next number would repeat a GCM nonce. Stop and ask for a rekey.
+            self.next_seq.store(last + 1, Ordering::Relaxed);
+            if !self.seq_exhausted_reported.swap(true, Ordering::Relaxed) {
+                self.emit(Event::SeqExhausted {
+                    peer: self.peer,
+                    spi_in: self.spi_in,
+                });
+            }
+            self.drops.add(DropReason::SeqExhausted);
+            return Err(DropReason::SeqExhausted);
+        }
+        match self.outbound.charge(inner.len() as u64) {
+            Charge::Carry => {}
+            Charge::CarrySoft(kind) => self.limit_event(false, Direction::Outbound, kind),
+            Charge::CarryHard(kind) => self.limit_event(true, Direction::Outbound, kind),
+            Charge::DropHard(kind) => {
+                self.limit_event(true, Direction::Outbound, kind);
+                self.drops.add(DropReason::HardLimit);
+                return Err(DropReason::HardLimit);
+            }
+            Charge::Dead => {
+                self.drops.add(DropReason::HardLimit);
+                return Err(DropReason::HardLimit);
+            }
+        }
+        match self.sealer.seal(seq, inner, NEXT_HEADER_IPV6, out) {
+            Ok(len) => {
+                self.traffic.tx_packets.fetch_add(1, Ordering::Relaxed);
+                self.traffic
+                    .tx_bytes
+                    .fetch_add(inner.len() as u64, Ordering::Relaxed);
+                Ok(len)
+            }
+            Err(_) => {
+                // Only a too-small output buffer makes sealing fail: a bug of the caller.
+                self.drops.add(DropReason::Malformed);
+                Err(DropReason::Malformed)
+            }
+        }
+    }
+
+    /// Opens an ESP packet (starting at the SPI, decrypted in place) for this pair: replay check,
+    /// AEAD open, replay insert, lifetime, ingress filter. `now` is the forwarder's clock in
+    /// seconds. Every refusal is counted here.
+    pub fn open(&self, wire_seq: u32, packet: &mut [u8], now: u64) -> Result<Accepted, DropReason> {
+        if self.inbound.is_dead() {
+            self.drops.add(DropReason::HardLimit);
+            return Err(DropReason::HardLimit);
+        }
+        let (seq, opened) = {
+            let mut window = self.replay.lock().unwrap_or_else(|e| e.into_inner());
+            let seq = window.infer_seq(wire_seq);
+            if let Err(error) = window.check(seq) {
+                let reason = match error {
+                    ReplayError::Duplicate => DropReason::Replay,
+                    ReplayError::TooOld => DropReason::TooOld,
+                };
+                self.drops.add(reason);
+                return Err(reason);
+            }
+            let opened = match self.opener.open(seq, packet) {
+                Ok(opened) => opened,
+                Err(_) => {
+                    self.drops.add(DropReason::AuthFailed);
+                    return Err(DropReason::AuthFailed);
+                }
+            };
+            window.insert(seq);
+            (seq, opened)
+        };
+        let inner = opened.inner.clone();
+        match self.inbound.charge(inner.len() as u64) {
+            Charge::Carry => {}
+            Charge::CarrySoft(kind) => self.limit_event(false, Direction::Inbound, kind),
+            Charge::CarryHard(kind) => self.limit_event(true, Direction::Inbound, kind),
+            Charge::DropHard(kind) => {
+                self.limit_event(true, Direction::Inbound, kind);
+                self.drops.add(DropReason::HardLimit);
+                return Err(DropReason::HardLimit);
+            }
+            Charge::Dead => {
+                self.drops.add(DropReason::HardLimit);
+                return Err(DropReason::HardLimit);
+            }
+        }
+        self.last_rx.store(now + 1, Ordering::Relaxed);
+        if opened.next_header == NEXT_HEADER_NONE {
+            // A dummy packet: authenticated, so the peer is alive; nothing to deliver.
+            return Ok(Accepted {
+                inner: inner.start..inner.start,
+                seq,
+            });
+        }
+        let Some(source) = packet.get(inner.clone()).and_then(inner_ipv6_source) else {
+            self.drops.add(DropReason::Malformed);
+            return Err(DropReason::Malformed);
+        };
+        if opened.next_header != NEXT_HEADER_IPV6 {
+            self.drops.add(DropReason::Malformed);
+            return Err(DropReason::Malformed);
+        }
+        if !self.remote_ts.iter().any(|net| net.contains(&source)) {
+            // RFC 4891: the inner source must be one the peer may use.
+            self.drops.add(DropReason::IngressFilter);
+            return Err(DropReason::IngressFilter);
+        }
+        self.traffic.rx_packets.fetch_add(1, Ordering::Relaxed);
+        self.traffic
+            .rx_bytes
+            .fetch_add(inner.len() as u64, Ordering::Relaxed);
+        Ok(Accepted { inner, seq })
+    }
+
+    /// Checks the time limits (called about once a second by the driver).
+    pub fn check_time(&self, now: u64) {
+        for (lifetime, direction) in [
+            (&self.inbound, Direction::Inbound),
+            (&self.outbound, Direction::Outbound),
+        ] {
+            match lifetime.check_time(now) {
+                TimeCheck::Quiet => {}
+                TimeCheck::Soft => self.limit_event(false, direction, LimitKind::Time),
+                TimeCheck::Hard => self.limit_event(true, direction, LimitKind::Time),
+            }
+        }
+    }
+
+    fn limit_event(&self, hard: bool, direction: Direction, kind: LimitKind) {
+        let (peer, spi_in) = (self.peer, self.spi_in);
+        self.emit(if hard {
+            Event::HardLimit {
+                peer,
+                spi_in,
+                direction,
+                kind,
+            }
+        } else {
+            Event::SoftLimit {
+                peer,
+                spi_in,
+                direction,
+                kind,
+            }
+        });
+    }
+
+    fn emit(&self, event: Event) {
+        // Nobody listening (the controller went away) is not the data path's problem.
+        let _ = self.events.send(event);
+    }
+
+    fn report(&self, endpoint: Endpoint, limits: Limits, now: u64) -> SaCounters {
+        let last_rx = self.last_rx.load(Ordering::Relaxed);
+        SaCounters {
+            peer: self.peer,
+            spi_in: self.spi_in,
+            spi_out: self.spi_out,
+            endpoint,
+            alg: self.alg.name().to_string(),
+            rx_packets: self.traffic.rx_packets.load(Ordering::Relaxed),
+            rx_bytes: self.traffic.rx_bytes.load(Ordering::Relaxed),
+            tx_packets: self.traffic.tx_packets.load(Ordering::Relaxed),
+            tx_bytes: self.traffic.tx_bytes.load(Ordering::Relaxed),
+            drops: self.drops.nonzero(),
+            limits,
+            last_rx_seconds_ago: (last_rx > 0).then(|| now.saturating_sub(last_rx - 1)),
+            age_seconds: now.saturating_sub(self.installed_at),
+        }
+    }
+}
+
+/// The source address of an inner IPv6 packet, if it is one.
+fn inner_ipv6_source(inner: &[u8]) -> Option<Ipv6Addr> {
+    if inner.len() < 40 || inner[0] >> 4 != 6 {
+        return None;
+    }
+    let bytes: [u8; 16] = inner[8..24].try_into().ok()?;
+    Some(Ipv6Addr::from(bytes))
+}
+
+/// Where an outbound packet goes: the pair that seals it and the peer's endpoint.
+#[derive(Clone, Debug)]
+pub struct Outbound {
+    /// The pair (the newest for the longest matching prefix).
+    pub pair: Arc<SaPair>,
+    /// The peer's current endpoint.
+    pub endpoint: Endpoint,
+}
+
+/// A consistent, read-only view of the SAD for the data threads.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    inbound: HashMap<Spi, Arc<SaPair>>,
+    /// By prefix length, longest first: masked network address -> route.
+    outbound: Vec<(u8, HashMap<u128, Outbound>)>,
+    endpoints: HashMap<PeerId, Endpoint>,
+}
+
+impl Snapshot {
+    /// The pair whose inbound SPI this is.
+    pub fn inbound(&self, spi: Spi) -> Option<&Arc<SaPair>> {
+        self.inbound.get(&spi)
+    }
+
+    /// The route for an inner destination: longest prefix, newest pair.
+    pub fn outbound(&self, destination: Ipv6Addr) -> Option<&Outbound> {
+        let address = u128::from(destination);
+        self.outbound
+            .iter()
+            .find_map(|(len, table)| table.get(&mask(address, *len)))
+    }
+
+    /// A peer's endpoint.
+    pub fn endpoint(&self, peer: PeerId) -> Option<Endpoint> {
+        self.endpoints.get(&peer).copied()
+    }
+
+    /// Every installed pair, oldest first.
+    pub fn pairs(&self) -> impl Iterator<Item = &Arc<SaPair>> {
+        let mut pairs: Vec<&Arc<SaPair>> = self.inbound.values().collect();
+        pairs.sort_by_key(|p| p.generation);
+        pairs.into_iter()
+    }
+}
+
+fn mask(address: u128, len: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        address & (u128::MAX << (128 - u32::from(len)))
+    }
+}
+
+/// The control path's own record, from which snapshots are built.
+#[derive(Debug, Default)]
+struct Master {
+    pairs: Vec<(Arc<SaPair>, Limits)>,
+    endpoints: HashMap<PeerId, Endpoint>,
+    next_generation: u64,
+}
+
+/// The SA database. The data threads call [`Sad::load`]; the control path changes it.
+#[derive(Debug)]
+pub struct Sad {
+    snapshot: ArcSwap<Snapshot>,
+    master: Mutex<Master>,
+    global_drops: DropCounters,
+    events: Sender<Event>,
+    backend: AeadBackend,
+    clock: AtomicU64,
+}
+
+impl Sad {
+    /// An empty database whose SAs report their events into `events` and use `backend` for AES-GCM.
+    pub fn new(events: Sender<Event>, backend: AeadBackend) -> Self {
+        Sad {
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            master: Mutex::new(Master::default()),
+            global_drops: DropCounters::default(),
+            events,
+            backend,
+            clock: AtomicU64::new(0),
+        }
+    }
+
+    /// A sender into the event channel (the data threads report through it too).
+    pub fn events(&self) -> Sender<Event> {
+        self.events.clone()
+    }
+
+    /// The current snapshot (lock-free; keep it for a batch of packets, not forever).
+    pub fn load(&self) -> Guard<Arc<Snapshot>> {
+        self.snapshot.load()
+    }
+
+    /// The forwarder's clock in seconds (advanced by the driver, see [`Sad::set_now`]).
+    pub fn now(&self) -> u64 {
+        self.clock.load(Ordering::Relaxed)
+    }
+
+    /// Advances the forwarder's clock and checks the time limits of every pair.
+    pub fn set_now(&self, now: u64) {
+        self.clock.store(now, Ordering::Relaxed);
+        for pair in self.load().inbound.values() {
+            pair.check_time(now);
+        }
+    }
+
+    /// Counts a drop that no pair can be charged with.
+    pub fn count_global_drop(&self, reason: DropReason) {
+        self.global_drops.add(reason);
+    }
+
+    /// Global drops of one reason so far.
+    pub fn global_drops(&self, reason: DropReason) -> u64 {
+        self.global_drops.get(reason)
+    }
+
+    /// Installs a pair after checking it against itself and the installed pairs; on error
+    /// nothing changes.
+    pub fn install(&self, sa: &ChildSa) -> Result<Arc<SaPair>, ControlError> {
+        validate_child_sa(sa)?;
+        let mut master = self.master.lock().unwrap_or_else(|e| e.into_inner());
+        if master.pairs.iter().any(|(p, _)| p.spi_in == sa.spi_in) {
+            return Err(ControlError(format!(
+                "inbound SPI {} is already installed",
+                sa.spi_in
+            )));
+        }
+        for (other, _) in master.pairs.iter().filter(|(p, _)| p.peer != sa.peer) {
+            for mine in &sa.remote_ts {
+                if let Some(theirs) = other.remote_ts.iter().find(|t| overlaps(mine, t)) {
+                    return Err(ControlError(format!(
+                        "remote_ts {mine} overlaps {theirs} of {} (SPI {})",
+                        other.peer, other.spi_in
+                    )));
+                }
+            }
+        }
+        let now = self.now();
+        let generation = master.next_generation;
+        master.next_generation += 1;
+        let pair = Arc::new(SaPair {
+            peer: sa.peer,
+            spi_in: sa.spi_in,
+            spi_out: sa.spi_out,
+            alg: sa.key_out.alg(),
+            local_ts: sa.local_ts.clone(),
+            remote_ts: sa.remote_ts.clone(),
+            esn: sa.esn,
+            nat_keepalive_seconds: sa.nat_keepalive_seconds,
+            generation,
+            installed_at: now,
+            sealer: EspSealer::new(sa.spi_out, &sa.key_out, sa.esn, self.backend)
+                .map_err(|e| ControlError(format!("key_out: {e}")))?,
+            opener: EspOpener::new(sa.spi_in, &sa.key_in, sa.esn, self.backend)
+                .map_err(|e| ControlError(format!("key_in: {e}")))?,
+            next_seq: AtomicU64::new(1),
+            seq_exhausted_reported: AtomicBool::new(false),
+            replay: Mutex::new(ReplayWindow::new(sa.replay_window, sa.esn)),
+            inbound: Lifetime::new(sa.limits, now),
+            outbound: Lifetime::new(sa.limits, now),
+            traffic: TrafficCounters::default(),
+            drops: DropCounters::default(),
+            last_rx: AtomicU64::new(0),
+            events: self.events.clone(),
+        });
+        master.pairs.push((pair.clone(), sa.limits));
+        // The newest install names where the peer is now.
+        master.endpoints.insert(sa.peer, sa.endpoint);
+        self.publish(&master);
+        Ok(pair)
+    }
+
+    /// Removes the pair with this inbound SPI.
+    pub fn delete(&self, spi_in: Spi) -> Result<(), ControlError> {
+        let mut master = self.master.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(index) = master.pairs.iter().position(|(p, _)| p.spi_in == spi_in) else {
+            return Err(ControlError(format!("no SA with inbound SPI {spi_in}")));
+        };
+        let (pair, _) = master.pairs.remove(index);
+        if !master.pairs.iter().any(|(p, _)| p.peer == pair.peer) {
+            master.endpoints.remove(&pair.peer);
+        }
+        self.publish(&master);
+        Ok(())
+    }
+
+    /// Moves every pair of a peer to a new endpoint.
+    pub fn update_endpoint(&self, peer: PeerId, endpoint: Endpoint) -> Result<(), ControlError> {
+        validate_endpoint(&endpoint)?;
+        let mut master = self.master.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(current) = master.endpoints.get_mut(&peer) else {
+            return Err(ControlError(format!("no SA installed for {peer}")));
+        };
+        *current = endpoint;
+        self.publish(&master);
+        Ok(())
+    }
+
+    /// Every prefix some pair routes to (the routes the TUN device needs).
+    pub fn routed_prefixes(&self) -> BTreeSet<Ipv6Net> {
+        let master = self.master.lock().unwrap_or_else(|e| e.into_inner());
+        master
+            .pairs
+            .iter()
+            .flat_map(|(p, _)| p.remote_ts.iter().map(|n| n.trunc()))
+            .collect()
+    }
+
+    /// Every counter, at `now` on the forwarder's clock.
+    pub fn counters(&self) -> CounterReport {
+        let now = self.now();
+        let master = self.master.lock().unwrap_or_else(|e| e.into_inner());
+        let sas = master
+            .pairs
+            .iter()
+            .map(|(pair, limits)| {
+                let endpoint = master
+                    .endpoints
+                    .get(&pair.peer)
+                    .copied()
+                    .expect("every installed peer has an endpoint");
+                pair.report(endpoint, *limits, now)
+            })
+            .collect();
+        CounterReport {
+            sas,
+            global_drops: self.global_drops.nonzero(),
+        }
+    }
+
+    fn publish(&self, master: &Master) {
+        let mut inbound = HashMap::new();
+        let mut by_len: HashMap<u8, HashMap<u128, Outbound>> = HashMap::new();
+        // Oldest first, so that for equal prefixes the newest pair overwrites the older.
+        for (pair, _) in &master.pairs {
+            inbound.insert(pair.spi_in, pair.clone());
+            let endpoint = master.endpoints[&pair.peer];
+            for net in &pair.remote_ts {
+                let len = net.prefix_len();
+                by_len.entry(len).or_default().insert(
+                    mask(u128::from(net.network()), len),
+                    Outbound {
+                        pair: pair.clone(),
+                        endpoint,
+                    },
+                );
+            }
+        }
+        let mut outbound: Vec<(u8, HashMap<u128, Outbound>)> = by_len.into_iter().collect();
+        outbound.sort_by_key(|entry| std::cmp::Reverse(entry.0));
+        self.snapshot.store(Arc::new(Snapshot {
+            inbound,
+            outbound,
+            endpoints: master.endpoints.clone(),
+        }));
+    }
+}
+
+fn overlaps(a: &Ipv6Net, b: &Ipv6Net) -> bool {
+    a.contains(b) || b.contains(a)
+}
+
+fn validate_endpoint(endpoint: &Endpoint) -> Result<(), ControlError> {
+    if let Encapsulation::Udp {
+        local_port,
+        remote_port,
+    } = endpoint.encap
+        && (local_port == 0 || remote_port == 0)
+    {
+        return Err(ControlError(
+            "UDP encapsulation needs non-zero ports".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a pair on its own (the SAD checks it against the installed ones).
+pub fn validate_child_sa(sa: &ChildSa) -> Result<(), ControlError> {
+    if sa.spi_in.0 == 0 {
+        return Err(ControlError(
+            "spi_in must not be 0 (reserved, RFC 4303)".into(),
+        ));
+    }
+    if sa.spi_out.0 == 0 {
+        return Err(ControlError(
+            "spi_out must not be 0 (reserved, RFC 4303)".into(),
+        ));
+    }
+    sa.key_in
+        .validate()
+        .map_err(|e| ControlError(format!("key_in: {e}")))?;
+    sa.key_out
+        .validate()
+        .map_err(|e| ControlError(format!("key_out: {e}")))?;
+    if sa.key_in.alg() != sa.key_out.alg() {
+        return Err(ControlError(
+            "key_in and key_out must use the same algorithm".into(),
+        ));
+    }
+    if sa.remote_ts.is_empty() {
+        return Err(ControlError(
+            "remote_ts must name at least one prefix".into(),
+        ));
+    }
+    if sa.replay_window > MAX_WINDOW {
+        return Err(ControlError(format!(
+            "replay_window {} exceeds the largest window, {MAX_WINDOW}",
+            sa.replay_window
+        )));
+    }
+    validate_endpoint(&sa.endpoint)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use crossbeam_channel::{Receiver, unbounded};
+    use hometun_control::AeadKey;
+
+    use super::*;
+
+    const HOME_TO_VPS: [u8; 20] = [0x11; 20];
+    const VPS_TO_HOME: [u8; 20] = [0x22; 20];
+
+    fn key(bytes: &[u8; 20]) -> AeadKey {
+        AeadKey::from_keymat(AeadAlg::AesGcm128, bytes).unwrap()
+    }
+
+    /// The VPS's view of a pair with the home (peer 1, `home_prefix`); `rekey` shifts the SPIs.
+    fn vps_sa(peer: u64, spi: u32, remote: &[&str]) -> ChildSa {
+        ChildSa {
+            peer: PeerId(peer),
+            spi_in: Spi(spi),
+            key_in: key(&HOME_TO_VPS),
+            spi_out: Spi(spi + 0x8000),
+            key_out: key(&VPS_TO_HOME),
+            local_ts: vec!["::/0".parse().unwrap()],
+            remote_ts: remote.iter().map(|n| n.parse().unwrap()).collect(),
+            endpoint: Endpoint {
+                local: Ipv4Addr::new(192, 0, 2, 1),
+                remote: Ipv4Addr::new(192, 0, 2, 2),
+                encap: Encapsulation::Raw,
+            },
+            limits: Limits::default(),
+            esn: false,
+            replay_window: 1024,
+            nat_keepalive_seconds: None,
+        }
+    }
+
+    /// The home's mirror of `vps_sa`.
+    fn home_sa(spi: u32) -> ChildSa {
+        let mut sa = vps_sa(1, spi + 0x8000, &["::/0"]);
+        sa.spi_out = Spi(spi);
+        sa.key_in = key(&VPS_TO_HOME);
+        sa.key_out = key(&HOME_TO_VPS);
+        sa.local_ts = vec!["2001:db8:1::/64".parse().unwrap()];
+        sa
+    }
+
+    fn sad() -> (Sad, Receiver<Event>) {
+        let (tx, rx) = unbounded();
+        (Sad::new(tx, AeadBackend::Ring), rx)
+    }
+
+    fn ipv6_packet(source: &str, destination: &str, payload: usize) -> Vec<u8> {
+        let mut packet = vec![0u8; 40 + payload];
+        packet[0] = 0x60;
+        packet[4..6].copy_from_slice(&(payload as u16).to_be_bytes());
+        packet[6] = 59;
+        packet[7] = 64;
+        packet[8..24].copy_from_slice(&source.parse::<Ipv6Addr>().unwrap().octets());
+        packet[24..40].copy_from_slice(&destination.parse::<Ipv6Addr>().unwrap().octets());
+        for (i, byte) in packet[40..].iter_mut().enumerate() {
+            *byte = i as u8;
+        }
+        packet
+    }
+
+    fn spi_of(route: Option<&Outbound>) -> Option<Spi> {
+        route.map(|r| r.pair.spi_in())
+    }
+
+    /// Seals at the home, opens at the VPS; returns the VPS's verdict.
+    fn carry(home: &Sad, vps: &Sad, packet: &[u8]) -> Result<Vec<u8>, DropReason> {
+        let snapshot = home.load();
+        let route = snapshot
+            .outbound(ipv6_destination(packet))
+            .expect("home has a route");
+        let mut esp = vec![0u8; 2048];
+        let len = route.pair.seal(packet, &mut esp)?;
+        deliver(vps, &mut esp[..len])
+    }
+
+    fn deliver(vps: &Sad, esp: &mut [u8]) -> Result<Vec<u8>, DropReason> {
+        let spi = Spi(u32::from_be_bytes(esp[..4].try_into().unwrap()));
+        let seq = u32::from_be_bytes(esp[4..8].try_into().unwrap());
+        let snapshot = vps.load();
+        let pair = snapshot.inbound(spi).ok_or(DropReason::NoSa)?;
+        let accepted = pair.open(seq, esp, 7)?;
+        Ok(esp[accepted.inner].to_vec())
+    }
+
+    fn ipv6_destination(packet: &[u8]) -> Ipv6Addr {
+        Ipv6Addr::from(<[u8; 16]>::try_from(&packet[24..40]).unwrap())
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let (sad, _events) = sad();
+        sad.install(&vps_sa(1, 0x100, &["2001:db8:1::/48"]))
+            .unwrap();
+        sad.install(&vps_sa(1, 0x200, &["2001:db8:1:5::/64"]))
+            .unwrap();
+        sad.install(&vps_sa(2, 0x300, &["2001:db8:2::/64", "2001:db8:3::1/128"]))
+            .unwrap();
+        let snapshot = sad.load();
+        let lookup = |a: &str| spi_of(snapshot.outbound(a.parse().unwrap()));
+        assert_eq!(lookup("2001:db8:1:5::9"), Some(Spi(0x200)));
+        assert_eq!(lookup("2001:db8:1:6::9"), Some(Spi(0x100)));
+        assert_eq!(lookup("2001:db8:2::1"), Some(Spi(0x300)));
+        assert_eq!(lookup("2001:db8:3::1"), Some(Spi(0x300)));
+        assert_eq!(lookup("2001:db8:3::2"), None);
+        assert_eq!(lookup("2001:db8:4::1"), None);
+        assert_eq!(
+            snapshot.inbound(Spi(0x200)).map(|p| p.peer()),
+            Some(PeerId(1))
+        );
+        assert!(snapshot.inbound(Spi(0x999)).is_none());
+    }
+
+    #[test]
+    fn default_route_and_host_route() {
+        let (sad, _events) = sad();
+        sad.install(&vps_sa(1, 0x100, &["::/0"])).unwrap();
+        sad.install(&vps_sa(1, 0x200, &["2001:db8::1/128"]))
+            .unwrap();
+        let snapshot = sad.load();
+        assert_eq!(
+            spi_of(snapshot.outbound("2001:db8::1".parse().unwrap())),
+            Some(Spi(0x200))
+        );
+        assert_eq!(
+            spi_of(snapshot.outbound("2001:db8::2".parse().unwrap())),
+            Some(Spi(0x100))
+        );
+        assert_eq!(
+            spi_of(snapshot.outbound("::".parse().unwrap())),
+            Some(Spi(0x100))
+        );
+    }
+
+    #[test]
+    fn make_before_break_newest_sends_older_still_receives() {
+        let (sad, _events) = sad();
+        sad.install(&vps_sa(1, 0x100, &["2001:db8:1::/64"]))
+            .unwrap();
+        sad.install(&vps_sa(1, 0x200, &["2001:db8:1::/64"]))
+            .unwrap();
+        let dst: Ipv6Addr = "2001:db8:1::2".parse().unwrap();
+        assert_eq!(spi_of(sad.load().outbound(dst)), Some(Spi(0x200)));
+        assert!(sad.load().inbound(Spi(0x100)).is_some());
+        // The newer one goes first: the older takes over again.
+        sad.delete(Spi(0x200)).unwrap();
+        assert_eq!(spi_of(sad.load().outbound(dst)), Some(Spi(0x100)));
+        sad.delete(Spi(0x100)).unwrap();
+        assert!(sad.load().outbound(dst).is_none());
+        assert!(sad.delete(Spi(0x100)).is_err());
+    }
+
+    #[test]
+    fn no_packet_lost_while_a_pair_is_replaced() {
+        let (home, _he) = sad();
+        let (vps, _ve) = sad();
+        home.install(&home_sa(0x100)).unwrap();
+        vps.install(&vps_sa(1, 0x100, &["2001:db8:1::/64"]))
+            .unwrap();
+        // The responder installs the new inbound SA before the initiator switches to it.
+        vps.install(&vps_sa(1, 0x200, &["2001:db8:1::/64"]))
+            .unwrap();
+        let home = Arc::new(home);
+        let stop = Arc::new(AtomicBool::new(false));
+        let sender = {
+            let home = home.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let packet = ipv6_packet("2001:db8:1::2", "2001:db8:ffff::1", 100);
+                let mut sent = Vec::new();
+                while !stop.load(Ordering::Relaxed) || sent.len() < 2000 {
+                    let snapshot = home.load();
+                    let route = snapshot
+                        .outbound("2001:db8:ffff::1".parse().unwrap())
+                        .unwrap();
+                    let mut esp = vec![0u8; 512];
+                    let len = route.pair.seal(&packet, &mut esp).unwrap();
+                    esp.truncate(len);
+                    sent.push(esp);
+                }
+                sent
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        home.install(&home_sa(0x200)).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        home.delete(Spi(0x8100)).unwrap();
+        stop.store(true, Ordering::Relaxed);
+        let mut sent = sender.join().unwrap();
+        let spis: BTreeSet<Vec<u8>> = sent.iter().map(|p| p[..4].to_vec()).collect();
+        assert_eq!(
+            spis.len(),
+            2,
+            "traffic moved from the old pair to the new one"
+        );
+        for esp in &mut sent {
+            assert!(deliver(&vps, esp).is_ok());
+        }
+        let report = vps.counters();
+        let received: u64 = report.sas.iter().map(|s| s.rx_packets).sum();
+        assert_eq!(received, sent.len() as u64);
+    }
+
+    #[test]
+    fn open_checks_replay_auth_and_ingress_filter() {
+        let (home, _he) = sad();
+        let (vps, _ve) = sad();
+        home.install(&home_sa(0x100)).unwrap();
+        vps.install(&vps_sa(1, 0x100, &["2001:db8:1::/64"]))
+            .unwrap();
+        let good = ipv6_packet("2001:db8:1::2", "2001:db8:ffff::1", 64);
+        assert_eq!(carry(&home, &vps, &good), Ok(good.clone()));
+
+        // Replay: the same ESP packet twice.
+        let snapshot = home.load();
+        let route = snapshot
+            .outbound("2001:db8:ffff::1".parse().unwrap())
+            .unwrap();
+        let mut esp = vec![0u8; 512];
+        let len = route.pair.seal(&good, &mut esp).unwrap();
+        let mut copy = esp[..len].to_vec();
+        assert!(deliver(&vps, &mut esp[..len]).is_ok());
+        assert_eq!(deliver(&vps, &mut copy), Err(DropReason::Replay));
+
+        // A flipped ciphertext bit fails the ICV and does not move the window.
+        let len = route.pair.seal(&good, &mut esp).unwrap();
+        esp[20] ^= 1;
+        assert_eq!(deliver(&vps, &mut esp[..len]), Err(DropReason::AuthFailed));
+
+        // A source outside the peer's traffic selector (RFC 4891).
+        let forged = ipv6_packet("2001:db8:99::1", "2001:db8:ffff::1", 64);
+        assert_eq!(carry(&home, &vps, &forged), Err(DropReason::IngressFilter));
+
+        let pair = vps.load().inbound(Spi(0x100)).unwrap().clone();
+        assert_eq!(pair.drops(DropReason::Replay), 1);
+        assert_eq!(pair.drops(DropReason::AuthFailed), 1);
+        assert_eq!(pair.drops(DropReason::IngressFilter), 1);
+        let report = vps.counters();
+        assert_eq!(report.sas[0].rx_packets, 2);
+        assert_eq!(report.sas[0].rx_bytes, 2 * good.len() as u64);
+        assert_eq!(report.sas[0].last_rx_seconds_ago, Some(0));
+        assert_eq!(
+            report.sas[0].drops,
+            vec![
+                (DropReason::Replay, 1),
+                (DropReason::AuthFailed, 1),
+                (DropReason::IngressFilter, 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn sequence_exhaustion_stops_sending_and_reports_once() {
+        let (home, events) = sad();
+        home.install(&home_sa(0x100)).unwrap();
+        let snapshot = home.load();
+        let pair = snapshot.inbound(Spi(0x8100)).unwrap();
+        pair.set_next_seq_for_test(u64::from(u32::MAX));
+        let packet = ipv6_packet("2001:db8:1::2", "2001:db8:ffff::1", 10);
+        let mut esp = vec![0u8; 256];
+        assert!(
+            pair.seal(&packet, &mut esp).is_ok(),
+            "2^32-1 is the last number"
+        );
+        assert_eq!(u32::from_be_bytes(esp[4..8].try_into().unwrap()), u32::MAX);
+        assert_eq!(pair.seal(&packet, &mut esp), Err(DropReason::SeqExhausted));
+        assert_eq!(pair.seal(&packet, &mut esp), Err(DropReason::SeqExhausted));
+        assert_eq!(
+            events.try_iter().collect::<Vec<_>>(),
+            vec![Event::SeqExhausted {
+                peer: PeerId(1),
+                spi_in: Spi(0x8100)
+            }]
+        );
+        assert_eq!(pair.drops(DropReason::SeqExhausted), 2);
+    }
+
+    #[test]
+    fn esn_goes_past_two_to_the_32() {
+        let (home, _events) = sad();
+        let mut sa = home_sa(0x100);
+        sa.esn = true;
+        home.install(&sa).unwrap();
+        let snapshot = home.load();
+        let pair = snapshot.inbound(Spi(0x8100)).unwrap();
+        pair.set_next_seq_for_test(u64::from(u32::MAX));
+        let packet = ipv6_packet("2001:db8:1::2", "2001:db8:ffff::1", 10);
+        let mut esp = vec![0u8; 256];
+        assert!(pair.seal(&packet, &mut esp).is_ok());
+        assert!(pair.seal(&packet, &mut esp).is_ok());
+        assert_eq!(
+            u32::from_be_bytes(esp[4..8].try_into().unwrap()),
+            0,
+            "low 32 bits wrapped"
+        );
+    }
+
+    #[test]
+    fn limits_raise_events_and_stop_the_direction() {
+        let (home, events) = sad();
+        let mut sa = home_sa(0x100);
+        sa.limits = Limits {
+            soft_packets: Some(2),
+            hard_packets: Some(3),
+            ..Limits::default()
+        };
+        home.install(&sa).unwrap();
+        let snapshot = home.load();
+        let pair = snapshot.inbound(Spi(0x8100)).unwrap();
+        let packet = ipv6_packet("2001:db8:1::2", "2001:db8:ffff::1", 10);
+        let mut esp = vec![0u8; 256];
+        for _ in 0..3 {
+            pair.seal(&packet, &mut esp).unwrap();
+        }
+        assert_eq!(pair.seal(&packet, &mut esp), Err(DropReason::HardLimit));
+        let (peer, spi_in, direction) = (PeerId(1), Spi(0x8100), Direction::Outbound);
+        assert_eq!(
+            events.try_iter().collect::<Vec<_>>(),
+            vec![
+                Event::SoftLimit {
+                    peer,
+                    spi_in,
+                    direction,
+                    kind: LimitKind::Packets
+                },
+                Event::HardLimit {
+                    peer,
+                    spi_in,
+                    direction,
+                    kind: LimitKind::Packets
+                },
+            ]
+        );
+        assert_eq!(home.counters().sas[0].tx_packets, 3);
+    }
+
+    #[test]
+    fn time_limits_follow_the_clock() {
+        let (home, events) = sad();
+        let mut sa = home_sa(0x100);
+        sa.limits = Limits {
+            soft_seconds: Some(60),
+            ..Limits::default()
+        };
+        home.set_now(10);
+        home.install(&sa).unwrap();
+        home.set_now(69);
+        assert!(events.try_recv().is_err());
+        home.set_now(70);
+        let got: Vec<Event> = events.try_iter().collect();
+        assert_eq!(got.len(), 2, "both directions: {got:?}");
+        assert!(got.iter().all(|e| matches!(
+            e,
+            Event::SoftLimit {
+                kind: LimitKind::Time,
+                ..
+            }
+        )));
+        assert_eq!(home.counters().sas[0].age_seconds, 60);
+    }
+
+    #[test]
+    fn install_refuses_bad_pairs_and_changes_nothing() {
+        let (sad, _events) = sad();
+        sad.install(&vps_sa(1, 0x100, &["2001:db8:1::/64"]))
+            .unwrap();
+        let before = sad.counters();
+        let errors = [
+            sad.install(&vps_sa(1, 0x100, &["2001:db8:7::/64"]))
+                .unwrap_err(),
+            sad.install(&vps_sa(2, 0x200, &["2001:db8:1::5/128"]))
+                .unwrap_err(),
+            sad.install(&vps_sa(2, 0x200, &["::/0"])).unwrap_err(),
+            sad.install(&vps_sa(2, 0x200, &[])).unwrap_err(),
+            sad.install(&vps_sa(2, 0, &["2001:db8:2::/64"]))
+                .unwrap_err(),
+        ];
+        assert!(errors[0].0.contains("already installed"));
+        assert!(errors[1].0.contains("overlaps 2001:db8:1::/64 of peer1"));
+        assert!(errors[2].0.contains("overlaps"));
+        assert!(errors[3].0.contains("remote_ts must name"));
+        assert!(errors[4].0.contains("spi_in must not be 0"));
+        assert_eq!(sad.counters(), before);
+        assert_eq!(sad.routed_prefixes().len(), 1);
+    }
+
+    #[test]
+    fn unknown_spi_is_not_found() {
+        let (vps, _events) = sad();
+        let mut esp = vec![0u8; 64];
+        esp[..4].copy_from_slice(&7u32.to_be_bytes());
+        assert_eq!(deliver(&vps, &mut esp), Err(DropReason::NoSa));
+    }
+}

@@ -1,0 +1,429 @@
+//! The SA channel over Unix stream sockets: a listening socket that accepts several controllers
+//! (the IKE daemon, `hometun status`), and optionally one pre-connected socket (a daemon that
+//! spawned the forwarder with a socketpair). Each request gets its reply on its connection;
+//! events go to every connected controller. A frame that does not decode gets an error reply and
+//! the forwarder goes on.
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+use hometun_control::{
+    CodecError, ControlError, Envelope, Event, FrameDecoder, FromForwarder, decode_frame,
+    encode_frame,
+};
+
+use crate::control::{ControlHandler, Platform};
+
+/// Why the server stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// A controller sent `Request::Shutdown`.
+    Requested,
+    /// SIGTERM or SIGINT.
+    Signal,
+    /// The pre-connected controller (`--control-fd`) closed its end.
+    ControllerGone,
+}
+
+/// One connected controller's sending half.
+struct Connection {
+    stream: Mutex<UnixStream>,
+}
+
+impl Connection {
+    fn send(&self, message: &FromForwarder) -> std::io::Result<()> {
+        let frame = encode_frame(message).map_err(std::io::Error::other)?;
+        let mut stream = self.stream.lock().unwrap_or_else(|e| e.into_inner());
+        stream.write_all(&frame)
+    }
+}
+
+/// The running channel: handler, connections and the stop signal.
+pub struct Server<P: Platform + 'static> {
+    handler: Arc<Mutex<ControlHandler<P>>>,
+    connections: Arc<Mutex<Vec<Arc<Connection>>>>,
+    stop_tx: Sender<StopReason>,
+    stop_rx: Receiver<StopReason>,
+}
+
+impl<P: Platform + 'static> Server<P> {
+    /// A server around a handler; `events` is the receiver the handler's events come out of.
+    pub fn new(handler: ControlHandler<P>, events: Receiver<Event>) -> Self {
+        let (stop_tx, stop_rx) = bounded(4);
+        let server = Server {
+            handler: Arc::new(Mutex::new(handler)),
+            connections: Arc::new(Mutex::new(Vec::new())),
+            stop_tx,
+            stop_rx,
+        };
+        let connections = server.connections.clone();
+        std::thread::Builder::new()
+            .name("events".into())
+            .spawn(move || broadcast_events(events, connections))
+            .expect("spawning the event thread");
+        server
+    }
+
+    /// The handler (to apply a static configuration before serving).
+    pub fn handler(&self) -> &Arc<Mutex<ControlHandler<P>>> {
+        &self.handler
+    }
+
+    /// A sender that stops the server (the signal thread uses it).
+    pub fn stopper(&self) -> Sender<StopReason> {
+        self.stop_tx.clone()
+    }
+
+    /// Accepts controllers on `listener` from now on.
+    pub fn listen(&self, listener: UnixListener) {
+        let handler = self.handler.clone();
+        let connections = self.connections.clone();
+        let stop = self.stop_tx.clone();
+        std::thread::Builder::new()
+            .name("control-accept".into())
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    match stream {
+                        Ok(stream) => {
+                            spawn_connection(stream, &handler, &connections, &stop, false)
+                        }
+                        Err(error) => tracing::warn!("control socket accept: {error}"),
+                    }
+                }
+            })
+            .expect("spawning the accept thread");
+    }
+
+    /// Serves one pre-connected controller; when it goes away the server stops.
+    pub fn adopt(&self, stream: UnixStream) {
+        spawn_connection(
+            stream,
+            &self.handler,
+            &self.connections,
+            &self.stop_tx,
+            true,
+        );
+    }
+
+    /// Blocks until a stop reason arrives, then shuts the handler down (routes, TUN, sockets).
+    pub fn wait(&self) -> StopReason {
+        let reason = self.stop_rx.recv().unwrap_or(StopReason::Signal);
+        let mut handler = self.handler.lock().unwrap_or_else(|e| e.into_inner());
+        handler.shutdown();
+        reason
+    }
+}
+
+fn spawn_connection<P: Platform + 'static>(
+    stream: UnixStream,
+    handler: &Arc<Mutex<ControlHandler<P>>>,
+    connections: &Arc<Mutex<Vec<Arc<Connection>>>>,
+    stop: &Sender<StopReason>,
+    stop_when_closed: bool,
+) {
+    let writer = match stream.try_clone() {
+        Ok(writer) => writer,
+        Err(error) => {
+            tracing::warn!("control connection: {error}");
+            return;
+        }
+    };
+    // A controller that stops reading must not stall the data threads' events forever.
+    let _ = writer.set_write_timeout(Some(Duration::from_secs(5)));
+    let connection = Arc::new(Connection {
+        stream: Mutex::new(writer),
+    });
+    connections
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(connection.clone());
+    let handler = handler.clone();
+    let connections = connections.clone();
+    let stop = stop.clone();
+    let spawned = std::thread::Builder::new()
+        .name("control-conn".into())
+        .spawn(move || {
+            serve_connection(stream, &connection, &handler, &stop);
+            connections
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|c| !Arc::ptr_eq(c, &connection));
+            if stop_when_closed {
+                let _ = stop.send(StopReason::ControllerGone);
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::warn!("control connection thread: {error}");
+    }
+}
+
+fn serve_connection<P: Platform>(
+    mut stream: UnixStream,
+    connection: &Connection,
+    handler: &Mutex<ControlHandler<P>>,
+    stop: &Sender<StopReason>,
+) {
+    let mut decoder = FrameDecoder::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let n = match stream.read(&mut buffer) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        decoder.push(&buffer[..n]);
+        loop {
+            let body = match decoder.next_frame() {
+                Ok(Some(body)) => body,
+                Ok(None) => break,
+                Err(error) => {
+                    // The length prefix is garbage: the stream cannot be resynchronised.
+                    let _ = connection.send(&refusal(0, &error));
+                    return;
+                }
+            };
+            let reply = match decode_frame::<Envelope>(&body) {
+                Ok(envelope) => {
+                    let mut handler = handler.lock().unwrap_or_else(|e| e.into_inner());
+                    let result = handler.handle(envelope.request);
+                    if let Err(error) = &result {
+                        tracing::warn!("control request {} refused: {error}", envelope.id);
+                    }
+                    let stopping = handler.is_shut_down();
+                    drop(handler);
+                    let reply = FromForwarder::Reply {
+                        id: envelope.id,
+                        result,
+                    };
+                    if stopping {
+                        let _ = connection.send(&reply);
+                        let _ = stop.send(StopReason::Requested);
+                        return;
+                    }
+                    reply
+                }
+                Err(error) => {
+                    tracing::warn!("control frame refused: {error}");
+                    refusal(0, &error)
+                }
+            };
+            if connection.send(&reply).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The reply to a frame that did not decode (its id is unknown: 0).
+fn refusal(id: u64, error: &CodecError) -> FromForwarder {
+    FromForwarder::Reply {
+        id,
+        result: Err(ControlError(error.to_string())),
+    }
+}
+
+fn broadcast_events(events: Receiver<Event>, connections: Arc<Mutex<Vec<Arc<Connection>>>>) {
+    for event in events {
+        let message = FromForwarder::Event(event);
+        let targets: Vec<Arc<Connection>> = connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for connection in targets {
+            if let Err(error) = connection.send(&message) {
+                tracing::debug!("event not delivered: {error}");
+            }
+        }
+    }
+}
+
+/// Binds the control socket at `path`, replacing a stale socket file left by a crash.
+pub fn bind_control_socket(path: &Path) -> std::io::Result<UnixListener> {
+    if path.exists() && UnixStream::connect(path).is_err() {
+        std::fs::remove_file(path)?;
+    }
+    UnixListener::bind(path)
+}
+
+/// Removes the socket file when dropped.
+pub struct SocketFile(pub PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A blocking client of the SA channel: one request, one reply (events that arrive in between
+/// are returned too). Used by `hometun forwarder --counters` and by tests.
+pub struct ControlClient {
+    stream: UnixStream,
+    decoder: FrameDecoder,
+    next_id: u64,
+}
+
+impl ControlClient {
+    /// Connects to a forwarder's control socket.
+    pub fn connect(path: &Path) -> std::io::Result<Self> {
+        Ok(Self::from_stream(UnixStream::connect(path)?))
+    }
+
+    /// Uses an already connected stream.
+    pub fn from_stream(stream: UnixStream) -> Self {
+        ControlClient {
+            stream,
+            decoder: FrameDecoder::new(),
+            next_id: 1,
+        }
+    }
+
+    /// Sends raw bytes (tests send garbage this way).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Sends a request and waits for its reply; events seen meanwhile are collected.
+    pub fn request(
+        &mut self,
+        request: hometun_control::Request,
+    ) -> std::io::Result<(Result<hometun_control::Response, ControlError>, Vec<Event>)> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let frame = encode_frame(&Envelope { id, request }).map_err(std::io::Error::other)?;
+        self.stream.write_all(&frame)?;
+        let mut events = Vec::new();
+        loop {
+            match self.next_message()? {
+                FromForwarder::Reply { id: got, result } if got == id => {
+                    return Ok((result, events));
+                }
+                FromForwarder::Reply { .. } => {}
+                FromForwarder::Event(event) => events.push(event),
+            }
+        }
+    }
+
+    /// The next message from the forwarder (blocking).
+    pub fn next_message(&mut self) -> std::io::Result<FromForwarder> {
+        let mut buffer = [0u8; 16 * 1024];
+        loop {
+            if let Some(message) = self
+                .decoder
+                .next_message::<FromForwarder>()
+                .map_err(std::io::Error::other)?
+            {
+                return Ok(message);
+            }
+            let n = self.stream.read(&mut buffer)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            self.decoder.push(&buffer[..n]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hometun_control::{InterfaceConfig, Request, Response};
+
+    use super::*;
+    use crate::aead::AeadBackend;
+    use crate::control::RecordingPlatform;
+
+    fn server() -> (Server<RecordingPlatform>, UnixStream, UnixStream) {
+        let (handler, events) =
+            ControlHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
+        let server = Server::new(handler, events);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        server.listen(bind_control_socket(&path).unwrap());
+        let a = UnixStream::connect(&path).unwrap();
+        let b = UnixStream::connect(&path).unwrap();
+        std::mem::forget(dir);
+        (server, a, b)
+    }
+
+    fn interface() -> InterfaceConfig {
+        InterfaceConfig {
+            tun_name: "t0".into(),
+            mtu: 1400,
+            addresses: vec!["fe80::1/64".parse().unwrap()],
+            bind_ipv4: None,
+            udp_port: 4500,
+            raw_esp: false,
+            manage_routes: false,
+            route_metric: 1,
+        }
+    }
+
+    #[test]
+    fn garbage_gets_an_error_reply_and_the_connection_goes_on() {
+        let (_server, a, _b) = server();
+        let mut client = ControlClient::from_stream(a);
+        client.send_raw(&[0, 0, 0, 3, 0xff, 0xff, 0xff]).unwrap();
+        match client.next_message().unwrap() {
+            FromForwarder::Reply {
+                id: 0,
+                result: Err(e),
+            } => {
+                assert!(e.0.contains("does not decode"), "{e}")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let (result, _) = client.request(Request::Configure(interface())).unwrap();
+        assert_eq!(result, Ok(Response::Ok));
+        let (result, _) = client.request(Request::Configure(interface())).unwrap();
+        assert_eq!(result, Err(ControlError("already configured".into())));
+    }
+
+    #[test]
+    fn events_reach_every_controller_and_shutdown_stops_the_server() {
+        let (server, a, b) = server();
+        let mut a = ControlClient::from_stream(a);
+        let mut b = ControlClient::from_stream(b);
+        // Make sure both connections are registered before the event is sent.
+        a.request(Request::GetCounters).unwrap().0.unwrap();
+        b.request(Request::GetCounters).unwrap().0.unwrap();
+        let event = Event::SeqExhausted {
+            peer: hometun_control::PeerId(3),
+            spi_in: hometun_control::Spi(9),
+        };
+        // An event from the data path: through the SAD's sender.
+        let sad = server.handler().lock().unwrap().sad().clone();
+        let pair_events = sad_sender(&sad);
+        pair_events.send(event.clone()).unwrap();
+        assert_eq!(
+            a.next_message().unwrap(),
+            FromForwarder::Event(event.clone())
+        );
+        assert_eq!(b.next_message().unwrap(), FromForwarder::Event(event));
+        let (result, _) = a.request(Request::Shutdown).unwrap();
+        assert_eq!(result, Ok(Response::Ok));
+        assert_eq!(server.wait(), StopReason::Requested);
+        assert!(server.handler().lock().unwrap().platform().shut_down);
+    }
+
+    fn sad_sender(sad: &crate::sad::Sad) -> Sender<Event> {
+        sad.events()
+    }
+
+    #[test]
+    fn adopted_controller_closing_stops_the_server() {
+        let (handler, events) =
+            ControlHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
+        let server = Server::new(handler, events);
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        server.adopt(ours);
+        let mut client = ControlClient::from_stream(theirs);
+        let (result, _) = client.request(Request::GetCounters).unwrap();
+        assert!(matches!(result, Ok(Response::Counters(_))));
+        drop(client);
+        assert_eq!(server.wait(), StopReason::ControllerGone);
+    }
+}

@@ -1,0 +1,353 @@
+//! The outer sockets and batched datagram I/O (`recvmmsg` / `sendmmsg`) with buffers allocated
+//! once: the raw IPv4 socket for protocol 50 and the UDP socket for ESP in UDP (RFC 3948).
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+/// IP protocol number of ESP.
+pub const IPPROTO_ESP: i32 = 50;
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn set_int_option(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // SAFETY: value lives for the call; the length matches its type.
+    check(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const i32).cast(),
+            std::mem::size_of::<i32>() as u32,
+        )
+    })?;
+    Ok(())
+}
+
+/// Sets a receive timeout so blocking reads wake up to look at the stop flag.
+pub fn set_read_timeout(fd: RawFd, timeout: Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: tv lives for the call; the length matches its type.
+    check(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as u32,
+        )
+    })?;
+    Ok(())
+}
+
+/// Large socket buffers: a burst of a TCP window must not be dropped by the kernel before the
+/// forwarder's thread gets to it.
+pub fn set_buffers(fd: RawFd, bytes: i32) {
+    for (name, force) in [
+        (libc::SO_RCVBUF, libc::SO_RCVBUFFORCE),
+        (libc::SO_SNDBUF, libc::SO_SNDBUFFORCE),
+    ] {
+        // FORCE needs CAP_NET_ADMIN (which the forwarder has); fall back to the capped option.
+        if set_int_option(fd, libc::SOL_SOCKET, force, bytes).is_err() {
+            let _ = set_int_option(fd, libc::SOL_SOCKET, name, bytes);
+        }
+    }
+}
+
+/// A raw IPv4 socket for IP protocol 50, bound to `bind` if given. Reads return the IPv4 header
+/// followed by the ESP packet; writes take the ESP packet and the kernel adds the IPv4 header.
+pub fn raw_esp_socket(bind: Option<Ipv4Addr>) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); checked before use.
+    let fd = check(unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            IPPROTO_ESP,
+        )
+    })?;
+    // SAFETY: fd is a fresh socket that we own from here on.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    if let Some(address) = bind {
+        let sa = sockaddr(SocketAddrV4::new(address, 0));
+        // SAFETY: sa is a valid sockaddr_in for the call.
+        check(unsafe {
+            libc::bind(
+                socket.as_raw_fd(),
+                (&sa as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as u32,
+            )
+        })?;
+    }
+    set_buffers(socket.as_raw_fd(), 8 << 20);
+    Ok(socket)
+}
+
+/// The UDP socket for ESP in UDP and IKE with the non-ESP marker.
+pub fn udp_socket(bind: Option<Ipv4Addr>, port: u16) -> io::Result<UdpSocket> {
+    let socket = UdpSocket::bind(SocketAddrV4::new(
+        bind.unwrap_or(Ipv4Addr::UNSPECIFIED),
+        port,
+    ))?;
+    set_buffers(socket.as_raw_fd(), 8 << 20);
+    Ok(socket)
+}
+
+/// A `sockaddr_in` for an address.
+pub fn sockaddr(address: SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: address.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*address.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+fn from_sockaddr(sa: &libc::sockaddr_in) -> SocketAddrV4 {
+    SocketAddrV4::new(
+        Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)),
+        u16::from_be(sa.sin_port),
+    )
+}
+
+/// Up to `capacity` datagrams received with one `recvmmsg`.
+pub struct RecvBatch {
+    buffers: Vec<Vec<u8>>,
+    lengths: Vec<usize>,
+    truncated: Vec<bool>,
+    sources: Vec<libc::sockaddr_in>,
+    iovecs: Vec<libc::iovec>,
+    headers: Vec<libc::mmsghdr>,
+    count: usize,
+}
+
+// SAFETY: the raw pointers in iovecs/headers only point into this batch's own buffers and are
+// rebuilt before each use; the batch is used by one thread at a time.
+unsafe impl Send for RecvBatch {}
+
+impl RecvBatch {
+    /// A batch of `capacity` buffers of `size` bytes each.
+    pub fn new(capacity: usize, size: usize) -> Self {
+        RecvBatch {
+            buffers: vec![vec![0u8; size]; capacity],
+            lengths: vec![0; capacity],
+            truncated: vec![false; capacity],
+            // SAFETY: sockaddr_in is plain data.
+            sources: vec![unsafe { std::mem::zeroed() }; capacity],
+            // SAFETY: iovec and mmsghdr are plain data, filled before each call.
+            iovecs: vec![unsafe { std::mem::zeroed() }; capacity],
+            headers: vec![unsafe { std::mem::zeroed() }; capacity],
+            count: 0,
+        }
+    }
+
+    /// Receives at least one datagram, blocking until one arrives or the read timeout passes
+    /// (then `Ok(0)`).
+    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        for i in 0..self.buffers.len() {
+            self.iovecs[i] = libc::iovec {
+                iov_base: self.buffers[i].as_mut_ptr().cast(),
+                iov_len: self.buffers[i].len(),
+            };
+            let header = &mut self.headers[i].msg_hdr;
+            header.msg_name = (&mut self.sources[i] as *mut libc::sockaddr_in).cast();
+            header.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            header.msg_iov = &mut self.iovecs[i];
+            header.msg_iovlen = 1;
+            header.msg_control = std::ptr::null_mut();
+            header.msg_controllen = 0;
+            header.msg_flags = 0;
+            self.headers[i].msg_len = 0;
+        }
+        // SAFETY: every header points at live buffers of this batch, sized as declared.
+        let got = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.headers.as_mut_ptr(),
+                self.headers.len() as u32,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if got < 0 {
+            let error = io::Error::last_os_error();
+            self.count = 0;
+            return match error.kind() {
+                io::ErrorKind::WouldBlock
+                | io::ErrorKind::TimedOut
+                | io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(error),
+            };
+        }
+        self.count = got as usize;
+        for i in 0..self.count {
+            self.lengths[i] = self.headers[i].msg_len as usize;
+            self.truncated[i] = self.headers[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+        }
+        Ok(self.count)
+    }
+
+    /// Datagram `i` of the last receive: its bytes, its source, and whether it was cut short.
+    pub fn get_mut(&mut self, i: usize) -> (&mut [u8], SocketAddrV4, bool) {
+        let source = from_sockaddr(&self.sources[i]);
+        let length = self.lengths[i];
+        (&mut self.buffers[i][..length], source, self.truncated[i])
+    }
+}
+
+/// Datagrams collected for one `sendmmsg` (or one UDP GSO `sendmsg`), each to its own address.
+pub struct SendBatch {
+    buffers: Vec<Vec<u8>>,
+    lengths: Vec<usize>,
+    destinations: Vec<libc::sockaddr_in>,
+    iovecs: Vec<libc::iovec>,
+    headers: Vec<libc::mmsghdr>,
+    count: usize,
+}
+
+// SAFETY: as for RecvBatch.
+unsafe impl Send for SendBatch {}
+
+impl SendBatch {
+    /// A batch of `capacity` buffers of `size` bytes each.
+    pub fn new(capacity: usize, size: usize) -> Self {
+        SendBatch {
+            buffers: vec![vec![0u8; size]; capacity],
+            lengths: vec![0; capacity],
+            // SAFETY: plain data, filled before use.
+            destinations: vec![unsafe { std::mem::zeroed() }; capacity],
+            iovecs: vec![unsafe { std::mem::zeroed() }; capacity],
+            headers: vec![unsafe { std::mem::zeroed() }; capacity],
+            count: 0,
+        }
+    }
+
+    /// True when no slot is left.
+    pub fn is_full(&self) -> bool {
+        self.count == self.buffers.len()
+    }
+
+    /// The next free slot's buffer, to write a datagram into.
+    pub fn slot(&mut self) -> &mut [u8] {
+        &mut self.buffers[self.count]
+    }
+
+    /// Commits the slot filled through [`SendBatch::slot`] with `length` bytes to `destination`.
+    pub fn commit(&mut self, length: usize, destination: SocketAddrV4) {
+        self.lengths[self.count] = length;
+        self.destinations[self.count] = sockaddr(destination);
+        self.count += 1;
+    }
+
+    /// Sends everything collected and empties the batch. Errors of single datagrams (e.g. an
+    /// unreachable peer) do not stop the rest; the number of datagrams not sent is returned.
+    pub fn flush(&mut self, fd: RawFd) -> usize {
+        let mut failed = 0;
+        let mut start = 0;
+        while start < self.count {
+            let n = self.count - start;
+            for i in start..self.count {
+                self.iovecs[i] = libc::iovec {
+                    iov_base: self.buffers[i].as_mut_ptr().cast(),
+                    iov_len: self.lengths[i],
+                };
+                let header = &mut self.headers[i].msg_hdr;
+                header.msg_name = (&mut self.destinations[i] as *mut libc::sockaddr_in).cast();
+                header.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+                header.msg_iov = &mut self.iovecs[i];
+                header.msg_iovlen = 1;
+                header.msg_control = std::ptr::null_mut();
+                header.msg_controllen = 0;
+                header.msg_flags = 0;
+            }
+            // SAFETY: headers start..count point at live buffers of this batch.
+            let sent =
+                unsafe { libc::sendmmsg(fd, self.headers[start..].as_mut_ptr(), n as u32, 0) };
+            if sent < 0 {
+                let error = io::Error::last_os_error();
+                if error.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                if error.kind() == io::ErrorKind::WouldBlock {
+                    // Socket buffer full: wait for room rather than drop a whole batch.
+                    wait_writable(fd);
+                    continue;
+                }
+                // The first datagram failed (e.g. EHOSTUNREACH): skip it, send the rest.
+                failed += 1;
+                start += 1;
+            } else {
+                start += sent as usize;
+            }
+        }
+        self.count = 0;
+        failed
+    }
+}
+
+fn wait_writable(fd: RawFd) {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, 100) };
+}
+
+/// Waits until `fd` is readable or `timeout_ms` passed; true if readable.
+pub fn wait_readable(fd: RawFd, timeout_ms: i32) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let ready = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+    ready > 0 && pfd.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_carry_datagrams_over_loopback() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let std::net::SocketAddr::V4(b_addr) = b.local_addr().unwrap() else {
+            panic!("bound to an IPv4 address")
+        };
+        let mut send = SendBatch::new(8, 64);
+        for i in 0..5u8 {
+            send.slot()[..3].copy_from_slice(&[i, i, i]);
+            send.commit(3, b_addr);
+        }
+        assert_eq!(send.flush(a.as_raw_fd()), 0);
+        set_read_timeout(b.as_raw_fd(), Duration::from_millis(500)).unwrap();
+        let mut recv = RecvBatch::new(8, 64);
+        let mut seen = Vec::new();
+        while seen.len() < 5 {
+            let n = recv.recv(b.as_raw_fd()).unwrap();
+            assert!(n > 0, "datagrams lost on loopback");
+            for i in 0..n {
+                let (bytes, source, truncated) = recv.get_mut(i);
+                assert!(!truncated);
+                assert_eq!(std::net::SocketAddr::V4(source), a.local_addr().unwrap());
+                seen.push(bytes.to_vec());
+            }
+        }
+        assert_eq!(seen, (0..5u8).map(|i| vec![i, i, i]).collect::<Vec<_>>());
+    }
+}
