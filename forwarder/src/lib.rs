@@ -6,6 +6,7 @@ pub mod cli;
 pub mod control;
 pub mod counters;
 pub mod dataplane;
+pub mod esp;
 mod esp_shim;
 pub mod lifetime;
 pub mod netlink;
