@@ -1,4 +1,5 @@
-//! AEAD micro-benchmark: AES-GCM seal and open of 1400-byte packets through each backend.
+//! AEAD micro-benchmark: AES-GCM seal and open of 1400-byte packets through each backend, then
+//! whole ESP packets (`EspSealer::seal` / `EspOpener::open`, 1400-byte inner packet).
 //!
 //! `cargo bench -p hometun-forwarder --bench aead` prints ns/packet and Gbit/s for both
 //! backends; the data plane uses the faster one (`AeadBackend::default()`).
@@ -9,8 +10,9 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use hometun_control::{AeadAlg, AeadKey};
+use hometun_control::{AeadAlg, AeadKey, Spi};
 use hometun_forwarder::aead::{AeadBackend, EspAead, new_aead};
+use hometun_forwarder::esp::{EspOpener, EspSealer};
 
 const PACKET: usize = 1400;
 const AAD: [u8; 8] = [0x12, 0x34, 0x56, 0x78, 0, 0, 0, 1];
@@ -86,4 +88,38 @@ fn main() {
         );
     }
     println!("(open figures exclude the {copy:.1} ns memcpy that restores the ciphertext)");
+
+    println!("ESP tunnel mode, {PACKET}-byte inner packet, aes128gcm16, one thread");
+    let key = AeadKey::from_keymat(AeadAlg::AesGcm128, &[0x42; 20]).unwrap();
+    for backend in [AeadBackend::Ring, AeadBackend::RustCrypto] {
+        let sealer = EspSealer::new(Spi(0x1234_5678), &key, false, backend).unwrap();
+        let opener = EspOpener::new(Spi(0x1234_5678), &key, false, backend).unwrap();
+        let inner = vec![0x5au8; PACKET];
+        let mut out = vec![0u8; EspSealer::sealed_len(PACKET)];
+        let mut seq = 0u64;
+        let s = time_per_call(|| {
+            seq += 1;
+            let n = sealer.seal(seq, black_box(&inner), 41, &mut out).unwrap();
+            black_box(&out[..n]);
+        });
+        report(&format!("EspSealer::seal {backend:?}"), s);
+        let mut buf = vec![0u8; EspSealer::sealed_len(PACKET)];
+        let mut in_place_seq = 0u64;
+        let s = time_per_call(|| {
+            in_place_seq += 1;
+            let n = sealer
+                .seal_in_place(in_place_seq, black_box(&mut buf), PACKET, 41)
+                .unwrap();
+            black_box(n);
+        });
+        report(&format!("EspSealer::seal_in_place {backend:?}"), s);
+        let sealed = out.clone();
+        let mut work = sealed.clone();
+        let o = time_per_call(|| {
+            work.copy_from_slice(black_box(&sealed));
+            let opened = opener.open(seq, black_box(&mut work)).unwrap();
+            black_box(opened);
+        }) - copy;
+        report(&format!("EspOpener::open {backend:?}"), o);
+    }
 }
