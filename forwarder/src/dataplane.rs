@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use hometun_control::{DropReason, Encapsulation, Endpoint, Event, InterfaceConfig, Spi};
+use hometun_control::{DropReason, Encapsulation, Endpoint, Event, InterfaceConfig};
 use ipnet::Ipv6Net;
 use tun_rs::{DeviceBuilder, GROTable, SyncDevice, VIRTIO_NET_HDR_LEN};
 
@@ -22,6 +22,7 @@ use crate::control::Platform;
 use crate::netlink;
 use crate::sad::{Sad, Snapshot};
 use crate::sockets::{self, RecvBatch, SendBatch};
+use crate::wire::{esp, icmpv6, ipv6};
 
 /// Packets per batch (recvmmsg, sendmmsg, TUN offload segments).
 const BATCH: usize = 64;
@@ -277,9 +278,12 @@ fn outbound_loop(shared: Arc<Shared>) {
             };
             if packet.len() > shared.mtu {
                 route.pair.count_drop(DropReason::TooBig);
-                if let Some(len) =
-                    packet_too_big(shared.icmp_source, packet, shared.mtu as u32, &mut icmp)
-                {
+                if let Ok(len) = icmpv6::emit_packet_too_big(
+                    shared.icmp_source,
+                    shared.mtu as u32,
+                    packet,
+                    &mut icmp,
+                ) {
                     write_tun(&shared, &icmp[..len], &mut icmp_out, &mut gro);
                 }
                 continue;
@@ -339,59 +343,7 @@ fn write_tun(shared: &Shared, packet: &[u8], scratch: &mut [Vec<u8>], gro: &mut 
 
 /// The destination of an IPv6 packet, if it is one.
 fn ipv6_destination(packet: &[u8]) -> Option<Ipv6Addr> {
-    if packet.len() < 40 || packet[0] >> 4 != 6 {
-        return None;
-    }
-    let bytes: [u8; 16] = packet[24..40].try_into().ok()?;
-    Some(Ipv6Addr::from(bytes))
-}
-
-/// Builds an ICMPv6 Packet Too Big (RFC 4443 3.2) for `original` into `out`, quoting as much of
-/// it as fits in 1280 bytes. Returns its length.
-fn packet_too_big(source: Ipv6Addr, original: &[u8], mtu: u32, out: &mut [u8]) -> Option<usize> {
-    let destination: [u8; 16] = original.get(8..24)?.try_into().ok()?;
-    let quoted = original.len().min(1280 - 48);
-    let total = 48 + quoted;
-    let out = out.get_mut(..total)?;
-    let payload_len = (8 + quoted) as u16;
-    out[0] = 0x60;
-    out[1..4].fill(0);
-    out[4..6].copy_from_slice(&payload_len.to_be_bytes());
-    out[6] = 58; // ICMPv6
-    out[7] = 255;
-    out[8..24].copy_from_slice(&source.octets());
-    out[24..40].copy_from_slice(&destination);
-    out[40] = 2; // Packet Too Big
-    out[41] = 0;
-    out[42..44].fill(0);
-    out[44..48].copy_from_slice(&mtu.to_be_bytes());
-    out[48..].copy_from_slice(&original[..quoted]);
-    let checksum = icmpv6_checksum(&out[8..24], &out[24..40], &out[40..]);
-    out[42..44].copy_from_slice(&checksum.to_be_bytes());
-    Some(total)
-}
-
-fn icmpv6_checksum(source: &[u8], destination: &[u8], message: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    let mut add = |bytes: &[u8]| {
-        for chunk in bytes.chunks(2) {
-            let word = if chunk.len() == 2 {
-                u16::from_be_bytes([chunk[0], chunk[1]])
-            } else {
-                u16::from_be_bytes([chunk[0], 0])
-            };
-            sum += u32::from(word);
-        }
-    };
-    add(source);
-    add(destination);
-    add(&(message.len() as u32).to_be_bytes());
-    add(&[0, 0, 0, 58]);
-    add(message);
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    ipv6::Packet::new_checked(packet).ok().map(|p| p.dst_addr())
 }
 
 /// Delivers decrypted inner packets into the TUN device, coalescing them (GRO) when offload is
@@ -453,14 +405,11 @@ fn inbound_esp(
     now: u64,
     tun: &mut TunWriter,
 ) {
-    let Some(header) = esp.get(..8) else {
+    let Ok(header) = esp::Packet::new_checked(&*esp) else {
         shared.sad.count_global_drop(DropReason::Malformed);
         return;
     };
-    let spi = Spi(u32::from_be_bytes([
-        header[0], header[1], header[2], header[3],
-    ]));
-    let wire_seq = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+    let (spi, wire_seq) = (header.spi(), header.seq());
     let Some(pair) = snapshot.inbound(spi) else {
         shared.sad.count_global_drop(DropReason::NoSa);
         return;
@@ -605,27 +554,6 @@ fn ticker_loop(shared: Arc<Shared>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn packet_too_big_quotes_the_packet_and_checks_out() {
-        let mut original = vec![0u8; 1500];
-        original[0] = 0x60;
-        original[8..24].copy_from_slice(&"2001:db8:1::2".parse::<Ipv6Addr>().unwrap().octets());
-        let mut out = vec![0u8; 1280];
-        let source: Ipv6Addr = "2001:db8:ffff::1".parse().unwrap();
-        let len = packet_too_big(source, &original, 1400, &mut out).unwrap();
-        assert_eq!(len, 1280, "a PTB never exceeds the IPv6 minimum MTU");
-        assert_eq!(out[40], 2);
-        assert_eq!(u32::from_be_bytes(out[44..48].try_into().unwrap()), 1400);
-        assert_eq!(
-            &out[24..40],
-            &original[8..24],
-            "sent back to the original source"
-        );
-        assert_eq!(&out[48..], &original[..1232]);
-        // The checksum over the pseudo-header and message with the checksum in it is zero.
-        assert_eq!(icmpv6_checksum(&out[8..24], &out[24..40], &out[40..len]), 0);
-    }
 
     #[test]
     fn destination_needs_an_ipv6_header() {

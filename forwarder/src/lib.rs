@@ -7,7 +7,6 @@ pub mod control;
 pub mod counters;
 pub mod dataplane;
 pub mod esp;
-mod esp_shim;
 pub mod lifetime;
 pub mod netlink;
 pub mod replay;

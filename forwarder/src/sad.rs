@@ -25,14 +25,9 @@ use ipnet::Ipv6Net;
 
 use crate::aead::AeadBackend;
 use crate::counters::DropCounters;
-use crate::esp_shim::{EspOpener, EspSealer};
+use crate::esp::{EspOpener, EspSealer, NEXT_HEADER_IPV6, NEXT_HEADER_NONE};
 use crate::lifetime::{Charge, Lifetime, TimeCheck};
 use crate::replay::{MAX_WINDOW, ReplayError, ReplayWindow};
-
-/// IPv6 as ESP next header (tunnel mode, RFC 4303 2.6).
-pub const NEXT_HEADER_IPV6: u8 = 41;
-/// "No next header": a dummy packet (RFC 4303 2.6), discarded after it authenticated.
-pub const NEXT_HEADER_NONE: u8 = 59;
 
 /// Per-pair traffic counters (accepted packets; drops are in [`DropCounters`]).
 #[derive(Debug, Default)]
@@ -329,11 +324,9 @@ impl SaPair {
 
 /// The source address of an inner IPv6 packet, if it is one.
 fn inner_ipv6_source(inner: &[u8]) -> Option<Ipv6Addr> {
-    if inner.len() < 40 || inner[0] >> 4 != 6 {
-        return None;
-    }
-    let bytes: [u8; 16] = inner[8..24].try_into().ok()?;
-    Some(Ipv6Addr::from(bytes))
+    crate::wire::ipv6::Packet::new_checked(inner)
+        .ok()
+        .map(|p| p.src_addr())
 }
 
 /// Where an outbound packet goes: the pair that seals it and the peer's endpoint.
