@@ -1,6 +1,23 @@
-//! `hometun pki ...` and `hometun enroll`.
+//! `hometun pki ...` and `hometun enroll`: argument parsing and printing only; the work is in
+//! [`crate::server_dir`], [`crate::client_dir`] and [`crate::enroll`].
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use ipnet::Ipv6Net;
+use time::OffsetDateTime;
+
+use crate::bundle::Bundle;
+use crate::ca::{self, KeyType};
+use crate::client_dir::ClientDir;
+use crate::enroll;
+use crate::server_dir::{
+    DEFAULT_ENROLL_PORT, DEFAULT_GRACE_DAYS, DEFAULT_TOKEN_HOURS, InitOptions, ServerDir,
+};
+use crate::token::Token;
+use crate::{PkiError, files};
 
 /// `hometun pki ...`.
 #[derive(Debug, clap::Subcommand)]
@@ -12,16 +29,124 @@ pub enum PkiCommand {
         dir: PathBuf,
         /// The server's public IPv4 address.
         #[arg(long)]
-        server_ipv4: String,
-        /// The IPv6 pool client prefixes come from.
+        server_ipv4: Ipv4Addr,
+        /// The IPv6 pool client prefixes come from (its first prefix stays with the server).
         #[arg(long)]
-        pool: String,
+        pool: Ipv6Net,
         /// Length of each client's prefix.
         #[arg(long, default_value_t = 64)]
         prefix_len: u8,
         /// Key type of the CA and the server.
-        #[arg(long, default_value = "ed25519")]
-        key: String,
+        #[arg(long, value_enum, default_value_t = KeyType::Ed25519)]
+        key: KeyType,
+        /// The server's IKE identity (DNS name in its certificate).
+        #[arg(long, default_value = "vps.example")]
+        server_name: String,
+        /// Days a revoked home's prefix stays reserved before it can be handed out again.
+        #[arg(long, default_value_t = DEFAULT_GRACE_DAYS)]
+        grace_days: u32,
+        /// TCP port of the enrollment listener (server.toml [enroll]).
+        #[arg(long, default_value_t = DEFAULT_ENROLL_PORT)]
+        enroll_port: u16,
+    },
+    /// On the home: make the private key (mode 0600, never leaves) and a CSR.
+    Request {
+        /// The home's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The home's name (its IKE identity, a DNS name).
+        #[arg(long)]
+        name: String,
+        /// Key type (used only if the directory has no key yet).
+        #[arg(long, value_enum, default_value_t = KeyType::Ed25519)]
+        key: KeyType,
+    },
+    /// On the server: allocate the next free prefix, issue a certificate, write a bundle.
+    Sign {
+        /// The CA directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The CSR from `hometun pki request` (PEM or DER).
+        #[arg(long)]
+        csr: PathBuf,
+        /// Where to write the bundle for the home.
+        #[arg(long)]
+        out: PathBuf,
+        /// Certificate validity in days.
+        #[arg(long, default_value_t = ca::CLIENT_VALID_DAYS)]
+        valid_days: i64,
+    },
+    /// On the home: check a bundle and write client.pem, ca.pem and client.toml.
+    Import {
+        /// The home's directory (holds client.key).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The bundle from `hometun pki sign`.
+        bundle: PathBuf,
+    },
+    /// On the server: write a client's bundle again.
+    Export {
+        /// The CA directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The client's name.
+        #[arg(long)]
+        name: String,
+        /// Where to write the bundle.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// On the server: a one-time enrollment token for a home (printed on stdout).
+    Token {
+        /// The CA directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The home's name.
+        #[arg(long)]
+        name: String,
+        /// Hours until the token expires.
+        #[arg(long, default_value_t = DEFAULT_TOKEN_HOURS)]
+        valid_hours: u32,
+        /// Enrollment address to put in the token (default: server.toml [enroll]).
+        #[arg(long)]
+        server: Option<SocketAddr>,
+    },
+    /// On the server: run the enrollment listener (TLS) for `hometun enroll`.
+    Serve {
+        /// The CA directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Address to listen on (default: server.toml [enroll] listen).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// On the server: revoke a home's certificate, publish the CRL; its prefix is freed after
+    /// the grace period.
+    Revoke {
+        /// The CA directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The home's name.
+        #[arg(long)]
+        name: String,
+        /// The key is (feared) compromised (CRL reason keyCompromise).
+        #[arg(long)]
+        key_compromise: bool,
+    },
+    /// On the server: publish a fresh CRL (run it at least yearly, e.g. from cron).
+    Crl {
+        /// The CA directory.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// On the server: clients, prefixes, expiry, revocations.
+    List {
+        /// The CA directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -31,20 +156,247 @@ pub struct EnrollArgs {
     /// The client's directory (holds its key).
     #[arg(long)]
     pub dir: PathBuf,
-    /// The enrollment server's address.
+    /// The enrollment server's address (ADDR or ADDR:PORT; default: the one in the token).
     #[arg(long)]
-    pub server: String,
+    pub server: Option<String>,
     /// The one-time token from `hometun pki token`.
     #[arg(long)]
     pub token: String,
+    /// Key type (used only if the directory has no key yet).
+    #[arg(long, value_enum, default_value_t = KeyType::Ed25519)]
+    pub key: KeyType,
+}
+
+/// The clock, read here (the CLI is an I/O driver); everything below takes it as an argument.
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Runs `hometun pki ...`.
-pub fn run_pki(_command: PkiCommand) -> anyhow::Result<()> {
-    anyhow::bail!("hometun pki: not built yet")
+pub fn run_pki(command: PkiCommand) -> anyhow::Result<()> {
+    match command {
+        PkiCommand::Init {
+            dir,
+            server_ipv4,
+            pool,
+            prefix_len,
+            key,
+            server_name,
+            grace_days,
+            enroll_port,
+        } => {
+            let server = ServerDir::new(&dir);
+            let config = server.init(
+                &InitOptions {
+                    server_ipv4,
+                    server_name,
+                    pool,
+                    prefix_len,
+                    key,
+                    grace_days,
+                    enroll_port,
+                },
+                now(),
+            )?;
+            let ca = server.ca()?;
+            println!("CA created in {}", dir.display());
+            println!("  CA certificate  {}", server.ca_cert().display());
+            println!("  SHA-256         {}", hex(&ca.fingerprint()));
+            println!(
+                "  server          {} ({}), certificate {}",
+                config.server.name,
+                config.server.listen,
+                server.server_cert().display()
+            );
+            println!(
+                "  pool            {} in /{prefix_len} prefixes",
+                config.server.pool
+            );
+            println!("  config          {}", server.server_toml().display());
+            println!(
+                "next: `hometun pki token --dir {0} --name HOME` for online enrollment, or `hometun pki sign --dir {0} --csr F --out B`",
+                dir.display()
+            );
+        }
+        PkiCommand::Request { dir, name, key } => {
+            let client = ClientDir::new(&dir);
+            let (_, created) = client.request(&name, key)?;
+            if created {
+                println!("new private key {} (mode 0600)", client.key().display());
+            } else {
+                println!("using the existing key {}", client.key().display());
+            }
+            println!(
+                "CSR for {name} in {}: take it to the server's `hometun pki sign`",
+                client.csr().display()
+            );
+        }
+        PkiCommand::Sign {
+            dir,
+            csr,
+            out,
+            valid_days,
+        } => {
+            let issued = ServerDir::new(&dir).sign(&files::read(&csr)?, valid_days, now())?;
+            files::write_atomic(&out, issued.bundle.to_toml().as_bytes(), files::PUBLIC_MODE)?;
+            println!(
+                "issued {} prefix {} serial {} until {}; bundle {}",
+                issued.record.name,
+                issued.record.prefix,
+                issued.record.serial,
+                crate::token::unix_text(issued.record.not_after),
+                out.display()
+            );
+        }
+        PkiCommand::Import { dir, bundle } => {
+            let bytes = files::read(&bundle)?;
+            let parsed = Bundle::parse(&bytes).map_err(PkiError::from)?;
+            let client = ClientDir::new(&dir);
+            let config = client.import(&parsed, rustls_pki_types::UnixTime::now())?;
+            println!(
+                "{} holds {}; server {} ({}); config {}",
+                config.client.name,
+                config.client.prefix,
+                config.client.server_name,
+                config.client.server,
+                client.client_toml().display()
+            );
+        }
+        PkiCommand::Export { dir, name, out } => {
+            let bundle = ServerDir::new(&dir).export(&name)?;
+            files::write_atomic(&out, bundle.to_toml().as_bytes(), files::PUBLIC_MODE)?;
+            println!("bundle of {name} ({}) in {}", bundle.prefix, out.display());
+        }
+        PkiCommand::Token {
+            dir,
+            name,
+            valid_hours,
+            server,
+        } => {
+            let token = ServerDir::new(&dir).make_token(&name, valid_hours, server, now())?;
+            eprintln!(
+                "one-time token for {name}, valid {valid_hours} h, enrollment server {}; on the home run: hometun enroll --dir DIR --token TOKEN",
+                token.server
+            );
+            println!("{}", token.encode());
+        }
+        PkiCommand::Serve { dir, listen } => serve(dir, listen)?,
+        PkiCommand::Revoke {
+            dir,
+            name,
+            key_compromise,
+        } => {
+            let server = ServerDir::new(&dir);
+            let record = server.revoke(&name, key_compromise, now())?;
+            let data = server.registry().load()?;
+            let free = record
+                .prefix_free_at(data.grace_days)
+                .map(crate::token::unix_text)
+                .unwrap_or_default();
+            println!(
+                "revoked {name} (serial {}); CRL published; prefix {} stays reserved until {free}",
+                record.serial, record.prefix
+            );
+        }
+        PkiCommand::Crl { dir } => {
+            let path = ServerDir::new(&dir).publish_crl(now())?;
+            println!("CRL published to {}", path.display());
+        }
+        PkiCommand::List { dir, json } => {
+            let entries = ServerDir::new(&dir).list(now())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&entries)?);
+            } else {
+                println!(
+                    "{:<24} {:<24} {:<21} {:<32} STATUS",
+                    "NAME", "PREFIX", "EXPIRES", "SERIAL"
+                );
+                for e in entries {
+                    let mut status = e.status.clone();
+                    if let Some(at) = &e.revoked_at {
+                        status.push_str(&format!(" at {at}"));
+                    }
+                    if e.status == "revoked"
+                        && let Some(free) = &e.prefix_free_at
+                    {
+                        status.push_str(&format!(", prefix free at {free}"));
+                    }
+                    println!(
+                        "{:<24} {:<24} {:<21} {:<32} {status}",
+                        e.name,
+                        e.prefix.to_string(),
+                        e.expires,
+                        e.serial
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn serve(dir: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    let server = ServerDir::new(&dir);
+    let listen = match listen {
+        Some(l) => l,
+        None => server
+            .config()?
+            .enroll
+            .map(|e| e.listen)
+            .context("server.toml has no [enroll] table; pass --listen ADDR:PORT")?,
+    };
+    let service = Arc::new(enroll::server::EnrollmentServer::new(&dir)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        tracing::info!("enrollment server listening on {}", listener.local_addr()?);
+        service.serve(listener).await?;
+        Ok(())
+    })
 }
 
 /// Runs `hometun enroll`.
-pub fn run_enroll(_args: EnrollArgs) -> anyhow::Result<()> {
-    anyhow::bail!("hometun enroll: not built yet")
+pub fn run_enroll(args: EnrollArgs) -> anyhow::Result<()> {
+    let token = Token::parse(&args.token)?;
+    let server = match &args.server {
+        None => token.server,
+        Some(text) => text
+            .parse::<SocketAddr>()
+            .or_else(|_| {
+                text.parse::<IpAddr>()
+                    .map(|ip| SocketAddr::new(ip, token.server.port()))
+            })
+            .map_err(|_| anyhow::anyhow!("--server {text:?} is not an address"))?,
+    };
+    let client = ClientDir::new(&args.dir);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (bundle, _) = runtime.block_on(enroll::client::enroll(
+        &client,
+        &token,
+        server,
+        args.key,
+        rustls_pki_types::UnixTime::now(),
+    ))?;
+    println!(
+        "enrolled {} with prefix {}; config {}",
+        bundle.name,
+        bundle.prefix,
+        client.client_toml().display()
+    );
+    Ok(())
 }

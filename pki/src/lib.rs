@@ -1,3 +1,33 @@
 //! CA, enrollment and prefix allocation for hometun.
+//!
+//! The server operator adds a home in one step, and the home's certificate itself says which
+//! IPv6 prefix it owns (RFC 3779 address blocks).
+//!
+//! - [`server_dir::ServerDir`]: the CA directory: `pki init`, `sign`, `token`, `revoke`, `list`.
+//! - [`client_dir::ClientDir`]: the home's directory: `pki request`, `pki import`.
+//! - [`registry`]: prefix allocation, revocations and tokens, crash-safe and locked.
+//! - [`bundle`]: the file `sign` writes and `import` reads.
+//! - [`enroll`]: online enrollment over TLS with a one-time [`token`].
+//! - For the IKE daemon: [`verify::TrustStore`] (chain + CRL + what the certificate grants),
+//!   [`addrblock`] (the RFC 3779 extension), [`files::load_crls`] and friends.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod addrblock;
+pub mod bundle;
+pub mod ca;
 pub mod cli;
+pub mod client_dir;
+pub mod csr;
+mod der;
+pub mod enroll;
+mod error;
+pub mod files;
+pub mod names;
+pub mod registry;
+pub mod server_dir;
+pub mod token;
+pub mod verify;
+
+pub use der::DerError;
+pub use error::PkiError;

@@ -1,0 +1,166 @@
+//! The home's directory and the operations on it: `pki request`, `pki import`, and the local
+//! half of `hometun enroll`.
+//!
+//! Files in the directory (D):
+//!
+//! | file | what |
+//! |---|---|
+//! | `client.key` | the home's private key (mode 0600; never leaves the machine) |
+//! | `client.csr` | the certificate signing request to carry to the server |
+//! | `client.pem`, `ca.pem` | the home's certificate and the CA's, from the bundle |
+//! | `client.toml` | the client daemon's config, ready to run |
+
+use std::path::{Path, PathBuf};
+
+use hometun_config::{ClientConfig, ClientSection, TunnelSection};
+use rcgen::KeyPair;
+use rustls_pki_types::UnixTime;
+
+use crate::bundle::Bundle;
+use crate::ca::{KeyType, pem_certificate};
+use crate::csr::make_csr;
+use crate::{PkiError, files};
+
+/// The home's link-local address on the tunnel.
+pub const CLIENT_LINK_LOCAL: &str = "fe80::2/64";
+
+/// The home's directory.
+#[derive(Debug, Clone)]
+pub struct ClientDir {
+    dir: PathBuf,
+}
+
+impl ClientDir {
+    /// The directory `dir`.
+    pub fn new(dir: &Path) -> Self {
+        ClientDir {
+            dir: dir.to_path_buf(),
+        }
+    }
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// `client.key`.
+    pub fn key(&self) -> PathBuf {
+        self.dir.join("client.key")
+    }
+    /// `client.csr`.
+    pub fn csr(&self) -> PathBuf {
+        self.dir.join("client.csr")
+    }
+    /// `client.pem`.
+    pub fn cert(&self) -> PathBuf {
+        self.dir.join("client.pem")
+    }
+    /// `ca.pem`.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+    /// `client.toml`.
+    pub fn client_toml(&self) -> PathBuf {
+        self.dir.join("client.toml")
+    }
+
+    /// The home's key: the existing `client.key`, or a new one of `key_type` (mode 0600).
+    /// An existing key is never replaced, so a certificate issued for it stays usable.
+    pub fn key_pair(&self, key_type: KeyType) -> Result<(KeyPair, bool), PkiError> {
+        let path = self.key();
+        if path.exists() {
+            let pem = files::read_to_string(&path)?;
+            let key = KeyPair::from_pem(&pem)
+                .map_err(|e| PkiError::file(&path, format!("not a usable key: {e}")))?;
+            return Ok((key, false));
+        }
+        files::ensure_dir(&self.dir)?;
+        let key = key_type.generate()?;
+        files::write_new(&path, key.serialize_pem().as_bytes(), files::PRIVATE_MODE)?;
+        Ok((key, true))
+    }
+
+    /// `pki request`: the key (made if missing) and a CSR for `name` in `client.csr`.
+    /// Returns the CSR (PEM) and whether a new key was made.
+    pub fn request(&self, name: &str, key_type: KeyType) -> Result<(String, bool), PkiError> {
+        let (key, created) = self.key_pair(key_type)?;
+        let csr = make_csr(&key, name)?;
+        files::write_atomic(&self.csr(), csr.as_bytes(), files::PUBLIC_MODE)?;
+        Ok((csr, created))
+    }
+
+    /// `pki import`: checks the bundle (its certificate chains to its CA at `now` and belongs
+    /// to `client.key`), then writes `client.pem`, `ca.pem` and `client.toml`. An existing
+    /// client.toml keeps its other settings (tunnel, limits, ike, local address).
+    pub fn import(&self, bundle: &Bundle, now: UnixTime) -> Result<ClientConfig, PkiError> {
+        bundle.verify(now)?;
+        let key_path = self.key();
+        let pem = files::read_to_string(&key_path)?;
+        let key = KeyPair::from_pem(&pem)
+            .map_err(|e| PkiError::file(&key_path, format!("not a usable key: {e}")))?;
+        let peer = crate::verify::describe(&bundle.certificate_der()?)
+            .map_err(|e| PkiError::Verify(e.to_string()))?;
+        let cert_key: &[u8] = match &peer.public_key {
+            crate::verify::PeerPublicKey::Ed25519(k) => k,
+            crate::verify::PeerPublicKey::EcdsaP256(k) => k,
+        };
+        if cert_key != key.public_key_raw() {
+            return Err(PkiError::KeyMismatch {
+                what: format!("the bundle's certificate for {}", bundle.name),
+                key: key_path,
+            });
+        }
+
+        let mut section = ClientSection::new(
+            bundle.name.clone(),
+            bundle.server,
+            bundle.server_name.clone(),
+            "client.pem".into(),
+            "client.key".into(),
+            "ca.pem".into(),
+            bundle.prefix,
+        );
+        section.server_port = bundle.server_port;
+        let path = self.client_toml();
+        let config = match files::read_to_string(&path)
+            .ok()
+            .and_then(|text| ClientConfig::from_toml(&path, &text).ok())
+        {
+            Some(mut old) => {
+                section.local = old.client.local;
+                section.nat_port = old.client.nat_port;
+                section.state_dir = old.client.state_dir.clone();
+                section.control_socket = old.client.control_socket.clone();
+                // A kept address must still lie in the (possibly new) prefix.
+                section.address = old.client.address.filter(|a| bundle.prefix.contains(a));
+                old.client = section;
+                old
+            }
+            None => ClientConfig {
+                client: section,
+                tunnel: TunnelSection::new(
+                    CLIENT_LINK_LOCAL
+                        .parse()
+                        .expect("constant link-local address parses"),
+                ),
+                limits: Default::default(),
+                ike: Default::default(),
+            },
+        };
+        let text = format!(
+            "# hometun client config, written by `hometun pki import`. Paths are relative to this file.\n{}",
+            config.to_toml()
+        );
+        ClientConfig::from_toml(&path, &text)?;
+        files::write_atomic(
+            &self.cert(),
+            pem_certificate(&bundle.certificate_der()?).as_bytes(),
+            files::PUBLIC_MODE,
+        )?;
+        files::write_atomic(
+            &self.ca(),
+            pem_certificate(&bundle.ca_der()?).as_bytes(),
+            files::PUBLIC_MODE,
+        )?;
+        files::write_atomic(&path, text.as_bytes(), files::PUBLIC_MODE)?;
+        Ok(ClientConfig::load(&path)?)
+    }
+}

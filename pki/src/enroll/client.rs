@@ -1,0 +1,205 @@
+//! `hometun enroll`: make the key and CSR here, send the CSR with the token's secret over TLS
+//! to the enrollment server, whose chain must lead to the CA the token pins, and import the
+//! bundle that comes back.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hometun_config::ClientConfig;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+use rustls_pki_types::CertificateSigningRequestDer;
+use rustls_pki_types::pem::PemObject;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use webpki::{EndEntityCert, KeyUsage};
+
+use super::protocol::{self, Message, Request};
+use super::server::provider;
+use crate::PkiError;
+use crate::bundle::Bundle;
+use crate::ca::{KeyType, fingerprint};
+use crate::client_dir::ClientDir;
+use crate::token::Token;
+
+/// How long the whole exchange may take.
+pub const ENROLL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// DER contents of the serverAuth EKU OID (1.3.6.1.5.5.7.3.1).
+const EKU_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
+
+/// Accepts the enrollment server only if its chain leads to the CA certificate whose SHA-256
+/// the token carries. The CA signs client certificates too, so the server certificate must
+/// also carry the serverAuth EKU (client certificates carry clientAuth only): a home cannot
+/// pose as the enrollment server.
+#[derive(Debug)]
+pub struct PinnedCaVerifier {
+    fingerprint: [u8; 32],
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl PinnedCaVerifier {
+    /// A verifier pinning the CA certificate with this SHA-256.
+    pub fn new(fingerprint: [u8; 32]) -> Self {
+        PinnedCaVerifier {
+            fingerprint,
+            provider: provider(),
+        }
+    }
+}
+
+impl ServerCertVerifier for PinnedCaVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let ca = intermediates
+            .iter()
+            .find(|c| fingerprint(c) == self.fingerprint)
+            .ok_or(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer,
+            ))?;
+        let anchor = webpki::anchor_from_trusted_cert(ca)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        let cert = EndEntityCert::try_from(end_entity)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        cert.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &[anchor],
+            &[],
+            now,
+            KeyUsage::required(EKU_SERVER_AUTH),
+            None,
+            None,
+        )
+        .map_err(|e| {
+            rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(
+                Arc::new(ChainError(format!("{e:?}"))),
+            )))
+        })?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[derive(Debug)]
+struct ChainError(String);
+
+impl std::fmt::Display for ChainError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "server certificate does not chain to the pinned CA: {}",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for ChainError {}
+
+/// Enrolls the home in `dir` with `token`, talking to `server` (the token's address unless
+/// overridden). Makes `client.key` (type `key_type`) if missing, then imports the bundle.
+pub async fn enroll(
+    dir: &ClientDir,
+    token: &Token,
+    server: SocketAddr,
+    key_type: KeyType,
+    now: UnixTime,
+) -> Result<(Bundle, ClientConfig), PkiError> {
+    let (csr_pem, _) = dir.request(&token.name, key_type)?;
+    let csr_der = CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
+        .map_err(|e| PkiError::Csr(e.to_string()))?;
+    let request = Message::Request(Request {
+        secret: token.secret,
+        csr_der: csr_der.as_ref().to_vec(),
+    });
+    let fail = |problem: String| PkiError::Enrollment { server, problem };
+    let answer = tokio::time::timeout(ENROLL_TIMEOUT, exchange(token, server, &request))
+        .await
+        .map_err(|_| fail("timed out".into()))?
+        .map_err(fail)?;
+    let bundle = match answer {
+        Message::Bundle(text) => Bundle::parse(text.as_bytes())?,
+        Message::Refused(r) => {
+            return Err(PkiError::Refused {
+                code: r.code,
+                message: r.message,
+            });
+        }
+        Message::Request(_) => return Err(fail("the server sent a request".into())),
+    };
+    if fingerprint(&bundle.ca_der()?) != token.ca_fingerprint {
+        return Err(fail("the bundle's CA is not the one the token pins".into()));
+    }
+    if bundle.name != token.name {
+        return Err(fail(format!(
+            "the bundle is for {}, the token for {}",
+            bundle.name, token.name
+        )));
+    }
+    let config = dir.import(&bundle, now)?;
+    Ok((bundle, config))
+}
+
+async fn exchange(token: &Token, server: SocketAddr, request: &Message) -> Result<Message, String> {
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| format!("TLS: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedCaVerifier::new(token.ca_fingerprint)))
+        .with_no_client_auth();
+    let stream = TcpStream::connect(server)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    // An IP address as the name: no SNI is sent; the verifier pins the CA instead.
+    let name = ServerName::IpAddress(token.server.ip().into());
+    let mut tls = TlsConnector::from(Arc::new(config))
+        .connect(name, stream)
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))?;
+    protocol::write_message(&mut tls, request)
+        .await
+        .map_err(|e| e.to_string())?;
+    protocol::read_message(&mut tls)
+        .await
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,10 @@
+//! Online enrollment: a home sends its CSR with a one-time token's secret over TLS and gets
+//! its bundle back; its private key never leaves it.
+//!
+//! - [`protocol`]: the messages (length-prefixed, size-limited, typed refusals).
+//! - [`server`]: the listener (`hometun pki serve`; the server daemon may run the same).
+//! - [`client`]: `hometun enroll`.
+
+pub mod client;
+pub mod protocol;
+pub mod server;

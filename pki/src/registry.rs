@@ -1,0 +1,554 @@
+//! The registry: which client holds which prefix and certificate, revocations, and enrollment
+//! tokens. One JSON file (`registry.json`), changed only under an exclusive `flock` on
+//! `registry.lock` and replaced atomically (write a temporary, fsync, rename, fsync the
+//! directory). A change is therefore all-or-nothing: a crash or error in the middle of `sign`
+//! leaves the previous file, so there is neither a half-allocated nor a lost prefix, and two
+//! concurrent runs (threads or processes) never hand out the same prefix.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv6Net;
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::ca::Revoked;
+use crate::token::TokenRefusal;
+use crate::{PkiError, files};
+
+/// Version of the registry file format.
+pub const REGISTRY_FORMAT: u32 = 1;
+const SECONDS_PER_DAY: i64 = 86_400;
+
+/// A revocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revocation {
+    /// When (Unix seconds).
+    pub at: i64,
+    /// Revoked because the key is compromised (else: no longer in use).
+    #[serde(default)]
+    pub key_compromise: bool,
+}
+
+/// A certificate issued to a client, and the prefix it carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientRecord {
+    /// The client's name (its certificate's dNSName and IKE identity).
+    pub name: String,
+    /// The prefix in its certificate.
+    pub prefix: Ipv6Net,
+    /// Certificate serial number, lower-case hex.
+    pub serial: String,
+    /// When it was issued (Unix seconds).
+    pub issued: i64,
+    /// When the certificate expires (Unix seconds).
+    pub not_after: i64,
+    /// The certificate (PEM), so that its bundle can be written again.
+    pub certificate: String,
+    /// Set once revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<Revocation>,
+}
+
+impl ClientRecord {
+    /// Whether the record still holds its prefix at `now`: not revoked, or revoked less than
+    /// `grace_days` ago (routes and caches may still point at the prefix).
+    pub fn holds_prefix(&self, now: i64, grace_days: u32) -> bool {
+        match &self.revoked {
+            None => true,
+            Some(r) => now < r.at.saturating_add(i64::from(grace_days) * SECONDS_PER_DAY),
+        }
+    }
+
+    /// When a revoked record's prefix becomes free again.
+    pub fn prefix_free_at(&self, grace_days: u32) -> Option<i64> {
+        self.revoked
+            .as_ref()
+            .map(|r| r.at.saturating_add(i64::from(grace_days) * SECONDS_PER_DAY))
+    }
+}
+
+/// An enrollment token, stored by the SHA-256 of its secret (the secret itself is not kept).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRecord {
+    /// The client name the token enrolls.
+    pub name: String,
+    /// SHA-256 of the secret, lower-case hex.
+    pub secret_sha256: String,
+    /// When it was made (Unix seconds).
+    pub created: i64,
+    /// When it stops working (Unix seconds).
+    pub expires: i64,
+    /// When it was used, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used: Option<i64>,
+    /// Serial of the certificate issued with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_serial: Option<String>,
+}
+
+/// The registry's contents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryData {
+    /// [`REGISTRY_FORMAT`].
+    pub format: u32,
+    /// The pool prefixes come from.
+    pub pool: Ipv6Net,
+    /// Length of each client's prefix.
+    pub prefix_len: u8,
+    /// Days a revoked client's prefix stays held before it can be handed out again.
+    pub grace_days: u32,
+    /// Number of the last CRL published.
+    pub crl_number: u64,
+    /// Every certificate issued, in order.
+    pub clients: Vec<ClientRecord>,
+    /// Enrollment tokens.
+    pub tokens: Vec<TokenRecord>,
+}
+
+impl RegistryData {
+    /// An empty registry for `pool`, handing out `/prefix_len` prefixes.
+    pub fn new(pool: Ipv6Net, prefix_len: u8, grace_days: u32) -> Result<Self, PkiError> {
+        check_pool(pool, prefix_len)?;
+        Ok(RegistryData {
+            format: REGISTRY_FORMAT,
+            pool: pool.trunc(),
+            prefix_len,
+            grace_days,
+            crl_number: 0,
+            clients: Vec::new(),
+            tokens: Vec::new(),
+        })
+    }
+
+    /// How many prefixes the pool hands out (its first prefix stays with the server).
+    pub fn capacity(&self) -> u128 {
+        capacity(self.pool, self.prefix_len)
+    }
+
+    /// The client's current (not revoked) record.
+    pub fn active(&self, name: &str) -> Option<&ClientRecord> {
+        self.clients
+            .iter()
+            .rev()
+            .find(|c| c.name == name && c.revoked.is_none())
+    }
+
+    /// The next free prefix: the lowest one not held by any client. The pool's first prefix
+    /// (index 0) is never handed out: it is the server's own (and `::` is the subnet-router
+    /// anycast address of a /64).
+    pub fn next_free_prefix(&self, now: i64) -> Result<Ipv6Net, PkiError> {
+        let shift = 128 - u32::from(self.prefix_len);
+        let base = u128::from(self.pool.network());
+        let mut held: Vec<u128> = self
+            .clients
+            .iter()
+            .filter(|c| c.holds_prefix(now, self.grace_days) && self.pool.contains(&c.prefix))
+            .map(|c| {
+                (u128::from(c.prefix.network()) - base)
+                    .checked_shr(shift)
+                    .unwrap_or(0)
+            })
+            .collect();
+        held.sort_unstable();
+        held.dedup();
+        let mut candidate: u128 = 1;
+        for index in held {
+            if index == candidate {
+                candidate += 1;
+            } else if index > candidate {
+                break;
+            }
+        }
+        if candidate > self.capacity() {
+            return Err(PkiError::PoolExhausted {
+                pool: self.pool,
+                prefix_len: self.prefix_len,
+                capacity: self.capacity(),
+            });
+        }
+        let network = base | candidate.checked_shl(shift).unwrap_or(0);
+        Ok(Ipv6Net::new(network.into(), self.prefix_len)
+            .expect("prefix_len was checked to be at most 128"))
+    }
+
+    /// Everything revoked, for the CRL.
+    pub fn revoked(&self) -> Vec<Revoked> {
+        self.clients
+            .iter()
+            .filter_map(|c| {
+                let r = c.revoked.as_ref()?;
+                Some(Revoked {
+                    serial: hex_decode(&c.serial)?,
+                    at: OffsetDateTime::from_unix_timestamp(r.at).ok()?,
+                    key_compromise: r.key_compromise,
+                })
+            })
+            .collect()
+    }
+
+    /// Checks the token with this secret hash and marks it used; the token is left untouched
+    /// when refused.
+    pub fn use_token(
+        &mut self,
+        secret_sha256: &str,
+        csr_name: &str,
+        now: i64,
+    ) -> Result<&mut TokenRecord, TokenRefusal> {
+        let token = self
+            .tokens
+            .iter_mut()
+            .find(|t| t.secret_sha256 == secret_sha256)
+            .ok_or(TokenRefusal::Unknown)?;
+        if let Some(at) = token.used {
+            return Err(TokenRefusal::Used { at });
+        }
+        if now >= token.expires {
+            return Err(TokenRefusal::Expired { at: token.expires });
+        }
+        if token.name != csr_name {
+            return Err(TokenRefusal::NameMismatch {
+                token: token.name.clone(),
+                csr: csr_name.to_string(),
+            });
+        }
+        token.used = Some(now);
+        Ok(token)
+    }
+}
+
+fn capacity(pool: Ipv6Net, prefix_len: u8) -> u128 {
+    let bits = u32::from(prefix_len) - u32::from(pool.prefix_len());
+    match 1u128.checked_shl(bits) {
+        Some(n) => n - 1,
+        None => u128::MAX,
+    }
+}
+
+/// Checks that a pool can hand out at least one `/prefix_len`.
+pub fn check_pool(pool: Ipv6Net, prefix_len: u8) -> Result<(), PkiError> {
+    if prefix_len > 128 || prefix_len < pool.prefix_len() {
+        return Err(PkiError::Invalid(format!(
+            "prefix length /{prefix_len} must lie between the pool's /{} and /128",
+            pool.prefix_len()
+        )));
+    }
+    if capacity(pool, prefix_len) == 0 {
+        return Err(PkiError::Invalid(format!(
+            "pool {pool} holds a single /{prefix_len}, which stays with the server: use a larger pool or a longer prefix"
+        )));
+    }
+    Ok(())
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// The registry file and its lock.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    path: PathBuf,
+    lock_path: PathBuf,
+}
+
+impl Registry {
+    /// The registry at `path` (its lock beside it, `registry.lock`).
+    pub fn at(path: &Path) -> Self {
+        Registry {
+            path: path.to_path_buf(),
+            lock_path: path.with_extension("lock"),
+        }
+    }
+
+    /// The registry file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Creates the registry; fails if one exists.
+    pub fn create(&self, data: &RegistryData) -> Result<(), PkiError> {
+        files::write_new(&self.path, &Self::serialize(data), files::PUBLIC_MODE)
+    }
+
+    fn serialize(data: &RegistryData) -> Vec<u8> {
+        let mut text =
+            serde_json::to_vec_pretty(data).expect("registry data is plain strings and numbers");
+        text.push(b'\n');
+        text
+    }
+
+    /// Reads the registry. Consistent without the lock, because writers replace the file
+    /// atomically.
+    pub fn load(&self) -> Result<RegistryData, PkiError> {
+        let bytes = files::read(&self.path)?;
+        let data: RegistryData =
+            serde_json::from_slice(&bytes).map_err(|e| PkiError::Registry {
+                path: self.path.clone(),
+                problem: format!("damaged: {e}"),
+            })?;
+        if data.format != REGISTRY_FORMAT {
+            return Err(PkiError::Registry {
+                path: self.path.clone(),
+                problem: format!(
+                    "format {} is not the supported {REGISTRY_FORMAT}",
+                    data.format
+                ),
+            });
+        }
+        Ok(data)
+    }
+
+    /// Runs `change` on the registry under the exclusive lock and writes the result back
+    /// atomically. If `change` fails, nothing is written.
+    pub fn update<T>(
+        &self,
+        change: impl FnOnce(&mut RegistryData) -> Result<T, PkiError>,
+    ) -> Result<T, PkiError> {
+        self.update_with(change, |_| Ok(()))
+    }
+
+    /// [`Registry::update`] with a step that runs after the change is computed and before it
+    /// is committed (still under the lock): for effects that must be in place before the
+    /// registry says so, like publishing a CRL before recording the revocation. If it fails,
+    /// nothing is committed.
+    pub fn update_with<T>(
+        &self,
+        change: impl FnOnce(&mut RegistryData) -> Result<T, PkiError>,
+        before_commit: impl FnOnce(&RegistryData) -> Result<(), PkiError>,
+    ) -> Result<T, PkiError> {
+        let _lock = self.lock()?;
+        let mut data = self.load()?;
+        let result = change(&mut data)?;
+        before_commit(&data)?;
+        files::write_atomic(&self.path, &Self::serialize(&data), files::PUBLIC_MODE)?;
+        Ok(result)
+    }
+
+    fn lock(&self) -> Result<Flock<std::fs::File>, PkiError> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock_path)
+            .map_err(|e| PkiError::io(&self.lock_path, e))?;
+        // Blocks until other writers (threads or processes) are done; released on drop,
+        // and by the kernel if the holder dies.
+        Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, errno)| PkiError::io(&self.lock_path, errno.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str, prefix: Ipv6Net) -> ClientRecord {
+        ClientRecord {
+            name: name.into(),
+            prefix,
+            serial: "01".into(),
+            issued: 0,
+            not_after: 100,
+            certificate: String::new(),
+            revoked: None,
+        }
+    }
+
+    fn registry(pool: &str, len: u8) -> (tempfile::TempDir, Registry) {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::at(&dir.path().join("registry.json"));
+        reg.create(&RegistryData::new(pool.parse().unwrap(), len, 30).unwrap())
+            .unwrap();
+        (dir, reg)
+    }
+
+    fn allocate(reg: &Registry, name: &str, now: i64) -> Result<Ipv6Net, PkiError> {
+        reg.update(|d| {
+            let p = d.next_free_prefix(now)?;
+            d.clients.push(record(name, p));
+            Ok(p)
+        })
+    }
+
+    #[test]
+    fn allocation_is_sequential_and_skips_the_first_prefix() {
+        let (_d, reg) = registry("2001:db8:100::/48", 64);
+        let got: Vec<String> = (0..3)
+            .map(|i| allocate(&reg, &format!("h{i}"), 0).unwrap().to_string())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "2001:db8:100:1::/64",
+                "2001:db8:100:2::/64",
+                "2001:db8:100:3::/64"
+            ]
+        );
+    }
+
+    #[test]
+    fn no_reuse_after_restart() {
+        let (d, reg) = registry("2001:db8:100::/48", 64);
+        let a = allocate(&reg, "a", 0).unwrap();
+        drop(reg);
+        // A fresh handle, as a new process would have.
+        let reg = Registry::at(&d.path().join("registry.json"));
+        let b = allocate(&reg, "b", 0).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(b.to_string(), "2001:db8:100:2::/64");
+    }
+
+    #[test]
+    fn small_pool_exhausts_with_a_clear_error() {
+        let (_d, reg) = registry("2001:db8:100::/62", 64);
+        for i in 0..3 {
+            allocate(&reg, &format!("h{i}"), 0).unwrap();
+        }
+        let e = allocate(&reg, "h3", 0).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "pool 2001:db8:100::/62 is exhausted: all 3 /64 prefixes are allocated or in their revocation grace period"
+        );
+        // The failed attempt changed nothing.
+        assert_eq!(reg.load().unwrap().clients.len(), 3);
+    }
+
+    #[test]
+    fn revoked_prefix_is_free_only_after_the_grace_period() {
+        let (_d, reg) = registry("2001:db8:100::/62", 64);
+        let first = allocate(&reg, "a", 0).unwrap();
+        reg.update(|d| {
+            d.clients[0].revoked = Some(Revocation {
+                at: 1000,
+                key_compromise: false,
+            });
+            Ok(())
+        })
+        .unwrap();
+        // Within 30 days: the next one is a new prefix.
+        let day = SECONDS_PER_DAY;
+        assert_ne!(allocate(&reg, "b", 1000 + 29 * day).unwrap(), first);
+        // After the grace period the lowest free one is the revoked one again.
+        assert_eq!(allocate(&reg, "c", 1000 + 30 * day).unwrap(), first);
+    }
+
+    #[test]
+    fn failed_change_writes_nothing_and_stale_temporaries_are_harmless() {
+        let (d, reg) = registry("2001:db8:100::/48", 64);
+        let before = std::fs::read(reg.path()).unwrap();
+        let r: Result<(), _> = reg.update(|data| {
+            data.next_free_prefix(0)?;
+            data.clients
+                .push(record("x", "2001:db8:100:1::/64".parse().unwrap()));
+            Err(PkiError::Invalid(
+                "failure injected after the allocation".into(),
+            ))
+        });
+        assert!(r.is_err());
+        assert_eq!(std::fs::read(reg.path()).unwrap(), before);
+        // A torn temporary from a crashed writer does not disturb anything.
+        std::fs::write(d.path().join(".registry.json.tmp.99999"), b"{\"form").unwrap();
+        assert_eq!(
+            allocate(&reg, "a", 0).unwrap().to_string(),
+            "2001:db8:100:1::/64"
+        );
+        // A failing before_commit step also leaves the file as it was.
+        let before = std::fs::read(reg.path()).unwrap();
+        let r = reg.update_with(
+            |data| {
+                data.crl_number += 1;
+                Ok(())
+            },
+            |_| Err(PkiError::Invalid("publishing failed".into())),
+        );
+        assert!(r.is_err());
+        assert_eq!(std::fs::read(reg.path()).unwrap(), before);
+    }
+
+    #[test]
+    fn concurrent_threads_never_share_a_prefix() {
+        let (_d, reg) = registry("2001:db8:100::/48", 64);
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let reg = reg.clone();
+                std::thread::spawn(move || {
+                    (0..10)
+                        .map(|i| allocate(&reg, &format!("t{t}-{i}"), 0).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<Ipv6Net> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        all.sort();
+        let n = all.len();
+        all.dedup();
+        assert_eq!(all.len(), n, "a prefix was handed out twice");
+        assert_eq!(reg.load().unwrap().clients.len(), 80);
+        // And they are exactly the first 80: none lost.
+        assert_eq!(all.last().unwrap().to_string(), "2001:db8:100:50::/64");
+    }
+
+    #[test]
+    fn pool_checks() {
+        let pool: Ipv6Net = "2001:db8::/64".parse().unwrap();
+        assert!(check_pool(pool, 64).is_err());
+        assert!(check_pool(pool, 48).is_err());
+        assert!(check_pool(pool, 129).is_err());
+        assert!(check_pool(pool, 128).is_ok());
+        assert_eq!(capacity("::/0".parse().unwrap(), 128), u128::MAX);
+        let d = RegistryData::new("2001:db8::/64".parse().unwrap(), 128, 1).unwrap();
+        assert_eq!(
+            d.next_free_prefix(0).unwrap().to_string(),
+            "2001:db8::1/128"
+        );
+    }
+
+    #[test]
+    fn tokens_work_once_and_expire() {
+        let mut d = RegistryData::new("2001:db8::/48".parse().unwrap(), 64, 1).unwrap();
+        d.tokens.push(TokenRecord {
+            name: "home.example".into(),
+            secret_sha256: "aa".into(),
+            created: 0,
+            expires: 100,
+            used: None,
+            used_serial: None,
+        });
+        assert_eq!(
+            d.use_token("bb", "home.example", 1),
+            Err(TokenRefusal::Unknown)
+        );
+        assert_eq!(
+            d.use_token("aa", "other.example", 1),
+            Err(TokenRefusal::NameMismatch {
+                token: "home.example".into(),
+                csr: "other.example".into()
+            })
+        );
+        let mut late = d.clone();
+        assert_eq!(
+            late.use_token("aa", "home.example", 100),
+            Err(TokenRefusal::Expired { at: 100 })
+        );
+        assert!(d.use_token("aa", "home.example", 5).is_ok());
+        assert_eq!(
+            d.use_token("aa", "home.example", 6),
+            Err(TokenRefusal::Used { at: 5 })
+        );
+    }
+}

@@ -1,0 +1,517 @@
+//! The server's PKI directory and the operations on it: `pki init`, `sign`, `export`,
+//! `token`, `revoke`, `crl`, `list`, and the enrollment server's signing step.
+//!
+//! Files in the directory (D):
+//!
+//! | file | what |
+//! |---|---|
+//! | `ca.pem`, `ca.key` | the CA certificate and key (key mode 0600) |
+//! | `server.pem`, `server.key` | the server's certificate (IKE and enrollment TLS) and key (0600) |
+//! | `server.toml` | the server daemon's config, ready to run |
+//! | `crl.pem` | the CRL (the path `server.crl` in server.toml names) |
+//! | `registry.json`, `registry.lock` | issued certificates, prefixes, revocations, tokens |
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use hometun_config::{EnrollSection, ServerConfig, ServerSection, TunnelSection};
+use ipnet::Ipv6Net;
+use time::OffsetDateTime;
+
+use crate::bundle::{BUNDLE_FORMAT, Bundle};
+use crate::ca::{self, Ca, KeyType};
+use crate::csr::{CheckedCsr, check_csr};
+use crate::names::check_dns_name;
+use crate::registry::{ClientRecord, Registry, RegistryData, Revocation, TokenRecord};
+use crate::token::Token;
+use crate::{PkiError, files};
+
+/// Default port of the enrollment listener.
+pub const DEFAULT_ENROLL_PORT: u16 = 8443;
+/// Default revocation grace period: a revoked home's prefix is not handed out again before.
+pub const DEFAULT_GRACE_DAYS: u32 = 30;
+/// How long a published CRL says it is valid; `hometun pki crl` publishes a fresh one.
+pub const CRL_VALID_DAYS: i64 = 365;
+/// Default validity of an enrollment token.
+pub const DEFAULT_TOKEN_HOURS: u32 = 24;
+/// The server's link-local address on the tunnel.
+pub const SERVER_LINK_LOCAL: &str = "fe80::1/64";
+
+/// What `pki init` needs.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// The server's public IPv4 address.
+    pub server_ipv4: Ipv4Addr,
+    /// The server's IKE identity (a DNS name in its certificate).
+    pub server_name: String,
+    /// The pool client prefixes come from.
+    pub pool: Ipv6Net,
+    /// Length of each client's prefix.
+    pub prefix_len: u8,
+    /// Key type of the CA and the server.
+    pub key: KeyType,
+    /// Revocation grace period in days.
+    pub grace_days: u32,
+    /// Port of the enrollment listener.
+    pub enroll_port: u16,
+}
+
+/// A certificate just issued, with its bundle.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The registry record.
+    pub record: ClientRecord,
+    /// The bundle for the home.
+    pub bundle: Bundle,
+}
+
+/// One line of `pki list`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ListEntry {
+    /// Client name.
+    pub name: String,
+    /// Its prefix.
+    pub prefix: Ipv6Net,
+    /// Certificate serial (hex).
+    pub serial: String,
+    /// Certificate expiry (RFC 3339).
+    pub expires: String,
+    /// `active`, `expired`, `revoked` or `revoked, prefix free`.
+    pub status: String,
+    /// When revoked (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+    /// When a revoked prefix becomes free (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix_free_at: Option<String>,
+}
+
+/// The server's PKI directory.
+#[derive(Debug, Clone)]
+pub struct ServerDir {
+    dir: PathBuf,
+}
+
+impl ServerDir {
+    /// The directory `dir`.
+    pub fn new(dir: &Path) -> Self {
+        ServerDir {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// `ca.pem`.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+    /// `ca.key`.
+    pub fn ca_key(&self) -> PathBuf {
+        self.dir.join("ca.key")
+    }
+    /// `server.pem`.
+    pub fn server_cert(&self) -> PathBuf {
+        self.dir.join("server.pem")
+    }
+    /// `server.key`.
+    pub fn server_key(&self) -> PathBuf {
+        self.dir.join("server.key")
+    }
+    /// `server.toml`.
+    pub fn server_toml(&self) -> PathBuf {
+        self.dir.join("server.toml")
+    }
+    /// `crl.pem` (where init puts the CRL; server.toml's `server.crl` is what counts).
+    pub fn default_crl(&self) -> PathBuf {
+        self.dir.join("crl.pem")
+    }
+    /// The registry.
+    pub fn registry(&self) -> Registry {
+        Registry::at(&self.dir.join("registry.json"))
+    }
+
+    /// `pki init`: CA, server key and certificate, server.toml, empty registry and CRL.
+    /// Refuses if any of these files exists.
+    pub fn init(&self, opts: &InitOptions, now: OffsetDateTime) -> Result<ServerConfig, PkiError> {
+        check_dns_name(&opts.server_name)?;
+        let data = RegistryData::new(opts.pool, opts.prefix_len, opts.grace_days)?;
+        if self.ca_key().exists() || self.ca_cert().exists() {
+            return Err(PkiError::CaExists(self.dir.clone()));
+        }
+        for path in [
+            self.server_cert(),
+            self.server_key(),
+            self.server_toml(),
+            self.registry().path().to_path_buf(),
+            self.default_crl(),
+        ] {
+            if path.exists() {
+                return Err(PkiError::file(
+                    &path,
+                    "already exists; pki init only fills an empty directory",
+                ));
+            }
+        }
+        files::ensure_dir(&self.dir)?;
+        let (ca, ca_key_pem) = Ca::create(&opts.server_name, opts.key, now)?;
+        // The key first, create-if-absent: a concurrent init loses here, before anything else.
+        files::write_new(&self.ca_key(), ca_key_pem.as_bytes(), files::PRIVATE_MODE).map_err(
+            |e| match e {
+                PkiError::Io { ref source, .. }
+                    if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                {
+                    PkiError::CaExists(self.dir.clone())
+                }
+                other => other,
+            },
+        )?;
+        files::write_new(
+            &self.ca_cert(),
+            ca.cert_pem().as_bytes(),
+            files::PUBLIC_MODE,
+        )?;
+
+        let server_key = opts.key.generate()?;
+        let server_cert = ca.issue_server(&server_key, &opts.server_name, opts.server_ipv4, now)?;
+        files::write_new(
+            &self.server_key(),
+            server_key.serialize_pem().as_bytes(),
+            files::PRIVATE_MODE,
+        )?;
+        files::write_new(
+            &self.server_cert(),
+            ca::pem_certificate(&server_cert).as_bytes(),
+            files::PUBLIC_MODE,
+        )?;
+
+        self.registry().create(&data)?;
+        let crl = ca.crl(&[], 0, now, CRL_VALID_DAYS)?;
+        files::write_new(&self.default_crl(), crl.as_bytes(), files::PUBLIC_MODE)?;
+
+        let mut server = ServerSection::new(
+            opts.server_name.clone(),
+            opts.server_ipv4,
+            "server.pem".into(),
+            "server.key".into(),
+            "ca.pem".into(),
+            data.pool,
+        );
+        server.crl = Some("crl.pem".into());
+        let config = ServerConfig {
+            server,
+            tunnel: TunnelSection::new(
+                SERVER_LINK_LOCAL
+                    .parse()
+                    .expect("constant link-local address parses"),
+            ),
+            limits: Default::default(),
+            ike: Default::default(),
+            dos: Default::default(),
+            clients: Vec::new(),
+            enroll: Some(EnrollSection {
+                listen: SocketAddr::new(opts.server_ipv4.into(), opts.enroll_port),
+                address: None,
+                pki_dir: ".".into(),
+            }),
+        };
+        let text = format!(
+            "# hometun server config, written by `hometun pki init`. Paths are relative to this file.\n{}",
+            config.to_toml()
+        );
+        // Parse it back: what we write must be what the daemon accepts.
+        ServerConfig::from_toml(&self.server_toml(), &text)?;
+        files::write_new(&self.server_toml(), text.as_bytes(), files::PUBLIC_MODE)?;
+        Ok(ServerConfig::load(&self.server_toml())?)
+    }
+
+    /// Loads server.toml.
+    pub fn config(&self) -> Result<ServerConfig, PkiError> {
+        Ok(ServerConfig::load(&self.server_toml())?)
+    }
+
+    /// Loads the CA.
+    pub fn ca(&self) -> Result<Ca, PkiError> {
+        Ca::load(&self.ca_cert(), &self.ca_key())
+    }
+
+    /// `pki sign`: checks the CSR, allocates the next free prefix and issues a certificate.
+    pub fn sign(
+        &self,
+        csr: &[u8],
+        valid_days: i64,
+        now: OffsetDateTime,
+    ) -> Result<Issued, PkiError> {
+        let csr = check_csr(csr)?;
+        self.issue(csr, None, valid_days, now)
+    }
+
+    /// The enrollment server's step: like [`ServerDir::sign`], but only with an unused,
+    /// unexpired token for the CSR's name, which it uses up in the same registry change.
+    pub fn sign_with_token(
+        &self,
+        csr: &[u8],
+        secret: &[u8; 32],
+        now: OffsetDateTime,
+    ) -> Result<Issued, PkiError> {
+        let csr = check_csr(csr)?;
+        let hash = Token::secret_sha256(secret);
+        self.issue(csr, Some(&hash), ca::CLIENT_VALID_DAYS, now)
+    }
+
+    fn issue(
+        &self,
+        csr: CheckedCsr,
+        token_hash: Option<&str>,
+        valid_days: i64,
+        now: OffsetDateTime,
+    ) -> Result<Issued, PkiError> {
+        if valid_days < 1 {
+            return Err(PkiError::Invalid(
+                "validity must be at least one day".into(),
+            ));
+        }
+        let config = self.config()?;
+        let ca = self.ca()?;
+        let registry = self.registry();
+        let t = now.unix_timestamp();
+        let record = registry.update(|data| {
+            if !config.server.pool.contains(&data.pool) {
+                return Err(PkiError::Registry {
+                    path: registry.path().to_path_buf(),
+                    problem: format!(
+                        "its pool {} is not inside server.pool {} of {}",
+                        data.pool,
+                        config.server.pool,
+                        self.server_toml().display()
+                    ),
+                });
+            }
+            if let Some(hash) = token_hash {
+                data.use_token(hash, &csr.name, t)?;
+            }
+            // A live certificate keeps its name; an expired one hands its prefix on (renewal).
+            let mut prefix = None;
+            if let Some(index) = data
+                .clients
+                .iter()
+                .rposition(|c| c.name == csr.name && c.revoked.is_none())
+            {
+                let old = &mut data.clients[index];
+                if old.not_after > t {
+                    return Err(PkiError::NameTaken {
+                        name: old.name.clone(),
+                        prefix: old.prefix,
+                        serial: old.serial.clone(),
+                    });
+                }
+                prefix = Some(old.prefix);
+                old.revoked = Some(Revocation {
+                    at: t,
+                    key_compromise: false,
+                });
+            }
+            let prefix = match prefix {
+                Some(p) => p,
+                None => data.next_free_prefix(t)?,
+            };
+            let serial = loop {
+                let s = ca::random_serial()?;
+                if !data.clients.iter().any(|c| c.serial == ca::serial_hex(&s)) {
+                    break s;
+                }
+            };
+            let cert =
+                ca.issue_client(&csr.public_key, &csr.name, prefix, &serial, now, valid_days)?;
+            let record = ClientRecord {
+                name: csr.name.clone(),
+                prefix,
+                serial: ca::serial_hex(&serial),
+                issued: t,
+                not_after: (now + time::Duration::days(valid_days)).unix_timestamp(),
+                certificate: ca::pem_certificate(&cert),
+                revoked: None,
+            };
+            if let Some(hash) = token_hash
+                && let Some(token) = data.tokens.iter_mut().find(|tk| tk.secret_sha256 == hash)
+            {
+                token.used_serial = Some(record.serial.clone());
+            }
+            data.clients.push(record.clone());
+            Ok(record)
+        })?;
+        let bundle = self.bundle_for(&config, &ca, &record);
+        Ok(Issued { record, bundle })
+    }
+
+    fn bundle_for(&self, config: &ServerConfig, ca: &Ca, record: &ClientRecord) -> Bundle {
+        Bundle {
+            format: BUNDLE_FORMAT.to_string(),
+            name: record.name.clone(),
+            prefix: record.prefix,
+            server: config.server.listen,
+            server_name: config.server.name.clone(),
+            server_port: config.server.ike_port,
+            certificate: record.certificate.clone(),
+            ca_certificate: ca.cert_pem().to_string(),
+        }
+    }
+
+    /// `pki export`: the bundle of a client's current certificate again (after a lost file,
+    /// or a crash between recording a certificate and writing its bundle).
+    pub fn export(&self, name: &str) -> Result<Bundle, PkiError> {
+        let config = self.config()?;
+        let ca = self.ca()?;
+        let data = self.registry().load()?;
+        let record = data
+            .active(name)
+            .ok_or_else(|| PkiError::UnknownClient(name.to_string()))?;
+        Ok(self.bundle_for(&config, &ca, record))
+    }
+
+    /// `pki token`: a one-time token for `name`, valid `valid_hours`; `server` overrides the
+    /// enrollment address from server.toml's `[enroll]`.
+    pub fn make_token(
+        &self,
+        name: &str,
+        valid_hours: u32,
+        server: Option<SocketAddr>,
+        now: OffsetDateTime,
+    ) -> Result<Token, PkiError> {
+        check_dns_name(name)?;
+        if valid_hours == 0 {
+            return Err(PkiError::Invalid(
+                "a token must be valid at least one hour".into(),
+            ));
+        }
+        let config = self.config()?;
+        let server = match (server, &config.enroll) {
+            (Some(s), _) => s,
+            (None, Some(enroll)) => enroll.public_address(),
+            (None, None) => {
+                return Err(PkiError::Invalid(format!(
+                    "{} has no [enroll] table: add one (listen = \"ADDR:PORT\") or pass --server",
+                    self.server_toml().display()
+                )));
+            }
+        };
+        let ca = self.ca()?;
+        let token = Token::generate(ca.fingerprint(), server, name)?;
+        let t = now.unix_timestamp();
+        self.registry().update(|data| {
+            if let Some(c) = data.active(name)
+                && c.not_after > t
+            {
+                return Err(PkiError::NameTaken {
+                    name: c.name.clone(),
+                    prefix: c.prefix,
+                    serial: c.serial.clone(),
+                });
+            }
+            data.tokens.push(TokenRecord {
+                name: name.to_string(),
+                secret_sha256: Token::secret_sha256(&token.secret),
+                created: t,
+                expires: t + i64::from(valid_hours) * 3600,
+                used: None,
+                used_serial: None,
+            });
+            Ok(())
+        })?;
+        Ok(token)
+    }
+
+    /// `pki revoke`: revokes the client's current certificate and publishes the CRL (before
+    /// the registry records it, so a crash never leaves a revocation that is not published).
+    /// The prefix stays held for the registry's grace period.
+    pub fn revoke(
+        &self,
+        name: &str,
+        key_compromise: bool,
+        now: OffsetDateTime,
+    ) -> Result<ClientRecord, PkiError> {
+        let config = self.config()?;
+        let ca = self.ca()?;
+        let crl_path = config
+            .server
+            .crl
+            .clone()
+            .unwrap_or_else(|| self.default_crl());
+        let t = now.unix_timestamp();
+        self.registry().update_with(
+            |data| {
+                let index = data
+                    .clients
+                    .iter()
+                    .rposition(|c| c.name == name && c.revoked.is_none())
+                    .ok_or_else(|| PkiError::UnknownClient(name.to_string()))?;
+                data.clients[index].revoked = Some(Revocation {
+                    at: t,
+                    key_compromise,
+                });
+                data.crl_number += 1;
+                Ok(data.clients[index].clone())
+            },
+            |data| write_crl(&ca, data, &crl_path, now),
+        )
+    }
+
+    /// `pki crl`: publishes a fresh CRL (run it before the last one's nextUpdate).
+    pub fn publish_crl(&self, now: OffsetDateTime) -> Result<PathBuf, PkiError> {
+        let config = self.config()?;
+        let ca = self.ca()?;
+        let crl_path = config
+            .server
+            .crl
+            .clone()
+            .unwrap_or_else(|| self.default_crl());
+        self.registry().update_with(
+            |data| {
+                data.crl_number += 1;
+                Ok(())
+            },
+            |data| write_crl(&ca, data, &crl_path, now),
+        )?;
+        Ok(crl_path)
+    }
+
+    /// `pki list`: every issued certificate with its status at `now`.
+    pub fn list(&self, now: OffsetDateTime) -> Result<Vec<ListEntry>, PkiError> {
+        let data = self.registry().load()?;
+        let t = now.unix_timestamp();
+        let text = crate::token::unix_text;
+        Ok(data
+            .clients
+            .iter()
+            .map(|c| {
+                let status = match &c.revoked {
+                    None if c.not_after <= t => "expired",
+                    None => "active",
+                    Some(_) if c.holds_prefix(t, data.grace_days) => "revoked",
+                    Some(_) => "revoked, prefix free",
+                };
+                ListEntry {
+                    name: c.name.clone(),
+                    prefix: c.prefix,
+                    serial: c.serial.clone(),
+                    expires: text(c.not_after),
+                    status: status.to_string(),
+                    revoked_at: c.revoked.as_ref().map(|r| text(r.at)),
+                    prefix_free_at: c.prefix_free_at(data.grace_days).map(text),
+                }
+            })
+            .collect())
+    }
+}
+
+fn write_crl(
+    ca: &Ca,
+    data: &RegistryData,
+    path: &Path,
+    now: OffsetDateTime,
+) -> Result<(), PkiError> {
+    let pem = ca.crl(&data.revoked(), data.crl_number, now, CRL_VALID_DAYS)?;
+    files::write_atomic(path, pem.as_bytes(), files::PUBLIC_MODE)
+}

@@ -1,0 +1,63 @@
+//! Helpers shared by the integration tests: real files in temporary directories.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::Command;
+
+use hometun_pki::ca::KeyType;
+use hometun_pki::server_dir::{InitOptions, ServerDir};
+use time::OffsetDateTime;
+
+pub fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+pub fn init_options(pool: &str, prefix_len: u8, key: KeyType) -> InitOptions {
+    InitOptions {
+        server_ipv4: "192.0.2.1".parse().unwrap(),
+        server_name: "vps.example".into(),
+        pool: pool.parse().unwrap(),
+        prefix_len,
+        key,
+        grace_days: 30,
+        enroll_port: 8443,
+    }
+}
+
+/// A fresh CA directory.
+pub fn server(dir: &Path, pool: &str, prefix_len: u8, key: KeyType) -> ServerDir {
+    let s = ServerDir::new(dir);
+    s.init(&init_options(pool, prefix_len, key), now()).unwrap();
+    s
+}
+
+/// Runs a program and returns its stdout; panics with its stderr if it fails.
+pub fn run(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether a program is installed; under CI=true a missing one is a failure, not a skip.
+pub fn have(program: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{program} is not installed (scripts/install-deps.sh installs it)"
+        );
+        eprintln!("skipping: {program} is not installed");
+    }
+    found
+}

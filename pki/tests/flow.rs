@@ -1,0 +1,449 @@
+//! init -> request -> sign -> import with real files, checked by independent tools (openssl)
+//! and by the verifier the IKE daemon uses.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::{have, now, run, server};
+use hometun_config::{ClientConfig, ServerConfig};
+use hometun_pki::bundle::Bundle;
+use hometun_pki::ca::KeyType;
+use hometun_pki::client_dir::ClientDir;
+use hometun_pki::server_dir::ServerDir;
+use hometun_pki::verify::{PeerPublicKey, TrustStore, VerifyError};
+use hometun_pki::{PkiError, addrblock};
+use rustls_pki_types::UnixTime;
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn init_request_sign_import_gives_a_loadable_client_toml() {
+    for key in [KeyType::Ed25519, KeyType::P256] {
+        let tmp = tempfile::tempdir().unwrap();
+        let srv = server(&tmp.path().join("srv"), "2001:db8:100::/48", 64, key);
+        // server.toml is ready to run: it loads, and names files that exist.
+        let sc = ServerConfig::load(&srv.server_toml()).unwrap();
+        assert_eq!(sc.server.pool.to_string(), "2001:db8:100::/48");
+        assert_eq!(sc.tunnel.link_local.to_string(), "fe80::1/64");
+        for p in [
+            &sc.server.certificate,
+            &sc.server.private_key,
+            &sc.server.ca,
+        ] {
+            assert!(p.exists(), "{}", p.display());
+        }
+        assert!(sc.server.crl.as_ref().unwrap().exists());
+        assert_eq!(mode(&srv.ca_key()), 0o600);
+        assert_eq!(mode(&srv.server_key()), 0o600);
+        hometun_config::check_private_key_mode(
+            &sc.server.private_key,
+            "server.private_key",
+            &srv.server_toml(),
+        )
+        .unwrap();
+
+        let home = ClientDir::new(&tmp.path().join("home"));
+        home.request("home.example", key).unwrap();
+        assert_eq!(mode(&home.key()), 0o600);
+        let issued = srv
+            .sign(&std::fs::read(home.csr()).unwrap(), 730, now())
+            .unwrap();
+        assert_eq!(issued.record.prefix.to_string(), "2001:db8:100:1::/64");
+
+        // The bundle travels as a file.
+        let bundle_path = tmp.path().join("home.bundle");
+        std::fs::write(&bundle_path, issued.bundle.to_toml()).unwrap();
+        let bundle = Bundle::parse(&std::fs::read(&bundle_path).unwrap()).unwrap();
+        assert_eq!(bundle, issued.bundle);
+        home.import(&bundle, UnixTime::now()).unwrap();
+
+        let cc = ClientConfig::load(&home.client_toml()).unwrap();
+        assert_eq!(cc.client.prefix.to_string(), "2001:db8:100:1::/64");
+        assert_eq!(cc.client.name, "home.example");
+        assert_eq!(cc.client.server_name, "vps.example");
+        assert_eq!(cc.client.server.to_string(), "192.0.2.1");
+        assert_eq!(cc.tunnel.link_local.to_string(), "fe80::2/64");
+        assert_eq!(cc.client.certificate, home.cert());
+        hometun_config::check_private_key_mode(
+            &cc.client.private_key,
+            "client.private_key",
+            &home.client_toml(),
+        )
+        .unwrap();
+
+        // The verifier the IKE server uses accepts the client and reads its prefix and key.
+        let store = TrustStore::from_files(&sc.server.ca, sc.server.crl.as_deref())
+            .unwrap()
+            .with_pool(sc.server.pool);
+        let cert = hometun_pki::files::load_certificate(&home.cert()).unwrap();
+        let peer = store.verify_client(&cert, &[], UnixTime::now()).unwrap();
+        assert_eq!(peer.names, ["home.example"]);
+        assert_eq!(peer.prefixes, [cc.client.prefix]);
+        match (key, &peer.public_key) {
+            (KeyType::Ed25519, PeerPublicKey::Ed25519(_)) => {}
+            (KeyType::P256, PeerPublicKey::EcdsaP256(p)) => assert_eq!(p.len(), 65),
+            other => panic!("{other:?}"),
+        }
+        // ... and the client accepts the server's certificate for its name and address.
+        let server_cert = hometun_pki::files::load_certificate(&sc.server.certificate).unwrap();
+        let client_store = TrustStore::from_files(&cc.client.ca, None).unwrap();
+        let s = client_store
+            .verify_server(&server_cert, &[], "vps.example", UnixTime::now())
+            .unwrap();
+        assert_eq!(s.prefixes, ["::/0".parse().unwrap()]);
+        client_store
+            .verify_server(&server_cert, &[], "192.0.2.1", UnixTime::now())
+            .unwrap();
+        assert!(matches!(
+            client_store.verify_server(&server_cert, &[], "other.example", UnixTime::now()),
+            Err(VerifyError::WrongName(_))
+        ));
+        // A home certificate cannot pass as the server (EKU clientAuth only), nor the server
+        // as a home.
+        assert!(
+            client_store
+                .verify_server(&cert, &[], "home.example", UnixTime::now())
+                .is_err()
+        );
+        assert!(
+            store
+                .verify_client(&server_cert, &[], UnixTime::now())
+                .is_err()
+        );
+        // Another server's pool does not accept this home's prefix.
+        let narrow = TrustStore::from_files(&sc.server.ca, None)
+            .unwrap()
+            .with_pool("2001:db8:200::/48".parse().unwrap());
+        assert!(matches!(
+            narrow.verify_client(&cert, &[], UnixTime::now()),
+            Err(VerifyError::OutsidePool { .. })
+        ));
+    }
+}
+
+#[test]
+fn init_refuses_to_overwrite_a_ca() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = server(tmp.path(), "2001:db8:100::/48", 64, KeyType::Ed25519);
+    let before = std::fs::read(srv.ca_key()).unwrap();
+    let e = srv
+        .init(
+            &common::init_options("2001:db8:100::/48", 64, KeyType::Ed25519),
+            now(),
+        )
+        .unwrap_err();
+    assert!(matches!(e, PkiError::CaExists(_)));
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: a CA already exists here; refusing to overwrite it",
+            tmp.path().display()
+        )
+    );
+    assert!(!e.to_string().contains('\n'));
+    assert_eq!(std::fs::read(srv.ca_key()).unwrap(), before);
+}
+
+#[test]
+fn openssl_reads_the_address_block_and_verifies_the_chain() {
+    if !have("openssl") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = server(
+        &tmp.path().join("srv"),
+        "2001:db8:100::/48",
+        60,
+        KeyType::Ed25519,
+    );
+    let home = ClientDir::new(&tmp.path().join("home"));
+    home.request("home.example", KeyType::Ed25519).unwrap();
+    let issued = srv
+        .sign(&std::fs::read(home.csr()).unwrap(), 730, now())
+        .unwrap();
+    home.import(&issued.bundle, UnixTime::now()).unwrap();
+    let cert = home.cert();
+    let text = run(
+        "openssl",
+        &["x509", "-text", "-noout", "-in", cert.to_str().unwrap()],
+    );
+    assert!(text.contains("sbgp-ipAddrBlock"), "{text}");
+    assert!(text.contains("IPv6:"), "{text}");
+    // A /60: 2001:db8:100:10::/60 (the pool's first /60 stays with the server).
+    assert!(text.contains("2001:db8:100:10::/60"), "{text}");
+    // Non-critical (webpki rejects unknown critical extensions).
+    assert!(!text.contains("sbgp-ipAddrBlock: critical"), "{text}");
+    assert!(text.contains("DNS:home.example"), "{text}");
+    assert!(text.contains("TLS Web Client Authentication"), "{text}");
+    assert!(text.contains("Digital Signature"), "{text}");
+    assert!(text.contains("ED25519"), "{text}");
+    // openssl checks RFC 3779 nesting (client block inside the CA's ::/0) while verifying.
+    let ca = srv.ca_cert();
+    let out = run(
+        "openssl",
+        &[
+            "verify",
+            "-CAfile",
+            ca.to_str().unwrap(),
+            cert.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains(": OK"), "{out}");
+    let server_cert = srv.server_cert();
+    let out = run(
+        "openssl",
+        &[
+            "verify",
+            "-CAfile",
+            ca.to_str().unwrap(),
+            "-purpose",
+            "sslserver",
+            server_cert.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains(": OK"), "{out}");
+    let text = run(
+        "openssl",
+        &[
+            "x509",
+            "-text",
+            "-noout",
+            "-in",
+            server_cert.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        text.contains("DNS:vps.example, IP Address:192.0.2.1"),
+        "{text}"
+    );
+    let text = run(
+        "openssl",
+        &["x509", "-text", "-noout", "-in", ca.to_str().unwrap()],
+    );
+    assert!(text.contains("CA:TRUE, pathlen:0"), "{text}");
+    assert!(text.contains("Certificate Sign, CRL Sign"), "{text}");
+}
+
+#[test]
+fn revocation_publishes_a_crl_that_openssl_and_the_verifier_honour() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = server(
+        &tmp.path().join("srv"),
+        "2001:db8:100::/48",
+        64,
+        KeyType::Ed25519,
+    );
+    let home = ClientDir::new(&tmp.path().join("home"));
+    home.request("home.example", KeyType::Ed25519).unwrap();
+    let issued = srv
+        .sign(&std::fs::read(home.csr()).unwrap(), 730, now())
+        .unwrap();
+    home.import(&issued.bundle, UnixTime::now()).unwrap();
+    let sc = srv.config().unwrap();
+    let crl = sc.server.crl.clone().unwrap();
+    let cert = hometun_pki::files::load_certificate(&home.cert()).unwrap();
+
+    let store = TrustStore::from_files(&sc.server.ca, Some(&crl)).unwrap();
+    store.verify_client(&cert, &[], UnixTime::now()).unwrap();
+
+    let revoked = srv.revoke("home.example", false, now()).unwrap();
+    assert_eq!(revoked.serial, issued.record.serial);
+    let store = TrustStore::from_files(&sc.server.ca, Some(&crl)).unwrap();
+    assert_eq!(
+        store.verify_client(&cert, &[], UnixTime::now()),
+        Err(VerifyError::Revoked)
+    );
+    // A second revoke finds nothing to revoke.
+    assert!(matches!(
+        srv.revoke("home.example", false, now()),
+        Err(PkiError::UnknownClient(_))
+    ));
+
+    if have("openssl") {
+        let text = run(
+            "openssl",
+            &["crl", "-text", "-noout", "-in", crl.to_str().unwrap()],
+        );
+        let serial = issued.record.serial.to_uppercase();
+        assert!(
+            text.contains(&format!("Serial Number: {serial}")),
+            "{serial} in\n{text}"
+        );
+        assert!(text.contains("Cessation Of Operation"), "{text}");
+        let out = std::process::Command::new("openssl")
+            .args([
+                "verify",
+                "-crl_check",
+                "-CAfile",
+                sc.server.ca.to_str().unwrap(),
+                "-CRLfile",
+                crl.to_str().unwrap(),
+                home.cert().to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !out.status.success() && all.contains("certificate revoked"),
+            "{all}"
+        );
+    }
+
+    // The prefix is held through the grace period: a new home gets the next one...
+    let other = ClientDir::new(&tmp.path().join("other"));
+    other.request("other.example", KeyType::Ed25519).unwrap();
+    let next = srv
+        .sign(&std::fs::read(other.csr()).unwrap(), 730, now())
+        .unwrap();
+    assert_eq!(next.record.prefix.to_string(), "2001:db8:100:2::/64");
+    // ... and after it, the freed prefix is handed out again.
+    let later = now() + time::Duration::days(31);
+    let third = ClientDir::new(&tmp.path().join("third"));
+    third.request("third.example", KeyType::Ed25519).unwrap();
+    let again = srv
+        .sign(&std::fs::read(third.csr()).unwrap(), 730, later)
+        .unwrap();
+    assert_eq!(again.record.prefix, issued.record.prefix);
+
+    let list = srv.list(now()).unwrap();
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[0].status, "revoked");
+    assert!(list[0].prefix_free_at.is_some());
+    assert_eq!(list[1].status, "active");
+    let list = srv.list(later).unwrap();
+    assert_eq!(list[0].status, "revoked, prefix free");
+}
+
+#[test]
+fn signing_refuses_a_taken_name_and_an_exhausted_pool() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = server(
+        &tmp.path().join("srv"),
+        "2001:db8:100::/63",
+        64,
+        KeyType::Ed25519,
+    );
+    let home = ClientDir::new(&tmp.path().join("home"));
+    home.request("home.example", KeyType::Ed25519).unwrap();
+    let csr = std::fs::read(home.csr()).unwrap();
+    let first = srv.sign(&csr, 730, now()).unwrap();
+    let e = srv.sign(&csr, 730, now()).unwrap_err();
+    assert!(matches!(e, PkiError::NameTaken { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("client home.example already holds 2001:db8:100:1::/64"),
+        "{e}"
+    );
+    // /63 of /64s: one for the server, one for the home, none left.
+    let other = ClientDir::new(&tmp.path().join("other"));
+    other.request("other.example", KeyType::Ed25519).unwrap();
+    let e = srv
+        .sign(&std::fs::read(other.csr()).unwrap(), 730, now())
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "pool 2001:db8:100::/63 is exhausted: all 1 /64 prefixes are allocated or in their revocation grace period"
+    );
+    // export writes the same bundle again.
+    assert_eq!(srv.export("home.example").unwrap(), first.bundle);
+    // After expiry the same name renews onto the same prefix.
+    let expired = now() + time::Duration::days(731);
+    let renewed = srv.sign(&csr, 730, expired).unwrap();
+    assert_eq!(renewed.record.prefix, first.record.prefix);
+    assert_ne!(renewed.record.serial, first.record.serial);
+}
+
+#[test]
+fn import_checks_the_key_and_the_bundle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = server(
+        &tmp.path().join("srv"),
+        "2001:db8:100::/48",
+        64,
+        KeyType::Ed25519,
+    );
+    let home = ClientDir::new(&tmp.path().join("home"));
+    home.request("home.example", KeyType::Ed25519).unwrap();
+    let issued = srv
+        .sign(&std::fs::read(home.csr()).unwrap(), 730, now())
+        .unwrap();
+    // Another home's directory has another key.
+    let stranger = ClientDir::new(&tmp.path().join("stranger"));
+    stranger.request("home.example", KeyType::Ed25519).unwrap();
+    let e = stranger
+        .import(&issued.bundle, UnixTime::now())
+        .unwrap_err();
+    assert!(matches!(e, PkiError::KeyMismatch { .. }), "{e}");
+    assert!(!stranger.client_toml().exists());
+    // A bundle whose prefix was edited no longer matches its certificate.
+    let edited = issued
+        .bundle
+        .to_toml()
+        .replace("2001:db8:100:1::/64", "2001:db8:100:7::/64");
+    let e = Bundle::parse(edited.as_bytes()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("prefix 2001:db8:100:7::/64 but the certificate grants"),
+        "{e}"
+    );
+    // A bundle whose CA is another one does not verify.
+    let other = server(
+        &tmp.path().join("other-ca"),
+        "2001:db8:100::/48",
+        64,
+        KeyType::Ed25519,
+    );
+    let mut forged = issued.bundle.clone();
+    forged.ca_certificate = std::fs::read_to_string(other.ca_cert()).unwrap();
+    assert!(forged.verify(UnixTime::now()).is_err());
+    // The certificate's own extension is what the bundle says.
+    let cert = issued.bundle.certificate_der().unwrap();
+    assert_eq!(
+        addrblock::prefixes_from_certificate(&cert).unwrap(),
+        [issued.record.prefix]
+    );
+    // Re-import keeps the existing client.toml's own settings.
+    home.import(&issued.bundle, UnixTime::now()).unwrap();
+    let text = std::fs::read_to_string(home.client_toml()).unwrap();
+    std::fs::write(home.client_toml(), text.replace("mtu = 1400", "mtu = 1300")).unwrap();
+    let cc = home.import(&issued.bundle, UnixTime::now()).unwrap();
+    assert_eq!(cc.tunnel.mtu, 1300);
+}
+
+#[test]
+fn registry_survives_a_restart_in_another_handle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("srv");
+    server(&dir, "2001:db8:100::/48", 64, KeyType::Ed25519);
+    let mut prefixes = Vec::new();
+    for i in 0..3 {
+        // A fresh ServerDir each time, as separate `hometun pki sign` runs would be.
+        let srv = ServerDir::new(&dir);
+        let home = ClientDir::new(&tmp.path().join(format!("h{i}")));
+        home.request(&format!("h{i}.example"), KeyType::Ed25519)
+            .unwrap();
+        prefixes.push(
+            srv.sign(&std::fs::read(home.csr()).unwrap(), 730, now())
+                .unwrap()
+                .record
+                .prefix
+                .to_string(),
+        );
+    }
+    assert_eq!(
+        prefixes,
+        [
+            "2001:db8:100:1::/64",
+            "2001:db8:100:2::/64",
+            "2001:db8:100:3::/64"
+        ]
+    );
+}
