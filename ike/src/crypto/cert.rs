@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustls_pki_types::{
-    CertificateDer, ServerName, SignatureVerificationAlgorithm, TrustAnchor, UnixTime,
+    CertificateDer, DnsName, ServerName, SignatureVerificationAlgorithm, TrustAnchor, UnixTime,
 };
 use webpki::{
     CertRevocationList, EndEntityCert, ExpirationPolicy, ExtendedKeyUsageValidator, KeyPurposeId,
@@ -417,8 +417,9 @@ fn check_identity(ee: &EndEntityCert<'_>, identity: &PeerIdentity) -> Result<(),
     let mismatch = || CertError::IdentityMismatch(identity.to_string());
     match identity {
         PeerIdentity::Fqdn(name) => {
-            let server_name = ServerName::try_from(name.as_str()).map_err(|_| mismatch())?;
-            ee.verify_is_valid_for_subject_name(&server_name)
+            // A DNS name only: ServerName::try_from would also take "192.0.2.1" as an IP.
+            let dns = DnsName::try_from(name.as_str()).map_err(|_| mismatch())?;
+            ee.verify_is_valid_for_subject_name(&ServerName::DnsName(dns))
                 .map_err(|_| mismatch())
         }
         PeerIdentity::Ipv4(a) => ee

@@ -62,6 +62,16 @@ impl DhGroup {
     }
 }
 
+/// A KE payload's group we do not implement is [`CryptoError::UnsupportedGroup`], which
+/// answers INVALID_KE_PAYLOAD.
+impl TryFrom<crate::wire::DhGroup> for DhGroup {
+    type Error = CryptoError;
+
+    fn try_from(group: crate::wire::DhGroup) -> Result<Self, CryptoError> {
+        Self::from_wire(group).ok_or(CryptoError::UnsupportedGroup(group.0))
+    }
+}
+
 impl fmt::Display for DhGroup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
