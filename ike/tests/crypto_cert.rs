@@ -477,3 +477,31 @@ fn private_keys_load_from_pkcs8_and_sec1_pem() {
     ));
     assert!(PrivateKey::from_der(&[0x30, 0x03, 0x02, 0x01, 0x00]).is_err());
 }
+
+#[test]
+fn key_and_certificate_must_belong_together() {
+    for (name, alg) in ALGS {
+        let ca = make_ca(alg, "Pair CA");
+        let (leaf, key) = ca.issue(alg, vec![dns("home.example")], 5, vec![]);
+        let private = PrivateKey::from_pem(key.serialize_pem().as_bytes()).unwrap();
+        private.check_matches_certificate(&leaf).unwrap();
+        assert_eq!(
+            hometun_ike::crypto::credentials::certificate_public_key(&leaf).unwrap(),
+            private.public_key(),
+            "{name}"
+        );
+        let other = PrivateKey::from_pem(
+            KeyPair::generate_for(alg)
+                .unwrap()
+                .serialize_pem()
+                .as_bytes(),
+        )
+        .unwrap();
+        assert!(matches!(
+            other.check_matches_certificate(&leaf),
+            Err(CryptoError::Credentials(_))
+        ));
+        // The CA certificate is not the leaf's either.
+        assert!(private.check_matches_certificate(&ca.der).is_err());
+    }
+}

@@ -69,6 +69,28 @@ impl PrivateKey {
     pub fn key_type(&self) -> &'static str {
         self.public_key().key_type()
     }
+
+    /// Checks that `certificate` (DER) carries this key's public key, so a daemon refuses to
+    /// start with a key and certificate that do not belong together.
+    pub fn check_matches_certificate(&self, certificate: &[u8]) -> Result<(), CryptoError> {
+        if certificate_public_key(certificate)? == self.public_key() {
+            Ok(())
+        } else {
+            Err(CryptoError::Credentials(
+                "private key does not match the certificate".into(),
+            ))
+        }
+    }
+}
+
+/// The public key of a DER certificate (Ed25519 or P-256), without verifying anything.
+pub fn certificate_public_key(certificate: &[u8]) -> Result<PeerPublicKey, CryptoError> {
+    let der = CertificateDer::from(certificate);
+    let cert = webpki::EndEntityCert::try_from(&der)
+        .map_err(|e| CryptoError::Credentials(format!("malformed certificate: {e:?}")))?;
+    PeerPublicKey::from_spki_der(cert.subject_public_key_info().as_ref()).ok_or_else(|| {
+        CryptoError::Credentials("certificate key is neither Ed25519 nor P-256".into())
+    })
 }
 
 impl fmt::Debug for PrivateKey {

@@ -7,6 +7,9 @@ use crate::wire::NotifyType;
 /// ([`CryptoError::notify_type`]); local faults (bad key files, bad randomness) do not.
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
+    /// A transform (encryption, PRF) we do not implement.
+    #[error("transform {0} is not supported")]
+    UnsupportedTransform(String),
     /// A Diffie-Hellman group we do not implement.
     #[error("Diffie-Hellman group {0} is not supported (only 19 and 31)")]
     UnsupportedGroup(u16),
@@ -109,6 +112,7 @@ impl CryptoError {
     pub fn notify_type(&self) -> Option<NotifyType> {
         use CryptoError as E;
         match self {
+            E::UnsupportedTransform(_) => Some(NotifyType::NO_PROPOSAL_CHOSEN),
             E::UnsupportedGroup(_) => Some(NotifyType::INVALID_KE_PAYLOAD),
             E::KeLength { .. }
             | E::PointNotOnCurve

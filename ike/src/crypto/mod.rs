@@ -17,6 +17,7 @@ mod error;
 pub mod keys;
 pub mod natd;
 pub mod sk_gcm;
+pub mod suite;
 
 pub use auth::{AuthRole, SignatureScheme};
 pub use cert::{CertError, CertificateVerifier, PeerIdentity, VerifiedPeer};
