@@ -1,0 +1,256 @@
+//! Online enrollment against the real listener on 127.0.0.1: works once, then refuses.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{now, server};
+use hometun_config::ClientConfig;
+use hometun_pki::PkiError;
+use hometun_pki::ca::KeyType;
+use hometun_pki::client_dir::ClientDir;
+use hometun_pki::enroll::client::enroll;
+use hometun_pki::enroll::protocol::{Message, RefusalCode, Request};
+use hometun_pki::enroll::server::EnrollmentServer;
+use hometun_pki::token::Token;
+use rustls_pki_types::UnixTime;
+use tokio::net::TcpListener;
+
+async fn start(dir: &std::path::Path) -> std::net::SocketAddr {
+    let service = Arc::new(EnrollmentServer::new(dir).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(service.serve(listener));
+    addr
+}
+
+fn refusal(e: PkiError) -> RefusalCode {
+    match e {
+        PkiError::Refused { code, .. } => code,
+        other => panic!("expected a refusal, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn token_enrolls_once_and_is_refused_the_second_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = server(
+        &tmp.path().join("srv"),
+        "2001:db8:100::/48",
+        64,
+        KeyType::Ed25519,
+    );
+    let addr = start(srv.dir()).await;
+    let token_text = srv
+        .make_token("home.example", 24, Some(addr), now())
+        .unwrap()
+        .encode();
+    let token = Token::parse(&token_text).unwrap();
+
+    let home = ClientDir::new(&tmp.path().join("home"));
+    let (bundle, config) = enroll(&home, &token, addr, KeyType::Ed25519, UnixTime::now())
+        .await
+        .unwrap();
+    assert_eq!(bundle.prefix.to_string(), "2001:db8:100:1::/64");
+    assert_eq!(config.client.prefix, bundle.prefix);
+    let loaded = ClientConfig::load(&home.client_toml()).unwrap();
+    assert_eq!(loaded.client.name, "home.example");
+    assert_eq!(loaded.client.prefix, bundle.prefix);
+    // The key stayed here: the registry has the certificate, not the key.
+    let registry = std::fs::read_to_string(srv.registry().path()).unwrap();
+    assert!(!registry.contains("PRIVATE KEY"));
+    assert!(!registry.contains(&format!("{:?}", token.secret)));
+    let data = srv.registry().load().unwrap();
+    assert_eq!(
+        data.tokens[0].used_serial.as_deref(),
+        Some(data.clients[0].serial.as_str())
+    );
+
+    // Second use, from a fresh home: refused, nothing issued.
+    let again = ClientDir::new(&tmp.path().join("again"));
+    let e = enroll(&again, &token, addr, KeyType::Ed25519, UnixTime::now())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("token was already used at"), "{e}");
+    assert_eq!(refusal(e), RefusalCode::TOKEN_USED);
+    assert!(!again.client_toml().exists());
+    assert_eq!(srv.registry().load().unwrap().clients.len(), 1);
+}
+
+#[tokio::test]
+async fn wrong_and_expired_tokens_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = server(
+        &tmp.path().join("srv"),
+        "2001:db8:100::/48",
+        64,
+        KeyType::P256,
+    );
+    let addr = start(srv.dir()).await;
+    let token = srv
+        .make_token("home.example", 1, Some(addr), now())
+        .unwrap();
+
+    // A wrong secret with the right CA pin.
+    let mut wrong = token.clone();
+    wrong.secret[0] ^= 1;
+    let home = ClientDir::new(&tmp.path().join("home"));
+    let e = enroll(&home, &wrong, addr, KeyType::Ed25519, UnixTime::now())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("unknown token"), "{e}");
+    assert_eq!(refusal(e), RefusalCode::UNKNOWN_TOKEN);
+
+    // Expired: the server's signing step at a time past the token's expiry.
+    let service = EnrollmentServer::new(srv.dir()).unwrap();
+    let (csr, _) = home.request("home.example", KeyType::Ed25519).unwrap();
+    let csr_der = rustls_pki_types::pem::PemObject::from_pem_slice(csr.as_bytes())
+        .map(|c: rustls_pki_types::CertificateSigningRequestDer<'_>| c.as_ref().to_vec())
+        .unwrap();
+    let request = Request {
+        secret: token.secret,
+        csr_der: csr_der.clone(),
+    };
+    let late = now() + time::Duration::hours(2);
+    match service.answer(&request, addr, late) {
+        Message::Refused(r) => {
+            assert_eq!(r.code, RefusalCode::TOKEN_EXPIRED);
+            assert!(r.message.contains("token expired at"), "{}", r.message);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A CSR for another name than the token's is refused and does not use the token up.
+    let (other_csr, _) = ClientDir::new(&tmp.path().join("o"))
+        .request("other.example", KeyType::Ed25519)
+        .unwrap();
+    let other_der: rustls_pki_types::CertificateSigningRequestDer<'_> =
+        rustls_pki_types::pem::PemObject::from_pem_slice(other_csr.as_bytes()).unwrap();
+    let mismatch = Request {
+        secret: token.secret,
+        csr_der: other_der.as_ref().to_vec(),
+    };
+    match service.answer(&mismatch, addr, now()) {
+        Message::Refused(r) => assert_eq!(r.code, RefusalCode::NAME_MISMATCH),
+        other => panic!("{other:?}"),
+    }
+    // The token is still good within its hour.
+    enroll(&home, &token, addr, KeyType::Ed25519, UnixTime::now())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_server_of_another_ca_is_not_trusted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = server(
+        &tmp.path().join("srv"),
+        "2001:db8:100::/48",
+        64,
+        KeyType::Ed25519,
+    );
+    let impostor = server(
+        &tmp.path().join("imp"),
+        "2001:db8:100::/48",
+        64,
+        KeyType::Ed25519,
+    );
+    let addr = start(impostor.dir()).await;
+    // The token pins srv's CA; the listener presents impostor's chain.
+    let token = srv
+        .make_token("home.example", 24, Some(addr), now())
+        .unwrap();
+    let home = ClientDir::new(&tmp.path().join("home"));
+    let e = enroll(&home, &token, addr, KeyType::Ed25519, UnixTime::now())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, PkiError::Enrollment { .. }), "{e}");
+    assert!(e.to_string().contains("TLS handshake"), "{e}");
+    assert!(!home.client_toml().exists());
+    // No token was consumed on the real CA.
+    assert!(srv.registry().load().unwrap().tokens[0].used.is_none());
+}
+
+#[tokio::test]
+async fn garbage_requests_get_a_typed_refusal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = server(
+        &tmp.path().join("srv"),
+        "2001:db8:100::/48",
+        64,
+        KeyType::Ed25519,
+    );
+    let service = EnrollmentServer::new(srv.dir()).unwrap();
+    let request = Request {
+        secret: [0; 32],
+        csr_der: vec![0x30, 0x03, 0x02, 0x01, 0x00],
+    };
+    match service.answer(&request, "127.0.0.1:1".parse().unwrap(), now()) {
+        Message::Refused(r) => assert_eq!(r.code, RefusalCode::BAD_CSR),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn refusals_are_logged_with_the_peer() {
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = server(
+        &tmp.path().join("srv"),
+        "2001:db8:100::/48",
+        64,
+        KeyType::Ed25519,
+    );
+    let service = EnrollmentServer::new(srv.dir()).unwrap();
+    let token = srv.make_token("home.example", 24, None, now()).unwrap();
+    let (csr, _) = ClientDir::new(&tmp.path().join("home"))
+        .request("home.example", KeyType::Ed25519)
+        .unwrap();
+    let csr_der: rustls_pki_types::CertificateSigningRequestDer<'_> =
+        rustls_pki_types::pem::PemObject::from_pem_slice(csr.as_bytes()).unwrap();
+    let request = Request {
+        secret: token.secret,
+        csr_der: csr_der.as_ref().to_vec(),
+    };
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let peer = "198.51.100.7:40000".parse().unwrap();
+    tracing::subscriber::with_default(subscriber, || {
+        assert!(matches!(
+            service.answer(&request, peer, now()),
+            Message::Bundle(_)
+        ));
+        assert!(matches!(
+            service.answer(&request, peer, now()),
+            Message::Refused(_)
+        ));
+    });
+    let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        log.contains("enrolled") && log.contains("prefix=2001:db8:100:1::/64"),
+        "{log}"
+    );
+    assert!(
+        log.contains("enrollment refused") && log.contains("token was already used"),
+        "{log}"
+    );
+    assert!(log.contains("peer=198.51.100.7:40000"), "{log}");
+}
