@@ -543,15 +543,31 @@ fn natd_hashes_equal_strongswans() {
 }
 
 #[test]
-fn sk_gcm_decrypts_the_first_ike_auth_with_sk_ei_from_the_log_alone() {
-    // SK_ei straight from the log (not derived), to separate the SK cipher from the key
+fn sk_gcm_decrypts_ike_auth_with_sk_ei_and_sk_er_from_the_log_alone() {
+    // SK_ei / SK_er straight from the log (not derived), to separate the SK cipher from the key
     // schedule: if this passes and the schedule test fails, the schedule is wrong.
     let dumps = log_dumps(&log_text(INITIATOR_LOG));
     let sk_ei = SkGcm::new(AeadAlg::AesGcm128, single(&dumps, "Sk_ei secret")).unwrap();
+    let sk_er = SkGcm::new(AeadAlg::AesGcm128, single(&dumps, "Sk_er secret")).unwrap();
+    let ids = dumps_labelled(&dumps, "IDx'");
     let datagrams = trace_datagrams();
-    let msg = frame(&datagrams, 3).ike_message().unwrap();
-    let inner = decrypt_inner(msg, &sk_ei);
-    let idi = &find(&inner, kind::IDI).unwrap().body;
-    assert_eq!(idi, &dumps_labelled(&dumps, "IDx'")[0].bytes);
+
+    let request = decrypt_inner(frame(&datagrams, 3).ike_message().unwrap(), &sk_ei);
+    let idi = &find(&request, kind::IDI).unwrap().body;
+    assert_eq!(idi, &ids[0].bytes);
     assert_eq!(&idi[4..], b"home.example");
+
+    let response = decrypt_inner(frame(&datagrams, 4).ike_message().unwrap(), &sk_er);
+    let idr = &find(&response, kind::IDR).unwrap().body;
+    assert_eq!(idr, &ids[1].bytes);
+    assert_eq!(&idr[4..], b"vps.example");
+    // IKE_AUTH request: IDi, CERT, CERTREQ, AUTH, ... SA, TSi, TSr; response: IDr, CERT, AUTH, SA.
+    for (inner, kinds) in [
+        (&request, [kind::IDI, kind::CERT, kind::AUTH, kind::SA]),
+        (&response, [kind::IDR, kind::CERT, kind::AUTH, kind::SA]),
+    ] {
+        for k in kinds {
+            assert!(find(inner, k).is_some(), "payload {k}");
+        }
+    }
 }
