@@ -40,14 +40,22 @@ pub enum IkeCommand {
 
 /// Arguments of `hometun ike decode`.
 #[derive(Debug, clap::Args)]
-#[group(required = true, multiple = false)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["hex", "pcap"])))]
 pub struct DecodeArgs {
-    /// One IKE message in hex.
+    /// One IKE message in hex (a leading non-ESP marker is removed).
     #[arg(long, value_name = "HEX")]
     pub hex: Option<String>,
-    /// A pcap file; every IKE message on UDP 500/4500 in it is decoded.
+    /// A pcap or pcapng file; every IKE message on UDP 500/4500 in it is decoded.
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
+    /// SK_ei in hex (AES key || 4-byte salt, as strongSwan logs it): decrypts the SK payloads
+    /// of messages from the original initiator.
+    #[arg(long = "sk-ei", value_name = "HEX")]
+    pub sk_ei: Option<String>,
+    /// SK_er in hex (AES key || 4-byte salt): decrypts the SK payloads of messages from the
+    /// original responder.
+    #[arg(long = "sk-er", value_name = "HEX")]
+    pub sk_er: Option<String>,
 }
 
 /// Arguments of `hometun ike probe`.
@@ -73,6 +81,12 @@ pub fn run_status(_args: StatusArgs) -> anyhow::Result<()> {
 }
 
 /// Runs `hometun ike ...`.
-pub fn run_ike(_command: IkeCommand) -> anyhow::Result<()> {
-    anyhow::bail!("hometun ike: not built yet")
+pub fn run_ike(command: IkeCommand) -> anyhow::Result<()> {
+    match command {
+        IkeCommand::Decode(args) => {
+            crate::decode::run(&args)?;
+            Ok(())
+        }
+        IkeCommand::Probe(_) => anyhow::bail!("hometun ike probe: not built yet"),
+    }
 }
