@@ -5,7 +5,7 @@ export DEBIAN_FRONTEND=noninteractive
 packages=(
   iproute2 iputils-ping nftables iperf3 openssl tcpdump tshark python3-scapy
   strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins
-  wireguard-tools
+  wireguard-tools strongswan-pki
 )
 missing=()
 for p in "${packages[@]}"; do
