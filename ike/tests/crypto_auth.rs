@@ -184,15 +184,7 @@ fn signature_hash_algorithms_negotiation() {
 
 #[test]
 fn auth_octets_use_sk_pi_for_the_initiator_and_sk_pr_for_the_responder() {
-    let keys = IkeSaKeys::initial(
-        AeadAlg::AesGcm128,
-        &[1; 32],
-        &[2; 32],
-        &[3; 32],
-        &[4; 8],
-        &[5; 8],
-    )
-    .unwrap();
+    let keys = IkeSaKeys::initial(AeadAlg::AesGcm128, &[1; 32], &[2; 32], &[3; 32], 4, 5).unwrap();
     let id = [2, 0, 0, 0, b'h', b'o', b'm', b'e'];
     let i = auth::auth_octets(AuthRole::Initiator, &keys, b"msg1", b"nonce-r", &id);
     let r = auth::auth_octets(AuthRole::Responder, &keys, b"msg1", b"nonce-r", &id);

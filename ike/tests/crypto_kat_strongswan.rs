@@ -34,8 +34,8 @@ struct SaInit {
     response: Vec<u8>,
     ni: Vec<u8>,
     nr: Vec<u8>,
-    spi_i: [u8; 8],
-    spi_r: [u8; 8],
+    spi_i: u64,
+    spi_r: u64,
 }
 
 fn sa_init(datagrams: &[Datagram]) -> SaInit {
@@ -58,8 +58,8 @@ fn sa_init(datagrams: &[Datagram]) -> SaInit {
         response: response.to_vec(),
         ni: nonce(request),
         nr: nonce(response),
-        spi_i: header(response).spi_i,
-        spi_r: header(response).spi_r,
+        spi_i: u64::from_be_bytes(header(response).spi_i),
+        spi_r: u64::from_be_bytes(header(response).spi_r),
     }
 }
 
@@ -71,8 +71,8 @@ fn ike_keys(init: &SaInit, log: &str) -> IkeSaKeys {
         &init.ni,
         &init.nr,
         g_ir,
-        &init.spi_i,
-        &init.spi_r,
+        init.spi_i,
+        init.spi_r,
     )
     .unwrap()
 }
@@ -94,8 +94,8 @@ fn skeyseed_and_sk_keys_equal_strongswans() {
                 AeadAlg::AesGcm128,
                 &init.ni,
                 &init.nr,
-                &init.spi_i,
-                &init.spi_r,
+                init.spi_i,
+                init.spi_r,
             )
             .unwrap();
         assert_eq!(keys.sk_d(), single(&dumps, "Sk_d secret"), "{log}");
@@ -510,8 +510,8 @@ fn natd_hashes_equal_strongswans() {
             };
             let port = u16::from_be_bytes([c[c.len() - 2], c[c.len() - 1]]);
             let ours = natd_hash(
-                c[0..8].try_into().unwrap(),
-                c[8..16].try_into().unwrap(),
+                u64::from_be_bytes(c[0..8].try_into().unwrap()),
+                u64::from_be_bytes(c[8..16].try_into().unwrap()),
                 addr,
                 port,
             );
@@ -533,8 +533,8 @@ fn natd_hashes_equal_strongswans() {
         .expect("NAT_DETECTION_DESTINATION_IP")
         .1;
     let ours = natd_hash(
-        &h.spi_i,
-        &[0; 8],
+        u64::from_be_bytes(h.spi_i),
+        0,
         IpAddr::V4(*first.dst.ip()),
         first.dst.port(),
     );

@@ -89,8 +89,8 @@ fn rekeyed_skeyseed_is_prf_of_old_sk_d() {
         &bytes(32, 1),
         &bytes(32, 2),
         &bytes(32, 3),
-        &[1; 8],
-        &[2; 8],
+        1,
+        2,
     )
     .unwrap();
     let (g_ir, ni, nr) = (bytes(32, 4), bytes(32, 5), bytes(48, 6));
@@ -101,7 +101,14 @@ fn rekeyed_skeyseed_is_prf_of_old_sk_d() {
     // IkeSaKeys::rekey uses it with the new SPIs.
     let (spi_i, spi_r) = ([3u8; 8], [4u8; 8]);
     let new = old
-        .rekey(AeadAlg::AesGcm256, &g_ir, &ni, &nr, &spi_i, &spi_r)
+        .rekey(
+            AeadAlg::AesGcm256,
+            &g_ir,
+            &ni,
+            &nr,
+            u64::from_be_bytes(spi_i),
+            u64::from_be_bytes(spi_r),
+        )
         .unwrap();
     let stream = direct_prf_plus(
         &expected,
@@ -121,7 +128,15 @@ fn sk_keys_are_cut_from_prf_plus_in_rfc_order() {
             [0x0d, 0x22, 0xb5, 0xfe, 0x67, 0x25, 0x06, 0x51],
             [0x60, 0x3c, 0x1b, 0x5a, 0x21, 0x6a, 0xcf, 0xd2],
         );
-        let keys = IkeSaKeys::initial(alg, &ni, &nr, &g_ir, &spi_i, &spi_r).unwrap();
+        let keys = IkeSaKeys::initial(
+            alg,
+            &ni,
+            &nr,
+            &g_ir,
+            u64::from_be_bytes(spi_i),
+            u64::from_be_bytes(spi_r),
+        )
+        .unwrap();
         let skeyseed = direct_prf(&[ni.as_slice(), &nr].concat(), &g_ir);
         // SK_d | SK_ai (0) | SK_ar (0) | SK_ei | SK_er | SK_pi | SK_pr
         let s = direct_prf_plus(
@@ -171,7 +186,7 @@ fn bad_nonces_are_refused_everywhere() {
         Err(CryptoError::NonceLength(300))
     ));
     assert!(matches!(
-        IkeSaKeys::initial(AeadAlg::AesGcm128, &ok, &[], b"g", &[0; 8], &[0; 8]),
+        IkeSaKeys::initial(AeadAlg::AesGcm128, &ok, &[], b"g", 0, 0),
         Err(CryptoError::NonceLength(0))
     ));
 }

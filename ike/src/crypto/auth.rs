@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 use super::CryptoError;
 use super::credentials::{PeerPublicKey, PrivateKey};
 use super::keys::{IkeSaKeys, prf};
-use crate::wire::{AuthMethod, HashAlgorithm};
+use crate::wire::{AuthMethod, Authentication, HashAlgorithm};
 
 /// The only AUTH method we use and accept: digital signature (RFC 7427 3).
 pub const AUTH_METHOD: AuthMethod = AuthMethod::DIGITAL_SIGNATURE;
@@ -246,6 +246,23 @@ pub fn verify(
         }
     }
     Ok(scheme)
+}
+
+/// The AUTH payload we send: method 14 with [`sign`]'s data.
+pub fn sign_payload(key: &PrivateKey, octets: &[u8]) -> Authentication {
+    Authentication::new(AUTH_METHOD, sign(key, octets))
+}
+
+/// Checks a received AUTH payload: method 14 only, then [`verify`].
+pub fn verify_payload(
+    key: &PeerPublicKey,
+    octets: &[u8],
+    payload: &Authentication,
+) -> Result<SignatureScheme, CryptoError> {
+    if payload.method != AUTH_METHOD {
+        return Err(CryptoError::UnsupportedAuthMethod(payload.method.0));
+    }
+    verify(key, octets, &payload.data)
 }
 
 #[cfg(test)]

@@ -224,6 +224,16 @@ impl PeerIdentity {
         }
     }
 
+    /// Reads an identity from a parsed IDi / IDr payload.
+    pub fn from_identification(id: &crate::wire::Identification) -> Result<Self, CryptoError> {
+        Self::from_id(id.id_type.0, &id.data)
+    }
+
+    /// The IDi / IDr payload that states this identity.
+    pub fn to_identification(&self) -> crate::wire::Identification {
+        crate::wire::Identification::new(crate::wire::IdType(self.id_type()), self.id_data())
+    }
+
     /// The ID type.
     pub fn id_type(&self) -> u8 {
         match self {

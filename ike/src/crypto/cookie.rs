@@ -17,14 +17,14 @@ struct CookieSecret {
 }
 
 impl CookieSecret {
-    fn cookie(&self, ni: &[u8], ip_i: IpAddr, spi_i: &[u8; 8]) -> [u8; COOKIE_LEN] {
+    fn cookie(&self, ni: &[u8], ip_i: IpAddr, spi_i: u64) -> [u8; COOKIE_LEN] {
         let mut h = Sha256::new();
         h.update(ni);
         match ip_i {
             IpAddr::V4(a) => h.update(a.octets()),
             IpAddr::V6(a) => h.update(a.octets()),
         }
-        h.update(spi_i);
+        h.update(spi_i.to_be_bytes());
         h.update(self.secret.as_slice());
         let mut cookie = [0u8; COOKIE_LEN];
         cookie[..4].copy_from_slice(&self.version.to_be_bytes());
@@ -61,14 +61,15 @@ impl CookieGenerator {
         self.previous = Some(std::mem::replace(&mut self.current, next));
     }
 
-    /// The COOKIE notification data for an initiator's IKE_SA_INIT request.
-    pub fn cookie(&self, ni: &[u8], ip_i: IpAddr, spi_i: &[u8; 8]) -> [u8; COOKIE_LEN] {
+    /// The COOKIE notification data for an initiator's IKE_SA_INIT request (SPIi as in the
+    /// IKE header).
+    pub fn cookie(&self, ni: &[u8], ip_i: IpAddr, spi_i: u64) -> [u8; COOKIE_LEN] {
         self.current.cookie(ni, ip_i, spi_i)
     }
 
     /// Whether `cookie` (returned by the initiator) was made by us for this Ni, IPi and SPIi
     /// with the current or the previous secret. Compares in constant time.
-    pub fn verify(&self, cookie: &[u8], ni: &[u8], ip_i: IpAddr, spi_i: &[u8; 8]) -> bool {
+    pub fn verify(&self, cookie: &[u8], ni: &[u8], ip_i: IpAddr, spi_i: u64) -> bool {
         let Some(version) = cookie.get(..4) else {
             return false;
         };

@@ -108,21 +108,23 @@ impl Skeyseed {
     }
 
     /// {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr} = prf+(SKEYSEED, Ni | Nr | SPIi |
-    /// SPIr) (RFC 7296 2.14). `alg` is the SK payload's AES-GCM; SK_ai and SK_ar are empty for
-    /// an AEAD, SK_ei and SK_er are key || 4-byte salt (RFC 5282 7.1).
+    /// SPIr) (RFC 7296 2.14), the SPIs as in the IKE header (`wire::Header`). `alg` is the SK
+    /// payload's AES-GCM; SK_ai and SK_ar are empty for an AEAD, SK_ei and SK_er are
+    /// key || 4-byte salt (RFC 5282 7.1).
     pub fn derive_ike_keys(
         &self,
         alg: AeadAlg,
         ni: &[u8],
         nr: &[u8],
-        spi_i: &[u8; 8],
-        spi_r: &[u8; 8],
+        spi_i: u64,
+        spi_r: u64,
     ) -> Result<IkeSaKeys, CryptoError> {
         check_nonce(ni)?;
         check_nonce(nr)?;
         let e_len = alg.key_len() + 4;
         let total = PRF_LEN + 2 * e_len + 2 * PRF_LEN;
-        let okm = prf_plus(&self.0, &[ni, nr, spi_i, spi_r], total)?;
+        let (spi_i, spi_r) = (spi_i.to_be_bytes(), spi_r.to_be_bytes());
+        let okm = prf_plus(&self.0, &[ni, nr, &spi_i, &spi_r], total)?;
         let take32 = |at: usize| {
             let mut key = Zeroizing::new([0u8; PRF_LEN]);
             key.copy_from_slice(&okm[at..at + PRF_LEN]);
@@ -166,8 +168,8 @@ impl IkeSaKeys {
         ni: &[u8],
         nr: &[u8],
         g_ir: &[u8],
-        spi_i: &[u8; 8],
-        spi_r: &[u8; 8],
+        spi_i: u64,
+        spi_r: u64,
     ) -> Result<Self, CryptoError> {
         Skeyseed::initial(ni, nr, g_ir)?.derive_ike_keys(alg, ni, nr, spi_i, spi_r)
     }
@@ -180,8 +182,8 @@ impl IkeSaKeys {
         g_ir: &[u8],
         ni: &[u8],
         nr: &[u8],
-        spi_i: &[u8; 8],
-        spi_r: &[u8; 8],
+        spi_i: u64,
+        spi_r: u64,
     ) -> Result<Self, CryptoError> {
         Skeyseed::rekeyed(&self.sk_d, g_ir, ni, nr)?.derive_ike_keys(alg, ni, nr, spi_i, spi_r)
     }
@@ -325,8 +327,7 @@ mod tests {
     #[test]
     fn key_lengths_follow_the_algorithm() {
         for (alg, e) in [(AeadAlg::AesGcm128, 20), (AeadAlg::AesGcm256, 36)] {
-            let keys =
-                IkeSaKeys::initial(alg, &[1; 32], &[2; 32], &[3; 32], &[4; 8], &[5; 8]).unwrap();
+            let keys = IkeSaKeys::initial(alg, &[1; 32], &[2; 32], &[3; 32], 4, 5).unwrap();
             assert_eq!(keys.sk_ei().len(), e);
             assert_eq!(keys.sk_er().len(), e);
             assert!(keys.sk_ai().is_empty() && keys.sk_ar().is_empty());
