@@ -24,8 +24,10 @@ use crate::sad::{Sad, Snapshot};
 use crate::sockets::{self, RecvBatch, SendBatch};
 use crate::wire::{esp, icmpv6, ipv6};
 
-/// Packets per batch (recvmmsg, sendmmsg, TUN offload segments).
+/// Packets per batch (recvmmsg, sendmmsg, TUN writes).
 const BATCH: usize = 64;
+/// Segments one TUN read may split into (a 64 KiB TSO packet at the smallest MSS fits).
+const SEGMENTS: usize = tun_rs::IDEAL_BATCH_SIZE;
 /// Room for the outer headers and ESP overhead beyond the inner MTU.
 const OUTER_OVERHEAD: usize = 20 + 8 + 8 + 8 + 255 + 16 + 2;
 /// How long blocking reads wait before looking at the stop flag.
@@ -241,8 +243,8 @@ fn outbound_loop(shared: Arc<Shared>) {
     let tun_fd = shared.tun.as_raw_fd();
     let segment = shared.mtu.max(1500) + 64;
     let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + 65_535];
-    let mut inner: Vec<Vec<u8>> = vec![vec![0u8; segment]; BATCH];
-    let mut sizes = vec![0usize; BATCH];
+    let mut inner: Vec<Vec<u8>> = vec![vec![0u8; segment]; SEGMENTS];
+    let mut sizes = vec![0usize; SEGMENTS];
     let mut udp_batch = SendBatch::new(BATCH, segment + OUTER_OVERHEAD);
     let mut raw_batch = SendBatch::new(BATCH, segment + OUTER_OVERHEAD);
     let mut icmp = vec![0u8; 1280];

@@ -244,7 +244,8 @@ impl SaPair {
                 seq,
             });
         }
-        let Some(source) = packet.get(inner.clone()).and_then(inner_ipv6_source) else {
+        let Some((source, destination)) = packet.get(inner.clone()).and_then(inner_addresses)
+        else {
             self.drops.add(DropReason::Malformed);
             return Err(DropReason::Malformed);
         };
@@ -252,7 +253,9 @@ impl SaPair {
             self.drops.add(DropReason::Malformed);
             return Err(DropReason::Malformed);
         }
-        if !self.remote_ts.iter().any(|net| net.contains(&source)) {
+        if !link_scoped(source, destination)
+            && !self.remote_ts.iter().any(|net| net.contains(&source))
+        {
             // RFC 4891: the inner source must be one the peer may use.
             self.drops.add(DropReason::IngressFilter);
             return Err(DropReason::IngressFilter);
@@ -322,11 +325,21 @@ impl SaPair {
     }
 }
 
-/// The source address of an inner IPv6 packet, if it is one.
-fn inner_ipv6_source(inner: &[u8]) -> Option<Ipv6Addr> {
+/// Source and destination of an inner IPv6 packet, if it is one.
+fn inner_addresses(inner: &[u8]) -> Option<(Ipv6Addr, Ipv6Addr)> {
     crate::wire::ipv6::Packet::new_checked(inner)
         .ok()
-        .map(|p| p.src_addr())
+        .map(|p| (p.src_addr(), p.dst_addr()))
+}
+
+/// Link-local traffic between the two ends of the tunnel (neighbour discovery, the override NA
+/// to ff02::1, pings to fe80::%tun): from a link-local source to a link-local or link-scope
+/// multicast destination. It cannot leave the tunnel's link, so the traffic selectors, which
+/// name routable prefixes, do not apply to it.
+pub fn link_scoped(source: Ipv6Addr, destination: Ipv6Addr) -> bool {
+    let link_local = |a: Ipv6Addr| a.segments()[0] & 0xffc0 == 0xfe80;
+    let link_multicast = |a: Ipv6Addr| a.segments()[0] & 0xff0f == 0xff02;
+    link_local(source) && (link_local(destination) || link_multicast(destination))
 }
 
 /// Where an outbound packet goes: the pair that seals it and the peer's endpoint.
@@ -814,13 +827,15 @@ mod tests {
             .unwrap();
         let home = Arc::new(home);
         let stop = Arc::new(AtomicBool::new(false));
+        let progress = Arc::new(AtomicU64::new(0));
         let sender = {
             let home = home.clone();
             let stop = stop.clone();
+            let progress = progress.clone();
             std::thread::spawn(move || {
                 let packet = ipv6_packet("2001:db8:1::2", "2001:db8:ffff::1", 100);
                 let mut sent = Vec::new();
-                while !stop.load(Ordering::Relaxed) || sent.len() < 2000 {
+                while !stop.load(Ordering::Relaxed) {
                     let snapshot = home.load();
                     let route = snapshot
                         .outbound("2001:db8:ffff::1".parse().unwrap())
@@ -829,14 +844,24 @@ mod tests {
                     let len = route.pair.seal(&packet, &mut esp).unwrap();
                     esp.truncate(len);
                     sent.push(esp);
+                    progress.fetch_add(1, Ordering::Relaxed);
                 }
                 sent
             })
         };
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        // Switch while the sender runs: some packets before, some between, some after.
+        let wait_for = |n: u64| {
+            while progress.load(Ordering::Relaxed) < n {
+                std::thread::yield_now();
+            }
+        };
+        wait_for(200);
         home.install(&home_sa(0x200)).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        let after_install = progress.load(Ordering::Relaxed);
+        wait_for(after_install + 200);
         home.delete(Spi(0x8100)).unwrap();
+        let after_delete = progress.load(Ordering::Relaxed);
+        wait_for(after_delete + 200);
         stop.store(true, Ordering::Relaxed);
         let mut sent = sender.join().unwrap();
         let spis: BTreeSet<Vec<u8>> = sent.iter().map(|p| p[..4].to_vec()).collect();
@@ -883,20 +908,33 @@ mod tests {
         let forged = ipv6_packet("2001:db8:99::1", "2001:db8:ffff::1", 64);
         assert_eq!(carry(&home, &vps, &forged), Err(DropReason::IngressFilter));
 
+        // Link-local traffic of the tunnel's link passes (ND, the override NA to ff02::1) ...
+        let na = ipv6_packet("fe80::2", "ff02::1", 32);
+        assert_eq!(carry(&home, &vps, &na), Ok(na.clone()));
+        // ... but a link-local source towards a routable destination does not.
+        let escaping = ipv6_packet("fe80::2", "2001:db8:ffff::1", 32);
+        assert_eq!(
+            carry(&home, &vps, &escaping),
+            Err(DropReason::IngressFilter)
+        );
+
         let pair = vps.load().inbound(Spi(0x100)).unwrap().clone();
         assert_eq!(pair.drops(DropReason::Replay), 1);
         assert_eq!(pair.drops(DropReason::AuthFailed), 1);
-        assert_eq!(pair.drops(DropReason::IngressFilter), 1);
+        assert_eq!(pair.drops(DropReason::IngressFilter), 2);
         let report = vps.counters();
-        assert_eq!(report.sas[0].rx_packets, 2);
-        assert_eq!(report.sas[0].rx_bytes, 2 * good.len() as u64);
+        assert_eq!(report.sas[0].rx_packets, 3);
+        assert_eq!(
+            report.sas[0].rx_bytes,
+            2 * good.len() as u64 + na.len() as u64
+        );
         assert_eq!(report.sas[0].last_rx_seconds_ago, Some(0));
         assert_eq!(
             report.sas[0].drops,
             vec![
                 (DropReason::Replay, 1),
                 (DropReason::AuthFailed, 1),
-                (DropReason::IngressFilter, 1)
+                (DropReason::IngressFilter, 2)
             ]
         );
     }
