@@ -3,4 +3,8 @@
 pub mod cli;
 pub mod crypto;
 pub mod decode;
+pub mod endpoint;
+pub mod forwarder_link;
+pub mod proposal;
+pub mod sa;
 pub mod wire;
