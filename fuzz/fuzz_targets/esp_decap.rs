@@ -110,11 +110,16 @@ fn sealed_then_flipped(bytes: &[u8]) {
         return;
     };
     let mut sealed = vec![0u8; EspSealer::sealed_len(inner.len())];
-    let n = SEALER.seal(9, inner, 41, &mut sealed).expect("buffer sized by sealed_len");
+    let n = SEALER
+        .seal(9, inner, 41, &mut sealed)
+        .expect("buffer sized by sealed_len");
     let at = usize::from(u16::from_be_bytes([*hi, *lo])) % n;
     let mut flipped = sealed.clone();
     flipped[at] ^= 0x01;
-    assert!(OPENER.open(9, &mut flipped).is_err(), "flipped byte {at} opened");
+    assert!(
+        OPENER.open(9, &mut flipped).is_err(),
+        "flipped byte {at} opened"
+    );
     let opened = OPENER.open(9, &mut sealed).expect("own packet opens");
     assert_eq!(opened.next_header, 41);
     assert_eq!(&sealed[opened.inner], inner);
