@@ -3,7 +3,7 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 packages=(
-  iproute2 iputils-ping nftables iperf3 openssl tcpdump tshark python3-scapy
+  iproute2 iputils-ping nftables iperf3 openssl tcpdump tshark python3-scapy python3-cryptography
   strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins
   wireguard-tools strongswan-pki
 )
