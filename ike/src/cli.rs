@@ -36,6 +36,9 @@ pub enum IkeCommand {
     Decode(DecodeArgs),
     /// Send an IKE_SA_INIT and report what the server chose.
     Probe(ProbeArgs),
+    /// Measure full handshakes per second against a responder (for bench/handshakes.sh).
+    #[command(hide = true)]
+    Bench(crate::daemon::bench::BenchArgs),
 }
 
 /// Arguments of `hometun ike decode`.
@@ -61,23 +64,23 @@ pub struct DecodeArgs {
 /// Arguments of `hometun ike probe`.
 #[derive(Debug, clap::Args)]
 pub struct ProbeArgs {
-    /// The server's address (IPv4, optionally with port).
+    /// The server's address: ADDR or ADDR:PORT (IPv4; port 500 by default).
     pub addr: String,
 }
 
 /// Runs `hometun server`.
-pub fn run_server(_args: ServerArgs) -> anyhow::Result<()> {
-    anyhow::bail!("hometun server: not built yet")
+pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
+    crate::daemon::run_server(&args.config)
 }
 
 /// Runs `hometun client`.
-pub fn run_client(_args: ClientArgs) -> anyhow::Result<()> {
-    anyhow::bail!("hometun client: not built yet")
+pub fn run_client(args: ClientArgs) -> anyhow::Result<()> {
+    crate::daemon::run_client(&args.config)
 }
 
 /// Runs `hometun status`.
-pub fn run_status(_args: StatusArgs) -> anyhow::Result<()> {
-    anyhow::bail!("hometun status: not built yet")
+pub fn run_status(args: StatusArgs) -> anyhow::Result<()> {
+    crate::daemon::run_status(args.config.as_deref(), args.json)
 }
 
 /// Runs `hometun ike ...`.
@@ -87,6 +90,7 @@ pub fn run_ike(command: IkeCommand) -> anyhow::Result<()> {
             crate::decode::run(&args)?;
             Ok(())
         }
-        IkeCommand::Probe(_) => anyhow::bail!("hometun ike probe: not built yet"),
+        IkeCommand::Probe(args) => crate::daemon::probe::run(&args.addr),
+        IkeCommand::Bench(args) => crate::daemon::bench::run(args),
     }
 }

@@ -2,7 +2,9 @@
 
 pub mod cli;
 pub mod crypto;
+pub mod daemon;
 pub mod decode;
+pub mod driver;
 pub mod endpoint;
 pub mod forwarder_link;
 pub mod proposal;

@@ -1,0 +1,321 @@
+//! `hometun server` and `hometun client`: read and check the configuration, load the
+//! credentials, build the endpoint's configuration and start the driver. Also the tools that
+//! talk to daemons and servers: `status`, `ike probe`, `ike bench`.
+
+pub mod authorizer;
+pub mod bench;
+pub mod probe;
+pub mod status;
+
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use hometun_config::{
+    ClientConfig, ConfigError, IkeSection, LimitsSection, ServerConfig, TunnelSection,
+    check_private_key_mode,
+};
+use hometun_control::InterfaceConfig;
+use ipnet::Ipv6Net;
+
+use crate::crypto::credentials::certificates_from_pem;
+use crate::crypto::{CertificateVerifier, PeerIdentity, PrivateKey};
+use crate::driver::{self, DriverConfig, Role};
+use crate::endpoint::{CommonConfig, InitiatorConfig, ResponderConfig};
+use crate::proposal::{EspProposal, IkeProposal};
+use authorizer::ConfigAuthorizer;
+
+/// Our certificate chain, key and the verifier for the peer's chain, loaded from files.
+pub struct Credentials {
+    /// Our chain (DER), end-entity first.
+    pub chain: Vec<Vec<u8>>,
+    /// Our key.
+    pub key: PrivateKey,
+    /// Trusts the configured CA (and CRL).
+    pub verifier: CertificateVerifier,
+}
+
+/// Loads the credentials; every error is one line naming the file and the problem.
+pub fn load_credentials(
+    certificate: &Path,
+    private_key: &Path,
+    ca: &Path,
+    crl: Option<&Path>,
+) -> anyhow::Result<Credentials> {
+    let chain =
+        certificates_from_pem(&read(certificate)?).map_err(|e| file_error(certificate, e))?;
+    let first = chain
+        .first()
+        .ok_or_else(|| file_error(certificate, "no certificate in the file"))?;
+    let key = PrivateKey::from_pem(&read(private_key)?).map_err(|e| file_error(private_key, e))?;
+    key.check_matches_certificate(first)
+        .map_err(|e| file_error(private_key, format!("{e} ({})", certificate.display())))?;
+    let mut verifier =
+        CertificateVerifier::from_ca_pem(&read(ca)?).map_err(|e| file_error(ca, e))?;
+    if let Some(crl) = crl {
+        verifier
+            .add_crls(&read(crl)?)
+            .map_err(|e| file_error(crl, e))?;
+    }
+    Ok(Credentials {
+        chain,
+        key,
+        verifier,
+    })
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| file_error(path, e))
+}
+
+fn file_error(path: &Path, problem: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{}: {problem}", path.display())
+}
+
+/// The settings both roles share, from the config's `[ike]` and `[limits]`.
+pub fn common_config(
+    credentials: Credentials,
+    identity: PeerIdentity,
+    ike: &IkeSection,
+    limits: &LimitsSection,
+    ike_port: u16,
+    nat_port: u16,
+    config_path: &Path,
+) -> Result<CommonConfig, ConfigError> {
+    let ike_proposals = ike
+        .proposals
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            IkeProposal::parse(text).map_err(|e| {
+                ConfigError::new(config_path, format!("ike.proposals[{i}]"), e.to_string())
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let esp_proposals = ike
+        .esp_proposals
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            EspProposal::parse(text).map_err(|e| {
+                ConfigError::new(
+                    config_path,
+                    format!("ike.esp_proposals[{i}]"),
+                    e.to_string(),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(CommonConfig {
+        chain: credentials.chain,
+        key: credentials.key,
+        identity,
+        verifier: credentials.verifier,
+        ike_proposals,
+        esp_proposals,
+        limits: limits.to_limits(),
+        replay_window: ike.replay_window,
+        nat_keepalive_seconds: ike.nat_keepalive_seconds,
+        retransmit_base: Duration::from_millis(ike.retransmit_ms),
+        retransmit_tries: ike.retransmit_tries,
+        dpd: (ike.dpd_seconds > 0).then(|| Duration::from_secs(ike.dpd_seconds)),
+        ike_port,
+        nat_port,
+    })
+}
+
+fn interface(
+    tunnel: &TunnelSection,
+    extra: Option<Ipv6Net>,
+    bind: Option<Ipv4Addr>,
+    nat_port: u16,
+) -> InterfaceConfig {
+    let mut addresses = vec![tunnel.link_local];
+    addresses.extend(extra);
+    InterfaceConfig {
+        tun_name: tunnel.interface.clone(),
+        mtu: tunnel.mtu,
+        addresses,
+        bind_ipv4: bind,
+        udp_port: nat_port,
+        raw_esp: true,
+        manage_routes: tunnel.manage_routes,
+        route_metric: tunnel.route_metric,
+    }
+}
+
+fn forwarder_program() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("finding our own binary to start the forwarder")
+}
+
+fn create_state_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| file_error(dir, format!("cannot create: {e}")))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Everything `hometun server` needs, checked, before anything touches the network.
+pub fn prepare_server(config_path: &Path) -> anyhow::Result<(DriverConfig, ResponderConfig)> {
+    let config = ServerConfig::load(config_path)?;
+    let s = &config.server;
+    check_private_key_mode(&s.private_key, "server.private_key", config_path)?;
+    let credentials = load_credentials(&s.certificate, &s.private_key, &s.ca, s.crl.as_deref())?;
+    let common = common_config(
+        credentials,
+        PeerIdentity::Fqdn(s.name.clone()),
+        &config.ike,
+        &config.limits,
+        s.ike_port,
+        s.nat_port,
+        config_path,
+    )?;
+    let responder = ResponderConfig {
+        common,
+        local_addr: s.listen,
+        authorizer: Box::new(ConfigAuthorizer::new(config.clients.clone(), s.pool)),
+        cookie_threshold: config.dos.cookie_threshold,
+        half_open_per_source: config.dos.half_open_per_source,
+        half_open_total: config.dos.half_open_total,
+    };
+    let driver = DriverConfig {
+        role_name: "server",
+        identity: s.name.clone(),
+        ike_bind: SocketAddrV4::new(s.listen, s.ike_port),
+        local_addr: s.listen,
+        nat_port: s.nat_port,
+        interface: interface(&config.tunnel, None, Some(s.listen), s.nat_port),
+        forwarder_program: forwarder_program()?,
+        forwarder_args: Vec::new(),
+        control_socket: s.control_socket.clone(),
+    };
+    create_state_dir(&s.state_dir)?;
+    Ok((driver, responder))
+}
+
+/// Runs `hometun server --config FILE` until SIGTERM/SIGINT.
+pub fn run_server(config_path: &Path) -> anyhow::Result<()> {
+    let (driver, responder) = prepare_server(config_path)?;
+    runtime()?.block_on(driver::run(driver, Role::Responder(responder)))
+}
+
+/// Our outer address: the one configured, else the source address of the route to `server`
+/// (a connected UDP socket sends nothing but learns it).
+pub fn route_source(server: SocketAddrV4) -> anyhow::Result<Ipv4Addr> {
+    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+    socket
+        .connect(server)
+        .with_context(|| format!("no route to the server {server}"))?;
+    match socket.local_addr()? {
+        std::net::SocketAddr::V4(local) if !local.ip().is_unspecified() => Ok(*local.ip()),
+        other => anyhow::bail!("no IPv4 source address towards {server} (got {other})"),
+    }
+}
+
+/// Everything `hometun client` needs, checked, before anything touches the network.
+pub fn prepare_client(config_path: &Path) -> anyhow::Result<(DriverConfig, InitiatorConfig)> {
+    let config = ClientConfig::load(config_path)?;
+    let c = &config.client;
+    check_private_key_mode(&c.private_key, "client.private_key", config_path)?;
+    let credentials = load_credentials(&c.certificate, &c.private_key, &c.ca, None)?;
+    // Our side of IKE uses the standard port; the server's may differ.
+    let ike_port = 500;
+    let common = common_config(
+        credentials,
+        PeerIdentity::Fqdn(c.name.clone()),
+        &config.ike,
+        &config.limits,
+        ike_port,
+        c.nat_port,
+        config_path,
+    )?;
+    let server = SocketAddrV4::new(c.server, c.server_port);
+    let local_addr = match c.local {
+        Some(local) => local,
+        None => route_source(server)?,
+    };
+    let initiator = InitiatorConfig {
+        common,
+        server,
+        server_identity: PeerIdentity::Fqdn(c.server_name.clone()),
+        local_addr,
+        local_prefixes: vec![c.prefix],
+    };
+    // The home's address goes on the tunnel as a /128: the prefix itself belongs to the LAN.
+    let tunnel_address =
+        Ipv6Net::new(config.tunnel_address(), 128).expect("128 is a valid IPv6 prefix length");
+    let driver = DriverConfig {
+        role_name: "client",
+        identity: c.name.clone(),
+        ike_bind: SocketAddrV4::new(c.local.unwrap_or(Ipv4Addr::UNSPECIFIED), ike_port),
+        local_addr,
+        nat_port: c.nat_port,
+        interface: interface(&config.tunnel, Some(tunnel_address), c.local, c.nat_port),
+        forwarder_program: forwarder_program()?,
+        forwarder_args: Vec::new(),
+        control_socket: c.control_socket.clone(),
+    };
+    create_state_dir(&c.state_dir)?;
+    Ok((driver, initiator))
+}
+
+/// Runs `hometun client --config FILE` until SIGTERM/SIGINT.
+pub fn run_client(config_path: &Path) -> anyhow::Result<()> {
+    let (driver, initiator) = prepare_client(config_path)?;
+    runtime()?.block_on(driver::run(driver, Role::Initiator(initiator)))
+}
+
+/// Where `hometun status` looks without `--config`.
+pub const DEFAULT_CONFIGS: [&str; 2] = ["/etc/hometun/server.toml", "/etc/hometun/client.toml"];
+
+/// The control socket named by a server or client config.
+pub fn control_socket_of(config_path: &Path) -> anyhow::Result<PathBuf> {
+    let text = std::fs::read_to_string(config_path).map_err(|e| file_error(config_path, e))?;
+    let is_server = text.lines().any(|l| l.trim() == "[server]");
+    Ok(if is_server {
+        ServerConfig::load(config_path)?.server.control_socket
+    } else {
+        ClientConfig::load(config_path)?.client.control_socket
+    })
+}
+
+/// Runs `hometun status [--config F] [--json]`.
+pub fn run_status(config: Option<&Path>, json: bool) -> anyhow::Result<()> {
+    let config_path = match config {
+        Some(path) => path.to_path_buf(),
+        None => {
+            let found = DEFAULT_CONFIGS
+                .iter()
+                .map(Path::new)
+                .find(|p| p.exists())
+                .with_context(|| {
+                    format!(
+                        "no --config given and none of {} exists",
+                        DEFAULT_CONFIGS.join(", ")
+                    )
+                })?;
+            eprintln!("using {}", found.display());
+            found.to_path_buf()
+        }
+    };
+    let socket = control_socket_of(&config_path)?;
+    let text = status::query(&socket)?;
+    if json {
+        print!("{text}");
+        return Ok(());
+    }
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: the daemon's answer is not JSON", socket.display()))?;
+    if let Some(error) = value.get("error") {
+        anyhow::bail!("{}: {error}", socket.display());
+    }
+    let view: status::StatusView = serde_json::from_value(value)
+        .with_context(|| format!("{}: unexpected status format", socket.display()))?;
+    print!("{}", status::render(&view));
+    Ok(())
+}

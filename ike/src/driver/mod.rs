@@ -1,0 +1,442 @@
+//! The tokio driver: one task that owns the sans-IO [`Endpoint`] and connects it to the world.
+//!
+//! It holds the UDP socket on the IKE port (500), the forwarder child process (which owns the
+//! TUN device and the NAT-T port 4500, and relays IKE messages that arrive there), the status
+//! socket, the signals and the clock. Each input goes into the endpoint through a `handle_*`
+//! call; after each, everything the endpoint queued is carried out in order: IKE messages are
+//! sent (from port 4500 through the forwarder, otherwise from our socket) and forwarder requests
+//! are sent and awaited.
+
+pub mod clock;
+
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use hometun_control::{Event, InterfaceConfig, Request, Response};
+use tokio::net::UdpSocket;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use crate::daemon::status::{self, StatusReport, StatusRequest};
+use crate::endpoint::{Endpoint, InitiatorConfig, Output, ResponderConfig, Transmit};
+use crate::forwarder_link::{ForwarderLink, LinkError};
+use clock::{OsRandom, now};
+
+/// How often the forwarder's counters are fetched (liveness, make-before-break, status).
+const COUNTER_INTERVAL: Duration = Duration::from_secs(1);
+/// IKE messages from port 4500 kept while a forwarder request is awaited; more are dropped
+/// (a flood must not grow memory without bound; IKE retransmits what matters).
+const MAX_BUFFERED_IKE: usize = 4096;
+/// How long the forwarder gets to stop on its own before it is killed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Which side the endpoint plays.
+pub enum Role {
+    /// The server: answers IKE_SA_INIT from any client.
+    Responder(ResponderConfig),
+    /// The client: connects to its server at once.
+    Initiator(InitiatorConfig),
+}
+
+/// Everything the driver needs besides the endpoint's own configuration.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// `server` or `client`, for logs and status.
+    pub role_name: &'static str,
+    /// Our IKE identity, for logs and status.
+    pub identity: String,
+    /// Where the IKE socket binds: the server's address, or any address on the client.
+    pub ike_bind: SocketAddrV4,
+    /// Our outer address (what an unspecified bind address stands for).
+    pub local_addr: Ipv4Addr,
+    /// The NAT-T port, owned by the forwarder: IKE messages from it go through `SendIke`.
+    pub nat_port: u16,
+    /// The forwarder's interface: TUN, addresses, sockets, routes.
+    pub interface: InterfaceConfig,
+    /// The program to start as `PROGRAM forwarder --control-fd N` (normally our own binary).
+    pub forwarder_program: PathBuf,
+    /// Extra arguments for it.
+    pub forwarder_args: Vec<String>,
+    /// The status socket.
+    pub control_socket: PathBuf,
+}
+
+/// Runs a daemon until SIGTERM or SIGINT (then it deletes its IKE SAs, stops the forwarder and
+/// returns `Ok`), or until the forwarder dies (an error: never run half-blind).
+pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
+    let started = now();
+    let (status_tx, status_rx) = mpsc::channel::<StatusRequest>(16);
+    let _socket_file = status::serve(&config.control_socket, status_tx).await?;
+    let udp = UdpSocket::bind(SocketAddr::V4(config.ike_bind))
+        .await
+        .with_context(|| format!("cannot bind the IKE socket {}", config.ike_bind))?;
+    let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+
+    let (link, events, mut child) =
+        ForwarderLink::spawn(&config.forwarder_program, &config.forwarder_args).with_context(
+            || format!("starting {} forwarder", config.forwarder_program.display()),
+        )?;
+    match link
+        .request(Request::Configure(config.interface.clone()))
+        .await
+    {
+        Ok(_) => {}
+        Err(error) => {
+            let _ = child.kill().await;
+            return Err(error).context("forwarder: setting up the tunnel interface");
+        }
+    }
+    tracing::info!(
+        "{} {}: IKE on {}, forwarder pid {} with {} (mtu {})",
+        config.role_name,
+        config.identity,
+        udp.local_addr()?,
+        child.id().unwrap_or(0),
+        config.interface.tun_name,
+        config.interface.mtu
+    );
+
+    let mut rng = OsRandom;
+    let endpoint = match role {
+        Role::Responder(c) => Endpoint::responder(c, now(), &mut rng),
+        Role::Initiator(c) => Endpoint::initiator(c, now(), &mut rng),
+    };
+    let mut driver = Driver {
+        endpoint,
+        link,
+        events,
+        events_open: true,
+        backlog: VecDeque::new(),
+        udp,
+        rng,
+        counters: None,
+        config,
+        started,
+    };
+    let outcome = driver
+        .serve(&mut child, status_rx, &mut sigterm, &mut sigint)
+        .await;
+    match outcome {
+        Ok(()) => {
+            driver.shut_down(&mut child).await;
+            Ok(())
+        }
+        Err(error) => {
+            // Whatever failed, leave no forwarder (and so no TUN or route) behind.
+            let _ = child.start_kill();
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, child.wait()).await;
+            Err(error)
+        }
+    }
+}
+
+/// What woke the loop.
+enum Wake {
+    Datagram(usize, SocketAddr),
+    Event(Event),
+    Counters,
+    Timer,
+    Status(StatusRequest),
+    Stop(&'static str),
+    ForwarderExited(std::io::Result<std::process::ExitStatus>),
+    EventsClosed,
+}
+
+struct Driver {
+    endpoint: Endpoint,
+    link: ForwarderLink,
+    events: mpsc::Receiver<Event>,
+    events_open: bool,
+    /// Events that arrived while a forwarder request was awaited.
+    backlog: VecDeque<Event>,
+    udp: UdpSocket,
+    rng: OsRandom,
+    counters: Option<hometun_control::CounterReport>,
+    config: DriverConfig,
+    started: crate::endpoint::Now,
+}
+
+impl Driver {
+    async fn serve(
+        &mut self,
+        child: &mut tokio::process::Child,
+        mut status_rx: mpsc::Receiver<StatusRequest>,
+        sigterm: &mut tokio::signal::unix::Signal,
+        sigint: &mut tokio::signal::unix::Signal,
+    ) -> anyhow::Result<()> {
+        let mut buf = vec![0u8; 65536];
+        let mut tick = tokio::time::interval(COUNTER_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The initiator queued its IKE_SA_INIT when it was made.
+        self.flush().await?;
+        loop {
+            while let Some(event) = self.backlog.pop_front() {
+                self.on_event(event);
+                self.flush().await?;
+            }
+            let deadline = self.endpoint.poll_timeout();
+            let timer = async move {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let events_open = self.events_open;
+            let wake = tokio::select! {
+                received = self.udp.recv_from(&mut buf) => match received {
+                    Ok((n, from)) => Wake::Datagram(n, from),
+                    Err(error) => {
+                        // ICMP errors surface here on Linux; the socket stays usable.
+                        tracing::debug!("IKE socket: {error}");
+                        continue;
+                    }
+                },
+                event = self.events.recv(), if events_open => match event {
+                    Some(event) => Wake::Event(event),
+                    None => Wake::EventsClosed,
+                },
+                _ = tick.tick() => Wake::Counters,
+                () = timer => Wake::Timer,
+                Some(request) = status_rx.recv() => Wake::Status(request),
+                _ = sigterm.recv() => Wake::Stop("SIGTERM"),
+                _ = sigint.recv() => Wake::Stop("SIGINT"),
+                status = child.wait() => Wake::ForwarderExited(status),
+            };
+            match wake {
+                Wake::Datagram(n, from) => {
+                    let SocketAddr::V4(remote) = from else {
+                        continue;
+                    };
+                    let local = SocketAddrV4::new(
+                        self.local_ip(*self.config.ike_bind.ip()),
+                        self.config.ike_bind.port(),
+                    );
+                    self.endpoint
+                        .handle_datagram(now(), local, remote, &buf[..n], &mut self.rng);
+                }
+                Wake::Event(event) => self.on_event(event),
+                Wake::Counters => self.fetch_counters().await?,
+                Wake::Timer => self.endpoint.handle_timeout(now(), &mut self.rng),
+                Wake::Status(reply) => {
+                    let _ = reply.send(self.status_json());
+                }
+                Wake::Stop(signal) => {
+                    tracing::info!("{signal}: deleting the IKE SAs and stopping");
+                    return Ok(());
+                }
+                Wake::ForwarderExited(status) => {
+                    let status = status
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|e| e.to_string());
+                    bail!(
+                        "the forwarder exited ({status}); stopping rather than running without it"
+                    );
+                }
+                Wake::EventsClosed => {
+                    self.events_open = false;
+                    bail!("the forwarder closed the SA channel; stopping");
+                }
+            }
+            self.flush().await?;
+        }
+    }
+
+    /// An unspecified address (a socket bound to any) stands for our outer address.
+    fn local_ip(&self, ip: Ipv4Addr) -> Ipv4Addr {
+        if ip.is_unspecified() {
+            self.config.local_addr
+        } else {
+            ip
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::IkeReceived {
+                local,
+                remote,
+                data,
+            } => {
+                let local = SocketAddrV4::new(self.local_ip(*local.ip()), local.port());
+                self.endpoint
+                    .handle_datagram(now(), local, remote, &data, &mut self.rng);
+            }
+            other => {
+                tracing::debug!("forwarder: {other:?}");
+                self.endpoint
+                    .handle_forwarder_event(now(), &other, &mut self.rng);
+            }
+        }
+    }
+
+    async fn fetch_counters(&mut self) -> anyhow::Result<()> {
+        if let Some(Response::Counters(report)) = self.forward(Request::GetCounters).await? {
+            self.endpoint.handle_counters(now(), &report);
+            self.counters = Some(report);
+        }
+        Ok(())
+    }
+
+    fn status_json(&self) -> String {
+        let at = now();
+        let report = StatusReport {
+            role: self.config.role_name.to_string(),
+            identity: self.config.identity.clone(),
+            local: self.config.local_addr,
+            interface: self.config.interface.tun_name.clone(),
+            uptime_seconds: at
+                .mono
+                .saturating_duration_since(self.started.mono)
+                .as_secs(),
+            peers: self.endpoint.status(at),
+            counters: self.counters.clone(),
+        };
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => text + "\n",
+            Err(error) => format!("{}\n", serde_json::json!({ "error": error.to_string() })),
+        }
+    }
+
+    /// Carries out everything the endpoint queued: IKE messages, then forwarder requests and
+    /// log lines, in order.
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        loop {
+            let mut progressed = false;
+            while let Some(transmit) = self.endpoint.poll_transmit() {
+                progressed = true;
+                self.send(transmit).await?;
+            }
+            while let Some(output) = self.endpoint.poll_output() {
+                progressed = true;
+                self.output(output).await?;
+            }
+            if !progressed {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn send(&mut self, transmit: Transmit) -> anyhow::Result<()> {
+        if transmit.local.port() == self.config.nat_port {
+            self.forward(Request::SendIke {
+                local: transmit.local,
+                remote: transmit.remote,
+                data: transmit.data,
+            })
+            .await?;
+        } else if let Err(error) = self
+            .udp
+            .send_to(&transmit.data, SocketAddr::V4(transmit.remote))
+            .await
+        {
+            // The network may be down for a moment; retransmission covers it.
+            tracing::warn!("sending IKE to {}: {error}", transmit.remote);
+        }
+        Ok(())
+    }
+
+    async fn output(&mut self, output: Output) -> anyhow::Result<()> {
+        match output {
+            Output::Forwarder(request) => {
+                self.forward(request).await?;
+            }
+            Output::PeerUp { peer, name, remote } => {
+                tracing::info!("peer up: {name} ({peer}) at {remote}");
+            }
+            Output::PeerDown { peer, name, reason } => {
+                tracing::info!("peer down: {name} ({peer}): {reason}");
+            }
+            Output::Refused {
+                remote,
+                name,
+                reason,
+            } => match name {
+                Some(name) => tracing::warn!("refused {name} at {remote}: {reason}"),
+                None => tracing::warn!("refused {remote}: {reason}"),
+            },
+            Output::Rekeyed {
+                peer,
+                old_spi_in,
+                new_spi_in,
+            } => {
+                tracing::info!(
+                    "CHILD SA rekeyed ({peer}): inbound SPI {old_spi_in} -> {new_spi_in}"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a request to the forwarder and awaits its reply, keeping the events that arrive
+    /// meanwhile. A refusal is logged and yields `None`; a dead channel is an error.
+    async fn forward(&mut self, request: Request) -> anyhow::Result<Option<Response>> {
+        let what = request_name(&request);
+        let link = self.link.clone();
+        let reply = link.request(request);
+        tokio::pin!(reply);
+        let result = loop {
+            tokio::select! {
+                result = &mut reply => break result,
+                event = self.events.recv(), if self.events_open => match event {
+                    Some(event) => buffer_event(&mut self.backlog, event),
+                    None => self.events_open = false,
+                },
+            }
+        };
+        match result {
+            Ok(response) => Ok(Some(response)),
+            Err(LinkError::Refused(error)) => {
+                tracing::warn!("forwarder refused {what}: {error}");
+                Ok(None)
+            }
+            Err(error) => Err(error).with_context(|| format!("forwarder ({what})")),
+        }
+    }
+
+    /// SIGTERM/SIGINT: DELETE every IKE SA, stop the forwarder (it removes the TUN device and
+    /// the routes), wait for it.
+    async fn shut_down(&mut self, child: &mut tokio::process::Child) {
+        self.endpoint.close(now(), &mut self.rng);
+        if let Err(error) = self.flush().await {
+            tracing::warn!("sending the DELETEs: {error:#}");
+        }
+        match tokio::time::timeout(SHUTDOWN_GRACE, self.link.request(Request::Shutdown)).await {
+            Ok(Ok(_)) | Ok(Err(LinkError::Closed)) => {}
+            Ok(Err(error)) => tracing::warn!("forwarder shutdown: {error}"),
+            Err(_) => tracing::warn!("forwarder did not answer the shutdown request"),
+        }
+        match tokio::time::timeout(SHUTDOWN_GRACE, child.wait()).await {
+            Ok(Ok(status)) if status.success() => tracing::info!("stopped"),
+            Ok(Ok(status)) => tracing::warn!("forwarder exited with {status}"),
+            Ok(Err(error)) => tracing::warn!("waiting for the forwarder: {error}"),
+            Err(_) => {
+                tracing::warn!("forwarder did not stop within {SHUTDOWN_GRACE:?}; killing it");
+                let _ = child.kill().await;
+            }
+        }
+    }
+}
+
+fn buffer_event(backlog: &mut VecDeque<Event>, event: Event) {
+    if matches!(event, Event::IkeReceived { .. }) && backlog.len() >= MAX_BUFFERED_IKE {
+        tracing::debug!("IKE message from port 4500 dropped: backlog full");
+        return;
+    }
+    backlog.push_back(event);
+}
+
+fn request_name(request: &Request) -> &'static str {
+    match request {
+        Request::Configure(_) => "Configure",
+        Request::Install(_) => "Install",
+        Request::Delete { .. } => "Delete",
+        Request::UpdateEndpoint { .. } => "UpdateEndpoint",
+        Request::GetCounters => "GetCounters",
+        Request::SendIke { .. } => "SendIke",
+        Request::Shutdown => "Shutdown",
+    }
+}
