@@ -159,7 +159,9 @@ impl ForwarderLink {
 
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding this lock leaves a plain map behind, still usable.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn clear_cloexec(stream: &std::os::unix::net::UnixStream) -> std::io::Result<()> {
@@ -192,13 +194,22 @@ mod tests {
                     peer: hometun_control::PeerId(1),
                     spi_in: Spi(envelope.id as u32),
                 });
-                writer.write_all(&encode_frame(&event).expect("encodes")).await.expect("write");
+                writer
+                    .write_all(&encode_frame(&event).expect("encodes"))
+                    .await
+                    .expect("write");
                 let result = match envelope.request {
                     Request::GetCounters => Err(ControlError("no counters here".into())),
                     _ => Ok(Response::Ok),
                 };
-                let reply = FromForwarder::Reply { id: envelope.id, result };
-                writer.write_all(&encode_frame(&reply).expect("encodes")).await.expect("write");
+                let reply = FromForwarder::Reply {
+                    id: envelope.id,
+                    result,
+                };
+                writer
+                    .write_all(&encode_frame(&reply).expect("encodes"))
+                    .await
+                    .expect("write");
             }
         }
     }
@@ -212,7 +223,13 @@ mod tests {
         let refused = link.request(Request::GetCounters).await.unwrap_err();
         assert_eq!(refused.to_string(), "forwarder refused: no counters here");
         let first = events.recv().await.unwrap();
-        assert_eq!(first, Event::SeqExhausted { peer: hometun_control::PeerId(1), spi_in: Spi(1) });
+        assert_eq!(
+            first,
+            Event::SeqExhausted {
+                peer: hometun_control::PeerId(1),
+                spi_in: Spi(1)
+            }
+        );
     }
 
     #[tokio::test]
@@ -221,6 +238,9 @@ mod tests {
         let (link, _events) = ForwarderLink::from_stream(a);
         drop(b);
         let error = link.request(Request::GetCounters).await.unwrap_err();
-        assert!(matches!(error, LinkError::Closed | LinkError::Io(_)), "{error}");
+        assert!(
+            matches!(error, LinkError::Closed | LinkError::Io(_)),
+            "{error}"
+        );
     }
 }
