@@ -3,7 +3,9 @@
 //! is also driven directly, and what it accepts re-encodes to blocks covering the same space.
 #![no_main]
 
-use hometun_pki::addrblock::{decode_ip_addr_blocks, encode_ipv6_prefixes, prefixes_from_certificate};
+use hometun_pki::addrblock::{
+    decode_ip_addr_blocks, encode_ipv6_prefixes, prefixes_from_certificate,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
