@@ -15,6 +15,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 pub mod forwarder_lab;
+pub mod ike_lab;
+pub mod strongswan;
 
 /// True when the test may run: as root. When not root it prints why it skips, unless
 /// `CI=true`, where it panics (CI must run every test).

@@ -1,0 +1,223 @@
+//! strongSwan 5.9 (charon with kernel-libipsec: userspace ESP, always in UDP 4500) as the other
+//! side of the IKE daemon tests, after `/work/shared/reference/strongswan-pair.sh`.
+//!
+//! Each charon gets its own directory with strongswan.conf, swanctl.conf and the credentials,
+//! runs in a namespace with a private `/run` (a tmpfs mounted in the mount namespace that
+//! `ip netns exec` makes), and logs to `charon.log` (IKE detail at level 2, or
+//! `$HOMETUN_CHARON_IKE_LOG`, e.g. 4 to see the derived keys).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::{Guarded, Netns, wait_for};
+
+/// The charon binary of Debian's strongswan-charon.
+pub const CHARON: &str = "/usr/lib/ipsec/charon";
+
+/// Whether charon and swanctl are installed.
+pub fn available() -> bool {
+    let on_path = |name: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
+    };
+    Path::new(CHARON).exists() && on_path("swanctl")
+}
+
+/// What one charon is to do.
+#[derive(Debug, Clone)]
+pub struct CharonSpec {
+    /// Our outer address.
+    pub local_addr: String,
+    /// The peer's outer address (`%any` for a responder).
+    pub remote_addr: String,
+    /// Our identity.
+    pub local_id: String,
+    /// The peer's identity.
+    pub remote_id: String,
+    /// Our certificate (PEM), key (PEM) and the CA (PEM).
+    pub cert: PathBuf,
+    /// Our private key.
+    pub key: PathBuf,
+    /// The CA that issued the peer's certificate.
+    pub ca: PathBuf,
+    /// CHILD SA traffic selectors.
+    pub local_ts: String,
+    /// The peer's side.
+    pub remote_ts: String,
+    /// IKE proposals (strongSwan syntax).
+    pub proposals: String,
+    /// ESP proposals.
+    pub esp_proposals: String,
+    /// Extra lines inside the `charon { }` section (tuning, e.g. for the benchmark).
+    pub charon_extra: String,
+    /// Extra lines inside the connection (e.g. `unique = never`).
+    pub connection_extra: String,
+}
+
+/// A running charon. Killed when dropped.
+pub struct Charon {
+    child: Option<Guarded>,
+    /// Its directory.
+    pub dir: PathBuf,
+    ns_name: String,
+}
+
+impl Charon {
+    /// Writes the configuration into `dir` and starts charon in `ns`; loads the connection
+    /// `home` with its child `v6`.
+    pub fn start(ns: &Netns, dir: &Path, spec: &CharonSpec) -> anyhow::Result<Self> {
+        let swanctl = dir.join("swanctl");
+        for sub in ["x509ca", "x509", "private", "conf.d"] {
+            std::fs::create_dir_all(swanctl.join(sub))?;
+        }
+        std::fs::copy(&spec.ca, swanctl.join("x509ca/ca.pem"))?;
+        std::fs::copy(&spec.cert, swanctl.join("x509/own.pem"))?;
+        std::fs::copy(&spec.key, swanctl.join("private/own.key"))?;
+        let d = dir.display();
+        let ike_level = std::env::var("HOMETUN_CHARON_IKE_LOG").unwrap_or_else(|_| "2".into());
+        let conf = format!(
+            r#"charon {{
+  load = random nonce kdf aes sha1 sha2 hmac pem pkcs1 pkcs8 x509 revocation constraints pubkey openssl curve25519 gcm addrblock kernel-libipsec kernel-netlink socket-default vici updown
+  install_routes = yes
+  retransmit_tries = 3
+  filelog {{
+    log {{
+      path = {d}/charon.log
+      flush_line = yes
+      time_format = %H:%M:%S
+      default = 1
+      ike = {ike_level}
+      cfg = 1
+      knl = 1
+    }}
+  }}
+  plugins {{
+    vici {{ socket = unix://{d}/charon.vici }}
+    kernel-libipsec {{ allow_peer_ts = yes }}
+  }}
+{extra}
+}}
+swanctl {{ socket = unix://{d}/charon.vici }}
+"#,
+            extra = spec.charon_extra
+        );
+        std::fs::write(dir.join("strongswan.conf"), conf)?;
+        let connection = format!(
+            r#"connections {{
+  home {{
+    version = 2
+    local_addrs = {local_addr}
+    remote_addrs = {remote_addr}
+    proposals = {proposals}
+    encap = yes
+    mobike = yes
+{connection_extra}
+    local {{
+      auth = pubkey
+      certs = own.pem
+      id = {local_id}
+    }}
+    remote {{
+      auth = pubkey
+      id = {remote_id}
+    }}
+    children {{
+      v6 {{
+        local_ts = {local_ts}
+        remote_ts = {remote_ts}
+        esp_proposals = {esp_proposals}
+        mode = tunnel
+        life_time = 0
+        rekey_time = 0
+        start_action = none
+      }}
+    }}
+  }}
+}}
+"#,
+            local_addr = spec.local_addr,
+            remote_addr = spec.remote_addr,
+            proposals = spec.proposals,
+            connection_extra = spec.connection_extra,
+            local_id = spec.local_id,
+            remote_id = spec.remote_id,
+            local_ts = spec.local_ts,
+            remote_ts = spec.remote_ts,
+            esp_proposals = spec.esp_proposals,
+        );
+        std::fs::write(swanctl.join("swanctl.conf"), connection)?;
+        let script = format!(
+            "mount -t tmpfs none /run && cd {d} && STRONGSWAN_CONF={d}/strongswan.conf exec {CHARON}"
+        );
+        let mut command = std::process::Command::new("ip");
+        command.args(["netns", "exec", ns.name(), "sh", "-c", &script]);
+        let child = Guarded::spawn(command, "charon", &dir.join("charon.stdout"))?;
+        let charon = Charon {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            ns_name: ns.name().to_string(),
+        };
+        let vici = dir.join("charon.vici");
+        if !wait_for(Duration::from_secs(15), || vici.exists()) {
+            bail!("charon did not open its vici socket:\n{}", charon.log());
+        }
+        charon.swanctl(&["--load-all", "--file", &format!("{d}/swanctl/swanctl.conf")])?;
+        Ok(charon)
+    }
+
+    /// Runs `swanctl ARGS --uri ...` inside the namespace.
+    pub fn swanctl(&self, args: &[&str]) -> anyhow::Result<String> {
+        let d = self.dir.display().to_string();
+        let output = std::process::Command::new("ip")
+            .args(["netns", "exec", &self.ns_name, "swanctl"])
+            .args(args)
+            .args(["--uri", &format!("unix://{d}/charon.vici")])
+            .env("STRONGSWAN_CONF", format!("{d}/strongswan.conf"))
+            .output()
+            .context("running swanctl")?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if !output.status.success() {
+            bail!(
+                "swanctl {}: {text}\ncharon log:\n{}",
+                args.join(" "),
+                self.log()
+            );
+        }
+        Ok(text)
+    }
+
+    /// Starts the tunnel (initiator side).
+    pub fn initiate(&self) -> anyhow::Result<String> {
+        self.swanctl(&["--initiate", "--child", "v6", "--timeout", "20"])
+    }
+
+    /// `swanctl --list-sas`.
+    pub fn list_sas(&self) -> String {
+        self.swanctl(&["--list-sas"])
+            .unwrap_or_else(|e| e.to_string())
+    }
+
+    /// charon's log file.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("charon.log")).unwrap_or_default()
+    }
+
+    /// The process id (the `ip netns exec` that became charon).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Guarded::id)
+    }
+
+    /// Stops charon (SIGTERM, then SIGKILL after 10 s).
+    pub fn stop(mut self) {
+        if let Some(child) = self.child.take() {
+            child.signal(libc::SIGTERM);
+            let _ = child.wait(Duration::from_secs(10));
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! `hometun client` <-> `hometun server` in network namespaces, certificates from
+//! `hometun pki`: `ike probe` sees the server's choice and no NAT; the tunnel comes up over raw
+//! ESP (IP protocol 50, counted by nftables on the VPS), carries ping6 and 100 MB of TCP with
+//! matching SHA-256; `hometun status` shows the peer, its prefix and SAs; SIGTERM deletes the SAs
+//! and removes the TUN devices and routes on both sides.
+
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hometun_integration::ike_lab::{
+    Daemon, HOME_INNER, HOME_PREFIX, OuterCounters, Setup, VPS_INNER, has_link, hometun, ping6,
+    tcp_transfer, wait_ping,
+};
+use hometun_integration::{require_root, wait_for};
+
+const TRANSFER_BYTES: u64 = 100 * 1024 * 1024;
+
+fn nettool() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_hometun-nettool"))
+}
+
+fn logs(daemons: &[&Daemon]) -> String {
+    daemons
+        .iter()
+        .map(|d| format!("--- {}:\n{}", d.log.display(), d.log_text()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn hometun_client_and_server_over_raw_esp() {
+    if !require_root("hometun_client_and_server_over_raw_esp") {
+        return;
+    }
+    let started = Instant::now();
+    let setup = Setup::new(1).unwrap();
+    let lab = &setup.lab;
+    let outer = OuterCounters::install(&lab.vps.ns).unwrap();
+    let server = setup.start_server().unwrap();
+
+    // The probe from the home: our default proposals, the server's choice, no NAT.
+    let probe = lab
+        .home()
+        .ns
+        .output(
+            hometun_integration::hometun_bin()
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            &["ike", "probe", "192.0.2.1"],
+        )
+        .unwrap();
+    let printed = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        probe.status.success(),
+        "probe: {printed}{}\n{}",
+        String::from_utf8_lossy(&probe.stderr),
+        logs(&[&server])
+    );
+    assert!(
+        printed.contains("chosen:   aes128gcm16-prfsha256-x25519"),
+        "{printed}"
+    );
+    assert!(printed.contains("NAT:      none between us"), "{printed}");
+    assert!(printed.contains("cookie:   not asked for"), "{printed}");
+    eprintln!("{printed}");
+
+    let client = setup.start_client(0).unwrap();
+    assert!(
+        wait_ping(&lab.home().ns, VPS_INNER, Duration::from_secs(30)),
+        "the tunnel did not come up\n{}",
+        logs(&[&server, &client])
+    );
+    let up = started.elapsed();
+    assert!(
+        ping6(&lab.home().ns, VPS_INNER, 5).unwrap(),
+        "ping6 lost packets"
+    );
+
+    // The server's view: the peer, its prefix from the certificate, raw ESP.
+    let status = server.status().unwrap();
+    let peers = status["peers"].as_array().unwrap();
+    assert_eq!(peers.len(), 1, "{status:#}");
+    assert_eq!(peers[0]["name"], "home.example");
+    assert_eq!(peers[0]["prefixes"][0], HOME_PREFIX);
+    assert_eq!(peers[0]["nat"], false);
+    assert_eq!(peers[0]["remote"], "192.0.2.2:500");
+    let child = &peers[0]["children"][0];
+    assert_eq!(child["remote_ts"][0], HOME_PREFIX, "{status:#}");
+    let sas = status["counters"]["sas"].as_array().unwrap();
+    assert!(!sas.is_empty(), "{status:#}");
+    assert!(
+        sas.iter().all(|sa| sa["endpoint"]["encap"] == "Raw"),
+        "{status:#}"
+    );
+    // The client's view of the server.
+    let status = client.status().unwrap();
+    assert_eq!(status["peers"][0]["name"], "vps.example", "{status:#}");
+    assert_eq!(
+        status["peers"][0]["children"][0]["local_ts"][0],
+        HOME_PREFIX
+    );
+
+    // 100 MB of TCP from the home's address to the VPS, hashed on both ends.
+    let transfer = Instant::now();
+    let (sent, received) = tcp_transfer(
+        nettool(),
+        &lab.vps.ns,
+        &lab.home().ns,
+        VPS_INNER,
+        5001,
+        TRANSFER_BYTES,
+    )
+    .unwrap_or_else(|e| panic!("transfer: {e:#}\n{}", logs(&[&server, &client])));
+    let transfer = transfer.elapsed();
+    assert!(sent.starts_with(&format!("{TRANSFER_BYTES} ")), "{sent}");
+    assert_eq!(received, sent, "SHA-256 differs between the ends");
+
+    // Everything arrived at the VPS as IP protocol 50, nothing as ESP in UDP.
+    let (esp, udp) = outer.read(&lab.vps.ns).unwrap();
+    assert!(
+        esp > TRANSFER_BYTES / 1500,
+        "only {esp} ESP packets reached the VPS"
+    );
+    assert!(
+        udp < 20,
+        "{udp} UDP 4500 packets reached the VPS (no NAT here)"
+    );
+
+    // The reverse direction too: a ping from the VPS to the home's tunnel address.
+    assert!(
+        ping6(&lab.vps.ns, HOME_INNER, 3).unwrap(),
+        "ping6 VPS -> home"
+    );
+    let table = server.status_table().unwrap();
+    assert!(table.contains("peer: home.example"), "{table}");
+    assert!(table.contains("ESP (protocol 50)"), "{table}");
+    eprintln!("hometun status on the server:\n{table}");
+    eprintln!(
+        "hometun status on the client:\n{}",
+        client.status_table().unwrap()
+    );
+
+    // SIGTERM on the client: it deletes its IKE SA (the server notices), removes its TUN and
+    // the default route through it, and exits 0.
+    let client_log = client.log.clone();
+    let status = client.stop().unwrap();
+    assert!(status.success(), "client exit {status}");
+    assert!(
+        !has_link(&lab.home().ns, "hometun0"),
+        "TUN left on the home"
+    );
+    let routes = lab
+        .home()
+        .ns
+        .output("ip", &["-6", "route", "show"])
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&routes.stdout).contains("hometun0"),
+        "routes left: {}",
+        String::from_utf8_lossy(&routes.stdout)
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || server
+            .status()
+            .is_ok_and(|s| s["peers"]
+                .as_array()
+                .is_some_and(|p| p.is_empty()))),
+        "the server kept the peer after the client's DELETE: {:#}\n{}",
+        server.status().unwrap(),
+        std::fs::read_to_string(client_log).unwrap_or_default()
+    );
+    let status = server.stop().unwrap();
+    assert!(status.success(), "server exit {status}");
+    assert!(!has_link(&lab.vps.ns, "hometun0"), "TUN left on the VPS");
+    assert!(
+        !setup.pki.dir.join("state/control.sock").exists(),
+        "control socket left behind"
+    );
+    eprintln!(
+        "timings: tunnel up {:.2} s after start, 100 MB in {:.2} s ({:.0} Mbit/s), total {:.1} s",
+        up.as_secs_f64(),
+        transfer.as_secs_f64(),
+        TRANSFER_BYTES as f64 * 8.0 / transfer.as_secs_f64() / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Start-up checks: a private key others can read, and a certificate file that is not one,
+/// stop the daemon with one line naming the file.
+#[test]
+fn daemon_refuses_bad_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = hometun_integration::ike_lab::Pki::init(&dir.path().join("ca")).unwrap();
+    let config = pki.server_toml();
+    let key = pki.dir.join("server.key");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let error = hometun(&["server", "--config", config.to_str().unwrap()]).unwrap_err();
+    let text = format!("{error:#}");
+    assert!(
+        text.contains("server.private_key") && text.contains("readable by others"),
+        "{text}"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    std::fs::write(pki.dir.join("server.pem"), "not a certificate\n").unwrap();
+    let error = hometun(&["server", "--config", config.to_str().unwrap()]).unwrap_err();
+    let text = format!("{error:#}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("hometun: "))
+        .unwrap_or_else(|| panic!("no error line: {text}"));
+    assert!(line.contains("server.pem"), "{line}");
+}

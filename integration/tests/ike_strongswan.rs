@@ -1,0 +1,256 @@
+//! Interoperability with strongSwan 5.9 (charon with kernel-libipsec: userspace ESP, which
+//! strongSwan always puts in UDP 4500, faking the NAT detection hashes), certificates from
+//! `hometun pki`, in network namespaces:
+//! - a strongSwan client connects to `hometun server`;
+//! - `hometun client` connects to a strongSwan server (and `hometun ike probe` reads its
+//!   answer first).
+//!
+//! Each carries ping6 and 100 MB of TCP checked by SHA-256. When strongSwan refuses something,
+//! charon's log (in the failure message) says why; `HOMETUN_CHARON_IKE_LOG=4` shows more.
+
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hometun_integration::ike_lab::{
+    Daemon, HOME_PREFIX, OuterCounters, Setup, VPS_INNER, VPS_NAME, ping6, tcp_transfer, wait_ping,
+};
+use hometun_integration::require_root;
+use hometun_integration::strongswan::{Charon, CharonSpec, available};
+
+const TRANSFER_BYTES: u64 = 100 * 1024 * 1024;
+
+fn nettool() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_hometun-nettool"))
+}
+
+fn can_run(test: &str) -> bool {
+    if !require_root(test) {
+        return false;
+    }
+    if !available() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test}: strongSwan (charon, swanctl) is not installed; scripts/install-deps.sh installs it"
+        );
+        eprintln!("{test}: skipped: strongSwan (charon, swanctl) is not installed");
+        return false;
+    }
+    true
+}
+
+fn logs(daemon: &Daemon, charon: &Charon) -> String {
+    format!(
+        "--- {}:\n{}\n--- charon.log:\n{}\n--- swanctl --list-sas:\n{}",
+        daemon.log.display(),
+        daemon.log_text(),
+        charon.log(),
+        charon.list_sas()
+    )
+}
+
+fn transfer(setup: &Setup, daemon: &Daemon, charon: &Charon) -> Duration {
+    let lab = &setup.lab;
+    assert!(
+        ping6(&lab.home().ns, VPS_INNER, 5).unwrap(),
+        "ping6 lost packets\n{}",
+        logs(daemon, charon)
+    );
+    let started = Instant::now();
+    let (sent, received) = tcp_transfer(
+        nettool(),
+        &lab.vps.ns,
+        &lab.home().ns,
+        VPS_INNER,
+        5001,
+        TRANSFER_BYTES,
+    )
+    .unwrap_or_else(|e| panic!("transfer: {e:#}\n{}", logs(daemon, charon)));
+    let took = started.elapsed();
+    assert!(sent.starts_with(&format!("{TRANSFER_BYTES} ")), "{sent}");
+    assert_eq!(received, sent, "SHA-256 differs between the ends");
+    took
+}
+
+#[test]
+fn strongswan_client_to_hometun_server() {
+    if !can_run("strongswan_client_to_hometun_server") {
+        return;
+    }
+    let started = Instant::now();
+    let setup = Setup::new(1).unwrap();
+    let lab = &setup.lab;
+    let outer = OuterCounters::install(&lab.vps.ns).unwrap();
+    let server = setup.start_server().unwrap();
+    // strongSwan takes its inner source address from a local interface inside its TS.
+    let home_address = "2001:db8:100:1::1/128";
+    lab.home()
+        .ns
+        .ip(&["-6", "addr", "add", home_address, "dev", "lo"])
+        .unwrap();
+    let home_dir = setup.client_tomls[0].parent().unwrap().to_path_buf();
+    let charon_dir = lab.dir().join("charon-home");
+    std::fs::create_dir_all(&charon_dir).unwrap();
+    let charon = Charon::start(
+        &lab.home().ns,
+        &charon_dir,
+        &CharonSpec {
+            local_addr: lab.home().addr.to_string(),
+            remote_addr: lab.vps.addr.to_string(),
+            local_id: "home.example".into(),
+            remote_id: VPS_NAME.into(),
+            cert: home_dir.join("client.pem"),
+            key: home_dir.join("client.key"),
+            ca: home_dir.join("ca.pem"),
+            local_ts: HOME_PREFIX.into(),
+            remote_ts: "::/0".into(),
+            proposals: "aes128gcm16-prfsha256-x25519".into(),
+            esp_proposals: "aes128gcm16".into(),
+            charon_extra: String::new(),
+            connection_extra: String::new(),
+        },
+    )
+    .unwrap();
+    if let Err(error) = charon.initiate() {
+        panic!(
+            "strongSwan could not connect: {error:#}\n{}",
+            logs(&server, &charon)
+        );
+    }
+    assert!(
+        wait_ping(&lab.home().ns, VPS_INNER, Duration::from_secs(20)),
+        "no ping6 through the tunnel\n{}",
+        logs(&server, &charon)
+    );
+    let up = started.elapsed();
+    let status = server.status().unwrap();
+    let peer = &status["peers"][0];
+    assert_eq!(peer["name"], "home.example", "{status:#}");
+    assert_eq!(peer["prefixes"][0], HOME_PREFIX, "{status:#}");
+    // libipsec fakes NAT detection: ESP in UDP 4500.
+    assert_eq!(peer["nat"], true, "{status:#}");
+    let took = transfer(&setup, &server, &charon);
+    let (esp, udp) = outer.read(&lab.vps.ns).unwrap();
+    assert!(
+        udp > TRANSFER_BYTES / 1500,
+        "only {udp} UDP 4500 packets (raw ESP: {esp})"
+    );
+    eprintln!("{}", server.status_table().unwrap());
+    eprintln!(
+        "strongSwan client -> hometun server: up {:.2} s, 100 MB in {:.2} s ({:.0} Mbit/s)",
+        up.as_secs_f64(),
+        took.as_secs_f64(),
+        TRANSFER_BYTES as f64 * 8.0 / took.as_secs_f64() / 1e6
+    );
+    // strongSwan deletes its IKE SA; the server drops the peer.
+    charon
+        .swanctl(&["--terminate", "--ike", "home", "--timeout", "10"])
+        .unwrap();
+    assert!(
+        hometun_integration::wait_for(Duration::from_secs(10), || server
+            .status()
+            .is_ok_and(|s| s["peers"].as_array().is_some_and(|p| p.is_empty()))),
+        "the server kept the peer after strongSwan's DELETE\n{}",
+        logs(&server, &charon)
+    );
+    charon.stop();
+    assert!(server.stop().unwrap().success());
+}
+
+#[test]
+fn hometun_client_to_strongswan_server() {
+    if !can_run("hometun_client_to_strongswan_server") {
+        return;
+    }
+    let started = Instant::now();
+    let setup = Setup::new(1).unwrap();
+    let lab = &setup.lab;
+    let charon_dir = lab.dir().join("charon-vps");
+    std::fs::create_dir_all(&charon_dir).unwrap();
+    let ca = &setup.pki.dir;
+    let charon = Charon::start(
+        &lab.vps.ns,
+        &charon_dir,
+        &CharonSpec {
+            local_addr: lab.vps.addr.to_string(),
+            remote_addr: "%any".into(),
+            local_id: VPS_NAME.into(),
+            remote_id: "home.example".into(),
+            cert: ca.join("server.pem"),
+            key: ca.join("server.key"),
+            ca: ca.join("ca.pem"),
+            local_ts: "::/0".into(),
+            remote_ts: HOME_PREFIX.into(),
+            proposals: "aes128gcm16-prfsha256-x25519".into(),
+            esp_proposals: "aes128gcm16".into(),
+            charon_extra: String::new(),
+            connection_extra: String::new(),
+        },
+    )
+    .unwrap();
+
+    // The probe reads strongSwan's answer.
+    let probe = lab
+        .home()
+        .ns
+        .output(
+            hometun_integration::hometun_bin()
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            &["ike", "probe", "192.0.2.1"],
+        )
+        .unwrap();
+    let printed = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        probe.status.success(),
+        "probe: {printed}{}\n{}",
+        String::from_utf8_lossy(&probe.stderr),
+        charon.log()
+    );
+    assert!(
+        printed.contains("chosen:   aes128gcm16-prfsha256-x25519"),
+        "{printed}"
+    );
+    eprintln!("hometun ike probe against strongSwan:\n{printed}");
+
+    let client = setup.start_client(0).unwrap();
+    assert!(
+        wait_ping(&lab.home().ns, VPS_INNER, Duration::from_secs(30)),
+        "the tunnel did not come up\n{}",
+        logs(&client, &charon)
+    );
+    let up = started.elapsed();
+    let status = client.status().unwrap();
+    let peer = &status["peers"][0];
+    assert_eq!(peer["name"], VPS_NAME, "{status:#}");
+    assert_eq!(
+        peer["nat"], true,
+        "strongSwan's faked NAT-D was not seen: {status:#}"
+    );
+    let sas = status["counters"]["sas"].as_array().unwrap();
+    assert!(
+        sas.iter()
+            .all(|sa| sa["endpoint"]["encap"]["Udp"].is_object()),
+        "{status:#}"
+    );
+    let took = transfer(&setup, &client, &charon);
+    eprintln!("{}", client.status_table().unwrap());
+    eprintln!(
+        "hometun client -> strongSwan server: up {:.2} s, 100 MB in {:.2} s ({:.0} Mbit/s)",
+        up.as_secs_f64(),
+        took.as_secs_f64(),
+        TRANSFER_BYTES as f64 * 8.0 / took.as_secs_f64() / 1e6
+    );
+    // The client's SIGTERM deletes the IKE SA at strongSwan.
+    assert!(client.stop().unwrap().success());
+    assert!(
+        hometun_integration::wait_for(Duration::from_secs(10), || !charon
+            .list_sas()
+            .contains("ESTABLISHED")),
+        "strongSwan kept the IKE SA after the client's DELETE:\n{}",
+        charon.list_sas()
+    );
+    charon.stop();
+}
