@@ -213,9 +213,12 @@ fn daemon_refuses_bad_credentials() {
     std::fs::write(pki.dir.join("server.pem"), "not a certificate\n").unwrap();
     let error = hometun(&["server", "--config", config.to_str().unwrap()]).unwrap_err();
     let text = format!("{error:#}");
+    // `run` reports "PROGRAM ARGS: STDOUT STDERR"; the daemon's stderr is one line.
     let line = text
-        .lines()
-        .find(|l| l.starts_with("hometun: "))
-        .unwrap_or_else(|| panic!("no error line: {text}"));
+        .rsplit("hometun: ")
+        .next()
+        .unwrap_or_else(|| panic!("no error line: {text}"))
+        .trim_end();
+    assert!(!line.contains('\n'), "{text}");
     assert!(line.contains("server.pem"), "{line}");
 }

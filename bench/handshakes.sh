@@ -1,0 +1,188 @@
+#!/bin/bash
+# Full IKEv2 handshakes per second (IKE_SA_INIT + IKE_AUTH with Ed25519 certificates, X25519,
+# AES-GCM, one CHILD SA installed, then DELETE of the IKE SA with its answer awaited) of two
+# responders in the same run, driven by the same initiator (`hometun ike bench`, a concurrent
+# initiator built on the sans-IO Endpoint):
+#   hometun   `hometun server` (its forwarder installs each CHILD SA)
+#   strongSwan charon 5.9 with kernel-libipsec (userspace ESP, installs each CHILD SA)
+# Both use the same certificates (made with `hometun pki`) and proposals. Prints handshakes/s
+# of each, the responder's CPU time per handshake, and the ratios hometun/strongSwan.
+#
+# Usage (as root): bench/handshakes.sh [COUNT] [CONCURRENCY] [ROUNDS]
+#   COUNT handshakes per round (default 500), CONCURRENCY in flight (default 16), ROUNDS per
+#   responder (default 3; the best round is reported, the machine being shared).
+#   Env: HOMETUN_BIN (skip the build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+COUNT=${1:-500}
+CONCURRENCY=${2:-16}
+ROUNDS=${3:-3}
+[ "$(id -u)" = 0 ] || { echo "bench/handshakes.sh: needs root (namespaces)" >&2; exit 1; }
+[ -x /usr/lib/ipsec/charon ] || { echo "bench/handshakes.sh: strongSwan (charon) is not installed" >&2; exit 1; }
+
+if [ -z "${HOMETUN_BIN:-}" ]; then
+  cargo build --release --bin hometun >&2
+  HOMETUN_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/hometun
+fi
+LAB=$(mktemp -d /tmp/hometun-handshakes.XXXXXX)
+VPS=hths$$v
+HOME_NS=hths$$h
+SERVER_PID=
+CHARON_PID=
+
+cleanup() {
+  for pid in $SERVER_PID $CHARON_PID; do
+    kill "$pid" 2>/dev/null || true
+  done
+  sleep 0.5
+  for pid in $SERVER_PID $CHARON_PID; do
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  for n in $VPS $HOME_NS; do
+    for p in $(ip netns pids $n 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+    ip netns del $n 2>/dev/null || true
+  done
+  rm -rf "$LAB"
+}
+trap cleanup EXIT
+
+ip netns add $VPS
+ip netns add $HOME_NS
+ip link add hths$$a type veth peer name hths$$b
+ip link set hths$$a netns $VPS
+ip link set hths$$b netns $HOME_NS
+ip -n $VPS addr add 192.0.2.1/24 dev hths$$a
+ip -n $HOME_NS addr add 192.0.2.2/24 dev hths$$b
+for n in $VPS $HOME_NS; do ip -n $n link set lo up; done
+ip -n $VPS link set hths$$a up
+ip -n $HOME_NS link set hths$$b up
+
+# One PKI for both responders.
+"$HOMETUN_BIN" pki init --dir $LAB/ca --server-ipv4 192.0.2.1 --pool 2001:db8:100::/48 >/dev/null
+"$HOMETUN_BIN" pki request --dir $LAB/home --name home.example >/dev/null
+"$HOMETUN_BIN" pki sign --dir $LAB/ca --csr $LAB/home/client.csr --out $LAB/home.bundle >/dev/null
+"$HOMETUN_BIN" pki import --dir $LAB/home $LAB/home.bundle >/dev/null
+# Every handshake comes from one address: lift the per-source and cookie limits on both sides.
+/usr/bin/python3 - "$LAB/ca/server.toml" <<'PY'
+import re, sys
+p = sys.argv[1]
+s = open(p).read()
+s = re.sub(r"cookie_threshold = \d+", "cookie_threshold = 100000", s)
+s = re.sub(r"half_open_per_source = \d+", "half_open_per_source = 100000", s)
+s = re.sub(r"half_open_total = \d+", "half_open_total = 100000", s)
+open(p, "w").write(s)
+PY
+
+cpu_ticks() { # pids... -> utime+stime of them and their children, in clock ticks
+  local total=0
+  for pid in "$@"; do
+    for p in $pid $(pgrep -P "$pid" || true); do
+      [ -r /proc/$p/stat ] || continue
+      # fields 14, 15 after the command name in parentheses
+      t=$(sed -e 's/^.*) //' /proc/$p/stat | awk '{print $12 + $13}')
+      total=$((total + t))
+    done
+  done
+  echo $total
+}
+
+bench_round() { # responder pid -> "rate cpu_ms_per_handshake ok failed"
+  local pid=$1 before after line
+  before=$(cpu_ticks "$pid")
+  line=$(ip netns exec $HOME_NS "$HOMETUN_BIN" ike bench 192.0.2.1 --config $LAB/home/client.toml \
+    --count "$COUNT" --concurrency "$CONCURRENCY" 2>>$LAB/bench.err) || true
+  after=$(cpu_ticks "$pid")
+  echo "$line" >>$LAB/bench.out
+  /usr/bin/python3 - "$line" "$before" "$after" "$(getconf CLK_TCK)" <<'PY'
+import re, sys
+line, before, after, hz = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+m = re.search(r"ok (\d+) failed (\d+) seconds ([\d.]+) rate ([\d.]+)/s", line)
+if not m:
+    print("0 0 0 0"); sys.exit()
+ok, failed, rate = int(m.group(1)), int(m.group(2)), float(m.group(4))
+cpu_ms = (after - before) * 1000.0 / hz / ok if ok else 0
+print(f"{rate:.1f} {cpu_ms:.2f} {ok} {failed}")
+PY
+}
+
+best() { # rounds of "rate cpu ok failed" on stdin -> the fastest round
+  sort -k1,1 -g -r | head -1
+}
+
+# --- hometun responder
+ip netns exec $VPS "$HOMETUN_BIN" server --config $LAB/ca/server.toml >$LAB/server.log 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 100); do grep -q "IKE on" $LAB/server.log 2>/dev/null && break; sleep 0.1; done
+grep -q "IKE on" $LAB/server.log || { echo "hometun server did not start:" >&2; cat $LAB/server.log >&2; exit 1; }
+: >$LAB/hometun.rounds
+for _ in $(seq "$ROUNDS"); do bench_round $SERVER_PID >>$LAB/hometun.rounds; done
+kill $SERVER_PID; wait $SERVER_PID 2>/dev/null || true
+SERVER_PID=
+
+# --- strongSwan responder, same certificates
+S=$LAB/charon
+mkdir -p $S/swanctl/{x509ca,x509,private}
+cp $LAB/ca/ca.pem $S/swanctl/x509ca/
+cp $LAB/ca/server.pem $S/swanctl/x509/
+cp $LAB/ca/server.key $S/swanctl/private/
+cat >$S/strongswan.conf <<C
+charon {
+  load = random nonce kdf aes sha1 sha2 hmac pem pkcs1 pkcs8 x509 revocation constraints pubkey openssl curve25519 gcm addrblock kernel-libipsec kernel-netlink socket-default vici
+  install_routes = no
+  cookie_threshold = 100000
+  block_threshold = 100000
+  init_limit_half_open = 0
+  filelog { log { path = $S/charon.log
+    default = 0
+    ike = 0
+  } }
+  plugins { vici { socket = unix://$S/charon.vici }
+            kernel-libipsec { allow_peer_ts = yes } }
+}
+swanctl { socket = unix://$S/charon.vici }
+C
+cat >$S/swanctl/swanctl.conf <<C
+connections {
+  home {
+    version = 2
+    local_addrs = 192.0.2.1
+    proposals = aes128gcm16-prfsha256-x25519
+    unique = never
+    local { auth = pubkey
+            certs = server.pem
+            id = vps.example }
+    remote { auth = pubkey
+             id = home.example }
+    children {
+      v6 { local_ts = ::/0
+           remote_ts = 2001:db8:100:1::/64
+           esp_proposals = aes128gcm16
+           mode = tunnel }
+    }
+  }
+}
+C
+ip netns exec $VPS sh -c "mount -t tmpfs none /run; cd $S; STRONGSWAN_CONF=$S/strongswan.conf exec /usr/lib/ipsec/charon" >$S/stdout 2>&1 &
+CHARON_PID=$!
+for _ in $(seq 100); do [ -S $S/charon.vici ] && break; sleep 0.1; done
+ip netns exec $VPS env STRONGSWAN_CONF=$S/strongswan.conf swanctl --load-all --file $S/swanctl/swanctl.conf --uri unix://$S/charon.vici >/dev/null
+: >$LAB/strongswan.rounds
+for _ in $(seq "$ROUNDS"); do bench_round $CHARON_PID >>$LAB/strongswan.rounds; done
+
+read -r h_rate h_cpu h_ok h_failed < <(best <$LAB/hometun.rounds)
+read -r s_rate s_cpu s_ok s_failed < <(best <$LAB/strongswan.rounds)
+echo "full handshakes (IKE_SA_INIT + IKE_AUTH with Ed25519 certificates + DELETE), $COUNT per round, $CONCURRENCY in flight, best of $ROUNDS:"
+printf "  %-12s %8s handshakes/s  %6s ms responder CPU per handshake  (%s ok, %s failed)\n" \
+  hometun "$h_rate" "$h_cpu" "$h_ok" "$h_failed" strongSwan "$s_rate" "$s_cpu" "$s_ok" "$s_failed"
+/usr/bin/python3 - "$h_rate" "$s_rate" "$h_cpu" "$s_cpu" <<'PY'
+import sys
+h, s, hc, sc = map(float, sys.argv[1:])
+rate = h / s if s else float("nan")
+cpu = sc / hc if hc else float("nan")
+print(f"  ratio hometun/strongSwan: {rate:.2f}x handshakes/s, {cpu:.2f}x less responder CPU per handshake")
+PY
+if [ -s $LAB/bench.err ]; then
+  echo "initiator warnings (first lines):" >&2
+  sort $LAB/bench.err | uniq -c | sort -rn | head -5 >&2
+fi
