@@ -217,6 +217,23 @@ pub fn route_source(server: SocketAddrV4) -> anyhow::Result<Ipv4Addr> {
     }
 }
 
+/// The route to the server may not exist yet (a home router boots before its uplink): ask the
+/// routing table every few seconds until it answers.
+fn wait_for_route(server: SocketAddrV4) -> Ipv4Addr {
+    let mut logged = false;
+    loop {
+        match route_source(server) {
+            Ok(local) => return local,
+            Err(error) if !logged => {
+                tracing::warn!("{error:#}; waiting for a route (set client.local to skip this)");
+                logged = true;
+            }
+            Err(_) => {}
+        }
+        std::thread::sleep(Duration::from_secs(3));
+    }
+}
+
 /// Everything `hometun client` needs, checked, before anything touches the network.
 pub fn prepare_client(config_path: &Path) -> anyhow::Result<(DriverConfig, InitiatorConfig)> {
     let config = ClientConfig::load(config_path)?;
@@ -237,7 +254,7 @@ pub fn prepare_client(config_path: &Path) -> anyhow::Result<(DriverConfig, Initi
     let server = SocketAddrV4::new(c.server, c.server_port);
     let local_addr = match c.local {
         Some(local) => local,
-        None => route_source(server)?,
+        None => wait_for_route(server),
     };
     let initiator = InitiatorConfig {
         common,

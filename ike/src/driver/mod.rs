@@ -238,7 +238,13 @@ impl Driver {
                 }
                 Wake::EventsClosed => {
                     self.events_open = false;
-                    bail!("the forwarder closed the SA channel; stopping");
+                    // Most likely it died: say how, if it tells us within a moment.
+                    let how = match tokio::time::timeout(Duration::from_secs(1), child.wait()).await
+                    {
+                        Ok(Ok(status)) => format!("the forwarder exited ({status})"),
+                        _ => "the forwarder closed the SA channel".to_string(),
+                    };
+                    bail!("{how}; stopping rather than running without it");
                 }
             }
             self.flush().await?;
