@@ -9,4 +9,6 @@ pub mod endpoint;
 pub mod forwarder_link;
 pub mod proposal;
 pub mod sa;
+pub mod selectors;
+pub mod window;
 pub mod wire;

@@ -80,6 +80,17 @@ pub struct EspProposal {
     pub esn: Vec<bool>,
 }
 
+/// How the Diffie-Hellman transforms of ESP proposals count in [`EspProposal::select`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EspGroups {
+    /// IKE_AUTH: no KE payload travels, DH transforms are ignored (RFC 7296 1.2).
+    Ignore,
+    /// CREATE_CHILD_SA without a KE payload: only proposals that allow no group.
+    None,
+    /// CREATE_CHILD_SA with a KE payload of this group (PFS).
+    Ke(wire::DhGroup),
+}
+
 /// What an IKE SA negotiation settled on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChosenIke {
@@ -219,7 +230,7 @@ impl IkeProposal {
         offered: &SecurityAssociation,
         ke_group: Option<wire::DhGroup>,
         spi: &[u8],
-    ) -> Result<(ChosenIke, wire::Proposal), NegotiationError> {
+    ) -> Result<(ChosenIke, Vec<u8>, wire::Proposal), NegotiationError> {
         for mine in ours {
             for theirs in &offered.proposals {
                 if theirs.protocol != ProtocolId::IKE {
@@ -254,7 +265,7 @@ impl IkeProposal {
                     groups: vec![group],
                 }
                 .to_wire(theirs.number, spi.to_vec());
-                return Ok((chosen, answer));
+                return Ok((chosen, theirs.spi.clone(), answer));
             }
         }
         Err(NegotiationError::NoProposalChosen {
@@ -376,13 +387,14 @@ impl EspProposal {
     }
 
     /// Responder side: picks from the peer's ESP proposals like [`IkeProposal::select`].
-    /// `pfs`: whether a KE group is to be negotiated (CREATE_CHILD_SA with a KE payload, whose
-    /// group is `ke_group`); without it a proposal offering only groups is refused. Returns the
-    /// choice, the peer's SPI and the one-proposal answer with our SPI `spi`.
+    /// `groups` says how Diffie-Hellman transforms count (see [`EspGroups`]). Returns the
+    /// choice, the peer's SPI and the one-proposal answer with our SPI `spi`. With
+    /// [`EspGroups::Ke`] the chosen group may differ from the KE payload's: the caller then
+    /// answers INVALID_KE_PAYLOAD.
     pub fn select(
         ours: &[EspProposal],
         offered: &SecurityAssociation,
-        ke_group: Option<wire::DhGroup>,
+        groups: EspGroups,
         spi: u32,
     ) -> Result<(ChosenEsp, u32, wire::Proposal), NegotiationError> {
         for mine in ours {
@@ -406,14 +418,14 @@ impl EspProposal {
                 {
                     continue;
                 }
-                // Groups: none offered and none wanted, or a common one.
                 let their_groups: Vec<u16> = theirs
                     .transforms_of(TransformType::DH)
                     .map(|t| t.transform_id)
                     .filter(|&id| id != 0)
                     .collect();
-                let group = match ke_group {
-                    None => {
+                let group = match groups {
+                    EspGroups::Ignore => None,
+                    EspGroups::None => {
                         let none_ok =
                             their_groups.is_empty() || offers(theirs, TransformType::DH, 0);
                         if !none_ok {
@@ -421,30 +433,37 @@ impl EspProposal {
                         }
                         None
                     }
-                    Some(ke) => {
-                        let Some(g) = DhGroup::from_wire(ke) else {
+                    EspGroups::Ke(ke) => {
+                        let common: Vec<DhGroup> = mine
+                            .groups
+                            .iter()
+                            .copied()
+                            .filter(|g| their_groups.contains(&g.id()))
+                            .collect();
+                        let Some(&first) = common.first() else {
                             continue;
                         };
-                        if !(mine.groups.contains(&g) && their_groups.contains(&g.id())) {
-                            continue;
-                        }
-                        Some(g)
+                        Some(
+                            DhGroup::from_wire(ke)
+                                .filter(|g| common.contains(g))
+                                .unwrap_or(first),
+                        )
                     }
                 };
-                let their_esn: Vec<bool> = theirs
-                    .transforms_of(TransformType::ESN)
-                    .filter_map(|t| match EsnId(t.transform_id) {
-                        EsnId::ESN => Some(true),
-                        EsnId::NO_ESN => Some(false),
-                        _ => None,
-                    })
-                    .collect();
                 // No ESN transform at all means NO_ESN (RFC 7296 3.3.2 lets it be omitted).
-                let their_esn = if theirs.transforms_of(TransformType::ESN).next().is_none() {
-                    vec![false]
-                } else {
-                    their_esn
-                };
+                let their_esn: Vec<bool> =
+                    if theirs.transforms_of(TransformType::ESN).next().is_none() {
+                        vec![false]
+                    } else {
+                        theirs
+                            .transforms_of(TransformType::ESN)
+                            .filter_map(|t| match EsnId(t.transform_id) {
+                                EsnId::ESN => Some(true),
+                                EsnId::NO_ESN => Some(false),
+                                _ => None,
+                            })
+                            .collect()
+                    };
                 let Some(&esn) = mine.esn.iter().find(|e| their_esn.contains(e)) else {
                     continue;
                 };

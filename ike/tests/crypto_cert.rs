@@ -505,3 +505,17 @@ fn key_and_certificate_must_belong_together() {
         assert!(private.check_matches_certificate(&ca.der).is_err());
     }
 }
+
+/// The CERTREQ of strongSwan's IKE_SA_INIT response in the trace names the CA by this hash:
+/// SHA-1 of the CA's whole SubjectPublicKeyInfo (RFC 7296 3.7).
+#[test]
+fn ca_key_hash_matches_strongswans_certreq() {
+    let verifier = CertificateVerifier::from_ca_pem(&vector_file("ca.pem")).unwrap();
+    assert_eq!(
+        verifier.ca_key_hashes(),
+        [
+            <[u8; 20]>::try_from(hex::decode("ef9b275ecc3ff67bc53217fa84225370b329576d").unwrap())
+                .unwrap()
+        ]
+    );
+}

@@ -377,6 +377,16 @@ impl CertificateVerifier {
         Ok(())
     }
 
+    /// SHA-1 hashes of the configured CAs' SubjectPublicKeyInfo (DER), the "Certification
+    /// Authority" data of an X.509 CERTREQ (RFC 7296 3.7), in configuration order.
+    pub fn ca_key_hashes(&self) -> Vec<[u8; 20]> {
+        use sha1::{Digest, Sha1};
+        self.anchors
+            .iter()
+            .map(|anchor| Sha1::digest(webpki::spki_for_anchor(anchor).as_ref()).into())
+            .collect()
+    }
+
     /// Checks the peer's end-entity certificate (CERT payload data, DER) with any intermediate
     /// certificates it sent, against the CA at time `now`, the CRLs, and the identity from its
     /// ID payload. Returns the certificate's public key for the AUTH check.

@@ -1,0 +1,1612 @@
+//! An established IKE SA: its CHILD SAs, the message-ID windows, and the exchanges after
+//! IKE_AUTH (CREATE_CHILD_SA rekeys of CHILD and IKE SAs with the collision rules of RFC 7296
+//! 2.8.1, INFORMATIONAL deletes and liveness checks).
+//!
+//! Our requests are [`Task`]s in a queue; one at a time goes out (window size 1) as a
+//! [`Pending`] exchange, which is consumed when its response arrives.
+
+use std::collections::VecDeque;
+use std::net::SocketAddrV4;
+use std::time::{Duration, Instant};
+
+use hometun_control::{CounterReport, Spi};
+use ipnet::Ipv6Net;
+
+use super::child::{Child, ChildState, ExchangeRole, RekeyRecord};
+use super::{
+    Addresses, IkeCore, IkeError, Io, PeerInfo, error_notify, has_notify, hex_spi, lowest_nonce_in,
+    natd_payloads,
+};
+use crate::crypto::{DhGroup, KeyExchange};
+use crate::endpoint::{Output, PeerStatus};
+use crate::proposal::{EspGroups, EspProposal, IkeProposal};
+use crate::selectors::{narrow, prefixes_of, to_payload};
+use crate::window::{
+    RequestClass, ResponseWindow, Retransmission, RetransmitAction, total_patience,
+};
+use crate::wire::{self, Delete, ExchangeType, Header, Notify, NotifyType, Payload, ProtocolId};
+
+/// How long the old pair of a rekey we made lives at most when its successor shows no
+/// traffic (make-before-break's grace period).
+pub(crate) const REKEY_DELETE_GRACE: Duration = Duration::from_secs(10);
+
+/// Work for our side of the window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Task {
+    /// Rekey the CHILD SA with this inbound SPI (with this PFS group, if the peer asked for it).
+    RekeyChild { spi_in: u32, group: Option<DhGroup> },
+    /// Rekey the IKE SA (with this group, if the peer asked for it).
+    RekeyIke { group: Option<DhGroup> },
+    /// Delete the CHILD SA with this inbound SPI.
+    DeleteChild(u32),
+    /// Delete the IKE SA.
+    DeleteIke,
+    /// An empty INFORMATIONAL (liveness check).
+    Liveness,
+}
+
+impl Task {
+    /// Whether the task belongs to a CHILD SA (and moves with it to a rekeyed IKE SA).
+    fn is_child_task(&self) -> bool {
+        matches!(self, Task::RekeyChild { .. } | Task::DeleteChild(_))
+    }
+}
+
+/// A CHILD SA rekey request in flight.
+struct ChildRekeyRequested {
+    old_spi_in: u32,
+    new_spi_in: u32,
+    ni: Vec<u8>,
+    ke: Option<KeyExchange>,
+}
+
+/// An IKE SA rekey request in flight.
+struct IkeRekeyRequested {
+    new_spi: u64,
+    ni: Vec<u8>,
+    ke: KeyExchange,
+}
+
+/// The exchange our outstanding request belongs to.
+enum Pending {
+    ChildRekey(ChildRekeyRequested),
+    IkeRekey(IkeRekeyRequested),
+    DeleteChild(u32),
+    DeleteIke,
+    Liveness,
+}
+
+struct Outstanding {
+    message_id: u32,
+    retransmission: Retransmission,
+    pending: Pending,
+}
+
+/// A peer's IKE SA rekey that arrived while ours was in flight (RFC 7296 2.8.2).
+struct IkeCollision {
+    /// Our SPI of the IKE SA the peer's exchange created.
+    new_spi: u64,
+    ni: Vec<u8>,
+    nr: Vec<u8>,
+}
+
+/// What the endpoint must do after an event on an IKE SA.
+pub(crate) enum Effect {
+    /// A new IKE SA (from a rekey), to insert under its SPI and start.
+    Insert(Box<Established>),
+    /// Move this SA's CHILD SAs and their queued work to the IKE SA with our SPI `to`.
+    MoveChildren { to: u64 },
+    /// This SA is gone (children deleted or moved, outputs emitted): remove it.
+    Remove,
+}
+
+/// What [`Established::new`] takes.
+pub(crate) struct EstablishedParams {
+    pub core: IkeCore,
+    pub peer: PeerInfo,
+    /// Inner prefixes our side may use (TSr of a client's request on the server).
+    pub local_allowed: Vec<Ipv6Net>,
+    /// Inner prefixes the peer may use.
+    pub peer_allowed: Vec<Ipv6Net>,
+    pub children: Vec<Child>,
+    pub next_request_id: u32,
+    pub expected_request_id: u32,
+    pub cached_response: Option<Vec<u8>>,
+    pub mobike: bool,
+    /// We are the client (the tunnel's home side).
+    pub client: bool,
+}
+
+/// An established IKE SA.
+pub(crate) struct Established {
+    pub core: IkeCore,
+    pub peer: PeerInfo,
+    local_allowed: Vec<Ipv6Net>,
+    peer_allowed: Vec<Ipv6Net>,
+    pub children: Vec<Child>,
+    next_request_id: u32,
+    outstanding: Option<Outstanding>,
+    queue: VecDeque<Task>,
+    deferred: Vec<(Instant, Task)>,
+    responses: ResponseWindow,
+    /// Last sign of life from the peer (IKE message or ESP packet).
+    last_rx: Instant,
+    established_at: Instant,
+    last_moved: Option<Instant>,
+    mobike: bool,
+    client: bool,
+    collision: Option<IkeCollision>,
+    /// Set when this SA no longer speaks for the peer (its children moved to a rekeyed IKE SA,
+    /// or it lost a rekey collision): it only waits to be deleted, silently.
+    superseded_at: Option<Instant>,
+}
+
+impl Established {
+    /// A newly established IKE SA (after IKE_AUTH or a rekey).
+    pub fn new(io: &mut Io<'_>, p: EstablishedParams) -> Self {
+        Self {
+            core: p.core,
+            peer: p.peer,
+            local_allowed: p.local_allowed,
+            peer_allowed: p.peer_allowed,
+            children: p.children,
+            next_request_id: p.next_request_id,
+            outstanding: None,
+            queue: VecDeque::new(),
+            deferred: Vec::new(),
+            responses: ResponseWindow::new(p.expected_request_id, p.cached_response),
+            last_rx: io.now.mono,
+            established_at: io.now.mono,
+            last_moved: None,
+            mobike: p.mobike,
+            client: p.client,
+            collision: None,
+            superseded_at: None,
+        }
+    }
+
+    /// Whether the SA still speaks for its peer.
+    pub fn is_current(&self) -> bool {
+        self.superseded_at.is_none()
+    }
+
+    /// A message for this SA arrived.
+    pub fn handle(
+        &mut self,
+        io: &mut Io<'_>,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        header: &Header,
+        data: &[u8],
+    ) -> Vec<Effect> {
+        // The peer's messages carry the other I flag than ours.
+        if header.flags.initiator() == self.core.original_initiator {
+            tracing::debug!("message from {remote} with our own I flag dropped");
+            return Vec::new();
+        }
+        if header.flags.response() {
+            self.handle_response(io, header, data)
+        } else {
+            self.handle_request(io, local, remote, header, data)
+        }
+    }
+
+    fn handle_request(
+        &mut self,
+        io: &mut Io<'_>,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        header: &Header,
+        data: &[u8],
+    ) -> Vec<Effect> {
+        match self.responses.classify(header.message_id) {
+            RequestClass::Ignore => {
+                tracing::debug!(
+                    "request {} from {remote} outside the window (expecting {}) ignored",
+                    header.message_id,
+                    self.responses.expected()
+                );
+                return Vec::new();
+            }
+            RequestClass::Retransmitted => {
+                // Only an authentic retransmission is answered: it must open.
+                if self.core.open(data).is_ok()
+                    && let Some(cached) = self.responses.cached()
+                {
+                    tracing::debug!("retransmitted request {} answered again", header.message_id);
+                    io.send(local, remote, cached.to_vec());
+                }
+                return Vec::new();
+            }
+            RequestClass::New => {}
+        }
+        let (payloads, effects) = match self.core.open(data) {
+            Ok(message) => {
+                self.last_rx = io.now.mono;
+                match header.exchange_type {
+                    ExchangeType::INFORMATIONAL => {
+                        self.respond_informational(io, local, remote, &message.inner)
+                    }
+                    ExchangeType::CREATE_CHILD_SA => self.respond_create_child(io, &message.inner),
+                    other => {
+                        tracing::debug!("{other} request on an established IKE SA refused");
+                        (
+                            vec![Payload::Notify(
+                                IkeError::syntax("unexpected exchange").notify(),
+                            )],
+                            Vec::new(),
+                        )
+                    }
+                }
+            }
+            Err(e) => match IkeError::from_sk(&e) {
+                Some(error) => {
+                    self.last_rx = io.now.mono;
+                    tracing::info!("malformed request from {}: {error}", self.peer.name);
+                    (vec![Payload::Notify(error.notify())], Vec::new())
+                }
+                None => {
+                    tracing::debug!("request from {remote} dropped: {e}");
+                    return Vec::new();
+                }
+            },
+        };
+        let response_header = self
+            .core
+            .header(header.exchange_type, true, header.message_id);
+        match self.core.seal(response_header, payloads) {
+            Ok(response) => {
+                io.send(local, remote, response.clone());
+                self.responses.answered(header.message_id, response);
+            }
+            Err(e) => tracing::warn!("cannot build a response: {e}"),
+        }
+        if !effects.iter().any(|e| matches!(e, Effect::Remove)) {
+            self.pump(io);
+        }
+        effects
+    }
+
+    fn respond_informational(
+        &mut self,
+        io: &mut Io<'_>,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        inner: &[Payload],
+    ) -> (Vec<Payload>, Vec<Effect>) {
+        let mut response = Vec::new();
+        let mut effects = Vec::new();
+        for notify in wire::notifies(inner) {
+            if notify.notify_type.0 < 16384 {
+                tracing::warn!(
+                    "{} reports {} in an INFORMATIONAL",
+                    self.peer.name,
+                    notify.notify_type
+                );
+            }
+        }
+        if has_notify(inner, NotifyType::UPDATE_SA_ADDRESSES) {
+            response.extend(self.update_sa_addresses(io, local, remote, inner));
+        }
+        let mut deleted_in = Vec::new();
+        for payload in inner {
+            let Payload::Delete(delete) = payload else {
+                continue;
+            };
+            match delete.protocol {
+                ProtocolId::IKE => {
+                    tracing::info!("{} deletes the IKE SA", self.peer.name);
+                    if self.superseded_at.is_none()
+                        && let Some(collision) = self.collision.take()
+                    {
+                        // The peer won a rekey collision and deletes the old SA before our
+                        // own rekey's answer came: its new SA takes the children.
+                        effects.push(Effect::MoveChildren {
+                            to: collision.new_spi,
+                        });
+                        self.superseded_at = Some(io.now.mono);
+                    } else {
+                        self.kill(io, "deleted by the peer".into());
+                    }
+                    effects.push(Effect::Remove);
+                    return (response, effects);
+                }
+                ProtocolId::ESP => {
+                    for spi in delete.spis_u32() {
+                        if let Some(i) = self.children.iter().position(|c| c.spi_out == spi) {
+                            let child = self.children.remove(i);
+                            child.uninstall(io);
+                            deleted_in.push(child.spi_in);
+                        } else {
+                            tracing::debug!("DELETE for unknown ESP SPI {spi:08x} ignored");
+                        }
+                    }
+                }
+                other => tracing::debug!("DELETE for protocol {other} ignored"),
+            }
+        }
+        if !deleted_in.is_empty() {
+            response.push(Payload::Delete(Delete::esp(&deleted_in)));
+            if self.children.is_empty() && self.superseded_at.is_none() {
+                // A tunnel without CHILD SA is useless: close the IKE SA (the client
+                // reconnects).
+                tracing::info!("{} deleted the last CHILD SA", self.peer.name);
+                self.queue.push_back(Task::DeleteIke);
+            }
+        }
+        (response, effects)
+    }
+
+    /// MOBIKE (RFC 4555) address update: the easy place for issue 4. For now the peer's new
+    /// address (from an authenticated, fresh request) is taken for IKE and ESP, and the
+    /// response carries NAT detection and the COOKIE2 echo the RFC asks for.
+    fn update_sa_addresses(
+        &mut self,
+        io: &mut Io<'_>,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        inner: &[Payload],
+    ) -> Vec<Payload> {
+        let mut response = Vec::new();
+        if !self.mobike {
+            tracing::info!(
+                "UPDATE_SA_ADDRESSES from {} without MOBIKE ignored",
+                self.peer.name
+            );
+            return response;
+        }
+        let (nat_remote, nat_local) =
+            super::nat_detected(inner, self.core.spi_i, self.core.spi_r, remote, local);
+        if (local, remote) != (self.core.local, self.core.remote) {
+            tracing::info!(
+                "{} moved (MOBIKE): {} -> {}",
+                self.peer.name,
+                self.core.remote,
+                remote
+            );
+            self.core.local = local;
+            self.core.remote = remote;
+            self.core.nat_local = nat_local;
+            self.core.nat_remote = nat_remote;
+            self.last_moved = Some(io.now.mono);
+            io.forwarder(hometun_control::Request::UpdateEndpoint {
+                peer: self.peer.id,
+                endpoint: self.core.esp_endpoint(io.cfg),
+            });
+        }
+        response.extend(natd_payloads(
+            self.core.spi_i,
+            self.core.spi_r,
+            local,
+            remote,
+        ));
+        if let Some(cookie2) = wire::notifies(inner).find(|n| n.notify_type == NotifyType::COOKIE2)
+        {
+            response.push(Payload::Notify(Notify::new(
+                NotifyType::COOKIE2,
+                cookie2.data.clone(),
+            )));
+        }
+        response
+    }
+
+    fn respond_create_child(
+        &mut self,
+        io: &mut Io<'_>,
+        inner: &[Payload],
+    ) -> (Vec<Payload>, Vec<Effect>) {
+        let mut effects = Vec::new();
+        let result = (|| {
+            if self.superseded_at.is_some() {
+                return Err(IkeError::TemporaryFailure("this IKE SA is being replaced"));
+            }
+            let sa = inner.iter().find_map(|p| match p {
+                Payload::Sa(sa) => Some(sa),
+                _ => None,
+            });
+            let Some(sa) = sa else {
+                return Err(IkeError::syntax("CREATE_CHILD_SA without SA payload"));
+            };
+            let rekey = wire::notifies(inner).find(|n| n.notify_type == NotifyType::REKEY_SA);
+            let ike = sa
+                .proposals
+                .first()
+                .is_some_and(|p| p.protocol == ProtocolId::IKE);
+            if ike {
+                self.respond_ike_rekey(io, sa, inner, &mut effects)
+            } else if let Some(rekey) = rekey {
+                self.respond_child_rekey(io, rekey, sa, inner)
+            } else {
+                Err(IkeError::NoAdditionalSas)
+            }
+        })();
+        match result {
+            Ok(payloads) => (payloads, effects),
+            Err(error) => {
+                tracing::info!("CREATE_CHILD_SA from {} refused: {error}", self.peer.name);
+                (vec![Payload::Notify(error.notify())], effects)
+            }
+        }
+    }
+
+    fn respond_child_rekey(
+        &mut self,
+        io: &mut Io<'_>,
+        rekey: &Notify,
+        sa: &wire::SecurityAssociation,
+        inner: &[Payload],
+    ) -> Result<Vec<Payload>, IkeError> {
+        if matches!(
+            self.outstanding,
+            Some(Outstanding {
+                pending: Pending::IkeRekey(_),
+                ..
+            })
+        ) {
+            return Err(IkeError::TemporaryFailure("the IKE SA is being rekeyed"));
+        }
+        let spi = <[u8; 4]>::try_from(rekey.spi.as_slice())
+            .map(u32::from_be_bytes)
+            .map_err(|_| IkeError::syntax("REKEY_SA without a 4-byte SPI"))?;
+        let index = self
+            .children
+            .iter()
+            .position(|c| c.spi_out == spi)
+            .ok_or(IkeError::ChildSaNotFound(spi))?;
+        if self.children[index].state == ChildState::Deleting {
+            return Err(IkeError::TemporaryFailure("the CHILD SA is being deleted"));
+        }
+        let (ni, ke, tsi, tsr) = child_request_payloads(inner)?;
+        if has_notify(inner, NotifyType::USE_TRANSPORT_MODE) {
+            return Err(IkeError::NoProposalChosen(
+                "transport mode requested; only tunnel mode is offered".into(),
+            ));
+        }
+        let groups = ke.map_or(EspGroups::None, |k| EspGroups::Ke(k.group));
+        let (chosen, peer_spi, mut answer) =
+            EspProposal::select(&io.cfg.esp_proposals, sa, groups, 0)?;
+        if let Some(ke) = ke
+            && let Some(group) = chosen.group
+            && group.to_wire() != ke.group
+        {
+            return Err(IkeError::InvalidKe {
+                wanted: group,
+                got: ke.group.0,
+            });
+        }
+        let their_ts = narrow(tsi, &self.peer_allowed);
+        let our_ts = narrow(tsr, &self.local_allowed);
+        if their_ts.is_empty() || our_ts.is_empty() {
+            return Err(IkeError::TsUnacceptable(format!(
+                "{} asks for {} === {}",
+                self.peer.name,
+                super::child::join(&prefixes_of(tsi)),
+                super::child::join(&prefixes_of(tsr))
+            )));
+        }
+        let our_ke = chosen.group.map(|g| io.key_exchange(g));
+        let g_ir = match (&our_ke, ke) {
+            (Some(ours), Some(theirs)) => Some(ours.shared_secret(&theirs.data)?),
+            _ => None,
+        };
+        let nr = io.nonce();
+        let keys = self.core.keys.child_sa_keys(
+            chosen.encryption,
+            g_ir.as_ref().map(|g| g.as_slice()),
+            ni,
+            &nr,
+        )?;
+        let spi_in = io.spis.new_esp(io.rng);
+        answer.spi = spi_in.to_be_bytes().to_vec();
+        let new = Child::new(spi_in, peer_spi, chosen, our_ts.clone(), their_ts.clone());
+        new.install(io, self.peer.id, &self.core, keys, ExchangeRole::Responder);
+
+        let old_spi_in = self.children[index].spi_in;
+        let record = RekeyRecord {
+            successor: spi_in,
+            ni: ni.to_vec(),
+            nr: nr.clone(),
+        };
+        let mut redundant = None;
+        {
+            let old = &mut self.children[index];
+            match old.state.clone() {
+                ChildState::Rekeying => {
+                    // Collision with our own rekey in flight: decided when its answer comes.
+                    tracing::info!("CHILD SA {old_spi_in:08x}: rekey collision");
+                    old.peer_rekey = Some(record);
+                }
+                ChildState::Superseded { successor, .. } if old.our_rekey.is_some() => {
+                    // Our rekey of this pair already completed: a late collision.
+                    let mine = old.our_rekey.clone().expect("checked by the guard");
+                    if lowest_nonce_in((&mine.ni, &mine.nr), (ni, &nr)) {
+                        // Our pair is the redundant one: we delete it, the peer deletes the
+                        // old one.
+                        old.state = ChildState::AwaitingPeerDelete { successor: spi_in };
+                        redundant = Some(successor);
+                    } else {
+                        tracing::info!(
+                            "CHILD SA {old_spi_in:08x}: late rekey collision, ours wins"
+                        );
+                    }
+                }
+                _ => {
+                    old.state = ChildState::AwaitingPeerDelete { successor: spi_in };
+                    io.output(Output::Rekeyed {
+                        peer: self.peer.id,
+                        old_spi_in: Spi(old_spi_in),
+                        new_spi_in: Spi(spi_in),
+                    });
+                }
+            }
+        }
+        if let Some(ours) = redundant {
+            tracing::info!("CHILD SA {old_spi_in:08x}: late rekey collision, ours is redundant");
+            io.output(Output::Rekeyed {
+                peer: self.peer.id,
+                old_spi_in: Spi(old_spi_in),
+                new_spi_in: Spi(spi_in),
+            });
+            self.delete_child_soon(ours);
+        }
+        self.children.push(new);
+
+        let mut payloads = vec![
+            Payload::Sa(wire::SecurityAssociation::new(vec![answer])),
+            Payload::Nonce(wire::Nonce::new(nr)),
+        ];
+        if let Some(k) = our_ke {
+            payloads.push(Payload::Ke(wire::KeyExchange::new(
+                k.group().to_wire(),
+                k.public_ke_data().to_vec(),
+            )));
+        }
+        payloads.push(Payload::TsI(to_payload(&their_ts)));
+        payloads.push(Payload::TsR(to_payload(&our_ts)));
+        Ok(payloads)
+    }
+
+    fn respond_ike_rekey(
+        &mut self,
+        io: &mut Io<'_>,
+        sa: &wire::SecurityAssociation,
+        inner: &[Payload],
+        effects: &mut Vec<Effect>,
+    ) -> Result<Vec<Payload>, IkeError> {
+        let ours_in_flight = match &self.outstanding {
+            Some(Outstanding {
+                pending: Pending::IkeRekey(_),
+                ..
+            }) => true,
+            Some(_) => {
+                return Err(IkeError::TemporaryFailure(
+                    "another exchange is in progress",
+                ));
+            }
+            None => false,
+        };
+        if self.collision.is_some() {
+            return Err(IkeError::TemporaryFailure("the IKE SA is being rekeyed"));
+        }
+        let (ni, ke) = ike_rekey_payloads(inner)?;
+        let (chosen, their_spi, mut answer) =
+            IkeProposal::select(&io.cfg.ike_proposals, sa, Some(ke.group), &[])?;
+        if chosen.group.to_wire() != ke.group {
+            return Err(IkeError::InvalidKe {
+                wanted: chosen.group,
+                got: ke.group.0,
+            });
+        }
+        let their_spi = <[u8; 8]>::try_from(their_spi.as_slice())
+            .map(u64::from_be_bytes)
+            .ok()
+            .filter(|&s| s != 0)
+            .ok_or_else(|| IkeError::syntax("IKE SA rekey without an 8-byte SPI"))?;
+        let our_ke = io.key_exchange(chosen.group);
+        let g_ir = our_ke.shared_secret(&ke.data)?;
+        let nr = io.nonce();
+        let new_spi = io.spis.new_ike(io.rng);
+        let keys = match self
+            .core
+            .keys
+            .rekey(chosen.encryption, &g_ir, ni, &nr, their_spi, new_spi)
+        {
+            Ok(keys) => keys,
+            Err(e) => {
+                io.spis.release_ike(new_spi);
+                return Err(e.into());
+            }
+        };
+        answer.spi = new_spi.to_be_bytes().to_vec();
+        let core = match IkeCore::new(
+            keys,
+            chosen,
+            their_spi,
+            new_spi,
+            false,
+            self.core.addresses(),
+        ) {
+            Ok(core) => core,
+            Err(e) => {
+                io.spis.release_ike(new_spi);
+                return Err(e.into());
+            }
+        };
+        let mut new = self.successor(io, core);
+        if ours_in_flight {
+            tracing::info!("IKE SA {}: rekey collision", hex_spi(self.core.our_spi()));
+            self.collision = Some(IkeCollision {
+                new_spi,
+                ni: ni.to_vec(),
+                nr: nr.clone(),
+            });
+            new.superseded_at = Some(io.now.mono);
+        } else {
+            tracing::info!(
+                "IKE SA {} rekeyed by {} to {}",
+                hex_spi(self.core.our_spi()),
+                self.peer.name,
+                hex_spi(new_spi)
+            );
+            let (children, tasks) = self.take_children();
+            new.adopt_children(children, tasks);
+            self.superseded_at = Some(io.now.mono);
+        }
+        effects.push(Effect::Insert(Box::new(new)));
+        Ok(vec![
+            Payload::Sa(wire::SecurityAssociation::new(vec![answer])),
+            Payload::Nonce(wire::Nonce::new(nr)),
+            Payload::Ke(wire::KeyExchange::new(
+                our_ke.group().to_wire(),
+                our_ke.public_ke_data().to_vec(),
+            )),
+        ])
+    }
+
+    /// The IKE SA that replaces this one after a rekey: same peer, addresses and policy, new
+    /// keys, message IDs from 0, no children yet.
+    fn successor(&self, io: &mut Io<'_>, core: IkeCore) -> Established {
+        let mut new = Established::new(
+            io,
+            EstablishedParams {
+                core,
+                peer: self.peer.clone(),
+                local_allowed: self.local_allowed.clone(),
+                peer_allowed: self.peer_allowed.clone(),
+                children: Vec::new(),
+                next_request_id: 0,
+                expected_request_id: 0,
+                cached_response: None,
+                mobike: self.mobike,
+                client: self.client,
+            },
+        );
+        new.established_at = self.established_at;
+        new.last_moved = self.last_moved;
+        new
+    }
+
+    /// Gives up the CHILD SAs and their queued work (to a rekeyed IKE SA).
+    pub fn take_children(&mut self) -> (Vec<Child>, Vec<Task>) {
+        let children = std::mem::take(&mut self.children);
+        let mut tasks: Vec<Task> = Vec::new();
+        self.queue.retain(|t| {
+            if t.is_child_task() {
+                tasks.push(t.clone());
+                false
+            } else {
+                true
+            }
+        });
+        self.deferred.retain(|(_, t)| {
+            if t.is_child_task() {
+                tasks.push(t.clone());
+                false
+            } else {
+                true
+            }
+        });
+        (children, tasks)
+    }
+
+    /// Takes over CHILD SAs and their queued work: this SA now speaks for the peer.
+    pub fn adopt_children(&mut self, children: Vec<Child>, tasks: Vec<Task>) {
+        self.children.extend(children);
+        self.queue.extend(tasks);
+        self.superseded_at = None;
+    }
+
+    fn handle_response(&mut self, io: &mut Io<'_>, header: &Header, data: &[u8]) -> Vec<Effect> {
+        let Some(outstanding) = &self.outstanding else {
+            tracing::debug!("response {} without a request ignored", header.message_id);
+            return Vec::new();
+        };
+        if outstanding.message_id != header.message_id {
+            tracing::debug!("response {} does not match our request", header.message_id);
+            return Vec::new();
+        }
+        let inner = match self.core.open(data) {
+            Ok(message) => message.inner,
+            Err(e) => {
+                tracing::debug!("response {} dropped: {e}", header.message_id);
+                return Vec::new();
+            }
+        };
+        self.last_rx = io.now.mono;
+        let Some(outstanding) = self.outstanding.take() else {
+            return Vec::new();
+        };
+        let effects = match outstanding.pending {
+            Pending::ChildRekey(request) => self.child_rekey_answered(io, request, &inner),
+            Pending::IkeRekey(request) => self.ike_rekey_answered(io, request, &inner),
+            Pending::DeleteChild(spi_in) => {
+                if let Some(i) = self.children.iter().position(|c| c.spi_in == spi_in) {
+                    let child = self.children.remove(i);
+                    child.uninstall(io);
+                }
+                Vec::new()
+            }
+            Pending::DeleteIke => {
+                if self.superseded_at.is_none() {
+                    self.kill(io, "deleted".into());
+                }
+                vec![Effect::Remove]
+            }
+            Pending::Liveness => Vec::new(),
+        };
+        if !effects.iter().any(|e| matches!(e, Effect::Remove)) {
+            self.pump(io);
+        }
+        effects
+    }
+
+    fn child_rekey_answered(
+        &mut self,
+        io: &mut Io<'_>,
+        request: ChildRekeyRequested,
+        inner: &[Payload],
+    ) -> Vec<Effect> {
+        let old_index = self
+            .children
+            .iter()
+            .position(|c| c.spi_in == request.old_spi_in);
+        if let Some(error) = error_notify(inner) {
+            io.spis.release_esp(request.new_spi_in);
+            self.child_rekey_refused(io, &request, old_index, error.clone());
+            return Vec::new();
+        }
+        let accepted = (|| {
+            let (sa, nr, ke, tsi, tsr) = child_response_payloads(inner)?;
+            let (chosen, spi_out) = EspProposal::accept(
+                &io.cfg.esp_proposals,
+                sa,
+                request.ke.as_ref().map(KeyExchange::group),
+            )?;
+            let g_ir = match (&request.ke, ke) {
+                (Some(ours), Some(theirs)) if theirs.group == ours.group().to_wire() => {
+                    Some(ours.shared_secret(&theirs.data)?)
+                }
+                (None, None) => None,
+                _ => return Err(IkeError::syntax("KE payload does not match the request")),
+            };
+            let local_ts = prefixes_of(tsi);
+            let remote_ts = prefixes_of(tsr);
+            if local_ts.is_empty() || remote_ts.is_empty() {
+                return Err(IkeError::TsUnacceptable("narrowed to nothing".into()));
+            }
+            let keys = self.core.keys.child_sa_keys(
+                chosen.encryption,
+                g_ir.as_ref().map(|g| g.as_slice()),
+                &request.ni,
+                &nr.data,
+            )?;
+            Ok((
+                Child::new(request.new_spi_in, spi_out, chosen, local_ts, remote_ts),
+                keys,
+                nr.data.clone(),
+            ))
+        })();
+        let (new, keys, nr) = match accepted {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!("CHILD SA rekey with {} failed: {e}", self.peer.name);
+                io.spis.release_esp(request.new_spi_in);
+                if let Some(i) = old_index {
+                    self.children[i].state = ChildState::Active;
+                }
+                return Vec::new();
+            }
+        };
+        new.install(io, self.peer.id, &self.core, keys, ExchangeRole::Initiator);
+        let new_spi = new.spi_in;
+        self.children.push(new);
+        let Some(i) = old_index else {
+            // The peer deleted the old pair meanwhile; the new one carries on.
+            return Vec::new();
+        };
+        let record = RekeyRecord {
+            successor: new_spi,
+            ni: request.ni.clone(),
+            nr,
+        };
+        let delete_at = io.now.mono + REKEY_DELETE_GRACE;
+        let old = &mut self.children[i];
+        let old_spi = old.spi_in;
+        let survivor = match old.peer_rekey.take() {
+            Some(theirs) if lowest_nonce_in((&record.ni, &record.nr), (&theirs.ni, &theirs.nr)) => {
+                // Collision, and our pair holds the lowest nonce: we delete ours; the peer
+                // deletes the old pair.
+                tracing::info!("CHILD SA {old_spi:08x}: rekey collision, ours is redundant");
+                old.state = ChildState::AwaitingPeerDelete {
+                    successor: theirs.successor,
+                };
+                let winner = theirs.successor;
+                self.delete_child_soon(new_spi);
+                winner
+            }
+            theirs => {
+                if theirs.is_some() {
+                    tracing::info!("CHILD SA {old_spi:08x}: rekey collision, ours wins");
+                }
+                old.state = ChildState::Superseded {
+                    successor: new_spi,
+                    delete_at,
+                };
+                old.our_rekey = Some(record);
+                new_spi
+            }
+        };
+        io.output(Output::Rekeyed {
+            peer: self.peer.id,
+            old_spi_in: Spi(old_spi),
+            new_spi_in: Spi(survivor),
+        });
+        self.check_superseded(io);
+        Vec::new()
+    }
+
+    fn child_rekey_refused(
+        &mut self,
+        io: &mut Io<'_>,
+        request: &ChildRekeyRequested,
+        old_index: Option<usize>,
+        error: Notify,
+    ) {
+        let Some(i) = old_index else {
+            return;
+        };
+        let old = &mut self.children[i];
+        if let Some(theirs) = old.peer_rekey.take() {
+            // The peer's colliding rekey stands.
+            old.state = ChildState::AwaitingPeerDelete {
+                successor: theirs.successor,
+            };
+            io.output(Output::Rekeyed {
+                peer: self.peer.id,
+                old_spi_in: Spi(old.spi_in),
+                new_spi_in: Spi(theirs.successor),
+            });
+            return;
+        }
+        let spi_in = old.spi_in;
+        match error.notify_type {
+            NotifyType::TEMPORARY_FAILURE => {
+                tracing::info!("CHILD SA {spi_in:08x} rekey postponed by the peer");
+                let group = request.ke.as_ref().map(KeyExchange::group);
+                self.deferred.push((
+                    io.now.mono + io.cfg.retransmit_base * 2,
+                    Task::RekeyChild { spi_in, group },
+                ));
+            }
+            NotifyType::INVALID_KE_PAYLOAD => {
+                let wanted = <[u8; 2]>::try_from(error.data.as_slice())
+                    .ok()
+                    .map(u16::from_be_bytes)
+                    .and_then(DhGroup::from_id);
+                let tried = request.ke.as_ref().map(KeyExchange::group);
+                let ours = io
+                    .cfg
+                    .esp_proposals
+                    .iter()
+                    .any(|p| wanted.is_some_and(|w| p.groups.contains(&w)));
+                match wanted {
+                    Some(g) if ours && Some(g) != tried => {
+                        tracing::info!("peer asks for PFS group {g}; rekeying again");
+                        self.queue.push_front(Task::RekeyChild {
+                            spi_in,
+                            group: Some(g),
+                        });
+                    }
+                    _ => {
+                        tracing::warn!("CHILD SA rekey: peer wants a group we do not offer");
+                        old.state = ChildState::Active;
+                    }
+                }
+            }
+            NotifyType::CHILD_SA_NOT_FOUND => {
+                tracing::info!("peer does not know CHILD SA {spi_in:08x}; deleting it");
+                let child = self.children.remove(i);
+                child.uninstall(io);
+                if self.children.is_empty() {
+                    self.queue.push_back(Task::DeleteIke);
+                }
+            }
+            other => {
+                tracing::warn!(
+                    "CHILD SA {spi_in:08x} rekey refused by {}: {other}",
+                    self.peer.name
+                );
+                old.state = ChildState::Active;
+            }
+        }
+    }
+
+    fn ike_rekey_answered(
+        &mut self,
+        io: &mut Io<'_>,
+        request: IkeRekeyRequested,
+        inner: &[Payload],
+    ) -> Vec<Effect> {
+        if let Some(error) = error_notify(inner) {
+            io.spis.release_ike(request.new_spi);
+            if let Some(collision) = self.collision.take() {
+                // The peer's colliding rekey stands.
+                self.superseded_at = Some(io.now.mono);
+                return vec![Effect::MoveChildren {
+                    to: collision.new_spi,
+                }];
+            }
+            match error.notify_type {
+                NotifyType::TEMPORARY_FAILURE => self.deferred.push((
+                    io.now.mono + io.cfg.retransmit_base * 2,
+                    Task::RekeyIke {
+                        group: Some(request.ke.group()),
+                    },
+                )),
+                NotifyType::INVALID_KE_PAYLOAD => {
+                    let wanted = <[u8; 2]>::try_from(error.data.as_slice())
+                        .ok()
+                        .map(u16::from_be_bytes)
+                        .and_then(DhGroup::from_id);
+                    match wanted {
+                        Some(g)
+                            if g != request.ke.group()
+                                && IkeProposal::all_groups(&io.cfg.ike_proposals).contains(&g) =>
+                        {
+                            self.queue.push_front(Task::RekeyIke { group: Some(g) });
+                        }
+                        _ => tracing::warn!("IKE SA rekey: peer wants a group we do not offer"),
+                    }
+                }
+                other => tracing::warn!("IKE SA rekey refused by {}: {other}", self.peer.name),
+            }
+            return Vec::new();
+        }
+        let accepted = (|| {
+            let (sa, nr, ke) = ike_rekey_response_payloads(inner)?;
+            let (chosen, their_spi) = IkeProposal::accept(&io.cfg.ike_proposals, sa)?;
+            if chosen.group != request.ke.group() || ke.group != request.ke.group().to_wire() {
+                return Err(IkeError::syntax("IKE SA rekey answered with another group"));
+            }
+            let their_spi = <[u8; 8]>::try_from(their_spi.as_slice())
+                .map(u64::from_be_bytes)
+                .ok()
+                .filter(|&s| s != 0)
+                .ok_or_else(|| IkeError::syntax("IKE SA rekey answer without an 8-byte SPI"))?;
+            let g_ir = request.ke.shared_secret(&ke.data)?;
+            let keys = self.core.keys.rekey(
+                chosen.encryption,
+                &g_ir,
+                &request.ni,
+                &nr.data,
+                request.new_spi,
+                their_spi,
+            )?;
+            let core = IkeCore::new(
+                keys,
+                chosen,
+                request.new_spi,
+                their_spi,
+                true,
+                self.core.addresses(),
+            )?;
+            Ok((core, nr.data.clone()))
+        })();
+        let (core, nr) = match accepted {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!("IKE SA rekey with {} failed: {e}", self.peer.name);
+                io.spis.release_ike(request.new_spi);
+                return Vec::new();
+            }
+        };
+        let mut new = self.successor(io, core);
+        let now = io.now.mono;
+        let mut effects = Vec::new();
+        match self.collision.take() {
+            Some(theirs) if lowest_nonce_in((&request.ni, &nr), (&theirs.ni, &theirs.nr)) => {
+                // Ours is redundant: we delete it; the children go to the peer's new SA,
+                // and the peer deletes the old one.
+                tracing::info!("IKE SA rekey collision: ours is redundant");
+                new.superseded_at = Some(now);
+                new.queue.push_back(Task::DeleteIke);
+                self.superseded_at = Some(now);
+                effects.push(Effect::MoveChildren { to: theirs.new_spi });
+            }
+            theirs => {
+                if theirs.is_some() {
+                    tracing::info!("IKE SA rekey collision: ours wins");
+                }
+                tracing::info!(
+                    "IKE SA {} rekeyed to {}",
+                    hex_spi(self.core.our_spi()),
+                    hex_spi(request.new_spi)
+                );
+                let (children, tasks) = self.take_children();
+                new.adopt_children(children, tasks);
+                self.superseded_at = Some(now);
+                self.queue.push_back(Task::DeleteIke);
+            }
+        }
+        effects.insert(0, Effect::Insert(Box::new(new)));
+        effects
+    }
+
+    /// Queues a DELETE for one of our pairs, marking it.
+    fn delete_child_soon(&mut self, spi_in: u32) {
+        if let Some(child) = self.children.iter_mut().find(|c| c.spi_in == spi_in)
+            && child.state != ChildState::Deleting
+        {
+            child.state = ChildState::Deleting;
+            self.queue.push_back(Task::DeleteChild(spi_in));
+        }
+    }
+
+    /// Deletes superseded pairs whose successor carried traffic.
+    fn check_superseded(&mut self, io: &mut Io<'_>) {
+        let now = io.now.mono;
+        let ready: Vec<u32> = self
+            .children
+            .iter()
+            .filter(|c| match c.state {
+                ChildState::Superseded {
+                    successor,
+                    delete_at,
+                } => {
+                    now >= delete_at
+                        || self
+                            .children
+                            .iter()
+                            .any(|s| s.spi_in == successor && s.carried_traffic)
+                }
+                _ => false,
+            })
+            .map(|c| c.spi_in)
+            .collect();
+        for spi in ready {
+            self.delete_child_soon(spi);
+        }
+    }
+
+    /// Queues work and sends it if the window is free.
+    pub fn queue_task(&mut self, io: &mut Io<'_>, task: Task, urgent: bool) {
+        if urgent {
+            self.queue.push_front(task);
+        } else {
+            self.queue.push_back(task);
+        }
+        self.pump(io);
+    }
+
+    /// Sends the next queued request if none is in flight.
+    pub fn pump(&mut self, io: &mut Io<'_>) {
+        while self.outstanding.is_none() {
+            let Some(task) = self.queue.pop_front() else {
+                return;
+            };
+            let Some((exchange, payloads, pending)) = self.prepare(io, task) else {
+                continue;
+            };
+            let message_id = self.next_request_id;
+            let header = self.core.header(exchange, false, message_id);
+            match self.core.seal(header, payloads) {
+                Ok(request) => {
+                    self.next_request_id = self.next_request_id.wrapping_add(1);
+                    let retransmission = Retransmission::new(
+                        io.now.mono,
+                        io.cfg.retransmit_base,
+                        request.clone(),
+                        self.core.local,
+                        self.core.remote,
+                    );
+                    io.send(self.core.local, self.core.remote, request);
+                    self.outstanding = Some(Outstanding {
+                        message_id,
+                        retransmission,
+                        pending,
+                    });
+                }
+                Err(e) => tracing::warn!("cannot build a request: {e}"),
+            }
+        }
+    }
+
+    fn prepare(
+        &mut self,
+        io: &mut Io<'_>,
+        task: Task,
+    ) -> Option<(ExchangeType, Vec<Payload>, Pending)> {
+        match task {
+            Task::RekeyChild { spi_in, group } => {
+                let child = self.children.iter_mut().find(|c| c.spi_in == spi_in)?;
+                if !matches!(child.state, ChildState::Active | ChildState::Rekeying) {
+                    return None;
+                }
+                child.state = ChildState::Rekeying;
+                let group = group.or_else(|| {
+                    io.cfg
+                        .esp_proposals
+                        .first()
+                        .and_then(|p| p.groups.first().copied())
+                });
+                let ke = group.map(|g| io.key_exchange(g));
+                let new_spi_in = io.spis.new_esp(io.rng);
+                let ni = io.nonce();
+                let mut payloads = vec![
+                    Payload::Notify(Notify::with_spi(
+                        ProtocolId::ESP,
+                        spi_in.to_be_bytes().to_vec(),
+                        NotifyType::REKEY_SA,
+                        Vec::new(),
+                    )),
+                    Payload::Sa(EspProposal::sa_payload(
+                        &io.cfg.esp_proposals,
+                        new_spi_in,
+                        ke.is_some(),
+                    )),
+                    Payload::Nonce(wire::Nonce::new(ni.clone())),
+                ];
+                if let Some(k) = &ke {
+                    payloads.push(Payload::Ke(wire::KeyExchange::new(
+                        k.group().to_wire(),
+                        k.public_ke_data().to_vec(),
+                    )));
+                }
+                payloads.push(Payload::TsI(to_payload(&child.local_ts)));
+                payloads.push(Payload::TsR(to_payload(&child.remote_ts)));
+                tracing::info!("rekeying CHILD SA {spi_in:08x} with {}", self.peer.name);
+                Some((
+                    ExchangeType::CREATE_CHILD_SA,
+                    payloads,
+                    Pending::ChildRekey(ChildRekeyRequested {
+                        old_spi_in: spi_in,
+                        new_spi_in,
+                        ni,
+                        ke,
+                    }),
+                ))
+            }
+            Task::RekeyIke { group } => {
+                if self.superseded_at.is_some() || self.collision.is_some() {
+                    return None;
+                }
+                let group = group.unwrap_or(self.core.chosen.group);
+                let ke = io.key_exchange(group);
+                let new_spi = io.spis.new_ike(io.rng);
+                let ni = io.nonce();
+                let mut proposals = io.cfg.ike_proposals.clone();
+                // The group of our KE first, so a responder that honours preference takes it.
+                for p in &mut proposals {
+                    if let Some(pos) = p.groups.iter().position(|g| *g == group) {
+                        p.groups.remove(pos);
+                        p.groups.insert(0, group);
+                    }
+                }
+                let payloads = vec![
+                    Payload::Sa(IkeProposal::sa_payload(&proposals, &new_spi.to_be_bytes())),
+                    Payload::Nonce(wire::Nonce::new(ni.clone())),
+                    Payload::Ke(wire::KeyExchange::new(
+                        ke.group().to_wire(),
+                        ke.public_ke_data().to_vec(),
+                    )),
+                ];
+                tracing::info!("rekeying IKE SA with {}", self.peer.name);
+                Some((
+                    ExchangeType::CREATE_CHILD_SA,
+                    payloads,
+                    Pending::IkeRekey(IkeRekeyRequested { new_spi, ni, ke }),
+                ))
+            }
+            Task::DeleteChild(spi_in) => {
+                let child = self.children.iter_mut().find(|c| c.spi_in == spi_in)?;
+                child.state = ChildState::Deleting;
+                tracing::info!("deleting CHILD SA {spi_in:08x}");
+                Some((
+                    ExchangeType::INFORMATIONAL,
+                    vec![Payload::Delete(Delete::esp(&[spi_in]))],
+                    Pending::DeleteChild(spi_in),
+                ))
+            }
+            Task::DeleteIke => Some((
+                ExchangeType::INFORMATIONAL,
+                vec![Payload::Delete(Delete::ike())],
+                Pending::DeleteIke,
+            )),
+            Task::Liveness => Some((ExchangeType::INFORMATIONAL, Vec::new(), Pending::Liveness)),
+        }
+    }
+
+    /// When `on_timeout` must run next.
+    pub fn deadline(&self, io_cfg: &crate::endpoint::CommonConfig) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        if let Some(o) = &self.outstanding {
+            consider(o.retransmission.deadline());
+        }
+        if let Some(since) = self.superseded_at {
+            consider(since + self.superseded_patience(io_cfg));
+        }
+        for (at, _) in &self.deferred {
+            consider(*at);
+        }
+        for c in &self.children {
+            if let ChildState::Superseded { delete_at, .. } = c.state {
+                consider(delete_at);
+            }
+        }
+        if let Some(dpd) = io_cfg.dpd
+            && self.outstanding.is_none()
+            && self.queue.is_empty()
+            && self.superseded_at.is_none()
+        {
+            consider(self.last_rx + dpd);
+        }
+        next
+    }
+
+    /// How long a superseded SA waits for its DELETE.
+    fn superseded_patience(&self, cfg: &crate::endpoint::CommonConfig) -> Duration {
+        total_patience(cfg.retransmit_base, cfg.retransmit_tries) * 2
+    }
+
+    /// Timers: retransmission, deferred work, make-before-break grace, liveness.
+    pub fn on_timeout(&mut self, io: &mut Io<'_>) -> Vec<Effect> {
+        let now = io.now.mono;
+        if let Some(o) = &mut self.outstanding
+            && now >= o.retransmission.deadline()
+        {
+            match o
+                .retransmission
+                .on_timeout(now, io.cfg.retransmit_base, io.cfg.retransmit_tries)
+            {
+                RetransmitAction::Resend => {
+                    tracing::debug!(
+                        "retransmitting request {} to {} (try {})",
+                        o.message_id,
+                        self.peer.name,
+                        o.retransmission.tries()
+                    );
+                    io.transmits.push_back(o.retransmission.transmit());
+                }
+                RetransmitAction::GiveUp => {
+                    let tries = o.retransmission.tries();
+                    if self.superseded_at.is_none() {
+                        self.kill(
+                            io,
+                            format!("dead peer: no answer after {tries} retransmissions"),
+                        );
+                    } else {
+                        self.release_pending(io);
+                    }
+                    return vec![Effect::Remove];
+                }
+            }
+        }
+        if let Some(since) = self.superseded_at
+            && now >= since + self.superseded_patience(io.cfg)
+            && self.children.is_empty()
+        {
+            tracing::debug!("replaced IKE SA {} expired", hex_spi(self.core.our_spi()));
+            self.release_pending(io);
+            return vec![Effect::Remove];
+        }
+        let mut due = Vec::new();
+        self.deferred.retain(|(at, task)| {
+            if *at <= now {
+                due.push(task.clone());
+                false
+            } else {
+                true
+            }
+        });
+        self.queue.extend(due);
+        self.check_superseded(io);
+        if let Some(dpd) = io.cfg.dpd
+            && self.outstanding.is_none()
+            && self.queue.is_empty()
+            && self.superseded_at.is_none()
+            && now >= self.last_rx + dpd
+        {
+            tracing::debug!("liveness check of {}", self.peer.name);
+            self.queue.push_back(Task::Liveness);
+        }
+        self.pump(io);
+        Vec::new()
+    }
+
+    /// The forwarder's counters: ESP from the peer counts as life; a successor that carried
+    /// traffic lets its predecessor go.
+    pub fn counters(&mut self, io: &mut Io<'_>, report: &CounterReport) {
+        for sa in &report.sas {
+            if sa.peer != self.peer.id {
+                continue;
+            }
+            let Some(child) = self.children.iter_mut().find(|c| c.spi_in == sa.spi_in.0) else {
+                continue;
+            };
+            if sa.rx_packets > 0 {
+                child.carried_traffic = true;
+            }
+            if let Some(ago) = sa.last_rx_seconds_ago
+                && let Some(at) = io.now.mono.checked_sub(Duration::from_secs(ago))
+                && at > self.last_rx
+            {
+                self.last_rx = at;
+            }
+        }
+        self.check_superseded(io);
+        self.pump(io);
+    }
+
+    /// Whether the CHILD SA with this inbound SPI is ours.
+    pub fn has_child(&self, spi_in: u32) -> bool {
+        self.children.iter().any(|c| c.spi_in == spi_in)
+    }
+
+    /// A lifetime of a CHILD SA ran out: rekey it unless that is under way.
+    pub fn limit_reached(&mut self, io: &mut Io<'_>, spi_in: u32, urgent: bool) {
+        let Some(child) = self.children.iter_mut().find(|c| c.spi_in == spi_in) else {
+            return;
+        };
+        if child.state != ChildState::Active {
+            return;
+        }
+        child.state = ChildState::Rekeying;
+        self.queue_task(
+            io,
+            Task::RekeyChild {
+                spi_in,
+                group: None,
+            },
+            urgent,
+        );
+    }
+
+    /// Starts an IKE SA rekey.
+    pub fn rekey(&mut self, io: &mut Io<'_>) {
+        if self.superseded_at.is_some()
+            || self.collision.is_some()
+            || self
+                .queue
+                .iter()
+                .any(|t| matches!(t, Task::RekeyIke { .. }))
+            || matches!(
+                self.outstanding,
+                Some(Outstanding {
+                    pending: Pending::IkeRekey(_),
+                    ..
+                })
+            )
+        {
+            return;
+        }
+        self.queue_task(io, Task::RekeyIke { group: None }, false);
+    }
+
+    /// The forwarder moved this peer's endpoint: IKE follows.
+    pub fn endpoint_moved(&mut self, io: &mut Io<'_>, new: &hometun_control::Endpoint) {
+        let port = match new.encap {
+            hometun_control::Encapsulation::Udp { remote_port, .. } => remote_port,
+            hometun_control::Encapsulation::Raw => self.core.remote.port(),
+        };
+        let remote = SocketAddrV4::new(new.remote, port);
+        if remote != self.core.remote {
+            tracing::info!(
+                "{} moved: {} -> {}",
+                self.peer.name,
+                self.core.remote,
+                remote
+            );
+            self.core.remote = remote;
+            self.last_moved = Some(io.now.mono);
+        }
+    }
+
+    /// Our outer address changed (the client's; issue 4 announces it).
+    pub fn local_address(&mut self, io: &mut Io<'_>, addr: std::net::Ipv4Addr) {
+        if *self.core.local.ip() == addr {
+            return;
+        }
+        self.core.local = SocketAddrV4::new(addr, self.core.local.port());
+        if self.superseded_at.is_none() && !self.children.is_empty() {
+            io.forwarder(hometun_control::Request::UpdateEndpoint {
+                peer: self.peer.id,
+                endpoint: self.core.esp_endpoint(io.cfg),
+            });
+        }
+    }
+
+    /// Removes every CHILD SA and reports the peer down (unless superseded).
+    pub fn kill(&mut self, io: &mut Io<'_>, reason: String) {
+        for child in self.children.drain(..) {
+            child.uninstall(io);
+        }
+        self.release_pending(io);
+        if self.superseded_at.is_none() {
+            tracing::info!("IKE SA with {} down: {reason}", self.peer.name);
+            io.output(Output::PeerDown {
+                peer: self.peer.id,
+                name: self.peer.name.clone(),
+                reason,
+            });
+            self.superseded_at = Some(io.now.mono);
+        }
+    }
+
+    /// Frees the SPIs our request in flight holds and drops queued work (on removal).
+    pub fn release_pending(&mut self, io: &mut Io<'_>) {
+        if let Some(o) = self.outstanding.take() {
+            match o.pending {
+                Pending::ChildRekey(r) => io.spis.release_esp(r.new_spi_in),
+                Pending::IkeRekey(r) => io.spis.release_ike(r.new_spi),
+                _ => {}
+            }
+        }
+        self.queue.clear();
+        self.deferred.clear();
+    }
+
+    /// Shutdown: one DELETE for the IKE SA, no waiting; everything removed.
+    pub fn close(&mut self, io: &mut Io<'_>) {
+        let header = self
+            .core
+            .header(ExchangeType::INFORMATIONAL, false, self.next_request_id);
+        if let Ok(delete) = self.core.seal(header, vec![Payload::Delete(Delete::ike())]) {
+            io.send(self.core.local, self.core.remote, delete);
+        }
+        self.kill(io, "closed".into());
+    }
+
+    /// For `hometun status`.
+    pub fn status(&self, now: Instant) -> PeerStatus {
+        PeerStatus {
+            peer: self.peer.id,
+            name: self.peer.name.clone(),
+            local: self.core.local,
+            remote: self.core.remote,
+            nat: self.core.nat(),
+            ike_spis: (hex_spi(self.core.spi_i), hex_spi(self.core.spi_r)),
+            ike_proposal: self.core.chosen.to_string(),
+            established_seconds: now.saturating_duration_since(self.established_at).as_secs(),
+            last_moved_seconds_ago: self
+                .last_moved
+                .map(|t| now.saturating_duration_since(t).as_secs()),
+            prefixes: if self.client {
+                self.local_allowed.clone()
+            } else {
+                self.peer_allowed.clone()
+            },
+            children: self.children.iter().map(Child::status).collect(),
+        }
+    }
+
+    /// The addresses (for a successor built elsewhere).
+    #[allow(dead_code)]
+    pub fn addresses(&self) -> Addresses {
+        self.core.addresses()
+    }
+}
+
+type ChildRequest<'a> = (
+    &'a [u8],
+    Option<&'a wire::KeyExchange>,
+    &'a wire::TrafficSelectors,
+    &'a wire::TrafficSelectors,
+);
+
+/// Ni, KE, TSi and TSr of a CHILD SA rekey request.
+fn child_request_payloads(inner: &[Payload]) -> Result<ChildRequest<'_>, IkeError> {
+    let mut ni = None;
+    let mut ke = None;
+    let mut tsi = None;
+    let mut tsr = None;
+    for p in inner {
+        match p {
+            Payload::Nonce(n) => ni = Some(n.data.as_slice()),
+            Payload::Ke(k) => ke = Some(k),
+            Payload::TsI(t) => tsi = Some(t),
+            Payload::TsR(t) => tsr = Some(t),
+            _ => {}
+        }
+    }
+    match (ni, tsi, tsr) {
+        (Some(ni), Some(tsi), Some(tsr)) => Ok((ni, ke, tsi, tsr)),
+        _ => Err(IkeError::syntax(
+            "CREATE_CHILD_SA request lacks Ni, TSi or TSr",
+        )),
+    }
+}
+
+type ChildResponse<'a> = (
+    &'a wire::SecurityAssociation,
+    &'a wire::Nonce,
+    Option<&'a wire::KeyExchange>,
+    &'a wire::TrafficSelectors,
+    &'a wire::TrafficSelectors,
+);
+
+/// SA, Nr, KE, TSi and TSr of a CHILD SA rekey response.
+fn child_response_payloads(inner: &[Payload]) -> Result<ChildResponse<'_>, IkeError> {
+    let mut sa = None;
+    let mut nr = None;
+    let mut ke = None;
+    let mut tsi = None;
+    let mut tsr = None;
+    for p in inner {
+        match p {
+            Payload::Sa(s) => sa = Some(s),
+            Payload::Nonce(n) => nr = Some(n),
+            Payload::Ke(k) => ke = Some(k),
+            Payload::TsI(t) => tsi = Some(t),
+            Payload::TsR(t) => tsr = Some(t),
+            _ => {}
+        }
+    }
+    match (sa, nr, tsi, tsr) {
+        (Some(sa), Some(nr), Some(tsi), Some(tsr)) => Ok((sa, nr, ke, tsi, tsr)),
+        _ => Err(IkeError::syntax(
+            "CREATE_CHILD_SA response lacks SA, Nr, TSi or TSr",
+        )),
+    }
+}
+
+/// Ni and KE of an IKE SA rekey request.
+fn ike_rekey_payloads(inner: &[Payload]) -> Result<(&[u8], &wire::KeyExchange), IkeError> {
+    let ni = inner.iter().find_map(|p| match p {
+        Payload::Nonce(n) => Some(n.data.as_slice()),
+        _ => None,
+    });
+    let ke = inner.iter().find_map(|p| match p {
+        Payload::Ke(k) => Some(k),
+        _ => None,
+    });
+    match (ni, ke) {
+        (Some(ni), Some(ke)) => Ok((ni, ke)),
+        _ => Err(IkeError::syntax("IKE SA rekey request lacks Ni or KE")),
+    }
+}
+
+type IkeRekeyResponse<'a> = (
+    &'a wire::SecurityAssociation,
+    &'a wire::Nonce,
+    &'a wire::KeyExchange,
+);
+
+/// SA, Nr and KE of an IKE SA rekey response.
+fn ike_rekey_response_payloads(inner: &[Payload]) -> Result<IkeRekeyResponse<'_>, IkeError> {
+    let mut sa = None;
+    let mut nr = None;
+    let mut ke = None;
+    for p in inner {
+        match p {
+            Payload::Sa(s) => sa = Some(s),
+            Payload::Nonce(n) => nr = Some(n),
+            Payload::Ke(k) => ke = Some(k),
+            _ => {}
+        }
+    }
+    match (sa, nr, ke) {
+        (Some(sa), Some(nr), Some(ke)) => Ok((sa, nr, ke)),
+        _ => Err(IkeError::syntax("IKE SA rekey response lacks SA, Nr or KE")),
+    }
+}

@@ -1,0 +1,622 @@
+//! The initiator's (client's) steps: IKE_SA_INIT sent, IKE_AUTH sent, then established.
+
+use std::net::SocketAddrV4;
+use std::time::Instant;
+
+use hometun_control::PeerId;
+use ipnet::Ipv6Net;
+
+use super::child::{Child, ExchangeRole};
+use super::established::{Established, EstablishedParams};
+use super::{
+    Addresses, IkeCore, IkeError, Io, PeerInfo, cert_payloads, certreq_payload, error_notify,
+    hash_algorithms_payload, id_body, identity_of, nat_detected, natd_payloads,
+    peer_hash_algorithms, sign_auth, verify_auth, verify_peer_certificate,
+};
+use crate::crypto::auth::{AuthRole, auth_octets};
+use crate::crypto::{DhGroup, IkeSaKeys, KeyExchange, PeerIdentity};
+use crate::endpoint::Output;
+use crate::proposal::{EspProposal, IkeProposal};
+use crate::selectors::{any_ipv6, prefixes_of, to_payload};
+use crate::window::{Retransmission, RetransmitAction};
+use crate::wire::{
+    self, ExchangeType, Flags, HashAlgorithm, Header, Message, Notify, NotifyType, Payload,
+};
+
+/// At most this many COOKIE rounds before giving up (a responder asking again and again is
+/// broken or hostile).
+const MAX_COOKIE_ROUNDS: u32 = 3;
+
+/// What the client's steps need to know.
+pub(crate) struct ClientParams<'a> {
+    pub server: SocketAddrV4,
+    pub server_identity: &'a PeerIdentity,
+    pub local: SocketAddrV4,
+    pub local_prefixes: &'a [Ipv6Net],
+    pub initial_contact: bool,
+    pub peer: PeerId,
+}
+
+/// Why a connection attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    /// One line.
+    pub reason: String,
+    /// The peer refused us or we refused it (logged at warn, `Output::Refused`), rather than a
+    /// timeout.
+    pub refused: bool,
+}
+
+impl Failure {
+    fn refused(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            refused: true,
+        }
+    }
+}
+
+/// The result of a step.
+pub(crate) enum Step<S, T> {
+    /// Still waiting (the message was not for us, or we sent a corrected request).
+    Wait(S),
+    /// Moved on.
+    Next(T),
+    /// The attempt is over.
+    Failed(Failure),
+}
+
+/// IKE_SA_INIT sent, waiting for the answer.
+pub(crate) struct SaInitRequested {
+    spi_i: u64,
+    ni: Vec<u8>,
+    ke: KeyExchange,
+    tried_groups: Vec<DhGroup>,
+    cookie: Option<Vec<u8>>,
+    cookie_rounds: u32,
+    /// The request as last sent: RealMessage1 of our AUTH octets.
+    request: Vec<u8>,
+    retransmission: Retransmission,
+}
+
+impl SaInitRequested {
+    /// Sends the first IKE_SA_INIT request.
+    pub fn start(io: &mut Io<'_>, p: &ClientParams<'_>, spi_i: u64) -> Self {
+        let group = io
+            .cfg
+            .ike_proposals
+            .first()
+            .and_then(|proposal| proposal.groups.first().copied())
+            .unwrap_or(DhGroup::Curve25519);
+        let ni = io.nonce();
+        let ke = io.key_exchange(group);
+        let mut step = Self {
+            spi_i,
+            ni,
+            ke,
+            tried_groups: vec![group],
+            cookie: None,
+            cookie_rounds: 0,
+            request: Vec::new(),
+            retransmission: Retransmission::new(
+                io.now.mono,
+                io.cfg.retransmit_base,
+                Vec::new(),
+                p.local,
+                p.server,
+            ),
+        };
+        step.send(io, p);
+        tracing::debug!(
+            "IKE_SA_INIT to {} with {} (SPI {})",
+            p.server,
+            group,
+            super::hex_spi(spi_i)
+        );
+        step
+    }
+
+    fn send(&mut self, io: &mut Io<'_>, p: &ClientParams<'_>) {
+        let mut payloads = Vec::new();
+        if let Some(cookie) = &self.cookie {
+            payloads.push(Payload::Notify(Notify::new(
+                NotifyType::COOKIE,
+                cookie.clone(),
+            )));
+        }
+        payloads.push(Payload::Sa(IkeProposal::sa_payload(
+            &io.cfg.ike_proposals,
+            &[],
+        )));
+        payloads.push(Payload::Ke(wire::KeyExchange::new(
+            self.ke.group().to_wire(),
+            self.ke.public_ke_data().to_vec(),
+        )));
+        payloads.push(Payload::Nonce(wire::Nonce::new(self.ni.clone())));
+        payloads.extend(natd_payloads(self.spi_i, 0, p.local, p.server));
+        payloads.push(hash_algorithms_payload());
+        let header = Header::new(
+            ExchangeType::IKE_SA_INIT,
+            self.spi_i,
+            0,
+            Flags::new(true, false),
+            0,
+        );
+        let request = Message::new(header, payloads)
+            .to_bytes()
+            .expect("an IKE_SA_INIT request of fixed-size payloads encodes");
+        self.request = request.clone();
+        self.retransmission = Retransmission::new(
+            io.now.mono,
+            io.cfg.retransmit_base,
+            request.clone(),
+            p.local,
+            p.server,
+        );
+        io.send(p.local, p.server, request);
+    }
+
+    /// When the retransmission timer fires.
+    pub fn deadline(&self) -> Instant {
+        self.retransmission.deadline()
+    }
+
+    /// The retransmission timer fired.
+    pub fn on_timeout(mut self, io: &mut Io<'_>) -> Step<Self, AuthRequested> {
+        match self.retransmission.on_timeout(
+            io.now.mono,
+            io.cfg.retransmit_base,
+            io.cfg.retransmit_tries,
+        ) {
+            RetransmitAction::Resend => {
+                io.transmits.push_back(self.retransmission.transmit());
+                Step::Wait(self)
+            }
+            RetransmitAction::GiveUp => Step::Failed(Failure {
+                reason: format!(
+                    "no answer to IKE_SA_INIT after {} tries",
+                    self.retransmission.tries()
+                ),
+                refused: false,
+            }),
+        }
+    }
+
+    /// A message for our SPI arrived.
+    pub fn handle(
+        mut self,
+        io: &mut Io<'_>,
+        p: &ClientParams<'_>,
+        remote: SocketAddrV4,
+        data: &[u8],
+    ) -> Step<Self, AuthRequested> {
+        let Ok(message) = Message::parse(data) else {
+            tracing::debug!("unparsable IKE_SA_INIT response from {remote} dropped");
+            return Step::Wait(self);
+        };
+        let h = &message.header;
+        if h.exchange_type != ExchangeType::IKE_SA_INIT
+            || !h.flags.response()
+            || h.flags.initiator()
+            || h.message_id != 0
+            || h.spi_i != self.spi_i
+            || *remote.ip() != *p.server.ip()
+        {
+            tracing::debug!("unexpected message from {remote} dropped");
+            return Step::Wait(self);
+        }
+        if let Some(cookie) = message.notify(NotifyType::COOKIE) {
+            if self.cookie_rounds >= MAX_COOKIE_ROUNDS || cookie.data.is_empty() {
+                return Step::Failed(Failure::refused("the server keeps asking for a COOKIE"));
+            }
+            tracing::debug!("server asks for a COOKIE; repeating IKE_SA_INIT with it");
+            self.cookie = Some(cookie.data.clone());
+            self.cookie_rounds += 1;
+            self.send(io, p);
+            return Step::Wait(self);
+        }
+        if let Some(invalid_ke) = message.notify(NotifyType::INVALID_KE_PAYLOAD) {
+            let wanted = <[u8; 2]>::try_from(invalid_ke.data.as_slice())
+                .ok()
+                .map(u16::from_be_bytes);
+            let ours = IkeProposal::all_groups(&io.cfg.ike_proposals);
+            let group = wanted.and_then(DhGroup::from_id);
+            return match group {
+                Some(g) if ours.contains(&g) && !self.tried_groups.contains(&g) => {
+                    tracing::info!("server asks for key exchange group {g}; retrying");
+                    self.tried_groups.push(g);
+                    self.ke = io.key_exchange(g);
+                    self.send(io, p);
+                    Step::Wait(self)
+                }
+                _ => Step::Failed(Failure::refused(format!(
+                    "server asks for key exchange group {}, which we do not offer or tried",
+                    wanted.map_or_else(|| "?".into(), |g| g.to_string())
+                ))),
+            };
+        }
+        if let Some(error) = error_notify(&message.payloads) {
+            return Step::Failed(Failure::refused(format!(
+                "server refused IKE_SA_INIT: {}",
+                error.notify_type
+            )));
+        }
+        match self.accept(io, p, &message, data) {
+            Ok(next) => Step::Next(next),
+            Err(e) => Step::Failed(Failure::refused(e.to_string())),
+        }
+    }
+
+    fn accept(
+        self,
+        io: &mut Io<'_>,
+        p: &ClientParams<'_>,
+        message: &Message,
+        data: &[u8],
+    ) -> Result<AuthRequested, IkeError> {
+        let spi_r = message.header.spi_r;
+        if spi_r == 0 {
+            return Err(IkeError::syntax("responder SPI is zero"));
+        }
+        let mut sa = None;
+        let mut ke = None;
+        let mut nr = None;
+        for payload in &message.payloads {
+            match payload {
+                Payload::Sa(s) => sa = Some(s),
+                Payload::Ke(k) => ke = Some(k),
+                Payload::Nonce(n) => nr = Some(n),
+                _ => {}
+            }
+        }
+        let (Some(sa), Some(ke), Some(nr)) = (sa, ke, nr) else {
+            return Err(IkeError::syntax("IKE_SA_INIT response lacks SA, KE or Nr"));
+        };
+        let (chosen, _) = IkeProposal::accept(&io.cfg.ike_proposals, sa)?;
+        if chosen.group != self.ke.group() || ke.group != self.ke.group().to_wire() {
+            return Err(IkeError::NoProposalChosen(format!(
+                "server chose group {} but we sent {}",
+                chosen.group,
+                self.ke.group()
+            )));
+        }
+        let g_ir = self.ke.shared_secret(&ke.data)?;
+        let keys = IkeSaKeys::initial(
+            chosen.encryption,
+            &self.ni,
+            &nr.data,
+            &g_ir,
+            self.spi_i,
+            spi_r,
+        )?;
+        let (nat_remote, nat_local) =
+            nat_detected(&message.payloads, self.spi_i, spi_r, p.server, p.local);
+        let nat = nat_remote || nat_local;
+        // Float to the NAT-T port when a NAT is in the way (RFC 7296 2.23).
+        let (local, remote) = if nat {
+            (
+                SocketAddrV4::new(*p.local.ip(), io.cfg.nat_port),
+                SocketAddrV4::new(*p.server.ip(), io.cfg.nat_port),
+            )
+        } else {
+            (p.local, p.server)
+        };
+        if nat {
+            tracing::info!(
+                "NAT detected ({}); IKE moves to port {}",
+                if nat_local {
+                    "in front of us"
+                } else {
+                    "in front of the server"
+                },
+                io.cfg.nat_port
+            );
+        }
+        let core = IkeCore::new(
+            keys,
+            chosen,
+            self.spi_i,
+            spi_r,
+            true,
+            Addresses {
+                local,
+                remote,
+                nat_local,
+                nat_remote,
+            },
+        )?;
+        let hash_algorithms = peer_hash_algorithms(&message.payloads);
+        AuthRequested::start(
+            io,
+            p,
+            core,
+            self.ni,
+            nr.data.clone(),
+            &self.request,
+            data.to_vec(),
+            &hash_algorithms,
+        )
+    }
+}
+
+/// IKE_AUTH sent, waiting for the answer.
+pub(crate) struct AuthRequested {
+    core: IkeCore,
+    ni: Vec<u8>,
+    nr: Vec<u8>,
+    /// The responder's IKE_SA_INIT response: RealMessage2 of its AUTH octets.
+    responder_init: Vec<u8>,
+    esp_spi: u32,
+    retransmission: Retransmission,
+}
+
+impl AuthRequested {
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        io: &mut Io<'_>,
+        p: &ClientParams<'_>,
+        mut core: IkeCore,
+        ni: Vec<u8>,
+        nr: Vec<u8>,
+        our_init: &[u8],
+        responder_init: Vec<u8>,
+        hash_algorithms: &[HashAlgorithm],
+    ) -> Result<Self, IkeError> {
+        let idi = super::our_id(&io.cfg.identity);
+        let idr = super::our_id(p.server_identity);
+        let octets = auth_octets(
+            AuthRole::Initiator,
+            &core.keys,
+            our_init,
+            &nr,
+            &id_body(&idi),
+        );
+        let auth = sign_auth(io.cfg, hash_algorithms, &octets)?;
+        let esp_spi = io.spis.new_esp(io.rng);
+        let mut payloads = vec![Payload::IdI(idi)];
+        payloads.extend(cert_payloads(io.cfg));
+        if p.initial_contact {
+            payloads.push(Payload::Notify(Notify::new(
+                NotifyType::INITIAL_CONTACT,
+                Vec::new(),
+            )));
+        }
+        payloads.push(certreq_payload(&io.cfg.verifier));
+        payloads.push(Payload::IdR(idr));
+        payloads.push(auth);
+        payloads.push(Payload::Sa(EspProposal::sa_payload(
+            &io.cfg.esp_proposals,
+            esp_spi,
+            false,
+        )));
+        payloads.push(Payload::TsI(to_payload(p.local_prefixes)));
+        payloads.push(Payload::TsR(to_payload(&[any_ipv6()])));
+        let header = core.header(ExchangeType::IKE_AUTH, false, 1);
+        let request = match core.seal(header, payloads) {
+            Ok(r) => r,
+            Err(e) => {
+                io.spis.release_esp(esp_spi);
+                return Err(IkeError::syntax(format!("cannot build IKE_AUTH: {e}")));
+            }
+        };
+        let retransmission = Retransmission::new(
+            io.now.mono,
+            io.cfg.retransmit_base,
+            request.clone(),
+            core.local,
+            core.remote,
+        );
+        io.send(core.local, core.remote, request);
+        Ok(Self {
+            core,
+            ni,
+            nr,
+            responder_init,
+            esp_spi,
+            retransmission,
+        })
+    }
+
+    /// When the retransmission timer fires.
+    pub fn deadline(&self) -> Instant {
+        self.retransmission.deadline()
+    }
+
+    /// Frees what this attempt holds (its ESP SPI).
+    pub fn abandon(self, io: &mut Io<'_>) {
+        io.spis.release_esp(self.esp_spi);
+    }
+
+    /// The retransmission timer fired.
+    pub fn on_timeout(mut self, io: &mut Io<'_>) -> Step<Self, Established> {
+        match self.retransmission.on_timeout(
+            io.now.mono,
+            io.cfg.retransmit_base,
+            io.cfg.retransmit_tries,
+        ) {
+            RetransmitAction::Resend => {
+                io.transmits.push_back(self.retransmission.transmit());
+                Step::Wait(self)
+            }
+            RetransmitAction::GiveUp => {
+                let tries = self.retransmission.tries();
+                self.abandon(io);
+                Step::Failed(Failure {
+                    reason: format!("no answer to IKE_AUTH after {tries} tries"),
+                    refused: false,
+                })
+            }
+        }
+    }
+
+    /// A message for our SPI arrived.
+    pub fn handle(
+        self,
+        io: &mut Io<'_>,
+        p: &ClientParams<'_>,
+        remote: SocketAddrV4,
+        data: &[u8],
+    ) -> Step<Self, Established> {
+        let Ok(header) = Header::parse(data) else {
+            return Step::Wait(self);
+        };
+        if header.exchange_type != ExchangeType::IKE_AUTH
+            || !header.flags.response()
+            || header.flags.initiator()
+            || header.message_id != 1
+            || header.spi_r != self.core.spi_r
+        {
+            tracing::debug!("unexpected message from {remote} dropped while in IKE_AUTH");
+            return Step::Wait(self);
+        }
+        let inner = match self.core.open(data) {
+            Ok(m) => m.inner,
+            Err(e) => {
+                tracing::debug!("IKE_AUTH response from {remote} dropped: {e}");
+                return Step::Wait(self);
+            }
+        };
+        let result = self.accept(io, p, &inner);
+        match result {
+            Ok(established) => Step::Next(established),
+            Err((this, error)) => {
+                this.abandon(io);
+                Step::Failed(error)
+            }
+        }
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn accept(
+        mut self,
+        io: &mut Io<'_>,
+        p: &ClientParams<'_>,
+        inner: &[Payload],
+    ) -> Result<Established, (Self, Failure)> {
+        let mut idr = None;
+        let mut auth = None;
+        let mut sa = None;
+        let mut tsi = None;
+        let mut tsr = None;
+        for payload in inner {
+            match payload {
+                Payload::IdR(id) => idr = Some(id),
+                Payload::Auth(a) => auth = Some(a),
+                Payload::Sa(s) => sa = Some(s),
+                Payload::TsI(t) => tsi = Some(t),
+                Payload::TsR(t) => tsr = Some(t),
+                _ => {}
+            }
+        }
+        let (Some(idr), Some(auth)) = (idr, auth) else {
+            let reason = match error_notify(inner) {
+                Some(n) => format!("server refused IKE_AUTH: {}", n.notify_type),
+                None => "IKE_AUTH response without IDr or AUTH".into(),
+            };
+            return Err((self, Failure::refused(reason)));
+        };
+        let checked = identity_of(idr).and_then(|identity| {
+            if &identity != p.server_identity {
+                return Err(IkeError::AuthenticationFailed(format!(
+                    "server identifies as {identity}, expected {}",
+                    p.server_identity
+                )));
+            }
+            let peer = verify_peer_certificate(&io.cfg.verifier, inner, &identity, io.now.wall)?;
+            let octets = auth_octets(
+                AuthRole::Responder,
+                &self.core.keys,
+                &self.responder_init,
+                &self.ni,
+                &id_body(idr),
+            );
+            verify_auth(&peer, auth, &octets)?;
+            Ok(identity)
+        });
+        let identity = match checked {
+            Ok(identity) => identity,
+            Err(e) => return Err((self, Failure::refused(format!("server: {e}")))),
+        };
+        // Authenticated: the server is who it claims; now the CHILD SA.
+        let child = (|| {
+            if let Some(error) = error_notify(inner) {
+                return Err(format!(
+                    "server refused the CHILD SA: {}",
+                    error.notify_type
+                ));
+            }
+            let (Some(sa), Some(tsi), Some(tsr)) = (sa, tsi, tsr) else {
+                return Err("IKE_AUTH response lacks SA, TSi or TSr".to_string());
+            };
+            let (chosen, spi_out) =
+                EspProposal::accept(&io.cfg.esp_proposals, sa, None).map_err(|e| e.to_string())?;
+            let local_ts = prefixes_of(tsi);
+            let remote_ts = prefixes_of(tsr);
+            if local_ts.is_empty() || remote_ts.is_empty() {
+                return Err("server narrowed the traffic selectors to nothing".into());
+            }
+            Ok(Child::new(
+                self.esp_spi,
+                spi_out,
+                chosen,
+                local_ts,
+                remote_ts,
+            ))
+        })();
+        let child = match child {
+            Ok(child) => child,
+            Err(reason) => {
+                // The server keeps an IKE SA without CHILD SA: tell it to drop it.
+                let header = self.core.header(ExchangeType::INFORMATIONAL, false, 2);
+                if let Ok(delete) = self
+                    .core
+                    .seal(header, vec![Payload::Delete(wire::Delete::ike())])
+                {
+                    io.send(self.core.local, self.core.remote, delete);
+                }
+                return Err((self, Failure::refused(reason)));
+            }
+        };
+        let keys =
+            match self
+                .core
+                .keys
+                .child_sa_keys(child.chosen.encryption, None, &self.ni, &self.nr)
+            {
+                Ok(keys) => keys,
+                Err(e) => return Err((self, Failure::refused(e.to_string()))),
+            };
+        let peer = PeerInfo {
+            id: p.peer,
+            name: identity.to_string(),
+            identity,
+        };
+        child.install(io, peer.id, &self.core, keys, ExchangeRole::Initiator);
+        io.output(Output::PeerUp {
+            peer: peer.id,
+            name: peer.name.clone(),
+            remote: self.core.remote,
+        });
+        tracing::info!(
+            "IKE SA with {} ({}) established: {}",
+            peer.name,
+            self.core.remote,
+            self.core.chosen
+        );
+        Ok(Established::new(
+            io,
+            EstablishedParams {
+                core: self.core,
+                peer,
+                local_allowed: p.local_prefixes.to_vec(),
+                peer_allowed: vec![any_ipv6()],
+                children: vec![child],
+                next_request_id: 2,
+                expected_request_id: 0,
+                cached_response: None,
+                mobike: false,
+                client: true,
+            },
+        ))
+    }
+}

@@ -1,0 +1,489 @@
+//! The responder's (server's) steps: an IKE_SA_INIT request answered (half open), the
+//! IKE_AUTH request authenticated, then established.
+
+use std::net::SocketAddrV4;
+use std::time::Instant;
+
+use hometun_control::PeerId;
+use ipnet::Ipv6Net;
+
+use super::child::{Child, ExchangeRole};
+use super::established::{Established, EstablishedParams};
+use super::{
+    Addresses, IkeCore, IkeError, Io, PeerInfo, cert_payloads, certreq_payload, has_notify,
+    hash_algorithms_payload, id_body, identity_of, nat_detected, natd_payloads, our_id,
+    peer_hash_algorithms, sign_auth, verify_auth, verify_peer_certificate,
+};
+use crate::crypto::PeerIdentity;
+use crate::crypto::auth::{AuthRole, auth_octets};
+use crate::crypto::{IkeSaKeys, VerifiedPeer};
+use crate::endpoint::{Authorizer, Output};
+use crate::proposal::{ChosenEsp, EspGroups, EspProposal, IkeProposal};
+use crate::selectors::{any_ipv6, narrow, prefixes_of, to_payload};
+use crate::wire::{
+    self, ExchangeType, Flags, HashAlgorithm, Header, Message, Notify, NotifyType, Payload,
+};
+
+/// An unprotected IKE_SA_INIT response carrying one notify (COOKIE, INVALID_KE_PAYLOAD,
+/// NO_PROPOSAL_CHOSEN...): the responder SPI is zero and no state is kept (RFC 7296 2.6, 1.2).
+pub(crate) fn unprotected_answer(request: &Header, notify: Notify) -> Vec<u8> {
+    let header = Header::new(
+        ExchangeType::IKE_SA_INIT,
+        request.spi_i,
+        0,
+        Flags::new(false, true),
+        request.message_id,
+    );
+    Message::new(header, vec![Payload::Notify(notify)])
+        .to_bytes()
+        .unwrap_or_default()
+}
+
+/// Answers an IKE_SA_INIT request (cookie and bounds already checked): chooses the proposal,
+/// computes the keys and sends the response. Errors are answered by the caller, unprotected.
+pub(crate) fn respond_sa_init(
+    io: &mut Io<'_>,
+    local: SocketAddrV4,
+    remote: SocketAddrV4,
+    message: &Message,
+    data: &[u8],
+    expires: Instant,
+) -> Result<HalfOpen, IkeError> {
+    let spi_i = message.header.spi_i;
+    let mut sa = None;
+    let mut ke = None;
+    let mut ni = None;
+    for payload in &message.payloads {
+        match payload {
+            Payload::Sa(s) => sa = Some(s),
+            Payload::Ke(k) => ke = Some(k),
+            Payload::Nonce(n) => ni = Some(n),
+            _ => {}
+        }
+    }
+    let (Some(sa), Some(ke), Some(ni)) = (sa, ke, ni) else {
+        return Err(IkeError::syntax("IKE_SA_INIT request lacks SA, KE or Ni"));
+    };
+    let (chosen, _, answer) = IkeProposal::select(&io.cfg.ike_proposals, sa, Some(ke.group), &[])?;
+    if chosen.group.to_wire() != ke.group {
+        return Err(IkeError::InvalidKe {
+            wanted: chosen.group,
+            got: ke.group.0,
+        });
+    }
+    let our_ke = io.key_exchange(chosen.group);
+    let g_ir = our_ke.shared_secret(&ke.data)?;
+    let nr = io.nonce();
+    let spi_r = io.spis.new_ike(io.rng);
+    let keys = match IkeSaKeys::initial(chosen.encryption, &ni.data, &nr, &g_ir, spi_i, spi_r) {
+        Ok(keys) => keys,
+        Err(e) => {
+            io.spis.release_ike(spi_r);
+            return Err(e.into());
+        }
+    };
+    let (nat_remote, nat_local) = nat_detected(&message.payloads, spi_i, 0, remote, local);
+    let mut payloads = vec![
+        Payload::Sa(wire::SecurityAssociation::new(vec![answer])),
+        Payload::Ke(wire::KeyExchange::new(
+            our_ke.group().to_wire(),
+            our_ke.public_ke_data().to_vec(),
+        )),
+        Payload::Nonce(wire::Nonce::new(nr.clone())),
+    ];
+    payloads.extend(natd_payloads(spi_i, spi_r, local, remote));
+    payloads.push(certreq_payload(&io.cfg.verifier));
+    payloads.push(hash_algorithms_payload());
+    let header = Header::new(
+        ExchangeType::IKE_SA_INIT,
+        spi_i,
+        spi_r,
+        Flags::new(false, true),
+        0,
+    );
+    let response = match Message::new(header, payloads).to_bytes() {
+        Ok(r) => r,
+        Err(e) => {
+            io.spis.release_ike(spi_r);
+            return Err(IkeError::syntax(e.to_string()));
+        }
+    };
+    let core = match IkeCore::new(
+        keys,
+        chosen,
+        spi_i,
+        spi_r,
+        false,
+        Addresses {
+            local,
+            remote,
+            nat_local,
+            nat_remote,
+        },
+    ) {
+        Ok(core) => core,
+        Err(e) => {
+            io.spis.release_ike(spi_r);
+            return Err(e.into());
+        }
+    };
+    io.send(local, remote, response.clone());
+    tracing::debug!(
+        "IKE_SA_INIT from {remote}: {chosen}{}",
+        if nat_remote || nat_local {
+            ", NAT detected"
+        } else {
+            ""
+        }
+    );
+    Ok(HalfOpen {
+        core,
+        ni: ni.data.clone(),
+        nr,
+        initiator_init: data.to_vec(),
+        response,
+        peer_hash_algorithms: peer_hash_algorithms(&message.payloads),
+        source: remote,
+        expires,
+    })
+}
+
+/// IKE_SA_INIT answered; waiting for IKE_AUTH.
+pub(crate) struct HalfOpen {
+    core: IkeCore,
+    ni: Vec<u8>,
+    nr: Vec<u8>,
+    /// The initiator's request: RealMessage1 of its AUTH octets.
+    initiator_init: Vec<u8>,
+    /// Our response: RealMessage2 of our AUTH octets, and the answer to retransmissions.
+    response: Vec<u8>,
+    peer_hash_algorithms: Vec<HashAlgorithm>,
+    /// Where the IKE_SA_INIT request came from (the half-open bound counts per address).
+    pub source: SocketAddrV4,
+    /// When the half-open SA is given up.
+    pub expires: Instant,
+}
+
+/// What an IKE_AUTH request led to.
+pub(crate) enum AuthResult {
+    /// Not a (decryptable) IKE_AUTH request: keep waiting.
+    Wait(Box<HalfOpen>),
+    /// The initiator proved who it is and its CHILD SA is acceptable.
+    Authenticated(Box<Authenticated>),
+    /// Refused; the error response is sent and the reason logged.
+    Refused,
+}
+
+impl HalfOpen {
+    /// Our SPI.
+    pub fn spi(&self) -> u64 {
+        self.core.spi_r
+    }
+
+    /// The initiator's SPI.
+    pub fn spi_i(&self) -> u64 {
+        self.core.spi_i
+    }
+
+    /// Whether an IKE_SA_INIT request with this nonce is a retransmission of ours.
+    pub fn is_retransmission(&self, ni: &[u8]) -> bool {
+        self.ni == ni
+    }
+
+    /// Our IKE_SA_INIT response, to send again.
+    pub fn response(&self) -> &[u8] {
+        &self.response
+    }
+
+    /// Processes the IKE_AUTH request.
+    pub fn authenticate(
+        mut self,
+        io: &mut Io<'_>,
+        authorizer: &dyn Authorizer,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        header: &Header,
+        data: &[u8],
+    ) -> AuthResult {
+        if header.exchange_type != ExchangeType::IKE_AUTH
+            || header.flags.response()
+            || !header.flags.initiator()
+            || header.message_id != 1
+        {
+            tracing::debug!(
+                "{} {} from {remote} on a half-open SA ignored",
+                header.exchange_type,
+                header.message_id
+            );
+            return AuthResult::Wait(Box::new(self));
+        }
+        let inner = match self.core.open(data) {
+            Ok(m) => m.inner,
+            Err(e) => match IkeError::from_sk(&e) {
+                Some(error) => {
+                    self.refuse(io, local, remote, None, error);
+                    return AuthResult::Refused;
+                }
+                None => {
+                    tracing::debug!("IKE_AUTH from {remote} dropped: {e}");
+                    return AuthResult::Wait(Box::new(self));
+                }
+            },
+        };
+        // Answer on whatever address and port the request came from (after a NAT-T float).
+        self.core.local = local;
+        self.core.remote = remote;
+        match self.check(io, authorizer, &inner) {
+            Ok(checked) => AuthResult::Authenticated(Box::new(Authenticated {
+                half_open: self,
+                checked,
+            })),
+            Err((name, error)) => {
+                self.refuse(io, local, remote, name, error);
+                AuthResult::Refused
+            }
+        }
+    }
+
+    fn refuse(
+        mut self,
+        io: &mut Io<'_>,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        name: Option<String>,
+        error: IkeError,
+    ) {
+        let header = self.core.header(ExchangeType::IKE_AUTH, true, 1);
+        if let Ok(response) = self
+            .core
+            .seal(header, vec![Payload::Notify(error.notify())])
+        {
+            io.send(local, remote, response);
+        }
+        tracing::warn!(
+            "refused {remote}{}: {} ({error})",
+            name.as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default(),
+            error.notify_type()
+        );
+        io.output(Output::Refused {
+            remote,
+            name,
+            reason: format!("{}: {error}", error.notify_type()),
+        });
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn check(
+        &self,
+        io: &mut Io<'_>,
+        authorizer: &dyn Authorizer,
+        inner: &[Payload],
+    ) -> Result<Checked, (Option<String>, IkeError)> {
+        let mut idi = None;
+        let mut auth = None;
+        let mut sa = None;
+        let mut tsi = None;
+        let mut tsr = None;
+        let mut idr = None;
+        for payload in inner {
+            match payload {
+                Payload::IdI(id) => idi = Some(id),
+                Payload::IdR(id) => idr = Some(id),
+                Payload::Auth(a) => auth = Some(a),
+                Payload::Sa(s) => sa = Some(s),
+                Payload::TsI(t) => tsi = Some(t),
+                Payload::TsR(t) => tsr = Some(t),
+                _ => {}
+            }
+        }
+        let (Some(idi), Some(auth)) = (idi, auth) else {
+            return Err((None, IkeError::syntax("IKE_AUTH request lacks IDi or AUTH")));
+        };
+        let identity = identity_of(idi).map_err(|e| (None, e))?;
+        let name = identity.to_string();
+        let fail = |e: IkeError| (Some(name.clone()), e);
+        if let Some(idr) = idr
+            && identity_of(idr).ok().as_ref() != Some(&io.cfg.identity)
+        {
+            tracing::debug!("{name} asks for another identity than ours; answering as ours");
+        }
+        let peer = verify_peer_certificate(&io.cfg.verifier, inner, &identity, io.now.wall)
+            .map_err(fail)?;
+        let octets = auth_octets(
+            AuthRole::Initiator,
+            &self.core.keys,
+            &self.initiator_init,
+            &self.nr,
+            &id_body(idi),
+        );
+        verify_auth(&peer, auth, &octets).map_err(fail)?;
+        let prefixes = authorizer
+            .prefixes(&identity, &peer)
+            .map_err(|reason| fail(IkeError::AuthenticationFailed(reason)))?;
+        // Our AUTH: RealMessage2 | Ni | prf(SK_pr, IDr').
+        let idr = our_id(&io.cfg.identity);
+        let octets = auth_octets(
+            AuthRole::Responder,
+            &self.core.keys,
+            &self.response,
+            &self.ni,
+            &id_body(&idr),
+        );
+        let our_auth = sign_auth(io.cfg, &self.peer_hash_algorithms, &octets).map_err(fail)?;
+        // The first CHILD SA. A refusal here refuses the whole IKE SA: a hometun tunnel
+        // without its CHILD SA carries nothing, so no IKE SA is kept for it.
+        let (Some(sa), Some(tsi), Some(tsr)) = (sa, tsi, tsr) else {
+            return Err(fail(IkeError::syntax(
+                "IKE_AUTH request lacks SA, TSi or TSr",
+            )));
+        };
+        if has_notify(inner, NotifyType::USE_TRANSPORT_MODE) {
+            return Err(fail(IkeError::NoProposalChosen(
+                "transport mode requested; only tunnel mode is offered".into(),
+            )));
+        }
+        let (esp, peer_spi, answer) =
+            EspProposal::select(&io.cfg.esp_proposals, sa, EspGroups::Ignore, 0)
+                .map_err(|e| fail(e.into()))?;
+        let their_ts = narrow(tsi, &prefixes);
+        let our_ts = narrow(tsr, &[any_ipv6()]);
+        if their_ts.is_empty() || our_ts.is_empty() {
+            return Err(fail(IkeError::TsUnacceptable(format!(
+                "asks for {} but may use {}",
+                super::child::join(&prefixes_of(tsi)),
+                super::child::join(&prefixes)
+            ))));
+        }
+        Ok(Checked {
+            identity,
+            name,
+            peer,
+            prefixes,
+            idr,
+            our_auth,
+            esp,
+            peer_spi,
+            answer,
+            their_ts,
+            our_ts,
+            initial_contact: has_notify(inner, NotifyType::INITIAL_CONTACT),
+            mobike: has_notify(inner, NotifyType::MOBIKE_SUPPORTED),
+        })
+    }
+}
+
+/// What the checks of IKE_AUTH found.
+struct Checked {
+    identity: PeerIdentity,
+    name: String,
+    #[allow(dead_code)]
+    peer: VerifiedPeer,
+    prefixes: Vec<Ipv6Net>,
+    idr: wire::Identification,
+    our_auth: Payload,
+    esp: ChosenEsp,
+    peer_spi: u32,
+    answer: wire::Proposal,
+    their_ts: Vec<Ipv6Net>,
+    our_ts: Vec<Ipv6Net>,
+    initial_contact: bool,
+    mobike: bool,
+}
+
+/// An IKE_AUTH request that passed every check, before the answer goes out (the endpoint
+/// first handles INITIAL_CONTACT and picks the peer ID).
+pub(crate) struct Authenticated {
+    half_open: HalfOpen,
+    checked: Checked,
+}
+
+impl Authenticated {
+    /// The peer's identity.
+    pub fn name(&self) -> &str {
+        &self.checked.name
+    }
+
+    /// The peer's identity.
+    pub fn identity(&self) -> &PeerIdentity {
+        &self.checked.identity
+    }
+
+    /// Whether the peer sent INITIAL_CONTACT.
+    pub fn initial_contact(&self) -> bool {
+        self.checked.initial_contact
+    }
+
+    /// Answers IKE_AUTH, installs the CHILD SA and becomes established.
+    pub fn complete(self, io: &mut Io<'_>, peer_id: PeerId) -> Established {
+        let Authenticated {
+            half_open: h,
+            checked: c,
+        } = self;
+        let mut core = h.core;
+        let spi_in = io.spis.new_esp(io.rng);
+        let mut answer = c.answer;
+        answer.spi = spi_in.to_be_bytes().to_vec();
+        let keys = core
+            .keys
+            .child_sa_keys(c.esp.encryption, None, &h.ni, &h.nr)
+            // The nonces passed IkeSaKeys::initial's checks; KEYMAT length is fixed.
+            .expect("CHILD SA keys derive from checked nonces");
+        let child = Child::new(
+            spi_in,
+            c.peer_spi,
+            c.esp,
+            c.our_ts.clone(),
+            c.their_ts.clone(),
+        );
+        let mut payloads = vec![Payload::IdR(c.idr)];
+        payloads.extend(cert_payloads(io.cfg));
+        payloads.push(c.our_auth);
+        payloads.push(Payload::Sa(wire::SecurityAssociation::new(vec![answer])));
+        payloads.push(Payload::TsI(to_payload(&c.their_ts)));
+        payloads.push(Payload::TsR(to_payload(&c.our_ts)));
+        if c.mobike {
+            payloads.push(Payload::Notify(Notify::new(
+                NotifyType::MOBIKE_SUPPORTED,
+                Vec::new(),
+            )));
+        }
+        let header = core.header(ExchangeType::IKE_AUTH, true, 1);
+        let response = core.seal(header, payloads).unwrap_or_default();
+        io.send(core.local, core.remote, response.clone());
+        let peer = PeerInfo {
+            id: peer_id,
+            name: c.name,
+            identity: c.identity,
+        };
+        child.install(io, peer.id, &core, keys, ExchangeRole::Responder);
+        tracing::info!(
+            "IKE SA with {} ({}) established: {}{}",
+            peer.name,
+            core.remote,
+            core.chosen,
+            if core.nat() { ", NAT" } else { "" }
+        );
+        io.output(Output::PeerUp {
+            peer: peer.id,
+            name: peer.name.clone(),
+            remote: core.remote,
+        });
+        Established::new(
+            io,
+            EstablishedParams {
+                core,
+                peer,
+                local_allowed: vec![any_ipv6()],
+                peer_allowed: c.prefixes,
+                children: vec![child],
+                next_request_id: 0,
+                expected_request_id: 2,
+                cached_response: Some(response),
+                mobike: c.mobike,
+                client: false,
+            },
+        )
+    }
+}

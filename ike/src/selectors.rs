@@ -1,0 +1,142 @@
+//! Traffic selectors as hometun uses them: IPv6 prefixes only (IPv4 entries are ignored), and
+//! narrowing a peer's request to what policy allows (RFC 7296 2.9).
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use ipnet::Ipv6Net;
+
+use crate::wire::{AddressRange, TrafficSelector, TrafficSelectors};
+
+/// ::/0, every IPv6 address.
+pub fn any_ipv6() -> Ipv6Net {
+    Ipv6Net::new(Ipv6Addr::UNSPECIFIED, 0).expect("prefix length 0 is valid")
+}
+
+/// A TS payload with one all-ports, all-protocols selector per prefix.
+pub fn to_payload(prefixes: &[Ipv6Net]) -> TrafficSelectors {
+    TrafficSelectors::new(
+        prefixes
+            .iter()
+            .map(|p| {
+                TrafficSelector::Address(AddressRange::ipv6_prefix(p.network(), p.prefix_len()))
+            })
+            .collect(),
+    )
+}
+
+/// The IPv6 address ranges of a TS payload as `(start, end)`, skipping IPv4 and unknown types
+/// and ranges whose start is after their end.
+fn ipv6_ranges(ts: &TrafficSelectors) -> impl Iterator<Item = (u128, u128)> + '_ {
+    ts.ranges().filter_map(|r| match (r.start, r.end) {
+        (IpAddr::V6(s), IpAddr::V6(e)) if u128::from(s) <= u128::from(e) => {
+            Some((u128::from(s), u128::from(e)))
+        }
+        _ => None,
+    })
+}
+
+/// The prefixes a TS payload covers (IPv6 entries only; ports and protocols are not kept:
+/// hometun's SAs carry all of them).
+pub fn prefixes_of(ts: &TrafficSelectors) -> Vec<Ipv6Net> {
+    let mut out = Vec::new();
+    for (start, end) in ipv6_ranges(ts) {
+        out.extend(range_to_prefixes(start, end));
+    }
+    Ipv6Net::aggregate(&out)
+}
+
+/// Narrows `requested` to `allowed`: each requested IPv6 range intersected with each allowed
+/// prefix. Returns the prefixes of the intersection (empty: TS_UNACCEPTABLE). This covers a
+/// client asking for ::/0 (it gets its prefix) and one asking for a /128 inside its /64 (it
+/// gets the /128), as strongSwan clients do.
+pub fn narrow(requested: &TrafficSelectors, allowed: &[Ipv6Net]) -> Vec<Ipv6Net> {
+    let mut out = Vec::new();
+    for (start, end) in ipv6_ranges(requested) {
+        for prefix in allowed {
+            let a_start = u128::from(prefix.network());
+            let a_end = u128::from(prefix.broadcast());
+            let lo = start.max(a_start);
+            let hi = end.min(a_end);
+            if lo <= hi {
+                out.extend(range_to_prefixes(lo, hi));
+            }
+        }
+    }
+    Ipv6Net::aggregate(&out)
+}
+
+/// The smallest list of prefixes that covers exactly `start..=end`.
+pub fn range_to_prefixes(start: u128, end: u128) -> Vec<Ipv6Net> {
+    let mut out = Vec::new();
+    let mut cur = start;
+    loop {
+        // The largest block aligned at `cur` that does not pass `end`.
+        let mut host_bits = if cur == 0 { 128 } else { cur.trailing_zeros() };
+        while host_bits > 0 {
+            let last = if host_bits == 128 {
+                u128::MAX
+            } else {
+                cur | ((1u128 << host_bits) - 1)
+            };
+            if last <= end {
+                break;
+            }
+            host_bits -= 1;
+        }
+        let prefix_len = u8::try_from(128 - host_bits).expect("at most 128");
+        out.push(Ipv6Net::new(Ipv6Addr::from(cur), prefix_len).expect("prefix length at most 128"));
+        let last = if host_bits == 128 {
+            u128::MAX
+        } else {
+            cur | ((1u128 << host_bits) - 1)
+        };
+        if last >= end {
+            return out;
+        }
+        cur = last + 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> Ipv6Net {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ranges_split_into_prefixes() {
+        assert_eq!(range_to_prefixes(0, u128::MAX), vec![net("::/0")]);
+        assert_eq!(range_to_prefixes(5, 5), vec![net("::5/128")]);
+        assert_eq!(
+            range_to_prefixes(1, 6),
+            vec![
+                net("::1/128"),
+                net("::2/127"),
+                net("::4/127"),
+                net("::6/128")
+            ]
+        );
+    }
+
+    #[test]
+    fn narrowing_to_the_clients_prefix() {
+        let allowed = [net("2001:db8:1::/64")];
+        // ::/0 narrows to the prefix.
+        assert_eq!(narrow(&to_payload(&[any_ipv6()]), &allowed), allowed);
+        // A /128 inside stays a /128 (strongSwan's local_ts = 2001:db8:1::2/128).
+        let host = net("2001:db8:1::2/128");
+        assert_eq!(narrow(&to_payload(&[host]), &allowed), vec![host]);
+        // Outside: nothing.
+        assert!(narrow(&to_payload(&[net("2001:db8:2::/64")]), &allowed).is_empty());
+        // IPv4 entries are ignored.
+        let v4 = TrafficSelectors::new(vec![TrafficSelector::Address(AddressRange::ipv4_prefix(
+            "0.0.0.0".parse().unwrap(),
+            0,
+        ))]);
+        assert!(narrow(&v4, &allowed).is_empty());
+        assert!(prefixes_of(&v4).is_empty());
+        assert_eq!(prefixes_of(&to_payload(&allowed)), allowed);
+    }
+}
