@@ -294,7 +294,15 @@ pub struct Pki {
     pub ca: Ca,
     pub client: Leaf,
     pub server: Leaf,
-    pub client_verifier_crl: Option<Vec<u8>>,
+    /// A CRL the server checks client certificates against.
+    pub server_crl: Option<Vec<u8>>,
+    /// The CA the client trusts, if not `ca` (a server from another CA).
+    pub client_trusts: Option<CertificateVerifierSource>,
+}
+
+/// Where a verifier's CA comes from.
+pub enum CertificateVerifierSource {
+    Der(Vec<u8>),
 }
 
 impl Pki {
@@ -306,7 +314,8 @@ impl Pki {
             ca,
             client,
             server,
-            client_verifier_crl: None,
+            server_crl: None,
+            client_trusts: None,
         }
     }
 }
@@ -358,7 +367,13 @@ pub fn server_config(setup: &Setup, pki: &Pki) -> ResponderConfig {
             vec![pki.server.der.clone()],
             pki.server.private_key(),
             SERVER_NAME,
-            pki.ca.verifier(),
+            {
+                let mut verifier = pki.ca.verifier();
+                if let Some(crl) = &pki.server_crl {
+                    verifier.add_crls(crl).unwrap();
+                }
+                verifier
+            },
             &setup.server_ike,
             &setup.server_esp,
             setup.server_dpd,
@@ -381,7 +396,12 @@ pub fn client_config(setup: &Setup, pki: &Pki) -> InitiatorConfig {
             vec![pki.client.der.clone()],
             pki.client.private_key(),
             CLIENT_NAME,
-            pki.ca.verifier(),
+            match &pki.client_trusts {
+                Some(CertificateVerifierSource::Der(der)) => {
+                    CertificateVerifier::from_ca_der(&[der]).unwrap()
+                }
+                None => pki.ca.verifier(),
+            },
             &setup.client_ike,
             &setup.client_esp,
             setup.dpd,

@@ -1,0 +1,459 @@
+//! Two-peer simulation: CHILD SA rekeys from either side with make-before-break, rekey
+//! collisions (RFC 7296 2.8.1), IKE SA rekeys and their collisions, PFS, lost and duplicated
+//! CREATE_CHILD_SA / INFORMATIONAL messages.
+
+#![allow(clippy::unwrap_used)]
+
+mod sim_support;
+
+use std::time::Duration;
+
+use hometun_control::{Event, Spi};
+use hometun_ike::endpoint::Output;
+use hometun_ike::wire::ExchangeType;
+use sim_support::*;
+
+fn connected(setup: Setup) -> Pair {
+    let mut pair = Pair::new(setup);
+    pair.connect();
+    pair.assert_matching_pairs();
+    pair
+}
+
+fn only_spi(node: &Node) -> u32 {
+    assert_eq!(
+        node.forwarder.installed.len(),
+        1,
+        "{:?}",
+        node.forwarder.installed.keys()
+    );
+    *node.forwarder.installed.keys().next().unwrap()
+}
+
+fn rekeyed(node: &Node) -> Vec<(u32, u32)> {
+    node.outputs
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Output::Rekeyed {
+                old_spi_in,
+                new_spi_in,
+                ..
+            } => Some((old_spi_in.0, new_spi_in.0)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Make-before-break on one side: the successor was installed before the old pair was deleted.
+fn assert_install_before_delete(node: &Node, old: u32, new: u32) {
+    let installed = node
+        .forwarder
+        .install_index(new)
+        .expect("new pair installed");
+    let deleted = node.forwarder.delete_index(old).expect("old pair deleted");
+    assert!(
+        installed < deleted,
+        "install {installed} before delete {deleted}"
+    );
+}
+
+#[test]
+fn child_rekey_from_the_client_is_make_before_break() {
+    let mut pair = connected(Setup::default());
+    let old_c = only_spi(&pair.client);
+    let old_s = only_spi(&pair.server);
+    pair.soft_limit(true, old_c);
+    pair.settle();
+    // Both sides run old and new side by side until the new one carried traffic.
+    assert_eq!(pair.client.forwarder.installed.len(), 2);
+    assert_eq!(pair.server.forwarder.installed.len(), 2);
+    pair.assert_matching_pairs();
+    pair.advance(Duration::from_secs(3));
+    assert_eq!(
+        pair.client.forwarder.installed.len(),
+        2,
+        "no traffic yet: old kept"
+    );
+    // The server sends on the newest pair; the client's new inbound SA counts it.
+    assert!(pair.esp(false));
+    pair.advance(Duration::from_secs(2));
+    let new_c = only_spi(&pair.client);
+    let new_s = only_spi(&pair.server);
+    assert_ne!(new_c, old_c);
+    assert_ne!(new_s, old_s);
+    pair.assert_matching_pairs();
+    assert_install_before_delete(&pair.client, old_c, new_c);
+    assert_install_before_delete(&pair.server, old_s, new_s);
+    assert_eq!(rekeyed(&pair.client), [(old_c, new_c)]);
+    assert_eq!(rekeyed(&pair.server), [(old_s, new_s)]);
+    assert!(pair.esp(true) && pair.esp(false));
+    // Exactly one CREATE_CHILD_SA and one INFORMATIONAL (the DELETE), both from the client.
+    assert_eq!(pair.count(ExchangeType::CREATE_CHILD_SA, false), 1);
+    assert_eq!(pair.count(ExchangeType::INFORMATIONAL, false), 1);
+    assert!(
+        pair.trace
+            .iter()
+            .all(|(d, _)| !d.is(ExchangeType::CREATE_CHILD_SA, false) || d.from_client)
+    );
+}
+
+#[test]
+fn child_rekey_from_the_server_deletes_after_a_grace_period_without_traffic() {
+    let mut pair = connected(Setup::default());
+    let old_c = only_spi(&pair.client);
+    let old_s = only_spi(&pair.server);
+    pair.soft_limit(false, old_s);
+    pair.settle();
+    assert_eq!(pair.server.forwarder.installed.len(), 2);
+    pair.advance(Duration::from_secs(5));
+    assert_eq!(
+        pair.server.forwarder.installed.len(),
+        2,
+        "grace period not over"
+    );
+    pair.advance(Duration::from_secs(6));
+    let new_c = only_spi(&pair.client);
+    let new_s = only_spi(&pair.server);
+    pair.assert_matching_pairs();
+    assert_install_before_delete(&pair.client, old_c, new_c);
+    assert_install_before_delete(&pair.server, old_s, new_s);
+    // Server-initiated requests on the IKE SA start at message ID 0 (the server is the
+    // original responder).
+    let request = pair
+        .trace
+        .iter()
+        .find(|(d, _)| d.is(ExchangeType::CREATE_CHILD_SA, false))
+        .unwrap();
+    assert!(!request.0.from_client);
+    assert_eq!(request.0.ike().unwrap().2, 0);
+}
+
+#[test]
+fn soft_limit_twice_rekeys_once_and_hard_limit_rekeys_at_once() {
+    let mut pair = connected(Setup::default());
+    let old = only_spi(&pair.client);
+    pair.soft_limit(true, old);
+    pair.soft_limit(true, old);
+    pair.settle();
+    assert_eq!(pair.count(ExchangeType::CREATE_CHILD_SA, false), 1);
+    pair.advance(Duration::from_secs(11));
+    let current = only_spi(&pair.client);
+    let peer = pair.client.forwarder.installed[&current].sa.peer;
+    pair.event(
+        true,
+        Event::HardLimit {
+            peer,
+            spi_in: Spi(current),
+            direction: hometun_control::Direction::Inbound,
+            kind: hometun_control::LimitKind::Packets,
+        },
+    );
+    pair.settle();
+    assert_eq!(pair.count(ExchangeType::CREATE_CHILD_SA, false), 2);
+    pair.advance(Duration::from_secs(11));
+    pair.assert_matching_pairs();
+    assert_eq!(pair.client.forwarder.installed.len(), 1);
+}
+
+#[test]
+fn lost_and_duplicated_rekey_messages() {
+    for victim in [
+        (ExchangeType::CREATE_CHILD_SA, false),
+        (ExchangeType::CREATE_CHILD_SA, true),
+        (ExchangeType::INFORMATIONAL, false),
+        (ExchangeType::INFORMATIONAL, true),
+    ] {
+        let mut pair = connected(Setup::default());
+        let mut dropped = false;
+        pair.filter = Box::new(move |d| {
+            if d.is(victim.0, victim.1) && !dropped {
+                dropped = true;
+                Fate::Drop
+            } else {
+                Fate::Duplicate
+            }
+        });
+        let old_c = only_spi(&pair.client);
+        pair.soft_limit(true, old_c);
+        pair.advance(Duration::from_secs(30));
+        pair.assert_matching_pairs();
+        assert_eq!(pair.client.forwarder.installed.len(), 1, "{victim:?}");
+        assert_eq!(pair.server.forwarder.installed.len(), 1, "{victim:?}");
+        // One new pair per side, whatever the retransmissions.
+        assert_eq!(pair.client.forwarder.installs().len(), 2, "{victim:?}");
+        assert_eq!(pair.server.forwarder.installs().len(), 2, "{victim:?}");
+        assert!(pair.esp(true) && pair.esp(false));
+        assert_eq!(pair.client.peer_downs().len(), 0);
+        // Every answer to a retransmitted request is the cached one, byte for byte.
+        for exchange in [ExchangeType::CREATE_CHILD_SA, ExchangeType::INFORMATIONAL] {
+            let answers: Vec<&Vec<u8>> = pair
+                .trace
+                .iter()
+                .filter(|(d, _)| d.is(exchange, true) && !d.from_client)
+                .map(|(d, _)| &d.data)
+                .collect();
+            assert!(
+                answers.iter().all(|a| *a == answers[0]),
+                "{victim:?} {exchange}"
+            );
+        }
+    }
+}
+
+#[test]
+fn simultaneous_child_rekeys_leave_the_same_single_pair_on_both_sides() {
+    let mut outcomes = Vec::new();
+    for seed in 1..=8 {
+        let mut pair = connected(Setup {
+            seed,
+            ..Setup::default()
+        });
+        let old_c = only_spi(&pair.client);
+        let old_s = only_spi(&pair.server);
+        // Both soft limits before any datagram moves: the requests cross on the wire.
+        let now = pair.now();
+        for (at_client, spi) in [(true, old_c), (false, old_s)] {
+            let node = if at_client {
+                &mut pair.client
+            } else {
+                &mut pair.server
+            };
+            let peer = node.forwarder.installed[&spi].sa.peer;
+            node.endpoint.handle_forwarder_event(
+                now,
+                &Event::SoftLimit {
+                    peer,
+                    spi_in: Spi(spi),
+                    direction: hometun_control::Direction::Outbound,
+                    kind: hometun_control::LimitKind::Bytes,
+                },
+                &mut pair.rng,
+            );
+        }
+        pair.flush();
+        assert_eq!(
+            pair.count(ExchangeType::CREATE_CHILD_SA, false),
+            2,
+            "crossed"
+        );
+        pair.advance(Duration::from_secs(2));
+        // Traffic both ways on whatever pair each side sends on, then past the grace period.
+        pair.esp(true);
+        pair.esp(false);
+        pair.advance(Duration::from_secs(15));
+        let survivors = pair.assert_matching_pairs();
+        assert_eq!(survivors.len(), 1, "seed {seed}: exactly one pair survives");
+        let survivor = survivors[0].spi_in.0;
+        assert_ne!(survivor, old_c);
+        assert!(pair.esp(true) && pair.esp(false));
+        // Both sides report the same surviving pair as the successor.
+        assert_eq!(
+            rekeyed(&pair.client).last().unwrap().1,
+            survivor,
+            "seed {seed}"
+        );
+        let server_survivor = only_spi(&pair.server);
+        assert_eq!(rekeyed(&pair.server).last().unwrap().1, server_survivor);
+        assert_eq!(pair.client.peer_downs().len(), 0);
+        // Which exchange won. The requests crossed, so each side answered the other's
+        // request before its own answer came: the client installed the server-made pair
+        // second and its own third.
+        let installs = pair.client.forwarder.installs();
+        assert_eq!(installs.len(), 3, "seed {seed}");
+        let client_made_it = installs[2].spi_in.0 == survivor;
+        assert!(client_made_it || installs[1].spi_in.0 == survivor);
+        outcomes.push(client_made_it);
+    }
+    // The seeds cover both outcomes of the nonce comparison.
+    assert!(
+        outcomes.contains(&true) && outcomes.contains(&false),
+        "{outcomes:?}"
+    );
+}
+
+#[test]
+fn pfs_rekey_carries_a_key_exchange() {
+    let mut pair = connected(Setup {
+        client_esp: vec!["aes128gcm16-x25519"],
+        server_esp: vec!["aes128gcm16-x25519"],
+        ..Setup::default()
+    });
+    let old = only_spi(&pair.client);
+    pair.soft_limit(true, old);
+    pair.settle();
+    pair.assert_matching_pairs();
+    assert_eq!(pair.client.forwarder.installed.len(), 2);
+    // The request carries KE (34) inside the SK payload; it is larger than without PFS by
+    // the KE payload (4 + 4 + 32 bytes) and the DH transform.
+    let request = pair
+        .trace
+        .iter()
+        .find(|(d, _)| d.is(ExchangeType::CREATE_CHILD_SA, false))
+        .unwrap();
+    let mut plain = connected(Setup::default());
+    let old = only_spi(&plain.client);
+    plain.soft_limit(true, old);
+    plain.settle();
+    let plain_request = plain
+        .trace
+        .iter()
+        .find(|(d, _)| d.is(ExchangeType::CREATE_CHILD_SA, false))
+        .unwrap();
+    assert_eq!(request.0.data.len(), plain_request.0.data.len() + 40 + 8);
+    let status = pair.client.endpoint.status(pair.now());
+    assert!(
+        status[0]
+            .children
+            .iter()
+            .any(|c| c.proposal == "aes128gcm16-x25519")
+    );
+}
+
+#[test]
+fn pfs_group_mismatch_is_answered_with_invalid_ke_and_retried() {
+    let mut pair = connected(Setup {
+        client_esp: vec!["aes128gcm16-ecp256-x25519"],
+        server_esp: vec!["aes128gcm16-x25519"],
+        ..Setup::default()
+    });
+    let old = only_spi(&pair.client);
+    pair.soft_limit(true, old);
+    pair.settle();
+    assert_eq!(
+        pair.count(ExchangeType::CREATE_CHILD_SA, false),
+        2,
+        "retried with x25519"
+    );
+    pair.assert_matching_pairs();
+    assert_eq!(pair.client.forwarder.installed.len(), 2);
+}
+
+#[test]
+fn ike_sa_rekey_moves_the_children_and_deletes_the_old_sa() {
+    let mut pair = connected(Setup::default());
+    let before = pair.client.endpoint.status(pair.now());
+    let child = only_spi(&pair.client);
+    let now = pair.now();
+    let peer = before[0].peer;
+    pair.client.endpoint.rekey_ike_sa(now, peer, &mut pair.rng);
+    pair.flush();
+    pair.advance(Duration::from_secs(2));
+    let client = pair.client.endpoint.status(pair.now());
+    let server = pair.server.endpoint.status(pair.now());
+    assert_eq!(client.len(), 1);
+    assert_eq!(server.len(), 1);
+    assert_ne!(client[0].ike_spis, before[0].ike_spis, "new SPIs");
+    assert_eq!(client[0].ike_spis, server[0].ike_spis);
+    assert_eq!(only_spi(&pair.client), child, "the CHILD SA is untouched");
+    assert_eq!(client[0].children.len(), 1);
+    assert_eq!(server[0].children.len(), 1);
+    assert_eq!(
+        pair.client.endpoint.counters().ike_sas,
+        1,
+        "old IKE SA deleted"
+    );
+    assert_eq!(pair.server.endpoint.counters().ike_sas, 1);
+    assert!(pair.client.peer_downs().is_empty() && pair.server.peer_downs().is_empty());
+    assert!(pair.client.forwarder.delete_index(child).is_none());
+    // The new IKE SA works: a CHILD SA rekey from the server (message ID 0 on it).
+    let old_s = only_spi(&pair.server);
+    pair.soft_limit(false, old_s);
+    pair.advance(Duration::from_secs(12));
+    pair.assert_matching_pairs();
+    assert_ne!(only_spi(&pair.server), old_s);
+    // And liveness still answered on the new SA.
+    pair.advance(Duration::from_secs(60));
+    assert!(pair.client.peer_downs().is_empty());
+}
+
+#[test]
+fn ike_sa_rekey_from_the_server() {
+    let mut pair = connected(Setup::default());
+    let before = pair.server.endpoint.status(pair.now());
+    let now = pair.now();
+    pair.server
+        .endpoint
+        .rekey_ike_sa(now, before[0].peer, &mut pair.rng);
+    pair.flush();
+    pair.advance(Duration::from_secs(2));
+    let client = pair.client.endpoint.status(pair.now());
+    let server = pair.server.endpoint.status(pair.now());
+    assert_ne!(server[0].ike_spis, before[0].ike_spis);
+    assert_eq!(client[0].ike_spis, server[0].ike_spis);
+    assert_eq!(pair.client.endpoint.counters().ike_sas, 1);
+    assert_eq!(pair.server.endpoint.counters().ike_sas, 1);
+    pair.assert_matching_pairs();
+}
+
+#[test]
+fn simultaneous_ike_sa_rekeys_agree_on_one_sa() {
+    let mut outcomes = Vec::new();
+    for seed in 1..=8 {
+        let mut pair = connected(Setup {
+            seed,
+            ..Setup::default()
+        });
+        let before = pair.client.endpoint.status(pair.now());
+        let child = only_spi(&pair.client);
+        let now = pair.now();
+        let c_peer = before[0].peer;
+        let s_peer = pair.server.endpoint.status(now)[0].peer;
+        pair.client
+            .endpoint
+            .rekey_ike_sa(now, c_peer, &mut pair.rng);
+        pair.server
+            .endpoint
+            .rekey_ike_sa(now, s_peer, &mut pair.rng);
+        pair.flush();
+        assert_eq!(
+            pair.count(ExchangeType::CREATE_CHILD_SA, false),
+            2,
+            "crossed"
+        );
+        pair.advance(Duration::from_secs(3));
+        // The winner's initiator deletes the old SA (a request with its next message ID on
+        // it); the loser's initiator deletes its redundant new SA (message ID 0 there).
+        let client_deletes: Vec<u32> = pair
+            .trace
+            .iter()
+            .filter(|(d, _)| d.from_client && d.is(ExchangeType::INFORMATIONAL, false))
+            .map(|(d, _)| d.ike().unwrap().2)
+            .collect();
+        assert_eq!(client_deletes.len(), 1, "seed {seed}: {client_deletes:?}");
+        let client_won = client_deletes[0] != 0;
+        let client = pair.client.endpoint.status(pair.now());
+        let server = pair.server.endpoint.status(pair.now());
+        assert_eq!(
+            client.len(),
+            1,
+            "seed {seed}: one current IKE SA on the client"
+        );
+        assert_eq!(
+            server.len(),
+            1,
+            "seed {seed}: one current IKE SA on the server"
+        );
+        assert_eq!(
+            client[0].ike_spis, server[0].ike_spis,
+            "seed {seed}: the same one"
+        );
+        assert_ne!(client[0].ike_spis, before[0].ike_spis);
+        assert_eq!(client[0].children.len(), 1, "seed {seed}");
+        assert_eq!(server[0].children.len(), 1, "seed {seed}");
+        assert_eq!(only_spi(&pair.client), child);
+        assert_eq!(pair.client.endpoint.counters().ike_sas, 1, "seed {seed}");
+        assert_eq!(pair.server.endpoint.counters().ike_sas, 1, "seed {seed}");
+        assert!(pair.client.peer_downs().is_empty() && pair.server.peer_downs().is_empty());
+        // The surviving SA works.
+        let old = only_spi(&pair.client);
+        pair.soft_limit(true, old);
+        pair.advance(Duration::from_secs(12));
+        pair.assert_matching_pairs();
+        assert_ne!(only_spi(&pair.client), old, "seed {seed}");
+        outcomes.push(client_won);
+    }
+    assert!(
+        outcomes.contains(&true) && outcomes.contains(&false),
+        "{outcomes:?}"
+    );
+}
