@@ -23,7 +23,7 @@ use crate::endpoint::PeerStatus;
 pub const STATUS_REQUEST: &str = "status";
 
 /// What a daemon answers on its control socket: the endpoint's view of its peers and the
-/// forwarder's counters (at most a second old).
+/// forwarder's counters, fetched for the answer.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
     /// `server` or `client`.
@@ -38,7 +38,7 @@ pub struct StatusReport {
     pub uptime_seconds: u64,
     /// Every IKE SA, with its CHILD SAs.
     pub peers: Vec<PeerStatus>,
-    /// The forwarder's last counter report, if one came yet.
+    /// The forwarder's counters (`None` only if the forwarder refused to give them).
     pub counters: Option<CounterReport>,
 }
 

@@ -222,6 +222,8 @@ impl Driver {
                 Wake::Counters => self.fetch_counters().await?,
                 Wake::Timer => self.endpoint.handle_timeout(now(), &mut self.rng),
                 Wake::Status(reply) => {
+                    // Fresh counters: what status shows must include an SA installed a moment ago.
+                    self.fetch_counters().await?;
                     let _ = reply.send(self.status_json());
                 }
                 Wake::Stop(signal) => {
