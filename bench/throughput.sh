@@ -35,16 +35,20 @@ tput() { # client_ns server_ns server_addr -> receiver Mbit/s
   local sp=$!
   sleep 0.7
   ip netns exec "$c" iperf3 -c "$a" -t "$SECONDS_PER_RUN" -f m -J 2>/dev/null |
-    /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(round(d["end"]["sum_received"]["bits_per_second"]/1e6))' || echo 0
+    /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(round(d["end"]["sum_received"]["bits_per_second"]/1e6))' 2>/dev/null || echo 0
   wait $sp 2>/dev/null || true
 }
 
 hometun_down() {
   for n in hta htb; do
-    [ -f $LAB/$n.pid ] && kill "$(cat $LAB/$n.pid)" 2>/dev/null || true
+    if [ -f $LAB/$n.pid ]; then
+      pid=$(cat $LAB/$n.pid)
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
     ip netns del $n 2>/dev/null || true
   done
-  rm -f $LAB/*.pid
+  rm -f $LAB/*.pid $LAB/*.sock
 }
 
 hometun_up() { # encap: raw|udp

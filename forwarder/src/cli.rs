@@ -102,7 +102,7 @@ pub fn run(args: ForwarderArgs) -> anyhow::Result<()> {
             let listener = bind_control_socket(path)
                 .with_context(|| format!("control socket {}", path.display()))?;
             server.listen(listener);
-            Some(SocketFile(path.clone()))
+            Some(SocketFile::new(path.clone()))
         }
         None => None,
     };

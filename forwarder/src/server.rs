@@ -250,12 +250,33 @@ pub fn bind_control_socket(path: &Path) -> std::io::Result<UnixListener> {
     UnixListener::bind(path)
 }
 
-/// Removes the socket file when dropped.
-pub struct SocketFile(pub PathBuf);
+/// Removes the socket file when dropped, unless another process has bound a new socket at the
+/// same path meanwhile.
+pub struct SocketFile {
+    path: PathBuf,
+    inode: Option<(u64, u64)>,
+}
+
+impl SocketFile {
+    /// Remembers the socket file now at `path`.
+    pub fn new(path: PathBuf) -> Self {
+        let inode = identity(&path);
+        SocketFile { path, inode }
+    }
+}
+
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        if self.inode.is_some() && identity(&self.path) == self.inode {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 

@@ -6,10 +6,12 @@
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
+use std::net::SocketAddrV4;
 use std::path::Path;
 use std::time::Duration;
 
-use hometun_control::{CounterReport, DropReason, Spi};
+use hometun_control::{CounterReport, DropReason, Event, FromForwarder, Request, Spi};
+use hometun_forwarder::server::ControlClient;
 use hometun_integration::forwarder_lab::{
     Encap, ForwarderLab, KEY_HOME_TO_VPS, SPI_HOME_TO_VPS, Side, VPS_INNER,
 };
@@ -134,7 +136,65 @@ fn scenario(encap: Encap) {
     let vps = lab.counters(Side::Vps).unwrap();
     assert_eq!(pair_drops(&vps, SPI_HOME_TO_VPS, DropReason::AuthFailed), 0);
 
+    if encap == Encap::Udp {
+        ike_relay(&lab);
+        // NAT keepalives (one a second in this lab) arrive and are dropped silently.
+        let vps = lab.counters(Side::Vps).unwrap();
+        assert!(
+            !vps.global_drops
+                .iter()
+                .any(|(r, _)| *r == DropReason::Malformed),
+            "{vps:?}"
+        );
+    }
+
     lab.shutdown().unwrap();
+}
+
+/// IKE through the forwarder's UDP 4500 socket: a datagram with the non-ESP marker becomes an
+/// `IkeReceived` event for every controller; `SendIke` sends one back with the marker.
+fn ike_relay(lab: &ForwarderLab) {
+    let mut controller = ControlClient::connect(&lab.socket(Side::Vps)).unwrap();
+    // Registered before the datagram arrives: a request round trip proves it.
+    controller.request(Request::GetCounters).unwrap().0.unwrap();
+    let mut command = lab.home.command(nettool());
+    command.args([
+        "ike-peer",
+        "192.0.2.2",
+        "4600",
+        "192.0.2.1",
+        "hello ike",
+        "10000",
+    ]);
+    let peer = Guarded::spawn_piped(command, "ike-peer").unwrap();
+    let peer_address: SocketAddrV4 = "192.0.2.2:4600".parse().unwrap();
+    let event = loop {
+        match controller.next_message().unwrap() {
+            FromForwarder::Event(event @ Event::IkeReceived { .. }) => break event,
+            _ => continue,
+        }
+    };
+    assert_eq!(
+        event,
+        Event::IkeReceived {
+            local: "192.0.2.1:4500".parse().unwrap(),
+            remote: peer_address,
+            data: b"hello ike".to_vec(),
+        }
+    );
+    let (result, _) = controller
+        .request(Request::SendIke {
+            local: "192.0.2.1:4500".parse().unwrap(),
+            remote: peer_address,
+            data: b"answer".to_vec(),
+        })
+        .unwrap();
+    result.unwrap();
+    let output = peer.wait(Duration::from_secs(15)).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        format!("192.0.2.1:4500 00000000{}", hex::encode(b"answer"))
+    );
 }
 
 #[test]

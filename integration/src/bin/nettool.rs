@@ -6,6 +6,9 @@
 //! - `replay IFACE TIMEOUT_MS`: on a bridge port, capture the first ESP frame (raw or in UDP
 //!   4500) leaving through IFACE and send the very same frame again; prints `ready` once
 //!   listening, then `replayed SPI SEQ`.
+//! - `ike-peer BIND_IPV4 PORT DEST_IPV4 MESSAGE TIMEOUT_MS`: from BIND_IPV4:PORT send the
+//!   non-ESP marker and MESSAGE to DEST_IPV4:4500, then print the hex of the first datagram
+//!   that comes back.
 //! - `forge raw|udp DEST_IPV4 SPI SEQ KEYMAT_HEX INNER_SRC INNER_DST`: seal an inner IPv6 packet
 //!   with the given key and send it to DEST_IPV4 (protocol 50, or UDP port 4500).
 
@@ -28,6 +31,13 @@ fn main() -> anyhow::Result<()> {
         ["tcp-recv", port] => tcp_recv(port.parse()?),
         ["tcp-send", addr, port, bytes] => tcp_send(addr.parse()?, port.parse()?, bytes.parse()?),
         ["replay", iface, timeout] => replay(iface, Duration::from_millis(timeout.parse()?)),
+        ["ike-peer", bind, port, dest, message, timeout] => ike_peer(
+            bind.parse()?,
+            port.parse()?,
+            dest.parse()?,
+            message,
+            Duration::from_millis(timeout.parse()?),
+        ),
         ["forge", encap, dest, spi, seq, key, src, dst] => forge(
             encap,
             dest.parse()?,
@@ -244,6 +254,26 @@ fn replay(iface: &str, timeout: Duration) -> anyhow::Result<()> {
         return Ok(());
     }
     bail!("no ESP frame left through {iface} within {timeout:?}")
+}
+
+fn ike_peer(
+    bind: Ipv4Addr,
+    port: u16,
+    dest: Ipv4Addr,
+    message: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let socket = UdpSocket::bind((bind, port))?;
+    socket.set_read_timeout(Some(timeout))?;
+    let mut datagram = vec![0u8; 4];
+    datagram.extend_from_slice(message.as_bytes());
+    socket.send_to(&datagram, (dest, 4500))?;
+    let mut buffer = [0u8; 2048];
+    let (n, from) = socket
+        .recv_from(&mut buffer)
+        .context("no answer to the IKE message")?;
+    println!("{from} {}", hex::encode(&buffer[..n]));
+    Ok(())
 }
 
 fn forge(
