@@ -87,7 +87,8 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
         Ok(_) => {}
         Err(error) => {
             let _ = child.kill().await;
-            return Err(error).context("forwarder: setting up the tunnel interface");
+            // The error's Display already carries its cause: one line, no repetition.
+            bail!("forwarder: setting up the tunnel interface: {error}");
         }
     }
     tracing::info!(
@@ -401,7 +402,7 @@ impl Driver {
                 tracing::warn!("forwarder refused {what}: {error}");
                 Ok(None)
             }
-            Err(error) => Err(error).with_context(|| format!("forwarder ({what})")),
+            Err(error) => Err(anyhow::anyhow!("forwarder ({what}): {error}")),
         }
     }
 
