@@ -38,6 +38,9 @@ pub struct ForwarderArgs {
     /// Do not use TSO/GRO offload on the TUN device.
     #[arg(long)]
     pub no_offload: bool,
+    /// Do not use UDP GSO/GRO for ESP in UDP.
+    #[arg(long)]
+    pub no_udp_offload: bool,
 }
 
 /// `--aead` values.
@@ -76,6 +79,7 @@ pub fn run(args: ForwarderArgs) -> anyhow::Result<()> {
         events_tx.clone(),
         DataplaneOptions {
             offload: !args.no_offload,
+            udp_offload: !args.no_udp_offload,
         },
     );
     let handler = ControlHandler::with_events(platform, backend, events_tx);

@@ -43,11 +43,16 @@ pub struct DataplaneOptions {
     /// Use the TUN device's virtio-net header with TSO/GRO offload (fewer, larger reads and
     /// writes).
     pub offload: bool,
+    /// Use UDP GSO for sending and UDP GRO for receiving ESP in UDP.
+    pub udp_offload: bool,
 }
 
 impl Default for DataplaneOptions {
     fn default() -> Self {
-        DataplaneOptions { offload: true }
+        DataplaneOptions {
+            offload: true,
+            udp_offload: true,
+        }
     }
 }
 
@@ -76,6 +81,10 @@ struct Shared {
     /// Source of ICMPv6 errors the forwarder sends into the TUN device.
     icmp_source: Ipv6Addr,
     offload: bool,
+    /// Send runs of equal ESP-in-UDP datagrams with UDP GSO.
+    udp_gso: bool,
+    /// The UDP socket coalesces received datagrams (UDP GRO).
+    udp_gro: bool,
     stop: AtomicBool,
     events: Sender<Event>,
 }
@@ -112,11 +121,15 @@ impl Platform for LinuxPlatform {
         }
         tun.enabled(true)
             .map_err(|e| format!("bringing {} up: {e}", config.tun_name))?;
+        let mut udp_gro = false;
         let udp = if config.udp_port != 0 {
             let socket = sockets::udp_socket(config.bind_ipv4, config.udp_port)
                 .map_err(|e| format!("UDP port {}: {e}", config.udp_port))?;
             sockets::set_read_timeout(socket.as_raw_fd(), Duration::from_millis(POLL_MS as u64))
                 .map_err(|e| format!("UDP socket: {e}"))?;
+            if self.options.udp_offload {
+                udp_gro = sockets::enable_udp_gro(socket.as_raw_fd());
+            }
             Some(socket)
         } else {
             None
@@ -149,6 +162,8 @@ impl Platform for LinuxPlatform {
             mtu: config.mtu as usize,
             icmp_source,
             offload: self.options.offload,
+            udp_gso: self.options.udp_offload,
+            udp_gro,
             stop: AtomicBool::new(false),
             events: self.events.clone(),
         });
@@ -250,6 +265,7 @@ fn outbound_loop(shared: Arc<Shared>) {
     let mut icmp = vec![0u8; 1280];
     let mut gro = GROTable::default();
     let mut icmp_out: Vec<Vec<u8>> = vec![Vec::with_capacity(1280 + VIRTIO_NET_HDR_LEN)];
+    let mut gso = shared.udp_gso;
     while !shared.stop.load(Ordering::Relaxed) {
         if !sockets::wait_readable(tun_fd, POLL_MS) {
             continue;
@@ -296,16 +312,16 @@ fn outbound_loop(shared: Arc<Shared>) {
                 batch.commit(len, to);
             }
             if batch.is_full() {
-                flush(&shared, batch, udp);
+                flush(&shared, batch, udp, &mut gso);
             }
         }
         drop(snapshot);
-        flush(&shared, &mut udp_batch, true);
-        flush(&shared, &mut raw_batch, false);
+        flush(&shared, &mut udp_batch, true, &mut gso);
+        flush(&shared, &mut raw_batch, false, &mut gso);
     }
 }
 
-fn flush(shared: &Shared, batch: &mut SendBatch, udp: bool) {
+fn flush(shared: &Shared, batch: &mut SendBatch, udp: bool, gso: &mut bool) {
     let fd = if udp {
         shared.udp.as_ref().map(|s| s.as_raw_fd())
     } else {
@@ -313,6 +329,19 @@ fn flush(shared: &Shared, batch: &mut SendBatch, udp: bool) {
     };
     match fd {
         Some(fd) => {
+            if udp && *gso {
+                match batch.flush_gso(fd) {
+                    Some(0) => return,
+                    Some(failed) => {
+                        tracing::debug!("{failed} ESP packets not sent");
+                        return;
+                    }
+                    None => {
+                        tracing::info!("forwarder: no UDP GSO here, sending datagram by datagram");
+                        *gso = false;
+                    }
+                }
+            }
             let failed = batch.flush(fd);
             if failed > 0 {
                 tracing::debug!("{failed} ESP packets not sent");
@@ -429,7 +458,9 @@ fn udp_inbound_loop(shared: Arc<Shared>) {
         return;
     };
     let size = shared.mtu + OUTER_OVERHEAD + 64;
-    let mut batch = RecvBatch::new(BATCH, size);
+    // With UDP GRO one receive may carry a whole run of datagrams.
+    let buffer = if shared.udp_gro { 65_536 } else { size };
+    let mut batch = RecvBatch::new(BATCH, buffer);
     let mut tun = TunWriter::new(size);
     inbound_loop(
         &shared,
@@ -506,12 +537,20 @@ fn inbound_loop(
         let snapshot = shared.sad.load();
         let now = shared.sad.now();
         for i in 0..count {
+            let segment = batch.segment_size(i);
             let (data, source, truncated) = batch.get_mut(i);
             if truncated {
                 shared.sad.count_global_drop(DropReason::Malformed);
                 continue;
             }
-            handle(shared, &snapshot, data, source, now, tun);
+            if segment > 0 {
+                // Coalesced by UDP GRO: datagrams of `segment` bytes back to back.
+                for datagram in data.chunks_mut(segment) {
+                    handle(shared, &snapshot, datagram, source, now, tun);
+                }
+            } else {
+                handle(shared, &snapshot, data, source, now, tun);
+            }
         }
         tun.flush(shared);
     }

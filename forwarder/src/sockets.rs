@@ -8,6 +8,16 @@ use std::time::Duration;
 
 /// IP protocol number of ESP.
 pub const IPPROTO_ESP: i32 = 50;
+/// `UDP_SEGMENT` (linux/udp.h): send one buffer as several datagrams of this size (UDP GSO).
+const UDP_SEGMENT: i32 = 103;
+/// `UDP_GRO` (linux/udp.h): receive coalesced datagrams with their segment size.
+const UDP_GRO: i32 = 104;
+/// Largest UDP payload one GSO send may carry (IPv4 length limit, with headroom).
+const GSO_MAX_BYTES: usize = 65_000;
+/// Most segments one GSO send may carry (UDP_MAX_SEGMENTS of older kernels).
+const GSO_MAX_SEGMENTS: usize = 64;
+/// Room for one control message with a 4-byte value.
+const CONTROL_LEN: usize = 32;
 
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
@@ -102,6 +112,11 @@ pub fn udp_socket(bind: Option<Ipv4Addr>, port: u16) -> io::Result<UdpSocket> {
     Ok(socket)
 }
 
+/// Asks the kernel to coalesce received UDP datagrams of one flow (UDP GRO); true if it will.
+pub fn enable_udp_gro(fd: RawFd) -> bool {
+    set_int_option(fd, libc::SOL_UDP, UDP_GRO, 1).is_ok()
+}
+
 /// A `sockaddr_in` for an address.
 pub fn sockaddr(address: SocketAddrV4) -> libc::sockaddr_in {
     libc::sockaddr_in {
@@ -125,6 +140,8 @@ fn from_sockaddr(sa: &libc::sockaddr_in) -> SocketAddrV4 {
 pub struct RecvBatch {
     buffers: Vec<Vec<u8>>,
     lengths: Vec<usize>,
+    controls: Vec<[u64; CONTROL_LEN / 8]>,
+    segments: Vec<usize>,
     truncated: Vec<bool>,
     sources: Vec<libc::sockaddr_in>,
     iovecs: Vec<libc::iovec>,
@@ -142,6 +159,8 @@ impl RecvBatch {
         RecvBatch {
             buffers: vec![vec![0u8; size]; capacity],
             lengths: vec![0; capacity],
+            controls: vec![[0u64; CONTROL_LEN / 8]; capacity],
+            segments: vec![0; capacity],
             truncated: vec![false; capacity],
             // SAFETY: sockaddr_in is plain data.
             sources: vec![unsafe { std::mem::zeroed() }; capacity],
@@ -165,8 +184,8 @@ impl RecvBatch {
             header.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
             header.msg_iov = &mut self.iovecs[i];
             header.msg_iovlen = 1;
-            header.msg_control = std::ptr::null_mut();
-            header.msg_controllen = 0;
+            header.msg_control = self.controls[i].as_mut_ptr().cast();
+            header.msg_controllen = CONTROL_LEN;
             header.msg_flags = 0;
             self.headers[i].msg_len = 0;
         }
@@ -194,8 +213,15 @@ impl RecvBatch {
         for i in 0..self.count {
             self.lengths[i] = self.headers[i].msg_len as usize;
             self.truncated[i] = self.headers[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            self.segments[i] = gro_segment_size(&self.headers[i].msg_hdr);
         }
         Ok(self.count)
+    }
+
+    /// The segment size of datagram `i` when the kernel coalesced several (UDP GRO); 0 if not.
+    /// Then the bytes are datagrams of this size back to back, the last one possibly shorter.
+    pub fn segment_size(&self, i: usize) -> usize {
+        self.segments[i]
     }
 
     /// Datagram `i` of the last receive: its bytes, its source, and whether it was cut short.
@@ -204,6 +230,23 @@ impl RecvBatch {
         let length = self.lengths[i];
         (&mut self.buffers[i][..length], source, self.truncated[i])
     }
+}
+
+/// The UDP_GRO segment size in a received message's control data, or 0.
+fn gro_segment_size(header: &libc::msghdr) -> usize {
+    // SAFETY: the control buffer was set up by us and the kernel filled msg_controllen bytes of
+    // it; CMSG_FIRSTHDR/CMSG_NXTHDR stay within that length.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(header);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == UDP_GRO {
+                let data = libc::CMSG_DATA(cmsg).cast::<i32>();
+                return usize::try_from(data.read_unaligned()).unwrap_or(0);
+            }
+            cmsg = libc::CMSG_NXTHDR(header, cmsg);
+        }
+    }
+    0
 }
 
 /// Datagrams collected for one `sendmmsg` (or one UDP GSO `sendmsg`), each to its own address.
@@ -296,6 +339,100 @@ impl SendBatch {
     }
 }
 
+impl SendBatch {
+    /// Sends everything collected like [`SendBatch::flush`], but each run of datagrams to the
+    /// same address of the same size (the last of a run may be shorter) as one `sendmsg` with
+    /// `UDP_SEGMENT` (UDP GSO): one trip through the stack for up to 64 datagrams. Returns the
+    /// number not sent, or `None` if the kernel refused GSO (the caller then stops using it;
+    /// nothing was lost: the batch is kept for [`SendBatch::flush`]).
+    pub fn flush_gso(&mut self, fd: RawFd) -> Option<usize> {
+        let mut failed = 0;
+        let mut start = 0;
+        let mut control = [0u64; CONTROL_LEN / 8];
+        while start < self.count {
+            let size = self.lengths[start];
+            let to = self.destinations[start];
+            let most = (GSO_MAX_BYTES / size.max(1)).clamp(1, GSO_MAX_SEGMENTS);
+            let mut end = start + 1;
+            while end < self.count
+                && end - start < most
+                && self.lengths[end] <= size
+                && same_address(&self.destinations[end], &to)
+            {
+                end += 1;
+                if self.lengths[end - 1] < size {
+                    break;
+                }
+            }
+            for i in start..end {
+                self.iovecs[i] = libc::iovec {
+                    iov_base: self.buffers[i].as_mut_ptr().cast(),
+                    iov_len: self.lengths[i],
+                };
+            }
+            // SAFETY: msghdr is plain data; every pointer set below lives until sendmsg returns.
+            let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+            let mut destination = to;
+            header.msg_name = (&mut destination as *mut libc::sockaddr_in).cast();
+            header.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            header.msg_iov = self.iovecs[start..end].as_mut_ptr();
+            header.msg_iovlen = end - start;
+            if end - start > 1 {
+                header.msg_control = control.as_mut_ptr().cast();
+                // SAFETY: CMSG_SPACE is a pure computation.
+                header.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as usize;
+                // SAFETY: the control buffer holds CMSG_SPACE(2) bytes, aligned for cmsghdr.
+                unsafe {
+                    let cmsg = libc::CMSG_FIRSTHDR(&header);
+                    (*cmsg).cmsg_level = libc::SOL_UDP;
+                    (*cmsg).cmsg_type = UDP_SEGMENT;
+                    (*cmsg).cmsg_len = libc::CMSG_LEN(2) as usize;
+                    libc::CMSG_DATA(cmsg)
+                        .cast::<u16>()
+                        .write_unaligned(size as u16);
+                }
+            }
+            // SAFETY: header points at live buffers of this batch and at locals above.
+            let sent = unsafe { libc::sendmsg(fd, &header, 0) };
+            if sent < 0 {
+                let error = io::Error::last_os_error();
+                match error.kind() {
+                    io::ErrorKind::Interrupted => continue,
+                    io::ErrorKind::WouldBlock => {
+                        wait_writable(fd);
+                        continue;
+                    }
+                    _ if end - start > 1
+                        && matches!(error.raw_os_error(), Some(libc::EIO | libc::EINVAL)) =>
+                    {
+                        // No UDP GSO here: give the rest back to the plain path.
+                        self.compact(start);
+                        return None;
+                    }
+                    _ => failed += end - start,
+                }
+            }
+            start = end;
+        }
+        self.count = 0;
+        Some(failed)
+    }
+
+    /// Drops the first `sent` datagrams, keeping the rest for another flush.
+    fn compact(&mut self, sent: usize) {
+        for i in sent..self.count {
+            self.buffers.swap(i - sent, i);
+            self.lengths[i - sent] = self.lengths[i];
+            self.destinations[i - sent] = self.destinations[i];
+        }
+        self.count -= sent;
+    }
+}
+
+fn same_address(a: &libc::sockaddr_in, b: &libc::sockaddr_in) -> bool {
+    a.sin_addr.s_addr == b.sin_addr.s_addr && a.sin_port == b.sin_port
+}
+
 fn wait_writable(fd: RawFd) {
     let mut pfd = libc::pollfd {
         fd,
@@ -349,5 +486,44 @@ mod tests {
             }
         }
         assert_eq!(seen, (0..5u8).map(|i| vec![i, i, i]).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn gso_sends_and_gro_receives_the_same_datagrams() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let gro = enable_udp_gro(b.as_raw_fd());
+        let std::net::SocketAddr::V4(b_addr) = b.local_addr().unwrap() else {
+            panic!("bound to an IPv4 address")
+        };
+        // 40 datagrams of 1000 bytes and a last one of 300: one GSO run.
+        let mut send = SendBatch::new(64, 1500);
+        let mut expected = Vec::new();
+        for i in 0..41u8 {
+            let len = if i == 40 { 300 } else { 1000 };
+            send.slot()[..len].fill(i);
+            send.commit(len, b_addr);
+            expected.push(vec![i; len]);
+        }
+        assert_eq!(send.flush_gso(a.as_raw_fd()), Some(0));
+        set_read_timeout(b.as_raw_fd(), Duration::from_millis(500)).unwrap();
+        let mut recv = RecvBatch::new(8, 65_536);
+        let mut seen = Vec::new();
+        while seen.len() < expected.len() {
+            let n = recv.recv(b.as_raw_fd()).unwrap();
+            assert!(n > 0, "datagrams lost on loopback after {}", seen.len());
+            for i in 0..n {
+                let segment = recv.segment_size(i);
+                let (bytes, _, truncated) = recv.get_mut(i);
+                assert!(!truncated);
+                if segment == 0 {
+                    seen.push(bytes.to_vec());
+                } else {
+                    assert!(gro, "coalesced datagrams without UDP_GRO");
+                    seen.extend(bytes.chunks(segment).map(<[u8]>::to_vec));
+                }
+            }
+        }
+        assert_eq!(seen, expected);
     }
 }
