@@ -425,6 +425,7 @@ impl Endpoint {
         let next = match sa {
             Sa::Init(step) => {
                 let Role::Initiator(role) = &self.role else {
+                    self.sas.insert(our_spi, Sa::Init(step));
                     return;
                 };
                 let peer = self
@@ -444,6 +445,7 @@ impl Endpoint {
             }
             Sa::Auth(step) => {
                 let Role::Initiator(role) = &mut self.role else {
+                    self.sas.insert(our_spi, Sa::Auth(step));
                     return;
                 };
                 let peer = self
@@ -489,7 +491,7 @@ impl Endpoint {
         if let Some(sa) = next {
             self.sas.insert(our_spi, sa);
         } else {
-            self.spis.release_ike(our_spi);
+            self.forget(our_spi);
         }
         self.after(now);
     }
@@ -541,7 +543,8 @@ impl Endpoint {
             });
             return;
         };
-        // A retransmission (same SPIi, source and Ni) gets the same answer, byte for byte.
+        // A retransmission (same SPIi, source and Ni) gets the same answer, byte for byte;
+        // once the SA is established, a late copy is dropped.
         if let Some(spi) = role.init_index.get(&(spi_i, remote)) {
             if let Some(Sa::HalfOpen(h)) = self.sas.get(spi)
                 && h.is_retransmission(&ni)
@@ -620,8 +623,9 @@ impl Endpoint {
         }
     }
 
-    /// Bookkeeping when a half-open SA goes (authenticated, refused or expired).
-    fn half_open_gone(&mut self, spi_i: u64, source: SocketAddrV4) {
+    /// Bookkeeping when a half-open SA goes (authenticated, refused or expired). An
+    /// authenticated one keeps its IKE_SA_INIT index entry (`keep_index`) until it goes.
+    fn half_open_gone(&mut self, spi_i: u64, source: SocketAddrV4, keep_index: bool) {
         let Role::Responder(role) = &mut self.role else {
             return;
         };
@@ -632,7 +636,17 @@ impl Endpoint {
                 role.half_open_by_source.remove(source.ip());
             }
         }
-        role.init_index.remove(&(spi_i, source));
+        if !keep_index {
+            role.init_index.remove(&(spi_i, source));
+        }
+    }
+
+    /// An IKE SA of ours is gone: its IKE_SA_INIT index entry too, and its SPI is free.
+    fn forget(&mut self, spi: u64) {
+        if let Role::Responder(role) = &mut self.role {
+            role.init_index.retain(|_, ours| *ours != spi);
+        }
+        self.spis.release_ike(spi);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -664,11 +678,11 @@ impl Endpoint {
                 self.sas.insert(spi, Sa::HalfOpen(*h));
             }
             AuthResult::Refused => {
-                self.half_open_gone(spi_i, source);
+                self.half_open_gone(spi_i, source, false);
                 self.spis.release_ike(spi);
             }
             AuthResult::Authenticated(authenticated) => {
-                self.half_open_gone(spi_i, source);
+                self.half_open_gone(spi_i, source, true);
                 let name = authenticated.name().to_string();
                 if authenticated.initial_contact() {
                     let identity = authenticated.identity().clone();
@@ -705,7 +719,7 @@ impl Endpoint {
                     &mut io,
                     format!("replaced: INITIAL_CONTACT from {identity}"),
                 );
-                self.spis.release_ike(spi);
+                self.forget(spi);
             }
         }
     }
@@ -746,7 +760,7 @@ impl Endpoint {
                         let mut io = io!(self, now, rng);
                         e.release_pending(&mut io);
                     }
-                    self.spis.release_ike(spi);
+                    self.forget(spi);
                 }
             }
         }
@@ -839,7 +853,7 @@ impl Endpoint {
                 }
                 Sa::HalfOpen(h) => {
                     tracing::debug!("half-open IKE SA from {} expired", h.source);
-                    self.half_open_gone(h.spi_i(), h.source);
+                    self.half_open_gone(h.spi_i(), h.source, false);
                     None
                 }
                 Sa::Up(mut established) => {
@@ -854,7 +868,7 @@ impl Endpoint {
                 Some(sa) => {
                     self.sas.insert(spi, sa);
                 }
-                None => self.spis.release_ike(spi),
+                None => self.forget(spi),
             }
         }
         self.after(now);
@@ -971,10 +985,10 @@ impl Endpoint {
                     e.release_pending(&mut io);
                 }
                 Sa::Auth(a) => a.abandon(&mut io),
-                Sa::HalfOpen(h) => self.half_open_gone(h.spi_i(), h.source),
+                Sa::HalfOpen(h) => self.half_open_gone(h.spi_i(), h.source, false),
                 Sa::Init(_) => {}
             }
-            self.spis.release_ike(spi);
+            self.forget(spi);
         }
     }
 

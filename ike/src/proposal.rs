@@ -641,3 +641,196 @@ impl FromStr for EspProposal {
         Self::parse(s)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{DhGroup as WireGroup, PrfId};
+
+    fn ike(s: &str) -> IkeProposal {
+        IkeProposal::parse(s).unwrap()
+    }
+
+    fn esp(s: &str) -> EspProposal {
+        EspProposal::parse(s).unwrap()
+    }
+
+    #[test]
+    fn strongswan_strings_parse_and_print() {
+        let p = ike("aes128gcm16-prfsha256-x25519");
+        assert_eq!(p.encryption, [AeadAlg::AesGcm128]);
+        assert_eq!(p.groups, [DhGroup::Curve25519]);
+        assert_eq!(p.to_string(), "aes128gcm16-prfsha256-x25519");
+        let p = ike("aes256gcm16-prfsha256-ecp256");
+        assert_eq!(p.groups, [DhGroup::Ecp256]);
+        assert_eq!(
+            ike("AES128GCM16-curve25519").to_string(),
+            "aes128gcm16-prfsha256-x25519"
+        );
+        let e = esp("aes128gcm16");
+        assert_eq!(e.esn, [false]);
+        assert!(e.groups.is_empty());
+        assert_eq!(e.to_string(), "aes128gcm16");
+        let e = esp("aes128gcm16-esn");
+        assert_eq!(e.esn, [true]);
+        assert_eq!(e.to_string(), "aes128gcm16-esn");
+        assert_eq!(esp("aes256gcm16-x25519").groups, [DhGroup::Curve25519]);
+        assert_eq!(
+            "aes128gcm16".parse::<EspProposal>().unwrap(),
+            esp("aes128gcm16")
+        );
+    }
+
+    #[test]
+    fn bad_strings_are_refused_with_a_reason() {
+        assert_eq!(IkeProposal::parse(" "), Err(ProposalError::Empty));
+        assert_eq!(
+            IkeProposal::parse("aes128cbc-sha256-x25519"),
+            Err(ProposalError::UnknownAlgorithm("aes128cbc".into()))
+        );
+        assert!(matches!(
+            IkeProposal::parse("aes128gcm16-prfsha256"),
+            Err(ProposalError::Missing {
+                what: "key exchange group",
+                ..
+            })
+        ));
+        assert!(matches!(
+            IkeProposal::parse("aes128gcm16-x25519-esn"),
+            Err(ProposalError::Misplaced { .. })
+        ));
+        assert!(matches!(
+            EspProposal::parse("aes128gcm16-prfsha256"),
+            Err(ProposalError::Misplaced { .. })
+        ));
+        assert!(matches!(
+            EspProposal::parse("x25519"),
+            Err(ProposalError::Missing { .. })
+        ));
+        assert!(
+            IkeProposal::parse("modp2048")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown or unsupported algorithm `modp2048`")
+        );
+    }
+
+    #[test]
+    fn wire_form_lists_every_alternative() {
+        let p = ike("aes128gcm16-aes256gcm16-prfsha256-x25519-ecp256").to_wire(1, vec![]);
+        let names: Vec<String> = p.transforms.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            names,
+            [
+                "ENCR_AES_GCM_16/128",
+                "ENCR_AES_GCM_16/256",
+                "PRF_HMAC_SHA2_256",
+                "CURVE25519",
+                "ECP_256"
+            ]
+        );
+        let e = esp("aes128gcm16-x25519").to_wire(2, 0x0102_0304, false);
+        assert_eq!(e.spi, [1, 2, 3, 4]);
+        let names: Vec<String> = e.transforms.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            names,
+            ["ENCR_AES_GCM_16/128", "NO_ESN"],
+            "no DH in IKE_AUTH"
+        );
+        let e = esp("aes128gcm16-x25519").to_wire(2, 9, true);
+        assert_eq!(e.transforms_of(TransformType::DH).count(), 1);
+    }
+
+    #[test]
+    fn the_responder_takes_its_first_preference_the_initiator_offers() {
+        let offered = IkeProposal::sa_payload(
+            &[ike("aes128gcm16-aes256gcm16-prfsha256-x25519-ecp256")],
+            &[],
+        );
+        let ours = [
+            ike("aes256gcm16-prfsha256-ecp256-x25519"),
+            ike("aes128gcm16-prfsha256-x25519"),
+        ];
+        let (chosen, _, answer) =
+            IkeProposal::select(&ours, &offered, Some(WireGroup::ECP_256), &[]).unwrap();
+        assert_eq!(chosen.encryption, AeadAlg::AesGcm256);
+        assert_eq!(chosen.group, DhGroup::Ecp256);
+        assert_eq!(chosen.to_string(), "aes256gcm16-prfsha256-ecp256");
+        assert_eq!(answer.number, 1);
+        assert_eq!(answer.transforms.len(), 3);
+        // The KE's group is honoured when the chosen proposal allows it.
+        let (chosen, _, _) =
+            IkeProposal::select(&ours, &offered, Some(WireGroup::CURVE25519), &[]).unwrap();
+        assert_eq!(chosen.group, DhGroup::Curve25519);
+        // A group outside ours: our preference, for INVALID_KE_PAYLOAD.
+        let (chosen, _, _) =
+            IkeProposal::select(&ours, &offered, Some(WireGroup::MODP_2048), &[]).unwrap();
+        assert_eq!(chosen.group, DhGroup::Ecp256);
+        // The initiator checks the answer against its offer.
+        let answer_sa = SecurityAssociation::new(vec![answer]);
+        let (accepted, _) = IkeProposal::accept(
+            &[ike("aes128gcm16-aes256gcm16-prfsha256-x25519-ecp256")],
+            &answer_sa,
+        )
+        .unwrap();
+        assert_eq!(accepted.encryption, AeadAlg::AesGcm256);
+        assert!(IkeProposal::accept(&[ike("aes128gcm16-prfsha256-x25519")], &answer_sa).is_err());
+    }
+
+    #[test]
+    fn nothing_in_common_is_no_proposal_chosen() {
+        let mut offered = IkeProposal::sa_payload(&[ike("aes128gcm16-prfsha256-x25519")], &[]);
+        let err = IkeProposal::select(&[ike("aes256gcm16-prfsha256-x25519")], &offered, None, &[])
+            .unwrap_err();
+        assert_eq!(
+            err.notify_type(),
+            crate::wire::NotifyType::NO_PROPOSAL_CHOSEN
+        );
+        assert!(
+            err.to_string()
+                .contains("IKE:ENCR_AES_GCM_16/128/PRF_HMAC_SHA2_256/CURVE25519")
+        );
+        // Another PRF only.
+        offered.proposals[0].transforms[1] = Transform::prf(PrfId::PRF_HMAC_SHA1);
+        assert!(
+            IkeProposal::select(&[ike("aes128gcm16-prfsha256-x25519")], &offered, None, &[])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn esp_selection_with_esn_and_pfs() {
+        let ours = [esp("aes128gcm16-esn-noesn")];
+        let offered = EspProposal::sa_payload(&[esp("aes128gcm16")], 0x1234, false);
+        let (chosen, peer_spi, answer) =
+            EspProposal::select(&ours, &offered, EspGroups::Ignore, 0x99).unwrap();
+        assert!(!chosen.esn, "the peer offers NO_ESN only");
+        assert_eq!(peer_spi, 0x1234);
+        assert_eq!(answer.spi, 0x99u32.to_be_bytes());
+        let offered = EspProposal::sa_payload(&[esp("aes128gcm16-esn")], 0x1234, false);
+        assert!(
+            EspProposal::select(&[esp("aes128gcm16")], &offered, EspGroups::Ignore, 1).is_err()
+        );
+        let (chosen, _, _) = EspProposal::select(&ours, &offered, EspGroups::Ignore, 1).unwrap();
+        assert!(chosen.esn);
+
+        // PFS: a KE of a group both allow is taken; without KE a group-only offer fails.
+        let pfs = [esp("aes128gcm16-x25519-ecp256")];
+        let offered = EspProposal::sa_payload(&[esp("aes128gcm16-ecp256")], 7, true);
+        let (chosen, _, answer) =
+            EspProposal::select(&pfs, &offered, EspGroups::Ke(WireGroup::ECP_256), 1).unwrap();
+        assert_eq!(chosen.group, Some(DhGroup::Ecp256));
+        assert_eq!(answer.transforms_of(TransformType::DH).count(), 1);
+        assert!(EspProposal::select(&pfs, &offered, EspGroups::None, 1).is_err());
+        let (accepted, spi) = EspProposal::accept(
+            &[esp("aes128gcm16-ecp256")],
+            &SecurityAssociation::new(vec![answer]),
+            Some(DhGroup::Ecp256),
+        )
+        .unwrap();
+        assert_eq!((accepted.group, spi), (Some(DhGroup::Ecp256), 1));
+        // SPI zero is never accepted.
+        let offered = EspProposal::sa_payload(&[esp("aes128gcm16")], 0, false);
+        assert!(EspProposal::select(&ours, &offered, EspGroups::Ignore, 1).is_err());
+    }
+}

@@ -308,3 +308,17 @@ fn initial_contact_is_sent_on_connect() {
             .any(|(_, o)| matches!(o, Output::PeerUp { name, .. } if name == CLIENT_NAME))
     );
 }
+
+#[test]
+fn a_late_copy_of_ike_sa_init_after_the_handshake_is_dropped() {
+    let mut pair = handshake(Setup::default());
+    let first = pair.trace[0].0.clone();
+    let sent = pair.trace.len();
+    let mut late = first;
+    late.deliver_at = pair.clock.offset;
+    pair.in_flight.push(late);
+    pair.settle();
+    assert_eq!(pair.trace.len(), sent, "no answer");
+    let counters = pair.server.endpoint.counters();
+    assert_eq!((counters.ike_sas, counters.half_open), (1, 0));
+}
