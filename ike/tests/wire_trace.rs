@@ -298,6 +298,8 @@ fn ike_auth_request_inner_payloads() {
 /// tshark, run now, agrees with our parse of every cleartext field it decodes.
 #[test]
 fn tshark_agrees_on_the_cleartext_fields() {
+    // Read the trace first: a missing trace must fail, not look like a missing tshark.
+    let messages = trace_messages();
     let fields = [
         "frame.number",
         "isakmp.ispi",
@@ -331,7 +333,6 @@ fn tshark_agrees_on_the_cleartext_fields() {
         }
     };
     let text = String::from_utf8(output.stdout).unwrap();
-    let messages = trace_messages();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), messages.len());
     for (line, (origin, bytes)) in lines.iter().zip(&messages) {

@@ -66,21 +66,23 @@ impl fmt::Debug for Flags {
 impl fmt::Display for Flags {
     /// Prints the set flags as letters, e.g. `I` or `R` or `I R`, and `-` for none.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut names = Vec::with_capacity(3);
-        if self.initiator() {
-            names.push("I");
+        let set = [
+            (self.initiator(), "I"),
+            (self.version(), "V"),
+            (self.response(), "R"),
+        ];
+        let mut any = false;
+        for (_, letter) in set.iter().filter(|(on, _)| *on) {
+            if any {
+                f.write_str(" ")?;
+            }
+            f.write_str(letter)?;
+            any = true;
         }
-        if self.version() {
-            names.push("V");
+        if !any {
+            f.write_str("-")?;
         }
-        if self.response() {
-            names.push("R");
-        }
-        if names.is_empty() {
-            f.write_str("-")
-        } else {
-            f.write_str(&names.join(" "))
-        }
+        Ok(())
     }
 }
 
