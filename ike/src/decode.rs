@@ -785,7 +785,7 @@ fn describe_cp(cp: &Configuration, out: &mut String) {
     }
 }
 
-/// Bytes as hex, shortened past [`HEX_SHOWN`] bytes with the full length.
+/// Bytes as hex; past 48 bytes, the first 24 and the full length.
 pub fn hex_field(bytes: &[u8]) -> String {
     if bytes.len() <= HEX_SHOWN {
         hex::encode(bytes)
