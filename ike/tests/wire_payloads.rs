@@ -737,3 +737,48 @@ fn building_a_message_from_types() {
         vec!["SA", "KE", "No", "N(SIGNATURE_HASH_ALGORITHMS)"]
     );
 }
+
+#[test]
+fn payload_list_lookups() {
+    let message = Message::new(
+        Header::new(ExchangeType::IKE_AUTH, 1, 2, Flags::new(true, false), 1),
+        vec![
+            Payload::Notify(Notify::new(NotifyType::INITIAL_CONTACT, vec![])),
+            Payload::IdI(Identification::fqdn("home.example")),
+            Payload::Cert(Certificate::x509(vec![1])),
+            Payload::Cert(Certificate::x509(vec![2])),
+            Payload::Notify(Notify::new(NotifyType::TS_UNACCEPTABLE, vec![])),
+            Payload::TsR(TrafficSelectors::default()),
+            Payload::Delete(Delete::ike()),
+        ],
+    );
+    // On a Vec, through deref to the slice.
+    let payloads = &message.payloads;
+    assert_eq!(payloads.id_i(), Some(&Identification::fqdn("home.example")));
+    assert_eq!(payloads.id_r(), None);
+    assert_eq!(payloads.sa(), None);
+    assert_eq!(payloads.ts_r(), Some(&TrafficSelectors::default()));
+    assert_eq!(
+        payloads
+            .certificates()
+            .map(|c| c.data[0])
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(payloads.notifies().count(), 2);
+    assert!(payloads.notify(NotifyType::INITIAL_CONTACT).is_some());
+    assert_eq!(
+        payloads.error_notify().map(|n| n.notify_type),
+        Some(NotifyType::TS_UNACCEPTABLE)
+    );
+    assert_eq!(payloads.deletes().count(), 1);
+    assert_eq!(payloads.certificate_requests().count(), 0);
+    assert!(payloads[..1].error_notify().is_none());
+
+    // IDi' for the AUTH octets: the ID payload body.
+    let id = Identification::fqdn("home.example");
+    let mut emitted = vec![0; id.buffer_len()];
+    id.emit(&mut emitted).unwrap();
+    assert_eq!(id.body(), emitted);
+    assert_eq!(&id.body()[..4], &[2, 0, 0, 0]);
+}

@@ -44,6 +44,16 @@ impl Identification {
         Self::new(IdType::ID_DER_ASN1_DN, der)
     }
 
+    /// The payload body (ID type, three reserved octets, data): IDi' / IDr', the bytes the
+    /// AUTH octets take the prf of (RFC 7296 2.15).
+    pub fn body(&self) -> Vec<u8> {
+        let mut body = Vec::with_capacity(self.buffer_len());
+        body.push(self.id_type.0);
+        body.extend_from_slice(&[0; 3]);
+        body.extend_from_slice(&self.data);
+        body
+    }
+
     /// Parses an IDi/IDr payload body.
     pub fn parse(body: &[u8]) -> Result<Self, WireError> {
         let mut r = Reader::new(body, "ID payload");

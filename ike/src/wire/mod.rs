@@ -50,8 +50,8 @@ pub use keying::{KeyExchange, Nonce};
 pub use message::{Message, notifies};
 pub use notify::{Delete, Notify};
 pub use payload::{
-    Payload, UnknownPayload, VendorId, emit_payloads, first_payload_type, parse_payloads,
-    payloads_len,
+    Payload, PayloadList, UnknownPayload, VendorId, emit_payloads, first_payload_type,
+    parse_payloads, payloads_len,
 };
 pub use registry::*;
 pub use sa::{AttributeValue, Proposal, SecurityAssociation, Transform, TransformAttribute};

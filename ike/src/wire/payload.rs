@@ -6,7 +6,7 @@ use std::fmt;
 use super::codec::{Reader, Writer, impl_emit, len_u16};
 use super::{
     Authentication, Certificate, CertificateRequest, Configuration, Delete, Encrypted,
-    EncryptedFragment, Identification, KeyExchange, Nonce, Notify, PayloadType,
+    EncryptedFragment, Identification, KeyExchange, Nonce, Notify, NotifyType, PayloadType,
     SecurityAssociation, TrafficSelectors, WireError,
 };
 
@@ -342,4 +342,106 @@ pub(crate) fn write_chain(
         payload.write(following.unwrap_or(terminator), w)?;
     }
     Ok(())
+}
+
+/// Lookups over a payload list (a message's payloads, or the inner payloads of SK): the first
+/// payload of a type, or all of them. Implemented for `[Payload]`, so it works on a `Vec` too:
+/// `message.payloads.nonce()`.
+pub trait PayloadList {
+    /// The first SA payload.
+    fn sa(&self) -> Option<&SecurityAssociation>;
+    /// The first KE payload.
+    fn ke(&self) -> Option<&KeyExchange>;
+    /// The first Nonce payload.
+    fn nonce(&self) -> Option<&Nonce>;
+    /// The first IDi payload.
+    fn id_i(&self) -> Option<&Identification>;
+    /// The first IDr payload.
+    fn id_r(&self) -> Option<&Identification>;
+    /// The first AUTH payload.
+    fn auth(&self) -> Option<&Authentication>;
+    /// The first TSi payload.
+    fn ts_i(&self) -> Option<&TrafficSelectors>;
+    /// The first TSr payload.
+    fn ts_r(&self) -> Option<&TrafficSelectors>;
+    /// The first CP payload.
+    fn config(&self) -> Option<&Configuration>;
+    /// The CERT payloads, in order (end entity first, by convention).
+    fn certificates(&self) -> impl Iterator<Item = &Certificate>;
+    /// The CERTREQ payloads.
+    fn certificate_requests(&self) -> impl Iterator<Item = &CertificateRequest>;
+    /// The Delete payloads.
+    fn deletes(&self) -> impl Iterator<Item = &Delete>;
+    /// The Notify payloads.
+    fn notifies(&self) -> impl Iterator<Item = &Notify>;
+    /// The first Notify of a type.
+    fn notify(&self, notify_type: NotifyType) -> Option<&Notify> {
+        self.notifies().find(|n| n.notify_type == notify_type)
+    }
+    /// The first Notify of an error type (below 16384).
+    fn error_notify(&self) -> Option<&Notify> {
+        self.notifies().find(|n| n.notify_type.is_error())
+    }
+}
+
+/// `first!(payloads, Variant)`: the contents of the first payload of that variant.
+macro_rules! first {
+    ($payloads:expr, $variant:ident) => {
+        $payloads.iter().find_map(|p| match p {
+            Payload::$variant(inner) => Some(inner),
+            _ => None,
+        })
+    };
+}
+
+/// `all!(payloads, Variant)`: the contents of every payload of that variant.
+macro_rules! all {
+    ($payloads:expr, $variant:ident) => {
+        $payloads.iter().filter_map(|p| match p {
+            Payload::$variant(inner) => Some(inner),
+            _ => None,
+        })
+    };
+}
+
+impl PayloadList for [Payload] {
+    fn sa(&self) -> Option<&SecurityAssociation> {
+        first!(self, Sa)
+    }
+    fn ke(&self) -> Option<&KeyExchange> {
+        first!(self, Ke)
+    }
+    fn nonce(&self) -> Option<&Nonce> {
+        first!(self, Nonce)
+    }
+    fn id_i(&self) -> Option<&Identification> {
+        first!(self, IdI)
+    }
+    fn id_r(&self) -> Option<&Identification> {
+        first!(self, IdR)
+    }
+    fn auth(&self) -> Option<&Authentication> {
+        first!(self, Auth)
+    }
+    fn ts_i(&self) -> Option<&TrafficSelectors> {
+        first!(self, TsI)
+    }
+    fn ts_r(&self) -> Option<&TrafficSelectors> {
+        first!(self, TsR)
+    }
+    fn config(&self) -> Option<&Configuration> {
+        first!(self, Config)
+    }
+    fn certificates(&self) -> impl Iterator<Item = &Certificate> {
+        all!(self, Cert)
+    }
+    fn certificate_requests(&self) -> impl Iterator<Item = &CertificateRequest> {
+        all!(self, CertReq)
+    }
+    fn deletes(&self) -> impl Iterator<Item = &Delete> {
+        all!(self, Delete)
+    }
+    fn notifies(&self) -> impl Iterator<Item = &Notify> {
+        all!(self, Notify)
+    }
 }
