@@ -49,6 +49,15 @@ impl Encap {
     }
 }
 
+/// How to stop the forwarders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// `Request::Shutdown` over the control socket.
+    Request,
+    /// SIGTERM.
+    Signal,
+}
+
 /// Which forwarder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -263,12 +272,18 @@ impl ForwarderLab {
         Ok(output.status.success())
     }
 
-    /// Asks both forwarders to shut down and checks they exit 0 and remove their TUN devices.
-    pub fn shutdown(mut self) -> anyhow::Result<()> {
+    /// Stops both forwarders, with `Request::Shutdown` or with SIGTERM, and checks that they
+    /// exit 0 and remove their TUN devices, routes and control sockets.
+    pub fn shutdown(mut self, how: Stop) -> anyhow::Result<()> {
         for (side, child) in std::mem::take(&mut self.forwarders) {
-            let mut client = ControlClient::connect(&self.socket(side))?;
-            let (result, _) = client.request(Request::Shutdown)?;
-            result.context("Shutdown refused")?;
+            match how {
+                Stop::Request => {
+                    let mut client = ControlClient::connect(&self.socket(side))?;
+                    let (result, _) = client.request(Request::Shutdown)?;
+                    result.context("Shutdown refused")?;
+                }
+                Stop::Signal => child.signal(libc::SIGTERM),
+            }
             let output = child.wait(Duration::from_secs(10))?;
             if !output.status.success() {
                 bail!(
@@ -283,6 +298,15 @@ impl ForwarderLab {
             if link.status.success() {
                 bail!(
                     "TUN device still there after shutdown of {}",
+                    Self::name(side)
+                );
+            }
+            let routes = self
+                .netns(side)
+                .ip(&["-6", "route", "show", "dev", "hometun0"]);
+            if routes.is_ok_and(|o| !o.stdout.is_empty()) {
+                bail!(
+                    "routes through hometun0 left behind by {}",
                     Self::name(side)
                 );
             }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use hometun_control::{CounterReport, DropReason, Event, FromForwarder, Request, Spi};
 use hometun_forwarder::server::ControlClient;
 use hometun_integration::forwarder_lab::{
-    Encap, ForwarderLab, KEY_HOME_TO_VPS, SPI_HOME_TO_VPS, Side, VPS_INNER,
+    Encap, ForwarderLab, KEY_HOME_TO_VPS, SPI_HOME_TO_VPS, Side, Stop, VPS_INNER,
 };
 use hometun_integration::{Guarded, require_root, wait_for};
 
@@ -148,7 +148,12 @@ fn scenario(encap: Encap) {
         );
     }
 
-    lab.shutdown().unwrap();
+    // One pair stops on request, the other on SIGTERM: both must clean up and exit 0.
+    let how = match encap {
+        Encap::Raw => Stop::Request,
+        Encap::Udp => Stop::Signal,
+    };
+    lab.shutdown(how).unwrap();
 }
 
 /// IKE through the forwarder's UDP 4500 socket: a datagram with the non-ESP marker becomes an
