@@ -347,6 +347,9 @@ fn ike_sa_rekey_moves_the_children_and_deletes_the_old_sa() {
     assert_eq!(only_spi(&pair.client), child, "the CHILD SA is untouched");
     assert_eq!(client[0].children.len(), 1);
     assert_eq!(server[0].children.len(), 1);
+    // The peer of a DELETE keeps the deleted SA as long as a retransmitted DELETE could come
+    // (1 + 2 + 4 + 8 s) to answer it again.
+    pair.advance(Duration::from_secs(16));
     assert_eq!(
         pair.client.endpoint.counters().ike_sas,
         1,
@@ -380,6 +383,9 @@ fn ike_sa_rekey_from_the_server() {
     let server = pair.server.endpoint.status(pair.now());
     assert_ne!(server[0].ike_spis, before[0].ike_spis);
     assert_eq!(client[0].ike_spis, server[0].ike_spis);
+    // The peer of a DELETE keeps the deleted SA as long as a retransmitted DELETE could come
+    // (1 + 2 + 4 + 8 s) to answer it again.
+    pair.advance(Duration::from_secs(16));
     assert_eq!(pair.client.endpoint.counters().ike_sas, 1);
     assert_eq!(pair.server.endpoint.counters().ike_sas, 1);
     pair.assert_matching_pairs();
@@ -441,6 +447,7 @@ fn simultaneous_ike_sa_rekeys_agree_on_one_sa() {
         assert_eq!(client[0].children.len(), 1, "seed {seed}");
         assert_eq!(server[0].children.len(), 1, "seed {seed}");
         assert_eq!(only_spi(&pair.client), child);
+        pair.advance(Duration::from_secs(16));
         assert_eq!(pair.client.endpoint.counters().ike_sas, 1, "seed {seed}");
         assert_eq!(pair.server.endpoint.counters().ike_sas, 1, "seed {seed}");
         assert!(pair.client.peer_downs().is_empty() && pair.server.peer_downs().is_empty());
@@ -455,5 +462,56 @@ fn simultaneous_ike_sa_rekeys_agree_on_one_sa() {
     assert!(
         outcomes.contains(&true) && outcomes.contains(&false),
         "{outcomes:?}"
+    );
+}
+
+#[test]
+fn a_rekey_colliding_with_the_delete_of_its_child() {
+    // Both sides rekey the same pair, but the client's requests take 12 s to arrive: the
+    // server finishes its own rekey, waits out the grace period and deletes the old pair
+    // while the client's rekey of that pair is still on its way (RFC 7296 2.25.1).
+    let mut pair = connected(Setup::default());
+    pair.filter = Box::new(|d| {
+        if d.from_client && d.is(ExchangeType::CREATE_CHILD_SA, false) {
+            Fate::Delay(Duration::from_secs(12))
+        } else {
+            Fate::Deliver
+        }
+    });
+    let old_c = only_spi(&pair.client);
+    let old_s = only_spi(&pair.server);
+    let now = pair.now();
+    for (at_client, spi) in [(true, old_c), (false, old_s)] {
+        let node = if at_client {
+            &mut pair.client
+        } else {
+            &mut pair.server
+        };
+        let peer = node.forwarder.installed[&spi].sa.peer;
+        node.endpoint.handle_forwarder_event(
+            now,
+            &Event::SoftLimit {
+                peer,
+                spi_in: Spi(spi),
+                direction: hometun_control::Direction::Outbound,
+                kind: hometun_control::LimitKind::Bytes,
+            },
+            &mut pair.rng,
+        );
+    }
+    pair.flush();
+    pair.advance(Duration::from_secs(30));
+    let survivors = pair.assert_matching_pairs();
+    assert_eq!(survivors.len(), 1);
+    assert_ne!(survivors[0].spi_in.0, old_c);
+    assert!(pair.esp(true) && pair.esp(false));
+    assert!(pair.client.peer_downs().is_empty() && pair.server.peer_downs().is_empty());
+    // The server deleted the old pair (one DELETE from it) and answered the late rekey with
+    // CHILD_SA_NOT_FOUND: no third pair anywhere.
+    assert_eq!(pair.server.forwarder.installs().len(), 2);
+    assert_eq!(pair.client.forwarder.installs().len(), 2);
+    assert_eq!(
+        rekeyed(&pair.client).last().unwrap().1,
+        survivors[0].spi_in.0
     );
 }

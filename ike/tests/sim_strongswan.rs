@@ -11,7 +11,7 @@ mod wire_common;
 
 use std::net::SocketAddrV4;
 
-use hometun_ike::endpoint::Endpoint;
+use hometun_ike::endpoint::{Endpoint, Random};
 use hometun_ike::wire::{ExchangeType, HashAlgorithm, Message, NotifyType, Payload, ProtocolId};
 use sim_support::*;
 
@@ -151,4 +151,457 @@ fn strongswan_ke_group_is_honoured_when_we_prefer_another() {
     let answer = Message::parse(&server.poll_transmit().unwrap().data).unwrap();
     assert!(answer.notify(NotifyType::INVALID_KE_PAYLOAD).is_none());
     assert_ne!(answer.header.spi_r, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A scripted initiator that sends what strongSwan 5.9.8 sends (payloads, order, notifies, as
+// in the trace's logs), with our test certificates, so the whole handshake and a rekey run
+// against our responder.
+
+mod stock {
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    use hometun_ike::crypto::auth::{self, AuthRole, auth_octets};
+    use hometun_ike::crypto::{DhGroup, IkeSaKeys, KeyExchange, PrivateKey, natd_hash};
+    use hometun_ike::endpoint::{Endpoint, Random};
+    use hometun_ike::proposal::{EspProposal, IkeProposal};
+    use hometun_ike::wire::{
+        self, AddressRange, Certificate, CertificateRequest, ExchangeType, Flags, Header,
+        Identification, Message, Notify, NotifyType, Payload, ProtectedMessage, TrafficSelector,
+        TrafficSelectors,
+    };
+
+    use super::sim_support::*;
+
+    pub struct StockInitiator {
+        pub spi_i: u64,
+        pub spi_r: u64,
+        pub keys: Option<IkeSaKeys>,
+        pub ni: Vec<u8>,
+        pub nr: Vec<u8>,
+        pub init: Vec<u8>,
+        pub server_init: Vec<u8>,
+        pub esp_spi: u32,
+        iv: u64,
+    }
+
+    pub fn to(port: u16) -> SocketAddrV4 {
+        SocketAddrV4::new(SERVER_ADDR, port)
+    }
+
+    fn notify(t: NotifyType) -> Payload {
+        Payload::Notify(Notify::new(t, Vec::new()))
+    }
+
+    pub fn v6(prefix: &str, len: u8) -> TrafficSelector {
+        TrafficSelector::Address(AddressRange::ipv6_prefix(prefix.parse().unwrap(), len))
+    }
+
+    pub fn v4_any() -> TrafficSelector {
+        TrafficSelector::Address(AddressRange::ipv4_prefix(Ipv4Addr::UNSPECIFIED, 0))
+    }
+
+    impl StockInitiator {
+        /// IKE_SA_INIT: [ SA KE No N(NATD_S_IP) N(NATD_D_IP) N(FRAG_SUP) N(HASH_ALG)
+        /// N(REDIR_SUP) ], with a faked NATD_S_IP as strongSwan's `encap = yes` does.
+        pub fn start(rng: &mut SeededRandom) -> (Self, KeyExchange, Vec<u8>) {
+            let mut b = [0u8; 8];
+            rng.fill(&mut b);
+            let spi_i = u64::from_be_bytes(b);
+            let mut ni = vec![0u8; 32];
+            rng.fill(&mut ni);
+            let mut r = [0u8; 32];
+            rng.fill(&mut r);
+            let ke = KeyExchange::new(DhGroup::Curve25519, &r).unwrap();
+            let fake = natd_hash(spi_i, 0, "192.0.2.99".parse().unwrap(), 500);
+            let real_d = natd_hash(spi_i, 0, SERVER_ADDR.into(), 500);
+            let payloads = vec![
+                Payload::Sa(IkeProposal::sa_payload(
+                    &[IkeProposal::parse("aes128gcm16-prfsha256-x25519").unwrap()],
+                    &[],
+                )),
+                Payload::Ke(wire::KeyExchange::new(
+                    wire::DhGroup::CURVE25519,
+                    ke.public_ke_data().to_vec(),
+                )),
+                Payload::Nonce(wire::Nonce::new(ni.clone())),
+                Payload::Notify(Notify::new(
+                    NotifyType::NAT_DETECTION_SOURCE_IP,
+                    fake.to_vec(),
+                )),
+                Payload::Notify(Notify::new(
+                    NotifyType::NAT_DETECTION_DESTINATION_IP,
+                    real_d.to_vec(),
+                )),
+                notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED),
+                Payload::Notify(Notify::new(
+                    NotifyType::SIGNATURE_HASH_ALGORITHMS,
+                    vec![0, 2, 0, 3, 0, 4, 0, 5],
+                )),
+                notify(NotifyType::REDIRECT_SUPPORTED),
+            ];
+            let init = Message::new(
+                Header::new(
+                    ExchangeType::IKE_SA_INIT,
+                    spi_i,
+                    0,
+                    Flags::new(true, false),
+                    0,
+                ),
+                payloads,
+            )
+            .to_bytes()
+            .unwrap();
+            let me = Self {
+                spi_i,
+                spi_r: 0,
+                keys: None,
+                ni,
+                nr: Vec::new(),
+                init: init.clone(),
+                server_init: Vec::new(),
+                esp_spi: 0xbfcb_014d,
+                iv: 0,
+            };
+            (me, ke, init)
+        }
+
+        pub fn accept_init(&mut self, ke: &KeyExchange, response: &[u8]) {
+            let m = Message::parse(response).unwrap();
+            self.spi_r = m.header.spi_r;
+            let mut theirs = None;
+            for p in &m.payloads {
+                match p {
+                    Payload::Nonce(n) => self.nr = n.data.clone(),
+                    Payload::Ke(k) => theirs = Some(k.data.clone()),
+                    _ => {}
+                }
+            }
+            let g = ke.shared_secret(&theirs.unwrap()).unwrap();
+            self.keys = Some(
+                IkeSaKeys::initial(
+                    hometun_control::AeadAlg::AesGcm128,
+                    &self.ni,
+                    &self.nr,
+                    &g,
+                    self.spi_i,
+                    self.spi_r,
+                )
+                .unwrap(),
+            );
+            self.server_init = response.to_vec();
+        }
+
+        pub fn seal(
+            &mut self,
+            exchange: ExchangeType,
+            id: u32,
+            response: bool,
+            payloads: Vec<Payload>,
+        ) -> Vec<u8> {
+            self.iv += 1;
+            let keys = self.keys.as_ref().unwrap();
+            ProtectedMessage::new(
+                Header::new(
+                    exchange,
+                    self.spi_i,
+                    self.spi_r,
+                    Flags::new(true, response),
+                    id,
+                ),
+                payloads,
+            )
+            .seal(&keys.initiator_cipher().unwrap(), &self.iv.to_be_bytes(), 0)
+            .unwrap()
+        }
+
+        pub fn open(&self, data: &[u8]) -> ProtectedMessage {
+            let keys = self.keys.as_ref().unwrap();
+            ProtectedMessage::open(data, &keys.responder_cipher().unwrap()).unwrap()
+        }
+
+        /// IKE_AUTH: [ IDi CERT N(INIT_CONTACT) CERTREQ IDr AUTH SA TSi TSr N(MOBIKE_SUP)
+        /// N(NO_ADD_ADDR) N(MULT_AUTH) N(EAP_ONLY) N(MSG_ID_SYN_SUP) ] (+ extra notifies).
+        pub fn auth(
+            &mut self,
+            pki: &Pki,
+            tsi: Vec<TrafficSelector>,
+            tsr: Vec<TrafficSelector>,
+            extra: Vec<Payload>,
+        ) -> Vec<u8> {
+            let idi = Identification::fqdn(CLIENT_NAME);
+            let mut idi_body = vec![2, 0, 0, 0];
+            idi_body.extend_from_slice(CLIENT_NAME.as_bytes());
+            let octets = auth_octets(
+                AuthRole::Initiator,
+                self.keys.as_ref().unwrap(),
+                &self.init,
+                &self.nr,
+                &idi_body,
+            );
+            let key: PrivateKey = pki.client.private_key();
+            let mut payloads = vec![
+                Payload::IdI(idi),
+                Payload::Cert(Certificate::x509(pki.client.der.clone())),
+                notify(NotifyType::INITIAL_CONTACT),
+                Payload::CertReq(CertificateRequest::x509(&pki.ca.verifier().ca_key_hashes())),
+                Payload::IdR(Identification::fqdn(SERVER_NAME)),
+                Payload::Auth(auth::sign_payload(&key, &octets)),
+                Payload::Sa(EspProposal::sa_payload(
+                    &[EspProposal::parse("aes128gcm16").unwrap()],
+                    self.esp_spi,
+                    false,
+                )),
+                Payload::TsI(TrafficSelectors::new(tsi)),
+                Payload::TsR(TrafficSelectors::new(tsr)),
+                notify(NotifyType::MOBIKE_SUPPORTED),
+                notify(NotifyType::NO_ADDITIONAL_ADDRESSES),
+                notify(NotifyType::MULTIPLE_AUTH_SUPPORTED),
+                notify(NotifyType::EAP_ONLY_AUTHENTICATION),
+                notify(NotifyType::IKEV2_MESSAGE_ID_SYNC_SUPPORTED),
+            ];
+            payloads.extend(extra);
+            self.seal(ExchangeType::IKE_AUTH, 1, false, payloads)
+        }
+    }
+
+    /// Sends one datagram to the server endpoint; returns its answers.
+    pub fn exchange(
+        server: &mut Endpoint,
+        clock: &Clock,
+        rng: &mut SeededRandom,
+        local_port: u16,
+        data: &[u8],
+    ) -> Vec<Vec<u8>> {
+        let src = SocketAddrV4::new(CLIENT_ADDR, local_port);
+        server.handle_datagram(clock.now(), to(local_port), src, data, rng);
+        let mut out = Vec::new();
+        while let Some(t) = server.poll_transmit() {
+            assert_eq!(t.remote, src);
+            assert_eq!(t.local, to(local_port));
+            out.push(t.data);
+        }
+        out
+    }
+}
+
+fn stock_handshake(
+    tsi: Vec<hometun_ike::wire::TrafficSelector>,
+    extra: Vec<Payload>,
+) -> (
+    Endpoint,
+    Clock,
+    SeededRandom,
+    stock::StockInitiator,
+    hometun_ike::wire::ProtectedMessage,
+    Pki,
+) {
+    let setup = Setup::default();
+    let pki = Pki::new(setup.alg);
+    let clock = Clock::new();
+    let mut rng = SeededRandom::new(21);
+    let mut server = Endpoint::responder(server_config(&setup, &pki), clock.now(), &mut rng);
+    let (mut client, ke, init) = stock::StockInitiator::start(&mut rng);
+    let answers = stock::exchange(&mut server, &clock, &mut rng, 500, &init);
+    assert_eq!(answers.len(), 1);
+    client.accept_init(&ke, &answers[0]);
+    let request = client.auth(&pki, tsi, vec![stock::v6("::", 0), stock::v4_any()], extra);
+    // strongSwan floats to 4500 (its faked NATD made both sides see a NAT).
+    let answers = stock::exchange(&mut server, &clock, &mut rng, 4500, &request);
+    assert_eq!(answers.len(), 1);
+    let response = client.open(&answers[0]);
+    (server, clock, rng, client, response, pki)
+}
+
+#[test]
+fn a_strongswan_like_initiator_completes_ike_auth() {
+    use hometun_control::{Encapsulation, Request};
+    use hometun_ike::endpoint::Output;
+
+    let (mut server, clock, mut rng, mut client, response, pki) = stock_handshake(
+        vec![stock::v6("2001:db8:1::2", 128), stock::v4_any()],
+        vec![],
+    );
+    let names: Vec<String> = response.inner.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        names,
+        [
+            "IDr",
+            "CERT",
+            "AUTH",
+            "SA",
+            "TSi",
+            "TSr",
+            "N(MOBIKE_SUPPORTED)"
+        ]
+    );
+    // Our AUTH verifies with our certificate over RealMessage2 | Ni | prf(SK_pr, IDr').
+    let auth = response
+        .inner
+        .iter()
+        .find_map(|p| match p {
+            Payload::Auth(a) => Some(a.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let mut idr_body = vec![2, 0, 0, 0];
+    idr_body.extend_from_slice(SERVER_NAME.as_bytes());
+    let octets = hometun_ike::crypto::auth::auth_octets(
+        hometun_ike::crypto::AuthRole::Responder,
+        client.keys.as_ref().unwrap(),
+        &client.server_init,
+        &client.ni,
+        &idr_body,
+    );
+    let key = hometun_ike::crypto::credentials::certificate_public_key(&pki.server.der).unwrap();
+    hometun_ike::crypto::auth::verify_payload(&key, &octets, &auth).unwrap();
+    // TSi narrowed to strongSwan's /128 (inside the client's /64), IPv4 entries dropped.
+    let tsi = response
+        .inner
+        .iter()
+        .find_map(|p| match p {
+            Payload::TsI(t) => Some(t.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(tsi.selectors, [stock::v6("2001:db8:1::2", 128)]);
+    // The CHILD SA: UDP encapsulated (strongSwan faked a NAT), our SPI in the answer.
+    let mut install = None;
+    while let Some(o) = server.poll_output() {
+        if let Output::Forwarder(Request::Install(sa)) = o {
+            install = Some(sa);
+        }
+    }
+    let sa = install.expect("installed");
+    assert_eq!(sa.spi_out.0, client.esp_spi);
+    assert_eq!(
+        sa.endpoint.encap,
+        Encapsulation::Udp {
+            local_port: 4500,
+            remote_port: 4500
+        }
+    );
+    assert_eq!(sa.remote_ts, vec![net("2001:db8:1::2/128")]);
+    assert_eq!(sa.local_ts, vec![net("::/0")]);
+    let keys = client
+        .keys
+        .as_ref()
+        .unwrap()
+        .child_sa_keys(
+            hometun_control::AeadAlg::AesGcm128,
+            None,
+            &client.ni,
+            &client.nr,
+        )
+        .unwrap();
+    assert_eq!(sa.key_in, keys.initiator_to_responder);
+    assert_eq!(sa.key_out, keys.responder_to_initiator);
+
+    // strongSwan's CHILD SA rekey: [ N(REKEY_SA) SA No TSi TSr ], REKEY_SA naming its own
+    // inbound SPI; our answer [ SA No TSi TSr ]; then its DELETE of the old SPI, answered
+    // with ours.
+    let mut ni = vec![0u8; 32];
+    rng.fill(&mut ni);
+    let rekey = client.seal(
+        ExchangeType::CREATE_CHILD_SA,
+        2,
+        false,
+        vec![
+            Payload::Notify(hometun_ike::wire::Notify::with_spi(
+                ProtocolId::ESP,
+                client.esp_spi.to_be_bytes().to_vec(),
+                NotifyType::REKEY_SA,
+                vec![],
+            )),
+            Payload::Sa(hometun_ike::proposal::EspProposal::sa_payload(
+                &[hometun_ike::proposal::EspProposal::parse("aes128gcm16").unwrap()],
+                0x6236_6dc4,
+                false,
+            )),
+            Payload::Nonce(hometun_ike::wire::Nonce::new(ni)),
+            Payload::TsI(hometun_ike::wire::TrafficSelectors::new(vec![stock::v6(
+                "2001:db8:1::2",
+                128,
+            )])),
+            Payload::TsR(hometun_ike::wire::TrafficSelectors::new(vec![stock::v6(
+                "::", 0,
+            )])),
+        ],
+    );
+    let answers = stock::exchange(&mut server, &clock, &mut rng, 4500, &rekey);
+    let answer = client.open(&answers[0]);
+    let names: Vec<String> = answer.inner.iter().map(ToString::to_string).collect();
+    assert_eq!(names, ["SA", "No", "TSi", "TSr"]);
+    let delete = client.seal(
+        ExchangeType::INFORMATIONAL,
+        3,
+        false,
+        vec![Payload::Delete(hometun_ike::wire::Delete::esp(&[
+            client.esp_spi
+        ]))],
+    );
+    let answers = stock::exchange(&mut server, &clock, &mut rng, 4500, &delete);
+    let answer = client.open(&answers[0]);
+    assert_eq!(
+        answer.inner,
+        [Payload::Delete(hometun_ike::wire::Delete::esp(&[sa
+            .spi_in
+            .0]))]
+    );
+    let status = server.status(clock.now());
+    assert_eq!(status[0].children.len(), 1);
+    assert_eq!(status[0].children[0].spi_out.0, 0x6236_6dc4);
+    // MOBIKE's UPDATE_SA_ADDRESSES from a new address is answered with NAT detection and
+    // the COOKIE2 echo (the rest of MOBIKE is issue 4).
+    let update = client.seal(
+        ExchangeType::INFORMATIONAL,
+        4,
+        false,
+        vec![
+            Payload::Notify(hometun_ike::wire::Notify::new(
+                NotifyType::UPDATE_SA_ADDRESSES,
+                vec![],
+            )),
+            Payload::Notify(hometun_ike::wire::Notify::new(
+                NotifyType::COOKIE2,
+                vec![7; 16],
+            )),
+        ],
+    );
+    let answers = stock::exchange(&mut server, &clock, &mut rng, 4500, &update);
+    let answer = client.open(&answers[0]);
+    let names: Vec<String> = answer.inner.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        names,
+        [
+            "N(NAT_DETECTION_SOURCE_IP)",
+            "N(NAT_DETECTION_DESTINATION_IP)",
+            "N(COOKIE2)"
+        ]
+    );
+}
+
+#[test]
+fn transport_mode_is_refused_with_no_proposal_chosen() {
+    let (server, _, _, _, response, _) = stock_handshake(
+        vec![stock::v6("2001:db8:1::2", 128)],
+        vec![Payload::Notify(hometun_ike::wire::Notify::new(
+            NotifyType::USE_TRANSPORT_MODE,
+            vec![],
+        ))],
+    );
+    assert_eq!(response.inner.len(), 1);
+    assert!(
+        matches!(&response.inner[0], Payload::Notify(n) if n.notify_type == NotifyType::NO_PROPOSAL_CHOSEN)
+    );
+    assert_eq!(server.counters().ike_sas, 0);
+}
+
+#[test]
+fn ipv4_only_selectors_are_ts_unacceptable() {
+    let (server, _, _, _, response, _) = stock_handshake(vec![stock::v4_any()], vec![]);
+    assert!(
+        matches!(&response.inner[0], Payload::Notify(n) if n.notify_type == NotifyType::TS_UNACCEPTABLE)
+    );
+    assert_eq!(server.counters().ike_sas, 0);
 }

@@ -2,6 +2,10 @@
 //! handshake is a fresh [`Endpoint`] initiator on its own UDP port, with the credentials of a
 //! client config: IKE_SA_INIT, IKE_AUTH with certificates, then DELETE of the IKE SA (its
 //! answer awaited), so any IKEv2 responder that accepts that client can be measured.
+//!
+//! Give one client config per handshake in flight (`--config` repeated): the initiator sends
+//! INITIAL_CONTACT, so concurrent handshakes of one identity would replace each other at a
+//! responder that honours it, which measures that rule rather than handshakes.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
@@ -23,9 +27,10 @@ use crate::wire::{add_non_esp_marker, strip_non_esp_marker};
 pub struct BenchArgs {
     /// The responder's address (ADDR or ADDR:PORT, port 500 by default).
     pub addr: String,
-    /// A client config whose certificate, key, CA, identities and prefix the handshakes use.
-    #[arg(long, value_name = "FILE")]
-    pub config: PathBuf,
+    /// Client configs whose certificates, keys, CA, identities and prefixes the handshakes use
+    /// (repeat it; worker N uses config N modulo their number).
+    #[arg(long, value_name = "FILE", required = true)]
+    pub config: Vec<PathBuf>,
     /// Handshakes in all.
     #[arg(long, default_value_t = 200)]
     pub count: u64,
@@ -81,17 +86,23 @@ struct Tally {
 /// Runs the benchmark and prints one line: `handshakes N ok K failed F seconds S rate R/s
 /// p50 A ms p99 B ms`.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let config = ClientConfig::load(&args.config)?;
     let server = super::probe::parse_target(&args.addr)?;
     let local = super::route_source(server)?;
-    let material = Arc::new(Material {
-        config,
-        config_path: args.config.clone(),
-        server,
-        local,
-    });
-    // Fail early, with the file named, if the credentials do not load.
-    material.initiator(500)?;
+    let materials = args
+        .config
+        .iter()
+        .map(|path| {
+            let material = Material {
+                config: ClientConfig::load(path)?,
+                config_path: path.clone(),
+                server,
+                local,
+            };
+            // Fail early, with the file named, if the credentials do not load.
+            material.initiator(500)?;
+            Ok(Arc::new(material))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -102,8 +113,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let start = now().mono;
     runtime.block_on(async {
         let mut workers = Vec::new();
-        for _ in 0..args.concurrency.max(1) {
-            let (material, tally, next) = (material.clone(), tally.clone(), next.clone());
+        for worker in 0..args.concurrency.max(1) {
+            let material = materials[worker as usize % materials.len()].clone();
+            let (tally, next) = (tally.clone(), next.clone());
             let count = args.count;
             workers.push(tokio::spawn(async move {
                 while next.fetch_add(1, Ordering::Relaxed) < count {

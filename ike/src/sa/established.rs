@@ -139,6 +139,9 @@ pub(crate) struct Established {
     /// Set when this SA no longer speaks for the peer (its children moved to a rekeyed IKE SA,
     /// or it lost a rekey collision): it only waits to be deleted, silently.
     superseded_at: Option<Instant>,
+    /// The peer deleted this SA: it is kept until then only to answer a retransmitted
+    /// DELETE with the cached response.
+    closing_until: Option<Instant>,
 }
 
 impl Established {
@@ -162,6 +165,7 @@ impl Established {
             client: p.client,
             collision: None,
             superseded_at: None,
+            closing_until: None,
         }
     }
 
@@ -219,6 +223,10 @@ impl Established {
                 return Vec::new();
             }
             RequestClass::New => {}
+        }
+        if self.closing_until.is_some() {
+            tracing::debug!("request on a deleted IKE SA ignored");
+            return Vec::new();
         }
         let (payloads, effects) = match self.core.open(data) {
             Ok(message) => {
@@ -308,7 +316,10 @@ impl Established {
                     } else {
                         self.kill(io, "deleted by the peer".into());
                     }
-                    effects.push(Effect::Remove);
+                    self.closing_until = Some(
+                        io.now.mono
+                            + total_patience(io.cfg.retransmit_base, io.cfg.retransmit_tries),
+                    );
                     return (response, effects);
                 }
                 ProtocolId::ESP => {
@@ -317,6 +328,14 @@ impl Established {
                             let child = self.children.remove(i);
                             child.uninstall(io);
                             deleted_in.push(child.spi_in);
+                            if let Some(theirs) = &child.peer_rekey {
+                                // Our colliding rekey of it is moot: the peer's pair stands.
+                                io.output(Output::Rekeyed {
+                                    peer: self.peer.id,
+                                    old_spi_in: Spi(child.spi_in),
+                                    new_spi_in: Spi(theirs.successor),
+                                });
+                            }
                         } else {
                             tracing::debug!("DELETE for unknown ESP SPI {spi:08x} ignored");
                         }
@@ -717,6 +736,9 @@ impl Established {
     }
 
     fn handle_response(&mut self, io: &mut Io<'_>, header: &Header, data: &[u8]) -> Vec<Effect> {
+        if self.closing_until.is_some() {
+            return Vec::new();
+        }
         let Some(outstanding) = &self.outstanding else {
             tracing::debug!("response {} without a request ignored", header.message_id);
             return Vec::new();
@@ -1100,6 +1122,9 @@ impl Established {
 
     /// Sends the next queued request if none is in flight.
     pub fn pump(&mut self, io: &mut Io<'_>) {
+        if self.closing_until.is_some() {
+            return;
+        }
         while self.outstanding.is_none() {
             let Some(task) = self.queue.pop_front() else {
                 return;
@@ -1238,6 +1263,9 @@ impl Established {
 
     /// When `on_timeout` must run next.
     pub fn deadline(&self, io_cfg: &crate::endpoint::CommonConfig) -> Option<Instant> {
+        if let Some(until) = self.closing_until {
+            return Some(until);
+        }
         let mut next: Option<Instant> = None;
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
         if let Some(o) = &self.outstanding {
@@ -1272,6 +1300,13 @@ impl Established {
     /// Timers: retransmission, deferred work, make-before-break grace, liveness.
     pub fn on_timeout(&mut self, io: &mut Io<'_>) -> Vec<Effect> {
         let now = io.now.mono;
+        if let Some(until) = self.closing_until {
+            return if now >= until {
+                vec![Effect::Remove]
+            } else {
+                Vec::new()
+            };
+        }
         if let Some(o) = &mut self.outstanding
             && now >= o.retransmission.deadline()
         {
