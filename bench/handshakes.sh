@@ -60,9 +60,15 @@ ip -n $HOME_NS link set hths$$b up
 
 # One PKI for both responders.
 "$HOMETUN_BIN" pki init --dir $LAB/ca --server-ipv4 192.0.2.1 --pool 2001:db8:100::/48 >/dev/null
-"$HOMETUN_BIN" pki request --dir $LAB/home --name home.example >/dev/null
-"$HOMETUN_BIN" pki sign --dir $LAB/ca --csr $LAB/home/client.csr --out $LAB/home.bundle >/dev/null
-"$HOMETUN_BIN" pki import --dir $LAB/home $LAB/home.bundle >/dev/null
+# One home (identity, certificate, prefix) per handshake in flight: the initiator sends
+# INITIAL_CONTACT, which would make concurrent handshakes of one identity replace each other.
+CONFIGS=()
+for i in $(seq "$CONCURRENCY"); do
+  "$HOMETUN_BIN" pki request --dir $LAB/home$i --name home$i.example >/dev/null
+  "$HOMETUN_BIN" pki sign --dir $LAB/ca --csr $LAB/home$i/client.csr --out $LAB/home$i.bundle >/dev/null
+  "$HOMETUN_BIN" pki import --dir $LAB/home$i $LAB/home$i.bundle >/dev/null
+  CONFIGS+=(--config "$LAB/home$i/client.toml")
+done
 # Every handshake comes from one address: lift the per-source and cookie limits on both sides.
 /usr/bin/python3 - "$LAB/ca/server.toml" <<'PY'
 import re, sys
@@ -90,7 +96,7 @@ cpu_ticks() { # pids... -> utime+stime of them and their children, in clock tick
 bench_round() { # responder pid -> "rate cpu_ms_per_handshake ok failed"
   local pid=$1 before after line
   before=$(cpu_ticks "$pid")
-  line=$(ip netns exec $HOME_NS "$HOMETUN_BIN" ike bench 192.0.2.1 --config $LAB/home/client.toml \
+  line=$(ip netns exec $HOME_NS env RUST_LOG=warn "$HOMETUN_BIN" ike bench 192.0.2.1 "${CONFIGS[@]}" \
     --count "$COUNT" --concurrency "$CONCURRENCY" 2>>$LAB/bench.err) || true
   after=$(cpu_ticks "$pid")
   echo "$line" >>$LAB/bench.out
@@ -153,10 +159,10 @@ connections {
             certs = server.pem
             id = vps.example }
     remote { auth = pubkey
-             id = home.example }
+             id = %any }
     children {
       v6 { local_ts = ::/0
-           remote_ts = 2001:db8:100:1::/64
+           remote_ts = 2001:db8:100::/48
            esp_proposals = aes128gcm16
            mode = tunnel }
     }
@@ -166,13 +172,13 @@ C
 ip netns exec $VPS sh -c "mount -t tmpfs none /run; cd $S; STRONGSWAN_CONF=$S/strongswan.conf exec /usr/lib/ipsec/charon" >$S/stdout 2>&1 &
 CHARON_PID=$!
 for _ in $(seq 100); do [ -S $S/charon.vici ] && break; sleep 0.1; done
-ip netns exec $VPS env STRONGSWAN_CONF=$S/strongswan.conf swanctl --load-all --file $S/swanctl/swanctl.conf --uri unix://$S/charon.vici >/dev/null
+ip netns exec $VPS env STRONGSWAN_CONF=$S/strongswan.conf swanctl --load-all --file $S/swanctl/swanctl.conf --uri unix://$S/charon.vici >/dev/null 2>&1
 : >$LAB/strongswan.rounds
 for _ in $(seq "$ROUNDS"); do bench_round $CHARON_PID >>$LAB/strongswan.rounds; done
 
 read -r h_rate h_cpu h_ok h_failed < <(best <$LAB/hometun.rounds)
 read -r s_rate s_cpu s_ok s_failed < <(best <$LAB/strongswan.rounds)
-echo "full handshakes (IKE_SA_INIT + IKE_AUTH with Ed25519 certificates + DELETE), $COUNT per round, $CONCURRENCY in flight, best of $ROUNDS:"
+echo "full handshakes (IKE_SA_INIT + IKE_AUTH with Ed25519 certificates + DELETE), $COUNT per round, $CONCURRENCY in flight ($CONCURRENCY homes), best of $ROUNDS:"
 printf "  %-12s %8s handshakes/s  %6s ms responder CPU per handshake  (%s ok, %s failed)\n" \
   hometun "$h_rate" "$h_cpu" "$h_ok" "$h_failed" strongSwan "$s_rate" "$s_cpu" "$s_ok" "$s_failed"
 /usr/bin/python3 - "$h_rate" "$s_rate" "$h_cpu" "$s_cpu" <<'PY'
