@@ -247,7 +247,9 @@ impl ForwarderLab {
 
     /// A side's counters, over its control socket.
     pub fn counters(&self, side: Side) -> anyhow::Result<CounterReport> {
-        let mut client = ControlClient::connect(&self.socket(side))?;
+        let stream = std::os::unix::net::UnixStream::connect(self.socket(side))?;
+        stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+        let mut client = ControlClient::from_stream(stream);
         match client.request(Request::GetCounters)?.0 {
             Ok(Response::Counters(report)) => Ok(report),
             other => bail!("GetCounters: {other:?}"),

@@ -81,18 +81,18 @@ fn scenario(encap: Encap) {
     command.args(["tcp-recv", "5001"]);
     let mut receiver = Guarded::spawn_piped(command, "tcp-recv").unwrap();
     assert_eq!(receiver.read_line().unwrap(), "ready");
-    let sent = lab
-        .home
-        .output(
-            nettool().to_str().unwrap(),
-            &[
-                "tcp-send",
-                &VPS_INNER.to_string(),
-                "5001",
-                &TRANSFER_BYTES.to_string(),
-            ],
-        )
-        .unwrap();
+    let mut command = lab.home.command(nettool());
+    command.args([
+        "tcp-send",
+        &VPS_INNER.to_string(),
+        "5001",
+        &TRANSFER_BYTES.to_string(),
+    ]);
+    let sender = Guarded::spawn_piped(command, "tcp-send").unwrap();
+    let sent = match sender.wait(Duration::from_secs(180)) {
+        Ok(sent) => sent,
+        Err(error) => panic!("tcp-send: {error}\n{}", logs(&lab)),
+    };
     assert!(sent.status.success(), "tcp-send: {sent:?}\n{}", logs(&lab));
     let received = receiver.wait(Duration::from_secs(60)).unwrap();
     let sent = String::from_utf8_lossy(&sent.stdout).trim().to_string();
