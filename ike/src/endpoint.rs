@@ -607,7 +607,9 @@ impl Endpoint {
             Err(error) => {
                 io.send(local, remote, unprotected_answer(header, error.notify()));
                 match error {
-                    IkeError::InvalidKe { .. } => {
+                    // A group retry is negotiation; malformed requests are noise (and an
+                    // attacker's lever on the log): neither is a refusal worth a line.
+                    IkeError::InvalidKe { .. } | IkeError::InvalidSyntax(_) => {
                         tracing::debug!("IKE_SA_INIT from {remote}: {error}");
                     }
                     _ => {
@@ -1061,5 +1063,19 @@ impl Random for NoRandom {
     fn fill(&mut self, buf: &mut [u8]) {
         // Only reached through a bug: zeros are still valid input for every caller.
         buf.fill(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The driver moves the endpoint into a task.
+    #[test]
+    fn endpoint_is_send() {
+        fn send<T: Send>() {}
+        send::<Endpoint>();
+        send::<Output>();
+        send::<Transmit>();
     }
 }

@@ -216,3 +216,60 @@ fn a_server_shutdown_makes_the_client_reconnect() {
     assert_eq!(pair.client.peer_ups(), 2);
     pair.assert_matching_pairs();
 }
+
+#[test]
+fn a_moved_endpoint_moves_the_ike_sa_too() {
+    use hometun_control::{Encapsulation, Endpoint as EspEndpoint, Event};
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    let mut pair = connected(Setup {
+        server_dpd: Some(Duration::from_secs(20)),
+        ..Setup::default()
+    });
+    let spi = *pair.server.forwarder.installed.keys().next().unwrap();
+    let old = pair.server.forwarder.installed[&spi].sa.endpoint;
+    let peer = pair.server.forwarder.installed[&spi].sa.peer;
+    let new = EspEndpoint {
+        local: SERVER_ADDR,
+        remote: Ipv4Addr::new(192, 0, 2, 3),
+        encap: Encapsulation::Raw,
+    };
+    pair.event(false, Event::EndpointMoved { peer, old, new });
+    let status = pair.server.endpoint.status(pair.now());
+    assert_eq!(status[0].remote, SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 3), 500));
+    assert_eq!(status[0].last_moved_seconds_ago, Some(0));
+    // The server's next request (its liveness check) goes to the new address.
+    pair.advance(Duration::from_secs(25));
+    let request = pair
+        .trace
+        .iter()
+        .find(|(d, _)| !d.from_client && d.is(ExchangeType::INFORMATIONAL, false))
+        .unwrap();
+    assert_eq!(*request.0.dst.ip(), Ipv4Addr::new(192, 0, 2, 3));
+}
+
+#[test]
+fn a_new_local_address_updates_the_client_sas() {
+    use std::net::Ipv4Addr;
+
+    let mut pair = connected(Setup::default());
+    let now = pair.now();
+    let moved = Ipv4Addr::new(192, 0, 2, 7);
+    pair.client
+        .endpoint
+        .handle_local_address(now, moved, &mut pair.rng);
+    pair.flush();
+    let update = pair
+        .client
+        .forwarder
+        .log
+        .iter()
+        .find_map(|r| match r {
+            Request::UpdateEndpoint { endpoint, .. } => Some(*endpoint),
+            _ => None,
+        })
+        .expect("UpdateEndpoint");
+    assert_eq!(update.local, moved);
+    assert_eq!(update.remote, SERVER_ADDR);
+    assert_eq!(pair.client.endpoint.status(pair.now())[0].local.ip(), &moved);
+}
