@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::endpoint::PeerStatus;
+use crate::endpoint::{EndpointCounters, PeerStatus};
 
 /// The request line a client sends.
 pub const STATUS_REQUEST: &str = "status";
@@ -38,6 +38,8 @@ pub struct StatusReport {
     pub uptime_seconds: u64,
     /// Every IKE SA, with its CHILD SAs.
     pub peers: Vec<PeerStatus>,
+    /// The endpoint's own counts: IKE SAs held, half-open, cookies, dropped messages.
+    pub endpoint: EndpointCounters,
     /// The forwarder's counters (`None` only if the forwarder refused to give them).
     pub counters: Option<CounterReport>,
 }
@@ -57,8 +59,28 @@ pub struct StatusView {
     pub uptime_seconds: u64,
     /// Its peers.
     pub peers: Vec<PeerView>,
+    /// The endpoint's counts.
+    #[serde(default)]
+    pub endpoint: Option<EndpointView>,
     /// The forwarder's counters.
     pub counters: Option<CounterReport>,
+}
+
+/// The endpoint's counts in [`StatusView`] (the fields of [`EndpointCounters`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct EndpointView {
+    /// IKE SAs held in any state.
+    pub ike_sas: u64,
+    /// Half-open IKE SAs.
+    pub half_open: u64,
+    /// IKE_SA_INIT requests answered with a COOKIE.
+    pub cookies_sent: u64,
+    /// IKE_SA_INIT requests dropped over the half-open bounds.
+    pub dropped_half_open_bound: u64,
+    /// Datagrams that did not parse.
+    pub dropped_unparsable: u64,
+    /// Datagrams for no IKE SA we hold.
+    pub dropped_unknown_spi: u64,
 }
 
 /// One peer of [`StatusView`] (the fields of [`PeerStatus`]).
@@ -225,6 +247,30 @@ pub fn render(status: &StatusView) -> String {
         if peers == 1 { "" } else { "s" },
         duration(status.uptime_seconds)
     );
+    if let Some(e) = &status.endpoint {
+        let mut line = format!(
+            "  ike: {} SA{} ({} half-open)",
+            e.ike_sas,
+            if e.ike_sas == 1 { "" } else { "s" },
+            e.half_open
+        );
+        if e.cookies_sent > 0 {
+            let _ = write!(line, ", {} cookies sent", e.cookies_sent);
+        }
+        let dropped: Vec<String> = [
+            ("unparsable", e.dropped_unparsable),
+            ("unknown SPI", e.dropped_unknown_spi),
+            ("over the half-open bound", e.dropped_half_open_bound),
+        ]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(what, n)| format!("{what} {n}"))
+        .collect();
+        if !dropped.is_empty() {
+            let _ = write!(line, "; dropped: {}", dropped.join(", "));
+        }
+        let _ = writeln!(out, "{line}");
+    }
     let empty = CounterReport::default();
     let counters = status.counters.as_ref().unwrap_or(&empty);
     if status.counters.is_none() {
@@ -500,6 +546,14 @@ mod tests {
                     remote_ts: vec!["2001:db8:1::/64".parse().unwrap()],
                 }],
             }],
+            endpoint: EndpointCounters {
+                ike_sas: 1,
+                half_open: 0,
+                cookies_sent: 0,
+                dropped_half_open_bound: 0,
+                dropped_unparsable: 2,
+                dropped_unknown_spi: 0,
+            },
             counters: Some(CounterReport {
                 sas: vec![
                     counters(0xc0ffee01, 0xbeef0002, 700),
@@ -530,6 +584,10 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("peer: home.example (peer7)"), "{table}");
+        assert!(
+            table.contains("  ike: 1 SA (0 half-open); dropped: unparsable 2\n"),
+            "{table}"
+        );
         assert!(table.contains("prefix: 2001:db8:1::/64"), "{table}");
         assert!(
             table.contains(

@@ -302,6 +302,7 @@ impl Driver {
                 .saturating_duration_since(self.started.mono)
                 .as_secs(),
             peers: self.endpoint.status(at),
+            endpoint: self.endpoint.counters(),
             counters: self.counters.clone(),
         };
         match serde_json::to_string_pretty(&report) {
