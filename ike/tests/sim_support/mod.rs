@@ -142,6 +142,8 @@ pub enum Validity {
     Expired,
     /// 2029..2031.
     NotYetValid,
+    /// 2020..2035 (valid for real-clock tests too).
+    Wide,
 }
 
 impl Ca {
@@ -180,6 +182,7 @@ impl Ca {
             Validity::Good => ((2026, 1, 1), (2031, 1, 1)),
             Validity::Expired => ((2020, 1, 1), (2025, 1, 1)),
             Validity::NotYetValid => ((2029, 1, 1), (2031, 1, 1)),
+            Validity::Wide => ((2020, 1, 1), (2035, 1, 1)),
         };
         params.not_before = date_time_ymd(nb.0, nb.1, nb.2);
         params.not_after = date_time_ymd(na.0, na.1, na.2);
