@@ -149,6 +149,7 @@ impl Lab {
   retransmit_timeout = 1
   retransmit_tries = 3
   filelog {{ log {{ path = {log}
+     flush_line = yes
      default = 1
      ike = 2
      cfg = 2
@@ -734,4 +735,101 @@ fn our_client_to_a_strongswan_server() {
         !lab.list_sas().contains("state=")
     });
     assert!(!lab.log().contains("AUTHENTICATION_FAILED"));
+}
+
+/// A strongSwan client with P-256 certificates (ECDSA with SHA-256 under RFC 7427) that
+/// guesses P-256 for its KE while our server prefers X25519 and takes P-256 too: no
+/// INVALID_KE round trip; then a server that takes X25519 only: INVALID_KE_PAYLOAD, and
+/// strongSwan retries with X25519.
+#[test]
+fn strongswan_client_with_p256_certificates_and_group_negotiation() {
+    if let Err(reason) = lab_available() {
+        return skip_or_fail(&reason);
+    }
+    for (tag, server_ike, expect) in [
+        (
+            "c",
+            vec!["aes128gcm16-prfsha256-x25519-ecp256"],
+            "aes128gcm16-prfsha256-ecp256",
+        ),
+        (
+            "d",
+            vec!["aes256gcm16-prfsha256-x25519"],
+            "aes256gcm16-prfsha256-x25519",
+        ),
+    ] {
+        let client_ip = Ipv4Addr::new(192, 0, 2, 2);
+        let mut lab = Lab::new(tag, client_ip, SERVER_ADDR);
+        let pki = Pki::new(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let pki = Pki {
+            client: pki.ca.leaf(CLIENT_NAME, 100, Validity::Wide),
+            server: pki.ca.leaf(SERVER_NAME, 101, Validity::Wide),
+            ..pki
+        };
+        let setup = Setup {
+            alg: &rcgen::PKCS_ECDSA_P256_SHA256,
+            server_ike,
+            ..Setup::default()
+        };
+        let config = server_config(&setup, &pki);
+        let driver = Driver::start(&lab.ours_ns.clone(), SERVER_ADDR, move |now, rng| {
+            Endpoint::responder(config, now, rng)
+        });
+        lab.start_charon(
+            &pki,
+            false,
+            &format!(
+                r#"connections {{
+  home {{
+    version = 2
+    local_addrs = {client_ip}
+    remote_addrs = {SERVER_ADDR}
+    proposals = aes128gcm16-aes256gcm16-prfsha256-ecp256-curve25519
+    local {{ auth = pubkey
+            certs = me.pem
+            id = {CLIENT_NAME} }}
+    remote {{ auth = pubkey
+             id = {SERVER_NAME} }}
+    children {{
+      v6 {{ local_ts = 2001:db8:1::2/128
+           remote_ts = ::/0
+           esp_proposals = aes256gcm16-aes128gcm16
+           mode = tunnel
+           start_action = none }}
+    }}
+  }}
+}}
+"#
+            ),
+        );
+        let (ok, text) = lab.swanctl(&["--initiate", "--child", "v6", "--timeout", "15"]);
+        assert!(ok, "{tag}: strongSwan could not establish: {text}");
+        driver.wait(5, "PeerUp", |o| {
+            o.iter().any(|o| matches!(o, Output::PeerUp { .. }))
+        });
+        assert_eq!(driver.status()[0].ike_proposal, expect, "{tag}");
+        let sa = &driver.installs()[0];
+        // strongSwan lists AES-256 first; we take our own first preference it offers.
+        assert_eq!(
+            sa.key_in.alg(),
+            hometun_control::AeadAlg::AesGcm128,
+            "{tag}"
+        );
+        let log = lab.log();
+        assert!(
+            log.contains("authentication of 'vps.example' with ECDSA_WITH_SHA256_DER successful"),
+            "{tag}"
+        );
+        let retried = log.contains("peer didn't accept DH group ECP_256, it requested CURVE_25519");
+        assert_eq!(retried, tag == "d", "{tag}: INVALID_KE_PAYLOAD round trip");
+        // No NAT, but kernel-libipsec forces UDP encapsulation by faking one: we follow.
+        assert_eq!(
+            sa.endpoint.encap,
+            Encapsulation::Udp {
+                local_port: 4500,
+                remote_port: 4500
+            },
+            "{tag}"
+        );
+    }
 }
