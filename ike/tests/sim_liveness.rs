@@ -236,7 +236,10 @@ fn a_moved_endpoint_moves_the_ike_sa_too() {
     };
     pair.event(false, Event::EndpointMoved { peer, old, new });
     let status = pair.server.endpoint.status(pair.now());
-    assert_eq!(status[0].remote, SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 3), 500));
+    assert_eq!(
+        status[0].remote,
+        SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 3), 500)
+    );
     assert_eq!(status[0].last_moved_seconds_ago, Some(0));
     // The server's next request (its liveness check) goes to the new address.
     pair.advance(Duration::from_secs(25));
@@ -271,5 +274,8 @@ fn a_new_local_address_updates_the_client_sas() {
         .expect("UpdateEndpoint");
     assert_eq!(update.local, moved);
     assert_eq!(update.remote, SERVER_ADDR);
-    assert_eq!(pair.client.endpoint.status(pair.now())[0].local.ip(), &moved);
+    assert_eq!(
+        pair.client.endpoint.status(pair.now())[0].local.ip(),
+        &moved
+    );
 }
