@@ -53,13 +53,13 @@ pub enum DecodeError {
         /// What is wrong.
         problem: String,
     },
-    /// Some messages could not be decoded (each was reported on its own line).
-    #[error("{failed} of {total} IKE messages could not be decoded")]
+    /// Some packets could not be decoded (each was reported on its own line).
+    #[error("{failed} of {packets} packets could not be decoded")]
     SomeFailed {
-        /// Messages that failed.
+        /// Packets that failed.
         failed: usize,
-        /// IKE messages seen.
-        total: usize,
+        /// Packets read.
+        packets: usize,
     },
 }
 
@@ -469,7 +469,7 @@ pub fn run(args: &DecodeArgs) -> Result<Summary, DecodeError> {
     if summary.failed > 0 {
         return Err(DecodeError::SomeFailed {
             failed: summary.failed,
-            total: summary.messages.max(summary.failed),
+            packets: summary.packets,
         });
     }
     Ok(summary)
