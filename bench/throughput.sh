@@ -1,8 +1,8 @@
 #!/bin/bash
 # TCP throughput through three IPv6-in-IPv4 tunnel pairs in network namespaces, in the same run:
 #   hometun  (two `hometun forwarder --static` processes; raw ESP and ESP in UDP 4500)
-#   boringtun (userspace WireGuard, Rust)         -- ../shared/reference/boringtun-pair.sh
-#   strongSwan (charon with kernel-libipsec, userspace ESP) -- ../shared/reference/strongswan-pair.sh
+#   boringtun (userspace WireGuard, Rust)         -- bench/reference/boringtun-pair.sh
+#   strongSwan (charon with kernel-libipsec, userspace ESP) -- bench/reference/strongswan-pair.sh
 # and prints Mbit/s for each and the ratios hometun/boringtun and hometun/strongSwan.
 #
 # Usage (as root): bench/throughput.sh [SECONDS] [ROUNDS]
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 SECONDS_PER_RUN=${1:-8}
 ROUNDS=${2:-3}
-REF=${REF:-$ROOT/../shared/reference}
+REF=${REF:-$ROOT/bench/reference}
 export BT=${BT:-/tmp/bt/bin/boringtun-cli}
 LAB=/tmp/hometun-bench
 [ "$(id -u)" = 0 ] || { echo "bench/throughput.sh: needs root (namespaces, TUN)" >&2; exit 1; }

@@ -1,5 +1,5 @@
 //! Known-answer test against a real strongSwan 5.9.8 conversation
-//! (`tests/vectors/strongswan-5.9.8-x25519-aesgcm128-ed25519`): every ESP-in-UDP packet of
+//! (`testdata/strongswan-5.9.8-x25519-aesgcm128-ed25519`): every ESP-in-UDP packet of
 //! `trace.pcap` is opened with the CHILD_SA keys that the two charon logs print, must hold the
 //! ICMPv6 echo requests/replies between 2001:db8:1::2 and 2001:db8:ffff::1, and must come out
 //! byte for byte the same when sealed again with the same sequence number.
@@ -18,7 +18,7 @@ use hometun_forwarder::wire::{EspPacket, Icmpv6Packet, Icmpv6Repr, Ipv6Packet, i
 
 fn vectors() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/vectors/strongswan-5.9.8-x25519-aesgcm128-ed25519")
+        .join("../testdata/strongswan-5.9.8-x25519-aesgcm128-ed25519")
 }
 
 /// One CHILD_SA as a charon log describes it.

@@ -16,7 +16,7 @@ pub fn vectors_dir() -> PathBuf {
     let dir = match std::env::var_os("HOMETUN_VECTORS") {
         Some(dir) => PathBuf::from(dir),
         None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/vectors/strongswan-5.9.8-x25519-aesgcm128-ed25519"),
+            .join("../testdata/strongswan-5.9.8-x25519-aesgcm128-ed25519"),
     };
     assert!(
         dir.join("trace.pcap").is_file(),

@@ -9,7 +9,7 @@ use hometun_ike::decode::{CapturedPacket, Origin, read_capture};
 /// The vector directory.
 pub fn vector_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/vectors/strongswan-5.9.8-x25519-aesgcm128-ed25519")
+        .join("../testdata/strongswan-5.9.8-x25519-aesgcm128-ed25519")
 }
 
 pub fn trace_path() -> PathBuf {
