@@ -282,7 +282,8 @@ impl Daemon {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
-    /// Sends SIGTERM and waits for the exit; returns the exit status.
+    /// Sends SIGTERM (harmless if it already exited) and waits for the exit; returns the exit
+    /// status.
     pub fn stop(mut self) -> anyhow::Result<std::process::ExitStatus> {
         let child = self.child.take().context("already stopped")?;
         child.signal(libc::SIGTERM);
@@ -297,6 +298,9 @@ impl Daemon {
         self.child.as_ref().map_or(0, Guarded::id)
     }
 }
+
+/// Where `hometun status` looks without `--config` (as the daemon crate has them).
+pub const DEFAULT_CONFIGS: [&str; 2] = ["/etc/hometun/server.toml", "/etc/hometun/client.toml"];
 
 /// Removes ANSI colour sequences from log text.
 pub fn strip_ansi(text: &str) -> String {

@@ -222,3 +222,65 @@ fn daemon_refuses_bad_credentials() {
     assert!(!line.contains('\n'), "{text}");
     assert!(line.contains("server.pem"), "{line}");
 }
+
+/// The forwarder dies (SIGKILL): the daemon stops with an error line rather than run without
+/// its data plane, and nothing of the tunnel is left.
+#[test]
+fn daemon_exits_when_its_forwarder_dies() {
+    if !require_root("daemon_exits_when_its_forwarder_dies") {
+        return;
+    }
+    let setup = Setup::new(1).unwrap();
+    let server = setup.start_server().unwrap();
+    let children = std::fs::read_to_string(format!(
+        "/proc/{pid}/task/{pid}/children",
+        pid = server.pid()
+    ))
+    .unwrap();
+    let forwarder: i32 = children
+        .split_whitespace()
+        .next()
+        .unwrap_or_else(|| panic!("the server has no child process\n{}", server.log_text()))
+        .parse()
+        .unwrap();
+    // SAFETY: kill has no memory preconditions; this is the daemon's forwarder child.
+    unsafe { libc::kill(forwarder, libc::SIGKILL) };
+    assert!(
+        server.wait_log(
+            "stopping rather than running without it",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        server.log_text()
+    );
+    let log = server.log_text();
+    let status = server.stop().unwrap();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("hometun: the forwarder exited"), "{log}");
+    assert!(
+        !has_link(&setup.lab.vps.ns, "hometun0"),
+        "TUN left on the VPS"
+    );
+}
+
+/// `hometun status` without --config says which default it tried.
+#[test]
+fn status_without_config_names_the_defaults() {
+    if hometun_integration::ike_lab::DEFAULT_CONFIGS
+        .iter()
+        .any(|p| Path::new(p).exists())
+    {
+        eprintln!(
+            "status_without_config_names_the_defaults: skipped: /etc/hometun has a config here"
+        );
+        return;
+    }
+    let error = hometun(&["status"]).unwrap_err();
+    let text = format!("{error:#}");
+    assert!(
+        text.contains(
+            "no --config given and none of /etc/hometun/server.toml, /etc/hometun/client.toml exists"
+        ),
+        "{text}"
+    );
+}
