@@ -54,6 +54,8 @@ pub struct CharonSpec {
     pub charon_extra: String,
     /// Extra lines inside the connection (e.g. `unique = never`).
     pub connection_extra: String,
+    /// Extra lines inside the child `v6` (e.g. `rekey_bytes = 20000000`).
+    pub child_extra: String,
 }
 
 /// A running charon. Killed when dropped.
@@ -132,6 +134,7 @@ swanctl {{ socket = unix://{d}/charon.vici }}
         life_time = 0
         rekey_time = 0
         start_action = none
+{child_extra}
       }}
     }}
   }}
@@ -141,6 +144,7 @@ swanctl {{ socket = unix://{d}/charon.vici }}
             remote_addr = spec.remote_addr,
             proposals = spec.proposals,
             connection_extra = spec.connection_extra,
+            child_extra = spec.child_extra,
             local_id = spec.local_id,
             remote_id = spec.remote_id,
             local_ts = spec.local_ts,

@@ -5,8 +5,11 @@
 //! - `hometun client` connects to a strongSwan server (and `hometun ike probe` reads its
 //!   answer first).
 //!
-//! Each carries ping6 and 100 MB of TCP checked by SHA-256. When strongSwan refuses something,
-//! charon's log (in the failure message) says why; `HOMETUN_CHARON_IKE_LOG=4` shows more.
+//! Each carries ping6 and 100 MB of TCP checked by SHA-256, once plainly and once with a small
+//! byte limit on one side so that CHILD SAs are rekeyed during the transfer (strongSwan's
+//! `rekey_bytes` when it is the client, hometun's `[limits] rekey_bytes` when hometun is). When
+//! strongSwan refuses something, charon's log (in the failure message) says why;
+//! `HOMETUN_CHARON_IKE_LOG=4` shows more.
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
@@ -14,12 +17,60 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hometun_integration::ike_lab::{
-    Daemon, HOME_PREFIX, OuterCounters, Setup, VPS_INNER, VPS_NAME, ping6, tcp_transfer, wait_ping,
+    Daemon, HOME_PREFIX, OuterCounters, Setup, VPS_INNER, VPS_NAME, edit_client, ping6,
+    tcp_transfer, wait_ping,
 };
 use hometun_integration::require_root;
 use hometun_integration::strongswan::{Charon, CharonSpec, available};
 
 const TRANSFER_BYTES: u64 = 100 * 1024 * 1024;
+/// The byte limit of the rekey variants: several rekeys during the transfer.
+const REKEY_BYTES: u64 = 24 * 1024 * 1024;
+
+fn inbound_spis(status: &serde_json::Value) -> Vec<u64> {
+    status["peers"][0]["children"]
+        .as_array()
+        .map(|c| c.iter().filter_map(|c| c["spi_in"].as_u64()).collect())
+        .unwrap_or_default()
+}
+
+/// After a transfer with rekeys: the daemon logged them, the first pair is gone (at once when
+/// the peer deleted it, or once hometun's make-before-break grace ran out), nothing was dropped
+/// for want of an SA or a key.
+fn check_rekeyed(daemon: &Daemon, charon: &Charon, before: &[u64]) {
+    let rekeys = daemon.log_text().matches("CHILD SA rekeyed").count();
+    assert!(
+        rekeys >= 2,
+        "{rekeys} rekeys logged\n{}",
+        logs(daemon, charon)
+    );
+    let waited = Instant::now();
+    let replaced = hometun_integration::wait_for(Duration::from_secs(30), || {
+        daemon.status().is_ok_and(|status| {
+            let now = inbound_spis(&status);
+            !now.is_empty() && now.iter().all(|s| !before.contains(s))
+        })
+    });
+    let status = daemon.status().unwrap();
+    let now = inbound_spis(&status);
+    assert!(
+        replaced,
+        "SPIs {before:x?} -> {now:x?}\n{}",
+        logs(daemon, charon)
+    );
+    for sa in status["counters"]["sas"].as_array().unwrap() {
+        for drop in sa["drops"].as_array().unwrap() {
+            assert!(
+                !["HardLimit", "AuthFailed", "NoSa"].contains(&drop[0].as_str().unwrap_or("")),
+                "{status:#}"
+            );
+        }
+    }
+    eprintln!(
+        "{rekeys} CHILD SA rekeys; inbound SPIs {before:x?} -> {now:x?} ({:.1} s after the transfer)",
+        waited.elapsed().as_secs_f64()
+    );
+}
 
 fn nettool() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_hometun-nettool"))
@@ -75,9 +126,34 @@ fn transfer(setup: &Setup, daemon: &Daemon, charon: &Charon) -> Duration {
 
 #[test]
 fn strongswan_client_to_hometun_server() {
-    if !can_run("strongswan_client_to_hometun_server") {
-        return;
+    if can_run("strongswan_client_to_hometun_server") {
+        strongswan_client(false);
     }
+}
+
+#[test]
+fn strongswan_client_rekeys_with_hometun_server() {
+    if can_run("strongswan_client_rekeys_with_hometun_server") {
+        strongswan_client(true);
+    }
+}
+
+#[test]
+fn hometun_client_to_strongswan_server() {
+    if can_run("hometun_client_to_strongswan_server") {
+        hometun_client(false);
+    }
+}
+
+#[test]
+fn hometun_client_rekeys_with_strongswan_server() {
+    if can_run("hometun_client_rekeys_with_strongswan_server") {
+        hometun_client(true);
+    }
+}
+
+/// A strongSwan client (rekeying after `REKEY_BYTES` when `rekey`) and `hometun server`.
+fn strongswan_client(rekey: bool) {
     let started = Instant::now();
     let setup = Setup::new(1).unwrap();
     let lab = &setup.lab;
@@ -109,6 +185,11 @@ fn strongswan_client_to_hometun_server() {
             esp_proposals: "aes128gcm16".into(),
             charon_extra: String::new(),
             connection_extra: String::new(),
+            child_extra: if rekey {
+                format!("        rekey_bytes = {REKEY_BYTES}")
+            } else {
+                String::new()
+            },
         },
     )
     .unwrap();
@@ -130,7 +211,11 @@ fn strongswan_client_to_hometun_server() {
     assert_eq!(peer["prefixes"][0], HOME_PREFIX, "{status:#}");
     // libipsec fakes NAT detection: ESP in UDP 4500.
     assert_eq!(peer["nat"], true, "{status:#}");
+    let before = inbound_spis(&status);
     let took = transfer(&setup, &server, &charon);
+    if rekey {
+        check_rekeyed(&server, &charon, &before);
+    }
     let (esp, udp) = outer.read(&lab.vps.ns).unwrap();
     assert!(
         udp > TRANSFER_BYTES / 1500,
@@ -158,14 +243,17 @@ fn strongswan_client_to_hometun_server() {
     assert!(server.stop().unwrap().success());
 }
 
-#[test]
-fn hometun_client_to_strongswan_server() {
-    if !can_run("hometun_client_to_strongswan_server") {
-        return;
-    }
+/// `hometun client` (rekeying after `REKEY_BYTES` when `rekey`) and a strongSwan server.
+fn hometun_client(rekey: bool) {
     let started = Instant::now();
     let setup = Setup::new(1).unwrap();
     let lab = &setup.lab;
+    if rekey {
+        edit_client(&setup.client_tomls[0], |c| {
+            c.limits.rekey_bytes = REKEY_BYTES
+        })
+        .unwrap();
+    }
     let charon_dir = lab.dir().join("charon-vps");
     std::fs::create_dir_all(&charon_dir).unwrap();
     let ca = &setup.pki.dir;
@@ -186,6 +274,7 @@ fn hometun_client_to_strongswan_server() {
             esp_proposals: "aes128gcm16".into(),
             charon_extra: String::new(),
             connection_extra: String::new(),
+            child_extra: String::new(),
         },
     )
     .unwrap();
@@ -235,7 +324,11 @@ fn hometun_client_to_strongswan_server() {
             .all(|sa| sa["endpoint"]["encap"]["Udp"].is_object()),
         "{status:#}"
     );
+    let before = inbound_spis(&status);
     let took = transfer(&setup, &client, &charon);
+    if rekey {
+        check_rekeyed(&client, &charon, &before);
+    }
     eprintln!("{}", client.status_table().unwrap());
     eprintln!(
         "hometun client -> strongSwan server: up {:.2} s, 100 MB in {:.2} s ({:.0} Mbit/s)",
