@@ -42,8 +42,15 @@ pub struct IkeLab {
     pub homes: Vec<Node>,
     /// The namespace with the bridge.
     pub wan: Netns,
+    /// NAT routers put in front of homes ([`IkeLab::put_behind_nat`]).
+    pub routers: Vec<Node>,
     dir: tempfile::TempDir,
 }
+
+/// The LAN behind a NAT router: the router's inside address.
+pub const NAT_LAN_ROUTER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+/// The home's address on that LAN.
+pub const NAT_LAN_HOME: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 
 impl IkeLab {
     /// The VPS and `homes` homes on one bridge; the VPS's inner address on its loopback.
@@ -94,8 +101,97 @@ impl IkeLab {
             vps,
             homes,
             wan,
+            routers: Vec::new(),
             dir: tempfile::tempdir()?,
         })
+    }
+
+    /// Puts home `i` behind a NAT router (nftables masquerade): the router takes over the
+    /// home's address on the bridge, the home moves to 198.51.100.2/24 behind it.
+    pub fn put_behind_nat(&mut self, i: usize) -> anyhow::Result<()> {
+        let outside = self.homes[i].addr;
+        let home = &self.homes[i].ns;
+        // Deleting the home's veth removes its bridge port too.
+        home.ip(&["link", "del", "eth0"])?;
+        let router = Netns::new(&format!("r{i}"))?;
+        let port = format!("n{i}");
+        run(
+            "ip",
+            &[
+                "link",
+                "add",
+                "eth0",
+                "netns",
+                router.name(),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &port,
+                "netns",
+                self.wan.name(),
+            ],
+        )?;
+        self.wan.ip(&["link", "set", &port, "master", "br0"])?;
+        self.wan.ip(&["link", "set", &port, "up"])?;
+        router.ip(&["addr", "add", &format!("{outside}/24"), "dev", "eth0"])?;
+        router.ip(&["link", "set", "eth0", "up"])?;
+        run(
+            "ip",
+            &[
+                "link",
+                "add",
+                "lan0",
+                "netns",
+                router.name(),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                home.name(),
+            ],
+        )?;
+        router.ip(&[
+            "addr",
+            "add",
+            &format!("{NAT_LAN_ROUTER}/24"),
+            "dev",
+            "lan0",
+        ])?;
+        router.ip(&["link", "set", "lan0", "up"])?;
+        home.ip(&["addr", "add", &format!("{NAT_LAN_HOME}/24"), "dev", "eth0"])?;
+        home.ip(&["link", "set", "eth0", "up"])?;
+        home.ip(&[
+            "route",
+            "add",
+            "default",
+            "via",
+            &NAT_LAN_ROUTER.to_string(),
+        ])?;
+        let output = router.output("sysctl", &["-q", "-w", "net.ipv4.ip_forward=1"])?;
+        if !output.status.success() {
+            bail!(
+                "sysctl ip_forward: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let nat = router.output(
+            "nft",
+            &[
+                "add table ip nat; add chain ip nat post { type nat hook postrouting priority 100; }; add rule ip nat post oifname eth0 masquerade",
+            ],
+        )?;
+        if !nat.status.success() {
+            bail!("nft masquerade: {}", String::from_utf8_lossy(&nat.stderr));
+        }
+        self.homes[i].addr = NAT_LAN_HOME;
+        self.routers.push(Node {
+            ns: router,
+            addr: outside,
+        });
+        Ok(())
     }
 
     /// The lab's scratch directory (PKI, configs, logs).
@@ -412,22 +508,49 @@ impl OuterCounters {
         Ok(OuterCounters)
     }
 
-    /// (ESP packets, UDP 4500 packets) so far.
-    pub fn read(&self, ns: &Netns) -> anyhow::Result<(u64, u64)> {
+    /// What arrived so far. Bytes are the measure of volume: a sender using UDP GSO hands the
+    /// path one large packet for many segments, and a forwarding hop may keep it whole, so
+    /// packet counts there are counts of super-packets.
+    pub fn read(&self, ns: &Netns) -> anyhow::Result<Outer> {
         let output = ns.output("nft", &["list", "chain", "ip", "htcount", "input"])?;
         let text = String::from_utf8_lossy(&output.stdout);
-        let count = |marker: &str| -> u64 {
-            text.lines()
-                .find(|l| l.contains(marker))
-                .and_then(|l| {
-                    let mut words = l.split_whitespace();
-                    words.find(|w| *w == "packets")?;
-                    words.next()?.parse().ok()
-                })
-                .unwrap_or(0)
+        let count = |marker: &str| -> (u64, u64) {
+            let Some(line) = text.lines().find(|l| l.contains(marker)) else {
+                return (0, 0);
+            };
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let after = |key: &str| {
+                words
+                    .iter()
+                    .position(|w| *w == key)
+                    .and_then(|i| words.get(i + 1))
+                    .and_then(|w| w.parse().ok())
+                    .unwrap_or(0)
+            };
+            (after("packets"), after("bytes"))
         };
-        Ok((count("ip protocol esp"), count("udp dport 4500")))
+        let (esp_packets, esp_bytes) = count("ip protocol esp");
+        let (udp_packets, udp_bytes) = count("udp dport 4500");
+        Ok(Outer {
+            esp_packets,
+            esp_bytes,
+            udp_packets,
+            udp_bytes,
+        })
     }
+}
+
+/// Outer packets counted by [`OuterCounters`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outer {
+    /// IP protocol 50 packets.
+    pub esp_packets: u64,
+    /// Their bytes (IP headers included).
+    pub esp_bytes: u64,
+    /// UDP packets to port 4500 (ESP in UDP and IKE).
+    pub udp_packets: u64,
+    /// Their bytes.
+    pub udp_bytes: u64,
 }
 
 /// Whether `ns` has a network device named `name`.

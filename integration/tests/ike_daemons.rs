@@ -119,14 +119,14 @@ fn hometun_client_and_server_over_raw_esp() {
     assert_eq!(received, sent, "SHA-256 differs between the ends");
 
     // Everything arrived at the VPS as IP protocol 50, nothing as ESP in UDP.
-    let (esp, udp) = outer.read(&lab.vps.ns).unwrap();
+    let outer = outer.read(&lab.vps.ns).unwrap();
     assert!(
-        esp > TRANSFER_BYTES / 1500,
-        "only {esp} ESP packets reached the VPS"
+        outer.esp_bytes > TRANSFER_BYTES,
+        "only {outer:?} reached the VPS"
     );
     assert!(
-        udp < 20,
-        "{udp} UDP 4500 packets reached the VPS (no NAT here)"
+        outer.udp_packets < 20,
+        "{outer:?}: ESP in UDP reached the VPS (no NAT here)"
     );
 
     // The reverse direction too: a ping from the VPS to the home's tunnel address.
@@ -283,4 +283,63 @@ fn status_without_config_names_the_defaults() {
         ),
         "{text}"
     );
+}
+
+/// The home behind a NAT router (nftables masquerade): both sides see the NAT from the
+/// NAT_DETECTION hashes, IKE floats to port 4500 and ESP travels in UDP to the mapped port;
+/// ping6 both ways and 100 MB of TCP with matching SHA-256.
+#[test]
+fn hometun_client_behind_nat() {
+    if !require_root("hometun_client_behind_nat") {
+        return;
+    }
+    let mut setup = Setup::new(1).unwrap();
+    setup.lab.put_behind_nat(0).unwrap();
+    let lab = &setup.lab;
+    let outer = OuterCounters::install(&lab.vps.ns).unwrap();
+    let server = setup.start_server().unwrap();
+    let client = setup.start_client(0).unwrap();
+    assert!(
+        wait_ping(&lab.home().ns, VPS_INNER, Duration::from_secs(30)),
+        "the tunnel did not come up through the NAT\n{}",
+        logs(&[&server, &client])
+    );
+    let status = server.status().unwrap();
+    let peer = &status["peers"][0];
+    assert_eq!(peer["nat"], true, "{status:#}");
+    // The router's address, as the NAT rewrote it.
+    assert!(
+        peer["remote"].as_str().unwrap().starts_with("192.0.2.2:"),
+        "{status:#}"
+    );
+    let sas = status["counters"]["sas"].as_array().unwrap();
+    assert!(
+        sas.iter()
+            .all(|sa| sa["endpoint"]["encap"]["Udp"].is_object()),
+        "{status:#}"
+    );
+    let status = client.status().unwrap();
+    assert_eq!(status["peers"][0]["nat"], true, "{status:#}");
+    assert_eq!(status["local"], "198.51.100.2", "{status:#}");
+    let (sent, received) = tcp_transfer(
+        nettool(),
+        &lab.vps.ns,
+        &lab.home().ns,
+        VPS_INNER,
+        5003,
+        TRANSFER_BYTES,
+    )
+    .unwrap_or_else(|e| panic!("transfer: {e:#}\n{}", logs(&[&server, &client])));
+    assert!(sent.starts_with(&format!("{TRANSFER_BYTES} ")), "{sent}");
+    assert_eq!(received, sent, "SHA-256 differs between the ends");
+    assert!(
+        ping6(&lab.vps.ns, HOME_INNER, 3).unwrap(),
+        "ping6 VPS -> home through the NAT"
+    );
+    let outer = outer.read(&lab.vps.ns).unwrap();
+    assert!(outer.udp_bytes > TRANSFER_BYTES, "only {outer:?}");
+    assert_eq!(outer.esp_packets, 0, "raw ESP through a NAT: {outer:?}");
+    eprintln!("{}", server.status_table().unwrap());
+    assert!(client.stop().unwrap().success());
+    assert!(server.stop().unwrap().success());
 }
