@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hometun_integration::ike_lab::{
-    Daemon, HOME_INNER, HOME_PREFIX, OuterCounters, Setup, VPS_INNER, has_link, hometun, ping6,
-    tcp_transfer, wait_ping,
+    Daemon, HOME_INNER, HOME_PREFIX, OuterCounters, Setup, VPS_INNER, edit_server, has_link,
+    hometun, ping6, tcp_transfer, wait_ping,
 };
 use hometun_integration::{require_root, wait_for};
 
@@ -340,6 +340,72 @@ fn hometun_client_behind_nat() {
     assert!(outer.udp_bytes > TRANSFER_BYTES, "only {outer:?}");
     assert_eq!(outer.esp_packets, 0, "raw ESP through a NAT: {outer:?}");
     eprintln!("{}", server.status_table().unwrap());
+    assert!(client.stop().unwrap().success());
+    assert!(server.stop().unwrap().success());
+}
+
+/// A server that asks every IKE_SA_INIT for a COOKIE and offers only P-256: `ike probe` answers
+/// the COOKIE, follows INVALID_KE_PAYLOAD to group 19 and reports both; `hometun client` (X25519
+/// first) gets through the same two round trips and carries ping6.
+#[test]
+fn probe_and_client_follow_cookie_and_invalid_ke() {
+    if !require_root("probe_and_client_follow_cookie_and_invalid_ke") {
+        return;
+    }
+    let setup = Setup::new(1).unwrap();
+    let lab = &setup.lab;
+    edit_server(&setup.server_toml, |c| {
+        c.dos.cookie_threshold = 0;
+        c.ike.proposals = vec!["aes128gcm16-prfsha256-ecp256".into()];
+    })
+    .unwrap();
+    let server = setup.start_server().unwrap();
+    let probe = lab
+        .home()
+        .ns
+        .output(
+            hometun_integration::hometun_bin()
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            &["ike", "probe", "192.0.2.1"],
+        )
+        .unwrap();
+    let printed = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        probe.status.success(),
+        "probe: {printed}{}\n{}",
+        String::from_utf8_lossy(&probe.stderr),
+        logs(&[&server])
+    );
+    assert!(
+        printed.contains("cookie:   asked for (COOKIE), sent it back"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("group:    INVALID_KE_PAYLOAD, the server wants ECP_256"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("chosen:   aes128gcm16-prfsha256-ecp256"),
+        "{printed}"
+    );
+    eprintln!("{printed}");
+    let client = setup.start_client(0).unwrap();
+    assert!(
+        wait_ping(&lab.home().ns, VPS_INNER, Duration::from_secs(30)),
+        "the client did not get through COOKIE and INVALID_KE_PAYLOAD\n{}",
+        logs(&[&server, &client])
+    );
+    let status = server.status().unwrap();
+    assert_eq!(
+        status["peers"][0]["ike_proposal"], "aes128gcm16-prfsha256-ecp256",
+        "{status:#}"
+    );
+    assert!(
+        status["endpoint"]["cookies_sent"].as_u64().unwrap() >= 2,
+        "{status:#}"
+    );
     assert!(client.stop().unwrap().success());
     assert!(server.stop().unwrap().success());
 }
