@@ -11,6 +11,7 @@
 
 pub mod codec;
 pub mod message;
+pub mod roaming;
 pub mod types;
 
 pub use codec::{CodecError, FrameDecoder, MAX_FRAME_LEN, decode_frame, encode_frame};
@@ -18,6 +19,7 @@ pub use message::{
     ControlError, CounterReport, Direction, DropReason, Envelope, Event, FromForwarder, LimitKind,
     Request, Response, SaCounters,
 };
+pub use roaming::{MoveRefusal, PeerRoaming, RoamingConfig, RoamingReport};
 pub use types::{
     AeadAlg, AeadKey, ChildSa, Encapsulation, Endpoint, InterfaceConfig, KeyError, Limits, PeerId,
     Spi,

@@ -107,8 +107,12 @@ pub enum Event {
         /// The IKE message.
         data: Vec<u8>,
     },
-    /// The forwarder moved a peer's endpoint (authenticated override NA and return-routability
-    /// check passed).
+    /// The forwarder moved a peer's endpoint. On a server (`RoamingConfig::accept_moves`) the
+    /// peer's outer address changed: an authenticated override NA (or authenticated ESP from a
+    /// new source, a NAT rebinding) and the return-routability check passed; the IKE SA should
+    /// follow `new.remote`. On a client (`RoamingConfig::follow_local_address`) our own outer
+    /// address changed (`old.local != new.local`, learned from netlink): the IKE SA should move
+    /// its local address to `new.local` (MOBIKE for a stock peer).
     EndpointMoved {
         /// Whose SAs.
         peer: PeerId,
@@ -160,7 +164,8 @@ pub enum DropReason {
     SeqExhausted,
     /// Inner packet larger than the MTU allows; an ICMPv6 Packet Too Big was sent.
     TooBig,
-    /// A Neighbor Advertisement that failed the override checks.
+    /// A Neighbor Advertisement (or a return-routability answer) that failed the override
+    /// checks; the forwarder's `RoamingReport` says which check (a [`crate::MoveRefusal`]).
     OverrideNaRefused,
 }
 

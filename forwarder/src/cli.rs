@@ -41,6 +41,17 @@ pub struct ForwarderArgs {
     /// Do not use UDP GSO/GRO for ESP in UDP.
     #[arg(long)]
     pub no_udp_offload: bool,
+    /// Client role: follow our outer IPv4 address (netlink), re-bind and announce it to the
+    /// peers with the override NA (also `[roaming] follow_local_address` in --static).
+    #[arg(long)]
+    pub follow_local_address: bool,
+    /// The override NA's target address (default: the TUN address inside the SA's local_ts).
+    #[arg(long, value_name = "IPV6")]
+    pub announce_target: Option<std::net::Ipv6Addr>,
+    /// Server role: check override NAs and authenticated packets from new outer addresses,
+    /// probe, and move peers' endpoints (also `[roaming] accept_moves` in --static).
+    #[arg(long)]
+    pub accept_moves: bool,
 }
 
 /// `--aead` values.
@@ -74,20 +85,30 @@ pub fn run(args: ForwarderArgs) -> anyhow::Result<()> {
         AeadChoice::Ring => AeadBackend::Ring,
         AeadChoice::Rustcrypto => AeadBackend::RustCrypto,
     };
+    let config = match &args.static_sas {
+        Some(file) => Some(StaticConfig::load(file)?),
+        None => None,
+    };
+    let mut roaming = config.as_ref().map(|c| c.roaming).unwrap_or_default();
+    roaming.follow_local_address |= args.follow_local_address;
+    roaming.accept_moves |= args.accept_moves;
+    if args.announce_target.is_some() {
+        roaming.announce_target = args.announce_target;
+    }
     let (events_tx, events_rx) = crossbeam_channel::unbounded();
     let platform = LinuxPlatform::new(
         events_tx.clone(),
         DataplaneOptions {
             offload: !args.no_offload,
             udp_offload: !args.no_udp_offload,
+            roaming,
         },
     );
     let handler = ControlHandler::with_events(platform, backend, events_tx);
     let server = Server::new(handler, events_rx);
     signals.forward_to(server.stopper());
 
-    if let Some(file) = &args.static_sas {
-        let config = StaticConfig::load(file)?;
+    if let (Some(file), Some(config)) = (&args.static_sas, &config) {
         let mut handler = server.handler().lock().unwrap_or_else(|e| e.into_inner());
         for request in config.requests() {
             if let Err(error) = handler.handle(request) {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use hometun_control::{
     ChildSa, ControlError, Encapsulation, Endpoint, Event, InterfaceConfig, Request, Response,
+    RoamingReport,
 };
 use ipnet::Ipv6Net;
 
@@ -39,6 +40,10 @@ pub trait Platform: Send {
     ) -> Result<(), String>;
     /// Removes the TUN device (and with it its routes) and closes the sockets.
     fn shutdown(&mut self);
+    /// What the data plane counted about address changes (issue 4), once configured.
+    fn roaming_report(&self) -> Option<RoamingReport> {
+        None
+    }
 }
 
 /// A platform that touches nothing and records what it was asked, for in-process tests.
@@ -132,6 +137,12 @@ impl<P: Platform> ControlHandler<P> {
     /// The interface, once configured.
     pub fn interface(&self) -> Option<&InterfaceConfig> {
         self.interface.as_ref()
+    }
+
+    /// The roaming counters (moves, refusals by reason, NAs, probes), once configured. Not yet
+    /// part of `Response::Counters`: `CounterReport` gains them when the IKE side takes them.
+    pub fn roaming_report(&self) -> Option<RoamingReport> {
+        self.platform.roaming_report()
     }
 
     /// True after [`Request::Shutdown`]: the caller should exit.

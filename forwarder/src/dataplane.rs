@@ -8,18 +8,22 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use hometun_control::{DropReason, Encapsulation, Endpoint, Event, InterfaceConfig};
+use hometun_control::{
+    DropReason, Encapsulation, Endpoint, Event, InterfaceConfig, RoamingConfig, RoamingReport,
+};
 use ipnet::Ipv6Net;
 use tun_rs::{DeviceBuilder, GROTable, SyncDevice, VIRTIO_NET_HDR_LEN};
 
 use crate::control::Platform;
 use crate::netlink;
+use crate::roaming::return_routability::Observed;
+use crate::roaming::{self, OuterSockets, Roaming};
 use crate::sad::{Sad, Snapshot};
 use crate::sockets::{self, RecvBatch, SendBatch};
 use crate::wire::{esp, icmpv6, ipv6};
@@ -45,6 +49,8 @@ pub struct DataplaneOptions {
     pub offload: bool,
     /// Use UDP GSO for sending and UDP GRO for receiving ESP in UDP.
     pub udp_offload: bool,
+    /// Address changes (issue 4): follow our own address (client), accept moves (server).
+    pub roaming: RoamingConfig,
 }
 
 impl Default for DataplaneOptions {
@@ -52,6 +58,7 @@ impl Default for DataplaneOptions {
         DataplaneOptions {
             offload: true,
             udp_offload: true,
+            roaming: RoamingConfig::default(),
         }
     }
 }
@@ -75,7 +82,10 @@ struct Shared {
     sad: Arc<Sad>,
     tun: SyncDevice,
     udp: Option<UdpSocket>,
-    udp_local: SocketAddrV4,
+    udp_port: u16,
+    /// The address the outer sockets are bound to (`None`: any); changes when the client's
+    /// address moves and the sockets are re-bound.
+    bound: Mutex<Option<Ipv4Addr>>,
     raw: Option<OwnedFd>,
     mtu: usize,
     /// Source of ICMPv6 errors the forwarder sends into the TUN device.
@@ -87,6 +97,7 @@ struct Shared {
     udp_gro: bool,
     stop: AtomicBool,
     events: Sender<Event>,
+    roaming: Roaming,
 }
 
 impl LinuxPlatform {
@@ -154,10 +165,8 @@ impl Platform for LinuxPlatform {
             sad: sad.clone(),
             tun,
             udp,
-            udp_local: SocketAddrV4::new(
-                config.bind_ipv4.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                config.udp_port,
-            ),
+            udp_port: config.udp_port,
+            bound: Mutex::new(config.bind_ipv4),
             raw,
             mtu: config.mtu as usize,
             icmp_source,
@@ -166,6 +175,7 @@ impl Platform for LinuxPlatform {
             udp_gro,
             stop: AtomicBool::new(false),
             events: self.events.clone(),
+            roaming: Roaming::new(self.options.roaming, &config.addresses, self.events.clone()),
         });
         let mut threads = Vec::new();
         let spawn = |name: &str, f: fn(Arc<Shared>), shared: &Arc<Shared>| {
@@ -183,6 +193,7 @@ impl Platform for LinuxPlatform {
             threads.push(spawn("esp-rx", raw_inbound_loop, &shared)?);
         }
         threads.push(spawn("ticker", ticker_loop, &shared)?);
+        threads.push(spawn("roaming", roaming_loop, &shared)?);
         self.running = Some(Running {
             shared,
             ifindex,
@@ -190,10 +201,12 @@ impl Platform for LinuxPlatform {
             threads,
         });
         tracing::info!(
-            "forwarder: {} up (mtu {}, offload {})",
+            "forwarder: {} up (mtu {}, offload {}, follow local address {}, accept moves {})",
             config.tun_name,
             config.mtu,
-            self.options.offload
+            self.options.offload,
+            self.options.roaming.follow_local_address,
+            self.options.roaming.accept_moves
         );
         Ok(())
     }
@@ -222,6 +235,12 @@ impl Platform for LinuxPlatform {
         udp.send_to(&message, remote)
             .map_err(|e| format!("sending IKE to {remote}: {e}"))?;
         Ok(())
+    }
+
+    fn roaming_report(&self) -> Option<RoamingReport> {
+        self.running
+            .as_ref()
+            .map(|running| running.shared.roaming.report())
     }
 
     fn shutdown(&mut self) {
@@ -428,11 +447,13 @@ impl TunWriter {
     }
 }
 
-/// Opens one ESP packet (starting at the SPI) and queues its inner packet for the TUN device.
+/// Opens one ESP packet (starting at the SPI) that came from `from` and queues its inner packet
+/// for the TUN device, unless the roaming code consumes it.
 fn inbound_esp(
     shared: &Shared,
     snapshot: &Snapshot,
     esp: &mut [u8],
+    from: Observed,
     now: u64,
     tun: &mut TunWriter,
 ) {
@@ -445,10 +466,31 @@ fn inbound_esp(
         shared.sad.count_global_drop(DropReason::NoSa);
         return;
     };
-    if let Ok(accepted) = pair.open(wire_seq, esp, now)
-        && !accepted.inner.is_empty()
+    let Ok(accepted) = pair.open(wire_seq, esp, now) else {
+        return;
+    };
+    // Issue 4, only after the ICV and the replay window: one cheap test per packet for the
+    // override NA and the return-routability probe and answer ...
+    let inner = &esp[accepted.inner];
+    let consumed = roaming::may_be_roaming(inner)
+        && shared.roaming.inbound(
+            shared,
+            &shared.sad,
+            snapshot,
+            pair,
+            accepted.seq,
+            inner,
+            from,
+        );
+    // ... and, on a server, one comparison of the outer source with the peer's endpoint.
+    if shared.roaming.accepts_moves()
+        && let Some(endpoint) = snapshot.endpoint(pair.peer())
+        && !from.is(&endpoint)
     {
-        tun.push(shared, &esp[accepted.inner]);
+        shared.roaming.new_source(shared, &shared.sad, pair, from);
+    }
+    if !consumed && !inner.is_empty() {
+        tun.push(shared, inner);
     }
 }
 
@@ -472,14 +514,22 @@ fn udp_inbound_loop(shared: Arc<Shared>) {
                 return;
             }
             if data.len() >= 4 && data[..4] == NON_ESP_MARKER {
+                let local = SocketAddrV4::new(
+                    lock(&shared.bound).unwrap_or(Ipv4Addr::UNSPECIFIED),
+                    shared.udp_port,
+                );
                 let _ = shared.events.send(Event::IkeReceived {
-                    local: shared.udp_local,
+                    local,
                     remote: source,
                     data: data[4..].to_vec(),
                 });
                 return;
             }
-            inbound_esp(shared, snapshot, data, now, tun);
+            let from = Observed {
+                addr: *source.ip(),
+                port: Some(source.port()),
+            };
+            inbound_esp(shared, snapshot, data, from, now, tun);
         },
     );
 }
@@ -497,7 +547,7 @@ fn raw_inbound_loop(shared: Arc<Shared>) {
         fd,
         &mut batch,
         &mut tun,
-        |shared, snapshot, data, _source, now, tun| {
+        |shared, snapshot, data, source, now, tun| {
             let header_len = match data.first() {
                 Some(first) if first >> 4 == 4 => usize::from(first & 0x0f) * 4,
                 _ => {
@@ -506,7 +556,13 @@ fn raw_inbound_loop(shared: Arc<Shared>) {
                 }
             };
             match data.get_mut(header_len..) {
-                Some(esp) if header_len >= 20 => inbound_esp(shared, snapshot, esp, now, tun),
+                Some(esp) if header_len >= 20 => {
+                    let from = Observed {
+                        addr: *source.ip(),
+                        port: None,
+                    };
+                    inbound_esp(shared, snapshot, esp, from, now, tun)
+                }
                 _ => shared.sad.count_global_drop(DropReason::Malformed),
             }
         },
@@ -543,6 +599,11 @@ fn inbound_loop(
                 shared.sad.count_global_drop(DropReason::Malformed);
                 continue;
             }
+            if data.is_empty() {
+                // What a socket returns once when it was replaced under a blocked receive (the
+                // client re-binding to its new address): nothing arrived.
+                continue;
+            }
             if segment > 0 {
                 // Coalesced by UDP GRO: datagrams of `segment` bytes back to back.
                 for datagram in data.chunks_mut(segment) {
@@ -553,6 +614,65 @@ fn inbound_loop(
             }
         }
         tun.flush(shared);
+    }
+}
+
+/// The roaming thread (issue 4): netlink, the client's NA repetitions, the server's probe
+/// retransmissions and timeouts.
+fn roaming_loop(shared: Arc<Shared>) {
+    roaming::run(&shared.roaming, &*shared, &shared.sad, &shared.stop);
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl OuterSockets for Shared {
+    fn send_esp(&self, to: Observed, esp: &[u8]) -> io::Result<()> {
+        match to.port {
+            Some(port) => {
+                let udp = self
+                    .udp
+                    .as_ref()
+                    .ok_or_else(|| io::Error::other("no UDP socket"))?;
+                udp.send_to(esp, SocketAddrV4::new(to.addr, port))?;
+            }
+            None => {
+                let raw = self
+                    .raw
+                    .as_ref()
+                    .ok_or_else(|| io::Error::other("no raw socket"))?;
+                sockets::send_to(raw.as_raw_fd(), esp, SocketAddrV4::new(to.addr, 0))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn rebind(&self, old: Ipv4Addr, new: Ipv4Addr) -> io::Result<bool> {
+        let mut bound = lock(&self.bound);
+        if *bound != Some(old) {
+            return Ok(false);
+        }
+        let timeout = Duration::from_millis(POLL_MS as u64);
+        if let Some(udp) = &self.udp {
+            let fresh = sockets::udp_socket(Some(new), self.udp_port)?;
+            sockets::set_read_timeout(fresh.as_raw_fd(), timeout)?;
+            if self.udp_gro {
+                sockets::enable_udp_gro(fresh.as_raw_fd());
+            }
+            sockets::replace_socket(udp.as_raw_fd(), fresh.into())?;
+        }
+        if let Some(raw) = &self.raw {
+            let fresh = sockets::raw_esp_socket(Some(new))?;
+            sockets::set_read_timeout(fresh.as_raw_fd(), timeout)?;
+            sockets::replace_socket(raw.as_raw_fd(), fresh)?;
+        }
+        *bound = Some(new);
+        Ok(true)
+    }
+
+    fn udp_port(&self) -> u16 {
+        self.udp_port
     }
 }
 

@@ -10,6 +10,7 @@ pub mod esp;
 pub mod lifetime;
 pub mod netlink;
 pub mod replay;
+pub mod roaming;
 pub mod sad;
 pub mod server;
 pub mod signals;

@@ -119,6 +119,12 @@ impl SaPair {
         self.nat_keepalive_seconds
     }
 
+    /// Packets received and accepted so far (the client's announcer watches it: ESP from the
+    /// server again means the server follows our new address).
+    pub fn rx_packets(&self) -> u64 {
+        self.traffic.rx_packets.load(Ordering::Relaxed)
+    }
+
     /// Counts a drop charged to this pair.
     pub fn count_drop(&self, reason: DropReason) {
         self.drops.add(reason);

@@ -112,6 +112,45 @@ pub fn udp_socket(bind: Option<Ipv4Addr>, port: u16) -> io::Result<UdpSocket> {
     Ok(socket)
 }
 
+/// Sends one datagram from a socket (raw ESP: the kernel adds the IPv4 header).
+pub fn send_to(fd: RawFd, data: &[u8], to: SocketAddrV4) -> io::Result<()> {
+    let address = sockaddr(to);
+    // SAFETY: the buffer and address are valid for the given lengths.
+    let sent = unsafe {
+        libc::sendto(
+            fd,
+            data.as_ptr().cast(),
+            data.len(),
+            0,
+            (&address as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Puts `fresh` in the place of the socket open as `fd`: every thread that uses the number `fd`
+/// uses the new socket from its next call on (dup3 is atomic). A thread blocked in a receive on
+/// the old socket is woken by shutting the old one down (its receive returns one empty
+/// datagram) instead of waiting for its read timeout.
+pub fn replace_socket(fd: RawFd, fresh: OwnedFd) -> io::Result<()> {
+    // SAFETY: dup of a descriptor we own; checked.
+    let old = check(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) })?;
+    // SAFETY: old is a fresh descriptor we own from here on.
+    let old = unsafe { OwnedFd::from_raw_fd(old) };
+    // SAFETY: both descriptors are open; dup3 replaces fd atomically.
+    check(unsafe { libc::dup3(fresh.as_raw_fd(), fd, libc::O_CLOEXEC) })?;
+    // SAFETY: shutdown of a socket we own; its error (ENOTCONN on an unconnected socket) is
+    // expected: the wake-up happens anyway.
+    unsafe { libc::shutdown(old.as_raw_fd(), libc::SHUT_RD) };
+    drop(old);
+    drop(fresh);
+    Ok(())
+}
+
 /// Asks the kernel to coalesce received UDP datagrams of one flow (UDP GRO); true if it will.
 pub fn enable_udp_gro(fd: RawFd) -> bool {
     set_int_option(fd, libc::SOL_UDP, UDP_GRO, 1).is_ok()

@@ -4,12 +4,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use hometun_control::{
     AeadAlg, AeadKey, ChildSa, Encapsulation, Endpoint, InterfaceConfig, Limits, PeerId, Request,
-    Spi,
+    RoamingConfig, Spi,
 };
 use ipnet::Ipv6Net;
 use serde::Deserialize;
@@ -166,10 +166,28 @@ pub struct LimitsSection {
     pub hard_seconds: Option<u64>,
 }
 
+/// `[roaming]`: address changes (issue 4); everything off by default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoamingSection {
+    /// Client role: follow our outer IPv4 address (netlink), re-bind, announce with the override
+    /// NA.
+    #[serde(default)]
+    pub follow_local_address: bool,
+    /// The override NA's target (default: the TUN address inside the SA's local_ts).
+    #[serde(default)]
+    pub announce_target: Option<Ipv6Addr>,
+    /// Server role: check override NAs and new outer sources, probe, move endpoints.
+    #[serde(default)]
+    pub accept_moves: bool,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSection {
     interface: InterfaceSection,
+    #[serde(default)]
+    roaming: RoamingSection,
     #[serde(default)]
     sa: Vec<SaSection>,
 }
@@ -179,6 +197,8 @@ struct FileSection {
 pub struct StaticConfig {
     /// The interface.
     pub interface: InterfaceConfig,
+    /// The roaming switches (a process option of the data plane, not part of the SA channel).
+    pub roaming: RoamingConfig,
     /// The pairs, in file order.
     pub sas: Vec<ChildSa>,
 }
@@ -206,13 +226,31 @@ impl StaticConfig {
             error(path, &place, one_line(&e.inner().to_string()))
         })?;
         let interface = interface_config(path, file.interface)?;
+        let roaming = RoamingConfig {
+            follow_local_address: file.roaming.follow_local_address,
+            announce_target: file.roaming.announce_target,
+            accept_moves: file.roaming.accept_moves,
+        };
+        if let Some(target) = roaming.announce_target
+            && (target.is_multicast() || target.is_unspecified() || target.is_loopback())
+        {
+            return Err(error(
+                path,
+                "roaming.announce_target",
+                format!("{target} cannot be a tunnel address"),
+            ));
+        }
         let mut sas: Vec<ChildSa> = Vec::with_capacity(file.sa.len());
         for (index, entry) in file.sa.into_iter().enumerate() {
             let sa = child_sa(path, index, entry, &interface)?;
             check_against_earlier(path, index, &sa, &sas)?;
             sas.push(sa);
         }
-        Ok(StaticConfig { interface, sas })
+        Ok(StaticConfig {
+            interface,
+            roaming,
+            sas,
+        })
     }
 
     /// The requests that set the forwarder up: Configure, then one Install per pair.
@@ -604,6 +642,35 @@ nat_keepalive_seconds = 20
             parse(&text).unwrap_err(),
             "lab.toml: sa[0].local_port: must be the interface's udp_port (4500)"
         );
+    }
+
+    #[test]
+    fn roaming_section_sets_the_switches() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!(config.roaming, RoamingConfig::default());
+        let text = GOOD.replace(
+            "[[sa]]",
+            "[roaming]\nfollow_local_address = true\nannounce_target = \"2001:db8:1::2\"\n\n[[sa]]",
+        );
+        let config = parse(&text).unwrap();
+        assert!(config.roaming.follow_local_address && !config.roaming.accept_moves);
+        assert_eq!(
+            config.roaming.announce_target,
+            Some("2001:db8:1::2".parse().unwrap())
+        );
+        let text = GOOD.replace("[[sa]]", "[roaming]\naccept_moves = true\n\n[[sa]]");
+        assert!(parse(&text).unwrap().roaming.accept_moves);
+        let text = GOOD.replace(
+            "[[sa]]",
+            "[roaming]\nannounce_target = \"ff02::1\"\n\n[[sa]]",
+        );
+        assert_eq!(
+            parse(&text).unwrap_err(),
+            "lab.toml: roaming.announce_target: ff02::1 cannot be a tunnel address"
+        );
+        let text = GOOD.replace("[[sa]]", "[roaming]\nfollow = true\n\n[[sa]]");
+        let e = parse(&text).unwrap_err();
+        assert!(e.starts_with("lab.toml: roaming.follow: "), "{e}");
     }
 
     #[test]

@@ -1,0 +1,647 @@
+//! Address changes (issue 4, DESIGN.md "The override Neighbor Advertisement"): the data-plane
+//! half. The protocol parts are sans-IO and tested alone:
+//!
+//! - [`override_na`]: the server's checks of an override NA, and the NA the client sends;
+//! - [`return_routability`]: the probe, its answer, and the matching of one probe round;
+//! - [`moves`]: the server's per-SA and per-peer state (last NA, rate limits, rounds, counters);
+//! - [`announce`]: the client's NA repetition with backoff;
+//! - [`local_address`]: the netlink watcher and the source address towards a peer.
+//!
+//! [`Roaming`] joins them to the data plane: the inbound threads hand it the few inner packets
+//! that pass one cheap test (ICMPv6 NA, Echo Request or Echo Reply) and the authenticated
+//! packets whose outer source is not the peer's endpoint; the roaming thread ([`run`]) watches
+//! netlink, sends the client's NAs and the server's retransmitted probes. It reads the clock (an
+//! I/O driver: DESIGN.md style 1) and passes milliseconds to the protocol parts.
+
+pub mod announce;
+pub mod local_address;
+pub mod moves;
+pub mod override_na;
+pub mod return_routability;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use hometun_control::{
+    DropReason, Endpoint, Event, MoveRefusal, PeerId, RoamingConfig, RoamingReport,
+};
+use ipnet::Ipv6Net;
+use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::sad::{SaPair, Sad, Snapshot};
+use crate::wire::icmpv6::{TYPE_ECHO_REPLY, TYPE_ECHO_REQUEST, TYPE_NEIGHBOR_ADVERT};
+use announce::{Announce, Announcer, Finished};
+use local_address::{AddressWatcher, LinkEvent};
+use moves::{AnswerVerdict, MoveChecker, MoveLimits, NaVerdict, Probe, Timer};
+use override_na::NaRules;
+use return_routability::{Nonce, Observed, ProbeTiming, Trigger};
+
+/// Room for the ESP packets the roaming code builds (NA, probe, answer: under 200 bytes).
+const SCRATCH: usize = 512;
+/// How often the roaming thread looks at the stop flag, the report and gone SAs.
+const TICK: Duration = Duration::from_millis(200);
+
+/// The one cheap test of the inbound path: true for an inner packet that may be for the roaming
+/// code (ICMPv6 without extension headers, type NA, Echo Request or Echo Reply). Every other
+/// packet (TCP, UDP, other ICMPv6) costs two byte compares.
+#[inline]
+pub fn may_be_roaming(inner: &[u8]) -> bool {
+    inner.len() > crate::wire::ipv6::HEADER_LEN
+        && inner[6] == crate::wire::ipv6::NEXT_HEADER_ICMPV6
+        && matches!(
+            inner[crate::wire::ipv6::HEADER_LEN],
+            TYPE_NEIGHBOR_ADVERT | TYPE_ECHO_REQUEST | TYPE_ECHO_REPLY
+        )
+}
+
+/// What the roaming code needs of the outer sockets.
+pub trait OuterSockets: Send + Sync {
+    /// Sends one ESP packet (starting at the SPI) to `to`: raw ESP when `to.port` is `None`,
+    /// else ESP in UDP from our UDP port.
+    fn send_esp(&self, to: Observed, esp: &[u8]) -> io::Result<()>;
+    /// Re-binds the sockets bound to `old` to `new`; `Ok(false)` when they are not bound to
+    /// `old` (bound to any address, nothing to do).
+    fn rebind(&self, old: Ipv4Addr, new: Ipv4Addr) -> io::Result<bool>;
+    /// Our UDP port for ESP in UDP (0: none).
+    fn udp_port(&self) -> u16;
+}
+
+/// The roaming state of one forwarder, shared by its data threads and its roaming thread.
+pub struct Roaming {
+    config: RoamingConfig,
+    /// Our link-local address on the TUN device: source of probes, answers and NAs.
+    link_local: Ipv6Addr,
+    tun_addresses: Vec<Ipv6Net>,
+    own_addresses: Vec<Ipv6Addr>,
+    checker: Mutex<MoveChecker>,
+    announcer: Mutex<Announcer>,
+    epoch: Instant,
+    rng: SystemRandom,
+    events: Sender<Event>,
+    probes_answered: AtomicU64,
+    announcements_sent: AtomicU64,
+    local_address_changes: AtomicU64,
+    /// Last time a refusal of each kind was logged, per peer (a storm must not flood the log).
+    logged: Mutex<HashMap<(PeerId, MoveRefusal), u64>>,
+}
+
+impl std::fmt::Debug for Roaming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Roaming")
+            .field("config", &self.config)
+            .field("link_local", &self.link_local)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Roaming {
+    /// The roaming state for a forwarder whose TUN device has `tun_addresses`.
+    pub fn new(config: RoamingConfig, tun_addresses: &[Ipv6Net], events: Sender<Event>) -> Self {
+        let link_local = tun_addresses
+            .iter()
+            .map(|a| a.addr())
+            .find(|a| crate::netlink::is_link_local(*a))
+            .unwrap_or(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1));
+        Roaming {
+            config,
+            link_local,
+            tun_addresses: tun_addresses.to_vec(),
+            own_addresses: tun_addresses.iter().map(|a| a.addr()).collect(),
+            checker: Mutex::new(MoveChecker::new(
+                MoveLimits::default(),
+                ProbeTiming::default(),
+            )),
+            announcer: Mutex::new(Announcer::new()),
+            // The I/O driver's clock (DESIGN.md style 1): the protocol parts get milliseconds.
+            #[allow(clippy::disallowed_methods)]
+            epoch: Instant::now(),
+            rng: SystemRandom::new(),
+            events,
+            probes_answered: AtomicU64::new(0),
+            announcements_sent: AtomicU64::new(0),
+            local_address_changes: AtomicU64::new(0),
+            logged: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The switches.
+    pub fn config(&self) -> &RoamingConfig {
+        &self.config
+    }
+
+    /// True when the server role is on (the inbound path then compares outer sources).
+    #[inline]
+    pub fn accepts_moves(&self) -> bool {
+        self.config.accept_moves
+    }
+
+    /// Milliseconds on the roaming clock.
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn nonce(&self) -> Nonce {
+        let mut nonce = [0u8; return_routability::NONCE_LEN];
+        if self.rng.fill(&mut nonce).is_err() {
+            // The OS generator does not fail on Linux; were it to, a probe without fresh
+            // randomness must not be sent, and an all-zero nonce would be guessable: use the
+            // clock as a last resort only to keep the data path alive, and say so.
+            tracing::error!("roaming: no randomness for a probe nonce");
+            nonce[..8].copy_from_slice(&self.epoch.elapsed().as_nanos().to_le_bytes()[..8]);
+        }
+        nonce
+    }
+
+    /// Everything counted so far.
+    pub fn report(&self) -> RoamingReport {
+        RoamingReport {
+            peers: lock(&self.checker).report(),
+            local_address_changes: self.local_address_changes.load(Ordering::Relaxed),
+            announcements_sent: self.announcements_sent.load(Ordering::Relaxed),
+            probes_answered: self.probes_answered.load(Ordering::Relaxed),
+        }
+    }
+
+    /// An inner packet that passed [`may_be_roaming`], accepted on `pair` with ESP sequence
+    /// number `seq` from outer source `from`. Returns true when the roaming code consumed it
+    /// (an NA the server checks, a probe we answered, an answer to our probe): it must not go
+    /// into the TUN device.
+    #[allow(clippy::too_many_arguments)] // the packet and where it came from, in full
+    pub fn inbound(
+        &self,
+        io: &dyn OuterSockets,
+        sad: &Sad,
+        snapshot: &Snapshot,
+        pair: &SaPair,
+        seq: u64,
+        inner: &[u8],
+        from: Observed,
+    ) -> bool {
+        let Some(endpoint) = snapshot.endpoint(pair.peer()) else {
+            return false;
+        };
+        match inner[crate::wire::ipv6::HEADER_LEN] {
+            TYPE_ECHO_REQUEST => self.answer_probe(io, pair, inner, &endpoint),
+            TYPE_NEIGHBOR_ADVERT if self.config.accept_moves => {
+                self.override_na(io, pair, seq, inner, from, &endpoint);
+                true
+            }
+            TYPE_ECHO_REPLY if self.config.accept_moves => {
+                self.probe_answer(io, sad, pair, inner, from)
+            }
+            _ => false,
+        }
+    }
+
+    /// Authenticated ESP on `pair` came from `from`, which is not the peer's endpoint in the
+    /// data thread's snapshot (server role): perhaps a NAT rebinding. Probes `from`
+    /// (rate-limited, one round at a time) unless the SAD's current endpoint is there already
+    /// (the snapshot of a batch can be a switch behind).
+    pub fn new_source(&self, io: &dyn OuterSockets, sad: &Sad, pair: &SaPair, from: Observed) {
+        let Some(endpoint) = sad.load().endpoint(pair.peer()) else {
+            return;
+        };
+        if from.is(&endpoint) {
+            return;
+        }
+        let endpoint = &endpoint;
+        let now = self.now_ms();
+        let probe = lock(&self.checker)
+            .handle_new_source(now, pair.peer(), from, endpoint, || self.nonce());
+        if let Some(probe) = probe {
+            tracing::info!(
+                "roaming: {}: authenticated ESP from {from}, not from its endpoint {endpoint}: probing",
+                pair.peer()
+            );
+            self.send_probe(io, pair, &probe);
+        }
+    }
+
+    fn answer_probe(
+        &self,
+        io: &dyn OuterSockets,
+        pair: &SaPair,
+        inner: &[u8],
+        endpoint: &Endpoint,
+    ) -> bool {
+        let mut answer = [0u8; SCRATCH];
+        let Some(len) = return_routability::answer_probe(inner, self.link_local, &mut answer)
+        else {
+            return false;
+        };
+        // The answer goes where we always send: to the peer's endpoint, from whatever source
+        // the kernel picks for it now (that source is what the probe checks).
+        self.seal_and_send(io, pair, &answer[..len], Observed::of_endpoint(endpoint));
+        self.probes_answered.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    fn override_na(
+        &self,
+        io: &dyn OuterSockets,
+        pair: &SaPair,
+        seq: u64,
+        inner: &[u8],
+        from: Observed,
+        endpoint: &Endpoint,
+    ) {
+        let now = self.now_ms();
+        let rules = NaRules {
+            remote_ts: pair.remote_ts(),
+            own_addresses: &self.own_addresses,
+        };
+        let verdict = lock(&self.checker).handle_na(
+            now,
+            pair.peer(),
+            pair.spi_in(),
+            seq,
+            inner,
+            &rules,
+            from,
+            endpoint,
+            || self.nonce(),
+        );
+        match verdict {
+            NaVerdict::Refused(reason) => {
+                pair.count_drop(DropReason::OverrideNaRefused);
+                self.log_refusal(
+                    pair.peer(),
+                    reason,
+                    format_args!("override NA (ESP seq {seq}) from {from}"),
+                );
+            }
+            NaVerdict::AtEndpoint(_) => {}
+            NaVerdict::Probe(na, probe) => {
+                tracing::info!(
+                    "roaming: {}: override NA for {} (option {}) from {from}, endpoint {endpoint}: probing",
+                    pair.peer(),
+                    na.target,
+                    na.lladdr
+                );
+                self.send_probe(io, pair, &probe);
+            }
+            NaVerdict::Waiting(_) => {}
+        }
+    }
+
+    fn probe_answer(
+        &self,
+        io: &dyn OuterSockets,
+        sad: &Sad,
+        pair: &SaPair,
+        inner: &[u8],
+        from: Observed,
+    ) -> bool {
+        let Some(nonce) = return_routability::answer_nonce(inner) else {
+            return false;
+        };
+        let Some(current) = sad.load().endpoint(pair.peer()) else {
+            return true;
+        };
+        let now = self.now_ms();
+        let verdict = lock(&self.checker).handle_answer(now, pair.peer(), from, &nonce, &current);
+        match verdict {
+            AnswerVerdict::Switch {
+                to,
+                elapsed_ms,
+                trigger,
+            } => self.switch(io, sad, pair.peer(), to, elapsed_ms, trigger),
+            AnswerVerdict::WrongAddress { expected } => {
+                pair.count_drop(DropReason::OverrideNaRefused);
+                self.log_refusal(
+                    pair.peer(),
+                    MoveRefusal::ProbeWrongAddress,
+                    format_args!("probe answer from {from}, but {expected} was probed"),
+                );
+            }
+            AnswerVerdict::AlreadyThere | AnswerVerdict::Stale => {}
+        }
+        true
+    }
+
+    fn switch(
+        &self,
+        io: &dyn OuterSockets,
+        sad: &Sad,
+        peer: PeerId,
+        to: Observed,
+        elapsed_ms: u64,
+        trigger: Trigger,
+    ) {
+        let Some(old) = sad.load().endpoint(peer) else {
+            return;
+        };
+        if to.is(&old) {
+            return;
+        }
+        let new = to.moved(&old, io.udp_port());
+        if let Err(error) = sad.update_endpoint(peer, new) {
+            tracing::warn!("roaming: {peer}: moving to {new}: {error}");
+            return;
+        }
+        let _ = self.events.send(Event::EndpointMoved { peer, old, new });
+        let moves = lock(&self.checker)
+            .report()
+            .iter()
+            .find(|p| p.peer == peer)
+            .map_or(0, |p| p.moves);
+        let why = match trigger {
+            Trigger::OverrideNa => "override NA",
+            Trigger::NewSource => "first packet from there (NAT rebinding)",
+        };
+        tracing::info!(
+            "roaming: {peer} moved {} -> {}: {elapsed_ms} ms from the {why} to the switch (moves: {moves})",
+            Observed::of_endpoint(&old),
+            to
+        );
+    }
+
+    fn send_probe(&self, io: &dyn OuterSockets, pair: &SaPair, probe: &Probe) {
+        let mut packet = [0u8; SCRATCH];
+        match return_routability::emit_probe(
+            self.link_local,
+            &probe.nonce,
+            probe.try_no,
+            &mut packet,
+        ) {
+            Ok(len) => self.seal_and_send(io, pair, &packet[..len], probe.to),
+            Err(error) => tracing::warn!("roaming: building a probe: {error}"),
+        }
+    }
+
+    fn seal_and_send(&self, io: &dyn OuterSockets, pair: &SaPair, inner: &[u8], to: Observed) {
+        let mut esp = [0u8; SCRATCH];
+        let Ok(len) = pair.seal(inner, &mut esp) else {
+            // Counted by the pair (hard limit, sequence exhausted).
+            return;
+        };
+        if let Err(error) = io.send_esp(to, &esp[..len]) {
+            tracing::debug!("roaming: sending to {to}: {error}");
+        }
+    }
+
+    fn log_refusal(&self, peer: PeerId, reason: MoveRefusal, what: std::fmt::Arguments<'_>) {
+        let now = self.now_ms();
+        {
+            let mut logged = lock(&self.logged);
+            let last = logged.entry((peer, reason)).or_insert(u64::MAX);
+            if *last != u64::MAX && now.saturating_sub(*last) < 1000 {
+                return;
+            }
+            *last = now;
+        }
+        let total = lock(&self.checker)
+            .report()
+            .iter()
+            .find(|p| p.peer == peer)
+            .map_or(0, |p| p.refused(reason));
+        tracing::warn!("roaming: {peer}: refused ({reason}, {total} so far): {what}");
+    }
+
+    /// The newest pair of `peer` in `snapshot` (it seals what we send on our own).
+    fn newest_pair(snapshot: &Snapshot, peer: PeerId) -> Option<&Arc<SaPair>> {
+        snapshot.pairs().filter(|p| p.peer() == peer).last()
+    }
+
+    /// Packets received from `peer` so far, over all its pairs.
+    fn rx_from(snapshot: &Snapshot, peer: PeerId) -> u64 {
+        snapshot
+            .pairs()
+            .filter(|p| p.peer() == peer)
+            .map(|p| p.rx_packets())
+            .sum()
+    }
+
+    /// Client role: the kernel announced address or route changes. Looks at the source towards
+    /// every peer; where it changed, re-binds, moves the endpoint and announces at once.
+    fn local_address_event(&self, io: &dyn OuterSockets, sad: &Sad, events: &[LinkEvent]) {
+        let snapshot = sad.load();
+        let mut peers: Vec<PeerId> = snapshot.pairs().map(|p| p.peer()).collect();
+        peers.sort_unstable();
+        peers.dedup();
+        let mut sources: HashMap<Ipv4Addr, Option<Ipv4Addr>> = HashMap::new();
+        let mut changes = Vec::new();
+        for peer in peers {
+            let Some(old) = snapshot.endpoint(peer) else {
+                continue;
+            };
+            let source = *sources
+                .entry(old.remote)
+                .or_insert_with(|| local_address::source_towards(old.remote).ok());
+            match source {
+                Some(source) if source != old.local => changes.push((peer, old, source)),
+                _ => {}
+            }
+        }
+        if changes.is_empty() {
+            return;
+        }
+        drop(snapshot);
+        let mut rebound: Vec<(Ipv4Addr, Ipv4Addr)> = Vec::new();
+        for (_, old, source) in &changes {
+            if rebound.iter().any(|(o, _)| o == &old.local) {
+                continue;
+            }
+            match io.rebind(old.local, *source) {
+                Ok(true) => rebound.push((old.local, *source)),
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(
+                        "roaming: re-binding from {} to {source}: {error}",
+                        old.local
+                    )
+                }
+            }
+        }
+        let now = self.now_ms();
+        for (peer, old, source) in &changes {
+            let new = Endpoint {
+                local: *source,
+                ..*old
+            };
+            if let Err(error) = sad.update_endpoint(*peer, new) {
+                tracing::warn!("roaming: {peer}: {error}");
+                continue;
+            }
+            self.local_address_changes.fetch_add(1, Ordering::Relaxed);
+            let snapshot = sad.load();
+            let target = Self::newest_pair(&snapshot, *peer).and_then(|pair| {
+                announce::announce_target(
+                    self.config.announce_target,
+                    &self.tun_addresses,
+                    pair.local_ts(),
+                )
+            });
+            match target {
+                Some(target) => {
+                    let rx = Self::rx_from(&snapshot, *peer);
+                    let first = lock(&self.announcer).start(*peer, target, *source, now, rx);
+                    self.announce(io, &snapshot, &first);
+                }
+                None => tracing::warn!(
+                    "roaming: {peer}: no tunnel address to announce (set announce_target)"
+                ),
+            }
+            let _ = self.events.send(Event::EndpointMoved {
+                peer: *peer,
+                old: *old,
+                new,
+            });
+            let sent_after = self.now_ms().saturating_sub(now);
+            tracing::info!(
+                "roaming: our address towards {peer} changed {} -> {source} ({}){}; first NA sent after {sent_after} ms",
+                old.local,
+                events
+                    .iter()
+                    .map(LinkEvent::describe)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if rebound.is_empty() {
+                    String::new()
+                } else {
+                    format!("; sockets re-bound to {source}")
+                }
+            );
+        }
+    }
+
+    fn announce(&self, io: &dyn OuterSockets, snapshot: &Snapshot, announce: &Announce) {
+        let (Some(pair), Some(endpoint)) = (
+            Self::newest_pair(snapshot, announce.peer),
+            snapshot.endpoint(announce.peer),
+        ) else {
+            return;
+        };
+        let mut na = [0u8; SCRATCH];
+        match override_na::emit_override_na(
+            self.link_local,
+            announce.target,
+            announce.lladdr,
+            &mut na,
+        ) {
+            Ok(len) => {
+                self.seal_and_send(io, pair, &na[..len], Observed::of_endpoint(&endpoint));
+                self.announcements_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => tracing::warn!("roaming: building the override NA: {error}"),
+        }
+    }
+
+    /// The timers of both roles at `now`.
+    fn on_timers(&self, io: &dyn OuterSockets, sad: &Sad) {
+        let now = self.now_ms();
+        let snapshot = sad.load();
+        let (due, finished) =
+            lock(&self.announcer).poll(now, |peer| Self::rx_from(&snapshot, peer));
+        for announce in &due {
+            self.announce(io, &snapshot, announce);
+        }
+        for end in finished {
+            match end {
+                Finished::Answered {
+                    peer,
+                    after_ms,
+                    attempts,
+                } => tracing::info!(
+                    "roaming: {peer} reaches us again {after_ms} ms after the change ({attempts} NA(s) sent)"
+                ),
+                Finished::GaveUp { peer, attempts } => tracing::warn!(
+                    "roaming: {peer}: nothing received since the change, {attempts} NA(s) sent; giving up announcing"
+                ),
+            }
+        }
+        let fired = lock(&self.checker).poll(now);
+        for timer in fired {
+            match timer {
+                Timer::Retransmit(probe) => {
+                    if let Some(pair) = Self::newest_pair(&snapshot, probe.peer) {
+                        self.send_probe(io, pair, &probe);
+                    }
+                }
+                Timer::Expired { peer, target } => self.log_refusal(
+                    peer,
+                    MoveRefusal::ProbeTimeout,
+                    format_args!("no authenticated answer from {target}"),
+                ),
+            }
+        }
+    }
+
+    fn next_deadline_ms(&self) -> Option<u64> {
+        let announcer = lock(&self.announcer).next_deadline_ms();
+        let checker = lock(&self.checker).next_deadline_ms();
+        match (announcer, checker) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn forget_gone(&self, sad: &Sad) {
+        let snapshot = sad.load();
+        lock(&self.checker).retain(
+            |spi| snapshot.inbound(spi).is_some(),
+            |peer| snapshot.endpoint(peer).is_some(),
+        );
+    }
+}
+
+/// The roaming thread: netlink (client role), the announcement and probe timers, a log line
+/// with the counters whenever they changed. Returns when `stop` is set.
+pub fn run(roaming: &Roaming, io: &dyn OuterSockets, sad: &Sad, stop: &AtomicBool) {
+    let mut watcher = if roaming.config.follow_local_address {
+        match AddressWatcher::open() {
+            Ok(watcher) => Some(watcher),
+            Err(error) => {
+                tracing::error!("roaming: cannot watch address changes (netlink): {error}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut last_report = roaming.report();
+    let mut last_tick = roaming.now_ms();
+    while !stop.load(Ordering::Relaxed) {
+        let now = roaming.now_ms();
+        let tick_ms = TICK.as_millis() as u64;
+        let wait = roaming.next_deadline_ms().map_or(tick_ms, |deadline| {
+            deadline.saturating_sub(now).min(tick_ms)
+        });
+        let readable = match &watcher {
+            Some(w) => crate::sockets::wait_readable(w.fd(), wait as i32),
+            None => {
+                std::thread::sleep(Duration::from_millis(wait));
+                false
+            }
+        };
+        if readable && let Some(w) = watcher.as_mut() {
+            let events = w.drain();
+            if !events.is_empty() {
+                roaming.local_address_event(io, sad, &events);
+            }
+        }
+        roaming.on_timers(io, sad);
+        let now = roaming.now_ms();
+        if now.saturating_sub(last_tick) >= tick_ms {
+            last_tick = now;
+            roaming.forget_gone(sad);
+            let report = roaming.report();
+            if report != last_report {
+                match serde_json::to_string(&report) {
+                    Ok(json) => tracing::info!("roaming: report {json}"),
+                    Err(error) => tracing::debug!("roaming report: {error}"),
+                }
+                last_report = report;
+            }
+        }
+    }
+}
