@@ -16,6 +16,7 @@ use anyhow::{Context, bail};
 
 pub mod forwarder_lab;
 pub mod ike_lab;
+pub mod roaming_lab;
 pub mod strongswan;
 
 /// True when the test may run: as root. When not root it prints why it skips, unless

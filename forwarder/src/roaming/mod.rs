@@ -84,6 +84,9 @@ pub struct Roaming {
     rng: SystemRandom,
     events: Sender<Event>,
     probes_answered: AtomicU64,
+    /// Probes answered per peer: they do not show that the peer follows our new address (an
+    /// attacker can relay a probe meant for its own address to us).
+    probes_answered_from: Mutex<HashMap<PeerId, u64>>,
     announcements_sent: AtomicU64,
     local_address_changes: AtomicU64,
     /// Last time a refusal of each kind was logged, per peer (a storm must not flood the log).
@@ -127,6 +130,7 @@ impl Roaming {
             rng: SystemRandom::new(),
             events,
             probes_answered: AtomicU64::new(0),
+            probes_answered_from: Mutex::new(HashMap::new()),
             announcements_sent: AtomicU64::new(0),
             local_address_changes: AtomicU64::new(0),
             logged: Mutex::new(HashMap::new()),
@@ -242,6 +246,9 @@ impl Roaming {
         // the kernel picks for it now (that source is what the probe checks).
         self.seal_and_send(io, pair, &answer[..len], Observed::of_endpoint(endpoint));
         self.probes_answered.fetch_add(1, Ordering::Relaxed);
+        *lock(&self.probes_answered_from)
+            .entry(pair.peer())
+            .or_insert(0) += 1;
         true
     }
 
@@ -412,13 +419,19 @@ impl Roaming {
         snapshot.pairs().filter(|p| p.peer() == peer).last()
     }
 
-    /// Packets received from `peer` so far, over all its pairs.
-    fn rx_from(snapshot: &Snapshot, peer: PeerId) -> u64 {
-        snapshot
+    /// Packets received from `peer` so far, over all its pairs, without the probes we
+    /// answered: what tells the client that the server follows its new address.
+    fn rx_from(&self, snapshot: &Snapshot, peer: PeerId) -> u64 {
+        let received: u64 = snapshot
             .pairs()
             .filter(|p| p.peer() == peer)
             .map(|p| p.rx_packets())
-            .sum()
+            .sum();
+        let probes = lock(&self.probes_answered_from)
+            .get(&peer)
+            .copied()
+            .unwrap_or(0);
+        received.saturating_sub(probes)
     }
 
     /// Client role: the kernel announced address or route changes. Looks at the source towards
@@ -483,7 +496,7 @@ impl Roaming {
             });
             match target {
                 Some(target) => {
-                    let rx = Self::rx_from(&snapshot, *peer);
+                    let rx = self.rx_from(&snapshot, *peer);
                     let first = lock(&self.announcer).start(*peer, target, *source, now, rx);
                     self.announce(io, &snapshot, &first);
                 }
@@ -540,8 +553,7 @@ impl Roaming {
     fn on_timers(&self, io: &dyn OuterSockets, sad: &Sad) {
         let now = self.now_ms();
         let snapshot = sad.load();
-        let (due, finished) =
-            lock(&self.announcer).poll(now, |peer| Self::rx_from(&snapshot, peer));
+        let (due, finished) = lock(&self.announcer).poll(now, |peer| self.rx_from(&snapshot, peer));
         for announce in &due {
             self.announce(io, &snapshot, announce);
         }
