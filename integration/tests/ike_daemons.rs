@@ -248,7 +248,7 @@ fn daemon_exits_when_its_forwarder_dies() {
     assert!(
         server.wait_log(
             "stopping rather than running without it",
-            Duration::from_secs(10)
+            Duration::from_secs(20)
         ),
         "{}",
         server.log_text()

@@ -109,6 +109,7 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
     let mut driver = Driver {
         endpoint,
         link,
+        child,
         events,
         events_open: true,
         backlog: VecDeque::new(),
@@ -118,18 +119,16 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
         config,
         started,
     };
-    let outcome = driver
-        .serve(&mut child, status_rx, &mut sigterm, &mut sigint)
-        .await;
+    let outcome = driver.serve(status_rx, &mut sigterm, &mut sigint).await;
     match outcome {
         Ok(()) => {
-            driver.shut_down(&mut child).await;
+            driver.shut_down().await;
             Ok(())
         }
         Err(error) => {
             // Whatever failed, leave no forwarder (and so no TUN or route) behind.
-            let _ = child.start_kill();
-            let _ = tokio::time::timeout(SHUTDOWN_GRACE, child.wait()).await;
+            let _ = driver.child.start_kill();
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, driver.child.wait()).await;
             Err(error)
         }
     }
@@ -150,6 +149,8 @@ enum Wake {
 struct Driver {
     endpoint: Endpoint,
     link: ForwarderLink,
+    /// The forwarder process.
+    child: tokio::process::Child,
     events: mpsc::Receiver<Event>,
     events_open: bool,
     /// Events that arrived while a forwarder request was awaited.
@@ -164,7 +165,6 @@ struct Driver {
 impl Driver {
     async fn serve(
         &mut self,
-        child: &mut tokio::process::Child,
         mut status_rx: mpsc::Receiver<StatusRequest>,
         sigterm: &mut tokio::signal::unix::Signal,
         sigint: &mut tokio::signal::unix::Signal,
@@ -205,7 +205,7 @@ impl Driver {
                 Some(request) = status_rx.recv() => Wake::Status(request),
                 _ = sigterm.recv() => Wake::Stop("SIGTERM"),
                 _ = sigint.recv() => Wake::Stop("SIGINT"),
-                status = child.wait() => Wake::ForwarderExited(status),
+                status = self.child.wait() => Wake::ForwarderExited(status),
             };
             match wake {
                 Wake::Datagram(n, from) => {
@@ -231,23 +231,10 @@ impl Driver {
                     tracing::info!("{signal}: deleting the IKE SAs and stopping");
                     return Ok(());
                 }
-                Wake::ForwarderExited(status) => {
-                    let status = status
-                        .map(|s| s.to_string())
-                        .unwrap_or_else(|e| e.to_string());
-                    bail!(
-                        "the forwarder exited ({status}); stopping rather than running without it"
-                    );
-                }
+                Wake::ForwarderExited(status) => return Err(forwarder_gone(Some(status))),
                 Wake::EventsClosed => {
                     self.events_open = false;
-                    // Most likely it died: say how, if it tells us within a moment.
-                    let how = match tokio::time::timeout(Duration::from_secs(1), child.wait()).await
-                    {
-                        Ok(Ok(status)) => format!("the forwarder exited ({status})"),
-                        _ => "the forwarder closed the SA channel".to_string(),
-                    };
-                    bail!("{how}; stopping rather than running without it");
+                    return Err(self.forwarder_gone().await);
                 }
             }
             self.flush().await?;
@@ -403,13 +390,23 @@ impl Driver {
                 tracing::warn!("forwarder refused {what}: {error}");
                 Ok(None)
             }
+            Err(LinkError::Closed) => Err(self.forwarder_gone().await),
             Err(error) => Err(anyhow::anyhow!("forwarder ({what}): {error}")),
+        }
+    }
+
+    /// The SA channel closed: most likely the forwarder died; say how, if it tells us within
+    /// a moment.
+    async fn forwarder_gone(&mut self) -> anyhow::Error {
+        match tokio::time::timeout(Duration::from_secs(1), self.child.wait()).await {
+            Ok(status) => forwarder_gone(Some(status)),
+            Err(_) => forwarder_gone(None),
         }
     }
 
     /// SIGTERM/SIGINT: DELETE every IKE SA, stop the forwarder (it removes the TUN device and
     /// the routes), wait for it.
-    async fn shut_down(&mut self, child: &mut tokio::process::Child) {
+    async fn shut_down(&mut self) {
         self.endpoint.close(now(), &mut self.rng);
         if let Err(error) = self.flush().await {
             tracing::warn!("sending the DELETEs: {error:#}");
@@ -419,16 +416,26 @@ impl Driver {
             Ok(Err(error)) => tracing::warn!("forwarder shutdown: {error}"),
             Err(_) => tracing::warn!("forwarder did not answer the shutdown request"),
         }
-        match tokio::time::timeout(SHUTDOWN_GRACE, child.wait()).await {
+        match tokio::time::timeout(SHUTDOWN_GRACE, self.child.wait()).await {
             Ok(Ok(status)) if status.success() => tracing::info!("stopped"),
             Ok(Ok(status)) => tracing::warn!("forwarder exited with {status}"),
             Ok(Err(error)) => tracing::warn!("waiting for the forwarder: {error}"),
             Err(_) => {
                 tracing::warn!("forwarder did not stop within {SHUTDOWN_GRACE:?}; killing it");
-                let _ = child.kill().await;
+                let _ = self.child.kill().await;
             }
         }
     }
+}
+
+/// The error the daemon stops with when its forwarder is gone.
+fn forwarder_gone(status: Option<std::io::Result<std::process::ExitStatus>>) -> anyhow::Error {
+    let how = match status {
+        Some(Ok(status)) => format!("the forwarder exited ({status})"),
+        Some(Err(error)) => format!("the forwarder is gone ({error})"),
+        None => "the forwarder closed the SA channel".to_string(),
+    };
+    anyhow::anyhow!("{how}; stopping rather than running without it")
 }
 
 fn buffer_event(backlog: &mut VecDeque<Event>, event: Event) {
