@@ -21,7 +21,8 @@ pub struct ClientArgs {
 /// Arguments of `hometun status`.
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    /// The daemon's configuration file (to find its control socket).
+    /// The daemon's configuration file (to find its control socket); default:
+    /// /etc/hometun/server.toml, else /etc/hometun/client.toml.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Print JSON instead of a table.
