@@ -302,13 +302,19 @@ fn outbound_loop(shared: Arc<Shared>) {
                 continue;
             }
         };
-        let snapshot = shared.sad.load();
+        let mut snapshot = shared.sad.load();
+        let mut generation = shared.roaming.generation();
         for i in 0..count {
             let packet = &inner[i][..sizes[i]];
             let Some(destination_address) = ipv6_destination(packet) else {
                 shared.sad.count_global_drop(DropReason::Malformed);
                 continue;
             };
+            // An endpoint moved (or a probe round began or ended) within this batch.
+            if shared.roaming.generation() != generation {
+                snapshot = shared.sad.load();
+                generation = shared.roaming.generation();
+            }
             let Some(route) = snapshot.outbound(destination_address) else {
                 shared.sad.count_global_drop(DropReason::NoSa);
                 continue;
@@ -325,7 +331,19 @@ fn outbound_loop(shared: Arc<Shared>) {
                 }
                 continue;
             }
-            let (udp, to) = destination(&route.endpoint);
+            let mut endpoint = route.endpoint;
+            if shared.roaming.holding() {
+                // A server probing a peer's new address holds that peer's packets (issue 4).
+                match shared
+                    .roaming
+                    .hold_outbound(&shared.sad, route.pair.peer(), packet)
+                {
+                    roaming::HoldOutcome::Held => continue,
+                    roaming::HoldOutcome::Send(Some(current)) => endpoint = current,
+                    roaming::HoldOutcome::Send(None) => {}
+                }
+            }
+            let (udp, to) = destination(&endpoint);
             let batch = if udp { &mut udp_batch } else { &mut raw_batch };
             if let Ok(len) = route.pair.seal(packet, batch.slot()) {
                 batch.commit(len, to);
@@ -469,26 +487,17 @@ fn inbound_esp(
     let Ok(accepted) = pair.open(wire_seq, esp, now) else {
         return;
     };
-    // Issue 4, only after the ICV and the replay window: one cheap test per packet for the
-    // override NA and the return-routability probe and answer ...
+    // Issue 4, only after the ICV and the replay window.
     let inner = &esp[accepted.inner];
-    let consumed = roaming::may_be_roaming(inner)
-        && shared.roaming.inbound(
-            shared,
-            &shared.sad,
-            snapshot,
-            pair,
-            accepted.seq,
-            inner,
-            from,
-        );
-    // ... and, on a server, one comparison of the outer source with the peer's endpoint.
-    if shared.roaming.accepts_moves()
-        && let Some(endpoint) = snapshot.endpoint(pair.peer())
-        && !from.is(&endpoint)
-    {
-        shared.roaming.new_source(shared, &shared.sad, pair, from);
-    }
+    let consumed = shared.roaming.after_open(
+        shared,
+        &shared.sad,
+        snapshot,
+        pair,
+        accepted.seq,
+        inner,
+        from,
+    );
     if !consumed && !inner.is_empty() {
         tun.push(shared, inner);
     }

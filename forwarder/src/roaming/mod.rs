@@ -18,6 +18,8 @@ pub mod local_address;
 pub mod moves;
 pub mod override_na;
 pub mod return_routability;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::io;
@@ -43,6 +45,12 @@ use return_routability::{Nonce, Observed, ProbeTiming, Trigger};
 
 /// Room for the ESP packets the roaming code builds (NA, probe, answer: under 200 bytes).
 const SCRATCH: usize = 512;
+/// Outbound packets for a peer are held at most this long while its probe round runs (on a
+/// home line the probe's round trip is tens of ms; an attacker's round must not stall the
+/// peer's traffic for the whole probe timeout) ...
+const HOLD_MS: u64 = 100;
+/// ... and at most this many (beyond them packets go to the current endpoint at once).
+const HOLD_PACKETS: usize = 256;
 /// How often the roaming thread looks at the stop flag, the report and gone SAs.
 const TICK: Duration = Duration::from_millis(200);
 
@@ -57,6 +65,23 @@ pub fn may_be_roaming(inner: &[u8]) -> bool {
             inner[crate::wire::ipv6::HEADER_LEN],
             TYPE_NEIGHBOR_ADVERT | TYPE_ECHO_REQUEST | TYPE_ECHO_REPLY
         )
+}
+
+/// What the outbound path does with a packet for a peer while holds are active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldOutcome {
+    /// Held: it goes out when the round ends (to the new endpoint after a switch).
+    Held,
+    /// Not held: send it now, to this endpoint (the current one, fresher than a batch's
+    /// snapshot).
+    Send(Option<Endpoint>),
+}
+
+/// Outbound packets held for one peer while its probe round runs.
+#[derive(Debug)]
+struct Held {
+    since_ms: u64,
+    packets: Vec<Vec<u8>>,
 }
 
 /// What the roaming code needs of the outer sockets.
@@ -91,6 +116,15 @@ pub struct Roaming {
     local_address_changes: AtomicU64,
     /// Last time a refusal of each kind was logged, per peer (a storm must not flood the log).
     logged: Mutex<HashMap<(PeerId, MoveRefusal), u64>>,
+    /// Server role: the peers whose outbound packets are held during a probe round. The
+    /// round's answer comes one round trip later; the replies the server sends meanwhile
+    /// would go to the old address, which after a NAT rebinding or an address change is dead.
+    held: Mutex<HashMap<PeerId, Held>>,
+    /// True while `held` is not empty: all the outbound path looks at otherwise.
+    holding: AtomicBool,
+    /// Bumped whenever an endpoint moves or a hold starts or ends: the outbound path reloads
+    /// its snapshot when it changes within a batch.
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for Roaming {
@@ -134,7 +168,74 @@ impl Roaming {
             announcements_sent: AtomicU64::new(0),
             local_address_changes: AtomicU64::new(0),
             logged: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
+            holding: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    /// Changes whenever an endpoint moved or a hold started or ended (see [`HoldOutcome`]).
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// True while some peer's outbound packets are held (one atomic load per packet).
+    #[inline]
+    pub fn holding(&self) -> bool {
+        self.holding.load(Ordering::Acquire)
+    }
+
+    /// The outbound path, while [`Roaming::holding`]: holds `packet` if `peer` is held.
+    pub fn hold_outbound(&self, sad: &Sad, peer: PeerId, packet: &[u8]) -> HoldOutcome {
+        let mut held = lock(&self.held);
+        match held.get_mut(&peer) {
+            Some(hold) if hold.packets.len() < HOLD_PACKETS => {
+                hold.packets.push(packet.to_vec());
+                HoldOutcome::Held
+            }
+            _ => HoldOutcome::Send(sad.load().endpoint(peer)),
+        }
+    }
+
+    fn start_hold(&self, peer: PeerId) {
+        let mut held = lock(&self.held);
+        held.entry(peer).or_insert_with(|| Held {
+            since_ms: self.now_ms(),
+            packets: Vec::new(),
+        });
+        self.holding.store(true, Ordering::Release);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Sends what was held for `peer` to its current endpoint, in order, and ends the hold.
+    /// The lock stays taken while sending, so the outbound path, which waits for it, cannot
+    /// overtake the held packets.
+    fn release(&self, io: &dyn OuterSockets, sad: &Sad, peer: PeerId) {
+        let mut held = lock(&self.held);
+        let Some(hold) = held.remove(&peer) else {
+            return;
+        };
+        let snapshot = sad.load();
+        if let Some(endpoint) = snapshot.endpoint(peer) {
+            let to = Observed::of_endpoint(&endpoint);
+            for packet in &hold.packets {
+                let route = crate::wire::ipv6::Packet::new_checked(&packet[..])
+                    .ok()
+                    .and_then(|ip| snapshot.outbound(ip.dst_addr()));
+                if let Some(route) = route {
+                    self.seal_and_send(io, &route.pair, packet, to);
+                }
+            }
+            if !hold.packets.is_empty() {
+                tracing::debug!(
+                    "roaming: {peer}: {} packet(s) held during the probe sent to {to}",
+                    hold.packets.len()
+                );
+            }
+        }
+        self.holding.store(!held.is_empty(), Ordering::Release);
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// The switches.
@@ -173,6 +274,33 @@ impl Roaming {
             announcements_sent: self.announcements_sent.load(Ordering::Relaxed),
             probes_answered: self.probes_answered.load(Ordering::Relaxed),
         }
+    }
+
+    /// What the inbound path does for roaming with every packet `pair` accepted (sequence
+    /// number `seq`, outer source `from`): one cheap test of the inner packet for the override
+    /// NA and the probe and its answer, and on a server one comparison of the outer source with
+    /// the peer's endpoint. Returns true when the packet was consumed (not for the TUN device).
+    #[allow(clippy::too_many_arguments)] // the packet and where it came from, in full
+    #[inline]
+    pub fn after_open(
+        &self,
+        io: &dyn OuterSockets,
+        sad: &Sad,
+        snapshot: &Snapshot,
+        pair: &SaPair,
+        seq: u64,
+        inner: &[u8],
+        from: Observed,
+    ) -> bool {
+        let consumed =
+            may_be_roaming(inner) && self.inbound(io, sad, snapshot, pair, seq, inner, from);
+        if self.config.accept_moves
+            && let Some(endpoint) = snapshot.endpoint(pair.peer())
+            && !from.is(&endpoint)
+        {
+            self.new_source(io, sad, pair, from);
+        }
+        consumed
     }
 
     /// An inner packet that passed [`may_be_roaming`], accepted on `pair` with ESP sequence
@@ -222,11 +350,12 @@ impl Roaming {
         let probe = lock(&self.checker)
             .handle_new_source(now, pair.peer(), from, endpoint, || self.nonce());
         if let Some(probe) = probe {
+            self.start_hold(pair.peer());
+            self.send_probe(io, pair, &probe);
             tracing::info!(
                 "roaming: {}: authenticated ESP from {from}, not from its endpoint {endpoint}: probing",
                 pair.peer()
             );
-            self.send_probe(io, pair, &probe);
         }
     }
 
@@ -288,13 +417,14 @@ impl Roaming {
             }
             NaVerdict::AtEndpoint(_) => {}
             NaVerdict::Probe(na, probe) => {
+                self.start_hold(pair.peer());
+                self.send_probe(io, pair, &probe);
                 tracing::info!(
                     "roaming: {}: override NA for {} (option {}) from {from}, endpoint {endpoint}: probing",
                     pair.peer(),
                     na.target,
                     na.lladdr
                 );
-                self.send_probe(io, pair, &probe);
             }
             NaVerdict::Waiting(_) => {}
         }
@@ -322,6 +452,7 @@ impl Roaming {
                 elapsed_ms,
                 trigger,
             } => self.switch(io, sad, pair.peer(), to, elapsed_ms, trigger),
+            AnswerVerdict::AlreadyThere => self.release(io, sad, pair.peer()),
             AnswerVerdict::WrongAddress { expected } => {
                 pair.count_drop(DropReason::OverrideNaRefused);
                 self.log_refusal(
@@ -330,7 +461,7 @@ impl Roaming {
                     format_args!("probe answer from {from}, but {expected} was probed"),
                 );
             }
-            AnswerVerdict::AlreadyThere | AnswerVerdict::Stale => {}
+            AnswerVerdict::Stale => {}
         }
         true
     }
@@ -345,13 +476,18 @@ impl Roaming {
         trigger: Trigger,
     ) {
         let Some(old) = sad.load().endpoint(peer) else {
+            self.release(io, sad, peer);
             return;
         };
         if to.is(&old) {
+            self.release(io, sad, peer);
             return;
         }
         let new = to.moved(&old, io.udp_port());
-        if let Err(error) = sad.update_endpoint(peer, new) {
+        let moved = sad.update_endpoint(peer, new);
+        // Whatever was held goes where the peer is now (the new endpoint, unless refused).
+        self.release(io, sad, peer);
+        if let Err(error) = moved {
             tracing::warn!("roaming: {peer}: moving to {new}: {error}");
             return;
         }
@@ -579,22 +715,35 @@ impl Roaming {
                         self.send_probe(io, pair, &probe);
                     }
                 }
-                Timer::Expired { peer, target } => self.log_refusal(
-                    peer,
-                    MoveRefusal::ProbeTimeout,
-                    format_args!("no authenticated answer from {target}"),
-                ),
+                Timer::Expired { peer, target } => {
+                    self.release(io, sad, peer);
+                    self.log_refusal(
+                        peer,
+                        MoveRefusal::ProbeTimeout,
+                        format_args!("no authenticated answer from {target}"),
+                    )
+                }
             }
+        }
+        // Holds that lasted long enough: the peer's packets go to its current endpoint.
+        let expired: Vec<PeerId> = lock(&self.held)
+            .iter()
+            .filter(|(_, hold)| now.saturating_sub(hold.since_ms) >= HOLD_MS)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in expired {
+            self.release(io, sad, peer);
         }
     }
 
     fn next_deadline_ms(&self) -> Option<u64> {
         let announcer = lock(&self.announcer).next_deadline_ms();
         let checker = lock(&self.checker).next_deadline_ms();
-        match (announcer, checker) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let hold = lock(&self.held)
+            .values()
+            .map(|hold| hold.since_ms + HOLD_MS)
+            .min();
+        [announcer, checker, hold].into_iter().flatten().min()
     }
 
     fn forget_gone(&self, sad: &Sad) {
