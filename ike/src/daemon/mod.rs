@@ -191,7 +191,9 @@ pub fn prepare_server(config_path: &Path) -> anyhow::Result<(DriverConfig, Respo
         nat_port: s.nat_port,
         interface: interface(&config.tunnel, None, Some(s.listen), s.nat_port),
         forwarder_program: forwarder_program()?,
-        forwarder_args: Vec::new(),
+        // A client's outer address may change (DESIGN.md "The override Neighbor
+        // Advertisement"): the forwarder checks its override NA and probes the new address.
+        forwarder_args: vec!["--accept-moves".into()],
         control_socket: s.control_socket.clone(),
     };
     create_state_dir(&s.state_dir)?;
@@ -274,11 +276,28 @@ pub fn prepare_client(config_path: &Path) -> anyhow::Result<(DriverConfig, Initi
         nat_port: c.nat_port,
         interface: interface(&config.tunnel, Some(tunnel_address), c.local, c.nat_port),
         forwarder_program: forwarder_program()?,
-        forwarder_args: Vec::new(),
+        forwarder_args: client_forwarder_args(c.local, config.tunnel_address()),
         control_socket: c.control_socket.clone(),
     };
     create_state_dir(&c.state_dir)?;
     Ok((driver, initiator))
+}
+
+/// Without `client.local` the outer address is followed as it changes: the forwarder watches
+/// it (netlink), re-binds and announces the new one with the override NA for our tunnel
+/// address; the IKE SA follows its `EndpointMoved`.
+fn client_forwarder_args(
+    local: Option<Ipv4Addr>,
+    tunnel_address: std::net::Ipv6Addr,
+) -> Vec<String> {
+    match local {
+        Some(_) => Vec::new(),
+        None => vec![
+            "--follow-local-address".into(),
+            "--announce-target".into(),
+            tunnel_address.to_string(),
+        ],
+    }
 }
 
 /// Runs `hometun client --config FILE` until SIGTERM/SIGINT.

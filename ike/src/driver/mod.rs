@@ -262,6 +262,16 @@ impl Driver {
                     .handle_datagram(now(), local, remote, &data, &mut self.rng);
             }
             other => {
+                if let Event::EndpointMoved { old, new, .. } = &other
+                    && old.local != new.local
+                {
+                    // Our own address changed (the client's forwarder follows it): what an
+                    // unspecified bind address stands for changes with it.
+                    tracing::info!("our outer address moved: {} -> {}", old.local, new.local);
+                    self.config.local_addr = new.local;
+                    self.endpoint
+                        .handle_local_address(now(), new.local, &mut self.rng);
+                }
                 tracing::debug!("forwarder: {other:?}");
                 self.endpoint
                     .handle_forwarder_event(now(), &other, &mut self.rng);
