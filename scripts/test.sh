@@ -1,11 +1,26 @@
 #!/bin/bash
 # The test command (README.md): installs what the tests need, then runs every test, the lints and
-# a short smoke run of each fuzz target. Run as root so that the network-namespace tests run.
+# a short smoke run of each fuzz target. Run as root so that the network-namespace tests run
+# (under CI=true they must run: a test that would skip fails instead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+phase() { echo "== $(date +%T) $*"; }
+
+phase "install dependencies"
 scripts/install-deps.sh
+
+phase "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+
+phase "build"
 cargo build --release --bin hometun
-HOMETUN_BIN="$PWD/target/release/hometun" cargo test --workspace --release
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+export HOMETUN_BIN="$target_dir/release/hometun"
+
+phase "tests"
+cargo test --workspace --release
+
+phase "fuzz smoke"
 scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-10}"
+phase "done"
