@@ -363,7 +363,7 @@ fn serve(dir: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         tracing::info!("enrollment server listening on {}", listener.local_addr()?);
-        service.serve(listener).await?;
+        service.serve(listener).await;
         Ok(())
     })
 }

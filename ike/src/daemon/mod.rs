@@ -4,6 +4,7 @@
 
 pub mod authorizer;
 pub mod bench;
+pub mod enrollment;
 pub mod probe;
 pub mod status;
 
@@ -200,10 +201,17 @@ pub fn prepare_server(config_path: &Path) -> anyhow::Result<(DriverConfig, Respo
     Ok((driver, responder))
 }
 
-/// Runs `hometun server --config FILE` until SIGTERM/SIGINT.
+/// Runs `hometun server --config FILE` (with the enrollment listener when it has `[enroll]`)
+/// until SIGTERM/SIGINT.
 pub fn run_server(config_path: &Path) -> anyhow::Result<()> {
     let (driver, responder) = prepare_server(config_path)?;
-    runtime()?.block_on(driver::run(driver, Role::Responder(responder)))
+    let enrollment = enrollment::prepare(config_path)?;
+    runtime()?.block_on(async move {
+        if let Some(listener) = enrollment {
+            listener.spawn()?;
+        }
+        driver::run(driver, Role::Responder(responder)).await
+    })
 }
 
 /// Our outer address: the one configured, else the source address of the route to `server`

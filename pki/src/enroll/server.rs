@@ -19,6 +19,8 @@ use crate::{PkiError, files};
 
 /// How long one connection may take, handshake to answer.
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause after a failed accept, so that a persistent failure does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The enrollment service of one CA directory.
 pub struct EnrollmentServer {
@@ -59,10 +61,19 @@ impl EnrollmentServer {
         })
     }
 
-    /// Serves connections from `listener` until it fails.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+    /// Serves connections from `listener` for as long as the task runs. A failed accept
+    /// (out of file descriptors, a connection reset before it was taken) is logged and the
+    /// listener goes on: inside `hometun server` it must not end with one bad moment.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
         loop {
-            let (stream, peer) = listener.accept().await?;
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!("enrollment listener: accept failed: {e}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            };
             let this = Arc::clone(&self);
             tokio::spawn(async move {
                 match tokio::time::timeout(CONNECTION_TIMEOUT, this.connection(stream, peer)).await
