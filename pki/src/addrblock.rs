@@ -270,8 +270,8 @@ fn read_bits(contents: &[u8], max_bits: u32) -> Result<(u128, u32), AddrBlockErr
 ///
 /// Returns an empty list when the certificate has no such extension or no IPv6 family in it
 /// (the server may then know the client from `[[clients]]` in server.toml). This does not
-/// verify the certificate: call it on a certificate whose chain was verified
-/// ([`crate::verify::TrustStore`] does both).
+/// verify the certificate: call it on a certificate whose chain was verified (in IKE_AUTH,
+/// the IKE daemon's `CertificateVerifier` did; [`crate::verify::TrustStore`] does both).
 pub fn prefixes_from_certificate(der: &[u8]) -> Result<Vec<Ipv6Net>, AddrBlockError> {
     let (rest, cert) =
         X509Certificate::from_der(der).map_err(|e| AddrBlockError::Certificate(e.to_string()))?;

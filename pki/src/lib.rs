@@ -8,8 +8,11 @@
 //! - [`registry`]: prefix allocation, revocations and tokens, crash-safe and locked.
 //! - [`bundle`]: the file `sign` writes and `import` reads.
 //! - [`enroll`]: online enrollment over TLS with a one-time [`token`].
-//! - For the IKE daemon: [`verify::TrustStore`] (chain + CRL + what the certificate grants),
-//!   [`addrblock`] (the RFC 3779 extension), [`files::load_crls`] and friends.
+//! - [`verify`]: [`verify::ChainVerifier`], the rustls-webpki chain and CRL check every
+//!   hometun verifier builds on (the IKE daemon's `CertificateVerifier` too), and
+//!   [`verify::TrustStore`], the CA's own checks of home and server certificates.
+//! - For the IKE daemon: [`addrblock`] (the RFC 3779 extension: a home's prefix), and the
+//!   enrollment listener [`enroll::server::EnrollmentServer`].
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

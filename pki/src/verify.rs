@@ -1,32 +1,40 @@
-//! What the IKE daemon calls in IKE_AUTH: verify a peer's certificate chain against the CA
-//! (rustls-webpki), check it against the CRL, and read what the certificate grants: names
-//! (IKE identities), the RFC 3779 prefixes (traffic selectors, ingress filter), and the public
-//! key that must have signed the AUTH payload.
+//! Certificate chains, verified with rustls-webpki.
+//!
+//! [`ChainVerifier`] is the one place hometun calls rustls-webpki's path validation: trust
+//! anchors, CRLs, the signature algorithms hometun's keys use (Ed25519, ECDSA P-256) and the
+//! revocation policy. Each purpose adds its own rules on top:
+//!
+//! - IKE_AUTH: `hometun_ike::crypto::CertificateVerifier` (the peer's ID payload against the
+//!   certificate, the EKUs stock IKE peers carry, CERTREQ hashes, one log line per refusal);
+//!   the server's authorizer then reads the client's prefix with
+//!   [`crate::addrblock::prefixes_from_certificate`].
+//! - The CA's own checks: [`TrustStore`] (a home certificate must carry clientAuth and a
+//!   prefix inside the CA's address blocks and the pool; the server's, serverAuth and its
+//!   name), used when a bundle is imported ([`crate::bundle::Bundle::verify`]) and by the
+//!   enrollment client to accept the enrollment server
+//!   ([`crate::enroll::client::PinnedCaVerifier`]).
 //!
 //! ```no_run
 //! # use hometun_pki::verify::TrustStore;
 //! # fn f(ca: &std::path::Path, crl: &std::path::Path, cert: &[u8]) -> anyhow::Result<()> {
 //! let store = TrustStore::from_files(ca, Some(crl))?.with_pool("2001:db8:100::/48".parse()?);
 //! let now = rustls_pki_types::UnixTime::now();
-//! let peer = store.verify_client(cert, &[], now)?; // Err(VerifyError::Revoked) if on the CRL
-//! // peer.names: check the IDi (ID_FQDN) is one of them; peer.prefixes: the client's TS
-//! // must satisfy hometun_pki::addrblock::range_within(&peer.prefixes, start, end), else
-//! // answer TS_UNACCEPTABLE; peer.public_key verifies the AUTH signature.
+//! let home = store.verify_client(cert, &[], now)?; // Err(VerifyError::Revoked) if on the CRL
+//! // home.names: its DNS names; home.prefixes: its RFC 3779 prefixes, inside the pool.
 //! # Ok(()) }
 //! ```
-//!
-//! Re-read the CRL (SIGHUP) by building a new `TrustStore`.
 
 use std::net::IpAddr;
 use std::path::Path;
 
 use ipnet::Ipv6Net;
 use rustls_pki_types::{
-    CertificateDer, CertificateRevocationListDer, ServerName, TrustAnchor, UnixTime,
+    CertificateDer, CertificateRevocationListDer, ServerName, SignatureVerificationAlgorithm,
+    TrustAnchor, UnixTime,
 };
 use webpki::{
-    CertRevocationList, EndEntityCert, KeyUsage, OwnedCertRevocationList, RevocationCheckDepth,
-    RevocationOptionsBuilder, UnknownStatusPolicy,
+    CertRevocationList, EndEntityCert, ExpirationPolicy, ExtendedKeyUsageValidator, KeyUsage,
+    OwnedCertRevocationList, RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy,
 };
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
@@ -36,6 +44,92 @@ use crate::{PkiError, files};
 const OID_ED25519: &str = "1.3.101.112";
 const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
 const OID_P256: &str = "1.2.840.10045.3.1.7";
+
+/// Signature algorithms accepted on certificates and CRLs: those of the keys hometun issues
+/// and IKE authenticates with (Ed25519, RFC 8420; ECDSA P-256, RFC 7427).
+pub static SIGNATURE_ALGS: &[&dyn SignatureVerificationAlgorithm] = &[
+    webpki::ring::ED25519,
+    webpki::ring::ECDSA_P256_SHA256,
+    webpki::ring::ECDSA_P256_SHA384,
+];
+
+/// Trust anchors and CRLs, and the chain check every hometun verifier builds on (rustls-webpki
+/// path validation with [`SIGNATURE_ALGS`]). Once any CRL is added, an end-entity certificate
+/// passes only if a CRL from its issuer is present and does not list it.
+pub struct ChainVerifier {
+    anchors: Vec<TrustAnchor<'static>>,
+    crls: Vec<CertRevocationList<'static>>,
+}
+
+impl std::fmt::Debug for ChainVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainVerifier")
+            .field("anchors", &self.anchors.len())
+            .field("crls", &self.crls.len())
+            .finish()
+    }
+}
+
+impl ChainVerifier {
+    /// Trusts the CA certificates `ca_certs` (DER).
+    pub fn new(ca_certs: &[CertificateDer<'_>]) -> Result<Self, webpki::Error> {
+        let anchors = ca_certs
+            .iter()
+            .map(|der| webpki::anchor_from_trusted_cert(der).map(|a| a.to_owned()))
+            .collect::<Result<_, _>>()?;
+        Ok(ChainVerifier {
+            anchors,
+            crls: Vec::new(),
+        })
+    }
+
+    /// Adds a CRL (DER).
+    pub fn add_crl(&mut self, der: &[u8]) -> Result<(), webpki::Error> {
+        self.crls
+            .push(OwnedCertRevocationList::from_der(der)?.into());
+        Ok(())
+    }
+
+    /// The trust anchors, in the order given.
+    pub fn anchors(&self) -> &[TrustAnchor<'static>] {
+        &self.anchors
+    }
+
+    /// Checks `end_entity` with the `intermediates` its peer sent: a path to an anchor, every
+    /// signature, validity at `now`, the extended key usage `usage` wants, and (with CRLs) that
+    /// it is not revoked. The caller checks what the certificate is for: names, identities,
+    /// prefixes.
+    pub fn verify(
+        &self,
+        end_entity: &EndEntityCert<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        usage: impl ExtendedKeyUsageValidator,
+    ) -> Result<(), webpki::Error> {
+        let crl_refs: Vec<&CertRevocationList<'_>> = self.crls.iter().collect();
+        // No CRL at all: the builder refuses an empty list, and there is nothing to check.
+        let revocation = RevocationOptionsBuilder::new(&crl_refs).ok().map(|b| {
+            // hometun CAs sign end entities only; the CA's CRL speaks for all of them. A CRL
+            // past its nextUpdate still counts: what it lists stays revoked, and a late
+            // `pki crl` must not lock every home out.
+            b.with_depth(RevocationCheckDepth::EndEntity)
+                .with_status_policy(UnknownStatusPolicy::Deny)
+                .with_expiration_policy(ExpirationPolicy::Ignore)
+                .build()
+        });
+        end_entity
+            .verify_for_usage(
+                SIGNATURE_ALGS,
+                &self.anchors,
+                intermediates,
+                now,
+                usage,
+                revocation,
+                None,
+            )
+            .map(|_| ())
+    }
+}
 
 /// Why a peer certificate is not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,7 +168,7 @@ pub enum VerifyError {
     Store(String),
 }
 
-/// A verified peer's public key, in the form the IKE signature check needs.
+/// A certificate's public key (the raw key bytes, to compare with a private key's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerPublicKey {
     /// Ed25519 public key (RFC 8420).
@@ -98,17 +192,15 @@ pub struct PeerCertificate {
     pub not_after: i64,
     /// The subject public key.
     pub public_key: PeerPublicKey,
-    /// The whole SubjectPublicKeyInfo (DER), for verifiers that take that form.
-    pub spki_der: Vec<u8>,
 }
 
-/// The CA certificate, its CRLs, and optionally the pool client prefixes must lie in.
+/// The CA's own view of its certificates: its CA certificate and CRLs ([`ChainVerifier`]),
+/// its address blocks, and optionally the pool home prefixes must lie in.
 #[derive(Debug)]
 pub struct TrustStore {
     ca_der: CertificateDer<'static>,
-    anchor: TrustAnchor<'static>,
+    chain: ChainVerifier,
     ca_blocks: Option<Vec<Ipv6Net>>,
-    crls: Vec<CertRevocationList<'static>>,
     pool: Option<Ipv6Net>,
 }
 
@@ -118,9 +210,13 @@ impl TrustStore {
         ca_der: CertificateDer<'static>,
         crls: &[CertificateRevocationListDer<'_>],
     ) -> Result<Self, VerifyError> {
-        let anchor = webpki::anchor_from_trusted_cert(&ca_der)
-            .map_err(|e| VerifyError::Store(format!("CA certificate: {e}")))?
-            .to_owned();
+        let mut chain = ChainVerifier::new(std::slice::from_ref(&ca_der))
+            .map_err(|e| VerifyError::Store(format!("CA certificate: {e}")))?;
+        for crl in crls {
+            chain
+                .add_crl(crl)
+                .map_err(|e| VerifyError::Store(format!("CRL: {e}")))?;
+        }
         let (_, parsed) = X509Certificate::from_der(&ca_der)
             .map_err(|e| VerifyError::Store(format!("CA certificate: {e}")))?;
         let has_blocks = parsed
@@ -132,19 +228,10 @@ impl TrustStore {
         } else {
             None
         };
-        let crls = crls
-            .iter()
-            .map(|c| {
-                OwnedCertRevocationList::from_der(c)
-                    .map(CertRevocationList::from)
-                    .map_err(|e| VerifyError::Store(format!("CRL: {e}")))
-            })
-            .collect::<Result<_, _>>()?;
         Ok(TrustStore {
             ca_der,
-            anchor,
+            chain,
             ca_blocks,
-            crls,
             pool: None,
         })
     }
@@ -159,7 +246,7 @@ impl TrustStore {
         TrustStore::new(ca_der, &crls).map_err(|e| PkiError::Verify(e.to_string()))
     }
 
-    /// Also require client prefixes to lie inside `pool` (server.toml's `server.pool`).
+    /// Also require home prefixes to lie inside `pool` (server.toml's `server.pool`).
     pub fn with_pool(mut self, pool: Ipv6Net) -> Self {
         self.pool = Some(pool);
         self
@@ -170,16 +257,21 @@ impl TrustStore {
         &self.ca_der
     }
 
-    /// Verifies a client (home) certificate: chain to the CA, validity at `now`, EKU
-    /// clientAuth if the certificate lists EKUs, not revoked, prefixes inside the CA's blocks
-    /// and the pool.
+    /// Verifies a home's certificate: chain to the CA, validity at `now`, EKU clientAuth if
+    /// the certificate lists EKUs, not revoked, prefixes inside the CA's blocks and the pool.
     pub fn verify_client(
         &self,
         end_entity: &[u8],
         intermediates: &[&[u8]],
         now: UnixTime,
     ) -> Result<PeerCertificate, VerifyError> {
-        let peer = self.verify(end_entity, intermediates, now, KeyUsage::client_auth())?;
+        let peer = self.verify(
+            end_entity,
+            intermediates,
+            now,
+            KeyUsage::client_auth(),
+            None,
+        )?;
         if let Some(pool) = self.pool
             && let Some(&prefix) = peer.prefixes.iter().find(|p| !pool.contains(*p))
         {
@@ -188,23 +280,19 @@ impl TrustStore {
         Ok(peer)
     }
 
-    /// Verifies the server's certificate (on the home side): chain, validity, EKU serverAuth
-    /// if listed, not revoked, and valid for `server_name` (a DNS name or an IP address).
+    /// Verifies the server's certificate: chain, validity, the serverAuth EKU (required: the
+    /// CA signs homes too, and a home must not pass as the server), not revoked, and, given a
+    /// `server_name` (a DNS name or an IP address), valid for it. Enrollment passes `None`:
+    /// its token pins the CA and names an address that may be a port forward's.
     pub fn verify_server(
         &self,
         end_entity: &[u8],
         intermediates: &[&[u8]],
-        server_name: &str,
+        server_name: Option<&str>,
         now: UnixTime,
     ) -> Result<PeerCertificate, VerifyError> {
-        let peer = self.verify(end_entity, intermediates, now, KeyUsage::server_auth())?;
-        let name = ServerName::try_from(server_name)
-            .map_err(|_| VerifyError::WrongName(server_name.to_string()))?;
-        let der = CertificateDer::from(end_entity);
-        let cert = EndEntityCert::try_from(&der).map_err(|e| VerifyError::Parse(e.to_string()))?;
-        cert.verify_is_valid_for_subject_name(&name)
-            .map_err(|_| VerifyError::WrongName(server_name.to_string()))?;
-        Ok(peer)
+        let usage = KeyUsage::required(EKU_SERVER_AUTH);
+        self.verify(end_entity, intermediates, now, usage, server_name)
     }
 
     fn verify(
@@ -213,6 +301,7 @@ impl TrustStore {
         intermediates: &[&[u8]],
         now: UnixTime,
         usage: KeyUsage,
+        name: Option<&str>,
     ) -> Result<PeerCertificate, VerifyError> {
         let der = CertificateDer::from(end_entity);
         let cert = EndEntityCert::try_from(&der).map_err(|e| VerifyError::Parse(e.to_string()))?;
@@ -220,26 +309,18 @@ impl TrustStore {
             .iter()
             .map(|c| CertificateDer::from(*c))
             .collect();
-        let crl_refs: Vec<&CertRevocationList<'_>> = self.crls.iter().collect();
-        let revocation = RevocationOptionsBuilder::new(&crl_refs).ok().map(|b| {
-            // Our CA signs end entities only; its CRL speaks for all of them.
-            b.with_depth(RevocationCheckDepth::EndEntity)
-                .with_status_policy(UnknownStatusPolicy::Deny)
-                .build()
-        });
-        cert.verify_for_usage(
-            webpki::ALL_VERIFICATION_ALGS,
-            std::slice::from_ref(&self.anchor),
-            &intermediates,
-            now,
-            usage,
-            revocation,
-            None,
-        )
-        .map_err(|e| match e {
-            webpki::Error::CertRevoked => VerifyError::Revoked,
-            other => VerifyError::Chain(format!("{other:?}")),
-        })?;
+        self.chain
+            .verify(&cert, &intermediates, now, usage)
+            .map_err(|e| match e {
+                webpki::Error::CertRevoked => VerifyError::Revoked,
+                other => VerifyError::Chain(format!("{other:?}")),
+            })?;
+        if let Some(name) = name {
+            let wrong = || VerifyError::WrongName(name.to_string());
+            let server_name = ServerName::try_from(name).map_err(|_| wrong())?;
+            cert.verify_is_valid_for_subject_name(&server_name)
+                .map_err(|_| wrong())?;
+        }
         let peer = describe(end_entity)?;
         if let Some(blocks) = &self.ca_blocks
             && let Some(&p) = peer
@@ -252,6 +333,9 @@ impl TrustStore {
         Ok(peer)
     }
 }
+
+/// DER contents of the serverAuth EKU OID (1.3.6.1.5.5.7.3.1).
+const EKU_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
 
 /// Reads names, prefixes, serial, expiry and key from a certificate. Does not verify it.
 pub fn describe(der: &[u8]) -> Result<PeerCertificate, VerifyError> {
@@ -305,6 +389,81 @@ pub fn describe(der: &[u8]) -> Result<PeerCertificate, VerifyError> {
         serial: cert.raw_serial().to_vec(),
         not_after: cert.validity().not_after.timestamp(),
         public_key,
-        spki_der: spki.raw.to_vec(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ca::{Ca, KeyType, Revoked};
+    use rustls_pki_types::pem::PemObject;
+    use time::{Duration, OffsetDateTime};
+
+    fn at(t: OffsetDateTime) -> UnixTime {
+        UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            u64::try_from(t.unix_timestamp()).unwrap(),
+        ))
+    }
+
+    fn crl_der(pem: &str) -> Vec<u8> {
+        CertificateRevocationListDer::from_pem_slice(pem.as_bytes())
+            .unwrap()
+            .to_vec()
+    }
+
+    /// The revocation policy every hometun verifier shares: no CRL, no check; a CRL from
+    /// another issuer only is "unknown" and refused; a CRL past its nextUpdate still revokes
+    /// what it lists and still clears what it does not.
+    #[test]
+    fn chain_verifier_crl_policy() {
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let (ca, _) = Ca::create("vps.example", KeyType::Ed25519, t0).unwrap();
+        let (other, _) = Ca::create("other.example", KeyType::Ed25519, t0).unwrap();
+        let key = KeyType::Ed25519.generate().unwrap();
+        let serial = [0x11, 0x22, 0x33];
+        let prefix = "2001:db8:100:1::/64".parse().unwrap();
+        let cert = ca
+            .issue_client(&key, "home.example", prefix, &serial, t0, 90)
+            .unwrap();
+        let ee = EndEntityCert::try_from(&cert).unwrap();
+        let later = at(t0 + Duration::days(30));
+        let verifier = |crls: &[String]| {
+            let mut v = ChainVerifier::new(std::slice::from_ref(ca.cert_der())).unwrap();
+            for crl in crls {
+                v.add_crl(&crl_der(crl)).unwrap();
+            }
+            v
+        };
+
+        assert_eq!(
+            verifier(&[]).verify(&ee, &[], later, KeyUsage::client_auth()),
+            Ok(())
+        );
+        let foreign = other.crl(&[], 1, t0, 365).unwrap();
+        assert_eq!(
+            verifier(&[foreign]).verify(&ee, &[], later, KeyUsage::client_auth()),
+            Err(webpki::Error::UnknownRevocationStatus)
+        );
+        // Both CRLs were valid for one day only, 29 days before `later`.
+        let listed = Revoked {
+            serial: serial.to_vec(),
+            at: t0,
+            key_compromise: false,
+        };
+        let stale_listing = ca.crl(&[listed], 2, t0, 1).unwrap();
+        assert_eq!(
+            verifier(&[stale_listing]).verify(&ee, &[], later, KeyUsage::client_auth()),
+            Err(webpki::Error::CertRevoked)
+        );
+        let stale_clear = ca.crl(&[], 3, t0, 1).unwrap();
+        assert_eq!(
+            verifier(&[stale_clear]).verify(&ee, &[], later, KeyUsage::client_auth()),
+            Ok(())
+        );
+        // A home's certificate never passes as the server's.
+        assert!(matches!(
+            verifier(&[]).verify(&ee, &[], later, KeyUsage::required(EKU_SERVER_AUTH)),
+            Err(webpki::Error::RequiredEkuNotFoundContext(_))
+        ));
+    }
 }

@@ -75,7 +75,8 @@ fn init_request_sign_import_gives_a_loadable_client_toml() {
         )
         .unwrap();
 
-        // The verifier the IKE server uses accepts the client and reads its prefix and key.
+        // The CA's check of a home certificate (with the server's CRL and pool) accepts it and
+        // reads its prefix and key.
         let store = TrustStore::from_files(&sc.server.ca, sc.server.crl.as_deref())
             .unwrap()
             .with_pool(sc.server.pool);
@@ -92,23 +93,24 @@ fn init_request_sign_import_gives_a_loadable_client_toml() {
         let server_cert = hometun_pki::files::load_certificate(&sc.server.certificate).unwrap();
         let client_store = TrustStore::from_files(&cc.client.ca, None).unwrap();
         let s = client_store
-            .verify_server(&server_cert, &[], "vps.example", UnixTime::now())
+            .verify_server(&server_cert, &[], Some("vps.example"), UnixTime::now())
             .unwrap();
         assert_eq!(s.prefixes, ["::/0".parse().unwrap()]);
         client_store
-            .verify_server(&server_cert, &[], "192.0.2.1", UnixTime::now())
+            .verify_server(&server_cert, &[], Some("192.0.2.1"), UnixTime::now())
             .unwrap();
         assert!(matches!(
-            client_store.verify_server(&server_cert, &[], "other.example", UnixTime::now()),
+            client_store.verify_server(&server_cert, &[], Some("other.example"), UnixTime::now()),
             Err(VerifyError::WrongName(_))
         ));
         // A home certificate cannot pass as the server (EKU clientAuth only), nor the server
         // as a home.
-        assert!(
-            client_store
-                .verify_server(&cert, &[], "home.example", UnixTime::now())
-                .is_err()
-        );
+        for name in [Some("home.example"), None] {
+            assert!(matches!(
+                client_store.verify_server(&cert, &[], name, UnixTime::now()),
+                Err(VerifyError::Chain(_))
+            ));
+        }
         assert!(
             store
                 .verify_client(&server_cert, &[], UnixTime::now())

@@ -1,29 +1,19 @@
-//! Checking a peer's certificate (the CERT payload) against the configured CA with
-//! rustls-webpki: chain, validity dates at a given time, optional CRLs, and the peer's IKE
-//! identity (IDi/IDr) against the certificate.
+//! Checking a peer's certificate (the CERT payload) in IKE_AUTH: the chain to the configured
+//! CA, validity dates at a given time and optional CRLs (`hometun_pki::verify::ChainVerifier`,
+//! the rustls-webpki path validation all of hometun shares), then what IKE adds: the
+//! extended key usages IKE peers carry, and the peer's identity (IDi/IDr) against the
+//! certificate.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rustls_pki_types::{
-    CertificateDer, DnsName, ServerName, SignatureVerificationAlgorithm, TrustAnchor, UnixTime,
-};
-use webpki::{
-    CertRevocationList, EndEntityCert, ExpirationPolicy, ExtendedKeyUsageValidator, KeyPurposeId,
-    KeyPurposeIdIter, OwnedCertRevocationList, RevocationCheckDepth, RevocationOptionsBuilder,
-    UnknownStatusPolicy,
-};
+use hometun_pki::verify::ChainVerifier;
+use rustls_pki_types::{CertificateDer, DnsName, ServerName, UnixTime};
+use webpki::{EndEntityCert, ExtendedKeyUsageValidator, KeyPurposeId, KeyPurposeIdIter};
 
 use super::CryptoError;
 use super::credentials::{PeerPublicKey, certificates_from_pem, crls_from_pem_or_der};
-
-/// Signature algorithms accepted on certificates and CRLs: Ed25519 and ECDSA P-256.
-static CERT_SIGNATURE_ALGS: &[&dyn SignatureVerificationAlgorithm] = &[
-    webpki::ring::ED25519,
-    webpki::ring::ECDSA_P256_SHA256,
-    webpki::ring::ECDSA_P256_SHA384,
-];
 
 /// Why a peer certificate was refused. Every variant means AUTHENTICATION_FAILED on the wire;
 /// the Display is the one-line log message.
@@ -323,15 +313,13 @@ impl VerifiedPeer {
 
 /// Verifies peer certificates against the configured CA certificates and CRLs.
 pub struct CertificateVerifier {
-    anchors: Vec<TrustAnchor<'static>>,
-    crls: Vec<CertRevocationList<'static>>,
+    chain: ChainVerifier,
 }
 
 impl fmt::Debug for CertificateVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CertificateVerifier")
-            .field("anchors", &self.anchors.len())
-            .field("crls", &self.crls.len())
+            .field("chain", &self.chain)
             .finish()
     }
 }
@@ -344,18 +332,13 @@ impl CertificateVerifier {
                 "no CA certificate configured".into(),
             ));
         }
-        let anchors = ca_certs
+        let ders: Vec<CertificateDer<'_>> = ca_certs
             .iter()
-            .map(|der| {
-                webpki::anchor_from_trusted_cert(&CertificateDer::from(*der))
-                    .map(|a| a.to_owned())
-                    .map_err(|e| CryptoError::Credentials(format!("bad CA certificate: {e:?}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(CertificateVerifier {
-            anchors,
-            crls: Vec::new(),
-        })
+            .map(|der| CertificateDer::from(*der))
+            .collect();
+        let chain = ChainVerifier::new(&ders)
+            .map_err(|e| CryptoError::Credentials(format!("bad CA certificate: {e:?}")))?;
+        Ok(CertificateVerifier { chain })
     }
 
     /// Trusts every certificate in a PEM file.
@@ -370,9 +353,9 @@ impl CertificateVerifier {
     /// not list it.
     pub fn add_crls(&mut self, der_or_pem: &[u8]) -> Result<(), CryptoError> {
         for der in crls_from_pem_or_der(der_or_pem)? {
-            let crl = OwnedCertRevocationList::from_der(&der)
+            self.chain
+                .add_crl(&der)
                 .map_err(|e| CryptoError::Credentials(format!("bad CRL: {e:?}")))?;
-            self.crls.push(crl.into());
         }
         Ok(())
     }
@@ -381,7 +364,8 @@ impl CertificateVerifier {
     /// Authority" data of an X.509 CERTREQ (RFC 7296 3.7), in configuration order.
     pub fn ca_key_hashes(&self) -> Vec<[u8; 20]> {
         use sha1::{Digest, Sha1};
-        self.anchors
+        self.chain
+            .anchors()
             .iter()
             .map(|anchor| Sha1::digest(webpki::spki_for_anchor(anchor).as_ref()).into())
             .collect()
@@ -406,23 +390,9 @@ impl CertificateVerifier {
         // A clock before 1970 is a broken clock; 0 makes every certificate "not yet valid".
         let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
         let time = UnixTime::since_unix_epoch(since_epoch);
-        let crl_refs: Vec<&CertRevocationList<'_>> = self.crls.iter().collect();
-        let revocation = RevocationOptionsBuilder::new(&crl_refs).ok().map(|b| {
-            b.with_depth(RevocationCheckDepth::EndEntity)
-                .with_status_policy(UnknownStatusPolicy::Deny)
-                .with_expiration_policy(ExpirationPolicy::Ignore)
-                .build()
-        });
-        ee.verify_for_usage(
-            CERT_SIGNATURE_ALGS,
-            &self.anchors,
-            &intermediates,
-            time,
-            IkeUsage,
-            revocation,
-            None,
-        )
-        .map_err(map_webpki)?;
+        self.chain
+            .verify(&ee, &intermediates, time, IkeUsage)
+            .map_err(map_webpki)?;
         check_identity(&ee, identity)?;
         let public_key = PeerPublicKey::from_spki_der(ee.subject_public_key_info().as_ref())
             .ok_or(CertError::UnsupportedKey)?;

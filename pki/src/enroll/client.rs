@@ -14,7 +14,6 @@ use rustls_pki_types::CertificateSigningRequestDer;
 use rustls_pki_types::pem::PemObject;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use webpki::{EndEntityCert, KeyUsage};
 
 use super::protocol::{self, Message, Request};
 use super::server::provider;
@@ -23,12 +22,10 @@ use crate::bundle::Bundle;
 use crate::ca::{KeyType, fingerprint};
 use crate::client_dir::ClientDir;
 use crate::token::Token;
+use crate::verify::TrustStore;
 
 /// How long the whole exchange may take.
 pub const ENROLL_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// DER contents of the serverAuth EKU OID (1.3.6.1.5.5.7.3.1).
-const EKU_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
 
 /// Accepts the enrollment server only if its chain leads to the CA certificate whose SHA-256
 /// the token carries. The CA signs client certificates too, so the server certificate must
@@ -65,24 +62,15 @@ impl ServerCertVerifier for PinnedCaVerifier {
             .ok_or(rustls::Error::InvalidCertificate(
                 CertificateError::UnknownIssuer,
             ))?;
-        let anchor = webpki::anchor_from_trusted_cert(ca)
+        let store = TrustStore::new(ca.clone().into_owned(), &[])
             .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
-        let cert = EndEntityCert::try_from(end_entity)
-            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
-        cert.verify_for_usage(
-            webpki::ALL_VERIFICATION_ALGS,
-            &[anchor],
-            &[],
-            now,
-            KeyUsage::required(EKU_SERVER_AUTH),
-            None,
-            None,
-        )
-        .map_err(|e| {
-            rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(
-                Arc::new(ChainError(format!("{e:?}"))),
-            )))
-        })?;
+        store
+            .verify_server(end_entity, &[], None, now)
+            .map_err(|e| {
+                rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(
+                    Arc::new(ChainError(e.to_string())),
+                )))
+            })?;
         Ok(ServerCertVerified::assertion())
     }
 
