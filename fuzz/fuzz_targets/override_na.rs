@@ -102,7 +102,7 @@ fuzz_target!(|data: &[u8]| {
         &rules,
         from,
         &current(),
-        || NONCE,
+        || Some(NONCE),
     );
     match (&checked, &verdict) {
         (Err(reason), NaVerdict::Refused(refused)) => assert_eq!(reason, refused),
@@ -133,7 +133,7 @@ fuzz_target!(|data: &[u8]| {
     // from the probed one.
     let mut rounds = MoveChecker::default();
     let probed = rounds
-        .handle_new_source(1000, PEER, from, &current(), || NONCE)
+        .handle_new_source(1000, PEER, from, &current(), || Some(NONCE))
         .is_some();
     assert_eq!(probed, !from.is(&current()));
     if let Some(nonce) = nonce_in_packet {

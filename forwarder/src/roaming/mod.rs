@@ -254,16 +254,16 @@ impl Roaming {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    fn nonce(&self) -> Nonce {
+    /// A fresh nonce from the OS generator; `None` (no probe) if it fails.
+    fn nonce(&self) -> Option<Nonce> {
         let mut nonce = [0u8; return_routability::NONCE_LEN];
-        if self.rng.fill(&mut nonce).is_err() {
-            // The OS generator does not fail on Linux; were it to, a probe without fresh
-            // randomness must not be sent, and an all-zero nonce would be guessable: use the
-            // clock as a last resort only to keep the data path alive, and say so.
-            tracing::error!("roaming: no randomness for a probe nonce");
-            nonce[..8].copy_from_slice(&self.epoch.elapsed().as_nanos().to_le_bytes()[..8]);
+        match self.rng.fill(&mut nonce) {
+            Ok(()) => Some(nonce),
+            Err(_) => {
+                tracing::error!("roaming: no randomness for a probe nonce; not probing");
+                None
+            }
         }
-        nonce
     }
 
     /// Everything counted so far.

@@ -144,12 +144,13 @@ impl PeerState {
         target: Observed,
         trigger: Trigger,
         now_ms: u64,
-        nonce: impl FnOnce() -> Nonce,
+        nonce: impl FnOnce() -> Option<Nonce>,
     ) -> Option<Probe> {
         if self.round.is_some() || !self.round_bucket.take(now_ms) {
             return None;
         }
-        let nonce = nonce();
+        // No fresh randomness, no probe: a guessable nonce would let anyone answer it.
+        let nonce = nonce()?;
         let mut round = Round::new(target, nonce, trigger, now_ms);
         round.sent = 1;
         self.round = Some(round);
@@ -195,7 +196,8 @@ impl MoveChecker {
 
     /// An override NA arrived in an ESP packet of `spi_in` with sequence number `seq` that
     /// passed the ICV and the replay window, from outer source `from`, while the peer's
-    /// endpoint is `current`. `nonce` is asked for only when a round starts.
+    /// endpoint is `current`. `nonce` is asked for only when a round starts (`None`: no
+    /// randomness now, no round).
     #[allow(clippy::too_many_arguments)] // one input, described in full
     pub fn handle_na(
         &mut self,
@@ -207,7 +209,7 @@ impl MoveChecker {
         rules: &NaRules<'_>,
         from: Observed,
         current: &Endpoint,
-        nonce: impl FnOnce() -> Nonce,
+        nonce: impl FnOnce() -> Option<Nonce>,
     ) -> NaVerdict {
         let last = self.last_na.get(&spi_in).copied();
         let state = self.peer(peer, now_ms);
@@ -245,7 +247,7 @@ impl MoveChecker {
         peer: PeerId,
         from: Observed,
         current: &Endpoint,
-        nonce: impl FnOnce() -> Nonce,
+        nonce: impl FnOnce() -> Option<Nonce>,
     ) -> Option<Probe> {
         if from.is(current) {
             return None;
@@ -440,7 +442,7 @@ mod tests {
                 &rules,
                 from,
                 &current(),
-                || [n; 16],
+                || Some([n; 16]),
             )
         }
 
@@ -654,7 +656,7 @@ mod tests {
         let mut n = 0u8;
         let mut nonce = || {
             n += 1;
-            [n; 16]
+            Some([n; 16])
         };
         // Packets from the endpoint itself start nothing.
         assert_eq!(
@@ -749,6 +751,23 @@ mod tests {
         assert_eq!(
             f.checker.handle_answer(0, PEER, from, &[0; 16], &current()),
             AnswerVerdict::Stale
+        );
+    }
+
+    #[test]
+    fn no_randomness_no_probe() {
+        let mut checker = MoveChecker::default();
+        let from = observed("198.51.100.3", None);
+        assert_eq!(
+            checker.handle_new_source(0, PEER, from, &current(), || None),
+            None
+        );
+        assert!(!checker.probing(PEER));
+        // The next trigger with randomness probes.
+        assert!(
+            checker
+                .handle_new_source(1, PEER, from, &current(), || Some([1; 16]))
+                .is_some()
         );
     }
 
