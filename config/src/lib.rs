@@ -373,7 +373,8 @@ pub struct ClientSection {
     pub ca: PathBuf,
     /// The IPv6 prefix this home owns (from its certificate).
     pub prefix: Ipv6Net,
-    /// The address of the prefix put on the tunnel interface (defaults to the prefix's `::1`).
+    /// The address of the prefix put on the tunnel interface (defaults to the prefix's `::1`;
+    /// for a /128, the address itself).
     #[serde(default)]
     pub address: Option<Ipv6Addr>,
     /// Directory for runtime state.
@@ -570,11 +571,16 @@ impl ClientConfig {
         toml::to_string_pretty(self).expect("client config serialises")
     }
 
-    /// The address of the home's prefix that goes on the tunnel interface.
+    /// The address of the home's prefix that goes on the tunnel interface: `client.address`,
+    /// else the prefix's `::1`, or the address itself when the home owns one (a /128).
     pub fn tunnel_address(&self) -> Ipv6Addr {
         self.client.address.unwrap_or_else(|| {
             let base = u128::from(self.client.prefix.network());
-            Ipv6Addr::from(base | 1)
+            if self.client.prefix.prefix_len() == 128 {
+                Ipv6Addr::from(base)
+            } else {
+                Ipv6Addr::from(base | 1)
+            }
         })
     }
 
@@ -884,6 +890,17 @@ link_local = "fe80::2/64"
         assert_eq!(
             c.tunnel_address(),
             "2001:db8:100:1::1".parse::<Ipv6Addr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn a_single_address_is_its_own_tunnel_address() {
+        // `pki init --prefix-len 128` hands out single addresses: ::2/128's ::1 is another's.
+        let text = CLIENT.replace("2001:db8:100:1::/64", "2001:db8:100::2/128");
+        let c = ClientConfig::from_toml(Path::new("client.toml"), &text).unwrap();
+        assert_eq!(
+            c.tunnel_address(),
+            "2001:db8:100::2".parse::<Ipv6Addr>().unwrap()
         );
     }
 
