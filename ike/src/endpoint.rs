@@ -185,7 +185,11 @@ pub struct PeerStatus {
     pub established_seconds: u64,
     /// Seconds since the peer's endpoint last moved, if it did.
     pub last_moved_seconds_ago: Option<u64>,
-    /// The peer's inner prefixes.
+    /// How often the CHILD SAs moved to another outer address (the server: the client's
+    /// MOBIKE updates and the forwarder's checked moves; the client: our own address changes).
+    pub moves: u64,
+    /// The peer's side of the tunnel (its traffic selectors as policy allows them): on the
+    /// server the client's prefixes, on the client the server's side, `::/0`.
     pub prefixes: Vec<ipnet::Ipv6Net>,
     /// Its CHILD SAs.
     pub children: Vec<ChildStatus>,
@@ -613,7 +617,8 @@ impl Endpoint {
                         tracing::debug!("IKE_SA_INIT from {remote}: {error}");
                     }
                     _ => {
-                        tracing::warn!("refused {remote}: {} ({error})", error.notify_type());
+                        // The driver logs Output::Refused at warn.
+                        tracing::debug!("refused {remote}: {} ({error})", error.notify_type());
                         io.output(Output::Refused {
                             remote,
                             name: None,
@@ -774,7 +779,8 @@ impl Endpoint {
             return;
         };
         if failure.refused {
-            tracing::warn!("connection to {} refused: {}", role.server, failure.reason);
+            // The driver logs Output::Refused at warn.
+            tracing::debug!("connection to {} refused: {}", role.server, failure.reason);
             self.outputs.push_back(Output::Refused {
                 remote: role.server,
                 name: Some(role.server_identity.to_string()),

@@ -74,8 +74,25 @@ fn child_rekey_from_the_client_is_make_before_break() {
         2,
         "no traffic yet: old kept"
     );
-    // The server sends on the newest pair; the client's new inbound SA counts it.
-    assert!(pair.esp(false));
+    // The client's own packets go out on the successor (the forwarder sends on the newest
+    // pair); the next counter report shows it, and the DELETE of the old pair leaves.
+    assert!(pair.esp(true));
+    pair.advance(Duration::from_millis(1500));
+    assert_eq!(
+        pair.count(ExchangeType::INFORMATIONAL, false),
+        1,
+        "DELETE sent"
+    );
+    assert_eq!(
+        pair.server.forwarder.installed.len(),
+        1,
+        "the peer's side is gone"
+    );
+    assert_eq!(
+        pair.client.forwarder.installed.len(),
+        2,
+        "the old inbound SA stays a moment for packets in flight"
+    );
     pair.advance(Duration::from_secs(2));
     let new_c = only_spi(&pair.client);
     let new_s = only_spi(&pair.server);
@@ -98,6 +115,23 @@ fn child_rekey_from_the_client_is_make_before_break() {
 }
 
 #[test]
+fn the_peers_traffic_on_the_successor_lets_the_old_pair_go_too() {
+    let mut pair = connected(Setup::default());
+    let old_c = only_spi(&pair.client);
+    pair.soft_limit(true, old_c);
+    pair.settle();
+    pair.advance(Duration::from_secs(2));
+    assert_eq!(pair.client.forwarder.installed.len(), 2);
+    // The server sends on the newest pair; the client's new inbound SA counts it.
+    assert!(pair.esp(false));
+    pair.advance(Duration::from_secs(4));
+    let new_c = only_spi(&pair.client);
+    assert_ne!(new_c, old_c);
+    pair.assert_matching_pairs();
+    assert_install_before_delete(&pair.client, old_c, new_c);
+}
+
+#[test]
 fn child_rekey_from_the_server_deletes_after_a_grace_period_without_traffic() {
     let mut pair = connected(Setup::default());
     let old_c = only_spi(&pair.client);
@@ -111,7 +145,8 @@ fn child_rekey_from_the_server_deletes_after_a_grace_period_without_traffic() {
         2,
         "grace period not over"
     );
-    pair.advance(Duration::from_secs(6));
+    // 10 s of grace, then the DELETE and 2 s more for packets in flight.
+    pair.advance(Duration::from_secs(8));
     let new_c = only_spi(&pair.client);
     let new_s = only_spi(&pair.server);
     pair.assert_matching_pairs();
@@ -136,7 +171,7 @@ fn soft_limit_twice_rekeys_once_and_hard_limit_rekeys_at_once() {
     pair.soft_limit(true, old);
     pair.settle();
     assert_eq!(pair.count(ExchangeType::CREATE_CHILD_SA, false), 1);
-    pair.advance(Duration::from_secs(11));
+    pair.advance(Duration::from_secs(13));
     let current = only_spi(&pair.client);
     let peer = pair.client.forwarder.installed[&current].sa.peer;
     pair.event(
@@ -150,7 +185,7 @@ fn soft_limit_twice_rekeys_once_and_hard_limit_rekeys_at_once() {
     );
     pair.settle();
     assert_eq!(pair.count(ExchangeType::CREATE_CHILD_SA, false), 2);
-    pair.advance(Duration::from_secs(11));
+    pair.advance(Duration::from_secs(13));
     pair.assert_matching_pairs();
     assert_eq!(pair.client.forwarder.installed.len(), 1);
 }
@@ -361,7 +396,7 @@ fn ike_sa_rekey_moves_the_children_and_deletes_the_old_sa() {
     // The new IKE SA works: a CHILD SA rekey from the server (message ID 0 on it).
     let old_s = only_spi(&pair.server);
     pair.soft_limit(false, old_s);
-    pair.advance(Duration::from_secs(12));
+    pair.advance(Duration::from_secs(14));
     pair.assert_matching_pairs();
     assert_ne!(only_spi(&pair.server), old_s);
     // And liveness still answered on the new SA.
@@ -454,7 +489,7 @@ fn simultaneous_ike_sa_rekeys_agree_on_one_sa() {
         // The surviving SA works.
         let old = only_spi(&pair.client);
         pair.soft_limit(true, old);
-        pair.advance(Duration::from_secs(12));
+        pair.advance(Duration::from_secs(14));
         pair.assert_matching_pairs();
         assert_ne!(only_spi(&pair.client), old, "seed {seed}");
         outcomes.push(client_won);

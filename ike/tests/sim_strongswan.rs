@@ -10,6 +10,7 @@ mod sim_support;
 mod wire_common;
 
 use std::net::SocketAddrV4;
+use std::time::Duration;
 
 use hometun_ike::endpoint::{Endpoint, Random};
 use hometun_ike::wire::{ExchangeType, HashAlgorithm, Message, NotifyType, Payload, ProtocolId};
@@ -315,6 +316,23 @@ mod stock {
             .unwrap()
         }
 
+        /// NAT_DETECTION_SOURCE_IP (faked, as strongSwan's `encap = yes` does, whatever our
+        /// address) and _DESTINATION_IP of a message to the server's port 4500.
+        pub fn natd(&self) -> [Payload; 2] {
+            let fake = natd_hash(self.spi_i, self.spi_r, "192.0.2.99".parse().unwrap(), 4500);
+            let real_d = natd_hash(self.spi_i, self.spi_r, SERVER_ADDR.into(), 4500);
+            [
+                Payload::Notify(Notify::new(
+                    NotifyType::NAT_DETECTION_SOURCE_IP,
+                    fake.to_vec(),
+                )),
+                Payload::Notify(Notify::new(
+                    NotifyType::NAT_DETECTION_DESTINATION_IP,
+                    real_d.to_vec(),
+                )),
+            ]
+        }
+
         pub fn open(&self, data: &[u8]) -> ProtectedMessage {
             let keys = self.keys.as_ref().unwrap();
             ProtectedMessage::open(data, &keys.responder_cipher().unwrap()).unwrap()
@@ -551,23 +569,18 @@ fn a_strongswan_like_initiator_completes_ike_auth() {
     let status = server.status(clock.now());
     assert_eq!(status[0].children.len(), 1);
     assert_eq!(status[0].children[0].spi_out.0, 0x6236_6dc4);
-    // MOBIKE's UPDATE_SA_ADDRESSES from a new address is answered with NAT detection and
-    // the COOKIE2 echo (the rest of MOBIKE is issue 4).
-    let update = client.seal(
-        ExchangeType::INFORMATIONAL,
-        4,
-        false,
-        vec![
-            Payload::Notify(hometun_ike::wire::Notify::new(
-                NotifyType::UPDATE_SA_ADDRESSES,
-                vec![],
-            )),
-            Payload::Notify(hometun_ike::wire::Notify::new(
-                NotifyType::COOKIE2,
-                vec![7; 16],
-            )),
-        ],
-    );
+    // MOBIKE's UPDATE_SA_ADDRESSES (from the same address here: nothing moves) is answered
+    // with NAT detection and the COOKIE2 echo.
+    let mut payloads = vec![Payload::Notify(hometun_ike::wire::Notify::new(
+        NotifyType::UPDATE_SA_ADDRESSES,
+        vec![],
+    ))];
+    payloads.extend(client.natd());
+    payloads.push(Payload::Notify(hometun_ike::wire::Notify::new(
+        NotifyType::COOKIE2,
+        vec![7; 16],
+    )));
+    let update = client.seal(ExchangeType::INFORMATIONAL, 4, false, payloads);
     let answers = stock::exchange(&mut server, &clock, &mut rng, 4500, &update);
     let answer = client.open(&answers[0]);
     let names: Vec<String> = answer.inner.iter().map(ToString::to_string).collect();
@@ -604,4 +617,271 @@ fn ipv4_only_selectors_are_ts_unacceptable() {
         matches!(&response.inner[0], Payload::Notify(n) if n.notify_type == NotifyType::TS_UNACCEPTABLE)
     );
     assert_eq!(server.counters().ike_sas, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// MOBIKE (RFC 4555) as a roaming strongSwan client does it: UPDATE_SA_ADDRESSES from its new
+// address (with NAT detection and COOKIE2); the server answers there, checks the new address
+// with an INFORMATIONAL carrying its own COOKIE2 and moves the CHILD SAs on the answer.
+
+/// Where the roaming stock client moves to.
+const MOVED: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 0, 2, 77);
+
+/// A datagram from `src` to the server's port 4500; returns what the server sends.
+fn deliver(
+    server: &mut Endpoint,
+    clock: &Clock,
+    rng: &mut SeededRandom,
+    src: SocketAddrV4,
+    data: &[u8],
+) -> Vec<hometun_ike::endpoint::Transmit> {
+    server.handle_datagram(clock.now(), stock::to(4500), src, data, rng);
+    std::iter::from_fn(|| server.poll_transmit()).collect()
+}
+
+/// The server's forwarder requests so far.
+fn forwarder_requests(server: &mut Endpoint) -> Vec<hometun_control::Request> {
+    std::iter::from_fn(|| server.poll_output())
+        .filter_map(|o| match o {
+            hometun_ike::endpoint::Output::Forwarder(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A connected stock client, and the server's view after IKE_AUTH (outputs drained).
+fn mobike_ready() -> (Endpoint, Clock, SeededRandom, stock::StockInitiator) {
+    let (mut server, clock, rng, client, _, _) =
+        stock_handshake(vec![stock::v6("2001:db8:1::2", 128)], vec![]);
+    assert_eq!(forwarder_requests(&mut server).len(), 1, "the Install");
+    (server, clock, rng, client)
+}
+
+fn update_sa_addresses(
+    client: &mut stock::StockInitiator,
+    id: u32,
+    extra: Vec<Payload>,
+) -> Vec<u8> {
+    let mut payloads = vec![Payload::Notify(hometun_ike::wire::Notify::new(
+        NotifyType::UPDATE_SA_ADDRESSES,
+        vec![],
+    ))];
+    payloads.extend(client.natd());
+    payloads.push(Payload::Notify(hometun_ike::wire::Notify::new(
+        NotifyType::COOKIE2,
+        vec![0x5a; 16],
+    )));
+    payloads.extend(extra);
+    client.seal(ExchangeType::INFORMATIONAL, id, false, payloads)
+}
+
+fn cookie2_of(message: &hometun_ike::wire::ProtectedMessage) -> Option<Vec<u8>> {
+    hometun_ike::wire::notifies(&message.inner)
+        .find(|n| n.notify_type == NotifyType::COOKIE2)
+        .map(|n| n.data.clone())
+}
+
+#[test]
+fn mobike_update_moves_ike_at_once_and_the_child_sas_after_the_return_routability_check() {
+    use hometun_control::{Encapsulation, Request};
+
+    let (mut server, mut clock, mut rng, mut client) = mobike_ready();
+    let new = SocketAddrV4::new(MOVED, 4500);
+    let update = update_sa_addresses(&mut client, 2, vec![]);
+    let sent = deliver(&mut server, &clock, &mut rng, new, &update);
+    // The answer (NAT detection, our COOKIE2 echoed) and our check, both to the new address.
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(
+        sent.iter()
+            .all(|t| t.remote == new && t.local == stock::to(4500))
+    );
+    let answer = client.open(&sent[0].data);
+    let names: Vec<String> = answer.inner.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        names,
+        [
+            "N(NAT_DETECTION_SOURCE_IP)",
+            "N(NAT_DETECTION_DESTINATION_IP)",
+            "N(COOKIE2)"
+        ]
+    );
+    assert_eq!(cookie2_of(&answer), Some(vec![0x5a; 16]));
+    let check = hometun_ike::wire::Header::parse(&sent[1].data).unwrap();
+    assert_eq!(check.exchange_type, ExchangeType::INFORMATIONAL);
+    assert!(!check.flags.response() && !check.flags.initiator());
+    let check_body = client.open(&sent[1].data);
+    let cookie = cookie2_of(&check_body).expect("a COOKIE2 in the check");
+    assert!(cookie.len() >= 8);
+    // The IKE SA is at the new address already; the CHILD SAs wait for the answer.
+    let status = server.status(clock.now());
+    assert_eq!(status[0].remote, new);
+    assert_eq!(status[0].moves, 0);
+    assert!(forwarder_requests(&mut server).is_empty(), "no move yet");
+
+    // A retransmission of the check goes to the new address too.
+    clock.offset += Duration::from_secs(2);
+    server.handle_timeout(clock.now(), &mut rng);
+    let again: Vec<_> = std::iter::from_fn(|| server.poll_transmit()).collect();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].data, sent[1].data);
+    assert_eq!(again[0].remote, new);
+
+    // The answer from the new address, our COOKIE2 echoed: the CHILD SAs move.
+    let reply = client.seal(
+        ExchangeType::INFORMATIONAL,
+        check.message_id,
+        true,
+        vec![Payload::Notify(hometun_ike::wire::Notify::new(
+            NotifyType::COOKIE2,
+            cookie,
+        ))],
+    );
+    assert!(deliver(&mut server, &clock, &mut rng, new, &reply).is_empty());
+    let requests = forwarder_requests(&mut server);
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let Request::UpdateEndpoint { endpoint, .. } = requests[0] else {
+        panic!("{requests:?}");
+    };
+    assert_eq!(endpoint.remote, MOVED);
+    assert_eq!(endpoint.local, SERVER_ADDR);
+    assert_eq!(
+        endpoint.encap,
+        Encapsulation::Udp {
+            local_port: 4500,
+            remote_port: 4500
+        },
+        "strongSwan's faked NAT detection keeps ESP in UDP"
+    );
+    let status = server.status(clock.now());
+    assert_eq!(status[0].moves, 1);
+    assert_eq!(status[0].last_moved_seconds_ago, Some(0));
+    // The same update again (strongSwan retransmits when our answer is lost): the cached
+    // answer, nothing moves twice.
+    let sent = deliver(&mut server, &clock, &mut rng, new, &update);
+    assert_eq!(sent.len(), 1);
+    assert!(forwarder_requests(&mut server).is_empty());
+}
+
+#[test]
+fn mobike_check_answered_without_our_cookie2_closes_the_ike_sa() {
+    let (mut server, clock, mut rng, mut client) = mobike_ready();
+    let new = SocketAddrV4::new(MOVED, 4500);
+    let update = update_sa_addresses(&mut client, 2, vec![]);
+    let sent = deliver(&mut server, &clock, &mut rng, new, &update);
+    let check = hometun_ike::wire::Header::parse(&sent[1].data).unwrap();
+    let reply = client.seal(
+        ExchangeType::INFORMATIONAL,
+        check.message_id,
+        true,
+        vec![Payload::Notify(hometun_ike::wire::Notify::new(
+            NotifyType::COOKIE2,
+            vec![1; 16],
+        ))],
+    );
+    let sent = deliver(&mut server, &clock, &mut rng, new, &reply);
+    let requests = forwarder_requests(&mut server);
+    assert!(
+        !requests
+            .iter()
+            .any(|r| matches!(r, hometun_control::Request::UpdateEndpoint { .. })),
+        "{requests:?}"
+    );
+    // Its DELETE of the IKE SA goes out.
+    assert_eq!(sent.len(), 1);
+    let delete = client.open(&sent[0].data);
+    assert!(
+        matches!(&delete.inner[..], [Payload::Delete(d)] if d.protocol == hometun_ike::wire::ProtocolId::IKE),
+        "{:?}",
+        delete.inner
+    );
+}
+
+#[test]
+fn mobike_no_nats_allowed_with_other_addresses_is_refused() {
+    let (mut server, clock, mut rng, mut client) = mobike_ready();
+    let new = SocketAddrV4::new(MOVED, 4500);
+    // The client says it sent from 192.0.2.2:4500; it arrives from 192.0.2.77:4500.
+    let mut data = Vec::new();
+    data.extend_from_slice(&CLIENT_ADDR.octets());
+    data.extend_from_slice(&SERVER_ADDR.octets());
+    data.extend_from_slice(&4500u16.to_be_bytes());
+    data.extend_from_slice(&4500u16.to_be_bytes());
+    let no_nats = Payload::Notify(hometun_ike::wire::Notify::new(
+        NotifyType::NO_NATS_ALLOWED,
+        data.clone(),
+    ));
+    let update = update_sa_addresses(&mut client, 2, vec![no_nats]);
+    let sent = deliver(&mut server, &clock, &mut rng, new, &update);
+    assert_eq!(sent.len(), 1, "the answer only, no check");
+    let answer = client.open(&sent[0].data);
+    let names: Vec<String> = answer.inner.iter().map(ToString::to_string).collect();
+    assert_eq!(names, ["N(UNEXPECTED_NAT_DETECTED)"]);
+    let status = server.status(clock.now());
+    assert_eq!(status[0].remote, SocketAddrV4::new(CLIENT_ADDR, 4500));
+    assert!(forwarder_requests(&mut server).is_empty());
+
+    // The same notify naming the addresses the packet really came with is fine.
+    let mut data = Vec::new();
+    data.extend_from_slice(&MOVED.octets());
+    data.extend_from_slice(&SERVER_ADDR.octets());
+    data.extend_from_slice(&4500u16.to_be_bytes());
+    data.extend_from_slice(&4500u16.to_be_bytes());
+    let no_nats = Payload::Notify(hometun_ike::wire::Notify::new(
+        NotifyType::NO_NATS_ALLOWED,
+        data,
+    ));
+    let update = update_sa_addresses(&mut client, 3, vec![no_nats]);
+    let sent = deliver(&mut server, &clock, &mut rng, new, &update);
+    assert_eq!(sent.len(), 2, "answer and check");
+    assert_eq!(server.status(clock.now())[0].remote, new);
+}
+
+#[test]
+fn mobike_moving_again_during_the_check_checks_the_newest_address() {
+    use hometun_control::Request;
+
+    let (mut server, clock, mut rng, mut client) = mobike_ready();
+    let first = SocketAddrV4::new(MOVED, 4500);
+    let second = SocketAddrV4::new(std::net::Ipv4Addr::new(192, 0, 2, 78), 4500);
+    let update = update_sa_addresses(&mut client, 2, vec![]);
+    let sent = deliver(&mut server, &clock, &mut rng, first, &update);
+    let first_check = hometun_ike::wire::Header::parse(&sent[1].data).unwrap();
+    let first_cookie = cookie2_of(&client.open(&sent[1].data)).unwrap();
+    let update = update_sa_addresses(&mut client, 3, vec![]);
+    let sent = deliver(&mut server, &clock, &mut rng, second, &update);
+    assert_eq!(sent.len(), 1, "the answer; the first check is still out");
+    assert_eq!(sent[0].remote, second);
+    // The answer to the first check (it reached the first address) moves nothing: the
+    // second address gets its own check.
+    let reply = client.seal(
+        ExchangeType::INFORMATIONAL,
+        first_check.message_id,
+        true,
+        vec![Payload::Notify(hometun_ike::wire::Notify::new(
+            NotifyType::COOKIE2,
+            first_cookie,
+        ))],
+    );
+    let sent = deliver(&mut server, &clock, &mut rng, first, &reply);
+    assert!(forwarder_requests(&mut server).is_empty());
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].remote, second);
+    let check = hometun_ike::wire::Header::parse(&sent[0].data).unwrap();
+    let cookie = cookie2_of(&client.open(&sent[0].data)).unwrap();
+    let reply = client.seal(
+        ExchangeType::INFORMATIONAL,
+        check.message_id,
+        true,
+        vec![Payload::Notify(hometun_ike::wire::Notify::new(
+            NotifyType::COOKIE2,
+            cookie,
+        ))],
+    );
+    deliver(&mut server, &clock, &mut rng, second, &reply);
+    let requests = forwarder_requests(&mut server);
+    assert!(
+        matches!(&requests[..], [Request::UpdateEndpoint { endpoint, .. }] if endpoint.remote == *second.ip()),
+        "{requests:?}"
+    );
+    assert_eq!(server.status(clock.now())[0].moves, 1);
 }

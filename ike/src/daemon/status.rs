@@ -104,6 +104,9 @@ pub struct PeerView {
     pub established_seconds: u64,
     /// Seconds since its endpoint last moved.
     pub last_moved_seconds_ago: Option<u64>,
+    /// How often its endpoint moved.
+    #[serde(default)]
+    pub moves: u64,
     /// Its inner prefixes.
     pub prefixes: Vec<Ipv6Net>,
     /// Its CHILD SAs.
@@ -304,7 +307,7 @@ fn render_peer(out: &mut String, peer: &PeerView, counters: &CounterReport) {
     let _ = writeln!(out, "  prefix: {}", or_none(&prefixes.join(", ")));
     let moved = peer
         .last_moved_seconds_ago
-        .map(|s| format!(", moved {} ago", duration(s)))
+        .map(|s| format!(", moved {}x, last {} ago", peer.moves, duration(s)))
         .unwrap_or_default();
     let _ = writeln!(
         out,
@@ -537,6 +540,7 @@ mod tests {
                 ike_proposal: "aes128gcm16-prfsha256-x25519".into(),
                 established_seconds: 61,
                 last_moved_seconds_ago: None,
+                moves: 0,
                 prefixes: vec!["2001:db8:1::/64".parse().unwrap()],
                 children: vec![ChildStatus {
                     spi_in: Spi(0xc0ffee01),

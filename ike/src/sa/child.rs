@@ -86,7 +86,8 @@ impl Child {
         }
     }
 
-    /// Asks the forwarder to install the pair with `keys`.
+    /// Asks the forwarder to install the pair with `keys`, sending to `endpoint` (where the
+    /// peer's other pairs send: after a move it is no longer what the IKE SA was made with).
     pub fn install(
         &self,
         io: &mut Io<'_>,
@@ -94,12 +95,12 @@ impl Child {
         core: &IkeCore,
         keys: ChildSaKeys,
         role: ExchangeRole,
+        endpoint: hometun_control::Endpoint,
     ) {
         let (key_in, key_out): (AeadKey, AeadKey) = match role {
             ExchangeRole::Initiator => (keys.responder_to_initiator, keys.initiator_to_responder),
             ExchangeRole::Responder => (keys.initiator_to_responder, keys.responder_to_initiator),
         };
-        let endpoint = core.esp_endpoint(io.cfg);
         let udp = matches!(endpoint.encap, hometun_control::Encapsulation::Udp { .. });
         let sa = ChildSa {
             peer,

@@ -26,9 +26,20 @@ use crate::window::{
 };
 use crate::wire::{self, Delete, ExchangeType, Header, Notify, NotifyType, Payload, ProtocolId};
 
-/// How long the old pair of a rekey we made lives at most when its successor shows no
-/// traffic (make-before-break's grace period).
+/// How long the old pair of a rekey we made lives at most when the forwarder's counters show
+/// no traffic on its successor (an idle tunnel: make-before-break's grace period). With
+/// traffic, the DELETE leaves at the first counter report that shows the successor carried
+/// some, in either direction: our outbound moves to it when it is installed, so that is
+/// normally the first report after the CREATE_CHILD_SA response.
 pub(crate) const REKEY_DELETE_GRACE: Duration = Duration::from_secs(10);
+
+/// How long the inbound SA of a pair whose DELETE exchange we completed stays installed, for
+/// packets the peer sent on it before it processed the DELETE (strongSwan's
+/// `delete_rekeyed_delay` on its initiator side).
+pub(crate) const DELETED_INBOUND_LINGER: Duration = Duration::from_secs(2);
+
+/// Length of our COOKIE2 (RFC 4555 5.2 asks for 8 to 64 octets).
+const COOKIE2_LEN: usize = 16;
 
 /// Work for our side of the window.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,12 +54,18 @@ pub(crate) enum Task {
     DeleteIke,
     /// An empty INFORMATIONAL (liveness check).
     Liveness,
+    /// MOBIKE return-routability check of the peer's current address (RFC 4555 5.2): an
+    /// INFORMATIONAL with COOKIE2; the CHILD SAs move there on the authenticated answer.
+    ReturnRoutability,
 }
 
 impl Task {
-    /// Whether the task belongs to a CHILD SA (and moves with it to a rekeyed IKE SA).
+    /// Whether the task belongs to the CHILD SAs (and moves with them to a rekeyed IKE SA).
     fn is_child_task(&self) -> bool {
-        matches!(self, Task::RekeyChild { .. } | Task::DeleteChild(_))
+        matches!(
+            self,
+            Task::RekeyChild { .. } | Task::DeleteChild(_) | Task::ReturnRoutability
+        )
     }
 }
 
@@ -74,6 +91,11 @@ enum Pending {
     DeleteChild(u32),
     DeleteIke,
     Liveness,
+    /// Our COOKIE2, sent to `target`.
+    ReturnRoutability {
+        cookie2: Vec<u8>,
+        target: SocketAddrV4,
+    },
 }
 
 struct Outstanding {
@@ -88,6 +110,16 @@ struct IkeCollision {
     new_spi: u64,
     ni: Vec<u8>,
     nr: Vec<u8>,
+}
+
+/// A MOBIKE address update whose return-routability check has not answered yet: the IKE SA
+/// talks to the new address, the CHILD SAs still use `from`.
+#[derive(Debug, Clone, Copy)]
+struct PendingMove {
+    /// When the UPDATE_SA_ADDRESSES request came.
+    since: Instant,
+    /// The peer's address before it.
+    from: SocketAddrV4,
 }
 
 /// What the endpoint must do after an event on an IKE SA.
@@ -142,11 +174,22 @@ pub(crate) struct Established {
     /// The peer deleted this SA: it is kept until then only to answer a retransmitted
     /// DELETE with the cached response.
     closing_until: Option<Instant>,
+    /// Pairs whose DELETE exchange completed: uninstalled at the instant given, until then
+    /// their inbound SA catches packets still in flight.
+    retired: Vec<(Child, Instant)>,
+    /// Where the CHILD SAs send (the forwarder's endpoint for this peer, as we last set or
+    /// learned it).
+    child_endpoint: hometun_control::Endpoint,
+    /// Times the CHILD SAs moved to another peer address (MOBIKE, or the forwarder's move).
+    moves: u64,
+    /// A MOBIKE update waiting for its return-routability answer.
+    pending_move: Option<PendingMove>,
 }
 
 impl Established {
     /// A newly established IKE SA (after IKE_AUTH or a rekey).
     pub fn new(io: &mut Io<'_>, p: EstablishedParams) -> Self {
+        let child_endpoint = p.core.esp_endpoint(io.cfg);
         Self {
             core: p.core,
             peer: p.peer,
@@ -166,6 +209,10 @@ impl Established {
             collision: None,
             superseded_at: None,
             closing_until: None,
+            retired: Vec::new(),
+            child_endpoint,
+            moves: 0,
+            pending_move: None,
         }
     }
 
@@ -293,8 +340,13 @@ impl Established {
                 );
             }
         }
-        if has_notify(inner, NotifyType::UPDATE_SA_ADDRESSES) {
-            response.extend(self.update_sa_addresses(io, local, remote, inner));
+        if self.mobike {
+            response.extend(self.mobike_informational(io, local, remote, inner));
+        } else if has_notify(inner, NotifyType::UPDATE_SA_ADDRESSES) {
+            tracing::info!(
+                "UPDATE_SA_ADDRESSES from {} without MOBIKE ignored",
+                self.peer.name
+            );
         }
         let mut deleted_in = Vec::new();
         for payload in inner {
@@ -303,7 +355,7 @@ impl Established {
             };
             match delete.protocol {
                 ProtocolId::IKE => {
-                    tracing::info!("{} deletes the IKE SA", self.peer.name);
+                    tracing::debug!("{} deletes the IKE SA", self.peer.name);
                     if self.superseded_at.is_none()
                         && let Some(collision) = self.collision.take()
                     {
@@ -356,10 +408,9 @@ impl Established {
         (response, effects)
     }
 
-    /// MOBIKE (RFC 4555) address update: the easy place for issue 4. For now the peer's new
-    /// address (from an authenticated, fresh request) is taken for IKE and ESP, and the
-    /// response carries NAT detection and the COOKIE2 echo the RFC asks for.
-    fn update_sa_addresses(
+    /// The MOBIKE part of an INFORMATIONAL request (RFC 4555): UPDATE_SA_ADDRESSES (with
+    /// NO_NATS_ALLOWED checked), NAT detection answered with ours, COOKIE2 echoed.
+    fn mobike_informational(
         &mut self,
         io: &mut Io<'_>,
         local: SocketAddrV4,
@@ -367,38 +418,42 @@ impl Established {
         inner: &[Payload],
     ) -> Vec<Payload> {
         let mut response = Vec::new();
-        if !self.mobike {
-            tracing::info!(
-                "UPDATE_SA_ADDRESSES from {} without MOBIKE ignored",
-                self.peer.name
-            );
-            return response;
-        }
-        let (nat_remote, nat_local) =
-            super::nat_detected(inner, self.core.spi_i, self.core.spi_r, remote, local);
-        if (local, remote) != (self.core.local, self.core.remote) {
-            tracing::info!(
-                "{} moved (MOBIKE): {} -> {}",
-                self.peer.name,
-                self.core.remote,
-                remote
-            );
-            self.core.local = local;
-            self.core.remote = remote;
-            self.core.nat_local = nat_local;
-            self.core.nat_remote = nat_remote;
-            self.last_moved = Some(io.now.mono);
-            io.forwarder(hometun_control::Request::UpdateEndpoint {
-                peer: self.peer.id,
-                endpoint: self.core.esp_endpoint(io.cfg),
+        let natd = wire::notifies(inner).any(|n| {
+            matches!(
+                n.notify_type,
+                NotifyType::NAT_DETECTION_SOURCE_IP | NotifyType::NAT_DETECTION_DESTINATION_IP
+            )
+        });
+        if has_notify(inner, NotifyType::UPDATE_SA_ADDRESSES) {
+            if let Some(no_nats) =
+                wire::notifies(inner).find(|n| n.notify_type == NotifyType::NO_NATS_ALLOWED)
+                && !no_nats_matches(&no_nats.data, remote, local)
+            {
+                // RFC 4555 3.9: the peer forbids NATs and the addresses changed on the way.
+                tracing::info!(
+                    "UPDATE_SA_ADDRESSES from {} at {remote} refused: NO_NATS_ALLOWED names other addresses than the packet came with",
+                    self.peer.name
+                );
+                return vec![Payload::Notify(Notify::new(
+                    NotifyType::UNEXPECTED_NAT_DETECTED,
+                    Vec::new(),
+                ))];
+            }
+            let nat = natd.then(|| {
+                let (nat_remote, nat_local) =
+                    super::nat_detected(inner, self.core.spi_i, self.core.spi_r, remote, local);
+                (nat_local, nat_remote)
             });
+            self.update_addresses(io, local, remote, nat);
         }
-        response.extend(natd_payloads(
-            self.core.spi_i,
-            self.core.spi_r,
-            local,
-            remote,
-        ));
+        if natd {
+            response.extend(natd_payloads(
+                self.core.spi_i,
+                self.core.spi_r,
+                local,
+                remote,
+            ));
+        }
         if let Some(cookie2) = wire::notifies(inner).find(|n| n.notify_type == NotifyType::COOKIE2)
         {
             response.push(Payload::Notify(Notify::new(
@@ -407,6 +462,113 @@ impl Established {
             )));
         }
         response
+    }
+
+    /// UPDATE_SA_ADDRESSES (RFC 4555 3.5) from an authenticated, fresh request: the IKE SA
+    /// takes the addresses the request came with at once (its response goes there anyway); the
+    /// CHILD SAs follow once the return-routability check to the new address is answered.
+    /// `nat`: (in front of us, in front of the peer) from the request's NAT detection.
+    fn update_addresses(
+        &mut self,
+        io: &mut Io<'_>,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        nat: Option<(bool, bool)>,
+    ) {
+        let (nat_local, nat_remote) = nat.unwrap_or((self.core.nat_local, self.core.nat_remote));
+        let from = self.core.remote;
+        if (local, remote, nat_local, nat_remote)
+            != (
+                self.core.local,
+                self.core.remote,
+                self.core.nat_local,
+                self.core.nat_remote,
+            )
+        {
+            tracing::info!(
+                "{} moves (MOBIKE): {from} -> {remote}{}; IKE follows now, the CHILD SAs after the return-routability check",
+                self.peer.name,
+                if nat_local || nat_remote { ", NAT" } else { "" }
+            );
+            self.core.local = local;
+            self.core.remote = remote;
+            self.core.nat_local = nat_local;
+            self.core.nat_remote = nat_remote;
+            self.retarget();
+        }
+        if self.superseded_at.is_some() || self.children.is_empty() {
+            return;
+        }
+        if self.core.esp_endpoint(io.cfg) == self.child_endpoint {
+            // Back where the CHILD SAs are (or never left): nothing to check.
+            self.pending_move = None;
+            return;
+        }
+        self.pending_move.get_or_insert(PendingMove {
+            since: io.now.mono,
+            from,
+        });
+        let checking = self.queue.contains(&Task::ReturnRoutability)
+            || matches!(
+                &self.outstanding,
+                Some(Outstanding {
+                    pending: Pending::ReturnRoutability { target, .. },
+                    ..
+                }) if *target == self.core.remote
+            );
+        if !checking {
+            // Before anything else queued: the CHILD SAs send to an address the peer left.
+            self.queue.push_front(Task::ReturnRoutability);
+        }
+    }
+
+    /// The return-routability answer came (its COOKIE2 checked): the CHILD SAs move to the
+    /// IKE SA's addresses.
+    fn complete_move(&mut self, io: &mut Io<'_>) {
+        let Some(pending) = self.pending_move.take() else {
+            return;
+        };
+        let endpoint = self.core.esp_endpoint(io.cfg);
+        let took = io.now.mono.saturating_duration_since(pending.since);
+        if endpoint == self.child_endpoint {
+            tracing::debug!(
+                "{}: return routability of {} confirmed; the CHILD SAs were there already",
+                self.peer.name,
+                self.core.remote
+            );
+            return;
+        }
+        let old = self.child_endpoint;
+        tracing::info!(
+            "{} moved (MOBIKE): {} -> {}, CHILD SAs {old} => {endpoint}, switched {} ms after UPDATE_SA_ADDRESSES (return routability checked)",
+            self.peer.name,
+            pending.from,
+            self.core.remote,
+            took.as_millis()
+        );
+        self.set_child_endpoint(io, endpoint);
+        io.forwarder(hometun_control::Request::UpdateEndpoint {
+            peer: self.peer.id,
+            endpoint,
+        });
+    }
+
+    /// The CHILD SAs' endpoint changed: count the move.
+    fn set_child_endpoint(&mut self, io: &mut Io<'_>, endpoint: hometun_control::Endpoint) {
+        if endpoint != self.child_endpoint {
+            self.child_endpoint = endpoint;
+            self.moves += 1;
+            self.last_moved = Some(io.now.mono);
+        }
+    }
+
+    /// Our request in flight follows the IKE SA's addresses (its retransmissions go to where
+    /// the peer is now, RFC 4555 3.5).
+    fn retarget(&mut self) {
+        if let Some(o) = &mut self.outstanding {
+            o.retransmission.local = self.core.local;
+            o.retransmission.remote = self.core.remote;
+        }
     }
 
     fn respond_create_child(
@@ -518,7 +680,14 @@ impl Established {
         let spi_in = io.spis.new_esp(io.rng);
         answer.spi = spi_in.to_be_bytes().to_vec();
         let new = Child::new(spi_in, peer_spi, chosen, our_ts.clone(), their_ts.clone());
-        new.install(io, self.peer.id, &self.core, keys, ExchangeRole::Responder);
+        new.install(
+            io,
+            self.peer.id,
+            &self.core,
+            keys,
+            ExchangeRole::Responder,
+            self.child_endpoint,
+        );
 
         let old_spi_in = self.children[index].spi_in;
         let record = RekeyRecord {
@@ -702,6 +871,9 @@ impl Established {
         );
         new.established_at = self.established_at;
         new.last_moved = self.last_moved;
+        new.moves = self.moves;
+        new.child_endpoint = self.child_endpoint;
+        new.pending_move = self.pending_move;
         new
     }
 
@@ -763,8 +935,14 @@ impl Established {
             Pending::IkeRekey(request) => self.ike_rekey_answered(io, request, &inner),
             Pending::DeleteChild(spi_in) => {
                 if let Some(i) = self.children.iter().position(|c| c.spi_in == spi_in) {
+                    // The peer removed its side; packets it sent before still arrive for a
+                    // moment.
                     let child = self.children.remove(i);
-                    child.uninstall(io);
+                    tracing::debug!(
+                        "CHILD SA {spi_in:08x} deleted by both; its inbound SA stays {DELETED_INBOUND_LINGER:?} for packets in flight"
+                    );
+                    self.retired
+                        .push((child, io.now.mono + DELETED_INBOUND_LINGER));
                 }
                 Vec::new()
             }
@@ -775,11 +953,50 @@ impl Established {
                 vec![Effect::Remove]
             }
             Pending::Liveness => Vec::new(),
+            Pending::ReturnRoutability { cookie2, target } => {
+                self.return_routability_answered(io, &cookie2, target, &inner);
+                Vec::new()
+            }
         };
         if !effects.iter().any(|e| matches!(e, Effect::Remove)) {
             self.pump(io);
         }
         effects
+    }
+
+    fn return_routability_answered(
+        &mut self,
+        io: &mut Io<'_>,
+        cookie2: &[u8],
+        target: SocketAddrV4,
+        inner: &[Payload],
+    ) {
+        let echoed = wire::notifies(inner)
+            .find(|n| n.notify_type == NotifyType::COOKIE2)
+            .is_some_and(|n| n.data == cookie2);
+        if !echoed {
+            // RFC 4555 4.6 (COOKIE2): a peer that does not echo it gets its IKE SA closed.
+            tracing::warn!(
+                "{}: the return-routability answer lacks our COOKIE2; closing the IKE SA",
+                self.peer.name
+            );
+            self.pending_move = None;
+            self.queue.push_front(Task::DeleteIke);
+            return;
+        }
+        if target != self.core.remote {
+            // The peer moved again while this check ran: check where it is now.
+            tracing::debug!(
+                "{}: {target} answered, but the peer is at {} now",
+                self.peer.name,
+                self.core.remote
+            );
+            if self.pending_move.is_some() && !self.queue.contains(&Task::ReturnRoutability) {
+                self.queue.push_front(Task::ReturnRoutability);
+            }
+            return;
+        }
+        self.complete_move(io);
     }
 
     fn child_rekey_answered(
@@ -839,7 +1056,14 @@ impl Established {
                 return Vec::new();
             }
         };
-        new.install(io, self.peer.id, &self.core, keys, ExchangeRole::Initiator);
+        new.install(
+            io,
+            self.peer.id,
+            &self.core,
+            keys,
+            ExchangeRole::Initiator,
+            self.child_endpoint,
+        );
         let new_spi = new.spi_in;
         self.children.push(new);
         let Some(i) = old_index else {
@@ -1258,6 +1482,27 @@ impl Established {
                 Pending::DeleteIke,
             )),
             Task::Liveness => Some((ExchangeType::INFORMATIONAL, Vec::new(), Pending::Liveness)),
+            Task::ReturnRoutability => {
+                self.pending_move?;
+                let mut cookie2 = vec![0u8; COOKIE2_LEN];
+                io.rng.fill(&mut cookie2);
+                tracing::debug!(
+                    "return-routability check of {} at {}",
+                    self.peer.name,
+                    self.core.remote
+                );
+                Some((
+                    ExchangeType::INFORMATIONAL,
+                    vec![Payload::Notify(Notify::new(
+                        NotifyType::COOKIE2,
+                        cookie2.clone(),
+                    ))],
+                    Pending::ReturnRoutability {
+                        cookie2,
+                        target: self.core.remote,
+                    },
+                ))
+            }
         }
     }
 
@@ -1281,6 +1526,9 @@ impl Established {
             if let ChildState::Superseded { delete_at, .. } = c.state {
                 consider(delete_at);
             }
+        }
+        for (_, until) in &self.retired {
+            consider(*until);
         }
         if let Some(dpd) = io_cfg.dpd
             && self.outstanding.is_none()
@@ -1345,6 +1593,13 @@ impl Established {
             self.release_pending(io);
             return vec![Effect::Remove];
         }
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retired)
+            .into_iter()
+            .partition(|(_, until)| *until <= now);
+        self.retired = kept;
+        for (child, _) in gone {
+            child.uninstall(io);
+        }
         let mut due = Vec::new();
         self.deferred.retain(|(at, task)| {
             if *at <= now {
@@ -1379,7 +1634,9 @@ impl Established {
             let Some(child) = self.children.iter_mut().find(|c| c.spi_in == sa.spi_in.0) else {
                 continue;
             };
-            if sa.rx_packets > 0 {
+            // Either direction: our outbound moved to the successor when it was installed,
+            // so our own packets on it show that the new pair is in use.
+            if sa.rx_packets > 0 || sa.tx_packets > 0 {
                 child.carried_traffic = true;
             }
             if let Some(ago) = sa.last_rx_seconds_ago
@@ -1438,36 +1695,69 @@ impl Established {
         self.queue_task(io, Task::RekeyIke { group: None }, false);
     }
 
-    /// The forwarder moved this peer's endpoint: IKE follows.
+    /// The forwarder moved this peer's endpoint (DESIGN.md "The override Neighbor
+    /// Advertisement": the server checked an override NA or a NAT rebinding and the
+    /// return-routability probe; the client followed its own new address): the IKE SA follows,
+    /// so that later requests (rekeys, liveness checks, DELETE) reach the peer there.
     pub fn endpoint_moved(&mut self, io: &mut Io<'_>, new: &hometun_control::Endpoint) {
         let port = match new.encap {
             hometun_control::Encapsulation::Udp { remote_port, .. } => remote_port,
             hometun_control::Encapsulation::Raw => self.core.remote.port(),
         };
         let remote = SocketAddrV4::new(new.remote, port);
-        if remote != self.core.remote {
+        let local = SocketAddrV4::new(new.local, self.core.local.port());
+        if (local, remote) != (self.core.local, self.core.remote) {
             tracing::info!(
-                "{} moved: {} -> {}",
+                "{}: the forwarder moved the CHILD SAs ({} => {new}); IKE follows: {} -> {remote}",
                 self.peer.name,
-                self.core.remote,
-                remote
+                self.child_endpoint,
+                self.core.remote
             );
+            self.core.local = local;
             self.core.remote = remote;
-            self.last_moved = Some(io.now.mono);
+            self.retarget();
+        }
+        // Later CHILD SAs (rekeys) must be installed with the same encapsulation.
+        match new.encap {
+            hometun_control::Encapsulation::Raw => {
+                self.core.nat_local = false;
+                self.core.nat_remote = false;
+            }
+            hometun_control::Encapsulation::Udp { .. } if !self.core.nat() => {
+                self.core.nat_remote = true;
+            }
+            hometun_control::Encapsulation::Udp { .. } => {}
+        }
+        self.set_child_endpoint(io, *new);
+        if self.pending_move.is_some() && self.core.esp_endpoint(io.cfg) == *new {
+            // The forwarder's own check got there first (a MOBIKE update was checking the same
+            // address).
+            self.pending_move = None;
         }
     }
 
-    /// Our outer address changed (the client's; issue 4 announces it).
+    /// Our outer address changed (the client's, learned by the forwarder from netlink): later
+    /// requests leave from it, and the CHILD SAs follow.
     pub fn local_address(&mut self, io: &mut Io<'_>, addr: std::net::Ipv4Addr) {
         if *self.core.local.ip() == addr {
             return;
         }
+        tracing::debug!(
+            "IKE SA with {}: our address {} -> {addr}",
+            self.peer.name,
+            self.core.local.ip()
+        );
         self.core.local = SocketAddrV4::new(addr, self.core.local.port());
+        self.retarget();
         if self.superseded_at.is_none() && !self.children.is_empty() {
-            io.forwarder(hometun_control::Request::UpdateEndpoint {
-                peer: self.peer.id,
-                endpoint: self.core.esp_endpoint(io.cfg),
-            });
+            let endpoint = self.core.esp_endpoint(io.cfg);
+            if endpoint != self.child_endpoint {
+                self.set_child_endpoint(io, endpoint);
+                io.forwarder(hometun_control::Request::UpdateEndpoint {
+                    peer: self.peer.id,
+                    endpoint,
+                });
+            }
         }
     }
 
@@ -1478,7 +1768,8 @@ impl Established {
         }
         self.release_pending(io);
         if self.superseded_at.is_none() {
-            tracing::info!("IKE SA with {} down: {reason}", self.peer.name);
+            // The driver logs the peer-down line at info.
+            tracing::debug!("IKE SA with {} down: {reason}", self.peer.name);
             io.output(Output::PeerDown {
                 peer: self.peer.id,
                 name: self.peer.name.clone(),
@@ -1488,8 +1779,12 @@ impl Established {
         }
     }
 
-    /// Frees the SPIs our request in flight holds and drops queued work (on removal).
+    /// Frees the SPIs our request in flight holds, drops queued work and uninstalls the pairs
+    /// kept for packets in flight (on removal).
     pub fn release_pending(&mut self, io: &mut Io<'_>) {
+        for (child, _) in self.retired.drain(..) {
+            child.uninstall(io);
+        }
         if let Some(o) = self.outstanding.take() {
             match o.pending {
                 Pending::ChildRekey(r) => io.spis.release_esp(r.new_spi_in),
@@ -1526,11 +1821,8 @@ impl Established {
             last_moved_seconds_ago: self
                 .last_moved
                 .map(|t| now.saturating_duration_since(t).as_secs()),
-            prefixes: if self.client {
-                self.local_allowed.clone()
-            } else {
-                self.peer_allowed.clone()
-            },
+            moves: self.moves,
+            prefixes: self.peer_allowed.clone(),
             children: self.children.iter().map(Child::status).collect(),
         }
     }
@@ -1540,6 +1832,17 @@ impl Established {
     pub fn addresses(&self) -> Addresses {
         self.core.addresses()
     }
+}
+
+/// Whether a NO_NATS_ALLOWED notify (RFC 4555 4.?: source and destination IPv4 address, then
+/// source and destination port) names the addresses a request arrived with.
+fn no_nats_matches(data: &[u8], source: SocketAddrV4, destination: SocketAddrV4) -> bool {
+    let mut expected = Vec::with_capacity(12);
+    expected.extend_from_slice(&source.ip().octets());
+    expected.extend_from_slice(&destination.ip().octets());
+    expected.extend_from_slice(&source.port().to_be_bytes());
+    expected.extend_from_slice(&destination.port().to_be_bytes());
+    data == expected.as_slice()
 }
 
 type ChildRequest<'a> = (

@@ -591,13 +591,22 @@ impl AuthRequested {
             name: identity.to_string(),
             identity,
         };
-        child.install(io, peer.id, &self.core, keys, ExchangeRole::Initiator);
+        let endpoint = self.core.esp_endpoint(io.cfg);
+        child.install(
+            io,
+            peer.id,
+            &self.core,
+            keys,
+            ExchangeRole::Initiator,
+            endpoint,
+        );
         io.output(Output::PeerUp {
             peer: peer.id,
             name: peer.name.clone(),
             remote: self.core.remote,
         });
-        tracing::info!(
+        // The driver logs Output::PeerUp at info.
+        tracing::debug!(
             "IKE SA with {} ({}) established: {}",
             peer.name,
             self.core.remote,

@@ -260,7 +260,8 @@ impl HalfOpen {
         {
             io.send(local, remote, response);
         }
-        tracing::warn!(
+        // The driver logs Output::Refused at warn: one line per refusal.
+        tracing::debug!(
             "refused {remote}{}: {} ({error})",
             name.as_deref()
                 .map(|n| format!(" ({n})"))
@@ -457,8 +458,10 @@ impl Authenticated {
             name: c.name,
             identity: c.identity,
         };
-        child.install(io, peer.id, &core, keys, ExchangeRole::Responder);
-        tracing::info!(
+        let endpoint = core.esp_endpoint(io.cfg);
+        child.install(io, peer.id, &core, keys, ExchangeRole::Responder, endpoint);
+        // The driver logs Output::PeerUp at info.
+        tracing::debug!(
             "IKE SA with {} ({}) established: {}{}",
             peer.name,
             core.remote,

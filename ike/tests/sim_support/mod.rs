@@ -428,6 +428,7 @@ pub fn client_config(setup: &Setup, pki: &Pki) -> InitiatorConfig {
 pub struct InstalledSa {
     pub sa: ChildSa,
     pub rx_packets: u64,
+    pub tx_packets: u64,
     pub last_rx: Option<Duration>,
     pub installed_at: Duration,
 }
@@ -443,7 +444,9 @@ pub struct FakeForwarder {
 }
 
 impl FakeForwarder {
-    fn apply(&mut self, request: Request, now: Duration) {
+    /// Carries out one SA channel request (also what a real forwarder did on its own, such
+    /// as moving an endpoint after its checks).
+    pub fn apply(&mut self, request: Request, now: Duration) {
         self.log.push(request.clone());
         match request {
             Request::Install(sa) => {
@@ -454,6 +457,7 @@ impl FakeForwarder {
                     InstalledSa {
                         sa,
                         rx_packets: 0,
+                        tx_packets: 0,
                         last_rx: None,
                         installed_at: now,
                     },
@@ -492,8 +496,8 @@ impl FakeForwarder {
                     alg: i.sa.key_in.alg().name().into(),
                     rx_packets: i.rx_packets,
                     rx_bytes: i.rx_packets * 100,
-                    tx_packets: 0,
-                    tx_bytes: 0,
+                    tx_packets: i.tx_packets,
+                    tx_bytes: i.tx_packets * 100,
                     drops: Vec::new(),
                     limits: i.sa.limits,
                     last_rx_seconds_ago: i.last_rx.map(|t| now.saturating_sub(t).as_secs()),
@@ -843,15 +847,19 @@ impl Pair {
     pub fn esp(&mut self, from_client: bool) -> bool {
         let now = self.clock.offset;
         let (tx, rx) = if from_client {
-            (&self.client, &mut self.server)
+            (&mut self.client, &mut self.server)
         } else {
-            (&self.server, &mut self.client)
+            (&mut self.server, &mut self.client)
         };
         let Some(out) = tx.forwarder.outbound() else {
             return false;
         };
         let spi = out.sa.spi_out.0;
         let key = out.sa.key_out.clone();
+        let spi_in = out.sa.spi_in.0;
+        if let Some(i) = tx.forwarder.installed.get_mut(&spi_in) {
+            i.tx_packets += 1;
+        }
         match rx.forwarder.installed.get_mut(&spi) {
             Some(i) if i.sa.key_in == key => {
                 i.rx_packets += 1;
