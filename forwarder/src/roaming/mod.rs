@@ -122,6 +122,9 @@ pub struct Roaming {
     held: Mutex<HashMap<PeerId, Held>>,
     /// True while `held` is not empty: all the outbound path looks at otherwise.
     holding: AtomicBool,
+    /// When each peer's probe round began, on the roaming clock (the log gives the time from
+    /// the trigger to the switch finer than the protocol code's milliseconds).
+    round_began: Mutex<HashMap<PeerId, Duration>>,
     /// Bumped whenever an endpoint moves or a hold starts or ends: the outbound path reloads
     /// its snapshot when it changes within a batch.
     generation: AtomicU64,
@@ -170,6 +173,7 @@ impl Roaming {
             logged: Mutex::new(HashMap::new()),
             held: Mutex::new(HashMap::new()),
             holding: AtomicBool::new(false),
+            round_began: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
         }
     }
@@ -198,7 +202,9 @@ impl Roaming {
         }
     }
 
-    fn start_hold(&self, peer: PeerId) {
+    /// A probe round for `peer` began: note when, and hold its outbound packets.
+    fn round_began(&self, peer: PeerId) {
+        lock(&self.round_began).insert(peer, self.epoch.elapsed());
         let mut held = lock(&self.held);
         held.entry(peer).or_insert_with(|| Held {
             since_ms: self.now_ms(),
@@ -350,7 +356,7 @@ impl Roaming {
         let probe = lock(&self.checker)
             .handle_new_source(now, pair.peer(), from, endpoint, || self.nonce());
         if let Some(probe) = probe {
-            self.start_hold(pair.peer());
+            self.round_began(pair.peer());
             self.send_probe(io, pair, &probe);
             tracing::info!(
                 "roaming: {}: authenticated ESP from {from}, not from its endpoint {endpoint}: probing",
@@ -417,7 +423,7 @@ impl Roaming {
             }
             NaVerdict::AtEndpoint(_) => {}
             NaVerdict::Probe(na, probe) => {
-                self.start_hold(pair.peer());
+                self.round_began(pair.peer());
                 self.send_probe(io, pair, &probe);
                 tracing::info!(
                     "roaming: {}: override NA for {} (option {}) from {from}, endpoint {endpoint}: probing",
@@ -452,7 +458,10 @@ impl Roaming {
                 elapsed_ms,
                 trigger,
             } => self.switch(io, sad, pair.peer(), to, elapsed_ms, trigger),
-            AnswerVerdict::AlreadyThere => self.release(io, sad, pair.peer()),
+            AnswerVerdict::AlreadyThere => {
+                lock(&self.round_began).remove(&pair.peer());
+                self.release(io, sad, pair.peer())
+            }
             AnswerVerdict::WrongAddress { expected } => {
                 pair.count_drop(DropReason::OverrideNaRefused);
                 self.log_refusal(
@@ -475,6 +484,7 @@ impl Roaming {
         elapsed_ms: u64,
         trigger: Trigger,
     ) {
+        let began = lock(&self.round_began).remove(&peer);
         let Some(old) = sad.load().endpoint(peer) else {
             self.release(io, sad, peer);
             return;
@@ -502,9 +512,16 @@ impl Roaming {
             Trigger::NewSource => "first packet from there (NAT rebinding)",
         };
         tracing::info!(
-            "roaming: {peer} moved {} -> {}: {elapsed_ms} ms from the {why} to the switch (moves: {moves})",
+            "roaming: {peer} moved {} -> {}: {} from the {why} to the switch (moves: {moves})",
             Observed::of_endpoint(&old),
-            to
+            to,
+            match began {
+                Some(began) => format!(
+                    "{:.2} ms",
+                    self.epoch.elapsed().saturating_sub(began).as_secs_f64() * 1000.0
+                ),
+                None => format!("{elapsed_ms} ms"),
+            }
         );
     }
 
@@ -573,6 +590,7 @@ impl Roaming {
     /// Client role: the kernel announced address or route changes. Looks at the source towards
     /// every peer; where it changed, re-binds, moves the endpoint and announces at once.
     fn local_address_event(&self, io: &dyn OuterSockets, sad: &Sad, events: &[LinkEvent]) {
+        let noticed = self.epoch.elapsed();
         let snapshot = sad.load();
         let mut peers: Vec<PeerId> = snapshot.pairs().map(|p| p.peer()).collect();
         peers.sort_unstable();
@@ -645,9 +663,9 @@ impl Roaming {
                 old: *old,
                 new,
             });
-            let sent_after = self.now_ms().saturating_sub(now);
+            let sent_after = self.epoch.elapsed().saturating_sub(noticed).as_secs_f64() * 1000.0;
             tracing::info!(
-                "roaming: our address towards {peer} changed {} -> {source} ({}){}; first NA sent after {sent_after} ms",
+                "roaming: our address towards {peer} changed {} -> {source} ({}){}; first NA sent {sent_after:.2} ms after reading the netlink event",
                 old.local,
                 events
                     .iter()
@@ -716,6 +734,7 @@ impl Roaming {
                     }
                 }
                 Timer::Expired { peer, target } => {
+                    lock(&self.round_began).remove(&peer);
                     self.release(io, sad, peer);
                     self.log_refusal(
                         peer,
@@ -771,6 +790,7 @@ pub fn run(roaming: &Roaming, io: &dyn OuterSockets, sad: &Sad, stop: &AtomicBoo
     };
     let mut last_report = roaming.report();
     let mut last_tick = roaming.now_ms();
+    let mut last_logged = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let now = roaming.now_ms();
         let tick_ms = TICK.as_millis() as u64;
@@ -796,7 +816,9 @@ pub fn run(roaming: &Roaming, io: &dyn OuterSockets, sad: &Sad, stop: &AtomicBoo
             last_tick = now;
             roaming.forget_gone(sad);
             let report = roaming.report();
-            if report != last_report {
+            // At most one line a second, so that a storm does not flood the log.
+            if report != last_report && now.saturating_sub(last_logged) >= 1000 {
+                last_logged = now;
                 match serde_json::to_string(&report) {
                     Ok(json) => tracing::info!("roaming: report {json}"),
                     Err(error) => tracing::debug!("roaming report: {error}"),
