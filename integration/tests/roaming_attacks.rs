@@ -391,7 +391,9 @@ fn raced_na_from_the_attacker_never_moves_the_endpoint_there() {
     ]);
     let mut capture = Guarded::spawn_piped(command, "capture-na").unwrap();
     assert_eq!(capture.read_line().unwrap(), "ready");
-    // The attacker relays the probe it gets to the real client, 300 ms later.
+    // The attacker relays the probe it gets to the real client, once the ISP lets the
+    // client's packets through again (the test says when: a file appears).
+    let go = lab.dir().join("relay-go");
     let mut command = lab.attacker.command(roamtool());
     command.args([
         "relay-esp",
@@ -400,7 +402,7 @@ fn raced_na_from_the_attacker_never_moves_the_endpoint_there() {
         &VPS_OUTER.to_string(),
         "raw",
         "10000",
-        "300",
+        go.to_str().unwrap(),
     ]);
     let mut relay = Guarded::spawn_piped(command, "relay-esp").unwrap();
     assert_eq!(relay.read_line().unwrap(), "ready");
@@ -422,9 +424,12 @@ fn raced_na_from_the_attacker_never_moves_the_endpoint_there() {
         ],
     );
     assert!(relay.read_line().unwrap().starts_with("received "));
-    lab.isp
+    let lifted = lab
+        .isp
         .output("nft", &["delete", "table", "ip", "race"])
         .unwrap();
+    assert!(lifted.status.success(), "{lifted:?}");
+    std::fs::write(&go, b"").unwrap();
     assert!(relay.read_line().unwrap().starts_with("relayed "));
 
     // Watch the endpoint until it reaches the real new address; it must never be the attacker.

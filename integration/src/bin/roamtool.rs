@@ -13,9 +13,9 @@
 //!   packet of SPI coming in that holds an NA (the key only recognises it; the copy sent later
 //!   is the captured bytes, untouched); prints `captured SRC SEQ ESP_HEX`.
 //! - `send-esp raw|udp SRC DEST ESP_HEX`: sends those ESP bytes from SRC (spoofed if need be).
-//! - `relay-esp SPI TO SRC raw|udp TIMEOUT_MS DELAY_MS`: receives the first ESP packet of SPI
-//!   sent to this namespace and, DELAY_MS later, sends the same bytes on to TO from SRC; prints
-//!   `relayed SEQ`.
+//! - `relay-esp SPI TO SRC raw|udp TIMEOUT_MS GO_FILE`: receives the first ESP packet of SPI
+//!   sent to this namespace (prints `received SEQ`) and, once GO_FILE exists, sends the same
+//!   bytes on to TO from SRC; prints `relayed SEQ`.
 //! - `monotonic`: prints CLOCK_MONOTONIC in ns (the clock of `ping`'s lines).
 
 #![allow(clippy::disallowed_methods)] // a test tool: wall-clock pacing and timeouts are its job
@@ -69,13 +69,13 @@ fn main() -> anyhow::Result<()> {
             println!("sent");
             Ok(())
         }
-        ["relay-esp", spi, to, src, encap, timeout, delay] => relay_esp(
+        ["relay-esp", spi, to, src, encap, timeout, go] => relay_esp(
             parse_u32(spi)?,
             to.parse()?,
             src.parse()?,
             encap == &"udp",
             Duration::from_millis(timeout.parse()?),
-            Duration::from_millis(delay.parse()?),
+            std::path::Path::new(go),
         ),
         ["monotonic"] => {
             println!("{}", monotonic_ns());
@@ -472,7 +472,7 @@ fn relay_esp(
     src: Ipv4Addr,
     udp: bool,
     timeout: Duration,
-    delay: Duration,
+    go: &std::path::Path,
 ) -> anyhow::Result<()> {
     let socket = if udp {
         // SAFETY: plain socket call, checked.
@@ -534,7 +534,12 @@ fn relay_esp(
         let seq = u32::from_be_bytes([esp[4], esp[5], esp[6], esp[7]]);
         println!("received {seq}");
         std::io::stdout().flush()?;
-        std::thread::sleep(delay);
+        while !go.exists() {
+            if Instant::now() > deadline {
+                bail!("{} never appeared", go.display());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
         send_outer(udp, src, to, esp)?;
         println!("relayed {seq}");
         return Ok(());
