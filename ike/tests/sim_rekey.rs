@@ -163,6 +163,28 @@ fn child_rekey_from_the_server_deletes_after_a_grace_period_without_traffic() {
     assert_eq!(request.0.ike().unwrap().2, 0);
 }
 
+/// Found under load in CI: the client rekeys A -> B, and before any counter report shows
+/// traffic on B the server rekeys B -> C and deletes B. A must go with B, not wait out the
+/// 10 s grace for a successor that no longer exists.
+#[test]
+fn a_pair_whose_successor_was_rekeyed_away_goes_without_the_grace_period() {
+    let mut pair = connected(Setup::default());
+    let a_c = only_spi(&pair.client);
+    pair.soft_limit(true, a_c);
+    pair.settle();
+    let (_, b_s) = rekeyed(&pair.server)[0];
+    pair.soft_limit(false, b_s);
+    pair.settle();
+    assert!(pair.esp(false) && pair.esp(true));
+    pair.advance(Duration::from_secs(5));
+    let c_c = only_spi(&pair.client);
+    let c_s = only_spi(&pair.server);
+    assert!(c_c != a_c, "A still installed on the client");
+    assert_eq!(rekeyed(&pair.server).len(), 2);
+    assert_ne!(c_s, b_s);
+    pair.assert_matching_pairs();
+}
+
 #[test]
 fn soft_limit_twice_rekeys_once_and_hard_limit_rekeys_at_once() {
     let mut pair = connected(Setup::default());

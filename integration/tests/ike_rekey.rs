@@ -95,15 +95,29 @@ fn child_sa_rekey_by_bytes_during_a_transfer() {
         "expected rekeys in the logs (server {server_rekeys}, client {client_rekeys})\n{}",
         logs(&[&server, &client])
     );
-    let server_status = server.status().unwrap();
-    let now_server = inbound_spis(&server_status);
-    let now_client = inbound_spis(&client.status().unwrap());
+    // The old pairs go once their successors carried traffic (checked at each counter report,
+    // every second); give that a few reports.
+    let replaced =
+        |first: &[u64], now: &[u64]| !now.is_empty() && now.iter().all(|s| !first.contains(s));
+    let deadline = Instant::now() + Duration::from_secs(12);
+    let (server_status, now_server, now_client) = loop {
+        let server_status = server.status().unwrap();
+        let now_server = inbound_spis(&server_status);
+        let now_client = inbound_spis(&client.status().unwrap());
+        if (replaced(&first_server, &now_server) && replaced(&first_client, &now_client))
+            || Instant::now() > deadline
+        {
+            break (server_status, now_server, now_client);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert!(
-        !now_server.is_empty() && now_server.iter().all(|s| !first_server.contains(s)),
-        "server SPIs {first_server:x?} -> {now_server:x?}"
+        replaced(&first_server, &now_server),
+        "server SPIs {first_server:x?} -> {now_server:x?}\n{}",
+        logs(&[&server, &client])
     );
     assert!(
-        !now_client.is_empty() && now_client.iter().all(|s| !first_client.contains(s)),
+        replaced(&first_client, &now_client),
         "client SPIs {first_client:x?} -> {now_client:x?}"
     );
     for reason in ["HardLimit", "NoSa", "AuthFailed"] {

@@ -1308,9 +1308,15 @@ impl Established {
         }
     }
 
-    /// Deletes superseded pairs whose successor carried traffic.
+    /// Deletes superseded pairs whose successor carried traffic. A successor that is gone or
+    /// no longer active was itself rekeyed (by either side): traffic has moved past it too.
     fn check_superseded(&mut self, io: &mut Io<'_>) {
         let now = io.now.mono;
+        let traffic_moved_to =
+            |successor: u32| match self.children.iter().find(|s| s.spi_in == successor) {
+                None => true,
+                Some(s) => s.carried_traffic || s.state != ChildState::Active,
+            };
         let ready: Vec<u32> = self
             .children
             .iter()
@@ -1318,13 +1324,7 @@ impl Established {
                 ChildState::Superseded {
                     successor,
                     delete_at,
-                } => {
-                    now >= delete_at
-                        || self
-                            .children
-                            .iter()
-                            .any(|s| s.spi_in == successor && s.carried_traffic)
-                }
+                } => now >= delete_at || traffic_moved_to(successor),
                 _ => false,
             })
             .map(|c| c.spi_in)
