@@ -383,6 +383,9 @@ pub struct ClientSection {
     /// Unix socket where `hometun status` asks for the state.
     #[serde(default = "default_control_socket")]
     pub control_socket: PathBuf,
+    /// Serve Prometheus metrics on this local address (off unless set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<SocketAddr>,
 }
 
 impl ClientSection {
@@ -410,6 +413,7 @@ impl ClientSection {
             address: None,
             state_dir: default_state_dir(),
             control_socket: default_control_socket(),
+            metrics: None,
         }
     }
 }

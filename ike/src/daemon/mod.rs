@@ -5,7 +5,9 @@
 pub mod authorizer;
 pub mod bench;
 pub mod enrollment;
+pub mod metrics;
 pub mod probe;
+pub mod reload;
 pub mod status;
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
@@ -15,7 +17,6 @@ use std::time::Duration;
 use anyhow::Context;
 use hometun_config::{
     ClientConfig, ConfigError, IkeSection, LimitsSection, ServerConfig, TunnelSection,
-    check_private_key_mode,
 };
 use hometun_control::InterfaceConfig;
 use ipnet::Ipv6Net;
@@ -25,7 +26,7 @@ use crate::crypto::{CertificateVerifier, PeerIdentity, PrivateKey};
 use crate::driver::{self, DriverConfig, Role};
 use crate::endpoint::{CommonConfig, InitiatorConfig, ResponderConfig};
 use crate::proposal::{EspProposal, IkeProposal};
-use authorizer::ConfigAuthorizer;
+use reload::ConfigReloader;
 
 /// Our certificate chain, key and the verifier for the peer's chain, loaded from files.
 pub struct Credentials {
@@ -165,24 +166,14 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub fn prepare_server(config_path: &Path) -> anyhow::Result<(DriverConfig, ResponderConfig)> {
     let config = ServerConfig::load(config_path)?;
     let s = &config.server;
-    check_private_key_mode(&s.private_key, "server.private_key", config_path)?;
-    let credentials = load_credentials(&s.certificate, &s.private_key, &s.ca, s.crl.as_deref())?;
-    let common = common_config(
-        credentials,
-        PeerIdentity::Fqdn(s.name.clone()),
-        &config.ike,
-        &config.limits,
-        s.ike_port,
-        s.nat_port,
-        config_path,
-    )?;
+    let (common, settings) = reload::server_settings(&config, config_path)?;
     let responder = ResponderConfig {
         common,
         local_addr: s.listen,
-        authorizer: Box::new(ConfigAuthorizer::new(config.clients.clone(), s.pool)),
-        cookie_threshold: config.dos.cookie_threshold,
-        half_open_per_source: config.dos.half_open_per_source,
-        half_open_total: config.dos.half_open_total,
+        authorizer: settings.authorizer,
+        cookie_threshold: settings.cookie_threshold,
+        half_open_per_source: settings.half_open_per_source,
+        half_open_total: settings.half_open_total,
     };
     let driver = DriverConfig {
         role_name: "server",
@@ -196,6 +187,8 @@ pub fn prepare_server(config_path: &Path) -> anyhow::Result<(DriverConfig, Respo
         // Advertisement"): the forwarder checks its override NA and probes the new address.
         forwarder_args: vec!["--accept-moves".into()],
         control_socket: s.control_socket.clone(),
+        metrics: s.metrics,
+        reloader: Some(ConfigReloader::server(config_path, config.clone())),
     };
     create_state_dir(&s.state_dir)?;
     Ok((driver, responder))
@@ -248,19 +241,9 @@ fn wait_for_route(server: SocketAddrV4) -> Ipv4Addr {
 pub fn prepare_client(config_path: &Path) -> anyhow::Result<(DriverConfig, InitiatorConfig)> {
     let config = ClientConfig::load(config_path)?;
     let c = &config.client;
-    check_private_key_mode(&c.private_key, "client.private_key", config_path)?;
-    let credentials = load_credentials(&c.certificate, &c.private_key, &c.ca, None)?;
     // Our side of IKE uses the standard port; the server's may differ.
-    let ike_port = 500;
-    let common = common_config(
-        credentials,
-        PeerIdentity::Fqdn(c.name.clone()),
-        &config.ike,
-        &config.limits,
-        ike_port,
-        c.nat_port,
-        config_path,
-    )?;
+    let ike_port = reload::CLIENT_IKE_PORT;
+    let common = reload::client_settings(&config, config_path)?;
     let server = SocketAddrV4::new(c.server, c.server_port);
     let local_addr = match c.local {
         Some(local) => local,
@@ -286,6 +269,8 @@ pub fn prepare_client(config_path: &Path) -> anyhow::Result<(DriverConfig, Initi
         forwarder_program: forwarder_program()?,
         forwarder_args: client_forwarder_args(c.local, config.tunnel_address()),
         control_socket: c.control_socket.clone(),
+        metrics: c.metrics,
+        reloader: Some(ConfigReloader::client(config_path, config.clone())),
     };
     create_state_dir(&c.state_dir)?;
     Ok((driver, initiator))

@@ -20,6 +20,8 @@ use tokio::net::UdpSocket;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
+use crate::daemon::metrics;
+use crate::daemon::reload::ConfigReloader;
 use crate::daemon::status::{self, StatusReport, StatusRequest};
 use crate::endpoint::{Endpoint, InitiatorConfig, Output, ResponderConfig, Transmit};
 use crate::forwarder_link::{ForwarderLink, LinkError};
@@ -62,6 +64,10 @@ pub struct DriverConfig {
     pub forwarder_args: Vec<String>,
     /// The status socket.
     pub control_socket: PathBuf,
+    /// Where to serve Prometheus metrics (`server.metrics` / `client.metrics`), if anywhere.
+    pub metrics: Option<SocketAddr>,
+    /// Reads the configuration again on SIGHUP (none: SIGHUP is logged and ignored).
+    pub reloader: Option<ConfigReloader>,
 }
 
 /// Runs a daemon until SIGTERM or SIGINT (then it deletes its IKE SAs, stops the forwarder and
@@ -69,12 +75,17 @@ pub struct DriverConfig {
 pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
     let started = now();
     let (status_tx, status_rx) = mpsc::channel::<StatusRequest>(16);
+    if let Some(addr) = config.metrics {
+        let bound = metrics::serve(addr, status_tx.clone()).await?;
+        tracing::info!("metrics on http://{bound}{}", metrics::METRICS_PATH);
+    }
     let _socket_file = status::serve(&config.control_socket, status_tx).await?;
     let udp = UdpSocket::bind(SocketAddr::V4(config.ike_bind))
         .await
         .with_context(|| format!("cannot bind the IKE socket {}", config.ike_bind))?;
     let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
 
     let (link, events, mut child) =
         ForwarderLink::spawn(&config.forwarder_program, &config.forwarder_args).with_context(
@@ -119,7 +130,9 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
         config,
         started,
     };
-    let outcome = driver.serve(status_rx, &mut sigterm, &mut sigint).await;
+    let outcome = driver
+        .serve(status_rx, &mut sigterm, &mut sigint, &mut sighup)
+        .await;
     match outcome {
         Ok(()) => {
             driver.shut_down().await;
@@ -142,6 +155,7 @@ enum Wake {
     Timer,
     Status(StatusRequest),
     Stop(&'static str),
+    Reload,
     ForwarderExited(std::io::Result<std::process::ExitStatus>),
     EventsClosed,
 }
@@ -168,6 +182,7 @@ impl Driver {
         mut status_rx: mpsc::Receiver<StatusRequest>,
         sigterm: &mut tokio::signal::unix::Signal,
         sigint: &mut tokio::signal::unix::Signal,
+        sighup: &mut tokio::signal::unix::Signal,
     ) -> anyhow::Result<()> {
         let mut buf = vec![0u8; 65536];
         let mut tick = tokio::time::interval(COUNTER_INTERVAL);
@@ -205,6 +220,7 @@ impl Driver {
                 Some(request) = status_rx.recv() => Wake::Status(request),
                 _ = sigterm.recv() => Wake::Stop("SIGTERM"),
                 _ = sigint.recv() => Wake::Stop("SIGINT"),
+                _ = sighup.recv() => Wake::Reload,
                 status = self.child.wait() => Wake::ForwarderExited(status),
             };
             match wake {
@@ -231,6 +247,7 @@ impl Driver {
                     tracing::info!("{signal}: deleting the IKE SAs and stopping");
                     return Ok(());
                 }
+                Wake::Reload => self.reload(),
                 Wake::ForwarderExited(status) => return Err(forwarder_gone(Some(status))),
                 Wake::EventsClosed => {
                     self.events_open = false;
@@ -247,6 +264,26 @@ impl Driver {
             self.config.local_addr
         } else {
             ip
+        }
+    }
+
+    /// SIGHUP: the configuration again; the endpoint takes it, or the running one stays.
+    fn reload(&mut self) {
+        let Some(reloader) = self.config.reloader.as_mut() else {
+            tracing::warn!("SIGHUP: this daemon has no configuration file to read again");
+            return;
+        };
+        let path = reloader.path().display().to_string();
+        match reloader.reload() {
+            Ok(reloaded) => match self.endpoint.reload(reloaded.reload) {
+                Ok(()) => tracing::info!("SIGHUP: reloaded {path}: {}", reloaded.summary),
+                Err(error) => tracing::error!(
+                    "SIGHUP: reload of {path} refused, the running configuration stays: {error}"
+                ),
+            },
+            Err(error) => tracing::error!(
+                "SIGHUP: reload refused, the running configuration stays: {error:#}"
+            ),
         }
     }
 

@@ -18,6 +18,8 @@ use crate::sa::{IkeError, Io, SpiRegistry};
 use crate::window::total_patience;
 use crate::wire::{ExchangeType, Header, Message, Notify, NotifyType, Payload};
 
+pub mod reload;
+
 /// Randomness for the protocol code: the driver passes the OS generator, tests a seeded one.
 pub trait Random {
     /// Fills `buf` with random bytes.

@@ -1,0 +1,591 @@
+//! The Prometheus endpoint (`server.metrics` / `client.metrics`): the figures of
+//! `hometun status` in the Prometheus text format (version 0.0.4), over plain HTTP on a local
+//! address.
+//!
+//! Each scrape asks the driver for a fresh status (the same answer the control socket gives,
+//! with the forwarder's counters fetched for it) and renders it: one series per peer and per
+//! CHILD SA pair, labelled with the peer's identity and the pair's inbound SPI. There is no
+//! authentication: bind it to a loopback or management address.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use hometun_control::{CounterReport, DropReason, Encapsulation, SaCounters};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+use super::status::{StatusRequest, StatusView};
+
+/// The path scraped (`/` answers too).
+pub const METRICS_PATH: &str = "/metrics";
+
+/// Binds `addr` and serves scrapes from a task; each one sends a request to the driver on
+/// `requests`. Returns the bound address. A bind error is one line naming the address.
+pub async fn serve(
+    addr: SocketAddr,
+    requests: mpsc::Sender<StatusRequest>,
+) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("metrics: cannot listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    tokio::spawn(answer(stream, requests.clone()));
+                }
+                Err(error) => {
+                    tracing::warn!("metrics: accept failed: {error}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    Ok(bound)
+}
+
+/// Reads one HTTP request and answers it; the connection closes after the answer.
+async fn answer(mut stream: TcpStream, requests: mpsc::Sender<StatusRequest>) {
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        true
+    })
+    .await;
+    if !matches!(read, Ok(true)) {
+        return;
+    }
+    let text = String::from_utf8_lossy(&head);
+    let mut words = text.lines().next().unwrap_or("").split_whitespace();
+    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let (status, content_type, body) = if method != "GET" && method != "HEAD" {
+        (
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET only\n".to_string(),
+        )
+    } else if path != METRICS_PATH && path != "/" {
+        (
+            "404 Not Found",
+            "text/plain",
+            format!("see {METRICS_PATH}\n"),
+        )
+    } else {
+        match scrape(&requests).await {
+            Ok(body) => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body),
+            Err(error) => (
+                "503 Service Unavailable",
+                "text/plain",
+                format!("{error:#}\n"),
+            ),
+        }
+    };
+    let mut response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if method != "HEAD" {
+        response.push_str(&body);
+    }
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+async fn scrape(requests: &mpsc::Sender<StatusRequest>) -> anyhow::Result<String> {
+    let (tx, rx) = oneshot::channel();
+    requests
+        .send(tx)
+        .await
+        .map_err(|_| anyhow::anyhow!("the daemon is stopping"))?;
+    let json = rx
+        .await
+        .map_err(|_| anyhow::anyhow!("the daemon is stopping"))?;
+    let view: StatusView = serde_json::from_str(&json).context("the daemon's status")?;
+    Ok(render(&view))
+}
+
+/// One metric family being written: HELP and TYPE once, then its samples.
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl<'a> Family<'a> {
+    fn new(out: &'a mut String, name: &str, kind: &str, help: &str) -> Self {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        Family { out }
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (key, val)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{key}=\"{}\"", escape(val));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+}
+
+/// Label values: backslash, double quote and newline escaped.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// `AuthFailed` -> `auth_failed`: label values from the reason's name, whatever reasons the
+/// forwarder grows.
+fn snake(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn reason(reason: DropReason) -> String {
+    snake(&format!("{reason:?}"))
+}
+
+/// The metrics text of one status answer.
+pub fn render(status: &StatusView) -> String {
+    let mut out = String::new();
+    let local = status.local.to_string();
+    Family::new(
+        &mut out,
+        "hometun_info",
+        "gauge",
+        "The daemon: role, IKE identity, tunnel interface, outer address (always 1).",
+    )
+    .sample(
+        "hometun_info",
+        &[
+            ("role", &status.role),
+            ("identity", &status.identity),
+            ("interface", &status.interface),
+            ("local", &local),
+        ],
+        1,
+    );
+    Family::new(
+        &mut out,
+        "hometun_uptime_seconds",
+        "gauge",
+        "Seconds since the daemon started.",
+    )
+    .sample("hometun_uptime_seconds", &[], status.uptime_seconds);
+    Family::new(
+        &mut out,
+        "hometun_peers",
+        "gauge",
+        "Peers with an established IKE SA.",
+    )
+    .sample("hometun_peers", &[], status.peers.len());
+    if let Some(e) = &status.endpoint {
+        Family::new(
+            &mut out,
+            "hometun_ike_sas",
+            "gauge",
+            "IKE SAs held in any state.",
+        )
+        .sample("hometun_ike_sas", &[], e.ike_sas);
+        Family::new(
+            &mut out,
+            "hometun_ike_half_open",
+            "gauge",
+            "Half-open IKE SAs (IKE_SA_INIT answered, IKE_AUTH not yet).",
+        )
+        .sample("hometun_ike_half_open", &[], e.half_open);
+        Family::new(
+            &mut out,
+            "hometun_ike_cookies_sent_total",
+            "counter",
+            "IKE_SA_INIT requests answered with a COOKIE.",
+        )
+        .sample("hometun_ike_cookies_sent_total", &[], e.cookies_sent);
+        let mut f = Family::new(
+            &mut out,
+            "hometun_ike_dropped_total",
+            "counter",
+            "IKE datagrams dropped, by reason.",
+        );
+        for (why, n) in [
+            ("unparsable", e.dropped_unparsable),
+            ("unknown_spi", e.dropped_unknown_spi),
+            ("half_open_bound", e.dropped_half_open_bound),
+        ] {
+            f.sample("hometun_ike_dropped_total", &[("reason", why)], n);
+        }
+    }
+    render_peers(&mut out, status);
+    let empty = CounterReport::default();
+    let counters = status.counters.as_ref().unwrap_or(&empty);
+    render_sas(&mut out, status, counters);
+    let mut f = Family::new(
+        &mut out,
+        "hometun_drops_total",
+        "counter",
+        "Packets the forwarder dropped outside any SA (unknown SPI, no route into the tunnel, malformed), by reason.",
+    );
+    for (why, n) in &counters.global_drops {
+        f.sample("hometun_drops_total", &[("reason", &reason(*why))], n);
+    }
+    out
+}
+
+fn render_peers(out: &mut String, status: &StatusView) {
+    let mut f = Family::new(
+        out,
+        "hometun_peer_info",
+        "gauge",
+        "Each peer: identity, prefixes, outer endpoint, NAT, IKE algorithms and SPIs (always 1).",
+    );
+    for p in &status.peers {
+        let prefixes: Vec<String> = p.prefixes.iter().map(ToString::to_string).collect();
+        let (id, endpoint, nat) = (p.peer.to_string(), p.remote.to_string(), p.nat.to_string());
+        f.sample(
+            "hometun_peer_info",
+            &[
+                ("peer", &p.name),
+                ("peer_id", &id),
+                ("prefix", &prefixes.join(",")),
+                ("endpoint", &endpoint),
+                ("nat", &nat),
+                ("ike_proposal", &p.ike_proposal),
+                ("ike_spi_i", &p.ike_spis.0),
+                ("ike_spi_r", &p.ike_spis.1),
+            ],
+            1,
+        );
+    }
+    let mut f = Family::new(
+        out,
+        "hometun_peer_established_seconds",
+        "gauge",
+        "Seconds since the peer's IKE SA came up.",
+    );
+    for p in &status.peers {
+        f.sample(
+            "hometun_peer_established_seconds",
+            &[("peer", &p.name)],
+            p.established_seconds,
+        );
+    }
+    let mut f = Family::new(
+        out,
+        "hometun_peer_last_moved_seconds",
+        "gauge",
+        "Seconds since the peer's outer endpoint last moved (absent if it never did).",
+    );
+    for p in &status.peers {
+        if let Some(s) = p.last_moved_seconds_ago {
+            f.sample("hometun_peer_last_moved_seconds", &[("peer", &p.name)], s);
+        }
+    }
+}
+
+/// The peer name of a pair: its IKE SA's identity, else the forwarder's peer number.
+fn peer_name(status: &StatusView, sa: &SaCounters) -> String {
+    status
+        .peers
+        .iter()
+        .find(|p| p.peer == sa.peer)
+        .map(|p| p.name.clone())
+        .unwrap_or_else(|| sa.peer.to_string())
+}
+
+fn render_sas(out: &mut String, status: &StatusView, counters: &CounterReport) {
+    let sas: Vec<(String, String, &SaCounters)> = counters
+        .sas
+        .iter()
+        .map(|sa| (peer_name(status, sa), sa.spi_in.to_string(), sa))
+        .collect();
+    let mut f = Family::new(
+        out,
+        "hometun_sa_info",
+        "gauge",
+        "Each CHILD SA pair: SPIs, algorithm, outer addresses and encapsulation (always 1).",
+    );
+    for (peer, spi_in, sa) in &sas {
+        let e = &sa.endpoint;
+        let (local, remote, encap) = match e.encap {
+            Encapsulation::Raw => (e.local.to_string(), e.remote.to_string(), "esp"),
+            Encapsulation::Udp {
+                local_port,
+                remote_port,
+            } => (
+                format!("{}:{local_port}", e.local),
+                format!("{}:{remote_port}", e.remote),
+                "udp",
+            ),
+        };
+        let spi_out = sa.spi_out.to_string();
+        f.sample(
+            "hometun_sa_info",
+            &[
+                ("peer", peer),
+                ("spi_in", spi_in),
+                ("spi_out", &spi_out),
+                ("alg", &sa.alg),
+                ("outer_local", &local),
+                ("outer_remote", &remote),
+                ("encap", encap),
+            ],
+            1,
+        );
+    }
+    for (name, help, pick) in [
+        (
+            "hometun_sa_bytes_total",
+            "Inner bytes carried by the pair, by direction (in: received and accepted, out: sent).",
+            (|sa: &SaCounters| (sa.rx_bytes, sa.tx_bytes)) as fn(&SaCounters) -> (u64, u64),
+        ),
+        (
+            "hometun_sa_packets_total",
+            "Packets carried by the pair, by direction.",
+            |sa: &SaCounters| (sa.rx_packets, sa.tx_packets),
+        ),
+    ] {
+        let mut f = Family::new(out, name, "counter", help);
+        for (peer, spi_in, sa) in &sas {
+            let (rx, tx) = pick(sa);
+            f.sample(
+                name,
+                &[("peer", peer), ("spi_in", spi_in), ("direction", "in")],
+                rx,
+            );
+            f.sample(
+                name,
+                &[("peer", peer), ("spi_in", spi_in), ("direction", "out")],
+                tx,
+            );
+        }
+    }
+    let mut f = Family::new(
+        out,
+        "hometun_sa_rekey_bytes_left",
+        "gauge",
+        "Bytes left before the pair's soft limit (rekey), counting its busier direction.",
+    );
+    for (peer, spi_in, sa) in &sas {
+        if let Some(soft) = sa.limits.soft_bytes {
+            let used = sa.rx_bytes.max(sa.tx_bytes);
+            f.sample(
+                "hometun_sa_rekey_bytes_left",
+                &[("peer", peer), ("spi_in", spi_in)],
+                soft.saturating_sub(used),
+            );
+        }
+    }
+    let mut f = Family::new(
+        out,
+        "hometun_sa_rekey_packets_left",
+        "gauge",
+        "Packets left before the pair's soft limit (rekey), counting its busier direction.",
+    );
+    for (peer, spi_in, sa) in &sas {
+        if let Some(soft) = sa.limits.soft_packets {
+            let used = sa.rx_packets.max(sa.tx_packets);
+            f.sample(
+                "hometun_sa_rekey_packets_left",
+                &[("peer", peer), ("spi_in", spi_in)],
+                soft.saturating_sub(used),
+            );
+        }
+    }
+    let mut f = Family::new(
+        out,
+        "hometun_sa_last_received_seconds",
+        "gauge",
+        "Seconds since the pair last accepted a packet (absent if it never did).",
+    );
+    for (peer, spi_in, sa) in &sas {
+        if let Some(s) = sa.last_rx_seconds_ago {
+            f.sample(
+                "hometun_sa_last_received_seconds",
+                &[("peer", peer), ("spi_in", spi_in)],
+                s,
+            );
+        }
+    }
+    let mut f = Family::new(
+        out,
+        "hometun_sa_age_seconds",
+        "gauge",
+        "Seconds since the pair was installed.",
+    );
+    for (peer, spi_in, sa) in &sas {
+        f.sample(
+            "hometun_sa_age_seconds",
+            &[("peer", peer), ("spi_in", spi_in)],
+            sa.age_seconds,
+        );
+    }
+    let mut f = Family::new(
+        out,
+        "hometun_sa_drops_total",
+        "counter",
+        "Packets of the pair dropped, by reason (replay, auth_failed, ingress_filter, ...).",
+    );
+    for (peer, spi_in, sa) in &sas {
+        for (why, n) in &sa.drops {
+            f.sample(
+                "hometun_sa_drops_total",
+                &[
+                    ("peer", peer),
+                    ("spi_in", spi_in),
+                    ("reason", &reason(*why)),
+                ],
+                n,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hometun_control::{Endpoint, Limits, PeerId, Spi};
+
+    fn view() -> StatusView {
+        // Built from JSON, as `scrape` reads it: the view may grow fields.
+        serde_json::from_value(serde_json::json!({
+            "role": "server",
+            "identity": "vps.example",
+            "local": "192.0.2.1",
+            "interface": "hometun0",
+            "uptime_seconds": 99,
+            "peers": [{
+                "peer": 3,
+                "name": "home \"one\".example",
+                "local": "192.0.2.1:4500",
+                "remote": "192.0.2.2:31000",
+                "nat": true,
+                "ike_spis": ["0011223344556677", "8899aabbccddeeff"],
+                "ike_proposal": "aes128gcm16-prfsha256-x25519",
+                "established_seconds": 61,
+                "last_moved_seconds_ago": 7,
+                "prefixes": ["2001:db8:100:1::/64"],
+                "children": [{
+                    "spi_in": 0xc0ffee01u32,
+                    "spi_out": 0xbeef0002u32,
+                    "proposal": "aes128gcm16",
+                    "local_ts": ["::/0"],
+                    "remote_ts": ["2001:db8:100:1::/64"],
+                }],
+            }],
+            "endpoint": {
+                "ike_sas": 1, "half_open": 0, "cookies_sent": 0, "dropped_half_open_bound": 0,
+                "dropped_unparsable": 0, "dropped_unknown_spi": 5,
+            },
+            "counters": serde_json::to_value(CounterReport {
+                sas: vec![SaCounters {
+                    peer: PeerId(3),
+                    spi_in: Spi(0xc0ffee01),
+                    spi_out: Spi(0xbeef0002),
+                    endpoint: Endpoint {
+                        local: "192.0.2.1".parse().unwrap(),
+                        remote: "192.0.2.2".parse().unwrap(),
+                        encap: Encapsulation::Udp {
+                            local_port: 4500,
+                            remote_port: 31000,
+                        },
+                    },
+                    alg: "aes128gcm16".into(),
+                    rx_packets: 10,
+                    rx_bytes: 1480,
+                    tx_packets: 4,
+                    tx_bytes: 300,
+                    drops: vec![(DropReason::AuthFailed, 2)],
+                    limits: Limits {
+                        soft_bytes: Some(10_000),
+                        hard_bytes: Some(20_000),
+                        soft_packets: Some(100),
+                        hard_packets: Some(200),
+                        soft_seconds: None,
+                        hard_seconds: None,
+                    },
+                    last_rx_seconds_ago: Some(1),
+                    age_seconds: 65,
+                }],
+                global_drops: vec![(DropReason::NoSa, 3)],
+            })
+            .unwrap(),
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn every_family_has_help_and_type_and_samples_parse() {
+        let text = render(&view());
+        let mut declared = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let mut words = rest.split(' ');
+                declared.insert(words.next().unwrap().to_string());
+                assert!(matches!(words.next(), Some("gauge" | "counter")), "{line}");
+            } else if !line.starts_with("# HELP ") {
+                let name = line.split(['{', ' ']).next().unwrap();
+                assert!(declared.contains(name), "{name} without TYPE: {line}");
+                let value = line.rsplit(' ').next().unwrap();
+                assert!(value.parse::<f64>().is_ok(), "{line}");
+                if name.ends_with("_total") {
+                    assert!(text.contains(&format!("# TYPE {name} counter")), "{name}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn figures_and_labels() {
+        let text = render(&view());
+        let peer = r#"peer="home \"one\".example""#;
+        for expected in [
+            "hometun_info{role=\"server\",identity=\"vps.example\",interface=\"hometun0\",local=\"192.0.2.1\"} 1".to_string(),
+            "hometun_peers 1".to_string(),
+            "hometun_ike_dropped_total{reason=\"unknown_spi\"} 5".to_string(),
+            format!("hometun_sa_bytes_total{{{peer},spi_in=\"c0ffee01\",direction=\"in\"}} 1480"),
+            format!("hometun_sa_packets_total{{{peer},spi_in=\"c0ffee01\",direction=\"out\"}} 4"),
+            format!("hometun_sa_rekey_bytes_left{{{peer},spi_in=\"c0ffee01\"}} 8520"),
+            format!("hometun_sa_rekey_packets_left{{{peer},spi_in=\"c0ffee01\"}} 90"),
+            format!("hometun_sa_drops_total{{{peer},spi_in=\"c0ffee01\",reason=\"auth_failed\"}} 2"),
+            format!("hometun_peer_last_moved_seconds{{{peer}}} 7"),
+            "hometun_drops_total{reason=\"no_sa\"} 3".to_string(),
+            "outer_remote=\"192.0.2.2:31000\",encap=\"udp\"".to_string(),
+            "prefix=\"2001:db8:100:1::/64\",endpoint=\"192.0.2.2:31000\",nat=\"true\"".to_string(),
+        ] {
+            assert!(text.contains(&expected), "missing {expected}\n{text}");
+        }
+    }
+
+    #[test]
+    fn reason_names_are_snake_case() {
+        assert_eq!(reason(DropReason::OverrideNaRefused), "override_na_refused");
+        assert_eq!(reason(DropReason::NoSa), "no_sa");
+        assert_eq!(snake("Replay"), "replay");
+    }
+}

@@ -1,0 +1,93 @@
+//! A configuration reload (SIGHUP): the endpoint takes new settings for what it does from now
+//! on, and leaves its IKE and CHILD SAs as they are.
+//!
+//! New IKE SAs are checked with the new verifier (CA, CRL), the new authorizer and the new
+//! proposals, and sign with our new certificate and key. Established IKE SAs keep their keys,
+//! peers and CHILD SAs; their later exchanges (rekeys, liveness checks, retransmissions) use the
+//! new proposals, limits and timers. What names the endpoint itself (our identity, the ports)
+//! cannot change without a restart: such a reload is refused and nothing changes.
+
+use super::{Authorizer, CommonConfig, Endpoint, Role};
+
+/// The settings a reload replaces.
+pub struct Reload {
+    /// Certificates, key, verifier, proposals, limits, timers. `identity`, `ike_port` and
+    /// `nat_port` must equal the running ones.
+    pub common: CommonConfig,
+    /// The server's own settings; `None` for a client.
+    pub responder: Option<ResponderReload>,
+}
+
+/// The responder's settings a reload replaces.
+pub struct ResponderReload {
+    /// Which prefixes each client may use (`[[clients]]`, `server.pool`).
+    pub authorizer: Box<dyn Authorizer>,
+    /// COOKIE once this many IKE SAs are half open.
+    pub cookie_threshold: u32,
+    /// At most this many half-open IKE SAs per source address.
+    pub half_open_per_source: u32,
+    /// At most this many half-open IKE SAs in total.
+    pub half_open_total: u32,
+}
+
+/// Why the endpoint refused a reload (it keeps its running settings).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReloadError {
+    /// Something that names the endpoint changed.
+    #[error("{what} changed ({old} -> {new}), which needs a restart")]
+    NeedsRestart {
+        /// What changed.
+        what: &'static str,
+        /// The running value.
+        old: String,
+        /// The new value.
+        new: String,
+    },
+    /// Server settings for a client, or none for a server.
+    #[error("the reload is for the other role")]
+    WrongRole,
+}
+
+impl Endpoint {
+    /// Takes new settings for new IKE SAs (and for the later exchanges of established ones);
+    /// every IKE and CHILD SA stays. On an error nothing changed.
+    pub fn reload(&mut self, reload: Reload) -> Result<(), ReloadError> {
+        let restart = |what: &'static str, old: String, new: String| {
+            Err(ReloadError::NeedsRestart { what, old, new })
+        };
+        let (old, new) = (&self.common, &reload.common);
+        if old.identity != new.identity {
+            return restart(
+                "our identity",
+                old.identity.to_string(),
+                new.identity.to_string(),
+            );
+        }
+        if old.ike_port != new.ike_port {
+            return restart(
+                "the IKE port",
+                old.ike_port.to_string(),
+                new.ike_port.to_string(),
+            );
+        }
+        if old.nat_port != new.nat_port {
+            return restart(
+                "the NAT-T port",
+                old.nat_port.to_string(),
+                new.nat_port.to_string(),
+            );
+        }
+        match (&mut self.role, reload.responder) {
+            (Role::Responder(role), Some(r)) => {
+                role.authorizer = r.authorizer;
+                role.cookie_threshold = r.cookie_threshold;
+                role.half_open_per_source = r.half_open_per_source;
+                role.half_open_total = r.half_open_total;
+            }
+            (Role::Initiator(_), None) => {}
+            _ => return Err(ReloadError::WrongRole),
+        }
+        self.common = reload.common;
+        Ok(())
+    }
+}

@@ -1,0 +1,111 @@
+//! Clean shutdown on SIGTERM (issue 6): the server with two homes connected sends each a
+//! DELETE (each client logs that the peer deleted its IKE SA), its forwarder removes the TUN
+//! device and the routes, no process is left in its namespace and it exits 0; the homes then
+//! stop the same way; and once the lab is dropped no namespace of this test is left.
+
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+use std::time::Duration;
+
+use hometun_integration::ike_lab::{Daemon, Setup, VPS_INNER, has_link, wait_ping};
+use hometun_integration::{Netns, require_root, wait_for};
+
+fn logs(daemons: &[&Daemon]) -> String {
+    daemons
+        .iter()
+        .map(|d| format!("--- {}:\n{}", d.log.display(), d.log_text()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn pids(ns: &Netns) -> Vec<String> {
+    let output = std::process::Command::new("ip")
+        .args(["netns", "pids", ns.name()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+/// Nothing of the tunnel left in `ns`: no TUN device, no route through it, no process.
+fn nothing_left(ns: &Netns, what: &str) {
+    assert!(!has_link(ns, "hometun0"), "{what}: TUN device left");
+    let routes = ns.output("ip", &["-6", "route", "show"]).unwrap();
+    let routes = String::from_utf8_lossy(&routes.stdout);
+    assert!(
+        !routes.contains("hometun0"),
+        "{what}: routes left:\n{routes}"
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || pids(ns).is_empty()),
+        "{what}: processes left: {:?}",
+        pids(ns)
+    );
+}
+
+#[test]
+fn sigterm_deletes_the_sas_and_leaves_nothing() {
+    if !require_root("sigterm_deletes_the_sas_and_leaves_nothing") {
+        return;
+    }
+    let prefix = format!("ht{}-", std::process::id());
+    {
+        let setup = Setup::new(2).unwrap();
+        let lab = &setup.lab;
+        let server = setup.start_server().unwrap();
+        let clients: Vec<Daemon> = (0..2).map(|i| setup.start_client(i).unwrap()).collect();
+        for (i, client) in clients.iter().enumerate() {
+            assert!(
+                wait_ping(&lab.homes[i].ns, VPS_INNER, Duration::from_secs(30)),
+                "home {i} did not come up\n{}",
+                logs(&[&server, client])
+            );
+        }
+        // The server's forwarder runs beside it in its namespace.
+        assert!(pids(&lab.vps.ns).len() >= 2, "{:?}", pids(&lab.vps.ns));
+
+        let server_log = server.log.clone();
+        let status = server.stop().unwrap();
+        assert!(status.success(), "server exit {status}");
+        let text = std::fs::read_to_string(&server_log).unwrap();
+        assert!(
+            text.contains("SIGTERM: deleting the IKE SAs and stopping"),
+            "{text}"
+        );
+        assert!(text.contains("stopped"), "{text}");
+        nothing_left(&lab.vps.ns, "VPS");
+        assert!(
+            !setup.pki.dir.join("state/control.sock").exists(),
+            "control socket left"
+        );
+        for client in &clients {
+            assert!(
+                client.wait_log(
+                    "peer down: vps.example (peer1): deleted by the peer",
+                    Duration::from_secs(10)
+                ),
+                "the server's DELETE did not reach {}\n{}",
+                client.log.display(),
+                client.log_text()
+            );
+        }
+        for (i, client) in clients.into_iter().enumerate() {
+            assert!(client.stop().unwrap().success());
+            nothing_left(&lab.homes[i].ns, &format!("home {i}"));
+        }
+    }
+    // Every namespace of this test is gone with the lab.
+    let list = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    // Other tests of this binary run in parallel in the same process: only ours count, and
+    // this file has one test.
+    assert!(
+        !list.lines().any(|l| l.starts_with(&prefix)),
+        "namespaces left:\n{list}"
+    );
+}
