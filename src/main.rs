@@ -32,6 +32,8 @@ enum Command {
     Pki(hometun_pki::cli::PkiCommand),
     /// Enroll this home online with a one-time token (the key stays here).
     Enroll(hometun_pki::cli::EnrollArgs),
+    /// The whole story in network namespaces: CA, enrollment, tunnel, address change, status.
+    Demo(hometun_demo::DemoArgs),
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -50,6 +52,7 @@ fn main() {
         Command::Ike(command) => hometun_ike::cli::run_ike(command),
         Command::Pki(command) => hometun_pki::cli::run_pki(command),
         Command::Enroll(args) => hometun_pki::cli::run_enroll(args),
+        Command::Demo(args) => hometun_demo::run(&args),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
