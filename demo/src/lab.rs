@@ -21,9 +21,10 @@ extern "C" fn on_stop_signal(signal: libc::c_int) {
     STOP.store(signal, Ordering::SeqCst);
 }
 
-/// From now on SIGINT and SIGTERM do not kill the process: they make the next wait fail.
+/// From now on SIGINT, SIGTERM and SIGHUP (the terminal closed) do not kill the process: they
+/// make the next wait fail.
 pub fn catch_stop_signals() {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: the handler only stores into an atomic, which is async-signal-safe.
         unsafe { libc::signal(signal, on_stop_signal as *const () as libc::sighandler_t) };
     }
@@ -38,6 +39,7 @@ impl std::fmt::Display for Interrupted {
         let name = match self.0 {
             libc::SIGINT => "SIGINT",
             libc::SIGTERM => "SIGTERM",
+            libc::SIGHUP => "SIGHUP",
             _ => "a signal",
         };
         write!(f, "interrupted by {name}")
@@ -102,7 +104,7 @@ pub fn run(command: &mut Command, what: &str) -> anyhow::Result<Output> {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
-        bail!("{what} failed: {}", text.trim());
+        bail!("{what} failed ({}): {}", output.status, one_line(&text));
     }
     Ok(output)
 }
@@ -162,7 +164,8 @@ impl Namespace {
 
 impl Drop for Namespace {
     fn drop(&mut self) {
-        remove_namespace(&self.name);
+        // Whether it went is checked once for all in the clean-up summary.
+        let _ = remove_namespace(&self.name);
     }
 }
 
@@ -179,16 +182,18 @@ fn namespace_pids(name: &str) -> Vec<i32> {
         .unwrap_or_default()
 }
 
-/// Kills what still runs in a namespace and deletes it (its devices and routes go with it).
-fn remove_namespace(name: &str) {
+/// Kills what still runs in a namespace and deletes it (its devices and routes go with it);
+/// whether it was deleted (another demo may have been first).
+fn remove_namespace(name: &str) -> bool {
     for pid in namespace_pids(name) {
         // SAFETY: kill has no memory preconditions; these processes run in our namespace.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
-    let _ = Command::new("ip")
+    Command::new("ip")
         .args(["netns", "del", name])
         .stderr(Stdio::null())
-        .status();
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// The namespaces of this process that exist (after a clean run: none).
@@ -227,8 +232,8 @@ pub fn remove_stale_namespaces() -> Vec<String> {
         if let Some(pid) = pid
             && pid != std::process::id()
             && !Path::new(&format!("/proc/{pid}")).exists()
+            && remove_namespace(&name)
         {
-            remove_namespace(&name);
             removed.push(name);
         }
     }
@@ -254,6 +259,8 @@ impl Daemon {
         check_stop()?;
         let file = std::fs::File::create(log).with_context(|| format!("{}", log.display()))?;
         let child = command
+            // The log is a file (and its tail may be quoted): no colour escapes.
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)
@@ -278,19 +285,30 @@ impl Daemon {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
-    /// Fails (naming the daemon and quoting its last log lines) if it exited.
+    /// Fails (naming the daemon, its exit status and the last line of its log) if it exited.
     pub fn check_running(&mut self) -> anyhow::Result<()> {
-        if self.running() {
-            Ok(())
-        } else {
-            bail!("{} exited:\n{}", self.what, tail(&self.log_text(), 15))
+        let Some(child) = self.child.as_mut() else {
+            bail!("{} was stopped", self.what);
+        };
+        match child.try_wait()? {
+            None => Ok(()),
+            Some(status) => bail!(
+                "{} exited ({status}): {}",
+                self.what,
+                self.log_text()
+                    .lines()
+                    .last()
+                    .unwrap_or("(nothing in its log)")
+            ),
         }
     }
 
-    /// Sends a signal.
-    pub fn signal(&self, signal: i32) {
-        if let Some(child) = &self.child {
-            // SAFETY: kill has no memory preconditions; the pid is our child's.
+    /// Sends a signal, unless it exited (then its pid may be another process's by now).
+    pub fn signal(&mut self, signal: i32) {
+        if let Some(child) = &mut self.child
+            && matches!(child.try_wait(), Ok(None))
+        {
+            // SAFETY: kill has no memory preconditions; the pid is our child's, not yet reaped.
             unsafe { libc::kill(child.id() as i32, signal) };
         }
     }
@@ -300,7 +318,11 @@ impl Daemon {
         let Some(mut child) = self.child.take() else {
             bail!("{} was already stopped", self.what);
         };
-        // SAFETY: kill has no memory preconditions; the pid is our child's.
+        // A child that exited was reaped by try_wait: its pid may be another process's by now.
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        // SAFETY: kill has no memory preconditions; the pid is our child's, not yet reaped.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let mut waited = Duration::ZERO;
         loop {
@@ -323,6 +345,20 @@ impl Drop for Daemon {
         if self.child.is_some() {
             let _ = self.stop();
         }
+    }
+}
+
+/// A command's output on one line, for an error message.
+pub fn one_line(text: &str) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if lines.is_empty() {
+        "no output".to_string()
+    } else {
+        lines.join(" / ")
     }
 }
 

@@ -71,19 +71,25 @@ struct Narrator {
 }
 
 impl Narrator {
+    /// Tells a step of the story (`--panic-after N` counts these).
     fn say(&mut self, who: &str, text: impl AsRef<str>) {
         self.step += 1;
-        println!(
-            "[{:6.2}s] {who:<5} {}",
-            self.started.elapsed().as_secs_f64(),
-            text.as_ref()
-        );
+        self.note(who, text);
         if self.panic_after == Some(self.step) {
             panic!(
                 "--panic-after {}: a deliberate panic, to show the clean-up",
                 self.step
             );
         }
+    }
+
+    /// Tells something that is not a step of the story.
+    fn note(&self, who: &str, text: impl AsRef<str>) {
+        println!(
+            "[{:6.2}s] {who:<5} {}",
+            self.started.elapsed().as_secs_f64(),
+            text.as_ref()
+        );
     }
 }
 
@@ -193,7 +199,7 @@ pub fn run_demo(args: &DemoArgs, program: &Path) -> anyhow::Result<()> {
     );
     let stale = lab::remove_stale_namespaces();
     if !stale.is_empty() {
-        say.say(
+        say.note(
             "setup",
             format!(
                 "removed namespaces of an earlier demo that was killed: {}",
@@ -228,7 +234,7 @@ pub fn run_demo(args: &DemoArgs, program: &Path) -> anyhow::Result<()> {
         }
     }
     let summary = lab.remove();
-    say.say("done", format!("cleaned up: {summary}"));
+    say.note("done", format!("cleaned up: {summary}"));
     result
 }
 
@@ -337,7 +343,7 @@ fn story(lab: &mut Lab, say: &mut Narrator, args: &DemoArgs, program: &Path) -> 
     say.say(
         "home",
         format!(
-            "hometun client: tunnel up in {:.2} s ({}, {outer}); IKE SA {}",
+            "hometun client: tunnel up in {:.2} s ({}, {outer}); the server sees the home at {}",
             up.as_secs_f64(),
             peer["ike_proposal"].as_str().unwrap_or("?"),
             peer["remote"].as_str().unwrap_or("?"),
