@@ -1,12 +1,18 @@
 #!/bin/bash
 # Installs what the tests, the benchmarks and the demo need on a fresh Debian 12 machine (as root).
+# With --demo only what building hometun and running `hometun demo` need (scripts/demo.sh).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
+demo_only=false
+[ "${1:-}" = "--demo" ] && demo_only=true
 packages=(
   iproute2 iputils-ping nftables iperf3 openssl tcpdump tshark python3-scapy python3-cryptography
   strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins
   wireguard-tools strongswan-pki
 )
+if $demo_only; then
+  packages=(iproute2 iputils-ping procps gcc libc6-dev)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -15,6 +21,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update
   apt-get install -y --no-install-recommends "${missing[@]}"
 fi
+$demo_only && exit 0
 # The Rust nightly toolchain and cargo-fuzz run the fuzz smoke tests.
 if ! rustup toolchain list | grep -q nightly; then
   rustup toolchain install nightly --profile minimal
