@@ -259,6 +259,11 @@ pub struct ServerSection {
     /// Serve Prometheus metrics on this local address (off unless set).
     #[serde(default)]
     pub metrics: Option<SocketAddr>,
+    /// The control socket of an already running `hometun forwarder --control PATH --accept-moves`
+    /// to use (e.g. one systemd started with only CAP_NET_ADMIN and CAP_NET_RAW). Unset: the
+    /// daemon starts its own forwarder as a child process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarder_socket: Option<PathBuf>,
 }
 
 impl ServerSection {
@@ -284,6 +289,7 @@ impl ServerSection {
             state_dir: default_state_dir(),
             control_socket: default_control_socket(),
             metrics: None,
+            forwarder_socket: None,
         }
     }
 }
@@ -386,6 +392,11 @@ pub struct ClientSection {
     /// Serve Prometheus metrics on this local address (off unless set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<SocketAddr>,
+    /// The control socket of an already running `hometun forwarder --control PATH` to use
+    /// (started with `--follow-local-address` unless `client.local` is set). Unset: the daemon
+    /// starts its own forwarder as a child process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarder_socket: Option<PathBuf>,
 }
 
 impl ClientSection {
@@ -414,6 +425,7 @@ impl ClientSection {
             state_dir: default_state_dir(),
             control_socket: default_control_socket(),
             metrics: None,
+            forwarder_socket: None,
         }
     }
 }
@@ -450,6 +462,9 @@ impl ServerConfig {
             *p = base.join(&*p);
         }
         s.control_socket = base.join(&s.control_socket);
+        if let Some(socket) = &mut s.forwarder_socket {
+            *socket = base.join(&*socket);
+        }
         if let Some(crl) = &mut s.crl {
             *crl = base.join(&*crl);
         }
@@ -559,6 +574,9 @@ impl ClientConfig {
             *p = base.join(&*p);
         }
         c.control_socket = base.join(&c.control_socket);
+        if let Some(socket) = &mut c.forwarder_socket {
+            *socket = base.join(&*socket);
+        }
         Ok(config)
     }
 

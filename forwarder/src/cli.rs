@@ -16,7 +16,8 @@ use crate::static_config::StaticConfig;
 /// Arguments of `hometun forwarder`.
 #[derive(Debug, clap::Args)]
 pub struct ForwarderArgs {
-    /// Unix socket to listen on for the SA channel (the IKE daemon, `hometun status`).
+    /// Unix socket to listen on for the SA channel (the IKE daemon, `hometun status`); the
+    /// forwarder stops when the controller that configured the interface disconnects.
     #[arg(long, value_name = "PATH", required_unless_present = "control_fd")]
     pub control: Option<PathBuf>,
     /// An already connected SA-channel socket inherited from a parent daemon (e.g. one end of a

@@ -25,7 +25,8 @@ pub enum StopReason {
     Requested,
     /// SIGTERM or SIGINT.
     Signal,
-    /// The pre-connected controller (`--control-fd`) closed its end.
+    /// The pre-connected controller (`--control-fd`), or the one that configured the
+    /// interface over the control socket (an IKE daemon's `forwarder_socket`), closed its end.
     ControllerGone,
 }
 
@@ -147,12 +148,14 @@ fn spawn_connection<P: Platform + 'static>(
     let spawned = std::thread::Builder::new()
         .name("control-conn".into())
         .spawn(move || {
-            serve_connection(stream, &connection, &handler, &stop);
+            let configured_here = serve_connection(stream, &connection, &handler, &stop);
             connections
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .retain(|c| !Arc::ptr_eq(c, &connection));
-            if stop_when_closed {
+            // The controller that set the interface up owns it: the SAs it installed mean
+            // nothing without it, and its successor must find a fresh forwarder.
+            if stop_when_closed || configured_here {
                 let _ = stop.send(StopReason::ControllerGone);
             }
         });
@@ -161,20 +164,22 @@ fn spawn_connection<P: Platform + 'static>(
     }
 }
 
+/// Serves one connection until it closes; returns whether it configured the interface.
 fn serve_connection<P: Platform>(
     mut stream: UnixStream,
     connection: &Connection,
     handler: &Mutex<ControlHandler<P>>,
     stop: &Sender<StopReason>,
-) {
+) -> bool {
     let mut decoder = FrameDecoder::new();
     let mut buffer = vec![0u8; 64 * 1024];
+    let mut configured_here = false;
     loop {
         let n = match stream.read(&mut buffer) {
-            Ok(0) => return,
+            Ok(0) => return configured_here,
             Ok(n) => n,
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => return,
+            Err(_) => return configured_here,
         };
         decoder.push(&buffer[..n]);
         loop {
@@ -184,13 +189,16 @@ fn serve_connection<P: Platform>(
                 Err(error) => {
                     // The length prefix is garbage: the stream cannot be resynchronised.
                     let _ = connection.send(&refusal(0, &error));
-                    return;
+                    return configured_here;
                 }
             };
             let reply = match decode_frame::<Envelope>(&body) {
                 Ok(envelope) => {
+                    let configure =
+                        matches!(envelope.request, hometun_control::Request::Configure(_));
                     let mut handler = handler.lock().unwrap_or_else(|e| e.into_inner());
                     let result = handler.handle(envelope.request);
+                    configured_here |= configure && result.is_ok();
                     if let Err(error) = &result {
                         tracing::warn!("control request {} refused: {error}", envelope.id);
                     }
@@ -203,7 +211,7 @@ fn serve_connection<P: Platform>(
                     if stopping {
                         let _ = connection.send(&reply);
                         let _ = stop.send(StopReason::Requested);
-                        return;
+                        return false;
                     }
                     reply
                 }
@@ -213,7 +221,7 @@ fn serve_connection<P: Platform>(
                 }
             };
             if connection.send(&reply).is_err() {
-                return;
+                return configured_here;
             }
         }
     }
@@ -432,6 +440,29 @@ mod tests {
 
     fn sad_sender(sad: &crate::sad::Sad) -> Sender<Event> {
         sad.events()
+    }
+
+    #[test]
+    fn the_controller_that_configured_the_interface_owns_it() {
+        let (server, a, b) = server();
+        let mut a = ControlClient::from_stream(a);
+        let mut b = ControlClient::from_stream(b);
+        // A controller that only looks (status, counters) comes and goes freely.
+        b.request(Request::GetCounters).unwrap().0.unwrap();
+        a.request(Request::GetCounters).unwrap().0.unwrap();
+        drop(b);
+        while server.connections.lock().unwrap().len() > 1 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            server.stop_rx.try_recv().is_err(),
+            "a mere observer stopped it"
+        );
+        let (result, _) = a.request(Request::Configure(interface())).unwrap();
+        assert_eq!(result, Ok(Response::Ok));
+        drop(a);
+        assert_eq!(server.wait(), StopReason::ControllerGone);
+        assert!(server.handler().lock().unwrap().platform().shut_down);
     }
 
     #[test]

@@ -8,6 +8,10 @@ pub struct ServerArgs {
     /// The server's configuration file.
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
+    /// Do not run: read the configuration and the files it names, print "FILE: ok" or the
+    /// one-line error, exit.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// Arguments of `hometun client`.
@@ -16,6 +20,10 @@ pub struct ClientArgs {
     /// The client's configuration file.
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
+    /// Do not run: read the configuration and the files it names, print "FILE: ok" or the
+    /// one-line error, exit.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// Arguments of `hometun status`.
@@ -69,13 +77,23 @@ pub struct ProbeArgs {
     pub addr: String,
 }
 
-/// Runs `hometun server`.
+/// Runs `hometun server` (or checks its configuration).
 pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
+    if args.check {
+        crate::daemon::check_server(&args.config)?;
+        println!("{}: ok", args.config.display());
+        return Ok(());
+    }
     crate::daemon::run_server(&args.config)
 }
 
-/// Runs `hometun client`.
+/// Runs `hometun client` (or checks its configuration).
 pub fn run_client(args: ClientArgs) -> anyhow::Result<()> {
+    if args.check {
+        crate::daemon::check_client(&args.config)?;
+        println!("{}: ok", args.config.display());
+        return Ok(());
+    }
     crate::daemon::run_client(&args.config)
 }
 

@@ -23,7 +23,7 @@ use ipnet::Ipv6Net;
 
 use crate::crypto::credentials::certificates_from_pem;
 use crate::crypto::{CertificateVerifier, PeerIdentity, PrivateKey};
-use crate::driver::{self, DriverConfig, Role};
+use crate::driver::{self, DriverConfig, ForwarderSource, Role};
 use crate::endpoint::{CommonConfig, InitiatorConfig, ResponderConfig};
 use crate::proposal::{EspProposal, IkeProposal};
 use reload::ConfigReloader;
@@ -147,8 +147,17 @@ fn interface(
     }
 }
 
-fn forwarder_program() -> anyhow::Result<PathBuf> {
-    std::env::current_exe().context("finding our own binary to start the forwarder")
+/// The forwarder at `socket` (a `forwarder_socket` key) if set, else our own binary as a child
+/// with `args`.
+fn forwarder_source(socket: Option<&Path>, args: Vec<String>) -> anyhow::Result<ForwarderSource> {
+    Ok(match socket {
+        Some(path) => ForwarderSource::Connect(path.to_path_buf()),
+        None => ForwarderSource::Spawn {
+            program: std::env::current_exe()
+                .context("finding our own binary to start the forwarder")?,
+            args,
+        },
+    })
 }
 
 fn create_state_dir(dir: &Path) -> anyhow::Result<()> {
@@ -182,10 +191,9 @@ pub fn prepare_server(config_path: &Path) -> anyhow::Result<(DriverConfig, Respo
         local_addr: s.listen,
         nat_port: s.nat_port,
         interface: interface(&config.tunnel, None, Some(s.listen), s.nat_port),
-        forwarder_program: forwarder_program()?,
         // A client's outer address may change (DESIGN.md "The override Neighbor
         // Advertisement"): the forwarder checks its override NA and probes the new address.
-        forwarder_args: vec!["--accept-moves".into()],
+        forwarder: forwarder_source(s.forwarder_socket.as_deref(), vec!["--accept-moves".into()])?,
         control_socket: s.control_socket.clone(),
         metrics: s.metrics,
         reloader: Some(ConfigReloader::server(config_path, config.clone())),
@@ -205,6 +213,30 @@ pub fn run_server(config_path: &Path) -> anyhow::Result<()> {
         }
         driver::run(driver, Role::Responder(responder)).await
     })
+}
+
+/// `hometun server --check`: reads the config and the files it names (certificate, key, CA,
+/// CRL, the enrollment CA directory) as start-up would, touching neither network nor disk.
+pub fn check_server(config_path: &Path) -> anyhow::Result<()> {
+    let config = ServerConfig::load(config_path)?;
+    reload::server_settings(&config, config_path)?;
+    if let Some(enroll) = &config.enroll {
+        hometun_pki::enroll::server::EnrollmentServer::new(&enroll.pki_dir).with_context(|| {
+            format!(
+                "{}: enroll.pki_dir {}",
+                config_path.display(),
+                enroll.pki_dir.display()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// `hometun client --check`: reads the config and the files it names as start-up would.
+pub fn check_client(config_path: &Path) -> anyhow::Result<()> {
+    let config = ClientConfig::load(config_path)?;
+    reload::client_settings(&config, config_path)?;
+    Ok(())
 }
 
 /// Our outer address: the one configured, else the source address of the route to `server`
@@ -266,8 +298,10 @@ pub fn prepare_client(config_path: &Path) -> anyhow::Result<(DriverConfig, Initi
         local_addr,
         nat_port: c.nat_port,
         interface: interface(&config.tunnel, Some(tunnel_address), c.local, c.nat_port),
-        forwarder_program: forwarder_program()?,
-        forwarder_args: client_forwarder_args(c.local, config.tunnel_address()),
+        forwarder: forwarder_source(
+            c.forwarder_socket.as_deref(),
+            client_forwarder_args(c.local, config.tunnel_address()),
+        )?,
         control_socket: c.control_socket.clone(),
         metrics: c.metrics,
         reloader: Some(ConfigReloader::client(config_path, config.clone())),

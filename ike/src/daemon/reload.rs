@@ -89,7 +89,7 @@ pub fn client_settings(config: &ClientConfig, config_path: &Path) -> anyhow::Res
 }
 
 /// Keys a server cannot change without a restart (dotted paths; a table name covers its keys).
-const SERVER_RESTART_KEYS: [&str; 9] = [
+const SERVER_RESTART_KEYS: [&str; 10] = [
     "server.name",
     "server.listen",
     "server.ike_port",
@@ -97,12 +97,13 @@ const SERVER_RESTART_KEYS: [&str; 9] = [
     "server.state_dir",
     "server.control_socket",
     "server.metrics",
+    "server.forwarder_socket",
     "tunnel",
     "enroll",
 ];
 
 /// Keys a client cannot change without a restart.
-const CLIENT_RESTART_KEYS: [&str; 12] = [
+const CLIENT_RESTART_KEYS: [&str; 13] = [
     "client.name",
     "client.server",
     "client.server_name",
@@ -114,6 +115,7 @@ const CLIENT_RESTART_KEYS: [&str; 12] = [
     "client.state_dir",
     "client.control_socket",
     "client.metrics",
+    "client.forwarder_socket",
     "tunnel",
 ];
 

@@ -1,8 +1,8 @@
 //! The tokio driver: one task that owns the sans-IO [`Endpoint`] and connects it to the world.
 //!
-//! It holds the UDP socket on the IKE port (500), the forwarder child process (which owns the
-//! TUN device and the NAT-T port 4500, and relays IKE messages that arrive there), the status
-//! socket, the signals and the clock. Each input goes into the endpoint through a `handle_*`
+//! It holds the UDP socket on the IKE port (500), the forwarder (a child process, or one
+//! already running at `forwarder_socket`; it owns the TUN device and the NAT-T port 4500, and
+//! relays IKE messages that arrive there), the status socket, the signals and the clock. Each input goes into the endpoint through a `handle_*`
 //! call; after each, everything the endpoint queued is carried out in order: IKE messages are
 //! sent (from port 4500 through the forwarder, otherwise from our socket) and forwarder requests
 //! are sent and awaited.
@@ -17,6 +17,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use hometun_control::{Event, InterfaceConfig, Request, Response};
 use tokio::net::UdpSocket;
+use tokio::process::Child;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
@@ -58,16 +59,77 @@ pub struct DriverConfig {
     pub nat_port: u16,
     /// The forwarder's interface: TUN, addresses, sockets, routes.
     pub interface: InterfaceConfig,
-    /// The program to start as `PROGRAM forwarder --control-fd N` (normally our own binary).
-    pub forwarder_program: PathBuf,
-    /// Extra arguments for it.
-    pub forwarder_args: Vec<String>,
+    /// Where the forwarder comes from: a child we start, or one already running.
+    pub forwarder: ForwarderSource,
     /// The status socket.
     pub control_socket: PathBuf,
     /// Where to serve Prometheus metrics (`server.metrics` / `client.metrics`), if anywhere.
     pub metrics: Option<SocketAddr>,
     /// Reads the configuration again on SIGHUP (none: SIGHUP is logged and ignored).
     pub reloader: Option<ConfigReloader>,
+}
+
+/// Where the daemon's forwarder comes from.
+#[derive(Debug, Clone)]
+pub enum ForwarderSource {
+    /// Start `PROGRAM forwarder --control-fd N ARGS...` as a child joined by a socketpair
+    /// (normally our own binary).
+    Spawn {
+        /// The program.
+        program: PathBuf,
+        /// Extra arguments (the roaming flags).
+        args: Vec<String>,
+    },
+    /// Connect to a running `hometun forwarder --control PATH` (`forwarder_socket` in the
+    /// config), e.g. one systemd started with only CAP_NET_ADMIN and CAP_NET_RAW. Whoever started
+    /// it gave it the roaming flags; it stops when this connection closes.
+    Connect(PathBuf),
+}
+
+/// How long a daemon waits for a forwarder's control socket to appear or accept (a forwarder
+/// started by systemd at the same moment binds it a few milliseconds later).
+const CONNECT_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Starts or connects to the forwarder. The child is `None` for a forwarder we did not start.
+async fn open_forwarder(
+    source: &ForwarderSource,
+) -> anyhow::Result<(ForwarderLink, mpsc::Receiver<Event>, Option<Child>)> {
+    match source {
+        ForwarderSource::Spawn { program, args } => {
+            let (link, events, child) = ForwarderLink::spawn(program, args)
+                .with_context(|| format!("starting {} forwarder", program.display()))?;
+            Ok((link, events, Some(child)))
+        }
+        ForwarderSource::Connect(path) => {
+            let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
+            loop {
+                match ForwarderLink::connect(path).await {
+                    Ok((link, events)) => return Ok((link, events, None)),
+                    Err(error)
+                        if matches!(
+                            error.kind(),
+                            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                        ) && tokio::time::Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(error) => bail!(
+                        "forwarder_socket {}: {error} (is `hometun forwarder --control {}` running?)",
+                        path.display(),
+                        path.display()
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// Waits for the forwarder child to exit; never returns for a forwarder we did not start.
+async fn child_exit(child: &mut Option<Child>) -> std::io::Result<std::process::ExitStatus> {
+    match child {
+        Some(child) => child.wait().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Runs a daemon until SIGTERM or SIGINT (then it deletes its IKE SAs, stops the forwarder and
@@ -87,27 +149,30 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
 
-    let (link, events, mut child) =
-        ForwarderLink::spawn(&config.forwarder_program, &config.forwarder_args).with_context(
-            || format!("starting {} forwarder", config.forwarder_program.display()),
-        )?;
+    let (link, events, mut child) = open_forwarder(&config.forwarder).await?;
     match link
         .request(Request::Configure(config.interface.clone()))
         .await
     {
         Ok(_) => {}
         Err(error) => {
-            let _ = child.kill().await;
+            if let Some(child) = child.as_mut() {
+                let _ = child.kill().await;
+            }
             // The error's Display already carries its cause: one line, no repetition.
             bail!("forwarder: setting up the tunnel interface: {error}");
         }
     }
+    let forwarder = match (&child, &config.forwarder) {
+        (_, ForwarderSource::Connect(path)) => format!("forwarder at {}", path.display()),
+        (Some(child), _) => format!("forwarder pid {}", child.id().unwrap_or(0)),
+        (None, _) => "forwarder".to_string(),
+    };
     tracing::info!(
-        "{} {}: IKE on {}, forwarder pid {} with {} (mtu {})",
+        "{} {}: IKE on {}, {forwarder} with {} (mtu {})",
         config.role_name,
         config.identity,
         udp.local_addr()?,
-        child.id().unwrap_or(0),
         config.interface.tun_name,
         config.interface.mtu
     );
@@ -139,9 +204,12 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
             Ok(())
         }
         Err(error) => {
-            // Whatever failed, leave no forwarder (and so no TUN or route) behind.
-            let _ = driver.child.start_kill();
-            let _ = tokio::time::timeout(SHUTDOWN_GRACE, driver.child.wait()).await;
+            // Whatever failed, leave no forwarder (and so no TUN or route) behind. A forwarder
+            // we did not start stops when our end of the channel closes.
+            if let Some(child) = driver.child.as_mut() {
+                let _ = child.start_kill();
+                let _ = tokio::time::timeout(SHUTDOWN_GRACE, child.wait()).await;
+            }
             Err(error)
         }
     }
@@ -163,8 +231,8 @@ enum Wake {
 struct Driver {
     endpoint: Endpoint,
     link: ForwarderLink,
-    /// The forwarder process.
-    child: tokio::process::Child,
+    /// The forwarder process, if we started it.
+    child: Option<Child>,
     events: mpsc::Receiver<Event>,
     events_open: bool,
     /// Events that arrived while a forwarder request was awaited.
@@ -221,7 +289,7 @@ impl Driver {
                 _ = sigterm.recv() => Wake::Stop("SIGTERM"),
                 _ = sigint.recv() => Wake::Stop("SIGINT"),
                 _ = sighup.recv() => Wake::Reload,
-                status = self.child.wait() => Wake::ForwarderExited(status),
+                status = child_exit(&mut self.child) => Wake::ForwarderExited(status),
             };
             match wake {
                 Wake::Datagram(n, from) => {
@@ -445,7 +513,10 @@ impl Driver {
     /// The SA channel closed: most likely the forwarder died; say how, if it tells us within
     /// a moment.
     async fn forwarder_gone(&mut self) -> anyhow::Error {
-        match tokio::time::timeout(Duration::from_secs(1), self.child.wait()).await {
+        if self.child.is_none() {
+            return forwarder_gone(None);
+        }
+        match tokio::time::timeout(Duration::from_secs(1), child_exit(&mut self.child)).await {
             Ok(status) => forwarder_gone(Some(status)),
             Err(_) => forwarder_gone(None),
         }
@@ -463,13 +534,18 @@ impl Driver {
             Ok(Err(error)) => tracing::warn!("forwarder shutdown: {error}"),
             Err(_) => tracing::warn!("forwarder did not answer the shutdown request"),
         }
-        match tokio::time::timeout(SHUTDOWN_GRACE, self.child.wait()).await {
+        let Some(child) = self.child.as_mut() else {
+            // Not ours to wait for: it stops on the shutdown request.
+            tracing::info!("stopped");
+            return;
+        };
+        match tokio::time::timeout(SHUTDOWN_GRACE, child.wait()).await {
             Ok(Ok(status)) if status.success() => tracing::info!("stopped"),
             Ok(Ok(status)) => tracing::warn!("forwarder exited with {status}"),
             Ok(Err(error)) => tracing::warn!("waiting for the forwarder: {error}"),
             Err(_) => {
                 tracing::warn!("forwarder did not stop within {SHUTDOWN_GRACE:?}; killing it");
-                let _ = self.child.kill().await;
+                let _ = child.kill().await;
             }
         }
     }
