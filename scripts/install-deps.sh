@@ -8,7 +8,7 @@ demo_only=false
 packages=(
   iproute2 iputils-ping nftables iperf3 openssl tcpdump tshark python3-scapy python3-cryptography
   strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins
-  wireguard-tools strongswan-pki util-linux
+  wireguard-tools strongswan-pki util-linux systemd
 )
 if $demo_only; then
   packages=(iproute2 iputils-ping procps gcc libc6-dev)

@@ -1,6 +1,10 @@
 //! The `hometun` command: clap wiring only; the work happens in the crates.
 
-use clap::{CommandFactory, Parser, Subcommand};
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod manual;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// hometun: a static IPv6 address or prefix for a home with a dynamic IPv4 address, through an
 /// IPsec ESP tunnel (IPv6 in IPv4) keyed by IKEv2, that survives changes of the home address.
@@ -41,8 +45,13 @@ enum Command {
     },
 }
 
+/// The `hometun` command with its manual pages.
+fn command() -> clap::Command {
+    manual::with_manual(Cli::command())
+}
+
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Server(args) => hometun_ike::cli::run_server(args),
@@ -54,12 +63,7 @@ fn main() {
         Command::Enroll(args) => hometun_pki::cli::run_enroll(args),
         Command::Demo(args) => hometun_demo::run(&args),
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "hometun",
-                &mut std::io::stdout(),
-            );
+            clap_complete::generate(shell, &mut command(), "hometun", &mut std::io::stdout());
             Ok(())
         }
     };
@@ -84,4 +88,267 @@ fn init_logging(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every visible command below `command`, with its path ("" for `hometun` itself).
+    fn walk(command: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {
+        out.push((path.to_string(), command.clone()));
+        for sub in command.get_subcommands() {
+            if sub.is_hide_set() || sub.get_name() == "help" {
+                continue;
+            }
+            let sub_path = format!("{path} {}", sub.get_name());
+            walk(sub, sub_path.trim(), out);
+        }
+    }
+
+    fn all_commands() -> Vec<(String, clap::Command)> {
+        let mut command = command();
+        command.build();
+        let mut out = Vec::new();
+        walk(&command, "", &mut out);
+        out
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_has_a_manual_page_with_examples() {
+        let commands = all_commands();
+        assert!(commands.len() > 20, "{} commands", commands.len());
+        for (path, mut command) in commands {
+            let about = command.get_long_about().map(|s| s.to_string());
+            let about = about.unwrap_or_else(|| panic!("`hometun {path}` has no long_about"));
+            assert!(
+                about.contains("Exit status"),
+                "`hometun {path}`: no exit status"
+            );
+            let help = command.render_long_help().to_string();
+            assert!(
+                help.contains("EXAMPLES:\n  "),
+                "`hometun {path} --help` has no EXAMPLES section:\n{help}"
+            );
+            // The examples run the command itself.
+            let examples = help.split("EXAMPLES:").nth(1).unwrap();
+            assert!(
+                examples.contains(format!("hometun {path}").trim()),
+                "`hometun {path}`: no example runs it:{examples}"
+            );
+        }
+    }
+
+    #[test]
+    fn completions_name_every_command() {
+        for shell in ["bash", "zsh", "fish"] {
+            let shell: clap_complete::Shell = shell.parse().unwrap();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command(), "hometun", &mut script);
+            let script = String::from_utf8(script).unwrap();
+            for (path, _) in all_commands() {
+                let words: Vec<&str> = path.split_whitespace().collect();
+                let Some((leaf, parents)) = words.split_last() else {
+                    continue;
+                };
+                // How each generator spells "LEAF is a subcommand of PARENTS".
+                let spelled = match shell {
+                    clap_complete::Shell::Bash => {
+                        let parent: String =
+                            parents.iter().map(|p| format!("__subcmd__{p}")).collect();
+                        format!("hometun{parent},{leaf})")
+                    }
+                    clap_complete::Shell::Zsh => format!("'{leaf}:"),
+                    _ => format!("-a \"{leaf}\""),
+                };
+                assert!(
+                    script.contains(&spelled),
+                    "{shell} completions lack `{path}` ({spelled})"
+                );
+            }
+            for flag in ["config", "check", "control", "accept-moves", "dir"] {
+                let spelled = match shell {
+                    clap_complete::Shell::Fish => format!("-l {flag}"),
+                    _ => format!("--{flag}"),
+                };
+                assert!(
+                    script.contains(&spelled),
+                    "{shell} completions lack --{flag}"
+                );
+            }
+        }
+    }
+
+    /// examples/systemd/*.service: file name -> (key, value) lines.
+    fn units() -> Vec<(String, Vec<(String, String)>)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/systemd");
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "service") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let settings = text
+                .lines()
+                .filter(|l| !l.starts_with('#') && !l.starts_with('['))
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            found.push((
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                settings,
+            ));
+        }
+        found.sort();
+        found
+    }
+
+    fn setting<'a>(settings: &'a [(String, String)], key: &str) -> Vec<&'a str> {
+        settings
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// Parses a unit's command line with the real `hometun` command (nothing runs).
+    fn parse(unit: &str, line: &str) -> Cli {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words[0], "/usr/bin/hometun", "{unit}");
+        let matches = command()
+            .try_get_matches_from(&words)
+            .unwrap_or_else(|e| panic!("{unit}: {line}: {e}"));
+        Cli::from_arg_matches(&matches).unwrap()
+    }
+
+    #[test]
+    fn systemd_units_match_the_command_line_and_the_sample_configs() {
+        let units = units();
+        let names: Vec<&str> = units.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "hometun-client-forwarder.service",
+                "hometun-client.service",
+                "hometun-server-forwarder.service",
+                "hometun-server.service",
+            ]
+        );
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let server = hometun_config::ServerConfig::load(&root.join("examples/config/server.toml"))
+            .unwrap()
+            .server;
+        let client = hometun_config::ClientConfig::load(&root.join("examples/config/client.toml"))
+            .unwrap()
+            .client;
+        for (role, socket, state_dir, control_socket) in [
+            (
+                "server",
+                &server.forwarder_socket,
+                &server.state_dir,
+                &server.control_socket,
+            ),
+            (
+                "client",
+                &client.forwarder_socket,
+                &client.state_dir,
+                &client.control_socket,
+            ),
+        ] {
+            let daemon = &units
+                .iter()
+                .find(|(n, _)| *n == format!("hometun-{role}.service"))
+                .unwrap()
+                .1;
+            let forwarder_unit = format!("hometun-{role}-forwarder.service");
+            let forwarder = &units.iter().find(|(n, _)| *n == forwarder_unit).unwrap().1;
+
+            // The daemon: its config, checked first; only CAP_NET_BIND_SERVICE (UDP 500);
+            // after and bound to its forwarder; SIGHUP reloads.
+            let [start] = setting(daemon, "ExecStart")[..] else {
+                panic!("one ExecStart")
+            };
+            match parse(role, start).command {
+                Command::Server(args) if role == "server" => {
+                    assert_eq!(
+                        args.config,
+                        std::path::Path::new("/etc/hometun/server.toml")
+                    );
+                    assert!(!args.check);
+                }
+                Command::Client(args) if role == "client" => {
+                    assert_eq!(
+                        args.config,
+                        std::path::Path::new("/etc/hometun/client.toml")
+                    );
+                    assert!(!args.check);
+                }
+                other => panic!("hometun-{role}.service runs {other:?}"),
+            }
+            let [pre] = setting(daemon, "ExecStartPre")[..] else {
+                panic!("one ExecStartPre")
+            };
+            assert_eq!(pre, format!("{start} --check"));
+            parse(role, pre);
+            assert_eq!(setting(daemon, "ExecReload"), ["/bin/kill -HUP $MAINPID"]);
+            for key in ["CapabilityBoundingSet", "AmbientCapabilities"] {
+                assert_eq!(
+                    setting(daemon, key),
+                    ["CAP_NET_BIND_SERVICE"],
+                    "{role} {key}"
+                );
+            }
+            assert_eq!(setting(daemon, "Requires"), [forwarder_unit.as_str()]);
+            assert!(setting(daemon, "After")[0].contains(&forwarder_unit));
+            // The sample config's state and status socket lie where the unit may write.
+            let state = format!("/var/lib/{}", setting(daemon, "StateDirectory")[0]);
+            assert_eq!(*state_dir, std::path::Path::new(&state), "{role}");
+            let run = format!("/run/{}", setting(daemon, "RuntimeDirectory")[0]);
+            assert_eq!(
+                control_socket.parent(),
+                Some(std::path::Path::new(&run)),
+                "{role}"
+            );
+
+            // The forwarder: only CAP_NET_ADMIN and CAP_NET_RAW, the roaming flags the daemon
+            // gives its own child, its socket where the sample config looks for it.
+            for key in ["CapabilityBoundingSet", "AmbientCapabilities"] {
+                assert_eq!(
+                    setting(forwarder, key),
+                    ["CAP_NET_ADMIN CAP_NET_RAW"],
+                    "{role} {key}"
+                );
+            }
+            assert_eq!(setting(forwarder, "NoNewPrivileges"), ["yes"]);
+            assert_eq!(setting(forwarder, "ProtectSystem"), ["strict"]);
+            assert_eq!(
+                setting(forwarder, "PartOf"),
+                [format!("hometun-{role}.service")]
+            );
+            let [start] = setting(forwarder, "ExecStart")[..] else {
+                panic!("one ExecStart")
+            };
+            let Command::Forwarder(args) = parse(&forwarder_unit, start).command else {
+                panic!("{forwarder_unit} does not run the forwarder");
+            };
+            let roaming = (args.accept_moves, args.follow_local_address);
+            assert_eq!(
+                roaming,
+                (role == "server", role == "client"),
+                "{forwarder_unit}"
+            );
+            assert_eq!(args.control.as_ref(), socket.as_ref(), "{forwarder_unit}");
+            let run = format!("/run/{}", setting(forwarder, "RuntimeDirectory")[0]);
+            assert_eq!(
+                args.control.as_deref().and_then(std::path::Path::parent),
+                Some(std::path::Path::new(&run))
+            );
+        }
+    }
 }
