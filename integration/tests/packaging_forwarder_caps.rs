@@ -9,14 +9,16 @@
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hometun_integration::ike_lab::{
-    Daemon, HOME_INNER, OuterCounters, Setup, VPS_INNER, edit_server, has_link, hometun, ping6,
-    wait_ping,
+    Daemon, HOME_INNER, OuterCounters, Setup, VPS_INNER, edit_client, edit_server, has_link,
+    hometun, ping6, wait_ping,
 };
-use hometun_integration::{Guarded, hometun_bin, require_root, wait_for};
+use hometun_integration::roaming_ike_lab::{IkeRoamingLab, wait_status};
+use hometun_integration::roaming_lab::Path4;
+use hometun_integration::{Guarded, Netns, hometun_bin, require_root, wait_for};
 
 /// CAP_NET_ADMIN (12) and CAP_NET_RAW (13).
 const NET_ADMIN_AND_RAW: u64 = (1 << 12) | (1 << 13);
@@ -48,6 +50,69 @@ fn capability_set(pid: u32, field: &str) -> u64 {
     u64::from_str_radix(&status_field(pid, field), 16).unwrap()
 }
 
+/// The directory a forwarder unit's RuntimeDirectory= makes: `run/NAME`, owned by its user
+/// (nobody here). Returns the control socket path in it.
+fn runtime_socket(run: &Path, name: &str) -> PathBuf {
+    std::fs::set_permissions(run, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = run.join(name);
+    std::fs::create_dir(&dir).unwrap();
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+    dir.join("control.sock")
+}
+
+/// `hometun forwarder --control SOCKET FLAGS...` in `ns` as the unit runs it: user nobody,
+/// CAP_NET_ADMIN and CAP_NET_RAW only; waits until it listens.
+fn start_unit_forwarder(ns: &Netns, socket: &Path, flags: &[&str], log: &Path) -> Guarded {
+    let mut command = ns.command(Path::new("setpriv"));
+    command
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "--inh-caps=-all,+net_admin,+net_raw",
+            "--ambient-caps=-all,+net_admin,+net_raw",
+            "--bounding-set=-all,+net_admin,+net_raw",
+            "--no-new-privs",
+        ])
+        .arg(hometun_bin().unwrap())
+        .args(["forwarder", "--control"])
+        .arg(socket)
+        .args(flags);
+    let forwarder = Guarded::spawn(command, "hometun forwarder as nobody", log).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || socket.exists()),
+        "the forwarder did not bind its socket:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+    // `ip netns exec` and setpriv exec in place: the child's pid is the forwarder's.
+    let pid = forwarder.id();
+    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(cmdline.contains("forwarder\0--control"), "{cmdline:?}");
+    forwarder
+}
+
+/// The forwarder runs as nobody with exactly CAP_NET_ADMIN and CAP_NET_RAW, no new privileges.
+fn assert_only_net_admin_and_raw(pid: u32) {
+    for set in ["CapEff", "CapPrm", "CapBnd", "CapAmb"] {
+        assert_eq!(
+            capability_set(pid, set),
+            NET_ADMIN_AND_RAW,
+            "{set} of the forwarder: {}",
+            status_field(pid, set)
+        );
+    }
+    assert_eq!(status_field(pid, "NoNewPrivs"), "1");
+    let uids: Vec<String> = status_field(pid, "Uid")
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert_eq!(uids, ["65534"; 4]);
+    eprintln!(
+        "forwarder pid {pid}: uid 65534, CapEff {} (CAP_NET_ADMIN, CAP_NET_RAW)",
+        status_field(pid, "CapEff")
+    );
+}
+
 #[test]
 fn server_uses_a_separate_forwarder_holding_only_net_admin_and_net_raw() {
     if !require_root("server_uses_a_separate_forwarder_holding_only_net_admin_and_net_raw") {
@@ -57,13 +122,8 @@ fn server_uses_a_separate_forwarder_holding_only_net_admin_and_net_raw() {
     let lab = &setup.lab;
     let server_toml = setup.server_toml.to_str().unwrap().to_string();
 
-    // The socket's directory belongs to nobody, as RuntimeDirectory= makes it for User=.
     let run = tempfile::Builder::new().prefix("htpkg").tempdir().unwrap();
-    std::fs::set_permissions(run.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let dir = run.path().join("hometun-server-forwarder");
-    std::fs::create_dir(&dir).unwrap();
-    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
-    let socket = dir.join("control.sock");
+    let socket = runtime_socket(run.path(), "hometun-server-forwarder");
     edit_server(&setup.server_toml, |c| {
         c.server.forwarder_socket = Some(socket.clone())
     })
@@ -115,31 +175,8 @@ fn server_uses_a_separate_forwarder_holding_only_net_admin_and_net_raw() {
 
     // The forwarder as the unit runs it: user nobody, CAP_NET_ADMIN and CAP_NET_RAW only.
     let forwarder_log = lab.dir().join("forwarder.log");
-    let mut command = lab.vps.ns.command(Path::new("setpriv"));
-    command
-        .args([
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            "--inh-caps=-all,+net_admin,+net_raw",
-            "--ambient-caps=-all,+net_admin,+net_raw",
-            "--bounding-set=-all,+net_admin,+net_raw",
-            "--no-new-privs",
-        ])
-        .arg(hometun_bin().unwrap())
-        .args(["forwarder", "--control"])
-        .arg(&socket)
-        .arg("--accept-moves");
-    let forwarder = Guarded::spawn(command, "hometun forwarder as nobody", &forwarder_log).unwrap();
-    assert!(
-        wait_for(Duration::from_secs(10), || socket.exists()),
-        "the forwarder did not bind its socket:\n{}",
-        std::fs::read_to_string(&forwarder_log).unwrap_or_default()
-    );
-    // `ip netns exec` and setpriv exec in place: the child's pid is the forwarder's.
+    let forwarder = start_unit_forwarder(&lab.vps.ns, &socket, &["--accept-moves"], &forwarder_log);
     let pid = forwarder.id();
-    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
-    assert!(cmdline.contains("forwarder\0--control"), "{cmdline:?}");
 
     let server = setup.start_server().unwrap();
     assert!(
@@ -169,24 +206,7 @@ fn server_uses_a_separate_forwarder_holding_only_net_admin_and_net_raw() {
     assert!(seen.esp_packets >= 10, "no raw ESP arrived: {seen:?}");
 
     // With the tunnel up, the forwarder still holds exactly those two capabilities, as nobody.
-    for set in ["CapEff", "CapPrm", "CapBnd", "CapAmb"] {
-        assert_eq!(
-            capability_set(pid, set),
-            NET_ADMIN_AND_RAW,
-            "{set} of the forwarder: {}",
-            status_field(pid, set)
-        );
-    }
-    assert_eq!(status_field(pid, "NoNewPrivs"), "1");
-    let uids: Vec<String> = status_field(pid, "Uid")
-        .split_whitespace()
-        .map(String::from)
-        .collect();
-    assert_eq!(uids, ["65534"; 4]);
-    eprintln!(
-        "forwarder pid {pid}: uid 65534, CapEff {} (CAP_NET_ADMIN, CAP_NET_RAW)",
-        status_field(pid, "CapEff")
-    );
+    assert_only_net_admin_and_raw(pid);
 
     // Stopping the daemon stops the forwarder it used: TUN device and socket gone, exit 0.
     let status = client.stop().unwrap();
@@ -202,4 +222,89 @@ fn server_uses_a_separate_forwarder_holding_only_net_admin_and_net_raw() {
     );
     assert!(!has_link(&lab.vps.ns, "hometun0"), "TUN device left behind");
     assert!(!socket.exists(), "control socket left behind");
+}
+
+/// Both sides as the units run them (each IKE daemon with its forwarder as nobody holding only
+/// CAP_NET_ADMIN and CAP_NET_RAW, the server's with --accept-moves, the home's with
+/// --follow-local-address): the home's IPv4 address changes, the home's forwarder notices
+/// (netlink), re-binds and announces it, the server's probes and moves the endpoint, and the
+/// tunnel carries ping6 again; the capabilities stay the two.
+#[test]
+fn both_unit_forwarders_follow_an_address_change() {
+    if !require_root("both_unit_forwarders_follow_an_address_change") {
+        return;
+    }
+    let mut lab = IkeRoamingLab::new(Path4::Routed).unwrap();
+    let run = tempfile::Builder::new().prefix("htpkg").tempdir().unwrap();
+    let server_socket = runtime_socket(run.path(), "hometun-server-forwarder");
+    let client_socket = runtime_socket(run.path(), "hometun-client-forwarder");
+    edit_server(&lab.server_toml, |c| {
+        c.server.forwarder_socket = Some(server_socket.clone())
+    })
+    .unwrap();
+    edit_client(&lab.client_toml, |c| {
+        c.client.forwarder_socket = Some(client_socket.clone())
+    })
+    .unwrap();
+    let server_log = lab.dir().join("server-forwarder.log");
+    let client_log = lab.dir().join("client-forwarder.log");
+    let server_forwarder =
+        start_unit_forwarder(&lab.vps, &server_socket, &["--accept-moves"], &server_log);
+    let client_forwarder = start_unit_forwarder(
+        &lab.home,
+        &client_socket,
+        &["--follow-local-address"],
+        &client_log,
+    );
+    let server = lab.start_server().unwrap();
+    let client = lab.start_client().unwrap();
+    let all_logs = |server: &Daemon, client: &Daemon| {
+        format!(
+            "{}\n{}",
+            logs(&[server, client], &server_log),
+            std::fs::read_to_string(&client_log).unwrap_or_default()
+        )
+    };
+    assert!(
+        wait_ping(&lab.home, VPS_INNER, Duration::from_secs(30)),
+        "the tunnel did not come up\n{}",
+        all_logs(&server, &client)
+    );
+
+    lab.change_address().unwrap();
+    let new = lab.home_seen_from_vps().to_string();
+    assert!(
+        wait_ping(&lab.home, VPS_INNER, Duration::from_secs(30)),
+        "no tunnel after the address change\n{}",
+        all_logs(&server, &client)
+    );
+    let status = wait_status(&server, Duration::from_secs(20), |s| {
+        s["peers"][0]["remote"]
+            .as_str()
+            .is_some_and(|r| r.starts_with(&format!("{new}:")))
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the server did not move the home to {new}\n{}",
+            all_logs(&server, &client)
+        )
+    });
+    assert!(
+        status["peers"][0]["moves"].as_u64() >= Some(1),
+        "{status:#}"
+    );
+    assert!(
+        ping6(&lab.home, VPS_INNER, 5).unwrap(),
+        "ping6 lost packets"
+    );
+    assert_only_net_admin_and_raw(server_forwarder.id());
+    assert_only_net_admin_and_raw(client_forwarder.id());
+
+    assert!(client.stop().unwrap().success());
+    assert!(server.stop().unwrap().success());
+    for forwarder in [server_forwarder, client_forwarder] {
+        let output = forwarder.wait(Duration::from_secs(10)).unwrap();
+        assert!(output.status.success(), "forwarder: {}", output.status);
+    }
+    assert!(!has_link(&lab.home, "hometun0") && !has_link(&lab.vps, "hometun0"));
 }
