@@ -169,11 +169,15 @@ fn scenario(path: Path4) {
     }
 
     let outage = outage(&pings, changed_at).unwrap();
+    // The forwarder's line is `... INFO hometun_forwarder::roaming: roaming: peer1 moved A -> B:
+    // T ms from the override NA to the switch (moves: 1)`: its target ends in "roaming: " too,
+    // so the message is what follows the last one.
     let switch = log
         .lines()
         .find(|l| l.contains("roaming: ") && l.contains(" moved "))
-        .map(|l| l.split("roaming: ").nth(1).unwrap_or(l).to_string())
-        .unwrap_or_default();
+        .and_then(|l| l.rsplit_once("roaming: "))
+        .map(|(_, message)| message.to_string())
+        .unwrap_or_else(|| panic!("no switch logged by the server's forwarder\n{log}"));
     println!("hometun daemons, {path:?}: {outage}; server: {switch}");
     println!("{}", server.status_table().unwrap());
 
