@@ -3,8 +3,8 @@
 //! refused with the same one-line error start-up gives, logged, and the running one stays; a
 //! change that needs a restart (the interface name) is refused with a line saying so; and a
 //! CRL published by `hometun pki revoke` takes effect at the reload: the revoked home, which
-//! still got in before it, is refused at its next connection, while the other home's tunnel
-//! carries on.
+//! still got in before it, has its SAs deleted then and is refused at its next connection,
+//! while the other home's tunnel carries on.
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
@@ -148,7 +148,7 @@ fn sighup_reload_good_bad_restart_and_crl() {
     std::fs::write(&config, &good_text).unwrap();
 
     // Revoke the second home: until the reload the server still has the old CRL and lets it
-    // in; after it, its next connection is refused.
+    // in; the reload deletes its running SAs, and its next connection is refused.
     hometun(&[
         "pki",
         "revoke",
@@ -164,9 +164,27 @@ fn sighup_reload_good_bad_restart_and_crl() {
         "the second home did not come up before the reload\n{}",
         logs(&[&server, &second])
     );
-    assert!(second.stop().unwrap().success());
     let line = reload(&server);
     assert!(line.contains("reloaded"), "{line}");
+    assert!(
+        server.wait_log(
+            "SIGHUP: deleted the SAs of home2.example: certificate is revoked",
+            Duration::from_secs(5)
+        ),
+        "the revoked home's SAs stayed\n{}",
+        logs(&[&server, &second])
+    );
+    assert!(
+        second.wait_log("peer down", Duration::from_secs(5)),
+        "the revoked home did not hear of it\n{}",
+        logs(&[&second])
+    );
+    let peers = server.status().unwrap()["peers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(peers.len(), 1, "{peers:?}");
+    assert!(second.stop().unwrap().success());
     let log = lab.dir().join("second-again.log");
     let second = Daemon::start(&lab.homes[1].ns, "client", &setup.client_tomls[1], &log).unwrap();
     assert!(

@@ -343,8 +343,13 @@ impl Driver {
         };
         let path = reloader.path().display().to_string();
         match reloader.reload() {
-            Ok(reloaded) => match self.endpoint.reload(reloaded.reload) {
-                Ok(()) => tracing::info!("SIGHUP: reloaded {path}: {}", reloaded.summary),
+            Ok(reloaded) => match self.endpoint.reload(now(), &mut self.rng, reloaded.reload) {
+                Ok(refused) => {
+                    tracing::info!("SIGHUP: reloaded {path}: {}", reloaded.summary);
+                    for why in refused {
+                        tracing::warn!("SIGHUP: deleted the SAs of {why}");
+                    }
+                }
                 Err(error) => tracing::error!(
                     "SIGHUP: reload of {path} refused, the running configuration stays: {error}"
                 ),

@@ -18,8 +18,6 @@ use crate::sa::{IkeError, Io, SpiRegistry};
 use crate::window::total_patience;
 use crate::wire::{ExchangeType, Header, Message, Notify, NotifyType, Payload};
 
-pub mod reload;
-
 /// Randomness for the protocol code: the driver passes the OS generator, tests a seeded one.
 pub trait Random {
     /// Fills `buf` with random bytes.
@@ -301,6 +299,9 @@ macro_rules! io {
         }
     };
 }
+
+// After `io!`, which it uses.
+pub mod reload;
 
 fn random_secret(rng: &mut dyn Random) -> [u8; 32] {
     let mut secret = [0u8; 32];

@@ -7,7 +7,8 @@
 //! new proposals, limits and timers. What names the endpoint itself (our identity, the ports)
 //! cannot change without a restart: such a reload is refused and nothing changes.
 
-use super::{Authorizer, CommonConfig, Endpoint, Role};
+use super::{Authorizer, CommonConfig, Endpoint, Now, Random, Role, Sa};
+use crate::sa::Io;
 
 /// The settings a reload replaces.
 pub struct Reload {
@@ -49,9 +50,16 @@ pub enum ReloadError {
 }
 
 impl Endpoint {
-    /// Takes new settings for new IKE SAs (and for the later exchanges of established ones);
-    /// every IKE and CHILD SA stays. On an error nothing changed.
-    pub fn reload(&mut self, reload: Reload) -> Result<(), ReloadError> {
+    /// Takes new settings for new IKE SAs (and for the later exchanges of established ones).
+    /// Every IKE and CHILD SA stays, except those of a peer that no longer passes the new
+    /// CA, CRL or client list: they get a DELETE and go (returned as "NAME: why"). On an
+    /// error nothing changed.
+    pub fn reload(
+        &mut self,
+        now: Now,
+        rng: &mut dyn Random,
+        reload: Reload,
+    ) -> Result<Vec<String>, ReloadError> {
         let restart = |what: &'static str, old: String, new: String| {
             Err(ReloadError::NeedsRestart { what, old, new })
         };
@@ -88,6 +96,34 @@ impl Endpoint {
             _ => return Err(ReloadError::WrongRole),
         }
         self.common = reload.common;
-        Ok(())
+        Ok(self.cut_off_untrusted(now, rng))
+    }
+
+    /// Deletes the IKE SAs (and their CHILD SAs) of peers the current settings refuse.
+    fn cut_off_untrusted(&mut self, now: Now, rng: &mut dyn Random) -> Vec<String> {
+        let authorizer = match &self.role {
+            Role::Responder(role) => Some(role.authorizer.as_ref()),
+            Role::Initiator(_) => None,
+        };
+        let refused: Vec<(u64, String)> = self
+            .sas
+            .iter()
+            .filter_map(|(spi, sa)| match sa {
+                Sa::Up(e) if e.is_current() => e
+                    .still_trusted(&self.common.verifier, authorizer, now.wall)
+                    .err()
+                    .map(|why| (*spi, format!("{}: {why}", e.peer.name))),
+                _ => None,
+            })
+            .collect();
+        for (spi, why) in &refused {
+            if let Some(Sa::Up(mut e)) = self.sas.remove(spi) {
+                let mut io = io!(self, now, rng);
+                e.close_because(&mut io, format!("refused after the reload: {why}"));
+                e.release_pending(&mut io);
+            }
+            self.forget(*spi);
+        }
+        refused.into_iter().map(|(_, why)| why).collect()
     }
 }

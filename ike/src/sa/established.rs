@@ -1798,13 +1798,48 @@ impl Established {
 
     /// Shutdown: one DELETE for the IKE SA, no waiting; everything removed.
     pub fn close(&mut self, io: &mut Io<'_>) {
+        self.close_because(io, "closed".into());
+    }
+
+    /// One DELETE for the IKE SA, no waiting; everything removed, the peer-down line says
+    /// `reason`.
+    pub fn close_because(&mut self, io: &mut Io<'_>, reason: String) {
         let header = self
             .core
             .header(ExchangeType::INFORMATIONAL, false, self.next_request_id);
         if let Ok(delete) = self.core.seal(header, vec![Payload::Delete(Delete::ike())]) {
             io.send(self.core.local, self.core.remote, delete);
         }
-        self.kill(io, "closed".into());
+        self.kill(io, reason);
+    }
+
+    /// Whether the peer still passes `verifier` with the certificates of its IKE_AUTH (a reload
+    /// may bring a CRL that revokes it, or another CA), and on a server whether `authorizer`
+    /// still gives it every prefix its CHILD SAs carry. `Err` says why not.
+    pub fn still_trusted(
+        &self,
+        verifier: &crate::crypto::CertificateVerifier,
+        authorizer: Option<&dyn crate::endpoint::Authorizer>,
+        now: std::time::SystemTime,
+    ) -> Result<(), String> {
+        let certificates: Vec<&[u8]> = self.peer.certificates.iter().map(Vec::as_slice).collect();
+        let Some((end_entity, intermediates)) = certificates.split_first() else {
+            return Ok(());
+        };
+        let verified = verifier
+            .verify(end_entity, intermediates, &self.peer.identity, now)
+            .map_err(|e| e.to_string())?;
+        if let Some(authorizer) = authorizer {
+            let prefixes = authorizer.prefixes(&self.peer.identity, &verified)?;
+            if let Some(lost) = self
+                .peer_allowed
+                .iter()
+                .find(|held| !prefixes.iter().any(|p| p.contains(*held)))
+            {
+                return Err(format!("its prefix {lost} is no longer allowed"));
+            }
+        }
+        Ok(())
     }
 
     /// For `hometun status`.

@@ -10,7 +10,7 @@ use super::child::{Child, ExchangeRole};
 use super::established::{Established, EstablishedParams};
 use super::{
     Addresses, IkeCore, IkeError, Io, PeerInfo, cert_payloads, certreq_payload, error_notify,
-    hash_algorithms_payload, id_body, identity_of, nat_detected, natd_payloads,
+    hash_algorithms_payload, id_body, identity_of, nat_detected, natd_payloads, peer_certificates,
     peer_hash_algorithms, sign_auth, verify_auth, verify_peer_certificate,
 };
 use crate::crypto::auth::{AuthRole, auth_octets};
@@ -590,6 +590,7 @@ impl AuthRequested {
             id: p.peer,
             name: identity.to_string(),
             identity,
+            certificates: peer_certificates(inner),
         };
         let endpoint = self.core.esp_endpoint(io.cfg);
         child.install(

@@ -136,6 +136,9 @@ pub(crate) struct PeerInfo {
     pub id: PeerId,
     pub name: String,
     pub identity: PeerIdentity,
+    /// The certificates its IKE_AUTH carried (end entity first), checked again when a reload
+    /// brings a new CA or CRL.
+    pub certificates: Vec<Vec<u8>>,
 }
 
 /// The keys, ciphers, SPIs and addresses of one IKE SA.
@@ -358,6 +361,17 @@ pub(crate) fn sign_auth(
     )))
 }
 
+/// The X.509 certificates of the peer's CERT payloads, in the order sent (end entity first).
+pub(crate) fn peer_certificates(payloads: &[Payload]) -> Vec<Vec<u8>> {
+    payloads
+        .iter()
+        .filter_map(|p| match p {
+            Payload::Cert(c) if c.encoding == CertEncoding::X509_SIGNATURE => Some(c.data.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Checks the peer's certificate chain (its CERT payloads) for `identity` at `now`.
 pub(crate) fn verify_peer_certificate(
     verifier: &CertificateVerifier,
@@ -365,15 +379,8 @@ pub(crate) fn verify_peer_certificate(
     identity: &PeerIdentity,
     now: std::time::SystemTime,
 ) -> Result<VerifiedPeer, IkeError> {
-    let certs: Vec<&[u8]> = payloads
-        .iter()
-        .filter_map(|p| match p {
-            Payload::Cert(c) if c.encoding == CertEncoding::X509_SIGNATURE => {
-                Some(c.data.as_slice())
-            }
-            _ => None,
-        })
-        .collect();
+    let certs = peer_certificates(payloads);
+    let certs: Vec<&[u8]> = certs.iter().map(Vec::as_slice).collect();
     let Some((end_entity, intermediates)) = certs.split_first() else {
         return Err(IkeError::AuthenticationFailed(
             "no X.509 certificate (CERT payload) sent".into(),

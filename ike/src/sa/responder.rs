@@ -12,7 +12,7 @@ use super::established::{Established, EstablishedParams};
 use super::{
     Addresses, IkeCore, IkeError, Io, PeerInfo, cert_payloads, certreq_payload, has_notify,
     hash_algorithms_payload, id_body, identity_of, nat_detected, natd_payloads, our_id,
-    peer_hash_algorithms, sign_auth, verify_auth, verify_peer_certificate,
+    peer_certificates, peer_hash_algorithms, sign_auth, verify_auth, verify_peer_certificate,
 };
 use crate::crypto::PeerIdentity;
 use crate::crypto::auth::{AuthRole, auth_octets};
@@ -361,6 +361,7 @@ impl HalfOpen {
             identity,
             name,
             peer,
+            certificates: peer_certificates(inner),
             prefixes,
             idr,
             our_auth,
@@ -381,6 +382,7 @@ struct Checked {
     name: String,
     #[allow(dead_code)]
     peer: VerifiedPeer,
+    certificates: Vec<Vec<u8>>,
     prefixes: Vec<Ipv6Net>,
     idr: wire::Identification,
     our_auth: Payload,
@@ -457,6 +459,7 @@ impl Authenticated {
             id: peer_id,
             name: c.name,
             identity: c.identity,
+            certificates: c.certificates,
         };
         let endpoint = core.esp_endpoint(io.cfg);
         child.install(io, peer.id, &core, keys, ExchangeRole::Responder, endpoint);
