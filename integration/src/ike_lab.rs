@@ -340,6 +340,15 @@ pub struct Daemon {
     what: String,
 }
 
+/// The logs of `daemons`, each under a header with its path: what a failed assertion prints.
+pub fn logs(daemons: &[&Daemon]) -> String {
+    daemons
+        .iter()
+        .map(|d| format!("--- {}:\n{}", d.log.display(), d.log_text()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 impl Daemon {
     /// Starts `hometun ROLE --config CONFIG` in `ns` (with `-v`: protocol detail in the log).
     pub fn start(ns: &Netns, role: &str, config: &Path, log: &Path) -> anyhow::Result<Self> {

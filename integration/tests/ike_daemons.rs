@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hometun_integration::ike_lab::{
-    Daemon, HOME_INNER, HOME_PREFIX, OuterCounters, Setup, VPS_INNER, edit_server, has_link,
-    hometun, ping6, tcp_transfer, wait_ping,
+    HOME_INNER, HOME_PREFIX, OuterCounters, Setup, VPS_INNER, edit_server, has_link, hometun, logs,
+    ping6, tcp_transfer, wait_ping,
 };
 use hometun_integration::{require_root, wait_for};
 
@@ -19,14 +19,6 @@ const TRANSFER_BYTES: u64 = 100 * 1024 * 1024;
 
 fn nettool() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_hometun-nettool"))
-}
-
-fn logs(daemons: &[&Daemon]) -> String {
-    daemons
-        .iter()
-        .map(|d| format!("--- {}:\n{}", d.log.display(), d.log_text()))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[test]

@@ -7,16 +7,8 @@
 
 use std::time::Duration;
 
-use hometun_integration::ike_lab::{Daemon, Pki, Setup, VPS_INNER, ping6, wait_ping};
+use hometun_integration::ike_lab::{Daemon, Pki, Setup, VPS_INNER, logs, ping6, wait_ping};
 use hometun_integration::require_root;
-
-fn logs(daemons: &[&Daemon]) -> String {
-    daemons
-        .iter()
-        .map(|d| format!("--- {}:\n{}", d.log.display(), d.log_text()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 /// Starts a client that must be refused in the second home's namespace; checks both logs and
 /// that the server's forwarder holds nothing of it.

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hometun_integration::ike_lab::{
-    Daemon, Setup, VPS_INNER, edit_client, edit_server, ping6, tcp_transfer, wait_ping,
+    Daemon, Setup, VPS_INNER, edit_client, edit_server, logs, ping6, tcp_transfer, wait_ping,
 };
 use hometun_integration::require_root;
 
@@ -19,14 +19,6 @@ const REKEY_BYTES: u64 = 24 * 1024 * 1024;
 
 fn nettool() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_hometun-nettool"))
-}
-
-fn logs(daemons: &[&Daemon]) -> String {
-    daemons
-        .iter()
-        .map(|d| format!("--- {}:\n{}", d.log.display(), d.log_text()))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 fn inbound_spis(status: &serde_json::Value) -> Vec<u64> {

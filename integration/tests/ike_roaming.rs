@@ -8,16 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use hometun_integration::ike_lab::{Daemon, Setup, VPS_INNER, ping6, wait_ping};
+use hometun_integration::ike_lab::{Setup, VPS_INNER, logs, ping6, wait_ping};
 use hometun_integration::{require_root, wait_for};
-
-fn logs(daemons: &[&Daemon]) -> String {
-    daemons
-        .iter()
-        .map(|d| format!("--- {}:\n{}", d.log.display(), d.log_text()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 #[test]
 fn client_address_change_keeps_the_tunnel() {

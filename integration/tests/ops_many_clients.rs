@@ -10,16 +10,8 @@ use std::collections::BTreeSet;
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
-use hometun_integration::ike_lab::{Daemon, Setup, VPS_INNER, edit_server, wait_ping};
+use hometun_integration::ike_lab::{Daemon, Setup, VPS_INNER, edit_server, logs, wait_ping};
 use hometun_integration::{Guarded, Netns, require_root, wait_for};
-
-fn logs(daemons: &[&Daemon]) -> String {
-    daemons
-        .iter()
-        .map(|d| format!("--- {}:\n{}", d.log.display(), d.log_text()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 fn prefix(i: usize) -> String {
     format!("2001:db8:100:{}::/64", i + 1)

@@ -11,16 +11,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hometun_integration::ike_lab::{Daemon, Setup, VPS_INNER, edit_server, hometun, wait_ping};
+use hometun_integration::ike_lab::{
+    Daemon, Setup, VPS_INNER, edit_server, hometun, logs, wait_ping,
+};
 use hometun_integration::{require_root, wait_for};
-
-fn logs(daemons: &[&Daemon]) -> String {
-    daemons
-        .iter()
-        .map(|d| format!("--- {}:\n{}", d.log.display(), d.log_text()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 fn sighup(daemon: &Daemon) {
     // SAFETY: kill has no memory preconditions; the pid is our daemon's.

@@ -7,16 +7,8 @@
 
 use std::time::Duration;
 
-use hometun_integration::ike_lab::{Daemon, Setup, VPS_INNER, has_link, wait_ping};
+use hometun_integration::ike_lab::{Daemon, Setup, VPS_INNER, has_link, logs, wait_ping};
 use hometun_integration::{Netns, require_root, wait_for};
-
-fn logs(daemons: &[&Daemon]) -> String {
-    daemons
-        .iter()
-        .map(|d| format!("--- {}:\n{}", d.log.display(), d.log_text()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 fn pids(ns: &Netns) -> Vec<String> {
     let output = std::process::Command::new("ip")

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use hometun_integration::ike_lab::{
-    Daemon, HOME_INNER, HOME_PREFIX, Setup, VPS_INNER, edit_client, edit_server, wait_ping,
+    Daemon, HOME_INNER, HOME_PREFIX, Setup, VPS_INNER, edit_client, edit_server, logs, wait_ping,
 };
 use hometun_integration::{Netns, require_root};
 
@@ -23,14 +23,6 @@ const INNER: u64 = 40 + 8 + PAYLOAD;
 const REKEY_BYTES: u64 = 50_000_000;
 const REKEY_PACKETS: u64 = 1_000_000;
 const METRICS: &str = "127.0.0.1:9469";
-
-fn logs(daemons: &[&Daemon]) -> String {
-    daemons
-        .iter()
-        .map(|d| format!("--- {}:\n{}", d.log.display(), d.log_text()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 /// The forwarder's counters of the pair that is the first peer's current CHILD SA:
 /// (rx packets, rx bytes, tx packets, tx bytes).

@@ -14,7 +14,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hometun_integration::ike_lab::{Daemon, edit_server, ping6, wait_ping};
+use hometun_integration::ike_lab::{edit_server, logs, ping6, wait_ping};
 use hometun_integration::roaming_ike_lab::{
     ATTACKER, HOME_SECOND, IkeRoamingLab, VPS_INNER, VPS_OUTER, drops, inbound_spis, wait_status,
 };
@@ -34,14 +34,6 @@ const TRANSFER_BYTES: u64 = 24 * 1024 * 1024;
 const TRANSFER_MBIT: u64 = 40;
 /// The server rekeys after 16 MB from the home: after the move (at most 7.5 MB by then).
 const REKEY_BYTES: u64 = 16 * 1024 * 1024;
-
-fn logs(daemons: &[&Daemon]) -> String {
-    daemons
-        .iter()
-        .map(|d| format!("--- {}:\n{}", d.log.display(), d.log_text()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 /// The peer's remote address (without port) in a status.
 fn peer_remote(status: &serde_json::Value) -> String {
