@@ -509,6 +509,86 @@ pub fn outage(output: &str, change_ns: u64) -> anyhow::Result<Outage> {
     })
 }
 
+/// The roaming tests' load across an address change: a TCP transfer from `home` to the VPS
+/// (`hometun-roamtool tcp-send` into `hometun-nettool tcp-recv` on port 5001, SHA-256 on both
+/// ends) and `hometun-roamtool ping` every 20 ms beside it.
+pub struct TransferUnderPing {
+    receiver: Guarded,
+    sender: Guarded,
+    pinger: Guarded,
+}
+
+/// What the transfer and the ping saw.
+pub struct TransferOutcome {
+    /// The pinger's output, for [`outage`].
+    pub pings: String,
+    /// `BYTES SHA256` as the sender counted.
+    pub sent: String,
+    /// `BYTES SHA256` as the receiver counted.
+    pub received: String,
+}
+
+/// The tools the roaming tests run, by path (each test crate knows its own binaries).
+pub struct RoamingTools<'a> {
+    /// `hometun-nettool`.
+    pub nettool: &'a Path,
+    /// `hometun-roamtool`.
+    pub roamtool: &'a Path,
+}
+
+impl TransferUnderPing {
+    /// Starts the receiver in `vps`, then the sender (`bytes` at `mbit` Mbit/s) and `pings`
+    /// pings to `to` in `home`; returns once all are running.
+    pub fn start(
+        tools: &RoamingTools<'_>,
+        home: &Netns,
+        vps: &Netns,
+        to: Ipv6Addr,
+        (bytes, mbit): (u64, u64),
+        pings: u32,
+    ) -> anyhow::Result<Self> {
+        let mut command = vps.command(tools.nettool);
+        command.args(["tcp-recv", "5001"]);
+        let mut receiver = Guarded::spawn_piped(command, "tcp-recv")?;
+        anyhow::ensure!(receiver.read_line()? == "ready", "tcp-recv did not start");
+        let mut command = home.command(tools.roamtool);
+        command.args([
+            "tcp-send",
+            &to.to_string(),
+            "5001",
+            &bytes.to_string(),
+            &mbit.to_string(),
+        ]);
+        let sender = Guarded::spawn_piped(command, "tcp-send")?;
+        let mut command = home.command(tools.roamtool);
+        command.args(["ping", &to.to_string(), "20", &pings.to_string()]);
+        let mut pinger = Guarded::spawn_piped(command, "ping")?;
+        anyhow::ensure!(pinger.read_line()? == "ready", "ping did not start");
+        Ok(Self {
+            receiver,
+            sender,
+            pinger,
+        })
+    }
+
+    /// Waits for the pinger, then the sender (at most `send_timeout`), then the receiver.
+    pub fn finish(self, send_timeout: Duration) -> anyhow::Result<TransferOutcome> {
+        let pings = self.pinger.wait(Duration::from_secs(15))?;
+        let sent = self
+            .sender
+            .wait(send_timeout)
+            .context("tcp-send did not finish")?;
+        anyhow::ensure!(sent.status.success(), "tcp-send failed: {sent:?}");
+        let received = self.receiver.wait(Duration::from_secs(30))?;
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).trim().to_string();
+        Ok(TransferOutcome {
+            pings: String::from_utf8_lossy(&pings.stdout).into_owned(),
+            sent: text(&sent.stdout),
+            received: text(&received.stdout),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,13 +11,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use hometun_integration::ike_lab::{Daemon, VPS_NAME, ping6, wait_ping};
+use hometun_integration::require_root;
 use hometun_integration::roaming_ike_lab::{
     HOME_FIRST, HOME_INNER, HOME_NAME, HOME_PREFIX, HOME_SECOND, IkeRoamingLab, VPS_INNER,
     VPS_OUTER, swap_address, wait_status,
 };
 use hometun_integration::roaming_lab::{Path4, outage};
+use hometun_integration::roaming_lab::{RoamingTools, TransferOutcome, TransferUnderPing};
 use hometun_integration::strongswan::{Charon, CharonSpec, available};
-use hometun_integration::{Guarded, require_root};
 
 fn nettool() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_hometun-nettool"))
@@ -117,41 +118,30 @@ fn mobike_strongswan_client_roams_against_hometun_server() {
         "{status:#}"
     );
 
-    let mut command = lab.vps.command(nettool());
-    command.args(["tcp-recv", "5001"]);
-    let mut receiver = Guarded::spawn_piped(command, "tcp-recv").unwrap();
-    assert_eq!(receiver.read_line().unwrap(), "ready");
-    let mut command = lab.home.command(roamtool());
-    command.args([
-        "tcp-send",
-        &VPS_INNER.to_string(),
-        "5001",
-        &TRANSFER_BYTES.to_string(),
-        &TRANSFER_MBIT.to_string(),
-    ]);
-    let sender = Guarded::spawn_piped(command, "tcp-send").unwrap();
-    let mut command = lab.home.command(roamtool());
-    command.args(["ping", &VPS_INNER.to_string(), "20", "5000"]);
-    let mut pinger = Guarded::spawn_piped(command, "ping").unwrap();
-    assert_eq!(pinger.read_line().unwrap(), "ready");
+    let tools = RoamingTools {
+        nettool: nettool(),
+        roamtool: roamtool(),
+    };
+    let load = TransferUnderPing::start(
+        &tools,
+        &lab.home,
+        &lab.vps,
+        VPS_INNER,
+        (TRANSFER_BYTES, TRANSFER_MBIT),
+        5000,
+    )
+    .unwrap();
 
     std::thread::sleep(Duration::from_millis(1500));
     let changed_at = swap_address(&lab.home, "h0", HOME_FIRST, HOME_SECOND).unwrap();
 
-    let pings = pinger.wait(Duration::from_secs(15)).unwrap();
-    let pings = String::from_utf8_lossy(&pings.stdout).into_owned();
-    let sent = match sender.wait(Duration::from_secs(90)) {
-        Ok(sent) => sent,
-        Err(error) => panic!("tcp-send: {error}\n{}", logs(&server, &charon)),
-    };
-    assert!(
-        sent.status.success(),
-        "tcp-send: {sent:?}\n{}",
-        logs(&server, &charon)
-    );
-    let received = receiver.wait(Duration::from_secs(30)).unwrap();
-    let sent = String::from_utf8_lossy(&sent.stdout).trim().to_string();
-    let received = String::from_utf8_lossy(&received.stdout).trim().to_string();
+    let TransferOutcome {
+        pings,
+        sent,
+        received,
+    } = load
+        .finish(Duration::from_secs(90))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", logs(&server, &charon)));
     assert!(sent.starts_with(&format!("{TRANSFER_BYTES} ")), "{sent}");
     assert_eq!(received, sent, "SHA-256 differs between the ends");
 

@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use hometun_control::{Encapsulation, Event, FromForwarder, Request};
 use hometun_forwarder::server::ControlClient;
+use hometun_integration::require_root;
 use hometun_integration::roaming_lab::{
     HOME_PEER, LabOptions, Path4, RoamingLab, VPS_INNER, outage,
 };
-use hometun_integration::{Guarded, require_root};
+use hometun_integration::roaming_lab::{RoamingTools, TransferOutcome, TransferUnderPing};
 
 fn nettool() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_hometun-nettool"))
@@ -65,23 +66,19 @@ fn scenario(path: Path4) {
     let mut controller = ControlClient::connect(&lab.socket("vps")).unwrap();
     controller.request(Request::GetCounters).unwrap().0.unwrap();
 
-    let mut command = lab.vps.command(nettool());
-    command.args(["tcp-recv", "5001"]);
-    let mut receiver = Guarded::spawn_piped(command, "tcp-recv").unwrap();
-    assert_eq!(receiver.read_line().unwrap(), "ready");
-    let mut command = lab.home.command(roamtool());
-    command.args([
-        "tcp-send",
-        &VPS_INNER.to_string(),
-        "5001",
-        &TRANSFER_BYTES.to_string(),
-        &TRANSFER_MBIT.to_string(),
-    ]);
-    let sender = Guarded::spawn_piped(command, "tcp-send").unwrap();
-    let mut command = lab.home.command(roamtool());
-    command.args(["ping", &VPS_INNER.to_string(), "20", "4000"]);
-    let mut pinger = Guarded::spawn_piped(command, "ping").unwrap();
-    assert_eq!(pinger.read_line().unwrap(), "ready");
+    let tools = RoamingTools {
+        nettool: nettool(),
+        roamtool: roamtool(),
+    };
+    let load = TransferUnderPing::start(
+        &tools,
+        &lab.home,
+        &lab.vps,
+        VPS_INNER,
+        (TRANSFER_BYTES, TRANSFER_MBIT),
+        4000,
+    )
+    .unwrap();
 
     std::thread::sleep(Duration::from_millis(1500));
     let (changed_at, new_seen) = match path {
@@ -95,16 +92,13 @@ fn scenario(path: Path4) {
         }
     };
 
-    let pings = pinger.wait(Duration::from_secs(15)).unwrap();
-    let pings = String::from_utf8_lossy(&pings.stdout).into_owned();
-    let sent = match sender.wait(Duration::from_secs(60)) {
-        Ok(sent) => sent,
-        Err(error) => panic!("tcp-send: {error}\n{}", lab.logs()),
-    };
-    assert!(sent.status.success(), "tcp-send: {sent:?}\n{}", lab.logs());
-    let received = receiver.wait(Duration::from_secs(30)).unwrap();
-    let sent = String::from_utf8_lossy(&sent.stdout).trim().to_string();
-    let received = String::from_utf8_lossy(&received.stdout).trim().to_string();
+    let TransferOutcome {
+        pings,
+        sent,
+        received,
+    } = load
+        .finish(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
     assert!(sent.starts_with(&format!("{TRANSFER_BYTES} ")), "{sent}");
     assert_eq!(received, sent, "SHA-256 differs between the ends");
 

@@ -19,6 +19,7 @@ use hometun_integration::roaming_ike_lab::{
     ATTACKER, HOME_SECOND, IkeRoamingLab, VPS_INNER, VPS_OUTER, drops, inbound_spis, wait_status,
 };
 use hometun_integration::roaming_lab::{Path4, outage};
+use hometun_integration::roaming_lab::{RoamingTools, TransferOutcome, TransferUnderPing};
 use hometun_integration::{Guarded, require_root, wait_for};
 
 fn nettool() -> &'static Path {
@@ -65,42 +66,31 @@ fn scenario(path: Path4) {
     assert_eq!(peer_remote(&before), lab.home_seen_from_vps().to_string());
     let first_spis = inbound_spis(&before);
 
-    let mut command = lab.vps.command(nettool());
-    command.args(["tcp-recv", "5001"]);
-    let mut receiver = Guarded::spawn_piped(command, "tcp-recv").unwrap();
-    assert_eq!(receiver.read_line().unwrap(), "ready");
-    let mut command = lab.home.command(roamtool());
-    command.args([
-        "tcp-send",
-        &VPS_INNER.to_string(),
-        "5001",
-        &TRANSFER_BYTES.to_string(),
-        &TRANSFER_MBIT.to_string(),
-    ]);
-    let sender = Guarded::spawn_piped(command, "tcp-send").unwrap();
-    let mut command = lab.home.command(roamtool());
-    command.args(["ping", &VPS_INNER.to_string(), "20", "4000"]);
-    let mut pinger = Guarded::spawn_piped(command, "ping").unwrap();
-    assert_eq!(pinger.read_line().unwrap(), "ready");
+    let tools = RoamingTools {
+        nettool: nettool(),
+        roamtool: roamtool(),
+    };
+    let load = TransferUnderPing::start(
+        &tools,
+        &lab.home,
+        &lab.vps,
+        VPS_INNER,
+        (TRANSFER_BYTES, TRANSFER_MBIT),
+        4000,
+    )
+    .unwrap();
 
     std::thread::sleep(Duration::from_millis(1500));
     let changed_at = lab.change_address().unwrap();
     let new = lab.home_seen_from_vps().to_string();
 
-    let pings = pinger.wait(Duration::from_secs(15)).unwrap();
-    let pings = String::from_utf8_lossy(&pings.stdout).into_owned();
-    let sent = match sender.wait(Duration::from_secs(60)) {
-        Ok(sent) => sent,
-        Err(error) => panic!("tcp-send: {error}\n{}", logs(&[&server, &client])),
-    };
-    assert!(
-        sent.status.success(),
-        "tcp-send: {sent:?}\n{}",
-        logs(&[&server, &client])
-    );
-    let received = receiver.wait(Duration::from_secs(30)).unwrap();
-    let sent = String::from_utf8_lossy(&sent.stdout).trim().to_string();
-    let received = String::from_utf8_lossy(&received.stdout).trim().to_string();
+    let TransferOutcome {
+        pings,
+        sent,
+        received,
+    } = load
+        .finish(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", logs(&[&server, &client])));
     assert!(sent.starts_with(&format!("{TRANSFER_BYTES} ")), "{sent}");
     assert_eq!(received, sent, "SHA-256 differs between the ends");
 
