@@ -422,7 +422,7 @@ fn story(lab: &mut Lab, say: &mut Narrator, args: &DemoArgs, program: &Path) -> 
     say.say(
         "vps",
         format!(
-            "the server moved {HOME_NAME} to {HOME_SECOND} {:.0} ms after the change (override NA through the tunnel, then a return-routability check)",
+            "the server moved {HOME_NAME} to {HOME_SECOND} {:.0} ms after the change (ESP from the new address, the override NA or the first packet, then a return-routability check)",
             moved_after.unwrap_or_default().as_secs_f64() * 1000.0
         ),
     );

@@ -509,7 +509,7 @@ impl Roaming {
             .map_or(0, |p| p.moves);
         let why = match trigger {
             Trigger::OverrideNa => "override NA",
-            Trigger::NewSource => "first packet from there (NAT rebinding)",
+            Trigger::NewSource => "first authenticated packet from there",
         };
         tracing::info!(
             "roaming: {peer} moved {} -> {}: {} from the {why} to the switch (moves: {moves})",
