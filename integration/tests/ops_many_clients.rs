@@ -1,8 +1,8 @@
 //! Many homes on one server (issue 6): three `hometun client`s against one `hometun server`,
 //! one TUN device on the VPS with one route per home prefix, each home with its own SAs. While
 //! two of them keep a ping going (20 per second, one each way), the third leaves (its route
-//! goes), comes back (its route returns), and is then refused at its next connection after a
-//! reload gave its prefix to a `[[clients]]` entry: the two pings lose nothing.
+//! goes), comes back (its route returns), and is cut off by a reload that gives its prefix to a
+//! `[[clients]]` entry and refused at its next connection: the two pings lose nothing.
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
@@ -164,7 +164,8 @@ fn homes_come_and_go_without_disturbing_the_others() {
     assert_eq!(peer_names(&server).len(), 3);
     assert!(tunnel_routes(&lab.vps.ns).contains(&prefix(2)));
 
-    // Its prefix goes to a static client; after the reload its next connection is refused.
+    // Its prefix goes to a static client: the reload deletes its SAs at once (the prefix is
+    // no longer its own) and its next connection is refused.
     edit_server(&setup.server_toml, |c| {
         c.clients.push(hometun_config::StaticClient {
             name: "office.example".into(),
@@ -180,10 +181,26 @@ fn homes_come_and_go_without_disturbing_the_others() {
         logs(&[&server])
     );
     assert!(
-        peer_names(&server).contains("home3.example"),
-        "the reload touched an established home"
+        server.wait_log(
+            "SIGHUP: deleted the SAs of home3.example: its certificate's prefix 2001:db8:100:3::/64 overlaps",
+            Duration::from_secs(5)
+        ),
+        "the reload kept the home whose prefix went to another\n{}",
+        logs(&[&server])
     );
-    assert!(third.stop().unwrap().success());
+    assert!(
+        wait_for(Duration::from_secs(5), || !peer_names(&server)
+            .contains("home3.example")
+            && !tunnel_routes(&lab.vps.ns).contains(&prefix(2))),
+        "its peer or route stayed: {}",
+        tunnel_routes(&lab.vps.ns)
+    );
+    assert!(
+        third.wait_log("peer down", Duration::from_secs(5)),
+        "the third home did not hear of it\n{}",
+        logs(&[&third])
+    );
+    third.stop().unwrap();
     let log = lab.dir().join("client2-refused.log");
     let third = Daemon::start(&lab.homes[2].ns, "client", &setup.client_tomls[2], &log).unwrap();
     assert!(

@@ -105,18 +105,18 @@ impl Endpoint {
             Role::Responder(role) => Some(role.authorizer.as_ref()),
             Role::Initiator(_) => None,
         };
-        let refused: Vec<(u64, String)> = self
+        let refused: Vec<(u64, String, String)> = self
             .sas
             .iter()
             .filter_map(|(spi, sa)| match sa {
                 Sa::Up(e) if e.is_current() => e
                     .still_trusted(&self.common.verifier, authorizer, now.wall)
                     .err()
-                    .map(|why| (*spi, format!("{}: {why}", e.peer.name))),
+                    .map(|why| (*spi, e.peer.name.clone(), why)),
                 _ => None,
             })
             .collect();
-        for (spi, why) in &refused {
+        for (spi, _, why) in &refused {
             if let Some(Sa::Up(mut e)) = self.sas.remove(spi) {
                 let mut io = io!(self, now, rng);
                 e.close_because(&mut io, format!("refused after the reload: {why}"));
@@ -124,6 +124,9 @@ impl Endpoint {
             }
             self.forget(*spi);
         }
-        refused.into_iter().map(|(_, why)| why).collect()
+        refused
+            .into_iter()
+            .map(|(_, name, why)| format!("{name}: {why}"))
+            .collect()
     }
 }
