@@ -22,7 +22,7 @@
 # forwarder's; the IKE daemons follow it without touching the data path.
 #
 # Usage (as root): bench/roaming.sh [ROUNDS=5]
-# Env: HOMETUN_BIN, ROAMTOOL_BIN (skip the builds), SKIP_STRONGSWAN=1.
+# Env: HOMETUN_BIN, ROAMTOOL_BIN (skip the builds), SKIP_STRONGSWAN=1, KEEP_LAB=1 (keep logs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -55,7 +55,8 @@ down() {
   done
   rm -f $LAB/*.pid $LAB/*.sock
 }
-trap down EXIT
+# The logs and certificates stay only when asked for (KEEP_LAB=1).
+trap 'down; [ -n "${KEEP_LAB:-}" ] || rm -rf "$LAB"' EXIT
 trap 'exit 130' INT TERM
 
 KEY_A=101112131415161718191a1b1c1d1e1f3a3b3c3d

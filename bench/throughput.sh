@@ -83,6 +83,8 @@ cleanup() {
   hometun_down
   bash "$REF/boringtun-pair.sh" down >/dev/null 2>&1 || true
   bash "$REF/strongswan-pair.sh" down >/dev/null 2>&1 || true
+  # The forwarders' logs stay only when asked for (KEEP_LAB=1).
+  [ -n "${KEEP_LAB:-}" ] || rm -rf "$LAB"
 }
 trap cleanup EXIT
 
