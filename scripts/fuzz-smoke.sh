@@ -3,7 +3,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds=${1:-10}
-for target in $(cargo +nightly fuzz list); do
+# cargo-fuzz needs nightly flags (sanitizers): nightly if installed, else the installed
+# toolchain told to accept them.
+if rustup toolchain list | grep -q nightly; then
+  fuzz=(cargo +nightly fuzz)
+else
+  export RUSTC_BOOTSTRAP=1
+  fuzz=(cargo fuzz)
+fi
+for target in $("${fuzz[@]}" list); do
   echo "fuzz smoke: $target (${seconds}s)"
-  cargo +nightly fuzz run "$target" -- -max_total_time="$seconds" -print_final_stats=0 2>&1 | tail -n 1
+  "${fuzz[@]}" run "$target" -- -max_total_time="$seconds" -print_final_stats=0 2>&1 | tail -n 1
 done
