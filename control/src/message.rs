@@ -24,6 +24,17 @@ pub enum Request {
     /// Install a CHILD SA pair. Outbound traffic to its remote traffic selector moves to it at
     /// once (the newest pair wins); older pairs keep receiving until deleted (make-before-break).
     Install(ChildSa),
+    /// Which inner prefixes a peer may use, as its certificate (or server.toml's `[[clients]]`)
+    /// grants them: sent when the peer's IKE SA comes up, before its first Install, and again
+    /// when a reload changes them (an empty list withdraws the grant). The forwarder refuses an
+    /// Install whose remote traffic selector lies outside the peer's grant: a second check,
+    /// apart from the IKE state machine's own narrowing (docs/ARCHITECTURE.md, "Trust").
+    AllowPeer {
+        /// The peer.
+        peer: PeerId,
+        /// Its prefixes; each must lie inside the interface's `peer_pool` when that is set.
+        prefixes: Vec<ipnet::Ipv6Net>,
+    },
     /// Remove the pair whose inbound SPI this is.
     Delete {
         /// Inbound SPI of the pair.

@@ -258,6 +258,11 @@ pub struct InterfaceConfig {
     pub manage_routes: bool,
     /// Metric of those routes.
     pub route_metric: u32,
+    /// Where every peer's prefixes must lie (the server's `server.pool`). When set, an Install
+    /// is refused unless its peer was granted its remote selectors by `Request::AllowPeer`;
+    /// `None` (a client, whose one peer routes `::/0`) leaves grants optional.
+    #[serde(default)]
+    pub peer_pool: Option<Ipv6Net>,
 }
 
 #[cfg(test)]

@@ -6,14 +6,14 @@
 //! the handler in-process with a [`RecordingPlatform`] and the forwarder process uses the Linux
 //! data plane ([`crate::dataplane::LinuxPlatform`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddrV4;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use hometun_control::{
-    ChildSa, ControlError, Encapsulation, Endpoint, Event, InterfaceConfig, Request, Response,
-    RoamingReport,
+    ChildSa, ControlError, Encapsulation, Endpoint, Event, InterfaceConfig, PeerId, Request,
+    Response, RoamingReport,
 };
 use ipnet::Ipv6Net;
 
@@ -102,6 +102,8 @@ pub struct ControlHandler<P: Platform> {
     platform: P,
     interface: Option<InterfaceConfig>,
     routes: BTreeSet<Ipv6Net>,
+    /// Each peer's prefixes as the controller granted them (`Request::AllowPeer`).
+    grants: HashMap<PeerId, Vec<Ipv6Net>>,
     shut_down: bool,
 }
 
@@ -120,6 +122,7 @@ impl<P: Platform> ControlHandler<P> {
             platform,
             interface: None,
             routes: BTreeSet::new(),
+            grants: HashMap::new(),
             shut_down: false,
         }
     }
@@ -158,6 +161,7 @@ impl<P: Platform> ControlHandler<P> {
         match request {
             Request::Configure(config) => self.configure(config),
             Request::Install(sa) => self.install(&sa),
+            Request::AllowPeer { peer, prefixes } => self.allow_peer(peer, prefixes),
             Request::Delete { spi_in } => {
                 self.sad.delete(spi_in)?;
                 self.sync_routes()?;
@@ -245,8 +249,65 @@ impl<P: Platform> ControlHandler<P> {
         }
     }
 
+    fn allow_peer(
+        &mut self,
+        peer: PeerId,
+        prefixes: Vec<Ipv6Net>,
+    ) -> Result<Response, ControlError> {
+        let interface = self.configured()?;
+        if let Some(pool) = interface.peer_pool
+            && let Some(outside) = prefixes.iter().find(|p| !pool.contains(*p))
+        {
+            return Err(ControlError(format!(
+                "AllowPeer {peer}: {outside} lies outside the peer pool {pool}"
+            )));
+        }
+        if prefixes.is_empty() {
+            self.grants.remove(&peer);
+        } else {
+            self.grants.insert(peer, prefixes);
+        }
+        Ok(Response::Ok)
+    }
+
+    /// The peer's remote selectors must lie inside its grant, and inside the peer pool: the
+    /// forwarder's own check of what the IKE daemon negotiated (a peer must never receive
+    /// another's traffic, whatever it answered in a rekey).
+    fn check_grant(&self, sa: &ChildSa) -> Result<(), ControlError> {
+        let interface = self.configured()?;
+        if let Some(pool) = interface.peer_pool
+            && let Some(outside) = sa.remote_ts.iter().find(|t| !pool.contains(*t))
+        {
+            return Err(ControlError(format!(
+                "remote_ts {outside} of {} lies outside the peer pool {pool}",
+                sa.peer
+            )));
+        }
+        match self.grants.get(&sa.peer) {
+            Some(granted) => {
+                if let Some(outside) = sa
+                    .remote_ts
+                    .iter()
+                    .find(|t| !granted.iter().any(|g| g.contains(*t)))
+                {
+                    return Err(ControlError(format!(
+                        "remote_ts {outside} of {} lies outside its grant",
+                        sa.peer
+                    )));
+                }
+                Ok(())
+            }
+            None if interface.peer_pool.is_some() => Err(ControlError(format!(
+                "{} has no grant (AllowPeer must come before its first Install)",
+                sa.peer
+            ))),
+            None => Ok(()),
+        }
+    }
+
     fn install(&mut self, sa: &ChildSa) -> Result<Response, ControlError> {
         self.check_endpoint(&sa.endpoint)?;
+        self.check_grant(sa)?;
         self.sad.install(sa)?;
         if let Err(error) = self.sync_routes() {
             // Undo, so a refused install changes nothing.
@@ -320,6 +381,7 @@ mod tests {
             raw_esp: true,
             manage_routes: true,
             route_metric: 1024,
+            peer_pool: None,
         }
     }
 
@@ -410,6 +472,64 @@ mod tests {
             "a refused request changed routes"
         );
         error
+    }
+
+    #[test]
+    fn a_server_installs_only_what_it_granted_inside_its_pool() {
+        let (mut handler, _events) =
+            ControlHandler::new(RecordingPlatform::default(), AeadBackend::default());
+        let mut config = interface();
+        config.peer_pool = Some("2001:db8:100::/48".parse().unwrap());
+        handler.handle(Request::Configure(config)).unwrap();
+        let home = "2001:db8:100:1::/64";
+
+        let error = refused(&mut handler, Request::Install(sa(1, 0x100, home)));
+        assert!(error.contains("peer1 has no grant"), "{error}");
+
+        let error = refused(
+            &mut handler,
+            Request::AllowPeer {
+                peer: PeerId(1),
+                prefixes: vec!["2001:db8:999::/64".parse().unwrap()],
+            },
+        );
+        assert!(
+            error.contains("outside the peer pool 2001:db8:100::/48"),
+            "{error}"
+        );
+
+        handler
+            .handle(Request::AllowPeer {
+                peer: PeerId(1),
+                prefixes: vec![home.parse().unwrap()],
+            })
+            .unwrap();
+        // Another home's /64, a wider prefix and one outside the pool: each refused.
+        for hostile in [
+            "2001:db8:100:2::/64",
+            "2001:db8:100::/56",
+            "2001:db8:999::/64",
+        ] {
+            let error = refused(&mut handler, Request::Install(sa(1, 0x200, hostile)));
+            assert!(error.contains("outside"), "{hostile}: {error}");
+        }
+        handler
+            .handle(Request::Install(sa(1, 0x100, home)))
+            .unwrap();
+        // A narrower selector inside the grant is fine.
+        handler
+            .handle(Request::Install(sa(1, 0x300, "2001:db8:100:1:8000::/65")))
+            .unwrap();
+
+        // Withdrawn: later installs are refused, the installed pairs stay until deleted.
+        handler
+            .handle(Request::AllowPeer {
+                peer: PeerId(1),
+                prefixes: Vec::new(),
+            })
+            .unwrap();
+        let error = refused(&mut handler, Request::Install(sa(1, 0x400, home)));
+        assert!(error.contains("no grant"), "{error}");
     }
 
     #[test]

@@ -388,6 +388,7 @@ mod tests {
             raw_esp: false,
             manage_routes: false,
             route_metric: 1,
+            peer_pool: None,
         }
     }
 

@@ -293,6 +293,7 @@ fn interface_config(
         raw_esp: section.raw_esp,
         manage_routes: section.manage_routes,
         route_metric: section.route_metric,
+        peer_pool: None,
     };
     validate_interface(&config).map_err(|e| {
         // Name the field the message is about.

@@ -26,6 +26,7 @@ fuzz_target!(|data: &[u8]| {
         raw_esp: true,
         manage_routes: true,
         route_metric: 1024,
+        peer_pool: None,
     }));
     assert!(configured.is_ok());
     let mut decoder = FrameDecoder::new();

@@ -144,6 +144,7 @@ fn interface(
         raw_esp: true,
         manage_routes: tunnel.manage_routes,
         route_metric: tunnel.route_metric,
+        peer_pool: None,
     }
 }
 

@@ -578,6 +578,7 @@ fn request_name(request: &Request) -> &'static str {
     match request {
         Request::Configure(_) => "Configure",
         Request::Install(_) => "Install",
+        Request::AllowPeer { .. } => "AllowPeer",
         Request::Delete { .. } => "Delete",
         Request::UpdateEndpoint { .. } => "UpdateEndpoint",
         Request::GetCounters => "GetCounters",
