@@ -4,7 +4,7 @@
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
-use crate::endpoint::Transmit;
+use crate::io::Transmit;
 
 /// Our request in flight, retransmitted with exponential backoff until it is answered or
 /// `tries` transmissions went unanswered (RFC 7296 2.1). Only the requester retransmits.

@@ -7,8 +7,8 @@ use ipnet::Ipv6Net;
 
 use super::{IkeCore, Io};
 use crate::crypto::ChildSaKeys;
-use crate::endpoint::ChildStatus;
 use crate::proposal::ChosenEsp;
+use crate::status::ChildStatus;
 
 /// The nonces of a CHILD SA rekey exchange and the pair it created, kept for the collision
 /// rule of RFC 7296 2.8.1.

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::crypto::auth::{AuthRole, auth_octets};
 use crate::crypto::{DhGroup, IkeSaKeys, KeyExchange, PeerIdentity};
-use crate::endpoint::Output;
+use crate::io::Output;
 use crate::proposal::{EspProposal, IkeProposal};
 use crate::selectors::{any_ipv6, prefixes_of, to_payload};
 use crate::window::{Retransmission, RetransmitAction};

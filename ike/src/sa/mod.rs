@@ -23,8 +23,9 @@ use crate::crypto::{
     CertificateVerifier, DhGroup, IkeSaKeys, KeyExchange, PeerIdentity, SkGcm, VerifiedPeer,
     natd_hash,
 };
-use crate::endpoint::{CommonConfig, Now, Output, Random, Transmit};
+use crate::io::{Now, Output, Random, Transmit};
 use crate::proposal::ChosenIke;
+use crate::settings::CommonConfig;
 use crate::wire::{
     AuthMethod, Authentication, CertEncoding, Certificate, CertificateRequest, ExchangeType, Flags,
     HashAlgorithm, Header, Notify, NotifyType, Payload, ProtectedMessage, SkError,

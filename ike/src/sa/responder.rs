@@ -17,9 +17,10 @@ use super::{
 use crate::crypto::PeerIdentity;
 use crate::crypto::auth::{AuthRole, auth_octets};
 use crate::crypto::{IkeSaKeys, VerifiedPeer};
-use crate::endpoint::{Authorizer, Output};
+use crate::io::Output;
 use crate::proposal::{ChosenEsp, EspGroups, EspProposal, IkeProposal};
 use crate::selectors::{any_ipv6, narrow, prefixes_of, to_payload};
+use crate::settings::Authorizer;
 use crate::wire::{
     self, ExchangeType, Flags, HashAlgorithm, Header, Message, Notify, NotifyType, Payload,
 };

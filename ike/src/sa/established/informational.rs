@@ -1,0 +1,101 @@
+//! INFORMATIONAL requests from the peer (RFC 7296 1.4): DELETE of the IKE SA or of CHILD SAs,
+//! and empty liveness checks.
+
+use std::net::SocketAddrV4;
+
+use hometun_control::Spi;
+
+use super::requests::Task;
+use super::{Effect, Established, Lifecycle};
+use crate::io::Output;
+use crate::sa::{Io, has_notify};
+use crate::window::total_patience;
+use crate::wire::{self, Delete, NotifyType, Payload, ProtocolId};
+
+impl Established {
+    pub(super) fn respond_informational(
+        &mut self,
+        io: &mut Io<'_>,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        inner: &[Payload],
+    ) -> (Vec<Payload>, Vec<Effect>) {
+        let mut response = Vec::new();
+        let mut effects = Vec::new();
+        for notify in wire::notifies(inner) {
+            if notify.notify_type.0 < 16384 {
+                tracing::warn!(
+                    "{} reports {} in an INFORMATIONAL",
+                    self.peer.name,
+                    notify.notify_type
+                );
+            }
+        }
+        if self.mobike {
+            response.extend(self.mobike_informational(io, local, remote, inner));
+        } else if has_notify(inner, NotifyType::UPDATE_SA_ADDRESSES) {
+            tracing::info!(
+                "UPDATE_SA_ADDRESSES from {} without MOBIKE ignored",
+                self.peer.name
+            );
+        }
+        let mut deleted_in = Vec::new();
+        for payload in inner {
+            let Payload::Delete(delete) = payload else {
+                continue;
+            };
+            match delete.protocol {
+                ProtocolId::IKE => {
+                    tracing::debug!("{} deletes the IKE SA", self.peer.name);
+                    if self.is_current()
+                        && let Some(collision) = self.collision.take()
+                    {
+                        // The peer won a rekey collision and deletes the old SA before our
+                        // own rekey's answer came: its new SA takes the children.
+                        effects.push(Effect::MoveChildren {
+                            to: collision.new_spi,
+                        });
+                        self.lifecycle = Lifecycle::Superseded { since: io.now.mono };
+                    } else {
+                        self.kill(io, "deleted by the peer".into());
+                    }
+                    self.lifecycle = Lifecycle::Closing {
+                        until: io.now.mono
+                            + total_patience(io.cfg.retransmit_base, io.cfg.retransmit_tries),
+                    };
+                    return (response, effects);
+                }
+                ProtocolId::ESP => {
+                    for spi in delete.spis_u32() {
+                        if let Some(i) = self.children.iter().position(|c| c.spi_out == spi) {
+                            let child = self.children.remove(i);
+                            child.uninstall(io);
+                            deleted_in.push(child.spi_in);
+                            if let Some(theirs) = &child.peer_rekey {
+                                // Our colliding rekey of it is moot: the peer's pair stands.
+                                io.output(Output::Rekeyed {
+                                    peer: self.peer.id,
+                                    old_spi_in: Spi(child.spi_in),
+                                    new_spi_in: Spi(theirs.successor),
+                                });
+                            }
+                        } else {
+                            tracing::debug!("DELETE for unknown ESP SPI {spi:08x} ignored");
+                        }
+                    }
+                }
+                other => tracing::debug!("DELETE for protocol {other} ignored"),
+            }
+        }
+        if !deleted_in.is_empty() {
+            response.push(Payload::Delete(Delete::esp(&deleted_in)));
+            if self.children.is_empty() && self.is_current() {
+                // A tunnel without CHILD SA is useless: close the IKE SA (the client
+                // reconnects).
+                tracing::info!("{} deleted the last CHILD SA", self.peer.name);
+                self.queue.push_back(Task::DeleteIke);
+            }
+        }
+        (response, effects)
+    }
+}

@@ -1,0 +1,611 @@
+//! An established IKE SA: its CHILD SAs, the message-ID windows, and the exchanges after
+//! IKE_AUTH. One file per exchange: [`informational`] (DELETE, liveness), [`mobike`] (RFC 4555
+//! address updates and the forwarder's moves), [`child_rekey`] and [`ike_rekey`]
+//! (CREATE_CHILD_SA in both roles, with the collision rules of RFC 7296 2.8.1 and 2.8.2), and
+//! [`requests`] (our side of the window: queued work, one request in flight).
+//!
+//! Where an SA stands in its life is one [`Lifecycle`] value; each request in flight is a
+//! [`requests::Pending`] consumed when its answer arrives.
+
+mod child_rekey;
+mod ike_rekey;
+mod informational;
+mod mobike;
+mod requests;
+
+pub(crate) use requests::Task;
+
+use std::collections::VecDeque;
+use std::net::SocketAddrV4;
+use std::time::{Duration, Instant};
+
+use hometun_control::CounterReport;
+use ipnet::Ipv6Net;
+
+use crate::io::Output;
+use crate::sa::child::{Child, ChildState};
+use crate::sa::{Addresses, IkeCore, IkeError, Io, PeerInfo, hex_spi};
+use crate::status::PeerStatus;
+use crate::window::{RequestClass, ResponseWindow, RetransmitAction, total_patience};
+use crate::wire::{self, Delete, ExchangeType, Header, NotifyType, Payload, ProtocolId};
+use child_rekey::DELETED_INBOUND_LINGER;
+use ike_rekey::IkeCollision;
+use mobike::PendingMove;
+use requests::{Outstanding, Pending};
+
+/// What the endpoint must do after an event on an IKE SA.
+pub(crate) enum Effect {
+    /// A new IKE SA (from a rekey), to insert under its SPI and start.
+    Insert(Box<Established>),
+    /// Move this SA's CHILD SAs and their queued work to the IKE SA with our SPI `to`.
+    MoveChildren { to: u64 },
+    /// This SA is gone (children deleted or moved, outputs emitted): remove it.
+    Remove,
+}
+
+/// What [`Established::new`] takes.
+pub(crate) struct EstablishedParams {
+    pub core: IkeCore,
+    pub peer: PeerInfo,
+    /// Inner prefixes our side may use (TSr of a client's request on the server).
+    pub local_allowed: Vec<Ipv6Net>,
+    /// Inner prefixes the peer may use.
+    pub peer_allowed: Vec<Ipv6Net>,
+    pub children: Vec<Child>,
+    pub next_request_id: u32,
+    pub expected_request_id: u32,
+    pub cached_response: Option<Vec<u8>>,
+    pub mobike: bool,
+    /// We are the client (the tunnel's home side).
+    pub client: bool,
+}
+
+/// Where an established IKE SA stands in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lifecycle {
+    /// It speaks for the peer.
+    Current,
+    /// It no longer speaks for the peer (its CHILD SAs moved to a rekeyed IKE SA, it lost a
+    /// rekey collision, or it was killed): it waits silently for its DELETE, at most a while.
+    Superseded {
+        /// Since when.
+        since: Instant,
+    },
+    /// The peer deleted it: it is kept until `until` only to answer a retransmitted DELETE
+    /// with the cached response.
+    Closing {
+        /// When it goes.
+        until: Instant,
+    },
+}
+
+/// An established IKE SA.
+pub(crate) struct Established {
+    pub core: IkeCore,
+    pub peer: PeerInfo,
+    local_allowed: Vec<Ipv6Net>,
+    peer_allowed: Vec<Ipv6Net>,
+    pub children: Vec<Child>,
+    next_request_id: u32,
+    outstanding: Option<Outstanding>,
+    queue: VecDeque<Task>,
+    deferred: Vec<(Instant, Task)>,
+    responses: ResponseWindow,
+    /// Last sign of life from the peer (IKE message or ESP packet).
+    last_rx: Instant,
+    established_at: Instant,
+    last_moved: Option<Instant>,
+    mobike: bool,
+    client: bool,
+    collision: Option<IkeCollision>,
+    /// Where the SA stands in its life.
+    lifecycle: Lifecycle,
+    /// Pairs whose DELETE exchange completed: uninstalled at the instant given, until then
+    /// their inbound SA catches packets still in flight.
+    retired: Vec<(Child, Instant)>,
+    /// Where the CHILD SAs send (the forwarder's endpoint for this peer, as we last set or
+    /// learned it).
+    child_endpoint: hometun_control::Endpoint,
+    /// Times the CHILD SAs moved to another peer address (MOBIKE, or the forwarder's move).
+    moves: u64,
+    /// A MOBIKE update waiting for its return-routability answer.
+    pending_move: Option<PendingMove>,
+}
+
+impl Established {
+    /// A newly established IKE SA (after IKE_AUTH or a rekey).
+    pub fn new(io: &mut Io<'_>, p: EstablishedParams) -> Self {
+        let child_endpoint = p.core.esp_endpoint(io.cfg);
+        Self {
+            core: p.core,
+            peer: p.peer,
+            local_allowed: p.local_allowed,
+            peer_allowed: p.peer_allowed,
+            children: p.children,
+            next_request_id: p.next_request_id,
+            outstanding: None,
+            queue: VecDeque::new(),
+            deferred: Vec::new(),
+            responses: ResponseWindow::new(p.expected_request_id, p.cached_response),
+            last_rx: io.now.mono,
+            established_at: io.now.mono,
+            last_moved: None,
+            mobike: p.mobike,
+            client: p.client,
+            collision: None,
+            lifecycle: Lifecycle::Current,
+            retired: Vec::new(),
+            child_endpoint,
+            moves: 0,
+            pending_move: None,
+        }
+    }
+
+    /// Whether the SA still speaks for its peer.
+    pub fn is_current(&self) -> bool {
+        matches!(self.lifecycle, Lifecycle::Current)
+    }
+
+    /// Whether the peer deleted it and it only answers retransmitted DELETEs.
+    fn is_closing(&self) -> bool {
+        matches!(self.lifecycle, Lifecycle::Closing { .. })
+    }
+
+    /// A message for this SA arrived.
+    pub fn handle(
+        &mut self,
+        io: &mut Io<'_>,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        header: &Header,
+        data: &[u8],
+    ) -> Vec<Effect> {
+        // The peer's messages carry the other I flag than ours.
+        if header.flags.initiator() == self.core.original_initiator {
+            tracing::debug!("message from {remote} with our own I flag dropped");
+            return Vec::new();
+        }
+        if header.flags.response() {
+            self.handle_response(io, header, data)
+        } else {
+            self.handle_request(io, local, remote, header, data)
+        }
+    }
+
+    pub(super) fn handle_request(
+        &mut self,
+        io: &mut Io<'_>,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        header: &Header,
+        data: &[u8],
+    ) -> Vec<Effect> {
+        match self.responses.classify(header.message_id) {
+            RequestClass::Ignore => {
+                tracing::debug!(
+                    "request {} from {remote} outside the window (expecting {}) ignored",
+                    header.message_id,
+                    self.responses.expected()
+                );
+                return Vec::new();
+            }
+            RequestClass::Retransmitted => {
+                // Only an authentic retransmission is answered: it must open.
+                if self.core.open(data).is_ok()
+                    && let Some(cached) = self.responses.cached()
+                {
+                    tracing::debug!("retransmitted request {} answered again", header.message_id);
+                    io.send(local, remote, cached.to_vec());
+                }
+                return Vec::new();
+            }
+            RequestClass::New => {}
+        }
+        if self.is_closing() {
+            tracing::debug!("request on a deleted IKE SA ignored");
+            return Vec::new();
+        }
+        let (payloads, effects) = match self.core.open(data) {
+            Ok(message) => {
+                self.last_rx = io.now.mono;
+                match header.exchange_type {
+                    ExchangeType::INFORMATIONAL => {
+                        self.respond_informational(io, local, remote, &message.inner)
+                    }
+                    ExchangeType::CREATE_CHILD_SA => self.respond_create_child(io, &message.inner),
+                    other => {
+                        tracing::debug!("{other} request on an established IKE SA refused");
+                        (
+                            vec![Payload::Notify(
+                                IkeError::syntax("unexpected exchange").notify(),
+                            )],
+                            Vec::new(),
+                        )
+                    }
+                }
+            }
+            Err(e) => match IkeError::from_sk(&e) {
+                Some(error) => {
+                    self.last_rx = io.now.mono;
+                    tracing::info!("malformed request from {}: {error}", self.peer.name);
+                    (vec![Payload::Notify(error.notify())], Vec::new())
+                }
+                None => {
+                    tracing::debug!("request from {remote} dropped: {e}");
+                    return Vec::new();
+                }
+            },
+        };
+        let response_header = self
+            .core
+            .header(header.exchange_type, true, header.message_id);
+        match self.core.seal(response_header, payloads) {
+            Ok(response) => {
+                io.send(local, remote, response.clone());
+                self.responses.answered(header.message_id, response);
+            }
+            Err(e) => tracing::warn!("cannot build a response: {e}"),
+        }
+        if !effects.iter().any(|e| matches!(e, Effect::Remove)) {
+            self.pump(io);
+        }
+        effects
+    }
+
+    pub(super) fn handle_response(
+        &mut self,
+        io: &mut Io<'_>,
+        header: &Header,
+        data: &[u8],
+    ) -> Vec<Effect> {
+        if self.is_closing() {
+            return Vec::new();
+        }
+        let Some(outstanding) = &self.outstanding else {
+            tracing::debug!("response {} without a request ignored", header.message_id);
+            return Vec::new();
+        };
+        if outstanding.message_id != header.message_id {
+            tracing::debug!("response {} does not match our request", header.message_id);
+            return Vec::new();
+        }
+        let inner = match self.core.open(data) {
+            Ok(message) => message.inner,
+            Err(e) => {
+                tracing::debug!("response {} dropped: {e}", header.message_id);
+                return Vec::new();
+            }
+        };
+        self.last_rx = io.now.mono;
+        let Some(outstanding) = self.outstanding.take() else {
+            return Vec::new();
+        };
+        let effects = match outstanding.pending {
+            Pending::ChildRekey(request) => self.child_rekey_answered(io, request, &inner),
+            Pending::IkeRekey(request) => self.ike_rekey_answered(io, request, &inner),
+            Pending::DeleteChild(spi_in) => {
+                if let Some(i) = self.children.iter().position(|c| c.spi_in == spi_in) {
+                    // The peer removed its side; packets it sent before still arrive for a
+                    // moment.
+                    let child = self.children.remove(i);
+                    tracing::debug!(
+                        "CHILD SA {spi_in:08x} deleted by both; its inbound SA stays {DELETED_INBOUND_LINGER:?} for packets in flight"
+                    );
+                    self.retired
+                        .push((child, io.now.mono + DELETED_INBOUND_LINGER));
+                }
+                Vec::new()
+            }
+            Pending::DeleteIke => {
+                if self.is_current() {
+                    self.kill(io, "deleted".into());
+                }
+                vec![Effect::Remove]
+            }
+            Pending::Liveness => Vec::new(),
+            Pending::ReturnRoutability { cookie2, target } => {
+                self.return_routability_answered(io, &cookie2, target, &inner);
+                Vec::new()
+            }
+        };
+        if !effects.iter().any(|e| matches!(e, Effect::Remove)) {
+            self.pump(io);
+        }
+        effects
+    }
+
+    pub(super) fn respond_create_child(
+        &mut self,
+        io: &mut Io<'_>,
+        inner: &[Payload],
+    ) -> (Vec<Payload>, Vec<Effect>) {
+        let mut effects = Vec::new();
+        let result = (|| {
+            if !self.is_current() {
+                return Err(IkeError::TemporaryFailure("this IKE SA is being replaced"));
+            }
+            let sa = inner.iter().find_map(|p| match p {
+                Payload::Sa(sa) => Some(sa),
+                _ => None,
+            });
+            let Some(sa) = sa else {
+                return Err(IkeError::syntax("CREATE_CHILD_SA without SA payload"));
+            };
+            let rekey = wire::notifies(inner).find(|n| n.notify_type == NotifyType::REKEY_SA);
+            let ike = sa
+                .proposals
+                .first()
+                .is_some_and(|p| p.protocol == ProtocolId::IKE);
+            if ike {
+                self.respond_ike_rekey(io, sa, inner, &mut effects)
+            } else if let Some(rekey) = rekey {
+                self.respond_child_rekey(io, rekey, sa, inner)
+            } else {
+                Err(IkeError::NoAdditionalSas)
+            }
+        })();
+        match result {
+            Ok(payloads) => (payloads, effects),
+            Err(error) => {
+                tracing::info!("CREATE_CHILD_SA from {} refused: {error}", self.peer.name);
+                (vec![Payload::Notify(error.notify())], effects)
+            }
+        }
+    }
+
+    /// When `on_timeout` must run next.
+    pub fn deadline(&self, io_cfg: &crate::settings::CommonConfig) -> Option<Instant> {
+        if let Lifecycle::Closing { until } = self.lifecycle {
+            return Some(until);
+        }
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        if let Some(o) = &self.outstanding {
+            consider(o.retransmission.deadline());
+        }
+        if let Lifecycle::Superseded { since } = self.lifecycle {
+            consider(since + self.superseded_patience(io_cfg));
+        }
+        for (at, _) in &self.deferred {
+            consider(*at);
+        }
+        for c in &self.children {
+            if let ChildState::Superseded { delete_at, .. } = c.state {
+                consider(delete_at);
+            }
+        }
+        for (_, until) in &self.retired {
+            consider(*until);
+        }
+        if let Some(dpd) = io_cfg.dpd
+            && self.outstanding.is_none()
+            && self.queue.is_empty()
+            && self.is_current()
+        {
+            consider(self.last_rx + dpd);
+        }
+        next
+    }
+
+    /// How long a superseded SA waits for its DELETE.
+    pub(super) fn superseded_patience(&self, cfg: &crate::settings::CommonConfig) -> Duration {
+        total_patience(cfg.retransmit_base, cfg.retransmit_tries) * 2
+    }
+
+    /// Timers: retransmission, deferred work, make-before-break grace, liveness.
+    pub fn on_timeout(&mut self, io: &mut Io<'_>) -> Vec<Effect> {
+        let now = io.now.mono;
+        if let Lifecycle::Closing { until } = self.lifecycle {
+            return if now >= until {
+                vec![Effect::Remove]
+            } else {
+                Vec::new()
+            };
+        }
+        if let Some(o) = &mut self.outstanding
+            && now >= o.retransmission.deadline()
+        {
+            match o
+                .retransmission
+                .on_timeout(now, io.cfg.retransmit_base, io.cfg.retransmit_tries)
+            {
+                RetransmitAction::Resend => {
+                    tracing::debug!(
+                        "retransmitting request {} to {} (try {})",
+                        o.message_id,
+                        self.peer.name,
+                        o.retransmission.tries()
+                    );
+                    io.transmits.push_back(o.retransmission.transmit());
+                }
+                RetransmitAction::GiveUp => {
+                    let tries = o.retransmission.tries();
+                    if self.is_current() {
+                        self.kill(
+                            io,
+                            format!("dead peer: no answer after {tries} retransmissions"),
+                        );
+                    } else {
+                        self.release_pending(io);
+                    }
+                    return vec![Effect::Remove];
+                }
+            }
+        }
+        if let Lifecycle::Superseded { since } = self.lifecycle
+            && now >= since + self.superseded_patience(io.cfg)
+            && self.children.is_empty()
+        {
+            tracing::debug!("replaced IKE SA {} expired", hex_spi(self.core.our_spi()));
+            self.release_pending(io);
+            return vec![Effect::Remove];
+        }
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retired)
+            .into_iter()
+            .partition(|(_, until)| *until <= now);
+        self.retired = kept;
+        for (child, _) in gone {
+            child.uninstall(io);
+        }
+        let mut due = Vec::new();
+        self.deferred.retain(|(at, task)| {
+            if *at <= now {
+                due.push(task.clone());
+                false
+            } else {
+                true
+            }
+        });
+        self.queue.extend(due);
+        self.check_superseded(io);
+        if let Some(dpd) = io.cfg.dpd
+            && self.outstanding.is_none()
+            && self.queue.is_empty()
+            && self.is_current()
+            && now >= self.last_rx + dpd
+        {
+            tracing::debug!("liveness check of {}", self.peer.name);
+            self.queue.push_back(Task::Liveness);
+        }
+        self.pump(io);
+        Vec::new()
+    }
+
+    /// The forwarder's counters: ESP from the peer counts as life; a successor that carried
+    /// traffic lets its predecessor go.
+    pub fn counters(&mut self, io: &mut Io<'_>, report: &CounterReport) {
+        for sa in &report.sas {
+            if sa.peer != self.peer.id {
+                continue;
+            }
+            let Some(child) = self.children.iter_mut().find(|c| c.spi_in == sa.spi_in.0) else {
+                continue;
+            };
+            // Either direction: our outbound moved to the successor when it was installed,
+            // so our own packets on it show that the new pair is in use.
+            if sa.rx_packets > 0 || sa.tx_packets > 0 {
+                child.carried_traffic = true;
+            }
+            if let Some(ago) = sa.last_rx_seconds_ago
+                && let Some(at) = io.now.mono.checked_sub(Duration::from_secs(ago))
+                && at > self.last_rx
+            {
+                self.last_rx = at;
+            }
+        }
+        self.check_superseded(io);
+        self.pump(io);
+    }
+
+    /// Whether the CHILD SA with this inbound SPI is ours.
+    pub fn has_child(&self, spi_in: u32) -> bool {
+        self.children.iter().any(|c| c.spi_in == spi_in)
+    }
+
+    /// Removes every CHILD SA and reports the peer down (unless superseded).
+    pub fn kill(&mut self, io: &mut Io<'_>, reason: String) {
+        for child in self.children.drain(..) {
+            child.uninstall(io);
+        }
+        self.release_pending(io);
+        if self.is_current() {
+            // The driver logs the peer-down line at info.
+            tracing::debug!("IKE SA with {} down: {reason}", self.peer.name);
+            io.output(Output::PeerDown {
+                peer: self.peer.id,
+                name: self.peer.name.clone(),
+                reason,
+            });
+            self.lifecycle = Lifecycle::Superseded { since: io.now.mono };
+        }
+    }
+
+    /// Frees the SPIs our request in flight holds, drops queued work and uninstalls the pairs
+    /// kept for packets in flight (on removal).
+    pub fn release_pending(&mut self, io: &mut Io<'_>) {
+        for (child, _) in self.retired.drain(..) {
+            child.uninstall(io);
+        }
+        if let Some(o) = self.outstanding.take() {
+            match o.pending {
+                Pending::ChildRekey(r) => io.spis.release_esp(r.new_spi_in),
+                Pending::IkeRekey(r) => io.spis.release_ike(r.new_spi),
+                _ => {}
+            }
+        }
+        self.queue.clear();
+        self.deferred.clear();
+    }
+
+    /// Shutdown: one DELETE for the IKE SA, no waiting; everything removed.
+    pub fn close(&mut self, io: &mut Io<'_>) {
+        self.close_because(io, "closed".into());
+    }
+
+    /// One DELETE for the IKE SA, no waiting; everything removed, the peer-down line says
+    /// `reason`.
+    pub fn close_because(&mut self, io: &mut Io<'_>, reason: String) {
+        let header = self
+            .core
+            .header(ExchangeType::INFORMATIONAL, false, self.next_request_id);
+        if let Ok(delete) = self.core.seal(header, vec![Payload::Delete(Delete::ike())]) {
+            io.send(self.core.local, self.core.remote, delete);
+        }
+        self.kill(io, reason);
+    }
+
+    /// Whether the peer still passes `verifier` with the certificates of its IKE_AUTH (a reload
+    /// may bring a CRL that revokes it, or another CA), and on a server whether `authorizer`
+    /// still gives it every prefix its CHILD SAs carry. `Err` says why not.
+    pub fn still_trusted(
+        &self,
+        verifier: &crate::crypto::CertificateVerifier,
+        authorizer: Option<&dyn crate::settings::Authorizer>,
+        now: std::time::SystemTime,
+    ) -> Result<(), String> {
+        let certificates: Vec<&[u8]> = self.peer.certificates.iter().map(Vec::as_slice).collect();
+        let Some((end_entity, intermediates)) = certificates.split_first() else {
+            return Ok(());
+        };
+        let verified = verifier
+            .verify(end_entity, intermediates, &self.peer.identity, now)
+            .map_err(|e| e.to_string())?;
+        if let Some(authorizer) = authorizer {
+            let prefixes = authorizer.prefixes(&self.peer.identity, &verified)?;
+            if let Some(lost) = self
+                .peer_allowed
+                .iter()
+                .find(|held| !prefixes.iter().any(|p| p.contains(*held)))
+            {
+                return Err(format!("its prefix {lost} is no longer allowed"));
+            }
+        }
+        Ok(())
+    }
+
+    /// For `hometun status`.
+    pub fn status(&self, now: Instant) -> PeerStatus {
+        PeerStatus {
+            peer: self.peer.id,
+            name: self.peer.name.clone(),
+            local: self.core.local,
+            remote: self.core.remote,
+            nat: self.core.nat(),
+            ike_spis: (hex_spi(self.core.spi_i), hex_spi(self.core.spi_r)),
+            ike_proposal: self.core.chosen.to_string(),
+            established_seconds: now.saturating_duration_since(self.established_at).as_secs(),
+            last_moved_seconds_ago: self
+                .last_moved
+                .map(|t| now.saturating_duration_since(t).as_secs()),
+            moves: self.moves,
+            prefixes: self.peer_allowed.clone(),
+            children: self.children.iter().map(Child::status).collect(),
+        }
+    }
+
+    /// The addresses (for a successor built elsewhere).
+    #[allow(dead_code)]
+    pub fn addresses(&self) -> Addresses {
+        self.core.addresses()
+    }
+}

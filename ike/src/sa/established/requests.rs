@@ -1,0 +1,138 @@
+//! Our side of the message-ID window (RFC 7296 2.3): work waits as [`Task`]s in a queue, and one
+//! request at a time is in flight as an [`Outstanding`] exchange whose [`Pending`] step is
+//! consumed when the answer arrives.
+
+use std::net::SocketAddrV4;
+
+use super::Established;
+use super::child_rekey::ChildRekeyRequested;
+use super::ike_rekey::IkeRekeyRequested;
+use crate::crypto::DhGroup;
+use crate::sa::Io;
+use crate::sa::child::ChildState;
+use crate::window::Retransmission;
+use crate::wire::{Delete, ExchangeType, Payload};
+
+/// Work for our side of the window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Task {
+    /// Rekey the CHILD SA with this inbound SPI (with this PFS group, if the peer asked for it).
+    RekeyChild { spi_in: u32, group: Option<DhGroup> },
+    /// Rekey the IKE SA (with this group, if the peer asked for it).
+    RekeyIke { group: Option<DhGroup> },
+    /// Delete the CHILD SA with this inbound SPI.
+    DeleteChild(u32),
+    /// Delete the IKE SA.
+    DeleteIke,
+    /// An empty INFORMATIONAL (liveness check).
+    Liveness,
+    /// MOBIKE return-routability check of the peer's current address (RFC 4555 5.2): an
+    /// INFORMATIONAL with COOKIE2; the CHILD SAs move there on the authenticated answer.
+    ReturnRoutability,
+}
+
+impl Task {
+    /// Whether the task belongs to the CHILD SAs (and moves with them to a rekeyed IKE SA).
+    pub(super) fn is_child_task(&self) -> bool {
+        matches!(
+            self,
+            Task::RekeyChild { .. } | Task::DeleteChild(_) | Task::ReturnRoutability
+        )
+    }
+}
+
+/// The exchange our outstanding request belongs to.
+pub(super) enum Pending {
+    ChildRekey(ChildRekeyRequested),
+    IkeRekey(IkeRekeyRequested),
+    DeleteChild(u32),
+    DeleteIke,
+    Liveness,
+    /// Our COOKIE2, sent to `target`.
+    ReturnRoutability {
+        cookie2: Vec<u8>,
+        target: SocketAddrV4,
+    },
+}
+
+pub(super) struct Outstanding {
+    pub(super) message_id: u32,
+    pub(super) retransmission: Retransmission,
+    pub(super) pending: Pending,
+}
+
+impl Established {
+    /// Queues work and sends it if the window is free.
+    pub fn queue_task(&mut self, io: &mut Io<'_>, task: Task, urgent: bool) {
+        if urgent {
+            self.queue.push_front(task);
+        } else {
+            self.queue.push_back(task);
+        }
+        self.pump(io);
+    }
+
+    /// Sends the next queued request if none is in flight.
+    pub fn pump(&mut self, io: &mut Io<'_>) {
+        if self.is_closing() {
+            return;
+        }
+        while self.outstanding.is_none() {
+            let Some(task) = self.queue.pop_front() else {
+                return;
+            };
+            let Some((exchange, payloads, pending)) = self.prepare(io, task) else {
+                continue;
+            };
+            let message_id = self.next_request_id;
+            let header = self.core.header(exchange, false, message_id);
+            match self.core.seal(header, payloads) {
+                Ok(request) => {
+                    self.next_request_id = self.next_request_id.wrapping_add(1);
+                    let retransmission = Retransmission::new(
+                        io.now.mono,
+                        io.cfg.retransmit_base,
+                        request.clone(),
+                        self.core.local,
+                        self.core.remote,
+                    );
+                    io.send(self.core.local, self.core.remote, request);
+                    self.outstanding = Some(Outstanding {
+                        message_id,
+                        retransmission,
+                        pending,
+                    });
+                }
+                Err(e) => tracing::warn!("cannot build a request: {e}"),
+            }
+        }
+    }
+
+    pub(super) fn prepare(
+        &mut self,
+        io: &mut Io<'_>,
+        task: Task,
+    ) -> Option<(ExchangeType, Vec<Payload>, Pending)> {
+        match task {
+            Task::RekeyChild { spi_in, group } => self.prepare_child_rekey(io, spi_in, group),
+            Task::RekeyIke { group } => self.prepare_ike_rekey(io, group),
+            Task::DeleteChild(spi_in) => {
+                let child = self.children.iter_mut().find(|c| c.spi_in == spi_in)?;
+                child.state = ChildState::Deleting;
+                tracing::info!("deleting CHILD SA {spi_in:08x}");
+                Some((
+                    ExchangeType::INFORMATIONAL,
+                    vec![Payload::Delete(Delete::esp(&[spi_in]))],
+                    Pending::DeleteChild(spi_in),
+                ))
+            }
+            Task::DeleteIke => Some((
+                ExchangeType::INFORMATIONAL,
+                vec![Payload::Delete(Delete::ike())],
+                Pending::DeleteIke,
+            )),
+            Task::Liveness => Some((ExchangeType::INFORMATIONAL, Vec::new(), Pending::Liveness)),
+            Task::ReturnRoutability => self.prepare_return_routability(io),
+        }
+    }
+}

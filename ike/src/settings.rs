@@ -1,0 +1,78 @@
+//! The endpoint's settings: what both roles share, and each role's own.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+/// Settings both roles share.
+pub struct CommonConfig {
+    /// Our certificate chain (DER, end-entity first).
+    pub chain: Vec<Vec<u8>>,
+    /// Our private key (the end-entity certificate's).
+    pub key: crate::crypto::PrivateKey,
+    /// Our IKE identity (ID_FQDN normally), which must be in our certificate.
+    pub identity: crate::crypto::PeerIdentity,
+    /// Checks the peer's certificate chain, dates, CRL and identity.
+    pub verifier: crate::crypto::CertificateVerifier,
+    /// IKE proposals in preference order (parsed from the config's strongSwan-style strings by
+    /// [`crate::proposal::IkeProposal::parse`]).
+    pub ike_proposals: Vec<crate::proposal::IkeProposal>,
+    /// ESP proposals in preference order ([`crate::proposal::EspProposal::parse`]).
+    pub esp_proposals: Vec<crate::proposal::EspProposal>,
+    /// CHILD SA lifetimes (bytes/packets; time only if configured).
+    pub limits: hometun_control::Limits,
+    /// Anti-replay window of our inbound SAs, in packets.
+    pub replay_window: u32,
+    /// NAT keepalive interval when we are behind a NAT.
+    pub nat_keepalive_seconds: u32,
+    /// Retransmission: first timeout, doubled per try.
+    pub retransmit_base: Duration,
+    /// Retransmission: tries before the peer is dead.
+    pub retransmit_tries: u32,
+    /// Liveness check after this long without anything from the peer (IKE or ESP).
+    pub dpd: Option<Duration>,
+    /// IKE port (500).
+    pub ike_port: u16,
+    /// NAT-T port (4500).
+    pub nat_port: u16,
+}
+
+/// Decides which prefixes a verified client may use (server side): from the static
+/// `[[clients]]` of server.toml or from the certificate's RFC 3779 extension (pki crate).
+pub trait Authorizer: Send {
+    /// `Err(reason)` refuses the client (AUTHENTICATION_FAILED, logged with the reason).
+    fn prefixes(
+        &self,
+        identity: &crate::crypto::PeerIdentity,
+        peer: &crate::crypto::VerifiedPeer,
+    ) -> Result<Vec<ipnet::Ipv6Net>, String>;
+}
+
+/// The responder's (server's) settings.
+pub struct ResponderConfig {
+    /// Settings both roles share.
+    pub common: CommonConfig,
+    /// The server's static address (the draft: only the client's address may change).
+    pub local_addr: Ipv4Addr,
+    /// Which prefixes each client may use.
+    pub authorizer: Box<dyn Authorizer>,
+    /// COOKIE once this many IKE SAs are half open.
+    pub cookie_threshold: u32,
+    /// At most this many half-open IKE SAs per source address.
+    pub half_open_per_source: u32,
+    /// At most this many half-open IKE SAs in total.
+    pub half_open_total: u32,
+}
+
+/// The initiator's (client's) settings.
+pub struct InitiatorConfig {
+    /// Settings both roles share.
+    pub common: CommonConfig,
+    /// The server's address and port (500).
+    pub server: SocketAddrV4,
+    /// The server's expected identity.
+    pub server_identity: crate::crypto::PeerIdentity,
+    /// Our outer address, as the driver learned it from the routing table.
+    pub local_addr: Ipv4Addr,
+    /// Our prefix(es): TSi; TSr is ::/0.
+    pub local_prefixes: Vec<ipnet::Ipv6Net>,
+}
