@@ -93,6 +93,17 @@ pub struct LimitsSection {
     /// Stop using the SA after this many seconds (off unless set).
     #[serde(default)]
     pub hard_seconds: Option<u64>,
+    /// Rekey the IKE SA after this many CHILD SA rekeys on it (0: not for this reason). Each
+    /// IKE SA rekey brings a fresh Diffie-Hellman secret to SK_d (forward secrecy).
+    #[serde(default = "default_ike_rekey_child_rekeys")]
+    pub ike_rekey_child_rekeys: u32,
+    /// Rekey the IKE SA after its CHILD SAs carried this many bytes, both directions together.
+    #[serde(default = "default_ike_rekey_bytes")]
+    pub ike_rekey_bytes: u64,
+    /// Rekey the IKE SA after this many seconds even when idle (off unless set: for a threat
+    /// model that wants forward secrecy within a set time).
+    #[serde(default)]
+    pub ike_rekey_seconds: Option<u64>,
 }
 
 impl Default for LimitsSection {
@@ -104,6 +115,9 @@ impl Default for LimitsSection {
             hard_packets: default_hard_packets(),
             rekey_seconds: None,
             hard_seconds: None,
+            ike_rekey_child_rekeys: default_ike_rekey_child_rekeys(),
+            ike_rekey_bytes: default_ike_rekey_bytes(),
+            ike_rekey_seconds: None,
         }
     }
 }
@@ -144,6 +158,20 @@ impl LimitsSection {
                     format!("{hard} must be above limits.{soft_name} ({soft})"),
                 ));
             }
+        }
+        if self.ike_rekey_bytes == 0 {
+            return Err(ConfigError::new(
+                file,
+                "limits.ike_rekey_bytes",
+                "must be above 0".to_string(),
+            ));
+        }
+        if self.ike_rekey_seconds == Some(0) {
+            return Err(ConfigError::new(
+                file,
+                "limits.ike_rekey_seconds",
+                "must be above 0 (leave it out for no time bound)".to_string(),
+            ));
         }
         if let (Some(soft), Some(hard)) = (self.rekey_seconds, self.hard_seconds)
             && hard <= soft
@@ -805,8 +833,21 @@ fn default_ike_proposals() -> Vec<String> {
         "aes128gcm16-prfsha256-ecp256".to_string(),
     ]
 }
+fn default_ike_rekey_child_rekeys() -> u32 {
+    1
+}
+
+/// Four CHILD SA soft limits' worth.
+fn default_ike_rekey_bytes() -> u64 {
+    4 * default_rekey_bytes()
+}
+
+/// PFS in every CHILD SA rekey (RFC 7296 1.3.1): X25519 first, P-256 for peers without it.
 fn default_esp_proposals() -> Vec<String> {
-    vec!["aes128gcm16".to_string(), "aes256gcm16".to_string()]
+    vec![
+        "aes128gcm16-x25519-ecp256".to_string(),
+        "aes256gcm16-x25519-ecp256".to_string(),
+    ]
 }
 fn default_dpd_seconds() -> u64 {
     30

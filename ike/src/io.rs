@@ -39,6 +39,9 @@ pub enum Output {
     Forwarder(hometun_control::Request),
     /// An IKE SA with a peer came up (one log line at info).
     PeerUp {
+        /// It replaced a working IKE SA with the same peer (re-authentication) rather than
+        /// bringing the peer up.
+        reauthenticated: bool,
         /// The peer.
         peer: hometun_control::PeerId,
         /// Its identity.
@@ -74,4 +77,12 @@ pub enum Output {
         /// Inbound SPI of its successor.
         new_spi_in: hometun_control::Spi,
     },
+}
+
+/// A hostile peer built from the real state machine (simulation tests, fuzz targets): sees and
+/// changes the inner payloads of every protected message before it is sealed.
+#[cfg(feature = "test-util")]
+pub trait Tamper: Send {
+    /// Called with the header and inner payloads of each SK-protected message we send.
+    fn outgoing(&mut self, header: &crate::wire::Header, payloads: &mut Vec<crate::wire::Payload>);
 }

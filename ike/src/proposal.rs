@@ -76,6 +76,9 @@ pub struct EspProposal {
     pub encryption: Vec<AeadAlg>,
     /// PFS groups for CREATE_CHILD_SA; empty for none (IKE_AUTH never carries a KE).
     pub groups: Vec<DhGroup>,
+    /// With groups: a peer that refuses PFS is accepted too (`modpnone` in strongSwan's
+    /// notation; on the wire a D-H transform NONE beside the groups, RFC 7296 3.3.2).
+    pub pfs_optional: bool,
     /// Extended sequence numbers, in preference order (`false` = NO_ESN). Default: NO_ESN only.
     pub esn: Vec<bool>,
 }
@@ -115,6 +118,8 @@ enum Keyword {
     Encr(AeadAlg),
     Prf,
     Group(DhGroup),
+    /// `modpnone`: no Diffie-Hellman is acceptable too (ESP only).
+    NoGroup,
     Esn(bool),
 }
 
@@ -125,6 +130,7 @@ fn keyword(word: &str) -> Result<Keyword, ProposalError> {
         "prfsha256" => Keyword::Prf,
         "x25519" | "curve25519" | "modp31" => Keyword::Group(DhGroup::Curve25519),
         "ecp256" => Keyword::Group(DhGroup::Ecp256),
+        "modpnone" | "none" => Keyword::NoGroup,
         "esn" => Keyword::Esn(true),
         "noesn" => Keyword::Esn(false),
         _ => return Err(ProposalError::UnknownAlgorithm(word.to_string())),
@@ -161,7 +167,7 @@ impl IkeProposal {
                 Keyword::Encr(alg) => push_unique(&mut proposal.encryption, alg),
                 Keyword::Prf => {}
                 Keyword::Group(group) => push_unique(&mut proposal.groups, group),
-                Keyword::Esn(_) => {
+                Keyword::Esn(_) | Keyword::NoGroup => {
                     return Err(ProposalError::Misplaced {
                         keyword: word.to_string(),
                         kind: "IKE",
@@ -316,12 +322,14 @@ impl EspProposal {
         let mut proposal = EspProposal {
             encryption: Vec::new(),
             groups: Vec::new(),
+            pfs_optional: false,
             esn: Vec::new(),
         };
         for word in text.split('-') {
             match keyword(word)? {
                 Keyword::Encr(alg) => push_unique(&mut proposal.encryption, alg),
                 Keyword::Group(group) => push_unique(&mut proposal.groups, group),
+                Keyword::NoGroup => proposal.pfs_optional = true,
                 Keyword::Esn(esn) => push_unique(&mut proposal.esn, esn),
                 Keyword::Prf => {
                     return Err(ProposalError::Misplaced {
@@ -357,6 +365,9 @@ impl EspProposal {
             .collect();
         if with_groups {
             transforms.extend(self.groups.iter().map(|g| Transform::dh(g.to_wire())));
+            if self.pfs_optional && !self.groups.is_empty() {
+                transforms.push(Transform::dh(wire::DhGroup(0)));
+            }
         }
         transforms.extend(
             self.esn
@@ -384,6 +395,33 @@ impl EspProposal {
                 .map(|(i, p)| p.to_wire(proposal_number(i), spi, with_groups))
                 .collect(),
         )
+    }
+
+    /// Whether a CHILD SA may be rekeyed without a Diffie-Hellman exchange under this proposal.
+    pub fn allows_no_pfs(&self) -> bool {
+        self.groups.is_empty() || self.pfs_optional
+    }
+
+    /// Whether any of `proposals` allows a rekey without PFS.
+    pub fn allow_no_pfs(proposals: &[EspProposal]) -> bool {
+        proposals.iter().any(EspProposal::allows_no_pfs)
+    }
+
+    /// The group of our rekey's KE payload: the first group of the first proposal that names
+    /// one (none when no proposal asks for PFS).
+    pub fn default_group(proposals: &[EspProposal]) -> Option<DhGroup> {
+        proposals.iter().find_map(|p| p.groups.first().copied())
+    }
+
+    /// Every PFS group of `proposals`, in order.
+    pub fn all_groups(proposals: &[EspProposal]) -> Vec<DhGroup> {
+        let mut groups = Vec::new();
+        for p in proposals {
+            for &g in &p.groups {
+                push_unique(&mut groups, g);
+            }
+        }
+        groups
     }
 
     /// Responder side: picks from the peer's ESP proposals like [`IkeProposal::select`].
@@ -426,9 +464,10 @@ impl EspProposal {
                 let group = match groups {
                     EspGroups::Ignore => None,
                     EspGroups::None => {
-                        let none_ok =
+                        // The peer sent no KE: only if both sides accept a rekey without PFS.
+                        let theirs_ok =
                             their_groups.is_empty() || offers(theirs, TransformType::DH, 0);
-                        if !none_ok {
+                        if !theirs_ok || !mine.allows_no_pfs() {
                             continue;
                         }
                         None
@@ -440,14 +479,21 @@ impl EspProposal {
                             .copied()
                             .filter(|g| their_groups.contains(&g.id()))
                             .collect();
-                        let Some(&first) = common.first() else {
-                            continue;
-                        };
-                        Some(
-                            DhGroup::from_wire(ke)
-                                .filter(|g| common.contains(g))
-                                .unwrap_or(first),
-                        )
+                        match common.first() {
+                            Some(&first) => Some(
+                                DhGroup::from_wire(ke)
+                                    .filter(|g| common.contains(g))
+                                    .unwrap_or(first),
+                            ),
+                            // No group in common: without PFS if both allow it.
+                            None if mine.allows_no_pfs()
+                                && (their_groups.is_empty()
+                                    || offers(theirs, TransformType::DH, 0)) =>
+                            {
+                                None
+                            }
+                            None => continue,
+                        }
                     }
                 };
                 // No ESN transform at all means NO_ESN (RFC 7296 3.3.2 lets it be omitted).
@@ -475,6 +521,7 @@ impl EspProposal {
                 let answer = EspProposal {
                     encryption: vec![encryption],
                     groups: group.into_iter().collect(),
+                    pfs_optional: false,
                     esn: vec![esn],
                 }
                 .to_wire(theirs.number, spi, group.is_some());
@@ -487,11 +534,17 @@ impl EspProposal {
     }
 
     /// Initiator side: checks the one-proposal answer; returns the choice and the peer's SPI.
+    /// `sent` is what our request carried: [`EspGroups::Ignore`] in IKE_AUTH, else the KE
+    /// we sent, if any.
     pub fn accept(
         ours: &[EspProposal],
         answer: &SecurityAssociation,
-        ke_group: Option<DhGroup>,
+        sent: EspGroups,
     ) -> Result<(ChosenEsp, u32), NegotiationError> {
+        let ke_group = match sent {
+            EspGroups::Ke(g) => DhGroup::from_wire(g),
+            EspGroups::None | EspGroups::Ignore => None,
+        };
         let refused = || NegotiationError::NoProposalChosen {
             offered: describe(answer),
         };
@@ -527,14 +580,20 @@ impl EspProposal {
             .filter(|&id| id != 0)
             .collect();
         let group = match (groups.as_slice(), ke_group) {
-            ([], None) => None,
+            ([], _) => None,
             ([id], Some(g)) if *id == g.id() => Some(g),
             _ => return Err(refused()),
         };
+        // An answer without a group is ours only if our proposals allow no PFS (IKE_AUTH
+        // carries no KE: groups do not count there).
         let mine = ours.iter().any(|p| {
             p.encryption.contains(&encryption)
                 && p.esn.contains(&esn)
-                && group.is_none_or(|g| p.groups.contains(&g))
+                && match (group, sent) {
+                    (_, EspGroups::Ignore) => true,
+                    (Some(g), _) => p.groups.contains(&g),
+                    (None, _) => p.allows_no_pfs(),
+                }
         });
         if !mine {
             return Err(refused());
@@ -597,6 +656,9 @@ impl fmt::Display for EspProposal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut words: Vec<&str> = self.encryption.iter().map(|a| a.name()).collect();
         words.extend(self.groups.iter().map(|&g| group_name(g)));
+        if self.pfs_optional && !self.groups.is_empty() {
+            words.push("modpnone");
+        }
         if self.esn != [false] {
             words.extend(self.esn.iter().map(|&e| if e { "esn" } else { "noesn" }));
         }
@@ -825,7 +887,7 @@ mod tests {
         let (accepted, spi) = EspProposal::accept(
             &[esp("aes128gcm16-ecp256")],
             &SecurityAssociation::new(vec![answer]),
-            Some(DhGroup::Ecp256),
+            EspGroups::Ke(WireGroup::ECP_256),
         )
         .unwrap();
         assert_eq!((accepted.group, spi), (Some(DhGroup::Ecp256), 1));

@@ -65,6 +65,16 @@ pub fn narrow(requested: &TrafficSelectors, allowed: &[Ipv6Net]) -> Vec<Ipv6Net>
     Ipv6Net::aggregate(&out)
 }
 
+/// The prefixes of `ts` if all of them lie inside `allowed`, `None` otherwise (or if `ts` names
+/// no IPv6 prefix): an answer may narrow what was proposed, never widen it (RFC 7296 2.9).
+pub fn within(ts: &TrafficSelectors, allowed: &[Ipv6Net]) -> Option<Vec<Ipv6Net>> {
+    let all = prefixes_of(ts);
+    if all.is_empty() {
+        return None;
+    }
+    (narrow(ts, allowed) == all).then_some(all)
+}
+
 /// The smallest list of prefixes that covers exactly `start..=end`.
 pub fn range_to_prefixes(start: u128, end: u128) -> Vec<Ipv6Net> {
     let mut out = Vec::new();
@@ -100,6 +110,21 @@ pub fn range_to_prefixes(start: u128, end: u128) -> Vec<Ipv6Net> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn within_accepts_narrowing_and_refuses_widening() {
+        let home: Ipv6Net = "2001:db8:1::/64".parse().unwrap();
+        let ts = |s: &str| to_payload(&[s.parse().unwrap()]);
+        assert_eq!(within(&ts("2001:db8:1::/64"), &[home]), Some(vec![home]));
+        assert_eq!(
+            within(&ts("2001:db8:1::1/128"), &[home]),
+            Some(vec!["2001:db8:1::1/128".parse().unwrap()])
+        );
+        assert_eq!(within(&ts("2001:db8:2::/64"), &[home]), None);
+        assert_eq!(within(&ts("2001:db8::/32"), &[home]), None);
+        assert_eq!(within(&ts("::/0"), &[home]), None);
+        assert_eq!(within(&TrafficSelectors::new(Vec::new()), &[home]), None);
+    }
 
     fn net(s: &str) -> Ipv6Net {
         s.parse().unwrap()

@@ -20,6 +20,8 @@ pub struct CommonConfig {
     pub esp_proposals: Vec<crate::proposal::EspProposal>,
     /// CHILD SA lifetimes (bytes/packets; time only if configured).
     pub limits: hometun_control::Limits,
+    /// When the IKE SA itself is rekeyed (a fresh Diffie-Hellman secret for SK_d).
+    pub ike_rekey: IkeRekeyPolicy,
     /// Anti-replay window of our inbound SAs, in packets.
     pub replay_window: u32,
     /// NAT keepalive interval when we are behind a NAT.
@@ -75,4 +77,26 @@ pub struct InitiatorConfig {
     pub local_addr: Ipv4Addr,
     /// Our prefix(es): TSi; TSr is ::/0.
     pub local_prefixes: Vec<ipnet::Ipv6Net>,
+}
+
+/// When an IKE SA is rekeyed (RFC 7296 1.3.2). SK_d, from which every CHILD SA key of a rekey
+/// without PFS derives, changes only then; see docs/ARCHITECTURE.md, "Keys and forward secrecy".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IkeRekeyPolicy {
+    /// After this many CHILD SA rekeys on it (0: never for this reason).
+    pub after_child_rekeys: u32,
+    /// After its CHILD SAs carried this many bytes, both directions together.
+    pub bytes: Option<u64>,
+    /// After this long, even when idle (off by default: lifetimes count traffic, not time).
+    pub seconds: Option<u64>,
+}
+
+impl Default for IkeRekeyPolicy {
+    fn default() -> Self {
+        Self {
+            after_child_rekeys: 1,
+            bytes: None,
+            seconds: None,
+        }
+    }
 }

@@ -47,6 +47,9 @@ pub struct ChildStatus {
     pub local_ts: Vec<ipnet::Ipv6Net>,
     /// The peer's traffic selectors.
     pub remote_ts: Vec<ipnet::Ipv6Net>,
+    /// `active`, `rekeying`, `replaced` (a successor took over; deleted soon), `deleting`, or
+    /// `expired` (a hard limit came before a successor: it carries nothing).
+    pub state: String,
 }
 
 /// Counts for `hometun status` and tests: the SAs held and what was refused or dropped.
@@ -64,4 +67,15 @@ pub struct EndpointCounters {
     pub dropped_unparsable: u64,
     /// Datagrams dropped because no IKE SA has their SPI.
     pub dropped_unknown_spi: u64,
+    /// CHILD SA rekeys completed, in either role.
+    pub child_rekeys: u64,
+    /// Our CHILD SA rekeys that the peer refused or that failed (each try counts).
+    pub child_rekeys_failed: u64,
+    /// CHILD SAs that reached a hard limit (or used up their sequence numbers) before a
+    /// successor took over: the tunnel carried nothing on them until it was re-made.
+    pub child_sas_expired: u64,
+    /// IKE SA rekey exchanges completed, in either role (both of a collision count).
+    pub ike_rekeys: u64,
+    /// CHILD SA pairs the forwarder refused to install (deleted again on both sides).
+    pub installs_refused: u64,
 }

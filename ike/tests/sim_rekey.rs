@@ -13,6 +13,18 @@ use hometun_ike::endpoint::Output;
 use hometun_ike::wire::ExchangeType;
 use sim_support::*;
 
+/// The daemon's defaults but no IKE SA rekey after a CHILD SA rekey: these tests count the
+/// CHILD SA exchanges alone (sim_forward_secrecy.rs covers the IKE rekeys that follow).
+fn child_only() -> Setup {
+    Setup {
+        ike_rekey: hometun_ike::settings::IkeRekeyPolicy {
+            after_child_rekeys: 0,
+            ..Default::default()
+        },
+        ..Setup::default()
+    }
+}
+
 fn connected(setup: Setup) -> Pair {
     let mut pair = Pair::new(setup);
     pair.connect();
@@ -59,7 +71,7 @@ fn assert_install_before_delete(node: &Node, old: u32, new: u32) {
 
 #[test]
 fn child_rekey_from_the_client_is_make_before_break() {
-    let mut pair = connected(Setup::default());
+    let mut pair = connected(child_only());
     let old_c = only_spi(&pair.client);
     let old_s = only_spi(&pair.server);
     pair.soft_limit(true, old_c);
@@ -116,7 +128,7 @@ fn child_rekey_from_the_client_is_make_before_break() {
 
 #[test]
 fn the_peers_traffic_on_the_successor_lets_the_old_pair_go_too() {
-    let mut pair = connected(Setup::default());
+    let mut pair = connected(child_only());
     let old_c = only_spi(&pair.client);
     pair.soft_limit(true, old_c);
     pair.settle();
@@ -133,7 +145,7 @@ fn the_peers_traffic_on_the_successor_lets_the_old_pair_go_too() {
 
 #[test]
 fn child_rekey_from_the_server_deletes_after_a_grace_period_without_traffic() {
-    let mut pair = connected(Setup::default());
+    let mut pair = connected(child_only());
     let old_c = only_spi(&pair.client);
     let old_s = only_spi(&pair.server);
     pair.soft_limit(false, old_s);
@@ -168,7 +180,7 @@ fn child_rekey_from_the_server_deletes_after_a_grace_period_without_traffic() {
 /// 10 s grace for a successor that no longer exists.
 #[test]
 fn a_pair_whose_successor_was_rekeyed_away_goes_without_the_grace_period() {
-    let mut pair = connected(Setup::default());
+    let mut pair = connected(child_only());
     let a_c = only_spi(&pair.client);
     pair.soft_limit(true, a_c);
     pair.settle();
@@ -187,7 +199,7 @@ fn a_pair_whose_successor_was_rekeyed_away_goes_without_the_grace_period() {
 
 #[test]
 fn soft_limit_twice_rekeys_once_and_hard_limit_rekeys_at_once() {
-    let mut pair = connected(Setup::default());
+    let mut pair = connected(child_only());
     let old = only_spi(&pair.client);
     pair.soft_limit(true, old);
     pair.soft_limit(true, old);
@@ -220,7 +232,7 @@ fn lost_and_duplicated_rekey_messages() {
         (ExchangeType::INFORMATIONAL, false),
         (ExchangeType::INFORMATIONAL, true),
     ] {
-        let mut pair = connected(Setup::default());
+        let mut pair = connected(child_only());
         let mut dropped = false;
         pair.filter = Box::new(move |d| {
             if d.is(victim.0, victim.1) && !dropped {
@@ -263,7 +275,7 @@ fn simultaneous_child_rekeys_leave_the_same_single_pair_on_both_sides() {
     for seed in 1..=8 {
         let mut pair = connected(Setup {
             seed,
-            ..Setup::default()
+            ..child_only()
         });
         let old_c = only_spi(&pair.client);
         let old_s = only_spi(&pair.server);
@@ -333,7 +345,7 @@ fn pfs_rekey_carries_a_key_exchange() {
     let mut pair = connected(Setup {
         client_esp: vec!["aes128gcm16-x25519"],
         server_esp: vec!["aes128gcm16-x25519"],
-        ..Setup::default()
+        ..child_only()
     });
     let old = only_spi(&pair.client);
     pair.soft_limit(true, old);
@@ -347,7 +359,7 @@ fn pfs_rekey_carries_a_key_exchange() {
         .iter()
         .find(|(d, _)| d.is(ExchangeType::CREATE_CHILD_SA, false))
         .unwrap();
-    let mut plain = connected(Setup::default());
+    let mut plain = connected(child_only());
     let old = only_spi(&plain.client);
     plain.soft_limit(true, old);
     plain.settle();
@@ -371,7 +383,7 @@ fn pfs_group_mismatch_is_answered_with_invalid_ke_and_retried() {
     let mut pair = connected(Setup {
         client_esp: vec!["aes128gcm16-ecp256-x25519"],
         server_esp: vec!["aes128gcm16-x25519"],
-        ..Setup::default()
+        ..child_only()
     });
     let old = only_spi(&pair.client);
     pair.soft_limit(true, old);
@@ -387,7 +399,7 @@ fn pfs_group_mismatch_is_answered_with_invalid_ke_and_retried() {
 
 #[test]
 fn ike_sa_rekey_moves_the_children_and_deletes_the_old_sa() {
-    let mut pair = connected(Setup::default());
+    let mut pair = connected(child_only());
     let before = pair.client.endpoint.status(pair.now());
     let child = only_spi(&pair.client);
     let now = pair.now();
@@ -428,7 +440,7 @@ fn ike_sa_rekey_moves_the_children_and_deletes_the_old_sa() {
 
 #[test]
 fn ike_sa_rekey_from_the_server() {
-    let mut pair = connected(Setup::default());
+    let mut pair = connected(child_only());
     let before = pair.server.endpoint.status(pair.now());
     let now = pair.now();
     pair.server
@@ -454,7 +466,7 @@ fn simultaneous_ike_sa_rekeys_agree_on_one_sa() {
     for seed in 1..=8 {
         let mut pair = connected(Setup {
             seed,
-            ..Setup::default()
+            ..child_only()
         });
         let before = pair.client.endpoint.status(pair.now());
         let child = only_spi(&pair.client);
@@ -527,7 +539,7 @@ fn a_rekey_colliding_with_the_delete_of_its_child() {
     // Both sides rekey the same pair, but the client's requests take 12 s to arrive: the
     // server finishes its own rekey, waits out the grace period and deletes the old pair
     // while the client's rekey of that pair is still on its way (RFC 7296 2.25.1).
-    let mut pair = connected(Setup::default());
+    let mut pair = connected(child_only());
     pair.filter = Box::new(|d| {
         if d.from_client && d.is(ExchangeType::CREATE_CHILD_SA, false) {
             Fate::Delay(Duration::from_secs(12))

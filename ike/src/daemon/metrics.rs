@@ -227,6 +227,35 @@ pub fn render(status: &StatusView) -> String {
             "IKE_SA_INIT requests answered with a COOKIE.",
         )
         .sample("hometun_ike_cookies_sent_total", &[], e.cookies_sent);
+        for (name, help, value) in [
+            (
+                "hometun_child_rekeys_total",
+                "CHILD SA rekeys completed, in either role.",
+                e.child_rekeys,
+            ),
+            (
+                "hometun_child_rekeys_failed_total",
+                "Our CHILD SA rekeys that were refused or failed (each try).",
+                e.child_rekeys_failed,
+            ),
+            (
+                "hometun_child_sas_expired_total",
+                "CHILD SAs that reached a hard limit before a successor took over.",
+                e.child_sas_expired,
+            ),
+            (
+                "hometun_ike_rekeys_total",
+                "IKE SA rekey exchanges completed, in either role.",
+                e.ike_rekeys,
+            ),
+            (
+                "hometun_installs_refused_total",
+                "CHILD SA pairs the forwarder refused to install.",
+                e.installs_refused,
+            ),
+        ] {
+            Family::new(&mut out, name, "counter", help).sample(name, &[], value);
+        }
         let mut f = Family::new(
             &mut out,
             "hometun_ike_dropped_total",

@@ -117,6 +117,11 @@ pub fn common_config(
         ike_proposals,
         esp_proposals,
         limits: limits.to_limits(),
+        ike_rekey: crate::settings::IkeRekeyPolicy {
+            after_child_rekeys: limits.ike_rekey_child_rekeys,
+            bytes: Some(limits.ike_rekey_bytes),
+            seconds: limits.ike_rekey_seconds,
+        },
         replay_window: ike.replay_window,
         nat_keepalive_seconds: ike.nat_keepalive_seconds,
         retransmit_base: Duration::from_millis(ike.retransmit_ms),

@@ -81,6 +81,21 @@ pub struct EndpointView {
     pub dropped_unparsable: u64,
     /// Datagrams for no IKE SA we hold.
     pub dropped_unknown_spi: u64,
+    /// CHILD SA rekeys completed.
+    #[serde(default)]
+    pub child_rekeys: u64,
+    /// Our CHILD SA rekeys refused or failed (each try).
+    #[serde(default)]
+    pub child_rekeys_failed: u64,
+    /// CHILD SAs that reached a hard limit before a successor.
+    #[serde(default)]
+    pub child_sas_expired: u64,
+    /// IKE SA rekey exchanges completed.
+    #[serde(default)]
+    pub ike_rekeys: u64,
+    /// Pairs the forwarder refused to install.
+    #[serde(default)]
+    pub installs_refused: u64,
 }
 
 /// One peer of [`StatusView`] (the fields of [`PeerStatus`]).
@@ -126,6 +141,9 @@ pub struct ChildView {
     pub local_ts: Vec<Ipv6Net>,
     /// The peer's traffic selectors.
     pub remote_ts: Vec<Ipv6Net>,
+    /// `active`, `rekeying`, `replaced`, `deleting` or `expired`.
+    #[serde(default)]
+    pub state: String,
 }
 
 /// A status request from a socket client to the driver, answered with the JSON text.
@@ -260,6 +278,25 @@ pub fn render(status: &StatusView) -> String {
         if e.cookies_sent > 0 {
             let _ = write!(line, ", {} cookies sent", e.cookies_sent);
         }
+        if e.child_rekeys + e.ike_rekeys > 0 {
+            let _ = write!(
+                line,
+                "; rekeys: {} child, {} ike",
+                e.child_rekeys, e.ike_rekeys
+            );
+        }
+        let trouble: Vec<String> = [
+            ("child rekeys failed", e.child_rekeys_failed),
+            ("child SAs expired", e.child_sas_expired),
+            ("installs refused", e.installs_refused),
+        ]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(what, n)| format!("{what} {n}"))
+        .collect();
+        if !trouble.is_empty() {
+            let _ = write!(line, " ({})", trouble.join(", "));
+        }
         let dropped: Vec<String> = [
             ("unparsable", e.dropped_unparsable),
             ("unknown SPI", e.dropped_unknown_spi),
@@ -332,8 +369,13 @@ fn render_peer(out: &mut String, peer: &PeerView, counters: &CounterReport) {
         .collect();
     for child in &peer.children {
         let sa = ours.iter().find(|s| s.spi_in == child.spi_in).copied();
+        let state = match child.state.as_str() {
+            "" | "active" => String::new(),
+            "expired" => "  EXPIRED: hard limit reached, carries nothing until re-made".into(),
+            other => format!("  ({other})"),
+        };
         let title = format!(
-            "  child sa: in {} out {} {}  {} <-> {}",
+            "  child sa: in {} out {} {}  {} <-> {}{state}",
             child.spi_in,
             child.spi_out,
             child.proposal,
@@ -548,6 +590,7 @@ mod tests {
                     proposal: "aes128gcm16".into(),
                     local_ts: vec!["::/0".parse().unwrap()],
                     remote_ts: vec!["2001:db8:1::/64".parse().unwrap()],
+                    state: "active".into(),
                 }],
             }],
             endpoint: EndpointCounters {
@@ -557,6 +600,7 @@ mod tests {
                 dropped_half_open_bound: 0,
                 dropped_unparsable: 2,
                 dropped_unknown_spi: 0,
+                ..EndpointCounters::default()
             },
             counters: Some(CounterReport {
                 sas: vec![

@@ -461,8 +461,17 @@ impl Driver {
             Output::Forwarder(request) => {
                 self.forward(request).await?;
             }
-            Output::PeerUp { peer, name, remote } => {
-                tracing::info!("peer up: {name} ({peer}) at {remote}");
+            Output::PeerUp {
+                peer,
+                name,
+                remote,
+                reauthenticated,
+            } => {
+                if reauthenticated {
+                    tracing::info!("peer re-authenticated: {name} ({peer}) at {remote}");
+                } else {
+                    tracing::info!("peer up: {name} ({peer}) at {remote}");
+                }
             }
             Output::PeerDown { peer, name, reason } => {
                 tracing::info!("peer down: {name} ({peer}): {reason}");

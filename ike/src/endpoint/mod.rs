@@ -24,6 +24,10 @@ pub use crate::status::{ChildStatus, EndpointCounters, PeerStatus};
 /// next change (RFC 7296 2.6).
 const COOKIE_ROTATION: Duration = Duration::from_secs(120);
 
+/// At most this many IKE SAs per peer identity on a server: the current one and those that a
+/// re-authentication replaced, until the peer deletes them.
+const MAX_IKE_SAS_PER_PEER: usize = 3;
+
 /// The longest wait between two reconnection attempts of the client.
 const RECONNECT_MAX: Duration = Duration::from_secs(300);
 
@@ -60,6 +64,10 @@ struct InitiatorRole {
     reconnect_at: Option<Instant>,
     backoff: Duration,
     closed: bool,
+    /// A new IKE SA is being made to replace a working one (make-before-break
+    /// re-authentication, RFC 7296 2.8.3): it carries no INITIAL_CONTACT, and the old one is
+    /// deleted once it is up.
+    reauthenticating: bool,
 }
 
 enum Role {
@@ -77,6 +85,8 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     outputs: VecDeque<Output>,
     counters: EndpointCounters,
+    #[cfg(feature = "test-util")]
+    tamper: Option<Box<dyn crate::io::Tamper>>,
 }
 
 /// Builds the [`Io`] of one event from the endpoint's disjoint fields.
@@ -89,6 +99,9 @@ macro_rules! io {
             transmits: &mut $self.transmits,
             outputs: &mut $self.outputs,
             spis: &mut $self.spis,
+            counters: &mut $self.counters,
+            #[cfg(feature = "test-util")]
+            tamper: $self.tamper.as_deref_mut(),
         }
     };
 }
@@ -131,6 +144,7 @@ impl Endpoint {
             reconnect_at: None,
             backoff,
             closed: false,
+            reauthenticating: false,
         });
         let mut endpoint = Self::new(config.common, role);
         endpoint.connect(now, rng);
@@ -147,6 +161,8 @@ impl Endpoint {
             transmits: VecDeque::new(),
             outputs: VecDeque::new(),
             counters: EndpointCounters::default(),
+            #[cfg(feature = "test-util")]
+            tamper: None,
         }
     }
 
@@ -169,15 +185,12 @@ impl Endpoint {
         role.reconnect_at = None;
         let mut io = io!(self, now, rng);
         let spi = io.spis.new_ike(io.rng);
-        let params = ClientParams {
-            server: role.server,
-            server_identity: &role.server_identity,
-            local: SocketAddrV4::new(role.local_addr, io.cfg.ike_port),
-            local_prefixes: &role.local_prefixes,
-            initial_contact: true,
-            peer,
-        };
-        tracing::info!("connecting to {} ({})", name, role.server);
+        let params = client_params(role, io.cfg.ike_port, Some(peer));
+        if role.reauthenticating {
+            tracing::info!("re-establishing the IKE SA with {} ({})", name, role.server);
+        } else {
+            tracing::info!("connecting to {} ({})", name, role.server);
+        }
         let step = SaInitRequested::start(&mut io, &params, spi);
         self.sas.insert(spi, Sa::Init(step));
     }
@@ -257,8 +270,9 @@ impl Endpoint {
                 match step.handle(&mut io, &params, remote, data) {
                     Step::Wait(step) => Some(Sa::Auth(step)),
                     Step::Next(established) => {
-                        role.backoff = self.common.retransmit_base;
-                        Some(Sa::Up(Box::new(established)))
+                        self.client_established(now, rng, our_spi, established);
+                        self.after(now, rng);
+                        return;
                     }
                     Step::Failed(failure) => {
                         self.attempt_failed(now, failure);
@@ -284,7 +298,7 @@ impl Endpoint {
                 let effects = established.handle(&mut io, local, remote, &header, data);
                 self.sas.insert(our_spi, Sa::Up(established));
                 self.apply(now, rng, our_spi, effects);
-                self.after(now);
+                self.after(now, rng);
                 return;
             }
         };
@@ -293,7 +307,7 @@ impl Endpoint {
         } else {
             self.forget(our_spi);
         }
-        self.after(now);
+        self.after(now, rng);
     }
 
     /// An IKE_SA_INIT request: retransmission check, COOKIE, half-open bounds, then the answer.
@@ -487,16 +501,57 @@ impl Endpoint {
             AuthResult::Authenticated(authenticated) => {
                 self.half_open_gone(spi_i, source, true);
                 let name = authenticated.name().to_string();
-                if authenticated.initial_contact() {
-                    let identity = authenticated.identity().clone();
+                let identity = authenticated.identity().clone();
+                let reauthenticated = if authenticated.initial_contact() {
                     self.initial_contact(now, rng, &identity, spi);
-                }
+                    false
+                } else {
+                    self.reauthenticated(now, rng, &identity)
+                };
                 let peer = self.peer_id(&name);
                 let mut io = io!(self, now, rng);
-                let established = authenticated.complete(&mut io, peer);
+                let established = authenticated.complete(&mut io, peer, reauthenticated);
                 self.sas.insert(spi, Sa::Up(Box::new(established)));
             }
         }
+    }
+
+    /// A peer authenticated a new IKE SA without INITIAL_CONTACT while it has one: a
+    /// re-authentication (RFC 7296 2.8.3). The new one speaks for the peer; the older ones keep
+    /// their CHILD SAs until the peer deletes them (or they expire), and at most
+    /// [`MAX_IKE_SAS_PER_PEER`] are kept. Returns whether an older one was current.
+    fn reauthenticated(&mut self, now: Now, rng: &mut dyn Random, identity: &PeerIdentity) -> bool {
+        let mut older: Vec<(Instant, u64)> = self
+            .sas
+            .iter()
+            .filter_map(|(spi, sa)| match sa {
+                Sa::Up(e) if e.peer.identity == *identity => Some((e.keyed_at(), *spi)),
+                _ => None,
+            })
+            .collect();
+        older.sort();
+        let mut was_current = false;
+        let excess = (older.len() + 1).saturating_sub(MAX_IKE_SAS_PER_PEER);
+        for (i, (_, spi)) in older.iter().enumerate() {
+            let Some(Sa::Up(e)) = self.sas.get_mut(spi) else {
+                continue;
+            };
+            let mut io = io!(self, now, rng);
+            was_current |= e.is_current();
+            if i < excess {
+                tracing::debug!(
+                    "{identity}: dropping its oldest IKE SA {} (at most {MAX_IKE_SAS_PER_PEER} per peer)",
+                    crate::sa::hex_spi(*spi)
+                );
+                e.replaced_by_reauthentication(&mut io, false);
+                e.dispose(&mut io);
+                self.sas.remove(spi);
+                self.forget(*spi);
+            } else {
+                e.replaced_by_reauthentication(&mut io, false);
+            }
+        }
+        was_current
     }
 
     /// INITIAL_CONTACT: every other IKE SA of this identity is stale (the peer restarted).
@@ -561,7 +616,7 @@ impl Endpoint {
                 Effect::Remove => {
                     if let Some(Sa::Up(mut e)) = self.sas.remove(&spi) {
                         let mut io = io!(self, now, rng);
-                        e.release_pending(&mut io);
+                        e.dispose(&mut io);
                     }
                     self.forget(spi);
                 }
@@ -588,18 +643,75 @@ impl Endpoint {
         let _ = now;
     }
 
-    /// After every event: a client without any IKE SA schedules its reconnection.
-    fn after(&mut self, now: Now) {
+    /// The client's IKE_AUTH completed: the new IKE SA speaks for the server. One it
+    /// re-authenticates in place of is replaced and deleted (make-before-break).
+    fn client_established(
+        &mut self,
+        now: Now,
+        rng: &mut dyn Random,
+        spi: u64,
+        established: Established,
+    ) {
         let Role::Initiator(role) = &mut self.role else {
             return;
         };
-        let current = self.sas.values().any(|sa| match sa {
-            Sa::Up(e) => e.is_current(),
-            _ => true,
-        });
-        if role.closed || current || role.reconnect_at.is_some() {
+        role.backoff = self.common.retransmit_base;
+        role.reauthenticating = false;
+        let peer = established.peer.id;
+        let older: Vec<u64> = self
+            .sas
+            .iter()
+            .filter(|(_, sa)| matches!(sa, Sa::Up(e) if e.is_current() && e.peer.id == peer))
+            .map(|(spi, _)| *spi)
+            .collect();
+        let mut io = io!(self, now, rng);
+        for old in older {
+            if let Some(Sa::Up(e)) = self.sas.get_mut(&old) {
+                tracing::info!(
+                    "IKE SA {} replaced by the new one; deleting it",
+                    crate::sa::hex_spi(e.core.our_spi())
+                );
+                e.replaced_by_reauthentication(&mut io, true);
+            }
+        }
+        self.sas.insert(spi, Sa::Up(Box::new(established)));
+    }
+
+    /// After every event, on a client: without a working IKE SA it schedules its reconnection
+    /// (with backoff); one whose IKE SA asks to be re-established starts a new one at once
+    /// (then with backoff, while that fails).
+    fn after(&mut self, now: Now, rng: &mut dyn Random) {
+        let Role::Initiator(role) = &mut self.role else {
+            return;
+        };
+        if role.closed || role.reconnect_at.is_some() {
             return;
         }
+        let connecting = self
+            .sas
+            .values()
+            .any(|sa| matches!(sa, Sa::Init(_) | Sa::Auth(_)));
+        let current = self
+            .sas
+            .values()
+            .any(|sa| matches!(sa, Sa::Up(e) if e.is_current()));
+        if connecting {
+            return;
+        }
+        let wants_new = self
+            .sas
+            .values()
+            .any(|sa| matches!(sa, Sa::Up(e) if e.wants_reestablish()));
+        if current && !wants_new {
+            return;
+        }
+        if current && !role.reauthenticating {
+            // First try at once: the old IKE SA still stands (or carries nothing anyway).
+            role.reauthenticating = true;
+            self.connect(now, rng);
+            return;
+        }
+        role.reauthenticating = current;
         tracing::info!("reconnecting to {} in {:?}", role.server, role.backoff);
         role.reconnect_at = Some(now.mono + role.backoff);
         role.backoff = (role.backoff * 2).min(RECONNECT_MAX.max(self.common.retransmit_base));
@@ -648,7 +760,10 @@ impl Endpoint {
                     let mut io = io!(self, now, rng);
                     match step.on_timeout(&mut io) {
                         Step::Wait(step) => Some(Sa::Auth(step)),
-                        Step::Next(established) => Some(Sa::Up(Box::new(established))),
+                        Step::Next(established) => {
+                            self.client_established(now, rng, spi, established);
+                            continue;
+                        }
                         Step::Failed(failure) => {
                             self.attempt_failed(now, failure);
                             None
@@ -675,7 +790,7 @@ impl Endpoint {
                 None => self.forget(spi),
             }
         }
-        self.after(now);
+        self.after(now, rng);
     }
 
     fn sa_deadline(&self, sa: &Sa) -> Option<Instant> {
@@ -786,7 +901,7 @@ impl Endpoint {
                     if e.is_current() {
                         e.close(&mut io);
                     }
-                    e.release_pending(&mut io);
+                    e.dispose(&mut io);
                 }
                 Sa::Auth(a) => a.abandon(&mut io),
                 Sa::HalfOpen(h) => self.half_open_gone(h.spi_i(), h.source, false),
@@ -794,6 +909,12 @@ impl Endpoint {
             }
             self.forget(spi);
         }
+    }
+
+    /// Makes this endpoint a hostile peer: `tamper` changes each protected message it sends.
+    #[cfg(feature = "test-util")]
+    pub fn set_tamper(&mut self, tamper: Box<dyn crate::io::Tamper>) {
+        self.tamper = Some(tamper);
     }
 
     /// The next IKE message to send.
@@ -853,7 +974,9 @@ fn client_params(role: &InitiatorRole, ike_port: u16, peer: Option<PeerId>) -> C
         server_identity: &role.server_identity,
         local: SocketAddrV4::new(role.local_addr, ike_port),
         local_prefixes: &role.local_prefixes,
-        initial_contact: true,
+        // A fresh start tells the server to drop what it still holds of us; a
+        // re-authentication keeps the old IKE SA until the new one is up.
+        initial_contact: !role.reauthenticating,
         peer: peer.unwrap_or(PeerId(1)),
     }
 }

@@ -120,7 +120,7 @@ impl Endpoint {
             if let Some(Sa::Up(mut e)) = self.sas.remove(spi) {
                 let mut io = io!(self, now, rng);
                 e.close_because(&mut io, format!("refused after the reload: {why}"));
-                e.release_pending(&mut io);
+                e.dispose(&mut io);
             }
             self.forget(*spi);
         }

@@ -32,8 +32,9 @@ pub(crate) enum ChildState {
     /// Our rekey replaced it with `successor`: we delete it once the successor carried
     /// traffic, or at `delete_at` (make-before-break).
     Superseded { successor: u32, delete_at: Instant },
-    /// Replaced by `successor` through the peer's rekey: the peer deletes it.
-    AwaitingPeerDelete { successor: u32 },
+    /// Replaced by `successor` through the peer's rekey: the peer deletes it, or we do at
+    /// `delete_at` (a peer that never deletes must not pile pairs up).
+    AwaitingPeerDelete { successor: u32, delete_at: Instant },
     /// Our DELETE for it is queued or in flight.
     Deleting,
 }
@@ -53,6 +54,15 @@ pub(crate) struct Child {
     pub peer_rekey: Option<RekeyRecord>,
     /// Whether its inbound SA carried traffic (from the forwarder's counters).
     pub carried_traffic: bool,
+    /// Our rekeys of it that were refused or failed in a row (the retry backs off).
+    pub rekey_failures: u32,
+    /// Our rekey request for it is on the wire (a peer's rekey meanwhile is a collision).
+    pub pending_rekey_in_flight: bool,
+    /// It reached a hard limit (or used up its sequence numbers) before a successor took over:
+    /// it carries nothing more.
+    pub expired: bool,
+    /// Bytes it carried in both directions, as the forwarder last counted them.
+    pub bytes: u64,
 }
 
 /// Which side of the creating exchange we were: decides which key is ours to send with.
@@ -83,6 +93,28 @@ impl Child {
             our_rekey: None,
             peer_rekey: None,
             carried_traffic: false,
+            rekey_failures: 0,
+            pending_rekey_in_flight: false,
+            expired: false,
+            bytes: 0,
+        }
+    }
+
+    /// Whether it can carry traffic and is nobody's predecessor: the pair a rekey replaces.
+    pub fn is_usable(&self) -> bool {
+        !self.expired && matches!(self.state, ChildState::Active | ChildState::Rekeying)
+    }
+
+    /// One word for status: `active`, `rekeying`, `replaced`, `deleting` or `expired`.
+    pub fn state_name(&self) -> &'static str {
+        if self.expired {
+            return "expired";
+        }
+        match self.state {
+            ChildState::Active => "active",
+            ChildState::Rekeying => "rekeying",
+            ChildState::Superseded { .. } | ChildState::AwaitingPeerDelete { .. } => "replaced",
+            ChildState::Deleting => "deleting",
         }
     }
 
@@ -150,6 +182,7 @@ impl Child {
             proposal: self.chosen.to_string(),
             local_ts: self.local_ts.clone(),
             remote_ts: self.remote_ts.clone(),
+            state: self.state_name().to_string(),
         }
     }
 }

@@ -16,7 +16,7 @@ use super::{
 use crate::crypto::auth::{AuthRole, auth_octets};
 use crate::crypto::{DhGroup, IkeSaKeys, KeyExchange, PeerIdentity};
 use crate::io::Output;
-use crate::proposal::{EspProposal, IkeProposal};
+use crate::proposal::{EspGroups, EspProposal, IkeProposal};
 use crate::selectors::{any_ipv6, prefixes_of, to_payload};
 use crate::window::{Retransmission, RetransmitAction};
 use crate::wire::{
@@ -392,7 +392,7 @@ impl AuthRequested {
         payloads.push(Payload::TsI(to_payload(p.local_prefixes)));
         payloads.push(Payload::TsR(to_payload(&[any_ipv6()])));
         let header = core.header(ExchangeType::IKE_AUTH, false, 1);
-        let request = match core.seal(header, payloads) {
+        let request = match io.seal(&mut core, header, payloads) {
             Ok(r) => r,
             Err(e) => {
                 io.spis.release_esp(esp_spi);
@@ -549,7 +549,7 @@ impl AuthRequested {
                 return Err("IKE_AUTH response lacks SA, TSi or TSr".to_string());
             };
             let (chosen, spi_out) =
-                EspProposal::accept(&io.cfg.esp_proposals, sa, None).map_err(|e| e.to_string())?;
+                EspProposal::accept(&io.cfg.esp_proposals, sa, EspGroups::Ignore).map_err(|e| e.to_string())?;
             let local_ts = prefixes_of(tsi);
             let remote_ts = prefixes_of(tsr);
             if local_ts.is_empty() || remote_ts.is_empty() {
@@ -568,9 +568,11 @@ impl AuthRequested {
             Err(reason) => {
                 // The server keeps an IKE SA without CHILD SA: tell it to drop it.
                 let header = self.core.header(ExchangeType::INFORMATIONAL, false, 2);
-                if let Ok(delete) = self
-                    .core
-                    .seal(header, vec![Payload::Delete(wire::Delete::ike())])
+                if let Ok(delete) = io.seal(
+                    &mut self.core,
+                    header,
+                    vec![Payload::Delete(wire::Delete::ike())],
+                )
                 {
                     io.send(self.core.local, self.core.remote, delete);
                 }
@@ -602,6 +604,7 @@ impl AuthRequested {
             endpoint,
         );
         io.output(Output::PeerUp {
+            reauthenticated: !p.initial_contact,
             peer: peer.id,
             name: peer.name.clone(),
             remote: self.core.remote,

@@ -45,6 +45,11 @@ pub(crate) struct Io<'a> {
     pub transmits: &'a mut VecDeque<Transmit>,
     pub outputs: &'a mut VecDeque<Output>,
     pub spis: &'a mut SpiRegistry,
+    /// The endpoint's counters (rekeys, expiries).
+    pub counters: &'a mut crate::status::EndpointCounters,
+    /// A test peer's deviations (feature `test-util`).
+    #[cfg(feature = "test-util")]
+    pub tamper: Option<&'a mut (dyn crate::io::Tamper + 'static)>,
 }
 
 impl Io<'_> {
@@ -55,6 +60,20 @@ impl Io<'_> {
             remote,
             data,
         });
+    }
+
+    /// Seals `inner` into a protected message of `core` (a test peer may change it first).
+    pub fn seal(
+        &mut self,
+        core: &mut IkeCore,
+        header: Header,
+        #[allow(unused_mut)] mut inner: Vec<Payload>,
+    ) -> Result<Vec<u8>, SkError> {
+        #[cfg(feature = "test-util")]
+        if let Some(tamper) = self.tamper.as_deref_mut() {
+            tamper.outgoing(&header, &mut inner);
+        }
+        core.seal(header, inner)
     }
 
     /// Queues an output.

@@ -255,9 +255,11 @@ impl HalfOpen {
         error: IkeError,
     ) {
         let header = self.core.header(ExchangeType::IKE_AUTH, true, 1);
-        if let Ok(response) = self
-            .core
-            .seal(header, vec![Payload::Notify(error.notify())])
+        if let Ok(response) = io.seal(
+            &mut self.core,
+            header,
+            vec![Payload::Notify(error.notify())],
+        )
         {
             io.send(local, remote, response);
         }
@@ -420,7 +422,7 @@ impl Authenticated {
     }
 
     /// Answers IKE_AUTH, installs the CHILD SA and becomes established.
-    pub fn complete(self, io: &mut Io<'_>, peer_id: PeerId) -> Established {
+    pub fn complete(self, io: &mut Io<'_>, peer_id: PeerId, reauthenticated: bool) -> Established {
         let Authenticated {
             half_open: h,
             checked: c,
@@ -454,7 +456,7 @@ impl Authenticated {
             )));
         }
         let header = core.header(ExchangeType::IKE_AUTH, true, 1);
-        let response = core.seal(header, payloads).unwrap_or_default();
+        let response = io.seal(&mut core, header, payloads).unwrap_or_default();
         io.send(core.local, core.remote, response.clone());
         let peer = PeerInfo {
             id: peer_id,
@@ -473,6 +475,7 @@ impl Authenticated {
             if core.nat() { ", NAT" } else { "" }
         );
         io.output(Output::PeerUp {
+            reauthenticated,
             peer: peer.id,
             name: peer.name.clone(),
             remote: core.remote,

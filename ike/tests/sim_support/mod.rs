@@ -22,6 +22,7 @@ use hometun_ike::endpoint::{
     Transmit,
 };
 use hometun_ike::proposal::{EspProposal, IkeProposal};
+use hometun_ike::settings::IkeRekeyPolicy;
 use ipnet::Ipv6Net;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, IsCa, Issuer,
@@ -265,6 +266,8 @@ pub struct Setup {
     pub retransmit_base: Duration,
     pub retransmit_tries: u32,
     pub seed: u64,
+    /// When each side rekeys its IKE SA (the daemon's default: after every CHILD SA rekey).
+    pub ike_rekey: IkeRekeyPolicy,
 }
 
 impl Default for Setup {
@@ -289,6 +292,7 @@ impl Default for Setup {
             retransmit_base: Duration::from_secs(1),
             retransmit_tries: 4,
             seed: 7,
+            ike_rekey: IkeRekeyPolicy::default(),
         }
     }
 }
@@ -353,6 +357,7 @@ pub fn common(
         ike_proposals: ike.iter().map(|p| IkeProposal::parse(p).unwrap()).collect(),
         esp_proposals: esp.iter().map(|p| EspProposal::parse(p).unwrap()).collect(),
         limits: limits(),
+        ike_rekey: setup.ike_rekey,
         replay_window: 1024,
         nat_keepalive_seconds: 20,
         retransmit_base: setup.retransmit_base,

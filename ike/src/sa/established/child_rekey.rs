@@ -1,19 +1,22 @@
 //! CHILD SA rekeys (RFC 7296 1.3.3) in both roles, make-before-break, with the collision rule of
-//! 2.8.1: the pair with the lowest nonce is redundant.
+//! 2.8.1 (the pair with the lowest nonce is redundant), a KE payload for perfect forward secrecy
+//! by default (1.3.1), and what happens when a rekey does not work out: a refused or failed rekey
+//! is tried again with backoff, adjusted to what the peer asked for; a pair that reaches its hard
+//! limit first is deleted and the tunnel re-established (docs/ARCHITECTURE.md, "Rekeys").
 
 use std::time::Duration;
 
 use hometun_control::Spi;
 
-use super::requests::{Outstanding, Pending, Task};
+use super::requests::{Outstanding, Pending, RekeyKe, Task};
 use super::{Effect, Established};
 use crate::crypto::{DhGroup, KeyExchange};
 use crate::io::Output;
 use crate::proposal::{EspGroups, EspProposal};
-use crate::sa::child::{Child, ChildState, ExchangeRole, RekeyRecord};
-use crate::sa::{IkeError, Io, error_notify, has_notify, lowest_nonce_in};
-use crate::selectors::{narrow, prefixes_of, to_payload};
-use crate::wire::{self, ExchangeType, Notify, NotifyType, Payload, ProtocolId};
+use crate::sa::child::{Child, ChildState, ExchangeRole, RekeyRecord, join};
+use crate::sa::{IkeError, Io, has_notify, lowest_nonce_in};
+use crate::selectors::{narrow, prefixes_of, to_payload, within};
+use crate::wire::{self, ExchangeType, Notify, NotifyType, Payload, PayloadList, ProtocolId};
 
 /// How long the old pair of a rekey we made lives at most when the forwarder's counters show
 /// no traffic on its successor (an idle tunnel: make-before-break's grace period). With
@@ -22,10 +25,21 @@ use crate::wire::{self, ExchangeType, Notify, NotifyType, Payload, ProtocolId};
 /// normally the first report after the CREATE_CHILD_SA response.
 pub(crate) const REKEY_DELETE_GRACE: Duration = Duration::from_secs(10);
 
+/// How long a pair the peer replaced waits for the peer's DELETE before we delete it
+/// ourselves: a peer that rekeys and never deletes must not pile pairs up.
+pub(crate) const PEER_DELETE_PATIENCE: Duration = Duration::from_secs(30);
+
 /// How long the inbound SA of a pair whose DELETE exchange we completed stays installed, for
 /// packets the peer sent on it before it processed the DELETE (strongSwan's
 /// `delete_rekeyed_delay` on its initiator side).
 pub(crate) const DELETED_INBOUND_LINGER: Duration = Duration::from_secs(2);
+
+/// At most this many CHILD SA pairs per IKE SA: one in use, its successor during a rekey, and
+/// a third during a collision. A peer's rekey beyond it is refused.
+pub(crate) const MAX_CHILDREN: usize = 4;
+
+/// The longest wait between two tries of a refused or failed rekey.
+pub(crate) const REKEY_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// A CHILD SA rekey request in flight.
 pub(super) struct ChildRekeyRequested {
@@ -33,6 +47,18 @@ pub(super) struct ChildRekeyRequested {
     pub(super) new_spi_in: u32,
     pub(super) ni: Vec<u8>,
     pub(super) ke: Option<KeyExchange>,
+    /// What the request's KE was chosen by (for the next try's adjustment).
+    pub(super) ke_choice: RekeyKe,
+    /// The selectors we proposed: the answer may narrow them, never widen them (RFC 7296 2.9).
+    pub(super) local_ts: Vec<ipnet::Ipv6Net>,
+    pub(super) remote_ts: Vec<ipnet::Ipv6Net>,
+}
+
+/// The wait before try `failures + 1` of a rekey: doubling from twice the retransmission
+/// timeout, at most [`REKEY_RETRY_MAX`].
+pub(crate) fn rekey_backoff(base: Duration, failures: u32) -> Duration {
+    let doubled = base.saturating_mul(2u32.saturating_pow(failures.min(16)));
+    doubled.clamp(base, REKEY_RETRY_MAX.max(base))
 }
 
 impl Established {
@@ -41,19 +67,19 @@ impl Established {
         &mut self,
         io: &mut Io<'_>,
         spi_in: u32,
-        group: Option<DhGroup>,
+        ke_choice: RekeyKe,
     ) -> Option<(ExchangeType, Vec<Payload>, Pending)> {
         let child = self.children.iter_mut().find(|c| c.spi_in == spi_in)?;
         if !matches!(child.state, ChildState::Active | ChildState::Rekeying) {
             return None;
         }
         child.state = ChildState::Rekeying;
-        let group = group.or_else(|| {
-            io.cfg
-                .esp_proposals
-                .first()
-                .and_then(|p| p.groups.first().copied())
-        });
+        child.pending_rekey_in_flight = true;
+        let group = match ke_choice {
+            RekeyKe::Default => EspProposal::default_group(&io.cfg.esp_proposals),
+            RekeyKe::Group(g) => Some(g),
+            RekeyKe::WithoutPfs => None,
+        };
         let ke = group.map(|g| io.key_exchange(g));
         let new_spi_in = io.spis.new_esp(io.rng);
         let ni = io.nonce();
@@ -79,7 +105,15 @@ impl Established {
         }
         payloads.push(Payload::TsI(to_payload(&child.local_ts)));
         payloads.push(Payload::TsR(to_payload(&child.remote_ts)));
-        tracing::info!("rekeying CHILD SA {spi_in:08x} with {}", self.peer.name);
+        tracing::info!(
+            "rekeying CHILD SA {spi_in:08x} with {}{}",
+            self.peer.name,
+            match &ke {
+                Some(k) => format!(" ({}, PFS)", k.group()),
+                None => " (no PFS)".to_string(),
+            }
+        );
+        let (local_ts, remote_ts) = (child.local_ts.clone(), child.remote_ts.clone());
         Some((
             ExchangeType::CREATE_CHILD_SA,
             payloads,
@@ -88,6 +122,9 @@ impl Established {
                 new_spi_in,
                 ni,
                 ke,
+                ke_choice,
+                local_ts,
+                remote_ts,
             }),
         ))
     }
@@ -116,8 +153,27 @@ impl Established {
             .iter()
             .position(|c| c.spi_out == spi)
             .ok_or(IkeError::ChildSaNotFound(spi))?;
-        if self.children[index].state == ChildState::Deleting {
-            return Err(IkeError::TemporaryFailure("the CHILD SA is being deleted"));
+        match self.children[index].state {
+            ChildState::Deleting => {
+                return Err(IkeError::TemporaryFailure("the CHILD SA is being deleted"));
+            }
+            // A pair the peer already replaced is not rekeyed again: its successor is.
+            ChildState::AwaitingPeerDelete { .. } => {
+                return Err(IkeError::ChildSaNotFound(spi));
+            }
+            // Ours replaced it; only a request that crossed ours (a late collision) may come.
+            ChildState::Superseded { .. } if self.children[index].peer_rekey.is_some() => {
+                return Err(IkeError::ChildSaNotFound(spi));
+            }
+            _ => {}
+        }
+        if self.children.len() >= MAX_CHILDREN {
+            return Err(IkeError::TemporaryFailure(
+                "too many CHILD SAs; delete the replaced ones first",
+            ));
+        }
+        if !self.peer_rekeys.take(io.now.mono) {
+            return Err(IkeError::TemporaryFailure("rekeying too often"));
         }
         let (ni, ke, tsi, tsr) = child_request_payloads(inner)?;
         if has_notify(inner, NotifyType::USE_TRANSPORT_MODE) {
@@ -143,8 +199,8 @@ impl Established {
             return Err(IkeError::TsUnacceptable(format!(
                 "{} asks for {} === {}",
                 self.peer.name,
-                crate::sa::child::join(&prefixes_of(tsi)),
-                crate::sa::child::join(&prefixes_of(tsr))
+                join(&prefixes_of(tsi)),
+                join(&prefixes_of(tsr))
             )));
         }
         let our_ke = chosen.group.map(|g| io.key_exchange(g));
@@ -177,11 +233,13 @@ impl Established {
             ni: ni.to_vec(),
             nr: nr.clone(),
         };
+        let delete_at = io.now.mono + PEER_DELETE_PATIENCE;
         let mut redundant = None;
+        let mut completed = false;
         {
             let old = &mut self.children[index];
             match old.state.clone() {
-                ChildState::Rekeying => {
+                ChildState::Rekeying if old.pending_rekey_in_flight => {
                     // Collision with our own rekey in flight: decided when its answer comes.
                     tracing::info!("CHILD SA {old_spi_in:08x}: rekey collision");
                     old.peer_rekey = Some(record);
@@ -189,10 +247,14 @@ impl Established {
                 ChildState::Superseded { successor, .. } if old.our_rekey.is_some() => {
                     // Our rekey of this pair already completed: a late collision.
                     let mine = old.our_rekey.clone().expect("checked by the guard");
+                    old.peer_rekey = Some(record);
                     if lowest_nonce_in((&mine.ni, &mine.nr), (ni, &nr)) {
                         // Our pair is the redundant one: we delete it, the peer deletes the
                         // old one.
-                        old.state = ChildState::AwaitingPeerDelete { successor: spi_in };
+                        old.state = ChildState::AwaitingPeerDelete {
+                            successor: spi_in,
+                            delete_at,
+                        };
                         redundant = Some(successor);
                     } else {
                         tracing::info!(
@@ -201,7 +263,12 @@ impl Established {
                     }
                 }
                 _ => {
-                    old.state = ChildState::AwaitingPeerDelete { successor: spi_in };
+                    // Our own rekey of it, if one waits for a retry, is moot now.
+                    old.state = ChildState::AwaitingPeerDelete {
+                        successor: spi_in,
+                        delete_at,
+                    };
+                    completed = true;
                     io.output(Output::Rekeyed {
                         peer: self.peer.id,
                         old_spi_in: Spi(old_spi_in),
@@ -219,7 +286,12 @@ impl Established {
             });
             self.delete_child_soon(ours);
         }
+        self.deferred
+            .retain(|(_, t)| !matches!(t, Task::RekeyChild { spi_in, .. } if *spi_in == old_spi_in));
         self.children.push(new);
+        if completed {
+            self.child_rekey_completed(io, false);
+        }
 
         let mut payloads = vec![
             Payload::Sa(wire::SecurityAssociation::new(vec![answer])),
@@ -242,54 +314,25 @@ impl Established {
         request: ChildRekeyRequested,
         inner: &[Payload],
     ) -> Vec<Effect> {
-        let old_index = self
+        if let Some(old) = self
             .children
-            .iter()
-            .position(|c| c.spi_in == request.old_spi_in);
-        if let Some(error) = error_notify(inner) {
+            .iter_mut()
+            .find(|c| c.spi_in == request.old_spi_in)
+        {
+            old.pending_rekey_in_flight = false;
+        }
+        if let Some(error) = inner.error_notify() {
             io.spis.release_esp(request.new_spi_in);
-            self.child_rekey_refused(io, &request, old_index, error.clone());
+            self.child_rekey_refused(io, &request, error.clone());
             return Vec::new();
         }
-        let accepted = (|| {
-            let (sa, nr, ke, tsi, tsr) = child_response_payloads(inner)?;
-            let (chosen, spi_out) = EspProposal::accept(
-                &io.cfg.esp_proposals,
-                sa,
-                request.ke.as_ref().map(KeyExchange::group),
-            )?;
-            let g_ir = match (&request.ke, ke) {
-                (Some(ours), Some(theirs)) if theirs.group == ours.group().to_wire() => {
-                    Some(ours.shared_secret(&theirs.data)?)
-                }
-                (None, None) => None,
-                _ => return Err(IkeError::syntax("KE payload does not match the request")),
-            };
-            let local_ts = prefixes_of(tsi);
-            let remote_ts = prefixes_of(tsr);
-            if local_ts.is_empty() || remote_ts.is_empty() {
-                return Err(IkeError::TsUnacceptable("narrowed to nothing".into()));
-            }
-            let keys = self.core.keys.child_sa_keys(
-                chosen.encryption,
-                g_ir.as_ref().map(|g| g.as_slice()),
-                &request.ni,
-                &nr.data,
-            )?;
-            Ok((
-                Child::new(request.new_spi_in, spi_out, chosen, local_ts, remote_ts),
-                keys,
-                nr.data.clone(),
-            ))
-        })();
-        let (new, keys, nr) = match accepted {
+        let (new, keys, nr) = match self.accept_child_rekey(io, &request, inner) {
             Ok(v) => v,
             Err(e) => {
-                tracing::warn!("CHILD SA rekey with {} failed: {e}", self.peer.name);
-                io.spis.release_esp(request.new_spi_in);
-                if let Some(i) = old_index {
-                    self.children[i].state = ChildState::Active;
-                }
+                // The peer installed a pair from its answer: tell it to drop it. Our SPI of it
+                // stays reserved until that exchange is over.
+                self.queue.push_front(Task::DeleteRefusedPair(request.new_spi_in));
+                self.rekey_failed(io, request.old_spi_in, RekeyKe::Default, &e.to_string());
                 return Vec::new();
             }
         };
@@ -303,8 +346,13 @@ impl Established {
         );
         let new_spi = new.spi_in;
         self.children.push(new);
-        let Some(i) = old_index else {
+        let Some(old) = self
+            .children
+            .iter_mut()
+            .find(|c| c.spi_in == request.old_spi_in)
+        else {
             // The peer deleted the old pair meanwhile; the new one carries on.
+            self.child_rekey_completed(io, true);
             return Vec::new();
         };
         let record = RekeyRecord {
@@ -312,9 +360,9 @@ impl Established {
             ni: request.ni.clone(),
             nr,
         };
-        let delete_at = io.now.mono + REKEY_DELETE_GRACE;
-        let old = &mut self.children[i];
+        let now = io.now.mono;
         let old_spi = old.spi_in;
+        old.rekey_failures = 0;
         let survivor = match old.peer_rekey.take() {
             Some(theirs) if lowest_nonce_in((&record.ni, &record.nr), (&theirs.ni, &theirs.nr)) => {
                 // Collision, and our pair holds the lowest nonce: we delete ours; the peer
@@ -322,6 +370,7 @@ impl Established {
                 tracing::info!("CHILD SA {old_spi:08x}: rekey collision, ours is redundant");
                 old.state = ChildState::AwaitingPeerDelete {
                     successor: theirs.successor,
+                    delete_at: now + PEER_DELETE_PATIENCE,
                 };
                 let winner = theirs.successor;
                 self.delete_child_soon(new_spi);
@@ -333,7 +382,7 @@ impl Established {
                 }
                 old.state = ChildState::Superseded {
                     successor: new_spi,
-                    delete_at,
+                    delete_at: now + REKEY_DELETE_GRACE,
                 };
                 old.our_rekey = Some(record);
                 new_spi
@@ -344,18 +393,69 @@ impl Established {
             old_spi_in: Spi(old_spi),
             new_spi_in: Spi(survivor),
         });
+        self.child_rekey_completed(io, true);
         self.check_superseded(io);
         Vec::new()
     }
 
-    pub(super) fn child_rekey_refused(
-        &mut self,
+    /// Checks a rekey answer (RFC 7296 1.3.3, 2.9): one of our proposals, the KE of the group
+    /// we sent, selectors inside what we proposed and inside what the peer may use.
+    fn accept_child_rekey(
+        &self,
         io: &mut Io<'_>,
         request: &ChildRekeyRequested,
-        old_index: Option<usize>,
-        error: Notify,
-    ) {
-        let Some(i) = old_index else {
+        inner: &[Payload],
+    ) -> Result<(Child, crate::crypto::ChildSaKeys, Vec<u8>), IkeError> {
+        let (sa, nr, ke, tsi, tsr) = child_response_payloads(inner)?;
+        let sent = request
+            .ke
+            .as_ref()
+            .map_or(EspGroups::None, |k| EspGroups::Ke(k.group().to_wire()));
+        let (chosen, spi_out) = EspProposal::accept(&io.cfg.esp_proposals, sa, sent)?;
+        let g_ir = match (&request.ke, ke, chosen.group) {
+            (Some(ours), Some(theirs), Some(_)) if theirs.group == ours.group().to_wire() => {
+                Some(ours.shared_secret(&theirs.data)?)
+            }
+            // The peer chose a proposal without PFS, which ours allow: our KE goes unused.
+            (_, None, None) => None,
+            _ => return Err(IkeError::syntax("KE payload does not match the request")),
+        };
+        let local_ts = within(tsi, &request.local_ts).ok_or_else(|| {
+            IkeError::TsUnacceptable(format!(
+                "TSi {} is not inside the {} we proposed",
+                join(&prefixes_of(tsi)),
+                join(&request.local_ts)
+            ))
+        })?;
+        let remote_ts = within(tsr, &request.remote_ts)
+            .and_then(|ts| within(&to_payload(&ts), &self.peer_allowed))
+            .ok_or_else(|| {
+                IkeError::TsUnacceptable(format!(
+                    "TSr {} is not inside the {} we proposed and {} may use",
+                    join(&prefixes_of(tsr)),
+                    join(&request.remote_ts),
+                    self.peer.name
+                ))
+            })?;
+        let keys = self.core.keys.child_sa_keys(
+            chosen.encryption,
+            g_ir.as_ref().map(|g| g.as_slice()),
+            &request.ni,
+            &nr.data,
+        )?;
+        Ok((
+            Child::new(request.new_spi_in, spi_out, chosen, local_ts, remote_ts),
+            keys,
+            nr.data.clone(),
+        ))
+    }
+
+    fn child_rekey_refused(&mut self, io: &mut Io<'_>, request: &ChildRekeyRequested, error: Notify) {
+        let Some(i) = self
+            .children
+            .iter()
+            .position(|c| c.spi_in == request.old_spi_in)
+        else {
             return;
         };
         let old = &mut self.children[i];
@@ -363,6 +463,7 @@ impl Established {
             // The peer's colliding rekey stands.
             old.state = ChildState::AwaitingPeerDelete {
                 successor: theirs.successor,
+                delete_at: io.now.mono + PEER_DELETE_PATIENCE,
             };
             io.output(Output::Rekeyed {
                 peer: self.peer.id,
@@ -372,56 +473,118 @@ impl Established {
             return;
         }
         let spi_in = old.spi_in;
+        let tried = request.ke.as_ref().map(KeyExchange::group);
+        let why = format!("refused by {}: {}", self.peer.name, error.notify_type);
         match error.notify_type {
-            NotifyType::TEMPORARY_FAILURE => {
-                tracing::info!("CHILD SA {spi_in:08x} rekey postponed by the peer");
-                let group = request.ke.as_ref().map(KeyExchange::group);
-                self.deferred.push((
-                    io.now.mono + io.cfg.retransmit_base * 2,
-                    Task::RekeyChild { spi_in, group },
-                ));
-            }
             NotifyType::INVALID_KE_PAYLOAD => {
                 let wanted = <[u8; 2]>::try_from(error.data.as_slice())
                     .ok()
                     .map(u16::from_be_bytes)
                     .and_then(DhGroup::from_id);
-                let tried = request.ke.as_ref().map(KeyExchange::group);
-                let ours = io
-                    .cfg
-                    .esp_proposals
-                    .iter()
-                    .any(|p| wanted.is_some_and(|w| p.groups.contains(&w)));
+                let ours = EspProposal::all_groups(&io.cfg.esp_proposals);
                 match wanted {
-                    Some(g) if ours && Some(g) != tried => {
-                        tracing::info!("peer asks for PFS group {g}; rekeying again");
+                    Some(g) if ours.contains(&g) && Some(g) != tried => {
+                        tracing::info!(
+                            "CHILD SA {spi_in:08x}: {} asks for PFS group {g}; rekeying again",
+                            self.peer.name
+                        );
                         self.queue.push_front(Task::RekeyChild {
                             spi_in,
-                            group: Some(g),
+                            ke: RekeyKe::Group(g),
                         });
                     }
-                    _ => {
-                        tracing::warn!("CHILD SA rekey: peer wants a group we do not offer");
-                        old.state = ChildState::Active;
-                    }
+                    _ => self.rekey_failed(
+                        io,
+                        spi_in,
+                        RekeyKe::Default,
+                        &format!("{why} (it wants a group we do not offer)"),
+                    ),
                 }
+            }
+            NotifyType::NO_PROPOSAL_CHOSEN
+                if tried.is_some() && EspProposal::allow_no_pfs(&io.cfg.esp_proposals) =>
+            {
+                tracing::info!(
+                    "CHILD SA {spi_in:08x}: {} refuses PFS, which our proposals allow; rekeying again without",
+                    self.peer.name
+                );
+                self.queue.push_front(Task::RekeyChild {
+                    spi_in,
+                    ke: RekeyKe::WithoutPfs,
+                });
             }
             NotifyType::CHILD_SA_NOT_FOUND => {
                 tracing::info!("peer does not know CHILD SA {spi_in:08x}; deleting it");
                 let child = self.children.remove(i);
+                self.bytes_gone += child.bytes;
                 child.uninstall(io);
-                if self.children.is_empty() {
-                    self.queue.push_back(Task::DeleteIke);
-                }
+                self.lost_a_pair(io);
             }
-            other => {
-                tracing::warn!(
-                    "CHILD SA {spi_in:08x} rekey refused by {}: {other}",
-                    self.peer.name
-                );
-                old.state = ChildState::Active;
-            }
+            _ => self.rekey_failed(io, spi_in, request.ke_choice, &why),
         }
+    }
+
+    /// A rekey of `spi_in` did not work out: try again after a backoff, or, if the pair
+    /// already expired, give it up.
+    fn rekey_failed(&mut self, io: &mut Io<'_>, spi_in: u32, next: RekeyKe, why: &str) {
+        io.counters.child_rekeys_failed += 1;
+        let Some(child) = self.children.iter_mut().find(|c| c.spi_in == spi_in) else {
+            return;
+        };
+        child.rekey_failures += 1;
+        if child.expired {
+            tracing::warn!(
+                "CHILD SA {spi_in:08x} with {} reached its hard limit and its rekey failed ({why})",
+                self.peer.name
+            );
+            self.give_up_pair(io, spi_in);
+            return;
+        }
+        // Still Rekeying: a soft-limit event meanwhile queues nothing more.
+        child.state = ChildState::Rekeying;
+        let wait = rekey_backoff(io.cfg.retransmit_base, child.rekey_failures - 1);
+        tracing::warn!(
+            "CHILD SA {spi_in:08x} rekey {why}; trying again in {} s (try {})",
+            wait.as_secs_f32(),
+            child.rekey_failures + 1
+        );
+        self.deferred
+            .push((io.now.mono + wait, Task::RekeyChild { spi_in, ke: next }));
+    }
+
+    /// A pair that can no longer be rekeyed and carries nothing: delete it. Without another
+    /// usable pair the tunnel is re-established (the client) or closed so that the client
+    /// re-establishes it (the server).
+    pub(super) fn give_up_pair(&mut self, io: &mut Io<'_>, spi_in: u32) {
+        self.deferred
+            .retain(|(_, t)| !matches!(t, Task::RekeyChild { spi_in: s, .. } if *s == spi_in));
+        if let Some(child) = self.children.iter_mut().find(|c| c.spi_in == spi_in) {
+            // Deleting it is the next step; it no longer waits for a rekey.
+            child.state = ChildState::Active;
+        }
+        self.delete_child_soon(spi_in);
+        self.lost_a_pair(io);
+    }
+
+    /// After a pair went or stopped working: without a usable pair the tunnel is dead.
+    pub(super) fn lost_a_pair(&mut self, io: &mut Io<'_>) {
+        if !self.is_current() || self.children.iter().any(Child::is_usable) {
+            return;
+        }
+        if self.client {
+            tracing::warn!(
+                "no working CHILD SA with {}: re-establishing the IKE SA",
+                self.peer.name
+            );
+            self.reestablish = true;
+        } else {
+            tracing::warn!(
+                "no working CHILD SA with {}: closing the IKE SA (the client re-establishes it)",
+                self.peer.name
+            );
+            self.queue.push_back(Task::DeleteIke);
+        }
+        let _ = io;
     }
 
     /// Queues a DELETE for one of our pairs, marking it.
@@ -434,8 +597,9 @@ impl Established {
         }
     }
 
-    /// Deletes superseded pairs whose successor carried traffic. A successor that is gone or
-    /// no longer active was itself rekeyed (by either side): traffic has moved past it too.
+    /// Deletes superseded pairs whose successor carried traffic (a successor that is gone or
+    /// no longer active was itself rekeyed: traffic has moved past it too), and pairs the peer
+    /// replaced but never deleted.
     pub(super) fn check_superseded(&mut self, io: &mut Io<'_>) {
         let now = io.now.mono;
         let traffic_moved_to =
@@ -451,6 +615,7 @@ impl Established {
                     successor,
                     delete_at,
                 } => now >= delete_at || traffic_moved_to(successor),
+                ChildState::AwaitingPeerDelete { delete_at, .. } => now >= delete_at,
                 _ => false,
             })
             .map(|c| c.spi_in)
@@ -460,23 +625,59 @@ impl Established {
         }
     }
 
-    /// A lifetime of a CHILD SA ran out: rekey it unless that is under way.
-    pub fn limit_reached(&mut self, io: &mut Io<'_>, spi_in: u32, urgent: bool) {
+    /// A lifetime of a CHILD SA ran out. Soft: rekey it unless that is under way. Hard (or its
+    /// sequence numbers are used up): it carries nothing more; rekey it at once, and if that
+    /// cannot work, give it up.
+    pub fn limit_reached(&mut self, io: &mut Io<'_>, spi_in: u32, hard: bool) {
         let Some(child) = self.children.iter_mut().find(|c| c.spi_in == spi_in) else {
             return;
         };
-        if child.state != ChildState::Active {
-            return;
+        if hard && !child.expired {
+            child.expired = true;
+            io.counters.child_sas_expired += 1;
+            tracing::warn!(
+                "CHILD SA {spi_in:08x} with {} reached its hard limit before a successor: it carries nothing until one is made",
+                self.peer.name
+            );
         }
-        child.state = ChildState::Rekeying;
-        self.queue_task(
-            io,
-            Task::RekeyChild {
-                spi_in,
-                group: None,
-            },
-            urgent,
-        );
+        match child.state {
+            ChildState::Active => {
+                child.state = ChildState::Rekeying;
+                let task = Task::RekeyChild {
+                    spi_in,
+                    ke: RekeyKe::Default,
+                };
+                self.queue_task(io, task, hard);
+            }
+            ChildState::Rekeying if hard && !child.pending_rekey_in_flight => {
+                // A retry waits for its backoff: try now, one last time.
+                let mut waiting = None;
+                self.deferred.retain(|(_, t)| match t {
+                    Task::RekeyChild { spi_in: s, .. } if *s == spi_in => {
+                        waiting = Some(t.clone());
+                        false
+                    }
+                    _ => true,
+                });
+                if let Some(task) = waiting {
+                    self.queue_task(io, task, true);
+                }
+            }
+            // In flight (its answer decides), or already replaced or being deleted.
+            _ => {}
+        }
+    }
+
+    /// A CHILD SA rekey completed (`ours`: we made it): the IKE SA is rekeyed after as many
+    /// as the configuration says, so that every rekey brings a fresh Diffie-Hellman secret to
+    /// SK_d too (RFC 7296 1.3.2).
+    fn child_rekey_completed(&mut self, io: &mut Io<'_>, ours: bool) {
+        io.counters.child_rekeys += 1;
+        self.child_rekeys += 1;
+        let after = io.cfg.ike_rekey.after_child_rekeys;
+        if after > 0 && self.child_rekeys >= after {
+            self.want_ike_rekey(io, ours, "after a CHILD SA rekey");
+        }
     }
 }
 
@@ -489,21 +690,8 @@ type ChildRequest<'a> = (
 
 /// Ni, KE, TSi and TSr of a CHILD SA rekey request.
 fn child_request_payloads(inner: &[Payload]) -> Result<ChildRequest<'_>, IkeError> {
-    let mut ni = None;
-    let mut ke = None;
-    let mut tsi = None;
-    let mut tsr = None;
-    for p in inner {
-        match p {
-            Payload::Nonce(n) => ni = Some(n.data.as_slice()),
-            Payload::Ke(k) => ke = Some(k),
-            Payload::TsI(t) => tsi = Some(t),
-            Payload::TsR(t) => tsr = Some(t),
-            _ => {}
-        }
-    }
-    match (ni, tsi, tsr) {
-        (Some(ni), Some(tsi), Some(tsr)) => Ok((ni, ke, tsi, tsr)),
+    match (inner.nonce(), inner.ts_i(), inner.ts_r()) {
+        (Some(ni), Some(tsi), Some(tsr)) => Ok((&ni.data, inner.ke(), tsi, tsr)),
         _ => Err(IkeError::syntax(
             "CREATE_CHILD_SA request lacks Ni, TSi or TSr",
         )),
@@ -520,23 +708,8 @@ type ChildResponse<'a> = (
 
 /// SA, Nr, KE, TSi and TSr of a CHILD SA rekey response.
 fn child_response_payloads(inner: &[Payload]) -> Result<ChildResponse<'_>, IkeError> {
-    let mut sa = None;
-    let mut nr = None;
-    let mut ke = None;
-    let mut tsi = None;
-    let mut tsr = None;
-    for p in inner {
-        match p {
-            Payload::Sa(s) => sa = Some(s),
-            Payload::Nonce(n) => nr = Some(n),
-            Payload::Ke(k) => ke = Some(k),
-            Payload::TsI(t) => tsi = Some(t),
-            Payload::TsR(t) => tsr = Some(t),
-            _ => {}
-        }
-    }
-    match (sa, nr, tsi, tsr) {
-        (Some(sa), Some(nr), Some(tsi), Some(tsr)) => Ok((sa, nr, ke, tsi, tsr)),
+    match (inner.sa(), inner.nonce(), inner.ts_i(), inner.ts_r()) {
+        (Some(sa), Some(nr), Some(tsi), Some(tsr)) => Ok((sa, nr, inner.ke(), tsi, tsr)),
         _ => Err(IkeError::syntax(
             "CREATE_CHILD_SA response lacks SA, Nr, TSi or TSr",
         )),

@@ -7,7 +7,12 @@ use crate::crypto::{DhGroup, KeyExchange};
 use crate::proposal::IkeProposal;
 use crate::sa::child::Child;
 use crate::sa::{IkeCore, IkeError, Io, error_notify, hex_spi, lowest_nonce_in};
-use crate::wire::{self, ExchangeType, NotifyType, Payload};
+use crate::wire::{self, ExchangeType, NotifyType, Payload, PayloadList};
+
+/// When the peer's exchange (its CHILD SA rekey, or its side of a shared limit) makes an IKE SA
+/// rekey due, we wait this long before starting ours: the peer, which rekeys at once, most
+/// likely does it first, and no collision (RFC 7296 2.8.2) needs resolving.
+pub(crate) const IKE_REKEY_DEFER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// An IKE SA rekey request in flight.
 pub(super) struct IkeRekeyRequested {
@@ -128,6 +133,7 @@ impl Established {
                 return Err(e.into());
             }
         };
+        io.counters.ike_rekeys += 1;
         let mut new = self.successor(io, core);
         if ours_in_flight {
             tracing::info!("IKE SA {}: rekey collision", hex_spi(self.core.our_spi()));
@@ -210,6 +216,8 @@ impl Established {
 
     /// Takes over CHILD SAs and their queued work: this SA now speaks for the peer.
     pub fn adopt_children(&mut self, children: Vec<Child>, tasks: Vec<Task>) {
+        // What they carried before these keys does not count toward the next IKE rekey.
+        self.bytes_before += children.iter().map(|c| c.bytes).sum::<u64>();
         self.children.extend(children);
         self.queue.extend(tasks);
         self.lifecycle = Lifecycle::Current;
@@ -294,6 +302,7 @@ impl Established {
                 return Vec::new();
             }
         };
+        io.counters.ike_rekeys += 1;
         let mut new = self.successor(io, core);
         let now = io.now.mono;
         let mut effects = Vec::new();
@@ -326,6 +335,51 @@ impl Established {
         effects
     }
 
+    /// An IKE SA rekey is due (`why`, for the log). `now`: we start it at once, else after
+    /// [`IKE_REKEY_DEFER`] unless the peer's rekey replaced this SA meanwhile.
+    pub(super) fn want_ike_rekey(&mut self, io: &mut Io<'_>, now: bool, why: &str) {
+        let planned = self
+            .deferred
+            .iter()
+            .any(|(_, t)| matches!(t, Task::RekeyIke { .. }));
+        if !self.is_current() || planned {
+            return;
+        }
+        if now {
+            tracing::debug!("IKE SA with {}: rekey {why}", self.peer.name);
+            self.rekey(io);
+        } else {
+            tracing::debug!(
+                "IKE SA with {}: rekey {why} in {IKE_REKEY_DEFER:?} unless the peer starts it",
+                self.peer.name
+            );
+            self.deferred
+                .push((io.now.mono + IKE_REKEY_DEFER, Task::RekeyIke { group: None }));
+        }
+    }
+
+    /// Bytes its CHILD SAs carried since this IKE SA got its keys.
+    pub(super) fn bytes_since_keyed(&self) -> u64 {
+        let current: u64 = self.children.iter().map(|c| c.bytes).sum();
+        (self.bytes_gone + current).saturating_sub(self.bytes_before)
+    }
+
+    /// The byte and time bounds of the IKE rekey policy: the client starts the rekey, the
+    /// server a moment later if the client did not.
+    pub(super) fn check_ike_rekey_bounds(&mut self, io: &mut Io<'_>) {
+        let policy = io.cfg.ike_rekey;
+        if let Some(limit) = policy.bytes
+            && self.bytes_since_keyed() >= limit
+        {
+            self.want_ike_rekey(io, self.client, "after its byte limit");
+        }
+        if let Some(seconds) = policy.seconds
+            && io.now.mono >= self.keyed_at + std::time::Duration::from_secs(seconds)
+        {
+            self.want_ike_rekey(io, self.client, "after its time limit");
+        }
+    }
+
     /// Starts an IKE SA rekey.
     pub fn rekey(&mut self, io: &mut Io<'_>) {
         if !self.is_current()
@@ -350,16 +404,8 @@ impl Established {
 
 /// Ni and KE of an IKE SA rekey request.
 fn ike_rekey_payloads(inner: &[Payload]) -> Result<(&[u8], &wire::KeyExchange), IkeError> {
-    let ni = inner.iter().find_map(|p| match p {
-        Payload::Nonce(n) => Some(n.data.as_slice()),
-        _ => None,
-    });
-    let ke = inner.iter().find_map(|p| match p {
-        Payload::Ke(k) => Some(k),
-        _ => None,
-    });
-    match (ni, ke) {
-        (Some(ni), Some(ke)) => Ok((ni, ke)),
+    match (inner.nonce(), inner.ke()) {
+        (Some(ni), Some(ke)) => Ok((&ni.data, ke)),
         _ => Err(IkeError::syntax("IKE SA rekey request lacks Ni or KE")),
     }
 }
@@ -372,18 +418,7 @@ type IkeRekeyResponse<'a> = (
 
 /// SA, Nr and KE of an IKE SA rekey response.
 fn ike_rekey_response_payloads(inner: &[Payload]) -> Result<IkeRekeyResponse<'_>, IkeError> {
-    let mut sa = None;
-    let mut nr = None;
-    let mut ke = None;
-    for p in inner {
-        match p {
-            Payload::Sa(s) => sa = Some(s),
-            Payload::Nonce(n) => nr = Some(n),
-            Payload::Ke(k) => ke = Some(k),
-            _ => {}
-        }
-    }
-    match (sa, nr, ke) {
+    match (inner.sa(), inner.nonce(), inner.ke()) {
         (Some(sa), Some(nr), Some(ke)) => Ok((sa, nr, ke)),
         _ => Err(IkeError::syntax("IKE SA rekey response lacks SA, Nr or KE")),
     }

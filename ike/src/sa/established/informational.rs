@@ -5,7 +5,6 @@ use std::net::SocketAddrV4;
 
 use hometun_control::Spi;
 
-use super::requests::Task;
 use super::{Effect, Established, Lifecycle};
 use crate::io::Output;
 use crate::sa::{Io, has_notify};
@@ -69,6 +68,7 @@ impl Established {
                     for spi in delete.spis_u32() {
                         if let Some(i) = self.children.iter().position(|c| c.spi_out == spi) {
                             let child = self.children.remove(i);
+                            self.bytes_gone += child.bytes;
                             child.uninstall(io);
                             deleted_in.push(child.spi_in);
                             if let Some(theirs) = &child.peer_rekey {
@@ -89,11 +89,9 @@ impl Established {
         }
         if !deleted_in.is_empty() {
             response.push(Payload::Delete(Delete::esp(&deleted_in)));
-            if self.children.is_empty() && self.is_current() {
-                // A tunnel without CHILD SA is useless: close the IKE SA (the client
-                // reconnects).
-                tracing::info!("{} deleted the last CHILD SA", self.peer.name);
-                self.queue.push_back(Task::DeleteIke);
+            if self.is_current() && !self.children.iter().any(|c| c.is_usable()) {
+                tracing::info!("{} deleted the last working CHILD SA", self.peer.name);
+                self.lost_a_pair(io);
             }
         }
         (response, effects)

@@ -110,7 +110,64 @@ pub(crate) struct Established {
     moves: u64,
     /// A MOBIKE update waiting for its return-routability answer.
     pending_move: Option<PendingMove>,
+    /// When this IKE SA's keys were made (by IKE_AUTH or a rekey).
+    keyed_at: Instant,
+    /// CHILD SA rekeys completed since then.
+    child_rekeys: u32,
+    /// Bytes of CHILD SAs that are gone, and what the adopted ones had carried before these
+    /// keys (the IKE SA's own byte count is their difference plus what its CHILD SAs carry).
+    bytes_gone: u64,
+    bytes_before: u64,
+    /// The peer's CHILD SA rekeys, limited: each costs a Diffie-Hellman exchange here.
+    peer_rekeys: TokenBucket,
+    /// The client asks the endpoint for a new IKE SA in place of this one (no working CHILD SA
+    /// is left, or the certificate changed).
+    reestablish: bool,
 }
+
+/// A token bucket: `capacity` tokens, one more every `refill`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TokenBucket {
+    tokens: u32,
+    capacity: u32,
+    refill: Duration,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(capacity: u32, refill: Duration, now: Instant) -> Self {
+        Self {
+            tokens: capacity,
+            capacity,
+            refill,
+            last: now,
+        }
+    }
+
+    /// Takes a token if there is one.
+    pub fn take(&mut self, now: Instant) -> bool {
+        let earned = now.saturating_duration_since(self.last).as_nanos() / self.refill.as_nanos().max(1);
+        if earned > 0 {
+            let earned = u32::try_from(earned).unwrap_or(u32::MAX);
+            self.tokens = self.tokens.saturating_add(earned).min(self.capacity);
+            self.last += self.refill * earned.min(self.capacity);
+            if self.tokens == self.capacity {
+                self.last = now;
+            }
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+}
+
+/// A peer may rekey CHILD SAs this often at most: a burst of this many...
+const PEER_REKEY_BURST: u32 = 5;
+/// ...and one more every this long. A byte-count lifetime takes far longer to run out.
+const PEER_REKEY_REFILL: Duration = Duration::from_secs(10);
 
 impl Established {
     /// A newly established IKE SA (after IKE_AUTH or a rekey).
@@ -138,6 +195,12 @@ impl Established {
             child_endpoint,
             moves: 0,
             pending_move: None,
+            keyed_at: io.now.mono,
+            child_rekeys: 0,
+            bytes_gone: 0,
+            bytes_before: 0,
+            peer_rekeys: TokenBucket::new(PEER_REKEY_BURST, PEER_REKEY_REFILL, io.now.mono),
+            reestablish: false,
         }
     }
 
@@ -239,7 +302,7 @@ impl Established {
         let response_header = self
             .core
             .header(header.exchange_type, true, header.message_id);
-        match self.core.seal(response_header, payloads) {
+        match io.seal(&mut self.core, response_header, payloads) {
             Ok(response) => {
                 io.send(local, remote, response.clone());
                 self.responses.answered(header.message_id, response);
@@ -288,12 +351,17 @@ impl Established {
                     // The peer removed its side; packets it sent before still arrive for a
                     // moment.
                     let child = self.children.remove(i);
+                    self.bytes_gone += child.bytes;
                     tracing::debug!(
                         "CHILD SA {spi_in:08x} deleted by both; its inbound SA stays {DELETED_INBOUND_LINGER:?} for packets in flight"
                     );
                     self.retired
                         .push((child, io.now.mono + DELETED_INBOUND_LINGER));
                 }
+                Vec::new()
+            }
+            Pending::DeleteRefusedPair(spi_in) => {
+                io.spis.release_esp(spi_in);
                 Vec::new()
             }
             Pending::DeleteIke => {
@@ -370,9 +438,16 @@ impl Established {
             consider(*at);
         }
         for c in &self.children {
-            if let ChildState::Superseded { delete_at, .. } = c.state {
+            if let ChildState::Superseded { delete_at, .. }
+            | ChildState::AwaitingPeerDelete { delete_at, .. } = c.state
+            {
                 consider(delete_at);
             }
+        }
+        if let Some(seconds) = io_cfg.ike_rekey.seconds
+            && self.is_current()
+        {
+            consider(self.keyed_at + Duration::from_secs(seconds));
         }
         for (_, until) in &self.retired {
             consider(*until);
@@ -434,10 +509,9 @@ impl Established {
         }
         if let Lifecycle::Superseded { since } = self.lifecycle
             && now >= since + self.superseded_patience(io.cfg)
-            && self.children.is_empty()
         {
+            // Its DELETE never came (or never got answered): what it still holds goes.
             tracing::debug!("replaced IKE SA {} expired", hex_spi(self.core.our_spi()));
-            self.release_pending(io);
             return vec![Effect::Remove];
         }
         let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retired)
@@ -458,6 +532,7 @@ impl Established {
         });
         self.queue.extend(due);
         self.check_superseded(io);
+        self.check_ike_rekey_bounds(io);
         if let Some(dpd) = io.cfg.dpd
             && self.outstanding.is_none()
             && self.queue.is_empty()
@@ -486,6 +561,7 @@ impl Established {
             if sa.rx_packets > 0 || sa.tx_packets > 0 {
                 child.carried_traffic = true;
             }
+            child.bytes = sa.rx_bytes.saturating_add(sa.tx_bytes);
             if let Some(ago) = sa.last_rx_seconds_ago
                 && let Some(at) = io.now.mono.checked_sub(Duration::from_secs(ago))
                 && at > self.last_rx
@@ -494,6 +570,7 @@ impl Established {
             }
         }
         self.check_superseded(io);
+        self.check_ike_rekey_bounds(io);
         self.pump(io);
     }
 
@@ -521,7 +598,7 @@ impl Established {
     }
 
     /// Frees the SPIs our request in flight holds, drops queued work and uninstalls the pairs
-    /// kept for packets in flight (on removal).
+    /// kept for packets in flight.
     pub fn release_pending(&mut self, io: &mut Io<'_>) {
         for (child, _) in self.retired.drain(..) {
             child.uninstall(io);
@@ -530,11 +607,58 @@ impl Established {
             match o.pending {
                 Pending::ChildRekey(r) => io.spis.release_esp(r.new_spi_in),
                 Pending::IkeRekey(r) => io.spis.release_ike(r.new_spi),
+                Pending::DeleteRefusedPair(spi) => io.spis.release_esp(spi),
                 _ => {}
             }
         }
-        self.queue.clear();
+        for task in self.queue.drain(..) {
+            if let Task::DeleteRefusedPair(spi) = task {
+                io.spis.release_esp(spi);
+            }
+        }
         self.deferred.clear();
+    }
+
+    /// On removal: uninstalls whatever CHILD SA it still holds (a replaced SA whose peer never
+    /// deleted it) and frees what is pending.
+    pub fn dispose(&mut self, io: &mut Io<'_>) {
+        for child in self.children.drain(..) {
+            child.uninstall(io);
+        }
+        self.release_pending(io);
+    }
+
+    /// When its keys were made (IKE_AUTH or its rekey).
+    pub fn keyed_at(&self) -> Instant {
+        self.keyed_at
+    }
+
+    /// Whether the client should make a new IKE SA in its place.
+    pub fn wants_reestablish(&self) -> bool {
+        self.reestablish && self.is_current()
+    }
+
+    /// Asks the endpoint for a new IKE SA in place of this one (the client: its certificate
+    /// changed, or a rekey cannot be made).
+    pub fn request_reestablish(&mut self) {
+        self.reestablish = true;
+    }
+
+    /// A new IKE SA with the same peer took over (re-authentication, RFC 7296 2.8.3): this one
+    /// stops speaking for the peer, keeps its CHILD SAs until it is deleted (make-before-break)
+    /// and, if `delete`, sends its DELETE.
+    pub fn replaced_by_reauthentication(&mut self, io: &mut Io<'_>, delete: bool) {
+        if !self.is_current() {
+            return;
+        }
+        self.lifecycle = Lifecycle::Superseded { since: io.now.mono };
+        self.reestablish = false;
+        self.queue.retain(|t| matches!(t, Task::DeleteIke));
+        self.deferred.clear();
+        if delete && !self.queue.contains(&Task::DeleteIke) {
+            self.queue.push_back(Task::DeleteIke);
+        }
+        self.pump(io);
     }
 
     /// Shutdown: one DELETE for the IKE SA, no waiting; everything removed.
@@ -548,7 +672,7 @@ impl Established {
         let header = self
             .core
             .header(ExchangeType::INFORMATIONAL, false, self.next_request_id);
-        if let Ok(delete) = self.core.seal(header, vec![Payload::Delete(Delete::ike())]) {
+        if let Ok(delete) = io.seal(&mut self.core, header, vec![Payload::Delete(Delete::ike())]) {
             io.send(self.core.local, self.core.remote, delete);
         }
         self.kill(io, reason);

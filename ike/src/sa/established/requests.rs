@@ -16,12 +16,15 @@ use crate::wire::{Delete, ExchangeType, Payload};
 /// Work for our side of the window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Task {
-    /// Rekey the CHILD SA with this inbound SPI (with this PFS group, if the peer asked for it).
-    RekeyChild { spi_in: u32, group: Option<DhGroup> },
+    /// Rekey the CHILD SA with this inbound SPI.
+    RekeyChild { spi_in: u32, ke: RekeyKe },
     /// Rekey the IKE SA (with this group, if the peer asked for it).
     RekeyIke { group: Option<DhGroup> },
     /// Delete the CHILD SA with this inbound SPI.
     DeleteChild(u32),
+    /// Tell the peer to drop the pair it made in an exchange whose answer we refused (named by
+    /// our inbound SPI of it, which we never installed).
+    DeleteRefusedPair(u32),
     /// Delete the IKE SA.
     DeleteIke,
     /// An empty INFORMATIONAL (liveness check).
@@ -31,12 +34,27 @@ pub(crate) enum Task {
     ReturnRoutability,
 }
 
+/// The key exchange of a CHILD SA rekey (RFC 7296 1.3.1: a KE payload brings perfect forward
+/// secrecy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RekeyKe {
+    /// The first group of our ESP proposals (none if they name none).
+    Default,
+    /// This group, which the peer asked for (INVALID_KE_PAYLOAD).
+    Group(DhGroup),
+    /// No KE payload: the peer refused PFS and our proposals allow that.
+    WithoutPfs,
+}
+
 impl Task {
     /// Whether the task belongs to the CHILD SAs (and moves with them to a rekeyed IKE SA).
     pub(super) fn is_child_task(&self) -> bool {
         matches!(
             self,
-            Task::RekeyChild { .. } | Task::DeleteChild(_) | Task::ReturnRoutability
+            Task::RekeyChild { .. }
+                | Task::DeleteChild(_)
+                | Task::DeleteRefusedPair(_)
+                | Task::ReturnRoutability
         )
     }
 }
@@ -46,6 +64,7 @@ pub(super) enum Pending {
     ChildRekey(ChildRekeyRequested),
     IkeRekey(IkeRekeyRequested),
     DeleteChild(u32),
+    DeleteRefusedPair(u32),
     DeleteIke,
     Liveness,
     /// Our COOKIE2, sent to `target`.
@@ -86,7 +105,7 @@ impl Established {
             };
             let message_id = self.next_request_id;
             let header = self.core.header(exchange, false, message_id);
-            match self.core.seal(header, payloads) {
+            match io.seal(&mut self.core, header, payloads) {
                 Ok(request) => {
                     self.next_request_id = self.next_request_id.wrapping_add(1);
                     let retransmission = Retransmission::new(
@@ -114,7 +133,7 @@ impl Established {
         task: Task,
     ) -> Option<(ExchangeType, Vec<Payload>, Pending)> {
         match task {
-            Task::RekeyChild { spi_in, group } => self.prepare_child_rekey(io, spi_in, group),
+            Task::RekeyChild { spi_in, ke } => self.prepare_child_rekey(io, spi_in, ke),
             Task::RekeyIke { group } => self.prepare_ike_rekey(io, group),
             Task::DeleteChild(spi_in) => {
                 let child = self.children.iter_mut().find(|c| c.spi_in == spi_in)?;
@@ -124,6 +143,14 @@ impl Established {
                     ExchangeType::INFORMATIONAL,
                     vec![Payload::Delete(Delete::esp(&[spi_in]))],
                     Pending::DeleteChild(spi_in),
+                ))
+            }
+            Task::DeleteRefusedPair(spi_in) => {
+                tracing::debug!("asking the peer to drop the pair it made for {spi_in:08x}");
+                Some((
+                    ExchangeType::INFORMATIONAL,
+                    vec![Payload::Delete(Delete::esp(&[spi_in]))],
+                    Pending::DeleteRefusedPair(spi_in),
                 ))
             }
             Task::DeleteIke => Some((
