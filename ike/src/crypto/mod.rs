@@ -18,6 +18,7 @@ pub mod keys;
 pub mod natd;
 pub mod sk_gcm;
 pub mod suite;
+pub mod validity;
 
 pub use auth::{AuthRole, SignatureScheme};
 pub use cert::{CertError, CertificateVerifier, PeerIdentity, VerifiedPeer};

@@ -391,7 +391,7 @@ impl Driver {
 
     async fn fetch_counters(&mut self) -> anyhow::Result<()> {
         if let Some(Response::Counters(report)) = self.forward(Request::GetCounters).await? {
-            self.endpoint.handle_counters(now(), &report);
+            self.endpoint.handle_counters(now(), &report, &mut self.rng);
             self.counters = Some(report);
         }
         Ok(())

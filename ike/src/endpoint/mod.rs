@@ -357,21 +357,6 @@ impl Endpoint {
             });
             return;
         };
-        // A retransmission (same SPIi, source and Ni) gets the same answer, byte for byte;
-        // once the SA is established, a late copy is dropped.
-        if let Some(spi) = role.init_index.get(&(spi_i, remote)) {
-            if let Some(Sa::HalfOpen(h)) = self.sas.get(spi)
-                && h.is_retransmission(&ni)
-            {
-                tracing::debug!("retransmitted IKE_SA_INIT from {remote} answered again");
-                self.transmits.push_back(Transmit {
-                    local,
-                    remote,
-                    data: h.response().to_vec(),
-                });
-            }
-            return;
-        }
         if role.half_open_count >= role.cookie_threshold {
             let ip = IpAddr::V4(*remote.ip());
             let valid = matches!(
@@ -390,6 +375,37 @@ impl Endpoint {
                 return;
             }
         }
+        // A retransmission (same SPIi, source and Ni) gets the same answer, byte for byte, a
+        // bounded number of times (the answer is larger than the request: no amplifier);
+        // once the SA is established, a late copy is dropped. Under cookie pressure the COOKIE
+        // check above comes first.
+        if let Some(&spi) = role.init_index.get(&(spi_i, remote)) {
+            match self.sas.get_mut(&spi) {
+                Some(Sa::HalfOpen(h)) if h.is_retransmission(data) => {
+                    if let Some(response) = h.answer_again(self.common.retransmit_tries) {
+                        tracing::debug!("retransmitted IKE_SA_INIT from {remote} answered again");
+                        self.transmits.push_back(Transmit {
+                            local,
+                            remote,
+                            data: response,
+                        });
+                    }
+                    return;
+                }
+                Some(Sa::HalfOpen(h)) if h.is_retransmission_of_nonce(&ni) => {
+                    // The same attempt, changed (it now carries a COOKIE): the request our
+                    // AUTH will sign over is the new one, so it starts afresh.
+                    let source = h.source;
+                    self.sas.remove(&spi);
+                    self.half_open_gone(spi_i, source, false);
+                    self.spis.release_ike(spi);
+                }
+                _ => return,
+            }
+        }
+        let Role::Responder(role) = &mut self.role else {
+            return;
+        };
         let from_source = role
             .half_open_by_source
             .get(remote.ip())
@@ -849,11 +865,15 @@ impl Endpoint {
     }
 
     /// The forwarder's counters, polled by the driver every second: liveness (ESP from the
-    /// peer counts as life) and deleting a rekeyed SA only after its successor carried traffic.
-    pub fn handle_counters(&mut self, now: Now, report: &hometun_control::CounterReport) {
-        // Counters never need randomness; a generator that is never asked stands in.
-        let mut no_rng = NoRandom;
-        let mut io = io!(self, now, &mut no_rng);
+    /// peer counts as life), deleting a rekeyed SA only after its successor carried traffic,
+    /// and the byte bound of the IKE SA rekey (which needs randomness for its request).
+    pub fn handle_counters(
+        &mut self,
+        now: Now,
+        report: &hometun_control::CounterReport,
+        rng: &mut dyn Random,
+    ) {
+        let mut io = io!(self, now, rng);
         for sa in self.sas.values_mut() {
             if let Sa::Up(e) = sa {
                 e.counters(&mut io, report);
@@ -917,6 +937,19 @@ impl Endpoint {
         self.tamper = Some(tamper);
     }
 
+    /// A digest of SK_d of the current IKE SA with `peer`: tests see that a rekey changed it
+    /// without ever seeing the key.
+    #[cfg(feature = "test-util")]
+    pub fn sk_d_digest(&self, peer: PeerId) -> Option<[u8; 32]> {
+        use sha2::Digest;
+        self.sas.values().find_map(|sa| match sa {
+            Sa::Up(e) if e.is_current() && e.peer.id == peer => {
+                Some(sha2::Sha256::digest(e.core.keys.sk_d()).into())
+            }
+            _ => None,
+        })
+    }
+
     /// The next IKE message to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
@@ -978,16 +1011,6 @@ fn client_params(role: &InitiatorRole, ike_port: u16, peer: Option<PeerId>) -> C
         // re-authentication keeps the old IKE SA until the new one is up.
         initial_contact: !role.reauthenticating,
         peer: peer.unwrap_or(PeerId(1)),
-    }
-}
-
-/// Stands in for randomness where none is needed.
-struct NoRandom;
-
-impl Random for NoRandom {
-    fn fill(&mut self, buf: &mut [u8]) {
-        // Only reached through a bug: zeros are still valid input for every caller.
-        buf.fill(0);
     }
 }
 

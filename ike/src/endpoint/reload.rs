@@ -95,8 +95,22 @@ impl Endpoint {
             (Role::Initiator(_), None) => {}
             _ => return Err(ReloadError::WrongRole),
         }
+        let new_credentials = self.common.chain != reload.common.chain;
         self.common = reload.common;
-        Ok(self.cut_off_untrusted(now, rng))
+        let refused = self.cut_off_untrusted(now, rng);
+        if new_credentials && matches!(self.role, Role::Initiator(_)) {
+            // A renewed certificate: the server sees it at the next IKE_AUTH, made now,
+            // before the old IKE SA goes (make-before-break re-authentication).
+            for sa in self.sas.values_mut() {
+                if let Sa::Up(e) = sa
+                    && e.is_current()
+                {
+                    e.request_reestablish();
+                }
+            }
+            self.after(now, rng);
+        }
+        Ok(refused)
     }
 
     /// Deletes the IKE SAs (and their CHILD SAs) of peers the current settings refuse.

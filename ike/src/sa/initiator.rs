@@ -17,7 +17,8 @@ use crate::crypto::auth::{AuthRole, auth_octets};
 use crate::crypto::{DhGroup, IkeSaKeys, KeyExchange, PeerIdentity};
 use crate::io::Output;
 use crate::proposal::{EspGroups, EspProposal, IkeProposal};
-use crate::selectors::{any_ipv6, prefixes_of, to_payload};
+use crate::sa::child::join;
+use crate::selectors::{any_ipv6, prefixes_of, to_payload, within};
 use crate::window::{Retransmission, RetransmitAction};
 use crate::wire::{
     self, ExchangeType, Flags, HashAlgorithm, Header, Message, Notify, NotifyType, Payload,
@@ -77,6 +78,10 @@ pub(crate) struct SaInitRequested {
     /// The request as last sent: RealMessage1 of our AUTH octets.
     request: Vec<u8>,
     retransmission: Retransmission,
+    /// An error answer came: unauthenticated, so it may be forged by anyone on the path. The
+    /// attempt keeps listening for a genuine answer until its retransmissions are spent
+    /// (RFC 7296 2.21), and fails with this reason only then.
+    refused: Option<String>,
 }
 
 impl SaInitRequested {
@@ -97,6 +102,7 @@ impl SaInitRequested {
             tried_groups: vec![group],
             cookie: None,
             cookie_rounds: 0,
+            refused: None,
             request: Vec::new(),
             retransmission: Retransmission::new(
                 io.now.mono,
@@ -172,13 +178,16 @@ impl SaInitRequested {
                 io.transmits.push_back(self.retransmission.transmit());
                 Step::Wait(self)
             }
-            RetransmitAction::GiveUp => Step::Failed(Failure {
-                reason: format!(
-                    "no answer to IKE_SA_INIT after {} tries",
-                    self.retransmission.tries()
-                ),
-                refused: false,
-            }),
+            RetransmitAction::GiveUp => match self.refused {
+                Some(reason) => Step::Failed(Failure::refused(reason)),
+                None => Step::Failed(Failure {
+                    reason: format!(
+                        "no answer to IKE_SA_INIT after {} tries",
+                        self.retransmission.tries()
+                    ),
+                    refused: false,
+                }),
+            },
         }
     }
 
@@ -236,10 +245,12 @@ impl SaInitRequested {
             };
         }
         if let Some(error) = error_notify(&message.payloads) {
-            return Step::Failed(Failure::refused(format!(
-                "server refused IKE_SA_INIT: {}",
+            tracing::debug!(
+                "IKE_SA_INIT answered with {} (unauthenticated); waiting for another answer",
                 error.notify_type
-            )));
+            );
+            self.refused = Some(format!("server refused IKE_SA_INIT: {}", error.notify_type));
+            return Step::Wait(self);
         }
         match self.accept(io, p, &message, data) {
             Ok(next) => Step::Next(next),
@@ -549,12 +560,18 @@ impl AuthRequested {
                 return Err("IKE_AUTH response lacks SA, TSi or TSr".to_string());
             };
             let (chosen, spi_out) =
-                EspProposal::accept(&io.cfg.esp_proposals, sa, EspGroups::Ignore).map_err(|e| e.to_string())?;
-            let local_ts = prefixes_of(tsi);
-            let remote_ts = prefixes_of(tsr);
-            if local_ts.is_empty() || remote_ts.is_empty() {
-                return Err("server narrowed the traffic selectors to nothing".into());
-            }
+                EspProposal::accept(&io.cfg.esp_proposals, sa, EspGroups::Ignore)
+                    .map_err(|e| e.to_string())?;
+            // The answer may narrow what we proposed, never widen it (RFC 7296 2.9).
+            let local_ts = within(tsi, p.local_prefixes).ok_or_else(|| {
+                format!(
+                    "server answered TSi {}, not inside our {}",
+                    join(&prefixes_of(tsi)),
+                    join(p.local_prefixes)
+                )
+            })?;
+            let remote_ts = within(tsr, &[any_ipv6()])
+                .ok_or_else(|| "server narrowed TSr to nothing".to_string())?;
             Ok(Child::new(
                 self.esp_spi,
                 spi_out,
@@ -572,8 +589,7 @@ impl AuthRequested {
                     &mut self.core,
                     header,
                     vec![Payload::Delete(wire::Delete::ike())],
-                )
-                {
+                ) {
                     io.send(self.core.local, self.core.remote, delete);
                 }
                 return Err((self, Failure::refused(reason)));

@@ -145,6 +145,7 @@ pub(crate) fn respond_sa_init(
         response,
         peer_hash_algorithms: peer_hash_algorithms(&message.payloads),
         source: remote,
+        answered_again: 0,
         expires,
     })
 }
@@ -161,6 +162,8 @@ pub(crate) struct HalfOpen {
     peer_hash_algorithms: Vec<HashAlgorithm>,
     /// Where the IKE_SA_INIT request came from (the half-open bound counts per address).
     pub source: SocketAddrV4,
+    /// Times a retransmitted request was answered again.
+    answered_again: u32,
     /// When the half-open SA is given up.
     pub expires: Instant,
 }
@@ -186,14 +189,26 @@ impl HalfOpen {
         self.core.spi_i
     }
 
-    /// Whether an IKE_SA_INIT request with this nonce is a retransmission of ours.
-    pub fn is_retransmission(&self, ni: &[u8]) -> bool {
+    /// Whether an IKE_SA_INIT request is a retransmission of the one we answered, byte for
+    /// byte.
+    pub fn is_retransmission(&self, request: &[u8]) -> bool {
+        self.initiator_init == request
+    }
+
+    /// Whether an IKE_SA_INIT request carries the nonce of the one we answered (the same
+    /// attempt, possibly repeated with a COOKIE).
+    pub fn is_retransmission_of_nonce(&self, ni: &[u8]) -> bool {
         self.ni == ni
     }
 
-    /// Our IKE_SA_INIT response, to send again.
-    pub fn response(&self) -> &[u8] {
-        &self.response
+    /// Our IKE_SA_INIT response, to send again: at most `limit` times (as often as an honest
+    /// initiator retransmits), so that replayed requests cannot make us a traffic amplifier.
+    pub fn answer_again(&mut self, limit: u32) -> Option<Vec<u8>> {
+        if self.answered_again >= limit {
+            return None;
+        }
+        self.answered_again += 1;
+        Some(self.response.clone())
     }
 
     /// Processes the IKE_AUTH request.
@@ -259,8 +274,7 @@ impl HalfOpen {
             &mut self.core,
             header,
             vec![Payload::Notify(error.notify())],
-        )
-        {
+        ) {
             io.send(local, remote, response);
         }
         // The driver logs Output::Refused at warn: one line per refusal.

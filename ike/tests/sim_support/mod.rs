@@ -145,6 +145,8 @@ pub enum Validity {
     NotYetValid,
     /// 2020..2035 (valid for real-clock tests too).
     Wide,
+    /// 2026 until this day of 2028 (the simulation's wall clock starts at 2028-01-01).
+    Until2028 { month: u8, day: u8 },
 }
 
 impl Ca {
@@ -184,6 +186,7 @@ impl Ca {
             Validity::Expired => ((2020, 1, 1), (2025, 1, 1)),
             Validity::NotYetValid => ((2029, 1, 1), (2031, 1, 1)),
             Validity::Wide => ((2020, 1, 1), (2035, 1, 1)),
+            Validity::Until2028 { month, day } => ((2026, 1, 1), (2028, month, day)),
         };
         params.not_before = date_time_ymd(nb.0, nb.1, nb.2);
         params.not_after = date_time_ymd(na.0, na.1, na.2);
@@ -807,9 +810,30 @@ impl Pair {
     /// counters every second (as the driver polls them).
     pub fn advance(&mut self, d: Duration) {
         let target = self.clock.offset + d;
+        let mut spins = 0u32;
+        let mut last = None;
         while let Some(t) = self.next_event() {
             if t > target {
                 break;
+            }
+            // A timer that stays due after it fired would spin a real driver too.
+            if last == Some(t) {
+                spins += 1;
+                assert!(
+                    spins < 10_000,
+                    "a timer stays due at {t:?}: client {:?}, server {:?}",
+                    self.client
+                        .endpoint
+                        .poll_timeout()
+                        .map(|x| self.clock.at(x)),
+                    self.server
+                        .endpoint
+                        .poll_timeout()
+                        .map(|x| self.clock.at(x))
+                );
+            } else {
+                spins = 0;
+                last = Some(t);
             }
             self.clock.offset = self.clock.offset.max(t);
             // Datagrams due, in order.
@@ -833,7 +857,7 @@ impl Pair {
                 for node in [&mut self.client, &mut self.server] {
                     if node.up {
                         let report = node.forwarder.report(self.clock.offset);
-                        node.endpoint.handle_counters(now, &report);
+                        node.endpoint.handle_counters(now, &report, &mut self.rng);
                     }
                 }
             }
@@ -971,4 +995,49 @@ impl Pair {
             .filter(|(d, _)| d.is(exchange, response))
             .count()
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile peers
+
+/// A [`Tamper`] from a closure: changes the inner payloads of each protected message a node
+/// sends (a misbehaving peer built from the real state machine).
+pub struct TamperWith<F>(pub F);
+
+impl<F> hometun_ike::io::Tamper for TamperWith<F>
+where
+    F: FnMut(&hometun_ike::wire::Header, &mut Vec<hometun_ike::wire::Payload>) + Send,
+{
+    fn outgoing(
+        &mut self,
+        header: &hometun_ike::wire::Header,
+        payloads: &mut Vec<hometun_ike::wire::Payload>,
+    ) {
+        (self.0)(header, payloads)
+    }
+}
+
+impl Node {
+    /// Makes this node misbehave: `f` changes the inner payloads of every protected message.
+    pub fn tamper<F>(&mut self, f: F)
+    where
+        F: FnMut(&hometun_ike::wire::Header, &mut Vec<hometun_ike::wire::Payload>) + Send + 'static,
+    {
+        self.endpoint.set_tamper(Box::new(TamperWith(f)));
+    }
+
+    /// The remote selectors of every pair this node's forwarder was asked to install.
+    pub fn installed_remote_selectors(&self) -> Vec<Ipv6Net> {
+        self.forwarder
+            .installs()
+            .iter()
+            .flat_map(|sa| sa.remote_ts.clone())
+            .collect()
+    }
+}
+
+/// A TS payload of these prefixes.
+pub fn ts(prefixes: &[&str]) -> hometun_ike::wire::TrafficSelectors {
+    let nets: Vec<Ipv6Net> = prefixes.iter().map(|p| net(p)).collect();
+    hometun_ike::selectors::to_payload(&nets)
 }

@@ -286,8 +286,9 @@ impl Established {
             });
             self.delete_child_soon(ours);
         }
-        self.deferred
-            .retain(|(_, t)| !matches!(t, Task::RekeyChild { spi_in, .. } if *spi_in == old_spi_in));
+        self.deferred.retain(
+            |(_, t)| !matches!(t, Task::RekeyChild { spi_in, .. } if *spi_in == old_spi_in),
+        );
         self.children.push(new);
         if completed {
             self.child_rekey_completed(io, false);
@@ -331,7 +332,8 @@ impl Established {
             Err(e) => {
                 // The peer installed a pair from its answer: tell it to drop it. Our SPI of it
                 // stays reserved until that exchange is over.
-                self.queue.push_front(Task::DeleteRefusedPair(request.new_spi_in));
+                self.queue
+                    .push_front(Task::DeleteRefusedPair(request.new_spi_in));
                 self.rekey_failed(io, request.old_spi_in, RekeyKe::Default, &e.to_string());
                 return Vec::new();
             }
@@ -450,7 +452,12 @@ impl Established {
         ))
     }
 
-    fn child_rekey_refused(&mut self, io: &mut Io<'_>, request: &ChildRekeyRequested, error: Notify) {
+    fn child_rekey_refused(
+        &mut self,
+        io: &mut Io<'_>,
+        request: &ChildRekeyRequested,
+        error: Notify,
+    ) {
         let Some(i) = self
             .children
             .iter()

@@ -335,14 +335,29 @@ impl Established {
         effects
     }
 
+    /// Whether an IKE SA rekey of ours is planned, queued or in flight.
+    pub(super) fn ike_rekey_planned(&self) -> bool {
+        self.deferred
+            .iter()
+            .any(|(_, t)| matches!(t, Task::RekeyIke { .. }))
+            || self
+                .queue
+                .iter()
+                .any(|t| matches!(t, Task::RekeyIke { .. }))
+            || matches!(
+                self.outstanding,
+                Some(Outstanding {
+                    pending: Pending::IkeRekey(_),
+                    ..
+                })
+            )
+            || self.collision.is_some()
+    }
+
     /// An IKE SA rekey is due (`why`, for the log). `now`: we start it at once, else after
     /// [`IKE_REKEY_DEFER`] unless the peer's rekey replaced this SA meanwhile.
     pub(super) fn want_ike_rekey(&mut self, io: &mut Io<'_>, now: bool, why: &str) {
-        let planned = self
-            .deferred
-            .iter()
-            .any(|(_, t)| matches!(t, Task::RekeyIke { .. }));
-        if !self.is_current() || planned {
+        if !self.is_current() || self.ike_rekey_planned() {
             return;
         }
         if now {
@@ -353,8 +368,10 @@ impl Established {
                 "IKE SA with {}: rekey {why} in {IKE_REKEY_DEFER:?} unless the peer starts it",
                 self.peer.name
             );
-            self.deferred
-                .push((io.now.mono + IKE_REKEY_DEFER, Task::RekeyIke { group: None }));
+            self.deferred.push((
+                io.now.mono + IKE_REKEY_DEFER,
+                Task::RekeyIke { group: None },
+            ));
         }
     }
 

@@ -7,6 +7,7 @@ use hometun_control::Spi;
 
 use super::{Effect, Established, Lifecycle};
 use crate::io::Output;
+use crate::sa::child::ChildState;
 use crate::sa::{Io, has_notify};
 use crate::window::total_patience;
 use crate::wire::{self, Delete, NotifyType, Payload, ProtocolId};
@@ -70,6 +71,19 @@ impl Established {
                             let child = self.children.remove(i);
                             self.bytes_gone += child.bytes;
                             child.uninstall(io);
+                            // The peer took back the pair its rekey made (it refused our answer,
+                            // or could not install it): the pair it replaced carries on.
+                            for c in &mut self.children {
+                                if matches!(c.state, ChildState::AwaitingPeerDelete { successor, .. } if successor == child.spi_in)
+                                {
+                                    tracing::info!(
+                                        "CHILD SA {:08x}: {} deleted its successor; it carries on",
+                                        c.spi_in,
+                                        self.peer.name
+                                    );
+                                    c.state = ChildState::Active;
+                                }
+                            }
                             deleted_in.push(child.spi_in);
                             if let Some(theirs) = &child.peer_rekey {
                                 // Our colliding rekey of it is moot: the peer's pair stands.

@@ -123,6 +123,9 @@ pub(crate) struct Established {
     /// The client asks the endpoint for a new IKE SA in place of this one (no working CHILD SA
     /// is left, or the certificate changed).
     reestablish: bool,
+    /// When the peer's certificate chain stops being valid (its earliest notAfter), on the
+    /// wall clock and as our monotonic clock then reads: the IKE SA ends at that moment.
+    peer_valid_until: Option<(std::time::SystemTime, Instant)>,
 }
 
 /// A token bucket: `capacity` tokens, one more every `refill`.
@@ -147,7 +150,8 @@ impl TokenBucket {
 
     /// Takes a token if there is one.
     pub fn take(&mut self, now: Instant) -> bool {
-        let earned = now.saturating_duration_since(self.last).as_nanos() / self.refill.as_nanos().max(1);
+        let earned =
+            now.saturating_duration_since(self.last).as_nanos() / self.refill.as_nanos().max(1);
         if earned > 0 {
             let earned = u32::try_from(earned).unwrap_or(u32::MAX);
             self.tokens = self.tokens.saturating_add(earned).min(self.capacity);
@@ -173,6 +177,11 @@ impl Established {
     /// A newly established IKE SA (after IKE_AUTH or a rekey).
     pub fn new(io: &mut Io<'_>, p: EstablishedParams) -> Self {
         let child_endpoint = p.core.esp_endpoint(io.cfg);
+        let peer_valid_until = crate::crypto::validity::chain_not_after(&p.peer.certificates)
+            .and_then(|wall| {
+                let left = wall.duration_since(io.now.wall).unwrap_or_default();
+                Some((wall, io.now.mono.checked_add(left)?))
+            });
         Self {
             core: p.core,
             peer: p.peer,
@@ -201,6 +210,7 @@ impl Established {
             bytes_before: 0,
             peer_rekeys: TokenBucket::new(PEER_REKEY_BURST, PEER_REKEY_REFILL, io.now.mono),
             reestablish: false,
+            peer_valid_until,
         }
     }
 
@@ -253,12 +263,20 @@ impl Established {
                 return Vec::new();
             }
             RequestClass::Retransmitted => {
-                // Only an authentic retransmission is answered: it must open.
+                // Only an authentic retransmission is answered: it must open. The answer goes
+                // where the peer is, not to the datagram's source: a copy replayed from a
+                // forged address must not send our answer to a victim.
                 if self.core.open(data).is_ok()
                     && let Some(cached) = self.responses.cached()
                 {
                     tracing::debug!("retransmitted request {} answered again", header.message_id);
-                    io.send(local, remote, cached.to_vec());
+                    if remote != self.core.remote {
+                        tracing::debug!(
+                            "  (it came from {remote}; answered to {} where the peer is)",
+                            self.core.remote
+                        );
+                    }
+                    io.send(self.core.local, self.core.remote, cached.to_vec());
                 }
                 return Vec::new();
             }
@@ -446,8 +464,14 @@ impl Established {
         }
         if let Some(seconds) = io_cfg.ike_rekey.seconds
             && self.is_current()
+            && !self.ike_rekey_planned()
         {
             consider(self.keyed_at + Duration::from_secs(seconds));
+        }
+        if let Some((_, mono)) = self.peer_valid_until
+            && self.is_current()
+        {
+            consider(mono);
         }
         for (_, until) in &self.retired {
             consider(*until);
@@ -476,6 +500,18 @@ impl Established {
             } else {
                 Vec::new()
             };
+        }
+        if let Some((wall, mono)) = self.peer_valid_until
+            && self.is_current()
+            && (now >= mono || io.now.wall >= wall)
+        {
+            let when = humantime_utc(wall);
+            tracing::warn!(
+                "{}: its certificate expired ({when}); closing its IKE SA and CHILD SAs",
+                self.peer.name
+            );
+            self.close_because(io, format!("its certificate expired ({when})"));
+            return vec![Effect::Remove];
         }
         if let Some(o) = &mut self.outstanding
             && now >= o.retransmission.deadline()
@@ -731,5 +767,43 @@ impl Established {
     #[allow(dead_code)]
     pub fn addresses(&self) -> Addresses {
         self.core.addresses()
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` for log lines.
+pub(crate) fn humantime_utc(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_times_for_log_lines() {
+        let at = |s| std::time::UNIX_EPOCH + Duration::from_secs(s);
+        assert_eq!(humantime_utc(at(0)), "1970-01-01 00:00:00 UTC");
+        assert_eq!(humantime_utc(at(1_835_438_400)), "2028-02-29 12:00:00 UTC");
+        assert_eq!(humantime_utc(at(1_924_992_059)), "2031-01-01 00:00:59 UTC");
     }
 }

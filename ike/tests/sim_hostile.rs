@@ -1,0 +1,416 @@
+//! Two-peer simulation with a hostile peer built from the real state machine (it changes what
+//! it sends before sealing, `Endpoint::set_tamper`) or with an attacker on the path: whatever an
+//! enrolled home sends, even authenticated, gets it nothing beyond its certificate
+//! (SECURITY.md lists each case and this file's test for it).
+
+#![allow(clippy::unwrap_used)]
+
+mod sim_support;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use hometun_ike::wire::{
+    ExchangeType, Flags, Header, Message, Notify, NotifyType, Payload, ProtocolId,
+};
+use sim_support::*;
+
+fn connected(setup: Setup) -> Pair {
+    let mut pair = Pair::new(setup);
+    pair.connect();
+    pair.assert_matching_pairs();
+    pair
+}
+
+fn only_spi(node: &Node) -> u32 {
+    assert_eq!(
+        node.forwarder.installed.len(),
+        1,
+        "{:?}",
+        node.forwarder.installed.keys()
+    );
+    *node.forwarder.installed.keys().next().unwrap()
+}
+
+fn assert_inside_client_prefix(node: &Node) {
+    for ts in node.installed_remote_selectors() {
+        assert!(
+            client_prefix().contains(&ts),
+            "the server installed {ts}, outside the home's {}",
+            client_prefix()
+        );
+    }
+}
+
+/// Finding: the server's own CHILD SA rekey took the home's TSr as answered. A home that forces
+/// the server's soft limit and answers with another home's /64, a prefix outside the pool, or
+/// a wider one must get none of it: the server refuses the answer, deletes the pair the home
+/// made, keeps its working pair, and tries again later.
+#[test]
+fn a_home_answering_the_servers_rekey_with_other_prefixes_gets_nothing() {
+    for hostile in [
+        "2001:db8:2::/64",
+        "2001:db8:999::/64",
+        "2001:db8::/32",
+        "::/0",
+    ] {
+        let mut pair = connected(Setup::default());
+        let old_s = only_spi(&pair.server);
+        pair.client.tamper(move |header, payloads| {
+            if header.exchange_type == ExchangeType::CREATE_CHILD_SA && header.flags.response() {
+                for p in payloads.iter_mut() {
+                    if let Payload::TsR(t) = p {
+                        *t = ts(&[hostile]);
+                    }
+                }
+            }
+        });
+        pair.soft_limit(false, old_s);
+        pair.settle();
+        assert_inside_client_prefix(&pair.server);
+        assert_eq!(
+            pair.server.forwarder.installs().len(),
+            1,
+            "{hostile}: nothing new installed on the server"
+        );
+        assert!(
+            pair.server.forwarder.installed.contains_key(&old_s),
+            "{hostile}: the working pair stays"
+        );
+        // The server asked the home to drop the pair its answer made.
+        let deletes = pair
+            .trace
+            .iter()
+            .filter(|(d, _)| !d.from_client && d.is(ExchangeType::INFORMATIONAL, false))
+            .count();
+        assert!(deletes >= 1, "{hostile}: no DELETE for the refused pair");
+        // It tries again later (and is refused again: the home keeps answering the same).
+        pair.advance(Duration::from_secs(5));
+        assert!(
+            pair.count(ExchangeType::CREATE_CHILD_SA, false) >= 2,
+            "{hostile}: no retry"
+        );
+        assert_inside_client_prefix(&pair.server);
+        assert!(pair.server.endpoint.counters().child_rekeys_failed >= 1);
+    }
+}
+
+/// The home's own rekey request asking for another prefix is narrowed to its own (as it
+/// always was); its answer to IKE_AUTH cannot widen it either.
+#[test]
+fn a_home_asking_for_another_prefix_in_its_rekey_gets_only_its_own() {
+    let mut pair = connected(Setup::default());
+    let old_c = only_spi(&pair.client);
+    pair.client.tamper(|header, payloads| {
+        if header.exchange_type == ExchangeType::CREATE_CHILD_SA && !header.flags.response() {
+            for p in payloads.iter_mut() {
+                if let Payload::TsI(t) = p {
+                    *t = ts(&["2001:db8:1::/64", "2001:db8:2::/64"]);
+                }
+            }
+        }
+    });
+    pair.soft_limit(true, old_c);
+    pair.settle();
+    assert_eq!(pair.server.forwarder.installs().len(), 2);
+    assert_inside_client_prefix(&pair.server);
+}
+
+/// A hostile server (or anyone who got the server's key) answering IKE_AUTH with a TSi outside
+/// the home's prefix: the home refuses it instead of installing it.
+#[test]
+fn a_server_answering_ike_auth_with_a_wider_tsi_is_refused() {
+    let mut pair = Pair::new(Setup::default());
+    pair.server.tamper(|header, payloads| {
+        if header.exchange_type == ExchangeType::IKE_AUTH && header.flags.response() {
+            for p in payloads.iter_mut() {
+                if let Payload::TsI(t) = p {
+                    *t = ts(&["2001:db8::/32"]);
+                }
+            }
+        }
+    });
+    pair.advance(Duration::from_secs(2));
+    assert_eq!(pair.client.peer_ups(), 0);
+    assert!(
+        pair.client
+            .refusals()
+            .iter()
+            .any(|r| r.contains("not inside our 2001:db8:1::/64")),
+        "{:?}",
+        pair.client.refusals()
+    );
+    assert!(pair.client.forwarder.installs().is_empty());
+}
+
+/// Finding: CHILD SAs piled up. A home that rekeys and never deletes the old pair (its DELETEs
+/// are stripped) keeps at most a few pairs: the server deletes replaced pairs itself after a
+/// while, refuses to rekey a pair that was already replaced, and refuses rekeys beyond its cap
+/// and rate.
+#[test]
+fn a_home_that_never_deletes_cannot_pile_up_pairs() {
+    let mut pair = connected(Setup::default());
+    pair.client.tamper(|header, payloads| {
+        if header.exchange_type == ExchangeType::INFORMATIONAL && !header.flags.response() {
+            payloads.retain(|p| !matches!(p, Payload::Delete(d) if d.protocol == ProtocolId::ESP));
+        }
+    });
+    let mut most = 0;
+    for round in 0..40 {
+        // The home rekeys its newest pair as fast as it likes.
+        if let Some(&newest) = pair.client.forwarder.order.last() {
+            pair.soft_limit(true, newest);
+        }
+        pair.advance(Duration::from_millis(500));
+        most = most.max(pair.server.forwarder.installed.len());
+        assert!(
+            pair.server.forwarder.installed.len() <= 4,
+            "round {round}: the server holds {} pairs of one home",
+            pair.server.forwarder.installed.len()
+        );
+    }
+    assert!(
+        most >= 2,
+        "the test never made the server hold a second pair"
+    );
+    // Rate: far fewer than 40 rekeys were accepted in 20 s.
+    let accepted = pair.server.forwarder.installs().len();
+    assert!(accepted <= 12, "{accepted} pairs installed in 20 s");
+    // Once it stops, the replaced pairs go within the patience even without its DELETEs.
+    pair.advance(Duration::from_secs(45));
+    assert!(
+        pair.server.forwarder.installed.len() <= 2,
+        "{:?}",
+        pair.server.forwarder.installed.keys()
+    );
+}
+
+/// A home that rekeys a pair it already replaced (REKEY_SA naming the old SPI) is answered
+/// CHILD_SA_NOT_FOUND; nothing is installed for it.
+#[test]
+fn rekeying_an_already_replaced_pair_is_refused() {
+    let mut pair = connected(Setup::default());
+    let first_c = only_spi(&pair.client);
+    pair.soft_limit(true, first_c);
+    pair.settle();
+    assert_eq!(pair.server.forwarder.installs().len(), 2);
+    // From now on every REKEY_SA names the first pair again.
+    pair.client.tamper(move |header, payloads| {
+        if header.exchange_type == ExchangeType::CREATE_CHILD_SA && !header.flags.response() {
+            for p in payloads.iter_mut() {
+                if let Payload::Notify(n) = p
+                    && n.notify_type == NotifyType::REKEY_SA
+                {
+                    n.spi = first_c.to_be_bytes().to_vec();
+                }
+            }
+        }
+    });
+    let newest = *pair.client.forwarder.order.last().unwrap();
+    pair.soft_limit(true, newest);
+    pair.settle();
+    let rekeys = pair
+        .server
+        .outputs
+        .iter()
+        .filter(|(_, o)| matches!(o, hometun_ike::endpoint::Output::Rekeyed { .. }))
+        .count();
+    assert_eq!(rekeys, 1, "a replaced pair was rekeyed again");
+    // The home lost the pair it tried to replace (the server says it knows no such pair) and
+    // re-established its tunnel; the server never installed anything outside its prefix.
+    assert_inside_client_prefix(&pair.server);
+}
+
+/// Finding: reflection. An authentic request replayed from a forged source is answered where
+/// the peer is, not to the forged address.
+#[test]
+fn a_replayed_request_is_answered_to_the_peer_not_to_the_forged_source() {
+    let mut pair = connected(Setup::default());
+    let victim = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 66), 500);
+    // Capture the client's next request (a liveness check) as it leaves.
+    pair.advance(Duration::from_secs(31));
+    let request = pair
+        .trace
+        .iter()
+        .rev()
+        .find(|(d, _)| d.from_client && d.is(ExchangeType::INFORMATIONAL, false))
+        .map(|(d, _)| d.clone())
+        .expect("a liveness request");
+    let now = pair.now();
+    pair.server
+        .endpoint
+        .handle_datagram(now, request.dst, victim, &request.data, &mut pair.rng);
+    let mut sent = Vec::new();
+    while let Some(t) = pair.server.endpoint.poll_transmit() {
+        sent.push(t);
+    }
+    assert_eq!(sent.len(), 1, "the retransmission is answered once");
+    assert_eq!(sent[0].remote, SocketAddrV4::new(CLIENT_ADDR, 500));
+    assert!(sent.iter().all(|t| t.remote != victim));
+}
+
+fn sa_init_from_trace(pair: &Pair) -> Vec<u8> {
+    pair.trace
+        .iter()
+        .find(|(d, _)| d.from_client && d.is(ExchangeType::IKE_SA_INIT, false))
+        .map(|(d, _)| d.data.clone())
+        .unwrap()
+}
+
+/// Finding: IKE_SA_INIT retransmissions were answered without bound and before the COOKIE
+/// check. Replayed copies get the cached answer at most as often as an honest initiator
+/// retransmits; under cookie pressure they get a COOKIE (small) first.
+#[test]
+fn replayed_ike_sa_init_is_answered_a_bounded_number_of_times() {
+    let mut pair = Pair::new(Setup::default());
+    // The server answers the first IKE_SA_INIT; the client's IKE_AUTH never arrives.
+    pair.filter = Box::new(|d| {
+        if d.from_client && d.is(ExchangeType::IKE_AUTH, false) {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    pair.advance(Duration::from_millis(100));
+    let request = sa_init_from_trace(&pair);
+    let from = SocketAddrV4::new(CLIENT_ADDR, 500);
+    let to = SocketAddrV4::new(SERVER_ADDR, 500);
+    let mut answers = 0;
+    for _ in 0..50 {
+        let now = pair.now();
+        pair.server
+            .endpoint
+            .handle_datagram(now, to, from, &request, &mut pair.rng);
+        while let Some(t) = pair.server.endpoint.poll_transmit() {
+            if t.remote == from && Message::parse(&t.data).is_ok_and(|m| m.header.spi_r != 0) {
+                answers += 1;
+            }
+        }
+    }
+    assert!(
+        answers <= pair.setup.retransmit_tries as usize,
+        "{answers} answers to 50 copies"
+    );
+    assert!(answers >= 1);
+}
+
+#[test]
+fn under_cookie_pressure_replays_get_a_cookie_first() {
+    let mut pair = Pair::new(Setup {
+        cookie_threshold: 0,
+        ..Setup::default()
+    });
+    pair.advance(Duration::from_millis(100));
+    // The honest client got a COOKIE and came back with it: connected.
+    pair.advance(Duration::from_secs(2));
+    assert_eq!(pair.client.peer_ups(), 1);
+    let first = sa_init_from_trace(&pair);
+    let from = SocketAddrV4::new(CLIENT_ADDR, 500);
+    let to = SocketAddrV4::new(SERVER_ADDR, 500);
+    let now = pair.now();
+    pair.server
+        .endpoint
+        .handle_datagram(now, to, from, &first, &mut pair.rng);
+    let t = pair.server.endpoint.poll_transmit().expect("an answer");
+    let m = Message::parse(&t.data).unwrap();
+    assert_eq!(m.header.spi_r, 0, "a COOKIE, not a full answer");
+    assert!(
+        m.payloads
+            .iter()
+            .any(|p| matches!(p, Payload::Notify(n) if n.notify_type == NotifyType::COOKIE))
+    );
+}
+
+/// Finding: one forged, unauthenticated IKE_SA_INIT error aborted the home's attempt and added
+/// backoff. The home keeps listening and takes the genuine answer.
+#[test]
+fn a_forged_ike_sa_init_error_does_not_stop_the_home() {
+    let mut pair = Pair::new(Setup::default());
+    // The genuine answer is slow; the attacker is quick.
+    pair.filter = Box::new(|d| {
+        if !d.from_client && d.is(ExchangeType::IKE_SA_INIT, true) {
+            Fate::Delay(Duration::from_millis(200))
+        } else {
+            Fate::Deliver
+        }
+    });
+    pair.advance(Duration::from_millis(20));
+    let request = Message::parse(&sa_init_from_trace(&pair)).unwrap();
+    let forged = Message::new(
+        Header::new(
+            ExchangeType::IKE_SA_INIT,
+            request.header.spi_i,
+            0,
+            Flags::new(false, true),
+            0,
+        ),
+        vec![Payload::Notify(Notify::new(
+            NotifyType::NO_PROPOSAL_CHOSEN,
+            Vec::new(),
+        ))],
+    )
+    .to_bytes()
+    .unwrap();
+    let now = pair.now();
+    pair.client.endpoint.handle_datagram(
+        now,
+        SocketAddrV4::new(CLIENT_ADDR, 500),
+        SocketAddrV4::new(SERVER_ADDR, 500),
+        &forged,
+        &mut pair.rng,
+    );
+    pair.flush();
+    pair.advance(Duration::from_millis(500));
+    assert_eq!(pair.client.peer_ups(), 1, "{:?}", pair.client.outputs);
+    assert!(pair.client.refusals().is_empty());
+}
+
+/// Without a genuine answer, the (possibly forged) refusal is what the home reports, once its
+/// retransmissions are spent.
+#[test]
+fn an_unanswered_attempt_reports_the_refusal_it_saw() {
+    let mut pair = Pair::new(Setup::default());
+    pair.filter = Box::new(|d| {
+        if !d.from_client {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    pair.advance(Duration::from_millis(20));
+    let request = Message::parse(&sa_init_from_trace(&pair)).unwrap();
+    let forged = Message::new(
+        Header::new(
+            ExchangeType::IKE_SA_INIT,
+            request.header.spi_i,
+            0,
+            Flags::new(false, true),
+            0,
+        ),
+        vec![Payload::Notify(Notify::new(
+            NotifyType::NO_PROPOSAL_CHOSEN,
+            Vec::new(),
+        ))],
+    )
+    .to_bytes()
+    .unwrap();
+    let now = pair.now();
+    pair.client.endpoint.handle_datagram(
+        now,
+        SocketAddrV4::new(CLIENT_ADDR, 500),
+        SocketAddrV4::new(SERVER_ADDR, 500),
+        &forged,
+        &mut pair.rng,
+    );
+    pair.flush();
+    assert!(pair.client.refusals().is_empty(), "not at once");
+    pair.advance(Duration::from_secs(20));
+    assert!(
+        pair.client
+            .refusals()
+            .iter()
+            .any(|r| r.contains("NO_PROPOSAL_CHOSEN")),
+        "{:?}",
+        pair.client.outputs
+    );
+}

@@ -1,0 +1,226 @@
+//! Two-peer simulation: a tunnel never goes dark while it looks up. A refused or failed CHILD SA
+//! rekey is tried again with backoff, adjusted to what the peer asked for; a pair that reaches
+//! its hard limit before a successor is shown as expired, counted, deleted, and the tunnel is
+//! re-established (the client) or closed so that the client re-establishes it (the server).
+
+#![allow(clippy::unwrap_used)]
+
+mod sim_support;
+
+use std::time::Duration;
+
+use hometun_control::{Direction, Event, LimitKind, PeerId, Spi};
+use hometun_ike::endpoint::reload::{Reload, ResponderReload};
+use hometun_ike::settings::IkeRekeyPolicy;
+use hometun_ike::wire::ExchangeType;
+use sim_support::*;
+
+fn connected(setup: Setup) -> Pair {
+    let mut pair = Pair::new(setup);
+    pair.connect();
+    pair.assert_matching_pairs();
+    pair
+}
+
+fn newest(node: &Node) -> u32 {
+    *node.forwarder.order.last().unwrap()
+}
+
+fn hard_limit(pair: &mut Pair, at_client: bool, spi_in: u32) {
+    pair.event(
+        at_client,
+        Event::HardLimit {
+            peer: PeerId(1),
+            spi_in: Spi(spi_in),
+            direction: Direction::Outbound,
+            kind: LimitKind::Bytes,
+        },
+    );
+}
+
+/// The client asks for PFS with X25519 only; the server wants P-256 or no PFS: every rekey
+/// is refused until the server's configuration changes.
+fn mismatched() -> Setup {
+    Setup {
+        client_esp: vec!["aes128gcm16-x25519"],
+        server_esp: vec!["aes128gcm16-ecp256"],
+        ike_rekey: IkeRekeyPolicy {
+            after_child_rekeys: 0,
+            ..IkeRekeyPolicy::default()
+        },
+        ..Setup::default()
+    }
+}
+
+fn child_rekey_requests(pair: &Pair, from_client: bool) -> Vec<Duration> {
+    pair.trace
+        .iter()
+        .filter(|(d, _)| d.from_client == from_client && d.is(ExchangeType::CREATE_CHILD_SA, false))
+        .map(|(d, _)| d.deliver_at)
+        .collect()
+}
+
+#[test]
+fn a_refused_rekey_is_tried_again_with_backoff_until_the_peer_agrees() {
+    let mut pair = connected(mismatched());
+    let c = newest(&pair.client);
+    pair.soft_limit(true, c);
+    pair.advance(Duration::from_secs(20));
+    let tries = child_rekey_requests(&pair, true);
+    assert!(tries.len() >= 4, "{tries:?}");
+    // Each wait at least as long as the one before (backoff), none shorter than a second.
+    let gaps: Vec<Duration> = tries.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.windows(2).all(|g| g[1] >= g[0]), "{gaps:?}");
+    assert!(
+        gaps.iter().all(|g| *g >= Duration::from_millis(900)),
+        "{gaps:?}"
+    );
+    assert_eq!(pair.client.forwarder.installs().len(), 1);
+    let failed = pair.client.endpoint.counters().child_rekeys_failed;
+    assert_eq!(failed as usize, tries.len());
+    // The old pair still carries traffic meanwhile, and status says it is being rekeyed.
+    assert!(pair.esp(true) && pair.esp(false));
+    let status = pair.client.endpoint.status(pair.now());
+    assert_eq!(status[0].children[0].state, "rekeying");
+
+    // The server's operator fixes its proposals: the next try succeeds.
+    let mut config = server_config(&pair.setup, &pair.pki);
+    config.common.esp_proposals =
+        vec![hometun_ike::proposal::EspProposal::parse("aes128gcm16-x25519").unwrap()];
+    let now = pair.now();
+    pair.server
+        .endpoint
+        .reload(
+            now,
+            &mut pair.rng,
+            Reload {
+                common: config.common,
+                responder: Some(ResponderReload {
+                    authorizer: config.authorizer,
+                    cookie_threshold: config.cookie_threshold,
+                    half_open_per_source: config.half_open_per_source,
+                    half_open_total: config.half_open_total,
+                }),
+            },
+        )
+        .unwrap();
+    pair.advance(Duration::from_secs(40));
+    assert_eq!(pair.client.forwarder.installs().len(), 2);
+    assert!(pair.esp(true));
+    pair.advance(Duration::from_secs(15));
+    pair.assert_matching_pairs();
+    assert_eq!(pair.client.endpoint.counters().child_rekeys, 1);
+}
+
+#[test]
+fn a_peer_asking_for_another_group_gets_it_at_once() {
+    let mut pair = connected(Setup {
+        client_esp: vec!["aes128gcm16-x25519-ecp256"],
+        server_esp: vec!["aes128gcm16-ecp256"],
+        ..mismatched()
+    });
+    let c = newest(&pair.client);
+    pair.soft_limit(true, c);
+    pair.settle();
+    assert_eq!(
+        child_rekey_requests(&pair, true).len(),
+        2,
+        "x25519, then ecp256"
+    );
+    assert_eq!(pair.client.forwarder.installs().len(), 2);
+    assert_eq!(pair.client.endpoint.counters().child_rekeys_failed, 0);
+}
+
+#[test]
+fn a_peer_refusing_pfs_gets_a_rekey_without_when_our_proposals_allow_it() {
+    let mut pair = connected(Setup {
+        client_esp: vec!["aes128gcm16-x25519-modpnone"],
+        server_esp: vec!["aes128gcm16"],
+        ..mismatched()
+    });
+    // The server's own rekey (no KE) is taken by the client...
+    let s = newest(&pair.server);
+    pair.soft_limit(false, s);
+    pair.settle();
+    assert_eq!(pair.server.forwarder.installs().len(), 2);
+}
+
+/// The client's pair reaches its hard limit while its rekeys are refused: status shows it
+/// expired at once (never an up peer with no working pair), the counters count it, and the
+/// client re-establishes the IKE SA (IKE_AUTH needs no PFS), which gives a new working pair.
+#[test]
+fn a_hard_limit_before_a_rekey_expires_the_pair_and_the_client_reestablishes() {
+    let mut pair = connected(mismatched());
+    let c = newest(&pair.client);
+    pair.soft_limit(true, c);
+    pair.advance(Duration::from_secs(5));
+    hard_limit(&mut pair, true, c);
+    // Before any answer: the pair is shown as expired.
+    let status = pair.client.endpoint.status(pair.now());
+    assert_eq!(status[0].children[0].state, "expired");
+    assert_eq!(pair.client.endpoint.counters().child_sas_expired, 1);
+    pair.advance(Duration::from_secs(3));
+    // A new IKE SA with a new pair on both sides; the old ones are gone.
+    assert_eq!(pair.client.peer_ups(), 2, "{:?}", pair.client.outputs);
+    pair.advance(Duration::from_secs(20));
+    pair.assert_matching_pairs();
+    assert_eq!(pair.client.forwarder.installed.len(), 1);
+    assert!(!pair.client.forwarder.installed.contains_key(&c));
+    assert!(pair.esp(true) && pair.esp(false));
+    assert_eq!(pair.client.endpoint.counters().ike_sas, 1);
+    assert_eq!(pair.server.endpoint.counters().ike_sas, 1);
+    let status = pair.client.endpoint.status(pair.now());
+    assert_eq!(status[0].children[0].state, "active");
+}
+
+/// The same on the server: it deletes the expired pair and closes the IKE SA; the client sees
+/// its tunnel gone and connects again at once.
+#[test]
+fn a_hard_limit_on_the_server_closes_the_ike_sa_and_the_client_reconnects() {
+    let mut pair = connected(Setup {
+        client_esp: vec!["aes128gcm16-x25519"],
+        server_esp: vec!["aes128gcm16"],
+        ..mismatched()
+    });
+    let s = newest(&pair.server);
+    pair.soft_limit(false, s);
+    pair.advance(Duration::from_secs(3));
+    assert_eq!(pair.server.forwarder.installs().len(), 1, "refused: no PFS");
+    let cut = pair.clock.offset;
+    hard_limit(&mut pair, false, s);
+    pair.advance(Duration::from_secs(10));
+    assert_eq!(pair.server.endpoint.counters().child_sas_expired, 1);
+    assert_eq!(pair.client.peer_ups(), 2, "{:?}", pair.client.outputs);
+    let back = pair
+        .client
+        .outputs
+        .iter()
+        .filter(|(_, o)| matches!(o, hometun_ike::endpoint::Output::PeerUp { .. }))
+        .map(|(t, _)| *t)
+        .next_back()
+        .unwrap();
+    assert!(
+        back - cut < Duration::from_secs(3),
+        "back {:?} after the hard limit",
+        back - cut
+    );
+    pair.assert_matching_pairs();
+    assert!(pair.esp(true) && pair.esp(false));
+}
+
+/// A pair that runs out of sequence numbers is treated like a hard limit.
+#[test]
+fn sequence_exhaustion_is_a_hard_limit() {
+    let mut pair = connected(mismatched());
+    let c = newest(&pair.client);
+    pair.event(
+        true,
+        Event::SeqExhausted {
+            peer: PeerId(1),
+            spi_in: Spi(c),
+        },
+    );
+    assert_eq!(pair.client.endpoint.counters().child_sas_expired, 1);
+    pair.advance(Duration::from_secs(5));
+    assert_eq!(pair.client.peer_ups(), 2);
+}
