@@ -19,7 +19,7 @@ use arc_swap::{ArcSwap, Guard};
 use crossbeam_channel::Sender;
 use hometun_control::{
     AeadAlg, ChildSa, ControlError, CounterReport, Direction, DropReason, Encapsulation, Endpoint,
-    Event, LimitKind, Limits, PeerId, SaCounters, Spi,
+    EndpointError, Event, KeyError, LimitKind, Limits, PeerId, SaCounters, Spi,
 };
 use ipnet::Ipv6Net;
 
@@ -472,18 +472,17 @@ impl Sad {
         validate_child_sa(sa)?;
         let mut master = self.master.lock().unwrap_or_else(|e| e.into_inner());
         if master.pairs.iter().any(|(p, _)| p.spi_in == sa.spi_in) {
-            return Err(ControlError(format!(
-                "inbound SPI {} is already installed",
-                sa.spi_in
-            )));
+            return Err(ControlError::SpiInUse(sa.spi_in));
         }
         for (other, _) in master.pairs.iter().filter(|(p, _)| p.peer != sa.peer) {
             for mine in &sa.remote_ts {
                 if let Some(theirs) = other.remote_ts.iter().find(|t| overlaps(mine, t)) {
-                    return Err(ControlError(format!(
-                        "remote_ts {mine} overlaps {theirs} of {} (SPI {})",
-                        other.peer, other.spi_in
-                    )));
+                    return Err(ControlError::SelectorOverlap {
+                        remote_ts: *mine,
+                        theirs: *theirs,
+                        peer: other.peer,
+                        spi: other.spi_in,
+                    });
                 }
             }
         }
@@ -502,9 +501,9 @@ impl Sad {
             generation,
             installed_at: now,
             sealer: EspSealer::new(sa.spi_out, &sa.key_out, sa.esn, self.backend)
-                .map_err(|e| ControlError(format!("key_out: {e}")))?,
+                .map_err(|error| bad_key(Direction::Outbound, error))?,
             opener: EspOpener::new(sa.spi_in, &sa.key_in, sa.esn, self.backend)
-                .map_err(|e| ControlError(format!("key_in: {e}")))?,
+                .map_err(|error| bad_key(Direction::Inbound, error))?,
             next_seq: AtomicU64::new(1),
             seq_exhausted_reported: AtomicBool::new(false),
             replay: Mutex::new(ReplayWindow::new(sa.replay_window, sa.esn)),
@@ -526,7 +525,7 @@ impl Sad {
     pub fn delete(&self, spi_in: Spi) -> Result<(), ControlError> {
         let mut master = self.master.lock().unwrap_or_else(|e| e.into_inner());
         let Some(index) = master.pairs.iter().position(|(p, _)| p.spi_in == spi_in) else {
-            return Err(ControlError(format!("no SA with inbound SPI {spi_in}")));
+            return Err(ControlError::UnknownSpi(spi_in));
         };
         let (pair, _) = master.pairs.remove(index);
         if !master.pairs.iter().any(|(p, _)| p.peer == pair.peer) {
@@ -541,7 +540,7 @@ impl Sad {
         validate_endpoint(&endpoint)?;
         let mut master = self.master.lock().unwrap_or_else(|e| e.into_inner());
         let Some(current) = master.endpoints.get_mut(&peer) else {
-            return Err(ControlError(format!("no SA installed for {peer}")));
+            return Err(ControlError::UnknownPeer(peer));
         };
         *current = endpoint;
         self.publish(&master);
@@ -619,9 +618,7 @@ fn validate_endpoint(endpoint: &Endpoint) -> Result<(), ControlError> {
     } = endpoint.encap
         && (local_port == 0 || remote_port == 0)
     {
-        return Err(ControlError(
-            "UDP encapsulation needs non-zero ports".into(),
-        ));
+        return Err(ControlError::BadEndpoint(EndpointError::ZeroUdpPort));
     }
     Ok(())
 }
@@ -629,38 +626,34 @@ fn validate_endpoint(endpoint: &Endpoint) -> Result<(), ControlError> {
 /// Checks a pair on its own (the SAD checks it against the installed ones).
 pub fn validate_child_sa(sa: &ChildSa) -> Result<(), ControlError> {
     if sa.spi_in.0 == 0 {
-        return Err(ControlError(
-            "spi_in must not be 0 (reserved, RFC 4303)".into(),
-        ));
+        return Err(ControlError::ZeroSpi(Direction::Inbound));
     }
     if sa.spi_out.0 == 0 {
-        return Err(ControlError(
-            "spi_out must not be 0 (reserved, RFC 4303)".into(),
-        ));
+        return Err(ControlError::ZeroSpi(Direction::Outbound));
     }
     sa.key_in
         .validate()
-        .map_err(|e| ControlError(format!("key_in: {e}")))?;
+        .map_err(|error| bad_key(Direction::Inbound, error))?;
     sa.key_out
         .validate()
-        .map_err(|e| ControlError(format!("key_out: {e}")))?;
+        .map_err(|error| bad_key(Direction::Outbound, error))?;
     if sa.key_in.alg() != sa.key_out.alg() {
-        return Err(ControlError(
-            "key_in and key_out must use the same algorithm".into(),
-        ));
+        return Err(ControlError::MixedAlgorithms);
     }
     if sa.remote_ts.is_empty() {
-        return Err(ControlError(
-            "remote_ts must name at least one prefix".into(),
-        ));
+        return Err(ControlError::NoRemoteTs);
     }
     if sa.replay_window > MAX_WINDOW {
-        return Err(ControlError(format!(
-            "replay_window {} exceeds the largest window, {MAX_WINDOW}",
-            sa.replay_window
-        )));
+        return Err(ControlError::ReplayWindowTooLarge {
+            window: sa.replay_window,
+            max: MAX_WINDOW,
+        });
     }
     validate_endpoint(&sa.endpoint)
+}
+
+fn bad_key(direction: Direction, error: KeyError) -> ControlError {
+    ControlError::BadKey { direction, error }
 }
 
 #[cfg(test)]
@@ -1071,11 +1064,28 @@ mod tests {
             sad.install(&vps_sa(2, 0, &["2001:db8:2::/64"]))
                 .unwrap_err(),
         ];
-        assert!(errors[0].0.contains("already installed"));
-        assert!(errors[1].0.contains("overlaps 2001:db8:1::/64 of peer1"));
-        assert!(errors[2].0.contains("overlaps"));
-        assert!(errors[3].0.contains("remote_ts must name"));
-        assert!(errors[4].0.contains("spi_in must not be 0"));
+        let home: Ipv6Net = "2001:db8:1::/64".parse().unwrap();
+        assert_eq!(errors[0], ControlError::SpiInUse(Spi(0x100)));
+        assert_eq!(
+            errors[1],
+            ControlError::SelectorOverlap {
+                remote_ts: "2001:db8:1::5/128".parse().unwrap(),
+                theirs: home,
+                peer: PeerId(1),
+                spi: Spi(0x100),
+            }
+        );
+        assert_eq!(
+            errors[1].to_string(),
+            "remote_ts 2001:db8:1::5/128 overlaps 2001:db8:1::/64 of peer1 (SPI 00000100)"
+        );
+        assert!(
+            matches!(errors[2], ControlError::SelectorOverlap { theirs, .. } if theirs == home),
+            "{}",
+            errors[2]
+        );
+        assert_eq!(errors[3], ControlError::NoRemoteTs);
+        assert_eq!(errors[4], ControlError::ZeroSpi(Direction::Inbound));
         assert_eq!(sad.counters(), before);
         assert_eq!(sad.routed_prefixes().len(), 1);
     }

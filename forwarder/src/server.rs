@@ -231,7 +231,7 @@ fn serve_connection<P: Platform>(
 fn refusal(id: u64, error: &CodecError) -> FromForwarder {
     FromForwarder::Reply {
         id,
-        result: Err(ControlError(error.to_string())),
+        result: Err(ControlError::BadFrame(error.to_string())),
     }
 }
 
@@ -402,14 +402,17 @@ mod tests {
                 id: 0,
                 result: Err(e),
             } => {
-                assert!(e.0.contains("does not decode"), "{e}")
+                assert!(
+                    matches!(&e, ControlError::BadFrame(text) if text.contains("does not decode")),
+                    "{e}"
+                )
             }
             other => panic!("unexpected {other:?}"),
         }
         let (result, _) = client.request(Request::Configure(interface())).unwrap();
         assert_eq!(result, Ok(Response::Ok));
         let (result, _) = client.request(Request::Configure(interface())).unwrap();
-        assert_eq!(result, Err(ControlError("already configured".into())));
+        assert_eq!(result, Err(ControlError::AlreadyConfigured));
     }
 
     #[test]

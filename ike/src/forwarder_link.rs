@@ -199,7 +199,7 @@ mod tests {
                     .await
                     .expect("write");
                 let result = match envelope.request {
-                    Request::GetCounters => Err(ControlError("no counters here".into())),
+                    Request::GetCounters => Err(ControlError::NotConfigured),
                     _ => Ok(Response::Ok),
                 };
                 let reply = FromForwarder::Reply {
@@ -221,7 +221,14 @@ mod tests {
         let (link, mut events) = ForwarderLink::from_stream(a);
         assert_eq!(link.request(Request::Shutdown).await.unwrap(), Response::Ok);
         let refused = link.request(Request::GetCounters).await.unwrap_err();
-        assert_eq!(refused.to_string(), "forwarder refused: no counters here");
+        assert!(
+            matches!(refused, LinkError::Refused(ControlError::NotConfigured)),
+            "{refused}"
+        );
+        assert_eq!(
+            refused.to_string(),
+            "forwarder refused: not configured yet: send Configure first"
+        );
         let first = events.recv().await.unwrap();
         assert_eq!(
             first,
