@@ -9,8 +9,9 @@ use hometun_control::{Request, Response};
 
 use crate::aead::AeadBackend;
 use crate::control::ControlHandler;
+use crate::control_socket::{PeerPolicy, SocketFile, UserSpec, bind_control_socket};
 use crate::dataplane::{DataplaneOptions, LinuxPlatform};
-use crate::server::{ControlClient, Server, SocketFile, StopReason, bind_control_socket};
+use crate::server::{ControlClient, Server, StopReason};
 use crate::static_config::StaticConfig;
 
 /// Arguments of `hometun forwarder`.
@@ -20,6 +21,12 @@ pub struct ForwarderArgs {
     /// forwarder stops when the controller that configured the interface disconnects.
     #[arg(long, value_name = "PATH", required_unless_present = "control_fd")]
     pub control: Option<PathBuf>,
+    /// Let this user (a uid or a user name) use the control socket too, besides root and the
+    /// forwarder's own user: the IKE daemon's user when the two run as different users (the
+    /// systemd units). The socket is then group-writable (0660), so run the forwarder with a
+    /// group that user is in; the peer's uid is still checked on every connection. Repeatable.
+    #[arg(long, value_name = "UID", requires = "control")]
+    pub allow_uid: Vec<UserSpec>,
     /// An already connected SA-channel socket inherited from a parent daemon (e.g. one end of a
     /// socketpair); the forwarder stops when the other end closes.
     #[arg(long, value_name = "N")]
@@ -80,6 +87,14 @@ pub fn run(args: ForwarderArgs) -> anyhow::Result<()> {
             },
         );
     }
+    let mut allowed = Vec::new();
+    for user in &args.allow_uid {
+        let uid = user
+            .resolve()
+            .with_context(|| format!("--allow-uid {user}"))?;
+        allowed.push(uid);
+    }
+    let policy = PeerPolicy::new(allowed);
     // Block the stop signals before any thread starts, so only the signal thread sees them.
     let signals = crate::signals::StopSignals::block().context("blocking SIGTERM/SIGINT")?;
     let backend = match args.aead {
@@ -125,9 +140,9 @@ pub fn run(args: ForwarderArgs) -> anyhow::Result<()> {
     }
     let _socket_file = match &args.control {
         Some(path) => {
-            let listener = bind_control_socket(path)
+            let listener = bind_control_socket(path, policy.socket_mode())
                 .with_context(|| format!("control socket {}", path.display()))?;
-            server.listen(listener);
+            server.listen(listener, policy);
             Some(SocketFile::new(path.clone()))
         }
         None => None,

@@ -4,6 +4,7 @@
 pub mod aead;
 pub mod cli;
 pub mod control;
+pub mod control_socket;
 pub mod counters;
 pub mod dataplane;
 pub mod esp;

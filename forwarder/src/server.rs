@@ -6,7 +6,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use hometun_control::{
 };
 
 use crate::control::{ControlHandler, Platform};
+use crate::control_socket::PeerPolicy;
 
 /// Why the server stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,8 +80,9 @@ impl<P: Platform + 'static> Server<P> {
         self.stop_tx.clone()
     }
 
-    /// Accepts controllers on `listener` from now on.
-    pub fn listen(&self, listener: UnixListener) {
+    /// Accepts controllers on `listener` from now on, those `policy` admits: any other peer's
+    /// connection is closed at once with one log line naming its uid and pid.
+    pub fn listen(&self, listener: UnixListener, policy: PeerPolicy) {
         let handler = self.handler.clone();
         let connections = self.connections.clone();
         let stop = self.stop_tx.clone();
@@ -89,15 +91,17 @@ impl<P: Platform + 'static> Server<P> {
             .spawn(move || {
                 for stream in listener.incoming() {
                     match stream {
-                        Ok(stream) => {
-                            spawn_connection(stream, &handler, &connections, &stop, false)
-                        }
+                        Ok(stream) => match policy.check(&stream) {
+                            Ok(_) => spawn_connection(stream, &handler, &connections, &stop, false),
+                            Err(refusal) => tracing::warn!("{refusal}"),
+                        },
                         Err(error) => tracing::warn!("control socket accept: {error}"),
                     }
                 }
             })
             .expect("spawning the accept thread");
     }
+
 
     /// Serves one pre-connected controller; when it goes away the server stops.
     pub fn adopt(&self, stream: UnixStream) {
@@ -250,44 +254,6 @@ fn broadcast_events(events: Receiver<Event>, connections: Arc<Mutex<Vec<Arc<Conn
     }
 }
 
-/// Binds the control socket at `path`, replacing a stale socket file left by a crash.
-pub fn bind_control_socket(path: &Path) -> std::io::Result<UnixListener> {
-    if path.exists() && UnixStream::connect(path).is_err() {
-        std::fs::remove_file(path)?;
-    }
-    UnixListener::bind(path)
-}
-
-/// Removes the socket file when dropped, unless another process has bound a new socket at the
-/// same path meanwhile.
-pub struct SocketFile {
-    path: PathBuf,
-    inode: Option<(u64, u64)>,
-}
-
-impl SocketFile {
-    /// Remembers the socket file now at `path`.
-    pub fn new(path: PathBuf) -> Self {
-        let inode = identity(&path);
-        SocketFile { path, inode }
-    }
-}
-
-fn identity(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(path)
-        .ok()
-        .map(|m| (m.dev(), m.ino()))
-}
-
-impl Drop for SocketFile {
-    fn drop(&mut self) {
-        if self.inode.is_some() && identity(&self.path) == self.inode {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
 /// A blocking client of the SA channel: one request, one reply (events that arrive in between
 /// are returned too). Used by `hometun forwarder --counters` and by tests.
 pub struct ControlClient {
@@ -371,7 +337,10 @@ mod tests {
         let server = Server::new(handler, events);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("control.sock");
-        server.listen(bind_control_socket(&path).unwrap());
+        server.listen(
+            crate::control_socket::bind_control_socket(&path, 0o600).unwrap(),
+            PeerPolicy::new(Vec::new()),
+        );
         let a = UnixStream::connect(&path).unwrap();
         let b = UnixStream::connect(&path).unwrap();
         std::mem::forget(dir);
