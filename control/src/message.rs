@@ -214,6 +214,10 @@ pub struct CounterReport {
     pub sas: Vec<SaCounters>,
     /// Drops not charged to any pair (unknown SPI, malformed packets, no outbound SA), by reason.
     pub global_drops: Vec<(DropReason, u64)>,
+    /// IKE messages from UDP 4500 the forwarder dropped because its event queue was full (the
+    /// daemon read them slower than they came; IKE retransmits). No other event is ever dropped.
+    #[serde(default)]
+    pub events_dropped: u64,
 }
 
 /// What travels from the forwarder to its controller.

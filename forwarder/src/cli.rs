@@ -111,7 +111,7 @@ pub fn run(args: ForwarderArgs) -> anyhow::Result<()> {
     if args.announce_target.is_some() {
         roaming.announce_target = args.announce_target;
     }
-    let (events_tx, events_rx) = crossbeam_channel::unbounded();
+    let (events_tx, events_rx) = crate::events::channel();
     let platform = LinuxPlatform::new(
         events_tx.clone(),
         DataplaneOptions {

@@ -10,14 +10,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddrV4;
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender, unbounded};
 use hometun_control::{
-    ChildSa, ControlError, Encapsulation, Endpoint, EndpointError, Event, InterfaceConfig, PeerId,
+    ChildSa, ControlError, Encapsulation, Endpoint, EndpointError, InterfaceConfig, PeerId,
     PlatformError, PlatformOp, Request, Response, RoamingReport,
 };
 use ipnet::Ipv6Net;
 
 use crate::aead::AeadBackend;
+use crate::events::{self, EventReceiver, EventSender};
 use crate::sad::Sad;
 
 /// Largest MTU of the TUN device: the inner packet plus outer headers must fit a 64 KiB datagram.
@@ -118,13 +118,13 @@ pub struct ControlHandler<P: Platform> {
 impl<P: Platform> ControlHandler<P> {
     /// A handler with an empty SAD; the events (limits, IKE received, ...) come out of the
     /// returned receiver. `events` is the sender the data threads use as well.
-    pub fn new(platform: P, backend: AeadBackend) -> (Self, Receiver<Event>) {
-        let (events, receiver) = unbounded();
+    pub fn new(platform: P, backend: AeadBackend) -> (Self, EventReceiver) {
+        let (events, receiver) = events::channel();
         (Self::with_events(platform, backend, events), receiver)
     }
 
     /// A handler whose events go into an existing channel.
-    pub fn with_events(platform: P, backend: AeadBackend, events: Sender<Event>) -> Self {
+    pub fn with_events(platform: P, backend: AeadBackend, events: EventSender) -> Self {
         ControlHandler {
             sad: Arc::new(Sad::new(events, backend)),
             platform,
@@ -730,6 +730,32 @@ mod tests {
             handler.handle(Request::GetCounters),
             Err(ControlError::ShuttingDown)
         );
+    }
+
+    #[test]
+    fn a_flood_of_ike_messages_is_bounded_and_counted_in_the_report() {
+        let (mut handler, events) =
+            ControlHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
+        handler.handle(Request::Configure(interface())).unwrap();
+        let data_path = handler.sad().events();
+        let ike = hometun_control::Event::IkeReceived {
+            local: "192.0.2.1:4500".parse().unwrap(),
+            remote: "198.51.100.7:4500".parse().unwrap(),
+            data: vec![0x21; 100],
+        };
+        for _ in 0..crate::events::IKE_CAPACITY + 10 {
+            data_path.send(ike.clone());
+        }
+        let exhausted = hometun_control::Event::SeqExhausted {
+            peer: PeerId(1),
+            spi_in: Spi(0x100),
+        };
+        data_path.send(exhausted.clone());
+        assert_eq!(counters(&mut handler).events_dropped, 10);
+        let waiting: Vec<_> = events.try_iter().collect();
+        assert_eq!(waiting.len(), crate::events::IKE_CAPACITY + 1);
+        assert_eq!(waiting[0], exhausted, "the limit event was not kept");
+        assert!(waiting[1..].iter().all(|e| *e == ike));
     }
 
     #[test]

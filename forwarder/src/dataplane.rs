@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::Sender;
 use hometun_control::{
     DropReason, Encapsulation, Endpoint, Event, InterfaceConfig, PlatformError, PlatformOp,
     RoamingConfig, RoamingReport,
@@ -22,6 +21,7 @@ use ipnet::Ipv6Net;
 use tun_rs::{DeviceBuilder, GROTable, SyncDevice, VIRTIO_NET_HDR_LEN};
 
 use crate::control::Platform;
+use crate::events::EventSender;
 use crate::netlink;
 use crate::roaming::return_routability::Observed;
 use crate::roaming::{self, OuterSockets, Roaming};
@@ -66,7 +66,7 @@ impl Default for DataplaneOptions {
 
 /// The [`Platform`] of the forwarder process.
 pub struct LinuxPlatform {
-    events: Sender<Event>,
+    events: EventSender,
     options: DataplaneOptions,
     running: Option<Running>,
 }
@@ -97,14 +97,14 @@ struct Shared {
     /// The UDP socket coalesces received datagrams (UDP GRO).
     udp_gro: bool,
     stop: AtomicBool,
-    events: Sender<Event>,
+    events: EventSender,
     roaming: Roaming,
 }
 
 impl LinuxPlatform {
     /// A platform that reports IKE messages (and anything else the data threads notice) into
     /// `events`.
-    pub fn new(events: Sender<Event>, options: DataplaneOptions) -> Self {
+    pub fn new(events: EventSender, options: DataplaneOptions) -> Self {
         LinuxPlatform {
             events,
             options,
@@ -557,7 +557,7 @@ fn udp_inbound_loop(shared: Arc<Shared>) {
                     lock(&shared.bound).unwrap_or(Ipv4Addr::UNSPECIFIED),
                     shared.udp_port,
                 );
-                let _ = shared.events.send(Event::IkeReceived {
+                shared.events.send(Event::IkeReceived {
                     local,
                     remote: source,
                     data: data[4..].to_vec(),

@@ -8,6 +8,7 @@ pub mod control_socket;
 pub mod counters;
 pub mod dataplane;
 pub mod esp;
+pub mod events;
 pub mod lifetime;
 pub mod netlink;
 pub mod replay;

@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, Guard};
-use crossbeam_channel::Sender;
 use hometun_control::{
     AeadAlg, ChildSa, ControlError, CounterReport, Direction, DropReason, Encapsulation, Endpoint,
     EndpointError, Event, KeyError, LimitKind, Limits, PeerId, SaCounters, Spi,
@@ -26,6 +25,7 @@ use ipnet::Ipv6Net;
 use crate::aead::AeadBackend;
 use crate::counters::DropCounters;
 use crate::esp::{EspOpener, EspSealer, NEXT_HEADER_IPV6, NEXT_HEADER_NONE};
+use crate::events::EventSender;
 use crate::lifetime::{Charge, Lifetime, TimeCheck};
 use crate::replay::{MAX_WINDOW, ReplayError, ReplayWindow};
 
@@ -64,7 +64,7 @@ pub struct SaPair {
     drops: DropCounters,
     /// Forwarder clock second of the last accepted inbound packet, plus one (0: never).
     last_rx: AtomicU64,
-    events: Sender<Event>,
+    events: EventSender,
 }
 
 impl std::fmt::Debug for SaPair {
@@ -307,8 +307,8 @@ impl SaPair {
     }
 
     fn emit(&self, event: Event) {
-        // Nobody listening (the controller went away) is not the data path's problem.
-        let _ = self.events.send(event);
+        // Never blocks; limit events are never dropped (see crate::events).
+        self.events.send(event);
     }
 
     fn report(&self, endpoint: Endpoint, limits: Limits, now: u64) -> SaCounters {
@@ -415,14 +415,14 @@ pub struct Sad {
     snapshot: ArcSwap<Snapshot>,
     master: Mutex<Master>,
     global_drops: DropCounters,
-    events: Sender<Event>,
+    events: EventSender,
     backend: AeadBackend,
     clock: AtomicU64,
 }
 
 impl Sad {
     /// An empty database whose SAs report their events into `events` and use `backend` for AES-GCM.
-    pub fn new(events: Sender<Event>, backend: AeadBackend) -> Self {
+    pub fn new(events: EventSender, backend: AeadBackend) -> Self {
         Sad {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             master: Mutex::new(Master::default()),
@@ -434,7 +434,7 @@ impl Sad {
     }
 
     /// A sender into the event channel (the data threads report through it too).
-    pub fn events(&self) -> Sender<Event> {
+    pub fn events(&self) -> EventSender {
         self.events.clone()
     }
 
@@ -576,6 +576,7 @@ impl Sad {
         CounterReport {
             sas,
             global_drops: self.global_drops.nonzero(),
+            events_dropped: self.events.dropped(),
         }
     }
 
@@ -660,7 +661,7 @@ fn bad_key(direction: Direction, error: KeyError) -> ControlError {
 mod tests {
     use std::net::Ipv4Addr;
 
-    use crossbeam_channel::{Receiver, unbounded};
+    use crate::events::{self, EventReceiver};
     use hometun_control::AeadKey;
 
     use super::*;
@@ -704,8 +705,8 @@ mod tests {
         sa
     }
 
-    fn sad() -> (Sad, Receiver<Event>) {
-        let (tx, rx) = unbounded();
+    fn sad() -> (Sad, EventReceiver) {
+        let (tx, rx) = events::channel();
         (Sad::new(tx, AeadBackend::Ring), rx)
     }
 
@@ -1034,7 +1035,7 @@ mod tests {
         home.set_now(10);
         home.install(&sa).unwrap();
         home.set_now(69);
-        assert!(events.try_recv().is_err());
+        assert!(events.try_recv().is_none());
         home.set_now(70);
         let got: Vec<Event> = events.try_iter().collect();
         assert_eq!(got.len(), 2, "both directions: {got:?}");
