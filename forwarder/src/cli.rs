@@ -138,16 +138,14 @@ pub fn run(args: ForwarderArgs) -> anyhow::Result<()> {
             file.display()
         );
     }
-    let _socket_file = match &args.control {
-        Some(path) => {
-            let listener = bind_control_socket(path, policy.socket_mode())
-                .with_context(|| format!("control socket {}", path.display()))?;
-            server.listen(listener, policy);
-            Some(SocketFile::new(path.clone()))
-        }
-        None => None,
-    };
+    if let Some(path) = &args.control {
+        let listener = bind_control_socket(path, policy.socket_mode())
+            .with_context(|| format!("control socket {}", path.display()))?;
+        server.listen(listener, policy);
+        server.remove_on_stop(SocketFile::new(path.clone()));
+    }
     if let Some(fd) = args.control_fd {
+        die_with_parent()?;
         // SAFETY: the parent handed this descriptor to us for exactly this purpose; nothing
         // else in this process owns it.
         let stream = unsafe { UnixStream::from_raw_fd(fd) };
@@ -161,6 +159,23 @@ pub fn run(args: ForwarderArgs) -> anyhow::Result<()> {
         // The controlling daemon went away: nothing to do without it, and nothing failed.
         Ok(())
     }
+}
+
+/// Under `--control-fd` the parent daemon is our controller: die with it (SIGKILL; the kernel
+/// then removes the TUN device and its routes). The daemon asks for this before exec too; an
+/// exec of a binary with file capabilities clears it, so it is asked for again here.
+fn die_with_parent() -> anyhow::Result<()> {
+    // SAFETY: getppid and prctl have no memory preconditions.
+    let parent = unsafe { libc::getppid() };
+    // SAFETY: as above; PR_SET_PDEATHSIG takes a signal number.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("PR_SET_PDEATHSIG");
+    }
+    // SAFETY: as above.
+    if unsafe { libc::getppid() } != parent {
+        anyhow::bail!("the daemon that started this forwarder is gone");
+    }
+    Ok(())
 }
 
 fn ask(path: &std::path::Path, request: Request) -> anyhow::Result<()> {

@@ -136,13 +136,23 @@ pub fn peer_credentials(stream: &UnixStream) -> io::Result<PeerCredentials> {
 /// Binds the control socket at `path` with exactly `mode`, whatever the umask: it is bound in a
 /// fresh 0700 directory beside `path` (nobody but us and root can reach it there), given its
 /// mode, then renamed into place. A stale socket file left by a crash is replaced; one a live
-/// forwarder still answers on is not (`AddrInUse`).
+/// forwarder answers on is waited for (it may be stopping: it removes its file first), up to
+/// [`crate::takeover::PATIENCE`], and then not taken over (`AddrInUse`).
 pub fn bind_control_socket(path: &Path, mode: u32) -> io::Result<UnixListener> {
-    if path.exists() && UnixStream::connect(path).is_ok() {
-        return Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            "another forwarder is listening on it",
-        ));
+    let tries = crate::takeover::PATIENCE.as_millis() / LIVE_SOCKET_POLL.as_millis();
+    let mut tried = 0;
+    while path.exists() && UnixStream::connect(path).is_ok() {
+        if tried == tries {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!(
+                    "another forwarder is listening on it (still after {:?})",
+                    crate::takeover::PATIENCE
+                ),
+            ));
+        }
+        tried += 1;
+        std::thread::sleep(LIVE_SOCKET_POLL);
     }
     let parent = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
@@ -156,6 +166,9 @@ pub fn bind_control_socket(path: &Path, mode: u32) -> io::Result<UnixListener> {
     std::fs::rename(&staged, path)?;
     Ok(listener)
 }
+
+/// How often a live socket at our path is looked at again.
+const LIVE_SOCKET_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A private directory for binding, removed when dropped.
 struct StagingDir {

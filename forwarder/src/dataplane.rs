@@ -27,6 +27,7 @@ use crate::roaming::return_routability::Observed;
 use crate::roaming::{self, OuterSockets, Roaming};
 use crate::sad::{Sad, Snapshot};
 use crate::sockets::{self, RecvBatch, SendBatch};
+use crate::takeover;
 use crate::wire::{esp, icmpv6, ipv6};
 
 /// Packets per batch (recvmmsg, sendmmsg, TUN writes).
@@ -129,12 +130,19 @@ impl Platform for LinuxPlatform {
                 format!("mtu {} too large", config.mtu),
             )
         })?;
-        let tun = DeviceBuilder::new()
-            .name(name)
-            .mtu(mtu)
-            .offload(self.options.offload)
-            .build_sync()
-            .map_err(os_error(PlatformOp::CreateTun(name.clone())))?;
+        // A forwarder killed a moment ago may still hold the device: wait for it, briefly.
+        let tun = takeover::when_free(
+            PlatformOp::CreateTun(name.clone()),
+            libc::EBUSY,
+            || {
+                DeviceBuilder::new()
+                    .name(name)
+                    .mtu(mtu)
+                    .offload(self.options.offload)
+                    .build_sync()
+            },
+            || takeover::tun_holders(name),
+        )?;
         let ifindex =
             netlink::interface_index(name).map_err(os_error(PlatformOp::TunIndex(name.clone())))?;
         for address in &config.addresses {
@@ -148,7 +156,13 @@ impl Platform for LinuxPlatform {
         let mut udp_gro = false;
         let udp = if config.udp_port != 0 {
             let on_udp = || os_error(PlatformOp::UdpSocket(config.udp_port));
-            let socket = sockets::udp_socket(config.bind_ipv4, config.udp_port).map_err(on_udp())?;
+            // Its sockets close with its TUN device, but not in the same instant.
+            let socket = takeover::when_free(
+                PlatformOp::UdpSocket(config.udp_port),
+                libc::EADDRINUSE,
+                || sockets::udp_socket(config.bind_ipv4, config.udp_port),
+                || "another socket has it bound".into(),
+            )?;
             sockets::set_read_timeout(socket.as_raw_fd(), Duration::from_millis(POLL_MS as u64))
                 .map_err(on_udp())?;
             if self.options.udp_offload {

@@ -18,4 +18,5 @@ pub mod server;
 pub mod signals;
 pub mod sockets;
 pub mod static_config;
+pub mod takeover;
 pub mod wire;

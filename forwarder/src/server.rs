@@ -19,7 +19,7 @@ use hometun_control::{
 };
 
 use crate::control::{ControlHandler, Platform};
-use crate::control_socket::PeerPolicy;
+use crate::control_socket::{PeerPolicy, SocketFile};
 
 /// Why the server stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +95,8 @@ pub struct Server<P: Platform + 'static> {
     connections: Arc<Mutex<Vec<Arc<Connection>>>>,
     stop_tx: Sender<StopReason>,
     stop_rx: Receiver<StopReason>,
+    /// The listening socket's file, removed first thing on stop.
+    socket_file: Mutex<Option<SocketFile>>,
 }
 
 impl<P: Platform + 'static> Server<P> {
@@ -106,6 +108,7 @@ impl<P: Platform + 'static> Server<P> {
             connections: Arc::new(Mutex::new(Vec::new())),
             stop_tx,
             stop_rx,
+            socket_file: Mutex::new(None),
         };
         let connections = server.connections.clone();
         std::thread::Builder::new()
@@ -158,9 +161,22 @@ impl<P: Platform + 'static> Server<P> {
         );
     }
 
+    /// Removes `file` (the listening socket's) as soon as the server stops, before the device
+    /// and routes go: a daemon restarted meanwhile then waits for the next forwarder's socket
+    /// instead of reaching this one while it shuts down.
+    pub fn remove_on_stop(&self, file: SocketFile) {
+        *self.socket_file.lock().unwrap_or_else(|e| e.into_inner()) = Some(file);
+    }
+
     /// Blocks until a stop reason arrives, then shuts the handler down (routes, TUN, sockets).
     pub fn wait(&self) -> StopReason {
         let reason = self.stop_rx.recv().unwrap_or(StopReason::Signal);
+        drop(
+            self.socket_file
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
         let mut handler = self.handler.lock().unwrap_or_else(|e| e.into_inner());
         handler.shutdown();
         reason

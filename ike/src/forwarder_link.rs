@@ -65,6 +65,12 @@ impl ForwarderLink {
     /// Starts `program forwarder --control-fd N` as a child joined by a socketpair.
     /// Returns the link, the forwarder's events and the child (kill it to stop the forwarder
     /// if it does not stop on [`Request::Shutdown`]).
+    ///
+    /// The child is killed (SIGKILL) the moment the thread that calls this ends, whatever way
+    /// the daemon dies (`kill -9` included): the kernel then closes the TUN device, which is not
+    /// persistent, so it and its routes go at once and a daemon started again finds the name
+    /// free. Call it from a thread that lives as long as the daemon: the daemons run their
+    /// driver on the main thread (a current-thread runtime's `block_on`).
     pub fn spawn(
         program: &Path,
         extra_args: &[String],
@@ -72,13 +78,30 @@ impl ForwarderLink {
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
         // The child must inherit its end: clear close-on-exec on it only.
         clear_cloexec(&theirs)?;
-        let child = tokio::process::Command::new(program)
+        let parent = nix::unistd::getpid();
+        let mut command = tokio::process::Command::new(program);
+        command
             .arg("forwarder")
             .arg("--control-fd")
             .arg(theirs.as_raw_fd().to_string())
             .args(extra_args)
-            .kill_on_drop(true)
-            .spawn()?;
+            .kill_on_drop(true);
+        // SAFETY: the closure runs in the child between fork and exec, where only
+        // async-signal-safe calls are allowed: it makes two system calls (prctl, getppid) and
+        // builds an io::Error from an errno, which does not allocate. It touches no lock and no
+        // memory shared with the parent.
+        unsafe {
+            command.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+                // The parent may have died before the line above: then nobody will send the
+                // signal, and our parent is already another process.
+                if nix::unistd::getppid() != parent {
+                    return Err(std::io::Error::from_raw_os_error(nix::libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn()?;
         drop(theirs);
         ours.set_nonblocking(true)?;
         let (link, events) = ForwarderLink::from_stream(UnixStream::from_std(ours)?);
