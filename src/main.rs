@@ -344,6 +344,38 @@ mod tests {
                 "{forwarder_unit}"
             );
             assert_eq!(args.control.as_ref(), socket.as_ref(), "{forwarder_unit}");
+            // Two users: the forwarder cannot read the daemon's key; the daemon reaches the
+            // forwarder's socket through its group and is the one user --allow-uid lets in.
+            let [daemon_user] = setting(daemon, "User")[..] else {
+                panic!("hometun-{role}.service: one User")
+            };
+            let [forwarder_user] = setting(forwarder, "User")[..] else {
+                panic!("{forwarder_unit}: one User")
+            };
+            assert_ne!(daemon_user, forwarder_user, "{role}");
+            assert_eq!(
+                args.allow_uid,
+                [hometun_forwarder::control_socket::UserSpec::Name(
+                    daemon_user.to_string()
+                )],
+                "{forwarder_unit}"
+            );
+            assert_eq!(
+                setting(daemon, "SupplementaryGroups"),
+                setting(forwarder, "Group"),
+                "{role}: the daemon must be in the group of the forwarder's socket"
+            );
+            let sysusers =
+                std::fs::read_to_string(root.join("examples/systemd/hometun.sysusers.conf"))
+                    .unwrap();
+            for user in [daemon_user, forwarder_user] {
+                assert!(
+                    sysusers
+                        .lines()
+                        .any(|l| l.split_whitespace().take(2).eq(["u", user])),
+                    "hometun.sysusers.conf makes no user {user}"
+                );
+            }
             let run = format!("/run/{}", setting(forwarder, "RuntimeDirectory")[0]);
             assert_eq!(
                 args.control.as_deref().and_then(std::path::Path::parent),

@@ -92,8 +92,10 @@ pass its child: --accept-moves on the server, --follow-local-address on a client
 client.local. It stops on SIGTERM, on a Shutdown request, or when the controller that configured \
 the interface disconnects, and removes its TUN device, routes and socket file.
 
+The control socket is mode 0600 whatever the umask, and only root and the forwarder's own user may use it; --allow-uid USER admits one more (the daemon's user when the two run as different users; the socket is then 0660, for a group that user is in). Any other connecting uid is closed unanswered with one log line naming its uid and pid.
+
 Exit status: 0 when stopped; 1 with one line on stderr when it cannot start.",
-        examples: "  hometun forwarder --control /run/hometun-server-forwarder/control.sock --accept-moves
+        examples: "  hometun forwarder --control /run/hometun-server-forwarder/control.sock --accept-moves --allow-uid hometun
   hometun forwarder --control /run/hometun-client-forwarder/control.sock --follow-local-address
   hometun forwarder --control /run/ht.sock --static sas.toml     # manual keying
   hometun forwarder --control /run/ht.sock --counters            # ask a running one",

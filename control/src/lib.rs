@@ -10,14 +10,16 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod codec;
+pub mod error;
 pub mod message;
 pub mod roaming;
 pub mod types;
 
 pub use codec::{CodecError, FrameDecoder, MAX_FRAME_LEN, decode_frame, encode_frame};
+pub use error::{ControlError, EndpointError, PlatformError, PlatformOp};
 pub use message::{
-    ControlError, CounterReport, Direction, DropReason, Envelope, Event, FromForwarder, LimitKind,
-    Request, Response, SaCounters,
+    CounterReport, Direction, DropReason, Envelope, Event, FromForwarder, LimitKind, Request,
+    Response, SaCounters,
 };
 pub use roaming::{MoveRefusal, PeerRoaming, RoamingConfig, RoamingReport};
 pub use types::{

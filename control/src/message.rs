@@ -4,6 +4,7 @@ use std::net::SocketAddrV4;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::ControlError;
 use crate::types::{ChildSa, Endpoint, InterfaceConfig, Limits, PeerId, Spi};
 
 /// A request to the forwarder. Every request gets exactly one reply with the same id.
@@ -71,11 +72,6 @@ pub enum Response {
     /// The answer to [`Request::GetCounters`].
     Counters(CounterReport),
 }
-
-/// Why a request was refused. The forwarder keeps running and its SAs stay as they were.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[error("{0}")]
-pub struct ControlError(pub String);
 
 /// Something the forwarder reports on its own.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,6 +214,10 @@ pub struct CounterReport {
     pub sas: Vec<SaCounters>,
     /// Drops not charged to any pair (unknown SPI, malformed packets, no outbound SA), by reason.
     pub global_drops: Vec<(DropReason, u64)>,
+    /// IKE messages from UDP 4500 the forwarder dropped because its event queue was full (the
+    /// daemon read them slower than they came; IKE retransmits). No other event is ever dropped.
+    #[serde(default)]
+    pub events_dropped: u64,
 }
 
 /// What travels from the forwarder to its controller.

@@ -68,7 +68,7 @@ impl AeadAlg {
 }
 
 /// Why a key could not be accepted.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum KeyError {
     /// KEYMAT for AES-GCM is the key followed by a 4-byte salt (RFC 4106 8.1).
     #[error("{alg} needs {expected} bytes of key material (key + 4-byte salt), got {got}", alg = .alg.name())]

@@ -9,8 +9,9 @@ use hometun_control::{Request, Response};
 
 use crate::aead::AeadBackend;
 use crate::control::ControlHandler;
+use crate::control_socket::{PeerPolicy, SocketFile, UserSpec, bind_control_socket};
 use crate::dataplane::{DataplaneOptions, LinuxPlatform};
-use crate::server::{ControlClient, Server, SocketFile, StopReason, bind_control_socket};
+use crate::server::{ControlClient, Server, StopReason};
 use crate::static_config::StaticConfig;
 
 /// Arguments of `hometun forwarder`.
@@ -20,6 +21,12 @@ pub struct ForwarderArgs {
     /// forwarder stops when the controller that configured the interface disconnects.
     #[arg(long, value_name = "PATH", required_unless_present = "control_fd")]
     pub control: Option<PathBuf>,
+    /// Let this user (a uid or a user name) use the control socket too, besides root and the
+    /// forwarder's own user: the IKE daemon's user when the two run as different users (the
+    /// systemd units). The socket is then group-writable (0660), so run the forwarder with a
+    /// group that user is in; the peer's uid is still checked on every connection. Repeatable.
+    #[arg(long, value_name = "UID", requires = "control")]
+    pub allow_uid: Vec<UserSpec>,
     /// An already connected SA-channel socket inherited from a parent daemon (e.g. one end of a
     /// socketpair); the forwarder stops when the other end closes.
     #[arg(long, value_name = "N")]
@@ -80,6 +87,14 @@ pub fn run(args: ForwarderArgs) -> anyhow::Result<()> {
             },
         );
     }
+    let mut allowed = Vec::new();
+    for user in &args.allow_uid {
+        let uid = user
+            .resolve()
+            .with_context(|| format!("--allow-uid {user}"))?;
+        allowed.push(uid);
+    }
+    let policy = PeerPolicy::new(allowed);
     // Block the stop signals before any thread starts, so only the signal thread sees them.
     let signals = crate::signals::StopSignals::block().context("blocking SIGTERM/SIGINT")?;
     let backend = match args.aead {
@@ -96,7 +111,7 @@ pub fn run(args: ForwarderArgs) -> anyhow::Result<()> {
     if args.announce_target.is_some() {
         roaming.announce_target = args.announce_target;
     }
-    let (events_tx, events_rx) = crossbeam_channel::unbounded();
+    let (events_tx, events_rx) = crate::events::channel();
     let platform = LinuxPlatform::new(
         events_tx.clone(),
         DataplaneOptions {
@@ -123,16 +138,14 @@ pub fn run(args: ForwarderArgs) -> anyhow::Result<()> {
             file.display()
         );
     }
-    let _socket_file = match &args.control {
-        Some(path) => {
-            let listener = bind_control_socket(path)
-                .with_context(|| format!("control socket {}", path.display()))?;
-            server.listen(listener);
-            Some(SocketFile::new(path.clone()))
-        }
-        None => None,
-    };
+    if let Some(path) = &args.control {
+        let listener = bind_control_socket(path, policy.socket_mode())
+            .with_context(|| format!("control socket {}", path.display()))?;
+        server.listen(listener, policy);
+        server.remove_on_stop(SocketFile::new(path.clone()));
+    }
     if let Some(fd) = args.control_fd {
+        die_with_parent()?;
         // SAFETY: the parent handed this descriptor to us for exactly this purpose; nothing
         // else in this process owns it.
         let stream = unsafe { UnixStream::from_raw_fd(fd) };
@@ -146,6 +159,23 @@ pub fn run(args: ForwarderArgs) -> anyhow::Result<()> {
         // The controlling daemon went away: nothing to do without it, and nothing failed.
         Ok(())
     }
+}
+
+/// Under `--control-fd` the parent daemon is our controller: die with it (SIGKILL; the kernel
+/// then removes the TUN device and its routes). The daemon asks for this before exec too; an
+/// exec of a binary with file capabilities clears it, so it is asked for again here.
+fn die_with_parent() -> anyhow::Result<()> {
+    // SAFETY: getppid and prctl have no memory preconditions.
+    let parent = unsafe { libc::getppid() };
+    // SAFETY: as above; PR_SET_PDEATHSIG takes a signal number.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("PR_SET_PDEATHSIG");
+    }
+    // SAFETY: as above.
+    if unsafe { libc::getppid() } != parent {
+        anyhow::bail!("the daemon that started this forwarder is gone");
+    }
+    Ok(())
 }
 
 fn ask(path: &std::path::Path, request: Request) -> anyhow::Result<()> {

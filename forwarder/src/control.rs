@@ -10,34 +10,35 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddrV4;
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender, unbounded};
 use hometun_control::{
-    ChildSa, ControlError, Encapsulation, Endpoint, Event, InterfaceConfig, PeerId, Request,
-    Response, RoamingReport,
+    ChildSa, ControlError, Encapsulation, Endpoint, EndpointError, InterfaceConfig, PeerId,
+    PlatformError, PlatformOp, Request, Response, RoamingReport,
 };
 use ipnet::Ipv6Net;
 
 use crate::aead::AeadBackend;
+use crate::events::{self, EventReceiver, EventSender};
 use crate::sad::Sad;
 
 /// Largest MTU of the TUN device: the inner packet plus outer headers must fit a 64 KiB datagram.
 pub const MAX_MTU: u32 = 65_000;
 
-/// What the handler needs from the system. Errors are one-line messages for the controller.
+/// What the handler needs from the system. Each error names the operation and carries the OS's
+/// own words (and errno), so the controller gets one line that says what failed.
 pub trait Platform: Send {
     /// Creates the TUN device and the outer sockets, and starts the data threads on `sad`.
-    fn configure(&mut self, config: &InterfaceConfig, sad: &Arc<Sad>) -> Result<(), String>;
+    fn configure(&mut self, config: &InterfaceConfig, sad: &Arc<Sad>) -> Result<(), PlatformError>;
     /// Routes `net` into the TUN device.
-    fn add_route(&mut self, net: Ipv6Net) -> Result<(), String>;
+    fn add_route(&mut self, net: Ipv6Net) -> Result<(), PlatformError>;
     /// Removes the route for `net`.
-    fn remove_route(&mut self, net: Ipv6Net) -> Result<(), String>;
+    fn remove_route(&mut self, net: Ipv6Net) -> Result<(), PlatformError>;
     /// Sends an IKE message from the UDP socket, with the non-ESP marker.
     fn send_ike(
         &mut self,
         local: SocketAddrV4,
         remote: SocketAddrV4,
         data: &[u8],
-    ) -> Result<(), String>;
+    ) -> Result<(), PlatformError>;
     /// Removes the TUN device (and with it its routes) and closes the sockets.
     fn shutdown(&mut self);
     /// What the data plane counted about address changes (issue 4), once configured.
@@ -62,20 +63,27 @@ pub struct RecordingPlatform {
 }
 
 impl Platform for RecordingPlatform {
-    fn configure(&mut self, config: &InterfaceConfig, _sad: &Arc<Sad>) -> Result<(), String> {
+    fn configure(
+        &mut self,
+        config: &InterfaceConfig,
+        _sad: &Arc<Sad>,
+    ) -> Result<(), PlatformError> {
         self.configured = Some(config.clone());
         Ok(())
     }
 
-    fn add_route(&mut self, net: Ipv6Net) -> Result<(), String> {
+    fn add_route(&mut self, net: Ipv6Net) -> Result<(), PlatformError> {
         if self.fail_route == Some(net) {
-            return Err(format!("route {net}: refused by the test"));
+            return Err(PlatformError::other(
+                PlatformOp::AddRoute(net),
+                "refused by the test",
+            ));
         }
         self.routes.insert(net);
         Ok(())
     }
 
-    fn remove_route(&mut self, net: Ipv6Net) -> Result<(), String> {
+    fn remove_route(&mut self, net: Ipv6Net) -> Result<(), PlatformError> {
         self.routes.remove(&net);
         Ok(())
     }
@@ -85,7 +93,7 @@ impl Platform for RecordingPlatform {
         local: SocketAddrV4,
         remote: SocketAddrV4,
         data: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), PlatformError> {
         self.ike_sent.push((local, remote, data.to_vec()));
         Ok(())
     }
@@ -110,13 +118,13 @@ pub struct ControlHandler<P: Platform> {
 impl<P: Platform> ControlHandler<P> {
     /// A handler with an empty SAD; the events (limits, IKE received, ...) come out of the
     /// returned receiver. `events` is the sender the data threads use as well.
-    pub fn new(platform: P, backend: AeadBackend) -> (Self, Receiver<Event>) {
-        let (events, receiver) = unbounded();
+    pub fn new(platform: P, backend: AeadBackend) -> (Self, EventReceiver) {
+        let (events, receiver) = events::channel();
         (Self::with_events(platform, backend, events), receiver)
     }
 
     /// A handler whose events go into an existing channel.
-    pub fn with_events(platform: P, backend: AeadBackend, events: Sender<Event>) -> Self {
+    pub fn with_events(platform: P, backend: AeadBackend, events: EventSender) -> Self {
         ControlHandler {
             sad: Arc::new(Sad::new(events, backend)),
             platform,
@@ -156,7 +164,7 @@ impl<P: Platform> ControlHandler<P> {
     /// Handles one request. On error nothing changed.
     pub fn handle(&mut self, request: Request) -> Result<Response, ControlError> {
         if self.shut_down {
-            return Err(ControlError("the forwarder is shutting down".into()));
+            return Err(ControlError::ShuttingDown);
         }
         match request {
             Request::Configure(config) => self.configure(config),
@@ -180,18 +188,15 @@ impl<P: Platform> ControlHandler<P> {
             } => {
                 let interface = self.configured()?;
                 if interface.udp_port == 0 || local.port() != interface.udp_port {
-                    return Err(ControlError(format!(
-                        "SendIke from port {}: the forwarder's UDP port is {}",
-                        local.port(),
-                        interface.udp_port
-                    )));
+                    return Err(ControlError::SendIkePort {
+                        port: local.port(),
+                        udp_port: interface.udp_port,
+                    });
                 }
                 if data.is_empty() {
-                    return Err(ControlError("SendIke with an empty message".into()));
+                    return Err(ControlError::EmptyIke);
                 }
-                self.platform
-                    .send_ike(local, remote, &data)
-                    .map_err(ControlError)?;
+                self.platform.send_ike(local, remote, &data)?;
                 Ok(Response::Ok)
             }
             Request::Shutdown => {
@@ -216,37 +221,32 @@ impl<P: Platform> ControlHandler<P> {
     }
 
     fn configured(&self) -> Result<&InterfaceConfig, ControlError> {
-        self.interface
-            .as_ref()
-            .ok_or_else(|| ControlError("not configured yet: send Configure first".into()))
+        self.interface.as_ref().ok_or(ControlError::NotConfigured)
     }
 
     fn configure(&mut self, config: InterfaceConfig) -> Result<Response, ControlError> {
         if self.interface.is_some() {
-            return Err(ControlError("already configured".into()));
+            return Err(ControlError::AlreadyConfigured);
         }
         validate_interface(&config)?;
-        self.platform
-            .configure(&config, &self.sad)
-            .map_err(ControlError)?;
+        self.platform.configure(&config, &self.sad)?;
         self.interface = Some(config);
         Ok(Response::Ok)
     }
 
     fn check_endpoint(&self, endpoint: &Endpoint) -> Result<(), ControlError> {
         let interface = self.configured()?;
-        match endpoint.encap {
-            Encapsulation::Raw if !interface.raw_esp => Err(ControlError(
-                "raw ESP endpoint, but the interface has raw_esp = false".into(),
-            )),
+        let problem = match endpoint.encap {
+            Encapsulation::Raw if !interface.raw_esp => EndpointError::RawEspDisabled,
             Encapsulation::Udp { local_port, .. } if local_port != interface.udp_port => {
-                Err(ControlError(format!(
-                    "UDP endpoint with local port {local_port}, but the forwarder's UDP port is {}",
-                    interface.udp_port
-                )))
+                EndpointError::WrongUdpPort {
+                    port: local_port,
+                    udp_port: interface.udp_port,
+                }
             }
-            _ => Ok(()),
-        }
+            _ => return Ok(()),
+        };
+        Err(ControlError::BadEndpoint(problem))
     }
 
     fn allow_peer(
@@ -258,9 +258,11 @@ impl<P: Platform> ControlHandler<P> {
         if let Some(pool) = interface.peer_pool
             && let Some(outside) = prefixes.iter().find(|p| !pool.contains(*p))
         {
-            return Err(ControlError(format!(
-                "AllowPeer {peer}: {outside} lies outside the peer pool {pool}"
-            )));
+            return Err(ControlError::GrantOutsidePool {
+                peer,
+                prefix: *outside,
+                pool,
+            });
         }
         if prefixes.is_empty() {
             self.grants.remove(&peer);
@@ -278,10 +280,11 @@ impl<P: Platform> ControlHandler<P> {
         if let Some(pool) = interface.peer_pool
             && let Some(outside) = sa.remote_ts.iter().find(|t| !pool.contains(*t))
         {
-            return Err(ControlError(format!(
-                "remote_ts {outside} of {} lies outside the peer pool {pool}",
-                sa.peer
-            )));
+            return Err(ControlError::OutsidePool {
+                peer: sa.peer,
+                remote_ts: *outside,
+                pool,
+            });
         }
         match self.grants.get(&sa.peer) {
             Some(granted) => {
@@ -290,17 +293,14 @@ impl<P: Platform> ControlHandler<P> {
                     .iter()
                     .find(|t| !granted.iter().any(|g| g.contains(*t)))
                 {
-                    return Err(ControlError(format!(
-                        "remote_ts {outside} of {} lies outside its grant",
-                        sa.peer
-                    )));
+                    return Err(ControlError::OutsideGrant {
+                        peer: sa.peer,
+                        remote_ts: *outside,
+                    });
                 }
                 Ok(())
             }
-            None if interface.peer_pool.is_some() => Err(ControlError(format!(
-                "{} has no grant (AllowPeer must come before its first Install)",
-                sa.peer
-            ))),
+            None if interface.peer_pool.is_some() => Err(ControlError::NoGrant(sa.peer)),
             None => Ok(()),
         }
     }
@@ -332,9 +332,7 @@ impl<P: Platform> ControlHandler<P> {
             self.routes.remove(&net);
         }
         for net in wanted.difference(&self.routes).copied().collect::<Vec<_>>() {
-            self.platform
-                .add_route(net)
-                .map_err(|e| ControlError(format!("route {net}: {e}")))?;
+            self.platform.add_route(net)?;
             self.routes.insert(net);
         }
         Ok(())
@@ -344,21 +342,16 @@ impl<P: Platform> ControlHandler<P> {
 /// Checks an interface configuration on its own.
 pub fn validate_interface(config: &InterfaceConfig) -> Result<(), ControlError> {
     if config.tun_name.is_empty() || config.tun_name.len() > 15 {
-        return Err(ControlError(format!(
-            "tun_name {:?} must be 1 to 15 bytes long",
-            config.tun_name
-        )));
+        return Err(ControlError::BadTunName(config.tun_name.clone()));
     }
     if !(1280..=MAX_MTU).contains(&config.mtu) {
-        return Err(ControlError(format!(
-            "mtu {} out of range: IPv6 needs at least 1280, at most {MAX_MTU}",
-            config.mtu
-        )));
+        return Err(ControlError::BadMtu {
+            mtu: config.mtu,
+            max: MAX_MTU,
+        });
     }
     if !config.raw_esp && config.udp_port == 0 {
-        return Err(ControlError(
-            "neither raw_esp nor a udp_port: the forwarder could not carry anything".into(),
-        ));
+        return Err(ControlError::NoOuterSocket);
     }
     Ok(())
 }
@@ -367,7 +360,7 @@ pub fn validate_interface(config: &InterfaceConfig) -> Result<(), ControlError> 
 mod tests {
     use std::net::Ipv4Addr;
 
-    use hometun_control::{AeadAlg, AeadKey, Limits, PeerId, Spi};
+    use hometun_control::{AeadAlg, AeadKey, Direction, KeyError, Limits, PeerId, Spi};
 
     use super::*;
 
@@ -457,10 +450,10 @@ mod tests {
         assert!(handler.platform().routes.is_empty());
     }
 
-    fn refused(handler: &mut ControlHandler<RecordingPlatform>, request: Request) -> String {
+    fn refused(handler: &mut ControlHandler<RecordingPlatform>, request: Request) -> ControlError {
         let before = counters(handler);
         let routes = handler.platform().routes.clone();
-        let error = handler.handle(request).unwrap_err().0;
+        let error = handler.handle(request).unwrap_err();
         assert_eq!(
             counters(handler),
             before,
@@ -474,45 +467,74 @@ mod tests {
         error
     }
 
+    fn net(text: &str) -> Ipv6Net {
+        text.parse().unwrap()
+    }
+
     #[test]
     fn a_server_installs_only_what_it_granted_inside_its_pool() {
         let (mut handler, _events) =
             ControlHandler::new(RecordingPlatform::default(), AeadBackend::default());
         let mut config = interface();
-        config.peer_pool = Some("2001:db8:100::/48".parse().unwrap());
+        let pool = net("2001:db8:100::/48");
+        config.peer_pool = Some(pool);
         handler.handle(Request::Configure(config)).unwrap();
         let home = "2001:db8:100:1::/64";
 
         let error = refused(&mut handler, Request::Install(sa(1, 0x100, home)));
-        assert!(error.contains("peer1 has no grant"), "{error}");
+        assert_eq!(error, ControlError::NoGrant(PeerId(1)));
+        assert_eq!(
+            error.to_string(),
+            "peer1 has no grant (AllowPeer must come before its first Install)"
+        );
 
         let error = refused(
             &mut handler,
             Request::AllowPeer {
                 peer: PeerId(1),
-                prefixes: vec!["2001:db8:999::/64".parse().unwrap()],
+                prefixes: vec![net("2001:db8:999::/64")],
             },
         );
-        assert!(
-            error.contains("outside the peer pool 2001:db8:100::/48"),
-            "{error}"
+        assert_eq!(
+            error,
+            ControlError::GrantOutsidePool {
+                peer: PeerId(1),
+                prefix: net("2001:db8:999::/64"),
+                pool,
+            }
         );
 
         handler
             .handle(Request::AllowPeer {
                 peer: PeerId(1),
-                prefixes: vec![home.parse().unwrap()],
+                prefixes: vec![net(home)],
             })
             .unwrap();
-        // Another home's /64, a wider prefix and one outside the pool: each refused.
-        for hostile in [
-            "2001:db8:100:2::/64",
-            "2001:db8:100::/56",
-            "2001:db8:999::/64",
-        ] {
+        // Another home's /64 and a wider prefix lie outside the grant, a third prefix outside
+        // the pool: each refused as what it is.
+        for hostile in ["2001:db8:100:2::/64", "2001:db8:100::/56"] {
             let error = refused(&mut handler, Request::Install(sa(1, 0x200, hostile)));
-            assert!(error.contains("outside"), "{hostile}: {error}");
+            assert_eq!(
+                error,
+                ControlError::OutsideGrant {
+                    peer: PeerId(1),
+                    remote_ts: net(hostile),
+                },
+                "{hostile}"
+            );
         }
+        let error = refused(
+            &mut handler,
+            Request::Install(sa(1, 0x200, "2001:db8:999::/64")),
+        );
+        assert_eq!(
+            error,
+            ControlError::OutsidePool {
+                peer: PeerId(1),
+                remote_ts: net("2001:db8:999::/64"),
+                pool,
+            }
+        );
         handler
             .handle(Request::Install(sa(1, 0x100, home)))
             .unwrap();
@@ -529,7 +551,7 @@ mod tests {
             })
             .unwrap();
         let error = refused(&mut handler, Request::Install(sa(1, 0x400, home)));
-        assert!(error.contains("no grant"), "{error}");
+        assert_eq!(error, ControlError::NoGrant(PeerId(1)));
     }
 
     #[test]
@@ -541,16 +563,26 @@ mod tests {
 
         let mut zero = sa(2, 0, "2001:db8:2::/64");
         zero.spi_in = Spi(0);
-        assert!(refused(&mut handler, Request::Install(zero)).contains("spi_in must not be 0"));
+        assert_eq!(
+            refused(&mut handler, Request::Install(zero)),
+            ControlError::ZeroSpi(Direction::Inbound)
+        );
 
         let duplicate = sa(2, 0x100, "2001:db8:2::/64");
-        assert!(refused(&mut handler, Request::Install(duplicate)).contains("already installed"));
+        assert_eq!(
+            refused(&mut handler, Request::Install(duplicate)),
+            ControlError::SpiInUse(Spi(0x100))
+        );
 
         let overlapping = sa(2, 0x300, "2001:db8:1::/48");
-        let error = refused(&mut handler, Request::Install(overlapping));
-        assert!(
-            error.contains("overlaps 2001:db8:1::/64 of peer1"),
-            "{error}"
+        assert_eq!(
+            refused(&mut handler, Request::Install(overlapping)),
+            ControlError::SelectorOverlap {
+                remote_ts: net("2001:db8:1::/48"),
+                theirs: net("2001:db8:1::/64"),
+                peer: PeerId(1),
+                spi: Spi(0x100),
+            }
         );
 
         // A short key cannot be made through from_keymat: decode one as a hostile controller
@@ -562,8 +594,21 @@ mod tests {
         let key: AeadKey = hometun_control::decode_frame(&forged).unwrap();
         short.key_in = key;
         let error = refused(&mut handler, Request::Install(short));
+        assert_eq!(
+            error,
+            ControlError::BadKey {
+                direction: Direction::Inbound,
+                error: KeyError::WrongLength {
+                    alg: AeadAlg::AesGcm128,
+                    expected: 20,
+                    got: 14,
+                },
+            }
+        );
         assert!(
-            error.contains("key_in: aes128gcm16 needs 20 bytes"),
+            error
+                .to_string()
+                .starts_with("key_in: aes128gcm16 needs 20 bytes"),
             "{error}"
         );
 
@@ -572,14 +617,21 @@ mod tests {
             local_port: 4501,
             remote_port: 4500,
         };
-        assert!(refused(&mut handler, Request::Install(udp)).contains("UDP port is 4500"));
-
-        assert!(
-            refused(&mut handler, Request::Delete { spi_in: Spi(0x999) })
-                .contains("no SA with inbound SPI")
+        assert_eq!(
+            refused(&mut handler, Request::Install(udp)),
+            ControlError::BadEndpoint(EndpointError::WrongUdpPort {
+                port: 4501,
+                udp_port: 4500
+            })
         );
-        assert!(
-            refused(&mut handler, Request::Configure(interface())).contains("already configured")
+
+        assert_eq!(
+            refused(&mut handler, Request::Delete { spi_in: Spi(0x999) }),
+            ControlError::UnknownSpi(Spi(0x999))
+        );
+        assert_eq!(
+            refused(&mut handler, Request::Configure(interface())),
+            ControlError::AlreadyConfigured
         );
     }
 
@@ -587,7 +639,7 @@ mod tests {
     fn failed_route_rolls_the_install_back() {
         let (mut handler, _events) = ControlHandler::new(
             RecordingPlatform {
-                fail_route: Some("2001:db8:9::/64".parse().unwrap()),
+                fail_route: Some(net("2001:db8:9::/64")),
                 ..RecordingPlatform::default()
             },
             AeadBackend::Ring,
@@ -596,7 +648,18 @@ mod tests {
         let error = handler
             .handle(Request::Install(sa(1, 0x100, "2001:db8:9::/64")))
             .unwrap_err();
-        assert!(error.0.contains("refused by the test"));
+        assert!(
+            matches!(
+                &error,
+                ControlError::Platform(PlatformError { operation: PlatformOp::AddRoute(n), .. })
+                    if *n == net("2001:db8:9::/64")
+            ),
+            "{error}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "route 2001:db8:9::/64: refused by the test"
+        );
         assert!(counters(&mut handler).sas.is_empty());
         // The SPI is free again.
         handler
@@ -611,15 +674,15 @@ mod tests {
         let error = handler
             .handle(Request::Install(sa(1, 0x100, "2001:db8:1::/64")))
             .unwrap_err();
-        assert!(error.0.contains("send Configure first"));
+        assert_eq!(error, ControlError::NotConfigured);
         let mut bad = interface();
         bad.mtu = 1000;
-        assert!(
-            handler
-                .handle(Request::Configure(bad))
-                .unwrap_err()
-                .0
-                .contains("mtu 1000")
+        assert_eq!(
+            handler.handle(Request::Configure(bad)).unwrap_err(),
+            ControlError::BadMtu {
+                mtu: 1000,
+                max: MAX_MTU
+            }
         );
     }
 
@@ -640,14 +703,16 @@ mod tests {
             vec![(local, remote, vec![1, 2, 3])]
         );
         let wrong: SocketAddrV4 = "192.0.2.1:500".parse().unwrap();
-        assert!(
-            handler
-                .handle(Request::SendIke {
-                    local: wrong,
-                    remote,
-                    data: vec![1],
-                })
-                .is_err()
+        assert_eq!(
+            handler.handle(Request::SendIke {
+                local: wrong,
+                remote,
+                data: vec![1],
+            }),
+            Err(ControlError::SendIkePort {
+                port: 500,
+                udp_port: 4500
+            })
         );
     }
 
@@ -661,7 +726,36 @@ mod tests {
         assert!(handler.is_shut_down());
         assert!(handler.platform().shut_down);
         assert!(handler.platform().routes.is_empty());
-        assert!(handler.handle(Request::GetCounters).is_err());
+        assert_eq!(
+            handler.handle(Request::GetCounters),
+            Err(ControlError::ShuttingDown)
+        );
+    }
+
+    #[test]
+    fn a_flood_of_ike_messages_is_bounded_and_counted_in_the_report() {
+        let (mut handler, events) =
+            ControlHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
+        handler.handle(Request::Configure(interface())).unwrap();
+        let data_path = handler.sad().events();
+        let ike = hometun_control::Event::IkeReceived {
+            local: "192.0.2.1:4500".parse().unwrap(),
+            remote: "198.51.100.7:4500".parse().unwrap(),
+            data: vec![0x21; 100],
+        };
+        for _ in 0..crate::events::IKE_CAPACITY + 10 {
+            data_path.send(ike.clone());
+        }
+        let exhausted = hometun_control::Event::SeqExhausted {
+            peer: PeerId(1),
+            spi_in: Spi(0x100),
+        };
+        data_path.send(exhausted.clone());
+        assert_eq!(counters(&mut handler).events_dropped, 10);
+        let waiting: Vec<_> = events.try_iter().collect();
+        assert_eq!(waiting.len(), crate::events::IKE_CAPACITY + 1);
+        assert_eq!(waiting[0], exhausted, "the limit event was not kept");
+        assert!(waiting[1..].iter().all(|e| *e == ike));
     }
 
     #[test]
@@ -691,13 +785,12 @@ mod tests {
             .outbound("2001:db8:1::5".parse().unwrap())
             .map(|o| o.endpoint);
         assert_eq!(route, Some(moved));
-        assert!(
-            handler
-                .handle(Request::UpdateEndpoint {
-                    peer: PeerId(9),
-                    endpoint: moved,
-                })
-                .is_err()
+        assert_eq!(
+            handler.handle(Request::UpdateEndpoint {
+                peer: PeerId(9),
+                endpoint: moved,
+            }),
+            Err(ControlError::UnknownPeer(PeerId(9)))
         );
     }
 }

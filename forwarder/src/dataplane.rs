@@ -13,19 +13,21 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::Sender;
 use hometun_control::{
-    DropReason, Encapsulation, Endpoint, Event, InterfaceConfig, RoamingConfig, RoamingReport,
+    DropReason, Encapsulation, Endpoint, Event, InterfaceConfig, PlatformError, PlatformOp,
+    RoamingConfig, RoamingReport,
 };
 use ipnet::Ipv6Net;
 use tun_rs::{DeviceBuilder, GROTable, SyncDevice, VIRTIO_NET_HDR_LEN};
 
 use crate::control::Platform;
+use crate::events::EventSender;
 use crate::netlink;
 use crate::roaming::return_routability::Observed;
 use crate::roaming::{self, OuterSockets, Roaming};
 use crate::sad::{Sad, Snapshot};
 use crate::sockets::{self, RecvBatch, SendBatch};
+use crate::takeover;
 use crate::wire::{esp, icmpv6, ipv6};
 
 /// Packets per batch (recvmmsg, sendmmsg, TUN writes).
@@ -65,7 +67,7 @@ impl Default for DataplaneOptions {
 
 /// The [`Platform`] of the forwarder process.
 pub struct LinuxPlatform {
-    events: Sender<Event>,
+    events: EventSender,
     options: DataplaneOptions,
     running: Option<Running>,
 }
@@ -96,14 +98,14 @@ struct Shared {
     /// The UDP socket coalesces received datagrams (UDP GRO).
     udp_gro: bool,
     stop: AtomicBool,
-    events: Sender<Event>,
+    events: EventSender,
     roaming: Roaming,
 }
 
 impl LinuxPlatform {
     /// A platform that reports IKE messages (and anything else the data threads notice) into
     /// `events`.
-    pub fn new(events: Sender<Event>, options: DataplaneOptions) -> Self {
+    pub fn new(events: EventSender, options: DataplaneOptions) -> Self {
         LinuxPlatform {
             events,
             options,
@@ -113,31 +115,56 @@ impl LinuxPlatform {
 }
 
 impl Platform for LinuxPlatform {
-    fn configure(&mut self, config: &InterfaceConfig, sad: &Arc<Sad>) -> Result<(), String> {
+    fn configure(&mut self, config: &InterfaceConfig, sad: &Arc<Sad>) -> Result<(), PlatformError> {
         if self.running.is_some() {
-            return Err("already configured".into());
+            return Err(PlatformError::other(
+                PlatformOp::Configure,
+                "already configured",
+            ));
         }
-        let mtu = u16::try_from(config.mtu).map_err(|_| format!("mtu {} too large", config.mtu))?;
-        let tun = DeviceBuilder::new()
-            .name(&config.tun_name)
-            .mtu(mtu)
-            .offload(self.options.offload)
-            .build_sync()
-            .map_err(|e| format!("creating TUN device {}: {e}", config.tun_name))?;
-        let ifindex = netlink::interface_index(&config.tun_name)
-            .map_err(|e| format!("TUN device {}: {e}", config.tun_name))?;
+        let name = &config.tun_name;
+        let os_error = |operation: PlatformOp| move |e: io::Error| PlatformError::io(operation, &e);
+        let mtu = u16::try_from(config.mtu).map_err(|_| {
+            PlatformError::other(
+                PlatformOp::Configure,
+                format!("mtu {} too large", config.mtu),
+            )
+        })?;
+        // A forwarder killed a moment ago may still hold the device: wait for it, briefly.
+        let tun = takeover::when_free(
+            PlatformOp::CreateTun(name.clone()),
+            libc::EBUSY,
+            || {
+                DeviceBuilder::new()
+                    .name(name)
+                    .mtu(mtu)
+                    .offload(self.options.offload)
+                    .build_sync()
+            },
+            || takeover::tun_holders(name),
+        )?;
+        let ifindex =
+            netlink::interface_index(name).map_err(os_error(PlatformOp::TunIndex(name.clone())))?;
         for address in &config.addresses {
-            netlink::add_address(*address, ifindex)
-                .map_err(|e| format!("address {address} on {}: {e}", config.tun_name))?;
+            netlink::add_address(*address, ifindex).map_err(os_error(PlatformOp::AddAddress {
+                address: *address,
+                device: name.clone(),
+            }))?;
         }
         tun.enabled(true)
-            .map_err(|e| format!("bringing {} up: {e}", config.tun_name))?;
+            .map_err(os_error(PlatformOp::BringUp(name.clone())))?;
         let mut udp_gro = false;
         let udp = if config.udp_port != 0 {
-            let socket = sockets::udp_socket(config.bind_ipv4, config.udp_port)
-                .map_err(|e| format!("UDP port {}: {e}", config.udp_port))?;
+            let on_udp = || os_error(PlatformOp::UdpSocket(config.udp_port));
+            // Its sockets close with its TUN device, but not in the same instant.
+            let socket = takeover::when_free(
+                PlatformOp::UdpSocket(config.udp_port),
+                libc::EADDRINUSE,
+                || sockets::udp_socket(config.bind_ipv4, config.udp_port),
+                || "another socket has it bound".into(),
+            )?;
             sockets::set_read_timeout(socket.as_raw_fd(), Duration::from_millis(POLL_MS as u64))
-                .map_err(|e| format!("UDP socket: {e}"))?;
+                .map_err(on_udp())?;
             if self.options.udp_offload {
                 udp_gro = sockets::enable_udp_gro(socket.as_raw_fd());
             }
@@ -147,9 +174,9 @@ impl Platform for LinuxPlatform {
         };
         let raw = if config.raw_esp {
             let socket = sockets::raw_esp_socket(config.bind_ipv4)
-                .map_err(|e| format!("raw ESP socket: {e}"))?;
+                .map_err(os_error(PlatformOp::RawEspSocket))?;
             sockets::set_read_timeout(socket.as_raw_fd(), Duration::from_millis(POLL_MS as u64))
-                .map_err(|e| format!("raw ESP socket: {e}"))?;
+                .map_err(os_error(PlatformOp::RawEspSocket))?;
             Some(socket)
         } else {
             None
@@ -183,7 +210,7 @@ impl Platform for LinuxPlatform {
             std::thread::Builder::new()
                 .name(name.to_string())
                 .spawn(move || f(shared))
-                .map_err(|e| format!("starting thread {name}: {e}"))
+                .map_err(|e| PlatformError::io(PlatformOp::StartThread(name.to_string()), &e))
         };
         threads.push(spawn("tun-rx", outbound_loop, &shared)?);
         if shared.udp.is_some() {
@@ -211,14 +238,18 @@ impl Platform for LinuxPlatform {
         Ok(())
     }
 
-    fn add_route(&mut self, net: Ipv6Net) -> Result<(), String> {
-        let running = self.running.as_ref().ok_or("not configured")?;
-        netlink::add_route(net, running.ifindex, running.metric).map_err(|e| e.to_string())
+    fn add_route(&mut self, net: Ipv6Net) -> Result<(), PlatformError> {
+        let operation = PlatformOp::AddRoute(net);
+        let running = self.running(&operation)?;
+        netlink::add_route(net, running.ifindex, running.metric)
+            .map_err(|e| PlatformError::io(operation, &e))
     }
 
-    fn remove_route(&mut self, net: Ipv6Net) -> Result<(), String> {
-        let running = self.running.as_ref().ok_or("not configured")?;
-        netlink::remove_route(net, running.ifindex, running.metric).map_err(|e| e.to_string())
+    fn remove_route(&mut self, net: Ipv6Net) -> Result<(), PlatformError> {
+        let operation = PlatformOp::RemoveRoute(net);
+        let running = self.running(&operation)?;
+        netlink::remove_route(net, running.ifindex, running.metric)
+            .map_err(|e| PlatformError::io(operation, &e))
     }
 
     fn send_ike(
@@ -226,14 +257,19 @@ impl Platform for LinuxPlatform {
         _local: SocketAddrV4,
         remote: SocketAddrV4,
         data: &[u8],
-    ) -> Result<(), String> {
-        let running = self.running.as_ref().ok_or("not configured")?;
-        let udp = running.shared.udp.as_ref().ok_or("no UDP socket")?;
+    ) -> Result<(), PlatformError> {
+        let operation = PlatformOp::SendIke(remote);
+        let running = self.running(&operation)?;
+        let udp = running
+            .shared
+            .udp
+            .as_ref()
+            .ok_or_else(|| PlatformError::other(operation.clone(), "no UDP socket"))?;
         let mut message = Vec::with_capacity(4 + data.len());
         message.extend_from_slice(&NON_ESP_MARKER);
         message.extend_from_slice(data);
         udp.send_to(&message, remote)
-            .map_err(|e| format!("sending IKE to {remote}: {e}"))?;
+            .map_err(|e| PlatformError::io(operation, &e))?;
         Ok(())
     }
 
@@ -253,6 +289,14 @@ impl Platform for LinuxPlatform {
             // kernel removes it and its routes) and the sockets.
             drop(running.shared);
         }
+    }
+}
+
+impl LinuxPlatform {
+    fn running(&self, operation: &PlatformOp) -> Result<&Running, PlatformError> {
+        self.running
+            .as_ref()
+            .ok_or_else(|| PlatformError::other(operation.clone(), "not configured"))
     }
 }
 
@@ -527,7 +571,7 @@ fn udp_inbound_loop(shared: Arc<Shared>) {
                     lock(&shared.bound).unwrap_or(Ipv4Addr::UNSPECIFIED),
                     shared.udp_port,
                 );
-                let _ = shared.events.send(Event::IkeReceived {
+                shared.events.send(Event::IkeReceived {
                     local,
                     remote: source,
                     data: data[4..].to_vec(),

@@ -4,9 +4,11 @@
 pub mod aead;
 pub mod cli;
 pub mod control;
+pub mod control_socket;
 pub mod counters;
 pub mod dataplane;
 pub mod esp;
+pub mod events;
 pub mod lifetime;
 pub mod netlink;
 pub mod replay;
@@ -16,4 +18,5 @@ pub mod server;
 pub mod signals;
 pub mod sockets;
 pub mod static_config;
+pub mod takeover;
 pub mod wire;

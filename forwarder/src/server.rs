@@ -6,17 +6,20 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
+
+use crate::events::EventReceiver;
 use hometun_control::{
     CodecError, ControlError, Envelope, Event, FrameDecoder, FromForwarder, decode_frame,
     encode_frame,
 };
 
 use crate::control::{ControlHandler, Platform};
+use crate::control_socket::{PeerPolicy, SocketFile};
 
 /// Why the server stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,16 +33,59 @@ pub enum StopReason {
     ControllerGone,
 }
 
-/// One connected controller's sending half.
+/// How long one frame may take to write before its connection is closed: a controller that
+/// reads nothing for this long must not stall the events of the others.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One connected controller's sending half. Frames go out whole or not at all: a write that
+/// fails or times out partway closes the connection, so the reader never sees the rest of the
+/// stream shifted by a half frame (it sees the half frame, then the end).
 struct Connection {
-    stream: Mutex<UnixStream>,
+    stream: Mutex<Writer>,
+}
+
+struct Writer {
+    stream: UnixStream,
+    /// A write failed: nothing more is written, the socket is shut down.
+    broken: bool,
 }
 
 impl Connection {
+    fn new(stream: UnixStream, timeout: Duration) -> Self {
+        // A controller that stops reading must not stall the data threads' events forever.
+        let _ = stream.set_write_timeout(Some(timeout));
+        Connection {
+            stream: Mutex::new(Writer {
+                stream,
+                broken: false,
+            }),
+        }
+    }
+
     fn send(&self, message: &FromForwarder) -> std::io::Result<()> {
         let frame = encode_frame(message).map_err(std::io::Error::other)?;
-        let mut stream = self.stream.lock().unwrap_or_else(|e| e.into_inner());
-        stream.write_all(&frame)
+        let mut writer = self.stream.lock().unwrap_or_else(|e| e.into_inner());
+        if writer.broken {
+            return Err(std::io::ErrorKind::BrokenPipe.into());
+        }
+        if let Err(error) = writer.stream.write_all(&frame) {
+            // Part of the frame may be out: no later frame may follow it.
+            writer.broken = true;
+            let _ = writer.stream.shutdown(std::net::Shutdown::Both);
+            if matches!(
+                error.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) {
+                tracing::warn!(
+                    "control connection closed: its controller read nothing for {:?}",
+                    WRITE_TIMEOUT
+                );
+            } else {
+                tracing::debug!("control connection closed: {error}");
+            }
+            return Err(error);
+        }
+        Ok(())
     }
 }
 
@@ -49,17 +95,20 @@ pub struct Server<P: Platform + 'static> {
     connections: Arc<Mutex<Vec<Arc<Connection>>>>,
     stop_tx: Sender<StopReason>,
     stop_rx: Receiver<StopReason>,
+    /// The listening socket's file, removed first thing on stop.
+    socket_file: Mutex<Option<SocketFile>>,
 }
 
 impl<P: Platform + 'static> Server<P> {
     /// A server around a handler; `events` is the receiver the handler's events come out of.
-    pub fn new(handler: ControlHandler<P>, events: Receiver<Event>) -> Self {
+    pub fn new(handler: ControlHandler<P>, events: EventReceiver) -> Self {
         let (stop_tx, stop_rx) = bounded(4);
         let server = Server {
             handler: Arc::new(Mutex::new(handler)),
             connections: Arc::new(Mutex::new(Vec::new())),
             stop_tx,
             stop_rx,
+            socket_file: Mutex::new(None),
         };
         let connections = server.connections.clone();
         std::thread::Builder::new()
@@ -79,8 +128,9 @@ impl<P: Platform + 'static> Server<P> {
         self.stop_tx.clone()
     }
 
-    /// Accepts controllers on `listener` from now on.
-    pub fn listen(&self, listener: UnixListener) {
+    /// Accepts controllers on `listener` from now on, those `policy` admits: any other peer's
+    /// connection is closed at once with one log line naming its uid and pid.
+    pub fn listen(&self, listener: UnixListener, policy: PeerPolicy) {
         let handler = self.handler.clone();
         let connections = self.connections.clone();
         let stop = self.stop_tx.clone();
@@ -89,9 +139,10 @@ impl<P: Platform + 'static> Server<P> {
             .spawn(move || {
                 for stream in listener.incoming() {
                     match stream {
-                        Ok(stream) => {
-                            spawn_connection(stream, &handler, &connections, &stop, false)
-                        }
+                        Ok(stream) => match policy.check(&stream) {
+                            Ok(_) => spawn_connection(stream, &handler, &connections, &stop, false),
+                            Err(refusal) => tracing::warn!("{refusal}"),
+                        },
                         Err(error) => tracing::warn!("control socket accept: {error}"),
                     }
                 }
@@ -110,9 +161,22 @@ impl<P: Platform + 'static> Server<P> {
         );
     }
 
+    /// Removes `file` (the listening socket's) as soon as the server stops, before the device
+    /// and routes go: a daemon restarted meanwhile then waits for the next forwarder's socket
+    /// instead of reaching this one while it shuts down.
+    pub fn remove_on_stop(&self, file: SocketFile) {
+        *self.socket_file.lock().unwrap_or_else(|e| e.into_inner()) = Some(file);
+    }
+
     /// Blocks until a stop reason arrives, then shuts the handler down (routes, TUN, sockets).
     pub fn wait(&self) -> StopReason {
         let reason = self.stop_rx.recv().unwrap_or(StopReason::Signal);
+        drop(
+            self.socket_file
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
         let mut handler = self.handler.lock().unwrap_or_else(|e| e.into_inner());
         handler.shutdown();
         reason
@@ -133,11 +197,7 @@ fn spawn_connection<P: Platform + 'static>(
             return;
         }
     };
-    // A controller that stops reading must not stall the data threads' events forever.
-    let _ = writer.set_write_timeout(Some(Duration::from_secs(5)));
-    let connection = Arc::new(Connection {
-        stream: Mutex::new(writer),
-    });
+    let connection = Arc::new(Connection::new(writer, WRITE_TIMEOUT));
     connections
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -231,12 +291,12 @@ fn serve_connection<P: Platform>(
 fn refusal(id: u64, error: &CodecError) -> FromForwarder {
     FromForwarder::Reply {
         id,
-        result: Err(ControlError(error.to_string())),
+        result: Err(ControlError::BadFrame(error.to_string())),
     }
 }
 
-fn broadcast_events(events: Receiver<Event>, connections: Arc<Mutex<Vec<Arc<Connection>>>>) {
-    for event in events {
+fn broadcast_events(events: EventReceiver, connections: Arc<Mutex<Vec<Arc<Connection>>>>) {
+    while let Some(event) = events.recv() {
         let message = FromForwarder::Event(event);
         let targets: Vec<Arc<Connection>> = connections
             .lock()
@@ -246,44 +306,6 @@ fn broadcast_events(events: Receiver<Event>, connections: Arc<Mutex<Vec<Arc<Conn
             if let Err(error) = connection.send(&message) {
                 tracing::debug!("event not delivered: {error}");
             }
-        }
-    }
-}
-
-/// Binds the control socket at `path`, replacing a stale socket file left by a crash.
-pub fn bind_control_socket(path: &Path) -> std::io::Result<UnixListener> {
-    if path.exists() && UnixStream::connect(path).is_err() {
-        std::fs::remove_file(path)?;
-    }
-    UnixListener::bind(path)
-}
-
-/// Removes the socket file when dropped, unless another process has bound a new socket at the
-/// same path meanwhile.
-pub struct SocketFile {
-    path: PathBuf,
-    inode: Option<(u64, u64)>,
-}
-
-impl SocketFile {
-    /// Remembers the socket file now at `path`.
-    pub fn new(path: PathBuf) -> Self {
-        let inode = identity(&path);
-        SocketFile { path, inode }
-    }
-}
-
-fn identity(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(path)
-        .ok()
-        .map(|m| (m.dev(), m.ino()))
-}
-
-impl Drop for SocketFile {
-    fn drop(&mut self) {
-        if self.inode.is_some() && identity(&self.path) == self.inode {
-            let _ = std::fs::remove_file(&self.path);
         }
     }
 }
@@ -364,6 +386,7 @@ mod tests {
     use super::*;
     use crate::aead::AeadBackend;
     use crate::control::RecordingPlatform;
+    use crate::events::EventSender;
 
     fn server() -> (Server<RecordingPlatform>, UnixStream, UnixStream) {
         let (handler, events) =
@@ -371,7 +394,10 @@ mod tests {
         let server = Server::new(handler, events);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("control.sock");
-        server.listen(bind_control_socket(&path).unwrap());
+        server.listen(
+            crate::control_socket::bind_control_socket(&path, 0o600).unwrap(),
+            PeerPolicy::new(Vec::new()),
+        );
         let a = UnixStream::connect(&path).unwrap();
         let b = UnixStream::connect(&path).unwrap();
         std::mem::forget(dir);
@@ -402,14 +428,17 @@ mod tests {
                 id: 0,
                 result: Err(e),
             } => {
-                assert!(e.0.contains("does not decode"), "{e}")
+                assert!(
+                    matches!(&e, ControlError::BadFrame(text) if text.contains("does not decode")),
+                    "{e}"
+                )
             }
             other => panic!("unexpected {other:?}"),
         }
         let (result, _) = client.request(Request::Configure(interface())).unwrap();
         assert_eq!(result, Ok(Response::Ok));
         let (result, _) = client.request(Request::Configure(interface())).unwrap();
-        assert_eq!(result, Err(ControlError("already configured".into())));
+        assert_eq!(result, Err(ControlError::AlreadyConfigured));
     }
 
     #[test]
@@ -427,7 +456,7 @@ mod tests {
         // An event from the data path: through the SAD's sender.
         let sad = server.handler().lock().unwrap().sad().clone();
         let pair_events = sad_sender(&sad);
-        pair_events.send(event.clone()).unwrap();
+        pair_events.send(event.clone());
         assert_eq!(
             a.next_message().unwrap(),
             FromForwarder::Event(event.clone())
@@ -439,7 +468,7 @@ mod tests {
         assert!(server.handler().lock().unwrap().platform().shut_down);
     }
 
-    fn sad_sender(sad: &crate::sad::Sad) -> Sender<Event> {
+    fn sad_sender(sad: &crate::sad::Sad) -> EventSender {
         sad.events()
     }
 
@@ -464,6 +493,80 @@ mod tests {
         drop(a);
         assert_eq!(server.wait(), StopReason::ControllerGone);
         assert!(server.handler().lock().unwrap().platform().shut_down);
+    }
+
+    /// Shrinks a socket's send buffer, so that a reader that pauses makes writes block.
+    fn small_send_buffer(stream: &UnixStream) {
+        use std::os::fd::AsRawFd;
+        let size: libc::c_int = 4096;
+        // SAFETY: the option value is a valid c_int for the call; the fd is open.
+        let ret = unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(ret, 0);
+    }
+
+    #[test]
+    fn a_slow_reader_gets_whole_frames_then_the_end_never_a_shifted_stream() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        small_send_buffer(&ours);
+        let connection = Connection::new(ours, Duration::from_millis(50));
+        let local = "192.0.2.1:4500".parse().unwrap();
+        let remote = "198.51.100.7:4500".parse().unwrap();
+        let writer = std::thread::spawn(move || {
+            (0..40u8)
+                .map(|n| {
+                    let event = FromForwarder::Event(Event::IkeReceived {
+                        local,
+                        remote,
+                        data: vec![n; 30_000],
+                    });
+                    let sent = connection.send(&event).is_ok();
+                    std::thread::sleep(Duration::from_millis(5));
+                    sent
+                })
+                .collect::<Vec<bool>>()
+        });
+        // Read nothing for a while: a frame times out partway through.
+        std::thread::sleep(Duration::from_millis(300));
+        theirs
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut decoder = FrameDecoder::new();
+        let mut buffer = vec![0u8; 64 * 1024];
+        let mut decoded = Vec::new();
+        loop {
+            let n = theirs.read(&mut buffer).unwrap();
+            if n == 0 {
+                break;
+            }
+            decoder.push(&buffer[..n]);
+            while let Some(body) = decoder.next_frame().unwrap() {
+                match decode_frame::<FromForwarder>(&body).unwrap() {
+                    FromForwarder::Event(Event::IkeReceived { data, .. }) => {
+                        let n = data[0];
+                        assert!(data.len() == 30_000 && data.iter().all(|b| *b == n));
+                        decoded.push(n);
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        let sent = writer.join().unwrap();
+        let whole = sent.iter().take_while(|ok| **ok).count();
+        assert!(whole < sent.len(), "the reader's pause made no write fail");
+        assert!(
+            sent[whole..].iter().all(|ok| !ok),
+            "a frame was written after a failed one: {sent:?}"
+        );
+        // Every frame sent whole arrived whole, in order, and nothing after them.
+        assert_eq!(decoded, (0..whole as u8).collect::<Vec<_>>());
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use hometun_control::{
-    AeadAlg, AeadKey, ChildSa, Encapsulation, Endpoint, InterfaceConfig, Limits, PeerId, Request,
-    RoamingConfig, Spi,
+    AeadAlg, AeadKey, ChildSa, ControlError, Encapsulation, Endpoint, InterfaceConfig, Limits,
+    PeerId, Request, RoamingConfig, Spi,
 };
 use ipnet::Ipv6Net;
 use serde::Deserialize;
@@ -297,11 +297,13 @@ fn interface_config(
     };
     validate_interface(&config).map_err(|e| {
         // Name the field the message is about.
-        let field = ["tun_name", "mtu", "udp_port"]
-            .into_iter()
-            .find(|f| e.0.contains(f))
-            .unwrap_or("-");
-        error(path, &format!("interface.{field}"), e.0)
+        let field = match e {
+            ControlError::BadTunName(_) => "tun_name",
+            ControlError::BadMtu { .. } => "mtu",
+            ControlError::NoOuterSocket => "udp_port",
+            _ => "-",
+        };
+        error(path, &format!("interface.{field}"), e.to_string())
     })?;
     Ok(config)
 }

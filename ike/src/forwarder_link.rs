@@ -3,6 +3,11 @@
 //! The daemon starts the forwarder as a child process joined by a socketpair
 //! (`hometun forwarder --control-fd N`), or connects to a running forwarder's control socket.
 //! Requests are matched to replies by id; events arrive on their own channel.
+//!
+//! Frames go out whole or not at all: one writer task owns the socket's sending half and writes
+//! each request's frame to the end, so a request abandoned partway (a timeout around
+//! [`ForwarderLink::request`]) never leaves half a frame in front of the next. A write that
+//! fails closes the link.
 
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
@@ -17,7 +22,7 @@ use hometun_control::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::net::unix::OwnedWriteHalf;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 /// Why a request to the forwarder did not get an answer.
 #[derive(Debug, thiserror::Error)]
@@ -38,10 +43,13 @@ pub enum LinkError {
 
 type Pending = Arc<std::sync::Mutex<HashMap<u64, oneshot::Sender<Result<Response, ControlError>>>>>;
 
+/// Frames waiting for the writer task.
+const QUEUED_FRAMES: usize = 64;
+
 /// A connection to a forwarder. Cheap to clone; all clones share the connection.
 #[derive(Clone)]
 pub struct ForwarderLink {
-    writer: Arc<Mutex<OwnedWriteHalf>>,
+    frames: mpsc::Sender<Vec<u8>>,
     pending: Pending,
     next_id: Arc<AtomicU64>,
     closed: Arc<AtomicBool>,
@@ -57,6 +65,12 @@ impl ForwarderLink {
     /// Starts `program forwarder --control-fd N` as a child joined by a socketpair.
     /// Returns the link, the forwarder's events and the child (kill it to stop the forwarder
     /// if it does not stop on [`Request::Shutdown`]).
+    ///
+    /// The child is killed (SIGKILL) the moment the thread that calls this ends, whatever way
+    /// the daemon dies (`kill -9` included): the kernel then closes the TUN device, which is not
+    /// persistent, so it and its routes go at once and a daemon started again finds the name
+    /// free. Call it from a thread that lives as long as the daemon: the daemons run their
+    /// driver on the main thread (a current-thread runtime's `block_on`).
     pub fn spawn(
         program: &Path,
         extra_args: &[String],
@@ -64,13 +78,30 @@ impl ForwarderLink {
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
         // The child must inherit its end: clear close-on-exec on it only.
         clear_cloexec(&theirs)?;
-        let child = tokio::process::Command::new(program)
+        let parent = nix::unistd::getpid();
+        let mut command = tokio::process::Command::new(program);
+        command
             .arg("forwarder")
             .arg("--control-fd")
             .arg(theirs.as_raw_fd().to_string())
             .args(extra_args)
-            .kill_on_drop(true)
-            .spawn()?;
+            .kill_on_drop(true);
+        // SAFETY: the closure runs in the child between fork and exec, where only
+        // async-signal-safe calls are allowed: it makes two system calls (prctl, getppid) and
+        // builds an io::Error from an errno, which does not allocate. It touches no lock and no
+        // memory shared with the parent.
+        unsafe {
+            command.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+                // The parent may have died before the line above: then nobody will send the
+                // signal, and our parent is already another process.
+                if nix::unistd::getppid() != parent {
+                    return Err(std::io::Error::from_raw_os_error(nix::libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn()?;
         drop(theirs);
         ours.set_nonblocking(true)?;
         let (link, events) = ForwarderLink::from_stream(UnixStream::from_std(ours)?);
@@ -125,8 +156,15 @@ impl ForwarderLink {
             reader_closed.store(true, Ordering::SeqCst);
             lock(&reader_pending).clear();
         });
+        let (frames, queued) = mpsc::channel(QUEUED_FRAMES);
+        tokio::spawn(write_frames(
+            writer,
+            queued,
+            pending.clone(),
+            closed.clone(),
+        ));
         let link = ForwarderLink {
-            writer: Arc::new(Mutex::new(writer)),
+            frames,
             pending,
             next_id: Arc::new(AtomicU64::new(1)),
             closed,
@@ -145,16 +183,37 @@ impl ForwarderLink {
             lock(&self.pending).remove(&id);
             return Err(LinkError::Closed);
         }
-        let written = self.writer.lock().await.write_all(&frame).await;
-        if let Err(error) = written {
+        // Cancelled here, the frame is either queued whole or not at all.
+        if self.frames.send(frame).await.is_err() {
             lock(&self.pending).remove(&id);
-            return Err(error.into());
+            return Err(LinkError::Closed);
         }
         match rx.await {
             Ok(result) => Ok(result?),
             Err(_) => Err(LinkError::Closed),
         }
     }
+}
+
+/// The writer task: writes each queued frame to the end. After a failed write (part of the
+/// frame may be out) it writes nothing more: it shuts the socket's sending half (the forwarder
+/// sees the end of the stream and stops) and fails every waiting request.
+async fn write_frames(
+    mut writer: OwnedWriteHalf,
+    mut queued: mpsc::Receiver<Vec<u8>>,
+    pending: Pending,
+    closed: Arc<AtomicBool>,
+) {
+    while let Some(frame) = queued.recv().await {
+        if let Err(error) = writer.write_all(&frame).await {
+            tracing::warn!("forwarder channel: a request could not be written, closing: {error}");
+            break;
+        }
+    }
+    closed.store(true, Ordering::SeqCst);
+    queued.close();
+    lock(&pending).clear();
+    let _ = writer.shutdown().await;
 }
 
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -172,6 +231,8 @@ fn clear_cloexec(stream: &std::os::unix::net::UnixStream) -> std::io::Result<()>
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use hometun_control::{Spi, decode_frame};
 
     use super::*;
@@ -199,7 +260,7 @@ mod tests {
                     .await
                     .expect("write");
                 let result = match envelope.request {
-                    Request::GetCounters => Err(ControlError("no counters here".into())),
+                    Request::GetCounters => Err(ControlError::NotConfigured),
                     _ => Ok(Response::Ok),
                 };
                 let reply = FromForwarder::Reply {
@@ -221,7 +282,14 @@ mod tests {
         let (link, mut events) = ForwarderLink::from_stream(a);
         assert_eq!(link.request(Request::Shutdown).await.unwrap(), Response::Ok);
         let refused = link.request(Request::GetCounters).await.unwrap_err();
-        assert_eq!(refused.to_string(), "forwarder refused: no counters here");
+        assert!(
+            matches!(refused, LinkError::Refused(ControlError::NotConfigured)),
+            "{refused}"
+        );
+        assert_eq!(
+            refused.to_string(),
+            "forwarder refused: not configured yet: send Configure first"
+        );
         let first = events.recv().await.unwrap();
         assert_eq!(
             first,
@@ -230,6 +298,45 @@ mod tests {
                 spi_in: Spi(1)
             }
         );
+    }
+
+    /// Shrinks a socket's send buffer, so that a peer that does not read makes writes block.
+    fn small_send_buffer(stream: &UnixStream) {
+        let size: libc::c_int = 4096;
+        // SAFETY: the option value is a valid c_int for the call; the fd is open.
+        let ret = unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(ret, 0);
+    }
+
+    #[tokio::test]
+    async fn a_request_abandoned_mid_write_leaves_no_half_frame() {
+        let (a, b) = UnixStream::pair().unwrap();
+        small_send_buffer(&a);
+        let (link, _events) = ForwarderLink::from_stream(a);
+        let big = |n: u8| Request::SendIke {
+            local: "192.0.2.1:4500".parse().unwrap(),
+            remote: "198.51.100.7:4500".parse().unwrap(),
+            data: vec![n; 100_000],
+        };
+        // The forwarder reads nothing yet: the first request's frame cannot go out whole, and
+        // its caller gives up (as the driver's shutdown does after its grace period).
+        let abandoned =
+            tokio::time::timeout(Duration::from_millis(100), link.request(big(1))).await;
+        assert!(abandoned.is_err(), "the request did not block");
+        // Now the forwarder reads, and answers: every frame it gets must decode.
+        tokio::spawn(fake_forwarder(b));
+        let answered = tokio::time::timeout(Duration::from_secs(10), link.request(big(2)))
+            .await
+            .expect("no answer: the stream was garbled");
+        assert_eq!(answered.unwrap(), Response::Ok);
     }
 
     #[tokio::test]

@@ -11,8 +11,8 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use hometun_control::{
-    AeadAlg, AeadKey, ChildSa, Encapsulation, Endpoint, InterfaceConfig, Limits, PeerId, Request,
-    Response, Spi,
+    AeadAlg, AeadKey, ChildSa, ControlError, Encapsulation, Endpoint, InterfaceConfig, Limits,
+    PeerId, Request, Response, Spi,
 };
 use hometun_forwarder::server::ControlClient;
 use hometun_integration::{Guarded, Netns, hometun_bin, require_root};
@@ -89,12 +89,7 @@ fn forwarder_driven_over_an_inherited_socket() {
     );
 
     let refused = client.request(Request::Install(child_sa(0x55))).unwrap().0;
-    assert!(
-        refused
-            .as_ref()
-            .is_err_and(|e| e.0.contains("already installed")),
-        "{refused:?}"
-    );
+    assert_eq!(refused, Err(ControlError::SpiInUse(Spi(0x55))));
     match client.request(Request::GetCounters).unwrap().0 {
         Ok(Response::Counters(report)) => {
             assert_eq!(report.sas.len(), 1);

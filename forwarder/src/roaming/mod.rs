@@ -28,13 +28,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
 use hometun_control::{
     DropReason, Endpoint, Event, MoveRefusal, PeerId, RoamingConfig, RoamingReport,
 };
 use ipnet::Ipv6Net;
 use ring::rand::{SecureRandom, SystemRandom};
 
+use crate::events::EventSender;
 use crate::sad::{SaPair, Sad, Snapshot};
 use crate::wire::icmpv6::{TYPE_ECHO_REPLY, TYPE_ECHO_REQUEST, TYPE_NEIGHBOR_ADVERT};
 use announce::{Announce, Announcer, Finished};
@@ -107,7 +107,7 @@ pub struct Roaming {
     announcer: Mutex<Announcer>,
     epoch: Instant,
     rng: SystemRandom,
-    events: Sender<Event>,
+    events: EventSender,
     probes_answered: AtomicU64,
     /// Probes answered per peer: they do not show that the peer follows our new address (an
     /// attacker can relay a probe meant for its own address to us).
@@ -145,7 +145,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Roaming {
     /// The roaming state for a forwarder whose TUN device has `tun_addresses`.
-    pub fn new(config: RoamingConfig, tun_addresses: &[Ipv6Net], events: Sender<Event>) -> Self {
+    pub fn new(config: RoamingConfig, tun_addresses: &[Ipv6Net], events: EventSender) -> Self {
         let link_local = tun_addresses
             .iter()
             .map(|a| a.addr())
@@ -501,7 +501,7 @@ impl Roaming {
             tracing::warn!("roaming: {peer}: moving to {new}: {error}");
             return;
         }
-        let _ = self.events.send(Event::EndpointMoved { peer, old, new });
+        self.events.send(Event::EndpointMoved { peer, old, new });
         let moves = lock(&self.checker)
             .report()
             .iter()
@@ -658,7 +658,7 @@ impl Roaming {
                     "roaming: {peer}: no tunnel address to announce (set announce_target)"
                 ),
             }
-            let _ = self.events.send(Event::EndpointMoved {
+            self.events.send(Event::EndpointMoved {
                 peer: *peer,
                 old: *old,
                 new,

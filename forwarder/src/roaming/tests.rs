@@ -4,7 +4,6 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Mutex;
 
-use crossbeam_channel::{Receiver, unbounded};
 use hometun_control::{
     AeadAlg, AeadKey, ChildSa, DropReason, Encapsulation, Endpoint, Event, Limits, MoveRefusal,
     PeerId, RoamingConfig, Spi,
@@ -14,6 +13,7 @@ use ipnet::Ipv6Net;
 use super::return_routability::Observed;
 use super::*;
 use crate::aead::AeadBackend;
+use crate::events::{self, EventReceiver};
 use crate::wire::icmpv6::{self, Repr as Icmpv6Repr};
 
 const HOME_TO_VPS: Spi = Spi(0x100);
@@ -63,12 +63,12 @@ struct Side {
     sad: Sad,
     roaming: Roaming,
     sockets: Recorder,
-    events: Receiver<Event>,
+    events: EventReceiver,
 }
 
 impl Side {
     fn new(sa: ChildSa, config: RoamingConfig, tun: &[&str]) -> Self {
-        let (tx, events) = unbounded();
+        let (tx, events) = events::channel();
         let sad = Sad::new(tx.clone(), AeadBackend::Ring);
         sad.install(&sa).unwrap();
         let tun: Vec<Ipv6Net> = tun.iter().map(|a| a.parse().unwrap()).collect();

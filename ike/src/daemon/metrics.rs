@@ -562,6 +562,7 @@ mod tests {
                     age_seconds: 65,
                 }],
                 global_drops: vec![(DropReason::NoSa, 3)],
+                events_dropped: 0,
             })
             .unwrap(),
         }))

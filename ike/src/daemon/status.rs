@@ -608,6 +608,7 @@ mod tests {
                     counters(0x0badcafe, 0x1, 5000),
                 ],
                 global_drops: vec![(DropReason::NoSa, 3)],
+                events_dropped: 0,
             }),
         }
     }

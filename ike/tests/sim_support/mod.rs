@@ -513,6 +513,7 @@ impl FakeForwarder {
                 })
                 .collect(),
             global_drops: Vec::new(),
+            events_dropped: 0,
         }
     }
 

@@ -1,0 +1,441 @@
+//! Tests of the SA database: routing, make-before-break, inbound checks, limits, refusals.
+
+use std::net::Ipv4Addr;
+
+use hometun_control::AeadKey;
+
+use super::*;
+use crate::events::{self, EventReceiver};
+
+const HOME_TO_VPS: [u8; 20] = [0x11; 20];
+const VPS_TO_HOME: [u8; 20] = [0x22; 20];
+
+fn key(bytes: &[u8; 20]) -> AeadKey {
+    AeadKey::from_keymat(AeadAlg::AesGcm128, bytes).unwrap()
+}
+
+/// The VPS's view of a pair with the home (peer 1, `home_prefix`); `rekey` shifts the SPIs.
+fn vps_sa(peer: u64, spi: u32, remote: &[&str]) -> ChildSa {
+    ChildSa {
+        peer: PeerId(peer),
+        spi_in: Spi(spi),
+        key_in: key(&HOME_TO_VPS),
+        spi_out: Spi(spi + 0x8000),
+        key_out: key(&VPS_TO_HOME),
+        local_ts: vec!["::/0".parse().unwrap()],
+        remote_ts: remote.iter().map(|n| n.parse().unwrap()).collect(),
+        endpoint: Endpoint {
+            local: Ipv4Addr::new(192, 0, 2, 1),
+            remote: Ipv4Addr::new(192, 0, 2, 2),
+            encap: Encapsulation::Raw,
+        },
+        limits: Limits::default(),
+        esn: false,
+        replay_window: 1024,
+        nat_keepalive_seconds: None,
+    }
+}
+
+/// The home's mirror of `vps_sa`.
+fn home_sa(spi: u32) -> ChildSa {
+    let mut sa = vps_sa(1, spi + 0x8000, &["::/0"]);
+    sa.spi_out = Spi(spi);
+    sa.key_in = key(&VPS_TO_HOME);
+    sa.key_out = key(&HOME_TO_VPS);
+    sa.local_ts = vec!["2001:db8:1::/64".parse().unwrap()];
+    sa
+}
+
+fn sad() -> (Sad, EventReceiver) {
+    let (tx, rx) = events::channel();
+    (Sad::new(tx, AeadBackend::Ring), rx)
+}
+
+fn ipv6_packet(source: &str, destination: &str, payload: usize) -> Vec<u8> {
+    let mut packet = vec![0u8; 40 + payload];
+    packet[0] = 0x60;
+    packet[4..6].copy_from_slice(&(payload as u16).to_be_bytes());
+    packet[6] = 59;
+    packet[7] = 64;
+    packet[8..24].copy_from_slice(&source.parse::<Ipv6Addr>().unwrap().octets());
+    packet[24..40].copy_from_slice(&destination.parse::<Ipv6Addr>().unwrap().octets());
+    for (i, byte) in packet[40..].iter_mut().enumerate() {
+        *byte = i as u8;
+    }
+    packet
+}
+
+fn spi_of(route: Option<&Outbound>) -> Option<Spi> {
+    route.map(|r| r.pair.spi_in())
+}
+
+/// Seals at the home, opens at the VPS; returns the VPS's verdict.
+fn carry(home: &Sad, vps: &Sad, packet: &[u8]) -> Result<Vec<u8>, DropReason> {
+    let snapshot = home.load();
+    let route = snapshot
+        .outbound(ipv6_destination(packet))
+        .expect("home has a route");
+    let mut esp = vec![0u8; 2048];
+    let len = route.pair.seal(packet, &mut esp)?;
+    deliver(vps, &mut esp[..len])
+}
+
+fn deliver(vps: &Sad, esp: &mut [u8]) -> Result<Vec<u8>, DropReason> {
+    let spi = Spi(u32::from_be_bytes(esp[..4].try_into().unwrap()));
+    let seq = u32::from_be_bytes(esp[4..8].try_into().unwrap());
+    let snapshot = vps.load();
+    let pair = snapshot.inbound(spi).ok_or(DropReason::NoSa)?;
+    let accepted = pair.open(seq, esp, 7)?;
+    Ok(esp[accepted.inner].to_vec())
+}
+
+fn ipv6_destination(packet: &[u8]) -> Ipv6Addr {
+    Ipv6Addr::from(<[u8; 16]>::try_from(&packet[24..40]).unwrap())
+}
+
+#[test]
+fn longest_prefix_wins() {
+    let (sad, _events) = sad();
+    sad.install(&vps_sa(1, 0x100, &["2001:db8:1::/48"]))
+        .unwrap();
+    sad.install(&vps_sa(1, 0x200, &["2001:db8:1:5::/64"]))
+        .unwrap();
+    sad.install(&vps_sa(2, 0x300, &["2001:db8:2::/64", "2001:db8:3::1/128"]))
+        .unwrap();
+    let snapshot = sad.load();
+    let lookup = |a: &str| spi_of(snapshot.outbound(a.parse().unwrap()));
+    assert_eq!(lookup("2001:db8:1:5::9"), Some(Spi(0x200)));
+    assert_eq!(lookup("2001:db8:1:6::9"), Some(Spi(0x100)));
+    assert_eq!(lookup("2001:db8:2::1"), Some(Spi(0x300)));
+    assert_eq!(lookup("2001:db8:3::1"), Some(Spi(0x300)));
+    assert_eq!(lookup("2001:db8:3::2"), None);
+    assert_eq!(lookup("2001:db8:4::1"), None);
+    assert_eq!(
+        snapshot.inbound(Spi(0x200)).map(|p| p.peer()),
+        Some(PeerId(1))
+    );
+    assert!(snapshot.inbound(Spi(0x999)).is_none());
+}
+
+#[test]
+fn default_route_and_host_route() {
+    let (sad, _events) = sad();
+    sad.install(&vps_sa(1, 0x100, &["::/0"])).unwrap();
+    sad.install(&vps_sa(1, 0x200, &["2001:db8::1/128"]))
+        .unwrap();
+    let snapshot = sad.load();
+    assert_eq!(
+        spi_of(snapshot.outbound("2001:db8::1".parse().unwrap())),
+        Some(Spi(0x200))
+    );
+    assert_eq!(
+        spi_of(snapshot.outbound("2001:db8::2".parse().unwrap())),
+        Some(Spi(0x100))
+    );
+    assert_eq!(
+        spi_of(snapshot.outbound("::".parse().unwrap())),
+        Some(Spi(0x100))
+    );
+}
+
+#[test]
+fn make_before_break_newest_sends_older_still_receives() {
+    let (sad, _events) = sad();
+    sad.install(&vps_sa(1, 0x100, &["2001:db8:1::/64"]))
+        .unwrap();
+    sad.install(&vps_sa(1, 0x200, &["2001:db8:1::/64"]))
+        .unwrap();
+    let dst: Ipv6Addr = "2001:db8:1::2".parse().unwrap();
+    assert_eq!(spi_of(sad.load().outbound(dst)), Some(Spi(0x200)));
+    assert!(sad.load().inbound(Spi(0x100)).is_some());
+    // The newer one goes first: the older takes over again.
+    sad.delete(Spi(0x200)).unwrap();
+    assert_eq!(spi_of(sad.load().outbound(dst)), Some(Spi(0x100)));
+    sad.delete(Spi(0x100)).unwrap();
+    assert!(sad.load().outbound(dst).is_none());
+    assert!(sad.delete(Spi(0x100)).is_err());
+}
+
+#[test]
+fn no_packet_lost_while_a_pair_is_replaced() {
+    let (home, _he) = sad();
+    let (vps, _ve) = sad();
+    home.install(&home_sa(0x100)).unwrap();
+    vps.install(&vps_sa(1, 0x100, &["2001:db8:1::/64"]))
+        .unwrap();
+    // The responder installs the new inbound SA before the initiator switches to it.
+    vps.install(&vps_sa(1, 0x200, &["2001:db8:1::/64"]))
+        .unwrap();
+    let home = Arc::new(home);
+    let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(AtomicU64::new(0));
+    let sender = {
+        let home = home.clone();
+        let stop = stop.clone();
+        let progress = progress.clone();
+        std::thread::spawn(move || {
+            let packet = ipv6_packet("2001:db8:1::2", "2001:db8:ffff::1", 100);
+            let mut sent = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let snapshot = home.load();
+                let route = snapshot
+                    .outbound("2001:db8:ffff::1".parse().unwrap())
+                    .unwrap();
+                let mut esp = vec![0u8; 512];
+                let len = route.pair.seal(&packet, &mut esp).unwrap();
+                esp.truncate(len);
+                sent.push(esp);
+                progress.fetch_add(1, Ordering::Relaxed);
+            }
+            sent
+        })
+    };
+    // Switch while the sender runs: some packets before, some between, some after.
+    let wait_for = |n: u64| {
+        while progress.load(Ordering::Relaxed) < n {
+            std::thread::yield_now();
+        }
+    };
+    wait_for(200);
+    home.install(&home_sa(0x200)).unwrap();
+    let after_install = progress.load(Ordering::Relaxed);
+    wait_for(after_install + 200);
+    home.delete(Spi(0x8100)).unwrap();
+    let after_delete = progress.load(Ordering::Relaxed);
+    wait_for(after_delete + 200);
+    stop.store(true, Ordering::Relaxed);
+    let mut sent = sender.join().unwrap();
+    let spis: BTreeSet<Vec<u8>> = sent.iter().map(|p| p[..4].to_vec()).collect();
+    assert_eq!(
+        spis.len(),
+        2,
+        "traffic moved from the old pair to the new one"
+    );
+    for esp in &mut sent {
+        assert!(deliver(&vps, esp).is_ok());
+    }
+    let report = vps.counters();
+    let received: u64 = report.sas.iter().map(|s| s.rx_packets).sum();
+    assert_eq!(received, sent.len() as u64);
+}
+
+#[test]
+fn open_checks_replay_auth_and_ingress_filter() {
+    let (home, _he) = sad();
+    let (vps, _ve) = sad();
+    home.install(&home_sa(0x100)).unwrap();
+    vps.install(&vps_sa(1, 0x100, &["2001:db8:1::/64"]))
+        .unwrap();
+    let good = ipv6_packet("2001:db8:1::2", "2001:db8:ffff::1", 64);
+    assert_eq!(carry(&home, &vps, &good), Ok(good.clone()));
+
+    // Replay: the same ESP packet twice.
+    let snapshot = home.load();
+    let route = snapshot
+        .outbound("2001:db8:ffff::1".parse().unwrap())
+        .unwrap();
+    let mut esp = vec![0u8; 512];
+    let len = route.pair.seal(&good, &mut esp).unwrap();
+    let mut copy = esp[..len].to_vec();
+    assert!(deliver(&vps, &mut esp[..len]).is_ok());
+    assert_eq!(deliver(&vps, &mut copy), Err(DropReason::Replay));
+
+    // A flipped ciphertext bit fails the ICV and does not move the window.
+    let len = route.pair.seal(&good, &mut esp).unwrap();
+    esp[20] ^= 1;
+    assert_eq!(deliver(&vps, &mut esp[..len]), Err(DropReason::AuthFailed));
+
+    // A source outside the peer's traffic selector (RFC 4891).
+    let forged = ipv6_packet("2001:db8:99::1", "2001:db8:ffff::1", 64);
+    assert_eq!(carry(&home, &vps, &forged), Err(DropReason::IngressFilter));
+
+    // Link-local traffic of the tunnel's link passes (ND, the override NA to ff02::1) ...
+    let na = ipv6_packet("fe80::2", "ff02::1", 32);
+    assert_eq!(carry(&home, &vps, &na), Ok(na.clone()));
+    // ... but a link-local source towards a routable destination does not.
+    let escaping = ipv6_packet("fe80::2", "2001:db8:ffff::1", 32);
+    assert_eq!(
+        carry(&home, &vps, &escaping),
+        Err(DropReason::IngressFilter)
+    );
+
+    let pair = vps.load().inbound(Spi(0x100)).unwrap().clone();
+    assert_eq!(pair.drops(DropReason::Replay), 1);
+    assert_eq!(pair.drops(DropReason::AuthFailed), 1);
+    assert_eq!(pair.drops(DropReason::IngressFilter), 2);
+    let report = vps.counters();
+    assert_eq!(report.sas[0].rx_packets, 3);
+    assert_eq!(
+        report.sas[0].rx_bytes,
+        2 * good.len() as u64 + na.len() as u64
+    );
+    assert_eq!(report.sas[0].last_rx_seconds_ago, Some(0));
+    assert_eq!(
+        report.sas[0].drops,
+        vec![
+            (DropReason::Replay, 1),
+            (DropReason::AuthFailed, 1),
+            (DropReason::IngressFilter, 2)
+        ]
+    );
+}
+
+#[test]
+fn sequence_exhaustion_stops_sending_and_reports_once() {
+    let (home, events) = sad();
+    home.install(&home_sa(0x100)).unwrap();
+    let snapshot = home.load();
+    let pair = snapshot.inbound(Spi(0x8100)).unwrap();
+    pair.set_next_seq_for_test(u64::from(u32::MAX));
+    let packet = ipv6_packet("2001:db8:1::2", "2001:db8:ffff::1", 10);
+    let mut esp = vec![0u8; 256];
+    assert!(
+        pair.seal(&packet, &mut esp).is_ok(),
+        "2^32-1 is the last number"
+    );
+    assert_eq!(u32::from_be_bytes(esp[4..8].try_into().unwrap()), u32::MAX);
+    assert_eq!(pair.seal(&packet, &mut esp), Err(DropReason::SeqExhausted));
+    assert_eq!(pair.seal(&packet, &mut esp), Err(DropReason::SeqExhausted));
+    assert_eq!(
+        events.try_iter().collect::<Vec<_>>(),
+        vec![Event::SeqExhausted {
+            peer: PeerId(1),
+            spi_in: Spi(0x8100)
+        }]
+    );
+    assert_eq!(pair.drops(DropReason::SeqExhausted), 2);
+}
+
+#[test]
+fn esn_goes_past_two_to_the_32() {
+    let (home, _events) = sad();
+    let mut sa = home_sa(0x100);
+    sa.esn = true;
+    home.install(&sa).unwrap();
+    let snapshot = home.load();
+    let pair = snapshot.inbound(Spi(0x8100)).unwrap();
+    pair.set_next_seq_for_test(u64::from(u32::MAX));
+    let packet = ipv6_packet("2001:db8:1::2", "2001:db8:ffff::1", 10);
+    let mut esp = vec![0u8; 256];
+    assert!(pair.seal(&packet, &mut esp).is_ok());
+    assert!(pair.seal(&packet, &mut esp).is_ok());
+    assert_eq!(
+        u32::from_be_bytes(esp[4..8].try_into().unwrap()),
+        0,
+        "low 32 bits wrapped"
+    );
+}
+
+#[test]
+fn limits_raise_events_and_stop_the_direction() {
+    let (home, events) = sad();
+    let mut sa = home_sa(0x100);
+    sa.limits = Limits {
+        soft_packets: Some(2),
+        hard_packets: Some(3),
+        ..Limits::default()
+    };
+    home.install(&sa).unwrap();
+    let snapshot = home.load();
+    let pair = snapshot.inbound(Spi(0x8100)).unwrap();
+    let packet = ipv6_packet("2001:db8:1::2", "2001:db8:ffff::1", 10);
+    let mut esp = vec![0u8; 256];
+    for _ in 0..3 {
+        pair.seal(&packet, &mut esp).unwrap();
+    }
+    assert_eq!(pair.seal(&packet, &mut esp), Err(DropReason::HardLimit));
+    let (peer, spi_in, direction) = (PeerId(1), Spi(0x8100), Direction::Outbound);
+    assert_eq!(
+        events.try_iter().collect::<Vec<_>>(),
+        vec![
+            Event::SoftLimit {
+                peer,
+                spi_in,
+                direction,
+                kind: LimitKind::Packets
+            },
+            Event::HardLimit {
+                peer,
+                spi_in,
+                direction,
+                kind: LimitKind::Packets
+            },
+        ]
+    );
+    assert_eq!(home.counters().sas[0].tx_packets, 3);
+}
+
+#[test]
+fn time_limits_follow_the_clock() {
+    let (home, events) = sad();
+    let mut sa = home_sa(0x100);
+    sa.limits = Limits {
+        soft_seconds: Some(60),
+        ..Limits::default()
+    };
+    home.set_now(10);
+    home.install(&sa).unwrap();
+    home.set_now(69);
+    assert!(events.try_recv().is_none());
+    home.set_now(70);
+    let got: Vec<Event> = events.try_iter().collect();
+    assert_eq!(got.len(), 2, "both directions: {got:?}");
+    assert!(got.iter().all(|e| matches!(
+        e,
+        Event::SoftLimit {
+            kind: LimitKind::Time,
+            ..
+        }
+    )));
+    assert_eq!(home.counters().sas[0].age_seconds, 60);
+}
+
+#[test]
+fn install_refuses_bad_pairs_and_changes_nothing() {
+    let (sad, _events) = sad();
+    sad.install(&vps_sa(1, 0x100, &["2001:db8:1::/64"]))
+        .unwrap();
+    let before = sad.counters();
+    let errors = [
+        sad.install(&vps_sa(1, 0x100, &["2001:db8:7::/64"]))
+            .unwrap_err(),
+        sad.install(&vps_sa(2, 0x200, &["2001:db8:1::5/128"]))
+            .unwrap_err(),
+        sad.install(&vps_sa(2, 0x200, &["::/0"])).unwrap_err(),
+        sad.install(&vps_sa(2, 0x200, &[])).unwrap_err(),
+        sad.install(&vps_sa(2, 0, &["2001:db8:2::/64"]))
+            .unwrap_err(),
+    ];
+    let home: Ipv6Net = "2001:db8:1::/64".parse().unwrap();
+    assert_eq!(errors[0], ControlError::SpiInUse(Spi(0x100)));
+    assert_eq!(
+        errors[1],
+        ControlError::SelectorOverlap {
+            remote_ts: "2001:db8:1::5/128".parse().unwrap(),
+            theirs: home,
+            peer: PeerId(1),
+            spi: Spi(0x100),
+        }
+    );
+    assert_eq!(
+        errors[1].to_string(),
+        "remote_ts 2001:db8:1::5/128 overlaps 2001:db8:1::/64 of peer1 (SPI 00000100)"
+    );
+    assert!(
+        matches!(errors[2], ControlError::SelectorOverlap { theirs, .. } if theirs == home),
+        "{}",
+        errors[2]
+    );
+    assert_eq!(errors[3], ControlError::NoRemoteTs);
+    assert_eq!(errors[4], ControlError::ZeroSpi(Direction::Inbound));
+    assert_eq!(sad.counters(), before);
+    assert_eq!(sad.routed_prefixes().len(), 1);
+}
+
+#[test]
+fn unknown_spi_is_not_found() {
+    let (vps, _events) = sad();
+    let mut esp = vec![0u8; 64];
+    esp[..4].copy_from_slice(&7u32.to_be_bytes());
+    assert_eq!(deliver(&vps, &mut esp), Err(DropReason::NoSa));
+}
