@@ -36,6 +36,12 @@ pub enum Request {
         /// Its prefixes; each must lie inside the interface's `peer_pool` when that is set.
         prefixes: Vec<ipnet::Ipv6Net>,
     },
+    /// A new `peer_pool` for the interface (a server's `server.pool` changed on reload): later
+    /// grants and installs are checked against it; what is installed stays.
+    SetPeerPool {
+        /// The new pool; `None` leaves grants optional.
+        pool: Option<ipnet::Ipv6Net>,
+    },
     /// Remove the pair whose inbound SPI this is.
     Delete {
         /// Inbound SPI of the pair.

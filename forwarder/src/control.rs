@@ -170,6 +170,13 @@ impl<P: Platform> ControlHandler<P> {
             Request::Configure(config) => self.configure(config),
             Request::Install(sa) => self.install(&sa),
             Request::AllowPeer { peer, prefixes } => self.allow_peer(peer, prefixes),
+            Request::SetPeerPool { pool } => {
+                self.configured()?;
+                if let Some(interface) = self.interface.as_mut() {
+                    interface.peer_pool = pool;
+                }
+                Ok(Response::Ok)
+            }
             Request::Delete { spi_in } => {
                 self.sad.delete(spi_in)?;
                 self.sync_routes()?;
@@ -541,6 +548,29 @@ mod tests {
         // A narrower selector inside the grant is fine.
         handler
             .handle(Request::Install(sa(1, 0x300, "2001:db8:100:1:8000::/65")))
+            .unwrap();
+
+        // A new pool (a reload): grants outside it are refused from now on.
+        handler
+            .handle(Request::SetPeerPool {
+                pool: Some("2001:db8:200::/48".parse().unwrap()),
+            })
+            .unwrap();
+        let error = refused(
+            &mut handler,
+            Request::AllowPeer {
+                peer: PeerId(2),
+                prefixes: vec![home.parse().unwrap()],
+            },
+        );
+        assert!(
+            matches!(error, ControlError::GrantOutsidePool { .. }),
+            "{error}"
+        );
+        handler
+            .handle(Request::SetPeerPool {
+                pool: Some("2001:db8:100::/48".parse().unwrap()),
+            })
             .unwrap();
 
         // Withdrawn: later installs are refused, the installed pairs stay until deleted.

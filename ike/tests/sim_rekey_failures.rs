@@ -224,3 +224,48 @@ fn sequence_exhaustion_is_a_hard_limit() {
     pair.advance(Duration::from_secs(5));
     assert_eq!(pair.client.peer_ups(), 2);
 }
+
+/// The forwarder refuses to install the successor of a rekey (it answers every Install): IKE
+/// hears of it, drops the pair on both sides, keeps the working pair and tries again later.
+/// IKE and the forwarder never disagree about which pairs exist.
+#[test]
+fn a_refused_install_is_undone_on_both_sides_and_the_rekey_tried_again() {
+    let mut pair = connected(Setup {
+        ike_rekey: IkeRekeyPolicy {
+            after_child_rekeys: 0,
+            ..IkeRekeyPolicy::default()
+        },
+        ..Setup::default()
+    });
+    let c = newest(&pair.client);
+    pair.client.forwarder.refuse_installs = 1;
+    pair.soft_limit(true, c);
+    pair.settle();
+    assert_eq!(pair.client.endpoint.counters().installs_refused, 1);
+    // The server dropped the pair its answer made; the old pair carries on both sides.
+    pair.assert_matching_pairs();
+    assert!(pair.client.forwarder.installed.contains_key(&c));
+    assert!(pair.esp(true) && pair.esp(false));
+    // The retry succeeds.
+    pair.advance(Duration::from_secs(5));
+    assert_eq!(pair.client.endpoint.counters().child_rekeys, 1);
+    assert!(pair.esp(true));
+    pair.advance(Duration::from_secs(15));
+    pair.assert_matching_pairs();
+    assert!(!pair.client.forwarder.installed.contains_key(&c));
+}
+
+/// The forwarder refuses the first pair of an IKE SA: without a working pair the client
+/// re-establishes the tunnel.
+#[test]
+fn a_refused_first_install_leads_to_a_new_ike_sa() {
+    let mut pair = Pair::new(Setup::default());
+    pair.client.forwarder.refuse_installs = 1;
+    pair.advance(Duration::from_secs(5));
+    assert_eq!(pair.client.endpoint.counters().installs_refused, 1);
+    assert_eq!(pair.client.peer_ups(), 2);
+    pair.advance(Duration::from_secs(20));
+    pair.assert_matching_pairs();
+    assert_eq!(pair.client.forwarder.installed.len(), 1);
+    assert!(pair.esp(true) && pair.esp(false));
+}

@@ -66,13 +66,16 @@ fn move_client(pair: &mut Pair) {
     };
     // The real forwarder has moved its SAs already.
     let at = pair.clock.offset;
-    pair.server.forwarder.apply(
-        Request::UpdateEndpoint {
-            peer: peer_s,
-            endpoint: server_new,
-        },
-        at,
-    );
+    pair.server
+        .forwarder
+        .apply(
+            Request::UpdateEndpoint {
+                peer: peer_s,
+                endpoint: server_new,
+            },
+            at,
+        )
+        .unwrap();
     pair.event(
         false,
         Event::EndpointMoved {
@@ -192,13 +195,16 @@ fn a_nat_rebinding_keeps_esp_in_udp_and_later_pairs_at_the_new_mapping() {
         ..old
     };
     let at = pair.clock.offset;
-    pair.server.forwarder.apply(
-        Request::UpdateEndpoint {
-            peer,
-            endpoint: new,
-        },
-        at,
-    );
+    pair.server
+        .forwarder
+        .apply(
+            Request::UpdateEndpoint {
+                peer,
+                endpoint: new,
+            },
+            at,
+        )
+        .unwrap();
     pair.event(false, Event::EndpointMoved { peer, old, new });
     let status = pair.server.endpoint.status(pair.now());
     assert_eq!(status[0].remote, rebound);

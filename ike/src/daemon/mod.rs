@@ -132,11 +132,14 @@ pub fn common_config(
     })
 }
 
+/// The forwarder's interface. `peer_pool`: on a server, where every home's prefix must lie
+/// (the forwarder then installs a home's pairs only inside the prefixes granted to it).
 fn interface(
     tunnel: &TunnelSection,
     extra: Option<Ipv6Net>,
     bind: Option<Ipv4Addr>,
     nat_port: u16,
+    peer_pool: Option<Ipv6Net>,
 ) -> InterfaceConfig {
     let mut addresses = vec![tunnel.link_local];
     addresses.extend(extra);
@@ -149,7 +152,7 @@ fn interface(
         raw_esp: true,
         manage_routes: tunnel.manage_routes,
         route_metric: tunnel.route_metric,
-        peer_pool: None,
+        peer_pool,
     }
 }
 
@@ -196,7 +199,13 @@ pub fn prepare_server(config_path: &Path) -> anyhow::Result<(DriverConfig, Respo
         ike_bind: SocketAddrV4::new(s.listen, s.ike_port),
         local_addr: s.listen,
         nat_port: s.nat_port,
-        interface: interface(&config.tunnel, None, Some(s.listen), s.nat_port),
+        interface: interface(
+            &config.tunnel,
+            None,
+            Some(s.listen),
+            s.nat_port,
+            Some(s.pool),
+        ),
         // A client's outer address may change (DESIGN.md "The override Neighbor
         // Advertisement"): the forwarder checks its override NA and probes the new address.
         forwarder: forwarder_source(s.forwarder_socket.as_deref(), vec!["--accept-moves".into()])?,
@@ -303,7 +312,13 @@ pub fn prepare_client(config_path: &Path) -> anyhow::Result<(DriverConfig, Initi
         ike_bind: SocketAddrV4::new(c.local.unwrap_or(Ipv4Addr::UNSPECIFIED), ike_port),
         local_addr,
         nat_port: c.nat_port,
-        interface: interface(&config.tunnel, Some(tunnel_address), c.local, c.nat_port),
+        interface: interface(
+            &config.tunnel,
+            Some(tunnel_address),
+            c.local,
+            c.nat_port,
+            None,
+        ),
         forwarder: forwarder_source(
             c.forwarder_socket.as_deref(),
             client_forwarder_args(c.local, config.tunnel_address()),

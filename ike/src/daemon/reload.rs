@@ -40,6 +40,8 @@ pub struct Reloaded {
     pub reload: Reload,
     /// One line for the log: what changed.
     pub summary: String,
+    /// A server's `server.pool`, for the forwarder's check of grants (`None` on a client).
+    pub peer_pool: Option<ipnet::Ipv6Net>,
 }
 
 /// The endpoint settings of a server config: our credentials and protocol settings, and the
@@ -159,6 +161,7 @@ impl ConfigReloader {
                         "certificates, key and CA read again"
                     },
                 );
+                let peer_pool = Some(new.server.pool);
                 self.running = Running::Server(Box::new(new));
                 Ok(Reloaded {
                     reload: Reload {
@@ -166,6 +169,7 @@ impl ConfigReloader {
                         responder: Some(responder),
                     },
                     summary,
+                    peer_pool,
                 })
             }
             Running::Client(running) => {
@@ -181,6 +185,7 @@ impl ConfigReloader {
                         responder: None,
                     },
                     summary,
+                    peer_pool: None,
                 })
             }
         }

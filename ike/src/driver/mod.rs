@@ -315,7 +315,7 @@ impl Driver {
                     tracing::info!("{signal}: deleting the IKE SAs and stopping");
                     return Ok(());
                 }
-                Wake::Reload => self.reload(),
+                Wake::Reload => self.reload().await?,
                 Wake::ForwarderExited(status) => return Err(forwarder_gone(Some(status))),
                 Wake::EventsClosed => {
                     self.events_open = false;
@@ -336,10 +336,10 @@ impl Driver {
     }
 
     /// SIGHUP: the configuration again; the endpoint takes it, or the running one stays.
-    fn reload(&mut self) {
+    async fn reload(&mut self) -> anyhow::Result<()> {
         let Some(reloader) = self.config.reloader.as_mut() else {
             tracing::warn!("SIGHUP: this daemon has no configuration file to read again");
-            return;
+            return Ok(());
         };
         let path = reloader.path().display().to_string();
         match reloader.reload() {
@@ -348,6 +348,10 @@ impl Driver {
                     tracing::info!("SIGHUP: reloaded {path}: {}", reloaded.summary);
                     for why in refused {
                         tracing::warn!("SIGHUP: deleted the SAs of {why}");
+                    }
+                    if let Some(pool) = reloaded.peer_pool {
+                        self.forward(Request::SetPeerPool { pool: Some(pool) })
+                            .await?;
                     }
                 }
                 Err(error) => tracing::error!(
@@ -358,6 +362,7 @@ impl Driver {
                 "SIGHUP: reload refused, the running configuration stays: {error:#}"
             ),
         }
+        Ok(())
     }
 
     fn on_event(&mut self, event: Event) {
@@ -458,6 +463,24 @@ impl Driver {
 
     async fn output(&mut self, output: Output) -> anyhow::Result<()> {
         match output {
+            Output::Forwarder(Request::Install(sa)) => {
+                // The forwarder answers every Install; IKE acts on a refusal, so that the two
+                // never disagree about which pairs exist.
+                let line = install_line(&sa);
+                let spi_in = sa.spi_in;
+                match self.forward_answer(Request::Install(sa)).await? {
+                    Ok(_) => tracing::info!("{line}"),
+                    Err(refusal) => {
+                        tracing::warn!("forwarder refused {line}: {refusal}");
+                        self.endpoint.handle_install_refused(
+                            now(),
+                            spi_in,
+                            &refusal.to_string(),
+                            &mut self.rng,
+                        );
+                    }
+                }
+            }
             Output::Forwarder(request) => {
                 self.forward(request).await?;
             }
@@ -501,6 +524,22 @@ impl Driver {
     /// meanwhile. A refusal is logged and yields `None`; a dead channel is an error.
     async fn forward(&mut self, request: Request) -> anyhow::Result<Option<Response>> {
         let what = request_name(&request);
+        match self.forward_answer(request).await? {
+            Ok(response) => Ok(Some(response)),
+            Err(error) => {
+                tracing::warn!("forwarder refused {what}: {error}");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Sends a request and awaits the forwarder's answer, its refusal included, keeping the
+    /// events that arrive meanwhile. A dead channel is an error.
+    async fn forward_answer(
+        &mut self,
+        request: Request,
+    ) -> anyhow::Result<Result<Response, hometun_control::ControlError>> {
+        let what = request_name(&request);
         let link = self.link.clone();
         let reply = link.request(request);
         tokio::pin!(reply);
@@ -514,11 +553,8 @@ impl Driver {
             }
         };
         match result {
-            Ok(response) => Ok(Some(response)),
-            Err(LinkError::Refused(error)) => {
-                tracing::warn!("forwarder refused {what}: {error}");
-                Ok(None)
-            }
+            Ok(response) => Ok(Ok(response)),
+            Err(LinkError::Refused(error)) => Ok(Err(error)),
             Err(LinkError::Closed) => Err(self.forwarder_gone().await),
             Err(error) => Err(anyhow::anyhow!("forwarder ({what}): {error}")),
         }
@@ -583,11 +619,31 @@ fn buffer_event(backlog: &mut VecDeque<Event>, event: Event) {
     backlog.push_back(event);
 }
 
+/// The log line of an installed CHILD SA pair.
+fn install_line(sa: &hometun_control::ChildSa) -> String {
+    let join = |nets: &[ipnet::Ipv6Net]| {
+        nets.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "CHILD SA {}_i {}_o installed: {} === {} ({}, {})",
+        sa.spi_in,
+        sa.spi_out,
+        join(&sa.local_ts),
+        join(&sa.remote_ts),
+        sa.key_out.alg().name(),
+        sa.endpoint
+    )
+}
+
 fn request_name(request: &Request) -> &'static str {
     match request {
         Request::Configure(_) => "Configure",
         Request::Install(_) => "Install",
         Request::AllowPeer { .. } => "AllowPeer",
+        Request::SetPeerPool { .. } => "SetPeerPool",
         Request::Delete { .. } => "Delete",
         Request::UpdateEndpoint { .. } => "UpdateEndpoint",
         Request::GetCounters => "GetCounters",

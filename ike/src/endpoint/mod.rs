@@ -894,6 +894,27 @@ impl Endpoint {
         }
     }
 
+    /// The forwarder refused to install the pair with inbound SPI `spi_in` (its answer to
+    /// `Request::Install`): the pair goes on our side, the peer is told to drop its side, and a
+    /// rekey it was the successor of is tried again later; without another working pair the
+    /// tunnel is re-made. IKE and the forwarder never disagree about which pairs exist.
+    pub fn handle_install_refused(
+        &mut self,
+        now: Now,
+        spi_in: hometun_control::Spi,
+        reason: &str,
+        rng: &mut dyn Random,
+    ) {
+        let mut io = io!(self, now, rng);
+        if let Some(e) = self.sas.values_mut().find_map(|sa| match sa {
+            Sa::Up(e) if e.has_child(spi_in.0) => Some(e),
+            _ => None,
+        }) {
+            e.install_refused(&mut io, spi_in.0, reason);
+        }
+        self.after(now, rng);
+    }
+
     /// Rekeys the IKE SA with `peer` (CREATE_CHILD_SA; the CHILD SAs move to the new one).
     pub fn rekey_ike_sa(&mut self, now: Now, peer: PeerId, rng: &mut dyn Random) {
         let mut io = io!(self, now, rng);

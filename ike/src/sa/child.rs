@@ -149,14 +149,12 @@ impl Child {
             nat_keepalive_seconds: (udp && core.nat_local && io.cfg.nat_keepalive_seconds > 0)
                 .then_some(io.cfg.nat_keepalive_seconds),
         };
-        tracing::info!(
-            "CHILD SA {:08x}_i {:08x}_o installed: {} === {} ({}, {})",
+        // The driver logs the "installed" line once the forwarder confirmed it.
+        tracing::debug!(
+            "asking the forwarder to install CHILD SA {:08x}_i {:08x}_o ({})",
             self.spi_in,
             self.spi_out,
-            join(&self.local_ts),
-            join(&self.remote_ts),
-            self.chosen,
-            endpoint
+            self.chosen
         );
         io.forwarder(Request::Install(sa));
     }

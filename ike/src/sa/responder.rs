@@ -479,6 +479,12 @@ impl Authenticated {
             certificates: c.certificates,
         };
         let endpoint = core.esp_endpoint(io.cfg);
+        // The forwarder installs this peer's pairs only inside what it is granted: a second
+        // check beside our own narrowing (docs/ARCHITECTURE.md, "Trust").
+        io.forwarder(hometun_control::Request::AllowPeer {
+            peer: peer.id,
+            prefixes: c.prefixes.clone(),
+        });
         child.install(io, peer.id, &core, keys, ExchangeRole::Responder, endpoint);
         // The driver logs Output::PeerUp at info.
         tracing::debug!(

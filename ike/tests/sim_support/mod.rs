@@ -441,7 +441,8 @@ pub struct InstalledSa {
     pub installed_at: Duration,
 }
 
-/// Records the SA channel requests; keeps the installed pairs with counters.
+/// Records the SA channel requests; keeps the installed pairs with counters. Like the real
+/// forwarder on a server, it installs a peer's pair only inside what the peer was granted.
 #[derive(Debug, Default)]
 pub struct FakeForwarder {
     pub installed: BTreeMap<u32, InstalledSa>,
@@ -449,15 +450,42 @@ pub struct FakeForwarder {
     pub log: Vec<Request>,
     /// Inbound SPIs in install order: the newest carries outbound traffic.
     pub order: Vec<u32>,
+    /// Each peer's grant (`Request::AllowPeer`).
+    pub grants: BTreeMap<u64, Vec<Ipv6Net>>,
+    /// Refuse installs without a covering grant (the server's forwarder has a peer pool).
+    pub require_grants: bool,
+    /// Refuse this many of the next installs (a forwarder that cannot install them).
+    pub refuse_installs: u32,
 }
 
 impl FakeForwarder {
     /// Carries out one SA channel request (also what a real forwarder did on its own, such
     /// as moving an endpoint after its checks).
-    pub fn apply(&mut self, request: Request, now: Duration) {
+    pub fn apply(&mut self, request: Request, now: Duration) -> Result<(), String> {
         self.log.push(request.clone());
         match request {
+            Request::AllowPeer { peer, prefixes } => {
+                if prefixes.is_empty() {
+                    self.grants.remove(&peer.0);
+                } else {
+                    self.grants.insert(peer.0, prefixes);
+                }
+            }
             Request::Install(sa) => {
+                if self.refuse_installs > 0 {
+                    self.refuse_installs -= 1;
+                    return Err("refused by the test".into());
+                }
+                if self.require_grants {
+                    let granted = self.grants.get(&sa.peer.0).cloned().unwrap_or_default();
+                    if let Some(outside) = sa
+                        .remote_ts
+                        .iter()
+                        .find(|t| !granted.iter().any(|g| g.contains(*t)))
+                    {
+                        return Err(format!("remote_ts {outside} outside the grant"));
+                    }
+                }
                 let spi = sa.spi_in.0;
                 self.order.push(spi);
                 self.installed.insert(
@@ -484,6 +512,7 @@ impl FakeForwarder {
             }
             _ => {}
         }
+        Ok(())
     }
 
     /// The pair outbound traffic uses: the newest installed.
@@ -588,6 +617,13 @@ pub struct Node {
 }
 
 impl Node {
+    /// A server node: its forwarder requires grants, as a server's with a peer pool does.
+    fn server(endpoint: Endpoint) -> Self {
+        let mut node = Self::new(endpoint);
+        node.forwarder.require_grants = true;
+        node
+    }
+
     fn new(endpoint: Endpoint) -> Self {
         Self {
             endpoint,
@@ -670,7 +706,7 @@ impl Pair {
             clock,
             rng,
             client: Node::new(client),
-            server: Node::new(server),
+            server: Node::server(server),
             in_flight: Vec::new(),
             filter: Box::new(|_| Fate::Deliver),
             trace: Vec::new(),
@@ -697,7 +733,7 @@ impl Pair {
     pub fn restart_server(&mut self) {
         let config = server_config(&self.setup, &self.pki);
         let endpoint = Endpoint::responder(config, self.clock.now(), &mut self.rng);
-        self.server = Node::new(endpoint);
+        self.server = Node::server(endpoint);
         self.flush();
     }
 
@@ -710,11 +746,26 @@ impl Pair {
             } else {
                 &mut self.server
             };
-            while let Some(output) = node.endpoint.poll_output() {
-                if let Output::Forwarder(request) = &output {
-                    node.forwarder.apply(request.clone(), now);
+            // The forwarder answers each request; IKE hears of a refused install.
+            loop {
+                let mut refused = Vec::new();
+                while let Some(output) = node.endpoint.poll_output() {
+                    if let Output::Forwarder(request) = &output
+                        && let Err(reason) = node.forwarder.apply(request.clone(), now)
+                        && let Request::Install(sa) = request
+                    {
+                        refused.push((sa.spi_in, reason));
+                    }
+                    node.outputs.push((now, output));
                 }
-                node.outputs.push((now, output));
+                if refused.is_empty() {
+                    break;
+                }
+                let at = self.clock.now();
+                for (spi, reason) in refused {
+                    node.endpoint
+                        .handle_install_refused(at, spi, &reason, &mut self.rng);
+                }
             }
             let mut sent = Vec::new();
             while let Some(t) = node.endpoint.poll_transmit() {

@@ -594,6 +594,53 @@ impl Established {
         let _ = io;
     }
 
+    /// The forwarder refused to install the pair with inbound SPI `spi_in`: drop it here, ask
+    /// the peer to drop its side, and undo the rekey that made it.
+    pub fn install_refused(&mut self, io: &mut Io<'_>, spi_in: u32, reason: &str) {
+        let Some(i) = self.children.iter().position(|c| c.spi_in == spi_in) else {
+            return;
+        };
+        io.counters.installs_refused += 1;
+        let child = self.children.remove(i);
+        tracing::warn!(
+            "CHILD SA {spi_in:08x} with {} could not be installed ({reason}); deleting it at the peer",
+            self.peer.name
+        );
+        // Our SPI of it stays reserved until the peer answered the DELETE.
+        self.queue.push_front(Task::DeleteRefusedPair(child.spi_in));
+        let mut retry = None;
+        let mut undone = false;
+        for c in &mut self.children {
+            match c.state {
+                ChildState::Superseded { successor, .. } if successor == spi_in => {
+                    retry = Some(c.spi_in);
+                    c.our_rekey = None;
+                    undone = true;
+                }
+                ChildState::AwaitingPeerDelete { successor, .. } if successor == spi_in => {
+                    c.state = ChildState::Active;
+                    undone = true;
+                }
+                _ => {}
+            }
+        }
+        if undone {
+            // The rekey that made it did not happen after all.
+            io.counters.child_rekeys = io.counters.child_rekeys.saturating_sub(1);
+            self.child_rekeys = self.child_rekeys.saturating_sub(1);
+        }
+        if let Some(old) = retry {
+            self.rekey_failed(
+                io,
+                old,
+                RekeyKe::Default,
+                "made a pair the forwarder refused",
+            );
+        }
+        self.lost_a_pair(io);
+        self.pump(io);
+    }
+
     /// Queues a DELETE for one of our pairs, marking it.
     pub(super) fn delete_child_soon(&mut self, spi_in: u32) {
         if let Some(child) = self.children.iter_mut().find(|c| c.spi_in == spi_in)

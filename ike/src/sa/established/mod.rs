@@ -622,6 +622,14 @@ impl Established {
         }
         self.release_pending(io);
         if self.is_current() {
+            if !self.client {
+                // Its grant goes with it (a re-authenticated IKE SA is not current when the
+                // old one goes, and keeps the grant).
+                io.forwarder(hometun_control::Request::AllowPeer {
+                    peer: self.peer.id,
+                    prefixes: Vec::new(),
+                });
+            }
             // The driver logs the peer-down line at info.
             tracing::debug!("IKE SA with {} down: {reason}", self.peer.name);
             io.output(Output::PeerDown {
