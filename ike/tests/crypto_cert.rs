@@ -430,6 +430,21 @@ fn extended_key_usage_is_optional_but_must_allow_ike_when_present() {
 }
 
 #[test]
+fn certificate_names_match_identities_without_case() {
+    let ca = make_ca(&rcgen::PKCS_ED25519, "Case CA");
+    let verifier = CertificateVerifier::from_ca_der(&[&ca.der]).unwrap();
+    let (leaf, _) = ca.issue(&rcgen::PKCS_ED25519, vec![dns("Home.Example")], 40, vec![]);
+    for claimed in [&b"home.example"[..], b"HOME.EXAMPLE", b"Home.Example"] {
+        let id = PeerIdentity::from_id(PeerIdentity::ID_FQDN, claimed).unwrap();
+        let result = verifier.verify(&leaf, &[], &id, now_2028());
+        assert!(result.is_ok(), "{id}: {result:?}");
+    }
+    let (lower_leaf, _) = ca.issue(&rcgen::PKCS_ED25519, vec![dns("home.example")], 41, vec![]);
+    let result = verifier.verify(&lower_leaf, &[], &fqdn("HOME.example"), now_2028());
+    assert!(result.is_ok(), "{result:?}");
+}
+
+#[test]
 fn garbage_certificates_are_errors_not_panics() {
     let v = vectors();
     let now = now_2028();

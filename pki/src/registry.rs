@@ -32,6 +32,18 @@ pub struct Revocation {
     pub key_compromise: bool,
 }
 
+/// A certificate that a renewal replaced. It stays valid until its own expiry (it is not
+/// revoked and not on the CRL), so that a home whose renewal answer was lost keeps a working
+/// certificate; it is no longer the name's current one and cannot renew again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Supersession {
+    /// When (Unix seconds).
+    pub at: i64,
+    /// Serial of the certificate that replaced it.
+    pub by: String,
+}
+
 /// A certificate issued to a client, and the prefix it carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,6 +63,9 @@ pub struct ClientRecord {
     /// Set once revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked: Option<Revocation>,
+    /// Set once a renewal replaced it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded: Option<Supersession>,
 }
 
 impl ClientRecord {
@@ -192,6 +207,34 @@ impl RegistryData {
             .collect()
     }
 
+    /// Puts every client and token name in lower case, the one form names are compared in
+    /// (registries written before that may hold `Home.example`). Refuses a registry in which
+    /// two records of different spelling hold a certificate (not revoked) for what is then one
+    /// name: which of the two homes is meant cannot be decided here.
+    pub fn normalise_names(&mut self) -> Result<(), String> {
+        for (i, record) in self.clients.iter().enumerate() {
+            let Some(other) = self.clients[..i].iter().find(|o| {
+                o.name != record.name
+                    && o.name.eq_ignore_ascii_case(&record.name)
+                    && o.revoked.is_none()
+                    && record.revoked.is_none()
+            }) else {
+                continue;
+            };
+            return Err(format!(
+                "clients {:?} (serial {}) and {:?} (serial {}) are one name in different case and both hold a certificate; revoke one by hand (add \"revoked\": {{\"at\": UNIX_TIME}} to its record), then run `hometun pki crl`",
+                other.name, other.serial, record.name, record.serial
+            ));
+        }
+        for record in &mut self.clients {
+            record.name.make_ascii_lowercase();
+        }
+        for token in &mut self.tokens {
+            token.name.make_ascii_lowercase();
+        }
+        Ok(())
+    }
+
     /// Checks the token with this secret hash and marks it used; the token is left untouched
     /// when refused.
     pub fn use_token(
@@ -293,7 +336,7 @@ impl Registry {
     /// atomically.
     pub fn load(&self) -> Result<RegistryData, PkiError> {
         let bytes = files::read(&self.path)?;
-        let data: RegistryData =
+        let mut data: RegistryData =
             serde_json::from_slice(&bytes).map_err(|e| PkiError::Registry {
                 path: self.path.clone(),
                 problem: format!("damaged: {e}"),
@@ -307,6 +350,11 @@ impl Registry {
                 ),
             });
         }
+        data.normalise_names()
+            .map_err(|problem| PkiError::Registry {
+                path: self.path.clone(),
+                problem,
+            })?;
         Ok(data)
     }
 
@@ -363,6 +411,7 @@ mod tests {
             not_after: 100,
             certificate: String::new(),
             revoked: None,
+            superseded: None,
         }
     }
 

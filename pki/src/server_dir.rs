@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use crate::bundle::{BUNDLE_FORMAT, Bundle};
 use crate::ca::{self, Ca, KeyType};
 use crate::csr::{CheckedCsr, check_csr};
-use crate::names::check_dns_name;
+use crate::names::normalize_dns_name;
 use crate::registry::{ClientRecord, Registry, RegistryData, Revocation, TokenRecord};
 use crate::token::Token;
 use crate::{PkiError, files};
@@ -136,7 +136,10 @@ impl ServerDir {
     /// `pki init`: CA, server key and certificate, server.toml, empty registry and CRL.
     /// Refuses if any of these files exists.
     pub fn init(&self, opts: &InitOptions, now: OffsetDateTime) -> Result<ServerConfig, PkiError> {
-        check_dns_name(&opts.server_name)?;
+        let opts = &InitOptions {
+            server_name: normalize_dns_name(&opts.server_name)?,
+            ..opts.clone()
+        };
         let data = RegistryData::new(opts.pool, opts.prefix_len, opts.grace_days)?;
         if self.ca_key().exists() || self.ca_cert().exists() {
             return Err(PkiError::CaExists(self.dir.clone()));
@@ -333,6 +336,7 @@ impl ServerDir {
                 not_after: (now + time::Duration::days(valid_days)).unix_timestamp(),
                 certificate: ca::pem_certificate(&cert),
                 revoked: None,
+                superseded: None,
             };
             if let Some(hash) = token_hash
                 && let Some(token) = data.tokens.iter_mut().find(|tk| tk.secret_sha256 == hash)
@@ -362,6 +366,7 @@ impl ServerDir {
     /// `pki export`: the bundle of a client's current certificate again (after a lost file,
     /// or a crash between recording a certificate and writing its bundle).
     pub fn export(&self, name: &str) -> Result<Bundle, PkiError> {
+        let name = &normalize_dns_name(name)?;
         let config = self.config()?;
         let ca = self.ca()?;
         let data = self.registry().load()?;
@@ -380,7 +385,7 @@ impl ServerDir {
         server: Option<SocketAddr>,
         now: OffsetDateTime,
     ) -> Result<Token, PkiError> {
-        check_dns_name(name)?;
+        let name = &normalize_dns_name(name)?;
         if valid_hours == 0 {
             return Err(PkiError::Invalid(
                 "a token must be valid at least one hour".into(),
@@ -432,6 +437,7 @@ impl ServerDir {
         key_compromise: bool,
         now: OffsetDateTime,
     ) -> Result<ClientRecord, PkiError> {
+        let name = &normalize_dns_name(name)?;
         let config = self.config()?;
         let ca = self.ca()?;
         let crl_path = config
@@ -445,7 +451,7 @@ impl ServerDir {
                 let index = data
                     .clients
                     .iter()
-                    .rposition(|c| c.name == name && c.revoked.is_none())
+                    .rposition(|c| c.name == *name && c.revoked.is_none())
                     .ok_or_else(|| PkiError::UnknownClient(name.to_string()))?;
                 data.clients[index].revoked = Some(Revocation {
                     at: t,

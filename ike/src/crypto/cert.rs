@@ -152,11 +152,16 @@ impl ExtendedKeyUsageValidator for IkeUsage {
 
 /// The identity a peer claims in its IDi / IDr payload, as far as it can be checked against a
 /// certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// DNS names compare without case (RFC 4343), as certificate name matching does: an ID_FQDN
+/// is read in lower case, two FQDNs are equal whatever their case, and Display (the key under
+/// which the endpoint knows a peer, e.g. for INITIAL_CONTACT) prints the lower-case form. So
+/// `HOME.example` is `home.example`, never a second home beside it.
+#[derive(Debug, Clone)]
 pub enum PeerIdentity {
     /// ID_IPV4_ADDR (1): must be an iPAddress subjectAltName.
     Ipv4(Ipv4Addr),
-    /// ID_FQDN (2): must be a dNSName subjectAltName.
+    /// ID_FQDN (2): must be a dNSName subjectAltName (compared without case).
     Fqdn(String),
     /// ID_IPV6_ADDR (5): must be an iPAddress subjectAltName.
     Ipv6(Ipv6Addr),
@@ -164,7 +169,26 @@ pub enum PeerIdentity {
     DerAsn1Dn(Vec<u8>),
 }
 
+impl PartialEq for PeerIdentity {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (PeerIdentity::Fqdn(a), PeerIdentity::Fqdn(b)) => a.eq_ignore_ascii_case(b),
+            (PeerIdentity::Ipv4(a), PeerIdentity::Ipv4(b)) => a == b,
+            (PeerIdentity::Ipv6(a), PeerIdentity::Ipv6(b)) => a == b,
+            (PeerIdentity::DerAsn1Dn(a), PeerIdentity::DerAsn1Dn(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for PeerIdentity {}
+
 impl PeerIdentity {
+    /// An ID_FQDN identity, in lower case.
+    pub fn fqdn(name: &str) -> Self {
+        PeerIdentity::Fqdn(name.to_ascii_lowercase())
+    }
+
     /// ID type ID_IPV4_ADDR.
     pub const ID_IPV4_ADDR: u8 = 1;
     /// ID type ID_FQDN.
@@ -189,7 +213,7 @@ impl PeerIdentity {
                 }
                 let name = String::from_utf8(data.to_vec())
                     .map_err(|_| CryptoError::MalformedId("ID_FQDN is not ASCII"))?;
-                Ok(PeerIdentity::Fqdn(name))
+                Ok(PeerIdentity::fqdn(&name))
             }
             Self::ID_DER_ASN1_DN => {
                 if der_sequence_contents(data).is_none() {
@@ -256,7 +280,7 @@ impl fmt::Display for PeerIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PeerIdentity::Ipv4(a) => write!(f, "{a}"),
-            PeerIdentity::Fqdn(n) => write!(f, "{n}"),
+            PeerIdentity::Fqdn(n) => f.write_str(&n.to_ascii_lowercase()),
             PeerIdentity::Ipv6(a) => write!(f, "{a}"),
             PeerIdentity::DerAsn1Dn(dn) => {
                 f.write_str("DN ")?;
@@ -463,6 +487,27 @@ mod tests {
             Err(CryptoError::MalformedId(_))
         ));
         assert!(PeerIdentity::from_id_body(&[2, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn fqdn_identities_compare_without_case() {
+        let upper = PeerIdentity::from_id(PeerIdentity::ID_FQDN, b"HOME.example").unwrap();
+        let lower = PeerIdentity::from_id(PeerIdentity::ID_FQDN, b"home.example").unwrap();
+        assert_eq!(upper, lower);
+        // Also when built from a name as typed: equality and the key the endpoint files
+        // peers under (Display) are the lower-case form.
+        assert_eq!(PeerIdentity::Fqdn("Home.Example".into()), lower);
+        assert_eq!(upper.to_string(), "home.example");
+        assert_eq!(
+            PeerIdentity::Fqdn("HOME.EXAMPLE".into()).to_string(),
+            "home.example"
+        );
+        assert_eq!(upper.id_data(), b"home.example");
+        assert_ne!(upper, PeerIdentity::fqdn("other.example"));
+        assert_ne!(
+            PeerIdentity::fqdn("192.0.2.1"),
+            PeerIdentity::Ipv4(Ipv4Addr::new(192, 0, 2, 1))
+        );
     }
 
     #[test]
