@@ -235,6 +235,36 @@ impl ServerDir {
         Ok(ServerConfig::load(&self.server_toml())?)
     }
 
+    /// The names no home may have, in lower case: the server's IKE identity (`server.name`)
+    /// and every dNSName of the server's certificates (the one server.toml names and this
+    /// directory's `server.pem`). A home certificate with one of them would name the server.
+    pub fn reserved_names(&self, config: &ServerConfig) -> Result<Vec<String>, PkiError> {
+        let mut names = vec![config.server.name.to_ascii_lowercase()];
+        let mut paths = vec![config.server.certificate.clone()];
+        if self.server_cert() != config.server.certificate && self.server_cert().exists() {
+            paths.push(self.server_cert());
+        }
+        for path in paths {
+            for der in files::load_certificates(&path)? {
+                let described = crate::verify::describe(&der)
+                    .map_err(|e| PkiError::file(&path, e.to_string()))?;
+                names.extend(described.names.iter().map(|n| n.to_ascii_lowercase()));
+            }
+        }
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    fn refuse_reserved(&self, config: &ServerConfig, name: &str) -> Result<(), PkiError> {
+        if self.reserved_names(config)?.iter().any(|r| r == name) {
+            return Err(PkiError::ReservedName {
+                name: name.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// Loads the CA.
     pub fn ca(&self) -> Result<Ca, PkiError> {
         Ca::load(&self.ca_cert(), &self.ca_key())
@@ -277,6 +307,7 @@ impl ServerDir {
             ));
         }
         let config = self.config()?;
+        self.refuse_reserved(&config, &csr.name)?;
         let ca = self.ca()?;
         let registry = self.registry();
         let t = now.unix_timestamp();
@@ -392,6 +423,7 @@ impl ServerDir {
             ));
         }
         let config = self.config()?;
+        self.refuse_reserved(&config, name)?;
         let server = match (server, &config.enroll) {
             (Some(s), _) => s,
             (None, Some(enroll)) => enroll.public_address(),

@@ -136,3 +136,27 @@ fn an_old_registry_loads_normalised_and_a_collision_is_refused() {
     let loaded = Registry::at(&path).load().unwrap();
     assert_eq!(loaded.active("home.example").unwrap().serial, "02");
 }
+
+#[test]
+fn the_servers_name_is_reserved() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = server(
+        &tmp.path().join("srv"),
+        "2001:db8:100::/48",
+        64,
+        KeyType::Ed25519,
+    );
+    let config = srv.config().unwrap();
+    assert_eq!(srv.reserved_names(&config).unwrap(), ["vps.example"]);
+    for name in ["vps.example", "VPS.Example"] {
+        let e = srv.make_token(name, 24, None, now()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "vps.example is the server's name; no home can have it"
+        );
+        let e = srv.sign(&csr_as_spelled(name), 730, now()).unwrap_err();
+        assert!(matches!(e, PkiError::ReservedName { .. }), "{e}");
+    }
+    let data = srv.registry().load().unwrap();
+    assert!(data.clients.is_empty() && data.tokens.is_empty());
+}

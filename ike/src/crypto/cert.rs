@@ -59,6 +59,9 @@ pub enum CertError {
     /// The extended key usage extension excludes IKE.
     #[error("certificate extended key usage does not allow IKE")]
     WrongUsage,
+    /// The extended key usage does not allow the role the peer has here ([`PeerUsage`]).
+    #[error("{0}")]
+    WrongRole(&'static str),
     /// The certificate could not be parsed.
     #[error("malformed certificate: {0}")]
     Malformed(String),
@@ -118,29 +121,68 @@ fn map_webpki(err: webpki::Error) -> CertError {
     }
 }
 
-/// Extended key usages that allow IKE when the extension is present: id-kp-ipsecIKE
-/// (RFC 4945 5.1.3.12), anyExtendedKeyUsage, and serverAuth / clientAuth, which stock clients
-/// put on VPN certificates. A certificate without the extension (strongSwan's pki default) is
-/// accepted.
-struct IkeUsage;
+/// What a peer's certificate must say it is for. Every role needs a certificate that allows
+/// IKE: no extended key usage extension (strongSwan's pki default), or one listing id-kp-ipsecIKE
+/// (RFC 4945 5.1.3.12), anyExtendedKeyUsage, serverAuth or clientAuth, which stock clients put
+/// on VPN certificates. The roles add to that: the CA that signs the server's certificate signs
+/// the homes' too, so the server must prove it is the server and a home must not be able to
+/// pass the server's own certificate off as a home's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PeerUsage {
+    /// Anything that allows IKE (the default; tests and tools).
+    #[default]
+    Ike,
+    /// The server, as its clients check it: serverAuth required (`hometun pki` issues it to the
+    /// server only; homes get clientAuth).
+    Server,
+    /// A home, as the server checks it: no extension, or one that allows a client (clientAuth,
+    /// ipsecIKE, anyExtendedKeyUsage); a server-only certificate (serverAuth without any of
+    /// those) is refused.
+    Home,
+}
+
+impl PeerUsage {
+    /// The refusal when the certificate's usages do not fit the role.
+    fn refusal(self) -> CertError {
+        match self {
+            PeerUsage::Ike => CertError::WrongUsage,
+            PeerUsage::Server => CertError::WrongRole(
+                "certificate is not a server certificate (no serverAuth extended key usage)",
+            ),
+            PeerUsage::Home => CertError::WrongRole(
+                "certificate is a server certificate, not a home's (serverAuth without clientAuth)",
+            ),
+        }
+    }
+}
 
 const EKU_IPSEC_IKE: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x11];
 const EKU_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
 const EKU_CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
 const EKU_ANY: &[u8] = &[0x55, 0x1d, 0x25, 0x00];
 
-impl ExtendedKeyUsageValidator for IkeUsage {
+impl ExtendedKeyUsageValidator for PeerUsage {
     fn validate(&self, iter: KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
-        let mut empty = true;
+        let mut listed = Vec::new();
         for id in iter {
-            empty = false;
-            let id = id?;
-            let allowed = [EKU_IPSEC_IKE, EKU_ANY, EKU_SERVER_AUTH, EKU_CLIENT_AUTH];
-            if allowed.iter().any(|oid| KeyPurposeId::new(oid) == id) {
-                return Ok(());
-            }
+            listed.push(id?);
         }
-        if empty {
+        let has = |oid: &[u8]| listed.iter().any(|id| *id == KeyPurposeId::new(oid));
+        let allows_ike = listed.is_empty()
+            || [EKU_IPSEC_IKE, EKU_ANY, EKU_SERVER_AUTH, EKU_CLIENT_AUTH]
+                .iter()
+                .any(|oid| has(oid));
+        let fits_role = match self {
+            PeerUsage::Ike => true,
+            PeerUsage::Server => has(EKU_SERVER_AUTH),
+            PeerUsage::Home => {
+                listed.is_empty()
+                    || [EKU_CLIENT_AUTH, EKU_IPSEC_IKE, EKU_ANY]
+                        .iter()
+                        .any(|oid| has(oid))
+            }
+        };
+        if allows_ike && fits_role {
             Ok(())
         } else {
             // The *Context variant cannot be built outside webpki.
@@ -335,15 +377,18 @@ impl VerifiedPeer {
     }
 }
 
-/// Verifies peer certificates against the configured CA certificates and CRLs.
+/// Verifies peer certificates against the configured CA certificates and CRLs, for the role
+/// the peer has ([`PeerUsage`]).
 pub struct CertificateVerifier {
     chain: ChainVerifier,
+    usage: PeerUsage,
 }
 
 impl fmt::Debug for CertificateVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CertificateVerifier")
             .field("chain", &self.chain)
+            .field("usage", &self.usage)
             .finish()
     }
 }
@@ -362,7 +407,22 @@ impl CertificateVerifier {
             .collect();
         let chain = ChainVerifier::new(&ders)
             .map_err(|e| CryptoError::Credentials(format!("bad CA certificate: {e:?}")))?;
-        Ok(CertificateVerifier { chain })
+        Ok(CertificateVerifier {
+            chain,
+            usage: PeerUsage::default(),
+        })
+    }
+
+    /// Requires of every peer certificate what `usage` says (the server's clients require
+    /// [`PeerUsage::Server`], the server requires [`PeerUsage::Home`] of its homes).
+    pub fn require(mut self, usage: PeerUsage) -> Self {
+        self.usage = usage;
+        self
+    }
+
+    /// What peer certificates must allow.
+    pub fn usage(&self) -> PeerUsage {
+        self.usage
     }
 
     /// Trusts every certificate in a PEM file.
@@ -415,8 +475,11 @@ impl CertificateVerifier {
         let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
         let time = UnixTime::since_unix_epoch(since_epoch);
         self.chain
-            .verify(&ee, &intermediates, time, IkeUsage)
-            .map_err(map_webpki)?;
+            .verify(&ee, &intermediates, time, self.usage)
+            .map_err(|e| match map_webpki(e) {
+                CertError::WrongUsage => self.usage.refusal(),
+                other => other,
+            })?;
         check_identity(&ee, identity)?;
         let public_key = PeerPublicKey::from_spki_der(ee.subject_public_key_info().as_ref())
             .ok_or(CertError::UnsupportedKey)?;

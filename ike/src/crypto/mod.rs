@@ -20,7 +20,7 @@ pub mod sk_gcm;
 pub mod suite;
 
 pub use auth::{AuthRole, SignatureScheme};
-pub use cert::{CertError, CertificateVerifier, PeerIdentity, VerifiedPeer};
+pub use cert::{CertError, CertificateVerifier, PeerIdentity, PeerUsage, VerifiedPeer};
 pub use cookie::CookieGenerator;
 pub use credentials::{PeerPublicKey, PrivateKey};
 pub use dh::{DhGroup, KeyExchange};

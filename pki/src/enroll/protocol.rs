@@ -49,6 +49,8 @@ impl RefusalCode {
     pub const BAD_REQUEST: RefusalCode = RefusalCode(8);
     /// Something failed on the server (details in its log only).
     pub const INTERNAL: RefusalCode = RefusalCode(9);
+    /// The name is the server's.
+    pub const RESERVED_NAME: RefusalCode = RefusalCode(10);
 }
 
 impl std::fmt::Display for RefusalCode {
@@ -63,6 +65,7 @@ impl std::fmt::Display for RefusalCode {
             RefusalCode::POOL_EXHAUSTED => "pool-exhausted",
             RefusalCode::BAD_REQUEST => "bad-request",
             RefusalCode::INTERNAL => "internal",
+            RefusalCode::RESERVED_NAME => "reserved-name",
             RefusalCode(n) => return write!(f, "code {n}"),
         };
         f.write_str(name)

@@ -164,6 +164,7 @@ fn refusal_for(e: &PkiError) -> (RefusalCode, String) {
         PkiError::Token(TokenRefusal::NameMismatch { .. }) => RefusalCode::NAME_MISMATCH,
         PkiError::Csr(_) => RefusalCode::BAD_CSR,
         PkiError::NameTaken { .. } => RefusalCode::NAME_TAKEN,
+        PkiError::ReservedName { .. } => RefusalCode::RESERVED_NAME,
         PkiError::PoolExhausted { .. } => RefusalCode::POOL_EXHAUSTED,
         _ => {
             return (
