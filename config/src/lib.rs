@@ -15,6 +15,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub mod names;
+mod renew;
+
+pub use renew::RenewSection;
 
 /// A configuration problem: which file, which key, what is wrong. Displays as one line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -446,6 +449,9 @@ pub struct ClientConfig {
     /// `[ike]`.
     #[serde(default)]
     pub ike: IkeSection,
+    /// `[renew]`: certificate renewal.
+    #[serde(default)]
+    pub renew: RenewSection,
 }
 
 impl ServerConfig {
@@ -619,6 +625,7 @@ impl ClientConfig {
         check_ike(&self.ike, file)?;
         normalise_name(&mut self.client.name, "client.name", file)?;
         normalise_name(&mut self.client.server_name, "client.server_name", file)?;
+        self.renew.check(file)?;
         if let Some(address) = self.client.address
             && !self.client.prefix.contains(&address)
         {

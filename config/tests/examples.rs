@@ -99,4 +99,10 @@ fn the_sample_client_config_loads_and_states_the_defaults() {
     assert_eq!(all.tunnel, config.tunnel);
     assert_eq!(all.client.server_port, config.client.server_port);
     assert_eq!(all.client.nat_port, config.client.nat_port);
+    assert!(all.renew.server.is_some() && all.renew.after_percent.is_some());
+    assert_eq!(
+        (all.renew.before_days, all.renew.new_key),
+        (config.renew.before_days, config.renew.new_key)
+    );
+    assert_eq!(config.renew, hometun_config::RenewSection::default());
 }

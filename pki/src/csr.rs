@@ -42,8 +42,16 @@ pub fn check_csr(bytes: &[u8]) -> Result<CheckedCsr, PkiError> {
     check_csr_der(&der)
 }
 
+#[cfg(test)]
+thread_local! {
+    /// How many CSRs this thread checked (tests of the enrollment listener's order of checks).
+    pub(crate) static CSR_CHECKS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// [`check_csr`] on DER.
 pub fn check_csr_der(der: &CertificateSigningRequestDer<'_>) -> Result<CheckedCsr, PkiError> {
+    #[cfg(test)]
+    CSR_CHECKS.with(|n| n.set(n.get() + 1));
     // from_der verifies the request's signature with its own key (proof of possession).
     let parsed = CertificateSigningRequestParams::from_der(der).map_err(|e| match e {
         rcgen::Error::InvalidCertificationRequestSignature => {

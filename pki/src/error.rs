@@ -83,6 +83,9 @@ pub enum PkiError {
         /// What is wrong.
         problem: String,
     },
+    /// A renewal was refused.
+    #[error("renewal refused: {0}")]
+    Renewal(#[from] crate::renewal::RenewalRefusal),
     /// An enrollment token was refused.
     #[error("token refused: {0}")]
     Token(#[from] TokenRefusal),

@@ -235,6 +235,35 @@ impl RegistryData {
         Ok(())
     }
 
+    /// The index of the token with this secret hash. Every stored hash is compared, each in
+    /// time that does not depend on where it first differs: the answer's timing says nothing
+    /// about how close a guess came.
+    fn find_token(&self, secret_sha256: &str) -> Option<usize> {
+        let mut found = None;
+        for (i, token) in self.tokens.iter().enumerate() {
+            if constant_time_eq(token.secret_sha256.as_bytes(), secret_sha256.as_bytes()) {
+                found = Some(i);
+            }
+        }
+        found
+    }
+
+    /// The token with this secret hash if it can still enroll at `now` (known, unused,
+    /// unexpired). Changes nothing: the enrollment listener asks this before it spends any
+    /// work on the request's CSR.
+    pub fn check_token(&self, secret_sha256: &str, now: i64) -> Result<&TokenRecord, TokenRefusal> {
+        let token = &self.tokens[self
+            .find_token(secret_sha256)
+            .ok_or(TokenRefusal::Unknown)?];
+        if let Some(at) = token.used {
+            return Err(TokenRefusal::Used { at });
+        }
+        if now >= token.expires {
+            return Err(TokenRefusal::Expired { at: token.expires });
+        }
+        Ok(token)
+    }
+
     /// Checks the token with this secret hash and marks it used; the token is left untouched
     /// when refused.
     pub fn use_token(
@@ -243,17 +272,11 @@ impl RegistryData {
         csr_name: &str,
         now: i64,
     ) -> Result<&mut TokenRecord, TokenRefusal> {
-        let token = self
-            .tokens
-            .iter_mut()
-            .find(|t| t.secret_sha256 == secret_sha256)
+        self.check_token(secret_sha256, now)?;
+        let index = self
+            .find_token(secret_sha256)
             .ok_or(TokenRefusal::Unknown)?;
-        if let Some(at) = token.used {
-            return Err(TokenRefusal::Used { at });
-        }
-        if now >= token.expires {
-            return Err(TokenRefusal::Expired { at: token.expires });
-        }
+        let token = &mut self.tokens[index];
         if token.name != csr_name {
             return Err(TokenRefusal::NameMismatch {
                 token: token.name.clone(),
@@ -263,6 +286,12 @@ impl RegistryData {
         token.used = Some(now);
         Ok(token)
     }
+}
+
+/// Whether `a == b`, in time that depends on the lengths only.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len()
+        && std::hint::black_box(a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y))) == 0
 }
 
 fn capacity(pool: Ipv6Net, prefix_len: u8) -> u128 {
