@@ -81,7 +81,7 @@ impl ServerDir {
                 csr: csr.name,
             }));
         }
-        let ca = self.ca()?;
+        let ca_pem = self.ca_pem()?;
         let t = now.unix_timestamp();
         let record = self.registry().update(|data| {
             self.check_pool(&config, data)?;
@@ -123,7 +123,15 @@ impl ServerDir {
             }
             self.refuse_reserved(&config, &csr.name)?;
             // Same name, same prefix: a renewal never moves a home.
-            let record = new_record(data, &ca, &csr, old.prefix, now, ca::CLIENT_VALID_DAYS)?;
+            // The CA key, for this signing only, once everything else said yes.
+            let record = new_record(
+                data,
+                &self.ca()?,
+                &csr,
+                old.prefix,
+                now,
+                ca::CLIENT_VALID_DAYS,
+            )?;
             data.clients[index].superseded = Some(Supersession {
                 at: t,
                 by: record.serial.clone(),
@@ -131,7 +139,7 @@ impl ServerDir {
             data.clients.push(record.clone());
             Ok(record)
         })?;
-        let bundle = self.bundle_for(&config, &ca, &record);
+        let bundle = self.bundle_for(&config, &ca_pem, &record);
         Ok(Issued { record, bundle })
     }
 }

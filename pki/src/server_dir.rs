@@ -330,7 +330,7 @@ impl ServerDir {
         }
         let config = self.config()?;
         self.refuse_reserved(&config, &csr.name)?;
-        let ca = self.ca()?;
+        let ca_pem = self.ca_pem()?;
         let registry = self.registry();
         let t = now.unix_timestamp();
         let record = registry.update(|data| {
@@ -365,7 +365,8 @@ impl ServerDir {
                     key_compromise: false,
                 });
             }
-            let record = new_record(data, &ca, &csr, prefix, now, valid_days)?;
+            // The CA key, for this signing only, once everything else said yes.
+            let record = new_record(data, &self.ca()?, &csr, prefix, now, valid_days)?;
             if let Some(hash) = token_hash
                 && let Some(token) = data.tokens.iter_mut().find(|tk| tk.secret_sha256 == hash)
             {
@@ -374,7 +375,7 @@ impl ServerDir {
             data.clients.push(record.clone());
             Ok(record)
         })?;
-        let bundle = self.bundle_for(&config, &ca, &record);
+        let bundle = self.bundle_for(&config, &ca_pem, &record);
         Ok(Issued { record, bundle })
     }
 
@@ -398,10 +399,17 @@ impl ServerDir {
         })
     }
 
+    /// The CA certificate (PEM) as bundles carry it; reads no key.
+    pub(crate) fn ca_pem(&self) -> Result<String, PkiError> {
+        Ok(ca::pem_certificate(&files::load_certificate(
+            &self.ca_cert(),
+        )?))
+    }
+
     pub(crate) fn bundle_for(
         &self,
         config: &ServerConfig,
-        ca: &Ca,
+        ca_pem: &str,
         record: &ClientRecord,
     ) -> Bundle {
         Bundle {
@@ -412,7 +420,7 @@ impl ServerDir {
             server_name: config.server.name.clone(),
             server_port: config.server.ike_port,
             certificate: record.certificate.clone(),
-            ca_certificate: ca.cert_pem().to_string(),
+            ca_certificate: ca_pem.to_string(),
         }
     }
 
@@ -421,12 +429,12 @@ impl ServerDir {
     pub fn export(&self, name: &str) -> Result<Bundle, PkiError> {
         let name = &normalize_dns_name(name)?;
         let config = self.config()?;
-        let ca = self.ca()?;
+        let ca_pem = self.ca_pem()?;
         let data = self.registry().load()?;
         let record = data
             .active(name)
             .ok_or_else(|| PkiError::UnknownClient(name.to_string()))?;
-        Ok(self.bundle_for(&config, &ca, record))
+        Ok(self.bundle_for(&config, &ca_pem, record))
     }
 
     /// `pki token`: a one-time token for `name`, valid `valid_hours`; `server` overrides the

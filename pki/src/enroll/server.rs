@@ -354,6 +354,25 @@ mod tests {
         // The token was not used up by the bad CSR.
         let data = dir.registry().load().unwrap();
         assert!(data.tokens.iter().all(|t| t.used.is_none()));
+
+        // A good CSR with it: the CA key is read once, for the signing.
+        let key = KeyType::Ed25519.generate().unwrap();
+        let pem = crate::csr::make_csr(&key, "other.example").unwrap();
+        let der = rustls_pki_types::pem::PemObject::from_pem_slice(pem.as_bytes())
+            .map(|c: rustls_pki_types::CertificateSigningRequestDer<'_>| c.to_vec())
+            .unwrap();
+        let good = Message::Request(Request {
+            secret: token.secret,
+            csr_der: der,
+        });
+        let mut body = Vec::new();
+        good.emit(&mut body);
+        let before = counts();
+        assert!(matches!(
+            server.handle(&body, &caller, now),
+            Message::Bundle(_)
+        ));
+        assert_eq!(counts().0, before.0 + 1);
     }
 
     #[test]
