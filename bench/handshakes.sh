@@ -16,6 +16,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# The charon plugins every strongswan.conf of the tests and benchmarks loads.
+STRONGSWAN_PLUGINS=$(cat "$ROOT/testdata/strongswan-plugins")
 COUNT=${1:-500}
 CONCURRENCY=${2:-16}
 ROUNDS=${3:-3}
@@ -139,7 +141,7 @@ cp $LAB/ca/server.pem $S/swanctl/x509/
 cp $LAB/ca/server.key $S/swanctl/private/
 cat >$S/strongswan.conf <<C
 charon {
-  load = random nonce kdf aes sha1 sha2 hmac pem pkcs1 pkcs8 x509 revocation constraints pubkey openssl curve25519 gcm addrblock kernel-libipsec kernel-netlink socket-default vici
+  load = $STRONGSWAN_PLUGINS
   install_routes = no
   cookie_threshold = 100000
   block_threshold = 100000

@@ -18,6 +18,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# The charon plugins every strongswan.conf of the tests and benchmarks loads.
+STRONGSWAN_PLUGINS=$(cat "$ROOT/testdata/strongswan-plugins")
 CLIENTS=${1:-1000}
 HOLD=${2:-5}
 CONCURRENCY=16
@@ -149,7 +151,7 @@ if [ "${SKIP_STRONGSWAN:-}" != 1 ] && [ -x /usr/lib/ipsec/charon ]; then
   cp $LAB/ca/server.key $S/swanctl/private/
   cat >$S/strongswan.conf <<C
 charon {
-  load = random nonce kdf aes sha1 sha2 hmac pem pkcs1 pkcs8 x509 revocation constraints pubkey openssl curve25519 gcm addrblock kernel-libipsec kernel-netlink socket-default vici
+  load = $STRONGSWAN_PLUGINS
   install_routes = no
   cookie_threshold = 100000
   block_threshold = 100000

@@ -26,6 +26,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# The charon plugins every strongswan.conf of the tests and benchmarks loads.
+STRONGSWAN_PLUGINS=$(cat "$ROOT/testdata/strongswan-plugins")
 ROUNDS=${1:-5}
 LAB=/tmp/hometun-roaming-bench
 PY=/usr/bin/python3
@@ -146,7 +148,7 @@ charon_start() { # ns dir local_addrs remote_addrs local_id remote_id cert key l
   cp $8 $d/swanctl/private/own.key
   cat >$d/strongswan.conf <<C
 charon {
-  load = random nonce kdf aes sha1 sha2 hmac pem pkcs1 pkcs8 x509 revocation constraints pubkey openssl curve25519 gcm addrblock kernel-libipsec kernel-netlink socket-default vici updown
+  load = $STRONGSWAN_PLUGINS
   install_routes = yes
   retransmit_tries = 3
   filelog { log { path = $d/charon.log

@@ -1,14 +1,53 @@
 #!/bin/bash
 # Installs what the tests, the benchmarks and the demo need on a fresh Debian 12 machine (as root).
 # With --demo only what building hometun and running `hometun demo` need (scripts/demo.sh).
+#
+# Every package is named here: apt-get runs with --no-install-recommends, so a package that only
+# comes as a recommendation is missing on a fresh machine (libstrongswan-standard-plugins was:
+# charon then had no gcm plugin and refused AES-GCM). integration/tests/packaging_install_deps.rs
+# checks that each charon plugin the tests load and each program they start comes from a
+# package named below.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 demo_only=false
 [ "${1:-}" = "--demo" ] && demo_only=true
 packages=(
-  iproute2 iputils-ping nftables iperf3 openssl tcpdump tshark python3-scapy python3-cryptography
-  strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins
-  wireguard-tools strongswan-pki util-linux systemd
+  # programs the tests and benchmarks start
+  iproute2 # ip: namespaces, veth, addresses, routes
+  iputils-ping # ping
+  nftables # nft: NAT and loss in the labs
+  procps # sysctl, pgrep
+  mount # mount: charon's private /run
+  util-linux # setpriv: the forwarder with two capabilities
+  coreutils # env
+  curl # ops_status scrapes the metrics endpoint
+  dash # sh
+  systemd # systemd-analyze verify of the units
+  iperf3 # bench/throughput.sh
+  bc # bench/memory.sh
+  tcpdump # roaming_ike_daemons capture
+  tshark # ike/tests/wire_trace.rs
+  openssl # certificates read back (openssl x509 -text)
+  python3 # Scapy's interpreter; scripts/test.sh
+  python3-minimal # /usr/bin/python3
+  python3-scapy # independent ESP check (forwarder/tests/kat_scapy.rs)
+  python3-cryptography # Scapy's AES-GCM
+  wireguard-tools # wg: bench/reference/boringtun-pair.sh
+  # strongSwan 5.9 (charon with kernel-libipsec) and the package of every plugin in
+  # testdata/strongswan-plugins
+  strongswan-charon # /usr/lib/ipsec/charon
+  strongswan-libcharon # socket-default, updown
+  strongswan-swanctl # swanctl, vici
+  strongswan-pki # pki --print
+  libstrongswan # random nonce kdf aes sha1 sha2 hmac pem pkcs1 pkcs8 x509 revocation
+  #               constraints pubkey kernel-netlink
+  libstrongswan-standard-plugins # gcm openssl
+  libstrongswan-extra-plugins # curve25519
+  libcharon-extra-plugins # kernel-libipsec addrblock
+  # compilers: ring's C and, for the fuzz smoke run, libFuzzer's C++
+  gcc
+  g++
+  libc6-dev
 )
 if $demo_only; then
   packages=(iproute2 iputils-ping procps gcc libc6-dev)

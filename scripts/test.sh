@@ -19,7 +19,7 @@ target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import js
 export HOMETUN_BIN="$target_dir/release/hometun"
 
 phase "tests"
-cargo test --workspace --release
+cargo test --workspace --release --no-fail-fast
 
 phase "fuzz smoke"
 scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-10}"

@@ -36,6 +36,8 @@ enum Command {
     Pki(hometun_pki::cli::PkiCommand),
     /// Enroll this home online with a one-time token (the key stays here).
     Enroll(hometun_pki::cli::EnrollArgs),
+    /// Renew this home's certificate before it expires (same name, same prefix).
+    Renew(hometun_pki::cli::RenewArgs),
     /// The whole story in network namespaces: CA, enrollment, tunnel, address change, status.
     Demo(hometun_demo::DemoArgs),
     /// Print shell completions.
@@ -61,6 +63,7 @@ fn main() {
         Command::Ike(command) => hometun_ike::cli::run_ike(command),
         Command::Pki(command) => hometun_pki::cli::run_pki(command),
         Command::Enroll(args) => hometun_pki::cli::run_enroll(args),
+        Command::Renew(args) => hometun_pki::cli::run_renew(args),
         Command::Demo(args) => hometun_demo::run(&args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut command(), "hometun", &mut std::io::stdout());

@@ -292,6 +292,26 @@ Exit status: 0 on success; 1 with one line on stderr (token used or expired, wro
   hometun enroll --dir /etc/hometun --server 192.0.2.1:8443 --token \"$TOKEN\"",
     },
     Page {
+        path: "renew",
+        about: "On the home: renews the certificate before it expires, for the same name and \
+prefix. Due once two thirds of its validity have passed and at the latest 7 days before it \
+expires (client.toml [renew] after_percent, before_days); not due, it says when and does \
+nothing, unless --force. Connects over TLS to the enrollment listener (renew.server, default \
+client.server port 8443) with the current certificate as TLS client certificate (its key signs \
+the handshake), sends a CSR for a new key (renew.new_key, or the current key with --keep-key) and \
+checks what comes back: the same CA, name and prefix, the requested key. The current \
+certificate and key stay in use until then; a failed renewal changes nothing and a retry uses \
+the same new key. A running client takes the new files on SIGHUP.
+
+Reads client.toml and the files it names; writes client.key.next (mode 0600) while it renews, \
+then client.pem and client.key.
+
+Exit status: 0 when renewed or not due; 1 with one line on stderr (revoked, expired, server \
+unreachable, ...).",
+        examples: "  hometun renew --config /etc/hometun/client.toml && systemctl reload hometun-client
+  hometun renew --config /etc/hometun/client.toml --force --keep-key",
+    },
+    Page {
         path: "demo",
         about: "Shows the whole story on this machine, as root, in network namespaces (home, isp, \
 vps) with documentation addresses: `pki init`, online enrollment of a home, the tunnel coming \

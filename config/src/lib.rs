@@ -14,6 +14,11 @@ use ipnet::Ipv6Net;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub mod names;
+mod renew;
+
+pub use renew::RenewSection;
+
 /// A configuration problem: which file, which key, what is wrong. Displays as one line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}: {key}: {problem}")]
@@ -472,6 +477,9 @@ pub struct ClientConfig {
     /// `[ike]`.
     #[serde(default)]
     pub ike: IkeSection,
+    /// `[renew]`: certificate renewal.
+    #[serde(default)]
+    pub renew: RenewSection,
 }
 
 impl ServerConfig {
@@ -504,7 +512,7 @@ impl ServerConfig {
 
     /// Parses and checks a server config given as text (paths stay as written).
     pub fn from_toml(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        let config: ServerConfig = parse_str(path, text)?;
+        let mut config: ServerConfig = parse_str(path, text)?;
         config.check(path)?;
         Ok(config)
     }
@@ -515,11 +523,16 @@ impl ServerConfig {
         toml::to_string_pretty(self).expect("server config serialises")
     }
 
-    fn check(&self, file: &Path) -> Result<(), ConfigError> {
+    /// Checks the config and puts every name in lower case (IKE compares identities without
+    /// case, so two spellings of one name must never count as two homes).
+    fn check(&mut self, file: &Path) -> Result<(), ConfigError> {
         check_tunnel(&self.tunnel, file)?;
         self.limits.check(file)?;
         check_ike(&self.ike, file)?;
-        check_name(&self.server.name, "server.name", file)?;
+        normalise_name(&mut self.server.name, "server.name", file)?;
+        for (i, client) in self.clients.iter_mut().enumerate() {
+            normalise_name(&mut client.name, &format!("clients[{i}].name"), file)?;
+        }
         if let Some(enroll) = &self.enroll {
             if enroll.listen.port() == 0 {
                 return Err(ConfigError::new(
@@ -551,7 +564,6 @@ impl ServerConfig {
             ));
         }
         for (i, client) in self.clients.iter().enumerate() {
-            check_name(&client.name, &format!("clients[{i}].name"), file)?;
             if !self.server.pool.contains(&client.prefix) {
                 return Err(ConfigError::new(
                     file,
@@ -610,7 +622,7 @@ impl ClientConfig {
 
     /// Parses and checks a client config given as text (paths stay as written).
     pub fn from_toml(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        let config: ClientConfig = parse_str(path, text)?;
+        let mut config: ClientConfig = parse_str(path, text)?;
         config.check(path)?;
         Ok(config)
     }
@@ -634,12 +646,14 @@ impl ClientConfig {
         })
     }
 
-    fn check(&self, file: &Path) -> Result<(), ConfigError> {
+    /// Checks the config and puts both names in lower case.
+    fn check(&mut self, file: &Path) -> Result<(), ConfigError> {
         check_tunnel(&self.tunnel, file)?;
         self.limits.check(file)?;
         check_ike(&self.ike, file)?;
-        check_name(&self.client.name, "client.name", file)?;
-        check_name(&self.client.server_name, "client.server_name", file)?;
+        normalise_name(&mut self.client.name, "client.name", file)?;
+        normalise_name(&mut self.client.server_name, "client.server_name", file)?;
+        self.renew.check(file)?;
         if let Some(address) = self.client.address
             && !self.client.prefix.contains(&address)
         {
@@ -782,23 +796,10 @@ fn check_ike(ike: &IkeSection, file: &Path) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn check_name(name: &str, key: &str, file: &Path) -> Result<(), ConfigError> {
-    let valid = !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
-    if valid {
-        Ok(())
-    } else {
-        Err(ConfigError::new(
-            file,
-            key,
-            format!("{name:?} is not a DNS name"),
-        ))
-    }
+/// Checks a DNS name and returns it in lower case, the one form every name is compared in.
+fn normalise_name(name: &mut String, key: &str, file: &Path) -> Result<(), ConfigError> {
+    *name = names::normalize_dns_name(name).map_err(|e| ConfigError::new(file, key, e))?;
+    Ok(())
 }
 
 fn default_true() -> bool {
@@ -890,251 +891,4 @@ fn default_pki_dir() -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SERVER: &str = r#"
-[server]
-name = "vps.example"
-listen = "192.0.2.1"
-certificate = "server.pem"
-private_key = "server.key"
-ca = "ca.pem"
-pool = "2001:db8:100::/48"
-
-[tunnel]
-link_local = "fe80::1/64"
-
-[[clients]]
-name = "home.example"
-prefix = "2001:db8:100:1::/64"
-"#;
-
-    const CLIENT: &str = r#"
-[client]
-name = "home.example"
-server = "192.0.2.1"
-server_name = "vps.example"
-certificate = "client.pem"
-private_key = "client.key"
-ca = "ca.pem"
-prefix = "2001:db8:100:1::/64"
-
-[tunnel]
-link_local = "fe80::2/64"
-"#;
-
-    fn server_err(text: &str) -> String {
-        ServerConfig::from_toml(Path::new("server.toml"), text)
-            .unwrap_err()
-            .to_string()
-    }
-
-    #[test]
-    fn minimal_server_config_gets_defaults() {
-        let c = ServerConfig::from_toml(Path::new("server.toml"), SERVER).unwrap();
-        assert_eq!(c.tunnel.mtu, 1400);
-        assert_eq!(c.server.nat_port, 4500);
-        assert_eq!(c.limits.rekey_bytes, 1 << 31);
-        assert_eq!(c.limits.rekey_seconds, None);
-        assert_eq!(c.clients.len(), 1);
-    }
-
-    #[test]
-    fn server_config_round_trips_through_toml() {
-        let c = ServerConfig::from_toml(Path::new("server.toml"), SERVER).unwrap();
-        let again = ServerConfig::from_toml(Path::new("server.toml"), &c.to_toml()).unwrap();
-        assert_eq!(c, again);
-    }
-
-    #[test]
-    fn client_address_defaults_to_prefix_one() {
-        let c = ClientConfig::from_toml(Path::new("client.toml"), CLIENT).unwrap();
-        assert_eq!(
-            c.tunnel_address(),
-            "2001:db8:100:1::1".parse::<Ipv6Addr>().unwrap()
-        );
-    }
-
-    #[test]
-    fn a_single_address_is_its_own_tunnel_address() {
-        // `pki init --prefix-len 128` hands out single addresses: ::2/128's ::1 is another's.
-        let text = CLIENT.replace("2001:db8:100:1::/64", "2001:db8:100::2/128");
-        let c = ClientConfig::from_toml(Path::new("client.toml"), &text).unwrap();
-        assert_eq!(
-            c.tunnel_address(),
-            "2001:db8:100::2".parse::<Ipv6Addr>().unwrap()
-        );
-    }
-
-    #[test]
-    fn unknown_key_is_named() {
-        let e = server_err(&SERVER.replace("[tunnel]", "[tunnel]\nmtuu = 1400"));
-        assert!(
-            e.starts_with("server.toml: tunnel.mtuu: line 11, column 1: unknown field `mtuu`"),
-            "{e}"
-        );
-        assert!(!e.contains('\n'), "{e}");
-    }
-
-    #[test]
-    fn wrong_type_is_named_with_its_key() {
-        let e = server_err(&SERVER.replace("[tunnel]", "[tunnel]\nmtu = \"big\""));
-        assert!(e.starts_with("server.toml: tunnel.mtu: "), "{e}");
-        assert!(!e.contains('\n'), "{e}");
-    }
-
-    #[test]
-    fn missing_key_is_named() {
-        let e = server_err(&SERVER.replace("ca = \"ca.pem\"\n", ""));
-        assert!(e.contains("missing field `ca`"), "{e}");
-    }
-
-    #[test]
-    fn out_of_range_mtu_is_refused() {
-        let e = server_err(&SERVER.replace("[tunnel]", "[tunnel]\nmtu = 1500"));
-        assert!(
-            e.starts_with("server.toml: tunnel.mtu: 1500 is outside"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn contradictory_limits_are_refused() {
-        let e = server_err(&format!(
-            "{SERVER}\n[limits]\nrekey_bytes = 100\nhard_bytes = 50\n"
-        ));
-        assert_eq!(
-            e,
-            "server.toml: limits.hard_bytes: 50 must be above limits.rekey_bytes (100)"
-        );
-    }
-
-    #[test]
-    fn overlapping_static_clients_are_refused() {
-        let text = format!(
-            "{SERVER}\n[[clients]]\nname = \"other.example\"\nprefix = \"2001:db8:100::/56\"\n"
-        );
-        let e = server_err(&text);
-        assert!(
-            e.contains("clients[1].prefix: 2001:db8:100::/56 overlaps clients[0].prefix"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn client_prefix_outside_pool_is_refused() {
-        let e = server_err(&SERVER.replace("2001:db8:100:1::/64", "2001:db8:999::/64"));
-        assert!(
-            e.contains("clients[0].prefix: 2001:db8:999::/64 is outside server.pool"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn broken_toml_is_one_line() {
-        let e = server_err("[server\nname=");
-        assert!(e.starts_with("server.toml: -: not valid TOML"), "{e}");
-        assert!(!e.contains('\n'), "{e}");
-    }
-
-    #[test]
-    fn load_resolves_paths_relative_to_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("server.toml");
-        std::fs::write(&path, SERVER).unwrap();
-        let c = ServerConfig::load(&path).unwrap();
-        assert_eq!(c.server.ca, dir.path().join("ca.pem"));
-        assert_eq!(
-            c.server.control_socket,
-            dir.path().join("state/control.sock")
-        );
-    }
-
-    #[test]
-    fn enroll_table_parses_resolves_and_round_trips() {
-        let text = format!("{SERVER}\n[enroll]\nlisten = \"192.0.2.1:8443\"\n");
-        let c = ServerConfig::from_toml(Path::new("server.toml"), &text).unwrap();
-        let enroll = c.enroll.clone().unwrap();
-        assert_eq!(enroll.public_address(), "192.0.2.1:8443".parse().unwrap());
-        assert_eq!(enroll.pki_dir, PathBuf::from("."));
-        let again = ServerConfig::from_toml(Path::new("server.toml"), &c.to_toml()).unwrap();
-        assert_eq!(c, again);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("server.toml");
-        std::fs::write(&path, &text).unwrap();
-        let loaded = ServerConfig::load(&path).unwrap();
-        assert_eq!(loaded.enroll.unwrap().pki_dir, dir.path().join("."));
-        // Without the table there is no enrollment, and to_toml writes no [enroll].
-        let plain = ServerConfig::from_toml(Path::new("server.toml"), SERVER).unwrap();
-        assert_eq!(plain.enroll, None);
-        assert!(!plain.to_toml().contains("[enroll]"));
-    }
-
-    #[test]
-    fn wildcard_enroll_listen_needs_an_address() {
-        let e = server_err(&format!("{SERVER}\n[enroll]\nlisten = \"0.0.0.0:8443\"\n"));
-        assert!(
-            e.starts_with(
-                "server.toml: enroll.listen: 0.0.0.0:8443 cannot go into enrollment tokens"
-            ),
-            "{e}"
-        );
-        let ok = format!(
-            "{SERVER}\n[enroll]\nlisten = \"0.0.0.0:8443\"\naddress = \"192.0.2.1:8443\"\n"
-        );
-        assert!(ServerConfig::from_toml(Path::new("server.toml"), &ok).is_ok());
-        let e = server_err(&format!("{SERVER}\n[enroll]\nlisten = \"192.0.2.1:0\"\n"));
-        assert!(
-            e.starts_with("server.toml: enroll.listen: needs a port"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn constructors_match_parsed_defaults() {
-        let parsed = ServerConfig::from_toml(Path::new("server.toml"), SERVER).unwrap();
-        let built = ServerSection::new(
-            "vps.example".into(),
-            "192.0.2.1".parse().unwrap(),
-            "server.pem".into(),
-            "server.key".into(),
-            "ca.pem".into(),
-            "2001:db8:100::/48".parse().unwrap(),
-        );
-        assert_eq!(built, parsed.server);
-        assert_eq!(
-            TunnelSection::new("fe80::1/64".parse().unwrap()),
-            parsed.tunnel
-        );
-        let parsed = ClientConfig::from_toml(Path::new("client.toml"), CLIENT).unwrap();
-        let built = ClientSection::new(
-            "home.example".into(),
-            "192.0.2.1".parse().unwrap(),
-            "vps.example".into(),
-            "client.pem".into(),
-            "client.key".into(),
-            "ca.pem".into(),
-            "2001:db8:100:1::/64".parse().unwrap(),
-        );
-        assert_eq!(built, parsed.client);
-    }
-
-    #[test]
-    fn world_readable_key_is_refused() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("k.key");
-        std::fs::write(&key, "x").unwrap();
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let e = check_private_key_mode(&key, "server.private_key", Path::new("server.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("server.private_key") && e.contains("mode 0644"),
-            "{e}"
-        );
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(check_private_key_mode(&key, "server.private_key", Path::new("s")).is_ok());
-    }
-}
+mod tests;

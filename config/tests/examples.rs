@@ -65,7 +65,9 @@ fn the_sample_server_config_loads_and_states_the_defaults() {
     assert!(all.enroll.is_some() && all.server.metrics.is_some());
     let mut limits = all.limits.clone();
     assert!(limits.rekey_seconds.is_some() && limits.hard_seconds.is_some());
+    assert!(limits.ike_rekey_seconds.is_some());
     (limits.rekey_seconds, limits.hard_seconds) = (None, None);
+    limits.ike_rekey_seconds = None;
     assert_eq!(limits, config.limits);
     assert_eq!(all.ike, config.ike);
     assert_eq!(all.dos, config.dos);
@@ -94,9 +96,16 @@ fn the_sample_client_config_loads_and_states_the_defaults() {
     assert_eq!(all.tunnel_address(), config.tunnel_address());
     let mut limits = all.limits.clone();
     (limits.rekey_seconds, limits.hard_seconds) = (None, None);
+    limits.ike_rekey_seconds = None;
     assert_eq!(limits, config.limits);
     assert_eq!(all.ike, config.ike);
     assert_eq!(all.tunnel, config.tunnel);
     assert_eq!(all.client.server_port, config.client.server_port);
     assert_eq!(all.client.nat_port, config.client.nat_port);
+    assert!(all.renew.server.is_some() && all.renew.after_percent.is_some());
+    assert_eq!(
+        (all.renew.before_days, all.renew.new_key),
+        (config.renew.before_days, config.renew.new_key)
+    );
+    assert_eq!(config.renew, hometun_config::RenewSection::default());
 }

@@ -430,6 +430,96 @@ fn extended_key_usage_is_optional_but_must_allow_ike_when_present() {
 }
 
 #[test]
+fn certificate_names_match_identities_without_case() {
+    let ca = make_ca(&rcgen::PKCS_ED25519, "Case CA");
+    let verifier = CertificateVerifier::from_ca_der(&[&ca.der]).unwrap();
+    let (leaf, _) = ca.issue(&rcgen::PKCS_ED25519, vec![dns("Home.Example")], 40, vec![]);
+    for claimed in [&b"home.example"[..], b"HOME.EXAMPLE", b"Home.Example"] {
+        let id = PeerIdentity::from_id(PeerIdentity::ID_FQDN, claimed).unwrap();
+        let result = verifier.verify(&leaf, &[], &id, now_2028());
+        assert!(result.is_ok(), "{id}: {result:?}");
+    }
+    let (lower_leaf, _) = ca.issue(&rcgen::PKCS_ED25519, vec![dns("home.example")], 41, vec![]);
+    let result = verifier.verify(&lower_leaf, &[], &fqdn("HOME.example"), now_2028());
+    assert!(result.is_ok(), "{result:?}");
+}
+
+/// What the client requires of the server and the server of its homes: the same CA signs both,
+/// so the server's certificate must say serverAuth, and a server-only certificate is no home's.
+#[test]
+fn roles_require_their_extended_key_usage() {
+    use hometun_ike::crypto::PeerUsage;
+    let ca = make_ca(&rcgen::PKCS_ED25519, "Role CA");
+    let ike_intermediate = ExtendedKeyUsagePurpose::Other(vec![1, 3, 6, 1, 5, 5, 8, 2, 2]);
+    let ipsec_ike = ExtendedKeyUsagePurpose::Other(vec![1, 3, 6, 1, 5, 5, 7, 3, 17]);
+    // (EKUs, accepted as the server, accepted as a home)
+    let cases = [
+        (vec![], false, true),
+        (vec![ExtendedKeyUsagePurpose::ServerAuth], true, false),
+        (
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ike_intermediate.clone(),
+            ],
+            true,
+            false,
+        ),
+        (vec![ExtendedKeyUsagePurpose::ClientAuth], false, true),
+        (
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+            true,
+            true,
+        ),
+        (vec![ipsec_ike], false, true),
+        (vec![ExtendedKeyUsagePurpose::Any], false, true),
+        (vec![ExtendedKeyUsagePurpose::CodeSigning], false, false),
+    ];
+    let server = CertificateVerifier::from_ca_der(&[&ca.der])
+        .unwrap()
+        .require(PeerUsage::Server);
+    let home = CertificateVerifier::from_ca_der(&[&ca.der])
+        .unwrap()
+        .require(PeerUsage::Home);
+    for (i, (eku, as_server, as_home)) in cases.into_iter().enumerate() {
+        let label = format!("{eku:?}");
+        let (leaf, _) = ca.issue(
+            &rcgen::PKCS_ED25519,
+            vec![dns("peer.example")],
+            60 + i as u64,
+            eku,
+        );
+        let id = fqdn("peer.example");
+        let result = server.verify(&leaf, &[], &id, now_2028());
+        assert_eq!(result.is_ok(), as_server, "server {label}: {result:?}");
+        if !as_server {
+            let e = result.unwrap_err();
+            assert!(
+                matches!(e, CertError::WrongRole(_) | CertError::WrongUsage),
+                "{e}"
+            );
+        }
+        let result = home.verify(&leaf, &[], &id, now_2028());
+        assert_eq!(result.is_ok(), as_home, "home {label}: {result:?}");
+    }
+    let (home_only, _) = ca.issue(
+        &rcgen::PKCS_ED25519,
+        vec![dns("vps.example")],
+        90,
+        vec![ExtendedKeyUsagePurpose::ClientAuth],
+    );
+    assert_eq!(
+        server
+            .verify(&home_only, &[], &fqdn("vps.example"), now_2028())
+            .unwrap_err()
+            .to_string(),
+        "certificate is not a server certificate (no serverAuth extended key usage)"
+    );
+}
+
+#[test]
 fn garbage_certificates_are_errors_not_panics() {
     let v = vectors();
     let now = now_2028();

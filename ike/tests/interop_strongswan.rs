@@ -31,6 +31,9 @@ use hometun_ike::wire::{Port4500, add_non_esp_marker, classify_port_4500};
 use sim_support::*;
 
 const CHARON: &str = "/usr/lib/ipsec/charon";
+/// The charon plugins every strongswan.conf of the tests loads (scripts/install-deps.sh names
+/// the package of each).
+const PLUGINS: &str = include_str!("../../testdata/strongswan-plugins");
 
 /// Whether the lab can run; otherwise the reason to skip (or to fail under CI=true).
 fn lab_available() -> Result<(), String> {
@@ -145,7 +148,7 @@ impl Lab {
             d.join("strongswan.conf"),
             format!(
                 r#"charon {{
-  load = random nonce kdf aes sha1 sha2 hmac pem pkcs1 pkcs8 x509 revocation constraints pubkey openssl curve25519 gcm kernel-libipsec kernel-netlink socket-default vici
+  load = {plugins}
   retransmit_timeout = 1
   retransmit_tries = 3
   filelog {{ log {{ path = {log}
@@ -160,7 +163,8 @@ impl Lab {
 swanctl {{ socket = unix://{vici} }}
 "#,
                 log = d.join("charon.log").display(),
-                vici = d.join("charon.vici").display()
+                vici = d.join("charon.vici").display(),
+                plugins = PLUGINS.trim(),
             ),
         )
         .unwrap();

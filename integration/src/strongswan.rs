@@ -16,6 +16,12 @@ use crate::{Guarded, Netns, wait_for};
 /// The charon binary of Debian's strongswan-charon.
 pub const CHARON: &str = "/usr/lib/ipsec/charon";
 
+/// The charon plugins every strongswan.conf of the tests loads (testdata/strongswan-plugins;
+/// scripts/install-deps.sh names the package of each, `packaging_install_deps` checks it).
+pub fn plugins() -> &'static str {
+    include_str!("../../testdata/strongswan-plugins").trim()
+}
+
 /// Whether charon and swanctl are installed.
 pub fn available() -> bool {
     let on_path = |name: &str| {
@@ -81,7 +87,7 @@ impl Charon {
         let ike_level = std::env::var("HOMETUN_CHARON_IKE_LOG").unwrap_or_else(|_| "2".into());
         let conf = format!(
             r#"charon {{
-  load = random nonce kdf aes sha1 sha2 hmac pem pkcs1 pkcs8 x509 revocation constraints pubkey openssl curve25519 gcm addrblock kernel-libipsec kernel-netlink socket-default vici updown
+  load = {plugins}
   install_routes = yes
   retransmit_tries = 3
   filelog {{
@@ -103,7 +109,8 @@ impl Charon {
 }}
 swanctl {{ socket = unix://{d}/charon.vici }}
 "#,
-            extra = spec.charon_extra
+            extra = spec.charon_extra,
+            plugins = plugins(),
         );
         std::fs::write(dir.join("strongswan.conf"), conf)?;
         let connection = format!(

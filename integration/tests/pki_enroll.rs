@@ -3,7 +3,8 @@
 //! makes a one-time token with `hometun pki token`; the home runs `hometun enroll` in its own
 //! namespace (TLS across the lab's wire, the CA pinned by the token) and `hometun client` comes
 //! up with the prefix the CA gave it. A second use of the token, and a forged token, are
-//! refused; the server logs each refusal with the home's address.
+//! refused; the server logs each refusal with the home's address. `hometun renew` then renews
+//! the home's certificate through the same listener (same name, same prefix).
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
@@ -202,6 +203,50 @@ fn token_enrollment_through_the_server_daemon_then_the_tunnel_comes_up() {
     // Still exactly one certificate, and the first home's tunnel never noticed.
     let listed = pki_list(&pki.dir).unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(ping6(&lab.home().ns, VPS_INNER, 2).unwrap());
+
+    // Renewal through the same listener, authenticated by the home's certificate: not due yet,
+    // then forced; the same name and prefix, a new certificate and key, and the old one
+    // superseded (valid until it expires).
+    let config_arg = arg(&client_toml).unwrap();
+    let out = hometun_in(&lab.home().ns, &["renew", "--config", config_arg]).unwrap();
+    assert!(out.status.success(), "hometun renew: {}", printed(&out));
+    assert!(printed(&out).contains("nothing to do"), "{}", printed(&out));
+    let old_cert = std::fs::read(home_dir.join("client.pem")).unwrap();
+    let out = hometun_in(
+        &lab.home().ns,
+        &["renew", "--config", config_arg, "--force"],
+    )
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "hometun renew --force: {}\n{}",
+        printed(&out),
+        logs(&[&server])
+    );
+    eprint!("{}", printed(&out));
+    assert!(
+        printed(&out).contains(&format!("renewed home.example ({prefix})")),
+        "{}",
+        printed(&out)
+    );
+    assert_ne!(
+        std::fs::read(home_dir.join("client.pem")).unwrap(),
+        old_cert
+    );
+    assert_eq!(listed_prefix(&pki.dir, "home.example").unwrap(), prefix);
+    let listed = pki_list(&pki.dir).unwrap();
+    let states: Vec<&str> = listed.iter().map(|l| l.status.as_str()).collect();
+    assert_eq!(states, ["superseded", "active"], "{listed:?}");
+    assert!(
+        wait_for(Duration::from_secs(5), || line_with(
+            &server.log_text(),
+            &["renewed", "home.example", "192.0.2.2"]
+        )
+        .is_some()),
+        "the server did not log the renewal\n{}",
+        logs(&[&server])
+    );
     assert!(ping6(&lab.home().ns, VPS_INNER, 2).unwrap());
 
     assert!(client.stop().unwrap().success());

@@ -31,7 +31,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::addrblock;
 use crate::files::certificates_from_pem;
-use crate::names::check_dns_name;
+use crate::names::normalize_dns_name;
 use crate::verify::{PeerCertificate, TrustStore};
 
 /// The `format` value of this version.
@@ -109,10 +109,13 @@ impl Bundle {
         }
         let text =
             std::str::from_utf8(bytes).map_err(|_| BundleError::Syntax("not UTF-8 text".into()))?;
-        let bundle: Bundle = toml::from_str(text).map_err(|e| {
+        let mut bundle: Bundle = toml::from_str(text).map_err(|e| {
             BundleError::Syntax(e.message().lines().next().unwrap_or("").to_string())
         })?;
         bundle.check()?;
+        // Names in lower case, the one form hometun compares (crate::names).
+        bundle.name = bundle.name.to_ascii_lowercase();
+        bundle.server_name = bundle.server_name.to_ascii_lowercase();
         Ok(bundle)
     }
 
@@ -121,8 +124,8 @@ impl Bundle {
         if self.format != BUNDLE_FORMAT {
             return Err(BundleError::Format(self.format.clone()));
         }
-        check_dns_name(&self.name).map_err(|e| field("name", e.to_string()))?;
-        check_dns_name(&self.server_name).map_err(|e| field("server_name", e.to_string()))?;
+        normalize_dns_name(&self.name).map_err(|e| field("name", e.to_string()))?;
+        normalize_dns_name(&self.server_name).map_err(|e| field("server_name", e.to_string()))?;
         if self.prefix != self.prefix.trunc() {
             return Err(field("prefix", "host bits set"));
         }

@@ -32,6 +32,13 @@ const BACKDATE: Duration = Duration::hours(1);
 /// the server certificate.
 const EKU_IKE_INTERMEDIATE: &[u64] = &[1, 3, 6, 1, 5, 5, 8, 2, 2];
 
+#[cfg(test)]
+thread_local! {
+    /// How many times this thread read a CA key (tests of the enrollment listener's order of
+    /// checks: a request without a valid token must never get this far).
+    pub(crate) static CA_KEY_LOADS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Key algorithm of a CA, server or client key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum KeyType {
@@ -181,10 +188,14 @@ impl Ca {
         Ok((ca, key_pem))
     }
 
-    /// Loads the CA from its certificate and key files.
+    /// Loads the CA from its certificate and key files. The key's text is wiped from memory
+    /// once parsed (rcgen's own copy of the key is freed, not wiped, when the `Ca` drops):
+    /// callers load the CA for one signing step and drop it.
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<Ca, PkiError> {
+        #[cfg(test)]
+        CA_KEY_LOADS.with(|n| n.set(n.get() + 1));
         let cert = files::load_certificate(cert_path)?;
-        let key_pem = files::read_to_string(key_path)?;
+        let key_pem = zeroize::Zeroizing::new(files::read_to_string(key_path)?);
         let key = KeyPair::from_pem(&key_pem)
             .map_err(|e| PkiError::file(key_path, format!("not a usable key: {e}")))?;
         let ca = Ca::from_parts(cert, key)?;

@@ -167,6 +167,20 @@ pub struct EnrollArgs {
     pub key: KeyType,
 }
 
+/// `hometun renew`.
+#[derive(Debug, clap::Args)]
+pub struct RenewArgs {
+    /// The home's client.toml (its certificate, key, CA and [renew] settings).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Renew now, even if the certificate is not due yet.
+    #[arg(long)]
+    pub force: bool,
+    /// Keep the current key instead of making a new one (default: renew.new_key).
+    #[arg(long)]
+    pub keep_key: bool,
+}
+
 /// The clock, read here (the CLI is an I/O driver); everything below takes it as an argument.
 fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
@@ -398,5 +412,39 @@ pub fn run_enroll(args: EnrollArgs) -> anyhow::Result<()> {
         bundle.prefix,
         client.client_toml().display()
     );
+    Ok(())
+}
+
+/// Runs `hometun renew`.
+pub fn run_renew(args: RenewArgs) -> anyhow::Result<()> {
+    let options = crate::renew::RenewOptions {
+        force: args.force,
+        new_key: args.keep_key.then_some(false),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let outcome = runtime.block_on(crate::renew::renew(
+        &args.config,
+        &options,
+        rustls_pki_types::UnixTime::now(),
+    ))?;
+    let text = crate::token::unix_text;
+    match outcome {
+        crate::renew::RenewOutcome::NotDue { due, not_after } => println!(
+            "certificate valid until {}; renewal due at {}: nothing to do (--force renews now)",
+            text(not_after),
+            text(due)
+        ),
+        crate::renew::RenewOutcome::Renewed(r) => println!(
+            "renewed {} ({}): serial {}, valid until {}, {}; {}; a running client takes it on SIGHUP (systemctl reload hometun-client)",
+            r.name,
+            r.prefix,
+            r.serial,
+            text(r.not_after),
+            if r.new_key { "new key" } else { "same key" },
+            r.certificate.display()
+        ),
+    }
     Ok(())
 }

@@ -91,6 +91,17 @@ impl ClientDir {
     /// to `client.key`), then writes `client.pem`, `ca.pem` and `client.toml`. An existing
     /// client.toml keeps its other settings (tunnel, limits, ike, local address).
     pub fn import(&self, bundle: &Bundle, now: UnixTime) -> Result<ClientConfig, PkiError> {
+        self.import_for_renewal(bundle, now, None)
+    }
+
+    /// [`ClientDir::import`], also writing the enrollment listener the home renews with
+    /// (`renew.server`; `None` keeps what client.toml has).
+    pub fn import_for_renewal(
+        &self,
+        bundle: &Bundle,
+        now: UnixTime,
+        renew_server: Option<std::net::SocketAddr>,
+    ) -> Result<ClientConfig, PkiError> {
         bundle.verify(now)?;
         let key_path = self.key();
         let pem = files::read_to_string(&key_path)?;
@@ -143,8 +154,13 @@ impl ClientDir {
                 ),
                 limits: Default::default(),
                 ike: Default::default(),
+                renew: Default::default(),
             },
         };
+        let mut config = config;
+        if renew_server.is_some() {
+            config.renew.server = renew_server;
+        }
         let text = format!(
             "# hometun client config, written by `hometun pki import`. Paths are relative to this file.\n{}",
             config.to_toml()

@@ -7,11 +7,12 @@ use rustls_pki_types::pem::PemObject;
 
 use crate::PkiError;
 use crate::ca::pem_encode;
-use crate::names::check_dns_name;
+use crate::names::normalize_dns_name;
 
-/// A CSR (PEM) for `name` (SAN dNSName and CN), signed by `key`.
+/// A CSR (PEM) for `name` in lower case (SAN dNSName and CN), signed by `key`.
 pub fn make_csr(key: &KeyPair, name: &str) -> Result<String, PkiError> {
-    check_dns_name(name)?;
+    let name = normalize_dns_name(name)?;
+    let name = name.as_str();
     let mut params = CertificateParams::new(vec![name.to_string()])?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     params
@@ -24,7 +25,7 @@ pub fn make_csr(key: &KeyPair, name: &str) -> Result<String, PkiError> {
 /// A checked CSR: its signature verified, its one DNS name extracted.
 #[derive(Debug, Clone)]
 pub struct CheckedCsr {
-    /// The client's name (the CSR's only dNSName).
+    /// The client's name (the CSR's only dNSName), in lower case.
     pub name: String,
     /// The public key to certify.
     pub public_key: rcgen::PublicKey,
@@ -41,8 +42,16 @@ pub fn check_csr(bytes: &[u8]) -> Result<CheckedCsr, PkiError> {
     check_csr_der(&der)
 }
 
+#[cfg(test)]
+thread_local! {
+    /// How many CSRs this thread checked (tests of the enrollment listener's order of checks).
+    pub(crate) static CSR_CHECKS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// [`check_csr`] on DER.
 pub fn check_csr_der(der: &CertificateSigningRequestDer<'_>) -> Result<CheckedCsr, PkiError> {
+    #[cfg(test)]
+    CSR_CHECKS.with(|n| n.set(n.get() + 1));
     // from_der verifies the request's signature with its own key (proof of possession).
     let parsed = CertificateSigningRequestParams::from_der(der).map_err(|e| match e {
         rcgen::Error::InvalidCertificationRequestSignature => {
@@ -73,7 +82,7 @@ pub fn check_csr_der(der: &CertificateSigningRequestDer<'_>) -> Result<CheckedCs
             )));
         }
     };
-    check_dns_name(&name).map_err(|e| PkiError::Csr(e.to_string()))?;
+    let name = normalize_dns_name(&name).map_err(|e| PkiError::Csr(e.to_string()))?;
     let alg = parsed.public_key.algorithm();
     if alg != &rcgen::PKCS_ED25519 && alg != &rcgen::PKCS_ECDSA_P256_SHA256 {
         return Err(PkiError::Csr(

@@ -53,6 +53,13 @@ pub enum PkiError {
         /// The serial number of its certificate.
         serial: String,
     },
+    /// The name is the server's (its IKE identity or a name in its certificate): a home with
+    /// it could pose as the server.
+    #[error("{name} is the server's name; no home can have it")]
+    ReservedName {
+        /// The name asked for.
+        name: String,
+    },
     /// No prefix of the configured length is free in the pool.
     #[error(
         "pool {pool} is exhausted: all {capacity} /{prefix_len} prefixes are allocated or in their revocation grace period"
@@ -76,6 +83,9 @@ pub enum PkiError {
         /// What is wrong.
         problem: String,
     },
+    /// A renewal was refused.
+    #[error("renewal refused: {0}")]
+    Renewal(#[from] crate::renewal::RenewalRefusal),
     /// An enrollment token was refused.
     #[error("token refused: {0}")]
     Token(#[from] TokenRefusal),

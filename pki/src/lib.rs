@@ -8,6 +8,8 @@
 //! - [`registry`]: prefix allocation, revocations and tokens, crash-safe and locked.
 //! - [`bundle`]: the file `sign` writes and `import` reads.
 //! - [`enroll`]: online enrollment over TLS with a one-time [`token`].
+//! - [`renew`]: the home renews its certificate before it expires ([`renewal`]: the server's
+//!   side), authenticated by the certificate it has.
 //! - [`verify`]: [`verify::ChainVerifier`], the rustls-webpki chain and CRL check every
 //!   hometun verifier builds on (the IKE daemon's `CertificateVerifier` too), and
 //!   [`verify::TrustStore`], the CA's own checks of home and server certificates.
@@ -28,6 +30,8 @@ mod error;
 pub mod files;
 pub mod names;
 pub mod registry;
+pub mod renew;
+pub mod renewal;
 pub mod server_dir;
 pub mod token;
 pub mod verify;

@@ -1,25 +1,20 @@
 //! Client and server names: DNS names, as the IKE identities (ID_FQDN) and the certificates'
-//! subjectAltName carry them.
+//! subjectAltName carry them. Every name that comes in (command line, CSR, token, bundle,
+//! registry) goes through [`normalize_dns_name`]: lower case is the only form stored and
+//! compared, because IKE matches identities without case and the registry must not hold
+//! `Home.example` and `home.example` as two homes.
 
 use crate::PkiError;
 
-/// Checks that `name` is a DNS name (letters, digits, hyphens; dot-separated labels of 1..=63
-/// characters; at most 253 in total), the same rule as server.toml / client.toml.
+/// Checks that `name` is a DNS name (the rule of server.toml / client.toml,
+/// [`hometun_config::names::normalize_dns_name`]) and returns it in lower case.
+pub fn normalize_dns_name(name: &str) -> Result<String, PkiError> {
+    hometun_config::names::normalize_dns_name(name).map_err(PkiError::Invalid)
+}
+
+/// Checks that `name` is a DNS name, whatever its case.
 pub fn check_dns_name(name: &str) -> Result<(), PkiError> {
-    let valid = !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
-    if valid {
-        Ok(())
-    } else {
-        Err(PkiError::Invalid(format!("{name:?} is not a DNS name")))
-    }
+    normalize_dns_name(name).map(drop)
 }
 
 #[cfg(test)]
@@ -31,6 +26,7 @@ mod tests {
         for ok in ["home.example", "a", "h-1.example", "x.y.z"] {
             assert!(check_dns_name(ok).is_ok(), "{ok}");
         }
+        assert_eq!(normalize_dns_name("Home.EXAMPLE").unwrap(), "home.example");
         for bad in [
             "",
             "a..b",

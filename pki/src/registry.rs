@@ -32,6 +32,18 @@ pub struct Revocation {
     pub key_compromise: bool,
 }
 
+/// A certificate that a renewal replaced. It stays valid until its own expiry (it is not
+/// revoked and not on the CRL), so that a home whose renewal answer was lost keeps a working
+/// certificate; it is no longer the name's current one and cannot renew again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Supersession {
+    /// When (Unix seconds).
+    pub at: i64,
+    /// Serial of the certificate that replaced it.
+    pub by: String,
+}
+
 /// A certificate issued to a client, and the prefix it carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,6 +63,9 @@ pub struct ClientRecord {
     /// Set once revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked: Option<Revocation>,
+    /// Set once a renewal replaced it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded: Option<Supersession>,
 }
 
 impl ClientRecord {
@@ -192,6 +207,63 @@ impl RegistryData {
             .collect()
     }
 
+    /// Puts every client and token name in lower case, the one form names are compared in
+    /// (registries written before that may hold `Home.example`). Refuses a registry in which
+    /// two records of different spelling hold a certificate (not revoked) for what is then one
+    /// name: which of the two homes is meant cannot be decided here.
+    pub fn normalise_names(&mut self) -> Result<(), String> {
+        for (i, record) in self.clients.iter().enumerate() {
+            let Some(other) = self.clients[..i].iter().find(|o| {
+                o.name != record.name
+                    && o.name.eq_ignore_ascii_case(&record.name)
+                    && o.revoked.is_none()
+                    && record.revoked.is_none()
+            }) else {
+                continue;
+            };
+            return Err(format!(
+                "clients {:?} (serial {}) and {:?} (serial {}) are one name in different case and both hold a certificate; revoke one by hand (add \"revoked\": {{\"at\": UNIX_TIME}} to its record), then run `hometun pki crl`",
+                other.name, other.serial, record.name, record.serial
+            ));
+        }
+        for record in &mut self.clients {
+            record.name.make_ascii_lowercase();
+        }
+        for token in &mut self.tokens {
+            token.name.make_ascii_lowercase();
+        }
+        Ok(())
+    }
+
+    /// The index of the token with this secret hash. Every stored hash is compared, each in
+    /// time that does not depend on where it first differs: the answer's timing says nothing
+    /// about how close a guess came.
+    fn find_token(&self, secret_sha256: &str) -> Option<usize> {
+        let mut found = None;
+        for (i, token) in self.tokens.iter().enumerate() {
+            if constant_time_eq(token.secret_sha256.as_bytes(), secret_sha256.as_bytes()) {
+                found = Some(i);
+            }
+        }
+        found
+    }
+
+    /// The token with this secret hash if it can still enroll at `now` (known, unused,
+    /// unexpired). Changes nothing: the enrollment listener asks this before it spends any
+    /// work on the request's CSR.
+    pub fn check_token(&self, secret_sha256: &str, now: i64) -> Result<&TokenRecord, TokenRefusal> {
+        let token = &self.tokens[self
+            .find_token(secret_sha256)
+            .ok_or(TokenRefusal::Unknown)?];
+        if let Some(at) = token.used {
+            return Err(TokenRefusal::Used { at });
+        }
+        if now >= token.expires {
+            return Err(TokenRefusal::Expired { at: token.expires });
+        }
+        Ok(token)
+    }
+
     /// Checks the token with this secret hash and marks it used; the token is left untouched
     /// when refused.
     pub fn use_token(
@@ -200,17 +272,11 @@ impl RegistryData {
         csr_name: &str,
         now: i64,
     ) -> Result<&mut TokenRecord, TokenRefusal> {
-        let token = self
-            .tokens
-            .iter_mut()
-            .find(|t| t.secret_sha256 == secret_sha256)
+        self.check_token(secret_sha256, now)?;
+        let index = self
+            .find_token(secret_sha256)
             .ok_or(TokenRefusal::Unknown)?;
-        if let Some(at) = token.used {
-            return Err(TokenRefusal::Used { at });
-        }
-        if now >= token.expires {
-            return Err(TokenRefusal::Expired { at: token.expires });
-        }
+        let token = &mut self.tokens[index];
         if token.name != csr_name {
             return Err(TokenRefusal::NameMismatch {
                 token: token.name.clone(),
@@ -220,6 +286,12 @@ impl RegistryData {
         token.used = Some(now);
         Ok(token)
     }
+}
+
+/// Whether `a == b`, in time that depends on the lengths only.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len()
+        && std::hint::black_box(a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y))) == 0
 }
 
 fn capacity(pool: Ipv6Net, prefix_len: u8) -> u128 {
@@ -293,7 +365,7 @@ impl Registry {
     /// atomically.
     pub fn load(&self) -> Result<RegistryData, PkiError> {
         let bytes = files::read(&self.path)?;
-        let data: RegistryData =
+        let mut data: RegistryData =
             serde_json::from_slice(&bytes).map_err(|e| PkiError::Registry {
                 path: self.path.clone(),
                 problem: format!("damaged: {e}"),
@@ -307,6 +379,11 @@ impl Registry {
                 ),
             });
         }
+        data.normalise_names()
+            .map_err(|problem| PkiError::Registry {
+                path: self.path.clone(),
+                problem,
+            })?;
         Ok(data)
     }
 
@@ -363,6 +440,7 @@ mod tests {
             not_after: 100,
             certificate: String::new(),
             revoked: None,
+            superseded: None,
         }
     }
 

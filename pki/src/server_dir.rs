@@ -21,9 +21,9 @@ use time::OffsetDateTime;
 use crate::bundle::{BUNDLE_FORMAT, Bundle};
 use crate::ca::{self, Ca, KeyType};
 use crate::csr::{CheckedCsr, check_csr};
-use crate::names::check_dns_name;
+use crate::names::normalize_dns_name;
 use crate::registry::{ClientRecord, Registry, RegistryData, Revocation, TokenRecord};
-use crate::token::Token;
+use crate::token::{Token, TokenRefusal};
 use crate::{PkiError, files};
 
 /// Default port of the enrollment listener.
@@ -76,7 +76,8 @@ pub struct ListEntry {
     pub serial: String,
     /// Certificate expiry (RFC 3339).
     pub expires: String,
-    /// `active`, `expired`, `revoked` or `revoked, prefix free`.
+    /// `active`, `superseded` (a renewal replaced it; valid until it expires), `expired`,
+    /// `revoked` or `revoked, prefix free`.
     pub status: String,
     /// When revoked (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -136,7 +137,10 @@ impl ServerDir {
     /// `pki init`: CA, server key and certificate, server.toml, empty registry and CRL.
     /// Refuses if any of these files exists.
     pub fn init(&self, opts: &InitOptions, now: OffsetDateTime) -> Result<ServerConfig, PkiError> {
-        check_dns_name(&opts.server_name)?;
+        let opts = &InitOptions {
+            server_name: normalize_dns_name(&opts.server_name)?,
+            ..opts.clone()
+        };
         let data = RegistryData::new(opts.pool, opts.prefix_len, opts.grace_days)?;
         if self.ca_key().exists() || self.ca_cert().exists() {
             return Err(PkiError::CaExists(self.dir.clone()));
@@ -232,6 +236,40 @@ impl ServerDir {
         Ok(ServerConfig::load(&self.server_toml())?)
     }
 
+    /// The names no home may have, in lower case: the server's IKE identity (`server.name`)
+    /// and every dNSName of the server's certificates (the one server.toml names and this
+    /// directory's `server.pem`). A home certificate with one of them would name the server.
+    pub fn reserved_names(&self, config: &ServerConfig) -> Result<Vec<String>, PkiError> {
+        let mut names = vec![config.server.name.to_ascii_lowercase()];
+        let mut paths = vec![config.server.certificate.clone()];
+        if self.server_cert() != config.server.certificate && self.server_cert().exists() {
+            paths.push(self.server_cert());
+        }
+        for path in paths {
+            for der in files::load_certificates(&path)? {
+                let described = crate::verify::describe(&der)
+                    .map_err(|e| PkiError::file(&path, e.to_string()))?;
+                names.extend(described.names.iter().map(|n| n.to_ascii_lowercase()));
+            }
+        }
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    pub(crate) fn refuse_reserved(
+        &self,
+        config: &ServerConfig,
+        name: &str,
+    ) -> Result<(), PkiError> {
+        if self.reserved_names(config)?.iter().any(|r| r == name) {
+            return Err(PkiError::ReservedName {
+                name: name.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// Loads the CA.
     pub fn ca(&self) -> Result<Ca, PkiError> {
         Ca::load(&self.ca_cert(), &self.ca_key())
@@ -250,14 +288,31 @@ impl ServerDir {
 
     /// The enrollment server's step: like [`ServerDir::sign`], but only with an unused,
     /// unexpired token for the CSR's name, which it uses up in the same registry change.
+    ///
+    /// The token is checked first, by a registry read and a comparison: a request with a wrong
+    /// token costs no CSR parse, no signature check, no CA key and no registry lock. The lock
+    /// then checks it again, so that two requests with one token cannot both succeed.
     pub fn sign_with_token(
         &self,
         csr: &[u8],
         secret: &[u8; 32],
         now: OffsetDateTime,
     ) -> Result<Issued, PkiError> {
-        let csr = check_csr(csr)?;
         let hash = Token::secret_sha256(secret);
+        let token_name = self
+            .registry()
+            .load()?
+            .check_token(&hash, now.unix_timestamp())?
+            .name
+            .clone();
+        let csr = check_csr(csr)?;
+        if csr.name != token_name {
+            return Err(TokenRefusal::NameMismatch {
+                token: token_name,
+                csr: csr.name,
+            }
+            .into());
+        }
         self.issue(csr, Some(&hash), ca::CLIENT_VALID_DAYS, now)
     }
 
@@ -274,66 +329,44 @@ impl ServerDir {
             ));
         }
         let config = self.config()?;
-        let ca = self.ca()?;
+        self.refuse_reserved(&config, &csr.name)?;
+        let ca_pem = self.ca_pem()?;
         let registry = self.registry();
         let t = now.unix_timestamp();
         let record = registry.update(|data| {
-            if !config.server.pool.contains(&data.pool) {
-                return Err(PkiError::Registry {
-                    path: registry.path().to_path_buf(),
-                    problem: format!(
-                        "its pool {} is not inside server.pool {} of {}",
-                        data.pool,
-                        config.server.pool,
-                        self.server_toml().display()
-                    ),
-                });
-            }
+            self.check_pool(&config, data)?;
             if let Some(hash) = token_hash {
                 data.use_token(hash, &csr.name, t)?;
             }
-            // A live certificate keeps its name; an expired one hands its prefix on (renewal).
-            let mut prefix = None;
-            if let Some(index) = data
-                .clients
+            // A live certificate keeps its name; once the name's certificates have all expired
+            // (renewals leave the replaced ones valid until their own expiry), the name hands
+            // its prefix on to the new one and the old records are closed.
+            let live: Vec<usize> = (0..data.clients.len())
+                .filter(|&i| data.clients[i].name == csr.name && data.clients[i].revoked.is_none())
+                .collect();
+            if let Some(old) = live
                 .iter()
-                .rposition(|c| c.name == csr.name && c.revoked.is_none())
+                .map(|&i| &data.clients[i])
+                .find(|c| c.not_after > t)
             {
-                let old = &mut data.clients[index];
-                if old.not_after > t {
-                    return Err(PkiError::NameTaken {
-                        name: old.name.clone(),
-                        prefix: old.prefix,
-                        serial: old.serial.clone(),
-                    });
-                }
-                prefix = Some(old.prefix);
-                old.revoked = Some(Revocation {
+                return Err(PkiError::NameTaken {
+                    name: old.name.clone(),
+                    prefix: old.prefix,
+                    serial: old.serial.clone(),
+                });
+            }
+            let prefix = match live.last() {
+                Some(&last) => data.clients[last].prefix,
+                None => data.next_free_prefix(t)?,
+            };
+            for &i in &live {
+                data.clients[i].revoked = Some(Revocation {
                     at: t,
                     key_compromise: false,
                 });
             }
-            let prefix = match prefix {
-                Some(p) => p,
-                None => data.next_free_prefix(t)?,
-            };
-            let serial = loop {
-                let s = ca::random_serial()?;
-                if !data.clients.iter().any(|c| c.serial == ca::serial_hex(&s)) {
-                    break s;
-                }
-            };
-            let cert =
-                ca.issue_client(&csr.public_key, &csr.name, prefix, &serial, now, valid_days)?;
-            let record = ClientRecord {
-                name: csr.name.clone(),
-                prefix,
-                serial: ca::serial_hex(&serial),
-                issued: t,
-                not_after: (now + time::Duration::days(valid_days)).unix_timestamp(),
-                certificate: ca::pem_certificate(&cert),
-                revoked: None,
-            };
+            // The CA key, for this signing only, once everything else said yes.
+            let record = new_record(data, &self.ca()?, &csr, prefix, now, valid_days)?;
             if let Some(hash) = token_hash
                 && let Some(token) = data.tokens.iter_mut().find(|tk| tk.secret_sha256 == hash)
             {
@@ -342,11 +375,43 @@ impl ServerDir {
             data.clients.push(record.clone());
             Ok(record)
         })?;
-        let bundle = self.bundle_for(&config, &ca, &record);
+        let bundle = self.bundle_for(&config, &ca_pem, &record);
         Ok(Issued { record, bundle })
     }
 
-    fn bundle_for(&self, config: &ServerConfig, ca: &Ca, record: &ClientRecord) -> Bundle {
+    /// Refuses a registry whose pool server.toml no longer contains.
+    pub(crate) fn check_pool(
+        &self,
+        config: &ServerConfig,
+        data: &RegistryData,
+    ) -> Result<(), PkiError> {
+        if config.server.pool.contains(&data.pool) {
+            return Ok(());
+        }
+        Err(PkiError::Registry {
+            path: self.registry().path().to_path_buf(),
+            problem: format!(
+                "its pool {} is not inside server.pool {} of {}",
+                data.pool,
+                config.server.pool,
+                self.server_toml().display()
+            ),
+        })
+    }
+
+    /// The CA certificate (PEM) as bundles carry it; reads no key.
+    pub(crate) fn ca_pem(&self) -> Result<String, PkiError> {
+        Ok(ca::pem_certificate(&files::load_certificate(
+            &self.ca_cert(),
+        )?))
+    }
+
+    pub(crate) fn bundle_for(
+        &self,
+        config: &ServerConfig,
+        ca_pem: &str,
+        record: &ClientRecord,
+    ) -> Bundle {
         Bundle {
             format: BUNDLE_FORMAT.to_string(),
             name: record.name.clone(),
@@ -355,20 +420,21 @@ impl ServerDir {
             server_name: config.server.name.clone(),
             server_port: config.server.ike_port,
             certificate: record.certificate.clone(),
-            ca_certificate: ca.cert_pem().to_string(),
+            ca_certificate: ca_pem.to_string(),
         }
     }
 
     /// `pki export`: the bundle of a client's current certificate again (after a lost file,
     /// or a crash between recording a certificate and writing its bundle).
     pub fn export(&self, name: &str) -> Result<Bundle, PkiError> {
+        let name = &normalize_dns_name(name)?;
         let config = self.config()?;
-        let ca = self.ca()?;
+        let ca_pem = self.ca_pem()?;
         let data = self.registry().load()?;
         let record = data
             .active(name)
             .ok_or_else(|| PkiError::UnknownClient(name.to_string()))?;
-        Ok(self.bundle_for(&config, &ca, record))
+        Ok(self.bundle_for(&config, &ca_pem, record))
     }
 
     /// `pki token`: a one-time token for `name`, valid `valid_hours`; `server` overrides the
@@ -380,13 +446,14 @@ impl ServerDir {
         server: Option<SocketAddr>,
         now: OffsetDateTime,
     ) -> Result<Token, PkiError> {
-        check_dns_name(name)?;
+        let name = &normalize_dns_name(name)?;
         if valid_hours == 0 {
             return Err(PkiError::Invalid(
                 "a token must be valid at least one hour".into(),
             ));
         }
         let config = self.config()?;
+        self.refuse_reserved(&config, name)?;
         let server = match (server, &config.enroll) {
             (Some(s), _) => s,
             (None, Some(enroll)) => enroll.public_address(),
@@ -423,7 +490,8 @@ impl ServerDir {
         Ok(token)
     }
 
-    /// `pki revoke`: revokes the client's current certificate and publishes the CRL (before
+    /// `pki revoke`: revokes the client's certificates (the current one and any a renewal
+    /// replaced that has not expired) and publishes the CRL (before
     /// the registry records it, so a crash never leaves a revocation that is not published).
     /// The prefix stays held for the registry's grace period.
     pub fn revoke(
@@ -432,6 +500,7 @@ impl ServerDir {
         key_compromise: bool,
         now: OffsetDateTime,
     ) -> Result<ClientRecord, PkiError> {
+        let name = &normalize_dns_name(name)?;
         let config = self.config()?;
         let ca = self.ca()?;
         let crl_path = config
@@ -442,17 +511,22 @@ impl ServerDir {
         let t = now.unix_timestamp();
         self.registry().update_with(
             |data| {
-                let index = data
-                    .clients
-                    .iter()
-                    .rposition(|c| c.name == name && c.revoked.is_none())
+                // Every live certificate of the name: the current one and those a renewal
+                // replaced, which stay valid until their own expiry unless revoked here.
+                let live: Vec<usize> = (0..data.clients.len())
+                    .filter(|&i| data.clients[i].name == *name && data.clients[i].revoked.is_none())
+                    .collect();
+                let &current = live
+                    .last()
                     .ok_or_else(|| PkiError::UnknownClient(name.to_string()))?;
-                data.clients[index].revoked = Some(Revocation {
-                    at: t,
-                    key_compromise,
-                });
+                for &i in &live {
+                    data.clients[i].revoked = Some(Revocation {
+                        at: t,
+                        key_compromise,
+                    });
+                }
                 data.crl_number += 1;
-                Ok(data.clients[index].clone())
+                Ok(data.clients[current].clone())
             },
             |data| write_crl(&ca, data, &crl_path, now),
         )
@@ -488,6 +562,7 @@ impl ServerDir {
             .map(|c| {
                 let status = match &c.revoked {
                     None if c.not_after <= t => "expired",
+                    None if c.superseded.is_some() => "superseded",
                     None => "active",
                     Some(_) if c.holds_prefix(t, data.grace_days) => "revoked",
                     Some(_) => "revoked, prefix free",
@@ -504,6 +579,35 @@ impl ServerDir {
             })
             .collect())
     }
+}
+
+/// A certificate for `csr` with `prefix` and a serial no record has, as a registry record
+/// (not yet added).
+pub(crate) fn new_record(
+    data: &RegistryData,
+    ca: &Ca,
+    csr: &CheckedCsr,
+    prefix: Ipv6Net,
+    now: OffsetDateTime,
+    valid_days: i64,
+) -> Result<ClientRecord, PkiError> {
+    let serial = loop {
+        let s = ca::random_serial()?;
+        if !data.clients.iter().any(|c| c.serial == ca::serial_hex(&s)) {
+            break s;
+        }
+    };
+    let cert = ca.issue_client(&csr.public_key, &csr.name, prefix, &serial, now, valid_days)?;
+    Ok(ClientRecord {
+        name: csr.name.clone(),
+        prefix,
+        serial: ca::serial_hex(&serial),
+        issued: now.unix_timestamp(),
+        not_after: (now + time::Duration::days(valid_days)).unix_timestamp(),
+        certificate: ca::pem_certificate(&cert),
+        revoked: None,
+        superseded: None,
+    })
 }
 
 fn write_crl(

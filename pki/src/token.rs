@@ -17,7 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::PkiError;
-use crate::names::check_dns_name;
+use crate::names::normalize_dns_name;
 
 /// What every token starts with.
 pub const TOKEN_PREFIX: &str = "hometun1.";
@@ -33,7 +33,7 @@ pub struct Token {
     pub secret: [u8; 32],
     /// The enrollment server.
     pub server: SocketAddr,
-    /// The client name it enrolls.
+    /// The client name it enrolls (lower case).
     pub name: String,
 }
 
@@ -108,7 +108,7 @@ impl Token {
         server: SocketAddr,
         name: &str,
     ) -> Result<Token, PkiError> {
-        check_dns_name(name)?;
+        let name = normalize_dns_name(name)?;
         let mut secret = [0u8; 32];
         SystemRandom::new()
             .fill(&mut secret)
@@ -117,7 +117,7 @@ impl Token {
             ca_fingerprint,
             secret,
             server,
-            name: name.to_string(),
+            name,
         })
     }
 
@@ -180,12 +180,13 @@ impl Token {
             return Err(TokenError::Field("trailing bytes"));
         }
         let name = std::str::from_utf8(name).map_err(|_| TokenError::Field("name"))?;
-        check_dns_name(name).map_err(|_| TokenError::Field("name"))?;
+        // A token of an older version may carry the name as it was typed.
+        let name = normalize_dns_name(name).map_err(|_| TokenError::Field("name"))?;
         Ok(Token {
             ca_fingerprint,
             secret,
             server: SocketAddr::new(ip, port),
-            name: name.to_string(),
+            name,
         })
     }
 }

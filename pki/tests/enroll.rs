@@ -181,9 +181,20 @@ async fn garbage_requests_get_a_typed_refusal() {
         KeyType::Ed25519,
     );
     let service = EnrollmentServer::new(srv.dir()).unwrap();
+    let garbage_csr = vec![0x30, 0x03, 0x02, 0x01, 0x00];
+    // The token is checked first: a wrong one is the refusal, whatever the CSR.
     let request = Request {
         secret: [0; 32],
-        csr_der: vec![0x30, 0x03, 0x02, 0x01, 0x00],
+        csr_der: garbage_csr.clone(),
+    };
+    match service.answer(&request, "127.0.0.1:1".parse().unwrap(), now()) {
+        Message::Refused(r) => assert_eq!(r.code, RefusalCode::UNKNOWN_TOKEN),
+        other => panic!("{other:?}"),
+    }
+    let token = srv.make_token("home.example", 24, None, now()).unwrap();
+    let request = Request {
+        secret: token.secret,
+        csr_der: garbage_csr,
     };
     match service.answer(&request, "127.0.0.1:1".parse().unwrap(), now()) {
         Message::Refused(r) => assert_eq!(r.code, RefusalCode::BAD_CSR),

@@ -19,6 +19,9 @@ use hometun_pki::client_dir::ClientDir;
 use rustls_pki_types::UnixTime;
 
 const CHARON: &str = "/usr/lib/ipsec/charon";
+/// The charon plugins every strongswan.conf of the tests loads (scripts/install-deps.sh names
+/// the package of each).
+const PLUGINS: &str = include_str!("../../testdata/strongswan-plugins");
 
 fn sh(cmd: &str) -> std::process::Output {
     Command::new("sh").args(["-c", cmd]).output().unwrap()
@@ -91,7 +94,7 @@ impl Peer {
 fn charon_conf(dir: &Path) -> String {
     format!(
         r#"charon {{
-  load = random nonce kdf aes sha1 sha2 hmac pem pkcs1 pkcs8 x509 revocation constraints addrblock pubkey openssl curve25519 gcm kernel-libipsec kernel-netlink socket-default vici
+  load = {plugins}
   install_routes = yes
   filelog {{ log {{ path = {d}/charon.log
     flush_line = yes
@@ -104,7 +107,8 @@ fn charon_conf(dir: &Path) -> String {
             revocation {{ enable_ocsp = no }} }}
 }}
 "#,
-        d = dir.display()
+        d = dir.display(),
+        plugins = PLUGINS.trim(),
     )
 }
 

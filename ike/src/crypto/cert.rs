@@ -59,6 +59,9 @@ pub enum CertError {
     /// The extended key usage extension excludes IKE.
     #[error("certificate extended key usage does not allow IKE")]
     WrongUsage,
+    /// The extended key usage does not allow the role the peer has here ([`PeerUsage`]).
+    #[error("{0}")]
+    WrongRole(&'static str),
     /// The certificate could not be parsed.
     #[error("malformed certificate: {0}")]
     Malformed(String),
@@ -118,29 +121,68 @@ fn map_webpki(err: webpki::Error) -> CertError {
     }
 }
 
-/// Extended key usages that allow IKE when the extension is present: id-kp-ipsecIKE
-/// (RFC 4945 5.1.3.12), anyExtendedKeyUsage, and serverAuth / clientAuth, which stock clients
-/// put on VPN certificates. A certificate without the extension (strongSwan's pki default) is
-/// accepted.
-struct IkeUsage;
+/// What a peer's certificate must say it is for. Every role needs a certificate that allows
+/// IKE: no extended key usage extension (strongSwan's pki default), or one listing id-kp-ipsecIKE
+/// (RFC 4945 5.1.3.12), anyExtendedKeyUsage, serverAuth or clientAuth, which stock clients put
+/// on VPN certificates. The roles add to that: the CA that signs the server's certificate signs
+/// the homes' too, so the server must prove it is the server and a home must not be able to
+/// pass the server's own certificate off as a home's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PeerUsage {
+    /// Anything that allows IKE (the default; tests and tools).
+    #[default]
+    Ike,
+    /// The server, as its clients check it: serverAuth required (`hometun pki` issues it to the
+    /// server only; homes get clientAuth).
+    Server,
+    /// A home, as the server checks it: no extension, or one that allows a client (clientAuth,
+    /// ipsecIKE, anyExtendedKeyUsage); a server-only certificate (serverAuth without any of
+    /// those) is refused.
+    Home,
+}
+
+impl PeerUsage {
+    /// The refusal when the certificate's usages do not fit the role.
+    fn refusal(self) -> CertError {
+        match self {
+            PeerUsage::Ike => CertError::WrongUsage,
+            PeerUsage::Server => CertError::WrongRole(
+                "certificate is not a server certificate (no serverAuth extended key usage)",
+            ),
+            PeerUsage::Home => CertError::WrongRole(
+                "certificate is a server certificate, not a home's (serverAuth without clientAuth)",
+            ),
+        }
+    }
+}
 
 const EKU_IPSEC_IKE: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x11];
 const EKU_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
 const EKU_CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
 const EKU_ANY: &[u8] = &[0x55, 0x1d, 0x25, 0x00];
 
-impl ExtendedKeyUsageValidator for IkeUsage {
+impl ExtendedKeyUsageValidator for PeerUsage {
     fn validate(&self, iter: KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
-        let mut empty = true;
+        let mut listed = Vec::new();
         for id in iter {
-            empty = false;
-            let id = id?;
-            let allowed = [EKU_IPSEC_IKE, EKU_ANY, EKU_SERVER_AUTH, EKU_CLIENT_AUTH];
-            if allowed.iter().any(|oid| KeyPurposeId::new(oid) == id) {
-                return Ok(());
-            }
+            listed.push(id?);
         }
-        if empty {
+        let has = |oid: &[u8]| listed.iter().any(|id| *id == KeyPurposeId::new(oid));
+        let allows_ike = listed.is_empty()
+            || [EKU_IPSEC_IKE, EKU_ANY, EKU_SERVER_AUTH, EKU_CLIENT_AUTH]
+                .iter()
+                .any(|oid| has(oid));
+        let fits_role = match self {
+            PeerUsage::Ike => true,
+            PeerUsage::Server => has(EKU_SERVER_AUTH),
+            PeerUsage::Home => {
+                listed.is_empty()
+                    || [EKU_CLIENT_AUTH, EKU_IPSEC_IKE, EKU_ANY]
+                        .iter()
+                        .any(|oid| has(oid))
+            }
+        };
+        if allows_ike && fits_role {
             Ok(())
         } else {
             // The *Context variant cannot be built outside webpki.
@@ -152,11 +194,16 @@ impl ExtendedKeyUsageValidator for IkeUsage {
 
 /// The identity a peer claims in its IDi / IDr payload, as far as it can be checked against a
 /// certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// DNS names compare without case (RFC 4343), as certificate name matching does: an ID_FQDN
+/// is read in lower case, two FQDNs are equal whatever their case, and Display (the key under
+/// which the endpoint knows a peer, e.g. for INITIAL_CONTACT) prints the lower-case form. So
+/// `HOME.example` is `home.example`, never a second home beside it.
+#[derive(Debug, Clone)]
 pub enum PeerIdentity {
     /// ID_IPV4_ADDR (1): must be an iPAddress subjectAltName.
     Ipv4(Ipv4Addr),
-    /// ID_FQDN (2): must be a dNSName subjectAltName.
+    /// ID_FQDN (2): must be a dNSName subjectAltName (compared without case).
     Fqdn(String),
     /// ID_IPV6_ADDR (5): must be an iPAddress subjectAltName.
     Ipv6(Ipv6Addr),
@@ -164,7 +211,26 @@ pub enum PeerIdentity {
     DerAsn1Dn(Vec<u8>),
 }
 
+impl PartialEq for PeerIdentity {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (PeerIdentity::Fqdn(a), PeerIdentity::Fqdn(b)) => a.eq_ignore_ascii_case(b),
+            (PeerIdentity::Ipv4(a), PeerIdentity::Ipv4(b)) => a == b,
+            (PeerIdentity::Ipv6(a), PeerIdentity::Ipv6(b)) => a == b,
+            (PeerIdentity::DerAsn1Dn(a), PeerIdentity::DerAsn1Dn(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for PeerIdentity {}
+
 impl PeerIdentity {
+    /// An ID_FQDN identity, in lower case.
+    pub fn fqdn(name: &str) -> Self {
+        PeerIdentity::Fqdn(name.to_ascii_lowercase())
+    }
+
     /// ID type ID_IPV4_ADDR.
     pub const ID_IPV4_ADDR: u8 = 1;
     /// ID type ID_FQDN.
@@ -189,7 +255,7 @@ impl PeerIdentity {
                 }
                 let name = String::from_utf8(data.to_vec())
                     .map_err(|_| CryptoError::MalformedId("ID_FQDN is not ASCII"))?;
-                Ok(PeerIdentity::Fqdn(name))
+                Ok(PeerIdentity::fqdn(&name))
             }
             Self::ID_DER_ASN1_DN => {
                 if der_sequence_contents(data).is_none() {
@@ -256,7 +322,7 @@ impl fmt::Display for PeerIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PeerIdentity::Ipv4(a) => write!(f, "{a}"),
-            PeerIdentity::Fqdn(n) => write!(f, "{n}"),
+            PeerIdentity::Fqdn(n) => f.write_str(&n.to_ascii_lowercase()),
             PeerIdentity::Ipv6(a) => write!(f, "{a}"),
             PeerIdentity::DerAsn1Dn(dn) => {
                 f.write_str("DN ")?;
@@ -311,15 +377,18 @@ impl VerifiedPeer {
     }
 }
 
-/// Verifies peer certificates against the configured CA certificates and CRLs.
+/// Verifies peer certificates against the configured CA certificates and CRLs, for the role
+/// the peer has ([`PeerUsage`]).
 pub struct CertificateVerifier {
     chain: ChainVerifier,
+    usage: PeerUsage,
 }
 
 impl fmt::Debug for CertificateVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CertificateVerifier")
             .field("chain", &self.chain)
+            .field("usage", &self.usage)
             .finish()
     }
 }
@@ -338,7 +407,22 @@ impl CertificateVerifier {
             .collect();
         let chain = ChainVerifier::new(&ders)
             .map_err(|e| CryptoError::Credentials(format!("bad CA certificate: {e:?}")))?;
-        Ok(CertificateVerifier { chain })
+        Ok(CertificateVerifier {
+            chain,
+            usage: PeerUsage::default(),
+        })
+    }
+
+    /// Requires of every peer certificate what `usage` says (the server's clients require
+    /// [`PeerUsage::Server`], the server requires [`PeerUsage::Home`] of its homes).
+    pub fn require(mut self, usage: PeerUsage) -> Self {
+        self.usage = usage;
+        self
+    }
+
+    /// What peer certificates must allow.
+    pub fn usage(&self) -> PeerUsage {
+        self.usage
     }
 
     /// Trusts every certificate in a PEM file.
@@ -391,8 +475,11 @@ impl CertificateVerifier {
         let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
         let time = UnixTime::since_unix_epoch(since_epoch);
         self.chain
-            .verify(&ee, &intermediates, time, IkeUsage)
-            .map_err(map_webpki)?;
+            .verify(&ee, &intermediates, time, self.usage)
+            .map_err(|e| match map_webpki(e) {
+                CertError::WrongUsage => self.usage.refusal(),
+                other => other,
+            })?;
         check_identity(&ee, identity)?;
         let public_key = PeerPublicKey::from_spki_der(ee.subject_public_key_info().as_ref())
             .ok_or(CertError::UnsupportedKey)?;
@@ -463,6 +550,27 @@ mod tests {
             Err(CryptoError::MalformedId(_))
         ));
         assert!(PeerIdentity::from_id_body(&[2, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn fqdn_identities_compare_without_case() {
+        let upper = PeerIdentity::from_id(PeerIdentity::ID_FQDN, b"HOME.example").unwrap();
+        let lower = PeerIdentity::from_id(PeerIdentity::ID_FQDN, b"home.example").unwrap();
+        assert_eq!(upper, lower);
+        // Also when built from a name as typed: equality and the key the endpoint files
+        // peers under (Display) are the lower-case form.
+        assert_eq!(PeerIdentity::Fqdn("Home.Example".into()), lower);
+        assert_eq!(upper.to_string(), "home.example");
+        assert_eq!(
+            PeerIdentity::Fqdn("HOME.EXAMPLE".into()).to_string(),
+            "home.example"
+        );
+        assert_eq!(upper.id_data(), b"home.example");
+        assert_ne!(upper, PeerIdentity::fqdn("other.example"));
+        assert_ne!(
+            PeerIdentity::fqdn("192.0.2.1"),
+            PeerIdentity::Ipv4(Ipv4Addr::new(192, 0, 2, 1))
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub mod suite;
 pub mod validity;
 
 pub use auth::{AuthRole, SignatureScheme};
-pub use cert::{CertError, CertificateVerifier, PeerIdentity, VerifiedPeer};
+pub use cert::{CertError, CertificateVerifier, PeerIdentity, PeerUsage, VerifiedPeer};
 pub use cookie::CookieGenerator;
 pub use credentials::{PeerPublicKey, PrivateKey};
 pub use dh::{DhGroup, KeyExchange};

@@ -64,7 +64,13 @@ struct Material {
 impl Material {
     fn initiator(&self, port: u16) -> anyhow::Result<InitiatorConfig> {
         let c = &self.config.client;
-        let credentials = super::load_credentials(&c.certificate, &c.private_key, &c.ca, None)?;
+        let credentials = super::load_credentials(
+            &c.certificate,
+            &c.private_key,
+            &c.ca,
+            None,
+            crate::crypto::PeerUsage::Server,
+        )?;
         let common = super::common_config(
             credentials,
             PeerIdentity::Fqdn(c.name.clone()),

@@ -22,7 +22,7 @@ use hometun_control::InterfaceConfig;
 use ipnet::Ipv6Net;
 
 use crate::crypto::credentials::certificates_from_pem;
-use crate::crypto::{CertificateVerifier, PeerIdentity, PrivateKey};
+use crate::crypto::{CertificateVerifier, PeerIdentity, PeerUsage, PrivateKey};
 use crate::driver::{self, DriverConfig, ForwarderSource, Role};
 use crate::endpoint::{CommonConfig, InitiatorConfig, ResponderConfig};
 use crate::proposal::{EspProposal, IkeProposal};
@@ -38,12 +38,15 @@ pub struct Credentials {
     pub verifier: CertificateVerifier,
 }
 
-/// Loads the credentials; every error is one line naming the file and the problem.
+/// Loads the credentials; every error is one line naming the file and the problem. The peer's
+/// certificate must fit `peer_usage`: a client requires the server's serverAuth, the server
+/// refuses a server-only certificate as a home's.
 pub fn load_credentials(
     certificate: &Path,
     private_key: &Path,
     ca: &Path,
     crl: Option<&Path>,
+    peer_usage: PeerUsage,
 ) -> anyhow::Result<Credentials> {
     let chain =
         certificates_from_pem(&read(certificate)?).map_err(|e| file_error(certificate, e))?;
@@ -53,8 +56,9 @@ pub fn load_credentials(
     let key = PrivateKey::from_pem(&read(private_key)?).map_err(|e| file_error(private_key, e))?;
     key.check_matches_certificate(first)
         .map_err(|e| file_error(private_key, format!("{e} ({})", certificate.display())))?;
-    let mut verifier =
-        CertificateVerifier::from_ca_pem(&read(ca)?).map_err(|e| file_error(ca, e))?;
+    let mut verifier = CertificateVerifier::from_ca_pem(&read(ca)?)
+        .map_err(|e| file_error(ca, e))?
+        .require(peer_usage);
     if let Some(crl) = crl {
         verifier
             .add_crls(&read(crl)?)

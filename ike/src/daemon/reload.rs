@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::authorizer::ConfigAuthorizer;
 use super::{common_config, load_credentials};
-use crate::crypto::PeerIdentity;
+use crate::crypto::{PeerIdentity, PeerUsage};
 use crate::endpoint::CommonConfig;
 use crate::endpoint::reload::{Reload, ResponderReload};
 
@@ -52,7 +52,13 @@ pub fn server_settings(
 ) -> anyhow::Result<(CommonConfig, ResponderReload)> {
     let s = &config.server;
     check_private_key_mode(&s.private_key, "server.private_key", config_path)?;
-    let credentials = load_credentials(&s.certificate, &s.private_key, &s.ca, s.crl.as_deref())?;
+    let credentials = load_credentials(
+        &s.certificate,
+        &s.private_key,
+        &s.ca,
+        s.crl.as_deref(),
+        PeerUsage::Home,
+    )?;
     let common = common_config(
         credentials,
         PeerIdentity::Fqdn(s.name.clone()),
@@ -78,7 +84,13 @@ pub const CLIENT_IKE_PORT: u16 = 500;
 pub fn client_settings(config: &ClientConfig, config_path: &Path) -> anyhow::Result<CommonConfig> {
     let c = &config.client;
     check_private_key_mode(&c.private_key, "client.private_key", config_path)?;
-    let credentials = load_credentials(&c.certificate, &c.private_key, &c.ca, None)?;
+    let credentials = load_credentials(
+        &c.certificate,
+        &c.private_key,
+        &c.ca,
+        None,
+        PeerUsage::Server,
+    )?;
     Ok(common_config(
         credentials,
         PeerIdentity::Fqdn(c.name.clone()),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hometun_config::ClientConfig;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::CertificateSigningRequestDer;
 use rustls_pki_types::pem::PemObject;
@@ -141,10 +141,13 @@ pub async fn enroll(
         csr_der: csr_der.as_ref().to_vec(),
     });
     let fail = |problem: String| PkiError::Enrollment { server, problem };
-    let answer = tokio::time::timeout(ENROLL_TIMEOUT, exchange(token, server, &request))
-        .await
-        .map_err(|_| fail("timed out".into()))?
-        .map_err(fail)?;
+    let answer = tokio::time::timeout(
+        ENROLL_TIMEOUT,
+        exchange(token.ca_fingerprint, server, &request, None),
+    )
+    .await
+    .map_err(|_| fail("timed out".into()))?
+    .map_err(fail)?;
     let bundle = match answer {
         Message::Bundle(text) => Bundle::parse(text.as_bytes())?,
         Message::Refused(r) => {
@@ -153,7 +156,9 @@ pub async fn enroll(
                 message: r.message,
             });
         }
-        Message::Request(_) => return Err(fail("the server sent a request".into())),
+        Message::Request(_) | Message::Renew(_) => {
+            return Err(fail("the server sent a request".into()));
+        }
     };
     if fingerprint(&bundle.ca_der()?) != token.ca_fingerprint {
         return Err(fail("the bundle's CA is not the one the token pins".into()));
@@ -164,22 +169,26 @@ pub async fn enroll(
             bundle.name, token.name
         )));
     }
-    let config = dir.import(&bundle, now)?;
+    // The same listener renews the certificate later (client.toml [renew] server).
+    let config = dir.import_for_renewal(&bundle, now, Some(server))?;
     Ok((bundle, config))
 }
 
-async fn exchange(token: &Token, server: SocketAddr, request: &Message) -> Result<Message, String> {
-    let config = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| format!("TLS: {e}"))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedCaVerifier::new(token.ca_fingerprint)))
-        .with_no_client_auth();
+/// One request and its answer over TLS 1.3 with the enrollment server at `server`, whose chain
+/// must lead to the CA with SHA-256 `ca_fingerprint` (and carry serverAuth); with
+/// `client_auth`, the home authenticates with that certificate chain and key.
+pub(crate) async fn exchange(
+    ca_fingerprint: [u8; 32],
+    server: SocketAddr,
+    request: &Message,
+    client_auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Result<Message, String> {
+    let config = crate::renew::client_config(ca_fingerprint, client_auth)?;
     let stream = TcpStream::connect(server)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     // An IP address as the name: no SNI is sent; the verifier pins the CA instead.
-    let name = ServerName::IpAddress(token.server.ip().into());
+    let name = ServerName::IpAddress(server.ip().into());
     let mut tls = TlsConnector::from(Arc::new(config))
         .connect(name, stream)
         .await

@@ -3,8 +3,12 @@
 //!
 //! - [`protocol`]: the messages (length-prefixed, size-limited, typed refusals).
 //! - [`server`]: the listener (`hometun pki serve`; the server daemon may run the same).
+//! - [`limits`]: its connection cap, rate limits and deadlines.
+//! - [`client_auth`]: its optional TLS client authentication (renewals).
 //! - [`client`]: `hometun enroll`.
 
 pub mod client;
+pub mod client_auth;
+pub mod limits;
 pub mod protocol;
 pub mod server;

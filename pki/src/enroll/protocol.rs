@@ -1,5 +1,7 @@
 //! The enrollment protocol, inside TLS 1.3: the home sends one request, the server answers
-//! with one message, and closes.
+//! with one message, and closes. A first enrollment proves itself with a one-time token's
+//! secret; a renewal (RFC 7030 4.2.2, "simple re-enrollment") with the home's current
+//! certificate, presented as the TLS client certificate, whose key signs the handshake.
 //!
 //! Every message is a frame: a 4-byte big-endian body length (1 to [`MAX_FRAME`]) and the
 //! body. The body's first byte is its type:
@@ -8,6 +10,8 @@
 //! 1 Request:  version u8 (= 1) | secret [32] | CSR (DER, rest of the body, not empty)
 //! 2 Bundle:   the bundle (UTF-8 TOML, rest of the body; see crate::bundle)
 //! 3 Refused:  code u8 | message (UTF-8, rest of the body, at most 1024 bytes)
+//! 4 Renew:    version u8 (= 1) | CSR (DER, rest of the body, not empty); only over a TLS
+//!             connection with the current certificate as client certificate
 //! ```
 //!
 //! Refusal codes are an open set ([`RefusalCode`]): a newer server's code reaches an older
@@ -25,6 +29,7 @@ pub const VERSION: u8 = 1;
 const TYPE_REQUEST: u8 = 1;
 const TYPE_BUNDLE: u8 = 2;
 const TYPE_REFUSED: u8 = 3;
+const TYPE_RENEW: u8 = 4;
 
 /// Why a refusal happened, as it travels on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,6 +54,14 @@ impl RefusalCode {
     pub const BAD_REQUEST: RefusalCode = RefusalCode(8);
     /// Something failed on the server (details in its log only).
     pub const INTERNAL: RefusalCode = RefusalCode(9);
+    /// The name is the server's.
+    pub const RESERVED_NAME: RefusalCode = RefusalCode(10);
+    /// A renewal without a client certificate.
+    pub const NOT_AUTHENTICATED: RefusalCode = RefusalCode(11);
+    /// The certificate a renewal presents is revoked, expired, or not the CA's.
+    pub const CERTIFICATE_REFUSED: RefusalCode = RefusalCode(12);
+    /// The certificate a renewal presents is not the name's current one (a renewal replaced it).
+    pub const NOT_CURRENT: RefusalCode = RefusalCode(13);
 }
 
 impl std::fmt::Display for RefusalCode {
@@ -63,6 +76,10 @@ impl std::fmt::Display for RefusalCode {
             RefusalCode::POOL_EXHAUSTED => "pool-exhausted",
             RefusalCode::BAD_REQUEST => "bad-request",
             RefusalCode::INTERNAL => "internal",
+            RefusalCode::RESERVED_NAME => "reserved-name",
+            RefusalCode::NOT_AUTHENTICATED => "not-authenticated",
+            RefusalCode::CERTIFICATE_REFUSED => "certificate-refused",
+            RefusalCode::NOT_CURRENT => "not-current",
             RefusalCode(n) => return write!(f, "code {n}"),
         };
         f.write_str(name)
@@ -86,6 +103,21 @@ impl std::fmt::Debug for Request {
     }
 }
 
+/// The home's renewal: a CSR for the name of the certificate it authenticates with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RenewRequest {
+    /// The CSR (DER), for the same name, with the new key (or the current one).
+    pub csr_der: Vec<u8>,
+}
+
+impl std::fmt::Debug for RenewRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RenewRequest")
+            .field("csr_len", &self.csr_der.len())
+            .finish()
+    }
+}
+
 /// A refusal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -104,6 +136,8 @@ pub enum Message {
     Bundle(String),
     /// Server to home: no.
     Refused(Refusal),
+    /// Home to server: renew my certificate.
+    Renew(RenewRequest),
 }
 
 /// Why bytes are not a message.
@@ -173,6 +207,18 @@ impl Message {
                     message,
                 }))
             }
+            TYPE_RENEW => {
+                let (&version, csr) = rest.split_first().ok_or(ProtocolError::Truncated)?;
+                if version != VERSION {
+                    return Err(ProtocolError::Version(version));
+                }
+                if csr.is_empty() {
+                    return Err(ProtocolError::EmptyCsr);
+                }
+                Ok(Message::Renew(RenewRequest {
+                    csr_der: csr.to_vec(),
+                }))
+            }
             other => Err(ProtocolError::UnknownType(other)),
         }
     }
@@ -183,6 +229,7 @@ impl Message {
             Message::Request(r) => 1 + 32 + r.csr_der.len(),
             Message::Bundle(b) => b.len(),
             Message::Refused(r) => 1 + r.message.len().min(MAX_MESSAGE),
+            Message::Renew(r) => 1 + r.csr_der.len(),
         }
     }
 
@@ -203,6 +250,11 @@ impl Message {
                 out.push(TYPE_REFUSED);
                 out.push(r.code.0);
                 out.extend_from_slice(truncate_utf8(&r.message, MAX_MESSAGE).as_bytes());
+            }
+            Message::Renew(r) => {
+                out.push(TYPE_RENEW);
+                out.push(VERSION);
+                out.extend_from_slice(&r.csr_der);
             }
         }
     }
@@ -251,14 +303,19 @@ pub fn decode_frame(bytes: &[u8]) -> Result<(Message, usize), ProtocolError> {
     Ok((Message::parse(body)?, 4 + len))
 }
 
-/// Reads one message; never allocates more than [`MAX_FRAME`] for it.
-pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R) -> Result<Message, ProtocolError> {
+/// Reads one frame's body (not parsed); never allocates more than [`MAX_FRAME`] for it.
+pub async fn read_body<R: AsyncRead + Unpin>(r: &mut R) -> Result<Vec<u8>, ProtocolError> {
     let mut header = [0u8; 4];
     r.read_exact(&mut header).await.map_err(io_error)?;
     let len = frame_len(header)?;
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).await.map_err(io_error)?;
-    Message::parse(&body)
+    Ok(body)
+}
+
+/// Reads one message; never allocates more than [`MAX_FRAME`] for it.
+pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R) -> Result<Message, ProtocolError> {
+    Message::parse(&read_body(r).await?)
 }
 
 /// Writes one message and flushes.
@@ -313,6 +370,24 @@ mod tests {
             })
         );
         assert_eq!(m.to_frame().unwrap(), refused);
+
+        let renew = [0, 0, 0, 4, 4, 1, 0x30, 0x00];
+        let (m, _) = decode_frame(&renew).unwrap();
+        assert_eq!(
+            m,
+            Message::Renew(RenewRequest {
+                csr_der: vec![0x30, 0x00]
+            })
+        );
+        assert_eq!(m.to_frame().unwrap(), renew);
+        assert_eq!(
+            decode_frame(&[0, 0, 0, 2, 4, 1]),
+            Err(ProtocolError::EmptyCsr)
+        );
+        assert_eq!(
+            decode_frame(&[0, 0, 0, 3, 4, 2, 0x30]),
+            Err(ProtocolError::Version(2))
+        );
 
         let bundle = [0, 0, 0, 3, 2, b'a', b'b'];
         let (m, _) = decode_frame(&bundle).unwrap();
