@@ -21,16 +21,16 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// The server daemon (IKE responder + forwarder) on the VPS.
-    Server(hometun_ike::cli::ServerArgs),
+    Server(hometun_daemon::cli::ServerArgs),
     /// The client daemon (IKE initiator + forwarder) at home.
-    Client(hometun_ike::cli::ClientArgs),
+    Client(hometun_daemon::cli::ClientArgs),
     /// The ESP data plane on its own (manual keying, or under a daemon).
     Forwarder(hometun_forwarder::cli::ForwarderArgs),
     /// Peers, endpoints, SAs, bytes and limits of a running daemon.
-    Status(hometun_ike::cli::StatusArgs),
+    Status(hometun_daemon::cli::StatusArgs),
     /// IKE debugging tools.
     #[command(subcommand)]
-    Ike(hometun_ike::cli::IkeCommand),
+    Ike(hometun_daemon::cli::IkeCommand),
     /// Certificate authority and prefix allocation.
     #[command(subcommand)]
     Pki(hometun_pki::cli::PkiCommand),
@@ -56,11 +56,11 @@ fn main() {
     let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
     init_logging(cli.verbose);
     let result = match cli.command {
-        Command::Server(args) => hometun_ike::cli::run_server(args),
-        Command::Client(args) => hometun_ike::cli::run_client(args),
+        Command::Server(args) => hometun_daemon::cli::run_server(args),
+        Command::Client(args) => hometun_daemon::cli::run_client(args),
         Command::Forwarder(args) => hometun_forwarder::cli::run(args),
-        Command::Status(args) => hometun_ike::cli::run_status(args),
-        Command::Ike(command) => hometun_ike::cli::run_ike(command),
+        Command::Status(args) => hometun_daemon::cli::run_status(args),
+        Command::Ike(command) => hometun_daemon::cli::run_ike(command),
         Command::Pki(command) => hometun_pki::cli::run_pki(command),
         Command::Enroll(args) => hometun_pki::cli::run_enroll(args),
         Command::Renew(args) => hometun_pki::cli::run_renew(args),

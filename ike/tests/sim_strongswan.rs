@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod sim_support;
-mod wire_common;
 
 use std::net::SocketAddrV4;
 use std::time::Duration;
@@ -17,12 +16,12 @@ use hometun_ike::wire::{ExchangeType, HashAlgorithm, Message, NotifyType, Payloa
 use sim_support::*;
 
 fn strongswan_request() -> (SocketAddrV4, SocketAddrV4, Vec<u8>) {
-    let (origin, bytes) = wire_common::trace_messages().remove(0);
+    let (origin, bytes) = hometun_lab::trace::trace_messages().remove(0);
     (origin.src, origin.dst, bytes)
 }
 
 fn strongswan_response() -> Vec<u8> {
-    wire_common::trace_messages().remove(1).1
+    hometun_lab::trace::trace_messages().remove(1).1
 }
 
 fn our_responder(server_ike: Vec<&'static str>) -> (Endpoint, Clock, SeededRandom) {

@@ -16,8 +16,8 @@ use rustls_pki_types::CertificateDer;
 use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
 
-use crate::addrblock::{self, OID_IP_ADDR_BLOCKS};
 use crate::{PkiError, files};
+use hometun_certs::addrblock::{self, OID_IP_ADDR_BLOCKS};
 
 /// Validity of the CA certificate.
 pub const CA_VALID_DAYS: i64 = 3650;

@@ -107,11 +107,11 @@ impl ClientDir {
         let pem = files::read_to_string(&key_path)?;
         let key = KeyPair::from_pem(&pem)
             .map_err(|e| PkiError::file(&key_path, format!("not a usable key: {e}")))?;
-        let peer = crate::verify::describe(&bundle.certificate_der()?)
+        let peer = hometun_certs::verify::describe(&bundle.certificate_der()?)
             .map_err(|e| PkiError::Verify(e.to_string()))?;
         let cert_key: &[u8] = match &peer.public_key {
-            crate::verify::PeerPublicKey::Ed25519(k) => k,
-            crate::verify::PeerPublicKey::EcdsaP256(k) => k,
+            hometun_certs::verify::PeerPublicKey::Ed25519(k) => k,
+            hometun_certs::verify::PeerPublicKey::EcdsaP256(k) => k,
         };
         if cert_key != key.public_key_raw() {
             return Err(PkiError::KeyMismatch {

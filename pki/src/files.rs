@@ -111,13 +111,28 @@ pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, PkiError>
         .map_err(|e| PkiError::file(path, format!("no usable private key: {e}")))
 }
 
-/// The CRLs in a PEM file (for [`crate::verify::TrustStore`] or any rustls-webpki verifier).
+/// The CRLs in a PEM file (for [`hometun_certs::verify::TrustStore`] or any rustls-webpki verifier).
 /// A file with no CRL in it yields an empty list.
 pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, PkiError> {
     let bytes = read(path)?;
     CertificateRevocationListDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| PkiError::file(path, format!("bad PEM: {e}")))
+}
+
+/// The CA's trust store from its certificate file (PEM) and, if given, its CRL file (PEM; may
+/// hold no CRL).
+pub fn trust_store(
+    ca: &Path,
+    crl: Option<&Path>,
+) -> Result<hometun_certs::verify::TrustStore, PkiError> {
+    let ca_der = load_certificate(ca)?;
+    let crls = match crl {
+        Some(path) => load_crls(path)?,
+        None => Vec::new(),
+    };
+    hometun_certs::verify::TrustStore::new(ca_der, &crls)
+        .map_err(|e| PkiError::Verify(e.to_string()))
 }
 
 /// Makes a directory (and parents) if missing.

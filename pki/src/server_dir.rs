@@ -247,7 +247,7 @@ impl ServerDir {
         }
         for path in paths {
             for der in files::load_certificates(&path)? {
-                let described = crate::verify::describe(&der)
+                let described = hometun_certs::verify::describe(&der)
                     .map_err(|e| PkiError::file(&path, e.to_string()))?;
                 names.extend(described.names.iter().map(|n| n.to_ascii_lowercase()));
             }

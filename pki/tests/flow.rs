@@ -7,13 +7,14 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 
 use common::{have, now, run, server};
+use hometun_certs::addrblock;
+use hometun_certs::verify::{PeerPublicKey, VerifyError};
 use hometun_config::{ClientConfig, ServerConfig};
+use hometun_pki::PkiError;
 use hometun_pki::bundle::Bundle;
 use hometun_pki::ca::KeyType;
 use hometun_pki::client_dir::ClientDir;
 use hometun_pki::server_dir::ServerDir;
-use hometun_pki::verify::{PeerPublicKey, TrustStore, VerifyError};
-use hometun_pki::{PkiError, addrblock};
 use rustls_pki_types::UnixTime;
 
 fn mode(path: &std::path::Path) -> u32 {
@@ -77,7 +78,7 @@ fn init_request_sign_import_gives_a_loadable_client_toml() {
 
         // The CA's check of a home certificate (with the server's CRL and pool) accepts it and
         // reads its prefix and key.
-        let store = TrustStore::from_files(&sc.server.ca, sc.server.crl.as_deref())
+        let store = hometun_pki::files::trust_store(&sc.server.ca, sc.server.crl.as_deref())
             .unwrap()
             .with_pool(sc.server.pool);
         let cert = hometun_pki::files::load_certificate(&home.cert()).unwrap();
@@ -91,7 +92,7 @@ fn init_request_sign_import_gives_a_loadable_client_toml() {
         }
         // ... and the client accepts the server's certificate for its name and address.
         let server_cert = hometun_pki::files::load_certificate(&sc.server.certificate).unwrap();
-        let client_store = TrustStore::from_files(&cc.client.ca, None).unwrap();
+        let client_store = hometun_pki::files::trust_store(&cc.client.ca, None).unwrap();
         let s = client_store
             .verify_server(&server_cert, &[], Some("vps.example"), UnixTime::now())
             .unwrap();
@@ -117,7 +118,7 @@ fn init_request_sign_import_gives_a_loadable_client_toml() {
                 .is_err()
         );
         // Another server's pool does not accept this home's prefix.
-        let narrow = TrustStore::from_files(&sc.server.ca, None)
+        let narrow = hometun_pki::files::trust_store(&sc.server.ca, None)
             .unwrap()
             .with_pool("2001:db8:200::/48".parse().unwrap());
         assert!(matches!(
@@ -249,12 +250,12 @@ fn revocation_publishes_a_crl_that_openssl_and_the_verifier_honour() {
     let crl = sc.server.crl.clone().unwrap();
     let cert = hometun_pki::files::load_certificate(&home.cert()).unwrap();
 
-    let store = TrustStore::from_files(&sc.server.ca, Some(&crl)).unwrap();
+    let store = hometun_pki::files::trust_store(&sc.server.ca, Some(&crl)).unwrap();
     store.verify_client(&cert, &[], UnixTime::now()).unwrap();
 
     let revoked = srv.revoke("home.example", false, now()).unwrap();
     assert_eq!(revoked.serial, issued.record.serial);
-    let store = TrustStore::from_files(&sc.server.ca, Some(&crl)).unwrap();
+    let store = hometun_pki::files::trust_store(&sc.server.ca, Some(&crl)).unwrap();
     assert_eq!(
         store.verify_client(&cert, &[], UnixTime::now()),
         Err(VerifyError::Revoked)

@@ -1,10 +1,10 @@
-//! The strongSwan trace and its logs, shared by the wire_* tests.
-
-#![allow(dead_code)]
+//! The strongSwan trace in testdata/ and its charon logs: every IKE message with where it was
+//! seen, the keys charon logged at `ike = 4`, and its message summary lines. The known-answer
+//! tests of the key schedule, the SK payload and the decoder read it through here.
 
 use std::path::PathBuf;
 
-use hometun_ike::decode::{CapturedPacket, Origin, read_capture};
+use hometun_capture::{CapturedPacket, Origin, read_capture};
 
 /// The vector directory.
 pub fn vector_dir() -> PathBuf {
@@ -12,6 +12,7 @@ pub fn vector_dir() -> PathBuf {
         .join("../testdata/strongswan-5.9.8-x25519-aesgcm128-ed25519")
 }
 
+/// The capture of the conversation.
 pub fn trace_path() -> PathBuf {
     vector_dir().join("trace.pcap")
 }
@@ -62,10 +63,12 @@ pub fn logged_secret(log: &str, label: &str) -> Vec<u8> {
     out
 }
 
+/// SK_ei of the trace's first IKE SA, as the initiator logged it.
 pub fn sk_ei() -> Vec<u8> {
     logged_secret("initiator-charon.log", "Sk_ei secret =>")
 }
 
+/// SK_er of the trace's first IKE SA, as the initiator logged it.
 pub fn sk_er() -> Vec<u8> {
     logged_secret("initiator-charon.log", "Sk_er secret =>")
 }
@@ -73,8 +76,11 @@ pub fn sk_er() -> Vec<u8> {
 /// A message summary line of a charon log: who sent it and what it held.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggedMessage {
+    /// The exchange, e.g. `IKE_AUTH`.
     pub exchange: String,
+    /// A response rather than a request.
     pub response: bool,
+    /// The message ID.
     pub message_id: u32,
     /// Sent by the original initiator of the IKE SA.
     pub from_initiator: bool,

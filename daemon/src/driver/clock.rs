@@ -1,7 +1,7 @@
 //! The only places the daemon reads the clock and the OS random generator: the protocol code
 //! gets both as arguments (DESIGN.md style 1).
 
-use crate::endpoint::{Now, Random};
+use hometun_ike::endpoint::{Now, Random};
 
 /// The operating system's random generator (getrandom).
 #[derive(Debug, Default, Clone, Copy)]

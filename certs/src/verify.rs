@@ -15,9 +15,9 @@
 //!   ([`crate::enroll::client::PinnedCaVerifier`]).
 //!
 //! ```no_run
-//! # use hometun_pki::verify::TrustStore;
-//! # fn f(ca: &std::path::Path, crl: &std::path::Path, cert: &[u8]) -> anyhow::Result<()> {
-//! let store = TrustStore::from_files(ca, Some(crl))?.with_pool("2001:db8:100::/48".parse()?);
+//! # use hometun_certs::verify::TrustStore;
+//! # fn f(ca: rustls_pki_types::CertificateDer<'static>, crl: &[rustls_pki_types::CertificateRevocationListDer<'_>], cert: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+//! let store = TrustStore::new(ca, crl)?.with_pool("2001:db8:100::/48".parse()?);
 //! let now = rustls_pki_types::UnixTime::now();
 //! let home = store.verify_client(cert, &[], now)?; // Err(VerifyError::Revoked) if on the CRL
 //! // home.names: its DNS names; home.prefixes: its RFC 3779 prefixes, inside the pool.
@@ -25,7 +25,6 @@
 //! ```
 
 use std::net::IpAddr;
-use std::path::Path;
 
 use ipnet::Ipv6Net;
 use rustls_pki_types::{
@@ -39,7 +38,6 @@ use webpki::{
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use crate::addrblock::{self, AddrBlockError};
-use crate::{PkiError, files};
 
 const OID_ED25519: &str = "1.3.101.112";
 const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
@@ -236,16 +234,6 @@ impl TrustStore {
         })
     }
 
-    /// Loads the CA certificate (PEM) and, if given, the CRL file (PEM; may hold no CRL).
-    pub fn from_files(ca: &Path, crl: Option<&Path>) -> Result<Self, PkiError> {
-        let ca_der = files::load_certificate(ca)?;
-        let crls = match crl {
-            Some(path) => files::load_crls(path)?,
-            None => Vec::new(),
-        };
-        TrustStore::new(ca_der, &crls).map_err(|e| PkiError::Verify(e.to_string()))
-    }
-
     /// Also require home prefixes to lie inside `pool` (server.toml's `server.pool`).
     pub fn with_pool(mut self, pool: Ipv6Net) -> Self {
         self.pool = Some(pool);
@@ -334,8 +322,8 @@ impl TrustStore {
     }
 }
 
-/// DER contents of the serverAuth EKU OID (1.3.6.1.5.5.7.3.1).
-const EKU_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
+/// DER contents of the serverAuth EKU OID (1.3.6.1.5.5.7.3.1, RFC 5280 4.2.1.12).
+pub const EKU_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
 
 /// Reads names, prefixes, serial, expiry and key from a certificate. Does not verify it.
 pub fn describe(der: &[u8]) -> Result<PeerCertificate, VerifyError> {
@@ -390,80 +378,4 @@ pub fn describe(der: &[u8]) -> Result<PeerCertificate, VerifyError> {
         not_after: cert.validity().not_after.timestamp(),
         public_key,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ca::{Ca, KeyType, Revoked};
-    use rustls_pki_types::pem::PemObject;
-    use time::{Duration, OffsetDateTime};
-
-    fn at(t: OffsetDateTime) -> UnixTime {
-        UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-            u64::try_from(t.unix_timestamp()).unwrap(),
-        ))
-    }
-
-    fn crl_der(pem: &str) -> Vec<u8> {
-        CertificateRevocationListDer::from_pem_slice(pem.as_bytes())
-            .unwrap()
-            .to_vec()
-    }
-
-    /// The revocation policy every hometun verifier shares: no CRL, no check; a CRL from
-    /// another issuer only is "unknown" and refused; a CRL past its nextUpdate still revokes
-    /// what it lists and still clears what it does not.
-    #[test]
-    fn chain_verifier_crl_policy() {
-        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
-        let (ca, _) = Ca::create("vps.example", KeyType::Ed25519, t0).unwrap();
-        let (other, _) = Ca::create("other.example", KeyType::Ed25519, t0).unwrap();
-        let key = KeyType::Ed25519.generate().unwrap();
-        let serial = [0x11, 0x22, 0x33];
-        let prefix = "2001:db8:100:1::/64".parse().unwrap();
-        let cert = ca
-            .issue_client(&key, "home.example", prefix, &serial, t0, 90)
-            .unwrap();
-        let ee = EndEntityCert::try_from(&cert).unwrap();
-        let later = at(t0 + Duration::days(30));
-        let verifier = |crls: &[String]| {
-            let mut v = ChainVerifier::new(std::slice::from_ref(ca.cert_der())).unwrap();
-            for crl in crls {
-                v.add_crl(&crl_der(crl)).unwrap();
-            }
-            v
-        };
-
-        assert_eq!(
-            verifier(&[]).verify(&ee, &[], later, KeyUsage::client_auth()),
-            Ok(())
-        );
-        let foreign = other.crl(&[], 1, t0, 365).unwrap();
-        assert_eq!(
-            verifier(&[foreign]).verify(&ee, &[], later, KeyUsage::client_auth()),
-            Err(webpki::Error::UnknownRevocationStatus)
-        );
-        // Both CRLs were valid for one day only, 29 days before `later`.
-        let listed = Revoked {
-            serial: serial.to_vec(),
-            at: t0,
-            key_compromise: false,
-        };
-        let stale_listing = ca.crl(&[listed], 2, t0, 1).unwrap();
-        assert_eq!(
-            verifier(&[stale_listing]).verify(&ee, &[], later, KeyUsage::client_auth()),
-            Err(webpki::Error::CertRevoked)
-        );
-        let stale_clear = ca.crl(&[], 3, t0, 1).unwrap();
-        assert_eq!(
-            verifier(&[stale_clear]).verify(&ee, &[], later, KeyUsage::client_auth()),
-            Ok(())
-        );
-        // A home's certificate never passes as the server's.
-        assert!(matches!(
-            verifier(&[]).verify(&ee, &[], later, KeyUsage::required(EKU_SERVER_AUTH)),
-            Err(webpki::Error::RequiredEkuNotFoundContext(_))
-        ));
-    }
 }

@@ -3,19 +3,17 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod wire_common;
-
 use std::borrow::Cow;
 use std::process::Command;
 use std::time::Duration;
 
-use hometun_ike::decode::{DecodeKeys, Summary, decode_capture, decode_hex};
+use hometun_daemon::tools::decode::{DecodeKeys, Summary, decode_capture, decode_hex};
+use hometun_lab::trace::*;
 use pcap_file::DataLink;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
 use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
 use pcap_file::pcapng::{Block, PcapNgWriter};
-use wire_common::*;
 
 fn keys() -> DecodeKeys {
     DecodeKeys::from_hex(Some(&hex::encode(sk_ei())), Some(&hex::encode(sk_er()))).unwrap()

@@ -42,74 +42,47 @@ pub struct StatusArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum IkeCommand {
     /// Print each IKE message's header and payloads.
-    Decode(DecodeArgs),
+    Decode(crate::tools::decode::DecodeArgs),
     /// Send an IKE_SA_INIT and report what the server chose.
-    Probe(ProbeArgs),
+    Probe(crate::tools::probe::ProbeArgs),
     /// Measure full handshakes per second against a responder (for bench/handshakes.sh).
     #[command(hide = true)]
-    Bench(crate::daemon::bench::BenchArgs),
-}
-
-/// Arguments of `hometun ike decode`.
-#[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("input").required(true).args(["hex", "pcap"])))]
-pub struct DecodeArgs {
-    /// One IKE message in hex (a leading non-ESP marker is removed).
-    #[arg(long, value_name = "HEX")]
-    pub hex: Option<String>,
-    /// A pcap or pcapng file; every IKE message on UDP 500/4500 in it is decoded.
-    #[arg(long, value_name = "FILE")]
-    pub pcap: Option<PathBuf>,
-    /// SK_ei in hex (AES key || 4-byte salt, as strongSwan logs it): decrypts the SK payloads
-    /// of messages from the original initiator.
-    #[arg(long = "sk-ei", value_name = "HEX")]
-    pub sk_ei: Option<String>,
-    /// SK_er in hex (AES key || 4-byte salt): decrypts the SK payloads of messages from the
-    /// original responder.
-    #[arg(long = "sk-er", value_name = "HEX")]
-    pub sk_er: Option<String>,
-}
-
-/// Arguments of `hometun ike probe`.
-#[derive(Debug, clap::Args)]
-pub struct ProbeArgs {
-    /// The server's address: ADDR or ADDR:PORT (IPv4; port 500 by default).
-    pub addr: String,
+    Bench(crate::tools::bench::BenchArgs),
 }
 
 /// Runs `hometun server` (or checks its configuration).
 pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     if args.check {
-        crate::daemon::check_server(&args.config)?;
+        crate::setup::check_server(&args.config)?;
         println!("{}: ok", args.config.display());
         return Ok(());
     }
-    crate::daemon::run_server(&args.config)
+    crate::setup::run_server(&args.config)
 }
 
 /// Runs `hometun client` (or checks its configuration).
 pub fn run_client(args: ClientArgs) -> anyhow::Result<()> {
     if args.check {
-        crate::daemon::check_client(&args.config)?;
+        crate::setup::check_client(&args.config)?;
         println!("{}: ok", args.config.display());
         return Ok(());
     }
-    crate::daemon::run_client(&args.config)
+    crate::setup::run_client(&args.config)
 }
 
 /// Runs `hometun status`.
 pub fn run_status(args: StatusArgs) -> anyhow::Result<()> {
-    crate::daemon::run_status(args.config.as_deref(), args.json)
+    crate::setup::run_status(args.config.as_deref(), args.json)
 }
 
 /// Runs `hometun ike ...`.
 pub fn run_ike(command: IkeCommand) -> anyhow::Result<()> {
     match command {
         IkeCommand::Decode(args) => {
-            crate::decode::run(&args)?;
+            crate::tools::decode::run(&args)?;
             Ok(())
         }
-        IkeCommand::Probe(args) => crate::daemon::probe::run(&args.addr),
-        IkeCommand::Bench(args) => crate::daemon::bench::run(args),
+        IkeCommand::Probe(args) => crate::tools::probe::run(&args.addr),
+        IkeCommand::Bench(args) => crate::tools::bench::run(args),
     }
 }

@@ -22,10 +22,10 @@ use anyhow::Context;
 use hometun_config::ClientConfig;
 use tokio::net::UdpSocket;
 
-use crate::crypto::PeerIdentity;
 use crate::driver::clock::{OsRandom, now};
-use crate::endpoint::{Endpoint, InitiatorConfig, Output};
-use crate::wire::{add_non_esp_marker, strip_non_esp_marker};
+use hometun_ike::crypto::PeerIdentity;
+use hometun_ike::endpoint::{Endpoint, InitiatorConfig, Output};
+use hometun_ike::wire::{add_non_esp_marker, strip_non_esp_marker};
 
 /// Arguments of `hometun ike bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -64,14 +64,14 @@ struct Material {
 impl Material {
     fn initiator(&self, port: u16) -> anyhow::Result<InitiatorConfig> {
         let c = &self.config.client;
-        let credentials = super::load_credentials(
+        let credentials = crate::setup::load_credentials(
             &c.certificate,
             &c.private_key,
             &c.ca,
             None,
-            crate::crypto::PeerUsage::Server,
+            hometun_ike::crypto::PeerUsage::Server,
         )?;
-        let common = super::common_config(
+        let common = crate::setup::common_config(
             credentials,
             PeerIdentity::Fqdn(c.name.clone()),
             &self.config.ike,
@@ -121,8 +121,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             args.count
         );
     }
-    let server = super::probe::parse_target(&args.addr)?;
-    let local = super::route_source(server)?;
+    let server = crate::tools::probe::parse_target(&args.addr)?;
+    let local = crate::setup::route_source(server)?;
     let materials = args
         .config
         .iter()

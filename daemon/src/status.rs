@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::endpoint::{EndpointCounters, PeerStatus};
+use hometun_ike::endpoint::{EndpointCounters, PeerStatus};
 
 /// The request line a client sends.
 pub const STATUS_REQUEST: &str = "status";
@@ -534,8 +534,8 @@ pub fn duration(seconds: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endpoint::ChildStatus;
     use hometun_control::{Endpoint, PeerId, Spi};
+    use hometun_ike::endpoint::ChildStatus;
 
     fn report() -> StatusReport {
         let limits = Limits {

@@ -11,14 +11,21 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use hometun_config::IkeSection;
 
-use crate::crypto::dh::PRIVATE_RANDOM_LEN;
-use crate::crypto::{DhGroup, KeyExchange, natd_hash};
 use crate::driver::clock::OsRandom;
-use crate::endpoint::Random;
-use crate::proposal::{IkeProposal, describe};
-use crate::wire::{
+use hometun_ike::crypto::dh::PRIVATE_RANDOM_LEN;
+use hometun_ike::crypto::{DhGroup, KeyExchange, natd_hash};
+use hometun_ike::endpoint::Random;
+use hometun_ike::proposal::{IkeProposal, describe};
+use hometun_ike::wire::{
     self, ExchangeType, Flags, Header, Message, Notify, NotifyType, Payload, PayloadType,
 };
+
+/// Arguments of `hometun ike probe`.
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    /// The server's address: ADDR or ADDR:PORT (IPv4; port 500 by default).
+    pub addr: String,
+}
 
 /// Tries per request before giving up (1 s, 2 s, 4 s apart).
 const TRIES: u32 = 3;
@@ -110,7 +117,7 @@ pub fn build_request(
     )));
     payloads.push(Payload::Notify(Notify::new(
         NotifyType::SIGNATURE_HASH_ALGORITHMS,
-        crate::crypto::auth::signature_hash_algorithms_data(),
+        hometun_ike::crypto::auth::signature_hash_algorithms_data(),
     )));
     let header = Header::new(
         ExchangeType::IKE_SA_INIT,

@@ -2,14 +2,6 @@
 //! credentials, build the endpoint's configuration and start the driver. Also the tools that
 //! talk to daemons and servers: `status`, `ike probe`, `ike bench`.
 
-pub mod authorizer;
-pub mod bench;
-pub mod enrollment;
-pub mod metrics;
-pub mod probe;
-pub mod reload;
-pub mod status;
-
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,12 +13,12 @@ use hometun_config::{
 use hometun_control::InterfaceConfig;
 use ipnet::Ipv6Net;
 
-use crate::crypto::credentials::certificates_from_pem;
-use crate::crypto::{CertificateVerifier, PeerIdentity, PeerUsage, PrivateKey};
 use crate::driver::{self, DriverConfig, ForwarderSource, Role};
-use crate::endpoint::{CommonConfig, InitiatorConfig, ResponderConfig};
-use crate::proposal::{EspProposal, IkeProposal};
-use reload::ConfigReloader;
+use crate::reload::ConfigReloader;
+use hometun_ike::crypto::credentials::certificates_from_pem;
+use hometun_ike::crypto::{CertificateVerifier, PeerIdentity, PeerUsage, PrivateKey};
+use hometun_ike::endpoint::{CommonConfig, InitiatorConfig, ResponderConfig};
+use hometun_ike::proposal::{EspProposal, IkeProposal};
 
 /// Our certificate chain, key and the verifier for the peer's chain, loaded from files.
 pub struct Credentials {
@@ -121,7 +113,7 @@ pub fn common_config(
         ike_proposals,
         esp_proposals,
         limits: limits.to_limits(),
-        ike_rekey: crate::settings::IkeRekeyPolicy {
+        ike_rekey: hometun_ike::settings::IkeRekeyPolicy {
             after_child_rekeys: limits.ike_rekey_child_rekeys,
             bytes: Some(limits.ike_rekey_bytes),
             seconds: limits.ike_rekey_seconds,
@@ -188,7 +180,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub fn prepare_server(config_path: &Path) -> anyhow::Result<(DriverConfig, ResponderConfig)> {
     let config = ServerConfig::load(config_path)?;
     let s = &config.server;
-    let (common, settings) = reload::server_settings(&config, config_path)?;
+    let (common, settings) = crate::reload::server_settings(&config, config_path)?;
     let responder = ResponderConfig {
         common,
         local_addr: s.listen,
@@ -225,7 +217,7 @@ pub fn prepare_server(config_path: &Path) -> anyhow::Result<(DriverConfig, Respo
 /// until SIGTERM/SIGINT.
 pub fn run_server(config_path: &Path) -> anyhow::Result<()> {
     let (driver, responder) = prepare_server(config_path)?;
-    let enrollment = enrollment::prepare(config_path)?;
+    let enrollment = crate::enrollment::prepare(config_path)?;
     runtime()?.block_on(async move {
         if let Some(listener) = enrollment {
             listener.spawn()?;
@@ -238,7 +230,7 @@ pub fn run_server(config_path: &Path) -> anyhow::Result<()> {
 /// CRL, the enrollment CA directory) as start-up would, touching neither network nor disk.
 pub fn check_server(config_path: &Path) -> anyhow::Result<()> {
     let config = ServerConfig::load(config_path)?;
-    reload::server_settings(&config, config_path)?;
+    crate::reload::server_settings(&config, config_path)?;
     if let Some(enroll) = &config.enroll {
         hometun_pki::enroll::server::EnrollmentServer::new(&enroll.pki_dir).with_context(|| {
             format!(
@@ -254,7 +246,7 @@ pub fn check_server(config_path: &Path) -> anyhow::Result<()> {
 /// `hometun client --check`: reads the config and the files it names as start-up would.
 pub fn check_client(config_path: &Path) -> anyhow::Result<()> {
     let config = ClientConfig::load(config_path)?;
-    reload::client_settings(&config, config_path)?;
+    crate::reload::client_settings(&config, config_path)?;
     Ok(())
 }
 
@@ -293,8 +285,8 @@ pub fn prepare_client(config_path: &Path) -> anyhow::Result<(DriverConfig, Initi
     let config = ClientConfig::load(config_path)?;
     let c = &config.client;
     // Our side of IKE uses the standard port; the server's may differ.
-    let ike_port = reload::CLIENT_IKE_PORT;
-    let common = reload::client_settings(&config, config_path)?;
+    let ike_port = crate::reload::CLIENT_IKE_PORT;
+    let common = crate::reload::client_settings(&config, config_path)?;
     let server = SocketAddrV4::new(c.server, c.server_port);
     let local_addr = match c.local {
         Some(local) => local,
@@ -392,7 +384,7 @@ pub fn run_status(config: Option<&Path>, json: bool) -> anyhow::Result<()> {
         }
     };
     let socket = control_socket_of(&config_path)?;
-    let text = status::query(&socket)?;
+    let text = crate::status::query(&socket)?;
     if json {
         print!("{text}");
         return Ok(());
@@ -402,8 +394,8 @@ pub fn run_status(config: Option<&Path>, json: bool) -> anyhow::Result<()> {
     if let Some(error) = value.get("error") {
         anyhow::bail!("{}: {error}", socket.display());
     }
-    let view: status::StatusView = serde_json::from_value(value)
+    let view: crate::status::StatusView = serde_json::from_value(value)
         .with_context(|| format!("{}: unexpected status format", socket.display()))?;
-    print!("{}", status::render(&view));
+    print!("{}", crate::status::render(&view));
     Ok(())
 }

@@ -5,8 +5,8 @@
 use hometun_config::StaticClient;
 use ipnet::Ipv6Net;
 
-use crate::crypto::{PeerIdentity, VerifiedPeer};
-use crate::endpoint::Authorizer;
+use hometun_ike::crypto::{PeerIdentity, VerifiedPeer};
+use hometun_ike::endpoint::Authorizer;
 
 /// Static clients first, then the certificate's prefixes within the pool.
 #[derive(Debug, Clone)]
@@ -35,7 +35,7 @@ impl ConfigAuthorizer {
         {
             return Ok(vec![client.prefix]);
         }
-        let prefixes = hometun_pki::addrblock::prefixes_from_certificate(certificate)
+        let prefixes = hometun_certs::addrblock::prefixes_from_certificate(certificate)
             .map_err(|e| format!("cannot read the IPv6 prefix from its certificate: {e}"))?;
         if prefixes.is_empty() {
             return Err(format!(
@@ -83,7 +83,7 @@ mod tests {
         let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
         if !prefixes.is_empty() {
             let nets: Vec<Ipv6Net> = prefixes.iter().map(|p| p.parse().unwrap()).collect();
-            let value = hometun_pki::addrblock::encode_ipv6_prefixes(&nets).unwrap();
+            let value = hometun_certs::addrblock::encode_ipv6_prefixes(&nets).unwrap();
             params
                 .custom_extensions
                 .push(rcgen::CustomExtension::from_oid_content(

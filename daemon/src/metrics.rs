@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-use super::status::{StatusRequest, StatusView};
+use crate::status::{StatusRequest, StatusView};
 
 /// The path scraped (`/` answers too).
 pub const METRICS_PATH: &str = "/metrics";

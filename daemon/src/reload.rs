@@ -8,18 +8,18 @@
 //! (certificates, key, CA, CRL, `server.pool`, `[[clients]]`, `[limits]`, `[ike]`, `[dos]`)
 //! applies to new IKE SAs and to the later exchanges of the established ones, which stay up.
 //!
-//! [`Endpoint::reload`]: crate::endpoint::Endpoint::reload
+//! [`Endpoint::reload`]: hometun_ike::endpoint::Endpoint::reload
 
 use std::path::{Path, PathBuf};
 
 use hometun_config::{ClientConfig, ConfigError, ServerConfig, check_private_key_mode};
 use serde::Serialize;
 
-use super::authorizer::ConfigAuthorizer;
-use super::{common_config, load_credentials};
-use crate::crypto::{PeerIdentity, PeerUsage};
-use crate::endpoint::CommonConfig;
-use crate::endpoint::reload::{Reload, ResponderReload};
+use crate::authorizer::ConfigAuthorizer;
+use crate::setup::{common_config, load_credentials};
+use hometun_ike::crypto::{PeerIdentity, PeerUsage};
+use hometun_ike::endpoint::CommonConfig;
+use hometun_ike::endpoint::reload::{Reload, ResponderReload};
 
 /// The configuration a daemon runs with, and the file it came from.
 #[derive(Debug, Clone)]

@@ -21,12 +21,12 @@ use tokio::process::Child;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use crate::daemon::metrics;
-use crate::daemon::reload::ConfigReloader;
-use crate::daemon::status::{self, StatusReport, StatusRequest};
-use crate::endpoint::{Endpoint, InitiatorConfig, Output, ResponderConfig, Transmit};
 use crate::forwarder_link::{ForwarderLink, LinkError};
+use crate::metrics;
+use crate::reload::ConfigReloader;
+use crate::status::{self, StatusReport, StatusRequest};
 use clock::{OsRandom, now};
+use hometun_ike::endpoint::{Endpoint, InitiatorConfig, Output, ResponderConfig, Transmit};
 
 /// How often the forwarder's counters are fetched (liveness, make-before-break, status).
 const COUNTER_INTERVAL: Duration = Duration::from_secs(1);
@@ -241,7 +241,7 @@ struct Driver {
     rng: OsRandom,
     counters: Option<hometun_control::CounterReport>,
     config: DriverConfig,
-    started: crate::endpoint::Now,
+    started: hometun_ike::endpoint::Now,
 }
 
 impl Driver {
