@@ -465,6 +465,7 @@ fn strongswan_client_to_our_server() {
     let pki = swan_pki();
     let setup = Setup {
         server_allows: vec![client_prefix()],
+        server_esp: vec!["aes128gcm16-x25519-ecp256", "aes256gcm16-x25519-ecp256"],
         ..Setup::default()
     };
     let config = server_config(&setup, &pki);
@@ -491,7 +492,7 @@ fn strongswan_client_to_our_server() {
     children {{
       v6 {{ local_ts = 2001:db8:1::2/128
            remote_ts = ::/0
-           esp_proposals = aes128gcm16
+           esp_proposals = aes128gcm16-x25519
            mode = tunnel
            life_time = 0
            start_action = none }}
@@ -639,7 +640,7 @@ fn our_client_to_a_strongswan_server() {
     children {{
       v6 {{ local_ts = ::/0
            remote_ts = 2001:db8:1::/64
-           esp_proposals = aes128gcm16
+           esp_proposals = aes128gcm16-x25519
            mode = tunnel
            life_time = 0
            start_action = none }}
@@ -651,7 +652,7 @@ fn our_client_to_a_strongswan_server() {
     );
     let setup = Setup {
         client_ike: vec!["aes128gcm16-prfsha256-x25519"],
-        client_esp: vec!["aes128gcm16"],
+        client_esp: vec!["aes128gcm16-x25519"],
         ..Setup::default()
     };
     let mut config = client_config(&setup, &pki);
@@ -773,6 +774,7 @@ fn strongswan_client_with_p256_certificates_and_group_negotiation() {
         let setup = Setup {
             alg: &rcgen::PKCS_ECDSA_P256_SHA256,
             server_ike,
+            server_esp: vec!["aes128gcm16-x25519-ecp256", "aes256gcm16-x25519-ecp256"],
             ..Setup::default()
         };
         let config = server_config(&setup, &pki);
@@ -797,7 +799,7 @@ fn strongswan_client_with_p256_certificates_and_group_negotiation() {
     children {{
       v6 {{ local_ts = 2001:db8:1::2/128
            remote_ts = ::/0
-           esp_proposals = aes256gcm16-aes128gcm16
+           esp_proposals = aes256gcm16-aes128gcm16-x25519
            mode = tunnel
            start_action = none }}
     }}

@@ -182,7 +182,7 @@ fn strongswan_client(rekey: bool) {
             local_ts: HOME_PREFIX.into(),
             remote_ts: "::/0".into(),
             proposals: "aes128gcm16-prfsha256-x25519".into(),
-            esp_proposals: "aes128gcm16".into(),
+            esp_proposals: "aes128gcm16-x25519".into(),
             charon_extra: String::new(),
             connection_extra: String::new(),
             child_extra: if rekey {
@@ -268,7 +268,7 @@ fn hometun_client(rekey: bool) {
             local_ts: "::/0".into(),
             remote_ts: HOME_PREFIX.into(),
             proposals: "aes128gcm16-prfsha256-x25519".into(),
-            esp_proposals: "aes128gcm16".into(),
+            esp_proposals: "aes128gcm16-x25519".into(),
             charon_extra: String::new(),
             connection_extra: String::new(),
             child_extra: String::new(),

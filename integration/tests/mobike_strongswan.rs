@@ -92,7 +92,7 @@ fn mobike_strongswan_client_roams_against_hometun_server() {
             local_ts: HOME_PREFIX.into(),
             remote_ts: "::/0".into(),
             proposals: "aes128gcm16-prfsha256-x25519".into(),
-            esp_proposals: "aes128gcm16".into(),
+            esp_proposals: "aes128gcm16-x25519".into(),
             charon_extra: String::new(),
             connection_extra: String::new(),
             child_extra: String::new(),

@@ -147,7 +147,7 @@ fn strongswan_client_with_a_hometun_p256_certificate() {
             local_ts: prefix.to_string(),
             remote_ts: "::/0".into(),
             proposals: "aes128gcm16-prfsha256-ecp256".into(),
-            esp_proposals: "aes128gcm16".into(),
+            esp_proposals: "aes128gcm16-x25519".into(),
             charon_extra: String::new(),
             connection_extra: String::new(),
             child_extra: String::new(),

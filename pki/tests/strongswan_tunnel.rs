@@ -139,7 +139,7 @@ fn connection(
     children {{
       v6 {{ local_ts = {local_ts}
            remote_ts = {remote_ts}
-           esp_proposals = aes128gcm16
+           esp_proposals = aes128gcm16-x25519
            mode = tunnel
            start_action = none }}
     }}

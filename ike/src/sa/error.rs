@@ -104,7 +104,13 @@ impl IkeError {
 
 impl From<NegotiationError> for IkeError {
     fn from(err: NegotiationError) -> Self {
-        IkeError::NoProposalChosen(err.to_string())
+        // The variant's own text says "no proposal chosen": keep only what follows, so the
+        // log line does not say it twice.
+        match err {
+            NegotiationError::NoProposalChosen { offered } => {
+                IkeError::NoProposalChosen(format!("peer offered {offered}"))
+            }
+        }
     }
 }
 
@@ -130,6 +136,17 @@ impl From<CryptoError> for IkeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_negotiation_error_says_no_proposal_chosen_once() {
+        let e = IkeError::from(NegotiationError::NoProposalChosen {
+            offered: "ESP:ENCR_AES_GCM_16/128/NO_ESN".into(),
+        });
+        assert_eq!(
+            e.to_string(),
+            "no proposal chosen: peer offered ESP:ENCR_AES_GCM_16/128/NO_ESN"
+        );
+    }
 
     #[test]
     fn errors_map_to_their_notify() {
