@@ -11,6 +11,7 @@ pub mod enrollment;
 pub mod forwarder_link;
 pub mod metrics;
 pub mod reload;
+pub mod renewal;
 pub mod setup;
 pub mod status;
 pub mod tools;

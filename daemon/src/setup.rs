@@ -208,6 +208,7 @@ pub fn prepare_server(config_path: &Path) -> anyhow::Result<(DriverConfig, Respo
         control_socket: s.control_socket.clone(),
         metrics: s.metrics,
         reloader: Some(ConfigReloader::server(config_path, config.clone())),
+        renewal: None,
     };
     create_state_dir(&s.state_dir)?;
     Ok((driver, responder))
@@ -322,6 +323,7 @@ pub fn prepare_client(config_path: &Path) -> anyhow::Result<(DriverConfig, Initi
         control_socket: c.control_socket.clone(),
         metrics: c.metrics,
         reloader: Some(ConfigReloader::client(config_path, config.clone())),
+        renewal: Some(config_path.to_path_buf()),
     };
     create_state_dir(&c.state_dir)?;
     Ok((driver, initiator))

@@ -127,8 +127,18 @@ fn ipv6_packet(fill: u8) -> Vec<u8> {
     let mut p = vec![0x60, 0, 0, 0];
     p.extend_from_slice(&payload.to_be_bytes());
     p.extend_from_slice(&[59, 64]);
-    p.extend_from_slice(&"2001:db8:1::2".parse::<std::net::Ipv6Addr>().unwrap().octets());
-    p.extend_from_slice(&"2001:db8:2::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    p.extend_from_slice(
+        &"2001:db8:1::2"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    p.extend_from_slice(
+        &"2001:db8:2::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
     p.extend(std::iter::repeat_n(fill, usize::from(payload)));
     p
 }

@@ -67,6 +67,9 @@ pub struct DriverConfig {
     pub metrics: Option<SocketAddr>,
     /// Reads the configuration again on SIGHUP (none: SIGHUP is logged and ignored).
     pub reloader: Option<ConfigReloader>,
+    /// The client's configuration file, whose certificate it renews before it expires
+    /// (`None` on a server).
+    pub renewal: Option<PathBuf>,
 }
 
 /// Where the daemon's forwarder comes from.
@@ -121,6 +124,24 @@ async fn open_forwarder(
                 }
             }
         }
+    }
+}
+
+/// When the client's certificate renewal timer fires; never without one.
+async fn renewal_due(timer: &Option<crate::renewal::RenewalTimer>) {
+    match timer {
+        Some(timer) => timer.due().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A finished renewal attempt; never without a timer.
+async fn renewal_result(
+    results: &mut Option<mpsc::Receiver<crate::renewal::RenewalResult>>,
+) -> Option<crate::renewal::RenewalResult> {
+    match results {
+        Some(results) => results.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -182,6 +203,13 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
         Role::Responder(c) => Endpoint::responder(c, now(), &mut rng),
         Role::Initiator(c) => Endpoint::initiator(c, now(), &mut rng),
     };
+    let (renewal, renewal_results) = match config.renewal.clone() {
+        Some(path) => {
+            let (timer, results) = crate::renewal::RenewalTimer::new(path);
+            (Some(timer), Some(results))
+        }
+        None => (None, None),
+    };
     let mut driver = Driver {
         endpoint,
         link,
@@ -192,6 +220,8 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
         udp,
         rng,
         counters: None,
+        renewal,
+        renewal_results,
         config,
         started,
     };
@@ -224,6 +254,8 @@ enum Wake {
     Status(StatusRequest),
     Stop(&'static str),
     Reload,
+    RenewalDue,
+    Renewed(crate::renewal::RenewalResult),
     ForwarderExited(std::io::Result<std::process::ExitStatus>),
     EventsClosed,
 }
@@ -242,6 +274,8 @@ struct Driver {
     counters: Option<hometun_control::CounterReport>,
     config: DriverConfig,
     started: hometun_ike::endpoint::Now,
+    renewal: Option<crate::renewal::RenewalTimer>,
+    renewal_results: Option<mpsc::Receiver<crate::renewal::RenewalResult>>,
 }
 
 impl Driver {
@@ -290,6 +324,8 @@ impl Driver {
                 _ = sigint.recv() => Wake::Stop("SIGINT"),
                 _ = sighup.recv() => Wake::Reload,
                 status = child_exit(&mut self.child) => Wake::ForwarderExited(status),
+                () = renewal_due(&self.renewal) => Wake::RenewalDue,
+                Some(result) = renewal_result(&mut self.renewal_results) => Wake::Renewed(result),
             };
             match wake {
                 Wake::Datagram(n, from) => {
@@ -316,6 +352,22 @@ impl Driver {
                     return Ok(());
                 }
                 Wake::Reload => self.reload().await?,
+                Wake::RenewalDue => {
+                    if let Some(timer) = self.renewal.as_mut() {
+                        timer.look();
+                    }
+                }
+                Wake::Renewed(result) => {
+                    let renewed = self
+                        .renewal
+                        .as_mut()
+                        .is_some_and(|timer| timer.finished(result));
+                    if renewed {
+                        // The new certificate and key, read like a SIGHUP reload: the endpoint
+                        // re-authenticates with them before the old IKE SA goes.
+                        self.reload().await?;
+                    }
+                }
                 Wake::ForwarderExited(status) => return Err(forwarder_gone(Some(status))),
                 Wake::EventsClosed => {
                     self.events_open = false;

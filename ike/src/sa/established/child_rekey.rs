@@ -525,7 +525,7 @@ impl Established {
                 let child = self.children.remove(i);
                 self.bytes_gone += child.bytes;
                 child.uninstall(io);
-                self.lost_a_pair(io);
+                self.lost_a_pair();
             }
             _ => self.rekey_failed(io, spi_in, request.ke_choice, &why),
         }
@@ -544,7 +544,7 @@ impl Established {
                 "CHILD SA {spi_in:08x} with {} reached its hard limit and its rekey failed ({why})",
                 self.peer.name
             );
-            self.give_up_pair(io, spi_in);
+            self.give_up_pair(spi_in);
             return;
         }
         // Still Rekeying: a soft-limit event meanwhile queues nothing more.
@@ -560,21 +560,28 @@ impl Established {
     }
 
     /// A pair that can no longer be rekeyed and carries nothing: delete it. Without another
-    /// usable pair the tunnel is re-established (the client) or closed so that the client
-    /// re-establishes it (the server).
-    pub(super) fn give_up_pair(&mut self, io: &mut Io<'_>, spi_in: u32) {
+    /// usable pair the tunnel is re-made: the client makes a new IKE SA (the old one goes once
+    /// it is up); the server closes the IKE SA with its pairs in one DELETE, which a stock client
+    /// answers as its close or DPD action says (a hometun client reconnects at once).
+    pub(super) fn give_up_pair(&mut self, spi_in: u32) {
         self.deferred
             .retain(|(_, t)| !matches!(t, Task::RekeyChild { spi_in: s, .. } if *s == spi_in));
         if let Some(child) = self.children.iter_mut().find(|c| c.spi_in == spi_in) {
             // Deleting it is the next step; it no longer waits for a rekey.
             child.state = ChildState::Active;
         }
-        self.delete_child_soon(spi_in);
-        self.lost_a_pair(io);
+        let others = self
+            .children
+            .iter()
+            .any(|c| c.spi_in != spi_in && c.is_usable());
+        if others || self.client || !self.is_current() {
+            self.delete_child_soon(spi_in);
+        }
+        self.lost_a_pair();
     }
 
     /// After a pair went or stopped working: without a usable pair the tunnel is dead.
-    pub(super) fn lost_a_pair(&mut self, io: &mut Io<'_>) {
+    pub(super) fn lost_a_pair(&mut self) {
         if !self.is_current() || self.children.iter().any(Child::is_usable) {
             return;
         }
@@ -591,7 +598,6 @@ impl Established {
             );
             self.queue.push_back(Task::DeleteIke);
         }
-        let _ = io;
     }
 
     /// The forwarder refused to install the pair with inbound SPI `spi_in`: drop it here, ask
@@ -637,7 +643,7 @@ impl Established {
                 "made a pair the forwarder refused",
             );
         }
-        self.lost_a_pair(io);
+        self.lost_a_pair();
         self.pump(io);
     }
 
@@ -686,6 +692,23 @@ impl Established {
         let Some(child) = self.children.iter_mut().find(|c| c.spi_in == spi_in) else {
             return;
         };
+        match child.state {
+            // Replaced already, and the peer still uses it heavily (a responder of our rekey
+            // may keep sending on it until our DELETE): delete it now rather than after the
+            // successor shows traffic.
+            ChildState::Superseded { .. } | ChildState::AwaitingPeerDelete { .. } => {
+                if hard {
+                    tracing::debug!(
+                        "replaced CHILD SA {spi_in:08x} reached its hard limit; deleting it now"
+                    );
+                    self.delete_child_soon(spi_in);
+                    self.pump(io);
+                }
+                return;
+            }
+            ChildState::Deleting => return,
+            ChildState::Active | ChildState::Rekeying => {}
+        }
         if hard && !child.expired {
             child.expired = true;
             io.counters.child_sas_expired += 1;
@@ -717,7 +740,7 @@ impl Established {
                     self.queue_task(io, task, true);
                 }
             }
-            // In flight (its answer decides), or already replaced or being deleted.
+            // In flight: its answer decides.
             _ => {}
         }
     }

@@ -105,7 +105,7 @@ impl Established {
             response.push(Payload::Delete(Delete::esp(&deleted_in)));
             if self.is_current() && !self.children.iter().any(|c| c.is_usable()) {
                 tracing::info!("{} deleted the last working CHILD SA", self.peer.name);
-                self.lost_a_pair(io);
+                self.lost_a_pair();
             }
         }
         (response, effects)
