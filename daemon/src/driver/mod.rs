@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::forwarder_link::{ForwarderLink, LinkError};
 use crate::metrics;
+use crate::peers_up::PeersUp;
 use crate::reload::ConfigReloader;
 use crate::status::{self, StatusReport, StatusRequest};
 use clock::{OsRandom, now};
@@ -70,6 +71,9 @@ pub struct DriverConfig {
     /// The client's configuration file, whose certificate it renews before it expires
     /// (`None` on a server).
     pub renewal: Option<PathBuf>,
+    /// The server's state directory, where it keeps the peers that are up across a restart
+    /// (`None` on a client).
+    pub peers_up: Option<PathBuf>,
 }
 
 /// Where the daemon's forwarder comes from.
@@ -199,10 +203,19 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
     );
 
     let mut rng = OsRandom;
-    let endpoint = match role {
+    let mut endpoint = match role {
         Role::Responder(c) => Endpoint::responder(c, now(), &mut rng),
         Role::Initiator(c) => Endpoint::initiator(c, now(), &mut rng),
     };
+    let peers_up = config.peers_up.as_deref().map(PeersUp::new);
+    if let Some(record) = &peers_up {
+        // A previous run that did not stop cleanly left its peers: they still send with SAs we
+        // no longer have. The first flush tells them.
+        let previous = record.read_previous();
+        if !previous.is_empty() {
+            endpoint.send_restart_hints(now(), &previous);
+        }
+    }
     let (renewal, renewal_results) = match config.renewal.clone() {
         Some(path) => {
             let (timer, results) = crate::renewal::RenewalTimer::new(path);
@@ -222,6 +235,7 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
         counters: None,
         renewal,
         renewal_results,
+        peers_up,
         config,
         started,
     };
@@ -276,6 +290,8 @@ struct Driver {
     started: hometun_ike::endpoint::Now,
     renewal: Option<crate::renewal::RenewalTimer>,
     renewal_results: Option<mpsc::Receiver<crate::renewal::RenewalResult>>,
+    /// The server's record of the peers that are up.
+    peers_up: Option<PeersUp>,
 }
 
 impl Driver {
@@ -450,6 +466,9 @@ impl Driver {
         if let Some(Response::Counters(report)) = self.forward(Request::GetCounters).await? {
             self.endpoint.handle_counters(now(), &report, &mut self.rng);
             self.counters = Some(report);
+        }
+        if let Some(record) = &mut self.peers_up {
+            record.record(self.endpoint.restart_hints());
         }
         Ok(())
     }
@@ -630,6 +649,10 @@ impl Driver {
         self.endpoint.close(now(), &mut self.rng);
         if let Err(error) = self.flush().await {
             tracing::warn!("sending the DELETEs: {error:#}");
+        }
+        if let Some(record) = &mut self.peers_up {
+            // Every peer was told by its DELETE.
+            record.record(Vec::new());
         }
         match tokio::time::timeout(SHUTDOWN_GRACE, self.link.request(Request::Shutdown)).await {
             Ok(Ok(_)) | Ok(Err(LinkError::Closed)) => {}

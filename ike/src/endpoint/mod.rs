@@ -44,6 +44,8 @@ enum Sa {
 }
 
 struct ResponderRole {
+    /// Our address (the source of unprotected answers to ESP).
+    local_addr: Ipv4Addr,
     authorizer: Box<dyn Authorizer>,
     cookie_threshold: u32,
     half_open_per_source: u32,
@@ -85,6 +87,8 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     outputs: VecDeque<Output>,
     counters: EndpointCounters,
+    /// Unprotected answers about SAs we do not have are rate limited ([`restart`]).
+    unprotected_answers: crate::sa::established::TokenBucket,
     #[cfg(feature = "test-util")]
     tamper: Option<Box<dyn crate::io::Tamper>>,
 }
@@ -106,8 +110,11 @@ macro_rules! io {
     };
 }
 
-// After `io!`, which it uses.
+// After `io!`, which they use.
 pub mod reload;
+pub mod restart;
+
+pub use restart::RestartHint;
 
 fn random_secret(rng: &mut dyn Random) -> [u8; 32] {
     let mut secret = [0u8; 32];
@@ -119,6 +126,7 @@ impl Endpoint {
     /// A responder (server).
     pub fn responder(config: ResponderConfig, now: Now, rng: &mut dyn Random) -> Self {
         let role = Role::Responder(ResponderRole {
+            local_addr: config.local_addr,
             authorizer: config.authorizer,
             cookie_threshold: config.cookie_threshold,
             half_open_per_source: config.half_open_per_source,
@@ -129,7 +137,7 @@ impl Endpoint {
             half_open_by_source: HashMap::new(),
             init_index: HashMap::new(),
         });
-        Self::new(config.common, role)
+        Self::new(config.common, role, now)
     }
 
     /// An initiator (client). Starts connecting at once (IKE_SA_INIT with INITIAL_CONTACT in
@@ -146,12 +154,12 @@ impl Endpoint {
             closed: false,
             reauthenticating: false,
         });
-        let mut endpoint = Self::new(config.common, role);
+        let mut endpoint = Self::new(config.common, role, now);
         endpoint.connect(now, rng);
         endpoint
     }
 
-    fn new(common: CommonConfig, role: Role) -> Self {
+    fn new(common: CommonConfig, role: Role, now: Now) -> Self {
         Self {
             common,
             role,
@@ -161,6 +169,7 @@ impl Endpoint {
             transmits: VecDeque::new(),
             outputs: VecDeque::new(),
             counters: EndpointCounters::default(),
+            unprotected_answers: restart::unprotected_answers(now.mono),
             #[cfg(feature = "test-util")]
             tamper: None,
         }
@@ -228,6 +237,9 @@ impl Endpoint {
             header.spi_i
         };
         let Some(sa) = self.sas.remove(&our_spi) else {
+            if self.unknown_ike_spi(now, rng, local, remote, &header, data) {
+                return;
+            }
             self.counters.dropped_unknown_spi += 1;
             tracing::debug!(
                 "{} from {remote} for unknown IKE SA {our_spi:016x} dropped",
@@ -629,6 +641,11 @@ impl Endpoint {
                         }
                     }
                 }
+                Effect::ReconnectNow => {
+                    if let Role::Initiator(role) = &mut self.role {
+                        role.backoff = Duration::ZERO;
+                    }
+                }
                 Effect::Remove => {
                     if let Some(Sa::Up(mut e)) = self.sas.remove(&spi) {
                         let mut io = io!(self, now, rng);
@@ -728,9 +745,14 @@ impl Endpoint {
             return;
         }
         role.reauthenticating = current;
-        tracing::info!("reconnecting to {} in {:?}", role.server, role.backoff);
+        if role.backoff.is_zero() {
+            tracing::info!("reconnecting to {} at once", role.server);
+        } else {
+            tracing::info!("reconnecting to {} in {:?}", role.server, role.backoff);
+        }
         role.reconnect_at = Some(now.mono + role.backoff);
-        role.backoff = (role.backoff * 2).min(RECONNECT_MAX.max(self.common.retransmit_base));
+        let base = self.common.retransmit_base;
+        role.backoff = (role.backoff * 2).max(base).min(RECONNECT_MAX.max(base));
     }
 
     /// Timers (retransmission, DPD, reconnect backoff, cookie secret rotation, grace periods).
@@ -848,6 +870,9 @@ impl Endpoint {
                 remote,
                 data,
             } => self.handle_datagram(now, *local, *remote, data, rng),
+            Event::UnknownSpi { spi, remote, port } => {
+                self.handle_unknown_esp(now, spi.0, *remote, *port)
+            }
         }
     }
 
