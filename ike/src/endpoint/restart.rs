@@ -130,6 +130,11 @@ impl Endpoint {
                 );
                 let notify = Notify::new(NotifyType::INVALID_IKE_SPI, Vec::new());
                 if let Ok(bytes) = Message::new(answer, vec![Payload::Notify(notify)]).to_bytes() {
+                    tracing::debug!(
+                        "{} request {} from {remote} for an IKE SA we do not have: INVALID_IKE_SPI sent",
+                        header.exchange_type,
+                        header.message_id
+                    );
                     self.counters.restart_hints_sent += 1;
                     self.transmits.push_back(crate::io::Transmit {
                         local,
