@@ -251,7 +251,8 @@ async fn hold_until_signal(
                 let up = tally.up.load(Ordering::Relaxed);
                 if up != shown {
                     shown = up;
-                    let at = std::time::SystemTime::now()
+                    let at = now()
+                        .wall
                         .duration_since(std::time::UNIX_EPOCH)
                         .unwrap_or_default();
                     println!("up {up} at {:.3}", at.as_secs_f64());
