@@ -369,3 +369,32 @@ fn unprotected_answers_are_rate_limited() {
     pair.advance(Duration::from_secs(1));
     assert!(pair.esp(true) && pair.esp(false));
 }
+
+#[test]
+fn restart_hints_go_out_in_paced_rounds_and_none_is_dropped() {
+    let mut pair = connected(daemon_defaults());
+    pair.restart_server();
+    let remembered: Vec<_> = (0..5000u32)
+        .map(|n| hometun_ike::endpoint::RestartHint {
+            peer: format!("home{n}.example"),
+            local: SocketAddrV4::new(SERVER_ADDR, 4500),
+            remote: SocketAddrV4::new(std::net::Ipv4Addr::from(0xc633_6400 + n % 200), 4500),
+            spis: vec![0x1000 + n],
+        })
+        .collect();
+    let hints_sent = |pair: &Pair| pair.server.endpoint.counters().restart_hints_sent;
+    let now = pair.now();
+    pair.server.endpoint.send_restart_hints(now, &remembered);
+    pair.flush();
+    // One round at once, then one per 50 ms: a thousand homes are told within half a second,
+    // not all in the same instant.
+    assert_eq!(hints_sent(&pair), 100);
+    pair.advance(Duration::from_millis(460));
+    assert_eq!(hints_sent(&pair), 1000);
+    // Past the burst of the rate limit the rounds wait for it: all are told, none dropped.
+    pair.advance(Duration::from_secs(10));
+    assert_eq!(hints_sent(&pair), 5000);
+    // Each once.
+    pair.advance(Duration::from_secs(5));
+    assert_eq!(hints_sent(&pair), 5000);
+}

@@ -170,6 +170,7 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
     let udp = UdpSocket::bind(SocketAddr::V4(config.ike_bind))
         .await
         .with_context(|| format!("cannot bind the IKE socket {}", config.ike_bind))?;
+    widen_receive_buffer(&udp);
     let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
@@ -673,6 +674,33 @@ impl Driver {
                 let _ = child.kill().await;
             }
         }
+    }
+}
+
+/// The IKE socket's receive buffer, as large as we may make it: after a restart of the server
+/// its homes come back at once, and a burst of IKE_SA_INITs the default buffer (about 200
+/// datagrams) cannot hold costs the ones dropped a retransmission timeout or more. Without
+/// CAP_NET_ADMIN the kernel caps it at `net.core.rmem_max`.
+fn widen_receive_buffer(socket: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    const BYTES: libc::c_int = 4 << 20;
+    let set = |option: libc::c_int| {
+        // SAFETY: setsockopt on our own socket with a live c_int of the right size.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&BYTES as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            ) == 0
+        }
+    };
+    if !set(libc::SO_RCVBUFFORCE) && !set(libc::SO_RCVBUF) {
+        tracing::debug!(
+            "IKE socket receive buffer: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 

@@ -89,6 +89,8 @@ pub struct Endpoint {
     counters: EndpointCounters,
     /// Unprotected answers about SAs we do not have are rate limited ([`restart`]).
     unprotected_answers: crate::sa::established::TokenBucket,
+    /// After a restart: the peers still to be told, paced ([`restart`]).
+    restart_hints: restart::RestartHints,
     #[cfg(feature = "test-util")]
     tamper: Option<Box<dyn crate::io::Tamper>>,
 }
@@ -170,6 +172,7 @@ impl Endpoint {
             outputs: VecDeque::new(),
             counters: EndpointCounters::default(),
             unprotected_answers: restart::unprotected_answers(now.mono),
+            restart_hints: restart::RestartHints::default(),
             #[cfg(feature = "test-util")]
             tamper: None,
         }
@@ -771,6 +774,7 @@ impl Endpoint {
                 }
             }
         }
+        self.pace_restart_hints(now);
         let mut due: Vec<u64> = self
             .sas
             .iter()
@@ -1016,6 +1020,7 @@ impl Endpoint {
             .values()
             .filter_map(|sa| self.sa_deadline(sa))
             .chain(role)
+            .chain(self.restart_hints.next_round())
             .min()
     }
 

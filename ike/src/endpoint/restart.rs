@@ -34,6 +34,29 @@ pub(super) const UNPROTECTED_REFILL: Duration = Duration::from_millis(1);
 /// At most this many INVALID_SPI notifications in one hint (the SPIs of one peer's pairs).
 const SPIS_PER_HINT: usize = 8;
 
+/// After a restart the peers are told in rounds: this many per round...
+const HINTS_PER_ROUND: usize = 100;
+/// ...one round every this long (2000 a second). Told all at once, a thousand homes would
+/// come back all at once, and the burst of their IKE_SA_INITs would overflow the IKE socket's
+/// receive buffer: the lost ones wait for their retransmissions (seconds).
+const HINT_ROUND: Duration = Duration::from_millis(50);
+
+/// The peers still to be told after a restart.
+#[derive(Default)]
+pub(super) struct RestartHints {
+    waiting: std::collections::VecDeque<RestartHint>,
+    next_round: Option<std::time::Instant>,
+    told: usize,
+    total: usize,
+}
+
+impl RestartHints {
+    /// When the next round is due.
+    pub(super) fn next_round(&self) -> Option<std::time::Instant> {
+        self.next_round
+    }
+}
+
 /// A peer that was up, as the server remembers it across a restart: where its IKE SA ran and
 /// the ESP SPIs it sends with (our inbound SPIs). No keys.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,26 +225,59 @@ impl Endpoint {
     }
 
     /// After a restart: tells each peer that was up before it that its SAs are gone (one
-    /// unprotected INVALID_SPI per peer, within the rate limit), so that an idle home connects
-    /// again at once rather than at its next liveness check.
+    /// unprotected INVALID_SPI per peer naming the SPIs it sends with), so that an idle home
+    /// connects again at once rather than at its next liveness check. The first round goes out
+    /// now, the rest paced ([`HINT_ROUND`]) and within the rate limit: none is dropped.
     pub fn send_restart_hints(&mut self, now: Now, hints: &[RestartHint]) {
-        let mut sent = 0;
-        for hint in hints {
-            if hint.spis.is_empty() || !self.unprotected_answers.take(now.mono) {
-                continue;
+        let hints: Vec<RestartHint> = hints
+            .iter()
+            .filter(|h| !h.spis.is_empty())
+            .cloned()
+            .collect();
+        if hints.is_empty() {
+            return;
+        }
+        tracing::info!(
+            "telling {} peers that were up before the restart that their SAs are gone",
+            hints.len()
+        );
+        self.restart_hints.total += hints.len();
+        self.restart_hints.waiting.extend(hints);
+        self.restart_hints.next_round = Some(now.mono);
+        self.pace_restart_hints(now);
+    }
+
+    /// Sends the round of restart hints that is due.
+    pub(super) fn pace_restart_hints(&mut self, now: Now) {
+        let pending = &mut self.restart_hints;
+        if pending.next_round.is_none_or(|at| now.mono < at) {
+            return;
+        }
+        for _ in 0..HINTS_PER_ROUND {
+            if pending.waiting.is_empty() || !self.unprotected_answers.take(now.mono) {
+                break;
             }
+            let Some(hint) = pending.waiting.pop_front() else {
+                break;
+            };
             self.counters.restart_hints_sent += 1;
-            sent += 1;
+            pending.told += 1;
             self.transmits.push_back(crate::io::Transmit {
                 local: hint.local,
                 remote: hint.remote,
                 data: invalid_spi_hint(&hint.spis),
             });
         }
-        tracing::info!(
-            "told {sent} of {} peers that were up before the restart that their SAs are gone",
-            hints.len()
-        );
+        if pending.waiting.is_empty() {
+            pending.next_round = None;
+            tracing::info!(
+                "told {} of {} peers that were up before the restart that their SAs are gone",
+                pending.told,
+                pending.total
+            );
+        } else {
+            pending.next_round = Some(now.mono + HINT_ROUND);
+        }
     }
 }
 
