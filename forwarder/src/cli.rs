@@ -11,7 +11,7 @@ use crate::aead::AeadBackend;
 use crate::control::ControlHandler;
 use crate::control_socket::{PeerPolicy, SocketFile, UserSpec, bind_control_socket};
 use crate::dataplane::{DataplaneOptions, LinuxPlatform};
-use crate::server::{ControlClient, Server, StopReason};
+use crate::server::{ControlClient, Server, StopReason, stop_channel};
 use crate::static_config::StaticConfig;
 
 /// Arguments of `hometun forwarder`.
@@ -112,6 +112,7 @@ pub fn run(args: ForwarderArgs) -> anyhow::Result<()> {
         roaming.announce_target = args.announce_target;
     }
     let (events_tx, events_rx) = crate::events::channel();
+    let stop = stop_channel();
     let platform = LinuxPlatform::new(
         events_tx.clone(),
         DataplaneOptions {
@@ -119,9 +120,10 @@ pub fn run(args: ForwarderArgs) -> anyhow::Result<()> {
             udp_offload: !args.no_udp_offload,
             roaming,
         },
-    );
+    )
+    .stopping_with(stop.0.clone());
     let handler = ControlHandler::with_events(platform, backend, events_tx);
-    let server = Server::new(handler, events_rx);
+    let server = Server::with_stop_channel(handler, events_rx, stop);
     signals.forward_to(server.stopper());
 
     if let (Some(file), Some(config)) = (&args.static_sas, &config) {
@@ -151,13 +153,15 @@ pub fn run(args: ForwarderArgs) -> anyhow::Result<()> {
         let stream = unsafe { UnixStream::from_raw_fd(fd) };
         server.adopt(stream);
     }
-    let reason = server.wait();
-    tracing::info!("forwarder: stopped ({reason:?})");
-    if reason == StopReason::Requested || reason == StopReason::Signal {
-        Ok(())
-    } else {
-        // The controlling daemon went away: nothing to do without it, and nothing failed.
-        Ok(())
+    match server.wait() {
+        // The one line that says why, printed by main; exit status 1.
+        StopReason::Failed(why) => Err(anyhow::anyhow!(why)),
+        // Asked to, or the controlling daemon went away: nothing to do without it, and
+        // nothing failed.
+        reason => {
+            tracing::info!("forwarder: stopped ({reason:?})");
+            Ok(())
+        }
     }
 }
 

@@ -13,21 +13,25 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crossbeam_channel::Sender;
 use hometun_control::{
     DropReason, Encapsulation, Endpoint, Event, InterfaceConfig, PlatformError, PlatformOp,
     RoamingConfig, RoamingReport,
 };
 use ipnet::Ipv6Net;
-use tun_rs::{DeviceBuilder, GROTable, SyncDevice, VIRTIO_NET_HDR_LEN};
+use tun_rs::{GROTable, SyncDevice, VIRTIO_NET_HDR_LEN};
 
 use crate::control::Platform;
 use crate::events::EventSender;
 use crate::netlink;
+use crate::read_failures::FailureRun;
 use crate::roaming::return_routability::Observed;
 use crate::roaming::{self, OuterSockets, Roaming};
 use crate::sad::{Sad, Snapshot};
+use crate::server::StopReason;
 use crate::sockets::{self, RecvBatch, SendBatch};
 use crate::takeover;
+use crate::tun_device::{self, TunDevice, TunSpec};
 use crate::wire::{esp, icmpv6, ipv6};
 
 /// Packets per batch (recvmmsg, sendmmsg, TUN writes).
@@ -69,20 +73,30 @@ impl Default for DataplaneOptions {
 pub struct LinuxPlatform {
     events: EventSender,
     options: DataplaneOptions,
+    stopper: Option<Sender<StopReason>>,
     running: Option<Running>,
 }
 
 struct Running {
     shared: Arc<Shared>,
-    ifindex: u32,
-    metric: u32,
     threads: Vec<JoinHandle<()>>,
 }
+
+/// How long after a lost TUN device each attempt to make it again starts (the first at once):
+/// a network manager that deleted it may still be busy with the name for a moment.
+const RECREATE_AFTER: [Duration; 4] = [
+    Duration::ZERO,
+    Duration::from_millis(250),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+];
 
 /// What the data threads share.
 struct Shared {
     sad: Arc<Sad>,
     tun: SyncDevice,
+    /// The device's description and routes, to make it again if it is deleted.
+    device: TunDevice,
     udp: Option<UdpSocket>,
     udp_port: u16,
     /// The address the outer sockets are bound to (`None`: any); changes when the client's
@@ -100,6 +114,8 @@ struct Shared {
     stop: AtomicBool,
     events: EventSender,
     roaming: Roaming,
+    /// Stops the whole forwarder when the data plane cannot go on.
+    stopper: Option<Sender<StopReason>>,
 }
 
 impl LinuxPlatform {
@@ -109,8 +125,17 @@ impl LinuxPlatform {
         LinuxPlatform {
             events,
             options,
+            stopper: None,
             running: None,
         }
+    }
+
+    /// Lets the data threads stop the forwarder through `stopper` when the data plane cannot go
+    /// on (its TUN device deleted and impossible to make again, an outer socket impossible to
+    /// open again). Without it they only log and end.
+    pub fn stopping_with(mut self, stopper: Sender<StopReason>) -> Self {
+        self.stopper = Some(stopper);
+        self
     }
 }
 
@@ -122,7 +147,6 @@ impl Platform for LinuxPlatform {
                 "already configured",
             ));
         }
-        let name = &config.tun_name;
         let os_error = |operation: PlatformOp| move |e: io::Error| PlatformError::io(operation, &e);
         let mtu = u16::try_from(config.mtu).map_err(|_| {
             PlatformError::other(
@@ -130,29 +154,13 @@ impl Platform for LinuxPlatform {
                 format!("mtu {} too large", config.mtu),
             )
         })?;
-        // A forwarder killed a moment ago may still hold the device: wait for it, briefly.
-        let tun = takeover::when_free(
-            PlatformOp::CreateTun(name.clone()),
-            libc::EBUSY,
-            || {
-                DeviceBuilder::new()
-                    .name(name)
-                    .mtu(mtu)
-                    .offload(self.options.offload)
-                    .build_sync()
-            },
-            || takeover::tun_holders(name),
-        )?;
-        let ifindex =
-            netlink::interface_index(name).map_err(os_error(PlatformOp::TunIndex(name.clone())))?;
-        for address in &config.addresses {
-            netlink::add_address(*address, ifindex).map_err(os_error(PlatformOp::AddAddress {
-                address: *address,
-                device: name.clone(),
-            }))?;
-        }
-        tun.enabled(true)
-            .map_err(os_error(PlatformOp::BringUp(name.clone())))?;
+        let (device, tun) = TunDevice::create(TunSpec {
+            name: config.tun_name.clone(),
+            mtu,
+            offload: self.options.offload,
+            addresses: config.addresses.clone(),
+            metric: config.route_metric,
+        })?;
         let mut udp_gro = false;
         let udp = if config.udp_port != 0 {
             let on_udp = || os_error(PlatformOp::UdpSocket(config.udp_port));
@@ -191,6 +199,7 @@ impl Platform for LinuxPlatform {
         let shared = Arc::new(Shared {
             sad: sad.clone(),
             tun,
+            device,
             udp,
             udp_port: config.udp_port,
             bound: Mutex::new(config.bind_ipv4),
@@ -203,6 +212,7 @@ impl Platform for LinuxPlatform {
             stop: AtomicBool::new(false),
             events: self.events.clone(),
             roaming: Roaming::new(self.options.roaming, &config.addresses, self.events.clone()),
+            stopper: self.stopper.clone(),
         });
         let mut threads = Vec::new();
         let spawn = |name: &str, f: fn(Arc<Shared>), shared: &Arc<Shared>| {
@@ -221,12 +231,7 @@ impl Platform for LinuxPlatform {
         }
         threads.push(spawn("ticker", ticker_loop, &shared)?);
         threads.push(spawn("roaming", roaming_loop, &shared)?);
-        self.running = Some(Running {
-            shared,
-            ifindex,
-            metric: config.route_metric,
-            threads,
-        });
+        self.running = Some(Running { shared, threads });
         tracing::info!(
             "forwarder: {} up (mtu {}, offload {}, follow local address {}, accept moves {})",
             config.tun_name,
@@ -241,14 +246,20 @@ impl Platform for LinuxPlatform {
     fn add_route(&mut self, net: Ipv6Net) -> Result<(), PlatformError> {
         let operation = PlatformOp::AddRoute(net);
         let running = self.running(&operation)?;
-        netlink::add_route(net, running.ifindex, running.metric)
+        running
+            .shared
+            .device
+            .add_route(net)
             .map_err(|e| PlatformError::io(operation, &e))
     }
 
     fn remove_route(&mut self, net: Ipv6Net) -> Result<(), PlatformError> {
         let operation = PlatformOp::RemoveRoute(net);
         let running = self.running(&operation)?;
-        netlink::remove_route(net, running.ifindex, running.metric)
+        running
+            .shared
+            .device
+            .remove_route(net)
             .map_err(|e| PlatformError::io(operation, &e))
     }
 
@@ -329,6 +340,7 @@ fn outbound_loop(shared: Arc<Shared>) {
     let mut gro = GROTable::default();
     let mut icmp_out: Vec<Vec<u8>> = vec![Vec::with_capacity(1280 + VIRTIO_NET_HDR_LEN)];
     let mut gso = shared.udp_gso;
+    let mut failures = FailureRun::new("TUN device");
     while !shared.stop.load(Ordering::Relaxed) {
         if !sockets::wait_readable(tun_fd, POLL_MS) {
             continue;
@@ -337,12 +349,21 @@ fn outbound_loop(shared: Arc<Shared>) {
             .tun
             .recv_multiple(&mut original, &mut inner, &mut sizes, 0)
         {
-            Ok(count) => count,
+            Ok(count) => {
+                failures.succeeded();
+                count
+            }
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) if tun_device::is_gone(&error) => {
+                if recover_tun(&shared, &error) {
+                    continue;
+                }
+                return;
+            }
             Err(error) => {
-                tracing::debug!("TUN read: {error}");
-                shared.sad.count_global_drop(DropReason::Malformed);
+                // Not a packet, and not one to count as dropped: the descriptor failed.
+                std::thread::sleep(failures.failed(&error).wait);
                 continue;
             }
         };
@@ -554,9 +575,6 @@ fn inbound_esp(
 
 /// UDP 4500: ESP in UDP, IKE behind the non-ESP marker, NAT keepalives.
 fn udp_inbound_loop(shared: Arc<Shared>) {
-    let Some(fd) = shared.udp.as_ref().map(|s| s.as_raw_fd()) else {
-        return;
-    };
     let size = shared.mtu + OUTER_OVERHEAD + 64;
     // With UDP GRO one receive may carry a whole run of datagrams.
     let buffer = if shared.udp_gro { 65_536 } else { size };
@@ -564,7 +582,7 @@ fn udp_inbound_loop(shared: Arc<Shared>) {
     let mut tun = TunWriter::new(size);
     inbound_loop(
         &shared,
-        fd,
+        OuterSocket::Udp,
         &mut batch,
         &mut tun,
         |shared, snapshot, data, source, now, tun| {
@@ -594,15 +612,12 @@ fn udp_inbound_loop(shared: Arc<Shared>) {
 
 /// IP protocol 50: the IPv4 header comes first.
 fn raw_inbound_loop(shared: Arc<Shared>) {
-    let Some(fd) = shared.raw.as_ref().map(|s| s.as_raw_fd()) else {
-        return;
-    };
     let size = shared.mtu + OUTER_OVERHEAD + 64 + 60;
     let mut batch = RecvBatch::new(BATCH, size);
     let mut tun = TunWriter::new(size);
     inbound_loop(
         &shared,
-        fd,
+        OuterSocket::Raw,
         &mut batch,
         &mut tun,
         |shared, snapshot, data, source, now, tun| {
@@ -631,17 +646,33 @@ type Handler = fn(&Shared, &Snapshot, &mut [u8], SocketAddrV4, u64, &mut TunWrit
 
 fn inbound_loop(
     shared: &Shared,
-    fd: RawFd,
+    socket: OuterSocket,
     batch: &mut RecvBatch,
     tun: &mut TunWriter,
     handle: Handler,
 ) {
+    let Some(fd) = shared.outer_fd(socket) else {
+        return;
+    };
+    let mut failures = FailureRun::new(socket.name());
     while !shared.stop.load(Ordering::Relaxed) {
         let count = match batch.recv(fd) {
-            Ok(count) => count,
+            Ok(count) => {
+                failures.succeeded();
+                count
+            }
             Err(error) => {
-                tracing::debug!("outer socket read: {error}");
-                std::thread::sleep(Duration::from_millis(10));
+                let next = failures.failed(&error);
+                std::thread::sleep(next.wait);
+                if next.reopen
+                    && let Err(error) = shared.reopen(socket)
+                {
+                    shared.fail(format!(
+                        "forwarder: the {} failed and cannot be opened again: {error}; stopping",
+                        socket.name()
+                    ));
+                    return;
+                }
                 continue;
             }
         };
@@ -711,19 +742,8 @@ impl OuterSockets for Shared {
         if *bound != Some(old) {
             return Ok(false);
         }
-        let timeout = Duration::from_millis(POLL_MS as u64);
-        if let Some(udp) = &self.udp {
-            let fresh = sockets::udp_socket(Some(new), self.udp_port)?;
-            sockets::set_read_timeout(fresh.as_raw_fd(), timeout)?;
-            if self.udp_gro {
-                sockets::enable_udp_gro(fresh.as_raw_fd());
-            }
-            sockets::replace_socket(udp.as_raw_fd(), fresh.into())?;
-        }
-        if let Some(raw) = &self.raw {
-            let fresh = sockets::raw_esp_socket(Some(new))?;
-            sockets::set_read_timeout(fresh.as_raw_fd(), timeout)?;
-            sockets::replace_socket(raw.as_raw_fd(), fresh)?;
+        for socket in [OuterSocket::Udp, OuterSocket::Raw] {
+            self.open_again(socket, Some(new))?;
         }
         *bound = Some(new);
         Ok(true)
@@ -732,6 +752,105 @@ impl OuterSockets for Shared {
     fn udp_port(&self) -> u16 {
         self.udp_port
     }
+}
+
+/// One of the two outer sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OuterSocket {
+    /// UDP 4500: ESP in UDP and IKE.
+    Udp,
+    /// IP protocol 50.
+    Raw,
+}
+
+impl OuterSocket {
+    fn name(self) -> &'static str {
+        match self {
+            OuterSocket::Udp => "UDP socket",
+            OuterSocket::Raw => "raw ESP socket",
+        }
+    }
+}
+
+impl Shared {
+    fn outer_fd(&self, socket: OuterSocket) -> Option<RawFd> {
+        match socket {
+            OuterSocket::Udp => self.udp.as_ref().map(AsRawFd::as_raw_fd),
+            OuterSocket::Raw => self.raw.as_ref().map(AsRawFd::as_raw_fd),
+        }
+    }
+
+    /// Makes `socket` again where it is bound now, under the same descriptor number.
+    fn reopen(&self, socket: OuterSocket) -> io::Result<()> {
+        let bound = lock(&self.bound);
+        self.open_again(socket, *bound)
+    }
+
+    /// Makes `socket` again bound to `bind` (if the forwarder has that socket) and puts it in
+    /// the place of the old one.
+    fn open_again(&self, socket: OuterSocket, bind: Option<Ipv4Addr>) -> io::Result<()> {
+        let Some(fd) = self.outer_fd(socket) else {
+            return Ok(());
+        };
+        let timeout = Duration::from_millis(POLL_MS as u64);
+        let fresh: OwnedFd = match socket {
+            OuterSocket::Udp => {
+                let fresh = sockets::udp_socket(bind, self.udp_port)?;
+                if self.udp_gro {
+                    sockets::enable_udp_gro(fresh.as_raw_fd());
+                }
+                fresh.into()
+            }
+            OuterSocket::Raw => sockets::raw_esp_socket(bind)?,
+        };
+        sockets::set_read_timeout(fresh.as_raw_fd(), timeout)?;
+        sockets::replace_socket(fd, fresh)
+    }
+
+    /// The data plane cannot go on: says why in one line and stops the forwarder (exit status
+    /// 1), or only logs where nobody can stop it.
+    fn fail(&self, why: String) {
+        match &self.stopper {
+            Some(stopper) => {
+                let _ = stopper.send(StopReason::Failed(why));
+            }
+            None => tracing::error!("{why}"),
+        }
+    }
+}
+
+/// The TUN device was deleted under us: make it again with its addresses and routes, a few
+/// times over a few seconds, and say in one line what happened. False if it could not be made
+/// again (the forwarder is then stopping).
+fn recover_tun(shared: &Shared, error: &io::Error) -> bool {
+    let name = shared.device.name();
+    let mut last = None;
+    for wait in RECREATE_AFTER {
+        std::thread::sleep(wait);
+        if shared.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        match shared.device.recreate(&shared.tun) {
+            Ok(restored) => {
+                tracing::warn!(
+                    "forwarder: {name} was deleted ({error}); made it again with its {} \
+                     address(es) and {} route(s)",
+                    restored.addresses,
+                    restored.routes
+                );
+                return true;
+            }
+            Err(failure) => last = Some(failure),
+        }
+    }
+    let mut why = last.map_or_else(|| "stopped meanwhile".to_string(), |f| f.to_string());
+    if netlink::interface_index(name).is_ok() {
+        why.push_str(" (another kind of device has its name now)");
+    }
+    shared.fail(format!(
+        "forwarder: {name} was deleted ({error}) and cannot be made again: {why}; stopping"
+    ));
+    false
 }
 
 /// Advances the forwarder's clock once a second (time limits, last-received ages) and sends NAT

@@ -22,7 +22,7 @@ use crate::control::{ControlHandler, Platform};
 use crate::control_socket::{PeerPolicy, SocketFile};
 
 /// Why the server stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopReason {
     /// A controller sent `Request::Shutdown`.
     Requested,
@@ -31,6 +31,15 @@ pub enum StopReason {
     /// The pre-connected controller (`--control-fd`), or the one that configured the
     /// interface over the control socket (an IKE daemon's `forwarder_socket`), closed its end.
     ControllerGone,
+    /// The data plane cannot go on (its TUN device was deleted and cannot be made again): the
+    /// one line that says why.
+    Failed(String),
+}
+
+/// The channel that stops a server: senders for the signal thread and the data plane, the
+/// receiver for [`Server::with_stop_channel`].
+pub fn stop_channel() -> (Sender<StopReason>, Receiver<StopReason>) {
+    bounded(4)
 }
 
 /// How long one frame may take to write before its connection is closed: a controller that
@@ -102,7 +111,16 @@ pub struct Server<P: Platform + 'static> {
 impl<P: Platform + 'static> Server<P> {
     /// A server around a handler; `events` is the receiver the handler's events come out of.
     pub fn new(handler: ControlHandler<P>, events: EventReceiver) -> Self {
-        let (stop_tx, stop_rx) = bounded(4);
+        Self::with_stop_channel(handler, events, stop_channel())
+    }
+
+    /// A server that stops on what arrives on `stop` (made with [`stop_channel`], whose sender
+    /// the platform may hold too).
+    pub fn with_stop_channel(
+        handler: ControlHandler<P>,
+        events: EventReceiver,
+        (stop_tx, stop_rx): (Sender<StopReason>, Receiver<StopReason>),
+    ) -> Self {
         let server = Server {
             handler: Arc::new(Mutex::new(handler)),
             connections: Arc::new(Mutex::new(Vec::new())),

@@ -528,6 +528,30 @@ mod tests {
     }
 
     #[test]
+    fn a_broken_socket_reads_again_once_made_again_under_its_number() {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let std::net::SocketAddr::V4(address) = socket.local_addr().unwrap() else {
+            panic!("bound to an IPv4 address")
+        };
+        let fd = socket.as_raw_fd();
+        // Something put a file where the socket was: every read fails, and says so.
+        let null = std::fs::File::open("/dev/null").unwrap();
+        // SAFETY: both descriptors are open; fd's socket is closed and replaced.
+        assert!(unsafe { libc::dup2(null.as_raw_fd(), fd) } >= 0);
+        let mut batch = RecvBatch::new(4, 64);
+        let error = batch.recv(fd).unwrap_err();
+        assert!(crate::read_failures::is_broken(&error), "{error}");
+        // Made again where it was bound, under the same number: the data threads' fd works.
+        let fresh = udp_socket(Some(*address.ip()), address.port()).unwrap();
+        set_read_timeout(fresh.as_raw_fd(), Duration::from_millis(500)).unwrap();
+        replace_socket(fd, fresh.into()).unwrap();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sender.send_to(b"esp", address).unwrap();
+        assert_eq!(batch.recv(fd).unwrap(), 1);
+        assert_eq!(batch.get_mut(0).0, b"esp");
+    }
+
+    #[test]
     fn gso_sends_and_gro_receives_the_same_datagrams() {
         let a = UdpSocket::bind("127.0.0.1:0").unwrap();
         let b = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -402,6 +402,15 @@ impl Daemon {
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Guarded::id)
     }
+
+    /// Waits, at most `timeout`, for it to exit on its own; returns the exit status.
+    pub fn wait_exit(mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let child = self.child.take().context("already stopped")?;
+        let output = child
+            .wait(timeout)
+            .with_context(|| format!("{} did not exit within {timeout:?}", self.what))?;
+        Ok(output.status)
+    }
 }
 
 /// Where `hometun status` looks without `--config` (as the daemon crate has them).
