@@ -211,6 +211,11 @@ pub struct IkeSection {
     /// Retransmissions before the peer is declared dead.
     #[serde(default = "default_retransmit_tries")]
     pub retransmit_tries: u32,
+    /// A client's longest wait between two connection attempts, in seconds: the wait doubles
+    /// from `retransmit_ms` up to this (a server refusing or silent); a server that answers
+    /// with ICMP port unreachable (up, hometun not yet) is tried again within a second.
+    #[serde(default = "default_reconnect_max_seconds")]
+    pub reconnect_max_seconds: u64,
     /// Anti-replay window of the CHILD SAs, in packets (at least 1024).
     #[serde(default = "default_replay_window")]
     pub replay_window: u32,
@@ -227,6 +232,7 @@ impl Default for IkeSection {
             dpd_seconds: default_dpd_seconds(),
             retransmit_ms: default_retransmit_ms(),
             retransmit_tries: default_retransmit_tries(),
+            reconnect_max_seconds: default_reconnect_max_seconds(),
             replay_window: default_replay_window(),
             nat_keepalive_seconds: default_nat_keepalive(),
         }
@@ -496,7 +502,11 @@ pub fn control_socket_in(path: &Path, text: &str) -> PathBuf {
     });
     let from_lines = || {
         text.lines().find_map(|line| {
-            let value = line.trim().strip_prefix(KEY)?.trim_start().strip_prefix('=')?;
+            let value = line
+                .trim()
+                .strip_prefix(KEY)?
+                .trim_start()
+                .strip_prefix('=')?;
             let value = value.trim().strip_prefix('"')?;
             Some(PathBuf::from(&value[..value.find('"')?]))
         })
@@ -818,6 +828,13 @@ fn check_ike(ike: &IkeSection, file: &Path) -> Result<(), ConfigError> {
             "must be above 0",
         ));
     }
+    if ike.reconnect_max_seconds == 0 || ike.reconnect_max_seconds > 3600 {
+        return Err(ConfigError::new(
+            file,
+            "ike.reconnect_max_seconds",
+            format!("{} is outside 1 to 3600 seconds", ike.reconnect_max_seconds),
+        ));
+    }
     Ok(())
 }
 
@@ -883,6 +900,11 @@ fn default_retransmit_ms() -> u64 {
 }
 fn default_retransmit_tries() -> u32 {
     5
+}
+/// Tens of seconds: a home back online within half a minute of its server, and at most a few
+/// IKE_SA_INITs a minute towards a server that is away.
+fn default_reconnect_max_seconds() -> u64 {
+    30
 }
 fn default_replay_window() -> u32 {
     1024

@@ -123,6 +123,7 @@ pub fn common_config(
         retransmit_base: Duration::from_millis(ike.retransmit_ms),
         retransmit_tries: ike.retransmit_tries,
         dpd: (ike.dpd_seconds > 0).then(|| Duration::from_secs(ike.dpd_seconds)),
+        reconnect_max: Duration::from_secs(ike.reconnect_max_seconds),
         ike_port,
         nat_port,
     })

@@ -32,6 +32,9 @@ pub struct CommonConfig {
     pub retransmit_tries: u32,
     /// Liveness check after this long without anything from the peer (IKE or ESP).
     pub dpd: Option<Duration>,
+    /// A client's longest wait between two connection attempts: its backoff doubles up to this
+    /// (a home should not wait minutes for a server that is back).
+    pub reconnect_max: Duration,
     /// IKE port (500).
     pub ike_port: u16,
     /// NAT-T port (4500).

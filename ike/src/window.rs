@@ -79,6 +79,21 @@ impl Retransmission {
         RetransmitAction::Resend
     }
 
+    /// The destination said, unauthenticated (ICMP port unreachable), that nothing listens
+    /// there yet: the last transmission does not count as a try, and the next one is due after
+    /// `wait` (sooner than the backoff would have it). A genuine answer to the request in flight
+    /// still counts meanwhile: a forged ICMP error can hasten the retransmissions but not end
+    /// the attempt.
+    pub fn unreachable(&mut self, now: Instant, wait: Duration) {
+        self.tries = self.tries.saturating_sub(1);
+        self.deadline = self.deadline.min(now + wait);
+    }
+
+    /// Where the request goes.
+    pub fn remote(&self) -> SocketAddrV4 {
+        self.remote
+    }
+
     /// The datagram to (re)send.
     pub fn transmit(&self) -> Transmit {
         Transmit {

@@ -28,9 +28,6 @@ const COOKIE_ROTATION: Duration = Duration::from_secs(120);
 /// re-authentication replaced, until the peer deletes them.
 const MAX_IKE_SAS_PER_PEER: usize = 3;
 
-/// The longest wait between two reconnection attempts of the client.
-const RECONNECT_MAX: Duration = Duration::from_secs(300);
-
 /// The state of one of our IKE SAs, by step.
 enum Sa {
     /// Client: IKE_SA_INIT sent.
@@ -65,6 +62,8 @@ struct InitiatorRole {
     local_prefixes: Vec<ipnet::Ipv6Net>,
     reconnect_at: Option<Instant>,
     backoff: Duration,
+    /// Failed attempts since the last success: a repeated failure is logged quietly.
+    failures: operator::FailureLog,
     closed: bool,
     /// A new IKE SA is being made to replace a working one (make-before-break
     /// re-authentication, RFC 7296 2.8.3): it carries no INITIAL_CONTACT, and the old one is
@@ -113,9 +112,11 @@ macro_rules! io {
 }
 
 // After `io!`, which they use.
+pub mod operator;
 pub mod reload;
 pub mod restart;
 
+pub use operator::Initiated;
 pub use restart::RestartHint;
 
 fn random_secret(rng: &mut dyn Random) -> [u8; 32] {
@@ -153,6 +154,7 @@ impl Endpoint {
             local_prefixes: config.local_prefixes,
             reconnect_at: None,
             backoff,
+            failures: operator::FailureLog::default(),
             closed: false,
             reauthenticating: false,
         });
@@ -662,16 +664,25 @@ impl Endpoint {
 
     /// A client's connection attempt ended without an IKE SA.
     fn attempt_failed(&mut self, now: Now, failure: Failure) {
-        let Role::Initiator(role) = &self.role else {
+        let Role::Initiator(role) = &mut self.role else {
             return;
         };
+        if !role.failures.first_of_its_kind(&failure.reason) {
+            // Said already, with what to do: the same again only at debug level.
+            tracing::debug!(
+                "connection to {} failed again: {}",
+                role.server,
+                failure.reason
+            );
+            return;
+        }
         if failure.refused {
             // The driver logs Output::Refused at warn.
             tracing::debug!("connection to {} refused: {}", role.server, failure.reason);
             self.outputs.push_back(Output::Refused {
                 remote: role.server,
                 name: Some(role.server_identity.to_string()),
-                reason: failure.reason,
+                reason: operator::with_hint(failure.reason),
             });
         } else {
             tracing::info!("connection to {} failed: {}", role.server, failure.reason);
@@ -692,6 +703,7 @@ impl Endpoint {
             return;
         };
         role.backoff = self.common.retransmit_base;
+        role.failures.clear();
         role.reauthenticating = false;
         let peer = established.peer.id;
         let older: Vec<u64> = self
@@ -748,14 +760,18 @@ impl Endpoint {
             return;
         }
         role.reauthenticating = current;
-        if role.backoff.is_zero() {
+        if role.failures.repeating() {
+            tracing::debug!("reconnecting to {} in {:?}", role.server, role.backoff);
+        } else if role.backoff.is_zero() {
             tracing::info!("reconnecting to {} at once", role.server);
         } else {
             tracing::info!("reconnecting to {} in {:?}", role.server, role.backoff);
         }
         role.reconnect_at = Some(now.mono + role.backoff);
         let base = self.common.retransmit_base;
-        role.backoff = (role.backoff * 2).max(base).min(RECONNECT_MAX.max(base));
+        role.backoff = (role.backoff * 2)
+            .max(base)
+            .min(self.common.reconnect_max.max(base));
     }
 
     /// Timers (retransmission, DPD, reconnect backoff, cookie secret rotation, grace periods).
@@ -877,6 +893,8 @@ impl Endpoint {
             Event::UnknownSpi { spi, remote, port } => {
                 self.handle_unknown_esp(now, spi.0, *remote, *port)
             }
+            // The driver learns the new source address and calls handle_local_address.
+            Event::NetworkChanged => {}
         }
     }
 
@@ -910,17 +928,21 @@ impl Endpoint {
         }
     }
 
-    /// The client's outer IPv4 address changed (issue 4 fills in the rest).
+    /// The client's outer IPv4 address is `addr` (it changed, or the network changed around
+    /// it): established IKE SAs follow (MOBIKE), and a client that is down tries again at once.
     pub fn handle_local_address(&mut self, now: Now, addr: Ipv4Addr, rng: &mut dyn Random) {
-        if let Role::Initiator(role) = &mut self.role {
-            role.local_addr = addr;
-        }
+        let old = match &mut self.role {
+            Role::Initiator(role) => std::mem::replace(&mut role.local_addr, addr),
+            Role::Responder(_) => addr,
+        };
         let mut io = io!(self, now, rng);
         for sa in self.sas.values_mut() {
             if let Sa::Up(e) = sa {
                 e.local_address(&mut io, addr);
             }
         }
+        // A client that is down tries again at once, from there.
+        self.local_address_changed(now, (old, addr), rng);
     }
 
     /// The forwarder refused to install the pair with inbound SPI `spi_in` (its answer to

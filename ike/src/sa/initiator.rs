@@ -1,7 +1,7 @@
 //! The initiator's (client's) steps: IKE_SA_INIT sent, IKE_AUTH sent, then established.
 
 use std::net::SocketAddrV4;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hometun_control::PeerId;
 use ipnet::Ipv6Net;
@@ -165,6 +165,17 @@ impl SaInitRequested {
     /// When the retransmission timer fires.
     pub fn deadline(&self) -> Instant {
         self.retransmission.deadline()
+    }
+
+    /// ICMP port unreachable came from `remote`: if that is where our IKE_SA_INIT went, nothing
+    /// listens there yet. The request goes again after `wait`, without using up a try, and the
+    /// attempt keeps listening for an answer meanwhile. True if it was ours.
+    pub fn unreachable(&mut self, now: Instant, remote: SocketAddrV4, wait: Duration) -> bool {
+        if self.retransmission.remote() != remote {
+            return false;
+        }
+        self.retransmission.unreachable(now, wait);
+        true
     }
 
     /// The retransmission timer fired.

@@ -268,6 +268,8 @@ pub struct Setup {
     pub half_open_total: u32,
     pub retransmit_base: Duration,
     pub retransmit_tries: u32,
+    /// The client's longest wait between two connection attempts.
+    pub reconnect_max: Duration,
     pub seed: u64,
     /// When each side rekeys its IKE SA (the daemon's default: after every CHILD SA rekey).
     pub ike_rekey: IkeRekeyPolicy,
@@ -294,6 +296,7 @@ impl Default for Setup {
             half_open_total: 50,
             retransmit_base: Duration::from_secs(1),
             retransmit_tries: 4,
+            reconnect_max: Duration::from_secs(30),
             seed: 7,
             ike_rekey: IkeRekeyPolicy::default(),
         }
@@ -366,6 +369,7 @@ pub fn common(
         retransmit_base: setup.retransmit_base,
         retransmit_tries: setup.retransmit_tries,
         dpd,
+        reconnect_max: setup.reconnect_max,
         ike_port: 500,
         nat_port: 4500,
     }
