@@ -28,6 +28,10 @@ enum Command {
     Forwarder(hometun_forwarder::cli::ForwarderArgs),
     /// Peers, endpoints, SAs, bytes and limits of a running daemon.
     Status(hometun_daemon::cli::StatusArgs),
+    /// Drop one peer's SAs now, with a DELETE (it is not refused: a home comes back).
+    Terminate(hometun_daemon::cli::TerminateArgs),
+    /// Make a client connect now, its reconnection backoff back at the start.
+    Initiate(hometun_daemon::cli::InitiateArgs),
     /// IKE debugging tools.
     #[command(subcommand)]
     Ike(hometun_daemon::cli::IkeCommand),
@@ -60,6 +64,8 @@ fn main() {
         Command::Client(args) => hometun_daemon::cli::run_client(args),
         Command::Forwarder(args) => hometun_forwarder::cli::run(args),
         Command::Status(args) => hometun_daemon::cli::run_status(args),
+        Command::Terminate(args) => hometun_daemon::cli::run_terminate(args),
+        Command::Initiate(args) => hometun_daemon::cli::run_initiate(args),
         Command::Ike(command) => hometun_daemon::cli::run_ike(command),
         Command::Pki(command) => hometun_pki::cli::run_pki(command),
         Command::Enroll(args) => hometun_pki::cli::run_enroll(args),

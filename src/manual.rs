@@ -115,6 +115,36 @@ daemon or no answer.",
   hometun status --json | jq '.peers[].prefixes'",
     },
     Page {
+        path: "terminate",
+        about: "Drops one peer's SAs now, without revoking it, like swanctl --terminate: the \
+running server (or client) deletes every IKE SA of the peer NAME with its CHILD SAs and routes, \
+and sends it a DELETE. The peer is not refused: a home reconnects by itself, at once when its \
+daemon is running (use `hometun pki revoke` to keep it out). Talks to the daemon over its status \
+socket (the control_socket of its config, mode 0600: root or the daemon's user only); reads the \
+config (default: /etc/hometun/server.toml, else /etc/hometun/client.toml) to find it; writes \
+nothing.
+
+Exit status: 0 when the daemon dropped the peer's SAs; 1 with one line on stderr when it holds \
+none of NAME, or there is no config, no daemon or no answer.",
+        examples: "  hometun terminate home.example
+  hometun terminate home.example --config /etc/hometun/server.toml
+  hometun status | grep home.example   # back a moment later",
+    },
+    Page {
+        path: "initiate",
+        about: "Makes a running client connect to its server now, like swanctl --initiate: its \
+reconnection backoff (which doubles up to ike.reconnect_max_seconds while the server is away) \
+starts again, and an attempt waiting for a retransmission is replaced by a fresh one. Nothing \
+to do when the tunnel is up. SIGHUP and a change of the home's network do the same. Talks to the \
+daemon over its status socket (mode 0600: root or the daemon's user only); reads the config \
+(default: /etc/hometun/server.toml, else /etc/hometun/client.toml) to find it; writes nothing.
+
+Exit status: 0 when the client started connecting or was connected already; 1 with one line \
+on stderr for a server, or when there is no config, no daemon or no answer.",
+        examples: "  hometun initiate
+  hometun initiate --config /etc/hometun/client.toml && sleep 2 && hometun status",
+    },
+    Page {
         path: "ike",
         about: "IKE debugging tools: decode captured IKE messages, probe a server.
 

@@ -145,6 +145,11 @@ pub enum Event {
         /// The UDP source port of ESP in UDP; `None` for raw ESP.
         port: Option<u16>,
     },
+    /// Client (`RoamingConfig::follow_local_address`): the kernel announced IPv4 address or
+    /// route changes that moved no peer's endpoint, e.g. while no SA is up (an uplink that came
+    /// back, a new address from DHCP). A client waiting to reconnect should try at once, from
+    /// whatever its source address is now. Several changes in a row make one event.
+    NetworkChanged,
 }
 
 /// Direction of an SA.

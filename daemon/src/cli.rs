@@ -38,6 +38,39 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
+/// Arguments of `hometun terminate`.
+#[derive(Debug, clap::Args)]
+pub struct TerminateArgs {
+    /// The peer's identity, as `hometun status` shows it (a home's name on a server).
+    pub name: String,
+    /// The daemon's configuration file (to find its status socket); default:
+    /// /etc/hometun/server.toml, else /etc/hometun/client.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Arguments of `hometun initiate`.
+#[derive(Debug, clap::Args)]
+pub struct InitiateArgs {
+    /// The client's configuration file (to find its status socket); default:
+    /// /etc/hometun/server.toml, else /etc/hometun/client.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Runs `hometun terminate NAME`.
+pub fn run_terminate(args: TerminateArgs) -> anyhow::Result<()> {
+    crate::operator::run(
+        args.config.as_deref(),
+        &crate::operator::Command::Terminate(args.name),
+    )
+}
+
+/// Runs `hometun initiate`.
+pub fn run_initiate(args: InitiateArgs) -> anyhow::Result<()> {
+    crate::operator::run(args.config.as_deref(), &crate::operator::Command::Initiate)
+}
+
 /// `hometun ike ...`: the IKE debug tools.
 #[derive(Debug, clap::Subcommand)]
 pub enum IkeCommand {

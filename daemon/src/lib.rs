@@ -10,6 +10,7 @@ pub mod driver;
 pub mod enrollment;
 pub mod forwarder_link;
 pub mod metrics;
+pub mod operator;
 pub mod peers_up;
 pub mod reload;
 pub mod renewal;

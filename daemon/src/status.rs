@@ -3,6 +3,7 @@
 //!
 //! Protocol: the client connects to the Unix socket named by `control_socket` in the config,
 //! writes the line `status`, and reads one JSON document ([`StatusReport`]) up to end of file.
+//! The same socket takes the operator's commands ([`crate::operator`]).
 
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -17,6 +18,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::operator::{Command, CommandRequest};
 use hometun_ike::endpoint::{EndpointCounters, PeerStatus};
 
 /// The request line a client sends.
@@ -169,10 +171,12 @@ impl Drop for SocketFile {
 }
 
 /// Binds the control socket (refusing to take over one a running daemon still answers on) and
-/// serves it: each connection's request goes to `requests`, where the driver answers it.
+/// serves it: each connection's request goes to `requests` (status) or `commands` (the
+/// operator's), where the driver answers it.
 pub async fn serve(
     path: &Path,
     requests: mpsc::Sender<StatusRequest>,
+    commands: mpsc::Sender<CommandRequest>,
 ) -> anyhow::Result<SocketFile> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
@@ -201,7 +205,7 @@ pub async fn serve(
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
-                    tokio::spawn(answer(stream, requests.clone()));
+                    tokio::spawn(answer(stream, requests.clone(), commands.clone()));
                 }
                 Err(error) => {
                     tracing::warn!("control socket: accept failed: {error}");
@@ -213,7 +217,11 @@ pub async fn serve(
     Ok(guard)
 }
 
-async fn answer(stream: UnixStream, requests: mpsc::Sender<StatusRequest>) {
+async fn answer(
+    stream: UnixStream,
+    requests: mpsc::Sender<StatusRequest>,
+    commands: mpsc::Sender<CommandRequest>,
+) {
     let (reader, mut writer) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(reader).take(1024);
@@ -229,10 +237,26 @@ async fn answer(stream: UnixStream, requests: mpsc::Sender<StatusRequest>) {
                 Err(_) => return,
             }
         }
-        Ok(Ok(_)) => format!(
-            "{}\n",
-            serde_json::json!({ "error": format!("unknown request {:?}", line.trim()) })
-        ),
+        Ok(Ok(_)) => match Command::parse(&line) {
+            Some(command) => {
+                let (reply, answer) = oneshot::channel();
+                if commands
+                    .send(CommandRequest { command, reply })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                match answer.await {
+                    Ok(answer) => crate::operator::answer_json(&answer),
+                    Err(_) => return,
+                }
+            }
+            None => format!(
+                "{}\n",
+                serde_json::json!({ "error": format!("unknown request {:?}", line.trim()) })
+            ),
+        },
         _ => return,
     };
     let _ = writer.write_all(reply.as_bytes()).await;
@@ -243,6 +267,11 @@ use tokio::io::AsyncReadExt as _;
 
 /// Asks the daemon at `socket` for its status; returns the JSON text.
 pub fn query(socket: &Path) -> anyhow::Result<String> {
+    ask(socket, STATUS_REQUEST)
+}
+
+/// Sends the request line `request` to the daemon at `socket`; returns its answer's text.
+pub fn ask(socket: &Path, request: &str) -> anyhow::Result<String> {
     use std::io::{Read, Write};
     let mut stream = std::os::unix::net::UnixStream::connect(socket).with_context(|| {
         format!(
@@ -251,7 +280,7 @@ pub fn query(socket: &Path) -> anyhow::Result<String> {
         )
     })?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.write_all(format!("{STATUS_REQUEST}\n").as_bytes())?;
+    stream.write_all(format!("{request}\n").as_bytes())?;
     let mut text = String::new();
     stream
         .read_to_string(&mut text)

@@ -76,6 +76,8 @@ impl Shared {
 struct State {
     moves: BTreeMap<PeerId, (Endpoint, Endpoint)>,
     move_order: VecDeque<PeerId>,
+    /// A `NetworkChanged` waits (many in a row are one).
+    network_changed: bool,
     limits: BTreeMap<Spi, VecDeque<Event>>,
     limit_order: VecDeque<Spi>,
     ike: VecDeque<Event>,
@@ -91,7 +93,8 @@ struct State {
 
 impl State {
     fn is_empty(&self) -> bool {
-        self.move_order.is_empty()
+        !self.network_changed
+            && self.move_order.is_empty()
             && self.limit_order.is_empty()
             && self.ike.is_empty()
             && self.unknown.is_empty()
@@ -146,6 +149,7 @@ impl State {
                 }
                 self.unknown.push_back((spi, remote, port));
             }
+            Event::NetworkChanged => self.network_changed = true,
             Event::SoftLimit { spi_in, .. }
             | Event::HardLimit { spi_in, .. }
             | Event::SeqExhausted { spi_in, .. } => {
@@ -162,6 +166,9 @@ impl State {
     }
 
     fn pop(&mut self) -> Option<Event> {
+        if std::mem::take(&mut self.network_changed) {
+            return Some(Event::NetworkChanged);
+        }
         if let Some(peer) = self.move_order.pop_front() {
             let (old, new) = self.moves.remove(&peer)?;
             return Some(Event::EndpointMoved { peer, old, new });

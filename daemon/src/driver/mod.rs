@@ -8,6 +8,7 @@
 //! are sent and awaited.
 
 pub mod clock;
+pub mod icmp;
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -23,11 +24,14 @@ use tokio::sync::mpsc;
 
 use crate::forwarder_link::{ForwarderLink, LinkError};
 use crate::metrics;
+use crate::operator::{Command, CommandRequest};
 use crate::peers_up::PeersUp;
 use crate::reload::ConfigReloader;
 use crate::status::{self, StatusReport, StatusRequest};
 use clock::{OsRandom, now};
-use hometun_ike::endpoint::{Endpoint, InitiatorConfig, Output, ResponderConfig, Transmit};
+use hometun_ike::endpoint::{
+    Endpoint, Initiated, InitiatorConfig, Output, ResponderConfig, Transmit,
+};
 
 /// How often the forwarder's counters are fetched (liveness, make-before-break, status).
 const COUNTER_INTERVAL: Duration = Duration::from_secs(1);
@@ -166,11 +170,22 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
         let bound = metrics::serve(addr, status_tx.clone()).await?;
         tracing::info!("metrics on http://{bound}{}", metrics::METRICS_PATH);
     }
-    let _socket_file = status::serve(&config.control_socket, status_tx).await?;
+    let (command_tx, command_rx) = mpsc::channel::<CommandRequest>(4);
+    let _socket_file = status::serve(&config.control_socket, status_tx, command_tx).await?;
     let udp = UdpSocket::bind(SocketAddr::V4(config.ike_bind))
         .await
         .with_context(|| format!("cannot bind the IKE socket {}", config.ike_bind))?;
     widen_receive_buffer(&udp);
+    let server = match &role {
+        Role::Initiator(c) => Some(c.server),
+        Role::Responder(_) => None,
+    };
+    if server.is_some()
+        && let Err(error) = icmp::report_errors(&udp)
+    {
+        // Without it the client only backs off more slowly when its server is not up yet.
+        tracing::debug!("IKE socket: IP_RECVERR: {error}");
+    }
     let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
@@ -239,9 +254,16 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
         peers_up,
         config,
         started,
+        server,
     };
     let outcome = driver
-        .serve(status_rx, &mut sigterm, &mut sigint, &mut sighup)
+        .serve(
+            status_rx,
+            command_rx,
+            &mut sigterm,
+            &mut sigint,
+            &mut sighup,
+        )
         .await;
     match outcome {
         Ok(()) => {
@@ -267,6 +289,7 @@ enum Wake {
     Counters,
     Timer,
     Status(StatusRequest),
+    Command(CommandRequest),
     Stop(&'static str),
     Reload,
     RenewalDue,
@@ -293,12 +316,15 @@ struct Driver {
     renewal_results: Option<mpsc::Receiver<crate::renewal::RenewalResult>>,
     /// The server's record of the peers that are up.
     peers_up: Option<PeersUp>,
+    /// A client's server (IKE address and port); `None` on a server.
+    server: Option<SocketAddrV4>,
 }
 
 impl Driver {
     async fn serve(
         &mut self,
         mut status_rx: mpsc::Receiver<StatusRequest>,
+        mut command_rx: mpsc::Receiver<CommandRequest>,
         sigterm: &mut tokio::signal::unix::Signal,
         sigint: &mut tokio::signal::unix::Signal,
         sighup: &mut tokio::signal::unix::Signal,
@@ -325,8 +351,14 @@ impl Driver {
                 received = self.udp.recv_from(&mut buf) => match received {
                     Ok((n, from)) => Wake::Datagram(n, from),
                     Err(error) => {
-                        // ICMP errors surface here on Linux; the socket stays usable.
+                        // ICMP errors surface here on Linux; the socket stays usable. A client
+                        // reads which of its requests met a port unreachable.
                         tracing::debug!("IKE socket: {error}");
+                        if self.server.is_some() {
+                            for destination in icmp::port_unreachable(&self.udp) {
+                                self.endpoint.handle_unreachable(now(), destination);
+                            }
+                        }
                         continue;
                     }
                 },
@@ -337,6 +369,7 @@ impl Driver {
                 _ = tick.tick() => Wake::Counters,
                 () = timer => Wake::Timer,
                 Some(request) = status_rx.recv() => Wake::Status(request),
+                Some(request) = command_rx.recv() => Wake::Command(request),
                 _ = sigterm.recv() => Wake::Stop("SIGTERM"),
                 _ = sigint.recv() => Wake::Stop("SIGINT"),
                 _ = sighup.recv() => Wake::Reload,
@@ -363,6 +396,10 @@ impl Driver {
                     // Fresh counters: what status shows must include an SA installed a moment ago.
                     self.fetch_counters().await?;
                     let _ = reply.send(self.status_json());
+                }
+                Wake::Command(request) => {
+                    let answer = self.command(request.command);
+                    let _ = request.reply.send(answer);
                 }
                 Wake::Stop(signal) => {
                     tracing::info!("{signal}: deleting the IKE SAs and stopping");
@@ -415,6 +452,8 @@ impl Driver {
             Ok(reloaded) => match self.endpoint.reload(now(), &mut self.rng, reloaded.reload) {
                 Ok(refused) => {
                     tracing::info!("SIGHUP: reloaded {path}: {}", reloaded.summary);
+                    // What failed may work now: a client waiting to reconnect tries at once.
+                    self.endpoint.reset_backoff(now(), &mut self.rng);
                     for why in refused {
                         tracing::warn!("SIGHUP: deleted the SAs of {why}");
                     }
@@ -445,6 +484,7 @@ impl Driver {
                 self.endpoint
                     .handle_datagram(now(), local, remote, &data, &mut self.rng);
             }
+            Event::NetworkChanged => self.network_changed(),
             other => {
                 if let Event::EndpointMoved { old, new, .. } = &other
                     && old.local != new.local
@@ -460,6 +500,55 @@ impl Driver {
                 self.endpoint
                     .handle_forwarder_event(now(), &other, &mut self.rng);
             }
+        }
+    }
+
+    /// A client's forwarder saw the network change without moving an SA (none may be up):
+    /// learn the source address towards the server now; a client that is down connects at
+    /// once, from there.
+    fn network_changed(&mut self) {
+        let Some(server) = self.server else {
+            return;
+        };
+        match crate::setup::route_source(server) {
+            Ok(local) if local != self.config.local_addr => {
+                tracing::info!(
+                    "our outer address is now {local} (was {})",
+                    self.config.local_addr
+                );
+                self.config.local_addr = local;
+                self.endpoint
+                    .handle_local_address(now(), local, &mut self.rng);
+            }
+            Ok(_) => self.endpoint.reset_backoff(now(), &mut self.rng),
+            Err(error) => tracing::debug!("network changed: {error:#}"),
+        }
+    }
+
+    /// An operator's command from the status socket.
+    fn command(&mut self, command: Command) -> crate::operator::Answer {
+        match command {
+            Command::Terminate(name) => {
+                let deleted = self.endpoint.terminate(now(), &name, &mut self.rng);
+                if deleted == 0 {
+                    return Err(format!("no IKE SA of {name} (see hometun status)"));
+                }
+                tracing::info!("terminate: deleted the IKE SA of {name}, on request");
+                Ok(format!(
+                    "terminated {name}: {deleted} IKE SA deleted with its CHILD SAs, DELETE sent"
+                ))
+            }
+            Command::Initiate => match self.endpoint.initiate(now(), &mut self.rng) {
+                Initiated::Started => {
+                    tracing::info!("initiate: connecting now, on request");
+                    Ok("connecting now (see hometun status)".into())
+                }
+                Initiated::AlreadyUp => Ok("already connected: nothing to do".into()),
+                Initiated::NotAClient => Err(
+                    "this is a server: its homes connect to it (initiate is for a client)".into(),
+                ),
+                Initiated::Closed => Err("the daemon is stopping".into()),
+            },
         }
     }
 

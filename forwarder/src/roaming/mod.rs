@@ -610,6 +610,9 @@ impl Roaming {
             }
         }
         if changes.is_empty() {
+            // No endpoint moved (perhaps no SA is up): a client waiting to reconnect should
+            // try now, from wherever its source address is.
+            self.events.send(Event::NetworkChanged);
             return;
         }
         drop(snapshot);

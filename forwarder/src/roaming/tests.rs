@@ -397,3 +397,37 @@ fn ordinary_traffic_is_not_touched() {
     assert!(vps.events.try_iter().next().is_none());
     assert_eq!(vps.roaming.report().peers, vec![]);
 }
+
+#[test]
+fn a_network_change_that_moves_no_peer_is_reported_once() {
+    let (tx, events) = events::channel();
+    let sad = Sad::new(tx.clone(), AeadBackend::Ring);
+    let config = RoamingConfig {
+        follow_local_address: true,
+        ..RoamingConfig::default()
+    };
+    let roaming = Roaming::new(config, &[], tx);
+    let sockets = Recorder::default();
+    // No SA is up (a client waiting to reconnect): a burst of changes from the kernel.
+    for _ in 0..3 {
+        roaming.local_address_event(
+            &sockets,
+            &sad,
+            &[
+                LinkEvent::RouteChanged,
+                LinkEvent::AddressAdded {
+                    ifindex: 2,
+                    address: ip("198.51.100.9"),
+                },
+            ],
+        );
+    }
+    assert_eq!(
+        events.try_iter().collect::<Vec<_>>(),
+        vec![Event::NetworkChanged]
+    );
+    assert!(
+        sockets.take().is_empty(),
+        "nothing to announce without an SA"
+    );
+}
