@@ -159,7 +159,7 @@ pub fn run(args: ForwarderArgs) -> anyhow::Result<()> {
         // Asked to, or the controlling daemon went away: nothing to do without it, and
         // nothing failed.
         reason => {
-            tracing::info!("forwarder: stopped ({reason:?})");
+            tracing::info!("forwarder: stopped: {reason}");
             Ok(())
         }
     }

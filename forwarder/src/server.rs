@@ -42,6 +42,17 @@ pub fn stop_channel() -> (Sender<StopReason>, Receiver<StopReason>) {
     bounded(4)
 }
 
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StopReason::Requested => "asked to by its controller",
+            StopReason::Signal => "SIGTERM or SIGINT",
+            StopReason::ControllerGone => "its controller closed the channel",
+            StopReason::Failed(why) => why,
+        })
+    }
+}
+
 /// How long one frame may take to write before its connection is closed: a controller that
 /// reads nothing for this long must not stall the events of the others.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -78,6 +78,9 @@ pub struct DriverConfig {
     /// The server's state directory, where it keeps the peers that are up across a restart
     /// (`None` on a client).
     pub peers_up: Option<PathBuf>,
+    /// The peers status lists before they are seen (configured and enrolled homes, or the
+    /// client's server).
+    pub known_peers: crate::homes::KnownPeers,
 }
 
 /// Where the daemon's forwarder comes from.
@@ -252,6 +255,7 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
         renewal,
         renewal_results,
         peers_up,
+        homes: crate::homes::Homes::new(config.known_peers.clone()),
         config,
         started,
         server,
@@ -318,6 +322,8 @@ struct Driver {
     peers_up: Option<PeersUp>,
     /// A client's server (IKE address and port); `None` on a server.
     server: Option<SocketAddrV4>,
+    /// Every peer known, up or down, with its traffic totals.
+    homes: crate::homes::Homes,
 }
 
 impl Driver {
@@ -555,6 +561,13 @@ impl Driver {
     async fn fetch_counters(&mut self) -> anyhow::Result<()> {
         if let Some(Response::Counters(report)) = self.forward(Request::GetCounters).await? {
             self.endpoint.handle_counters(now(), &report, &mut self.rng);
+            let names = self
+                .endpoint
+                .status(now())
+                .into_iter()
+                .map(|p| (p.peer, p.name))
+                .collect();
+            self.homes.observe(&report, &names, now().wall);
             self.counters = Some(report);
         }
         if let Some(record) = &mut self.peers_up {
@@ -577,6 +590,11 @@ impl Driver {
             peers: self.endpoint.status(at),
             endpoint: self.endpoint.counters(),
             counters: self.counters.clone(),
+            homes: self.homes.status(),
+            time: at
+                .wall
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
         };
         match serde_json::to_string_pretty(&report) {
             Ok(text) => text + "\n",
@@ -651,6 +669,7 @@ impl Driver {
                 remote,
                 reauthenticated,
             } => {
+                self.homes.up(&name, now().wall);
                 if reauthenticated {
                     tracing::info!("peer re-authenticated: {name} ({peer}) at {remote}");
                 } else {
@@ -658,6 +677,7 @@ impl Driver {
                 }
             }
             Output::PeerDown { peer, name, reason } => {
+                self.homes.down(&name, &reason, now().wall);
                 tracing::info!("peer down: {name} ({peer}): {reason}");
             }
             Output::Refused {
