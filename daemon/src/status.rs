@@ -18,8 +18,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::operator::{Command, CommandRequest};
 use crate::homes::HomeStatus;
+use crate::operator::{Command, CommandRequest};
 use hometun_ike::endpoint::{EndpointCounters, PeerStatus};
 
 /// The request line a client sends.
