@@ -761,7 +761,11 @@ impl Endpoint {
         }
         role.reauthenticating = current;
         if role.failures.repeating() {
-            tracing::debug!("reconnecting to {} in {:?}", role.server, role.backoff);
+            tracing::debug!(
+                "reconnecting to {} in {:.1} s",
+                role.server,
+                role.backoff.as_secs_f64()
+            );
         } else if role.backoff.is_zero() {
             tracing::info!("reconnecting to {} at once", role.server);
         } else {
