@@ -67,6 +67,29 @@ fn terminate_drops_a_home_that_comes_back_and_leaves_the_other_alone() {
     let home_before = ike_spis(&server, "home.example").unwrap();
 
     let config = path(&setup.server_toml);
+    // Another local user, who may read the config and reach the socket's directory, may not
+    // act: the status socket is the owner's only (mode 0600).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let state = setup.pki.dir.join("state");
+        for dir in [lab.dir(), setup.pki.dir.as_path(), state.as_path()] {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::set_permissions(&setup.server_toml, std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+    }
+    let bin = hometun_integration::hometun_bin().unwrap();
+    let output = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["terminate", "home.example", "--config", config])
+        .output()
+        .unwrap();
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(error.contains("Permission denied"), "{error}");
+    assert_eq!(ike_spis(&server, "home.example").unwrap(), home_before);
+
     let output = run_hometun(&["terminate", "home.example", "--config", config]);
     let said = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{output:?}");
