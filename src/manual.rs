@@ -290,15 +290,16 @@ Exit status: 0 when stopped; 1 with one line on stderr when it cannot start.",
     Page {
         path: "pki revoke",
         about: "On the server: revokes a home's certificate and publishes a new CRL; a running \
-server refuses the home after SIGHUP (it re-reads server.crl). The home's prefix is freed after \
-the grace period.
+server notices the new server.crl within 2 s by itself, deletes the home's SAs (DELETE sent, one \
+log line) and refuses it from then on; no SIGHUP needed. The home's prefix is freed after the \
+grace period.
 
 Updates DIR/registry.json; writes the CRL to server.crl (default DIR/crl.pem).
 
 Exit status: 0 on success; 1 with one line on stderr.",
         examples: "  hometun pki revoke --dir /etc/hometun --name home.example
   hometun pki revoke --dir /etc/hometun --name home.example --key-compromise
-  systemctl reload hometun-server",
+  hometun pki revoke --name home.example && sleep 2 && hometun status",
     },
     Page {
         path: "pki crl",

@@ -200,6 +200,10 @@ impl LimitsSection {
     }
 }
 
+/// How often a running server looks whether its CRL file (`server.crl`) changed, in seconds:
+/// a revocation applies within this time without a SIGHUP.
+pub const CRL_CHECK_SECONDS: u64 = 2;
+
 /// IKE protocol settings, common to both roles.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -6,6 +6,7 @@
 
 pub mod authorizer;
 pub mod cli;
+pub mod crl_watch;
 pub mod driver;
 pub mod enrollment;
 pub mod forwarder_link;

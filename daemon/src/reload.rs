@@ -163,6 +163,14 @@ impl ConfigReloader {
         &self.path
     }
 
+    /// The CRL file a server runs with (`server.crl`), if any.
+    pub fn crl(&self) -> Option<&Path> {
+        match &self.running {
+            Running::Server(config) => config.server.crl.as_deref(),
+            Running::Client(_) => None,
+        }
+    }
+
     /// Reads the file (and the files it names) again. On success the new configuration becomes
     /// the running one; on an error (one line) nothing changed.
     pub fn reload(&mut self) -> anyhow::Result<Reloaded> {

@@ -148,7 +148,21 @@ fn sighup_reload_good_bad_restart_and_crl() {
     std::fs::write(&config, &good_text).unwrap();
 
     // Revoke the second home: until the reload the server still has the old CRL and lets it
-    // in; the reload deletes its running SAs, and its next connection is refused.
+    // in; the reload deletes its running SAs, and its next connection is refused. (A running
+    // server also looks at its CRL file every 2 s and applies a new one by itself:
+    // ops_revoke_without_sighup. Here it runs with a copy of the CRL from before while
+    // `pki revoke` writes the one server.toml names, which the reload then reads.)
+    let crl = hometun_config::ServerConfig::load(&config)
+        .unwrap()
+        .server
+        .crl
+        .expect("pki init names a CRL");
+    let served = setup.pki.dir.join("crl-served.pem");
+    std::fs::copy(&crl, &served).unwrap();
+    edit_server(&config, |c| c.server.crl = Some(served.clone())).unwrap();
+    let line = reload(&server);
+    assert!(line.contains("changed server.crl"), "{line}");
+    edit_server(&config, |c| c.server.crl = Some(crl.clone())).unwrap();
     hometun(&[
         "pki",
         "revoke",

@@ -351,8 +351,11 @@ pub fn run_pki(command: PkiCommand) -> anyhow::Result<()> {
                 .map(crate::token::unix_text)
                 .unwrap_or_default();
             println!(
-                "revoked {name} (serial {}); CRL published; prefix {} stays reserved until {free}",
-                record.serial, record.prefix
+                "revoked {name} (serial {}); CRL published; prefix {} stays reserved until {free}; \
+                 a running hometun server applies it within {} s",
+                record.serial,
+                record.prefix,
+                hometun_config::CRL_CHECK_SECONDS
             );
         }
         PkiCommand::Crl { dir } => {

@@ -256,6 +256,11 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
         renewal_results,
         peers_up,
         homes: crate::homes::Homes::new(config.known_peers.clone()),
+        crl: config
+            .reloader
+            .as_ref()
+            .and_then(|r| r.crl())
+            .map(crate::crl_watch::FileWatch::new),
         config,
         started,
         server,
@@ -297,6 +302,7 @@ enum Wake {
     Stop(&'static str),
     Reload,
     RenewalDue,
+    CrlCheck,
     Renewed(crate::renewal::RenewalResult),
     ForwarderExited(std::io::Result<std::process::ExitStatus>),
     EventsClosed,
@@ -322,6 +328,8 @@ struct Driver {
     peers_up: Option<PeersUp>,
     /// A client's server (IKE address and port); `None` on a server.
     server: Option<SocketAddrV4>,
+    /// A server's CRL file, looked at every few seconds.
+    crl: Option<crate::crl_watch::FileWatch>,
     /// Every peer known, up or down, with its traffic totals.
     homes: crate::homes::Homes,
 }
@@ -338,6 +346,8 @@ impl Driver {
         let mut buf = vec![0u8; 65536];
         let mut tick = tokio::time::interval(COUNTER_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut crl_tick = tokio::time::interval(crate::crl_watch::CHECK_PERIOD);
+        crl_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The initiator queued its IKE_SA_INIT when it was made.
         self.flush().await?;
         loop {
@@ -373,6 +383,7 @@ impl Driver {
                     None => Wake::EventsClosed,
                 },
                 _ = tick.tick() => Wake::Counters,
+                _ = crl_tick.tick(), if self.crl.is_some() => Wake::CrlCheck,
                 () = timer => Wake::Timer,
                 Some(request) = status_rx.recv() => Wake::Status(request),
                 Some(request) = command_rx.recv() => Wake::Command(request),
@@ -411,7 +422,17 @@ impl Driver {
                     tracing::info!("{signal}: deleting the IKE SAs and stopping");
                     return Ok(());
                 }
-                Wake::Reload => self.reload().await?,
+                Wake::Reload => self.reload("SIGHUP").await?,
+                Wake::CrlCheck => {
+                    let changed = self.crl.as_mut().is_some_and(|watch| watch.changed());
+                    if changed {
+                        let why = match &self.crl {
+                            Some(watch) => format!("{} changed", watch.path().display()),
+                            None => "the CRL changed".to_string(),
+                        };
+                        self.reload(&why).await?;
+                    }
+                }
                 Wake::RenewalDue => {
                     if let Some(timer) = self.renewal.as_mut() {
                         timer.look();
@@ -425,7 +446,7 @@ impl Driver {
                     if renewed {
                         // The new certificate and key, read like a SIGHUP reload: the endpoint
                         // re-authenticates with them before the old IKE SA goes.
-                        self.reload().await?;
+                        self.reload("renewed certificate").await?;
                     }
                 }
                 Wake::ForwarderExited(status) => return Err(forwarder_gone(Some(status))),
@@ -447,21 +468,33 @@ impl Driver {
         }
     }
 
-    /// SIGHUP: the configuration again; the endpoint takes it, or the running one stays.
-    async fn reload(&mut self) -> anyhow::Result<()> {
+    /// SIGHUP (or a new CRL, `why`): the configuration again; the endpoint takes it, or the
+    /// running one stays.
+    async fn reload(&mut self, why: &str) -> anyhow::Result<()> {
         let Some(reloader) = self.config.reloader.as_mut() else {
-            tracing::warn!("SIGHUP: this daemon has no configuration file to read again");
+            tracing::warn!("{why}: this daemon has no configuration file to read again");
             return Ok(());
         };
         let path = reloader.path().display().to_string();
+        // The CRL followed if the reload moved it.
+        let crl = reloader.crl().map(std::path::Path::to_path_buf);
         match reloader.reload() {
             Ok(reloaded) => match self.endpoint.reload(now(), &mut self.rng, reloaded.reload) {
                 Ok(refused) => {
-                    tracing::info!("SIGHUP: reloaded {path}: {}", reloaded.summary);
+                    let new_crl = self.config.reloader.as_ref().and_then(|r| r.crl());
+                    if new_crl != crl.as_deref() {
+                        self.crl = new_crl.map(crate::crl_watch::FileWatch::new);
+                    }
+                    if why == "SIGHUP" || refused.is_empty() {
+                        tracing::info!("{why}: reloaded {path}: {}", reloaded.summary);
+                    } else {
+                        // The line that matters is the one per home cut off.
+                        tracing::debug!("{why}: reloaded {path}: {}", reloaded.summary);
+                    }
                     // What failed may work now: a client waiting to reconnect tries at once.
                     self.endpoint.reset_backoff(now(), &mut self.rng);
-                    for why in refused {
-                        tracing::warn!("SIGHUP: deleted the SAs of {why}");
+                    for refusal in refused {
+                        tracing::warn!("{why}: deleted the SAs of {refusal}");
                     }
                     if let Some(pool) = reloaded.peer_pool {
                         self.forward(Request::SetPeerPool { pool: Some(pool) })
@@ -469,12 +502,12 @@ impl Driver {
                     }
                 }
                 Err(error) => tracing::error!(
-                    "SIGHUP: reload of {path} refused, the running configuration stays: {error}"
+                    "{why}: reload of {path} refused, the running configuration stays: {error}"
                 ),
             },
-            Err(error) => tracing::error!(
-                "SIGHUP: reload refused, the running configuration stays: {error:#}"
-            ),
+            Err(error) => {
+                tracing::error!("{why}: reload refused, the running configuration stays: {error:#}")
+            }
         }
         Ok(())
     }
