@@ -139,12 +139,14 @@ fn terminate_drops_a_home_that_comes_back_and_leaves_the_other_alone() {
 /// has grown to 12.8 s (retransmissions every 100 ms, two tries, doubling waits).
 fn into_a_long_backoff(setup: &Setup, server: &Daemon, client: &Daemon) {
     let vps = &setup.lab.vps.ns;
+    let long_waits = || client.log_text().matches("in 12.8 s").count();
+    let before = long_waits();
     block(vps, &setup.lab.home().addr.to_string());
     let config = path(&setup.server_toml);
     let output = run_hometun(&["terminate", "home.example", "--config", config]);
     assert!(output.status.success(), "{output:?}");
     assert!(
-        client.wait_log("in 12.8 s", Duration::from_secs(40)),
+        wait_for(Duration::from_secs(40), || long_waits() > before),
         "the backoff did not grow\n{}",
         logs(&[server, client])
     );
@@ -203,6 +205,19 @@ fn initiate_and_sighup_connect_a_waiting_home_at_once() {
         logs(&[&server, &client])
     );
     eprintln!("SIGHUP: back {:?} after the signal", asked.elapsed());
+
+    // A change of the home's network (here a second address on its uplink, as DHCP or a
+    // network manager make) does the same: the forwarder hears it from netlink.
+    into_a_long_backoff(&setup, &server, &client);
+    let asked = Instant::now();
+    home.ip(&["addr", "add", "192.0.2.12/24", "dev", "eth0"])
+        .unwrap();
+    assert!(
+        wait_ping(home, VPS_INNER, Duration::from_secs(5)),
+        "a network change did not connect\n{}",
+        logs(&[&server, &client])
+    );
+    eprintln!("network change: back {:?} after it", asked.elapsed());
 }
 
 #[test]
