@@ -261,6 +261,11 @@ impl Drop for Guarded {
     }
 }
 
+/// An SPI of the status JSON (eight hex digits, as the table prints it) as a number.
+pub fn spi(value: &serde_json::Value) -> Option<u64> {
+    u32::from_str_radix(value.as_str()?, 16).ok().map(u64::from)
+}
+
 /// Waits until `condition` holds, at most `timeout`.
 pub fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + timeout;

@@ -84,7 +84,7 @@ fn hometun_client_and_server_over_raw_esp() {
     let sas = status["counters"]["sas"].as_array().unwrap();
     assert!(!sas.is_empty(), "{status:#}");
     assert!(
-        sas.iter().all(|sa| sa["endpoint"]["encap"] == "Raw"),
+        sas.iter().all(|sa| sa["endpoint"]["encap"] == "raw"),
         "{status:#}"
     );
     // The client's view of the server.
@@ -365,7 +365,7 @@ fn hometun_client_behind_nat() {
     let sas = status["counters"]["sas"].as_array().unwrap();
     assert!(
         sas.iter()
-            .all(|sa| sa["endpoint"]["encap"]["Udp"].is_object()),
+            .all(|sa| sa["endpoint"]["encap"]["udp"].is_object()),
         "{status:#}"
     );
     let status = client.status().unwrap();
