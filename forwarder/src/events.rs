@@ -166,12 +166,13 @@ impl State {
     }
 
     fn pop(&mut self) -> Option<Event> {
-        if std::mem::take(&mut self.network_changed) {
-            return Some(Event::NetworkChanged);
-        }
         if let Some(peer) = self.move_order.pop_front() {
             let (old, new) = self.moves.remove(&peer)?;
             return Some(Event::EndpointMoved { peer, old, new });
+        }
+        // After the moves: the controller learns of a move before it looks at the network.
+        if std::mem::take(&mut self.network_changed) {
+            return Some(Event::NetworkChanged);
         }
         if let Some(&spi) = self.limit_order.front() {
             let pending = self.limits.get_mut(&spi)?;

@@ -336,3 +336,27 @@ fn a_refused_home_says_what_to_do_once_then_retries_quietly() {
         "{gaps:?}"
     );
 }
+
+#[test]
+fn a_network_change_connects_a_waiting_home_and_leaves_a_working_one_alone() {
+    let mut pair = client_at_the_cap();
+    let now = pair.now();
+    assert!(
+        pair.client
+            .endpoint
+            .handle_network_change(now, CLIENT_ADDR, &mut pair.rng)
+    );
+    pair.flush();
+    let back = time_to_connect(&mut pair, Duration::from_secs(60)).unwrap();
+    assert!(back <= Duration::from_millis(100), "back after {back:?}");
+    // Up: the forwarder moves the SAs itself; nothing is sent for the change.
+    let sent = pair.trace.len();
+    let now = pair.now();
+    assert!(!pair.client.endpoint.handle_network_change(
+        now,
+        Ipv4Addr::new(192, 0, 2, 3),
+        &mut pair.rng
+    ));
+    pair.flush();
+    assert_eq!(pair.trace.len(), sent);
+}

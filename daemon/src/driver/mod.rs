@@ -550,16 +550,18 @@ impl Driver {
             return;
         };
         match crate::setup::route_source(server) {
-            Ok(local) if local != self.config.local_addr => {
-                tracing::info!(
-                    "our outer address is now {local} (was {})",
-                    self.config.local_addr
-                );
-                self.config.local_addr = local;
-                self.endpoint
-                    .handle_local_address(now(), local, &mut self.rng);
+            Ok(local) => {
+                let down = self
+                    .endpoint
+                    .handle_network_change(now(), local, &mut self.rng);
+                if down && local != self.config.local_addr {
+                    tracing::info!(
+                        "our outer address is now {local} (was {})",
+                        self.config.local_addr
+                    );
+                    self.config.local_addr = local;
+                }
             }
-            Ok(_) => self.endpoint.reset_backoff(now(), &mut self.rng),
             Err(error) => tracing::debug!("network changed: {error:#}"),
         }
     }

@@ -82,6 +82,30 @@ impl Endpoint {
         }
     }
 
+    /// Client: the network changed (an address or route came or went) and `addr` is our source
+    /// address towards the server now. A client whose IKE SA is up leaves it to the forwarder,
+    /// which moves its SAs (`EndpointMoved`, then [`Endpoint::handle_local_address`]); one that
+    /// is down takes the address and connects at once from there. True if it did.
+    pub fn handle_network_change(
+        &mut self,
+        now: Now,
+        addr: std::net::Ipv4Addr,
+        rng: &mut dyn Random,
+    ) -> bool {
+        let Role::Initiator(role) = &mut self.role else {
+            return false;
+        };
+        if role.closed || self.client_is_up() {
+            return false;
+        }
+        let Role::Initiator(role) = &mut self.role else {
+            return false;
+        };
+        let old = std::mem::replace(&mut role.local_addr, addr);
+        self.local_address_changed(now, (old, addr), rng);
+        true
+    }
+
     /// Client: our outer address is now `changed.1` (it was `changed.0`). Without a working IKE
     /// SA, an attempt in flight from the old address is given up (its answer goes there) and a
     /// new one starts at once, from the new address.
