@@ -135,10 +135,10 @@ impl SaPair {
         self.drops.get(reason)
     }
 
-    /// Sets the next outbound sequence number (tests of exhaustion, and nothing else: reusing a
-    /// sequence number reuses a GCM nonce).
-    #[doc(hidden)]
-    pub fn set_next_seq_for_test(&self, seq: u64) {
+    /// Sets the next outbound sequence number, for the tests of exhaustion. Only there: reusing
+    /// a sequence number reuses a GCM nonce.
+    #[cfg(test)]
+    pub(crate) fn set_next_seq_for_test(&self, seq: u64) {
         self.next_seq.store(seq, Ordering::Relaxed);
     }
 

@@ -251,7 +251,7 @@ impl Endpoint {
                     Step::Wait(step) => Some(Sa::Init(step)),
                     Step::Next(auth) => Some(Sa::Auth(auth)),
                     Step::Failed(failure) => {
-                        self.attempt_failed(now, failure);
+                        self.attempt_failed(failure);
                         None
                     }
                 }
@@ -275,7 +275,7 @@ impl Endpoint {
                         return;
                     }
                     Step::Failed(failure) => {
-                        self.attempt_failed(now, failure);
+                        self.attempt_failed(failure);
                         None
                     }
                 }
@@ -641,7 +641,7 @@ impl Endpoint {
     }
 
     /// A client's connection attempt ended without an IKE SA.
-    fn attempt_failed(&mut self, now: Now, failure: Failure) {
+    fn attempt_failed(&mut self, failure: Failure) {
         let Role::Initiator(role) = &self.role else {
             return;
         };
@@ -656,7 +656,6 @@ impl Endpoint {
         } else {
             tracing::info!("connection to {} failed: {}", role.server, failure.reason);
         }
-        let _ = now;
     }
 
     /// The client's IKE_AUTH completed: the new IKE SA speaks for the server. One it
@@ -767,7 +766,7 @@ impl Endpoint {
                         Step::Wait(step) => Some(Sa::Init(step)),
                         Step::Next(auth) => Some(Sa::Auth(auth)),
                         Step::Failed(failure) => {
-                            self.attempt_failed(now, failure);
+                            self.attempt_failed(failure);
                             None
                         }
                     }
@@ -781,7 +780,7 @@ impl Endpoint {
                             continue;
                         }
                         Step::Failed(failure) => {
-                            self.attempt_failed(now, failure);
+                            self.attempt_failed(failure);
                             None
                         }
                     }

@@ -14,9 +14,9 @@ use super::{
     hash_algorithms_payload, id_body, identity_of, nat_detected, natd_payloads, our_id,
     peer_certificates, peer_hash_algorithms, sign_auth, verify_auth, verify_peer_certificate,
 };
+use crate::crypto::IkeSaKeys;
 use crate::crypto::PeerIdentity;
 use crate::crypto::auth::{AuthRole, auth_octets};
-use crate::crypto::{IkeSaKeys, VerifiedPeer};
 use crate::io::Output;
 use crate::proposal::{ChosenEsp, EspGroups, EspProposal, IkeProposal};
 use crate::selectors::{any_ipv6, narrow, prefixes_of, to_payload};
@@ -377,7 +377,6 @@ impl HalfOpen {
         Ok(Checked {
             identity,
             name,
-            peer,
             certificates: peer_certificates(inner),
             prefixes,
             idr,
@@ -397,8 +396,6 @@ impl HalfOpen {
 struct Checked {
     identity: PeerIdentity,
     name: String,
-    #[allow(dead_code)]
-    peer: VerifiedPeer,
     certificates: Vec<Vec<u8>>,
     prefixes: Vec<Ipv6Net>,
     idr: wire::Identification,

@@ -24,7 +24,7 @@ use ipnet::Ipv6Net;
 
 use crate::io::Output;
 use crate::sa::child::{Child, ChildState};
-use crate::sa::{Addresses, IkeCore, IkeError, Io, PeerInfo, hex_spi};
+use crate::sa::{IkeCore, IkeError, Io, PeerInfo, hex_spi};
 use crate::status::PeerStatus;
 use crate::window::{RequestClass, ResponseWindow, RetransmitAction, total_patience};
 use crate::wire::{self, Delete, ExchangeType, Header, NotifyType, Payload, ProtocolId};
@@ -769,12 +769,6 @@ impl Established {
             prefixes: self.peer_allowed.clone(),
             children: self.children.iter().map(Child::status).collect(),
         }
-    }
-
-    /// The addresses (for a successor built elsewhere).
-    #[allow(dead_code)]
-    pub fn addresses(&self) -> Addresses {
-        self.core.addresses()
     }
 }
 
