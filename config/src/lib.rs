@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod names;
 mod renew;
+pub mod static_sa;
 
 pub use renew::RenewSection;
 

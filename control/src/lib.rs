@@ -23,6 +23,6 @@ pub use message::{
 };
 pub use roaming::{MoveRefusal, PeerRoaming, RoamingConfig, RoamingReport};
 pub use types::{
-    AeadAlg, AeadKey, ChildSa, Encapsulation, Endpoint, InterfaceConfig, KeyError, Limits, PeerId,
-    Spi,
+    AeadAlg, AeadKey, ChildSa, Encapsulation, Endpoint, InterfaceConfig, KeyError, Limits, MAX_MTU,
+    MAX_REPLAY_WINDOW, PeerId, Spi,
 };

@@ -12,7 +12,7 @@ use crate::control::ControlHandler;
 use crate::control_socket::{PeerPolicy, SocketFile, UserSpec, bind_control_socket};
 use crate::dataplane::{DataplaneOptions, LinuxPlatform};
 use crate::server::{ControlClient, Server, StopReason};
-use crate::static_config::StaticConfig;
+use hometun_config::static_sa::StaticConfig;
 
 /// Arguments of `hometun forwarder`.
 #[derive(Debug, clap::Args)]

@@ -20,8 +20,7 @@ use crate::aead::AeadBackend;
 use crate::events::{self, EventReceiver, EventSender};
 use crate::sad::Sad;
 
-/// Largest MTU of the TUN device: the inner packet plus outer headers must fit a 64 KiB datagram.
-pub const MAX_MTU: u32 = 65_000;
+pub use hometun_control::MAX_MTU;
 
 /// What the handler needs from the system. Each error names the operation and carries the OS's
 /// own words (and errno), so the controller gets one line that says what failed.
@@ -235,7 +234,7 @@ impl<P: Platform> ControlHandler<P> {
         if self.interface.is_some() {
             return Err(ControlError::AlreadyConfigured);
         }
-        validate_interface(&config)?;
+        config.validate()?;
         self.platform.configure(&config, &self.sad)?;
         self.interface = Some(config);
         Ok(Response::Ok)
@@ -344,23 +343,6 @@ impl<P: Platform> ControlHandler<P> {
         }
         Ok(())
     }
-}
-
-/// Checks an interface configuration on its own.
-pub fn validate_interface(config: &InterfaceConfig) -> Result<(), ControlError> {
-    if config.tun_name.is_empty() || config.tun_name.len() > 15 {
-        return Err(ControlError::BadTunName(config.tun_name.clone()));
-    }
-    if !(1280..=MAX_MTU).contains(&config.mtu) {
-        return Err(ControlError::BadMtu {
-            mtu: config.mtu,
-            max: MAX_MTU,
-        });
-    }
-    if !config.raw_esp && config.udp_port == 0 {
-        return Err(ControlError::NoOuterSocket);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -17,6 +17,5 @@ pub mod sad;
 pub mod server;
 pub mod signals;
 pub mod sockets;
-pub mod static_config;
 pub mod takeover;
 pub mod wire;
