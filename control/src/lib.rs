@@ -13,6 +13,8 @@ pub mod codec;
 pub mod error;
 pub mod message;
 pub mod roaming;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
 pub mod types;
 
 pub use codec::{CodecError, FrameDecoder, MAX_FRAME_LEN, decode_frame, encode_frame};

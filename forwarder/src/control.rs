@@ -349,7 +349,7 @@ impl<P: Platform> ControlHandler<P> {
 mod tests {
     use std::net::Ipv4Addr;
 
-    use hometun_control::{AeadAlg, AeadKey, Direction, KeyError, Limits, PeerId, Spi};
+    use hometun_control::{AeadAlg, AeadKey, Direction, KeyError, PeerId, Spi};
 
     use super::*;
 
@@ -368,24 +368,11 @@ mod tests {
     }
 
     fn sa(peer: u64, spi_in: u32, remote: &str) -> ChildSa {
-        ChildSa {
-            peer: PeerId(peer),
-            spi_in: Spi(spi_in),
-            key_in: AeadKey::from_keymat(AeadAlg::AesGcm128, &[1; 20]).unwrap(),
-            spi_out: Spi(spi_in + 0x1000),
-            key_out: AeadKey::from_keymat(AeadAlg::AesGcm128, &[2; 20]).unwrap(),
-            local_ts: vec!["::/0".parse().unwrap()],
-            remote_ts: vec![remote.parse().unwrap()],
-            endpoint: Endpoint {
-                local: Ipv4Addr::new(192, 0, 2, 1),
-                remote: Ipv4Addr::new(192, 0, 2, 2),
-                encap: Encapsulation::Raw,
-            },
-            limits: Limits::default(),
-            esn: false,
-            replay_window: 1024,
-            nat_keepalive_seconds: None,
-        }
+        ChildSa::builder()
+            .peer(peer)
+            .spis(spi_in, spi_in + 0x1000)
+            .remote_ts(&[remote])
+            .build()
     }
 
     fn handler() -> ControlHandler<RecordingPlatform> {
