@@ -14,6 +14,20 @@ use crate::error::ControlError;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Spi(pub u32);
 
+impl Spi {
+    /// The SPI as it travels in ESP headers and IKE payloads (network byte order).
+    pub fn to_bytes(self) -> [u8; 4] {
+        self.0.to_be_bytes()
+    }
+
+    /// An SPI from a payload's SPI field; `None` unless it is exactly four octets.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Spi> {
+        <[u8; 4]>::try_from(bytes)
+            .ok()
+            .map(|b| Spi(u32::from_be_bytes(b)))
+    }
+}
+
 impl fmt::Debug for Spi {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:08x}", self.0)
@@ -23,6 +37,12 @@ impl fmt::Debug for Spi {
 impl fmt::Display for Spi {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:08x}", self.0)
+    }
+}
+
+impl fmt::LowerHex for Spi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::LowerHex::fmt(&self.0, f)
     }
 }
 

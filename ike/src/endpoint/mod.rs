@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use hometun_control::{Event, PeerId};
+use hometun_control::{Event, PeerId, Spi};
 
 use crate::crypto::{CookieGenerator, PeerIdentity};
 use crate::sa::established::{Effect, Established};
@@ -827,9 +827,9 @@ impl Endpoint {
         rng: &mut dyn Random,
     ) {
         match event {
-            Event::SoftLimit { spi_in, .. } => self.limit_reached(now, rng, spi_in.0, false),
+            Event::SoftLimit { spi_in, .. } => self.limit_reached(now, rng, *spi_in, false),
             Event::HardLimit { spi_in, .. } | Event::SeqExhausted { spi_in, .. } => {
-                self.limit_reached(now, rng, spi_in.0, true)
+                self.limit_reached(now, rng, *spi_in, true)
             }
             Event::EndpointMoved { peer, new, .. } => {
                 let mut io = io!(self, now, rng);
@@ -850,7 +850,7 @@ impl Endpoint {
         }
     }
 
-    fn limit_reached(&mut self, now: Now, rng: &mut dyn Random, spi_in: u32, urgent: bool) {
+    fn limit_reached(&mut self, now: Now, rng: &mut dyn Random, spi_in: Spi, urgent: bool) {
         let mut io = io!(self, now, rng);
         for sa in self.sas.values_mut() {
             if let Sa::Up(e) = sa
@@ -906,10 +906,10 @@ impl Endpoint {
     ) {
         let mut io = io!(self, now, rng);
         if let Some(e) = self.sas.values_mut().find_map(|sa| match sa {
-            Sa::Up(e) if e.has_child(spi_in.0) => Some(e),
+            Sa::Up(e) if e.has_child(spi_in) => Some(e),
             _ => None,
         }) {
-            e.install_refused(&mut io, spi_in.0, reason);
+            e.install_refused(&mut io, spi_in, reason);
         }
         self.after(now, rng);
     }

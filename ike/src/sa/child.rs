@@ -15,7 +15,7 @@ use crate::status::ChildStatus;
 #[derive(Debug, Clone)]
 pub(crate) struct RekeyRecord {
     /// Inbound SPI of the pair the exchange created.
-    pub successor: u32,
+    pub successor: Spi,
     /// The exchange's Ni.
     pub ni: Vec<u8>,
     /// The exchange's Nr.
@@ -31,10 +31,10 @@ pub(crate) enum ChildState {
     Rekeying,
     /// Our rekey replaced it with `successor`: we delete it once the successor carried
     /// traffic, or at `delete_at` (make-before-break).
-    Superseded { successor: u32, delete_at: Instant },
+    Superseded { successor: Spi, delete_at: Instant },
     /// Replaced by `successor` through the peer's rekey: the peer deletes it, or we do at
     /// `delete_at` (a peer that never deletes must not pile pairs up).
-    AwaitingPeerDelete { successor: u32, delete_at: Instant },
+    AwaitingPeerDelete { successor: Spi, delete_at: Instant },
     /// Our DELETE for it is queued or in flight.
     Deleting,
 }
@@ -42,8 +42,8 @@ pub(crate) enum ChildState {
 /// One CHILD SA pair.
 #[derive(Debug, Clone)]
 pub(crate) struct Child {
-    pub spi_in: u32,
-    pub spi_out: u32,
+    pub spi_in: Spi,
+    pub spi_out: Spi,
     pub chosen: ChosenEsp,
     pub local_ts: Vec<Ipv6Net>,
     pub remote_ts: Vec<Ipv6Net>,
@@ -77,8 +77,8 @@ pub(crate) enum ExchangeRole {
 impl Child {
     /// A new active pair.
     pub fn new(
-        spi_in: u32,
-        spi_out: u32,
+        spi_in: Spi,
+        spi_out: Spi,
         chosen: ChosenEsp,
         local_ts: Vec<Ipv6Net>,
         remote_ts: Vec<Ipv6Net>,
@@ -136,9 +136,9 @@ impl Child {
         let udp = matches!(endpoint.encap, hometun_control::Encapsulation::Udp { .. });
         let sa = ChildSa {
             peer,
-            spi_in: Spi(self.spi_in),
+            spi_in: self.spi_in,
             key_in,
-            spi_out: Spi(self.spi_out),
+            spi_out: self.spi_out,
             key_out,
             local_ts: self.local_ts.clone(),
             remote_ts: self.remote_ts.clone(),
@@ -167,7 +167,7 @@ impl Child {
             self.spi_out
         );
         io.forwarder(Request::Delete {
-            spi_in: Spi(self.spi_in),
+            spi_in: self.spi_in,
         });
         io.spis.release_esp(self.spi_in);
     }
@@ -175,8 +175,8 @@ impl Child {
     /// For `hometun status`.
     pub fn status(&self) -> ChildStatus {
         ChildStatus {
-            spi_in: Spi(self.spi_in),
-            spi_out: Spi(self.spi_out),
+            spi_in: self.spi_in,
+            spi_out: self.spi_out,
             proposal: self.chosen.to_string(),
             local_ts: self.local_ts.clone(),
             remote_ts: self.remote_ts.clone(),

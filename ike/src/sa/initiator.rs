@@ -3,7 +3,7 @@
 use std::net::SocketAddrV4;
 use std::time::Instant;
 
-use hometun_control::PeerId;
+use hometun_control::{PeerId, Spi};
 use ipnet::Ipv6Net;
 
 use super::child::{Child, ExchangeRole};
@@ -357,7 +357,7 @@ pub(crate) struct AuthRequested {
     nr: Vec<u8>,
     /// The responder's IKE_SA_INIT response: RealMessage2 of its AUTH octets.
     responder_init: Vec<u8>,
-    esp_spi: u32,
+    esp_spi: Spi,
     retransmission: Retransmission,
 }
 

@@ -4,7 +4,7 @@
 use std::net::SocketAddrV4;
 use std::time::Instant;
 
-use hometun_control::PeerId;
+use hometun_control::{PeerId, Spi};
 use ipnet::Ipv6Net;
 
 use super::child::{Child, ExchangeRole};
@@ -363,7 +363,7 @@ impl HalfOpen {
             )));
         }
         let (esp, peer_spi, answer) =
-            EspProposal::select(&io.cfg.esp_proposals, sa, EspGroups::Ignore, 0)
+            EspProposal::select(&io.cfg.esp_proposals, sa, EspGroups::Ignore, Spi(0))
                 .map_err(|e| fail(e.into()))?;
         let their_ts = narrow(tsi, &prefixes);
         let our_ts = narrow(tsr, &[any_ipv6()]);
@@ -401,7 +401,7 @@ struct Checked {
     idr: wire::Identification,
     our_auth: Payload,
     esp: ChosenEsp,
-    peer_spi: u32,
+    peer_spi: Spi,
     answer: wire::Proposal,
     their_ts: Vec<Ipv6Net>,
     our_ts: Vec<Ipv6Net>,
@@ -441,7 +441,7 @@ impl Authenticated {
         let mut core = h.core;
         let spi_in = io.spis.new_esp(io.rng);
         let mut answer = c.answer;
-        answer.spi = spi_in.to_be_bytes().to_vec();
+        answer.spi = spi_in.to_bytes().to_vec();
         let keys = core
             .keys
             .child_sa_keys(c.esp.encryption, None, &h.ni, &h.nr)

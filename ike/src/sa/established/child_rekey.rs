@@ -43,8 +43,8 @@ pub(crate) const REKEY_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// A CHILD SA rekey request in flight.
 pub(super) struct ChildRekeyRequested {
-    pub(super) old_spi_in: u32,
-    pub(super) new_spi_in: u32,
+    pub(super) old_spi_in: Spi,
+    pub(super) new_spi_in: Spi,
     pub(super) ni: Vec<u8>,
     pub(super) ke: Option<KeyExchange>,
     /// What the request's KE was chosen by (for the next try's adjustment).
@@ -66,7 +66,7 @@ impl Established {
     pub(super) fn prepare_child_rekey(
         &mut self,
         io: &mut Io<'_>,
-        spi_in: u32,
+        spi_in: Spi,
         ke_choice: RekeyKe,
     ) -> Option<(ExchangeType, Vec<Payload>, Pending)> {
         let child = self.children.iter_mut().find(|c| c.spi_in == spi_in)?;
@@ -86,7 +86,7 @@ impl Established {
         let mut payloads = vec![
             Payload::Notify(Notify::with_spi(
                 ProtocolId::ESP,
-                spi_in.to_be_bytes().to_vec(),
+                spi_in.to_bytes().to_vec(),
                 NotifyType::REKEY_SA,
                 Vec::new(),
             )),
@@ -145,9 +145,8 @@ impl Established {
         ) {
             return Err(IkeError::TemporaryFailure("the IKE SA is being rekeyed"));
         }
-        let spi = <[u8; 4]>::try_from(rekey.spi.as_slice())
-            .map(u32::from_be_bytes)
-            .map_err(|_| IkeError::syntax("REKEY_SA without a 4-byte SPI"))?;
+        let spi = Spi::from_bytes(&rekey.spi)
+            .ok_or_else(|| IkeError::syntax("REKEY_SA without a 4-byte SPI"))?;
         let index = self
             .children
             .iter()
@@ -183,7 +182,7 @@ impl Established {
         }
         let groups = ke.map_or(EspGroups::None, |k| EspGroups::Ke(k.group));
         let (chosen, peer_spi, mut answer) =
-            EspProposal::select(&io.cfg.esp_proposals, sa, groups, 0)?;
+            EspProposal::select(&io.cfg.esp_proposals, sa, groups, Spi(0))?;
         if let Some(ke) = ke
             && let Some(group) = chosen.group
             && group.to_wire() != ke.group
@@ -216,7 +215,7 @@ impl Established {
             &nr,
         )?;
         let spi_in = io.spis.new_esp(io.rng);
-        answer.spi = spi_in.to_be_bytes().to_vec();
+        answer.spi = spi_in.to_bytes().to_vec();
         let new = Child::new(spi_in, peer_spi, chosen, our_ts.clone(), their_ts.clone());
         new.install(
             io,
@@ -271,8 +270,8 @@ impl Established {
                     completed = true;
                     io.output(Output::Rekeyed {
                         peer: self.peer.id,
-                        old_spi_in: Spi(old_spi_in),
-                        new_spi_in: Spi(spi_in),
+                        old_spi_in,
+                        new_spi_in: spi_in,
                     });
                 }
             }
@@ -281,8 +280,8 @@ impl Established {
             tracing::info!("CHILD SA {old_spi_in:08x}: late rekey collision, ours is redundant");
             io.output(Output::Rekeyed {
                 peer: self.peer.id,
-                old_spi_in: Spi(old_spi_in),
-                new_spi_in: Spi(spi_in),
+                old_spi_in,
+                new_spi_in: spi_in,
             });
             self.delete_child_soon(ours);
         }
@@ -392,8 +391,8 @@ impl Established {
         };
         io.output(Output::Rekeyed {
             peer: self.peer.id,
-            old_spi_in: Spi(old_spi),
-            new_spi_in: Spi(survivor),
+            old_spi_in: old_spi,
+            new_spi_in: survivor,
         });
         self.child_rekey_completed(io, true);
         self.check_superseded(io);
@@ -474,8 +473,8 @@ impl Established {
             };
             io.output(Output::Rekeyed {
                 peer: self.peer.id,
-                old_spi_in: Spi(old.spi_in),
-                new_spi_in: Spi(theirs.successor),
+                old_spi_in: old.spi_in,
+                new_spi_in: theirs.successor,
             });
             return;
         }
@@ -533,7 +532,7 @@ impl Established {
 
     /// A rekey of `spi_in` did not work out: try again after a backoff, or, if the pair
     /// already expired, give it up.
-    fn rekey_failed(&mut self, io: &mut Io<'_>, spi_in: u32, next: RekeyKe, why: &str) {
+    fn rekey_failed(&mut self, io: &mut Io<'_>, spi_in: Spi, next: RekeyKe, why: &str) {
         io.counters.child_rekeys_failed += 1;
         let Some(child) = self.children.iter_mut().find(|c| c.spi_in == spi_in) else {
             return;
@@ -562,7 +561,7 @@ impl Established {
     /// A pair that can no longer be rekeyed and carries nothing: delete it. Without another
     /// usable pair the tunnel is re-established (the client) or closed so that the client
     /// re-establishes it (the server).
-    pub(super) fn give_up_pair(&mut self, io: &mut Io<'_>, spi_in: u32) {
+    pub(super) fn give_up_pair(&mut self, io: &mut Io<'_>, spi_in: Spi) {
         self.deferred
             .retain(|(_, t)| !matches!(t, Task::RekeyChild { spi_in: s, .. } if *s == spi_in));
         if let Some(child) = self.children.iter_mut().find(|c| c.spi_in == spi_in) {
@@ -596,7 +595,7 @@ impl Established {
 
     /// The forwarder refused to install the pair with inbound SPI `spi_in`: drop it here, ask
     /// the peer to drop its side, and undo the rekey that made it.
-    pub fn install_refused(&mut self, io: &mut Io<'_>, spi_in: u32, reason: &str) {
+    pub fn install_refused(&mut self, io: &mut Io<'_>, spi_in: Spi, reason: &str) {
         let Some(i) = self.children.iter().position(|c| c.spi_in == spi_in) else {
             return;
         };
@@ -642,7 +641,7 @@ impl Established {
     }
 
     /// Queues a DELETE for one of our pairs, marking it.
-    pub(super) fn delete_child_soon(&mut self, spi_in: u32) {
+    pub(super) fn delete_child_soon(&mut self, spi_in: Spi) {
         if let Some(child) = self.children.iter_mut().find(|c| c.spi_in == spi_in)
             && child.state != ChildState::Deleting
         {
@@ -657,11 +656,11 @@ impl Established {
     pub(super) fn check_superseded(&mut self, io: &mut Io<'_>) {
         let now = io.now.mono;
         let traffic_moved_to =
-            |successor: u32| match self.children.iter().find(|s| s.spi_in == successor) {
+            |successor: Spi| match self.children.iter().find(|s| s.spi_in == successor) {
                 None => true,
                 Some(s) => s.carried_traffic || s.state != ChildState::Active,
             };
-        let ready: Vec<u32> = self
+        let ready: Vec<Spi> = self
             .children
             .iter()
             .filter(|c| match c.state {
@@ -682,7 +681,7 @@ impl Established {
     /// A lifetime of a CHILD SA ran out. Soft: rekey it unless that is under way. Hard (or its
     /// sequence numbers are used up): it carries nothing more; rekey it at once, and if that
     /// cannot work, give it up.
-    pub fn limit_reached(&mut self, io: &mut Io<'_>, spi_in: u32, hard: bool) {
+    pub fn limit_reached(&mut self, io: &mut Io<'_>, spi_in: Spi, hard: bool) {
         let Some(child) = self.children.iter_mut().find(|c| c.spi_in == spi_in) else {
             return;
         };

@@ -3,8 +3,6 @@
 
 use std::net::SocketAddrV4;
 
-use hometun_control::Spi;
-
 use super::{Effect, Established, Lifecycle};
 use crate::io::Output;
 use crate::sa::child::ChildState;
@@ -66,7 +64,7 @@ impl Established {
                     return (response, effects);
                 }
                 ProtocolId::ESP => {
-                    for spi in delete.spis_u32() {
+                    for spi in delete.esp_spis() {
                         if let Some(i) = self.children.iter().position(|c| c.spi_out == spi) {
                             let child = self.children.remove(i);
                             self.bytes_gone += child.bytes;
@@ -89,8 +87,8 @@ impl Established {
                                 // Our colliding rekey of it is moot: the peer's pair stands.
                                 io.output(Output::Rekeyed {
                                     peer: self.peer.id,
-                                    old_spi_in: Spi(child.spi_in),
-                                    new_spi_in: Spi(theirs.successor),
+                                    old_spi_in: child.spi_in,
+                                    new_spi_in: theirs.successor,
                                 });
                             }
                         } else {

@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
-use hometun_control::CounterReport;
+use hometun_control::{CounterReport, Spi};
 use ipnet::Ipv6Net;
 
 use crate::io::Output;
@@ -589,7 +589,7 @@ impl Established {
             if sa.peer != self.peer.id {
                 continue;
             }
-            let Some(child) = self.children.iter_mut().find(|c| c.spi_in == sa.spi_in.0) else {
+            let Some(child) = self.children.iter_mut().find(|c| c.spi_in == sa.spi_in) else {
                 continue;
             };
             // Either direction: our outbound moved to the successor when it was installed,
@@ -611,7 +611,7 @@ impl Established {
     }
 
     /// Whether the CHILD SA with this inbound SPI is ours.
-    pub fn has_child(&self, spi_in: u32) -> bool {
+    pub fn has_child(&self, spi_in: Spi) -> bool {
         self.children.iter().any(|c| c.spi_in == spi_in)
     }
 

@@ -4,6 +4,8 @@
 
 use std::net::SocketAddrV4;
 
+use hometun_control::Spi;
+
 use super::Established;
 use super::child_rekey::ChildRekeyRequested;
 use super::ike_rekey::IkeRekeyRequested;
@@ -17,14 +19,14 @@ use crate::wire::{Delete, ExchangeType, Payload};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Task {
     /// Rekey the CHILD SA with this inbound SPI.
-    RekeyChild { spi_in: u32, ke: RekeyKe },
+    RekeyChild { spi_in: Spi, ke: RekeyKe },
     /// Rekey the IKE SA (with this group, if the peer asked for it).
     RekeyIke { group: Option<DhGroup> },
     /// Delete the CHILD SA with this inbound SPI.
-    DeleteChild(u32),
+    DeleteChild(Spi),
     /// Tell the peer to drop the pair it made in an exchange whose answer we refused (named by
     /// our inbound SPI of it, which we never installed).
-    DeleteRefusedPair(u32),
+    DeleteRefusedPair(Spi),
     /// Delete the IKE SA.
     DeleteIke,
     /// An empty INFORMATIONAL (liveness check).
@@ -63,8 +65,8 @@ impl Task {
 pub(super) enum Pending {
     ChildRekey(ChildRekeyRequested),
     IkeRekey(IkeRekeyRequested),
-    DeleteChild(u32),
-    DeleteRefusedPair(u32),
+    DeleteChild(Spi),
+    DeleteRefusedPair(Spi),
     DeleteIke,
     Liveness,
     /// Our COOKIE2, sent to `target`.
