@@ -799,7 +799,8 @@ fn check_ike(ike: &IkeSection, file: &Path) -> Result<(), ConfigError> {
 
 /// Checks a DNS name and returns it in lower case, the one form every name is compared in.
 fn normalise_name(name: &mut String, key: &str, file: &Path) -> Result<(), ConfigError> {
-    *name = names::normalize_dns_name(name).map_err(|e| ConfigError::new(file, key, e))?;
+    *name =
+        names::normalize_dns_name(name).map_err(|e| ConfigError::new(file, key, e.to_string()))?;
     Ok(())
 }
 

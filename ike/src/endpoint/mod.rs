@@ -17,7 +17,9 @@ use crate::window::total_patience;
 use crate::wire::{ExchangeType, Header, Message, Notify, NotifyType, Payload};
 
 pub use crate::io::{Now, Output, Random, Transmit};
-pub use crate::settings::{Authorizer, CommonConfig, InitiatorConfig, ResponderConfig};
+pub use crate::settings::{
+    Authorizer, CommonConfig, InitiatorConfig, PrefixRefusal, ResponderConfig,
+};
 pub use crate::status::{ChildStatus, EndpointCounters, PeerStatus};
 
 /// How often the cookie secret changes; cookies of the previous secret stay valid until the
@@ -645,16 +647,16 @@ impl Endpoint {
         let Role::Initiator(role) = &self.role else {
             return;
         };
-        if failure.refused {
+        if failure.is_refusal() {
             // The driver logs Output::Refused at warn.
-            tracing::debug!("connection to {} refused: {}", role.server, failure.reason);
+            tracing::debug!("connection to {} refused: {failure}", role.server);
             self.outputs.push_back(Output::Refused {
                 remote: role.server,
                 name: Some(role.server_identity.to_string()),
-                reason: failure.reason,
+                reason: failure.to_string(),
             });
         } else {
-            tracing::info!("connection to {} failed: {}", role.server, failure.reason);
+            tracing::info!("connection to {} failed: {failure}", role.server);
         }
     }
 

@@ -119,7 +119,7 @@ impl Endpoint {
             Role::Responder(role) => Some(role.authorizer.as_ref()),
             Role::Initiator(_) => None,
         };
-        let refused: Vec<(u64, String, String)> = self
+        let refused: Vec<(u64, String, crate::sa::established::Distrust)> = self
             .sas
             .iter()
             .filter_map(|(spi, sa)| match sa {

@@ -339,7 +339,7 @@ impl HalfOpen {
         verify_auth(&peer, auth, &octets).map_err(fail)?;
         let prefixes = authorizer
             .prefixes(&identity, &peer)
-            .map_err(|reason| fail(IkeError::AuthenticationFailed(reason)))?;
+            .map_err(|reason| fail(IkeError::AuthenticationFailed(reason.to_string())))?;
         // Our AUTH: RealMessage2 | Ni | prf(SK_pr, IDr').
         let idr = our_id(&io.cfg.identity);
         let octets = auth_octets(

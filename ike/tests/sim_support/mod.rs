@@ -18,8 +18,8 @@ use hometun_control::{
 };
 use hometun_ike::crypto::{CertificateVerifier, PeerIdentity, PrivateKey, VerifiedPeer};
 use hometun_ike::endpoint::{
-    Authorizer, CommonConfig, Endpoint, InitiatorConfig, Now, Output, Random, ResponderConfig,
-    Transmit,
+    Authorizer, CommonConfig, Endpoint, InitiatorConfig, Now, Output, PrefixRefusal, Random,
+    ResponderConfig, Transmit,
 };
 use hometun_ike::proposal::{EspProposal, IkeProposal};
 use hometun_ike::settings::IkeRekeyPolicy;
@@ -237,13 +237,13 @@ impl Authorizer for StaticAuthorizer {
         &self,
         identity: &PeerIdentity,
         _peer: &VerifiedPeer,
-    ) -> Result<Vec<Ipv6Net>, String> {
+    ) -> Result<Vec<Ipv6Net>, PrefixRefusal> {
         let name = identity.to_string();
         self.0
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(_, p)| p.clone())
-            .ok_or_else(|| format!("{name} is not a configured client"))
+            .ok_or_else(|| PrefixRefusal::NoPrefix(identity.clone()))
     }
 }
 

@@ -730,14 +730,12 @@ impl Established {
         verifier: &crate::crypto::CertificateVerifier,
         authorizer: Option<&dyn crate::settings::Authorizer>,
         now: std::time::SystemTime,
-    ) -> Result<(), String> {
+    ) -> Result<(), Distrust> {
         let certificates: Vec<&[u8]> = self.peer.certificates.iter().map(Vec::as_slice).collect();
         let Some((end_entity, intermediates)) = certificates.split_first() else {
             return Ok(());
         };
-        let verified = verifier
-            .verify(end_entity, intermediates, &self.peer.identity, now)
-            .map_err(|e| e.to_string())?;
+        let verified = verifier.verify(end_entity, intermediates, &self.peer.identity, now)?;
         if let Some(authorizer) = authorizer {
             let prefixes = authorizer.prefixes(&self.peer.identity, &verified)?;
             if let Some(lost) = self
@@ -745,7 +743,7 @@ impl Established {
                 .iter()
                 .find(|held| !prefixes.iter().any(|p| p.contains(*held)))
             {
-                return Err(format!("its prefix {lost} is no longer allowed"));
+                return Err(Distrust::PrefixWithdrawn(*lost));
             }
         }
         Ok(())
@@ -770,6 +768,20 @@ impl Established {
             children: self.children.iter().map(Child::status).collect(),
         }
     }
+}
+
+/// Why an established peer is no longer trusted after a reload.
+#[derive(Debug, thiserror::Error)]
+pub enum Distrust {
+    /// Its certificate chain no longer passes (a new CRL, another CA, expiry).
+    #[error("{0}")]
+    Certificate(#[from] crate::crypto::CertError),
+    /// The authorizer gives it no prefix any more.
+    #[error("{0}")]
+    Prefixes(#[from] crate::settings::PrefixRefusal),
+    /// A prefix its CHILD SAs carry is no longer among those the authorizer gives it.
+    #[error("its prefix {0} is no longer allowed")]
+    PrefixWithdrawn(ipnet::Ipv6Net),
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC` for log lines.
