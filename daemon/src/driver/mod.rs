@@ -27,6 +27,7 @@ use crate::reload::ConfigReloader;
 use crate::status::{self, StatusReport, StatusRequest};
 use clock::{OsRandom, now};
 use hometun_ike::endpoint::{Endpoint, InitiatorConfig, Output, ResponderConfig, Transmit};
+use hometun_ike::notice::Level;
 
 /// How often the forwarder's counters are fetched (liveness, make-before-break, status).
 const COUNTER_INTERVAL: Duration = Duration::from_secs(1);
@@ -516,6 +517,7 @@ impl Driver {
                     "CHILD SA rekeyed ({peer}): inbound SPI {old_spi_in} -> {new_spi_in}"
                 );
             }
+            Output::Notice(notice) => log_notice(&notice),
         }
         Ok(())
     }
@@ -649,5 +651,14 @@ fn request_name(request: &Request) -> &'static str {
         Request::GetCounters => "GetCounters",
         Request::SendIke { .. } => "SendIke",
         Request::Shutdown => "Shutdown",
+    }
+}
+
+/// One line for a protocol event of the endpoint, at its level (under the protocol crate's
+/// target, so that `RUST_LOG=hometun_ike=...` selects the protocol's lines as it always did).
+pub fn log_notice(notice: &hometun_ike::notice::Notice) {
+    match notice.level() {
+        Level::Info => tracing::info!(target: "hometun_ike", "{notice}"),
+        Level::Warn => tracing::warn!(target: "hometun_ike", "{notice}"),
     }
 }

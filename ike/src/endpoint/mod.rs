@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use hometun_control::{Event, PeerId, Spi};
 
 use crate::crypto::{CookieGenerator, PeerIdentity};
+use crate::notice::Notice;
 use crate::sa::established::{Effect, Established};
 use crate::sa::initiator::{AuthRequested, ClientParams, Failure, SaInitRequested, Step};
 use crate::sa::responder::{AuthResult, HalfOpen, respond_sa_init, unprotected_answer};
@@ -188,11 +189,11 @@ impl Endpoint {
         let mut io = io!(self, now, rng);
         let spi = io.spis.new_ike(io.rng);
         let params = client_params(role, io.cfg.ike_port, Some(peer));
-        if role.reauthenticating {
-            tracing::info!("re-establishing the IKE SA with {} ({})", name, role.server);
-        } else {
-            tracing::info!("connecting to {} ({})", name, role.server);
-        }
+        io.notice(Notice::Connecting {
+            name,
+            server: role.server,
+            again: role.reauthenticating,
+        });
         let step = SaInitRequested::start(&mut io, &params, spi);
         self.sas.insert(spi, Sa::Init(step));
     }
@@ -419,10 +420,13 @@ impl Endpoint {
             let dropped = self.counters.dropped_half_open_bound;
             // One line per power of two: a flood does not flood the log.
             if dropped.is_power_of_two() {
-                tracing::warn!(
-                    "IKE_SA_INIT from {remote} dropped: half-open bound reached ({} in total, {from_source} from this address; {dropped} dropped so far)",
-                    role.half_open_count
-                );
+                self.outputs
+                    .push_back(Output::Notice(Notice::HalfOpenBound {
+                        remote,
+                        total: role.half_open_count,
+                        from_source,
+                        dropped,
+                    }));
             }
             return;
         }
@@ -446,7 +450,6 @@ impl Endpoint {
                     }
                     _ => {
                         // The driver logs Output::Refused at warn.
-                        tracing::debug!("refused {remote}: {} ({error})", error.notify_type());
                         io.output(Output::Refused {
                             remote,
                             name: None,
@@ -649,14 +652,17 @@ impl Endpoint {
         };
         if failure.is_refusal() {
             // The driver logs Output::Refused at warn.
-            tracing::debug!("connection to {} refused: {failure}", role.server);
             self.outputs.push_back(Output::Refused {
                 remote: role.server,
                 name: Some(role.server_identity.to_string()),
                 reason: failure.to_string(),
             });
         } else {
-            tracing::info!("connection to {} failed: {failure}", role.server);
+            self.outputs
+                .push_back(Output::Notice(Notice::ConnectionFailed {
+                    server: role.server,
+                    reason: failure.to_string(),
+                }));
         }
     }
 
@@ -684,10 +690,9 @@ impl Endpoint {
         let mut io = io!(self, now, rng);
         for old in older {
             if let Some(Sa::Up(e)) = self.sas.get_mut(&old) {
-                tracing::info!(
-                    "IKE SA {} replaced by the new one; deleting it",
-                    crate::sa::hex_spi(e.core.our_spi())
-                );
+                io.notice(Notice::ReplacedByNew {
+                    spi: crate::sa::hex_spi(e.core.our_spi()),
+                });
                 e.replaced_by_reauthentication(&mut io, true);
             }
         }
@@ -729,7 +734,10 @@ impl Endpoint {
             return;
         }
         role.reauthenticating = current;
-        tracing::info!("reconnecting to {} in {:?}", role.server, role.backoff);
+        self.outputs.push_back(Output::Notice(Notice::Reconnecting {
+            server: role.server,
+            after: role.backoff,
+        }));
         role.reconnect_at = Some(now.mono + role.backoff);
         role.backoff = (role.backoff * 2).min(RECONNECT_MAX.max(self.common.retransmit_base));
     }

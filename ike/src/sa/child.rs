@@ -7,6 +7,7 @@ use ipnet::Ipv6Net;
 
 use super::{IkeCore, Io};
 use crate::crypto::ChildSaKeys;
+use crate::notice::Notice;
 use crate::proposal::ChosenEsp;
 use crate::status::ChildStatus;
 
@@ -150,22 +151,15 @@ impl Child {
                 .then_some(io.cfg.nat_keepalive_seconds),
         };
         // The driver logs the "installed" line once the forwarder confirmed it.
-        tracing::debug!(
-            "asking the forwarder to install CHILD SA {:08x}_i {:08x}_o ({})",
-            self.spi_in,
-            self.spi_out,
-            self.chosen
-        );
         io.forwarder(Request::Install(sa));
     }
 
     /// Asks the forwarder to remove the pair, and frees its SPI.
     pub fn uninstall(&self, io: &mut Io<'_>) {
-        tracing::info!(
-            "CHILD SA {:08x}_i {:08x}_o deleted",
-            self.spi_in,
-            self.spi_out
-        );
+        io.notice(Notice::ChildDeleted {
+            spi_in: self.spi_in,
+            spi_out: self.spi_out,
+        });
         io.forwarder(Request::Delete {
             spi_in: self.spi_in,
         });

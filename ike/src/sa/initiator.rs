@@ -16,6 +16,7 @@ use super::{
 use crate::crypto::auth::{AuthRole, auth_octets};
 use crate::crypto::{CryptoError, DhGroup, IkeSaKeys, KeyExchange, PeerIdentity};
 use crate::io::Output;
+use crate::notice::Notice;
 use crate::proposal::{EspGroups, EspProposal, IkeProposal, NegotiationError};
 use crate::sa::child::join;
 use crate::selectors::{any_ipv6, prefixes_of, to_payload, within};
@@ -274,7 +275,7 @@ impl SaInitRequested {
             let group = wanted.and_then(DhGroup::from_id);
             return match group {
                 Some(g) if ours.contains(&g) && !self.tried_groups.contains(&g) => {
-                    tracing::info!("server asks for key exchange group {g}; retrying");
+                    io.notice(Notice::RetryingWithGroup(g));
                     self.tried_groups.push(g);
                     self.ke = io.key_exchange(g);
                     self.send(io, p);
@@ -355,15 +356,10 @@ impl SaInitRequested {
             (p.local, p.server)
         };
         if nat {
-            tracing::info!(
-                "NAT detected ({}); IKE moves to port {}",
-                if nat_local {
-                    "in front of us"
-                } else {
-                    "in front of the server"
-                },
-                io.cfg.nat_port
-            );
+            io.notice(Notice::NatDetected {
+                in_front_of_us: nat_local,
+                port: io.cfg.nat_port,
+            });
         }
         let core = IkeCore::new(
             keys,
@@ -663,13 +659,6 @@ impl AuthRequested {
             name: peer.name.clone(),
             remote: self.core.remote,
         });
-        // The driver logs Output::PeerUp at info.
-        tracing::debug!(
-            "IKE SA with {} ({}) established: {}",
-            peer.name,
-            self.core.remote,
-            self.core.chosen
-        );
         Ok(Established::new(
             io,
             EstablishedParams {

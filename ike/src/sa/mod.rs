@@ -81,6 +81,11 @@ impl Io<'_> {
         self.outputs.push_back(output);
     }
 
+    /// Queues a protocol event for the log.
+    pub fn notice(&mut self, notice: crate::notice::Notice) {
+        self.outputs.push_back(Output::Notice(notice));
+    }
+
     /// Queues a forwarder request.
     pub fn forwarder(&mut self, request: hometun_control::Request) {
         self.outputs.push_back(Output::Forwarder(request));

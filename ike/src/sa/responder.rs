@@ -278,13 +278,6 @@ impl HalfOpen {
             io.send(local, remote, response);
         }
         // The driver logs Output::Refused at warn: one line per refusal.
-        tracing::debug!(
-            "refused {remote}{}: {} ({error})",
-            name.as_deref()
-                .map(|n| format!(" ({n})"))
-                .unwrap_or_default(),
-            error.notify_type()
-        );
         io.output(Output::Refused {
             remote,
             name,
@@ -484,13 +477,6 @@ impl Authenticated {
         });
         child.install(io, peer.id, &core, keys, ExchangeRole::Responder, endpoint);
         // The driver logs Output::PeerUp at info.
-        tracing::debug!(
-            "IKE SA with {} ({}) established: {}{}",
-            peer.name,
-            core.remote,
-            core.chosen,
-            if core.nat() { ", NAT" } else { "" }
-        );
         io.output(Output::PeerUp {
             reauthenticated,
             peer: peer.id,

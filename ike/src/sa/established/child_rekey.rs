@@ -12,6 +12,7 @@ use super::requests::{Outstanding, Pending, RekeyKe, Task};
 use super::{Effect, Established};
 use crate::crypto::{DhGroup, KeyExchange};
 use crate::io::Output;
+use crate::notice::{Collision, Notice};
 use crate::proposal::{EspGroups, EspProposal};
 use crate::sa::child::{Child, ChildState, ExchangeRole, RekeyRecord, join};
 use crate::sa::{IkeError, Io, has_notify, lowest_nonce_in};
@@ -105,14 +106,11 @@ impl Established {
         }
         payloads.push(Payload::TsI(to_payload(&child.local_ts)));
         payloads.push(Payload::TsR(to_payload(&child.remote_ts)));
-        tracing::info!(
-            "rekeying CHILD SA {spi_in:08x} with {}{}",
-            self.peer.name,
-            match &ke {
-                Some(k) => format!(" ({}, PFS)", k.group()),
-                None => " (no PFS)".to_string(),
-            }
-        );
+        io.notice(Notice::ChildRekeying {
+            spi_in,
+            peer: self.peer.name.clone(),
+            pfs: ke.as_ref().map(|k| k.group()),
+        });
         let (local_ts, remote_ts) = (child.local_ts.clone(), child.remote_ts.clone());
         Some((
             ExchangeType::CREATE_CHILD_SA,
@@ -240,7 +238,10 @@ impl Established {
             match old.state.clone() {
                 ChildState::Rekeying if old.pending_rekey_in_flight => {
                     // Collision with our own rekey in flight: decided when its answer comes.
-                    tracing::info!("CHILD SA {old_spi_in:08x}: rekey collision");
+                    io.notice(Notice::ChildRekeyCollision {
+                        spi_in: old_spi_in,
+                        collision: Collision::Seen,
+                    });
                     old.peer_rekey = Some(record);
                 }
                 ChildState::Superseded { successor, .. } if old.our_rekey.is_some() => {
@@ -256,9 +257,10 @@ impl Established {
                         };
                         redundant = Some(successor);
                     } else {
-                        tracing::info!(
-                            "CHILD SA {old_spi_in:08x}: late rekey collision, ours wins"
-                        );
+                        io.notice(Notice::ChildRekeyCollision {
+                            spi_in: old_spi_in,
+                            collision: Collision::LateOursWins,
+                        });
                     }
                 }
                 _ => {
@@ -277,7 +279,10 @@ impl Established {
             }
         }
         if let Some(ours) = redundant {
-            tracing::info!("CHILD SA {old_spi_in:08x}: late rekey collision, ours is redundant");
+            io.notice(Notice::ChildRekeyCollision {
+                spi_in: old_spi_in,
+                collision: Collision::LateOursRedundant,
+            });
             io.output(Output::Rekeyed {
                 peer: self.peer.id,
                 old_spi_in,
@@ -368,7 +373,10 @@ impl Established {
             Some(theirs) if lowest_nonce_in((&record.ni, &record.nr), (&theirs.ni, &theirs.nr)) => {
                 // Collision, and our pair holds the lowest nonce: we delete ours; the peer
                 // deletes the old pair.
-                tracing::info!("CHILD SA {old_spi:08x}: rekey collision, ours is redundant");
+                io.notice(Notice::ChildRekeyCollision {
+                    spi_in: old_spi,
+                    collision: Collision::OursRedundant,
+                });
                 old.state = ChildState::AwaitingPeerDelete {
                     successor: theirs.successor,
                     delete_at: now + PEER_DELETE_PATIENCE,
@@ -379,7 +387,10 @@ impl Established {
             }
             theirs => {
                 if theirs.is_some() {
-                    tracing::info!("CHILD SA {old_spi:08x}: rekey collision, ours wins");
+                    io.notice(Notice::ChildRekeyCollision {
+                        spi_in: old_spi,
+                        collision: Collision::OursWins,
+                    });
                 }
                 old.state = ChildState::Superseded {
                     successor: new_spi,
@@ -490,10 +501,11 @@ impl Established {
                 let ours = EspProposal::all_groups(&io.cfg.esp_proposals);
                 match wanted {
                     Some(g) if ours.contains(&g) && Some(g) != tried => {
-                        tracing::info!(
-                            "CHILD SA {spi_in:08x}: {} asks for PFS group {g}; rekeying again",
-                            self.peer.name
-                        );
+                        io.notice(Notice::ChildRekeyPfsGroup {
+                            spi_in,
+                            peer: self.peer.name.clone(),
+                            group: g,
+                        });
                         self.queue.push_front(Task::RekeyChild {
                             spi_in,
                             ke: RekeyKe::Group(g),
@@ -510,17 +522,17 @@ impl Established {
             NotifyType::NO_PROPOSAL_CHOSEN
                 if tried.is_some() && EspProposal::allow_no_pfs(&io.cfg.esp_proposals) =>
             {
-                tracing::info!(
-                    "CHILD SA {spi_in:08x}: {} refuses PFS, which our proposals allow; rekeying again without",
-                    self.peer.name
-                );
+                io.notice(Notice::ChildRekeyWithoutPfs {
+                    spi_in,
+                    peer: self.peer.name.clone(),
+                });
                 self.queue.push_front(Task::RekeyChild {
                     spi_in,
                     ke: RekeyKe::WithoutPfs,
                 });
             }
             NotifyType::CHILD_SA_NOT_FOUND => {
-                tracing::info!("peer does not know CHILD SA {spi_in:08x}; deleting it");
+                io.notice(Notice::ChildUnknownToPeer { spi_in });
                 let child = self.children.remove(i);
                 self.bytes_gone += child.bytes;
                 child.uninstall(io);
@@ -539,21 +551,24 @@ impl Established {
         };
         child.rekey_failures += 1;
         if child.expired {
-            tracing::warn!(
-                "CHILD SA {spi_in:08x} with {} reached its hard limit and its rekey failed ({why})",
-                self.peer.name
-            );
+            io.notice(Notice::ChildRekeyFailedAtHardLimit {
+                spi_in,
+                peer: self.peer.name.clone(),
+                why: why.to_string(),
+            });
             self.give_up_pair(io, spi_in);
             return;
         }
         // Still Rekeying: a soft-limit event meanwhile queues nothing more.
         child.state = ChildState::Rekeying;
         let wait = rekey_backoff(io.cfg.retransmit_base, child.rekey_failures - 1);
-        tracing::warn!(
-            "CHILD SA {spi_in:08x} rekey {why}; trying again in {} s (try {})",
-            wait.as_secs_f32(),
-            child.rekey_failures + 1
-        );
+        let next_try = child.rekey_failures + 1;
+        io.notice(Notice::ChildRekeyRetry {
+            spi_in,
+            why: why.to_string(),
+            wait,
+            next_try,
+        });
         self.deferred
             .push((io.now.mono + wait, Task::RekeyChild { spi_in, ke: next }));
     }
@@ -577,20 +592,15 @@ impl Established {
         if !self.is_current() || self.children.iter().any(Child::is_usable) {
             return;
         }
+        io.notice(Notice::NoWorkingChild {
+            peer: self.peer.name.clone(),
+            client: self.client,
+        });
         if self.client {
-            tracing::warn!(
-                "no working CHILD SA with {}: re-establishing the IKE SA",
-                self.peer.name
-            );
             self.reestablish = true;
         } else {
-            tracing::warn!(
-                "no working CHILD SA with {}: closing the IKE SA (the client re-establishes it)",
-                self.peer.name
-            );
             self.queue.push_back(Task::DeleteIke);
         }
-        let _ = io;
     }
 
     /// The forwarder refused to install the pair with inbound SPI `spi_in`: drop it here, ask
@@ -601,10 +611,11 @@ impl Established {
         };
         io.counters.installs_refused += 1;
         let child = self.children.remove(i);
-        tracing::warn!(
-            "CHILD SA {spi_in:08x} with {} could not be installed ({reason}); deleting it at the peer",
-            self.peer.name
-        );
+        io.notice(Notice::InstallRefused {
+            spi_in,
+            peer: self.peer.name.clone(),
+            reason: reason.to_string(),
+        });
         // Our SPI of it stays reserved until the peer answered the DELETE.
         self.queue.push_front(Task::DeleteRefusedPair(child.spi_in));
         let mut retry = None;
@@ -688,10 +699,10 @@ impl Established {
         if hard && !child.expired {
             child.expired = true;
             io.counters.child_sas_expired += 1;
-            tracing::warn!(
-                "CHILD SA {spi_in:08x} with {} reached its hard limit before a successor: it carries nothing until one is made",
-                self.peer.name
-            );
+            io.notice(Notice::HardLimitBeforeSuccessor {
+                spi_in,
+                peer: self.peer.name.clone(),
+            });
         }
         match child.state {
             ChildState::Active => {

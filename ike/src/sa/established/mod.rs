@@ -23,6 +23,7 @@ use hometun_control::{CounterReport, Spi};
 use ipnet::Ipv6Net;
 
 use crate::io::Output;
+use crate::notice::Notice;
 use crate::sa::child::{Child, ChildState};
 use crate::sa::{IkeCore, IkeError, Io, PeerInfo, hex_spi};
 use crate::status::PeerStatus;
@@ -308,7 +309,10 @@ impl Established {
             Err(e) => match IkeError::from_sk(&e) {
                 Some(error) => {
                     self.last_rx = io.now.mono;
-                    tracing::info!("malformed request from {}: {error}", self.peer.name);
+                    io.notice(Notice::MalformedRequest {
+                        peer: self.peer.name.clone(),
+                        error: error.clone(),
+                    });
                     (vec![Payload::Notify(error.notify())], Vec::new())
                 }
                 None => {
@@ -325,7 +329,7 @@ impl Established {
                 io.send(local, remote, response.clone());
                 self.responses.answered(header.message_id, response);
             }
-            Err(e) => tracing::warn!("cannot build a response: {e}"),
+            Err(e) => io.notice(Notice::CannotBuildResponse(e.to_string())),
         }
         if !effects.iter().any(|e| matches!(e, Effect::Remove)) {
             self.pump(io);
@@ -433,7 +437,10 @@ impl Established {
         match result {
             Ok(payloads) => (payloads, effects),
             Err(error) => {
-                tracing::info!("CREATE_CHILD_SA from {} refused: {error}", self.peer.name);
+                io.notice(Notice::CreateChildRefused {
+                    peer: self.peer.name.clone(),
+                    error: error.clone(),
+                });
                 (vec![Payload::Notify(error.notify())], effects)
             }
         }
@@ -506,10 +513,10 @@ impl Established {
             && (now >= mono || io.now.wall >= wall)
         {
             let when = humantime_utc(wall);
-            tracing::warn!(
-                "{}: its certificate expired ({when}); closing its IKE SA and CHILD SAs",
-                self.peer.name
-            );
+            io.notice(Notice::CertificateExpired {
+                peer: self.peer.name.clone(),
+                when: when.clone(),
+            });
             self.close_because(io, format!("its certificate expired ({when})"));
             return vec![Effect::Remove];
         }
@@ -631,7 +638,6 @@ impl Established {
                 });
             }
             // The driver logs the peer-down line at info.
-            tracing::debug!("IKE SA with {} down: {reason}", self.peer.name);
             io.output(Output::PeerDown {
                 peer: self.peer.id,
                 name: self.peer.name.clone(),

@@ -10,6 +10,7 @@ use super::Established;
 use super::child_rekey::ChildRekeyRequested;
 use super::ike_rekey::IkeRekeyRequested;
 use crate::crypto::DhGroup;
+use crate::notice::Notice;
 use crate::sa::Io;
 use crate::sa::child::ChildState;
 use crate::window::Retransmission;
@@ -124,7 +125,7 @@ impl Established {
                         pending,
                     });
                 }
-                Err(e) => tracing::warn!("cannot build a request: {e}"),
+                Err(e) => io.notice(Notice::CannotBuildRequest(e.to_string())),
             }
         }
     }
@@ -140,7 +141,7 @@ impl Established {
             Task::DeleteChild(spi_in) => {
                 let child = self.children.iter_mut().find(|c| c.spi_in == spi_in)?;
                 child.state = ChildState::Deleting;
-                tracing::info!("deleting CHILD SA {spi_in:08x}");
+                io.notice(Notice::DeletingChild { spi_in });
                 Some((
                     ExchangeType::INFORMATIONAL,
                     vec![Payload::Delete(Delete::esp(&[spi_in]))],
