@@ -3,6 +3,7 @@
 
 pub mod aead;
 pub mod cli;
+pub mod clock;
 pub mod control;
 pub mod control_socket;
 pub mod counters;

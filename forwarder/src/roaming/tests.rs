@@ -13,6 +13,7 @@ use ipnet::Ipv6Net;
 use super::return_routability::Observed;
 use super::*;
 use crate::aead::AeadBackend;
+use crate::clock::Now;
 use crate::events::{self, EventReceiver};
 use crate::wire::icmpv6::{self, Repr as Icmpv6Repr};
 
@@ -84,7 +85,7 @@ impl Side {
         let seq = u32::from_be_bytes(esp[4..8].try_into().unwrap());
         let snapshot = self.sad.load();
         let pair = snapshot.inbound(spi).ok_or(DropReason::NoSa)?;
-        let accepted = pair.open(seq, &mut esp, 0)?;
+        let accepted = pair.open(seq, &mut esp, Now::ZERO)?;
         let inner = &esp[accepted.inner];
         let consumed = self.roaming.after_open(
             &self.sockets,
@@ -94,6 +95,7 @@ impl Side {
             accepted.seq,
             inner,
             from,
+            Now::ZERO,
         );
         Ok((!consumed && !inner.is_empty()).then(|| inner.to_vec()))
     }

@@ -1,6 +1,7 @@
 //! Tests of the SA database: routing, make-before-break, inbound checks, limits, refusals.
 
 use super::*;
+use crate::clock::Now;
 use crate::events::{self, EventReceiver};
 
 /// Key bytes from home to the VPS and back.
@@ -66,7 +67,7 @@ fn deliver(vps: &Sad, esp: &mut [u8]) -> Result<Vec<u8>, DropReason> {
     let seq = u32::from_be_bytes(esp[4..8].try_into().unwrap());
     let snapshot = vps.load();
     let pair = snapshot.inbound(spi).ok_or(DropReason::NoSa)?;
-    let accepted = pair.open(seq, esp, 7)?;
+    let accepted = pair.open(seq, esp, Now::from_secs(7))?;
     Ok(esp[accepted.inner].to_vec())
 }
 
@@ -354,11 +355,11 @@ fn time_limits_follow_the_clock() {
         soft_seconds: Some(60),
         ..Limits::default()
     };
-    home.set_now(10);
+    home.set_now(Now::from_secs(10));
     home.install(&sa).unwrap();
-    home.set_now(69);
+    home.set_now(Now::from_secs(69));
     assert!(events.try_recv().is_none());
-    home.set_now(70);
+    home.set_now(Now::from_secs(70));
     let got: Vec<Event> = events.try_iter().collect();
     assert_eq!(got.len(), 2, "both directions: {got:?}");
     assert!(got.iter().all(|e| matches!(

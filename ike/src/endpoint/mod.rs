@@ -1009,7 +1009,7 @@ impl Endpoint {
             .sas
             .values()
             .filter_map(|sa| match sa {
-                Sa::Up(e) if e.is_current() => Some(e.status(now.mono)),
+                Sa::Up(e) if e.is_current() => Some(e.status(now)),
                 _ => None,
             })
             .collect();

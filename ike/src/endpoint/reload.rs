@@ -124,7 +124,7 @@ impl Endpoint {
             .iter()
             .filter_map(|(spi, sa)| match sa {
                 Sa::Up(e) if e.is_current() => e
-                    .still_trusted(&self.common.verifier, authorizer, now.wall)
+                    .still_trusted(&self.common.verifier, authorizer, now)
                     .err()
                     .map(|why| (*spi, e.peer.name.clone(), why)),
                 _ => None,

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use hometun_control::{CounterReport, Spi};
 use ipnet::Ipv6Net;
 
-use crate::io::Output;
+use crate::io::{Now, Output};
 use crate::notice::Notice;
 use crate::sa::child::{Child, ChildState};
 use crate::sa::{IkeCore, IkeError, Io, PeerInfo, hex_spi};
@@ -735,13 +735,13 @@ impl Established {
         &self,
         verifier: &crate::crypto::CertificateVerifier,
         authorizer: Option<&dyn crate::settings::Authorizer>,
-        now: std::time::SystemTime,
+        now: Now,
     ) -> Result<(), Distrust> {
         let certificates: Vec<&[u8]> = self.peer.certificates.iter().map(Vec::as_slice).collect();
         let Some((end_entity, intermediates)) = certificates.split_first() else {
             return Ok(());
         };
-        let verified = verifier.verify(end_entity, intermediates, &self.peer.identity, now)?;
+        let verified = verifier.verify(end_entity, intermediates, &self.peer.identity, now.wall)?;
         if let Some(authorizer) = authorizer {
             let prefixes = authorizer.prefixes(&self.peer.identity, &verified)?;
             if let Some(lost) = self
@@ -756,7 +756,8 @@ impl Established {
     }
 
     /// For `hometun status`.
-    pub fn status(&self, now: Instant) -> PeerStatus {
+    pub fn status(&self, now: Now) -> PeerStatus {
+        let now = now.mono;
         PeerStatus {
             peer: self.peer.id,
             name: self.peer.name.clone(),
