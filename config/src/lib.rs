@@ -287,13 +287,14 @@ pub struct ServerSection {
     /// Directory for runtime state.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
-    /// Unix socket where `hometun status` asks for the state.
-    #[serde(default = "default_control_socket")]
-    pub control_socket: PathBuf,
+    /// The status socket: the Unix socket where `hometun status` asks for the state. Its key
+    /// in the file is `control_socket`.
+    #[serde(rename = "control_socket", default = "default_status_socket")]
+    pub status_socket: PathBuf,
     /// Serve Prometheus metrics on this local address (off unless set).
     #[serde(default)]
     pub metrics: Option<SocketAddr>,
-    /// The control socket of an already running `hometun forwarder --control PATH --accept-moves`
+    /// The SA-channel socket of an already running `hometun forwarder --control PATH --accept-moves`
     /// to use (e.g. one systemd started with only CAP_NET_ADMIN and CAP_NET_RAW). Unset: the
     /// daemon starts its own forwarder as a child process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -321,7 +322,7 @@ impl ServerSection {
             crl: None,
             pool,
             state_dir: default_state_dir(),
-            control_socket: default_control_socket(),
+            status_socket: default_status_socket(),
             metrics: None,
             forwarder_socket: None,
         }
@@ -420,13 +421,14 @@ pub struct ClientSection {
     /// Directory for runtime state.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
-    /// Unix socket where `hometun status` asks for the state.
-    #[serde(default = "default_control_socket")]
-    pub control_socket: PathBuf,
+    /// The status socket: the Unix socket where `hometun status` asks for the state. Its key
+    /// in the file is `control_socket`.
+    #[serde(rename = "control_socket", default = "default_status_socket")]
+    pub status_socket: PathBuf,
     /// Serve Prometheus metrics on this local address (off unless set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<SocketAddr>,
-    /// The control socket of an already running `hometun forwarder --control PATH` to use
+    /// The SA-channel socket of an already running `hometun forwarder --control PATH` to use
     /// (started with `--follow-local-address` unless `client.local` is set). Unset: the daemon
     /// starts its own forwarder as a child process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -457,7 +459,7 @@ impl ClientSection {
             prefix,
             address: None,
             state_dir: default_state_dir(),
-            control_socket: default_control_socket(),
+            status_socket: default_status_socket(),
             metrics: None,
             forwarder_socket: None,
         }
@@ -498,7 +500,7 @@ impl ServerConfig {
         ] {
             *p = base.join(&*p);
         }
-        s.control_socket = base.join(&s.control_socket);
+        s.status_socket = base.join(&s.status_socket);
         if let Some(socket) = &mut s.forwarder_socket {
             *socket = base.join(&*socket);
         }
@@ -614,7 +616,7 @@ impl ClientConfig {
         ] {
             *p = base.join(&*p);
         }
-        c.control_socket = base.join(&c.control_socket);
+        c.status_socket = base.join(&c.status_socket);
         if let Some(socket) = &mut c.forwarder_socket {
             *socket = base.join(&*socket);
         }
@@ -885,7 +887,7 @@ fn default_nat_port() -> u16 {
 fn default_state_dir() -> PathBuf {
     PathBuf::from("state")
 }
-fn default_control_socket() -> PathBuf {
+fn default_status_socket() -> PathBuf {
     PathBuf::from("state/control.sock")
 }
 fn default_pki_dir() -> PathBuf {

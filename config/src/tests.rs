@@ -155,7 +155,7 @@ fn load_resolves_paths_relative_to_the_file() {
     let c = ServerConfig::load(&path).unwrap();
     assert_eq!(c.server.ca, dir.path().join("ca.pem"));
     assert_eq!(
-        c.server.control_socket,
+        c.server.status_socket,
         dir.path().join("state/control.sock")
     );
 }

@@ -205,7 +205,7 @@ pub fn prepare_server(config_path: &Path) -> anyhow::Result<(DriverConfig, Respo
         // A client's outer address may change (DESIGN.md "The override Neighbor
         // Advertisement"): the forwarder checks its override NA and probes the new address.
         forwarder: forwarder_source(s.forwarder_socket.as_deref(), vec!["--accept-moves".into()])?,
-        control_socket: s.control_socket.clone(),
+        status_socket: s.status_socket.clone(),
         metrics: s.metrics,
         reloader: Some(ConfigReloader::server(config_path, config.clone())),
     };
@@ -319,7 +319,7 @@ pub fn prepare_client(config_path: &Path) -> anyhow::Result<(DriverConfig, Initi
             c.forwarder_socket.as_deref(),
             client_forwarder_args(c.local, config.tunnel_address()),
         )?,
-        control_socket: c.control_socket.clone(),
+        status_socket: c.status_socket.clone(),
         metrics: c.metrics,
         reloader: Some(ConfigReloader::client(config_path, config.clone())),
     };
@@ -353,14 +353,14 @@ pub fn run_client(config_path: &Path) -> anyhow::Result<()> {
 /// Where `hometun status` looks without `--config`.
 pub const DEFAULT_CONFIGS: [&str; 2] = ["/etc/hometun/server.toml", "/etc/hometun/client.toml"];
 
-/// The control socket named by a server or client config.
-pub fn control_socket_of(config_path: &Path) -> anyhow::Result<PathBuf> {
+/// The status socket named by a server or client config.
+pub fn status_socket_of(config_path: &Path) -> anyhow::Result<PathBuf> {
     let text = std::fs::read_to_string(config_path).map_err(|e| file_error(config_path, e))?;
     let is_server = text.lines().any(|l| l.trim() == "[server]");
     Ok(if is_server {
-        ServerConfig::load(config_path)?.server.control_socket
+        ServerConfig::load(config_path)?.server.status_socket
     } else {
-        ClientConfig::load(config_path)?.client.control_socket
+        ClientConfig::load(config_path)?.client.status_socket
     })
 }
 
@@ -383,7 +383,7 @@ pub fn run_status(config: Option<&Path>, json: bool) -> anyhow::Result<()> {
             found.to_path_buf()
         }
     };
-    let socket = control_socket_of(&config_path)?;
+    let socket = status_socket_of(&config_path)?;
     let text = crate::status::query(&socket)?;
     if json {
         print!("{text}");

@@ -21,9 +21,9 @@ use ipnet::Ipv6Net;
 use tun_rs::{DeviceBuilder, GROTable, SyncDevice, VIRTIO_NET_HDR_LEN};
 
 use crate::clock::{Clock, Now};
-use crate::control::Platform;
 use crate::events::EventSender;
 use crate::netlink;
+use crate::requests::Platform;
 use crate::roaming::return_routability::Observed;
 use crate::roaming::{self, OuterSockets, Roaming};
 use crate::sad::{Sad, Snapshot};

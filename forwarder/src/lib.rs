@@ -4,7 +4,6 @@
 pub mod aead;
 pub mod cli;
 pub mod clock;
-pub mod control;
 pub mod control_socket;
 pub mod counters;
 pub mod dataplane;
@@ -13,6 +12,7 @@ pub mod events;
 pub mod lifetime;
 pub mod netlink;
 pub mod replay;
+pub mod requests;
 pub mod roaming;
 pub mod sad;
 pub mod server;

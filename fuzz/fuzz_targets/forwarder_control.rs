@@ -18,7 +18,7 @@ use hometun_control::{
     PeerId, Request, Spi, decode_frame,
 };
 use hometun_forwarder::aead::AeadBackend;
-use hometun_forwarder::control::{ControlHandler, RecordingPlatform};
+use hometun_forwarder::requests::{RequestHandler, RecordingPlatform};
 use ipnet::Ipv6Net;
 use libfuzzer_sys::fuzz_target;
 
@@ -170,7 +170,7 @@ fn overlaps(a: &Ipv6Net, b: &Ipv6Net) -> bool {
 
 fuzz_target!(|data: &[u8]| {
     let (mut handler, _events) =
-        ControlHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
+        RequestHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
     let configured = handler.handle(Request::Configure(InterfaceConfig {
         tun_name: "fuzz0".into(),
         mtu: 1400,

@@ -296,7 +296,7 @@ impl Pki {
         c.client.private_key = dir.join("client.key");
         c.client.ca = dir.join("ca.pem");
         c.client.state_dir = dir.join("state");
-        c.client.control_socket = dir.join("state/control.sock");
+        c.client.status_socket = dir.join("state/control.sock");
         std::fs::write(&config, c.to_toml())?;
         Ok(config)
     }

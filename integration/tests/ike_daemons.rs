@@ -169,7 +169,7 @@ fn hometun_client_and_server_over_raw_esp() {
     assert!(!has_link(&lab.vps.ns, "hometun0"), "TUN left on the VPS");
     assert!(
         !setup.pki.dir.join("state/control.sock").exists(),
-        "control socket left behind"
+        "status socket left behind"
     );
     eprintln!(
         "timings: tunnel up {:.2} s after start, 100 MB in {:.2} s ({:.0} Mbit/s), total {:.1} s",

@@ -70,7 +70,7 @@ fn sigterm_deletes_the_sas_and_leaves_nothing() {
         nothing_left(&lab.vps.ns, "VPS");
         assert!(
             !setup.pki.dir.join("state/control.sock").exists(),
-            "control socket left"
+            "status socket left"
         );
         for client in &clients {
             assert!(

@@ -62,8 +62,8 @@ pub struct DriverConfig {
     pub interface: InterfaceConfig,
     /// Where the forwarder comes from: a child we start, or one already running.
     pub forwarder: ForwarderSource,
-    /// The status socket.
-    pub control_socket: PathBuf,
+    /// The status socket (`control_socket` in the config).
+    pub status_socket: PathBuf,
     /// Where to serve Prometheus metrics (`server.metrics` / `client.metrics`), if anywhere.
     pub metrics: Option<SocketAddr>,
     /// Reads the configuration again on SIGHUP (none: SIGHUP is logged and ignored).
@@ -142,7 +142,7 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
         let bound = metrics::serve(addr, status_tx.clone()).await?;
         tracing::info!("metrics on http://{bound}{}", metrics::METRICS_PATH);
     }
-    let _socket_file = status::serve(&config.control_socket, status_tx).await?;
+    let _socket_file = status::serve(&config.status_socket, status_tx).await?;
     let udp = UdpSocket::bind(SocketAddr::V4(config.ike_bind))
         .await
         .with_context(|| format!("cannot bind the IKE socket {}", config.ike_bind))?;

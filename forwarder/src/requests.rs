@@ -1,4 +1,4 @@
-//! The forwarder's side of the SA channel, independent of any transport: a [`ControlHandler`]
+//! The forwarder's side of the SA channel, independent of any transport: a [`RequestHandler`]
 //! turns each [`Request`] into a [`Response`] or a [`ControlError`] and changes nothing on error.
 //! Events leave through the channel given at construction.
 //!
@@ -104,7 +104,7 @@ impl Platform for RecordingPlatform {
 }
 
 /// Turns requests into responses; owns the SAD and the platform.
-pub struct ControlHandler<P: Platform> {
+pub struct RequestHandler<P: Platform> {
     sad: Arc<Sad>,
     platform: P,
     interface: Option<InterfaceConfig>,
@@ -114,7 +114,7 @@ pub struct ControlHandler<P: Platform> {
     shut_down: bool,
 }
 
-impl<P: Platform> ControlHandler<P> {
+impl<P: Platform> RequestHandler<P> {
     /// A handler with an empty SAD; the events (limits, IKE received, ...) come out of the
     /// returned receiver. `events` is the sender the data threads use as well.
     pub fn new(platform: P, backend: AeadBackend) -> (Self, EventReceiver) {
@@ -124,7 +124,7 @@ impl<P: Platform> ControlHandler<P> {
 
     /// A handler whose events go into an existing channel.
     pub fn with_events(platform: P, backend: AeadBackend, events: EventSender) -> Self {
-        ControlHandler {
+        RequestHandler {
             sad: Arc::new(Sad::new(events, backend)),
             platform,
             interface: None,
@@ -375,14 +375,14 @@ mod tests {
             .build()
     }
 
-    fn handler() -> ControlHandler<RecordingPlatform> {
+    fn handler() -> RequestHandler<RecordingPlatform> {
         let (mut handler, _events) =
-            ControlHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
+            RequestHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
         handler.handle(Request::Configure(interface())).unwrap();
         handler
     }
 
-    fn counters(handler: &mut ControlHandler<RecordingPlatform>) -> hometun_control::CounterReport {
+    fn counters(handler: &mut RequestHandler<RecordingPlatform>) -> hometun_control::CounterReport {
         match handler.handle(Request::GetCounters).unwrap() {
             Response::Counters(report) => report,
             other => panic!("unexpected {other:?}"),
@@ -426,7 +426,7 @@ mod tests {
         assert!(handler.platform().routes.is_empty());
     }
 
-    fn refused(handler: &mut ControlHandler<RecordingPlatform>, request: Request) -> ControlError {
+    fn refused(handler: &mut RequestHandler<RecordingPlatform>, request: Request) -> ControlError {
         let before = counters(handler);
         let routes = handler.platform().routes.clone();
         let error = handler.handle(request).unwrap_err();
@@ -450,7 +450,7 @@ mod tests {
     #[test]
     fn a_server_installs_only_what_it_granted_inside_its_pool() {
         let (mut handler, _events) =
-            ControlHandler::new(RecordingPlatform::default(), AeadBackend::default());
+            RequestHandler::new(RecordingPlatform::default(), AeadBackend::default());
         let mut config = interface();
         let pool = net("2001:db8:100::/48");
         config.peer_pool = Some(pool);
@@ -636,7 +636,7 @@ mod tests {
 
     #[test]
     fn failed_route_rolls_the_install_back() {
-        let (mut handler, _events) = ControlHandler::new(
+        let (mut handler, _events) = RequestHandler::new(
             RecordingPlatform {
                 fail_route: Some(net("2001:db8:9::/64")),
                 ..RecordingPlatform::default()
@@ -669,7 +669,7 @@ mod tests {
     #[test]
     fn requests_before_configure_are_refused() {
         let (mut handler, _events) =
-            ControlHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
+            RequestHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
         let error = handler
             .handle(Request::Install(sa(1, 0x100, "2001:db8:1::/64")))
             .unwrap_err();
@@ -734,7 +734,7 @@ mod tests {
     #[test]
     fn a_flood_of_ike_messages_is_bounded_and_counted_in_the_report() {
         let (mut handler, events) =
-            ControlHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
+            RequestHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
         handler.handle(Request::Configure(interface())).unwrap();
         let data_path = handler.sad().events();
         let ike = hometun_control::Event::IkeReceived {
