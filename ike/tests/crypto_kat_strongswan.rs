@@ -20,6 +20,7 @@ use hometun_ike::crypto::{
 use hometun_ike::wire::SkCipher;
 
 use crypto_support::*;
+use hometun_lab::trace::*;
 
 const IKE_SA_INIT: u8 = 34;
 const IKE_AUTH: u8 = 35;

@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use hometun_integration::{hometun_bin, require_root};
+use hometun_lab::{hometun_bin, require_root};
 
 /// A running `hometun demo` in its own process group; removes whatever it left if a test fails.
 struct Demo {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use hometun_control::{AeadAlg, ChildSa, ControlError, InterfaceConfig, Request, Response, Spi};
 use hometun_forwarder::server::ControlClient;
-use hometun_integration::{Guarded, Netns, hometun_bin, require_root};
+use hometun_lab::{Guarded, Netns, hometun_bin, require_root};
 
 fn child_sa(spi_in: u32) -> ChildSa {
     ChildSa::builder()

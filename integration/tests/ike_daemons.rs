@@ -9,11 +9,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hometun_integration::ike_lab::{
+use hometun_lab::ike_lab::{
     HOME_INNER, HOME_PREFIX, OuterCounters, Setup, VPS_INNER, edit_server, has_link, hometun, logs,
     ping6, tcp_transfer, wait_ping,
 };
-use hometun_integration::{require_root, wait_for};
+use hometun_lab::{require_root, wait_for};
 
 const TRANSFER_BYTES: u64 = 100 * 1024 * 1024;
 
@@ -37,10 +37,7 @@ fn hometun_client_and_server_over_raw_esp() {
         .home()
         .ns
         .output(
-            hometun_integration::hometun_bin()
-                .unwrap()
-                .to_str()
-                .unwrap(),
+            hometun_lab::hometun_bin().unwrap().to_str().unwrap(),
             &["ike", "probe", "192.0.2.1"],
         )
         .unwrap();
@@ -185,7 +182,7 @@ fn hometun_client_and_server_over_raw_esp() {
 #[test]
 fn daemon_refuses_bad_credentials() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = hometun_integration::ike_lab::Pki::init(&dir.path().join("ca")).unwrap();
+    let pki = hometun_lab::ike_lab::Pki::init(&dir.path().join("ca")).unwrap();
     let config = pki.server_toml();
     let key = pki.dir.join("server.key");
     {
@@ -258,7 +255,7 @@ fn daemon_exits_when_its_forwarder_dies() {
 /// `hometun status` without --config says which default it tried.
 #[test]
 fn status_without_config_names_the_defaults() {
-    if hometun_integration::ike_lab::DEFAULT_CONFIGS
+    if hometun_lab::ike_lab::DEFAULT_CONFIGS
         .iter()
         .any(|p| Path::new(p).exists())
     {
@@ -356,10 +353,7 @@ fn probe_and_client_follow_cookie_and_invalid_ke() {
         .home()
         .ns
         .output(
-            hometun_integration::hometun_bin()
-                .unwrap()
-                .to_str()
-                .unwrap(),
+            hometun_lab::hometun_bin().unwrap().to_str().unwrap(),
             &["ike", "probe", "192.0.2.1"],
         )
         .unwrap();

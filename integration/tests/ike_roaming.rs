@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use hometun_integration::ike_lab::{Setup, VPS_INNER, logs, ping6, wait_ping};
-use hometun_integration::{require_root, wait_for};
+use hometun_lab::ike_lab::{Setup, VPS_INNER, logs, ping6, wait_ping};
+use hometun_lab::{require_root, wait_for};
 
 #[test]
 fn client_address_change_keeps_the_tunnel() {

@@ -10,15 +10,15 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hometun_integration::ike_lab::{Daemon, VPS_NAME, ping6, wait_ping};
-use hometun_integration::require_root;
-use hometun_integration::roaming_ike_lab::{
+use hometun_lab::ike_lab::{Daemon, VPS_NAME, ping6, wait_ping};
+use hometun_lab::require_root;
+use hometun_lab::roaming_ike_lab::{
     HOME_FIRST, HOME_INNER, HOME_NAME, HOME_PREFIX, HOME_SECOND, IkeRoamingLab, VPS_INNER,
     VPS_OUTER, swap_address, wait_status,
 };
-use hometun_integration::roaming_lab::{Path4, outage};
-use hometun_integration::roaming_lab::{RoamingTools, TransferOutcome, TransferUnderPing};
-use hometun_integration::strongswan::{Charon, CharonSpec, available};
+use hometun_lab::roaming_lab::{Path4, outage};
+use hometun_lab::roaming_lab::{RoamingTools, TransferOutcome, TransferUnderPing};
+use hometun_lab::strongswan::{Charon, CharonSpec, available};
 
 fn nettool() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_hometun-nettool"))

@@ -10,9 +10,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use hometun_integration::ike_lab::{Daemon, Setup, VPS_ADDR};
-use hometun_integration::roaming_ike_lab::wait_status;
-use hometun_integration::{Guarded, hometun_bin, require_root};
+use hometun_lab::ike_lab::{Daemon, Setup, VPS_ADDR};
+use hometun_lab::roaming_ike_lab::wait_status;
+use hometun_lab::{Guarded, hometun_bin, require_root};
 
 const HOMES: usize = 50;
 

@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
-use hometun_integration::ike_lab::{Daemon, Setup, VPS_INNER, edit_server, logs, wait_ping};
-use hometun_integration::{Guarded, Netns, require_root, wait_for};
+use hometun_lab::ike_lab::{Daemon, Setup, VPS_INNER, edit_server, logs, wait_ping};
+use hometun_lab::{Guarded, Netns, require_root, wait_for};
 
 fn prefix(i: usize) -> String {
     format!("2001:db8:100:{}::/64", i + 1)

@@ -11,10 +11,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hometun_integration::ike_lab::{
-    Daemon, Setup, VPS_INNER, edit_server, hometun, logs, wait_ping,
-};
-use hometun_integration::{require_root, wait_for};
+use hometun_lab::ike_lab::{Daemon, Setup, VPS_INNER, edit_server, hometun, logs, wait_ping};
+use hometun_lab::{require_root, wait_for};
 
 fn sighup(daemon: &Daemon) {
     // SAFETY: kill has no memory preconditions; the pid is our daemon's.
@@ -55,7 +53,7 @@ fn spis(status: &serde_json::Value) -> (String, Vec<u64>) {
 }
 
 fn one_line_error_of_start(config: &Path) -> String {
-    let output = std::process::Command::new(hometun_integration::hometun_bin().unwrap())
+    let output = std::process::Command::new(hometun_lab::hometun_bin().unwrap())
         .args(["server", "--config"])
         .arg(config)
         .output()

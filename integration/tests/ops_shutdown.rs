@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use hometun_integration::ike_lab::{Daemon, Setup, VPS_INNER, has_link, logs, wait_ping};
-use hometun_integration::{Netns, require_root, wait_for};
+use hometun_lab::ike_lab::{Daemon, Setup, VPS_INNER, has_link, logs, wait_ping};
+use hometun_lab::{Netns, require_root, wait_for};
 
 fn pids(ns: &Netns) -> Vec<String> {
     let output = std::process::Command::new("ip")

@@ -10,10 +10,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use hometun_integration::ike_lab::{
+use hometun_lab::ike_lab::{
     Daemon, HOME_INNER, HOME_PREFIX, Setup, VPS_INNER, edit_client, edit_server, logs, wait_ping,
 };
-use hometun_integration::{Netns, require_root};
+use hometun_lab::{Netns, require_root};
 
 const PINGS: u64 = 25;
 /// ICMPv6 echo data bytes (`ping -s`).
@@ -303,7 +303,7 @@ fn status_and_metrics_count_known_traffic() {
     );
     // The reverse direction is counted too: pings from the VPS to the home.
     let before = pair(&client.status().unwrap());
-    assert!(hometun_integration::ike_lab::ping6(&lab.vps.ns, HOME_INNER, 3).unwrap());
+    assert!(hometun_lab::ike_lab::ping6(&lab.vps.ns, HOME_INNER, 3).unwrap());
     let grown = delta(pair(&client.status().unwrap()), before);
     assert!(grown.0 >= 3 && grown.2 >= 3, "{grown:?}");
     assert!(client.stop().unwrap().success());

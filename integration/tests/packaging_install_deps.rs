@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hometun_integration::{strongswan, workspace_root};
+use hometun_lab::{strongswan, workspace_root};
 
 /// The programs the tests, benchmarks and scripts start, as they name them (a name looked up on
 /// PATH, or an absolute path). `the_audit_lists_every_program_the_tests_start` keeps this list

@@ -13,11 +13,9 @@ use std::time::Duration;
 
 use hometun_control::{Encapsulation, Event, FromForwarder, Request};
 use hometun_forwarder::server::ControlClient;
-use hometun_integration::require_root;
-use hometun_integration::roaming_lab::{
-    HOME_PEER, LabOptions, Path4, RoamingLab, VPS_INNER, outage,
-};
-use hometun_integration::roaming_lab::{RoamingTools, TransferOutcome, TransferUnderPing};
+use hometun_lab::require_root;
+use hometun_lab::roaming_lab::{HOME_PEER, LabOptions, Path4, RoamingLab, VPS_INNER, outage};
+use hometun_lab::roaming_lab::{RoamingTools, TransferOutcome, TransferUnderPing};
 
 fn nettool() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_hometun-nettool"))
