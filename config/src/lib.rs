@@ -77,7 +77,8 @@ impl TunnelSection {
     }
 }
 
-/// Byte and packet lifetimes of CHILD SAs (DESIGN.md "lifetimes"): no time limit by default.
+/// Byte and packet lifetimes of CHILD SAs (docs/ARCHITECTURE.md, "Rekeys"): no time limit by
+/// default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSection {
@@ -294,9 +295,9 @@ pub struct ServerSection {
     /// Serve Prometheus metrics on this local address (off unless set).
     #[serde(default)]
     pub metrics: Option<SocketAddr>,
-    /// The SA-channel socket of an already running `hometun forwarder --control PATH --accept-moves`
-    /// to use (e.g. one systemd started with only CAP_NET_ADMIN and CAP_NET_RAW). Unset: the
-    /// daemon starts its own forwarder as a child process.
+    /// The SA-channel socket of an already running `hometun forwarder --control PATH
+    /// --accept-moves` to use (e.g. one systemd started with only CAP_NET_ADMIN and CAP_NET_RAW).
+    /// Unset: the daemon starts its own forwarder as a child process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarder_socket: Option<PathBuf>,
 }

@@ -1,4 +1,5 @@
-//! The SA channel between the IKE daemon and the forwarder (DESIGN.md "Roles and the data path").
+//! The SA channel between the IKE daemon and the forwarder (docs/ARCHITECTURE.md, "The SA
+//! channel").
 //!
 //! The IKE daemon negotiates SAs and pushes them to the forwarder as [`Request`]s; the forwarder
 //! answers each request with a [`Response`] and reports [`Event`]s on its own (limits reached,

@@ -211,9 +211,9 @@ impl fmt::Display for Endpoint {
     }
 }
 
-/// Byte and packet lifetimes of one SA (DESIGN.md "lifetimes"). `None` means no limit. Each
-/// direction of the pair counts on its own; the soft limit asks for a rekey, the hard limit stops
-/// the SA. Time limits exist only when configured.
+/// Byte and packet lifetimes of one SA (docs/ARCHITECTURE.md, "Rekeys"). `None` means no limit.
+/// Each direction of the pair counts on its own; the soft limit asks for a rekey, the hard limit
+/// stops the SA. Time limits exist only when configured.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// Bytes (inner packets) after which a rekey is asked for.

@@ -202,8 +202,8 @@ pub fn prepare_server(config_path: &Path) -> anyhow::Result<(DriverConfig, Respo
             s.nat_port,
             Some(s.pool),
         ),
-        // A client's outer address may change (DESIGN.md "The override Neighbor
-        // Advertisement"): the forwarder checks its override NA and probes the new address.
+        // A client's outer address may change (docs/ARCHITECTURE.md, "Roaming"): the
+        // forwarder checks its override NA and probes the new address.
         forwarder: forwarder_source(s.forwarder_socket.as_deref(), vec!["--accept-moves".into()])?,
         status_socket: s.status_socket.clone(),
         metrics: s.metrics,

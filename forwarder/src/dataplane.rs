@@ -52,7 +52,8 @@ pub struct DataplaneOptions {
     pub offload: bool,
     /// Use UDP GSO for sending and UDP GRO for receiving ESP in UDP.
     pub udp_offload: bool,
-    /// Address changes (issue 4): follow our own address (client), accept moves (server).
+    /// Address changes (docs/ARCHITECTURE.md, "Roaming"): follow our own address (client), accept
+    /// moves (server).
     pub roaming: RoamingConfig,
 }
 
@@ -381,7 +382,7 @@ fn outbound_loop(shared: Arc<Shared>) {
             }
             let mut endpoint = route.endpoint;
             if shared.roaming.holding() {
-                // A server probing a peer's new address holds that peer's packets (issue 4).
+                // A server probing a peer's new address holds that peer's packets.
                 match shared
                     .roaming
                     .hold_outbound(&shared.sad, route.pair.peer(), packet)

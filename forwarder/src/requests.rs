@@ -40,7 +40,7 @@ pub trait Platform: Send {
     ) -> Result<(), PlatformError>;
     /// Removes the TUN device (and with it its routes) and closes the sockets.
     fn shutdown(&mut self);
-    /// What the data plane counted about address changes (issue 4), once configured.
+    /// What the data plane counted about address changes (roaming), once configured.
     fn roaming_report(&self) -> Option<RoamingReport> {
         None
     }

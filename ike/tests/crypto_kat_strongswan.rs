@@ -1,4 +1,5 @@
-//! Known-answer tests against a real strongSwan 5.9.8 conversation (DESIGN.md: "the proof"):
+//! Known-answer tests against a real strongSwan 5.9.8 conversation (docs/ARCHITECTURE.md,
+//! "Tests"):
 //! nonces, SPIs and messages come from trace.pcap, the expected keys from the charon logs'
 //! hex dumps (parsed here, never retyped).
 

@@ -1,9 +1,9 @@
-//! Issue 4, "How it is shown" 3: a stock strongSwan 5.9 client (charon with kernel-libipsec,
-//! ESP in UDP 4500, `mobike = yes`) roams against `hometun server`: its address changes under a
-//! running TCP transfer and a ping every 20 ms (the new address added, the old one deleted,
-//! `promote_secondaries`); strongSwan sends MOBIKE's UPDATE_SA_ADDRESSES from the new address,
-//! the server moves the IKE SA, checks the new address (COOKIE2) and moves the CHILD SAs. The
-//! transfer completes with the right SHA-256, pings resume, the test prints the outage.
+//! MOBIKE (RFC 4555; docs/ARCHITECTURE.md, "Roaming"): a stock strongSwan 5.9 client (charon with
+//! kernel-libipsec, ESP in UDP 4500, `mobike = yes`) roams against `hometun server`: its address
+//! changes under a running TCP transfer and a ping every 20 ms (the new address added, the old one
+//! deleted, `promote_secondaries`); strongSwan sends MOBIKE's UPDATE_SA_ADDRESSES from the new
+//! address, the server moves the IKE SA, checks the new address (COOKIE2) and moves the CHILD SAs.
+//! The transfer completes with the right SHA-256, pings resume, the test prints the outage.
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 

@@ -1,4 +1,4 @@
-//! Many idle homes on one server (issue 6, the memory benchmark's set-up in small): 50 homes,
+//! Many idle homes on one server (the memory benchmark's set-up in small): 50 homes,
 //! each with its own identity, certificate and /64 from `hometun pki`, bring up an IKE SA with
 //! its CHILD SA against `hometun server` and stay up (`hometun ike bench --hold`, the initiator
 //! `bench/memory.sh` uses). The server's status shows 50 peers, each with its own prefix, and

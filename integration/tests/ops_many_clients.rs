@@ -1,4 +1,4 @@
-//! Many homes on one server (issue 6): three `hometun client`s against one `hometun server`,
+//! Many homes on one server: three `hometun client`s against one `hometun server`,
 //! one TUN device on the VPS with one route per home prefix, each home with its own SAs. While
 //! two of them keep a ping going (20 per second, one each way), the third leaves (its route
 //! goes), comes back (its route returns), and is cut off by a reload that gives its prefix to a

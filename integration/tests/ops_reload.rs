@@ -1,4 +1,4 @@
-//! SIGHUP: `hometun server` reads its configuration again (issue 6). A good new config is taken
+//! SIGHUP: `hometun server` reads its configuration again. A good new config is taken
 //! (logged with what changed) and the running tunnel keeps its IKE and CHILD SAs; a bad one is
 //! refused with the same one-line error start-up gives, logged, and the running one stays; a
 //! change that needs a restart (the interface name) is refused with a line saying so; and a

@@ -1,4 +1,4 @@
-//! Clean shutdown on SIGTERM (issue 6): the server with two homes connected sends each a
+//! Clean shutdown on SIGTERM: the server with two homes connected sends each a
 //! DELETE (each client logs that the peer deleted its IKE SA), its forwarder removes the TUN
 //! device and the routes, no process is left in its namespace and it exits 0; the homes then
 //! stop the same way; and once the lab is dropped no namespace of this test is left.

@@ -1,5 +1,5 @@
 //! `hometun status` (table and JSON) and the Prometheus endpoint against known traffic
-//! (issue 6): N pings of a known size from the home to the VPS; both daemons' counters of the
+//! N pings of a known size from the home to the VPS; both daemons' counters of the
 //! CHILD SA pair grow by exactly N packets and N times the inner packet's size each way, the
 //! table shows the peer's identity, prefix, endpoint, SPIs, algorithms, bytes and packets each
 //! way, what is left before the rekey and when the last packet came, and a scrape of

@@ -1,4 +1,4 @@
-//! Packaging (issue 6): `hometun server` with `server.forwarder_socket` uses a forwarder that
+//! Packaging: `hometun server` with `server.forwarder_socket` uses a forwarder that
 //! runs on its own, as the systemd unit examples/systemd/hometun-server-forwarder.service runs
 //! it: as user nobody holding only CAP_NET_ADMIN and CAP_NET_RAW (setpriv), with the roaming
 //! flag the daemon would give its own child. The TUN device, the raw ESP socket and UDP 4500

@@ -1,4 +1,4 @@
-//! Issue 5 end to end with the hometun daemons, the offline way: `hometun pki init` on the VPS,
+//! The PKI end to end with the hometun daemons, the offline way: `hometun pki init` on the VPS,
 //! `pki request` on the home, `pki sign` on the VPS, `pki import` on the home; then `hometun
 //! server` and `hometun client` bring the tunnel up with the prefix the CA allocated: the
 //! home's tunnel address lies inside it, the VPS reaches that address, `hometun status` on the

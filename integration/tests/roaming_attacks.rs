@@ -1,6 +1,6 @@
-//! Issue 4, "How it is shown" 4: attacks on the override NA from a fourth namespace attached to
-//! the ISP. The VPS's endpoint for the home never moves to the attacker, and the counters say
-//! why each attempt was refused:
+//! Roaming (docs/ARCHITECTURE.md, "Roaming"): attacks on the override NA from a fourth namespace
+//! attached to the ISP. The VPS's endpoint for the home never moves to the attacker, and the
+//! counters say why each attempt was refused:
 //!
 //! - an NA outside ESP (plain) and an NA sealed with a wrong key never reach the NA checks:
 //!   `NoSa` and `AuthFailed`, as the ESP drops they are;

@@ -1,5 +1,5 @@
-//! Issue 4 with the full daemons (`hometun server` / `hometun client`, certificates from
-//! `hometun pki`) on home — isp — vps namespaces:
+//! Roaming (docs/ARCHITECTURE.md, "Roaming") with the full daemons (`hometun server` / `hometun
+//! client`, certificates from `hometun pki`) on home — isp — vps namespaces:
 //!
 //! 1. the home's IPv4 address changes under a running TCP transfer and a ping every 20 ms
 //!    (raw ESP): the transfer completes with the right SHA-256, the test prints the outage (last

@@ -85,7 +85,7 @@ impl std::fmt::Debug for SaPair {
 pub struct Accepted {
     /// The inner packet, within the buffer given to [`SaPair::open`].
     pub inner: Range<usize>,
-    /// Its authenticated sequence number (the override NA check of issue 4 needs it).
+    /// Its authenticated sequence number (the override NA check needs it).
     pub seq: u64,
 }
 

@@ -609,7 +609,8 @@ impl Endpoint {
         }
     }
 
-    /// The client's outer IPv4 address changed (issue 4 fills in the rest).
+    /// The client's outer IPv4 address changed: the next IKE SA is made from there (the
+    /// forwarder's `EndpointMoved` moves the established ones).
     pub fn handle_local_address(&mut self, now: Now, addr: Ipv4Addr, rng: &mut dyn Random) {
         if let Role::Initiator(role) = &mut self.role {
             role.local_addr = addr;

@@ -1,5 +1,5 @@
-//! Why an exchange failed, as a typed error that maps to the Notify the peer gets (DESIGN.md
-//! style 7), with the one-line reason for the log.
+//! Why an exchange failed, as a typed error that maps to the Notify the peer gets (RFC 7296 2.21;
+//! docs/ARCHITECTURE.md, "Conventions"), with the one-line reason for the log.
 
 use hometun_control::Spi;
 

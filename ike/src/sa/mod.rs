@@ -1,5 +1,5 @@
-//! One IKE SA: one type per exchange step, each consumed on its transition (DESIGN.md style 3,
-//! rustls `client/tls13.rs`).
+//! One IKE SA: one type per exchange step, each consumed on its transition (docs/ARCHITECTURE.md,
+//! "Conventions"; as rustls `client/tls13.rs`).
 //!
 //! Initiator: [`initiator::SaInitRequested`] -> [`initiator::AuthRequested`] ->
 //! [`established::Established`]. Responder: [`responder::respond_sa_init`] ->

@@ -254,10 +254,10 @@ impl Established {
         self.complete_move(io);
     }
 
-    /// The forwarder moved this peer's endpoint (DESIGN.md "The override Neighbor
-    /// Advertisement": the server checked an override NA or a NAT rebinding and the
-    /// return-routability probe; the client followed its own new address): the IKE SA follows,
-    /// so that later requests (rekeys, liveness checks, DELETE) reach the peer there.
+    /// The forwarder moved this peer's endpoint (docs/ARCHITECTURE.md, "Roaming": the server
+    /// checked an override NA or a NAT rebinding and the return-routability probe; the client
+    /// followed its own new address): the IKE SA follows, so that later requests (rekeys, liveness
+    /// checks, DELETE) reach the peer there.
     pub fn endpoint_moved(&mut self, io: &mut Io<'_>, new: &hometun_control::Endpoint) {
         let port = match new.encap {
             hometun_control::Encapsulation::Udp { remote_port, .. } => remote_port,
@@ -322,8 +322,8 @@ impl Established {
     }
 }
 
-/// Whether a NO_NATS_ALLOWED notify (RFC 4555 4.?: source and destination IPv4 address, then
-/// source and destination port) names the addresses a request arrived with.
+/// Whether a NO_NATS_ALLOWED notify (RFC 4555 3.9; its data, 4.2.6: source and destination
+/// IPv4 address, then source and destination port) names the addresses a request arrived with.
 fn no_nats_matches(data: &[u8], source: SocketAddrV4, destination: SocketAddrV4) -> bool {
     let mut expected = Vec::with_capacity(12);
     expected.extend_from_slice(&source.ip().octets());
