@@ -29,7 +29,7 @@ pub struct ClientArgs {
 /// Arguments of `hometun status`.
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    /// The daemon's configuration file (to find its control socket); default:
+    /// The daemon's configuration file (to find its status socket); default:
     /// /etc/hometun/server.toml, else /etc/hometun/client.toml.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

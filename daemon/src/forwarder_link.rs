@@ -49,7 +49,7 @@ const QUEUED_FRAMES: usize = 64;
 /// A connection to a forwarder. Cheap to clone; all clones share the connection.
 #[derive(Clone)]
 pub struct ForwarderLink {
-    frames: mpsc::Sender<Vec<u8>>,
+    frames: mpsc::Sender<zeroize::Zeroizing<Vec<u8>>>,
     pending: Pending,
     next_id: Arc<AtomicU64>,
     closed: Arc<AtomicBool>,
@@ -200,7 +200,7 @@ impl ForwarderLink {
 /// sees the end of the stream and stops) and fails every waiting request.
 async fn write_frames(
     mut writer: OwnedWriteHalf,
-    mut queued: mpsc::Receiver<Vec<u8>>,
+    mut queued: mpsc::Receiver<zeroize::Zeroizing<Vec<u8>>>,
     pending: Pending,
     closed: Arc<AtomicBool>,
 ) {

@@ -253,6 +253,21 @@ pub fn render(status: &StatusView) -> String {
                 "CHILD SA pairs the forwarder refused to install.",
                 e.installs_refused,
             ),
+            (
+                "hometun_restart_hints_sent_total",
+                "Unprotected INVALID_SPI / INVALID_IKE_SPI sent about SAs we do not have (RFC 7296 2.21.4).",
+                e.restart_hints_sent,
+            ),
+            (
+                "hometun_restart_hints_received_total",
+                "Unprotected hints received that named one of our SAs.",
+                e.restart_hints_received,
+            ),
+            (
+                "hometun_restart_checks_failed_total",
+                "Liveness checks started by a hint that the peer did not answer.",
+                e.restart_checks_failed,
+            ),
         ] {
             Family::new(&mut out, name, "counter", help).sample(name, &[], value);
         }

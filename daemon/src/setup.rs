@@ -208,6 +208,8 @@ pub fn prepare_server(config_path: &Path) -> anyhow::Result<(DriverConfig, Respo
         status_socket: s.status_socket.clone(),
         metrics: s.metrics,
         reloader: Some(ConfigReloader::server(config_path, config.clone())),
+        renewal: None,
+        peers_up: Some(s.state_dir.clone()),
     };
     create_state_dir(&s.state_dir)?;
     Ok((driver, responder))
@@ -322,6 +324,8 @@ pub fn prepare_client(config_path: &Path) -> anyhow::Result<(DriverConfig, Initi
         status_socket: c.status_socket.clone(),
         metrics: c.metrics,
         reloader: Some(ConfigReloader::client(config_path, config.clone())),
+        renewal: Some(config_path.to_path_buf()),
+        peers_up: None,
     };
     create_state_dir(&c.state_dir)?;
     Ok((driver, initiator))

@@ -97,6 +97,15 @@ pub struct EndpointView {
     /// Pairs the forwarder refused to install.
     #[serde(default)]
     pub installs_refused: u64,
+    /// Unprotected notifications sent about SAs we do not have (after a restart).
+    #[serde(default)]
+    pub restart_hints_sent: u64,
+    /// Unprotected hints received that named one of our SAs.
+    #[serde(default)]
+    pub restart_hints_received: u64,
+    /// Hint checks the peer did not answer (its IKE SA was made again).
+    #[serde(default)]
+    pub restart_checks_failed: u64,
 }
 
 /// One peer of [`StatusView`] (the fields of [`PeerStatus`]).
@@ -284,6 +293,13 @@ pub fn render(status: &StatusView) -> String {
                 line,
                 "; rekeys: {} child, {} ike",
                 e.child_rekeys, e.ike_rekeys
+            );
+        }
+        if e.restart_hints_sent + e.restart_hints_received > 0 {
+            let _ = write!(
+                line,
+                "; restart hints: {} sent, {} received, {} checks unanswered",
+                e.restart_hints_sent, e.restart_hints_received, e.restart_checks_failed
             );
         }
         let trouble: Vec<String> = [

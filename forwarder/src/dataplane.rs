@@ -531,6 +531,9 @@ fn inbound_esp(
     let (spi, wire_seq) = (header.spi(), header.seq());
     let Some(pair) = snapshot.inbound(spi) else {
         shared.sad.count_global_drop(DropReason::NoSa);
+        // After a restart of the server its homes still send with pairs it no longer has:
+        // the IKE daemon tells them (RFC 7296 2.21.4). Rate limited per sender and SPI.
+        shared.events.unknown_spi(spi, from.addr, from.port, now);
         return;
     };
     let Ok(accepted) = pair.open(wire_seq, esp, now) else {

@@ -311,8 +311,29 @@ pub enum Notice {
     Reconnecting {
         /// The server's address.
         server: SocketAddrV4,
-        /// The backoff.
+        /// The backoff (zero: at once, after an INVALID_IKE_SPI hint).
         after: Duration,
+    },
+    /// A hint that the peer lost this IKE SA (RFC 7296 2.21.4) starts a liveness check.
+    RestartHintCheck {
+        /// The peer.
+        peer: String,
+        /// The hint.
+        what: String,
+        /// The check's deadline.
+        within: Duration,
+    },
+    /// After a restart, the server starts telling the peers that were up before it.
+    TellingPeersAfterRestart {
+        /// How many.
+        peers: usize,
+    },
+    /// After a restart, every peer that was up before it has been told.
+    ToldPeersAfterRestart {
+        /// How many were told.
+        told: usize,
+        /// How many there were.
+        total: usize,
     },
     /// An older IKE SA with the same server is replaced by the new one.
     ReplacedByNew {
@@ -545,9 +566,24 @@ impl fmt::Display for Notice {
             Notice::ConnectionFailed { server, reason } => {
                 write!(f, "connection to {server} failed: {reason}")
             }
+            Notice::Reconnecting { server, after } if after.is_zero() => {
+                write!(f, "reconnecting to {server} at once")
+            }
             Notice::Reconnecting { server, after } => {
                 write!(f, "reconnecting to {server} in {after:?}")
             }
+            Notice::RestartHintCheck { peer, what, within } => write!(
+                f,
+                "{peer}: {what}; checking within {within:?} whether it still knows this IKE SA"
+            ),
+            Notice::TellingPeersAfterRestart { peers } => write!(
+                f,
+                "telling {peers} peers that were up before the restart that their SAs are gone"
+            ),
+            Notice::ToldPeersAfterRestart { told, total } => write!(
+                f,
+                "told {told} of {total} peers that were up before the restart that their SAs are gone"
+            ),
             Notice::ReplacedByNew { spi } => {
                 write!(f, "IKE SA {spi} replaced by the new one; deleting it")
             }

@@ -101,6 +101,32 @@ pub struct CharonSpec {
     pub child_extra: String,
 }
 
+#[cfg(feature = "daemons")]
+impl CharonSpec {
+    /// charon as the lab's first home (home.example with the certificate `pki` gave it),
+    /// connecting to the VPS with the PFS proposals hometun defaults to.
+    pub fn home(setup: &crate::ike_lab::Setup) -> Self {
+        let lab = &setup.lab;
+        let home_dir = setup.client_tomls[0].parent().unwrap_or(Path::new("."));
+        CharonSpec {
+            local_addr: lab.home().addr.to_string(),
+            remote_addr: lab.vps.addr.to_string(),
+            local_id: "home.example".into(),
+            remote_id: crate::ike_lab::VPS_NAME.into(),
+            cert: home_dir.join("client.pem"),
+            key: home_dir.join("client.key"),
+            ca: home_dir.join("ca.pem"),
+            local_ts: crate::ike_lab::HOME_PREFIX.into(),
+            remote_ts: "::/0".into(),
+            proposals: "aes128gcm16-prfsha256-x25519".into(),
+            esp_proposals: "aes128gcm16-x25519".into(),
+            charon_extra: String::new(),
+            connection_extra: String::new(),
+            child_extra: String::new(),
+        }
+    }
+}
+
 impl CharonSpec {
     /// The files and swanctl.conf it stands for.
     pub fn config(&self) -> anyhow::Result<CharonConfig> {

@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::forwarder_link::{ForwarderLink, LinkError};
 use crate::metrics;
+use crate::peers_up::PeersUp;
 use crate::reload::ConfigReloader;
 use crate::status::{self, StatusReport, StatusRequest};
 use clock::{OsRandom, now};
@@ -68,6 +69,12 @@ pub struct DriverConfig {
     pub metrics: Option<SocketAddr>,
     /// Reads the configuration again on SIGHUP (none: SIGHUP is logged and ignored).
     pub reloader: Option<ConfigReloader>,
+    /// The client's configuration file, whose certificate it renews before it expires
+    /// (`None` on a server).
+    pub renewal: Option<PathBuf>,
+    /// The server's state directory, where it keeps the peers that are up across a restart
+    /// (`None` on a client).
+    pub peers_up: Option<PathBuf>,
 }
 
 /// Where the daemon's forwarder comes from.
@@ -125,6 +132,24 @@ async fn open_forwarder(
     }
 }
 
+/// When the client's certificate renewal timer fires; never without one.
+async fn renewal_due(timer: &Option<crate::renewal::RenewalTimer>) {
+    match timer {
+        Some(timer) => timer.due().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A finished renewal attempt; never without a timer.
+async fn renewal_result(
+    results: &mut Option<mpsc::Receiver<crate::renewal::RenewalResult>>,
+) -> Option<crate::renewal::RenewalResult> {
+    match results {
+        Some(results) => results.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Waits for the forwarder child to exit; never returns for a forwarder we did not start.
 async fn child_exit(child: &mut Option<Child>) -> std::io::Result<std::process::ExitStatus> {
     match child {
@@ -146,6 +171,7 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
     let udp = UdpSocket::bind(SocketAddr::V4(config.ike_bind))
         .await
         .with_context(|| format!("cannot bind the IKE socket {}", config.ike_bind))?;
+    widen_receive_buffer(&udp);
     let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
@@ -179,9 +205,25 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
     );
 
     let mut rng = OsRandom;
-    let endpoint = match role {
+    let mut endpoint = match role {
         Role::Responder(c) => Endpoint::responder(c, now(), &mut rng),
         Role::Initiator(c) => Endpoint::initiator(c, now(), &mut rng),
+    };
+    let peers_up = config.peers_up.as_deref().map(PeersUp::new);
+    if let Some(record) = &peers_up {
+        // A previous run that did not stop cleanly left its peers: they still send with SAs we
+        // no longer have. The first flush tells them.
+        let previous = record.read_previous();
+        if !previous.is_empty() {
+            endpoint.send_restart_hints(now(), &previous);
+        }
+    }
+    let (renewal, renewal_results) = match config.renewal.clone() {
+        Some(path) => {
+            let (timer, results) = crate::renewal::RenewalTimer::new(path);
+            (Some(timer), Some(results))
+        }
+        None => (None, None),
     };
     let mut driver = Driver {
         endpoint,
@@ -193,6 +235,9 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
         udp,
         rng,
         counters: None,
+        renewal,
+        renewal_results,
+        peers_up,
         config,
         started,
     };
@@ -225,6 +270,8 @@ enum Wake {
     Status(StatusRequest),
     Stop(&'static str),
     Reload,
+    RenewalDue,
+    Renewed(crate::renewal::RenewalResult),
     ForwarderExited(std::io::Result<std::process::ExitStatus>),
     EventsClosed,
 }
@@ -243,6 +290,10 @@ struct Driver {
     counters: Option<hometun_control::CounterReport>,
     config: DriverConfig,
     started: hometun_ike::endpoint::Now,
+    renewal: Option<crate::renewal::RenewalTimer>,
+    renewal_results: Option<mpsc::Receiver<crate::renewal::RenewalResult>>,
+    /// The server's record of the peers that are up.
+    peers_up: Option<PeersUp>,
 }
 
 impl Driver {
@@ -291,6 +342,8 @@ impl Driver {
                 _ = sigint.recv() => Wake::Stop("SIGINT"),
                 _ = sighup.recv() => Wake::Reload,
                 status = child_exit(&mut self.child) => Wake::ForwarderExited(status),
+                () = renewal_due(&self.renewal) => Wake::RenewalDue,
+                Some(result) = renewal_result(&mut self.renewal_results) => Wake::Renewed(result),
             };
             match wake {
                 Wake::Datagram(n, from) => {
@@ -317,6 +370,22 @@ impl Driver {
                     return Ok(());
                 }
                 Wake::Reload => self.reload().await?,
+                Wake::RenewalDue => {
+                    if let Some(timer) = self.renewal.as_mut() {
+                        timer.look();
+                    }
+                }
+                Wake::Renewed(result) => {
+                    let renewed = self
+                        .renewal
+                        .as_mut()
+                        .is_some_and(|timer| timer.finished(result));
+                    if renewed {
+                        // The new certificate and key, read like a SIGHUP reload: the endpoint
+                        // re-authenticates with them before the old IKE SA goes.
+                        self.reload().await?;
+                    }
+                }
                 Wake::ForwarderExited(status) => return Err(forwarder_gone(Some(status))),
                 Wake::EventsClosed => {
                     self.events_open = false;
@@ -399,6 +468,9 @@ impl Driver {
         if let Some(Response::Counters(report)) = self.forward(Request::GetCounters).await? {
             self.endpoint.handle_counters(now(), &report, &mut self.rng);
             self.counters = Some(report);
+        }
+        if let Some(record) = &mut self.peers_up {
+            record.record(self.endpoint.restart_hints());
         }
         Ok(())
     }
@@ -581,6 +653,10 @@ impl Driver {
         if let Err(error) = self.flush().await {
             tracing::warn!("sending the DELETEs: {error:#}");
         }
+        if let Some(record) = &mut self.peers_up {
+            // Every peer was told by its DELETE.
+            record.record(Vec::new());
+        }
         match tokio::time::timeout(SHUTDOWN_GRACE, self.link.request(Request::Shutdown)).await {
             Ok(Ok(_)) | Ok(Err(LinkError::Closed)) => {}
             Ok(Err(error)) => tracing::warn!("forwarder shutdown: {error}"),
@@ -600,6 +676,33 @@ impl Driver {
                 let _ = child.kill().await;
             }
         }
+    }
+}
+
+/// The IKE socket's receive buffer, as large as we may make it: after a restart of the server
+/// its homes come back at once, and a burst of IKE_SA_INITs the default buffer (about 200
+/// datagrams) cannot hold costs the ones dropped a retransmission timeout or more. Without
+/// CAP_NET_ADMIN the kernel caps it at `net.core.rmem_max`.
+fn widen_receive_buffer(socket: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    const BYTES: libc::c_int = 4 << 20;
+    let set = |option: libc::c_int| {
+        // SAFETY: setsockopt on our own socket with a live c_int of the right size.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&BYTES as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            ) == 0
+        }
+    };
+    if !set(libc::SO_RCVBUFFORCE) && !set(libc::SO_RCVBUF) {
+        tracing::debug!(
+            "IKE socket receive buffer: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 

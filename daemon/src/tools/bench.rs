@@ -95,6 +95,8 @@ impl Material {
 #[derive(Debug, Default)]
 struct Tally {
     ok: AtomicU64,
+    /// `--hold`: the held SAs that are up right now.
+    up: AtomicU64,
     failed: AtomicU64,
     latencies_us: std::sync::Mutex<Vec<u64>>,
     /// `--hold`: the tasks keeping the established SAs.
@@ -171,7 +173,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                             let us = now().mono.duration_since(began).as_micros() as u64;
                             lock(&tally.latencies_us).push(us);
                             if let Some(sa) = established {
-                                let task = tokio::spawn(hold_sa(sa, stopped.clone()));
+                                tally.up.fetch_add(1, Ordering::Relaxed);
+                                let task =
+                                    tokio::spawn(hold_sa(sa, stopped.clone(), tally.clone()));
                                 lock(&tally.held).push(task);
                             }
                         }
@@ -224,8 +228,10 @@ fn report(args: &BenchArgs, tally: &Tally, seconds: f64) {
     );
 }
 
-/// `--hold`: says how many SAs are held, waits for SIGTERM or SIGINT, ends every hold (each
-/// deletes its IKE SA) and prints how they ended.
+/// `--hold`: says how many SAs are held, then `up N at SECONDS` (Unix time, milliseconds) each
+/// time the number of held SAs that are up changes (a restarted responder: they go down and
+/// come back), waits for SIGTERM or SIGINT, ends every hold (each deletes its IKE SA) and
+/// prints how they ended.
 async fn hold_until_signal(
     tally: &Tally,
     stop: tokio::sync::watch::Sender<bool>,
@@ -235,9 +241,24 @@ async fn hold_until_signal(
     let mut sigint = signal(SignalKind::interrupt())?;
     let tasks = std::mem::take(&mut *lock(&tally.held));
     println!("holding {} SAs", tasks.len());
-    tokio::select! {
-        _ = sigterm.recv() => {}
-        _ = sigint.recv() => {}
+    let mut shown = tally.up.load(Ordering::Relaxed);
+    let mut look = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = look.tick() => {
+                let up = tally.up.load(Ordering::Relaxed);
+                if up != shown {
+                    shown = up;
+                    let at = now()
+                        .wall
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default();
+                    println!("up {up} at {:.3}", at.as_secs_f64());
+                }
+            }
+        }
     }
     let _ = stop.send(true);
     let (mut up, mut down) = (0u64, 0u64);
@@ -347,7 +368,11 @@ async fn handshake(material: &Material, hold: bool) -> anyhow::Result<Option<Ini
 
 /// `--hold`: keeps one established SA running (liveness checks answered and sent, a lost SA
 /// re-established by the endpoint) until `stop`, then deletes it.
-async fn hold_sa(mut sa: Initiator, mut stop: tokio::sync::watch::Receiver<bool>) -> HoldEnd {
+async fn hold_sa(
+    mut sa: Initiator,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    tally: Arc<Tally>,
+) -> HoldEnd {
     let mut up = true;
     loop {
         if let Err(error) = sa.flush().await {
@@ -355,9 +380,17 @@ async fn hold_sa(mut sa: Initiator, mut stop: tokio::sync::watch::Receiver<bool>
         }
         while let Some(output) = sa.endpoint.poll_output() {
             match output {
-                Output::PeerUp { .. } => up = true,
+                Output::PeerUp { .. } => {
+                    if !up {
+                        tally.up.fetch_add(1, Ordering::Relaxed);
+                    }
+                    up = true;
+                }
                 Output::PeerDown { reason, .. } => {
                     tracing::warn!("held SA went down: {reason}");
+                    if up {
+                        tally.up.fetch_sub(1, Ordering::Relaxed);
+                    }
                     up = false;
                 }
                 Output::Refused { reason, .. } => tracing::warn!("held SA refused: {reason}"),

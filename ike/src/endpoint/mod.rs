@@ -47,6 +47,8 @@ enum Sa {
 }
 
 struct ResponderRole {
+    /// Our address (the source of unprotected answers to ESP).
+    local_addr: Ipv4Addr,
     authorizer: Box<dyn Authorizer>,
     cookie_threshold: u32,
     half_open_per_source: u32,
@@ -88,6 +90,10 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     outputs: VecDeque<Output>,
     counters: EndpointCounters,
+    /// Unprotected answers about SAs we do not have are rate limited ([`restart`]).
+    unprotected_answers: crate::sa::established::TokenBucket,
+    /// After a restart: the peers still to be told, paced ([`restart`]).
+    restart_hints: restart::RestartHints,
     #[cfg(feature = "test-util")]
     tamper: Option<Box<dyn crate::io::Tamper>>,
 }
@@ -112,6 +118,9 @@ macro_rules! io {
 // After `io!`, which they use.
 mod new_sas;
 pub mod reload;
+pub mod restart;
+
+pub use restart::RestartHint;
 
 fn random_secret(rng: &mut dyn Random) -> [u8; 32] {
     let mut secret = [0u8; 32];
@@ -123,6 +132,7 @@ impl Endpoint {
     /// A responder (server).
     pub fn responder(config: ResponderConfig, now: Now, rng: &mut dyn Random) -> Self {
         let role = Role::Responder(ResponderRole {
+            local_addr: config.local_addr,
             authorizer: config.authorizer,
             cookie_threshold: config.cookie_threshold,
             half_open_per_source: config.half_open_per_source,
@@ -133,7 +143,7 @@ impl Endpoint {
             half_open_by_source: HashMap::new(),
             init_index: HashMap::new(),
         });
-        Self::new(config.common, role)
+        Self::new(config.common, role, now)
     }
 
     /// An initiator (client). Starts connecting at once (IKE_SA_INIT with INITIAL_CONTACT in
@@ -150,12 +160,12 @@ impl Endpoint {
             closed: false,
             reauthenticating: false,
         });
-        let mut endpoint = Self::new(config.common, role);
+        let mut endpoint = Self::new(config.common, role, now);
         endpoint.connect(now, rng);
         endpoint
     }
 
-    fn new(common: CommonConfig, role: Role) -> Self {
+    fn new(common: CommonConfig, role: Role, now: Now) -> Self {
         Self {
             common,
             role,
@@ -165,6 +175,8 @@ impl Endpoint {
             transmits: VecDeque::new(),
             outputs: VecDeque::new(),
             counters: EndpointCounters::default(),
+            unprotected_answers: restart::unprotected_answers(now.mono),
+            restart_hints: restart::RestartHints::default(),
             #[cfg(feature = "test-util")]
             tamper: None,
         }
@@ -232,6 +244,9 @@ impl Endpoint {
             header.spi_i
         };
         let Some(sa) = self.sas.remove(&our_spi) else {
+            if self.unknown_ike_spi(now, rng, local, remote, &header, data) {
+                return;
+            }
             self.counters.dropped_unknown_spi += 1;
             tracing::debug!(
                 "{} from {remote} for unknown IKE SA {our_spi:016x} dropped",
@@ -353,6 +368,11 @@ impl Endpoint {
                         }
                     }
                 }
+                Effect::ReconnectNow => {
+                    if let Role::Initiator(role) = &mut self.role {
+                        role.backoff = Duration::ZERO;
+                    }
+                }
                 Effect::Remove => {
                     if let Some(Sa::Up(mut e)) = self.sas.remove(&spi) {
                         let mut io = io!(self, now, rng);
@@ -458,7 +478,8 @@ impl Endpoint {
             after: role.backoff,
         }));
         role.reconnect_at = Some(now.mono + role.backoff);
-        role.backoff = (role.backoff * 2).min(RECONNECT_MAX.max(self.common.retransmit_base));
+        let base = self.common.retransmit_base;
+        role.backoff = (role.backoff * 2).max(base).min(RECONNECT_MAX.max(base));
     }
 
     /// Timers (retransmission, DPD, reconnect backoff, cookie secret rotation, grace periods).
@@ -477,6 +498,7 @@ impl Endpoint {
                 }
             }
         }
+        self.pace_restart_hints(now);
         let mut due: Vec<u64> = self
             .sas
             .iter()
@@ -576,6 +598,9 @@ impl Endpoint {
                 remote,
                 data,
             } => self.handle_datagram(now, *local, *remote, data, rng),
+            Event::UnknownSpi { spi, remote, port } => {
+                self.handle_unknown_esp(now, *spi, *remote, *port)
+            }
         }
     }
 
@@ -720,6 +745,7 @@ impl Endpoint {
             .values()
             .filter_map(|sa| self.sa_deadline(sa))
             .chain(role)
+            .chain(self.restart_hints.next_round())
             .min()
     }
 

@@ -379,6 +379,30 @@ impl Pair {
         }
     }
 
+    /// One ESP packet from the client, as [`Pair::esp`]; a server forwarder without that SPI
+    /// reports it to its IKE endpoint (`Event::UnknownSpi`, from the client's outer address as
+    /// the server sees it), as the real one does.
+    pub fn esp_from_client(&mut self) -> bool {
+        if self.esp(true) {
+            return true;
+        }
+        let Some(out) = self.client.forwarder.outbound() else {
+            return false;
+        };
+        let (spi, endpoint) = (out.sa.spi_out, out.sa.endpoint);
+        let (remote, port) = match endpoint.encap {
+            hometun_control::Encapsulation::Raw => (endpoint.local, None),
+            hometun_control::Encapsulation::Udp { local_port, .. } => {
+                let seen = self.nat_out(SocketAddrV4::new(endpoint.local, local_port));
+                (*seen.ip(), Some(seen.port()))
+            }
+        };
+        if self.server.up {
+            self.event(false, Event::UnknownSpi { spi, remote, port });
+        }
+        false
+    }
+
     /// A forwarder event at one side.
     pub fn event(&mut self, at_client: bool, event: Event) {
         let now = self.clock.now();

@@ -574,8 +574,9 @@ impl Established {
     }
 
     /// A pair that can no longer be rekeyed and carries nothing: delete it. Without another
-    /// usable pair the tunnel is re-established (the client) or closed so that the client
-    /// re-establishes it (the server).
+    /// usable pair the tunnel is re-made: the client makes a new IKE SA (the old one goes once
+    /// it is up); the server closes the IKE SA with its pairs in one DELETE, which a stock client
+    /// answers as its close or DPD action says (a hometun client reconnects at once).
     pub(super) fn give_up_pair(&mut self, io: &mut Io<'_>, spi_in: Spi) {
         self.deferred
             .retain(|(_, t)| !matches!(t, Task::RekeyChild { spi_in: s, .. } if *s == spi_in));
@@ -583,7 +584,13 @@ impl Established {
             // Deleting it is the next step; it no longer waits for a rekey.
             child.state = ChildState::Active;
         }
-        self.delete_child_soon(spi_in);
+        let others = self
+            .children
+            .iter()
+            .any(|c| c.spi_in != spi_in && c.is_usable());
+        if others || self.client || !self.is_current() {
+            self.delete_child_soon(spi_in);
+        }
         self.lost_a_pair(io);
     }
 
@@ -696,6 +703,23 @@ impl Established {
         let Some(child) = self.children.iter_mut().find(|c| c.spi_in == spi_in) else {
             return;
         };
+        match child.state {
+            // Replaced already, and the peer still uses it heavily (a responder of our rekey
+            // may keep sending on it until our DELETE): delete it now rather than after the
+            // successor shows traffic.
+            ChildState::Superseded { .. } | ChildState::AwaitingPeerDelete { .. } => {
+                if hard {
+                    tracing::debug!(
+                        "replaced CHILD SA {spi_in:08x} reached its hard limit; deleting it now"
+                    );
+                    self.delete_child_soon(spi_in);
+                    self.pump(io);
+                }
+                return;
+            }
+            ChildState::Deleting => return,
+            ChildState::Active | ChildState::Rekeying => {}
+        }
         if hard && !child.expired {
             child.expired = true;
             io.counters.child_sas_expired += 1;
@@ -727,7 +751,7 @@ impl Established {
                     self.queue_task(io, task, true);
                 }
             }
-            // In flight (its answer decides), or already replaced or being deleted.
+            // In flight: its answer decides.
             _ => {}
         }
     }

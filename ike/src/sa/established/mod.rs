@@ -12,6 +12,7 @@ mod ike_rekey;
 mod informational;
 mod mobike;
 mod requests;
+pub(crate) mod restart_hints;
 
 pub(crate) use requests::Task;
 
@@ -42,6 +43,9 @@ pub(crate) enum Effect {
     MoveChildren { to: u64 },
     /// This SA is gone (children deleted or moved, outputs emitted): remove it.
     Remove,
+    /// The peer lost this IKE SA (a restart hint went unanswered): the client connects again
+    /// at once, without waiting out its reconnection backoff.
+    ReconnectNow,
 }
 
 /// What [`Established::new`] takes.
@@ -127,6 +131,11 @@ pub(crate) struct Established {
     /// When the peer's certificate chain stops being valid (its earliest notAfter), on the
     /// wall clock and as our monotonic clock then reads: the IKE SA ends at that moment.
     peer_valid_until: Option<(std::time::SystemTime, Instant)>,
+    /// A liveness check that a restart hint started: unless the peer authenticates a message
+    /// by then, it lost this IKE SA ([`restart_hints`]).
+    hint_check: Option<restart_hints::HintCheck>,
+    /// When the last such check began (they are spaced out: hints are cheap to forge).
+    last_hint_check: Option<Instant>,
 }
 
 /// A token bucket: `capacity` tokens, one more every `refill`.
@@ -212,6 +221,8 @@ impl Established {
             peer_rekeys: TokenBucket::new(PEER_REKEY_BURST, PEER_REKEY_REFILL, io.now.mono),
             reestablish: false,
             peer_valid_until,
+            hint_check: None,
+            last_hint_check: None,
         }
     }
 
@@ -289,7 +300,7 @@ impl Established {
         }
         let (payloads, effects) = match self.core.open(data) {
             Ok(message) => {
-                self.last_rx = io.now.mono;
+                self.heard_from_peer(io.now.mono);
                 match header.exchange_type {
                     ExchangeType::INFORMATIONAL => {
                         self.respond_informational(io, local, remote, &message.inner)
@@ -308,7 +319,7 @@ impl Established {
             }
             Err(e) => match IkeError::from_sk(&e) {
                 Some(error) => {
-                    self.last_rx = io.now.mono;
+                    self.heard_from_peer(io.now.mono);
                     io.notice(Notice::MalformedRequest {
                         peer: self.peer.name.clone(),
                         error: error.clone(),
@@ -357,11 +368,21 @@ impl Established {
         let inner = match self.core.open(data) {
             Ok(message) => message.inner,
             Err(e) => {
-                tracing::debug!("response {} dropped: {e}", header.message_id);
+                if restart_hints::is_invalid_ike_spi(data) {
+                    self.restart_hint(
+                        io,
+                        format!(
+                            "INVALID_IKE_SPI in answer to our request {}",
+                            header.message_id
+                        ),
+                    );
+                } else {
+                    tracing::debug!("response {} dropped: {e}", header.message_id);
+                }
                 return Vec::new();
             }
         };
-        self.last_rx = io.now.mono;
+        self.heard_from_peer(io.now.mono);
         let Some(outstanding) = self.outstanding.take() else {
             return Vec::new();
         };
@@ -483,6 +504,9 @@ impl Established {
         for (_, until) in &self.retired {
             consider(*until);
         }
+        if let Some(check) = &self.hint_check {
+            consider(check.deadline);
+        }
         if let Some(dpd) = io_cfg.dpd
             && self.outstanding.is_none()
             && self.queue.is_empty()
@@ -519,6 +543,9 @@ impl Established {
             });
             self.close_because(io, format!("its certificate expired ({when})"));
             return vec![Effect::Remove];
+        }
+        if let Some(effects) = self.hint_check_timeout(io) {
+            return effects;
         }
         if let Some(o) = &mut self.outstanding
             && now >= o.retransmission.deadline()
