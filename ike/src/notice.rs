@@ -570,7 +570,11 @@ impl fmt::Display for Notice {
                 write!(f, "reconnecting to {server} at once")
             }
             Notice::Reconnecting { server, after } => {
-                write!(f, "reconnecting to {server} in {after:?}")
+                write!(
+                    f,
+                    "reconnecting to {server} in {:.1} s",
+                    after.as_secs_f64()
+                )
             }
             Notice::RestartHintCheck { peer, what, within } => write!(
                 f,
