@@ -18,8 +18,8 @@ use hometun_control::{
     encode_frame,
 };
 
-use crate::control::{ControlHandler, Platform};
 use crate::control_socket::{PeerPolicy, SocketFile};
+use crate::requests::{Platform, RequestHandler};
 
 /// Why the server stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +101,7 @@ impl Connection {
 
 /// The running channel: handler, connections and the stop signal.
 pub struct Server<P: Platform + 'static> {
-    handler: Arc<Mutex<ControlHandler<P>>>,
+    handler: Arc<Mutex<RequestHandler<P>>>,
     connections: Arc<Mutex<Vec<Arc<Connection>>>>,
     stop_tx: Sender<StopReason>,
     stop_rx: Receiver<StopReason>,
@@ -111,7 +111,7 @@ pub struct Server<P: Platform + 'static> {
 
 impl<P: Platform + 'static> Server<P> {
     /// A server around a handler; `events` is the receiver the handler's events come out of.
-    pub fn new(handler: ControlHandler<P>, events: EventReceiver) -> Self {
+    pub fn new(handler: RequestHandler<P>, events: EventReceiver) -> Self {
         let (stop_tx, stop_rx) = bounded(4);
         let server = Server {
             handler: Arc::new(Mutex::new(handler)),
@@ -129,7 +129,7 @@ impl<P: Platform + 'static> Server<P> {
     }
 
     /// The handler (to apply a static configuration before serving).
-    pub fn handler(&self) -> &Arc<Mutex<ControlHandler<P>>> {
+    pub fn handler(&self) -> &Arc<Mutex<RequestHandler<P>>> {
         &self.handler
     }
 
@@ -195,7 +195,7 @@ impl<P: Platform + 'static> Server<P> {
 
 fn spawn_connection<P: Platform + 'static>(
     stream: UnixStream,
-    handler: &Arc<Mutex<ControlHandler<P>>>,
+    handler: &Arc<Mutex<RequestHandler<P>>>,
     connections: &Arc<Mutex<Vec<Arc<Connection>>>>,
     stop: &Sender<StopReason>,
     stop_when_closed: bool,
@@ -238,7 +238,7 @@ fn spawn_connection<P: Platform + 'static>(
 fn serve_connection<P: Platform>(
     mut stream: UnixStream,
     connection: &Connection,
-    handler: &Mutex<ControlHandler<P>>,
+    handler: &Mutex<RequestHandler<P>>,
     stop: &Sender<StopReason>,
 ) -> bool {
     let mut decoder = FrameDecoder::new();
@@ -395,12 +395,12 @@ mod tests {
 
     use super::*;
     use crate::aead::AeadBackend;
-    use crate::control::RecordingPlatform;
     use crate::events::EventSender;
+    use crate::requests::RecordingPlatform;
 
     fn server() -> (Server<RecordingPlatform>, UnixStream, UnixStream) {
         let (handler, events) =
-            ControlHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
+            RequestHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
         let server = Server::new(handler, events);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("control.sock");
@@ -582,7 +582,7 @@ mod tests {
     #[test]
     fn adopted_controller_closing_stops_the_server() {
         let (handler, events) =
-            ControlHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
+            RequestHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
         let server = Server::new(handler, events);
         let (ours, theirs) = UnixStream::pair().unwrap();
         server.adopt(ours);

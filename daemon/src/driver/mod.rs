@@ -28,6 +28,7 @@ use crate::reload::ConfigReloader;
 use crate::status::{self, StatusReport, StatusRequest};
 use clock::{OsRandom, now};
 use hometun_ike::endpoint::{Endpoint, InitiatorConfig, Output, ResponderConfig, Transmit};
+use hometun_ike::notice::Level;
 
 /// How often the forwarder's counters are fetched (liveness, make-before-break, status).
 const COUNTER_INTERVAL: Duration = Duration::from_secs(1);
@@ -62,8 +63,8 @@ pub struct DriverConfig {
     pub interface: InterfaceConfig,
     /// Where the forwarder comes from: a child we start, or one already running.
     pub forwarder: ForwarderSource,
-    /// The status socket.
-    pub control_socket: PathBuf,
+    /// The status socket (`control_socket` in the config).
+    pub status_socket: PathBuf,
     /// Where to serve Prometheus metrics (`server.metrics` / `client.metrics`), if anywhere.
     pub metrics: Option<SocketAddr>,
     /// Reads the configuration again on SIGHUP (none: SIGHUP is logged and ignored).
@@ -169,7 +170,7 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
         let bound = metrics::serve(addr, status_tx.clone()).await?;
         tracing::info!("metrics on http://{bound}{}", metrics::METRICS_PATH);
     }
-    let _socket_file = status::serve(&config.control_socket, status_tx).await?;
+    let _socket_file = status::serve(&config.status_socket, status_tx).await?;
     let udp = UdpSocket::bind(SocketAddr::V4(config.ike_bind))
         .await
         .with_context(|| format!("cannot bind the IKE socket {}", config.ike_bind))?;
@@ -608,6 +609,7 @@ impl Driver {
                     "CHILD SA rekeyed ({peer}): inbound SPI {old_spi_in} -> {new_spi_in}"
                 );
             }
+            Output::Notice(notice) => log_notice(&notice),
         }
         Ok(())
     }
@@ -772,5 +774,14 @@ fn request_name(request: &Request) -> &'static str {
         Request::GetCounters => "GetCounters",
         Request::SendIke { .. } => "SendIke",
         Request::Shutdown => "Shutdown",
+    }
+}
+
+/// One line for a protocol event of the endpoint, at its level (under the protocol crate's
+/// target, so that `RUST_LOG=hometun_ike=...` selects the protocol's lines as it always did).
+pub fn log_notice(notice: &hometun_ike::notice::Notice) {
+    match notice.level() {
+        Level::Info => tracing::info!(target: "hometun_ike", "{notice}"),
+        Level::Warn => tracing::warn!(target: "hometun_ike", "{notice}"),
     }
 }
