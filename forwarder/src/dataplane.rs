@@ -28,6 +28,7 @@ use crate::roaming::{self, OuterSockets, Roaming};
 use crate::sad::{Sad, Snapshot};
 use crate::sockets::{self, RecvBatch, SendBatch};
 use crate::takeover;
+use crate::tun_writer::TunWriter;
 use crate::wire::{esp, icmpv6, ipv6};
 
 /// Packets per batch (recvmmsg, sendmmsg, TUN writes).
@@ -458,57 +459,6 @@ fn ipv6_destination(packet: &[u8]) -> Option<Ipv6Addr> {
     ipv6::Packet::new_checked(packet).ok().map(|p| p.dst_addr())
 }
 
-/// Delivers decrypted inner packets into the TUN device, coalescing them (GRO) when offload is
-/// on so that one write carries many.
-struct TunWriter {
-    buffers: Vec<Vec<u8>>,
-    count: usize,
-    gro: GROTable,
-}
-
-impl TunWriter {
-    fn new(size: usize) -> Self {
-        TunWriter {
-            buffers: (0..BATCH)
-                .map(|_| Vec::with_capacity(size + VIRTIO_NET_HDR_LEN))
-                .collect(),
-            count: 0,
-            gro: GROTable::default(),
-        }
-    }
-
-    fn push(&mut self, shared: &Shared, packet: &[u8]) {
-        if !shared.offload {
-            if let Err(error) = shared.tun.send(packet) {
-                tracing::debug!("TUN write: {error}");
-            }
-            return;
-        }
-        let buffer = &mut self.buffers[self.count];
-        buffer.clear();
-        buffer.resize(VIRTIO_NET_HDR_LEN, 0);
-        buffer.extend_from_slice(packet);
-        self.count += 1;
-        if self.count == self.buffers.len() {
-            self.flush(shared);
-        }
-    }
-
-    fn flush(&mut self, shared: &Shared) {
-        if self.count == 0 {
-            return;
-        }
-        if let Err(error) = shared.tun.send_multiple(
-            &mut self.gro,
-            &mut self.buffers[..self.count],
-            VIRTIO_NET_HDR_LEN,
-        ) {
-            tracing::debug!("TUN write: {error}");
-        }
-        self.count = 0;
-    }
-}
-
 /// Opens one ESP packet (starting at the SPI) that came from `from` and queues its inner packet
 /// for the TUN device, unless the roaming code consumes it.
 fn inbound_esp(
@@ -543,7 +493,7 @@ fn inbound_esp(
         from,
     );
     if !consumed && !inner.is_empty() {
-        tun.push(shared, inner);
+        tun.push(&shared.tun, inner);
     }
 }
 
@@ -556,7 +506,7 @@ fn udp_inbound_loop(shared: Arc<Shared>) {
     // With UDP GRO one receive may carry a whole run of datagrams.
     let buffer = if shared.udp_gro { 65_536 } else { size };
     let mut batch = RecvBatch::new(BATCH, buffer);
-    let mut tun = TunWriter::new(size);
+    let mut tun = TunWriter::new(BATCH, shared.offload);
     inbound_loop(
         &shared,
         fd,
@@ -594,7 +544,7 @@ fn raw_inbound_loop(shared: Arc<Shared>) {
     };
     let size = shared.mtu + OUTER_OVERHEAD + 64 + 60;
     let mut batch = RecvBatch::new(BATCH, size);
-    let mut tun = TunWriter::new(size);
+    let mut tun = TunWriter::new(BATCH, shared.offload);
     inbound_loop(
         &shared,
         fd,
@@ -666,7 +616,7 @@ fn inbound_loop(
                 handle(shared, &snapshot, data, source, now, tun);
             }
         }
-        tun.flush(shared);
+        tun.flush(&shared.tun);
     }
 }
 
