@@ -20,7 +20,8 @@
 #   PAIRS (which pairs, default "static_raw static_udp daemons_raw daemons_nat boringtun strongswan"),
 #   PERF_DIR (record a `perf` profile of both hometun ends of each hometun pair into this
 #   directory; with SYSCALLS=1 count their system calls and context switches instead),
-#   KEEP_LAB=1 (keep logs).
+#   BASELINE_BIN (a second hometun binary, e.g. an older commit's: each hometun pair is measured
+#   with it too, in the same rounds, for before/after figures), KEEP_LAB=1 (keep logs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -105,15 +106,15 @@ hometun_down() {
   done
   for n in hta htb htr; do
     for p in $(ip netns pids $n 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
-    ip netns del $n 2>/dev/null || true
+    for _ in $(seq 50); do [ -e /run/netns/$n ] || break; ip netns del $n 2>/dev/null || sleep 0.2; done
   done
   rm -f $LAB/*.pid $LAB/*.sock
 }
 
 two_namespaces() { # hta (home, 192.0.2.2) -- htb (vps, 192.0.2.1)
   ip netns add hta; ip netns add htb
-  ip link add ha0 type veth peer name hb0
-  ip link set ha0 netns hta; ip link set hb0 netns htb
+  ip -n hta link add ha0 type veth peer name hb0
+  ip -n hta link set hb0 netns htb
   ip -n hta addr add 192.0.2.2/24 dev ha0; ip -n htb addr add 192.0.2.1/24 dev hb0
   for n in hta htb; do ip -n $n link set lo up; done
   ip -n hta link set ha0 up; ip -n htb link set hb0 up
@@ -157,10 +158,10 @@ daemons_up() { # mode: raw (no NAT) | nat (home behind a masquerading router: ES
   else
     # hta (home 198.51.100.2) -- htr (router: 198.51.100.1 | 192.0.2.2, masquerade) -- htb (vps)
     ip netns add hta; ip netns add htr; ip netns add htb
-    ip link add ha0 type veth peer name hr0
-    ip link add hr1 type veth peer name hb0
-    ip link set ha0 netns hta; ip link set hr0 netns htr
-    ip link set hr1 netns htr; ip link set hb0 netns htb
+    ip -n hta link add ha0 type veth peer name hr0
+    ip -n htr link add hr1 type veth peer name hb0
+    ip -n hta link set hr0 netns htr
+    ip -n htr link set hb0 netns htb
     ip -n hta addr add 198.51.100.2/24 dev ha0; ip -n htr addr add 198.51.100.1/24 dev hr0
     ip -n htr addr add 192.0.2.2/24 dev hr1; ip -n htb addr add 192.0.2.1/24 dev hb0
     for n in hta htr htb; do ip -n $n link set lo up; done
@@ -229,13 +230,28 @@ measure() { # name up-command...
   echo "$name $result" >>$LAB/results
 }
 
+hometun_pair() { # name target up-command... (and again with BASELINE_BIN, as NAME_base)
+  local name=$1 target=$2
+  shift 2
+  TARGET=$target measure "$name" "$@"
+  hometun_down
+  if [ -n "${BASELINE_BIN:-}" ]; then
+    local current=$HOMETUN_BIN
+    HOMETUN_BIN=$BASELINE_BIN
+    rm -rf $LAB/pki
+    TARGET=$target measure "${name}_base" "$@"
+    rm -rf $LAB/pki
+    HOMETUN_BIN=$current
+  fi
+}
+
 for round in $(seq "$ROUNDS"); do
   for pair in $PAIRS; do
     case $pair in
-      static_raw) TARGET=2001:db8:ffff::1 measure static_raw static_up raw ;;
-      static_udp) TARGET=2001:db8:ffff::1 measure static_udp static_up udp ;;
-      daemons_raw) TARGET=2001:db8:100::1 measure daemons_raw daemons_up raw ;;
-      daemons_nat) TARGET=2001:db8:100::1 measure daemons_nat daemons_up nat ;;
+      static_raw) hometun_pair static_raw 2001:db8:ffff::1 static_up raw ;;
+      static_udp) hometun_pair static_udp 2001:db8:ffff::1 static_up udp ;;
+      daemons_raw) hometun_pair daemons_raw 2001:db8:100::1 daemons_up raw ;;
+      daemons_nat) hometun_pair daemons_nat 2001:db8:100::1 daemons_up nat ;;
       boringtun) measure boringtun boringtun_up; bash "$REF/boringtun-pair.sh" down >/dev/null ;;
       strongswan) measure strongswan strongswan_up; bash "$REF/strongswan-pair.sh" down >/dev/null ;;
       *) echo "unknown pair $pair" >&2; exit 2 ;;
@@ -253,9 +269,13 @@ for line in open(sys.argv[1]):
     rows.setdefault(name, []).append((int(mbit), float(cpu)))
 labels = {
     "static_raw": "hometun static, raw ESP",
+    "static_raw_base": "  the same, baseline binary",
     "static_udp": "hometun static, ESP in UDP",
+    "static_udp_base": "  the same, baseline binary",
     "daemons_raw": "hometun daemons, raw ESP",
+    "daemons_raw_base": "  the same, baseline binary",
     "daemons_nat": "hometun daemons, NAT (UDP)",
+    "daemons_nat_base": "  the same, baseline binary",
     "boringtun": "boringtun",
     "strongswan": "strongSwan (libipsec)",
 }
@@ -275,8 +295,8 @@ if peers:
     cheapest = min(peers, key=lambda p: med[p][1])
     print(f"  best peer by throughput: {labels[best]} ({med[best][0]:.0f} Mbit/s); "
           f"by CPU per GB: {labels[cheapest]} ({med[cheapest][1]:.2f} s/GB)")
-    for name in ("static_raw", "static_udp", "daemons_raw", "daemons_nat"):
-        if name in med and med[name][1] > 0:
+    for name in [n for n in labels if n in med and not n in peers]:
+        if med[name][1] > 0:
             print(f"  {labels[name]:28} {med[name][0] / med[best][0]:5.2f}x the throughput, "
                   f"{med[name][1] / med[cheapest][1]:5.2f}x the CPU per GB of the best peer")
 PY
