@@ -12,7 +12,8 @@
 # Usage (as root): bench/handshakes.sh [COUNT] [CONCURRENCY] [ROUNDS]
 #   COUNT handshakes per round (default 500), CONCURRENCY in flight (default 16), ROUNDS per
 #   responder (default 3; the best round is reported, the machine being shared).
-#   Env: HOMETUN_BIN (skip the build).
+#   Env: HOMETUN_BIN (skip the build), PERF_DIR (record a perf profile of the hometun responder's
+#   rounds there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -97,12 +98,20 @@ cpu_ticks() { # pids... -> utime+stime of them and their children, in clock tick
 }
 
 bench_round() { # responder pid -> "rate responder_cpu_ms initiator_cpu_ms ok failed"
-  local pid=$1 before after line initiator
+  local pid=$1 before after line initiator perf_pid=
   before=$(cpu_ticks "$pid")
+  if [ -n "${PERF_DIR:-}" ] && [ "$pid" = "${SERVER_PID:-}" ]; then
+    mkdir -p "$PERF_DIR"
+    perf record -q -F 1999 -g -e cpu-clock -p "$(echo "$pid" $(pgrep -P "$pid") | tr ' ' ,)" \
+      -o "$PERF_DIR/responder-$(date +%s%N).data" >/dev/null 2>&1 &
+    perf_pid=$!
+    sleep 0.5 # perf attaches
+  fi
   # bash's `time` gives the initiator's user and system CPU seconds.
   initiator=$( { TIMEFORMAT='%U %S'; time ip netns exec $HOME_NS env RUST_LOG=warn "$HOMETUN_BIN" ike bench 192.0.2.1 \
     "${CONFIGS[@]}" --count "$COUNT" --concurrency "$CONCURRENCY" >$LAB/round.out 2>>$LAB/bench.err; } 2>&1 ) || true
   after=$(cpu_ticks "$pid")
+  if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; fi
   line=$(cat $LAB/round.out)
   echo "$line" >>$LAB/bench.out
   /usr/bin/python3 - "$line" "$before" "$after" "$(getconf CLK_TCK)" "$initiator" <<'PY'

@@ -128,11 +128,15 @@ static_up() { # encap: raw|udp
   for side in home vps; do
     sed -e "s/^encap = \"raw\"/encap = \"$encap\"/" examples/static-sa/$side.toml > $LAB/$side.toml
   done
-  ip netns exec htb "$HOMETUN_BIN" forwarder --control $LAB/vps.sock --static $LAB/vps.toml ${HOMETUN_ARGS:-} >$LAB/vps.log 2>&1 &
+  ip netns exec htb ${CALLGRIND_RECEIVER_OUT:+valgrind --tool=callgrind --callgrind-out-file=$CALLGRIND_RECEIVER_OUT} \
+    "$HOMETUN_BIN" forwarder --control $LAB/vps.sock --static $LAB/vps.toml ${HOMETUN_ARGS:-} >$LAB/vps.log 2>&1 &
   echo $! > $LAB/vps.pid
-  ip netns exec hta "$HOMETUN_BIN" forwarder --control $LAB/home.sock --static $LAB/home.toml ${HOMETUN_ARGS:-} >$LAB/home.log 2>&1 &
+  # CALLGRIND_OUT: the sending forwarder runs under callgrind (user-space instruction counts,
+  # repeatable whatever else the machine does; the transfer is much slower).
+  ip netns exec hta ${CALLGRIND_OUT:+valgrind --tool=callgrind --callgrind-out-file=$CALLGRIND_OUT} \
+    "$HOMETUN_BIN" forwarder --control $LAB/home.sock --static $LAB/home.toml ${HOMETUN_ARGS:-} >$LAB/home.log 2>&1 &
   echo $! > $LAB/home.pid
-  for _ in $(seq 50); do [ -S $LAB/home.sock ] && [ -S $LAB/vps.sock ] && break; sleep 0.1; done
+  for _ in $(seq 100); do [ -S $LAB/home.sock ] && [ -S $LAB/vps.sock ] && break; sleep 0.1; done
   ip netns exec hta ping -6 -c 1 -W 2 2001:db8:ffff::1 >/dev/null || { echo "hometun pair ($encap) does not carry ping" >&2; cat $LAB/*.log >&2; }
   PIDS=("$(cat $LAB/home.pid)" "$(cat $LAB/vps.pid)")
 }

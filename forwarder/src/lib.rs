@@ -15,6 +15,7 @@ pub mod netlink;
 pub mod replay;
 pub mod roaming;
 pub mod sad;
+pub mod send_batch;
 pub mod server;
 pub mod signals;
 pub mod sockets;
