@@ -5,7 +5,9 @@
 //! relays IKE messages that arrive there), the status socket, the signals and the clock. Each input goes into the endpoint through a `handle_*`
 //! call; after each, everything the endpoint queued is carried out in order: IKE messages are
 //! sent (from port 4500 through the forwarder, otherwise from our socket) and forwarder requests
-//! are sent and awaited.
+//! are sent. Their answers are awaited alongside everything else (the forwarder carries requests
+//! out in the order they were sent): the loop goes on with the next IKE message meanwhile, and
+//! many requests share one wake-up of the forwarder.
 
 pub mod clock;
 
@@ -25,7 +27,7 @@ use crate::daemon::metrics;
 use crate::daemon::reload::ConfigReloader;
 use crate::daemon::status::{self, StatusReport, StatusRequest};
 use crate::endpoint::{Endpoint, InitiatorConfig, Output, ResponderConfig, Transmit};
-use crate::forwarder_link::{ForwarderLink, LinkError};
+use crate::forwarder_link::{ForwarderLink, LinkError, PendingReply};
 use clock::{OsRandom, now};
 
 /// How often the forwarder's counters are fetched (liveness, make-before-break, status).
@@ -35,6 +37,8 @@ const COUNTER_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_BUFFERED_IKE: usize = 4096;
 /// How long the forwarder gets to stop on its own before it is killed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Forwarder requests sent and not yet answered; at this many the loop waits for the oldest.
+const MAX_IN_FLIGHT: usize = 256;
 
 /// Which side the endpoint plays.
 pub enum Role {
@@ -194,6 +198,7 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
         counters: None,
         config,
         started,
+        in_flight: VecDeque::new(),
     };
     let outcome = driver
         .serve(status_rx, &mut sigterm, &mut sigint, &mut sighup)
@@ -218,6 +223,7 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
 /// What woke the loop.
 enum Wake {
     Datagram(usize, SocketAddr),
+    Answer(Result<hometun_control::Response, LinkError>),
     Event(Event),
     Counters,
     Timer,
@@ -242,6 +248,16 @@ struct Driver {
     counters: Option<hometun_control::CounterReport>,
     config: DriverConfig,
     started: crate::endpoint::Now,
+    /// Forwarder requests sent and not yet answered, oldest first.
+    in_flight: VecDeque<InFlight>,
+}
+
+/// A forwarder request on its way, and what its answer is for.
+struct InFlight {
+    what: &'static str,
+    /// An Install: its inbound SPI and log line (logged once the forwarder confirmed it).
+    install: Option<(hometun_control::Spi, String)>,
+    reply: PendingReply,
 }
 
 impl Driver {
@@ -270,7 +286,14 @@ impl Driver {
                 }
             };
             let events_open = self.events_open;
+            let answer = async {
+                match self.in_flight.front_mut() {
+                    Some(oldest) => (&mut oldest.reply).await,
+                    None => std::future::pending().await,
+                }
+            };
             let wake = tokio::select! {
+                answer = answer => Wake::Answer(answer),
                 received = self.udp.recv_from(&mut buf) => match received {
                     Ok((n, from)) => Wake::Datagram(n, from),
                     Err(error) => {
@@ -302,6 +325,11 @@ impl Driver {
                     );
                     self.endpoint
                         .handle_datagram(now(), local, remote, &buf[..n], &mut self.rng);
+                }
+                Wake::Answer(answer) => {
+                    if let Some(request) = self.in_flight.pop_front() {
+                        self.answered(request, answer).await?;
+                    }
                 }
                 Wake::Event(event) => self.on_event(event),
                 Wake::Counters => self.fetch_counters().await?,
@@ -444,7 +472,7 @@ impl Driver {
 
     async fn send(&mut self, transmit: Transmit) -> anyhow::Result<()> {
         if transmit.local.port() == self.config.nat_port {
-            self.forward(Request::SendIke {
+            self.send_request(Request::SendIke {
                 local: transmit.local,
                 remote: transmit.remote,
                 data: transmit.data,
@@ -463,27 +491,7 @@ impl Driver {
 
     async fn output(&mut self, output: Output) -> anyhow::Result<()> {
         match output {
-            Output::Forwarder(Request::Install(sa)) => {
-                // The forwarder answers every Install; IKE acts on a refusal, so that the two
-                // never disagree about which pairs exist.
-                let line = install_line(&sa);
-                let spi_in = sa.spi_in;
-                match self.forward_answer(Request::Install(sa)).await? {
-                    Ok(_) => tracing::info!("{line}"),
-                    Err(refusal) => {
-                        tracing::warn!("forwarder refused {line}: {refusal}");
-                        self.endpoint.handle_install_refused(
-                            now(),
-                            spi_in,
-                            &refusal.to_string(),
-                            &mut self.rng,
-                        );
-                    }
-                }
-            }
-            Output::Forwarder(request) => {
-                self.forward(request).await?;
-            }
+            Output::Forwarder(request) => self.send_request(request).await?,
             Output::PeerUp {
                 peer,
                 name,
@@ -515,6 +523,81 @@ impl Driver {
                 tracing::info!(
                     "CHILD SA rekeyed ({peer}): inbound SPI {old_spi_in} -> {new_spi_in}"
                 );
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a request of the endpoint's to the forwarder without waiting for the answer
+    /// ([`Driver::answered`] takes it when it comes). With too many on their way, waits for the
+    /// oldest first.
+    async fn send_request(&mut self, request: Request) -> anyhow::Result<()> {
+        while self.in_flight.len() >= MAX_IN_FLIGHT {
+            self.await_oldest().await?;
+        }
+        let what = request_name(&request);
+        let install = match &request {
+            Request::Install(sa) => Some((sa.spi_in, install_line(sa))),
+            _ => None,
+        };
+        match self.link.send(request).await {
+            Ok(reply) => {
+                self.in_flight.push_back(InFlight {
+                    what,
+                    install,
+                    reply,
+                });
+                Ok(())
+            }
+            Err(LinkError::Closed) => Err(self.forwarder_gone().await),
+            Err(error) => Err(anyhow::anyhow!("forwarder ({what}): {error}")),
+        }
+    }
+
+    /// Waits for the oldest request on its way and takes its answer, keeping the events that
+    /// arrive meanwhile.
+    async fn await_oldest(&mut self) -> anyhow::Result<()> {
+        let Some(mut oldest) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let answer = loop {
+            tokio::select! {
+                answer = &mut oldest.reply => break answer,
+                event = self.events.recv(), if self.events_open => match event {
+                    Some(event) => buffer_event(&mut self.backlog, event),
+                    None => self.events_open = false,
+                },
+            }
+        };
+        self.answered(oldest, answer).await
+    }
+
+    /// The forwarder answered a request of the endpoint's: an installed pair is logged, a
+    /// refused one handed back to the endpoint (IKE acts on it, so that the two never disagree
+    /// about which pairs exist), other refusals are logged; a dead channel is an error.
+    async fn answered(
+        &mut self,
+        request: InFlight,
+        answer: Result<hometun_control::Response, LinkError>,
+    ) -> anyhow::Result<()> {
+        match (answer, request.install) {
+            (Ok(_), Some((_, line))) => tracing::info!("{line}"),
+            (Ok(_), None) => {}
+            (Err(LinkError::Refused(refusal)), Some((spi_in, line))) => {
+                tracing::warn!("forwarder refused {line}: {refusal}");
+                self.endpoint.handle_install_refused(
+                    now(),
+                    spi_in,
+                    &refusal.to_string(),
+                    &mut self.rng,
+                );
+            }
+            (Err(LinkError::Refused(refusal)), None) => {
+                tracing::warn!("forwarder refused {}: {refusal}", request.what);
+            }
+            (Err(LinkError::Closed), _) => return Err(self.forwarder_gone().await),
+            (Err(error), _) => {
+                return Err(anyhow::anyhow!("forwarder ({}): {error}", request.what));
             }
         }
         Ok(())
@@ -578,6 +661,12 @@ impl Driver {
         self.endpoint.close(now(), &mut self.rng);
         if let Err(error) = self.flush().await {
             tracing::warn!("sending the DELETEs: {error:#}");
+        }
+        while !self.in_flight.is_empty() {
+            if let Err(error) = self.await_oldest().await {
+                tracing::warn!("forwarder: {error:#}");
+                break;
+            }
         }
         match tokio::time::timeout(SHUTDOWN_GRACE, self.link.request(Request::Shutdown)).await {
             Ok(Ok(_)) | Ok(Err(LinkError::Closed)) => {}
