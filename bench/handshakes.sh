@@ -7,13 +7,16 @@
 #   strongSwan charon 5.9 with kernel-libipsec (userspace ESP, installs each CHILD SA)
 # Both use the same certificates (made with `hometun pki`) and proposals. Prints handshakes/s
 # of each, the responder's (and the initiator's) CPU time per handshake, and the ratios
-# hometun/strongSwan.
+# hometun/strongSwan; then the breakdown of hometun's responder CPU: the sans-IO endpoint alone
+# per handshake and per CHILD SA rekey with a key exchange, and each primitive (X25519, Ed25519
+# sign and verify, the certificate chain check, key derivation, SK payloads).
 #
 # Usage (as root): bench/handshakes.sh [COUNT] [CONCURRENCY] [ROUNDS]
 #   COUNT handshakes per round (default 500), CONCURRENCY in flight (default 16), ROUNDS per
 #   responder (default 3; the best round is reported, the machine being shared).
-#   Env: HOMETUN_BIN (skip the build), PERF_DIR (record a perf profile of the hometun responder's
-#   rounds there).
+#   Env: HOMETUN_BIN (skip the build), SKIP_BREAKDOWN=1 (no cargo bench), PERF_DIR (record a
+#   perf profile of the hometun responder's rounds there; with SYSCALLS=1 count its system
+#   calls and context switches instead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -102,8 +105,13 @@ bench_round() { # responder pid -> "rate responder_cpu_ms initiator_cpu_ms ok fa
   before=$(cpu_ticks "$pid")
   if [ -n "${PERF_DIR:-}" ] && [ "$pid" = "${SERVER_PID:-}" ]; then
     mkdir -p "$PERF_DIR"
-    perf record -q -F 1999 -g -e cpu-clock -p "$(echo "$pid" $(pgrep -P "$pid") | tr ' ' ,)" \
-      -o "$PERF_DIR/responder-$(date +%s%N).data" >/dev/null 2>&1 &
+    if [ -n "${SYSCALLS:-}" ]; then
+      perf stat -x, --per-thread -e 'raw_syscalls:sys_enter,sched:sched_switch,syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_write,syscalls:sys_enter_read,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_futex,syscalls:sys_enter_socket,syscalls:sys_enter_sendmsg,syscalls:sys_enter_recvmsg' \
+        -p "$(echo "$pid" $(pgrep -P "$pid") | tr ' ' ,)" -o "$PERF_DIR/responder-$(date +%s%N).stat" >/dev/null 2>&1 &
+    else
+      perf record -q -F 1999 -g -e cpu-clock -p "$(echo "$pid" $(pgrep -P "$pid") | tr ' ' ,)" \
+        -o "$PERF_DIR/responder-$(date +%s%N).data" >/dev/null 2>&1 &
+    fi
     perf_pid=$!
     sleep 0.5 # perf attaches
   fi
@@ -206,6 +214,12 @@ print(f"  ratio hometun/strongSwan: {rate:.2f}x handshakes/s, {cpu:.2f}x less re
 PY
 echo "  (initiator and responder share the machine: when responder + initiator CPU per handshake"
 echo "   times the rate nears the CPU count, the rate measures the machine, the CPU column the responder)"
+# Where the responder's CPU goes: the sans-IO endpoint in memory (no I/O, no forwarder), a CHILD
+# SA rekey with a key exchange, and each cryptographic primitive alone (ike/benches/handshake.rs).
+if [ -z "${SKIP_BREAKDOWN:-}" ] && command -v cargo >/dev/null; then
+  echo "breakdown (cargo bench -p hometun-ike --bench handshake; CPU time of the bench thread):"
+  cargo bench --quiet -p hometun-ike --bench handshake 2>/dev/null | sed -e 's/^/  /'
+fi
 if [ -s $LAB/bench.err ]; then
   echo "initiator warnings (first lines):" >&2
   sort $LAB/bench.err | uniq -c | sort -rn | head -5 >&2
