@@ -85,6 +85,12 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     outputs: VecDeque<Output>,
     counters: EndpointCounters,
+    /// Hand the signature work of IKE_AUTH requests out ([`Endpoint::poll_auth_job`]) instead
+    /// of doing it in place.
+    defer_crypto: bool,
+    auth_jobs: VecDeque<Box<crate::sa::auth_job::AuthJob>>,
+    /// Bumped by every reload (signature work made under an older one is checked again).
+    generation: u64,
     #[cfg(feature = "test-util")]
     tamper: Option<Box<dyn crate::io::Tamper>>,
 }
@@ -106,7 +112,8 @@ macro_rules! io {
     };
 }
 
-// After `io!`, which it uses.
+// After `io!`, which they use.
+mod deferred;
 pub mod reload;
 
 fn random_secret(rng: &mut dyn Random) -> [u8; 32] {
@@ -161,6 +168,9 @@ impl Endpoint {
             transmits: VecDeque::new(),
             outputs: VecDeque::new(),
             counters: EndpointCounters::default(),
+            defer_crypto: false,
+            auth_jobs: VecDeque::new(),
+            generation: 0,
             #[cfg(feature = "test-util")]
             tamper: None,
         }
@@ -497,24 +507,37 @@ impl Endpoint {
             return;
         };
         let spi = half_open.spi();
-        let (spi_i, source) = (half_open.spi_i(), half_open.source);
+        let (defer, generation) = (self.defer_crypto, self.generation);
         let mut io = io!(self, now, rng);
-        match half_open.authenticate(
+        let result = half_open.authenticate(
             &mut io,
             role.authorizer.as_ref(),
             local,
             remote,
             header,
             data,
-        ) {
+            defer,
+            generation,
+        );
+        self.auth_result(now, rng, spi, result);
+    }
+
+    /// Carries out what an IKE_AUTH request (or its finished signature work) led to.
+    fn auth_result(&mut self, now: Now, rng: &mut dyn Random, spi: u64, result: AuthResult) {
+        match result {
             AuthResult::Wait(h) => {
                 self.sas.insert(spi, Sa::HalfOpen(*h));
             }
-            AuthResult::Refused => {
+            AuthResult::Deferred(h, job) => {
+                self.sas.insert(spi, Sa::HalfOpen(*h));
+                self.auth_jobs.push_back(job);
+            }
+            AuthResult::Refused(spi_i, source) => {
                 self.half_open_gone(spi_i, source, false);
                 self.spis.release_ike(spi);
             }
             AuthResult::Authenticated(authenticated) => {
+                let (spi_i, source) = authenticated.half_open_source();
                 self.half_open_gone(spi_i, source, true);
                 let name = authenticated.name().to_string();
                 let identity = authenticated.identity().clone();

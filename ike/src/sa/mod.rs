@@ -7,6 +7,7 @@
 //! Once established, the sub-exchanges (CHILD SA rekey, IKE SA rekey, DELETE, liveness) are
 //! pending-request types consumed when their response arrives.
 
+pub mod auth_job;
 pub(crate) mod child;
 pub mod error;
 pub(crate) mod established;
