@@ -7,9 +7,11 @@
 //! sent (from port 4500 through the forwarder, otherwise from our socket) and forwarder requests
 //! are sent. Their answers are awaited alongside everything else (the forwarder carries requests
 //! out in the order they were sent): the loop goes on with the next IKE message meanwhile, and
-//! many requests share one wake-up of the forwarder.
+//! many requests share one wake-up of the forwarder. A server's IKE_AUTH signature work runs on
+//! worker threads ([`workers`]), its results taken in the same loop.
 
 pub mod clock;
+pub mod workers;
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -182,9 +184,17 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
     );
 
     let mut rng = OsRandom;
-    let endpoint = match role {
-        Role::Responder(c) => Endpoint::responder(c, now(), &mut rng),
-        Role::Initiator(c) => Endpoint::initiator(c, now(), &mut rng),
+    let (done_tx, auth_done) = mpsc::unbounded_channel();
+    let (endpoint, workers) = match role {
+        Role::Responder(c) => {
+            let mut endpoint = Endpoint::responder(c, now(), &mut rng);
+            // Signatures and certificate checks on the other cores (workers::default_count).
+            endpoint.defer_crypto(true);
+            let workers = workers::Workers::start(workers::default_count(), done_tx)
+                .context("starting the IKE worker threads")?;
+            (endpoint, Some(workers))
+        }
+        Role::Initiator(c) => (Endpoint::initiator(c, now(), &mut rng), None),
     };
     let mut driver = Driver {
         endpoint,
@@ -199,6 +209,8 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
         config,
         started,
         in_flight: VecDeque::new(),
+        workers,
+        auth_done,
     };
     let outcome = driver
         .serve(status_rx, &mut sigterm, &mut sigint, &mut sighup)
@@ -223,6 +235,7 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
 /// What woke the loop.
 enum Wake {
     Datagram(usize, SocketAddr),
+    AuthDone(Box<crate::sa::auth_job::AuthDone>),
     Answer(Result<hometun_control::Response, LinkError>),
     Event(Event),
     Counters,
@@ -250,6 +263,9 @@ struct Driver {
     started: crate::endpoint::Now,
     /// Forwarder requests sent and not yet answered, oldest first.
     in_flight: VecDeque<InFlight>,
+    /// The server's worker threads for IKE_AUTH signature work, and their results.
+    workers: Option<workers::Workers>,
+    auth_done: mpsc::UnboundedReceiver<crate::sa::auth_job::AuthDone>,
 }
 
 /// A forwarder request on its way, and what its answer is for.
@@ -294,6 +310,7 @@ impl Driver {
             };
             let wake = tokio::select! {
                 answer = answer => Wake::Answer(answer),
+                Some(done) = self.auth_done.recv() => Wake::AuthDone(Box::new(done)),
                 received = self.udp.recv_from(&mut buf) => match received {
                     Ok((n, from)) => Wake::Datagram(n, from),
                     Err(error) => {
@@ -325,6 +342,9 @@ impl Driver {
                     );
                     self.endpoint
                         .handle_datagram(now(), local, remote, &buf[..n], &mut self.rng);
+                }
+                Wake::AuthDone(done) => {
+                    self.endpoint.handle_auth_done(now(), *done, &mut self.rng);
                 }
                 Wake::Answer(answer) => {
                     if let Some(request) = self.in_flight.pop_front() {
@@ -456,6 +476,18 @@ impl Driver {
     async fn flush(&mut self) -> anyhow::Result<()> {
         loop {
             let mut progressed = false;
+            while let Some(job) = self.endpoint.poll_auth_job() {
+                let job = match &self.workers {
+                    Some(workers) => workers.run(job).err(),
+                    None => Some(job),
+                };
+                if let Some(job) = job {
+                    // No worker to take it: do it here.
+                    self.endpoint
+                        .handle_auth_done(now(), job.run(), &mut self.rng);
+                }
+                progressed = true;
+            }
             while let Some(transmit) = self.endpoint.poll_transmit() {
                 progressed = true;
                 self.send(transmit).await?;
