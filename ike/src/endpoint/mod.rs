@@ -11,7 +11,7 @@ use hometun_control::{Event, PeerId};
 use crate::crypto::{CookieGenerator, PeerIdentity};
 use crate::sa::established::{Effect, Established};
 use crate::sa::initiator::{AuthRequested, ClientParams, Failure, SaInitRequested, Step};
-use crate::sa::responder::{AuthResult, HalfOpen, respond_sa_init, unprotected_answer};
+use crate::sa::responder::{HalfOpen, respond_sa_init, unprotected_answer};
 use crate::sa::{IkeError, Io, SpiRegistry};
 use crate::window::total_patience;
 use crate::wire::{ExchangeType, Header, Message, Notify, NotifyType, Payload};
@@ -113,7 +113,7 @@ macro_rules! io {
 }
 
 // After `io!`, which they use.
-mod deferred;
+mod auth;
 pub mod reload;
 
 fn random_secret(rng: &mut dyn Random) -> [u8; 32] {
@@ -490,135 +490,6 @@ impl Endpoint {
             role.init_index.retain(|_, ours| *ours != spi);
         }
         self.spis.release_ike(spi);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn auth_request(
-        &mut self,
-        now: Now,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
-        header: &Header,
-        data: &[u8],
-        half_open: HalfOpen,
-        rng: &mut dyn Random,
-    ) {
-        let Role::Responder(role) = &self.role else {
-            return;
-        };
-        let spi = half_open.spi();
-        let (defer, generation) = (self.defer_crypto, self.generation);
-        let mut io = io!(self, now, rng);
-        let result = half_open.authenticate(
-            &mut io,
-            role.authorizer.as_ref(),
-            local,
-            remote,
-            header,
-            data,
-            defer,
-            generation,
-        );
-        self.auth_result(now, rng, spi, result);
-    }
-
-    /// Carries out what an IKE_AUTH request (or its finished signature work) led to.
-    fn auth_result(&mut self, now: Now, rng: &mut dyn Random, spi: u64, result: AuthResult) {
-        match result {
-            AuthResult::Wait(h) => {
-                self.sas.insert(spi, Sa::HalfOpen(*h));
-            }
-            AuthResult::Deferred(h, job) => {
-                self.sas.insert(spi, Sa::HalfOpen(*h));
-                self.auth_jobs.push_back(job);
-            }
-            AuthResult::Refused(spi_i, source) => {
-                self.half_open_gone(spi_i, source, false);
-                self.spis.release_ike(spi);
-            }
-            AuthResult::Authenticated(authenticated) => {
-                let (spi_i, source) = authenticated.half_open_source();
-                self.half_open_gone(spi_i, source, true);
-                let name = authenticated.name().to_string();
-                let identity = authenticated.identity().clone();
-                let reauthenticated = if authenticated.initial_contact() {
-                    self.initial_contact(now, rng, &identity, spi);
-                    false
-                } else {
-                    self.reauthenticated(now, rng, &identity)
-                };
-                let peer = self.peer_id(&name);
-                let mut io = io!(self, now, rng);
-                let established = authenticated.complete(&mut io, peer, reauthenticated);
-                self.sas.insert(spi, Sa::Up(Box::new(established)));
-            }
-        }
-    }
-
-    /// A peer authenticated a new IKE SA without INITIAL_CONTACT while it has one: a
-    /// re-authentication (RFC 7296 2.8.3). The new one speaks for the peer; the older ones keep
-    /// their CHILD SAs until the peer deletes them (or they expire), and at most
-    /// [`MAX_IKE_SAS_PER_PEER`] are kept. Returns whether an older one was current.
-    fn reauthenticated(&mut self, now: Now, rng: &mut dyn Random, identity: &PeerIdentity) -> bool {
-        let mut older: Vec<(Instant, u64)> = self
-            .sas
-            .iter()
-            .filter_map(|(spi, sa)| match sa {
-                Sa::Up(e) if e.peer.identity == *identity => Some((e.keyed_at(), *spi)),
-                _ => None,
-            })
-            .collect();
-        older.sort();
-        let mut was_current = false;
-        let excess = (older.len() + 1).saturating_sub(MAX_IKE_SAS_PER_PEER);
-        for (i, (_, spi)) in older.iter().enumerate() {
-            let Some(Sa::Up(e)) = self.sas.get_mut(spi) else {
-                continue;
-            };
-            let mut io = io!(self, now, rng);
-            was_current |= e.is_current();
-            if i < excess {
-                tracing::debug!(
-                    "{identity}: dropping its oldest IKE SA {} (at most {MAX_IKE_SAS_PER_PEER} per peer)",
-                    crate::sa::hex_spi(*spi)
-                );
-                e.replaced_by_reauthentication(&mut io, false);
-                e.dispose(&mut io);
-                self.sas.remove(spi);
-                self.forget(*spi);
-            } else {
-                e.replaced_by_reauthentication(&mut io, false);
-            }
-        }
-        was_current
-    }
-
-    /// INITIAL_CONTACT: every other IKE SA of this identity is stale (the peer restarted).
-    fn initial_contact(
-        &mut self,
-        now: Now,
-        rng: &mut dyn Random,
-        identity: &PeerIdentity,
-        keep: u64,
-    ) {
-        let stale: Vec<u64> = self
-            .sas
-            .iter()
-            .filter(|(spi, sa)| {
-                **spi != keep && matches!(sa, Sa::Up(e) if e.peer.identity == *identity)
-            })
-            .map(|(spi, _)| *spi)
-            .collect();
-        for spi in stale {
-            if let Some(Sa::Up(mut e)) = self.sas.remove(&spi) {
-                let mut io = io!(self, now, rng);
-                e.kill(
-                    &mut io,
-                    format!("replaced: INITIAL_CONTACT from {identity}"),
-                );
-                self.forget(spi);
-            }
-        }
     }
 
     /// Carries out what an established SA asked for.
