@@ -50,10 +50,10 @@ impl Endpoint {
     fn auth_result(&mut self, now: Now, rng: &mut dyn Random, spi: u64, result: AuthResult) {
         match result {
             AuthResult::Wait(h) => {
-                self.sas.insert(spi, Sa::HalfOpen(*h));
+                self.sas.insert(spi, Sa::HalfOpen(h));
             }
             AuthResult::Deferred(h, job) => {
-                self.sas.insert(spi, Sa::HalfOpen(*h));
+                self.sas.insert(spi, Sa::HalfOpen(h));
                 self.auth_jobs.push_back(job);
             }
             AuthResult::Refused(spi_i, source) => {
@@ -176,7 +176,7 @@ impl Endpoint {
         };
         let generation = self.generation;
         let mut io = io!(self, now, rng);
-        let result = half_open.resume(&mut io, role.authorizer.as_ref(), done, generation);
+        let result = (*half_open).resume(&mut io, role.authorizer.as_ref(), done, generation);
         self.auth_result(now, rng, spi, result);
     }
 }

@@ -34,14 +34,16 @@ const RECONNECT_MAX: Duration = Duration::from_secs(300);
 /// The state of one of our IKE SAs, by step.
 enum Sa {
     /// Client: IKE_SA_INIT sent.
-    Init(SaInitRequested),
+    Init(Box<SaInitRequested>),
     /// Client: IKE_AUTH sent.
-    Auth(AuthRequested),
+    Auth(Box<AuthRequested>),
     /// Server: IKE_SA_INIT answered.
-    HalfOpen(HalfOpen),
+    HalfOpen(Box<HalfOpen>),
     /// Established (or replaced and waiting for its DELETE).
     Up(Box<Established>),
 }
+// Every step is boxed: the SA table stores this enum in each of its slots (a server's holds
+// one per home), and an unboxed half-open SA made every slot as large as one.
 
 struct ResponderRole {
     authorizer: Box<dyn Authorizer>,
@@ -202,7 +204,7 @@ impl Endpoint {
             tracing::info!("connecting to {} ({})", name, role.server);
         }
         let step = SaInitRequested::start(&mut io, &params, spi);
-        self.sas.insert(spi, Sa::Init(step));
+        self.sas.insert(spi, Sa::Init(Box::new(step)));
     }
 
     /// An IKE message arrived (without the non-ESP marker). `local` is where it arrived
@@ -258,8 +260,8 @@ impl Endpoint {
                 let mut io = io!(self, now, rng);
                 let params = client_params(role, io.cfg.ike_port, peer);
                 match step.handle(&mut io, &params, remote, data) {
-                    Step::Wait(step) => Some(Sa::Init(step)),
-                    Step::Next(auth) => Some(Sa::Auth(auth)),
+                    Step::Wait(step) => Some(Sa::Init(Box::new(step))),
+                    Step::Next(auth) => Some(Sa::Auth(Box::new(auth))),
                     Step::Failed(failure) => {
                         self.attempt_failed(now, failure);
                         None
@@ -278,7 +280,7 @@ impl Endpoint {
                 let mut io = io!(self, now, rng);
                 let params = client_params(role, io.cfg.ike_port, peer);
                 match step.handle(&mut io, &params, remote, data) {
-                    Step::Wait(step) => Some(Sa::Auth(step)),
+                    Step::Wait(step) => Some(Sa::Auth(Box::new(step))),
                     Step::Next(established) => {
                         self.client_established(now, rng, our_spi, established);
                         self.after(now, rng);
@@ -295,7 +297,7 @@ impl Endpoint {
                     self.sas.insert(our_spi, Sa::HalfOpen(half_open));
                     return;
                 }
-                self.auth_request(now, local, remote, &header, data, half_open, rng);
+                self.auth_request(now, local, remote, &header, data, *half_open, rng);
                 return;
             }
             Sa::Up(mut established) => {
@@ -442,7 +444,8 @@ impl Endpoint {
                 role.half_open_count += 1;
                 *role.half_open_by_source.entry(*remote.ip()).or_insert(0) += 1;
                 role.init_index.insert((spi_i, remote), half_open.spi());
-                self.sas.insert(half_open.spi(), Sa::HalfOpen(half_open));
+                self.sas
+                    .insert(half_open.spi(), Sa::HalfOpen(Box::new(half_open)));
             }
             Err(error) => {
                 io.send(local, remote, unprotected_answer(header, error.notify()));
@@ -658,8 +661,8 @@ impl Endpoint {
                 Sa::Init(step) => {
                     let mut io = io!(self, now, rng);
                     match step.on_timeout(&mut io) {
-                        Step::Wait(step) => Some(Sa::Init(step)),
-                        Step::Next(auth) => Some(Sa::Auth(auth)),
+                        Step::Wait(step) => Some(Sa::Init(Box::new(step))),
+                        Step::Next(auth) => Some(Sa::Auth(Box::new(auth))),
                         Step::Failed(failure) => {
                             self.attempt_failed(now, failure);
                             None
@@ -669,7 +672,7 @@ impl Endpoint {
                 Sa::Auth(step) => {
                     let mut io = io!(self, now, rng);
                     match step.on_timeout(&mut io) {
-                        Step::Wait(step) => Some(Sa::Auth(step)),
+                        Step::Wait(step) => Some(Sa::Auth(Box::new(step))),
                         Step::Next(established) => {
                             self.client_established(now, rng, spi, established);
                             continue;
