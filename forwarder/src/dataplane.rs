@@ -20,9 +20,10 @@ use hometun_control::{
 use ipnet::Ipv6Net;
 use tun_rs::{DeviceBuilder, GROTable, SyncDevice, VIRTIO_NET_HDR_LEN};
 
-use crate::control::Platform;
+use crate::clock::{Clock, Now};
 use crate::events::EventSender;
 use crate::netlink;
+use crate::requests::Platform;
 use crate::roaming::return_routability::Observed;
 use crate::roaming::{self, OuterSockets, Roaming};
 use crate::sad::{Sad, Snapshot};
@@ -53,7 +54,8 @@ pub struct DataplaneOptions {
     pub offload: bool,
     /// Use UDP GSO for sending and UDP GRO for receiving ESP in UDP.
     pub udp_offload: bool,
-    /// Address changes (issue 4): follow our own address (client), accept moves (server).
+    /// Address changes (docs/ARCHITECTURE.md, "Roaming"): follow our own address (client), accept
+    /// moves (server).
     pub roaming: RoamingConfig,
 }
 
@@ -102,6 +104,8 @@ struct Shared {
     stop: AtomicBool,
     events: EventSender,
     roaming: Roaming,
+    /// The forwarder's one clock: each data thread reads it once per batch.
+    clock: Clock,
 }
 
 impl LinuxPlatform {
@@ -205,6 +209,7 @@ impl Platform for LinuxPlatform {
             stop: AtomicBool::new(false),
             events: self.events.clone(),
             roaming: Roaming::new(self.options.roaming, &config.addresses, self.events.clone()),
+            clock: Clock::start(),
         });
         let mut threads = Vec::new();
         let spawn = |name: &str, f: fn(Arc<Shared>), shared: &Arc<Shared>| {
@@ -381,7 +386,7 @@ fn outbound_loop(shared: Arc<Shared>) {
             }
             let mut endpoint = route.endpoint;
             if shared.roaming.holding() {
-                // A server probing a peer's new address holds that peer's packets (issue 4).
+                // A server probing a peer's new address holds that peer's packets.
                 match shared
                     .roaming
                     .hold_outbound(&shared.sad, route.pair.peer(), packet)
@@ -452,7 +457,7 @@ fn inbound_esp(
     snapshot: &Snapshot,
     esp: &mut [u8],
     from: Observed,
-    now: u64,
+    now: Now,
     tun: &mut TunWriter,
 ) {
     let Ok(header) = esp::Packet::new_checked(&*esp) else {
@@ -462,12 +467,15 @@ fn inbound_esp(
     let (spi, wire_seq) = (header.spi(), header.seq());
     let Some(pair) = snapshot.inbound(spi) else {
         shared.sad.count_global_drop(DropReason::NoSa);
+        // After a restart of the server its homes still send with pairs it no longer has:
+        // the IKE daemon tells them (RFC 7296 2.21.4). Rate limited per sender and SPI.
+        shared.events.unknown_spi(spi, from.addr, from.port, now);
         return;
     };
     let Ok(accepted) = pair.open(wire_seq, esp, now) else {
         return;
     };
-    // Issue 4, only after the ICV and the replay window.
+    // Roaming looks at a packet only after the ICV and the replay window.
     let inner = &esp[accepted.inner];
     let consumed = shared.roaming.after_open(
         shared,
@@ -477,6 +485,7 @@ fn inbound_esp(
         accepted.seq,
         inner,
         from,
+        now,
     );
     if !consumed && !inner.is_empty() {
         tun.push(&shared.tun, inner);
@@ -558,7 +567,7 @@ fn raw_inbound_loop(shared: Arc<Shared>) {
     );
 }
 
-type Handler = fn(&Shared, &Snapshot, &mut [u8], SocketAddrV4, u64, &mut TunWriter);
+type Handler = fn(&Shared, &Snapshot, &mut [u8], SocketAddrV4, Now, &mut TunWriter);
 
 fn inbound_loop(
     shared: &Shared,
@@ -580,7 +589,7 @@ fn inbound_loop(
             continue;
         }
         let snapshot = shared.sad.load();
-        let now = shared.sad.now();
+        let now = shared.clock.now();
         for i in 0..count {
             let segment = batch.segment_size(i);
             let (data, source, truncated) = batch.get_mut(i);
@@ -606,10 +615,16 @@ fn inbound_loop(
     }
 }
 
-/// The roaming thread (issue 4): netlink, the client's NA repetitions, the server's probe
-/// retransmissions and timeouts.
+/// The roaming thread (docs/ARCHITECTURE.md, "Roaming"): netlink, the client's NA repetitions,
+/// the server's probe retransmissions and timeouts.
 fn roaming_loop(shared: Arc<Shared>) {
-    roaming::run(&shared.roaming, &*shared, &shared.sad, &shared.stop);
+    roaming::run(
+        &shared.roaming,
+        &*shared,
+        &shared.sad,
+        &shared.stop,
+        &shared.clock,
+    );
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -668,17 +683,15 @@ impl OuterSockets for Shared {
 /// Advances the forwarder's clock once a second (time limits, last-received ages) and sends NAT
 /// keepalives for UDP-encapsulated peers that asked for them.
 fn ticker_loop(shared: Arc<Shared>) {
-    // The I/O driver owns the clock (DESIGN.md style 1): the SAD only sees seconds.
-    #[allow(clippy::disallowed_methods)]
-    let start = std::time::Instant::now();
     let mut last_keepalive: HashMap<SocketAddrV4, u64> = HashMap::new();
     while !shared.stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(POLL_MS as u64));
-        let now = start.elapsed().as_secs();
-        if now == shared.sad.now() {
+        let turn = shared.clock.now();
+        if turn.secs() == shared.sad.now().secs() {
             continue;
         }
-        shared.sad.set_now(now);
+        shared.sad.set_now(turn);
+        let now = turn.secs();
         let Some(udp) = shared.udp.as_ref() else {
             continue;
         };

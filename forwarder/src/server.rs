@@ -18,8 +18,8 @@ use hometun_control::{
     encode_frame,
 };
 
-use crate::control::{ControlHandler, Platform};
 use crate::control_socket::{PeerPolicy, SocketFile};
+use crate::requests::{Platform, RequestHandler};
 
 /// Why the server stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +31,16 @@ pub enum StopReason {
     /// The pre-connected controller (`--control-fd`), or the one that configured the
     /// interface over the control socket (an IKE daemon's `forwarder_socket`), closed its end.
     ControllerGone,
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StopReason::Requested => "asked to by its controller",
+            StopReason::Signal => "SIGTERM or SIGINT",
+            StopReason::ControllerGone => "its controller closed the channel",
+        })
+    }
 }
 
 /// How long one frame may take to write before its connection is closed: a controller that
@@ -68,9 +78,17 @@ impl Connection {
 
     /// Sends several messages with one write (the replies to one read's requests).
     fn send_all(&self, messages: &[FromForwarder]) -> std::io::Result<()> {
-        let mut frame = Vec::new();
-        for message in messages {
-            frame.extend(encode_frame(message).map_err(std::io::Error::other)?);
+        let frames = messages
+            .iter()
+            .map(encode_frame)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(std::io::Error::other)?;
+        // Sized once and wiped like each frame (a growing buffer would leave copies behind).
+        let mut frame = zeroize::Zeroizing::new(Vec::with_capacity(
+            frames.iter().map(|frame| frame.len()).sum(),
+        ));
+        for each in &frames {
+            frame.extend_from_slice(each);
         }
         if frame.is_empty() {
             return Ok(());
@@ -102,7 +120,7 @@ impl Connection {
 
 /// The running channel: handler, connections and the stop signal.
 pub struct Server<P: Platform + 'static> {
-    handler: Arc<Mutex<ControlHandler<P>>>,
+    handler: Arc<Mutex<RequestHandler<P>>>,
     connections: Arc<Mutex<Vec<Arc<Connection>>>>,
     stop_tx: Sender<StopReason>,
     stop_rx: Receiver<StopReason>,
@@ -112,7 +130,7 @@ pub struct Server<P: Platform + 'static> {
 
 impl<P: Platform + 'static> Server<P> {
     /// A server around a handler; `events` is the receiver the handler's events come out of.
-    pub fn new(handler: ControlHandler<P>, events: EventReceiver) -> Self {
+    pub fn new(handler: RequestHandler<P>, events: EventReceiver) -> Self {
         let (stop_tx, stop_rx) = bounded(4);
         let server = Server {
             handler: Arc::new(Mutex::new(handler)),
@@ -130,7 +148,7 @@ impl<P: Platform + 'static> Server<P> {
     }
 
     /// The handler (to apply a static configuration before serving).
-    pub fn handler(&self) -> &Arc<Mutex<ControlHandler<P>>> {
+    pub fn handler(&self) -> &Arc<Mutex<RequestHandler<P>>> {
         &self.handler
     }
 
@@ -196,7 +214,7 @@ impl<P: Platform + 'static> Server<P> {
 
 fn spawn_connection<P: Platform + 'static>(
     stream: UnixStream,
-    handler: &Arc<Mutex<ControlHandler<P>>>,
+    handler: &Arc<Mutex<RequestHandler<P>>>,
     connections: &Arc<Mutex<Vec<Arc<Connection>>>>,
     stop: &Sender<StopReason>,
     stop_when_closed: bool,
@@ -239,7 +257,7 @@ fn spawn_connection<P: Platform + 'static>(
 fn serve_connection<P: Platform>(
     mut stream: UnixStream,
     connection: &Connection,
-    handler: &Mutex<ControlHandler<P>>,
+    handler: &Mutex<RequestHandler<P>>,
     stop: &Sender<StopReason>,
 ) -> bool {
     let mut decoder = FrameDecoder::new();
@@ -401,12 +419,12 @@ mod tests {
 
     use super::*;
     use crate::aead::AeadBackend;
-    use crate::control::RecordingPlatform;
     use crate::events::EventSender;
+    use crate::requests::RecordingPlatform;
 
     fn server() -> (Server<RecordingPlatform>, UnixStream, UnixStream) {
         let (handler, events) =
-            ControlHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
+            RequestHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
         let server = Server::new(handler, events);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("control.sock");
@@ -468,7 +486,7 @@ mod tests {
             (12, Request::Configure(interface())),
             (13, Request::GetCounters),
         ] {
-            frames.extend(encode_frame(&Envelope { id, request }).unwrap());
+            frames.extend_from_slice(&encode_frame(&Envelope { id, request }).unwrap());
         }
         client.send_raw(&frames).unwrap();
         let mut answers = Vec::new();
@@ -611,7 +629,7 @@ mod tests {
     #[test]
     fn adopted_controller_closing_stops_the_server() {
         let (handler, events) =
-            ControlHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
+            RequestHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
         let server = Server::new(handler, events);
         let (ours, theirs) = UnixStream::pair().unwrap();
         server.adopt(ours);
