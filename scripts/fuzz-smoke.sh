@@ -1,5 +1,5 @@
 #!/bin/bash
-# Runs every cargo-fuzz target for a few seconds (DESIGN.md style 11).
+# Runs every cargo-fuzz target for a few seconds (docs/ARCHITECTURE.md, "Fuzzing").
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds=${1:-10}

@@ -307,18 +307,18 @@ mod tests {
         let client = hometun_config::ClientConfig::load(&root.join("examples/config/client.toml"))
             .unwrap()
             .client;
-        for (role, socket, state_dir, control_socket) in [
+        for (role, socket, state_dir, status_socket) in [
             (
                 "server",
                 &server.forwarder_socket,
                 &server.state_dir,
-                &server.control_socket,
+                &server.status_socket,
             ),
             (
                 "client",
                 &client.forwarder_socket,
                 &client.state_dir,
-                &client.control_socket,
+                &client.status_socket,
             ),
         ] {
             let daemon = &units
@@ -371,7 +371,7 @@ mod tests {
             assert_eq!(*state_dir, std::path::Path::new(&state), "{role}");
             let run = format!("/run/{}", setting(daemon, "RuntimeDirectory")[0]);
             assert_eq!(
-                control_socket.parent(),
+                status_socket.parent(),
                 Some(std::path::Path::new(&run)),
                 "{role}"
             );

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod names;
 mod renew;
+pub mod static_sa;
 
 pub use renew::RenewSection;
 
@@ -85,7 +86,8 @@ impl TunnelSection {
     }
 }
 
-/// Byte and packet lifetimes of CHILD SAs (DESIGN.md "lifetimes"): no time limit by default.
+/// Byte and packet lifetimes of CHILD SAs (docs/ARCHITECTURE.md, "Rekeys"): no time limit by
+/// default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSection {
@@ -305,15 +307,16 @@ pub struct ServerSection {
     /// Directory for runtime state.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
-    /// Unix socket where `hometun status` asks for the state.
-    #[serde(default = "default_control_socket")]
-    pub control_socket: PathBuf,
+    /// The status socket: the Unix socket where `hometun status` asks for the state. Its key
+    /// in the file is `control_socket`.
+    #[serde(rename = "control_socket", default = "default_status_socket")]
+    pub status_socket: PathBuf,
     /// Serve Prometheus metrics on this local address (off unless set).
     #[serde(default)]
     pub metrics: Option<SocketAddr>,
-    /// The control socket of an already running `hometun forwarder --control PATH --accept-moves`
-    /// to use (e.g. one systemd started with only CAP_NET_ADMIN and CAP_NET_RAW). Unset: the
-    /// daemon starts its own forwarder as a child process.
+    /// The SA-channel socket of an already running `hometun forwarder --control PATH
+    /// --accept-moves` to use (e.g. one systemd started with only CAP_NET_ADMIN and CAP_NET_RAW).
+    /// Unset: the daemon starts its own forwarder as a child process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarder_socket: Option<PathBuf>,
 }
@@ -339,7 +342,7 @@ impl ServerSection {
             crl: None,
             pool,
             state_dir: default_state_dir(),
-            control_socket: default_control_socket(),
+            status_socket: default_status_socket(),
             metrics: None,
             forwarder_socket: None,
         }
@@ -438,13 +441,14 @@ pub struct ClientSection {
     /// Directory for runtime state.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
-    /// Unix socket where `hometun status` asks for the state.
-    #[serde(default = "default_control_socket")]
-    pub control_socket: PathBuf,
+    /// The status socket: the Unix socket where `hometun status` asks for the state. Its key
+    /// in the file is `control_socket`.
+    #[serde(rename = "control_socket", default = "default_status_socket")]
+    pub status_socket: PathBuf,
     /// Serve Prometheus metrics on this local address (off unless set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<SocketAddr>,
-    /// The control socket of an already running `hometun forwarder --control PATH` to use
+    /// The SA-channel socket of an already running `hometun forwarder --control PATH` to use
     /// (started with `--follow-local-address` unless `client.local` is set). Unset: the daemon
     /// starts its own forwarder as a child process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -475,7 +479,7 @@ impl ClientSection {
             prefix,
             address: None,
             state_dir: default_state_dir(),
-            control_socket: default_control_socket(),
+            status_socket: default_status_socket(),
             metrics: None,
             forwarder_socket: None,
         }
@@ -506,7 +510,7 @@ pub struct ClientConfig {
 /// broken config). Reads only `control_socket` of `[server]` or `[client]`; a file that is not
 /// TOML at all is scanned line by line; without the key, the default. Relative to the file's
 /// directory, as [`ServerConfig::load`] makes it.
-pub fn control_socket_in(path: &Path, text: &str) -> PathBuf {
+pub fn status_socket_in(path: &Path, text: &str) -> PathBuf {
     const KEY: &str = "control_socket";
     let from_table = toml::from_str::<toml::Table>(text).ok().and_then(|table| {
         ["server", "client"]
@@ -526,7 +530,7 @@ pub fn control_socket_in(path: &Path, text: &str) -> PathBuf {
     };
     let named = from_table
         .or_else(from_lines)
-        .unwrap_or_else(default_control_socket);
+        .unwrap_or_else(default_status_socket);
     base_dir(path).join(named)
 }
 
@@ -545,7 +549,7 @@ impl ServerConfig {
         ] {
             *p = base.join(&*p);
         }
-        s.control_socket = base.join(&s.control_socket);
+        s.status_socket = base.join(&s.status_socket);
         if let Some(socket) = &mut s.forwarder_socket {
             *socket = base.join(&*socket);
         }
@@ -661,7 +665,7 @@ impl ClientConfig {
         ] {
             *p = base.join(&*p);
         }
-        c.control_socket = base.join(&c.control_socket);
+        c.status_socket = base.join(&c.status_socket);
         if let Some(socket) = &mut c.forwarder_socket {
             *socket = base.join(&*socket);
         }
@@ -880,7 +884,8 @@ fn check_ike(ike: &IkeSection, file: &Path) -> Result<(), ConfigError> {
 
 /// Checks a DNS name and returns it in lower case, the one form every name is compared in.
 fn normalise_name(name: &mut String, key: &str, file: &Path) -> Result<(), ConfigError> {
-    *name = names::normalize_dns_name(name).map_err(|e| ConfigError::new(file, key, e))?;
+    *name =
+        names::normalize_dns_name(name).map_err(|e| ConfigError::new(file, key, e.to_string()))?;
     Ok(())
 }
 
@@ -970,7 +975,7 @@ fn default_nat_port() -> u16 {
 fn default_state_dir() -> PathBuf {
     PathBuf::from("state")
 }
-fn default_control_socket() -> PathBuf {
+fn default_status_socket() -> PathBuf {
     PathBuf::from("state/control.sock")
 }
 fn default_pki_dir() -> PathBuf {

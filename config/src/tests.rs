@@ -155,7 +155,7 @@ fn load_resolves_paths_relative_to_the_file() {
     let c = ServerConfig::load(&path).unwrap();
     assert_eq!(c.server.ca, dir.path().join("ca.pem"));
     assert_eq!(
-        c.server.control_socket,
+        c.server.status_socket,
         dir.path().join("state/control.sock")
     );
 }
@@ -279,25 +279,25 @@ fn the_status_socket_is_found_in_a_config_with_errors() {
         "[server]\ncontrol_socket = \"/run/hometun.sock\"",
     );
     assert_eq!(
-        control_socket_in(path, &named),
+        status_socket_in(path, &named),
         PathBuf::from("/run/hometun.sock")
     );
     // A field of the wrong type elsewhere: the full load fails, the socket is still read.
     let wrong_field = named.replace("pool = \"2001:db8:100::/48\"", "pool = 7");
     assert!(ServerConfig::from_toml(path, &wrong_field).is_err());
     assert_eq!(
-        control_socket_in(path, &wrong_field),
+        status_socket_in(path, &wrong_field),
         PathBuf::from("/run/hometun.sock")
     );
     // Not TOML at all: the line is still found, relative paths from the file's directory.
     let broken = CLIENT.replace("[client]", "[client]\ncontrol_socket = \"run/c.sock\"\n[[[");
     assert_eq!(
-        control_socket_in(path, &broken),
+        status_socket_in(path, &broken),
         PathBuf::from("/etc/hometun/run/c.sock")
     );
     // Not named: the default.
     assert_eq!(
-        control_socket_in(path, "[[["),
+        status_socket_in(path, "[[["),
         PathBuf::from("/etc/hometun/state/control.sock")
     );
 }

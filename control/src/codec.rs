@@ -123,30 +123,18 @@ mod tests {
     use crate::types::*;
 
     fn child_sa() -> ChildSa {
-        ChildSa {
-            peer: PeerId(7),
-            spi_in: Spi(0x1122_3344),
-            key_in: AeadKey::from_keymat(AeadAlg::AesGcm128, &[1u8; 20]).unwrap(),
-            spi_out: Spi(0x5566_7788),
-            key_out: AeadKey::from_keymat(AeadAlg::AesGcm256, &[2u8; 36]).unwrap(),
-            local_ts: vec!["::/0".parse().unwrap()],
-            remote_ts: vec!["2001:db8:1::/64".parse().unwrap()],
-            endpoint: Endpoint {
-                local: Ipv4Addr::new(192, 0, 2, 1),
-                remote: Ipv4Addr::new(198, 51, 100, 2),
-                encap: Encapsulation::Udp {
-                    local_port: 4500,
-                    remote_port: 40000,
-                },
-            },
-            limits: Limits {
+        ChildSa::builder()
+            .peer(7)
+            .spis(0x1122_3344, 0x5566_7788)
+            .key_out(AeadAlg::AesGcm256, 2)
+            .addresses(Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(198, 51, 100, 2))
+            .udp(4500, 40000)
+            .limits(Limits {
                 soft_bytes: Some(1 << 31),
                 ..Limits::default()
-            },
-            esn: false,
-            replay_window: 1024,
-            nat_keepalive_seconds: Some(20),
-        }
+            })
+            .nat_keepalive_seconds(Some(20))
+            .build()
     }
 
     #[test]

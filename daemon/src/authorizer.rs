@@ -7,6 +7,7 @@ use ipnet::Ipv6Net;
 
 use hometun_ike::crypto::{PeerIdentity, VerifiedPeer};
 use hometun_ike::endpoint::Authorizer;
+use hometun_ike::endpoint::PrefixRefusal;
 
 /// Static clients first, then the certificate's prefixes within the pool.
 #[derive(Debug, Clone)]
@@ -26,7 +27,7 @@ impl ConfigAuthorizer {
         &self,
         identity: &PeerIdentity,
         certificate: &[u8],
-    ) -> Result<Vec<Ipv6Net>, String> {
+    ) -> Result<Vec<Ipv6Net>, PrefixRefusal> {
         if let PeerIdentity::Fqdn(name) = identity
             && let Some(client) = self
                 .clients
@@ -35,29 +36,27 @@ impl ConfigAuthorizer {
         {
             return Ok(vec![client.prefix]);
         }
-        let prefixes = hometun_certs::addrblock::prefixes_from_certificate(certificate)
-            .map_err(|e| format!("cannot read the IPv6 prefix from its certificate: {e}"))?;
+        let prefixes = hometun_certs::addrblock::prefixes_from_certificate(certificate)?;
         if prefixes.is_empty() {
-            return Err(format!(
-                "no [[clients]] entry names {identity} and its certificate carries no IPv6 prefix (RFC 3779 ipAddrBlocks)"
-            ));
+            return Err(PrefixRefusal::NoPrefix(identity.clone()));
         }
         for prefix in &prefixes {
             if !self.pool.contains(prefix) {
-                return Err(format!(
-                    "its certificate's prefix {prefix} is outside server.pool {}",
-                    self.pool
-                ));
+                return Err(PrefixRefusal::OutsidePool {
+                    prefix: *prefix,
+                    pool: self.pool,
+                });
             }
             if let Some(other) = self
                 .clients
                 .iter()
                 .find(|c| c.prefix.contains(prefix) || prefix.contains(&c.prefix))
             {
-                return Err(format!(
-                    "its certificate's prefix {prefix} overlaps {} of [[clients]] {}",
-                    other.prefix, other.name
-                ));
+                return Err(PrefixRefusal::OverlapsStaticClient {
+                    prefix: *prefix,
+                    theirs: other.prefix,
+                    name: other.name.clone(),
+                });
             }
         }
         Ok(prefixes)
@@ -69,7 +68,7 @@ impl Authorizer for ConfigAuthorizer {
         &self,
         identity: &PeerIdentity,
         peer: &VerifiedPeer,
-    ) -> Result<Vec<Ipv6Net>, String> {
+    ) -> Result<Vec<Ipv6Net>, PrefixRefusal> {
         self.decide(identity, peer.certificate_der())
     }
 }
@@ -131,7 +130,8 @@ mod tests {
         let der = cert("home.example", &["2001:db8:999::/64"]);
         let reason = authorizer()
             .decide(&fqdn("home.example"), &der)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             reason.contains("2001:db8:999::/64 is outside server.pool 2001:db8:100::/48"),
             "{reason}"
@@ -143,7 +143,8 @@ mod tests {
         let der = cert("thief.example", &["2001:db8:100:5::/64"]);
         let reason = authorizer()
             .decide(&fqdn("thief.example"), &der)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             reason.contains("overlaps 2001:db8:100:5::/64 of [[clients]] static.example"),
             "{reason}"
@@ -155,7 +156,8 @@ mod tests {
         let der = cert("stranger.example", &[]);
         let reason = authorizer()
             .decide(&fqdn("stranger.example"), &der)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             reason.contains("no [[clients]] entry names stranger.example"),
             "{reason}"

@@ -32,7 +32,7 @@ pub struct StatusArgs {
     /// Show only this peer (a home's name on a server, the server's on a client).
     #[arg(value_name = "NAME")]
     pub name: Option<String>,
-    /// The daemon's configuration file (to find its control socket); default:
+    /// The daemon's configuration file (to find its status socket); default:
     /// /etc/hometun/server.toml, else /etc/hometun/client.toml.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

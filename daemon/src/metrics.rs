@@ -2,7 +2,7 @@
 //! `hometun status` in the Prometheus text format (version 0.0.4), over plain HTTP on a local
 //! address.
 //!
-//! Each scrape asks the driver for a fresh status (the same answer the control socket gives,
+//! Each scrape asks the driver for a fresh status (the same answer the status socket gives,
 //! with the forwarder's counters fetched for it) and renders it: one series per peer and per
 //! CHILD SA pair, labelled with the peer's identity and the pair's inbound SPI. There is no
 //! authentication: bind it to a loopback or management address.

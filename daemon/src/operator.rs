@@ -92,7 +92,7 @@ fn socket_of(config: Option<&Path>) -> anyhow::Result<PathBuf> {
                 )
             })?,
     };
-    crate::setup::control_socket_of(&config)
+    crate::setup::status_socket_of(&config)
 }
 
 /// Sends `command` to the daemon at `socket`; returns what it did, or its refusal as the error.

@@ -99,7 +99,7 @@ mod tests {
             peer: peer.into(),
             local: "192.0.2.1:4500".parse().unwrap(),
             remote: "198.51.100.7:4500".parse().unwrap(),
-            spis: vec![spi],
+            spis: vec![hometun_control::Spi(spi)],
         }
     }
 

@@ -143,9 +143,9 @@ pub fn common_config(
         .collect::<Result<Vec<_>, _>>()?;
     Ok(CommonConfig {
         chain: credentials.chain,
-        key: credentials.key,
+        key: std::sync::Arc::new(credentials.key),
         identity,
-        verifier: credentials.verifier,
+        verifier: std::sync::Arc::new(credentials.verifier),
         ike_proposals,
         esp_proposals,
         limits: limits.to_limits(),
@@ -244,10 +244,10 @@ pub fn prepare_server(config_path: &Path) -> anyhow::Result<(DriverConfig, Respo
             s.nat_port,
             Some(s.pool),
         ),
-        // A client's outer address may change (DESIGN.md "The override Neighbor
-        // Advertisement"): the forwarder checks its override NA and probes the new address.
+        // A client's outer address may change (docs/ARCHITECTURE.md, "Roaming"): the
+        // forwarder checks its override NA and probes the new address.
         forwarder: forwarder_source(s.forwarder_socket.as_deref(), vec!["--accept-moves".into()])?,
-        control_socket: s.control_socket.clone(),
+        status_socket: s.status_socket.clone(),
         metrics: s.metrics,
         reloader: Some(ConfigReloader::server(config_path, config.clone())),
         renewal: None,
@@ -375,7 +375,7 @@ pub fn prepare_client(config_path: &Path) -> anyhow::Result<(DriverConfig, Initi
             c.forwarder_socket.as_deref(),
             client_forwarder_args(c.local, config.tunnel_address()),
         )?,
-        control_socket: c.control_socket.clone(),
+        status_socket: c.status_socket.clone(),
         metrics: c.metrics,
         reloader: Some(ConfigReloader::client(config_path, config.clone())),
         renewal: Some(config_path.to_path_buf()),
@@ -415,22 +415,22 @@ pub fn run_client(config_path: &Path) -> anyhow::Result<()> {
 /// Where `hometun status` looks without `--config`.
 pub const DEFAULT_CONFIGS: [&str; 2] = ["/etc/hometun/server.toml", "/etc/hometun/client.toml"];
 
-/// The control socket named by a server or client config. A config with errors still names its
+/// The status socket named by a server or client config. A config with errors still names its
 /// socket: the daemon may be running on the last good one (a SIGHUP keeps it), so the errors are
 /// told on stderr and the socket is asked anyway.
-pub fn control_socket_of(config_path: &Path) -> anyhow::Result<PathBuf> {
+pub fn status_socket_of(config_path: &Path) -> anyhow::Result<PathBuf> {
     let text = std::fs::read_to_string(config_path)
         .map_err(|e| file_error(config_path, hometun_config::io_problem(&e)))?;
     let is_server = text.lines().any(|l| l.trim() == "[server]");
     let loaded = if is_server {
-        ServerConfig::load(config_path).map(|c| c.server.control_socket)
+        ServerConfig::load(config_path).map(|c| c.server.status_socket)
     } else {
-        ClientConfig::load(config_path).map(|c| c.client.control_socket)
+        ClientConfig::load(config_path).map(|c| c.client.status_socket)
     };
     Ok(match loaded {
         Ok(socket) => socket,
         Err(error) => {
-            let socket = hometun_config::control_socket_in(config_path, &text);
+            let socket = hometun_config::status_socket_in(config_path, &text);
             eprintln!(
                 "hometun: warning: {error} (a running daemon keeps its last good config; asking {})",
                 socket.display()
@@ -486,7 +486,7 @@ pub fn run_status(config: Option<&Path>, name: Option<&str>, json: bool) -> anyh
             found.to_path_buf()
         }
     };
-    let socket = control_socket_of(&config_path)?;
+    let socket = status_socket_of(&config_path)?;
     let text = crate::status::query(&socket)?;
     if json && name.is_none() {
         print!("{text}");

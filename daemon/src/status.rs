@@ -1,5 +1,6 @@
-//! `hometun status`: the daemon's control socket (one request, one JSON answer) and the table
-//! the command prints from that answer.
+//! `hometun status`: the daemon's status socket (one request, one JSON answer) and the table
+//! the command prints from that answer. (The SA channel to the forwarder is another socket:
+//! docs/ARCHITECTURE.md, "The SA channel".)
 //!
 //! Protocol: the client connects to the Unix socket named by `control_socket` in the config,
 //! writes the line `status`, and reads one JSON document ([`StatusReport`]) up to end of file.
@@ -25,7 +26,7 @@ use hometun_ike::endpoint::{EndpointCounters, PeerStatus};
 /// The request line a client sends.
 pub const STATUS_REQUEST: &str = "status";
 
-/// What a daemon answers on its control socket: the endpoint's view of its peers and the
+/// What a daemon answers on its status socket: the endpoint's view of its peers and the
 /// forwarder's counters, fetched for the answer.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
@@ -172,7 +173,7 @@ pub struct ChildView {
 /// A status request from a socket client to the driver, answered with the JSON text.
 pub type StatusRequest = oneshot::Sender<String>;
 
-/// Removes the control socket file when dropped.
+/// Removes the status socket file when dropped.
 #[derive(Debug)]
 pub struct SocketFile(PathBuf);
 
@@ -182,7 +183,7 @@ impl Drop for SocketFile {
     }
 }
 
-/// Binds the control socket (refusing to take over one a running daemon still answers on) and
+/// Binds the status socket (refusing to take over one a running daemon still answers on) and
 /// serves it: each connection's request goes to `requests` (status) or `commands` (the
 /// operator's), where the driver answers it.
 pub async fn serve(
@@ -197,7 +198,7 @@ pub async fn serve(
     if path.exists() {
         if UnixStream::connect(path).await.is_ok() {
             anyhow::bail!(
-                "control socket {}: another daemon is running on it",
+                "status socket {}: another daemon is running on it",
                 path.display()
             );
         }
@@ -205,7 +206,7 @@ pub async fn serve(
         std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
     }
     let listener =
-        UnixListener::bind(path).with_context(|| format!("control socket {}", path.display()))?;
+        UnixListener::bind(path).with_context(|| format!("status socket {}", path.display()))?;
     {
         use std::os::unix::fs::PermissionsExt;
         // Status shows identities and addresses of every peer: for the administrator only.
@@ -220,7 +221,7 @@ pub async fn serve(
                     tokio::spawn(answer(stream, requests.clone(), commands.clone()));
                 }
                 Err(error) => {
-                    tracing::warn!("control socket: accept failed: {error}");
+                    tracing::warn!("status socket: accept failed: {error}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }

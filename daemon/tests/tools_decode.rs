@@ -10,7 +10,7 @@ use std::time::Duration;
 use hometun_daemon::tools::decode::{DecodeKeys, Summary, decode_capture, decode_hex};
 use hometun_lab::trace::*;
 use pcap_file::DataLink;
-use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
 use pcap_file::pcapng::{Block, PcapNgWriter};
@@ -38,14 +38,7 @@ fn run_capture(capture: &[u8], keys: &DecodeKeys) -> (String, String, Summary) {
 
 /// The trace's frames as (timestamp, bytes).
 fn frames() -> Vec<(Duration, Vec<u8>)> {
-    let bytes = trace();
-    let mut reader = PcapReader::new(&bytes[..]).unwrap();
-    let mut frames = Vec::new();
-    while let Some(p) = reader.next_packet() {
-        let p = p.unwrap();
-        frames.push((p.timestamp, p.data.into_owned()));
-    }
-    frames
+    trace_frames()
 }
 
 fn write_pcap(link: DataLink, frames: &[(Duration, Vec<u8>)]) -> Vec<u8> {

@@ -8,11 +8,11 @@ use anyhow::Context;
 use hometun_control::{Request, Response};
 
 use crate::aead::AeadBackend;
-use crate::control::ControlHandler;
 use crate::control_socket::{PeerPolicy, SocketFile, UserSpec, bind_control_socket};
 use crate::dataplane::{DataplaneOptions, LinuxPlatform};
+use crate::requests::RequestHandler;
 use crate::server::{ControlClient, Server, StopReason, stop_channel};
-use crate::static_config::StaticConfig;
+use hometun_config::static_sa::StaticConfig;
 
 /// Arguments of `hometun forwarder`.
 #[derive(Debug, clap::Args)]
@@ -122,7 +122,7 @@ pub fn run(args: ForwarderArgs) -> anyhow::Result<()> {
         },
     )
     .stopping_with(stop.0.clone());
-    let handler = ControlHandler::with_events(platform, backend, events_tx);
+    let handler = RequestHandler::with_events(platform, backend, events_tx);
     let server = Server::with_stop_channel(handler, events_rx, stop);
     signals.forward_to(server.stopper());
 

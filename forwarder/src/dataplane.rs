@@ -21,17 +21,20 @@ use hometun_control::{
 use ipnet::Ipv6Net;
 use tun_rs::{GROTable, SyncDevice, VIRTIO_NET_HDR_LEN};
 
-use crate::control::Platform;
+use crate::clock::{Clock, Now};
 use crate::events::EventSender;
 use crate::netlink;
 use crate::read_failures::FailureRun;
+use crate::requests::Platform;
 use crate::roaming::return_routability::Observed;
 use crate::roaming::{self, OuterSockets, Roaming};
 use crate::sad::{Sad, Snapshot};
+use crate::send_batch::{self, SendBatch};
 use crate::server::StopReason;
-use crate::sockets::{self, RecvBatch, SendBatch};
+use crate::sockets::{self, RecvBatch};
 use crate::takeover;
 use crate::tun_device::{self, TunDevice, TunSpec};
+use crate::tun_writer::TunWriter;
 use crate::wire::{esp, icmpv6, ipv6};
 
 /// Packets per batch (recvmmsg, sendmmsg, TUN writes).
@@ -55,7 +58,8 @@ pub struct DataplaneOptions {
     pub offload: bool,
     /// Use UDP GSO for sending and UDP GRO for receiving ESP in UDP.
     pub udp_offload: bool,
-    /// Address changes (issue 4): follow our own address (client), accept moves (server).
+    /// Address changes (docs/ARCHITECTURE.md, "Roaming"): follow our own address (client), accept
+    /// moves (server).
     pub roaming: RoamingConfig,
 }
 
@@ -116,6 +120,8 @@ struct Shared {
     roaming: Roaming,
     /// Stops the whole forwarder when the data plane cannot go on.
     stopper: Option<Sender<StopReason>>,
+    /// The forwarder's one clock: each data thread reads it once per batch.
+    clock: Clock,
 }
 
 impl LinuxPlatform {
@@ -213,6 +219,7 @@ impl Platform for LinuxPlatform {
             events: self.events.clone(),
             roaming: Roaming::new(self.options.roaming, &config.addresses, self.events.clone()),
             stopper: self.stopper.clone(),
+            clock: Clock::start(),
         });
         let mut threads = Vec::new();
         let spawn = |name: &str, f: fn(Arc<Shared>), shared: &Arc<Shared>| {
@@ -327,15 +334,14 @@ fn destination(endpoint: &Endpoint) -> (bool, SocketAddrV4) {
     }
 }
 
-/// TUN -> SAD -> seal -> outer socket.
+/// TUN -> SAD -> seal -> outer socket. Each inner packet is read into a send buffer behind room
+/// for the outer headers and sealed there (`send_batch`): no copy between read and send.
 fn outbound_loop(shared: Arc<Shared>) {
     let tun_fd = shared.tun.as_raw_fd();
     let segment = shared.mtu.max(1500) + 64;
     let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + 65_535];
-    let mut inner: Vec<Vec<u8>> = vec![vec![0u8; segment]; SEGMENTS];
+    let mut batch = SendBatch::new(SEGMENTS, segment);
     let mut sizes = vec![0usize; SEGMENTS];
-    let mut udp_batch = SendBatch::new(BATCH, segment + OUTER_OVERHEAD);
-    let mut raw_batch = SendBatch::new(BATCH, segment + OUTER_OVERHEAD);
     let mut icmp = vec![0u8; 1280];
     let mut gro = GROTable::default();
     let mut icmp_out: Vec<Vec<u8>> = vec![Vec::with_capacity(1280 + VIRTIO_NET_HDR_LEN)];
@@ -345,10 +351,12 @@ fn outbound_loop(shared: Arc<Shared>) {
         if !sockets::wait_readable(tun_fd, POLL_MS) {
             continue;
         }
-        let count = match shared
-            .tun
-            .recv_multiple(&mut original, &mut inner, &mut sizes, 0)
-        {
+        let count = match shared.tun.recv_multiple(
+            &mut original,
+            batch.buffers_mut(),
+            &mut sizes,
+            send_batch::INNER_AT,
+        ) {
             Ok(count) => {
                 failures.succeeded();
                 count
@@ -369,8 +377,9 @@ fn outbound_loop(shared: Arc<Shared>) {
         };
         let mut snapshot = shared.sad.load();
         let mut generation = shared.roaming.generation();
-        for i in 0..count {
-            let packet = &inner[i][..sizes[i]];
+        for (i, &size) in sizes.iter().enumerate().take(count) {
+            let buffer = batch.buffer_mut(i);
+            let packet = &buffer[send_batch::INNER_AT..send_batch::INNER_AT + size];
             let Some(destination_address) = ipv6_destination(packet) else {
                 shared.sad.count_global_drop(DropReason::Malformed);
                 continue;
@@ -398,7 +407,7 @@ fn outbound_loop(shared: Arc<Shared>) {
             }
             let mut endpoint = route.endpoint;
             if shared.roaming.holding() {
-                // A server probing a peer's new address holds that peer's packets (issue 4).
+                // A server probing a peer's new address holds that peer's packets.
                 match shared
                     .roaming
                     .hold_outbound(&shared.sad, route.pair.peer(), packet)
@@ -409,51 +418,34 @@ fn outbound_loop(shared: Arc<Shared>) {
                 }
             }
             let (udp, to) = destination(&endpoint);
-            let batch = if udp { &mut udp_batch } else { &mut raw_batch };
-            if let Ok(len) = route.pair.seal(packet, batch.slot()) {
-                batch.commit(len, to);
-            }
-            if batch.is_full() {
-                flush(&shared, batch, udp, &mut gso);
+            if let Ok(len) = route
+                .pair
+                .seal_in_place(&mut buffer[send_batch::ESP_AT..], size)
+            {
+                batch.push(i, len, to, udp);
             }
         }
         drop(snapshot);
-        flush(&shared, &mut udp_batch, true, &mut gso);
-        flush(&shared, &mut raw_batch, false, &mut gso);
+        flush(&shared, &mut batch, &mut gso);
     }
 }
 
-fn flush(shared: &Shared, batch: &mut SendBatch, udp: bool, gso: &mut bool) {
-    let fd = if udp {
-        shared.udp.as_ref().map(|s| s.as_raw_fd())
-    } else {
-        shared.raw.as_ref().map(|s| s.as_raw_fd())
-    };
-    match fd {
-        Some(fd) => {
-            if udp && *gso {
-                match batch.flush_gso(fd) {
-                    Some(0) => return,
-                    Some(failed) => {
-                        tracing::debug!("{failed} ESP packets not sent");
-                        return;
-                    }
-                    None => {
-                        tracing::info!("forwarder: no UDP GSO here, sending datagram by datagram");
-                        *gso = false;
-                    }
-                }
-            }
-            let failed = batch.flush(fd);
-            if failed > 0 {
-                tracing::debug!("{failed} ESP packets not sent");
-            }
-        }
-        None => {
-            // An SA whose encapsulation has no socket (refused at install; kept for safety).
-            let _ = batch.flush(-1);
-        }
+/// Sends what the batch holds, each packet through its socket.
+fn flush(shared: &Shared, batch: &mut SendBatch, gso: &mut bool) {
+    if batch.is_empty() {
+        return;
     }
+    let mut failed = 0;
+    // An SA whose encapsulation has no socket (refused at install; kept for safety) counts as
+    // not sent.
+    let raw_fd = shared.raw.as_ref().map_or(-1, |s| s.as_raw_fd());
+    failed += batch.flush_raw(raw_fd);
+    let udp_fd = shared.udp.as_ref().map_or(-1, |s| s.as_raw_fd());
+    failed += batch.flush_udp(udp_fd, gso);
+    if failed > 0 {
+        tracing::debug!("{failed} ESP packets not sent");
+    }
+    batch.clear();
 }
 
 /// Writes one packet into the TUN device (with an empty virtio header when offload is on).
@@ -479,57 +471,6 @@ fn ipv6_destination(packet: &[u8]) -> Option<Ipv6Addr> {
     ipv6::Packet::new_checked(packet).ok().map(|p| p.dst_addr())
 }
 
-/// Delivers decrypted inner packets into the TUN device, coalescing them (GRO) when offload is
-/// on so that one write carries many.
-struct TunWriter {
-    buffers: Vec<Vec<u8>>,
-    count: usize,
-    gro: GROTable,
-}
-
-impl TunWriter {
-    fn new(size: usize) -> Self {
-        TunWriter {
-            buffers: (0..BATCH)
-                .map(|_| Vec::with_capacity(size + VIRTIO_NET_HDR_LEN))
-                .collect(),
-            count: 0,
-            gro: GROTable::default(),
-        }
-    }
-
-    fn push(&mut self, shared: &Shared, packet: &[u8]) {
-        if !shared.offload {
-            if let Err(error) = shared.tun.send(packet) {
-                tracing::debug!("TUN write: {error}");
-            }
-            return;
-        }
-        let buffer = &mut self.buffers[self.count];
-        buffer.clear();
-        buffer.resize(VIRTIO_NET_HDR_LEN, 0);
-        buffer.extend_from_slice(packet);
-        self.count += 1;
-        if self.count == self.buffers.len() {
-            self.flush(shared);
-        }
-    }
-
-    fn flush(&mut self, shared: &Shared) {
-        if self.count == 0 {
-            return;
-        }
-        if let Err(error) = shared.tun.send_multiple(
-            &mut self.gro,
-            &mut self.buffers[..self.count],
-            VIRTIO_NET_HDR_LEN,
-        ) {
-            tracing::debug!("TUN write: {error}");
-        }
-        self.count = 0;
-    }
-}
-
 /// Opens one ESP packet (starting at the SPI) that came from `from` and queues its inner packet
 /// for the TUN device, unless the roaming code consumes it.
 fn inbound_esp(
@@ -537,7 +478,7 @@ fn inbound_esp(
     snapshot: &Snapshot,
     esp: &mut [u8],
     from: Observed,
-    now: u64,
+    now: Now,
     tun: &mut TunWriter,
 ) {
     let Ok(header) = esp::Packet::new_checked(&*esp) else {
@@ -549,15 +490,13 @@ fn inbound_esp(
         shared.sad.count_global_drop(DropReason::NoSa);
         // After a restart of the server its homes still send with pairs it no longer has:
         // the IKE daemon tells them (RFC 7296 2.21.4). Rate limited per sender and SPI.
-        shared
-            .events
-            .unknown_spi(spi, from.addr, from.port, shared.roaming.now_ms());
+        shared.events.unknown_spi(spi, from.addr, from.port, now);
         return;
     };
     let Ok(accepted) = pair.open(wire_seq, esp, now) else {
         return;
     };
-    // Issue 4, only after the ICV and the replay window.
+    // Roaming looks at a packet only after the ICV and the replay window.
     let inner = &esp[accepted.inner];
     let consumed = shared.roaming.after_open(
         shared,
@@ -567,9 +506,10 @@ fn inbound_esp(
         accepted.seq,
         inner,
         from,
+        now,
     );
     if !consumed && !inner.is_empty() {
-        tun.push(shared, inner);
+        tun.push(&shared.tun, inner);
     }
 }
 
@@ -579,7 +519,7 @@ fn udp_inbound_loop(shared: Arc<Shared>) {
     // With UDP GRO one receive may carry a whole run of datagrams.
     let buffer = if shared.udp_gro { 65_536 } else { size };
     let mut batch = RecvBatch::new(BATCH, buffer);
-    let mut tun = TunWriter::new(size);
+    let mut tun = TunWriter::new(BATCH, shared.offload);
     inbound_loop(
         &shared,
         OuterSocket::Udp,
@@ -614,7 +554,7 @@ fn udp_inbound_loop(shared: Arc<Shared>) {
 fn raw_inbound_loop(shared: Arc<Shared>) {
     let size = shared.mtu + OUTER_OVERHEAD + 64 + 60;
     let mut batch = RecvBatch::new(BATCH, size);
-    let mut tun = TunWriter::new(size);
+    let mut tun = TunWriter::new(BATCH, shared.offload);
     inbound_loop(
         &shared,
         OuterSocket::Raw,
@@ -642,7 +582,7 @@ fn raw_inbound_loop(shared: Arc<Shared>) {
     );
 }
 
-type Handler = fn(&Shared, &Snapshot, &mut [u8], SocketAddrV4, u64, &mut TunWriter);
+type Handler = fn(&Shared, &Snapshot, &mut [u8], SocketAddrV4, Now, &mut TunWriter);
 
 fn inbound_loop(
     shared: &Shared,
@@ -680,7 +620,7 @@ fn inbound_loop(
             continue;
         }
         let snapshot = shared.sad.load();
-        let now = shared.sad.now();
+        let now = shared.clock.now();
         for i in 0..count {
             let segment = batch.segment_size(i);
             let (data, source, truncated) = batch.get_mut(i);
@@ -702,14 +642,20 @@ fn inbound_loop(
                 handle(shared, &snapshot, data, source, now, tun);
             }
         }
-        tun.flush(shared);
+        tun.flush(&shared.tun);
     }
 }
 
-/// The roaming thread (issue 4): netlink, the client's NA repetitions, the server's probe
-/// retransmissions and timeouts.
+/// The roaming thread (docs/ARCHITECTURE.md, "Roaming"): netlink, the client's NA repetitions,
+/// the server's probe retransmissions and timeouts.
 fn roaming_loop(shared: Arc<Shared>) {
-    roaming::run(&shared.roaming, &*shared, &shared.sad, &shared.stop);
+    roaming::run(
+        &shared.roaming,
+        &*shared,
+        &shared.sad,
+        &shared.stop,
+        &shared.clock,
+    );
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -856,17 +802,15 @@ fn recover_tun(shared: &Shared, error: &io::Error) -> bool {
 /// Advances the forwarder's clock once a second (time limits, last-received ages) and sends NAT
 /// keepalives for UDP-encapsulated peers that asked for them.
 fn ticker_loop(shared: Arc<Shared>) {
-    // The I/O driver owns the clock (DESIGN.md style 1): the SAD only sees seconds.
-    #[allow(clippy::disallowed_methods)]
-    let start = std::time::Instant::now();
     let mut last_keepalive: HashMap<SocketAddrV4, u64> = HashMap::new();
     while !shared.stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(POLL_MS as u64));
-        let now = start.elapsed().as_secs();
-        if now == shared.sad.now() {
+        let turn = shared.clock.now();
+        if turn.secs() == shared.sad.now().secs() {
             continue;
         }
-        shared.sad.set_now(now);
+        shared.sad.set_now(turn);
+        let now = turn.secs();
         let Some(udp) = shared.udp.as_ref() else {
             continue;
         };

@@ -14,8 +14,11 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use hometun_control::{Endpoint, Event, PeerId, Spi};
+
+use crate::clock::Now;
 
 /// Most IKE messages waiting at once.
 pub const IKE_CAPACITY: usize = 1024;
@@ -24,8 +27,8 @@ pub const IKE_BYTES: usize = 4 << 20;
 
 /// Most unknown-SPI reports waiting at once.
 pub const UNKNOWN_SPI_CAPACITY: usize = 256;
-/// The same sender and SPI is reported at most once in this many milliseconds.
-const UNKNOWN_SPI_REPEAT_MS: u64 = 1000;
+/// The same sender and SPI is reported at most once in this long.
+const UNKNOWN_SPI_REPEAT: Duration = Duration::from_secs(1);
 /// Senders remembered for that; past it, reports wait until old entries expire.
 const UNKNOWN_SPI_SENDERS: usize = 4096;
 
@@ -85,8 +88,8 @@ struct State {
     ike_capacity: usize,
     ike_byte_capacity: usize,
     unknown: VecDeque<UnknownSpiKey>,
-    /// When each sender and SPI was last reported (milliseconds of the data path's clock).
-    unknown_reported: HashMap<UnknownSpiKey, u64>,
+    /// When each sender and SPI was last reported (the data path's clock).
+    unknown_reported: HashMap<UnknownSpiKey, Now>,
     senders: usize,
     receiver: bool,
 }
@@ -102,24 +105,24 @@ impl State {
 
     /// Queues an unknown-SPI report unless that sender and SPI was reported within the last
     /// second; false when it was not queued.
-    fn push_unknown(&mut self, key: UnknownSpiKey, now_ms: u64) -> bool {
+    fn push_unknown(&mut self, key: UnknownSpiKey, now: Now) -> bool {
         if self
             .unknown_reported
             .get(&key)
-            .is_some_and(|&at| now_ms.saturating_sub(at) < UNKNOWN_SPI_REPEAT_MS)
+            .is_some_and(|&at| now.since(at) < UNKNOWN_SPI_REPEAT)
         {
             return false;
         }
         if self.unknown_reported.len() >= UNKNOWN_SPI_SENDERS {
             self.unknown_reported
-                .retain(|_, at| now_ms.saturating_sub(*at) < UNKNOWN_SPI_REPEAT_MS);
+                .retain(|_, at| now.since(*at) < UNKNOWN_SPI_REPEAT);
         }
         if self.unknown_reported.len() >= UNKNOWN_SPI_SENDERS
             || self.unknown.len() >= UNKNOWN_SPI_CAPACITY
         {
             return false;
         }
-        self.unknown_reported.insert(key, now_ms);
+        self.unknown_reported.insert(key, now);
         self.unknown.push_back(key);
         true
     }
@@ -243,15 +246,15 @@ impl EventSender {
         }
     }
 
-    /// ESP for an SPI no pair has, from `remote` (`port`: ESP in UDP), at `now_ms` of the data
+    /// ESP for an SPI no pair has, from `remote` (`port`: ESP in UDP), at `now` on the data
     /// path's clock: reported unless that sender and SPI was within the last second, or too
     /// many reports wait.
-    pub fn unknown_spi(&self, spi: Spi, remote: Ipv4Addr, port: Option<u16>, now_ms: u64) {
+    pub fn unknown_spi(&self, spi: Spi, remote: Ipv4Addr, port: Option<u16>, now: Now) {
         let mut state = self.shared.lock();
         if !state.receiver {
             return;
         }
-        let queued = state.push_unknown((spi, remote, port), now_ms);
+        let queued = state.push_unknown((spi, remote, port), now);
         drop(state);
         if queued {
             self.shared.ready.notify_one();
@@ -483,11 +486,11 @@ mod tests {
         let home = Ipv4Addr::new(198, 51, 100, 7);
         // A home still sending with its old pair: one report, not one per packet.
         for ms in 0..100 {
-            tx.unknown_spi(Spi(0xc1), home, Some(4500), ms);
+            tx.unknown_spi(Spi(0xc1), home, Some(4500), Now::from_millis(ms));
         }
         // Another SPI, or the same SPI from elsewhere, is news.
-        tx.unknown_spi(Spi(0xc2), home, Some(4500), 100);
-        tx.unknown_spi(Spi(0xc1), home, None, 100);
+        tx.unknown_spi(Spi(0xc2), home, Some(4500), Now::from_millis(100));
+        tx.unknown_spi(Spi(0xc1), home, None, Now::from_millis(100));
         assert_eq!(
             std::iter::from_fn(|| rx.try_recv()).collect::<Vec<_>>(),
             vec![
@@ -509,14 +512,19 @@ mod tests {
             ]
         );
         // A second later it is reported again.
-        tx.unknown_spi(Spi(0xc1), home, Some(4500), 999);
+        tx.unknown_spi(Spi(0xc1), home, Some(4500), Now::from_millis(999));
         assert_eq!(rx.try_recv(), None);
-        tx.unknown_spi(Spi(0xc1), home, Some(4500), 1000);
+        tx.unknown_spi(Spi(0xc1), home, Some(4500), Now::from_millis(1000));
         assert!(rx.try_recv().is_some());
         // A flood of random SPIs from forged sources: at most UNKNOWN_SPI_CAPACITY wait, and
         // what waits never holds back IKE messages or limits.
         for n in 0..10_000u32 {
-            tx.unknown_spi(Spi(n), Ipv4Addr::from(0xc633_6400 + n), None, 2000);
+            tx.unknown_spi(
+                Spi(n),
+                Ipv4Addr::from(0xc633_6400 + n),
+                None,
+                Now::from_millis(2000),
+            );
         }
         tx.send(ike(1));
         tx.send(hard(0x100));

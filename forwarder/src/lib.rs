@@ -3,22 +3,25 @@
 
 pub mod aead;
 pub mod cli;
-pub mod control;
+pub mod clock;
 pub mod control_socket;
 pub mod counters;
 pub mod dataplane;
 pub mod esp;
 pub mod events;
+pub mod gro;
 pub mod lifetime;
 pub mod netlink;
 pub mod read_failures;
 pub mod replay;
+pub mod requests;
 pub mod roaming;
 pub mod sad;
+pub mod send_batch;
 pub mod server;
 pub mod signals;
 pub mod sockets;
-pub mod static_config;
 pub mod takeover;
 pub mod tun_device;
+pub mod tun_writer;
 pub mod wire;

@@ -18,8 +18,8 @@ use hometun_control::{
     encode_frame,
 };
 
-use crate::control::{ControlHandler, Platform};
 use crate::control_socket::{PeerPolicy, SocketFile};
+use crate::requests::{Platform, RequestHandler};
 
 /// Why the server stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +83,26 @@ impl Connection {
     }
 
     fn send(&self, message: &FromForwarder) -> std::io::Result<()> {
-        let frame = encode_frame(message).map_err(std::io::Error::other)?;
+        self.send_all(std::slice::from_ref(message))
+    }
+
+    /// Sends several messages with one write (the replies to one read's requests).
+    fn send_all(&self, messages: &[FromForwarder]) -> std::io::Result<()> {
+        let frames = messages
+            .iter()
+            .map(encode_frame)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(std::io::Error::other)?;
+        // Sized once and wiped like each frame (a growing buffer would leave copies behind).
+        let mut frame = zeroize::Zeroizing::new(Vec::with_capacity(
+            frames.iter().map(|frame| frame.len()).sum(),
+        ));
+        for each in &frames {
+            frame.extend_from_slice(each);
+        }
+        if frame.is_empty() {
+            return Ok(());
+        }
         let mut writer = self.stream.lock().unwrap_or_else(|e| e.into_inner());
         if writer.broken {
             return Err(std::io::ErrorKind::BrokenPipe.into());
@@ -111,7 +130,7 @@ impl Connection {
 
 /// The running channel: handler, connections and the stop signal.
 pub struct Server<P: Platform + 'static> {
-    handler: Arc<Mutex<ControlHandler<P>>>,
+    handler: Arc<Mutex<RequestHandler<P>>>,
     connections: Arc<Mutex<Vec<Arc<Connection>>>>,
     stop_tx: Sender<StopReason>,
     stop_rx: Receiver<StopReason>,
@@ -121,14 +140,14 @@ pub struct Server<P: Platform + 'static> {
 
 impl<P: Platform + 'static> Server<P> {
     /// A server around a handler; `events` is the receiver the handler's events come out of.
-    pub fn new(handler: ControlHandler<P>, events: EventReceiver) -> Self {
+    pub fn new(handler: RequestHandler<P>, events: EventReceiver) -> Self {
         Self::with_stop_channel(handler, events, stop_channel())
     }
 
     /// A server that stops on what arrives on `stop` (made with [`stop_channel`], whose sender
     /// the platform may hold too).
     pub fn with_stop_channel(
-        handler: ControlHandler<P>,
+        handler: RequestHandler<P>,
         events: EventReceiver,
         (stop_tx, stop_rx): (Sender<StopReason>, Receiver<StopReason>),
     ) -> Self {
@@ -148,7 +167,7 @@ impl<P: Platform + 'static> Server<P> {
     }
 
     /// The handler (to apply a static configuration before serving).
-    pub fn handler(&self) -> &Arc<Mutex<ControlHandler<P>>> {
+    pub fn handler(&self) -> &Arc<Mutex<RequestHandler<P>>> {
         &self.handler
     }
 
@@ -214,7 +233,7 @@ impl<P: Platform + 'static> Server<P> {
 
 fn spawn_connection<P: Platform + 'static>(
     stream: UnixStream,
-    handler: &Arc<Mutex<ControlHandler<P>>>,
+    handler: &Arc<Mutex<RequestHandler<P>>>,
     connections: &Arc<Mutex<Vec<Arc<Connection>>>>,
     stop: &Sender<StopReason>,
     stop_when_closed: bool,
@@ -257,7 +276,7 @@ fn spawn_connection<P: Platform + 'static>(
 fn serve_connection<P: Platform>(
     mut stream: UnixStream,
     connection: &Connection,
-    handler: &Mutex<ControlHandler<P>>,
+    handler: &Mutex<RequestHandler<P>>,
     stop: &Sender<StopReason>,
 ) -> bool {
     let mut decoder = FrameDecoder::new();
@@ -271,13 +290,16 @@ fn serve_connection<P: Platform>(
             Err(_) => return configured_here,
         };
         decoder.push(&buffer[..n]);
+        // The replies to this read's requests go out together, in order.
+        let mut replies = Vec::new();
         loop {
             let body = match decoder.next_frame() {
                 Ok(Some(body)) => body,
                 Ok(None) => break,
                 Err(error) => {
                     // The length prefix is garbage: the stream cannot be resynchronised.
-                    let _ = connection.send(&refusal(0, &error));
+                    replies.push(refusal(0, &error));
+                    let _ = connection.send_all(&replies);
                     return configured_here;
                 }
             };
@@ -298,7 +320,8 @@ fn serve_connection<P: Platform>(
                         result,
                     };
                     if stopping {
-                        let _ = connection.send(&reply);
+                        replies.push(reply);
+                        let _ = connection.send_all(&replies);
                         let _ = stop.send(StopReason::Requested);
                         return false;
                     }
@@ -309,9 +332,10 @@ fn serve_connection<P: Platform>(
                     refusal(0, &error)
                 }
             };
-            if connection.send(&reply).is_err() {
-                return configured_here;
-            }
+            replies.push(reply);
+        }
+        if connection.send_all(&replies).is_err() {
+            return configured_here;
         }
     }
 }
@@ -410,16 +434,16 @@ impl ControlClient {
 
 #[cfg(test)]
 mod tests {
-    use hometun_control::{InterfaceConfig, Request, Response};
+    use hometun_control::{Envelope, InterfaceConfig, Request, Response};
 
     use super::*;
     use crate::aead::AeadBackend;
-    use crate::control::RecordingPlatform;
     use crate::events::EventSender;
+    use crate::requests::RecordingPlatform;
 
     fn server() -> (Server<RecordingPlatform>, UnixStream, UnixStream) {
         let (handler, events) =
-            ControlHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
+            RequestHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
         let server = Server::new(handler, events);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("control.sock");
@@ -468,6 +492,29 @@ mod tests {
         assert_eq!(result, Ok(Response::Ok));
         let (result, _) = client.request(Request::Configure(interface())).unwrap();
         assert_eq!(result, Err(ControlError::AlreadyConfigured));
+    }
+
+    #[test]
+    fn requests_sent_together_are_answered_in_order() {
+        let (_server, a, _b) = server();
+        let mut client = ControlClient::from_stream(a);
+        // Configure, then a second Configure (refused), then GetCounters: one write.
+        let mut frames = Vec::new();
+        for (id, request) in [
+            (11, Request::Configure(interface())),
+            (12, Request::Configure(interface())),
+            (13, Request::GetCounters),
+        ] {
+            frames.extend_from_slice(&encode_frame(&Envelope { id, request }).unwrap());
+        }
+        client.send_raw(&frames).unwrap();
+        let mut answers = Vec::new();
+        while answers.len() < 3 {
+            if let FromForwarder::Reply { id, result } = client.next_message().unwrap() {
+                answers.push((id, result.is_ok()));
+            }
+        }
+        assert_eq!(answers, [(11, true), (12, false), (13, true)]);
     }
 
     #[test]
@@ -601,7 +648,7 @@ mod tests {
     #[test]
     fn adopted_controller_closing_stops_the_server() {
         let (handler, events) =
-            ControlHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
+            RequestHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
         let server = Server::new(handler, events);
         let (ours, theirs) = UnixStream::pair().unwrap();
         server.adopt(ours);

@@ -7,15 +7,14 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use hometun_control::{
-    AeadAlg, AeadKey, ChildSa, Encapsulation, Endpoint, Envelope, FrameDecoder, InterfaceConfig,
-    Limits, PeerId, Request, Spi, encode_frame,
+    AeadAlg, AeadKey, ChildSa, Envelope, FrameDecoder, InterfaceConfig, Request, Spi, encode_frame,
 };
 use hometun_forwarder::aead::AeadBackend;
-use hometun_forwarder::control::{ControlHandler, RecordingPlatform};
+use hometun_forwarder::clock::Now;
+use hometun_forwarder::requests::{RecordingPlatform, RequestHandler};
 
 /// The keys' first 16 bytes: unlikely anywhere else in memory.
 static KEY_IN: [u8; 16] = *b"hometun:wipe:in!";
@@ -81,30 +80,16 @@ fn child_sa(
     key_in: &[u8; 16],
     key_out: &[u8; 16],
 ) -> ChildSa {
-    ChildSa {
-        peer: PeerId(1),
-        spi_in: Spi(spi_in),
-        key_in: key(alg, key_in),
-        spi_out: Spi(spi_out),
-        key_out: key(alg, key_out),
-        local_ts: vec!["::/0".parse().unwrap()],
-        remote_ts: vec!["2001:db8:1::/64".parse().unwrap()],
-        endpoint: Endpoint {
-            local: Ipv4Addr::new(192, 0, 2, 1),
-            remote: Ipv4Addr::new(192, 0, 2, 2),
-            encap: Encapsulation::Raw,
-        },
-        limits: Limits::default(),
-        esn: false,
-        replay_window: 1024,
-        nat_keepalive_seconds: None,
-    }
+    let mut sa = ChildSa::builder().spis(spi_in, spi_out).build();
+    sa.key_in = key(alg, key_in);
+    sa.key_out = key(alg, key_out);
+    sa
 }
 
 /// One side: a handler that gets the pair through the SA channel's framing, as the forwarder
 /// process does.
-fn side(backend: AeadBackend, sa: ChildSa) -> ControlHandler<RecordingPlatform> {
-    let (mut handler, _events) = ControlHandler::new(RecordingPlatform::default(), backend);
+fn side(backend: AeadBackend, sa: ChildSa) -> RequestHandler<RecordingPlatform> {
+    let (mut handler, _events) = RequestHandler::new(RecordingPlatform::default(), backend);
     handler.handle(Request::Configure(interface())).unwrap();
     let frame = encode_frame(&Envelope {
         id: 1,
@@ -160,7 +145,7 @@ fn a_deleted_pair_leaves_no_key_in_freed_memory() {
                 let seq = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
                 let pair_b = b.sad().load().inbound(Spi(0x200)).unwrap().clone();
                 assert!(
-                    pair_b.open(seq, &mut packet, 0).is_ok(),
+                    pair_b.open(seq, &mut packet, Now::ZERO).is_ok(),
                     "{backend:?} {alg:?}"
                 );
             }

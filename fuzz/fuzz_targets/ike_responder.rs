@@ -12,7 +12,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hometun_control::Limits;
 use hometun_ike::crypto::{CertificateVerifier, PeerIdentity, PrivateKey, VerifiedPeer};
-use hometun_ike::endpoint::{Authorizer, CommonConfig, Endpoint, Now, Random, ResponderConfig};
+use hometun_ike::endpoint::{
+    Authorizer, CommonConfig, Endpoint, Now, PrefixRefusal, Random, ResponderConfig,
+};
 use hometun_ike::proposal::{EspProposal, IkeProposal};
 use hometun_ike::wire::Message;
 use ipnet::Ipv6Net;
@@ -36,7 +38,11 @@ impl Random for Counter {
 struct Everyone;
 
 impl Authorizer for Everyone {
-    fn prefixes(&self, _: &PeerIdentity, _: &VerifiedPeer) -> Result<Vec<Ipv6Net>, String> {
+    fn prefixes(
+        &self,
+        _: &PeerIdentity,
+        _: &VerifiedPeer,
+    ) -> Result<Vec<Ipv6Net>, PrefixRefusal> {
         Ok(vec!["2001:db8:1::/64".parse().expect("prefix")])
     }
 }
@@ -65,9 +71,9 @@ fn responder(now: Now, rng: &mut Counter) -> Endpoint {
     let (ca, leaf, key) = credentials();
     let common = CommonConfig {
         chain: vec![leaf.clone()],
-        key: PrivateKey::from_der(key).expect("key"),
+        key: std::sync::Arc::new(PrivateKey::from_der(key).expect("key")),
         identity: PeerIdentity::Fqdn("vps.example".into()),
-        verifier: CertificateVerifier::from_ca_der(&[ca]).expect("CA"),
+        verifier: std::sync::Arc::new(CertificateVerifier::from_ca_der(&[ca]).expect("CA")),
         ike_proposals: vec![
             IkeProposal::parse("aes128gcm16-aes256gcm16-prfsha256-x25519-ecp256").expect("ike"),
         ],

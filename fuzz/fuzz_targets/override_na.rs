@@ -1,5 +1,5 @@
-//! The server's override-NA checks and the return-routability matching (issue 4) on arbitrary
-//! decrypted inner packets. Nothing may panic, and:
+//! The server's override-NA checks and the return-routability matching (docs/ARCHITECTURE.md,
+//! "Roaming") on arbitrary decrypted inner packets. Nothing may panic, and:
 //! - the data path's cheap test never hides an NA, a probe or an answer the checks accept;
 //! - an NA that passes, emitted again from its fields, passes again with the same fields;
 //! - a packet the peer answers as a probe gives an answer carrying the probe's nonce;

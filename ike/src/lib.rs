@@ -8,6 +8,7 @@
 pub mod crypto;
 pub mod endpoint;
 pub mod io;
+pub mod notice;
 pub mod proposal;
 pub mod sa;
 pub mod selectors;

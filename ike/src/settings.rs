@@ -7,12 +7,13 @@ use std::time::Duration;
 pub struct CommonConfig {
     /// Our certificate chain (DER, end-entity first).
     pub chain: Vec<Vec<u8>>,
-    /// Our private key (the end-entity certificate's).
-    pub key: crate::crypto::PrivateKey,
+    /// Our private key (the end-entity certificate's); shared with the threads that sign when
+    /// the driver moves signatures off its task ([`crate::endpoint::Endpoint::defer_crypto`]).
+    pub key: std::sync::Arc<crate::crypto::PrivateKey>,
     /// Our IKE identity (ID_FQDN normally), which must be in our certificate.
     pub identity: crate::crypto::PeerIdentity,
-    /// Checks the peer's certificate chain, dates, CRL and identity.
-    pub verifier: crate::crypto::CertificateVerifier,
+    /// Checks the peer's certificate chain, dates, CRL and identity (shared like `key`).
+    pub verifier: std::sync::Arc<crate::crypto::CertificateVerifier>,
     /// IKE proposals in preference order (parsed from the config's strongSwan-style strings by
     /// [`crate::proposal::IkeProposal::parse`]).
     pub ike_proposals: Vec<crate::proposal::IkeProposal>,
@@ -44,12 +45,43 @@ pub struct CommonConfig {
 /// Decides which prefixes a verified client may use (server side): from the static
 /// `[[clients]]` of server.toml or from the certificate's RFC 3779 extension (pki crate).
 pub trait Authorizer: Send {
-    /// `Err(reason)` refuses the client (AUTHENTICATION_FAILED, logged with the reason).
+    /// An `Err` refuses the client (AUTHENTICATION_FAILED, logged with the reason).
     fn prefixes(
         &self,
         identity: &crate::crypto::PeerIdentity,
         peer: &crate::crypto::VerifiedPeer,
-    ) -> Result<Vec<ipnet::Ipv6Net>, String>;
+    ) -> Result<Vec<ipnet::Ipv6Net>, PrefixRefusal>;
+}
+
+/// Why a verified client may use no prefix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrefixRefusal {
+    /// Its certificate's RFC 3779 extension does not read.
+    #[error("cannot read the IPv6 prefix from its certificate: {0}")]
+    UnreadableCertificate(#[from] hometun_certs::addrblock::AddrBlockError),
+    /// No `[[clients]]` entry and no prefix in the certificate.
+    #[error(
+        "no [[clients]] entry names {0} and its certificate carries no IPv6 prefix (RFC 3779 ipAddrBlocks)"
+    )]
+    NoPrefix(crate::crypto::PeerIdentity),
+    /// A prefix of the certificate lies outside `server.pool`.
+    #[error("its certificate's prefix {prefix} is outside server.pool {pool}")]
+    OutsidePool {
+        /// The certificate's prefix.
+        prefix: ipnet::Ipv6Net,
+        /// The pool.
+        pool: ipnet::Ipv6Net,
+    },
+    /// A prefix of the certificate overlaps a `[[clients]]` entry's.
+    #[error("its certificate's prefix {prefix} overlaps {theirs} of [[clients]] {name}")]
+    OverlapsStaticClient {
+        /// The certificate's prefix.
+        prefix: ipnet::Ipv6Net,
+        /// The entry's prefix.
+        theirs: ipnet::Ipv6Net,
+        /// The entry's name.
+        name: String,
+    },
 }
 
 /// The responder's (server's) settings.

@@ -32,12 +32,12 @@ fn connected(setup: Setup) -> Pair {
 }
 
 /// The client's outbound ESP SPI (the server's inbound one).
-fn client_spi_out(pair: &Pair) -> u32 {
-    pair.client.forwarder.outbound().unwrap().sa.spi_out.0
+fn client_spi_out(pair: &Pair) -> Spi {
+    pair.client.forwarder.outbound().unwrap().sa.spi_out
 }
 
 /// An unprotected INVALID_SPI hint naming `spi`, as a restarted server sends it.
-fn invalid_spi_hint(spi: u32) -> Vec<u8> {
+fn invalid_spi_hint(spi: Spi) -> Vec<u8> {
     let header = Header::new(
         ExchangeType::INFORMATIONAL,
         0,
@@ -45,7 +45,7 @@ fn invalid_spi_hint(spi: u32) -> Vec<u8> {
         Flags::new(false, false),
         0,
     );
-    let notify = Notify::new(NotifyType::INVALID_SPI, spi.to_be_bytes().to_vec());
+    let notify = Notify::new(NotifyType::INVALID_SPI, spi.to_bytes().to_vec());
     Message::new(header, vec![Payload::Notify(notify)])
         .to_bytes()
         .unwrap()
@@ -226,11 +226,11 @@ fn hints_from_elsewhere_or_about_other_spis_are_ignored() {
     let before = client_requests(&pair, ExchangeType::INFORMATIONAL);
     // The right SPI from another address; another SPI from the server's address; our own
     // inbound SPI (not one we send with).
-    let spi_in = pair.client.forwarder.outbound().unwrap().sa.spi_in.0;
+    let spi_in = pair.client.forwarder.outbound().unwrap().sa.spi_in;
     let attacker = SocketAddrV4::new(NAT_PUBLIC, 500);
     to_client(&mut pair, attacker, &invalid_spi_hint(spi));
     let server = SocketAddrV4::new(SERVER_ADDR, 500);
-    to_client(&mut pair, server, &invalid_spi_hint(spi ^ 1));
+    to_client(&mut pair, server, &invalid_spi_hint(Spi(spi.0 ^ 1)));
     to_client(&mut pair, server, &invalid_spi_hint(spi_in));
     // An INVALID_IKE_SPI "answer" to no request of ours.
     let status = pair.client.endpoint.status(pair.now());
@@ -264,9 +264,13 @@ fn nobody_answers_a_hint_or_an_unprotected_answer() {
     let from = SocketAddrV4::new(CLIENT_ADDR, 500);
     let to = SocketAddrV4::new(SERVER_ADDR, 500);
     // A hint sent to a server, and an INVALID_IKE_SPI answer for SPIs it does not have.
-    pair.server
-        .endpoint
-        .handle_datagram(now, to, from, &invalid_spi_hint(0x1234), &mut pair.rng);
+    pair.server.endpoint.handle_datagram(
+        now,
+        to,
+        from,
+        &invalid_spi_hint(Spi(0x1234)),
+        &mut pair.rng,
+    );
     let header = Header::new(
         ExchangeType::INFORMATIONAL,
         0x55,
@@ -379,7 +383,7 @@ fn restart_hints_go_out_in_paced_rounds_and_none_is_dropped() {
             peer: format!("home{n}.example"),
             local: SocketAddrV4::new(SERVER_ADDR, 4500),
             remote: SocketAddrV4::new(std::net::Ipv4Addr::from(0xc633_6400 + n % 200), 4500),
-            spis: vec![0x1000 + n],
+            spis: vec![Spi(0x1000 + n)],
         })
         .collect();
     let hints_sent = |pair: &Pair| pair.server.endpoint.counters().restart_hints_sent;

@@ -1,4 +1,4 @@
-//! SIGHUP: `hometun server` reads its configuration again (issue 6). A good new config is taken
+//! SIGHUP: `hometun server` reads its configuration again. A good new config is taken
 //! (logged with what changed) and the running tunnel keeps its IKE and CHILD SAs; a bad one is
 //! refused with the same one-line error start-up gives, logged, and the running one stays; a
 //! change that needs a restart (the interface name) is refused with a line saying so; and a
@@ -11,10 +11,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hometun_integration::ike_lab::{
-    Daemon, Setup, VPS_INNER, edit_server, hometun, logs, wait_ping,
-};
-use hometun_integration::{require_root, wait_for};
+use hometun_lab::ike_lab::{Daemon, Setup, VPS_INNER, edit_server, hometun, logs, wait_ping};
+use hometun_lab::{require_root, wait_for};
 
 fn sighup(daemon: &Daemon) {
     // SAFETY: kill has no memory preconditions; the pid is our daemon's.
@@ -51,7 +49,7 @@ fn spis(status: &serde_json::Value) -> (String, Vec<u64>) {
         .as_array()
         .map(|c| {
             c.iter()
-                .filter_map(|c| hometun_integration::spi(&c["spi_in"]))
+                .filter_map(|c| hometun_lab::ike_lab::spi(&c["spi_in"]))
                 .collect()
         })
         .unwrap_or_default();
@@ -59,7 +57,7 @@ fn spis(status: &serde_json::Value) -> (String, Vec<u64>) {
 }
 
 fn one_line_error_of_start(config: &Path) -> String {
-    let output = std::process::Command::new(hometun_integration::hometun_bin().unwrap())
+    let output = std::process::Command::new(hometun_lab::hometun_bin().unwrap())
         .args(["server", "--config"])
         .arg(config)
         .output()
@@ -219,7 +217,7 @@ fn sighup_reload_good_bad_restart_and_crl() {
             .map(str::to_string)
     };
     assert!(
-        hometun_integration::wait_for(Duration::from_secs(5), || refusal().is_some()),
+        hometun_lab::wait_for(Duration::from_secs(5), || refusal().is_some()),
         "{}",
         logs(&[&server])
     );

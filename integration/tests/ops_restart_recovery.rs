@@ -12,8 +12,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hometun_integration::ike_lab::{Daemon, Setup, VPS_ADDR, VPS_INNER, logs};
-use hometun_integration::{Netns, require_root, wait_for};
+use hometun_lab::ike_lab::{Daemon, Setup, VPS_ADDR, VPS_INNER, logs};
+use hometun_lab::{Netns, require_root, wait_for};
 
 fn sigkill(pid: u32) {
     // SAFETY: kill has no memory preconditions; the pid is a daemon this test started.
@@ -51,8 +51,8 @@ fn child_spis(client: &Daemon) -> Vec<(u64, u64)> {
                 .iter()
                 .map(|c| {
                     (
-                        hometun_integration::spi(&c["spi_in"]).unwrap(),
-                        hometun_integration::spi(&c["spi_out"]).unwrap(),
+                        hometun_lab::ike_lab::spi(&c["spi_in"]).unwrap(),
+                        hometun_lab::ike_lab::spi(&c["spi_out"]).unwrap(),
                     )
                 })
                 .collect()

@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use hometun_integration::ike_lab::{Daemon, Setup, VPS_INNER, hometun, logs, ping6, wait_ping};
-use hometun_integration::{require_root, wait_for};
+use hometun_lab::ike_lab::{Daemon, Setup, VPS_INNER, hometun, logs, ping6, wait_ping};
+use hometun_lab::{require_root, wait_for};
 
 /// The IKE SPIs of `name`'s IKE SA in the server's status.
 fn ike_spis(server: &Daemon, name: &str) -> Option<serde_json::Value> {

@@ -10,10 +10,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use hometun_integration::ike_lab::{
+use hometun_lab::ike_lab::{
     Daemon, HOME_INNER, HOME_PREFIX, Setup, VPS_INNER, edit_client, edit_server, logs, wait_ping,
 };
-use hometun_integration::{Netns, require_root};
+use hometun_lab::{Netns, require_root};
 
 const PINGS: u64 = 25;
 /// ICMPv6 echo data bytes (`ping -s`).
@@ -27,12 +27,12 @@ const METRICS: &str = "127.0.0.1:9469";
 /// The forwarder's counters of the pair that is the first peer's current CHILD SA:
 /// (rx packets, rx bytes, tx packets, tx bytes).
 fn pair(status: &serde_json::Value) -> (u64, u64, u64, u64) {
-    let spi = hometun_integration::spi(&status["peers"][0]["children"][0]["spi_in"]).unwrap();
+    let spi = hometun_lab::ike_lab::spi(&status["peers"][0]["children"][0]["spi_in"]).unwrap();
     let sa = status["counters"]["sas"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|sa| hometun_integration::spi(&sa["spi_in"]) == Some(spi))
+        .find(|sa| hometun_lab::ike_lab::spi(&sa["spi_in"]) == Some(spi))
         .unwrap_or_else(|| panic!("no counters for {spi:08x}: {status:#}"));
     let n = |k: &str| sa[k].as_u64().unwrap();
     (
@@ -195,8 +195,8 @@ fn status_and_metrics_count_known_traffic() {
     let table = server.status_table().unwrap();
     eprintln!("{table}");
     let peer = &server_status["peers"][0];
-    let spi_in = hometun_integration::spi(&peer["children"][0]["spi_in"]).unwrap();
-    let spi_out = hometun_integration::spi(&peer["children"][0]["spi_out"]).unwrap();
+    let spi_in = hometun_lab::ike_lab::spi(&peer["children"][0]["spi_in"]).unwrap();
+    let spi_out = hometun_lab::ike_lab::spi(&peer["children"][0]["spi_out"]).unwrap();
     for expected in [
         "server vps.example: hometun0 (192.0.2.1), 1 peer".to_string(),
         "peer: home.example (peer1)".to_string(),
@@ -226,7 +226,7 @@ fn status_and_metrics_count_known_traffic() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|sa| hometun_integration::spi(&sa["spi_in"]) == Some(spi_in))
+        .find(|sa| hometun_lab::ike_lab::spi(&sa["spi_in"]) == Some(spi_in))
         .unwrap();
     assert_eq!(sa["limits"]["soft_bytes"], REKEY_BYTES, "{sa:#}");
     assert!(sa["last_rx_seconds_ago"].as_u64().unwrap() <= 2, "{sa:#}");
@@ -311,7 +311,7 @@ fn status_and_metrics_count_known_traffic() {
     );
     // The reverse direction is counted too: pings from the VPS to the home.
     let before = pair(&client.status().unwrap());
-    assert!(hometun_integration::ike_lab::ping6(&lab.vps.ns, HOME_INNER, 3).unwrap());
+    assert!(hometun_lab::ike_lab::ping6(&lab.vps.ns, HOME_INNER, 3).unwrap());
     let grown = delta(pair(&client.status().unwrap()), before);
     assert!(grown.0 >= 3 && grown.2 >= 3, "{grown:?}");
     assert!(client.stop().unwrap().success());
@@ -337,7 +337,7 @@ fn status_lists_homes_that_are_down_and_filters_by_name() {
             .is_ok_and(|s| s["peers"].as_array().is_some_and(|p| p.len() == 2))
     };
     assert!(
-        hometun_integration::wait_for(Duration::from_secs(30), both_up),
+        hometun_lab::wait_for(Duration::from_secs(30), both_up),
         "the homes did not come up\n{}",
         logs(&[&server, &home, &home2])
     );
@@ -358,7 +358,7 @@ fn status_lists_homes_that_are_down_and_filters_by_name() {
         })
     };
     assert!(
-        hometun_integration::wait_for(Duration::from_secs(10), home2_down),
+        hometun_lab::wait_for(Duration::from_secs(10), home2_down),
         "{:#}",
         server.status().unwrap()
     );
@@ -391,28 +391,22 @@ fn status_lists_homes_that_are_down_and_filters_by_name() {
     // One home: the others are left out of the table and of the JSON.
     let config = setup.server_toml.to_str().unwrap();
     let one =
-        hometun_integration::ike_lab::hometun(&["status", "home2.example", "--config", config])
-            .unwrap();
+        hometun_lab::ike_lab::hometun(&["status", "home2.example", "--config", config]).unwrap();
     let one = String::from_utf8_lossy(&one.stdout);
     assert!(one.contains("peer: home2.example (down)"), "{one}");
     assert!(
         !one.contains("home.example (") && !one.contains("home3"),
         "{one}"
     );
-    let json = hometun_integration::ike_lab::hometun(&[
-        "status",
-        "home.example",
-        "--config",
-        config,
-        "--json",
-    ])
-    .unwrap();
+    let json =
+        hometun_lab::ike_lab::hometun(&["status", "home.example", "--config", config, "--json"])
+            .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(json["peers"].as_array().unwrap().len(), 1, "{json:#}");
     assert_eq!(json["homes"].as_array().unwrap().len(), 1, "{json:#}");
     assert_eq!(json["homes"][0]["name"], "home.example", "{json:#}");
     // A name nobody knows: exit 1 and one line.
-    let unknown = std::process::Command::new(hometun_integration::hometun_bin().unwrap())
+    let unknown = std::process::Command::new(hometun_lab::hometun_bin().unwrap())
         .args(["status", "nobody.example", "--config", config])
         .output()
         .unwrap();

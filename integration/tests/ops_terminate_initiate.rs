@@ -10,11 +10,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hometun_integration::ike_lab::{Daemon, Setup, VPS_INNER, edit_client, logs, wait_ping};
-use hometun_integration::{Netns, require_root, wait_for};
+use hometun_lab::ike_lab::{Daemon, Setup, VPS_INNER, edit_client, logs, wait_ping};
+use hometun_lab::{Netns, require_root, wait_for};
 
 fn run_hometun(args: &[&str]) -> std::process::Output {
-    let bin = hometun_integration::hometun_bin().unwrap();
+    let bin = hometun_lab::hometun_bin().unwrap();
     std::process::Command::new(bin).args(args).output().unwrap()
 }
 
@@ -78,7 +78,7 @@ fn terminate_drops_a_home_that_comes_back_and_leaves_the_other_alone() {
         std::fs::set_permissions(&setup.server_toml, std::fs::Permissions::from_mode(0o644))
             .unwrap();
     }
-    let bin = hometun_integration::hometun_bin().unwrap();
+    let bin = hometun_lab::hometun_bin().unwrap();
     let output = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(&bin)

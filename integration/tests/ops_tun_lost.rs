@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use hometun_integration::ike_lab::{Daemon, Setup, VPS_INNER, has_link, logs, wait_ping};
-use hometun_integration::{Guarded, Netns, require_root, wait_for};
+use hometun_lab::ike_lab::{Daemon, Setup, VPS_INNER, has_link, logs, wait_ping};
+use hometun_lab::{Guarded, Netns, require_root, wait_for};
 
 /// The forwarder a daemon started: its only child process.
 fn forwarder_pid(daemon: &Daemon) -> u32 {

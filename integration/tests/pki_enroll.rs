@@ -10,12 +10,12 @@
 
 use std::time::{Duration, Instant};
 
-use hometun_integration::ike_lab::{Daemon, IkeLab, Pki, VPS_ADDR, VPS_INNER, hometun, ping6};
-use hometun_integration::pki_lab::{
+use hometun_lab::ike_lab::{Daemon, IkeLab, Pki, VPS_ADDR, VPS_INNER, hometun, ping6};
+use hometun_lab::pki_lab::{
     arg, global_addresses, hometun_in, line_with, listed_prefix, logs, pki_list, pki_list_all,
     printed,
 };
-use hometun_integration::{require_root, wait_for};
+use hometun_lab::{require_root, wait_for};
 use hometun_pki::token::Token;
 
 #[test]

@@ -1,4 +1,4 @@
-//! Issue 5 end to end with the hometun daemons, the offline way: `hometun pki init` on the VPS,
+//! The PKI end to end with the hometun daemons, the offline way: `hometun pki init` on the VPS,
 //! `pki request` on the home, `pki sign` on the VPS, `pki import` on the home; then `hometun
 //! server` and `hometun client` bring the tunnel up with the prefix the CA allocated: the
 //! home's tunnel address lies inside it, the VPS reaches that address, `hometun status` on the
@@ -10,14 +10,14 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use hometun_integration::ike_lab::{
+use hometun_lab::ike_lab::{
     Daemon, IkeLab, POOL, Setup, VPS_ADDR, VPS_INNER, VPS_NAME, edit_client, hometun, ping6,
     wait_ping,
 };
-use hometun_integration::pki_lab::{
+use hometun_lab::pki_lab::{
     arg, global_addresses, listed_prefix, logs, nothing_installed_for, printed, wait_refusal,
 };
-use hometun_integration::require_root;
+use hometun_lab::require_root;
 use ipnet::Ipv6Net;
 
 #[test]

@@ -7,9 +7,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hometun_integration::ike_lab::{Setup, VPS_INNER, edit_client, logs, wait_ping};
-use hometun_integration::require_root;
-use hometun_integration::roaming_lab::{RoamingTools, TransferUnderPing};
+use hometun_lab::ike_lab::{Setup, VPS_INNER, edit_client, logs, wait_ping};
+use hometun_lab::require_root;
+use hometun_lab::roaming_lab::{RoamingTools, TransferUnderPing};
 use rustls_pki_types::pem::PemObject;
 
 fn serial_of(pem_file: &Path) -> String {

@@ -11,12 +11,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hometun_integration::ike_lab::{
+use hometun_lab::ike_lab::{
     Daemon, HOME_PREFIX, Setup, VPS_INNER, VPS_NAME, edit_client, edit_server, wait_ping,
 };
-use hometun_integration::require_root;
-use hometun_integration::roaming_lab::{RoamingTools, TransferUnderPing};
-use hometun_integration::strongswan::{Charon, CharonSpec, available};
+use hometun_lab::require_root;
+use hometun_lab::roaming_lab::{RoamingTools, TransferUnderPing};
+use hometun_lab::strongswan::{Charon, CharonSpec, available};
 
 const MB: u64 = 1024 * 1024;
 

@@ -11,9 +11,9 @@
 
 use std::time::{Duration, Instant};
 
-use hometun_integration::ike_lab::{Daemon, Setup, VPS_INNER};
-use hometun_integration::require_root;
-use hometun_integration::strongswan::{Charon, CharonSpec, available};
+use hometun_lab::ike_lab::{Daemon, Setup, VPS_INNER};
+use hometun_lab::require_root;
+use hometun_lab::strongswan::{Charon, CharonSpec, available};
 
 fn can_run(test: &str) -> bool {
     if !require_root(test) {

@@ -187,7 +187,7 @@ impl Bundle {
 }
 
 fn one_certificate(pem: &str, name: &'static str) -> Result<CertificateDer<'static>, BundleError> {
-    let certs = certificates_from_pem(pem.as_bytes()).map_err(|e| field(name, e))?;
+    let certs = certificates_from_pem(pem.as_bytes()).map_err(|e| field(name, e.to_string()))?;
     match <[_; 1]>::try_from(certs) {
         Ok([cert]) => Ok(cert),
         Err(certs) => Err(field(

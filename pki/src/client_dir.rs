@@ -139,7 +139,7 @@ impl ClientDir {
                 section.local = old.client.local;
                 section.nat_port = old.client.nat_port;
                 section.state_dir = old.client.state_dir.clone();
-                section.control_socket = old.client.control_socket.clone();
+                section.status_socket = old.client.status_socket.clone();
                 // A kept address must still lie in the (possibly new) prefix.
                 section.address = old.client.address.filter(|a| bundle.prefix.contains(a));
                 old.client = section;

@@ -104,7 +104,7 @@ pub fn read_to_string(path: &Path) -> Result<String, PkiError> {
 /// All certificates in a PEM file, in order.
 pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, PkiError> {
     let bytes = read(path)?;
-    certificates_from_pem(&bytes).map_err(|problem| PkiError::file(path, problem))
+    certificates_from_pem(&bytes).map_err(|problem| PkiError::file(path, problem.to_string()))
 }
 
 /// The first certificate in a PEM file.
@@ -115,11 +115,14 @@ pub fn load_certificate(path: &Path) -> Result<CertificateDer<'static>, PkiError
         .ok_or_else(|| PkiError::file(path, "no CERTIFICATE in the file"))
 }
 
+/// PEM text that does not read.
+#[derive(Debug, thiserror::Error)]
+#[error("bad PEM: {0}")]
+pub struct BadPem(#[from] rustls_pki_types::pem::Error);
+
 /// All certificates in PEM text.
-pub fn certificates_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
-    CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("bad PEM: {e}"))
+pub fn certificates_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, BadPem> {
+    Ok(CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>()?)
 }
 
 /// The private key in a PEM file (PKCS#8, SEC1 or PKCS#1).

@@ -1,5 +1,5 @@
 //! The only places the daemon reads the clock and the OS random generator: the protocol code
-//! gets both as arguments (DESIGN.md style 1).
+//! gets both as arguments (docs/ARCHITECTURE.md, "The sans-IO contract").
 
 use hometun_ike::endpoint::{Now, Random};
 

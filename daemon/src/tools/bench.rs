@@ -362,6 +362,7 @@ async fn handshake(material: &Material, hold: bool) -> anyhow::Result<Option<Ini
                 }
                 Output::Refused { reason, .. } => anyhow::bail!("refused: {reason}"),
                 Output::PeerDown { reason, .. } => anyhow::bail!("peer down: {reason}"),
+                Output::Notice(notice) => crate::driver::log_notice(&notice),
                 Output::Forwarder(_) | Output::Rekeyed { .. } => {}
             }
         }
@@ -397,6 +398,7 @@ async fn hold_sa(
                     up = false;
                 }
                 Output::Refused { reason, .. } => tracing::warn!("held SA refused: {reason}"),
+                Output::Notice(notice) => crate::driver::log_notice(&notice),
                 Output::Forwarder(_) | Output::Rekeyed { .. } => {}
             }
         }

@@ -13,12 +13,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use hometun_control::AeadAlg;
 use std::path::PathBuf;
 
-pub use hometun_capture::{CapturedPacket, Origin, read_capture};
+pub use hometun_capture::{CaptureError, CapturedPacket, Origin, read_capture};
 use hometun_ike::crypto::SkGcm;
 use hometun_ike::wire::{
     AddressRange, Authentication, Certificate, CertificateRequest, Configuration, Delete,
     Encrypted, Flags, Header, IdType, Identification, Message, Notify, NotifyType, Payload,
-    PayloadType, ProtocolId, TrafficSelector, TrafficSelectors, open_encrypted,
+    PayloadType, ProtocolId, SkError, TrafficSelector, TrafficSelectors, WireError, open_encrypted,
 };
 
 /// Arguments of `hometun ike decode`.
@@ -76,6 +76,27 @@ pub enum DecodeError {
     },
 }
 
+/// Text that should have been hex.
+#[derive(Debug, thiserror::Error)]
+#[error("not hex: {0}")]
+pub struct NotHex(#[from] hex::FromHexError);
+
+/// Why one IKE message could not be described in full.
+#[derive(Debug, thiserror::Error)]
+pub enum DescribeError {
+    /// The message does not parse.
+    #[error("{0}")]
+    Wire(#[from] WireError),
+    /// Its SK payload does not open with the key given.
+    #[error("SK payload with {key}: {error}")]
+    Sk {
+        /// `SK_ei` or `SK_er`.
+        key: &'static str,
+        /// What went wrong.
+        error: SkError,
+    },
+}
+
 /// The SK payload keys, one per direction: SK_ei protects what the original initiator sends.
 #[derive(Debug, Default)]
 pub struct DecodeKeys {
@@ -105,7 +126,10 @@ impl DecodeKeys {
 }
 
 fn key_from_hex(flag: &'static str, text: &str) -> Result<SkGcm, DecodeError> {
-    let bytes = parse_hex(text).map_err(|problem| DecodeError::Key { flag, problem })?;
+    let bytes = parse_hex(text).map_err(|problem| DecodeError::Key {
+        flag,
+        problem: problem.to_string(),
+    })?;
     let alg = match bytes.len() {
         20 => AeadAlg::AesGcm128,
         36 => AeadAlg::AesGcm256,
@@ -125,14 +149,14 @@ fn key_from_hex(flag: &'static str, text: &str) -> Result<SkGcm, DecodeError> {
 }
 
 /// Hex to bytes, ignoring whitespace, colons and a leading `0x`.
-fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
+fn parse_hex(text: &str) -> Result<Vec<u8>, NotHex> {
     let text = text.trim();
     let text = text.strip_prefix("0x").unwrap_or(text);
     let digits: String = text
         .chars()
         .filter(|c| !c.is_whitespace() && *c != ':')
         .collect();
-    hex::decode(&digits).map_err(|e| format!("not hex: {e}"))
+    Ok(hex::decode(&digits)?)
 }
 
 /// Counts of a decoding run.
@@ -187,7 +211,7 @@ pub fn decode_capture(
     keys: &DecodeKeys,
     out: &mut dyn io::Write,
     err: &mut dyn io::Write,
-) -> io::Result<Result<Summary, String>> {
+) -> io::Result<Result<Summary, CaptureError>> {
     let packets = match read_capture(capture) {
         Ok(packets) => packets,
         Err(problem) => return Ok(Err(problem)),
@@ -244,7 +268,7 @@ pub fn run(args: &DecodeArgs) -> Result<Summary, DecodeError> {
         let capture = std::fs::read(path).map_err(|e| file_error(e.to_string()))?;
         decode_capture(&capture, &keys, &mut out, &mut err)
             .map_err(io_error)?
-            .map_err(file_error)?
+            .map_err(|e| file_error(e.to_string()))?
     } else {
         // clap's argument group makes one of them required.
         return Err(DecodeError::Hex("give --hex or --pcap".into()));
@@ -266,10 +290,10 @@ pub fn describe_message(
     origin: Option<&Origin>,
     keys: &DecodeKeys,
     out: &mut String,
-) -> Result<(), String> {
-    let header = Header::parse(bytes).map_err(|e| e.to_string())?;
+) -> Result<(), DescribeError> {
+    let header = Header::parse(bytes)?;
     heading(&header, origin, out);
-    let message = Message::parse(bytes).map_err(|e| e.to_string())?;
+    let message = Message::parse(bytes)?;
     for payload in &message.payloads {
         describe_payload(payload, "  ", out);
     }
@@ -288,8 +312,10 @@ pub fn describe_message(
     let aad = bytes
         .get(..bytes.len() - encrypted.data.len())
         .unwrap_or_default();
-    let inner = open_encrypted(encrypted.clone(), aad, key)
-        .map_err(|e| format!("SK payload with {key_name}: {e}"))?;
+    let inner = open_encrypted(encrypted.clone(), aad, key).map_err(|error| DescribeError::Sk {
+        key: key_name,
+        error,
+    })?;
     let _ = writeln!(
         out,
         "  decrypted with {key_name}:{}",

@@ -23,11 +23,15 @@ use hometun_control::{
 use ipnet::Ipv6Net;
 
 use crate::aead::AeadBackend;
+use crate::clock::Now;
 use crate::counters::DropCounters;
 use crate::esp::{EspOpener, EspSealer, NEXT_HEADER_IPV6, NEXT_HEADER_NONE};
 use crate::events::EventSender;
 use crate::lifetime::{Charge, Lifetime, TimeCheck};
 use crate::replay::{MAX_WINDOW, ReplayError, ReplayWindow};
+use key_hash::KeyMap;
+
+pub mod key_hash;
 
 /// Per-pair traffic counters (accepted packets; drops are in [`DropCounters`]).
 #[derive(Debug, Default)]
@@ -62,7 +66,7 @@ pub struct SaPair {
     outbound: Lifetime,
     traffic: TrafficCounters,
     drops: DropCounters,
-    /// Forwarder clock second of the last accepted inbound packet, plus one (0: never).
+    /// Second on the forwarder's clock of the last accepted inbound packet, plus one (0: never).
     last_rx: AtomicU64,
     events: EventSender,
 }
@@ -84,7 +88,7 @@ impl std::fmt::Debug for SaPair {
 pub struct Accepted {
     /// The inner packet, within the buffer given to [`SaPair::open`].
     pub inner: Range<usize>,
-    /// Its authenticated sequence number (the override NA check of issue 4 needs it).
+    /// Its authenticated sequence number (the override NA check needs it).
     pub seq: u64,
 }
 
@@ -135,10 +139,10 @@ impl SaPair {
         self.drops.get(reason)
     }
 
-    /// Sets the next outbound sequence number (tests of exhaustion, and nothing else: reusing a
-    /// sequence number reuses a GCM nonce).
-    #[doc(hidden)]
-    pub fn set_next_seq_for_test(&self, seq: u64) {
+    /// Sets the next outbound sequence number, for the tests of exhaustion. Only there: reusing
+    /// a sequence number reuses a GCM nonce.
+    #[cfg(test)]
+    pub(crate) fn set_next_seq_for_test(&self, seq: u64) {
         self.next_seq.store(seq, Ordering::Relaxed);
     }
 
@@ -146,6 +150,25 @@ impl SaPair {
     /// the ESP packet. Checks the outbound lifetime and the sequence space first; every refusal
     /// is counted here.
     pub fn seal(&self, inner: &[u8], out: &mut [u8]) -> Result<usize, DropReason> {
+        let seq = self.take_seq(inner.len())?;
+        let sealed = self.sealer.seal(seq, inner, NEXT_HEADER_IPV6, out);
+        self.count_sealed(inner.len(), sealed)
+    }
+
+    /// Like [`SaPair::seal`] for an inner packet of `inner_len` bytes already in
+    /// `buf[esp::HEADROOM..]` (read there, to save a copy); the ESP packet is written from
+    /// `buf[0]`.
+    pub fn seal_in_place(&self, buf: &mut [u8], inner_len: usize) -> Result<usize, DropReason> {
+        let seq = self.take_seq(inner_len)?;
+        let sealed = self
+            .sealer
+            .seal_in_place(seq, buf, inner_len, NEXT_HEADER_IPV6);
+        self.count_sealed(inner_len, sealed)
+    }
+
+    /// The next outbound sequence number, once the lifetime and the sequence space allow an
+    /// inner packet of `inner_len` bytes (every refusal counted).
+    fn take_seq(&self, inner_len: usize) -> Result<u64, DropReason> {
         if self.outbound.is_dead() {
             self.drops.add(DropReason::HardLimit);
             return Err(DropReason::HardLimit);
@@ -168,7 +191,7 @@ impl SaPair {
             self.drops.add(DropReason::SeqExhausted);
             return Err(DropReason::SeqExhausted);
         }
-        match self.outbound.charge(inner.len() as u64) {
+        match self.outbound.charge(inner_len as u64) {
             Charge::Carry => {}
             Charge::CarrySoft(kind) => self.limit_event(false, Direction::Outbound, kind),
             Charge::CarryHard(kind) => self.limit_event(true, Direction::Outbound, kind),
@@ -182,12 +205,20 @@ impl SaPair {
                 return Err(DropReason::HardLimit);
             }
         }
-        match self.sealer.seal(seq, inner, NEXT_HEADER_IPV6, out) {
+        Ok(seq)
+    }
+
+    fn count_sealed(
+        &self,
+        inner_len: usize,
+        sealed: Result<usize, crate::esp::SealError>,
+    ) -> Result<usize, DropReason> {
+        match sealed {
             Ok(len) => {
                 self.traffic.tx_packets.fetch_add(1, Ordering::Relaxed);
                 self.traffic
                     .tx_bytes
-                    .fetch_add(inner.len() as u64, Ordering::Relaxed);
+                    .fetch_add(inner_len as u64, Ordering::Relaxed);
                 Ok(len)
             }
             Err(_) => {
@@ -199,9 +230,9 @@ impl SaPair {
     }
 
     /// Opens an ESP packet (starting at the SPI, decrypted in place) for this pair: replay check,
-    /// AEAD open, replay insert, lifetime, ingress filter. `now` is the forwarder's clock in
-    /// seconds. Every refusal is counted here.
-    pub fn open(&self, wire_seq: u32, packet: &mut [u8], now: u64) -> Result<Accepted, DropReason> {
+    /// AEAD open, replay insert, lifetime, ingress filter, at `now` (the data thread reads its
+    /// clock once per batch). Every refusal is counted here.
+    pub fn open(&self, wire_seq: u32, packet: &mut [u8], now: Now) -> Result<Accepted, DropReason> {
         if self.inbound.is_dead() {
             self.drops.add(DropReason::HardLimit);
             return Err(DropReason::HardLimit);
@@ -242,7 +273,7 @@ impl SaPair {
                 return Err(DropReason::HardLimit);
             }
         }
-        self.last_rx.store(now + 1, Ordering::Relaxed);
+        self.last_rx.store(now.secs() + 1, Ordering::Relaxed);
         if opened.next_header == NEXT_HEADER_NONE {
             // A dummy packet: authenticated, so the peer is alive; nothing to deliver.
             return Ok(Accepted {
@@ -274,7 +305,8 @@ impl SaPair {
     }
 
     /// Checks the time limits (called about once a second by the driver).
-    pub fn check_time(&self, now: u64) {
+    pub fn check_time(&self, now: Now) {
+        let now = now.secs();
         for (lifetime, direction) in [
             (&self.inbound, Direction::Inbound),
             (&self.outbound, Direction::Outbound),
@@ -311,7 +343,8 @@ impl SaPair {
         self.events.send(event);
     }
 
-    fn report(&self, endpoint: Endpoint, limits: Limits, now: u64) -> SaCounters {
+    fn report(&self, endpoint: Endpoint, limits: Limits, now: Now) -> SaCounters {
+        let now = now.secs();
         let last_rx = self.last_rx.load(Ordering::Relaxed);
         SaCounters {
             peer: self.peer,
@@ -360,10 +393,10 @@ pub struct Outbound {
 /// A consistent, read-only view of the SAD for the data threads.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    inbound: HashMap<Spi, Arc<SaPair>>,
+    inbound: KeyMap<Spi, Arc<SaPair>>,
     /// By prefix length, longest first: masked network address -> route.
-    outbound: Vec<(u8, HashMap<u128, Outbound>)>,
-    endpoints: HashMap<PeerId, Endpoint>,
+    outbound: Vec<(u8, KeyMap<u128, Outbound>)>,
+    endpoints: KeyMap<PeerId, Endpoint>,
 }
 
 impl Snapshot {
@@ -417,6 +450,7 @@ pub struct Sad {
     global_drops: DropCounters,
     events: EventSender,
     backend: AeadBackend,
+    /// Milliseconds of the ticker's last [`Now`].
     clock: AtomicU64,
 }
 
@@ -443,14 +477,15 @@ impl Sad {
         self.snapshot.load()
     }
 
-    /// The forwarder's clock in seconds (advanced by the driver, see [`Sad::set_now`]).
-    pub fn now(&self) -> u64 {
-        self.clock.load(Ordering::Relaxed)
+    /// The forwarder's time as the ticker last set it ([`Sad::set_now`]): what installs and
+    /// counter reports, which come from the SA channel, go by.
+    pub fn now(&self) -> Now {
+        Now::from_millis(self.clock.load(Ordering::Relaxed))
     }
 
-    /// Advances the forwarder's clock and checks the time limits of every pair.
-    pub fn set_now(&self, now: u64) {
-        self.clock.store(now, Ordering::Relaxed);
+    /// Advances the forwarder's time and checks the time limits of every pair.
+    pub fn set_now(&self, now: Now) {
+        self.clock.store(now.millis(), Ordering::Relaxed);
         for pair in self.load().inbound.values() {
             pair.check_time(now);
         }
@@ -486,7 +521,7 @@ impl Sad {
                 }
             }
         }
-        let now = self.now();
+        let now = self.now().secs();
         let generation = master.next_generation;
         master.next_generation += 1;
         let pair = Arc::new(SaPair {
@@ -581,8 +616,8 @@ impl Sad {
     }
 
     fn publish(&self, master: &Master) {
-        let mut inbound = HashMap::new();
-        let mut by_len: HashMap<u8, HashMap<u128, Outbound>> = HashMap::new();
+        let mut inbound = KeyMap::default();
+        let mut by_len: HashMap<u8, KeyMap<u128, Outbound>> = HashMap::new();
         // Oldest first, so that for equal prefixes the newest pair overwrites the older.
         for (pair, _) in &master.pairs {
             inbound.insert(pair.spi_in, pair.clone());
@@ -598,12 +633,12 @@ impl Sad {
                 );
             }
         }
-        let mut outbound: Vec<(u8, HashMap<u128, Outbound>)> = by_len.into_iter().collect();
+        let mut outbound: Vec<(u8, KeyMap<u128, Outbound>)> = by_len.into_iter().collect();
         outbound.sort_by_key(|entry| std::cmp::Reverse(entry.0));
         self.snapshot.store(Arc::new(Snapshot {
             inbound,
             outbound,
-            endpoints: master.endpoints.clone(),
+            endpoints: master.endpoints.iter().map(|(p, e)| (*p, *e)).collect(),
         }));
     }
 }

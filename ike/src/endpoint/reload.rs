@@ -97,6 +97,8 @@ impl Endpoint {
         }
         let new_credentials = self.common.chain != reload.common.chain;
         self.common = reload.common;
+        // Signature work handed out before now is checked again when it comes back.
+        self.generation += 1;
         let refused = self.cut_off_untrusted(now, rng);
         if new_credentials && matches!(self.role, Role::Initiator(_)) {
             // A renewed certificate: the server sees it at the next IKE_AUTH, made now,
@@ -119,12 +121,12 @@ impl Endpoint {
             Role::Responder(role) => Some(role.authorizer.as_ref()),
             Role::Initiator(_) => None,
         };
-        let refused: Vec<(u64, String, String)> = self
+        let refused: Vec<(u64, String, crate::sa::established::Distrust)> = self
             .sas
             .iter()
             .filter_map(|(spi, sa)| match sa {
                 Sa::Up(e) if e.is_current() => e
-                    .still_trusted(&self.common.verifier, authorizer, now.wall)
+                    .still_trusted(&self.common.verifier, authorizer, now)
                     .err()
                     .map(|why| (*spi, e.peer.name.clone(), why)),
                 _ => None,

@@ -16,10 +16,12 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
+use hometun_control::Spi;
 use serde::{Deserialize, Serialize};
 
 use super::{Endpoint, Role, Sa};
-use crate::io::{Now, Random};
+use crate::io::{Now, Output, Random};
+use crate::notice::Notice;
 use crate::sa::Io;
 use crate::sa::established::TokenBucket;
 use crate::sa::established::restart_hints::invalid_spis;
@@ -68,12 +70,12 @@ pub struct RestartHint {
     /// Its address and port.
     pub remote: SocketAddrV4,
     /// The ESP SPIs it sends with.
-    pub spis: Vec<u32>,
+    pub spis: Vec<Spi>,
 }
 
 /// An unprotected INFORMATIONAL naming `spis` in INVALID_SPI notifications. It belongs to no
 /// IKE SA: its IKE SPIs are zero (RFC 7296 2.21.4 allows zero or random).
-fn invalid_spi_hint(spis: &[u32]) -> Vec<u8> {
+fn invalid_spi_hint(spis: &[Spi]) -> Vec<u8> {
     let header = Header::new(
         ExchangeType::INFORMATIONAL,
         0,
@@ -84,12 +86,7 @@ fn invalid_spi_hint(spis: &[u32]) -> Vec<u8> {
     let payloads = spis
         .iter()
         .take(SPIS_PER_HINT)
-        .map(|spi| {
-            Payload::Notify(Notify::new(
-                NotifyType::INVALID_SPI,
-                spi.to_be_bytes().into(),
-            ))
-        })
+        .map(|spi| Payload::Notify(Notify::new(NotifyType::INVALID_SPI, spi.to_bytes().into())))
         .collect();
     Message::new(header, payloads)
         .to_bytes()
@@ -100,7 +97,7 @@ impl Endpoint {
     /// The forwarder received ESP for an SPI it does not have, from `remote` (`port`: the UDP
     /// source port of ESP in UDP; `None` for raw ESP). A server answers with an unprotected
     /// INVALID_SPI to the sender's IKE port: after a restart, the home learns at once.
-    pub fn handle_unknown_esp(&mut self, now: Now, spi: u32, remote: Ipv4Addr, port: Option<u16>) {
+    pub fn handle_unknown_esp(&mut self, now: Now, spi: Spi, remote: Ipv4Addr, port: Option<u16>) {
         let Role::Responder(role) = &self.role else {
             return;
         };
@@ -237,10 +234,10 @@ impl Endpoint {
         if hints.is_empty() {
             return;
         }
-        tracing::info!(
-            "telling {} peers that were up before the restart that their SAs are gone",
-            hints.len()
-        );
+        self.outputs
+            .push_back(Output::Notice(Notice::TellingPeersAfterRestart {
+                peers: hints.len(),
+            }));
         self.restart_hints.total += hints.len();
         self.restart_hints.waiting.extend(hints);
         self.restart_hints.next_round = Some(now.mono);
@@ -270,11 +267,11 @@ impl Endpoint {
         }
         if pending.waiting.is_empty() {
             pending.next_round = None;
-            tracing::info!(
-                "told {} of {} peers that were up before the restart that their SAs are gone",
-                pending.told,
-                pending.total
-            );
+            self.outputs
+                .push_back(Output::Notice(Notice::ToldPeersAfterRestart {
+                    told: pending.told,
+                    total: pending.total,
+                }));
         } else {
             pending.next_round = Some(now.mono + HINT_ROUND);
         }

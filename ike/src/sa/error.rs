@@ -1,5 +1,7 @@
-//! Why an exchange failed, as a typed error that maps to the Notify the peer gets (DESIGN.md
-//! style 7), with the one-line reason for the log.
+//! Why an exchange failed, as a typed error that maps to the Notify the peer gets (RFC 7296 2.21;
+//! docs/ARCHITECTURE.md, "Conventions"), with the one-line reason for the log.
+
+use hometun_control::Spi;
 
 use crate::crypto::{CertError, CryptoError, DhGroup};
 use crate::proposal::NegotiationError;
@@ -33,7 +35,7 @@ pub enum IkeError {
     UnsupportedCriticalPayload(PayloadType),
     /// The CHILD SA named by REKEY_SA does not exist.
     #[error("CHILD SA with SPI {0:08x} not found")]
-    ChildSaNotFound(u32),
+    ChildSaNotFound(Spi),
     /// Another exchange on the same SA is in progress; try again later.
     #[error("temporary failure: {0}")]
     TemporaryFailure(&'static str),
@@ -70,7 +72,7 @@ impl IkeError {
             }
             IkeError::ChildSaNotFound(spi) => Notify::with_spi(
                 ProtocolId::ESP,
-                spi.to_be_bytes().to_vec(),
+                spi.to_bytes().to_vec(),
                 NotifyType::CHILD_SA_NOT_FOUND,
                 Vec::new(),
             ),

@@ -1,5 +1,5 @@
-//! One IKE SA: one type per exchange step, each consumed on its transition (DESIGN.md style 3,
-//! rustls `client/tls13.rs`).
+//! One IKE SA: one type per exchange step, each consumed on its transition (docs/ARCHITECTURE.md,
+//! "Conventions"; as rustls `client/tls13.rs`).
 //!
 //! Initiator: [`initiator::SaInitRequested`] -> [`initiator::AuthRequested`] ->
 //! [`established::Established`]. Responder: [`responder::respond_sa_init`] ->
@@ -7,6 +7,7 @@
 //! Once established, the sub-exchanges (CHILD SA rekey, IKE SA rekey, DELETE, liveness) are
 //! pending-request types consumed when their response arrives.
 
+pub mod auth_job;
 pub(crate) mod child;
 pub mod error;
 pub(crate) mod established;
@@ -16,7 +17,7 @@ pub(crate) mod responder;
 use std::collections::{HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddrV4};
 
-use hometun_control::{Encapsulation, PeerId};
+use hometun_control::{Encapsulation, PeerId, Spi};
 
 use crate::crypto::auth::{self, check_peer_accepts};
 use crate::crypto::{
@@ -81,6 +82,11 @@ impl Io<'_> {
         self.outputs.push_back(output);
     }
 
+    /// Queues a protocol event for the log.
+    pub fn notice(&mut self, notice: crate::notice::Notice) {
+        self.outputs.push_back(Output::Notice(notice));
+    }
+
     /// Queues a forwarder request.
     pub fn forwarder(&mut self, request: hometun_control::Request) {
         self.outputs.push_back(Output::Forwarder(request));
@@ -111,7 +117,7 @@ impl Io<'_> {
 #[derive(Debug, Default)]
 pub(crate) struct SpiRegistry {
     ike: HashSet<u64>,
-    esp: HashSet<u32>,
+    esp: HashSet<Spi>,
 }
 
 impl SpiRegistry {
@@ -128,12 +134,12 @@ impl SpiRegistry {
     }
 
     /// A new, unique inbound ESP SPI (256 and up: 1..=255 are reserved, RFC 4303 2.1).
-    pub fn new_esp(&mut self, rng: &mut dyn Random) -> u32 {
+    pub fn new_esp(&mut self, rng: &mut dyn Random) -> Spi {
         loop {
             let mut b = [0u8; 4];
             rng.fill(&mut b);
-            let spi = u32::from_be_bytes(b);
-            if spi >= 256 && self.esp.insert(spi) {
+            let spi = Spi(u32::from_be_bytes(b));
+            if spi.0 >= 256 && self.esp.insert(spi) {
                 return spi;
             }
         }
@@ -145,7 +151,7 @@ impl SpiRegistry {
     }
 
     /// Frees an ESP SPI.
-    pub fn release_esp(&mut self, spi: u32) {
+    pub fn release_esp(&mut self, spi: Spi) {
         self.esp.remove(&spi);
     }
 }
@@ -169,8 +175,6 @@ pub(crate) struct IkeCore {
     pub original_initiator: bool,
     pub keys: IkeSaKeys,
     pub chosen: ChosenIke,
-    tx: SkGcm,
-    rx: SkGcm,
     /// Counter for the SK payload IVs: unique per key, never reused.
     iv: u64,
     pub local: SocketAddrV4,
@@ -200,19 +204,17 @@ impl IkeCore {
         original_initiator: bool,
         addresses: Addresses,
     ) -> Result<Self, crate::crypto::CryptoError> {
-        let (tx, rx) = if original_initiator {
-            (keys.initiator_cipher()?, keys.responder_cipher()?)
-        } else {
-            (keys.responder_cipher()?, keys.initiator_cipher()?)
-        };
+        // The ciphers are made for each message (a microsecond) rather than kept: an idle IKE
+        // SA is a server's common case, and two kept AES-GCM contexts cost about 1.7 KiB.
+        // Made once here, so that a key of the wrong length is refused now.
+        keys.initiator_cipher()?;
+        keys.responder_cipher()?;
         Ok(Self {
             spi_i,
             spi_r,
             original_initiator,
             keys,
             chosen,
-            tx,
-            rx,
             iv: 0,
             local: addresses.local,
             remote: addresses.remote,
@@ -254,12 +256,24 @@ impl IkeCore {
     /// Seals payloads into a message with an SK payload.
     pub fn seal(&mut self, header: Header, inner: Vec<Payload>) -> Result<Vec<u8>, SkError> {
         self.iv = self.iv.wrapping_add(1);
-        ProtectedMessage::new(header, inner).seal(&self.tx, &self.iv.to_be_bytes(), 0)
+        let tx = self.cipher(self.original_initiator);
+        ProtectedMessage::new(header, inner).seal(&tx, &self.iv.to_be_bytes(), 0)
     }
 
     /// Checks and opens a message the peer sent.
     pub fn open(&self, data: &[u8]) -> Result<ProtectedMessage, SkError> {
-        ProtectedMessage::open(data, &self.rx)
+        ProtectedMessage::open(data, &self.cipher(!self.original_initiator))
+    }
+
+    /// The SK cipher of messages the original initiator (`initiator`) or responder sends.
+    fn cipher(&self, initiator: bool) -> SkGcm {
+        let cipher = if initiator {
+            self.keys.initiator_cipher()
+        } else {
+            self.keys.responder_cipher()
+        };
+        // IkeCore::new made both from these keys: their lengths are right.
+        cipher.expect("SK keys checked when the IKE SA was made")
     }
 
     /// Whether a NAT was seen on either side: UDP encapsulation.

@@ -9,8 +9,11 @@
 
 use std::time::{Duration, Instant};
 
+use hometun_control::Spi;
+
 use super::requests::Task;
 use super::{Effect, Established};
+use crate::notice::Notice;
 use crate::sa::Io;
 use crate::wire::{Message, NotifyType, Payload};
 
@@ -42,7 +45,7 @@ pub(crate) fn is_invalid_ike_spi(data: &[u8]) -> bool {
 
 /// The ESP SPIs that an unprotected message's INVALID_SPI notifications name (four bytes of
 /// notification data each, RFC 7296 3.10.1); empty if it has none or is protected.
-pub(crate) fn invalid_spis(message: &Message) -> Vec<u32> {
+pub(crate) fn invalid_spis(message: &Message) -> Vec<Spi> {
     if message.encrypted().is_some() {
         return Vec::new();
     }
@@ -51,7 +54,7 @@ pub(crate) fn invalid_spis(message: &Message) -> Vec<u32> {
         .iter()
         .filter_map(|p| match p {
             Payload::Notify(n) if n.notify_type == NotifyType::INVALID_SPI => {
-                Some(u32::from_be_bytes(n.data.as_slice().try_into().ok()?))
+                Spi::from_bytes(&n.data)
             }
             _ => None,
         })
@@ -65,7 +68,7 @@ pub(crate) fn hint_check_timeout(cfg: &crate::settings::CommonConfig) -> Duratio
 
 impl Established {
     /// Whether one of our CHILD SAs sends with this SPI (the peer's inbound SPI).
-    pub fn sends_with(&self, spi_out: u32) -> bool {
+    pub fn sends_with(&self, spi_out: Spi) -> bool {
         self.children.iter().any(|c| c.spi_out == spi_out)
     }
 
@@ -87,10 +90,11 @@ impl Established {
             return false;
         }
         let timeout = hint_check_timeout(io.cfg);
-        tracing::info!(
-            "{}: {what}; checking within {timeout:?} whether it still knows this IKE SA",
-            self.peer.name
-        );
+        io.notice(Notice::RestartHintCheck {
+            peer: self.peer.name.clone(),
+            what: what.clone(),
+            within: timeout,
+        });
         self.last_hint_check = Some(now);
         self.hint_check = Some(HintCheck {
             deadline: now + timeout,

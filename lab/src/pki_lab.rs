@@ -14,19 +14,13 @@ use ipnet::Ipv6Net;
 use crate::ike_lab::{Daemon, hometun};
 use crate::{Netns, hometun_bin};
 
+pub use crate::ike_lab::logs;
+pub use crate::printed;
+
 /// `hometun ARGS...` inside `ns`; the output whether it succeeded or not.
 pub fn hometun_in(ns: &Netns, args: &[&str]) -> anyhow::Result<Output> {
     let bin = hometun_bin()?;
     ns.output(bin.to_str().context("binary path is not UTF-8")?, args)
-}
-
-/// stdout and stderr of a finished command, for failure messages.
-pub fn printed(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// Path as `&str` for command lines.
@@ -109,15 +103,6 @@ pub fn global_addresses(ns: &Netns, dev: &str) -> anyhow::Result<Vec<Ipv6Addr>> 
         })
         .map(|a| a.parse().context("address in ip's output"))
         .collect()
-}
-
-/// The daemons' logs, for failure messages.
-pub fn logs(daemons: &[&Daemon]) -> String {
-    daemons
-        .iter()
-        .map(|d| format!("--- {}:\n{}", d.log.display(), d.log_text()))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// The first line of `text` that contains every one of `needles`.

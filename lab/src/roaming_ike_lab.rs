@@ -1,4 +1,4 @@
-//! The roaming lab with the full daemons (issue 4 with IKE): `hometun server` on a VPS and
+//! The roaming lab with the full daemons (docs/ARCHITECTURE.md, "Roaming"): `hometun server` on a VPS and
 //! `hometun client` (or a strongSwan client) at home, certificates from `hometun pki`, an ISP
 //! that routes between them and can NAT, and an attacker attached to the ISP.
 //!
@@ -24,25 +24,17 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::ike_lab::{Daemon, POOL, Pki, VPS_NAME, hometun};
-use crate::roaming_lab::{Path4, monotonic_ns, nft};
-use crate::{Netns, run, wait_for};
+use crate::roaming_lab::{Path4, RoamingNet};
+use crate::{Netns, monotonic_ns, wait_for};
 
-/// The home's first outer address.
-pub const HOME_FIRST: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+pub use crate::roaming_lab::{
+    ATTACKER, HOME_FIRST, ISP_ATTACKER_SIDE, ISP_HOME_SIDE, ISP_VPS_SIDE, VPS_OUTER,
+};
+
 /// The home's address after the change (same subnet).
 pub const HOME_SECOND: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 3);
-/// The ISP's address on the home's subnet (the home's gateway).
-pub const ISP_HOME_SIDE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
-/// The ISP's address on the VPS's subnet, and the NAT's first public address.
-pub const ISP_VPS_SIDE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 /// The NAT's public address after the change.
 pub const PUBLIC_SECOND: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 11);
-/// The VPS's outer address (the server's static address).
-pub const VPS_OUTER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
-/// The attacker's address.
-pub const ATTACKER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 66);
-/// The ISP's address on the attacker's subnet.
-pub const ISP_ATTACKER_SIDE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 /// The VPS's inner address (the pool's first prefix stays with the server), on its loopback.
 pub const VPS_INNER: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 1);
 /// The home's prefix (the first the PKI hands out) and its tunnel address.
@@ -75,39 +67,6 @@ pub struct IkeRoamingLab {
     dir: tempfile::TempDir,
 }
 
-fn veth(a: &Netns, a_name: &str, b: &Netns, b_name: &str) -> anyhow::Result<()> {
-    run(
-        "ip",
-        &[
-            "link",
-            "add",
-            a_name,
-            "netns",
-            a.name(),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            b_name,
-            "netns",
-            b.name(),
-        ],
-    )?;
-    Ok(())
-}
-
-fn sysctl(ns: &Netns, setting: &str) -> anyhow::Result<()> {
-    let output = ns.output("sysctl", &["-qw", setting])?;
-    if !output.status.success() {
-        bail!(
-            "sysctl {setting} in {}: {}",
-            ns.name(),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(())
-}
-
 fn path_str(p: &Path) -> anyhow::Result<&str> {
     p.to_str().context("path is not UTF-8")
 }
@@ -116,24 +75,12 @@ impl IkeRoamingLab {
     /// Builds the namespaces, links, routes (and the NAT for [`Path4::Nat`]), the PKI and the
     /// configs. Nothing runs yet.
     pub fn new(path: Path4) -> anyhow::Result<Self> {
-        let home = Netns::new("kh")?;
-        let isp = Netns::new("ki")?;
-        let vps = Netns::new("kv")?;
-        let attacker = Netns::new("ka")?;
-        veth(&home, "h0", &isp, "ih")?;
-        veth(&vps, "v0", &isp, "iv")?;
-        veth(&attacker, "a0", &isp, "ia")?;
-        for (ns, dev, address) in [
-            (&home, "h0", format!("{HOME_FIRST}/24")),
-            (&isp, "ih", format!("{ISP_HOME_SIDE}/24")),
-            (&isp, "iv", format!("{ISP_VPS_SIDE}/24")),
-            (&isp, "ia", format!("{ISP_ATTACKER_SIDE}/24")),
-            (&vps, "v0", format!("{VPS_OUTER}/24")),
-            (&attacker, "a0", format!("{ATTACKER}/24")),
-        ] {
-            ns.ip(&["addr", "add", &address, "dev", dev])?;
-            ns.ip(&["link", "set", dev, "up"])?;
-        }
+        let RoamingNet {
+            home,
+            isp,
+            vps,
+            attacker,
+        } = RoamingNet::build("k", path)?;
         vps.ip(&[
             "-6",
             "addr",
@@ -142,27 +89,6 @@ impl IkeRoamingLab {
             "dev",
             "lo",
         ])?;
-        // A second address on the same subnet must take over when the first goes.
-        sysctl(&home, "net.ipv4.conf.h0.promote_secondaries=1")?;
-        sysctl(&isp, "net.ipv4.conf.iv.promote_secondaries=1")?;
-        sysctl(&isp, "net.ipv4.ip_forward=1")?;
-        // The attacker sends with forged sources: no reverse-path filter at the ISP.
-        for dev in ["all", "default", "ia", "ih", "iv"] {
-            sysctl(&isp, &format!("net.ipv4.conf.{dev}.rp_filter=0"))?;
-        }
-        home.ip(&["route", "add", "default", "via", &ISP_HOME_SIDE.to_string()])?;
-        vps.ip(&["route", "add", "default", "via", &ISP_VPS_SIDE.to_string()])?;
-        attacker.ip(&[
-            "route",
-            "add",
-            "default",
-            "via",
-            &ISP_ATTACKER_SIDE.to_string(),
-        ])?;
-        if path == Path4::Nat {
-            let rules = "table ip nat {\n chain postrouting {\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname \"iv\" ip saddr 198.51.100.0/24 masquerade\n }\n}\n";
-            nft(&isp, rules)?;
-        }
         let dir = tempfile::tempdir()?;
         let ca = dir.path().join("ca");
         hometun(&[
@@ -308,6 +234,10 @@ pub fn drops(status: &serde_json::Value, reason: &str) -> u64 {
 pub fn inbound_spis(status: &serde_json::Value) -> Vec<u64> {
     status["peers"][0]["children"]
         .as_array()
-        .map(|c| c.iter().filter_map(|c| crate::spi(&c["spi_in"])).collect())
+        .map(|c| {
+            c.iter()
+                .filter_map(|c| crate::ike_lab::spi(&c["spi_in"]))
+                .collect()
+        })
         .unwrap_or_default()
 }

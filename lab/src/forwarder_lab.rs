@@ -7,7 +7,7 @@
 //!  vps ns:  hometun0 (2001:db8:ffff::1) va 192.0.2.1 ── tv ┘
 //! ```
 
-use std::net::Ipv6Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,7 +15,12 @@ use anyhow::{Context, bail};
 use hometun_control::{CounterReport, Request, Response};
 use hometun_forwarder::server::ControlClient;
 
-use crate::{Guarded, HOME_OUTER, Netns, VPS_OUTER, hometun_bin, wait_for};
+use crate::{Guarded, Netns, hometun_bin, veth, wait_for};
+
+/// The VPS side's outer address.
+pub const VPS_OUTER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+/// The home side's outer address.
+pub const HOME_OUTER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 
 /// The home side's inner address.
 pub const HOME_INNER: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
@@ -155,23 +160,7 @@ impl ForwarderLab {
             (&home, "ha", "th", "192.0.2.2/24"),
             (&vps, "va", "tv", "192.0.2.1/24"),
         ] {
-            crate::run(
-                "ip",
-                &[
-                    "link",
-                    "add",
-                    inner,
-                    "netns",
-                    ns.name(),
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    outer,
-                    "netns",
-                    tap.name(),
-                ],
-            )?;
+            veth(ns, inner, &tap, outer)?;
             tap.ip(&["link", "set", outer, "master", "br0"])?;
             tap.ip(&["link", "set", outer, "up"])?;
             ns.ip(&["addr", "add", address, "dev", inner])?;

@@ -1,6 +1,7 @@
-//! The roaming lab (issue 4): two `hometun forwarder --static` processes with the roaming
-//! switches on, a home and a VPS with an ISP routing between two documentation subnets, and an
-//! attacker attached to the ISP.
+//! The roaming lab (docs/ARCHITECTURE.md, "Roaming"): two `hometun forwarder --static`
+//! processes with the roaming switches on, a home and a VPS with an ISP routing between two
+//! documentation subnets, and an attacker attached to the ISP ([`RoamingNet`], which the lab
+//! with the full daemons in [`crate::roaming_ike_lab`] shares).
 //!
 //! ```text
 //!  home ns: hometun0 2001:db8:1::2    h0 198.51.100.2/24 ── ih 198.51.100.1 ┐
@@ -24,7 +25,9 @@ use anyhow::{Context, bail};
 use hometun_control::{CounterReport, Endpoint, PeerId, Request, Response, RoamingReport};
 use hometun_forwarder::server::ControlClient;
 
-use crate::{Guarded, Netns, hometun_bin, wait_for};
+use crate::{Guarded, Netns, hometun_bin, veth, wait_for};
+
+pub use crate::monotonic_ns;
 
 /// The home's first outer address.
 pub const HOME_FIRST: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
@@ -178,46 +181,27 @@ encap = "raw"
     )
 }
 
-fn veth(a: &Netns, a_name: &str, b: &Netns, b_name: &str) -> anyhow::Result<()> {
-    crate::run(
-        "ip",
-        &[
-            "link",
-            "add",
-            a_name,
-            "netns",
-            a.name(),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            b_name,
-            "netns",
-            b.name(),
-        ],
-    )?;
-    Ok(())
+/// The network of the roaming labs: home, ISP (routing, and NAT on its VPS side for
+/// [`Path4::Nat`]), VPS and attacker, each in its namespace.
+pub struct RoamingNet {
+    /// The home.
+    pub home: Netns,
+    /// The ISP (router, NAT).
+    pub isp: Netns,
+    /// The VPS.
+    pub vps: Netns,
+    /// The attacker.
+    pub attacker: Netns,
 }
 
-fn sysctl(ns: &Netns, setting: &str) -> anyhow::Result<()> {
-    let output = ns.output("sysctl", &["-qw", setting])?;
-    if !output.status.success() {
-        bail!(
-            "sysctl {setting} in {}: {}",
-            ns.name(),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(())
-}
-
-impl RoamingLab {
-    /// Builds the namespaces, links, routes (and the NAT), and starts both forwarders.
-    pub fn start(options: LabOptions) -> anyhow::Result<Self> {
-        let home = Netns::new("rh")?;
-        let isp = Netns::new("ri")?;
-        let vps = Netns::new("rv")?;
-        let attacker = Netns::new("ra")?;
+impl RoamingNet {
+    /// Namespaces tagged `<prefix>h`, `<prefix>i`, `<prefix>v`, `<prefix>a`, their links,
+    /// addresses and routes, and the NAT for [`Path4::Nat`].
+    pub fn build(prefix: &str, path: Path4) -> anyhow::Result<Self> {
+        let home = Netns::new(&format!("{prefix}h"))?;
+        let isp = Netns::new(&format!("{prefix}i"))?;
+        let vps = Netns::new(&format!("{prefix}v"))?;
+        let attacker = Netns::new(&format!("{prefix}a"))?;
         veth(&home, "h0", &isp, "ih")?;
         veth(&vps, "v0", &isp, "iv")?;
         veth(&attacker, "a0", &isp, "ia")?;
@@ -233,12 +217,12 @@ impl RoamingLab {
             ns.ip(&["link", "set", dev, "up"])?;
         }
         // A second address on the same subnet must take over when the first goes.
-        sysctl(&home, "net.ipv4.conf.h0.promote_secondaries=1")?;
-        sysctl(&isp, "net.ipv4.conf.iv.promote_secondaries=1")?;
-        sysctl(&isp, "net.ipv4.ip_forward=1")?;
+        home.sysctl("net.ipv4.conf.h0.promote_secondaries=1")?;
+        isp.sysctl("net.ipv4.conf.iv.promote_secondaries=1")?;
+        isp.sysctl("net.ipv4.ip_forward=1")?;
         // The attacker sends with forged sources: no reverse-path filter at the ISP.
         for dev in ["all", "default", "ia", "ih", "iv"] {
-            sysctl(&isp, &format!("net.ipv4.conf.{dev}.rp_filter=0"))?;
+            isp.sysctl(&format!("net.ipv4.conf.{dev}.rp_filter=0"))?;
         }
         home.ip(&["route", "add", "default", "via", &ISP_HOME_SIDE.to_string()])?;
         vps.ip(&["route", "add", "default", "via", &ISP_VPS_SIDE.to_string()])?;
@@ -249,10 +233,27 @@ impl RoamingLab {
             "via",
             &ISP_ATTACKER_SIDE.to_string(),
         ])?;
-        if options.path == Path4::Nat {
-            let rules = "table ip nat {\n chain postrouting {\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname \"iv\" ip saddr 198.51.100.0/24 masquerade\n }\n}\n";
-            nft(&isp, rules)?;
+        if path == Path4::Nat {
+            isp.nft("table ip nat {\n chain postrouting {\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname \"iv\" ip saddr 198.51.100.0/24 masquerade\n }\n}\n")?;
         }
+        Ok(RoamingNet {
+            home,
+            isp,
+            vps,
+            attacker,
+        })
+    }
+}
+
+impl RoamingLab {
+    /// Builds the namespaces, links, routes (and the NAT), and starts both forwarders.
+    pub fn start(options: LabOptions) -> anyhow::Result<Self> {
+        let RoamingNet {
+            home,
+            isp,
+            vps,
+            attacker,
+        } = RoamingNet::build("r", options.path)?;
         let dir = tempfile::tempdir()?;
         let mut lab = RoamingLab {
             forwarders: Vec::new(),
@@ -412,37 +413,6 @@ impl RoamingLab {
         self.public_address = new;
         Ok(at)
     }
-}
-
-/// Loads nftables rules into a namespace.
-pub fn nft(ns: &Netns, rules: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut child = std::process::Command::new("ip")
-        .args(["netns", "exec", ns.name(), "nft", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .context("running nft")?;
-    child
-        .stdin
-        .take()
-        .context("nft stdin")?
-        .write_all(rules.as_bytes())?;
-    let output = child.wait_with_output()?;
-    if !output.status.success() {
-        bail!("nft: {}", String::from_utf8_lossy(&output.stderr));
-    }
-    Ok(())
-}
-
-/// CLOCK_MONOTONIC in ns (the clock of `hometun-roamtool ping`).
-pub fn monotonic_ns() -> u64 {
-    // SAFETY: timespec is plain data; clock_gettime fills it.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid timespec pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// What a ping run around an address change shows.

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use hometun_config::{ClientConfig, ServerConfig};
 
-use crate::{Guarded, Netns, hometun_bin, run, wait_for};
+use crate::{Guarded, Netns, hometun_bin, run, veth, wait_for};
 
 /// The IPv6 pool of the lab's PKI.
 pub const POOL: &str = "2001:db8:100::/48";
@@ -62,23 +62,7 @@ impl IkeLab {
             let ns = Netns::new(tag)?;
             let addr = Ipv4Addr::new(192, 0, 2, index);
             let port = format!("p{index}");
-            run(
-                "ip",
-                &[
-                    "link",
-                    "add",
-                    "eth0",
-                    "netns",
-                    ns.name(),
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    &port,
-                    "netns",
-                    wan.name(),
-                ],
-            )?;
+            veth(&ns, "eth0", &wan, &port)?;
             wan.ip(&["link", "set", &port, "master", "br0"])?;
             wan.ip(&["link", "set", &port, "up"])?;
             ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
@@ -115,44 +99,12 @@ impl IkeLab {
         home.ip(&["link", "del", "eth0"])?;
         let router = Netns::new(&format!("r{i}"))?;
         let port = format!("n{i}");
-        run(
-            "ip",
-            &[
-                "link",
-                "add",
-                "eth0",
-                "netns",
-                router.name(),
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &port,
-                "netns",
-                self.wan.name(),
-            ],
-        )?;
+        veth(&router, "eth0", &self.wan, &port)?;
         self.wan.ip(&["link", "set", &port, "master", "br0"])?;
         self.wan.ip(&["link", "set", &port, "up"])?;
         router.ip(&["addr", "add", &format!("{outside}/24"), "dev", "eth0"])?;
         router.ip(&["link", "set", "eth0", "up"])?;
-        run(
-            "ip",
-            &[
-                "link",
-                "add",
-                "lan0",
-                "netns",
-                router.name(),
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                home.name(),
-            ],
-        )?;
+        veth(&router, "lan0", home, "eth0")?;
         router.ip(&[
             "addr",
             "add",
@@ -170,22 +122,10 @@ impl IkeLab {
             "via",
             &NAT_LAN_ROUTER.to_string(),
         ])?;
-        let output = router.output("sysctl", &["-q", "-w", "net.ipv4.ip_forward=1"])?;
-        if !output.status.success() {
-            bail!(
-                "sysctl ip_forward: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        let nat = router.output(
-            "nft",
-            &[
-                "add table ip nat; add chain ip nat post { type nat hook postrouting priority 100; }; add rule ip nat post oifname eth0 masquerade",
-            ],
+        router.sysctl("net.ipv4.ip_forward=1")?;
+        router.nft(
+            "table ip nat {\n chain post {\n  type nat hook postrouting priority 100; policy accept;\n  oifname \"eth0\" masquerade\n }\n}\n",
         )?;
-        if !nat.status.success() {
-            bail!("nft masquerade: {}", String::from_utf8_lossy(&nat.stderr));
-        }
         self.homes[i].addr = NAT_LAN_HOME;
         self.routers.push(Node {
             ns: router,
@@ -296,7 +236,7 @@ impl Pki {
         c.client.private_key = dir.join("client.key");
         c.client.ca = dir.join("ca.pem");
         c.client.state_dir = dir.join("state");
-        c.client.control_socket = dir.join("state/control.sock");
+        c.client.status_socket = dir.join("state/control.sock");
         std::fs::write(&config, c.to_toml())?;
         Ok(config)
     }
@@ -507,22 +447,7 @@ pub struct OuterCounters;
 impl OuterCounters {
     /// Installs the counting rules in `ns`.
     pub fn install(ns: &Netns) -> anyhow::Result<Self> {
-        let rules = "table ip htcount {\n chain input {\n  type filter hook input priority -10; policy accept;\n  ip protocol esp counter\n  udp dport 4500 counter\n }\n}\n";
-        let mut child = std::process::Command::new("ip")
-            .args(["netns", "exec", ns.name(), "nft", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()?;
-        {
-            use std::io::Write;
-            child
-                .stdin
-                .as_mut()
-                .context("nft stdin")?
-                .write_all(rules.as_bytes())?;
-        }
-        if !child.wait()?.success() {
-            bail!("nft -f failed");
-        }
+        ns.nft("table ip htcount {\n chain input {\n  type filter hook input priority -10; policy accept;\n  ip protocol esp counter\n  udp dport 4500 counter\n }\n}\n")?;
         Ok(OuterCounters)
     }
 
@@ -573,8 +498,7 @@ pub struct Outer {
 
 /// Whether `ns` has a network device named `name`.
 pub fn has_link(ns: &Netns, name: &str) -> bool {
-    ns.output("ip", &["link", "show", name])
-        .is_ok_and(|o| o.status.success())
+    ns.has_link(name)
 }
 
 /// A lab with a PKI: the server's config from `hometun pki init`, one client config per home
@@ -642,4 +566,9 @@ impl Setup {
             &self.lab.dir().join(format!("client{i}.log")),
         )
     }
+}
+
+/// An SPI of the status JSON (eight hex digits, as the table prints it) as a number.
+pub fn spi(value: &serde_json::Value) -> Option<u64> {
+    u32::from_str_radix(value.as_str()?, 16).ok().map(u64::from)
 }

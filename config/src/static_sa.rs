@@ -1,43 +1,20 @@
-//! Manual keying, like `setkey` or `ip xfrm state`: a TOML file with an `[interface]` table and
-//! `[[sa]]` entries, turned into the same [`Request`]s the IKE daemon would send. Every error is
-//! one line naming the file, the entry and the field. `examples/static-sa/` documents the format.
+//! Static SAs (manual keying, like `setkey` or `ip xfrm state`), read by `hometun forwarder
+//! --static FILE`: a TOML file with an `[interface]` table and `[[sa]]` entries, turned into the
+//! same [`Request`]s the IKE daemon would send. Every error is one [`ConfigError`] line naming
+//! the file, the entry and the field. `examples/static-sa/` documents the format.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use hometun_control::{
     AeadAlg, AeadKey, ChildSa, ControlError, Encapsulation, Endpoint, InterfaceConfig, Limits,
-    PeerId, Request, RoamingConfig, Spi,
+    MAX_REPLAY_WINDOW, PeerId, Request, RoamingConfig, Spi,
 };
 use ipnet::Ipv6Net;
 use serde::Deserialize;
 
-use crate::control::validate_interface;
-
-/// A static-SA file that cannot be used, with where the problem is.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct StaticConfigError {
-    /// The file.
-    pub file: PathBuf,
-    /// Where in it: `interface.mtu`, `sa[1].key_in`, or `-` for the whole file.
-    pub place: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for StaticConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: {}: {}",
-            self.file.display(),
-            self.place,
-            self.message
-        )
-    }
-}
+use crate::{ConfigError, parse_file, parse_str};
 
 /// The `[interface]` table: the [`InterfaceConfig`] fields, with defaults.
 #[derive(Debug, Clone, Deserialize)]
@@ -166,7 +143,7 @@ pub struct LimitsSection {
     pub hard_seconds: Option<u64>,
 }
 
-/// `[roaming]`: address changes (issue 4); everything off by default.
+/// `[roaming]`: address changes (docs/ARCHITECTURE.md, "Roaming"); everything off by default.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoamingSection {
@@ -205,26 +182,16 @@ pub struct StaticConfig {
 
 impl StaticConfig {
     /// Reads and validates a file.
-    pub fn load(path: &Path) -> Result<Self, StaticConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| error(path, "-", format!("cannot read: {e}")))?;
-        Self::parse(path, &text)
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::check(path, parse_file(path)?)
     }
 
     /// Validates a file's text (`path` only names it in errors).
-    pub fn parse(path: &Path, text: &str) -> Result<Self, StaticConfigError> {
-        let deserializer = toml::Deserializer::parse(text).map_err(|e| {
-            error(
-                path,
-                "-",
-                format!("not valid TOML: {}", one_line(&e.to_string())),
-            )
-        })?;
-        let file: FileSection = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let place = e.path().to_string();
-            let place = if place == "." { "-".to_string() } else { place };
-            error(path, &place, one_line(&e.inner().to_string()))
-        })?;
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        Self::check(path, parse_str(path, text)?)
+    }
+
+    fn check(path: &Path, file: FileSection) -> Result<Self, ConfigError> {
         let interface = interface_config(path, file.interface)?;
         let roaming = RoamingConfig {
             follow_local_address: file.roaming.follow_local_address,
@@ -261,18 +228,14 @@ impl StaticConfig {
     }
 }
 
-fn error(file: &Path, place: &str, message: impl Into<String>) -> StaticConfigError {
-    StaticConfigError {
-        file: file.to_path_buf(),
-        place: place.to_string(),
-        message: message.into(),
-    }
+fn error(file: &Path, place: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::new(file, place, message)
 }
 
 fn interface_config(
     path: &Path,
     section: InterfaceSection,
-) -> Result<InterfaceConfig, StaticConfigError> {
+) -> Result<InterfaceConfig, ConfigError> {
     if !section
         .addresses
         .iter()
@@ -295,7 +258,7 @@ fn interface_config(
         route_metric: section.route_metric,
         peer_pool: None,
     };
-    validate_interface(&config).map_err(|e| {
+    config.validate().map_err(|e| {
         // Name the field the message is about.
         let field = match e {
             ControlError::BadTunName(_) => "tun_name",
@@ -313,7 +276,7 @@ fn child_sa(
     index: usize,
     entry: SaSection,
     interface: &InterfaceConfig,
-) -> Result<ChildSa, StaticConfigError> {
+) -> Result<ChildSa, ConfigError> {
     let at = |field: &str| format!("sa[{index}].{field}");
     let alg = match entry.alg.as_str() {
         "aes128gcm16" => AeadAlg::AesGcm128,
@@ -332,7 +295,7 @@ fn child_sa(
     if entry.spi_out == 0 {
         return Err(error(path, &at("spi_out"), "SPI 0 is reserved (RFC 4303)"));
     }
-    let key = |field: &str, text: &str| -> Result<AeadKey, StaticConfigError> {
+    let key = |field: &str, text: &str| -> Result<AeadKey, ConfigError> {
         let bytes = hex::decode(text.trim().trim_start_matches("0x"))
             .map_err(|e| error(path, &at(field), format!("not hex: {e}")))?;
         AeadKey::from_keymat(alg, &bytes).map_err(|e| error(path, &at(field), e.to_string()))
@@ -379,11 +342,11 @@ fn child_sa(
             }
         }
     };
-    if entry.replay_window > crate::replay::MAX_WINDOW {
+    if entry.replay_window > MAX_REPLAY_WINDOW {
         return Err(error(
             path,
             &at("replay_window"),
-            format!("at most {}", crate::replay::MAX_WINDOW),
+            format!("at most {MAX_REPLAY_WINDOW}"),
         ));
     }
     let l = entry.limits;
@@ -434,7 +397,7 @@ fn check_against_earlier(
     index: usize,
     sa: &ChildSa,
     earlier: &[ChildSa],
-) -> Result<(), StaticConfigError> {
+) -> Result<(), ConfigError> {
     if let Some(other) = earlier.iter().position(|o| o.spi_in == sa.spi_in) {
         return Err(error(
             path,
@@ -478,25 +441,6 @@ fn check_against_earlier(
         ));
     }
     Ok(())
-}
-
-/// toml's messages span several lines with a source excerpt; keep the gist on one line.
-fn one_line(message: &str) -> String {
-    let mut lines = message.lines().filter(|l| {
-        let t = l.trim_start();
-        !t.is_empty()
-            && !t.starts_with('|')
-            && !t.chars().next().is_some_and(|c| c.is_ascii_digit())
-    });
-    let first = lines.next().unwrap_or(message).trim().to_string();
-    let first = first
-        .strip_prefix("TOML parse error at ")
-        .unwrap_or(&first)
-        .to_string();
-    match lines.next_back() {
-        Some(last) if last.trim() != first => format!("{first}: {}", last.trim()),
-        _ => first,
-    }
 }
 
 #[cfg(test)]

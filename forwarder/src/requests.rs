@@ -1,4 +1,4 @@
-//! The forwarder's side of the SA channel, independent of any transport: a [`ControlHandler`]
+//! The forwarder's side of the SA channel, independent of any transport: a [`RequestHandler`]
 //! turns each [`Request`] into a [`Response`] or a [`ControlError`] and changes nothing on error.
 //! Events leave through the channel given at construction.
 //!
@@ -20,8 +20,7 @@ use crate::aead::AeadBackend;
 use crate::events::{self, EventReceiver, EventSender};
 use crate::sad::Sad;
 
-/// Largest MTU of the TUN device: the inner packet plus outer headers must fit a 64 KiB datagram.
-pub const MAX_MTU: u32 = 65_000;
+pub use hometun_control::MAX_MTU;
 
 /// What the handler needs from the system. Each error names the operation and carries the OS's
 /// own words (and errno), so the controller gets one line that says what failed.
@@ -41,7 +40,7 @@ pub trait Platform: Send {
     ) -> Result<(), PlatformError>;
     /// Removes the TUN device (and with it its routes) and closes the sockets.
     fn shutdown(&mut self);
-    /// What the data plane counted about address changes (issue 4), once configured.
+    /// What the data plane counted about address changes (roaming), once configured.
     fn roaming_report(&self) -> Option<RoamingReport> {
         None
     }
@@ -105,7 +104,7 @@ impl Platform for RecordingPlatform {
 }
 
 /// Turns requests into responses; owns the SAD and the platform.
-pub struct ControlHandler<P: Platform> {
+pub struct RequestHandler<P: Platform> {
     sad: Arc<Sad>,
     platform: P,
     interface: Option<InterfaceConfig>,
@@ -115,7 +114,7 @@ pub struct ControlHandler<P: Platform> {
     shut_down: bool,
 }
 
-impl<P: Platform> ControlHandler<P> {
+impl<P: Platform> RequestHandler<P> {
     /// A handler with an empty SAD; the events (limits, IKE received, ...) come out of the
     /// returned receiver. `events` is the sender the data threads use as well.
     pub fn new(platform: P, backend: AeadBackend) -> (Self, EventReceiver) {
@@ -125,7 +124,7 @@ impl<P: Platform> ControlHandler<P> {
 
     /// A handler whose events go into an existing channel.
     pub fn with_events(platform: P, backend: AeadBackend, events: EventSender) -> Self {
-        ControlHandler {
+        RequestHandler {
             sad: Arc::new(Sad::new(events, backend)),
             platform,
             interface: None,
@@ -235,7 +234,7 @@ impl<P: Platform> ControlHandler<P> {
         if self.interface.is_some() {
             return Err(ControlError::AlreadyConfigured);
         }
-        validate_interface(&config)?;
+        config.validate()?;
         self.platform.configure(&config, &self.sad)?;
         self.interface = Some(config);
         Ok(Response::Ok)
@@ -346,28 +345,11 @@ impl<P: Platform> ControlHandler<P> {
     }
 }
 
-/// Checks an interface configuration on its own.
-pub fn validate_interface(config: &InterfaceConfig) -> Result<(), ControlError> {
-    if config.tun_name.is_empty() || config.tun_name.len() > 15 {
-        return Err(ControlError::BadTunName(config.tun_name.clone()));
-    }
-    if !(1280..=MAX_MTU).contains(&config.mtu) {
-        return Err(ControlError::BadMtu {
-            mtu: config.mtu,
-            max: MAX_MTU,
-        });
-    }
-    if !config.raw_esp && config.udp_port == 0 {
-        return Err(ControlError::NoOuterSocket);
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
 
-    use hometun_control::{AeadAlg, AeadKey, Direction, KeyError, Limits, PeerId, Spi};
+    use hometun_control::{AeadAlg, AeadKey, Direction, KeyError, PeerId, Spi};
 
     use super::*;
 
@@ -386,34 +368,21 @@ mod tests {
     }
 
     fn sa(peer: u64, spi_in: u32, remote: &str) -> ChildSa {
-        ChildSa {
-            peer: PeerId(peer),
-            spi_in: Spi(spi_in),
-            key_in: AeadKey::from_keymat(AeadAlg::AesGcm128, &[1; 20]).unwrap(),
-            spi_out: Spi(spi_in + 0x1000),
-            key_out: AeadKey::from_keymat(AeadAlg::AesGcm128, &[2; 20]).unwrap(),
-            local_ts: vec!["::/0".parse().unwrap()],
-            remote_ts: vec![remote.parse().unwrap()],
-            endpoint: Endpoint {
-                local: Ipv4Addr::new(192, 0, 2, 1),
-                remote: Ipv4Addr::new(192, 0, 2, 2),
-                encap: Encapsulation::Raw,
-            },
-            limits: Limits::default(),
-            esn: false,
-            replay_window: 1024,
-            nat_keepalive_seconds: None,
-        }
+        ChildSa::builder()
+            .peer(peer)
+            .spis(spi_in, spi_in + 0x1000)
+            .remote_ts(&[remote])
+            .build()
     }
 
-    fn handler() -> ControlHandler<RecordingPlatform> {
+    fn handler() -> RequestHandler<RecordingPlatform> {
         let (mut handler, _events) =
-            ControlHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
+            RequestHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
         handler.handle(Request::Configure(interface())).unwrap();
         handler
     }
 
-    fn counters(handler: &mut ControlHandler<RecordingPlatform>) -> hometun_control::CounterReport {
+    fn counters(handler: &mut RequestHandler<RecordingPlatform>) -> hometun_control::CounterReport {
         match handler.handle(Request::GetCounters).unwrap() {
             Response::Counters(report) => report,
             other => panic!("unexpected {other:?}"),
@@ -457,7 +426,7 @@ mod tests {
         assert!(handler.platform().routes.is_empty());
     }
 
-    fn refused(handler: &mut ControlHandler<RecordingPlatform>, request: Request) -> ControlError {
+    fn refused(handler: &mut RequestHandler<RecordingPlatform>, request: Request) -> ControlError {
         let before = counters(handler);
         let routes = handler.platform().routes.clone();
         let error = handler.handle(request).unwrap_err();
@@ -481,7 +450,7 @@ mod tests {
     #[test]
     fn a_server_installs_only_what_it_granted_inside_its_pool() {
         let (mut handler, _events) =
-            ControlHandler::new(RecordingPlatform::default(), AeadBackend::default());
+            RequestHandler::new(RecordingPlatform::default(), AeadBackend::default());
         let mut config = interface();
         let pool = net("2001:db8:100::/48");
         config.peer_pool = Some(pool);
@@ -667,7 +636,7 @@ mod tests {
 
     #[test]
     fn failed_route_rolls_the_install_back() {
-        let (mut handler, _events) = ControlHandler::new(
+        let (mut handler, _events) = RequestHandler::new(
             RecordingPlatform {
                 fail_route: Some(net("2001:db8:9::/64")),
                 ..RecordingPlatform::default()
@@ -700,7 +669,7 @@ mod tests {
     #[test]
     fn requests_before_configure_are_refused() {
         let (mut handler, _events) =
-            ControlHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
+            RequestHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
         let error = handler
             .handle(Request::Install(sa(1, 0x100, "2001:db8:1::/64")))
             .unwrap_err();
@@ -765,7 +734,7 @@ mod tests {
     #[test]
     fn a_flood_of_ike_messages_is_bounded_and_counted_in_the_report() {
         let (mut handler, events) =
-            ControlHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
+            RequestHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
         handler.handle(Request::Configure(interface())).unwrap();
         let data_path = handler.sad().events();
         let ike = hometun_control::Event::IkeReceived {

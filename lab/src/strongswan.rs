@@ -1,5 +1,7 @@
 //! strongSwan 5.9 (charon with kernel-libipsec: userspace ESP, always in UDP 4500) as the other
-//! side of the IKE daemon tests, after `/work/shared/reference/strongswan-pair.sh`.
+//! side of the IKE tests: the one charon launcher of the workspace, used by the integration
+//! tests (against the hometun daemons), the state machine's interop tests and the PKI's
+//! strongSwan pair.
 //!
 //! Each charon gets its own directory with strongswan.conf, swanctl.conf and the credentials,
 //! runs in a namespace with a private `/run` (a tmpfs mounted in the mount namespace that
@@ -31,7 +33,42 @@ pub fn available() -> bool {
     Path::new(CHARON).exists() && on_path("swanctl")
 }
 
-/// What one charon is to do.
+/// Whether a strongSwan lab can run here (root, charon and swanctl); when not, prints why the
+/// test skips, or panics under `CI=true`.
+pub fn lab_can_run(test: &str) -> bool {
+    if !crate::require_root(test) {
+        return false;
+    }
+    if !available() {
+        crate::skip_or_fail(test, "strongSwan (charon, swanctl) is not installed");
+        return false;
+    }
+    true
+}
+
+/// What one charon gets: its credentials, its connections and any extra settings.
+#[derive(Debug, Clone, Default)]
+pub struct CharonConfig {
+    /// Files under its `swanctl/` directory (`x509ca/ca.pem`, `x509/own.pem`,
+    /// `private/own.key`, `x509crl/crl.pem`), with their contents.
+    pub files: Vec<(String, Vec<u8>)>,
+    /// The `connections { ... }` section of swanctl.conf, whole.
+    pub connections: String,
+    /// Extra lines inside `charon { }` (tuning, e.g. `retransmit_timeout = 1`).
+    pub charon_extra: String,
+}
+
+impl CharonConfig {
+    /// Adds the file at `path` as `swanctl/<at>`.
+    pub fn with_file(mut self, at: &str, path: &Path) -> anyhow::Result<Self> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        self.files.push((at.to_string(), bytes));
+        Ok(self)
+    }
+}
+
+/// One charon with one connection `home` and its child `v6`, as the tests against the hometun
+/// daemons use it.
 #[derive(Debug, Clone)]
 pub struct CharonSpec {
     /// Our outer address.
@@ -42,7 +79,7 @@ pub struct CharonSpec {
     pub local_id: String,
     /// The peer's identity.
     pub remote_id: String,
-    /// Our certificate (PEM), key (PEM) and the CA (PEM).
+    /// Our certificate (PEM).
     pub cert: PathBuf,
     /// Our private key.
     pub key: PathBuf,
@@ -64,6 +101,7 @@ pub struct CharonSpec {
     pub child_extra: String,
 }
 
+#[cfg(feature = "daemons")]
 impl CharonSpec {
     /// charon as the lab's first home (home.example with the certificate `pki` gave it),
     /// connecting to the VPS with the PFS proposals hometun defaults to.
@@ -89,56 +127,10 @@ impl CharonSpec {
     }
 }
 
-/// A running charon. Killed when dropped.
-pub struct Charon {
-    child: Option<Guarded>,
-    /// Its directory.
-    pub dir: PathBuf,
-    ns_name: String,
-}
-
-impl Charon {
-    /// Writes the configuration into `dir` and starts charon in `ns`; loads the connection
-    /// `home` with its child `v6`.
-    pub fn start(ns: &Netns, dir: &Path, spec: &CharonSpec) -> anyhow::Result<Self> {
-        let swanctl = dir.join("swanctl");
-        for sub in ["x509ca", "x509", "private", "conf.d"] {
-            std::fs::create_dir_all(swanctl.join(sub))?;
-        }
-        std::fs::copy(&spec.ca, swanctl.join("x509ca/ca.pem"))?;
-        std::fs::copy(&spec.cert, swanctl.join("x509/own.pem"))?;
-        std::fs::copy(&spec.key, swanctl.join("private/own.key"))?;
-        let d = dir.display();
-        let ike_level = std::env::var("HOMETUN_CHARON_IKE_LOG").unwrap_or_else(|_| "2".into());
-        let conf = format!(
-            r#"charon {{
-  load = {plugins}
-  install_routes = yes
-  retransmit_tries = 3
-  filelog {{
-    log {{
-      path = {d}/charon.log
-      flush_line = yes
-      time_format = %H:%M:%S
-      default = 1
-      ike = {ike_level}
-      cfg = 1
-      knl = 1
-    }}
-  }}
-  plugins {{
-    vici {{ socket = unix://{d}/charon.vici }}
-    kernel-libipsec {{ allow_peer_ts = yes }}
-  }}
-{extra}
-}}
-swanctl {{ socket = unix://{d}/charon.vici }}
-"#,
-            extra = spec.charon_extra,
-            plugins = plugins(),
-        );
-        std::fs::write(dir.join("strongswan.conf"), conf)?;
-        let connection = format!(
+impl CharonSpec {
+    /// The files and swanctl.conf it stands for.
+    pub fn config(&self) -> anyhow::Result<CharonConfig> {
+        let connections = format!(
             r#"connections {{
   home {{
     version = 2
@@ -172,23 +164,89 @@ swanctl {{ socket = unix://{d}/charon.vici }}
   }}
 }}
 "#,
-            local_addr = spec.local_addr,
-            remote_addr = spec.remote_addr,
-            proposals = spec.proposals,
-            connection_extra = spec.connection_extra,
-            child_extra = spec.child_extra,
-            local_id = spec.local_id,
-            remote_id = spec.remote_id,
-            local_ts = spec.local_ts,
-            remote_ts = spec.remote_ts,
-            esp_proposals = spec.esp_proposals,
+            local_addr = self.local_addr,
+            remote_addr = self.remote_addr,
+            proposals = self.proposals,
+            connection_extra = self.connection_extra,
+            child_extra = self.child_extra,
+            local_id = self.local_id,
+            remote_id = self.remote_id,
+            local_ts = self.local_ts,
+            remote_ts = self.remote_ts,
+            esp_proposals = self.esp_proposals,
         );
-        std::fs::write(swanctl.join("swanctl.conf"), connection)?;
+        CharonConfig {
+            files: Vec::new(),
+            connections,
+            charon_extra: self.charon_extra.clone(),
+        }
+        .with_file("x509ca/ca.pem", &self.ca)?
+        .with_file("x509/own.pem", &self.cert)?
+        .with_file("private/own.key", &self.key)
+    }
+}
+
+/// A running charon. Killed when dropped.
+pub struct Charon {
+    child: Option<Guarded>,
+    /// Its directory.
+    pub dir: PathBuf,
+    ns_name: String,
+}
+
+impl Charon {
+    /// Starts charon in `ns` as `spec` says (see [`Charon::launch`]).
+    pub fn start(ns: &Netns, dir: &Path, spec: &CharonSpec) -> anyhow::Result<Self> {
+        Self::launch(ns, dir, &spec.config()?)
+    }
+
+    /// Writes the configuration into `dir`, starts charon in `ns` and loads its credentials
+    /// and connections.
+    pub fn launch(ns: &Netns, dir: &Path, config: &CharonConfig) -> anyhow::Result<Self> {
+        let swanctl = dir.join("swanctl");
+        for sub in ["x509ca", "x509", "private", "x509crl", "conf.d"] {
+            std::fs::create_dir_all(swanctl.join(sub))?;
+        }
+        for (at, bytes) in &config.files {
+            std::fs::write(swanctl.join(at), bytes)?;
+        }
+        let d = dir.display();
+        let ike_level = std::env::var("HOMETUN_CHARON_IKE_LOG").unwrap_or_else(|_| "2".into());
+        let conf = format!(
+            r#"charon {{
+  load = {plugins}
+  install_routes = yes
+  retransmit_tries = 3
+  filelog {{
+    log {{
+      path = {d}/charon.log
+      flush_line = yes
+      time_format = %H:%M:%S
+      default = 1
+      ike = {ike_level}
+      cfg = 2
+      knl = 1
+    }}
+  }}
+  plugins {{
+    vici {{ socket = unix://{d}/charon.vici }}
+    kernel-libipsec {{ allow_peer_ts = yes }}
+    revocation {{ enable_ocsp = no }}
+  }}
+{extra}
+}}
+swanctl {{ socket = unix://{d}/charon.vici }}
+"#,
+            extra = config.charon_extra,
+            plugins = plugins(),
+        );
+        std::fs::write(dir.join("strongswan.conf"), conf)?;
+        std::fs::write(swanctl.join("swanctl.conf"), &config.connections)?;
         let script = format!(
             "mount -t tmpfs none /run && cd {d} && STRONGSWAN_CONF={d}/strongswan.conf exec {CHARON}"
         );
-        let mut command = std::process::Command::new("ip");
-        command.args(["netns", "exec", ns.name(), "sh", "-c", &script]);
+        let mut command = ns.command("sh");
+        command.args(["-c", &script]);
         let child = Guarded::spawn(command, "charon", &dir.join("charon.stdout"))?;
         let charon = Charon {
             child: Some(child),
@@ -203,7 +261,8 @@ swanctl {{ socket = unix://{d}/charon.vici }}
         Ok(charon)
     }
 
-    /// Runs `swanctl ARGS --uri ...` inside the namespace.
+    /// Runs `swanctl ARGS --uri ...` inside the namespace; its output, or an error with the
+    /// output and charon's log.
     pub fn swanctl(&self, args: &[&str]) -> anyhow::Result<String> {
         let d = self.dir.display().to_string();
         let output = std::process::Command::new("ip")
@@ -213,11 +272,7 @@ swanctl {{ socket = unix://{d}/charon.vici }}
             .env("STRONGSWAN_CONF", format!("{d}/strongswan.conf"))
             .output()
             .context("running swanctl")?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let text = crate::printed(&output);
         if !output.status.success() {
             bail!(
                 "swanctl {}: {text}\ncharon log:\n{}",
