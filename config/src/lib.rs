@@ -14,9 +14,11 @@ use ipnet::Ipv6Net;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+mod lan;
 pub mod names;
 mod renew;
 
+pub use lan::{LanSection, MAX_DNS_ENTRIES, UpstreamMode, UpstreamSection};
 pub use renew::RenewSection;
 
 /// A configuration problem: which file, which key, what is wrong. Displays as one line.
@@ -58,9 +60,15 @@ pub struct TunnelSection {
     /// Install routes through the tunnel for the peers' prefixes.
     #[serde(default = "default_true")]
     pub manage_routes: bool,
-    /// Metric of those routes.
+    /// Metric of those routes. On a home this is the metric of the tunnel's default route
+    /// (`::/0`): the kernel's own default for routes, and that of routes learned from Router
+    /// Advertisements, is 1024; a larger value leaves a native IPv6 default route in charge.
     #[serde(default = "default_route_metric")]
     pub route_metric: u32,
+    /// Clamp the MSS option of TCP SYNs crossing the tunnel to what fits its MTU, both
+    /// directions (for hosts whose path MTU discovery a filter breaks).
+    #[serde(default = "default_true")]
+    pub clamp_mss: bool,
 }
 
 impl TunnelSection {
@@ -72,6 +80,7 @@ impl TunnelSection {
             link_local,
             manage_routes: true,
             route_metric: default_route_metric(),
+            clamp_mss: true,
         }
     }
 }
@@ -382,6 +391,9 @@ pub struct ServerConfig {
     /// `[enroll]`: online enrollment (off unless set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enroll: Option<EnrollSection>,
+    /// `[upstream]`: forwarding and how the provider reaches the pool.
+    #[serde(default)]
+    pub upstream: UpstreamSection,
 }
 
 /// The `[client]` table.
@@ -430,6 +442,10 @@ pub struct ClientSection {
     /// starts its own forwarder as a child process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarder_socket: Option<PathBuf>,
+    /// A program run when the tunnel comes up and goes down, with the prefix, the LAN /64s,
+    /// the tunnel interface and the state in its environment (README.md, "The updown hook").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updown: Option<PathBuf>,
 }
 
 impl ClientSection {
@@ -459,6 +475,7 @@ impl ClientSection {
             control_socket: default_control_socket(),
             metrics: None,
             forwarder_socket: None,
+            updown: None,
         }
     }
 }
@@ -480,6 +497,9 @@ pub struct ClientConfig {
     /// `[renew]`: certificate renewal.
     #[serde(default)]
     pub renew: RenewSection,
+    /// `[[lan]]`: the LAN interfaces that get a /64 of the prefix each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lan: Vec<LanSection>,
 }
 
 impl ServerConfig {
@@ -529,6 +549,7 @@ impl ServerConfig {
         check_tunnel(&self.tunnel, file)?;
         self.limits.check(file)?;
         check_ike(&self.ike, file)?;
+        self.upstream.check(&self.tunnel.interface, file)?;
         normalise_name(&mut self.server.name, "server.name", file)?;
         for (i, client) in self.clients.iter_mut().enumerate() {
             normalise_name(&mut client.name, &format!("clients[{i}].name"), file)?;
@@ -617,6 +638,9 @@ impl ClientConfig {
         if let Some(socket) = &mut c.forwarder_socket {
             *socket = base.join(&*socket);
         }
+        if let Some(updown) = &mut c.updown {
+            *updown = base.join(&*updown);
+        }
         Ok(config)
     }
 
@@ -646,6 +670,14 @@ impl ClientConfig {
         })
     }
 
+    /// The /64 of the prefix each `[[lan]]` gets, in order.
+    pub fn lan_subnets(&self) -> Vec<Ipv6Net> {
+        self.lan
+            .iter()
+            .filter_map(|lan| lan.subnet_of(self.client.prefix))
+            .collect()
+    }
+
     /// Checks the config and puts both names in lower case.
     fn check(&mut self, file: &Path) -> Result<(), ConfigError> {
         check_tunnel(&self.tunnel, file)?;
@@ -654,6 +686,12 @@ impl ClientConfig {
         normalise_name(&mut self.client.name, "client.name", file)?;
         normalise_name(&mut self.client.server_name, "client.server_name", file)?;
         self.renew.check(file)?;
+        lan::check_lans(
+            &mut self.lan,
+            self.client.prefix,
+            &self.tunnel.interface,
+            file,
+        )?;
         if let Some(address) = self.client.address
             && !self.client.prefix.contains(&address)
         {
@@ -802,7 +840,7 @@ fn normalise_name(name: &mut String, key: &str, file: &Path) -> Result<(), Confi
     Ok(())
 }
 
-fn default_true() -> bool {
+pub(crate) fn default_true() -> bool {
     true
 }
 fn default_interface() -> String {
