@@ -215,6 +215,26 @@ fn daemon_refuses_bad_credentials() {
     assert!(line.contains("server.pem"), "{line}");
 }
 
+/// `server --check` with an enrollment listener refuses a CA key others can read, as the
+/// daemons refuse their own keys (it is read at every enrollment).
+#[test]
+fn check_refuses_a_ca_key_others_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = hometun_integration::ike_lab::Pki::init(&dir.path().join("ca")).unwrap();
+    let config = pki.server_toml();
+    hometun(&["server", "--config", config.to_str().unwrap(), "--check"]).unwrap();
+    let key = pki.dir.join("ca.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let error = hometun(&["server", "--config", config.to_str().unwrap(), "--check"]).unwrap_err();
+    let text = format!("{error:#}");
+    assert!(
+        text.contains("enroll.pki_dir")
+            && text.contains("ca.key: readable by others (mode 0644); run chmod 600 on it"),
+        "{text}"
+    );
+}
+
 /// The forwarder dies (SIGKILL): the daemon stops with an error line rather than run without
 /// its data plane, and nothing of the tunnel is left.
 #[test]

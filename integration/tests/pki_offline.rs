@@ -45,6 +45,14 @@ fn init_request_sign_import_then_the_tunnel_carries_the_allocated_prefix() {
     ])
     .unwrap();
     eprint!("{}", printed(&out));
+    let fingerprint = printed(&out)
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("SHA-256")
+                .map(|f| f.trim().to_string())
+        })
+        .expect("pki init prints the CA's SHA-256");
 
     // Home: a key that stays here (0600) and a CSR.
     let out = hometun(&[
@@ -105,6 +113,12 @@ fn init_request_sign_import_then_the_tunnel_carries_the_allocated_prefix() {
     ])
     .unwrap();
     eprint!("{}", printed(&out));
+    // The operator compares the CA fingerprint the bundle brought with the one init printed.
+    assert!(
+        printed(&out).contains(&format!("CA SHA-256 {fingerprint}: compare it")),
+        "{}",
+        printed(&out)
+    );
     let client_toml = home.join("client.toml");
     let config = hometun_config::ClientConfig::load(&client_toml).unwrap();
     assert_eq!(config.client.prefix, prefix);

@@ -53,6 +53,24 @@ fn sync_dir(path: &Path) -> Result<(), PkiError> {
         .map_err(|e| PkiError::io(dir, e))
 }
 
+/// Refuses a private key that anyone but its owner can read or write (the daemons refuse
+/// their own keys the same way).
+pub fn check_private_mode(path: &Path) -> Result<(), PkiError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(path)
+        .map_err(|e| PkiError::file(path, format!("cannot read: {e}")))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(PkiError::file(
+            path,
+            format!("readable by others (mode {mode:04o}); run chmod 600 on it"),
+        ));
+    }
+    Ok(())
+}
+
 /// Replaces `path` atomically with `bytes`, created with `mode`.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError> {
     let tmp = write_temp(path, bytes, mode)?;

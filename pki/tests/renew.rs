@@ -56,7 +56,7 @@ impl Lab {
     async fn enrolled(&self, name: &str) -> ClientDir {
         let token = self
             .srv
-            .make_token(name, 24, Some(self.addr), now())
+            .make_token(name, 24 * 60, Some(self.addr), now())
             .unwrap();
         let home = ClientDir::new(&self.tmp.path().join(name));
         enroll(&home, &token, self.addr, KeyType::Ed25519, UnixTime::now())
@@ -129,7 +129,7 @@ async fn renewal_keeps_the_name_and_the_prefix_and_replaces_the_key() {
     assert_eq!(peer.prefixes, [config.client.prefix]);
 
     // The registry: the old certificate superseded (valid until it expires), the new one current.
-    let list = lab.srv.list(now()).unwrap();
+    let list = lab.srv.list(now(), true).unwrap();
     let states: Vec<(&str, &str)> = list
         .iter()
         .map(|e| (e.serial.as_str(), e.status.as_str()))
