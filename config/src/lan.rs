@@ -31,6 +31,11 @@ pub struct LanSection {
     /// DNS search domains advertised as DNSSL (RFC 8106 5.2); none unless set.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub search: Vec<String>,
+    /// Send Router Advertisements here (default). `false` when another daemon (radvd, odhcpd,
+    /// systemd-networkd) advertises the /64, fed by the `updown` hook: hometun then only puts
+    /// the address on the interface and turns forwarding on.
+    #[serde(default = "crate::default_true")]
+    pub advertise: bool,
 }
 
 impl LanSection {

@@ -92,6 +92,8 @@ struct Shared {
     mtu: usize,
     /// Source of ICMPv6 errors the forwarder sends into the TUN device.
     icmp_source: Ipv6Addr,
+    /// The MSS that TCP SYNs crossing the tunnel are clamped to (`None`: no clamping).
+    clamp_mss: Option<u16>,
     offload: bool,
     /// Send runs of equal ESP-in-UDP datagrams with UDP GSO.
     udp_gso: bool,
@@ -182,10 +184,14 @@ impl Platform for LinuxPlatform {
             None
         };
         let icmp_source = config
-            .addresses
-            .iter()
-            .map(|a| a.addr())
-            .find(|a| !netlink::is_link_local(*a))
+            .icmp_source
+            .or_else(|| {
+                config
+                    .addresses
+                    .iter()
+                    .map(|a| a.addr())
+                    .find(|a| !netlink::is_link_local(*a))
+            })
             .or_else(|| config.addresses.first().map(|a| a.addr()))
             .unwrap_or(Ipv6Addr::UNSPECIFIED);
         let shared = Arc::new(Shared {
@@ -197,6 +203,9 @@ impl Platform for LinuxPlatform {
             raw,
             mtu: config.mtu as usize,
             icmp_source,
+            clamp_mss: config
+                .clamp_mss
+                .then(|| crate::mss::mss_for(config.mtu as usize)),
             offload: self.options.offload,
             udp_gso: self.options.udp_offload,
             udp_gro,
@@ -349,7 +358,7 @@ fn outbound_loop(shared: Arc<Shared>) {
         let mut snapshot = shared.sad.load();
         let mut generation = shared.roaming.generation();
         for i in 0..count {
-            let packet = &inner[i][..sizes[i]];
+            let packet = &mut inner[i][..sizes[i]];
             let Some(destination_address) = ipv6_destination(packet) else {
                 shared.sad.count_global_drop(DropReason::Malformed);
                 continue;
@@ -374,6 +383,9 @@ fn outbound_loop(shared: Arc<Shared>) {
                     write_tun(&shared, &icmp[..len], &mut icmp_out, &mut gro);
                 }
                 continue;
+            }
+            if let Some(mss) = shared.clamp_mss {
+                crate::mss::clamp(packet, mss);
             }
             let mut endpoint = route.endpoint;
             if shared.roaming.holding() {
@@ -537,7 +549,7 @@ fn inbound_esp(
         return;
     };
     // Issue 4, only after the ICV and the replay window.
-    let inner = &esp[accepted.inner];
+    let inner = &esp[accepted.inner.clone()];
     let consumed = shared.roaming.after_open(
         shared,
         &shared.sad,
@@ -548,6 +560,10 @@ fn inbound_esp(
         from,
     );
     if !consumed && !inner.is_empty() {
+        let inner = &mut esp[accepted.inner];
+        if let Some(mss) = shared.clamp_mss {
+            crate::mss::clamp(inner, mss);
+        }
         tun.push(shared, inner);
     }
 }

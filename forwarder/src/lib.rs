@@ -10,6 +10,7 @@ pub mod dataplane;
 pub mod esp;
 pub mod events;
 pub mod lifetime;
+pub mod mss;
 pub mod netlink;
 pub mod replay;
 pub mod roaming;

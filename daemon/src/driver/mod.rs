@@ -25,6 +25,7 @@ use crate::forwarder_link::{ForwarderLink, LinkError};
 use crate::metrics;
 use crate::peers_up::PeersUp;
 use crate::reload::ConfigReloader;
+use crate::site::{Site, SitePlan};
 use crate::status::{self, StatusReport, StatusRequest};
 use clock::{OsRandom, now};
 use hometun_ike::endpoint::{Endpoint, InitiatorConfig, Output, ResponderConfig, Transmit};
@@ -74,6 +75,8 @@ pub struct DriverConfig {
     /// The server's state directory, where it keeps the peers that are up across a restart
     /// (`None` on a client).
     pub peers_up: Option<PathBuf>,
+    /// What to set up around the tunnel: the home's LANs or the VPS's upstream.
+    pub site: SitePlan,
 }
 
 /// Where the daemon's forwarder comes from.
@@ -189,6 +192,15 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
             bail!("forwarder: setting up the tunnel interface: {error}");
         }
     }
+    let site = match Site::start(&config.site) {
+        Ok(site) => site,
+        Err(error) => {
+            if let Some(child) = child.as_mut() {
+                let _ = child.kill().await;
+            }
+            return Err(error);
+        }
+    };
     let forwarder = match (&child, &config.forwarder) {
         (_, ForwarderSource::Connect(path)) => format!("forwarder at {}", path.display()),
         (Some(child), _) => format!("forwarder pid {}", child.id().unwrap_or(0)),
@@ -237,6 +249,7 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
         renewal,
         renewal_results,
         peers_up,
+        site,
         config,
         started,
     };
@@ -249,6 +262,7 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
             Ok(())
         }
         Err(error) => {
+            driver.site.stop().await;
             // Whatever failed, leave no forwarder (and so no TUN or route) behind. A forwarder
             // we did not start stops when our end of the channel closes.
             if let Some(child) = driver.child.as_mut() {
@@ -293,6 +307,8 @@ struct Driver {
     renewal_results: Option<mpsc::Receiver<crate::renewal::RenewalResult>>,
     /// The server's record of the peers that are up.
     peers_up: Option<PeersUp>,
+    /// The home's LANs or the VPS's upstream.
+    site: Site,
 }
 
 impl Driver {
@@ -534,6 +550,7 @@ impl Driver {
     }
 
     async fn output(&mut self, output: Output) -> anyhow::Result<()> {
+        self.site.observe(&output).await;
         match output {
             Output::Forwarder(Request::Install(sa)) => {
                 // The forwarder answers every Install; IKE acts on a refusal, so that the two
@@ -655,6 +672,8 @@ impl Driver {
             // Every peer was told by its DELETE.
             record.record(Vec::new());
         }
+        // The LANs' final advertisements go while the tunnel still exists.
+        self.site.stop().await;
         match tokio::time::timeout(SHUTDOWN_GRACE, self.link.request(Request::Shutdown)).await {
             Ok(Ok(_)) | Ok(Err(LinkError::Closed)) => {}
             Ok(Err(error)) => tracing::warn!("forwarder shutdown: {error}"),
