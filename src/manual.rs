@@ -229,7 +229,8 @@ Reads DIR/ca.pem and server.toml; records the token in DIR/registry.json.
 
 Exit status: 0 on success; 1 with one line on stderr.",
         examples: "  hometun pki token --dir /etc/hometun --name home.example
-  hometun pki token --dir /etc/hometun --name home.example --valid-hours 2 --server 192.0.2.1:8443",
+  hometun pki token --dir /etc/hometun --name home.example --valid-hours 2 --server 192.0.2.1:8443
+  hometun pki token --dir /etc/hometun --name home.example --valid-minutes 30",
     },
     Page {
         path: "pki serve",
@@ -270,12 +271,26 @@ Exit status: 0 on success; 1 with one line on stderr.",
     },
     Page {
         path: "pki list",
-        about: "On the server: lists the clients with their prefixes, expiry and revocations, as a \
-table or JSON. Reads DIR/registry.json; writes nothing.
+        about: "On the server: lists the homes with their prefixes, expiry and revocations, as a \
+table or JSON: one row per name (its latest certificate), or every certificate ever issued with \
+--all. Reads DIR/registry.json; writes nothing.
 
 Exit status: 0 on success; 1 with one line on stderr.",
         examples: "  hometun pki list --dir /etc/hometun
   hometun pki list --dir /etc/hometun --json",
+    },
+    Page {
+        path: "pki tokens",
+        about: "On the server: lists the enrollment tokens that can still be used (name, prefix, \
+expiry), as a table or JSON. With --revoke NAME, makes every pending token of that home unusable \
+at once (a token sent to the wrong person, or a home that will not enroll after all).
+
+Reads DIR/registry.json; --revoke updates it.
+
+Exit status: 0 on success; 1 with one line on stderr.",
+        examples: "  hometun pki tokens --dir /etc/hometun
+  hometun pki tokens --dir /etc/hometun --json
+  hometun pki tokens --dir /etc/hometun --revoke home.example",
     },
     Page {
         path: "enroll",

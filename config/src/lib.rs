@@ -502,6 +502,31 @@ pub struct ClientConfig {
     pub lan: Vec<LanSection>,
 }
 
+/// The status socket a server or client config names, found even when the rest of the file is
+/// wrong (`hometun status` must still reach a daemon that kept running after a SIGHUP with a
+/// broken config). Reads only `control_socket` of `[server]` or `[client]`; a file that is not
+/// TOML at all is scanned line by line; without the key, the default. Relative to the file's
+/// directory, as [`ServerConfig::load`] makes it.
+pub fn control_socket_in(path: &Path, text: &str) -> PathBuf {
+    const KEY: &str = "control_socket";
+    let from_table = toml::from_str::<toml::Table>(text).ok().and_then(|table| {
+        ["server", "client"]
+            .iter()
+            .find_map(|section| table.get(*section)?.get(KEY)?.as_str().map(PathBuf::from))
+    });
+    let from_lines = || {
+        text.lines().find_map(|line| {
+            let value = line.trim().strip_prefix(KEY)?.trim_start().strip_prefix('=')?;
+            let value = value.trim().strip_prefix('"')?;
+            Some(PathBuf::from(&value[..value.find('"')?]))
+        })
+    };
+    let named = from_table
+        .or_else(from_lines)
+        .unwrap_or_else(default_control_socket);
+    base_dir(path).join(named)
+}
+
 impl ServerConfig {
     /// Reads, parses and checks a server config; relative paths become relative to its directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {

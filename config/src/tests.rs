@@ -269,3 +269,32 @@ fn names_are_lower_cased_and_case_variants_of_a_client_collide() {
         ("home.example", "vps.example")
     );
 }
+
+#[test]
+fn the_status_socket_is_found_in_a_config_with_errors() {
+    let path = Path::new("/etc/hometun/server.toml");
+    // A valid file: the same answer as a full load would give.
+    let named = SERVER.replace("[server]", "[server]\ncontrol_socket = \"/run/hometun.sock\"");
+    assert_eq!(
+        control_socket_in(path, &named),
+        PathBuf::from("/run/hometun.sock")
+    );
+    // A field of the wrong type elsewhere: the full load fails, the socket is still read.
+    let wrong_field = named.replace("pool = \"2001:db8:100::/48\"", "pool = 7");
+    assert!(ServerConfig::from_toml(path, &wrong_field).is_err());
+    assert_eq!(
+        control_socket_in(path, &wrong_field),
+        PathBuf::from("/run/hometun.sock")
+    );
+    // Not TOML at all: the line is still found, relative paths from the file's directory.
+    let broken = CLIENT.replace("[client]", "[client]\ncontrol_socket = \"run/c.sock\"\n[[[");
+    assert_eq!(
+        control_socket_in(path, &broken),
+        PathBuf::from("/etc/hometun/run/c.sock")
+    );
+    // Not named: the default.
+    assert_eq!(
+        control_socket_in(path, "[[["),
+        PathBuf::from("/etc/hometun/state/control.sock")
+    );
+}

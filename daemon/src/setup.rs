@@ -366,14 +366,27 @@ pub fn run_client(config_path: &Path) -> anyhow::Result<()> {
 /// Where `hometun status` looks without `--config`.
 pub const DEFAULT_CONFIGS: [&str; 2] = ["/etc/hometun/server.toml", "/etc/hometun/client.toml"];
 
-/// The control socket named by a server or client config.
+/// The control socket named by a server or client config. A config with errors still names its
+/// socket: the daemon may be running on the last good one (a SIGHUP keeps it), so the errors are
+/// told on stderr and the socket is asked anyway.
 pub fn control_socket_of(config_path: &Path) -> anyhow::Result<PathBuf> {
     let text = std::fs::read_to_string(config_path).map_err(|e| file_error(config_path, e))?;
     let is_server = text.lines().any(|l| l.trim() == "[server]");
-    Ok(if is_server {
-        ServerConfig::load(config_path)?.server.control_socket
+    let loaded = if is_server {
+        ServerConfig::load(config_path).map(|c| c.server.control_socket)
     } else {
-        ClientConfig::load(config_path)?.client.control_socket
+        ClientConfig::load(config_path).map(|c| c.client.control_socket)
+    };
+    Ok(match loaded {
+        Ok(socket) => socket,
+        Err(error) => {
+            let socket = hometun_config::control_socket_in(config_path, &text);
+            eprintln!(
+                "hometun: warning: {error} (a running daemon keeps its last good config; asking {})",
+                socket.display()
+            );
+            socket
+        }
     })
 }
 

@@ -45,9 +45,20 @@ pub struct Listed {
     pub status: String,
 }
 
-/// `hometun pki list --dir CA --json`, parsed.
+/// `hometun pki list --dir CA --json`, parsed: each name's latest certificate.
 pub fn pki_list(ca: &Path) -> anyhow::Result<Vec<Listed>> {
-    let output = hometun(&["pki", "list", "--dir", arg(ca)?, "--json"])?;
+    pki_list_args(ca, &[])
+}
+
+/// `hometun pki list --dir CA --json --all`, parsed: every certificate ever issued.
+pub fn pki_list_all(ca: &Path) -> anyhow::Result<Vec<Listed>> {
+    pki_list_args(ca, &["--all"])
+}
+
+fn pki_list_args(ca: &Path, extra: &[&str]) -> anyhow::Result<Vec<Listed>> {
+    let mut args = vec!["pki", "list", "--dir", arg(ca)?, "--json"];
+    args.extend_from_slice(extra);
+    let output = hometun(&args)?;
     let value: serde_json::Value =
         serde_json::from_slice(&output.stdout).context("pki list --json is not JSON")?;
     let entries = value.as_array().context("pki list --json is not a list")?;

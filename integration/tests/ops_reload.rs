@@ -126,6 +126,12 @@ fn sighup_reload_good_bad_restart_and_crl() {
         line.contains("reload refused") && line.contains("missing.pem"),
         "{line}"
     );
+    // `hometun status` still reaches the daemon through the broken file, which names its socket,
+    // and through a file that is not TOML at all.
+    assert_eq!(spis(&server.status().unwrap()), running, "SAs changed");
+    std::fs::write(&config, format!("{good_text}\n[[[\n")).unwrap();
+    assert_eq!(spis(&server.status().unwrap()), running, "not TOML");
+    assert!(server.status_table().unwrap().contains("home.example"));
 
     // A change that needs a restart.
     std::fs::write(&config, &good_text).unwrap();
