@@ -516,7 +516,11 @@ pub fn control_socket_in(path: &Path, text: &str) -> PathBuf {
     });
     let from_lines = || {
         text.lines().find_map(|line| {
-            let value = line.trim().strip_prefix(KEY)?.trim_start().strip_prefix('=')?;
+            let value = line
+                .trim()
+                .strip_prefix(KEY)?
+                .trim_start()
+                .strip_prefix('=')?;
             let value = value.trim().strip_prefix('"')?;
             Some(PathBuf::from(&value[..value.find('"')?]))
         })

@@ -274,7 +274,10 @@ fn names_are_lower_cased_and_case_variants_of_a_client_collide() {
 fn the_status_socket_is_found_in_a_config_with_errors() {
     let path = Path::new("/etc/hometun/server.toml");
     // A valid file: the same answer as a full load would give.
-    let named = SERVER.replace("[server]", "[server]\ncontrol_socket = \"/run/hometun.sock\"");
+    let named = SERVER.replace(
+        "[server]",
+        "[server]\ncontrol_socket = \"/run/hometun.sock\"",
+    );
     assert_eq!(
         control_socket_in(path, &named),
         PathBuf::from("/run/hometun.sock")

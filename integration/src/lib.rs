@@ -16,6 +16,7 @@ use anyhow::{Context, bail};
 
 pub mod forwarder_lab;
 pub mod ike_lab;
+pub mod lan_lab;
 pub mod pki_lab;
 pub mod roaming_ike_lab;
 pub mod roaming_lab;

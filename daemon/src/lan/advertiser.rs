@@ -37,6 +37,8 @@ pub const ANSWERS_PER_SECOND: u32 = 10;
 /// (MAX_FINAL_RTR_ADVERTISEMENTS, RFC 4861 10), and the gap between them.
 pub const FINAL_COUNT: usize = 3;
 const FINAL_GAP: Duration = Duration::from_millis(20);
+/// How soon an advertisement that could not be sent is tried again.
+pub const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// All-nodes: where unsolicited advertisements go.
 pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 /// All-routers: where Router Solicitations come to.
@@ -133,6 +135,12 @@ impl Schedule {
         self.next = now + interval;
     }
 
+    /// A multicast advertisement could not be sent at `now`: the next try comes after
+    /// [`RETRY_INTERVAL`].
+    pub fn retry(&mut self, now: Instant) {
+        self.next = now + RETRY_INTERVAL;
+    }
+
     /// A valid solicitation arrived at `now` from `source`. Returns whether to answer it at
     /// once by unicast; a solicitation from the unspecified address instead brings the next
     /// multicast advertisement forward, no sooner than MIN_DELAY_BETWEEN_RAS after the last.
@@ -166,15 +174,21 @@ pub async fn run(socket: Arc<NdpSocket>, advertised: Advertised) {
     loop {
         tokio::select! {
             () = tokio::time::sleep_until(schedule.next()) => {
-                if let Err(error) = socket.send(&message, ALL_NODES) {
-                    if !warned {
-                        tracing::warn!("lan {}: sending a Router Advertisement: {error}", socket.interface());
-                        warned = true;
+                match socket.send(&message, ALL_NODES) {
+                    Ok(()) => {
+                        warned = false;
+                        schedule.sent_multicast(Instant::now(), random_u32());
                     }
-                } else {
-                    warned = false;
+                    Err(error) => {
+                        // Most often the link is not up yet, or has no link-local address yet
+                        // to send from: try again soon, not only after the interval.
+                        if !warned {
+                            tracing::warn!("lan {}: sending a Router Advertisement: {error}; trying again every second", socket.interface());
+                            warned = true;
+                        }
+                        schedule.retry(Instant::now());
+                    }
                 }
-                schedule.sent_multicast(Instant::now(), random_u32());
             }
             received = socket.recv() => match received {
                 Ok(received) => {
@@ -283,6 +297,19 @@ mod tests {
         now = schedule.next();
         schedule.sent_multicast(now, 0);
         assert_eq!(schedule.next() - now, MIN_INTERVAL);
+    }
+
+    #[test]
+    fn an_advertisement_that_could_not_go_out_is_tried_again_a_second_later() {
+        let start = Instant::now();
+        let mut schedule = Schedule::new(start);
+        schedule.retry(start);
+        assert_eq!(schedule.next(), start + RETRY_INTERVAL);
+        // The failed one did not count among the first three.
+        for _ in 0..INITIAL_COUNT {
+            schedule.sent_multicast(start, u32::MAX);
+            assert_eq!(schedule.next(), start + INITIAL_INTERVAL);
+        }
     }
 
     #[test]
