@@ -105,12 +105,16 @@ Exit status: 0 when stopped; 1 with one line on stderr when it cannot start.",
         about: "Asks a running server or client for its state over its status socket (the \
 control_socket of its config) and prints each peer with identity, prefix, outer endpoint and \
 when it last moved, and each SA with SPIs, algorithms, bytes and packets each way, what is left \
-before the rekey, and drop counters. Reads the config (default: /etc/hometun/server.toml, else \
-/etc/hometun/client.toml) to find the socket; writes nothing.
+before the rekey, and drop counters; then every home that is not connected (configured, enrolled \
+in the registry, or seen since the start): when it was last seen, why it went down, and its \
+certificate's state and expiry. With NAME, only that peer. Reads the config (default: \
+/etc/hometun/server.toml, else /etc/hometun/client.toml) to find the socket; a config with errors \
+is told on stderr and its socket asked anyway. Writes nothing.
 
 Exit status: 0 when the daemon answered; 1 with one line on stderr when there is no config, no \
-daemon or no answer.",
+daemon, no answer, or no peer named NAME.",
         examples: "  hometun status
+  hometun status home.example
   hometun status --config /etc/hometun/client.toml
   hometun status --json | jq '.peers[].prefixes'",
     },

@@ -29,6 +29,9 @@ pub struct ClientArgs {
 /// Arguments of `hometun status`.
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
+    /// Show only this peer (a home's name on a server, the server's on a client).
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
     /// The daemon's configuration file (to find its control socket); default:
     /// /etc/hometun/server.toml, else /etc/hometun/client.toml.
     #[arg(long, value_name = "FILE")]
@@ -72,7 +75,7 @@ pub fn run_client(args: ClientArgs) -> anyhow::Result<()> {
 
 /// Runs `hometun status`.
 pub fn run_status(args: StatusArgs) -> anyhow::Result<()> {
-    crate::setup::run_status(args.config.as_deref(), args.json)
+    crate::setup::run_status(args.config.as_deref(), args.name.as_deref(), args.json)
 }
 
 /// Runs `hometun ike ...`.

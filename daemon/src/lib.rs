@@ -9,6 +9,7 @@ pub mod cli;
 pub mod driver;
 pub mod enrollment;
 pub mod forwarder_link;
+pub mod homes;
 pub mod lan;
 pub mod metrics;
 pub mod ndp;

@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::homes::Totals;
 use crate::status::{StatusRequest, StatusView};
 
 /// The path scraped (`/` answers too).
@@ -288,7 +289,7 @@ pub fn render(status: &StatusView) -> String {
     render_peers(&mut out, status);
     let empty = CounterReport::default();
     let counters = status.counters.as_ref().unwrap_or(&empty);
-    render_sas(&mut out, status, counters);
+    render_pairs_by_peer(&mut out, status, counters);
     let mut f = Family::new(
         &mut out,
         "hometun_drops_total",
@@ -306,22 +307,30 @@ fn render_peers(out: &mut String, status: &StatusView) {
         out,
         "hometun_peer_info",
         "gauge",
-        "Each peer: identity, prefixes, outer endpoint, NAT, IKE algorithms and SPIs (always 1).",
+        "Each peer with an IKE SA: identity, prefixes, outer endpoint, NAT, encapsulation and \
+algorithms (always 1).",
     );
+    let counters = status.counters.as_ref();
     for p in &status.peers {
         let prefixes: Vec<String> = p.prefixes.iter().map(ToString::to_string).collect();
-        let (id, endpoint, nat) = (p.peer.to_string(), p.remote.to_string(), p.nat.to_string());
+        let (endpoint, nat) = (p.remote.to_string(), p.nat.to_string());
+        let pair = counters.and_then(|c| c.sas.iter().find(|sa| sa.peer == p.peer));
+        let encap = match pair.map(|sa| sa.endpoint.encap) {
+            Some(Encapsulation::Raw) => "esp",
+            Some(Encapsulation::Udp { .. }) => "udp",
+            None => "none",
+        };
+        let alg = pair.map_or("none", |sa| sa.alg.as_str());
         f.sample(
             "hometun_peer_info",
             &[
                 ("peer", &p.name),
-                ("peer_id", &id),
                 ("prefix", &prefixes.join(",")),
                 ("endpoint", &endpoint),
                 ("nat", &nat),
+                ("encap", encap),
                 ("ike_proposal", &p.ike_proposal),
-                ("ike_spi_i", &p.ike_spis.0),
-                ("ike_spi_r", &p.ike_spis.1),
+                ("esp_proposal", alg),
             ],
             1,
         );
@@ -362,150 +371,113 @@ fn peer_name(status: &StatusView, sa: &SaCounters) -> String {
         .unwrap_or_else(|| sa.peer.to_string())
 }
 
-fn render_sas(out: &mut String, status: &StatusView, counters: &CounterReport) {
-    let sas: Vec<(String, String, &SaCounters)> = counters
-        .sas
-        .iter()
-        .map(|sa| (peer_name(status, sa), sa.spi_in.to_string(), sa))
-        .collect();
+/// The series of each peer, labelled by its name only: a rekey or a reconnect makes new pairs
+/// and new SPIs, and a label that changed with them would start a new series each time (the
+/// SPIs are in `hometun status --json`). Counters are the peer's totals since the start, summed
+/// over its pairs; gauges take the pair nearest its limit.
+fn render_pairs_by_peer(out: &mut String, status: &StatusView, counters: &CounterReport) {
     let mut f = Family::new(
         out,
-        "hometun_sa_info",
+        "hometun_peer_up",
         "gauge",
-        "Each CHILD SA pair: SPIs, algorithm, outer addresses and encapsulation (always 1).",
+        "Each peer the daemon knows (configured, enrolled or seen): 1 with an IKE SA, else 0.",
     );
-    for (peer, spi_in, sa) in &sas {
-        let e = &sa.endpoint;
-        let (local, remote, encap) = match e.encap {
-            Encapsulation::Raw => (e.local.to_string(), e.remote.to_string(), "esp"),
-            Encapsulation::Udp {
-                local_port,
-                remote_port,
-            } => (
-                format!("{}:{local_port}", e.local),
-                format!("{}:{remote_port}", e.remote),
-                "udp",
-            ),
-        };
-        let spi_out = sa.spi_out.to_string();
-        f.sample(
-            "hometun_sa_info",
-            &[
-                ("peer", peer),
-                ("spi_in", spi_in),
-                ("spi_out", &spi_out),
-                ("alg", &sa.alg),
-                ("outer_local", &local),
-                ("outer_remote", &remote),
-                ("encap", encap),
-            ],
-            1,
-        );
+    for home in &status.homes {
+        let up = u8::from(home.state == "up");
+        f.sample("hometun_peer_up", &[("peer", &home.name)], up);
+    }
+    let mut f = Family::new(
+        out,
+        "hometun_peer_last_seen_timestamp_seconds",
+        "gauge",
+        "Unix time the peer was last heard from (absent if not since the start).",
+    );
+    for home in &status.homes {
+        if let Some(t) = home.last_seen {
+            f.sample(
+                "hometun_peer_last_seen_timestamp_seconds",
+                &[("peer", &home.name)],
+                t,
+            );
+        }
     }
     for (name, help, pick) in [
         (
-            "hometun_sa_bytes_total",
-            "Inner bytes carried by the pair, by direction (in: received and accepted, out: sent).",
-            (|sa: &SaCounters| (sa.rx_bytes, sa.tx_bytes)) as fn(&SaCounters) -> (u64, u64),
+            "hometun_peer_bytes_total",
+            "Inner bytes carried for the peer since the start, by direction (in: received and accepted, out: sent).",
+            (|t: &Totals| (t.rx_bytes, t.tx_bytes)) as fn(&Totals) -> (u64, u64),
         ),
         (
-            "hometun_sa_packets_total",
-            "Packets carried by the pair, by direction.",
-            |sa: &SaCounters| (sa.rx_packets, sa.tx_packets),
+            "hometun_peer_packets_total",
+            "Packets carried for the peer since the start, by direction.",
+            |t: &Totals| (t.rx_packets, t.tx_packets),
         ),
     ] {
         let mut f = Family::new(out, name, "counter", help);
-        for (peer, spi_in, sa) in &sas {
-            let (rx, tx) = pick(sa);
-            f.sample(
-                name,
-                &[("peer", peer), ("spi_in", spi_in), ("direction", "in")],
-                rx,
-            );
-            f.sample(
-                name,
-                &[("peer", peer), ("spi_in", spi_in), ("direction", "out")],
-                tx,
-            );
+        for home in &status.homes {
+            let (rx, tx) = pick(&home.totals);
+            f.sample(name, &[("peer", &home.name), ("direction", "in")], rx);
+            f.sample(name, &[("peer", &home.name), ("direction", "out")], tx);
         }
     }
     let mut f = Family::new(
         out,
-        "hometun_sa_rekey_bytes_left",
-        "gauge",
-        "Bytes left before the pair's soft limit (rekey), counting its busier direction.",
-    );
-    for (peer, spi_in, sa) in &sas {
-        if let Some(soft) = sa.limits.soft_bytes {
-            let used = sa.rx_bytes.max(sa.tx_bytes);
-            f.sample(
-                "hometun_sa_rekey_bytes_left",
-                &[("peer", peer), ("spi_in", spi_in)],
-                soft.saturating_sub(used),
-            );
-        }
-    }
-    let mut f = Family::new(
-        out,
-        "hometun_sa_rekey_packets_left",
-        "gauge",
-        "Packets left before the pair's soft limit (rekey), counting its busier direction.",
-    );
-    for (peer, spi_in, sa) in &sas {
-        if let Some(soft) = sa.limits.soft_packets {
-            let used = sa.rx_packets.max(sa.tx_packets);
-            f.sample(
-                "hometun_sa_rekey_packets_left",
-                &[("peer", peer), ("spi_in", spi_in)],
-                soft.saturating_sub(used),
-            );
-        }
-    }
-    let mut f = Family::new(
-        out,
-        "hometun_sa_last_received_seconds",
-        "gauge",
-        "Seconds since the pair last accepted a packet (absent if it never did).",
-    );
-    for (peer, spi_in, sa) in &sas {
-        if let Some(s) = sa.last_rx_seconds_ago {
-            f.sample(
-                "hometun_sa_last_received_seconds",
-                &[("peer", peer), ("spi_in", spi_in)],
-                s,
-            );
-        }
-    }
-    let mut f = Family::new(
-        out,
-        "hometun_sa_age_seconds",
-        "gauge",
-        "Seconds since the pair was installed.",
-    );
-    for (peer, spi_in, sa) in &sas {
-        f.sample(
-            "hometun_sa_age_seconds",
-            &[("peer", peer), ("spi_in", spi_in)],
-            sa.age_seconds,
-        );
-    }
-    let mut f = Family::new(
-        out,
-        "hometun_sa_drops_total",
+        "hometun_peer_drops_total",
         "counter",
-        "Packets of the pair dropped, by reason (replay, auth_failed, ingress_filter, ...).",
+        "Packets of the peer's pairs dropped since the start, by reason (replay, auth_failed, ingress_filter, ...).",
     );
-    for (peer, spi_in, sa) in &sas {
-        for (why, n) in &sa.drops {
+    for home in &status.homes {
+        for (why, n) in &home.totals.drops {
             f.sample(
-                "hometun_sa_drops_total",
-                &[
-                    ("peer", peer),
-                    ("spi_in", spi_in),
-                    ("reason", &reason(*why)),
-                ],
+                "hometun_peer_drops_total",
+                &[("peer", &home.name), ("reason", &reason(*why))],
                 n,
             );
+        }
+    }
+    // The peer's pairs, by name.
+    let mut by_peer: std::collections::BTreeMap<String, Vec<&SaCounters>> = Default::default();
+    for sa in &counters.sas {
+        by_peer.entry(peer_name(status, sa)).or_default().push(sa);
+    }
+    let mut f = Family::new(
+        out,
+        "hometun_peer_pairs",
+        "gauge",
+        "CHILD SA pairs installed for the peer (two while a rekey is under way).",
+    );
+    for (peer, sas) in &by_peer {
+        f.sample("hometun_peer_pairs", &[("peer", peer)], sas.len());
+    }
+    type Left = fn(&SaCounters) -> Option<u64>;
+    for (name, help, left) in [
+        (
+            "hometun_peer_rekey_bytes_left",
+            "Bytes left before the soft limit (rekey) of the peer's pair nearest to it, counting its busier direction.",
+            (|sa: &SaCounters| {
+                let used = sa.rx_bytes.max(sa.tx_bytes);
+                sa.limits.soft_bytes.map(|soft| soft.saturating_sub(used))
+            }) as Left,
+        ),
+        (
+            "hometun_peer_rekey_packets_left",
+            "Packets left before the soft limit (rekey) of the peer's pair nearest to it, counting its busier direction.",
+            |sa: &SaCounters| {
+                let used = sa.rx_packets.max(sa.tx_packets);
+                sa.limits.soft_packets.map(|soft| soft.saturating_sub(used))
+            },
+        ),
+        (
+            "hometun_peer_last_received_seconds",
+            "Seconds since one of the peer's pairs last accepted a packet (absent if none did).",
+            |sa: &SaCounters| sa.last_rx_seconds_ago,
+        ),
+    ] {
+        let mut f = Family::new(out, name, "gauge", help);
+        for (peer, sas) in &by_peer {
+            if let Some(value) = sas.iter().filter_map(|sa| left(sa)).min() {
+                f.sample(name, &[("peer", peer)], value);
+            }
         }
     }
 }
@@ -580,6 +552,22 @@ mod tests {
                 events_dropped: 0,
             })
             .unwrap(),
+            // Totals over a rekey: twice the current pair's figures.
+            "homes": [{
+                "name": "gone.example",
+                "state": "down",
+                "since": 1700000100u64,
+                "last_seen": 1700000000u64,
+                "down_reason": "liveness check failed",
+                "totals": { "rx_packets": 0, "rx_bytes": 0, "tx_packets": 0, "tx_bytes": 0, "drops": {} },
+            }, {
+                "name": "home \"one\".example",
+                "state": "up",
+                "totals": {
+                    "rx_packets": 20, "rx_bytes": 2960, "tx_packets": 8, "tx_bytes": 600,
+                    "drops": { "AuthFailed": 4 },
+                },
+            }],
         }))
         .unwrap()
     }
@@ -613,18 +601,23 @@ mod tests {
             "hometun_info{role=\"server\",identity=\"vps.example\",interface=\"hometun0\",local=\"192.0.2.1\"} 1".to_string(),
             "hometun_peers 1".to_string(),
             "hometun_ike_dropped_total{reason=\"unknown_spi\"} 5".to_string(),
-            format!("hometun_sa_bytes_total{{{peer},spi_in=\"c0ffee01\",direction=\"in\"}} 1480"),
-            format!("hometun_sa_packets_total{{{peer},spi_in=\"c0ffee01\",direction=\"out\"}} 4"),
-            format!("hometun_sa_rekey_bytes_left{{{peer},spi_in=\"c0ffee01\"}} 8520"),
-            format!("hometun_sa_rekey_packets_left{{{peer},spi_in=\"c0ffee01\"}} 90"),
-            format!("hometun_sa_drops_total{{{peer},spi_in=\"c0ffee01\",reason=\"auth_failed\"}} 2"),
+            format!("hometun_peer_bytes_total{{{peer},direction=\"in\"}} 2960"),
+            format!("hometun_peer_packets_total{{{peer},direction=\"out\"}} 8"),
+            format!("hometun_peer_drops_total{{{peer},reason=\"auth_failed\"}} 4"),
+            format!("hometun_peer_up{{{peer}}} 1"),
+            "hometun_peer_up{peer=\"gone.example\"} 0".to_string(),
+            "hometun_peer_last_seen_timestamp_seconds{peer=\"gone.example\"} 1700000000".to_string(),
+            format!("hometun_peer_pairs{{{peer}}} 1"),
+            format!("hometun_peer_rekey_bytes_left{{{peer}}} 8520"),
+            format!("hometun_peer_rekey_packets_left{{{peer}}} 90"),
             format!("hometun_peer_last_moved_seconds{{{peer}}} 7"),
             "hometun_drops_total{reason=\"no_sa\"} 3".to_string(),
-            "outer_remote=\"192.0.2.2:31000\",encap=\"udp\"".to_string(),
-            "prefix=\"2001:db8:100:1::/64\",endpoint=\"192.0.2.2:31000\",nat=\"true\"".to_string(),
+            "prefix=\"2001:db8:100:1::/64\",endpoint=\"192.0.2.2:31000\",nat=\"true\",encap=\"udp\"".to_string(),
         ] {
             assert!(text.contains(&expected), "missing {expected}\n{text}");
         }
+        // No label that a rekey or a reconnect changes.
+        assert!(!text.contains("spi_"), "{text}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use hometun_control::InterfaceConfig;
 use ipnet::Ipv6Net;
 
 use crate::driver::{self, DriverConfig, ForwarderSource, Role};
+use crate::homes::KnownPeers;
 use crate::reload::ConfigReloader;
 use crate::site::SitePlan;
 use hometun_ike::crypto::credentials::certificates_from_pem;
@@ -218,6 +219,18 @@ pub fn prepare_server(config_path: &Path) -> anyhow::Result<(DriverConfig, Respo
         renewal: None,
         peers_up: Some(s.state_dir.clone()),
         site: SitePlan::Vps(Box::new(config.clone())),
+        known_peers: KnownPeers {
+            configured: config.clients.iter().map(|c| c.name.clone()).collect(),
+            // The enrolled homes: the enrollment listener's CA directory, or where `pki init`
+            // put this config.
+            registry_dir: Some(match &config.enroll {
+                Some(enroll) => enroll.pki_dir.clone(),
+                None => config_path
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default(),
+            }),
+        },
     };
     create_state_dir(&s.state_dir)?;
     Ok((driver, responder))
@@ -335,6 +348,10 @@ pub fn prepare_client(config_path: &Path) -> anyhow::Result<(DriverConfig, Initi
         renewal: Some(config_path.to_path_buf()),
         peers_up: None,
         site: SitePlan::Home(Box::new(config.clone())),
+        known_peers: KnownPeers {
+            configured: vec![c.server_name.clone()],
+            registry_dir: None,
+        },
     };
     create_state_dir(&c.state_dir)?;
     Ok((driver, initiator))
@@ -390,8 +407,35 @@ pub fn control_socket_of(config_path: &Path) -> anyhow::Result<PathBuf> {
     })
 }
 
-/// Runs `hometun status [--config F] [--json]`.
-pub fn run_status(config: Option<&Path>, json: bool) -> anyhow::Result<()> {
+/// The status answer narrowed to the peer `name`, in the same JSON (fields this version does
+/// not know stay): its IKE SA, its pairs' counters and its entry among the homes.
+fn only_peer(mut value: serde_json::Value, name: &str) -> Option<serde_json::Value> {
+    let named = |v: &serde_json::Value| v["name"] == name;
+    let mut ids = Vec::new();
+    if let Some(peers) = value["peers"].as_array_mut() {
+        peers.retain(named);
+        ids = peers.iter().map(|p| p["peer"].clone()).collect();
+    }
+    if let Some(homes) = value["homes"].as_array_mut() {
+        homes.retain(named);
+    }
+    let known = [&value["peers"], &value["homes"]]
+        .iter()
+        .any(|list| list.as_array().is_some_and(|l| !l.is_empty()));
+    if !known {
+        return None;
+    }
+    if let Some(sas) = value["counters"]["sas"].as_array_mut() {
+        sas.retain(|sa| ids.contains(&sa["peer"]));
+    }
+    if let Some(drops) = value["counters"]["global_drops"].as_array_mut() {
+        drops.clear();
+    }
+    Some(value)
+}
+
+/// Runs `hometun status [NAME] [--config F] [--json]`.
+pub fn run_status(config: Option<&Path>, name: Option<&str>, json: bool) -> anyhow::Result<()> {
     let config_path = match config {
         Some(path) => path.to_path_buf(),
         None => {
@@ -411,14 +455,22 @@ pub fn run_status(config: Option<&Path>, json: bool) -> anyhow::Result<()> {
     };
     let socket = control_socket_of(&config_path)?;
     let text = crate::status::query(&socket)?;
-    if json {
+    if json && name.is_none() {
         print!("{text}");
         return Ok(());
     }
-    let value: serde_json::Value = serde_json::from_str(&text)
+    let mut value: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("{}: the daemon's answer is not JSON", socket.display()))?;
     if let Some(error) = value.get("error") {
         anyhow::bail!("{}: {error}", socket.display());
+    }
+    if let Some(name) = name {
+        value = only_peer(value, name)
+            .with_context(|| format!("the daemon knows no peer named {name}"))?;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
     }
     let view: crate::status::StatusView = serde_json::from_value(value)
         .with_context(|| format!("{}: unexpected status format", socket.display()))?;

@@ -17,6 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::homes::HomeStatus;
 use hometun_ike::endpoint::{EndpointCounters, PeerStatus};
 
 /// The request line a client sends.
@@ -42,6 +43,11 @@ pub struct StatusReport {
     pub endpoint: EndpointCounters,
     /// The forwarder's counters (`None` only if the forwarder refused to give them).
     pub counters: Option<CounterReport>,
+    /// Every peer known, up or down: when it was last seen, why it went down, its
+    /// certificate, its traffic since the start.
+    pub homes: Vec<HomeStatus>,
+    /// Unix time of this answer, which the homes' times are relative to.
+    pub time: u64,
 }
 
 /// [`StatusReport`] as `hometun status` reads it back (the same JSON).
@@ -64,6 +70,12 @@ pub struct StatusView {
     pub endpoint: Option<EndpointView>,
     /// The forwarder's counters.
     pub counters: Option<CounterReport>,
+    /// Every peer known, up or down.
+    #[serde(default)]
+    pub homes: Vec<HomeStatus>,
+    /// Unix time of the answer.
+    #[serde(default)]
+    pub time: u64,
 }
 
 /// The endpoint's counts in [`StatusView`] (the fields of [`EndpointCounters`]).
@@ -333,7 +345,8 @@ pub fn render(status: &StatusView) -> String {
         let _ = writeln!(out, "  (no counters from the forwarder yet)");
     }
     for peer in &status.peers {
-        render_peer(&mut out, peer, counters);
+        let home = status.homes.iter().find(|h| h.name == peer.name);
+        render_peer(&mut out, peer, home, counters);
     }
     // Pairs the forwarder holds for no IKE SA we know (should be none).
     for sa in counters
@@ -344,20 +357,56 @@ pub fn render(status: &StatusView) -> String {
         let _ = writeln!(out, "\n{} (no IKE SA)", sa.peer);
         render_sa(&mut out, sa, None, "");
     }
+    render_homes_not_up(&mut out, &status.homes, status.time);
     if !counters.global_drops.is_empty() {
         let _ = writeln!(
             out,
-            "\ndrops outside any SA: {}",
+            "\ndrops outside any SA: {}\n  (packets for an SPI or a destination no pair holds: sent before a tunnel \
+was up, or late for a pair already deleted)",
             drops(&counters.global_drops)
         );
     }
     out
 }
 
-fn render_peer(out: &mut String, peer: &PeerView, counters: &CounterReport) {
+/// The peers without an IKE SA: when they were last seen and why they went down, like
+/// `wg show`'s latest handshake, with their certificate when the registry knows it.
+fn render_homes_not_up(out: &mut String, homes: &[HomeStatus], now: u64) {
+    let ago = |t: u64| format!("{} ago", duration(now.saturating_sub(t)));
+    for home in homes.iter().filter(|h| h.state != "up") {
+        let state = if home.state == "down" {
+            "down"
+        } else {
+            "not connected"
+        };
+        let _ = writeln!(out, "\npeer: {} ({state})", home.name);
+        let seen = match home.last_seen {
+            Some(t) => format!("last seen {}", ago(t)),
+            None => "not seen since the start".to_string(),
+        };
+        let why = match (&home.down_reason, home.since) {
+            (Some(reason), Some(t)) => format!("; down {}: {reason}", ago(t)),
+            _ => String::new(),
+        };
+        let _ = writeln!(out, "  {seen}{why}");
+        if let (Some(state), Some(expires)) = (&home.certificate, &home.certificate_expires) {
+            let _ = writeln!(out, "  certificate: {state}, expires {expires}");
+        }
+    }
+}
+
+fn render_peer(
+    out: &mut String,
+    peer: &PeerView,
+    home: Option<&HomeStatus>,
+    counters: &CounterReport,
+) {
     let _ = writeln!(out, "\npeer: {} ({})", peer.name, peer.peer);
     let prefixes: Vec<String> = peer.prefixes.iter().map(ToString::to_string).collect();
     let _ = writeln!(out, "  prefix: {}", or_none(&prefixes.join(", ")));
+    if let Some(expires) = home.and_then(|h| h.certificate_expires.as_deref()) {
+        let _ = writeln!(out, "  certificate: expires {expires}");
+    }
     let moved = peer
         .last_moved_seconds_ago
         .map(|s| format!(", moved {}x, last {} ago", peer.moves, duration(s)))
@@ -626,7 +675,58 @@ mod tests {
                 global_drops: vec![(DropReason::NoSa, 3)],
                 events_dropped: 0,
             }),
+            time: NOW,
+            homes: vec![
+                HomeStatus {
+                    name: "gone.example".into(),
+                    state: "down".into(),
+                    since: Some(NOW - 60),
+                    last_seen: Some(NOW - 125),
+                    down_reason: Some("liveness check failed".into()),
+                    certificate: Some("revoked".into()),
+                    certificate_expires: Some("2027-06-01T00:00:00Z".into()),
+                    totals: Default::default(),
+                },
+                HomeStatus {
+                    name: "home.example".into(),
+                    state: "up".into(),
+                    since: Some(NOW - 61),
+                    last_seen: Some(NOW - 1),
+                    down_reason: None,
+                    certificate: Some("active".into()),
+                    certificate_expires: Some("2027-12-01T00:00:00Z".into()),
+                    totals: Default::default(),
+                },
+                HomeStatus {
+                    name: "new.example".into(),
+                    state: "never".into(),
+                    since: None,
+                    last_seen: None,
+                    down_reason: None,
+                    certificate: None,
+                    certificate_expires: None,
+                    totals: Default::default(),
+                },
+            ],
         }
+    }
+
+    /// The daemon's clock at the answer.
+    const NOW: u64 = 1_800_000_000;
+
+    #[test]
+    fn homes_without_an_ike_sa_say_when_they_were_seen_and_why_they_went() {
+        let json = serde_json::to_string(&report()).unwrap();
+        let view: StatusView = serde_json::from_str(&json).unwrap();
+        let table = render(&view);
+        for expected in [
+            "peer: home.example (peer7)\n  prefix: 2001:db8:1::/64\n  certificate: expires 2027-12-01T00:00:00Z\n",
+            "peer: gone.example (down)\n  last seen 2m 5s ago; down 1m 0s ago: liveness check failed\n  certificate: revoked, expires 2027-06-01T00:00:00Z\n",
+            "peer: new.example (not connected)\n  not seen since the start\n",
+        ] {
+            assert!(table.contains(expected), "missing {expected:?} in\n{table}");
+        }
+        assert!(!table.contains("peer: home.example (down)"), "{table}");
     }
 
     #[test]

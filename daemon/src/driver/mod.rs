@@ -77,6 +77,9 @@ pub struct DriverConfig {
     pub peers_up: Option<PathBuf>,
     /// What to set up around the tunnel: the home's LANs or the VPS's upstream.
     pub site: SitePlan,
+    /// The peers status lists before they are seen (configured and enrolled homes, or the
+    /// client's server).
+    pub known_peers: crate::homes::KnownPeers,
 }
 
 /// Where the daemon's forwarder comes from.
@@ -250,6 +253,7 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
         renewal_results,
         peers_up,
         site,
+        homes: crate::homes::Homes::new(config.known_peers.clone()),
         config,
         started,
     };
@@ -309,6 +313,8 @@ struct Driver {
     peers_up: Option<PeersUp>,
     /// The home's LANs or the VPS's upstream.
     site: Site,
+    /// Every peer known, up or down, with its traffic totals.
+    homes: crate::homes::Homes,
 }
 
 impl Driver {
@@ -482,6 +488,13 @@ impl Driver {
     async fn fetch_counters(&mut self) -> anyhow::Result<()> {
         if let Some(Response::Counters(report)) = self.forward(Request::GetCounters).await? {
             self.endpoint.handle_counters(now(), &report, &mut self.rng);
+            let names = self
+                .endpoint
+                .status(now())
+                .into_iter()
+                .map(|p| (p.peer, p.name))
+                .collect();
+            self.homes.observe(&report, &names, now().wall);
             self.counters = Some(report);
         }
         if let Some(record) = &mut self.peers_up {
@@ -504,6 +517,11 @@ impl Driver {
             peers: self.endpoint.status(at),
             endpoint: self.endpoint.counters(),
             counters: self.counters.clone(),
+            homes: self.homes.status(),
+            time: at
+                .wall
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
         };
         match serde_json::to_string_pretty(&report) {
             Ok(text) => text + "\n",
@@ -579,6 +597,7 @@ impl Driver {
                 remote,
                 reauthenticated,
             } => {
+                self.homes.up(&name, now().wall);
                 if reauthenticated {
                     tracing::info!("peer re-authenticated: {name} ({peer}) at {remote}");
                 } else {
@@ -586,6 +605,7 @@ impl Driver {
                 }
             }
             Output::PeerDown { peer, name, reason } => {
+                self.homes.down(&name, &reason, now().wall);
                 tracing::info!("peer down: {name} ({peer}): {reason}");
             }
             Output::Refused {
