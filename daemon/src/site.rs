@@ -34,16 +34,17 @@ pub enum Site {
 }
 
 impl Site {
-    /// Sets up what `plan` asks for (call after the tunnel interface exists).
-    pub fn start(plan: &SitePlan) -> anyhow::Result<Self> {
-        Ok(match plan {
+    /// Sets up what `plan` asks for (call after the tunnel interface exists). What cannot be
+    /// set up is logged, one error line each, and left out: the tunnel runs without it.
+    pub fn start(plan: &SitePlan) -> Self {
+        match plan {
             SitePlan::Nothing => Site::Nothing,
-            SitePlan::Home(config) => match HomeLans::start(config)? {
+            SitePlan::Home(config) => match HomeLans::start(config) {
                 Some(lans) => Site::Home(lans),
                 None => Site::Nothing,
             },
-            SitePlan::Vps(config) => Site::Vps(Upstream::start(config)?),
-        })
+            SitePlan::Vps(config) => Site::Vps(Upstream::start(config)),
+        }
     }
 
     /// Follows one endpoint output: the home's tunnel up or down, a home's grant.

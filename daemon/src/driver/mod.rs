@@ -195,15 +195,7 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
             bail!("forwarder: setting up the tunnel interface: {error}");
         }
     }
-    let site = match Site::start(&config.site) {
-        Ok(site) => site,
-        Err(error) => {
-            if let Some(child) = child.as_mut() {
-                let _ = child.kill().await;
-            }
-            return Err(error);
-        }
-    };
+    let site = Site::start(&config.site);
     let forwarder = match (&child, &config.forwarder) {
         (_, ForwarderSource::Connect(path)) => format!("forwarder at {}", path.display()),
         (Some(child), _) => format!("forwarder pid {}", child.id().unwrap_or(0)),

@@ -10,7 +10,6 @@ pub mod updown;
 use std::net::Ipv6Addr;
 use std::sync::Arc;
 
-use anyhow::Context;
 use hometun_config::ClientConfig;
 use ipnet::Ipv6Net;
 use tokio::task::JoinHandle;
@@ -48,32 +47,41 @@ pub struct HomeLans {
 impl HomeLans {
     /// Everything the config asks for that can be done before the tunnel is up: forwarding on
     /// (when there is a `[[lan]]`), the advertising sockets, the hook's task. `None` when the
-    /// config has neither `[[lan]]` nor `updown`. Call after the tunnel interface exists.
-    pub fn start(config: &ClientConfig) -> anyhow::Result<Option<Self>> {
+    /// config has neither `[[lan]]` nor `updown`. Call after the tunnel interface exists. What
+    /// fails (a missing interface, no `CAP_NET_ADMIN` or `CAP_NET_RAW`) is one error line
+    /// naming the key, and is left out.
+    pub fn start(config: &ClientConfig) -> Option<Self> {
         if config.lan.is_empty() && config.client.updown.is_none() {
-            return Ok(None);
+            return None;
         }
         let mut lans = Vec::new();
         for (i, (section, subnet)) in config.lan.iter().zip(config.lan_subnets()).enumerate() {
             let key = format!("lan[{i}].interface {}", section.interface);
             let socket = if section.advertise {
-                let socket = NdpSocket::open(
+                match NdpSocket::open(
                     &section.interface,
                     &[ndp::ROUTER_SOLICITATION],
                     Some(advertiser::ALL_ROUTERS),
-                )
-                .with_context(|| format!("{key}: opening the ICMPv6 socket"))?;
-                Some(Arc::new(socket))
+                ) {
+                    Ok(socket) => Some(Arc::new(socket)),
+                    Err(error) => {
+                        tracing::error!(
+                            "{key}: cannot open the ICMPv6 socket for Router Advertisements: {error}; no advertisements on it"
+                        );
+                        None
+                    }
+                }
             } else {
                 None
             };
-            let source_lla = netconf::hardware_address(&section.interface)
-                .with_context(|| format!("{key}: reading its hardware address"))?;
-            let address = Ipv6Net::new(Ipv6Addr::from(u128::from(subnet.network()) | 1), 64)
-                .context("a /64 is a valid prefix")?;
+            let source_lla =
+                netconf::hardware_address(&section.interface).unwrap_or_else(|error| {
+                    tracing::error!("{key}: cannot read its hardware address: {error}");
+                    None
+                });
             lans.push(Lan {
                 interface: section.interface.clone(),
-                address,
+                address: router_address(subnet),
                 socket,
                 advertised: Advertised {
                     subnet,
@@ -89,21 +97,32 @@ impl HomeLans {
         let forwarding = if lans.is_empty() {
             None
         } else {
-            let forwarding = Forwarding::enable().context(
-                "turning on IPv6 forwarding (net.ipv6.conf.all.forwarding) for the [[lan]] tables",
-            )?;
-            log_forwarding(&forwarding, "the home's LANs");
-            Some(forwarding)
+            match Forwarding::enable() {
+                Ok(forwarding) => {
+                    log_forwarding(&forwarding, "the home's LANs");
+                    Some(forwarding)
+                }
+                Err(error) => {
+                    tracing::error!(
+                        "lan: cannot turn on IPv6 forwarding (net.ipv6.conf.all.forwarding): {error}; the LANs reach nothing beyond this router until it is on"
+                    );
+                    None
+                }
+            }
         };
         let source_route = if config.tunnel.manage_routes && !lans.is_empty() {
-            let ifindex = netconf::interface_index(&config.tunnel.interface)
-                .with_context(|| format!("tunnel.interface {}", config.tunnel.interface))?;
-            Some(Route::From {
-                destination: "::/0".parse().context("::/0 parses")?,
-                source: config.client.prefix.trunc(),
-                ifindex,
-                metric: config.tunnel.route_metric,
-            })
+            match netconf::interface_index(&config.tunnel.interface) {
+                Ok(ifindex) => Some(Route::From {
+                    destination: Ipv6Net::default(),
+                    source: config.client.prefix.trunc(),
+                    ifindex,
+                    metric: config.tunnel.route_metric,
+                }),
+                Err(error) => {
+                    tracing::error!("tunnel.interface {}: {error}", config.tunnel.interface);
+                    None
+                }
+            }
         } else {
             None
         };
@@ -113,14 +132,14 @@ impl HomeLans {
                 environment: hook_environment(config),
             })
         });
-        Ok(Some(HomeLans {
+        Some(HomeLans {
             lans,
             forwarding,
             source_route,
             source_route_added: false,
             hook,
             up: false,
-        }))
+        })
     }
 
     /// The tunnel is up: addresses, the source route, advertisements, the hook. Twice is once.
@@ -223,6 +242,11 @@ impl HomeLans {
     }
 }
 
+/// `<subnet>::1/64`: the router's address on a LAN.
+fn router_address(subnet: Ipv6Net) -> Ipv6Net {
+    Ipv6Net::new(Ipv6Addr::from(u128::from(subnet.network()) | 1), 64).unwrap_or(subnet)
+}
+
 /// Logs what turning forwarding on changed.
 pub fn log_forwarding(forwarding: &Forwarding, why: &str) {
     if !forwarding.turned_on() {
@@ -262,4 +286,53 @@ pub fn hook_environment(config: &ClientConfig) -> Vec<(String, String)> {
         ("HOMETUN_MTU".into(), config.tunnel.mtu.to_string()),
         ("HOMETUN_LANS".into(), lans),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hook_hears_the_prefix_each_lan_s_64_and_the_tunnel() {
+        let text = r#"
+[client]
+name = "home.example"
+server = "192.0.2.1"
+server_name = "vps.example"
+certificate = "client.pem"
+private_key = "client.key"
+ca = "ca.pem"
+prefix = "2001:db8:100:100::/56"
+
+[tunnel]
+link_local = "fe80::2/64"
+
+[[lan]]
+interface = "eth1"
+
+[[lan]]
+interface = "br-guest"
+subnet = 16
+"#;
+        let config = ClientConfig::from_toml(std::path::Path::new("client.toml"), text).unwrap();
+        let environment = hook_environment(&config);
+        let value = |key: &str| {
+            environment
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(value("HOMETUN_PREFIX"), Some("2001:db8:100:100::/56"));
+        assert_eq!(value("HOMETUN_ADDRESS"), Some("2001:db8:100:100::1"));
+        assert_eq!(value("HOMETUN_TUNNEL"), Some("hometun0"));
+        assert_eq!(value("HOMETUN_MTU"), Some("1400"));
+        assert_eq!(
+            value("HOMETUN_LANS"),
+            Some("eth1=2001:db8:100:100::/64 br-guest=2001:db8:100:110::/64")
+        );
+        assert_eq!(
+            router_address("2001:db8:100:110::/64".parse().unwrap()).to_string(),
+            "2001:db8:100:110::1/64"
+        );
+    }
 }

@@ -7,7 +7,6 @@ pub mod ndp_proxy;
 
 use std::net::Ipv6Addr;
 
-use anyhow::Context;
 use hometun_config::ServerConfig;
 use hometun_control::PeerId;
 use ipnet::Ipv6Net;
@@ -29,8 +28,9 @@ pub struct Upstream {
 
 impl Upstream {
     /// Forwarding (if `upstream.forwarding`), the unreachable route, the NDP proxy (in
-    /// `ndp-proxy` mode). Each failure is one line naming the key.
-    pub fn start(config: &ServerConfig) -> anyhow::Result<Self> {
+    /// `ndp-proxy` mode). Each part that fails (most often for want of `CAP_NET_ADMIN` or
+    /// `CAP_NET_RAW`) is one error line naming its key; the server runs on without it.
+    pub fn start(config: &ServerConfig) -> Self {
         let mut upstream = Upstream {
             forwarding: None,
             unreachable: None,
@@ -38,11 +38,15 @@ impl Upstream {
             up: UpPrefixes::default(),
         };
         if config.upstream.forwarding {
-            let forwarding = Forwarding::enable().context(
-                "upstream.forwarding: turning on IPv6 forwarding (net.ipv6.conf.all.forwarding)",
-            )?;
-            crate::lan::log_forwarding(&forwarding, "the homes (upstream.forwarding)");
-            upstream.forwarding = Some(forwarding);
+            match Forwarding::enable() {
+                Ok(forwarding) => {
+                    crate::lan::log_forwarding(&forwarding, "the homes (upstream.forwarding)");
+                    upstream.forwarding = Some(forwarding);
+                }
+                Err(error) => tracing::error!(
+                    "upstream.forwarding: cannot turn on IPv6 forwarding (net.ipv6.conf.all.forwarding): {error}; homes reach only this VPS until it is on (README.md, \"The VPS upstream\")"
+                ),
+            }
         } else {
             tracing::info!("upstream.forwarding = false: IPv6 forwarding left as it is");
         }
@@ -53,10 +57,9 @@ impl Upstream {
         match route.add() {
             Ok(true) => upstream.unreachable = Some(route),
             Ok(false) => tracing::info!("route {route} was there already"),
-            Err(error) => {
-                upstream.stop();
-                anyhow::bail!("server.pool: adding the route {route}: {error}");
-            }
+            Err(error) => tracing::error!(
+                "server.pool: cannot add the route {route}: {error}; packets for homes that are not up may loop towards the provider"
+            ),
         }
         if let Some(interface) = config.upstream.ndp_proxy_interface() {
             match NdpProxy::start(interface, upstream.up.clone()) {
@@ -66,13 +69,10 @@ impl Upstream {
                     );
                     upstream.proxy = Some(proxy);
                 }
-                Err(error) => {
-                    upstream.stop();
-                    return Err(error);
-                }
+                Err(error) => tracing::error!("{error:#}; the provider cannot reach the homes"),
             }
         }
-        Ok(upstream)
+        upstream
     }
 
     /// A home's grant changed (`AllowPeer`): its prefixes while it is up, none once it is gone.
