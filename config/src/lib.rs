@@ -23,7 +23,7 @@ pub use renew::RenewSection;
 
 /// A configuration problem: which file, which key, what is wrong. Displays as one line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}: {key}: {problem}")]
+#[error("{file}: {}{problem}", key_part(key))]
 pub struct ConfigError {
     /// The file.
     pub file: PathBuf,
@@ -31,6 +31,15 @@ pub struct ConfigError {
     pub key: String,
     /// What is wrong.
     pub problem: String,
+}
+
+/// `key: `, or nothing for the file as a whole.
+fn key_part(key: &str) -> String {
+    if key == "-" {
+        String::new()
+    } else {
+        format!("{key}: ")
+    }
 }
 
 impl ConfigError {
@@ -734,13 +743,40 @@ impl ClientConfig {
     }
 }
 
+/// A file named by `key` of `config` could not be read: `server.toml: server.certificate:
+/// /etc/hometun/servr.pem: not found`.
+pub fn file_error(config: &Path, key: &str, path: &Path, error: &std::io::Error) -> ConfigError {
+    ConfigError::new(
+        config,
+        key,
+        format!("{}: {}", path.display(), io_problem(error)),
+    )
+}
+
+/// An I/O error in words, without the `(os error N)` tail, with the next step where the cause
+/// is known.
+pub fn io_problem(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => "not found".into(),
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied (run as root, or give the daemon's user read access)".into()
+        }
+        std::io::ErrorKind::IsADirectory => "is a directory, not a file".into(),
+        _ => {
+            let text = error.to_string();
+            match text.find(" (os error") {
+                Some(at) => text[..at].to_string(),
+                None => text,
+            }
+        }
+    }
+}
+
 /// Refuses a private key file that anyone but its owner can read or write.
 #[cfg(unix)]
 pub fn check_private_key_mode(path: &Path, key: &str, config: &Path) -> Result<(), ConfigError> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| {
-        ConfigError::new(config, key, format!("cannot read {}: {e}", path.display()))
-    })?;
+    let meta = std::fs::metadata(path).map_err(|e| file_error(config, key, path, &e))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(ConfigError::new(
@@ -756,8 +792,8 @@ pub fn check_private_key_mode(path: &Path, key: &str, config: &Path) -> Result<(
 }
 
 fn parse_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(path, "-", format!("cannot read: {e}")))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| ConfigError::new(path, "-", io_problem(&e)))?;
     parse_str(path, &text)
 }
 

@@ -16,7 +16,7 @@ use hometun_config::{ClientConfig, ConfigError, ServerConfig, check_private_key_
 use serde::Serialize;
 
 use crate::authorizer::ConfigAuthorizer;
-use crate::setup::{common_config, load_credentials};
+use crate::setup::{CredentialFiles, common_config, load_credentials};
 use hometun_ike::crypto::{PeerIdentity, PeerUsage};
 use hometun_ike::endpoint::CommonConfig;
 use hometun_ike::endpoint::reload::{Reload, ResponderReload};
@@ -53,10 +53,14 @@ pub fn server_settings(
     let s = &config.server;
     check_private_key_mode(&s.private_key, "server.private_key", config_path)?;
     let credentials = load_credentials(
-        &s.certificate,
-        &s.private_key,
-        &s.ca,
-        s.crl.as_deref(),
+        &CredentialFiles {
+            config: config_path,
+            section: "server",
+            certificate: &s.certificate,
+            private_key: &s.private_key,
+            ca: &s.ca,
+            crl: s.crl.as_deref(),
+        },
         PeerUsage::Home,
     )?;
     let common = common_config(
@@ -85,10 +89,14 @@ pub fn client_settings(config: &ClientConfig, config_path: &Path) -> anyhow::Res
     let c = &config.client;
     check_private_key_mode(&c.private_key, "client.private_key", config_path)?;
     let credentials = load_credentials(
-        &c.certificate,
-        &c.private_key,
-        &c.ca,
-        None,
+        &CredentialFiles {
+            config: config_path,
+            section: "client",
+            certificate: &c.certificate,
+            private_key: &c.private_key,
+            ca: &c.ca,
+            crl: None,
+        },
         PeerUsage::Server,
     )?;
     Ok(common_config(

@@ -32,41 +32,76 @@ pub struct Credentials {
     pub verifier: CertificateVerifier,
 }
 
-/// Loads the credentials; every error is one line naming the file and the problem. The peer's
-/// certificate must fit `peer_usage`: a client requires the server's serverAuth, the server
-/// refuses a server-only certificate as a home's.
+/// The credential files a config names, and where: every error names the config, the key and
+/// the file (`server.toml: server.certificate: /etc/hometun/servr.pem: not found`).
+pub struct CredentialFiles<'a> {
+    /// The config file.
+    pub config: &'a Path,
+    /// Its table: `server` or `client`.
+    pub section: &'static str,
+    /// `certificate`.
+    pub certificate: &'a Path,
+    /// `private_key`.
+    pub private_key: &'a Path,
+    /// `ca`.
+    pub ca: &'a Path,
+    /// `crl`, if any.
+    pub crl: Option<&'a Path>,
+}
+
+impl CredentialFiles<'_> {
+    fn read(&self, key: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
+        std::fs::read(path).map_err(|e| {
+            let key = format!("{}.{key}", self.section);
+            hometun_config::file_error(self.config, &key, path, &e).into()
+        })
+    }
+
+    fn error(&self, key: &str, path: &Path, problem: impl std::fmt::Display) -> anyhow::Error {
+        anyhow::anyhow!(
+            "{}: {}.{key}: {}: {problem}",
+            self.config.display(),
+            self.section,
+            path.display()
+        )
+    }
+}
+
+/// Loads the credentials; every error is one line naming the config, the key, the file and the
+/// problem. The peer's certificate must fit `peer_usage`: a client requires the server's
+/// serverAuth, the server refuses a server-only certificate as a home's.
 pub fn load_credentials(
-    certificate: &Path,
-    private_key: &Path,
-    ca: &Path,
-    crl: Option<&Path>,
+    files: &CredentialFiles<'_>,
     peer_usage: PeerUsage,
 ) -> anyhow::Result<Credentials> {
-    let chain =
-        certificates_from_pem(&read(certificate)?).map_err(|e| file_error(certificate, e))?;
+    let (certificate, private_key, ca) = (files.certificate, files.private_key, files.ca);
+    let chain = certificates_from_pem(&files.read("certificate", certificate)?)
+        .map_err(|e| files.error("certificate", certificate, e))?;
     let first = chain
         .first()
-        .ok_or_else(|| file_error(certificate, "no certificate in the file"))?;
-    let key = PrivateKey::from_pem(&read(private_key)?).map_err(|e| file_error(private_key, e))?;
-    key.check_matches_certificate(first)
-        .map_err(|e| file_error(private_key, format!("{e} ({})", certificate.display())))?;
-    let mut verifier = CertificateVerifier::from_ca_pem(&read(ca)?)
-        .map_err(|e| file_error(ca, e))?
+        .ok_or_else(|| files.error("certificate", certificate, "no certificate in the file"))?;
+    let key = PrivateKey::from_pem(&files.read("private_key", private_key)?)
+        .map_err(|e| files.error("private_key", private_key, e))?;
+    key.check_matches_certificate(first).map_err(|e| {
+        files.error(
+            "private_key",
+            private_key,
+            format!("{e} ({})", certificate.display()),
+        )
+    })?;
+    let mut verifier = CertificateVerifier::from_ca_pem(&files.read("ca", ca)?)
+        .map_err(|e| files.error("ca", ca, e))?
         .require(peer_usage);
-    if let Some(crl) = crl {
+    if let Some(crl) = files.crl {
         verifier
-            .add_crls(&read(crl)?)
-            .map_err(|e| file_error(crl, e))?;
+            .add_crls(&files.read("crl", crl)?)
+            .map_err(|e| files.error("crl", crl, e))?;
     }
     Ok(Credentials {
         chain,
         key,
         verifier,
     })
-}
-
-fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| file_error(path, e))
 }
 
 fn file_error(path: &Path, problem: impl std::fmt::Display) -> anyhow::Error {
@@ -170,7 +205,12 @@ fn forwarder_source(socket: Option<&Path>, args: Vec<String>) -> anyhow::Result<
 }
 
 fn create_state_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| file_error(dir, format!("cannot create: {e}")))
+    std::fs::create_dir_all(dir).map_err(|e| {
+        file_error(
+            dir,
+            format!("cannot create: {}", hometun_config::io_problem(&e)),
+        )
+    })
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -387,7 +427,8 @@ pub const DEFAULT_CONFIGS: [&str; 2] = ["/etc/hometun/server.toml", "/etc/hometu
 /// socket: the daemon may be running on the last good one (a SIGHUP keeps it), so the errors are
 /// told on stderr and the socket is asked anyway.
 pub fn control_socket_of(config_path: &Path) -> anyhow::Result<PathBuf> {
-    let text = std::fs::read_to_string(config_path).map_err(|e| file_error(config_path, e))?;
+    let text = std::fs::read_to_string(config_path)
+        .map_err(|e| file_error(config_path, hometun_config::io_problem(&e)))?;
     let is_server = text.lines().any(|l| l.trim() == "[server]");
     let loaded = if is_server {
         ServerConfig::load(config_path).map(|c| c.server.control_socket)

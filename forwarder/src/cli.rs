@@ -152,7 +152,7 @@ pub fn run(args: ForwarderArgs) -> anyhow::Result<()> {
         server.adopt(stream);
     }
     let reason = server.wait();
-    tracing::info!("forwarder: stopped ({reason:?})");
+    tracing::info!("forwarder: stopped: {reason}");
     if reason == StopReason::Requested || reason == StopReason::Signal {
         Ok(())
     } else {

@@ -33,6 +33,16 @@ pub enum StopReason {
     ControllerGone,
 }
 
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StopReason::Requested => "asked to by its controller",
+            StopReason::Signal => "SIGTERM or SIGINT",
+            StopReason::ControllerGone => "its controller closed the channel",
+        })
+    }
+}
+
 /// How long one frame may take to write before its connection is closed: a controller that
 /// reads nothing for this long must not stall the events of the others.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -354,7 +354,7 @@ impl Daemon {
     pub fn start(ns: &Netns, role: &str, config: &Path, log: &Path) -> anyhow::Result<Self> {
         let mut command = ns.command(&hometun_bin()?);
         command.args(["-v", role, "--config"]).arg(config);
-        command.env("RUST_LOG_STYLE", "never").env("NO_COLOR", "1");
+        // No NO_COLOR: a log written to a file must come without colour codes by itself.
         let what = format!("hometun {role} in {}", ns.name());
         let child = Guarded::spawn(command, &what, log)?;
         Ok(Daemon {

@@ -280,7 +280,9 @@ impl RoamingLab {
             &self.vps
         };
         let mut command = ns.command(&hometun_bin()?);
+        // The roaming report lines the lab reads are debug lines.
         command
+            .env("RUST_LOG", "info,hometun_forwarder::roaming=debug")
             .arg("forwarder")
             .arg("--control")
             .arg(&socket)

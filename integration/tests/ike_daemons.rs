@@ -235,6 +235,44 @@ fn check_refuses_a_ca_key_others_can_read() {
     );
 }
 
+/// A file the config names that is missing: one line with the config, the key, the file and
+/// the problem, said once (`server.toml: server.certificate: .../servr.pem: not found`).
+#[test]
+fn check_names_the_config_key_and_file_that_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = hometun_integration::ike_lab::Pki::init(&dir.path().join("ca")).unwrap();
+    let config = pki.server_toml();
+    let good = std::fs::read_to_string(&config).unwrap();
+    for (written, key) in [
+        ("server.pem", "server.certificate"),
+        ("server.key", "server.private_key"),
+        ("ca.pem", "server.ca"),
+    ] {
+        let quoted = format!("\"{written}\"");
+        assert!(good.contains(&quoted), "{good}");
+        std::fs::write(&config, good.replace(&quoted, "\"missing.pem\"")).unwrap();
+        let error =
+            hometun(&["server", "--config", config.to_str().unwrap(), "--check"]).unwrap_err();
+        let text = format!("{error:#}");
+        let expected = format!(
+            "hometun: {}: {key}: {}: not found\n",
+            config.display(),
+            pki.dir.join("missing.pem").display()
+        );
+        assert!(text.contains(&expected), "{text}\nexpected {expected:?}");
+        assert!(!text.contains("os error"), "{text}");
+    }
+    std::fs::write(&config, &good).unwrap();
+    // The config itself.
+    let missing = dir.path().join("nothing.toml");
+    let error = hometun(&["server", "--config", missing.to_str().unwrap(), "--check"]).unwrap_err();
+    let text = format!("{error:#}");
+    assert!(
+        text.contains(&format!("hometun: {}: not found\n", missing.display())),
+        "{text}"
+    );
+}
+
 /// The forwarder dies (SIGKILL): the daemon stops with an error line rather than run without
 /// its data plane, and nothing of the tunnel is left.
 #[test]

@@ -227,7 +227,7 @@ fn a_socket_served_forwarder_stops_at_once_when_its_daemon_is_killed() {
         logs(&[&restarted, &client])
     );
     assert!(
-        old_log.contains("forwarder: stopped (ControllerGone)"),
+        old_log.contains("forwarder: stopped: its controller closed the channel"),
         "{old_log}"
     );
     let after = forwarders(&lab.vps.ns);

@@ -425,5 +425,8 @@ fn status_lists_homes_that_are_down_and_filters_by_name() {
         "{error}"
     );
     assert!(home.stop().unwrap().success());
+    // A log written to a file has no colour codes.
+    let log = server.log_text();
+    assert!(!log.contains('\u{1b}'), "{log:?}");
     assert!(server.stop().unwrap().success());
 }

@@ -175,8 +175,8 @@ impl ServerDir {
         // The key first, create-if-absent: a concurrent init loses here, before anything else.
         files::write_new(&self.ca_key(), ca_key_pem.as_bytes(), files::PRIVATE_MODE).map_err(
             |e| match e {
-                PkiError::Io { ref source, .. }
-                    if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                PkiError::Io { ref error, .. }
+                    if error.kind() == std::io::ErrorKind::AlreadyExists =>
                 {
                     PkiError::CaExists(self.dir.clone())
                 }

@@ -65,10 +65,14 @@ impl Material {
     fn initiator(&self, port: u16) -> anyhow::Result<InitiatorConfig> {
         let c = &self.config.client;
         let credentials = crate::setup::load_credentials(
-            &c.certificate,
-            &c.private_key,
-            &c.ca,
-            None,
+            &crate::setup::CredentialFiles {
+                config: &self.config_path,
+                section: "client",
+                certificate: &c.certificate,
+                private_key: &c.private_key,
+                ca: &c.ca,
+                crl: None,
+            },
             hometun_ike::crypto::PeerUsage::Server,
         )?;
         let common = crate::setup::common_config(

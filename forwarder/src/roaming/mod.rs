@@ -820,7 +820,8 @@ pub fn run(roaming: &Roaming, io: &dyn OuterSockets, sad: &Sad, stop: &AtomicBoo
             if report != last_report && now.saturating_sub(last_logged) >= 1000 {
                 last_logged = now;
                 match serde_json::to_string(&report) {
-                    Ok(json) => tracing::info!("roaming: report {json}"),
+                    // Machine-read (tests, debugging): not for the default log.
+                    Ok(json) => tracing::debug!("roaming: report {json}"),
                     Err(error) => tracing::debug!("roaming report: {error}"),
                 }
                 last_report = report;

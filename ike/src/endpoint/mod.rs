@@ -751,7 +751,11 @@ impl Endpoint {
         if role.backoff.is_zero() {
             tracing::info!("reconnecting to {} at once", role.server);
         } else {
-            tracing::info!("reconnecting to {} in {:?}", role.server, role.backoff);
+            tracing::info!(
+                "reconnecting to {} in {:.1} s",
+                role.server,
+                role.backoff.as_secs_f64()
+            );
         }
         role.reconnect_at = Some(now.mono + role.backoff);
         let base = self.common.retransmit_base;
