@@ -65,12 +65,12 @@ pub fn check_lans(
     for i in 0..lans.len() {
         let key = |field: &str| format!("lan[{i}].{field}");
         let lan = &lans[i];
-        if lan.interface.is_empty() || lan.interface.len() > 15 || lan.interface.contains('/') {
+        if !is_interface_name(&lan.interface) {
             return Err(ConfigError::new(
                 file,
                 key("interface"),
                 format!(
-                    "{:?} is not an interface name (1 to 15 characters, no '/')",
+                    "{:?} is not an interface name (1 to 15 characters, none of '/', ':', '=' or spaces)",
                     lan.interface
                 ),
             ));
@@ -159,6 +159,18 @@ pub fn check_lans(
     Ok(())
 }
 
+/// A name Linux accepts for an interface (`dev_valid_name`), without '=' either: the `updown`
+/// hook gets the LANs as `INTERFACE=SUBNET` words separated by spaces.
+fn is_interface_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '/' | ':' | '='))
+}
+
 /// How the VPS's provider reaches the pool.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -218,13 +230,13 @@ impl UpstreamSection {
                 "upstream.forwarding",
                 "mode = \"ndp-proxy\" needs forwarding: the proxied packets must reach the tunnel",
             )),
-            (UpstreamMode::NdpProxy, Some(name))
-                if name.is_empty() || name.len() > 15 || name.contains('/') =>
-            {
+            (UpstreamMode::NdpProxy, Some(name)) if !is_interface_name(name) => {
                 Err(ConfigError::new(
                     file,
                     "upstream.interface",
-                    format!("{name:?} is not an interface name (1 to 15 characters, no '/')"),
+                    format!(
+                        "{name:?} is not an interface name (1 to 15 characters, none of '/', ':', '=' or spaces)"
+                    ),
                 ))
             }
             (UpstreamMode::NdpProxy, Some(name)) if name == tunnel_interface => {

@@ -91,7 +91,15 @@ fn lan_mistakes_are_one_line_naming_file_and_field() {
         ),
         (
             "[[lan]]\ninterface = \"\"\n",
-            "client.toml: lan[0].interface: \"\" is not an interface name (1 to 15 characters, no '/')",
+            "client.toml: lan[0].interface: \"\" is not an interface name (1 to 15 characters, none of '/', ':', '=' or spaces)",
+        ),
+        (
+            "[[lan]]\ninterface = \"eth1 eth2\"\n",
+            "client.toml: lan[0].interface: \"eth1 eth2\" is not an interface name (1 to 15 characters, none of '/', ':', '=' or spaces)",
+        ),
+        (
+            "[[lan]]\ninterface = \"a=b\"\n",
+            "client.toml: lan[0].interface: \"a=b\" is not an interface name (1 to 15 characters, none of '/', ':', '=' or spaces)",
         ),
         (
             "[[lan]]\ninterface = \"eth1\"\ndns = [\"ff02::1\"]\n",
