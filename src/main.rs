@@ -45,6 +45,12 @@ enum Command {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+    /// Write the manual pages (section 1), one per command.
+    Manpages {
+        /// Where to write them (e.g. /usr/local/share/man/man1).
+        #[arg(long, value_name = "DIR")]
+        dir: std::path::PathBuf,
+    },
 }
 
 /// The `hometun` command with its manual pages.
@@ -69,12 +75,29 @@ fn main() {
             clap_complete::generate(shell, &mut command(), "hometun", &mut std::io::stdout());
             Ok(())
         }
+        Command::Manpages { dir } => write_manpages(&dir),
     };
     if let Err(error) = result {
         // One line: the chain of causes joined, as the style asks for operator-facing errors.
         eprintln!("hometun: {error:#}");
         std::process::exit(1);
     }
+}
+
+/// `hometun manpages --dir DIR`: `hometun.1`, `hometun-server.1`, `hometun-pki-token.1`, ...
+/// from the same text as `--help` (the manual pages of src/manual.rs); prints their names.
+fn write_manpages(dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    clap_mangen::generate_to(command(), dir)
+        .map_err(|e| anyhow::anyhow!("writing manual pages to {}: {e}", dir.display()))?;
+    let mut written: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with("hometun") && name.ends_with(".1"))
+        .collect();
+    written.sort();
+    println!("{} manual pages in {}", written.len(), dir.display());
+    Ok(())
 }
 
 /// Quiet by default (warnings and the events that matter at info level), `-v` for protocol
@@ -120,6 +143,29 @@ mod tests {
         let mut out = Vec::new();
         walk(&command, "", &mut out);
         out
+    }
+
+    #[test]
+    fn every_command_has_a_manual_page_file() {
+        let dir = std::env::temp_dir().join(format!("hometun-man-{}", std::process::id()));
+        write_manpages(&dir).unwrap();
+        for (path, _) in all_commands() {
+            let file = match path.as_str() {
+                "" => "hometun.1".to_string(),
+                path => format!("hometun-{}.1", path.replace(' ', "-")),
+            };
+            let page = std::fs::read_to_string(dir.join(&file))
+                .unwrap_or_else(|e| panic!("`hometun {path}`: no {file}: {e}"));
+            assert!(page.contains(".TH "), "{file}:\n{page}");
+            if !path.is_empty() {
+                assert!(
+                    page.contains("Exit status"),
+                    "{file}: no exit status\n{page}"
+                );
+                assert!(page.contains("EXAMPLES"), "{file}: no examples\n{page}");
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -27,9 +27,17 @@ forwarder (`hometun forwarder`, the ESP data plane with the TUN device). `hometu
 certificates and hands out the prefixes; `hometun status` shows a running daemon.
 
 Exit status: 0 on success; 1 with one line on stderr; 2 for a usage error.",
-        examples: "  hometun pki init --dir /etc/hometun --server-ipv4 192.0.2.1 --pool 2001:db8:100::/48
+        examples: "  On the VPS:
+  hometun pki init --dir /etc/hometun --server-ipv4 192.0.2.1 --pool 2001:db8:100::/48
   hometun server --config /etc/hometun/server.toml
+  hometun pki token --name home.example          # prints a one-time token for the home
   hometun status
+  At home:
+  hometun enroll --dir /etc/hometun --token \"$TOKEN\"
+  hometun client --config /etc/hometun/client.toml
+  hometun status
+  Anywhere:
+  hometun demo                                   # the whole story in network namespaces
   hometun completions bash > /etc/bash_completion.d/hometun",
     },
     Page {
@@ -352,6 +360,16 @@ Exit status: 0.",
         examples: "  hometun completions bash > /etc/bash_completion.d/hometun
   hometun completions zsh > /usr/local/share/zsh/site-functions/_hometun
   hometun completions fish > ~/.config/fish/completions/hometun.fish",
+    },
+    Page {
+        path: "manpages",
+        about: "Writes the manual pages, section 1, one per command (hometun.1, hometun-server.1, \
+hometun-pki-token.1, ...), from the same text as --help: what each command does, what it reads \
+and writes, its exit status and examples. Creates DIR if needed; prints how many it wrote.
+
+Exit status: 0 on success; 1 with one line on stderr when DIR cannot be written.",
+        examples: "  hometun manpages --dir /usr/local/share/man/man1 && mandb -q
+  man hometun-pki-token",
     },
 ];
 
