@@ -79,6 +79,12 @@ fn the_home_s_lan_reaches_and_is_reached(mode: Mode, test: &str) {
     );
     let routes = ip_text(&lab.lan, &["-6", "route", "show", "default"]);
     assert!(routes.contains("via fe80::"), "{routes}");
+    // Packets from the home's prefix take the tunnel whatever other default route the home has.
+    let home_routes = ip_text(&lab.home, &["-6", "route", "show"]);
+    assert!(
+        home_routes.contains(&format!("default from {} dev hometun0", mode.home_prefix())),
+        "{home_routes}"
+    );
     // The home router holds <subnet>::1/64 on the LAN and forwards.
     let router = Ipv6Addr::from(u128::from(mode.lan_subnet().network()) | 1);
     assert!(
