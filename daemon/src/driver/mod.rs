@@ -29,6 +29,7 @@ use crate::forwarder_link::{ForwarderLink, LinkError, PendingReply};
 use crate::metrics;
 use crate::peers_up::PeersUp;
 use crate::reload::ConfigReloader;
+use crate::site::{Site, SitePlan};
 use crate::status::{self, StatusReport, StatusRequest};
 use clock::{OsRandom, now};
 use hometun_ike::endpoint::{Endpoint, InitiatorConfig, Output, ResponderConfig, Transmit};
@@ -81,6 +82,8 @@ pub struct DriverConfig {
     /// The server's state directory, where it keeps the peers that are up across a restart
     /// (`None` on a client).
     pub peers_up: Option<PathBuf>,
+    /// What to set up around the tunnel: the home's LANs or the VPS's upstream.
+    pub site: SitePlan,
     /// The peers status lists before they are seen (configured and enrolled homes, or the
     /// client's server).
     pub known_peers: crate::homes::KnownPeers,
@@ -199,6 +202,7 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
             bail!("forwarder: setting up the tunnel interface: {error}");
         }
     }
+    let site = Site::start(&config.site);
     let forwarder = match (&child, &config.forwarder) {
         (_, ForwarderSource::Connect(path)) => format!("forwarder at {}", path.display()),
         (Some(child), _) => format!("forwarder pid {}", child.id().unwrap_or(0)),
@@ -255,6 +259,7 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
         renewal,
         renewal_results,
         peers_up,
+        site,
         homes: crate::homes::Homes::new(config.known_peers.clone()),
         config,
         started,
@@ -271,6 +276,7 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
             Ok(())
         }
         Err(error) => {
+            driver.site.stop().await;
             // Whatever failed, leave no forwarder (and so no TUN or route) behind. A forwarder
             // we did not start stops when our end of the channel closes.
             if let Some(child) = driver.child.as_mut() {
@@ -317,6 +323,8 @@ struct Driver {
     renewal_results: Option<mpsc::Receiver<crate::renewal::RenewalResult>>,
     /// The server's record of the peers that are up.
     peers_up: Option<PeersUp>,
+    /// The home's LANs or the VPS's upstream.
+    site: Site,
     /// Every peer known, up or down, with its traffic totals.
     homes: crate::homes::Homes,
     /// Forwarder requests sent and not yet answered, oldest first.
@@ -613,6 +621,7 @@ impl Driver {
     }
 
     async fn output(&mut self, output: Output) -> anyhow::Result<()> {
+        self.site.observe(&output).await;
         match output {
             Output::Forwarder(request) => self.send_request(request).await?,
             Output::PeerUp {
@@ -798,6 +807,8 @@ impl Driver {
             // Every peer was told by its DELETE.
             record.record(Vec::new());
         }
+        // The LANs' final advertisements go while the tunnel still exists.
+        self.site.stop().await;
         match tokio::time::timeout(SHUTDOWN_GRACE, self.link.request(Request::Shutdown)).await {
             Ok(Ok(_)) | Ok(Err(LinkError::Closed)) => {}
             Ok(Err(error)) => tracing::warn!("forwarder shutdown: {error}"),
