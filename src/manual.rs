@@ -50,7 +50,11 @@ Reads the config file and the files it names: server.certificate, server.private
 or stricter), server.ca, server.crl, and with [enroll] the CA directory enroll.pki_dir (whose \
 registry.json the enrollment listener updates). Creates server.state_dir and the status socket \
 server.control_socket. Binds UDP server.ike_port (500: needs CAP_NET_BIND_SERVICE) on \
-server.listen; the forwarder binds server.nat_port (4500) and a raw ESP socket.
+server.listen; the forwarder binds server.nat_port (4500) and a raw ESP socket. With \
+[upstream] (defaults: forwarding on, mode routed) it turns IPv6 forwarding on, adds an \
+unreachable route for server.pool and, in mode ndp-proxy, answers Neighbor Solicitations on \
+upstream.interface for the homes that are up (needs CAP_NET_ADMIN and CAP_NET_RAW; without them \
+one error line each, and the server runs on); all of it is set back when it stops.
 
 SIGHUP reads the config again (a bad file is refused and the running one stays); SIGTERM or \
 SIGINT deletes the IKE SAs, stops the forwarder (TUN and routes go) and exits 0. With --check \
@@ -73,10 +77,13 @@ address (netlink) and announces each change to the server.
 Reads the config file and the files it names: client.certificate, client.private_key (mode 0600 \
 or stricter) and client.ca. Creates client.state_dir and the status socket \
 client.control_socket. Binds UDP 500 (needs CAP_NET_BIND_SERVICE); the forwarder binds \
-client.nat_port (4500) and a raw ESP socket.
+client.nat_port (4500) and a raw ESP socket. Each [[lan]] table gets <its /64>::1/64 and Router \
+Advertisements (SLAAC, the tunnel MTU, RDNSS/DNSSL) while the tunnel is up, IPv6 forwarding is \
+on while the client runs, and client.updown runs as the tunnel comes up and goes down.
 
-SIGHUP reads the config again; SIGTERM or SIGINT deletes the IKE SA, removes the TUN device and \
-routes and exits 0. With --check nothing runs: the config and its files are read as at start-up \
+SIGHUP reads the config again; SIGTERM or SIGINT sends a final Router Advertisement that \
+deprecates the LANs' prefixes, deletes the IKE SA, removes the TUN device and routes and \
+exits 0. With --check nothing runs: the config and its files are read as at start-up \
 and \"FILE: ok\" is printed.
 
 Exit status: 0 after SIGTERM/SIGINT, or for a good --check; 1 with one line on stderr when the \
@@ -208,7 +215,9 @@ Exit status: that of the subcommand run.",
         path: "pki init",
         about: "Creates a CA, the server's key and certificate (for --server-name and \
 --server-ipv4), server.toml, an empty CRL and an empty registry in --dir. Keys are written with \
-mode 0600. Refuses to overwrite an existing CA.
+mode 0600. Refuses to overwrite an existing CA. The pool's first prefix stays with the server, \
+except in a pool of one prefix (--pool 2001:db8:200::/64 --prefix-len 64: a VPS's one on-link \
+/64), which its one home gets whole.
 
 Writes DIR/ca.pem, ca.key, server.pem, server.key, server.toml, crl.pem, registry.json.
 
@@ -371,10 +380,12 @@ unreachable, ...).",
     },
     Page {
         path: "demo",
-        about: "Shows the whole story on this machine, as root, in network namespaces (home, isp, \
-vps) with documentation addresses: `pki init`, online enrollment of a home, the tunnel coming \
-up, a ping of the home's static IPv6 address from the VPS, a change of the home's IPv4 address \
-with the outage measured, and the status table. Removes every namespace and process it made \
+        about: "Shows the whole story on this machine, as root, in network namespaces (LAN host, \
+home, isp, vps, Internet host) with documentation addresses: `pki init`, online enrollment of a \
+home, the tunnel coming up, the LAN host's address from the home's prefix by SLAAC, pings of the \
+home's static IPv6 address from the VPS and of the LAN host's from the Internet host, a change \
+of the home's IPv4 address with the outage measured, the status table, and the final Router \
+Advertisement deprecating the LAN host's address when the client stops. Removes every namespace and process it made \
 when it ends, also on Ctrl-C.
 
 Writes a temporary directory (CA, configs, logs), removed at the end unless --keep-files.

@@ -14,10 +14,14 @@ use ipnet::Ipv6Net;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+mod files;
+mod lan;
 pub mod names;
 mod renew;
 pub mod static_sa;
 
+pub use files::{check_private_key_mode, file_error, io_problem};
+pub use lan::{LanSection, MAX_DNS_ENTRIES, UpstreamMode, UpstreamSection};
 pub use renew::RenewSection;
 
 /// A configuration problem: which file, which key, what is wrong. Displays as one line.
@@ -68,9 +72,15 @@ pub struct TunnelSection {
     /// Install routes through the tunnel for the peers' prefixes.
     #[serde(default = "default_true")]
     pub manage_routes: bool,
-    /// Metric of those routes.
+    /// Metric of those routes. On a home this is the metric of the tunnel's default route
+    /// (`::/0`): the kernel's own default for routes, and that of routes learned from Router
+    /// Advertisements, is 1024; a larger value leaves a native IPv6 default route in charge.
     #[serde(default = "default_route_metric")]
     pub route_metric: u32,
+    /// Clamp the MSS option of TCP SYNs crossing the tunnel to what fits its MTU, both
+    /// directions (for hosts whose path MTU discovery a filter breaks).
+    #[serde(default = "default_true")]
+    pub clamp_mss: bool,
 }
 
 impl TunnelSection {
@@ -82,6 +92,7 @@ impl TunnelSection {
             link_local,
             manage_routes: true,
             route_metric: default_route_metric(),
+            clamp_mss: true,
         }
     }
 }
@@ -404,6 +415,9 @@ pub struct ServerConfig {
     /// `[enroll]`: online enrollment (off unless set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enroll: Option<EnrollSection>,
+    /// `[upstream]`: forwarding and how the provider reaches the pool.
+    #[serde(default)]
+    pub upstream: UpstreamSection,
 }
 
 /// The `[client]` table.
@@ -453,6 +467,10 @@ pub struct ClientSection {
     /// starts its own forwarder as a child process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarder_socket: Option<PathBuf>,
+    /// A program run when the tunnel comes up and goes down, with the prefix, the LAN /64s,
+    /// the tunnel interface and the state in its environment (README.md, "The updown hook").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updown: Option<PathBuf>,
 }
 
 impl ClientSection {
@@ -482,6 +500,7 @@ impl ClientSection {
             status_socket: default_status_socket(),
             metrics: None,
             forwarder_socket: None,
+            updown: None,
         }
     }
 }
@@ -503,6 +522,9 @@ pub struct ClientConfig {
     /// `[renew]`: certificate renewal.
     #[serde(default)]
     pub renew: RenewSection,
+    /// `[[lan]]`: the LAN interfaces that get a /64 of the prefix each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lan: Vec<LanSection>,
 }
 
 /// The status socket a server or client config names, found even when the rest of the file is
@@ -581,6 +603,7 @@ impl ServerConfig {
         check_tunnel(&self.tunnel, file)?;
         self.limits.check(file)?;
         check_ike(&self.ike, file)?;
+        self.upstream.check(&self.tunnel.interface, file)?;
         normalise_name(&mut self.server.name, "server.name", file)?;
         for (i, client) in self.clients.iter_mut().enumerate() {
             normalise_name(&mut client.name, &format!("clients[{i}].name"), file)?;
@@ -669,6 +692,9 @@ impl ClientConfig {
         if let Some(socket) = &mut c.forwarder_socket {
             *socket = base.join(&*socket);
         }
+        if let Some(updown) = &mut c.updown {
+            *updown = base.join(&*updown);
+        }
         Ok(config)
     }
 
@@ -698,6 +724,14 @@ impl ClientConfig {
         })
     }
 
+    /// The /64 of the prefix each `[[lan]]` gets, in order.
+    pub fn lan_subnets(&self) -> Vec<Ipv6Net> {
+        self.lan
+            .iter()
+            .filter_map(|lan| lan.subnet_of(self.client.prefix))
+            .collect()
+    }
+
     /// Checks the config and puts both names in lower case.
     fn check(&mut self, file: &Path) -> Result<(), ConfigError> {
         check_tunnel(&self.tunnel, file)?;
@@ -706,6 +740,12 @@ impl ClientConfig {
         normalise_name(&mut self.client.name, "client.name", file)?;
         normalise_name(&mut self.client.server_name, "client.server_name", file)?;
         self.renew.check(file)?;
+        lan::check_lans(
+            &mut self.lan,
+            self.client.prefix,
+            &self.tunnel.interface,
+            file,
+        )?;
         if let Some(address) = self.client.address
             && !self.client.prefix.contains(&address)
         {
@@ -717,54 +757,6 @@ impl ClientConfig {
         }
         Ok(())
     }
-}
-
-/// A file named by `key` of `config` could not be read: `server.toml: server.certificate:
-/// /etc/hometun/servr.pem: not found`.
-pub fn file_error(config: &Path, key: &str, path: &Path, error: &std::io::Error) -> ConfigError {
-    ConfigError::new(
-        config,
-        key,
-        format!("{}: {}", path.display(), io_problem(error)),
-    )
-}
-
-/// An I/O error in words, without the `(os error N)` tail, with the next step where the cause
-/// is known.
-pub fn io_problem(error: &std::io::Error) -> String {
-    match error.kind() {
-        std::io::ErrorKind::NotFound => "not found".into(),
-        std::io::ErrorKind::PermissionDenied => {
-            "permission denied (run as root, or give the daemon's user read access)".into()
-        }
-        std::io::ErrorKind::IsADirectory => "is a directory, not a file".into(),
-        _ => {
-            let text = error.to_string();
-            match text.find(" (os error") {
-                Some(at) => text[..at].to_string(),
-                None => text,
-            }
-        }
-    }
-}
-
-/// Refuses a private key file that anyone but its owner can read or write.
-#[cfg(unix)]
-pub fn check_private_key_mode(path: &Path, key: &str, config: &Path) -> Result<(), ConfigError> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| file_error(config, key, path, &e))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(ConfigError::new(
-            config,
-            key,
-            format!(
-                "{} is readable by others (mode {mode:04o}); run chmod 600 on it",
-                path.display()
-            ),
-        ));
-    }
-    Ok(())
 }
 
 fn parse_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
@@ -889,7 +881,7 @@ fn normalise_name(name: &mut String, key: &str, file: &Path) -> Result<(), Confi
     Ok(())
 }
 
-fn default_true() -> bool {
+pub(crate) fn default_true() -> bool {
     true
 }
 fn default_interface() -> String {

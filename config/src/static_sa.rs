@@ -257,6 +257,8 @@ fn interface_config(
         manage_routes: section.manage_routes,
         route_metric: section.route_metric,
         peer_pool: None,
+        clamp_mss: false,
+        icmp_source: None,
     };
     config.validate().map_err(|e| {
         // Name the field the message is about.

@@ -72,6 +72,7 @@ fn the_sample_server_config_loads_and_states_the_defaults() {
     assert_eq!(all.ike, config.ike);
     assert_eq!(all.dos, config.dos);
     assert_eq!(all.tunnel, config.tunnel);
+    assert_eq!(all.upstream, config.upstream);
     assert_eq!(all.server.ike_port, config.server.ike_port);
     assert_eq!(all.server.nat_port, config.server.nat_port);
 }
@@ -93,6 +94,8 @@ fn the_sample_client_config_loads_and_states_the_defaults() {
     let scratch = tempfile::tempdir().unwrap();
     let all = ClientConfig::load(&uncommented(&path, scratch.path())).unwrap();
     assert!(all.client.local.is_some() && all.client.metrics.is_some());
+    assert!(all.client.updown.is_some() && config.client.updown.is_none());
+    assert_eq!((all.lan.len(), config.lan.len()), (1, 0));
     assert_eq!(all.tunnel_address(), config.tunnel_address());
     let mut limits = all.limits.clone();
     (limits.rekey_seconds, limits.hard_seconds) = (None, None);

@@ -150,6 +150,11 @@ pub enum Event {
     /// back, a new address from DHCP). A client waiting to reconnect should try at once, from
     /// whatever its source address is now. Several changes in a row make one event.
     NetworkChanged,
+    /// The TUN device was deleted under the forwarder (`ip link del`) and the forwarder made it
+    /// again, with its addresses and the routes it installs: what the controller put on it
+    /// besides (a client's source route for its LANs) must be put back. The device has a new
+    /// interface index.
+    TunnelRecreated,
 }
 
 /// Direction of an SA.

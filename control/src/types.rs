@@ -336,6 +336,15 @@ pub struct InterfaceConfig {
     /// `None` (a client, whose one peer routes `::/0`) leaves grants optional.
     #[serde(default)]
     pub peer_pool: Option<Ipv6Net>,
+    /// Lower the MSS option of TCP SYNs crossing the tunnel, both directions, to what fits
+    /// `mtu` (for hosts whose path MTU discovery a filter breaks).
+    #[serde(default)]
+    pub clamp_mss: bool,
+    /// Source of the ICMPv6 errors the forwarder sends (Packet Too Big); `None`: the first
+    /// non-link-local address of `addresses`. A server sets a global address of its own: a
+    /// link-local source would not be forwarded to the Internet host that needs the error.
+    #[serde(default)]
+    pub icmp_source: Option<std::net::Ipv6Addr>,
 }
 
 impl InterfaceConfig {

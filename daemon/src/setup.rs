@@ -16,6 +16,7 @@ use ipnet::Ipv6Net;
 use crate::driver::{self, DriverConfig, ForwarderSource, Role};
 use crate::homes::KnownPeers;
 use crate::reload::ConfigReloader;
+use crate::site::SitePlan;
 use hometun_ike::crypto::credentials::certificates_from_pem;
 use hometun_ike::crypto::{CertificateVerifier, PeerIdentity, PeerUsage, PrivateKey};
 use hometun_ike::endpoint::{CommonConfig, InitiatorConfig, ResponderConfig};
@@ -186,6 +187,8 @@ fn interface(
         manage_routes: tunnel.manage_routes,
         route_metric: tunnel.route_metric,
         peer_pool,
+        clamp_mss: tunnel.clamp_mss,
+        icmp_source: None,
     }
 }
 
@@ -237,13 +240,17 @@ pub fn prepare_server(config_path: &Path) -> anyhow::Result<(DriverConfig, Respo
         ike_bind: SocketAddrV4::new(s.listen, s.ike_port),
         local_addr: s.listen,
         nat_port: s.nat_port,
-        interface: interface(
-            &config.tunnel,
-            None,
-            Some(s.listen),
-            s.nat_port,
-            Some(s.pool),
-        ),
+        interface: InterfaceConfig {
+            // Packet Too Big and the like towards Internet hosts need a global source.
+            icmp_source: crate::upstream::icmp_source(config.upstream.interface.as_deref(), s.pool),
+            ..interface(
+                &config.tunnel,
+                None,
+                Some(s.listen),
+                s.nat_port,
+                Some(s.pool),
+            )
+        },
         // A client's outer address may change (docs/ARCHITECTURE.md, "Roaming"): the
         // forwarder checks its override NA and probes the new address.
         forwarder: forwarder_source(s.forwarder_socket.as_deref(), vec!["--accept-moves".into()])?,
@@ -252,6 +259,7 @@ pub fn prepare_server(config_path: &Path) -> anyhow::Result<(DriverConfig, Respo
         reloader: Some(ConfigReloader::server(config_path, config.clone())),
         renewal: None,
         peers_up: Some(s.state_dir.clone()),
+        site: SitePlan::Vps(Box::new(config.clone())),
         known_peers: KnownPeers {
             configured: config.clients.iter().map(|c| c.name.clone()).collect(),
             // The enrolled homes: the enrollment listener's CA directory, or where `pki init`
@@ -380,6 +388,7 @@ pub fn prepare_client(config_path: &Path) -> anyhow::Result<(DriverConfig, Initi
         reloader: Some(ConfigReloader::client(config_path, config.clone())),
         renewal: Some(config_path.to_path_buf()),
         peers_up: None,
+        site: SitePlan::Home(Box::new(config.clone())),
         known_peers: KnownPeers {
             configured: vec![c.server_name.clone()],
             registry_dir: None,

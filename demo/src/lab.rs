@@ -160,3 +160,11 @@ pub fn tail(text: &str, n: usize) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// `ip ARGS` in the demo's own namespace (veth pairs between two of its namespaces).
+pub fn ip(args: &[&str]) -> anyhow::Result<Output> {
+    run(
+        Command::new("ip").args(args),
+        &format!("ip {}", args.join(" ")),
+    )
+}

@@ -1,18 +1,23 @@
 //! `hometun demo`: the whole story of hometun on one machine, in network namespaces.
 //!
 //! ```text
-//!  home  eth0 198.51.100.2/24 ── home0 198.51.100.1  isp (a router)  vps0 203.0.113.1 ── eth0 203.0.113.2/24  vps
-//!        (then 198.51.100.3)                                                             lo 2001:db8:100::1
+//!  lan host eth0 (SLAAC) ── lan0 home  eth0 198.51.100.2/24 ── home0 198.51.100.1  isp (a router)
+//!                                      (then 198.51.100.3)      vps0 203.0.113.1 ── eth0 203.0.113.2/24  vps
+//!  internet host eth0 2001:db8:ff::1/64 ── up0 2001:db8:ff::2/64 vps (the pool is routed to it)   lo 2001:db8:100::1
 //! ```
 //!
 //! It makes a CA on the VPS (`hometun pki init`), starts `hometun server` there, enrolls the
 //! home online (`hometun pki token`, then `hometun enroll` against the server's enrollment
-//! listener: the home's key never leaves it), starts `hometun client` at home, pings the home's
-//! static IPv6 address from the VPS, changes the home's IPv4 address under a ping every 20 ms and
-//! reports the outage, prints `hometun status`, and stops and removes everything it made: the
-//! daemons (which send DELETE and remove their TUN devices), the namespaces and the temporary
-//! directory, also when interrupted (SIGINT, SIGTERM) or when a step panics. Only
-//! documentation addresses are used, only inside the namespaces it made.
+//! listener: the home's key never leaves it), gives the home's LAN a `[[lan]]` table, starts
+//! `hometun client` at home, waits for the LAN host's address from the home's prefix (SLAAC
+//! from the client's Router Advertisements), pings the home's static IPv6 address from the VPS
+//! and the LAN host's from the Internet host, changes the home's IPv4 address under a ping from
+//! the Internet host to the LAN host every 20 ms and reports the outage, prints `hometun
+//! status`, stops the client (its final Router Advertisement deprecates the LAN host's address)
+//! and removes everything it made: the daemons (which send DELETE and remove their TUN
+//! devices), the namespaces and the temporary directory, also when interrupted (SIGINT,
+//! SIGTERM) or when a step panics. Only documentation addresses are used, only inside the
+//! namespaces it made.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 // An I/O driver: it reads the clock to report what it measures.
@@ -60,6 +65,12 @@ pub const VPS_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
 pub const POOL: &str = "2001:db8:100::/48";
 /// The VPS's own IPv6 address, inside the pool's first prefix.
 pub const VPS_INNER: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 1);
+/// The VPS's address on its link to the Internet host.
+pub const VPS_UPSTREAM: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 2);
+/// The Internet host's address.
+pub const INTERNET_HOST: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 1);
+/// The home router's LAN interface.
+pub const LAN_INTERFACE: &str = "lan0";
 /// The home's name (its IKE identity).
 pub const HOME_NAME: &str = "home.example";
 
@@ -115,6 +126,14 @@ impl Lab {
 
     fn vps(&self) -> &Namespace {
         &self.namespaces[2]
+    }
+
+    fn lan(&self) -> &Namespace {
+        &self.namespaces[3]
+    }
+
+    fn inet(&self) -> &Namespace {
+        &self.namespaces[4]
     }
 
     fn dir(&self) -> &Path {
@@ -243,7 +262,7 @@ fn story(lab: &mut Lab, say: &mut Narrator, args: &DemoArgs, program: &Path) -> 
     say.say(
         "net",
         format!(
-            "namespaces: home {HOME_FIRST} -- isp (router {ISP_HOME_SIDE} / {ISP_VPS_SIDE}) -- vps {VPS_ADDR}"
+            "namespaces: lan host -- home {HOME_FIRST} -- isp (router {ISP_HOME_SIDE} / {ISP_VPS_SIDE}) -- vps {VPS_ADDR} -- internet host {INTERNET_HOST}"
         ),
     );
 
@@ -312,6 +331,11 @@ fn story(lab: &mut Lab, say: &mut Narrator, args: &DemoArgs, program: &Path) -> 
         "home",
         format!("hometun enroll: {HOME_NAME} holds {prefix}; its private key never left the home"),
     );
+    add_lan_table(&client_toml)?;
+    say.note(
+        "home",
+        format!("client.toml: [[lan]] interface = \"{LAN_INTERFACE}\": the LAN gets the first /64 of {prefix} by Router Advertisement"),
+    );
 
     // The tunnel.
     let mut client = lab.home().command(program);
@@ -350,6 +374,17 @@ fn story(lab: &mut Lab, say: &mut Narrator, args: &DemoArgs, program: &Path) -> 
         ),
     );
 
+    // The LAN host's address from the home's prefix.
+    let lan_host = wait_slaac(lab, &prefix)?;
+    say.say(
+        "lan",
+        format!(
+            "the LAN host took {lan_host} by SLAAC from the home's Router Advertisement ({:.2} s after the client started; MTU {} as advertised)",
+            began.elapsed().as_secs_f64(),
+            lan_mtu(lab)
+        ),
+    );
+
     // The home's static address, from the VPS side.
     let ping = lab::run(
         lab.vps().command("ping").args([
@@ -373,17 +408,43 @@ fn story(lab: &mut Lab, say: &mut Narrator, args: &DemoArgs, program: &Path) -> 
         ),
     );
 
-    // The ISP changes the home's address while the VPS pings it.
+    // The LAN host's static address, from the Internet.
+    let ping = lab::run(
+        lab.inet().command("ping").args([
+            "-6",
+            "-n",
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            &lan_host.to_string(),
+        ]),
+        "ping from the Internet host to the LAN host",
+    )?;
+    say.say(
+        "inet",
+        format!(
+            "ping {lan_host} (the LAN host's static address) from the Internet host: {}",
+            ping_summary(&String::from_utf8_lossy(&ping.stdout))
+        ),
+    );
+
+    // The ISP changes the home's address while the Internet host pings the LAN host.
     let interval = Duration::from_millis(args.ping_interval_ms.max(2));
     lab.pinger = Some(Pinger::start(
-        lab.vps(),
-        home_addr,
+        lab.inet(),
+        lan_host,
         interval,
         &lab.dir().join("ping.log"),
     )?);
     say.say(
-        "vps",
-        format!("pinging {home_addr} every {} ms", interval.as_millis()),
+        "inet",
+        format!(
+            "pinging the LAN host {lan_host} from the Internet host every {} ms",
+            interval.as_millis()
+        ),
     );
     sleep(Duration::from_secs(1))?;
     lab.home()
@@ -433,9 +494,9 @@ fn story(lab: &mut Lab, say: &mut Narrator, args: &DemoArgs, program: &Path) -> 
         .map(Pinger::stop)
         .context("the ping went away")?;
     say.say(
-        "vps",
+        "inet",
         format!(
-            "tunnel recovered: {} of {} pings lost, outage {:.0} ms (longest gap between replies; {} ms is none)",
+            "tunnel recovered, the LAN host still reached at {lan_host}: {} of {} pings lost, outage {:.0} ms (longest gap between replies; {} ms is none)",
             report.lost(),
             report.sent,
             report.longest_gap().as_secs_f64() * 1000.0,
@@ -475,15 +536,90 @@ fn story(lab: &mut Lab, say: &mut Narrator, args: &DemoArgs, program: &Path) -> 
         "home",
         "hometun client stopped (SIGTERM): DELETE sent, the server forgot the home, TUN device removed",
     );
+    wait_until(
+        Duration::from_secs(5),
+        "the LAN host's address was not deprecated",
+        || lan_host_address(lab, &prefix).is_some_and(|(_, deprecated)| deprecated),
+    )?;
+    say.say(
+        "lan",
+        format!("the home's final Router Advertisement deprecated {lan_host} and withdrew the default router"),
+    );
     check_stop()
 }
 
 /// Namespaces, links, addresses, routes.
 fn build_network(lab: &mut Lab) -> anyhow::Result<()> {
-    for role in ["home", "isp", "vps"] {
+    for role in ["home", "isp", "vps", "lan", "inet"] {
         lab.namespaces.push(lab::create_namespace(role)?);
     }
-    let (home, isp, vps) = (lab.home(), lab.isp(), lab.vps());
+    let (home, isp, vps, lan, inet) = (lab.home(), lab.isp(), lab.vps(), lab.lan(), lab.inet());
+    // Duplicate address detection would hold each new address back a second.
+    for ns in [home, isp, vps, lan, inet] {
+        ns.sysctl("net.ipv6.conf.all.accept_dad=0")?;
+        ns.sysctl("net.ipv6.conf.default.accept_dad=0")?;
+    }
+    for (a, a_dev, b, b_dev) in [
+        (lan, "eth0", home, LAN_INTERFACE),
+        (inet, "eth0", vps, "up0"),
+    ] {
+        lab::ip(&[
+            "link",
+            "add",
+            a_dev,
+            "netns",
+            a.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            b_dev,
+            "netns",
+            b.name(),
+        ])?;
+        a.ip(&["link", "set", a_dev, "up"])?;
+        b.ip(&["link", "set", b_dev, "up"])?;
+    }
+    // The LAN host takes the home's advertisements (as a host that forwards also would).
+    lan.sysctl("net.ipv6.conf.eth0.accept_ra=2")?;
+    // The provider routes the pool to the VPS.
+    inet.ip(&[
+        "-6",
+        "addr",
+        "add",
+        &format!("{INTERNET_HOST}/64"),
+        "dev",
+        "eth0",
+    ])?;
+    inet.ip(&["-6", "route", "add", POOL, "via", &VPS_UPSTREAM.to_string()])?;
+    vps.ip(&[
+        "-6",
+        "addr",
+        "add",
+        &format!("{VPS_UPSTREAM}/64"),
+        "dev",
+        "up0",
+    ])?;
+    vps.ip(&[
+        "-6",
+        "route",
+        "add",
+        "default",
+        "via",
+        &INTERNET_HOST.to_string(),
+    ])?;
+    // The kernel gives new links their link-local addresses a moment later; the home's first
+    // Router Advertisement needs one to send from.
+    wait_until(
+        Duration::from_secs(5),
+        "the home's LAN interface got no link-local address",
+        || {
+            home.command("ip")
+                .args(["-6", "addr", "show", "dev", LAN_INTERFACE, "scope", "link"])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("fe80:"))
+        },
+    )?;
     for (ns, peer) in [(home, "home0"), (vps, "vps0")] {
         check_stop()?;
         hometun_lab::veth(ns, "eth0", isp, peer)?;
@@ -522,6 +658,68 @@ fn path(p: &Path) -> anyhow::Result<&str> {
 fn client_prefix(client_toml: &Path) -> anyhow::Result<(String, Ipv6Addr)> {
     let config = hometun_config::ClientConfig::load(client_toml)?;
     Ok((config.client.prefix.to_string(), config.tunnel_address()))
+}
+
+/// Adds a `[[lan]]` table for the home's LAN interface to its client.toml.
+fn add_lan_table(client_toml: &Path) -> anyhow::Result<()> {
+    let mut text = std::fs::read_to_string(client_toml)
+        .with_context(|| format!("{}", client_toml.display()))?;
+    text.push_str(&format!(
+        "\n[[lan]]\ninterface = \"{LAN_INTERFACE}\"\ndns = [\"2001:db8:53::53\"]\n"
+    ));
+    std::fs::write(client_toml, text).with_context(|| format!("{}", client_toml.display()))?;
+    hometun_config::ClientConfig::load(client_toml)?;
+    Ok(())
+}
+
+/// The LAN host's address in the home's first /64 and whether it is deprecated.
+fn lan_host_address(lab: &Lab, prefix: &str) -> Option<(Ipv6Addr, bool)> {
+    let prefix: ipnet::Ipv6Net = prefix.parse().ok()?;
+    let subnet = ipnet::Ipv6Net::new(prefix.network(), 64).ok()?;
+    let output = lab
+        .lan()
+        .command("ip")
+        .args(["-6", "addr", "show", "dev", "eth0", "scope", "global"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| {
+            let line = line.trim();
+            let address: Ipv6Addr = line
+                .strip_prefix("inet6 ")?
+                .split('/')
+                .next()?
+                .parse()
+                .ok()?;
+            (subnet.contains(&address) && !line.contains("tentative"))
+                .then_some((address, line.contains("deprecated")))
+        })
+}
+
+/// Waits for the LAN host's address from the home's prefix.
+fn wait_slaac(lab: &mut Lab, prefix: &str) -> anyhow::Result<Ipv6Addr> {
+    let mut found = None;
+    wait_daemons(
+        lab,
+        Duration::from_secs(30),
+        "the LAN host got no address from the home's prefix",
+        |lab| {
+            found = lan_host_address(lab, prefix).filter(|(_, deprecated)| !deprecated);
+            found.is_some()
+        },
+    )?;
+    found.map(|(a, _)| a).context("no LAN host address")
+}
+
+/// The LAN host's IPv6 MTU, as the advertisements set it.
+fn lan_mtu(lab: &Lab) -> String {
+    lab.lan()
+        .command("sysctl")
+        .args(["-n", "net.ipv6.conf.eth0.mtu"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
 }
 
 /// `hometun status --json` of the server, parsed (`None` while it does not answer).

@@ -110,6 +110,8 @@ struct Shared {
     mtu: usize,
     /// Source of ICMPv6 errors the forwarder sends into the TUN device.
     icmp_source: Ipv6Addr,
+    /// The MSS that TCP SYNs crossing the tunnel are clamped to (`None`: no clamping).
+    clamp_mss: Option<u16>,
     offload: bool,
     /// Send runs of equal ESP-in-UDP datagrams with UDP GSO.
     udp_gso: bool,
@@ -196,10 +198,14 @@ impl Platform for LinuxPlatform {
             None
         };
         let icmp_source = config
-            .addresses
-            .iter()
-            .map(|a| a.addr())
-            .find(|a| !netlink::is_link_local(*a))
+            .icmp_source
+            .or_else(|| {
+                config
+                    .addresses
+                    .iter()
+                    .map(|a| a.addr())
+                    .find(|a| !netlink::is_link_local(*a))
+            })
             .or_else(|| config.addresses.first().map(|a| a.addr()))
             .unwrap_or(Ipv6Addr::UNSPECIFIED);
         let shared = Arc::new(Shared {
@@ -212,6 +218,9 @@ impl Platform for LinuxPlatform {
             raw,
             mtu: config.mtu as usize,
             icmp_source,
+            clamp_mss: config
+                .clamp_mss
+                .then(|| crate::mss::mss_for(config.mtu as usize)),
             offload: self.options.offload,
             udp_gso: self.options.udp_offload,
             udp_gro,
@@ -379,7 +388,7 @@ fn outbound_loop(shared: Arc<Shared>) {
         let mut generation = shared.roaming.generation();
         for (i, &size) in sizes.iter().enumerate().take(count) {
             let buffer = batch.buffer_mut(i);
-            let packet = &buffer[send_batch::INNER_AT..send_batch::INNER_AT + size];
+            let packet = &mut buffer[send_batch::INNER_AT..send_batch::INNER_AT + size];
             let Some(destination_address) = ipv6_destination(packet) else {
                 shared.sad.count_global_drop(DropReason::Malformed);
                 continue;
@@ -404,6 +413,9 @@ fn outbound_loop(shared: Arc<Shared>) {
                     write_tun(&shared, &icmp[..len], &mut icmp_out, &mut gro);
                 }
                 continue;
+            }
+            if let Some(mss) = shared.clamp_mss {
+                crate::mss::clamp(packet, mss);
             }
             let mut endpoint = route.endpoint;
             if shared.roaming.holding() {
@@ -497,7 +509,7 @@ fn inbound_esp(
         return;
     };
     // Roaming looks at a packet only after the ICV and the replay window.
-    let inner = &esp[accepted.inner];
+    let inner = &esp[accepted.inner.clone()];
     let consumed = shared.roaming.after_open(
         shared,
         &shared.sad,
@@ -509,6 +521,10 @@ fn inbound_esp(
         now,
     );
     if !consumed && !inner.is_empty() {
+        let inner = &mut esp[accepted.inner];
+        if let Some(mss) = shared.clamp_mss {
+            crate::mss::clamp(inner, mss);
+        }
         tun.push(&shared.tun, inner);
     }
 }
@@ -778,6 +794,8 @@ fn recover_tun(shared: &Shared, error: &io::Error) -> bool {
         }
         match shared.device.recreate(&shared.tun) {
             Ok(restored) => {
+                // What the controller put on the device besides goes back too.
+                shared.events.send(Event::TunnelRecreated);
                 tracing::warn!(
                     "forwarder: {name} was deleted ({error}); made it again with its {} \
                      address(es) and {} route(s)",

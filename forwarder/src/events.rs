@@ -81,6 +81,8 @@ struct State {
     move_order: VecDeque<PeerId>,
     /// A `NetworkChanged` waits (many in a row are one).
     network_changed: bool,
+    /// A `TunnelRecreated` waits (many in a row are one).
+    tunnel_recreated: bool,
     limits: BTreeMap<Spi, VecDeque<Event>>,
     limit_order: VecDeque<Spi>,
     ike: VecDeque<Event>,
@@ -97,6 +99,7 @@ struct State {
 impl State {
     fn is_empty(&self) -> bool {
         !self.network_changed
+            && !self.tunnel_recreated
             && self.move_order.is_empty()
             && self.limit_order.is_empty()
             && self.ike.is_empty()
@@ -153,6 +156,7 @@ impl State {
                 self.unknown.push_back((spi, remote, port));
             }
             Event::NetworkChanged => self.network_changed = true,
+            Event::TunnelRecreated => self.tunnel_recreated = true,
             Event::SoftLimit { spi_in, .. }
             | Event::HardLimit { spi_in, .. }
             | Event::SeqExhausted { spi_in, .. } => {
@@ -172,6 +176,9 @@ impl State {
         if let Some(peer) = self.move_order.pop_front() {
             let (old, new) = self.moves.remove(&peer)?;
             return Some(Event::EndpointMoved { peer, old, new });
+        }
+        if std::mem::take(&mut self.tunnel_recreated) {
+            return Some(Event::TunnelRecreated);
         }
         // After the moves: the controller learns of a move before it looks at the network.
         if std::mem::take(&mut self.network_changed) {
@@ -417,6 +424,26 @@ mod tests {
         tx.send(ike(20));
         assert_eq!(rx.try_recv(), Some(ike(20)));
         assert_eq!(tx.dropped(), 16);
+    }
+
+    #[test]
+    fn network_and_tunnel_changes_are_one_each_after_the_moves() {
+        let (tx, rx) = channel();
+        for _ in 0..3 {
+            tx.send(Event::NetworkChanged);
+            tx.send(Event::TunnelRecreated);
+        }
+        tx.send(ike(1));
+        tx.send(moved(3, 2, 3));
+        assert_eq!(
+            rx.try_iter().collect::<Vec<_>>(),
+            vec![
+                moved(3, 2, 3),
+                Event::TunnelRecreated,
+                Event::NetworkChanged,
+                ike(1)
+            ]
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod esp;
 pub mod events;
 pub mod gro;
 pub mod lifetime;
+pub mod mss;
 pub mod netlink;
 pub mod read_failures;
 pub mod replay;

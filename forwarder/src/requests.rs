@@ -364,6 +364,8 @@ mod tests {
             manage_routes: true,
             route_metric: 1024,
             peer_pool: None,
+            clamp_mss: false,
+            icmp_source: None,
         }
     }
 

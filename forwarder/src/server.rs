@@ -468,6 +468,8 @@ mod tests {
             manage_routes: false,
             route_metric: 1,
             peer_pool: None,
+            clamp_mss: false,
+            icmp_source: None,
         }
     }
 

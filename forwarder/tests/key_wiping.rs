@@ -70,6 +70,8 @@ fn interface() -> InterfaceConfig {
         manage_routes: false,
         route_metric: 1024,
         peer_pool: None,
+        clamp_mss: false,
+        icmp_source: None,
     }
 }
 

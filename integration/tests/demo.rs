@@ -245,6 +245,18 @@ fn demo_tells_the_whole_story_and_leaves_nothing() {
     assert!(prefix.starts_with("2001:db8:100:"), "{enrolled}");
     let up = demo.wait_line("tunnel up in", long);
     assert!(up.contains("hometun client:"), "{up}");
+    let slaac = demo.wait_line("by SLAAC from the home's Router Advertisement", long);
+    let lan_host = slaac
+        .split_whitespace()
+        .skip_while(|w| *w != "took")
+        .nth(1)
+        .expect("the SLAAC line names the LAN host's address")
+        .to_string();
+    assert!(
+        lan_host.starts_with(prefix.trim_end_matches("::/64")),
+        "{slaac}"
+    );
+    assert!(slaac.contains("MTU 1400"), "{slaac}");
     let ping = demo.wait_line("(the home's static address):", long);
     let answered: u32 = ping
         .split("address): ")
@@ -253,10 +265,18 @@ fn demo_tells_the_whole_story_and_leaves_nothing() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no answered count in {ping:?}"));
     assert!(answered > 0, "{ping}");
+    let reached = demo.wait_line(
+        "(the LAN host's static address) from the Internet host",
+        long,
+    );
+    assert!(
+        reached.contains(&lan_host) && !reached.contains(": 0/"),
+        "{reached}"
+    );
     let moved = demo.wait_line("the server moved home.example to 198.51.100.3", long);
     let moved_ms = number_before(&moved, "198.51.100.3 ", "ms after the change");
     assert!(moved_ms >= 0.0, "{moved}");
-    let outage = demo.wait_line("tunnel recovered:", long);
+    let outage = demo.wait_line("tunnel recovered, the LAN host still reached", long);
     let outage_ms = number_before(&outage, "outage ", "ms");
     assert!(outage_ms > 0.0, "{outage}");
     let finished = demo.finish(long);
@@ -274,6 +294,12 @@ fn demo_tells_the_whole_story_and_leaves_nothing() {
     assert!(table.contains("endpoint: 198.51.100.3:"), "{table}");
     assert!(
         out.contains("DELETE sent, the server forgot the home"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "the home's final Router Advertisement deprecated {lan_host}"
+        )),
         "{out}"
     );
     let cleaned = out

@@ -57,6 +57,8 @@ fn forwarder_driven_over_an_inherited_socket() {
         manage_routes: true,
         route_metric: 77,
         peer_pool: None,
+        clamp_mss: false,
+        icmp_source: None,
     });
     assert_eq!(client.request(configure).unwrap().0, Ok(Response::Ok));
     assert!(ns.ip(&["link", "show", "htfd0"]).is_ok(), "no TUN device");

@@ -254,6 +254,8 @@ fn interface() -> InterfaceConfig {
         manage_routes: true,
         route_metric: 1024,
         peer_pool: None,
+        clamp_mss: false,
+        icmp_source: None,
     }
 }
 

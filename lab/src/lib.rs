@@ -30,6 +30,8 @@ pub mod forwarder_lab;
 #[cfg(feature = "daemons")]
 pub mod ike_lab;
 #[cfg(feature = "daemons")]
+pub mod lan_lab;
+#[cfg(feature = "daemons")]
 pub mod pki_lab;
 #[cfg(feature = "daemons")]
 pub mod roaming_ike_lab;

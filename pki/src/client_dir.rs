@@ -140,6 +140,7 @@ impl ClientDir {
                 section.nat_port = old.client.nat_port;
                 section.state_dir = old.client.state_dir.clone();
                 section.status_socket = old.client.status_socket.clone();
+                section.updown = old.client.updown.clone();
                 // A kept address must still lie in the (possibly new) prefix.
                 section.address = old.client.address.filter(|a| bundle.prefix.contains(a));
                 old.client = section;
@@ -155,6 +156,7 @@ impl ClientDir {
                 limits: Default::default(),
                 ike: Default::default(),
                 renew: Default::default(),
+                lan: Vec::new(),
             },
         };
         let mut config = config;

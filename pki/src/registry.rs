@@ -165,7 +165,8 @@ impl RegistryData {
 
     /// The next free prefix: the lowest one not held by any client. The pool's first prefix
     /// (index 0) is never handed out: it is the server's own (and `::` is the subnet-router
-    /// anycast address of a /64).
+    /// anycast address of a /64); except in a pool of a single prefix, which its one home gets
+    /// whole (a VPS whose provider puts one /64 on its link, `upstream.mode = "ndp-proxy"`).
     pub fn next_free_prefix(&self, now: i64) -> Result<Ipv6Net, PkiError> {
         let shift = 128 - u32::from(self.prefix_len);
         let base = u128::from(self.pool.network());
@@ -181,7 +182,8 @@ impl RegistryData {
             .collect();
         held.sort_unstable();
         held.dedup();
-        let mut candidate: u128 = 1;
+        let first = first_index(self.pool, self.prefix_len);
+        let mut candidate: u128 = first;
         for index in held {
             if index == candidate {
                 candidate += 1;
@@ -189,7 +191,7 @@ impl RegistryData {
                 break;
             }
         }
-        if candidate > self.capacity() {
+        if candidate - first >= self.capacity() {
             return Err(PkiError::PoolExhausted {
                 pool: self.pool,
                 prefix_len: self.prefix_len,
@@ -306,9 +308,17 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 fn capacity(pool: Ipv6Net, prefix_len: u8) -> u128 {
     let bits = u32::from(prefix_len) - u32::from(pool.prefix_len());
     match 1u128.checked_shl(bits) {
+        // A pool of one prefix gives it to its one home.
+        Some(1) => 1,
         Some(n) => n - 1,
         None => u128::MAX,
     }
+}
+
+/// The index of the first prefix handed out: 1 (the first stays with the server), or 0 in a
+/// pool of a single prefix.
+fn first_index(pool: Ipv6Net, prefix_len: u8) -> u128 {
+    u128::from(prefix_len != pool.prefix_len())
 }
 
 /// Checks that a pool can hand out at least one `/prefix_len`.
@@ -317,11 +327,6 @@ pub fn check_pool(pool: Ipv6Net, prefix_len: u8) -> Result<(), PkiError> {
         return Err(PkiError::Invalid(format!(
             "prefix length /{prefix_len} must lie between the pool's /{} and /128",
             pool.prefix_len()
-        )));
-    }
-    if capacity(pool, prefix_len) == 0 {
-        return Err(PkiError::Invalid(format!(
-            "pool {pool} holds a single /{prefix_len}, which stays with the server: use a larger pool or a longer prefix"
         )));
     }
     Ok(())
@@ -591,9 +596,29 @@ mod tests {
     }
 
     #[test]
+    fn a_pool_of_one_prefix_goes_whole_to_its_one_home() {
+        let d = RegistryData::new("2001:db8:200::/64".parse().unwrap(), 64, 1).unwrap();
+        assert_eq!(d.capacity(), 1);
+        let first = d.next_free_prefix(0).unwrap();
+        assert_eq!(first.to_string(), "2001:db8:200::/64");
+        let mut taken = d.clone();
+        taken.clients.push(record("home.example", first));
+        assert!(matches!(
+            taken.next_free_prefix(0),
+            Err(PkiError::PoolExhausted { capacity: 1, .. })
+        ));
+        // A larger pool still keeps its first prefix for the server.
+        let d = RegistryData::new("2001:db8:200::/63".parse().unwrap(), 64, 1).unwrap();
+        assert_eq!(d.capacity(), 1);
+        assert_eq!(
+            d.next_free_prefix(0).unwrap().to_string(),
+            "2001:db8:200:1::/64"
+        );
+    }
+
+    #[test]
     fn pool_checks() {
         let pool: Ipv6Net = "2001:db8::/64".parse().unwrap();
-        assert!(check_pool(pool, 64).is_err());
         assert!(check_pool(pool, 48).is_err());
         assert!(check_pool(pool, 129).is_err());
         assert!(check_pool(pool, 128).is_ok());

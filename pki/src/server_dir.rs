@@ -231,6 +231,7 @@ impl ServerDir {
                 address: None,
                 pki_dir: ".".into(),
             }),
+            upstream: Default::default(),
         };
         let text = format!(
             "# hometun server config, written by `hometun pki init`. Paths are relative to this file.\n{}",

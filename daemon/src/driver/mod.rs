@@ -32,6 +32,7 @@ use crate::metrics;
 use crate::operator::CommandRequest;
 use crate::peers_up::PeersUp;
 use crate::reload::ConfigReloader;
+use crate::site::{Site, SitePlan};
 use crate::status::{self, StatusReport, StatusRequest};
 use clock::{OsRandom, now};
 use hometun_ike::endpoint::{Endpoint, InitiatorConfig, Output, ResponderConfig, Transmit};
@@ -84,6 +85,8 @@ pub struct DriverConfig {
     /// The server's state directory, where it keeps the peers that are up across a restart
     /// (`None` on a client).
     pub peers_up: Option<PathBuf>,
+    /// What to set up around the tunnel: the home's LANs or the VPS's upstream.
+    pub site: SitePlan,
     /// The peers status lists before they are seen (configured and enrolled homes, or the
     /// client's server).
     pub known_peers: crate::homes::KnownPeers,
@@ -213,6 +216,7 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
             bail!("forwarder: setting up the tunnel interface: {error}");
         }
     }
+    let site = Site::start(&config.site);
     let forwarder = match (&child, &config.forwarder) {
         (_, ForwarderSource::Connect(path)) => format!("forwarder at {}", path.display()),
         (Some(child), _) => format!("forwarder pid {}", child.id().unwrap_or(0)),
@@ -269,6 +273,7 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
         renewal,
         renewal_results,
         peers_up,
+        site,
         homes: crate::homes::Homes::new(config.known_peers.clone()),
         crl: config
             .reloader
@@ -297,6 +302,7 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
             Ok(())
         }
         Err(error) => {
+            driver.site.stop().await;
             // Whatever failed, leave no forwarder (and so no TUN or route) behind. A forwarder
             // we did not start stops when our end of the channel closes.
             if let Some(child) = driver.child.as_mut() {
@@ -349,6 +355,8 @@ struct Driver {
     server: Option<SocketAddrV4>,
     /// A server's CRL file, looked at every few seconds.
     crl: Option<crate::crl_watch::FileWatch>,
+    /// The home's LANs or the VPS's upstream.
+    site: Site,
     /// Every peer known, up or down, with its traffic totals.
     homes: crate::homes::Homes,
     /// Forwarder requests sent and not yet answered, oldest first.
@@ -528,6 +536,7 @@ impl Driver {
                     .handle_datagram(now(), local, remote, &data, &mut self.rng);
             }
             Event::NetworkChanged => self.network_changed(),
+            Event::TunnelRecreated => self.site.tunnel_recreated(),
             other => {
                 if let Event::EndpointMoved { old, new, .. } = &other
                     && old.local != new.local
@@ -641,6 +650,7 @@ impl Driver {
     }
 
     async fn output(&mut self, output: Output) -> anyhow::Result<()> {
+        self.site.observe(&output).await;
         match output {
             Output::Forwarder(request) => self.send_request(request).await?,
             Output::PeerUp {
@@ -826,6 +836,8 @@ impl Driver {
             // Every peer was told by its DELETE.
             record.record(Vec::new());
         }
+        // The LANs' final advertisements go while the tunnel still exists.
+        self.site.stop().await;
         match tokio::time::timeout(SHUTDOWN_GRACE, self.link.request(Request::Shutdown)).await {
             Ok(Ok(_)) | Ok(Err(LinkError::Closed)) => {}
             Ok(Err(error)) => tracing::warn!("forwarder shutdown: {error}"),

@@ -629,8 +629,9 @@ impl Endpoint {
             Event::UnknownSpi { spi, remote, port } => {
                 self.handle_unknown_esp(now, *spi, *remote, *port)
             }
-            // The driver learns the new source address and calls handle_local_address.
-            Event::NetworkChanged => {}
+            // The driver learns the new source address and calls handle_network_change; the
+            // driver's site puts its routes back on a new TUN device.
+            Event::NetworkChanged | Event::TunnelRecreated => {}
         }
     }
 
