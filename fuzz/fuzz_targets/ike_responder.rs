@@ -85,6 +85,7 @@ fn responder(now: Now, rng: &mut Counter) -> Endpoint {
         retransmit_base: Duration::from_secs(1),
         retransmit_tries: 3,
         dpd: Some(Duration::from_secs(30)),
+        reconnect_max: Duration::from_secs(30),
         ike_port: 500,
         nat_port: 4500,
     };
