@@ -289,6 +289,7 @@ impl Established {
         let (payloads, effects) = match self.core.open(data) {
             Ok(message) => {
                 self.last_rx = io.now.mono;
+                io.observe(header, &message.inner);
                 match header.exchange_type {
                     ExchangeType::INFORMATIONAL => {
                         self.respond_informational(io, local, remote, &message.inner)
@@ -351,7 +352,10 @@ impl Established {
             return Vec::new();
         }
         let inner = match self.core.open(data) {
-            Ok(message) => message.inner,
+            Ok(message) => {
+                io.observe(header, &message.inner);
+                message.inner
+            }
             Err(e) => {
                 tracing::debug!("response {} dropped: {e}", header.message_id);
                 return Vec::new();
