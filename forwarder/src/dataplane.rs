@@ -22,13 +22,14 @@ use tun_rs::{DeviceBuilder, GROTable, SyncDevice, VIRTIO_NET_HDR_LEN};
 
 use crate::control::Platform;
 use crate::events::EventSender;
+use crate::inbound::{NAT_KEEPALIVE, NON_ESP_MARKER, Received, Receiver};
 use crate::netlink;
 use crate::roaming::return_routability::Observed;
 use crate::roaming::{self, OuterSockets, Roaming};
 use crate::sad::{Sad, Snapshot};
 use crate::sockets::{self, RecvBatch, SendBatch};
 use crate::takeover;
-use crate::wire::{esp, icmpv6, ipv6};
+use crate::wire::{icmpv6, ipv6};
 
 /// Packets per batch (recvmmsg, sendmmsg, TUN writes).
 const BATCH: usize = 64;
@@ -38,10 +39,6 @@ const SEGMENTS: usize = tun_rs::IDEAL_BATCH_SIZE;
 const OUTER_OVERHEAD: usize = 20 + 8 + 8 + 8 + 255 + 16 + 2;
 /// How long blocking reads wait before looking at the stop flag.
 const POLL_MS: i32 = 200;
-/// The non-ESP marker (RFC 3948 2.2): four zero bytes where an SPI would be.
-const NON_ESP_MARKER: [u8; 4] = [0; 4];
-/// A NAT keepalive (RFC 3948 2.3): one 0xFF byte.
-const NAT_KEEPALIVE: u8 = 0xff;
 
 /// Options of the Linux data plane that are not part of the SA channel.
 #[derive(Debug, Clone, Copy)]
@@ -509,41 +506,14 @@ impl TunWriter {
     }
 }
 
-/// Opens one ESP packet (starting at the SPI) that came from `from` and queues its inner packet
-/// for the TUN device, unless the roaming code consumes it.
-fn inbound_esp(
-    shared: &Shared,
-    snapshot: &Snapshot,
-    esp: &mut [u8],
-    from: Observed,
-    now: u64,
-    tun: &mut TunWriter,
-) {
-    let Ok(header) = esp::Packet::new_checked(&*esp) else {
-        shared.sad.count_global_drop(DropReason::Malformed);
-        return;
-    };
-    let (spi, wire_seq) = (header.spi(), header.seq());
-    let Some(pair) = snapshot.inbound(spi) else {
-        shared.sad.count_global_drop(DropReason::NoSa);
-        return;
-    };
-    let Ok(accepted) = pair.open(wire_seq, esp, now) else {
-        return;
-    };
-    // Issue 4, only after the ICV and the replay window.
-    let inner = &esp[accepted.inner];
-    let consumed = shared.roaming.after_open(
-        shared,
-        &shared.sad,
+/// The receive path of one batch's datagram (crate::inbound), without the device.
+fn receiver<'a>(shared: &'a Shared, snapshot: &'a Snapshot, now: u64) -> Receiver<'a> {
+    Receiver {
+        io: shared,
+        sad: &shared.sad,
+        roaming: &shared.roaming,
         snapshot,
-        pair,
-        accepted.seq,
-        inner,
-        from,
-    );
-    if !consumed && !inner.is_empty() {
-        tun.push(shared, inner);
+        now,
     }
 }
 
@@ -562,11 +532,11 @@ fn udp_inbound_loop(shared: Arc<Shared>) {
         fd,
         &mut batch,
         &mut tun,
-        |shared, snapshot, data, source, now, tun| {
-            if data.len() == 1 && data[0] == NAT_KEEPALIVE {
-                return;
-            }
-            if data.len() >= 4 && data[..4] == NON_ESP_MARKER {
+        |shared, snapshot, data, source, now, tun| match receiver(shared, snapshot, now)
+            .udp(data, source)
+        {
+            Received::Deliver(inner) => tun.push(shared, &data[inner]),
+            Received::Ike(message) => {
                 let local = SocketAddrV4::new(
                     lock(&shared.bound).unwrap_or(Ipv4Addr::UNSPECIFIED),
                     shared.udp_port,
@@ -574,15 +544,10 @@ fn udp_inbound_loop(shared: Arc<Shared>) {
                 shared.events.send(Event::IkeReceived {
                     local,
                     remote: source,
-                    data: data[4..].to_vec(),
+                    data: data[message].to_vec(),
                 });
-                return;
             }
-            let from = Observed {
-                addr: *source.ip(),
-                port: Some(source.port()),
-            };
-            inbound_esp(shared, snapshot, data, from, now, tun);
+            Received::Done => {}
         },
     );
 }
@@ -601,22 +566,10 @@ fn raw_inbound_loop(shared: Arc<Shared>) {
         &mut batch,
         &mut tun,
         |shared, snapshot, data, source, now, tun| {
-            let header_len = match data.first() {
-                Some(first) if first >> 4 == 4 => usize::from(first & 0x0f) * 4,
-                _ => {
-                    shared.sad.count_global_drop(DropReason::Malformed);
-                    return;
-                }
-            };
-            match data.get_mut(header_len..) {
-                Some(esp) if header_len >= 20 => {
-                    let from = Observed {
-                        addr: *source.ip(),
-                        port: None,
-                    };
-                    inbound_esp(shared, snapshot, esp, from, now, tun)
-                }
-                _ => shared.sad.count_global_drop(DropReason::Malformed),
+            if let Received::Deliver(inner) =
+                receiver(shared, snapshot, now).raw(data, *source.ip())
+            {
+                tun.push(shared, &data[inner]);
             }
         },
     );

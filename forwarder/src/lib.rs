@@ -9,6 +9,7 @@ pub mod counters;
 pub mod dataplane;
 pub mod esp;
 pub mod events;
+pub mod inbound;
 pub mod lifetime;
 pub mod netlink;
 pub mod replay;

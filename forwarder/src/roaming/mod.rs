@@ -128,6 +128,8 @@ pub struct Roaming {
     /// Bumped whenever an endpoint moves or a hold starts or ends: the outbound path reloads
     /// its snapshot when it changes within a batch.
     generation: AtomicU64,
+    /// Added to the roaming clock ([`Roaming::advance_clock`]: harnesses that drive time).
+    clock_offset_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for Roaming {
@@ -175,7 +177,16 @@ impl Roaming {
             holding: AtomicBool::new(false),
             round_began: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
+            clock_offset_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Moves the roaming clock forward (tests and fuzz targets that play time; the daemon
+    /// never calls it).
+    #[doc(hidden)]
+    pub fn advance_clock(&self, by: Duration) {
+        self.clock_offset_ms
+            .fetch_add(by.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Changes whenever an endpoint moved or a hold started or ended (see [`HoldOutcome`]).
@@ -257,7 +268,7 @@ impl Roaming {
 
     /// Milliseconds on the roaming clock.
     pub fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        self.epoch.elapsed().as_millis() as u64 + self.clock_offset_ms.load(Ordering::Relaxed)
     }
 
     /// A fresh nonce from the OS generator; `None` (no probe) if it fails.
@@ -703,8 +714,10 @@ impl Roaming {
         }
     }
 
-    /// The timers of both roles at `now`.
-    fn on_timers(&self, io: &dyn OuterSockets, sad: &Sad) {
+    /// The timers of both roles, now: the client's NA repetitions, the server's probe
+    /// retransmissions and timeouts, holds that lasted long enough (the roaming thread calls
+    /// it; so do harnesses that drive time).
+    pub fn on_timers(&self, io: &dyn OuterSockets, sad: &Sad) {
         let now = self.now_ms();
         let snapshot = sad.load();
         let (due, finished) = lock(&self.announcer).poll(now, |peer| self.rx_from(&snapshot, peer));
