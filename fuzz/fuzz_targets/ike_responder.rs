@@ -73,6 +73,7 @@ fn responder(now: Now, rng: &mut Counter) -> Endpoint {
         ],
         esp_proposals: vec![EspProposal::parse("aes128gcm16-aes256gcm16").expect("esp")],
         limits: Limits::default(),
+        ike_rekey: Default::default(),
         replay_window: 1024,
         nat_keepalive_seconds: 20,
         retransmit_base: Duration::from_secs(1),
