@@ -110,3 +110,41 @@ fn rekeying_the_ike_sa_does_not_refill_the_homes_rekey_budget() {
     );
     assert!(accepted >= 2, "the test never rekeyed");
 }
+
+/// Finding: a pair the forwarder refused keeps its SPI reserved until the peer answered the
+/// DELETE for it; when the IKE SA was replaced by a re-authentication before that DELETE went
+/// out (the refused pair was the last usable one, which is what starts the re-authentication),
+/// the queued DELETE was dropped and the SPI stayed reserved for good. Every SPI is free again
+/// once the endpoint closes.
+#[test]
+fn a_refused_pair_leaves_no_spi_behind_when_the_ike_sa_is_replaced() {
+    let mut pair = connected();
+    let client_spi = *pair.client.forwarder.installed.keys().next().unwrap();
+    let server_spi = *pair.server.forwarder.installed.keys().next().unwrap();
+    let peer = pair.client.forwarder.installed[&client_spi].sa.peer;
+    // The home's pair used up its sequence numbers (its rekey goes out at once, and its
+    // answer is lost) while the server rekeys it too; the home's forwarder refuses the pair of
+    // the server's rekey: the DELETE for it waits behind the home's own rekey.
+    pair.client.forwarder.refuse_installs = 1;
+    pair.filter = Box::new(|d| {
+        if !d.from_client && d.is(ExchangeType::CREATE_CHILD_SA, true) {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    pair.event(
+        true,
+        hometun_control::Event::SeqExhausted {
+            peer,
+            spi_in: hometun_control::Spi(client_spi),
+        },
+    );
+    pair.soft_limit(false, server_spi);
+    pair.advance(Duration::from_secs(60));
+    assert_eq!(pair.client.endpoint.counters().installs_refused, 1);
+    let now = pair.now();
+    pair.client.endpoint.close(now, &mut pair.rng);
+    pair.flush();
+    assert_eq!(pair.client.endpoint.spis_reserved(), (0, 0));
+}

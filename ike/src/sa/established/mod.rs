@@ -701,7 +701,15 @@ impl Established {
         }
         self.lifecycle = Lifecycle::Superseded { since: io.now.mono };
         self.reestablish = false;
-        self.queue.retain(|t| matches!(t, Task::DeleteIke));
+        // Only its DELETE is still to be sent; a queued DELETE of a refused pair goes with the
+        // IKE SA, and so does the SPI it held.
+        for task in std::mem::take(&mut self.queue) {
+            match task {
+                Task::DeleteIke => self.queue.push_back(task),
+                Task::DeleteRefusedPair(spi) => io.spis.release_esp(spi),
+                _ => {}
+            }
+        }
         self.deferred.clear();
         if delete && !self.queue.contains(&Task::DeleteIke) {
             self.queue.push_back(Task::DeleteIke);
