@@ -41,8 +41,17 @@ fn main() {
         let csr = hometun_pki::csr::make_csr(&home, "home.example").expect("CSR");
         let issued = dir.sign(csr.as_bytes(), 730, now).expect("pki sign");
         let bundle = issued.bundle.to_toml();
-        write(&out, "pki_bundle", &format!("issued-{tag}"), bundle.as_bytes());
-        let cert = issued.bundle.certificate_der().expect("certificate").to_vec();
+        write(
+            &out,
+            "pki_bundle",
+            &format!("issued-{tag}"),
+            bundle.as_bytes(),
+        );
+        let cert = issued
+            .bundle
+            .certificate_der()
+            .expect("certificate")
+            .to_vec();
         write(&out, "pki_cert_prefixes", &format!("home-{tag}"), &cert);
         let mut raw = vec![0u8];
         raw.extend_from_slice(&cert);
@@ -60,7 +69,17 @@ fn main() {
         write(&out, "pki_ike_cert", &format!("mode-{mode:02x}"), &[mode]);
     }
     // Edits: a byte of the validity, of the extensions, an insert.
-    write(&out, "pki_ike_cert", "edit-validity", &[0x02, 0x00, 0x60, 0x01, 0x39]);
-    write(&out, "pki_ike_cert", "edit-insert", &[0x02, 0x00, 0xa0, 0x84, 1, 2, 3, 4]);
+    write(
+        &out,
+        "pki_ike_cert",
+        "edit-validity",
+        &[0x02, 0x00, 0x60, 0x01, 0x39],
+    );
+    write(
+        &out,
+        "pki_ike_cert",
+        "edit-insert",
+        &[0x02, 0x00, 0xa0, 0x84, 1, 2, 3, 4],
+    );
     println!("PKI seeds in {}", out.display());
 }

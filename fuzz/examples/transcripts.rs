@@ -86,10 +86,8 @@ fn main() {
         datagrams.extend(world.captured.iter().cloned());
         world.close_and_check();
     }
-    let mut n = 0;
-    for d in &datagrams {
+    for (n, d) in datagrams.iter().enumerate() {
         write(&dir, "ike_message", n, &d.data);
-        n += 1;
     }
     // ike_responder records: tag (datagram, source 0, port bit 7), length, bytes.
     for (k, d) in datagrams

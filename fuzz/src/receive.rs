@@ -87,6 +87,9 @@ struct Pair {
     installed: bool,
 }
 
+/// Per pair (by inbound SPI) packets received and drops by reason; the global drops.
+type Counters = (BTreeMap<u32, (u64, Vec<u64>)>, Vec<u64>);
+
 /// What the model says becomes of a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Expect {
@@ -279,7 +282,7 @@ impl Lab {
     }
 
     /// Every counter: per pair (rx, drops by reason), and the global drops.
-    fn counters(&self) -> (BTreeMap<u32, (u64, Vec<u64>)>, Vec<u64>) {
+    fn counters(&self) -> Counters {
         let snapshot = self.sad.load();
         let pairs = snapshot
             .pairs()
