@@ -229,10 +229,10 @@ const NOTIFY_TYPES: [NotifyType; 22] = [
 /// A notify of a type the state machine looks at, with data that fits it (or not).
 pub fn notify(c: &mut Choices<'_>, known: &Known) -> Option<wire::Notify> {
     let index = c.byte()?;
-    let notify_type = NOTIFY_TYPES
-        .get(usize::from(index))
-        .copied()
-        .unwrap_or(NotifyType(c.u16()?));
+    let notify_type = match NOTIFY_TYPES.get(usize::from(index)) {
+        Some(known_type) => *known_type,
+        None => NotifyType(c.u16()?),
+    };
     let data = match notify_type {
         NotifyType::INVALID_KE_PAYLOAD => match c.byte()? % 4 {
             0 => 31u16.to_be_bytes().to_vec(),

@@ -143,8 +143,21 @@ impl Tamper for Hostile {
         }
     }
 
-    fn incoming(&mut self, _header: &Header, payloads: &[Payload]) {
+    fn incoming(&mut self, header: &Header, payloads: &[Payload]) {
         let mut state = self.state();
+        if state.trace {
+            eprintln!(
+                "hostile: got {} {} #{}: {:?}",
+                header.exchange_type,
+                if header.flags.response() {
+                    "response"
+                } else {
+                    "request"
+                },
+                header.message_id,
+                names(payloads)
+            );
+        }
         for payload in payloads {
             match payload {
                 Payload::Notify(n) if n.notify_type == NotifyType::COOKIE2 => {

@@ -696,6 +696,20 @@ impl World {
     /// gives another; to the home only if it is addressed where the home is.
     pub fn deliver(&mut self, d: &Datagram, forged: Option<SocketAddrV4>) {
         let now = self.clock.now();
+        if self.trace {
+            let h = hometun_ike::wire::Header::parse(&d.data).ok();
+            eprintln!(
+                "  deliver to {:?} at {:?}: {} -> {}{}: {:?}",
+                d.to,
+                self.clock.offset,
+                d.src,
+                d.dst,
+                forged
+                    .map(|f| format!(" (as from {f})"))
+                    .unwrap_or_default(),
+                h.map(|h| (h.exchange_type, h.flags.response(), h.message_id))
+            );
+        }
         match d.to {
             Side::Server => {
                 if *d.dst.ip() != SERVER_ADDR {
