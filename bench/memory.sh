@@ -1,5 +1,5 @@
 #!/bin/bash
-# Resident memory per idle client (issue 6), in network namespaces: N homes (default 1000), each
+# Resident memory per idle client, in network namespaces: N homes (default 1000), each
 # with its own identity, certificate and /64 (made with `hometun pki`), bring up one IKE SA and
 # its CHILD SA each against the responder and keep them up, idle (`hometun ike bench --hold`: one
 # initiator endpoint per home, answering the responder's liveness checks). Responders, in turn:

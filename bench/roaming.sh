@@ -1,5 +1,5 @@
 #!/bin/bash
-# Outage of a tunnel when the home's IPv4 address changes (issue 4), in network namespaces:
+# Outage of a tunnel when the home's IPv4 address changes, in network namespaces:
 #   home (198.51.100.0/24) -- isp (routes; NAT with masquerade) -- vps (203.0.113.0/24)
 # A ping every 20 ms runs from the home's tunnel address to the VPS's; in each round the address
 # changes once (the new one added, the old one deleted, promote_secondaries), and the round
@@ -139,7 +139,7 @@ EOF
   TARGET6=2001:db8:ffff::1
 }
 
-# --- strongSwan: a charon (kernel-libipsec) in a namespace, after integration/src/strongswan.rs
+# --- strongSwan: a charon (kernel-libipsec) in a namespace, after lab/src/strongswan.rs
 charon_start() { # ns dir local_addrs remote_addrs local_id remote_id cert key local_ts remote_ts
   local ns=$1 d=$2
   mkdir -p $d/swanctl/{x509ca,x509,private}

@@ -1,7 +1,7 @@
 #!/bin/bash
-# Runs every cargo-fuzz target for a few seconds (DESIGN.md style 11), from its committed
-# corpus: every stored input runs first, so a corpus input that crashes fails the smoke run.
-# New inputs go to a scratch directory, never into fuzz/corpus.
+# Runs every cargo-fuzz target for a few seconds (docs/ARCHITECTURE.md, "Fuzzing"), from its
+# committed corpus: every stored input runs first, so a corpus input that crashes fails the smoke
+# run. New inputs go to a scratch directory, never into fuzz/corpus.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds=${1:-10}

@@ -21,16 +21,16 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// The server daemon (IKE responder + forwarder) on the VPS.
-    Server(hometun_ike::cli::ServerArgs),
+    Server(hometun_daemon::cli::ServerArgs),
     /// The client daemon (IKE initiator + forwarder) at home.
-    Client(hometun_ike::cli::ClientArgs),
+    Client(hometun_daemon::cli::ClientArgs),
     /// The ESP data plane on its own (manual keying, or under a daemon).
     Forwarder(hometun_forwarder::cli::ForwarderArgs),
     /// Peers, endpoints, SAs, bytes and limits of a running daemon.
-    Status(hometun_ike::cli::StatusArgs),
+    Status(hometun_daemon::cli::StatusArgs),
     /// IKE debugging tools.
     #[command(subcommand)]
-    Ike(hometun_ike::cli::IkeCommand),
+    Ike(hometun_daemon::cli::IkeCommand),
     /// Certificate authority and prefix allocation.
     #[command(subcommand)]
     Pki(hometun_pki::cli::PkiCommand),
@@ -45,6 +45,12 @@ enum Command {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+    /// Write the manual pages (section 1), one per command.
+    Manpages {
+        /// Where to write them (e.g. /usr/local/share/man/man1).
+        #[arg(long, value_name = "DIR")]
+        dir: std::path::PathBuf,
+    },
 }
 
 /// The `hometun` command with its manual pages.
@@ -56,11 +62,11 @@ fn main() {
     let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
     init_logging(cli.verbose);
     let result = match cli.command {
-        Command::Server(args) => hometun_ike::cli::run_server(args),
-        Command::Client(args) => hometun_ike::cli::run_client(args),
+        Command::Server(args) => hometun_daemon::cli::run_server(args),
+        Command::Client(args) => hometun_daemon::cli::run_client(args),
         Command::Forwarder(args) => hometun_forwarder::cli::run(args),
-        Command::Status(args) => hometun_ike::cli::run_status(args),
-        Command::Ike(command) => hometun_ike::cli::run_ike(command),
+        Command::Status(args) => hometun_daemon::cli::run_status(args),
+        Command::Ike(command) => hometun_daemon::cli::run_ike(command),
         Command::Pki(command) => hometun_pki::cli::run_pki(command),
         Command::Enroll(args) => hometun_pki::cli::run_enroll(args),
         Command::Renew(args) => hometun_pki::cli::run_renew(args),
@@ -69,12 +75,29 @@ fn main() {
             clap_complete::generate(shell, &mut command(), "hometun", &mut std::io::stdout());
             Ok(())
         }
+        Command::Manpages { dir } => write_manpages(&dir),
     };
     if let Err(error) = result {
         // One line: the chain of causes joined, as the style asks for operator-facing errors.
         eprintln!("hometun: {error:#}");
         std::process::exit(1);
     }
+}
+
+/// `hometun manpages --dir DIR`: `hometun.1`, `hometun-server.1`, `hometun-pki-token.1`, ...
+/// from the same text as `--help` (the manual pages of src/manual.rs); prints their names.
+fn write_manpages(dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    clap_mangen::generate_to(command(), dir)
+        .map_err(|e| anyhow::anyhow!("writing manual pages to {}: {e}", dir.display()))?;
+    let mut written: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with("hometun") && name.ends_with(".1"))
+        .collect();
+    written.sort();
+    println!("{} manual pages in {}", written.len(), dir.display());
+    Ok(())
 }
 
 /// Quiet by default (warnings and the events that matter at info level), `-v` for protocol
@@ -87,9 +110,14 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colour only on a terminal (a file or a pipe would get escape codes); module paths only
+    // with -v, where they help to find the code.
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(verbose > 0)
         .init();
 }
 
@@ -115,6 +143,29 @@ mod tests {
         let mut out = Vec::new();
         walk(&command, "", &mut out);
         out
+    }
+
+    #[test]
+    fn every_command_has_a_manual_page_file() {
+        let dir = std::env::temp_dir().join(format!("hometun-man-{}", std::process::id()));
+        write_manpages(&dir).unwrap();
+        for (path, _) in all_commands() {
+            let file = match path.as_str() {
+                "" => "hometun.1".to_string(),
+                path => format!("hometun-{}.1", path.replace(' ', "-")),
+            };
+            let page = std::fs::read_to_string(dir.join(&file))
+                .unwrap_or_else(|e| panic!("`hometun {path}`: no {file}: {e}"));
+            assert!(page.contains(".TH "), "{file}:\n{page}");
+            if !path.is_empty() {
+                assert!(
+                    page.contains("Exit status"),
+                    "{file}: no exit status\n{page}"
+                );
+                assert!(page.contains("EXAMPLES"), "{file}: no examples\n{page}");
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -250,18 +301,18 @@ mod tests {
         let client = hometun_config::ClientConfig::load(&root.join("examples/config/client.toml"))
             .unwrap()
             .client;
-        for (role, socket, state_dir, control_socket) in [
+        for (role, socket, state_dir, status_socket) in [
             (
                 "server",
                 &server.forwarder_socket,
                 &server.state_dir,
-                &server.control_socket,
+                &server.status_socket,
             ),
             (
                 "client",
                 &client.forwarder_socket,
                 &client.state_dir,
-                &client.control_socket,
+                &client.status_socket,
             ),
         ] {
             let daemon = &units
@@ -314,7 +365,7 @@ mod tests {
             assert_eq!(*state_dir, std::path::Path::new(&state), "{role}");
             let run = format!("/run/{}", setting(daemon, "RuntimeDirectory")[0]);
             assert_eq!(
-                control_socket.parent(),
+                status_socket.parent(),
                 Some(std::path::Path::new(&run)),
                 "{role}"
             );

@@ -27,9 +27,17 @@ forwarder (`hometun forwarder`, the ESP data plane with the TUN device). `hometu
 certificates and hands out the prefixes; `hometun status` shows a running daemon.
 
 Exit status: 0 on success; 1 with one line on stderr; 2 for a usage error.",
-        examples: "  hometun pki init --dir /etc/hometun --server-ipv4 192.0.2.1 --pool 2001:db8:100::/48
+        examples: "  On the VPS:
+  hometun pki init --dir /etc/hometun --server-ipv4 192.0.2.1 --pool 2001:db8:100::/48
   hometun server --config /etc/hometun/server.toml
+  hometun pki token --name home.example          # prints a one-time token for the home
   hometun status
+  At home:
+  hometun enroll --dir /etc/hometun --token \"$TOKEN\"
+  hometun client --config /etc/hometun/client.toml
+  hometun status
+  Anywhere:
+  hometun demo                                   # the whole story in network namespaces
   hometun completions bash > /etc/bash_completion.d/hometun",
     },
     Page {
@@ -105,12 +113,16 @@ Exit status: 0 when stopped; 1 with one line on stderr when it cannot start.",
         about: "Asks a running server or client for its state over its status socket (the \
 control_socket of its config) and prints each peer with identity, prefix, outer endpoint and \
 when it last moved, and each SA with SPIs, algorithms, bytes and packets each way, what is left \
-before the rekey, and drop counters. Reads the config (default: /etc/hometun/server.toml, else \
-/etc/hometun/client.toml) to find the socket; writes nothing.
+before the rekey, and drop counters; then every home that is not connected (configured, enrolled \
+in the registry, or seen since the start): when it was last seen, why it went down, and its \
+certificate's state and expiry. With NAME, only that peer. Reads the config (default: \
+/etc/hometun/server.toml, else /etc/hometun/client.toml) to find the socket; a config with errors \
+is told on stderr and its socket asked anyway. Writes nothing.
 
 Exit status: 0 when the daemon answered; 1 with one line on stderr when there is no config, no \
-daemon or no answer.",
+daemon, no answer, or no peer named NAME.",
         examples: "  hometun status
+  hometun status home.example
   hometun status --config /etc/hometun/client.toml
   hometun status --json | jq '.peers[].prefixes'",
     },
@@ -229,7 +241,8 @@ Reads DIR/ca.pem and server.toml; records the token in DIR/registry.json.
 
 Exit status: 0 on success; 1 with one line on stderr.",
         examples: "  hometun pki token --dir /etc/hometun --name home.example
-  hometun pki token --dir /etc/hometun --name home.example --valid-hours 2 --server 192.0.2.1:8443",
+  hometun pki token --dir /etc/hometun --name home.example --valid-hours 2 --server 192.0.2.1:8443
+  hometun pki token --dir /etc/hometun --name home.example --valid-minutes 30",
     },
     Page {
         path: "pki serve",
@@ -270,12 +283,26 @@ Exit status: 0 on success; 1 with one line on stderr.",
     },
     Page {
         path: "pki list",
-        about: "On the server: lists the clients with their prefixes, expiry and revocations, as a \
-table or JSON. Reads DIR/registry.json; writes nothing.
+        about: "On the server: lists the homes with their prefixes, expiry and revocations, as a \
+table or JSON: one row per name (its latest certificate), or every certificate ever issued with \
+--all. Reads DIR/registry.json; writes nothing.
 
 Exit status: 0 on success; 1 with one line on stderr.",
         examples: "  hometun pki list --dir /etc/hometun
   hometun pki list --dir /etc/hometun --json",
+    },
+    Page {
+        path: "pki tokens",
+        about: "On the server: lists the enrollment tokens that can still be used (name, prefix, \
+expiry), as a table or JSON. With --revoke NAME, makes every pending token of that home unusable \
+at once (a token sent to the wrong person, or a home that will not enroll after all).
+
+Reads DIR/registry.json; --revoke updates it.
+
+Exit status: 0 on success; 1 with one line on stderr.",
+        examples: "  hometun pki tokens --dir /etc/hometun
+  hometun pki tokens --dir /etc/hometun --json
+  hometun pki tokens --dir /etc/hometun --revoke home.example",
     },
     Page {
         path: "enroll",
@@ -333,6 +360,16 @@ Exit status: 0.",
         examples: "  hometun completions bash > /etc/bash_completion.d/hometun
   hometun completions zsh > /usr/local/share/zsh/site-functions/_hometun
   hometun completions fish > ~/.config/fish/completions/hometun.fish",
+    },
+    Page {
+        path: "manpages",
+        about: "Writes the manual pages, section 1, one per command (hometun.1, hometun-server.1, \
+hometun-pki-token.1, ...), from the same text as --help: what each command does, what it reads \
+and writes, its exit status and examples. Creates DIR if needed; prints how many it wrote.
+
+Exit status: 0 on success; 1 with one line on stderr when DIR cannot be written.",
+        examples: "  hometun manpages --dir /usr/local/share/man/man1 && mandb -q
+  man hometun-pki-token",
     },
 ];
 

@@ -16,12 +16,13 @@ use serde::{Deserialize, Serialize};
 
 pub mod names;
 mod renew;
+pub mod static_sa;
 
 pub use renew::RenewSection;
 
 /// A configuration problem: which file, which key, what is wrong. Displays as one line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}: {key}: {problem}")]
+#[error("{file}: {}{problem}", key_part(key))]
 pub struct ConfigError {
     /// The file.
     pub file: PathBuf,
@@ -29,6 +30,15 @@ pub struct ConfigError {
     pub key: String,
     /// What is wrong.
     pub problem: String,
+}
+
+/// `key: `, or nothing for the file as a whole.
+fn key_part(key: &str) -> String {
+    if key == "-" {
+        String::new()
+    } else {
+        format!("{key}: ")
+    }
 }
 
 impl ConfigError {
@@ -76,7 +86,8 @@ impl TunnelSection {
     }
 }
 
-/// Byte and packet lifetimes of CHILD SAs (DESIGN.md "lifetimes"): no time limit by default.
+/// Byte and packet lifetimes of CHILD SAs (docs/ARCHITECTURE.md, "Rekeys"): no time limit by
+/// default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSection {
@@ -286,15 +297,16 @@ pub struct ServerSection {
     /// Directory for runtime state.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
-    /// Unix socket where `hometun status` asks for the state.
-    #[serde(default = "default_control_socket")]
-    pub control_socket: PathBuf,
+    /// The status socket: the Unix socket where `hometun status` asks for the state. Its key
+    /// in the file is `control_socket`.
+    #[serde(rename = "control_socket", default = "default_status_socket")]
+    pub status_socket: PathBuf,
     /// Serve Prometheus metrics on this local address (off unless set).
     #[serde(default)]
     pub metrics: Option<SocketAddr>,
-    /// The control socket of an already running `hometun forwarder --control PATH --accept-moves`
-    /// to use (e.g. one systemd started with only CAP_NET_ADMIN and CAP_NET_RAW). Unset: the
-    /// daemon starts its own forwarder as a child process.
+    /// The SA-channel socket of an already running `hometun forwarder --control PATH
+    /// --accept-moves` to use (e.g. one systemd started with only CAP_NET_ADMIN and CAP_NET_RAW).
+    /// Unset: the daemon starts its own forwarder as a child process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarder_socket: Option<PathBuf>,
 }
@@ -320,7 +332,7 @@ impl ServerSection {
             crl: None,
             pool,
             state_dir: default_state_dir(),
-            control_socket: default_control_socket(),
+            status_socket: default_status_socket(),
             metrics: None,
             forwarder_socket: None,
         }
@@ -419,13 +431,14 @@ pub struct ClientSection {
     /// Directory for runtime state.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
-    /// Unix socket where `hometun status` asks for the state.
-    #[serde(default = "default_control_socket")]
-    pub control_socket: PathBuf,
+    /// The status socket: the Unix socket where `hometun status` asks for the state. Its key
+    /// in the file is `control_socket`.
+    #[serde(rename = "control_socket", default = "default_status_socket")]
+    pub status_socket: PathBuf,
     /// Serve Prometheus metrics on this local address (off unless set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<SocketAddr>,
-    /// The control socket of an already running `hometun forwarder --control PATH` to use
+    /// The SA-channel socket of an already running `hometun forwarder --control PATH` to use
     /// (started with `--follow-local-address` unless `client.local` is set). Unset: the daemon
     /// starts its own forwarder as a child process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -456,7 +469,7 @@ impl ClientSection {
             prefix,
             address: None,
             state_dir: default_state_dir(),
-            control_socket: default_control_socket(),
+            status_socket: default_status_socket(),
             metrics: None,
             forwarder_socket: None,
         }
@@ -482,6 +495,35 @@ pub struct ClientConfig {
     pub renew: RenewSection,
 }
 
+/// The status socket a server or client config names, found even when the rest of the file is
+/// wrong (`hometun status` must still reach a daemon that kept running after a SIGHUP with a
+/// broken config). Reads only `control_socket` of `[server]` or `[client]`; a file that is not
+/// TOML at all is scanned line by line; without the key, the default. Relative to the file's
+/// directory, as [`ServerConfig::load`] makes it.
+pub fn status_socket_in(path: &Path, text: &str) -> PathBuf {
+    const KEY: &str = "control_socket";
+    let from_table = toml::from_str::<toml::Table>(text).ok().and_then(|table| {
+        ["server", "client"]
+            .iter()
+            .find_map(|section| table.get(*section)?.get(KEY)?.as_str().map(PathBuf::from))
+    });
+    let from_lines = || {
+        text.lines().find_map(|line| {
+            let value = line
+                .trim()
+                .strip_prefix(KEY)?
+                .trim_start()
+                .strip_prefix('=')?;
+            let value = value.trim().strip_prefix('"')?;
+            Some(PathBuf::from(&value[..value.find('"')?]))
+        })
+    };
+    let named = from_table
+        .or_else(from_lines)
+        .unwrap_or_else(default_status_socket);
+    base_dir(path).join(named)
+}
+
 impl ServerConfig {
     /// Reads, parses and checks a server config; relative paths become relative to its directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -497,7 +539,7 @@ impl ServerConfig {
         ] {
             *p = base.join(&*p);
         }
-        s.control_socket = base.join(&s.control_socket);
+        s.status_socket = base.join(&s.status_socket);
         if let Some(socket) = &mut s.forwarder_socket {
             *socket = base.join(&*socket);
         }
@@ -613,7 +655,7 @@ impl ClientConfig {
         ] {
             *p = base.join(&*p);
         }
-        c.control_socket = base.join(&c.control_socket);
+        c.status_socket = base.join(&c.status_socket);
         if let Some(socket) = &mut c.forwarder_socket {
             *socket = base.join(&*socket);
         }
@@ -667,13 +709,40 @@ impl ClientConfig {
     }
 }
 
+/// A file named by `key` of `config` could not be read: `server.toml: server.certificate:
+/// /etc/hometun/servr.pem: not found`.
+pub fn file_error(config: &Path, key: &str, path: &Path, error: &std::io::Error) -> ConfigError {
+    ConfigError::new(
+        config,
+        key,
+        format!("{}: {}", path.display(), io_problem(error)),
+    )
+}
+
+/// An I/O error in words, without the `(os error N)` tail, with the next step where the cause
+/// is known.
+pub fn io_problem(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => "not found".into(),
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied (run as root, or give the daemon's user read access)".into()
+        }
+        std::io::ErrorKind::IsADirectory => "is a directory, not a file".into(),
+        _ => {
+            let text = error.to_string();
+            match text.find(" (os error") {
+                Some(at) => text[..at].to_string(),
+                None => text,
+            }
+        }
+    }
+}
+
 /// Refuses a private key file that anyone but its owner can read or write.
 #[cfg(unix)]
 pub fn check_private_key_mode(path: &Path, key: &str, config: &Path) -> Result<(), ConfigError> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| {
-        ConfigError::new(config, key, format!("cannot read {}: {e}", path.display()))
-    })?;
+    let meta = std::fs::metadata(path).map_err(|e| file_error(config, key, path, &e))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(ConfigError::new(
@@ -689,8 +758,8 @@ pub fn check_private_key_mode(path: &Path, key: &str, config: &Path) -> Result<(
 }
 
 fn parse_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(path, "-", format!("cannot read: {e}")))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| ConfigError::new(path, "-", io_problem(&e)))?;
     parse_str(path, &text)
 }
 
@@ -798,7 +867,8 @@ fn check_ike(ike: &IkeSection, file: &Path) -> Result<(), ConfigError> {
 
 /// Checks a DNS name and returns it in lower case, the one form every name is compared in.
 fn normalise_name(name: &mut String, key: &str, file: &Path) -> Result<(), ConfigError> {
-    *name = names::normalize_dns_name(name).map_err(|e| ConfigError::new(file, key, e))?;
+    *name =
+        names::normalize_dns_name(name).map_err(|e| ConfigError::new(file, key, e.to_string()))?;
     Ok(())
 }
 
@@ -883,7 +953,7 @@ fn default_nat_port() -> u16 {
 fn default_state_dir() -> PathBuf {
     PathBuf::from("state")
 }
-fn default_control_socket() -> PathBuf {
+fn default_status_socket() -> PathBuf {
     PathBuf::from("state/control.sock")
 }
 fn default_pki_dir() -> PathBuf {

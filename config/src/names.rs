@@ -11,7 +11,7 @@ pub const MAX_NAME_LEN: usize = 253;
 /// Checks that `name` is a DNS name (letters, digits, hyphens; dot-separated labels of 1..=63
 /// characters that neither start nor end with a hyphen; at most 253 in total) and returns it
 /// in lower case. The error says what is wrong, for a one-line message.
-pub fn normalize_dns_name(name: &str) -> Result<String, String> {
+pub fn normalize_dns_name(name: &str) -> Result<String, NotADnsName> {
     let valid = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name.split('.').all(|label| {
@@ -24,9 +24,14 @@ pub fn normalize_dns_name(name: &str) -> Result<String, String> {
     if valid {
         Ok(name.to_ascii_lowercase())
     } else {
-        Err(format!("{name:?} is not a DNS name"))
+        Err(NotADnsName(name.to_string()))
     }
 }
+
+/// A name [`normalize_dns_name`] refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a DNS name")]
+pub struct NotADnsName(pub String);
 
 #[cfg(test)]
 mod tests {

@@ -143,7 +143,7 @@ fn client_prefix_outside_pool_is_refused() {
 #[test]
 fn broken_toml_is_one_line() {
     let e = server_err("[server\nname=");
-    assert!(e.starts_with("server.toml: -: not valid TOML"), "{e}");
+    assert!(e.starts_with("server.toml: not valid TOML"), "{e}");
     assert!(!e.contains('\n'), "{e}");
 }
 
@@ -155,7 +155,7 @@ fn load_resolves_paths_relative_to_the_file() {
     let c = ServerConfig::load(&path).unwrap();
     assert_eq!(c.server.ca, dir.path().join("ca.pem"));
     assert_eq!(
-        c.server.control_socket,
+        c.server.status_socket,
         dir.path().join("state/control.sock")
     );
 }
@@ -267,5 +267,37 @@ fn names_are_lower_cased_and_case_variants_of_a_client_collide() {
     assert_eq!(
         (c.client.name.as_str(), c.client.server_name.as_str()),
         ("home.example", "vps.example")
+    );
+}
+
+#[test]
+fn the_status_socket_is_found_in_a_config_with_errors() {
+    let path = Path::new("/etc/hometun/server.toml");
+    // A valid file: the same answer as a full load would give.
+    let named = SERVER.replace(
+        "[server]",
+        "[server]\ncontrol_socket = \"/run/hometun.sock\"",
+    );
+    assert_eq!(
+        status_socket_in(path, &named),
+        PathBuf::from("/run/hometun.sock")
+    );
+    // A field of the wrong type elsewhere: the full load fails, the socket is still read.
+    let wrong_field = named.replace("pool = \"2001:db8:100::/48\"", "pool = 7");
+    assert!(ServerConfig::from_toml(path, &wrong_field).is_err());
+    assert_eq!(
+        status_socket_in(path, &wrong_field),
+        PathBuf::from("/run/hometun.sock")
+    );
+    // Not TOML at all: the line is still found, relative paths from the file's directory.
+    let broken = CLIENT.replace("[client]", "[client]\ncontrol_socket = \"run/c.sock\"\n[[[");
+    assert_eq!(
+        status_socket_in(path, &broken),
+        PathBuf::from("/etc/hometun/run/c.sock")
+    );
+    // Not named: the default.
+    assert_eq!(
+        status_socket_in(path, "[[["),
+        PathBuf::from("/etc/hometun/state/control.sock")
     );
 }

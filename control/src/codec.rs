@@ -1,8 +1,14 @@
 //! Framing of channel messages on a byte stream: a 4-byte big-endian length, then the message in
 //! postcard encoding. The decoder is sans-IO: push bytes in, take messages out.
+//!
+//! Frames carry CHILD SA keys (`Request::Install`), so every buffer that held one is wiped
+//! before its memory is given back: frames and bodies are [`Zeroizing`], and the decoder's
+//! buffer never reallocates or shifts without wiping what it leaves behind
+//! (docs/ARCHITECTURE.md, "Keys and forward secrecy").
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use zeroize::{Zeroize, Zeroizing};
 
 /// Largest frame accepted. IKE messages relayed through the channel are far below it.
 pub const MAX_FRAME_LEN: usize = 256 * 1024;
@@ -21,15 +27,20 @@ pub enum CodecError {
     Encode(String),
 }
 
-/// Encodes a message into one frame (length prefix included).
-pub fn encode_frame<T: Serialize>(message: &T) -> Result<Vec<u8>, CodecError> {
-    let mut frame = vec![0u8; 4];
-    let body = postcard::to_stdvec(message).map_err(|e| CodecError::Encode(e.to_string()))?;
-    if body.len() > MAX_FRAME_LEN {
-        return Err(CodecError::TooLong(body.len()));
+/// Encodes a message into one frame (length prefix included), wiped when dropped.
+pub fn encode_frame<T: Serialize>(message: &T) -> Result<Zeroizing<Vec<u8>>, CodecError> {
+    let size = postcard::experimental::serialized_size(message)
+        .map_err(|e| CodecError::Encode(e.to_string()))?;
+    if size > MAX_FRAME_LEN {
+        return Err(CodecError::TooLong(size));
     }
-    frame[..4].copy_from_slice(&(body.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&body);
+    // Sized once: a Vec that grew would leave key bytes behind in the memory it gave back.
+    let mut frame = Zeroizing::new(vec![0u8; 4 + size]);
+    frame[..4].copy_from_slice(&(size as u32).to_be_bytes());
+    let written = postcard::to_slice(message, &mut frame[4..])
+        .map_err(|e| CodecError::Encode(e.to_string()))?
+        .len();
+    debug_assert_eq!(written, size);
     Ok(frame)
 }
 
@@ -50,7 +61,7 @@ pub fn decode_frame<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
 /// Collects bytes from a stream and yields whole frame bodies.
 #[derive(Debug, Default)]
 pub struct FrameDecoder {
-    buffer: Vec<u8>,
+    buffer: Zeroizing<Vec<u8>>,
 }
 
 impl FrameDecoder {
@@ -61,12 +72,19 @@ impl FrameDecoder {
 
     /// Appends bytes read from the stream.
     pub fn push(&mut self, bytes: &[u8]) {
+        let needed = self.buffer.len() + bytes.len();
+        if needed > self.buffer.capacity() {
+            // Grow by hand: the old allocation is wiped (dropped as Zeroizing) after the copy.
+            let mut bigger = Vec::with_capacity(needed.max(2 * self.buffer.capacity()));
+            bigger.extend_from_slice(&self.buffer);
+            self.buffer = Zeroizing::new(bigger);
+        }
         self.buffer.extend_from_slice(bytes);
     }
 
     /// Takes the next whole frame body, if one has arrived. A length over the limit is an error
     /// after which the stream cannot be resynchronised: the caller should close it.
-    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, CodecError> {
+    pub fn next_frame(&mut self) -> Result<Option<Zeroizing<Vec<u8>>>, CodecError> {
         let Some(prefix) = self.buffer.get(..4) else {
             return Ok(None);
         };
@@ -77,8 +95,12 @@ impl FrameDecoder {
         if self.buffer.len() < 4 + len {
             return Ok(None);
         }
-        let body = self.buffer[4..4 + len].to_vec();
-        self.buffer.drain(..4 + len);
+        let body = Zeroizing::new(self.buffer[4..4 + len].to_vec());
+        // Shift the rest down and wipe the bytes it leaves behind.
+        let rest = self.buffer.len() - (4 + len);
+        self.buffer.copy_within(4 + len.., 0);
+        self.buffer[rest..].zeroize();
+        self.buffer.truncate(rest);
         Ok(Some(body))
     }
 
@@ -101,30 +123,18 @@ mod tests {
     use crate::types::*;
 
     fn child_sa() -> ChildSa {
-        ChildSa {
-            peer: PeerId(7),
-            spi_in: Spi(0x1122_3344),
-            key_in: AeadKey::from_keymat(AeadAlg::AesGcm128, &[1u8; 20]).unwrap(),
-            spi_out: Spi(0x5566_7788),
-            key_out: AeadKey::from_keymat(AeadAlg::AesGcm256, &[2u8; 36]).unwrap(),
-            local_ts: vec!["::/0".parse().unwrap()],
-            remote_ts: vec!["2001:db8:1::/64".parse().unwrap()],
-            endpoint: Endpoint {
-                local: Ipv4Addr::new(192, 0, 2, 1),
-                remote: Ipv4Addr::new(198, 51, 100, 2),
-                encap: Encapsulation::Udp {
-                    local_port: 4500,
-                    remote_port: 40000,
-                },
-            },
-            limits: Limits {
+        ChildSa::builder()
+            .peer(7)
+            .spis(0x1122_3344, 0x5566_7788)
+            .key_out(AeadAlg::AesGcm256, 2)
+            .addresses(Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(198, 51, 100, 2))
+            .udp(4500, 40000)
+            .limits(Limits {
                 soft_bytes: Some(1 << 31),
                 ..Limits::default()
-            },
-            esn: false,
-            replay_window: 1024,
-            nat_keepalive_seconds: Some(20),
-        }
+            })
+            .nat_keepalive_seconds(Some(20))
+            .build()
     }
 
     #[test]
@@ -155,7 +165,7 @@ mod tests {
             spi_in: Spi(9),
         });
         let mut bytes = encode_frame(&a).unwrap();
-        bytes.extend(encode_frame(&b).unwrap());
+        bytes.extend_from_slice(&encode_frame(&b).unwrap());
         let mut decoder = FrameDecoder::new();
         decoder.push(&bytes);
         assert_eq!(decoder.next_message::<FromForwarder>().unwrap(), Some(a));

@@ -1,4 +1,5 @@
-//! The SA channel between the IKE daemon and the forwarder (DESIGN.md "Roles and the data path").
+//! The SA channel between the IKE daemon and the forwarder (docs/ARCHITECTURE.md, "The SA
+//! channel").
 //!
 //! The IKE daemon negotiates SAs and pushes them to the forwarder as [`Request`]s; the forwarder
 //! answers each request with a [`Response`] and reports [`Event`]s on its own (limits reached,
@@ -13,6 +14,8 @@ pub mod codec;
 pub mod error;
 pub mod message;
 pub mod roaming;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
 pub mod types;
 
 pub use codec::{CodecError, FrameDecoder, MAX_FRAME_LEN, decode_frame, encode_frame};
@@ -23,6 +26,6 @@ pub use message::{
 };
 pub use roaming::{MoveRefusal, PeerRoaming, RoamingConfig, RoamingReport};
 pub use types::{
-    AeadAlg, AeadKey, ChildSa, Encapsulation, Endpoint, InterfaceConfig, KeyError, Limits, PeerId,
-    Spi,
+    AeadAlg, AeadKey, ChildSa, Encapsulation, Endpoint, InterfaceConfig, KeyError, Limits, MAX_MTU,
+    MAX_REPLAY_WINDOW, PeerId, Spi,
 };

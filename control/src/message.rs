@@ -1,6 +1,6 @@
 //! The messages of the SA channel: requests in, responses and events out.
 
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use serde::{Deserialize, Serialize};
 
@@ -133,6 +133,17 @@ pub enum Event {
         old: Endpoint,
         /// Where they are now.
         new: Endpoint,
+    },
+    /// ESP arrived for an SPI that no pair has (rate limited, each sender and SPI at most once
+    /// a second): after a restart of the server, its homes still send with their old pairs, and
+    /// the IKE daemon tells them (RFC 7296 2.21.4).
+    UnknownSpi {
+        /// The SPI.
+        spi: Spi,
+        /// The outer source address.
+        remote: Ipv4Addr,
+        /// The UDP source port of ESP in UDP; `None` for raw ESP.
+        port: Option<u16>,
     },
 }
 

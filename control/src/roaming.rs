@@ -1,4 +1,4 @@
-//! Address changes (issue 4, DESIGN.md "The override Neighbor Advertisement"): the switches of
+//! Address changes (docs/ARCHITECTURE.md, "Roaming"): the switches of
 //! the two roles, why a move was refused, and what the forwarder counts per peer.
 //!
 //! The client's forwarder (`follow_local_address`) learns a change of its outer IPv4 address
@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use crate::types::PeerId;
 
 /// The roaming switches of one forwarder. The default is off for both roles: a forwarder that
-/// is not told otherwise behaves as before issue 4 (it still answers return-routability probes,
-/// which costs nothing and lets a server that checks moves reach it).
+/// is not told otherwise neither follows nor accepts moves (it still answers return-routability
+/// probes, which costs nothing and lets a server that checks moves reach it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RoamingConfig {
     /// Client role: watch the outer IPv4 address (netlink RTM_NEWADDR / RTM_DELADDR and route

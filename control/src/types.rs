@@ -8,9 +8,25 @@ use ipnet::Ipv6Net;
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+use crate::error::ControlError;
+
 /// An ESP Security Parameter Index. Zero is reserved (RFC 4303 2.1) and never names an SA.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Spi(pub u32);
+
+impl Spi {
+    /// The SPI as it travels in ESP headers and IKE payloads (network byte order).
+    pub fn to_bytes(self) -> [u8; 4] {
+        self.0.to_be_bytes()
+    }
+
+    /// An SPI from a payload's SPI field; `None` unless it is exactly four octets.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Spi> {
+        <[u8; 4]>::try_from(bytes)
+            .ok()
+            .map(|b| Spi(u32::from_be_bytes(b)))
+    }
+}
 
 impl fmt::Debug for Spi {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -21,6 +37,12 @@ impl fmt::Debug for Spi {
 impl fmt::Display for Spi {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:08x}", self.0)
+    }
+}
+
+impl fmt::LowerHex for Spi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::LowerHex::fmt(&self.0, f)
     }
 }
 
@@ -189,9 +211,9 @@ impl fmt::Display for Endpoint {
     }
 }
 
-/// Byte and packet lifetimes of one SA (DESIGN.md "lifetimes"). `None` means no limit. Each
-/// direction of the pair counts on its own; the soft limit asks for a rekey, the hard limit stops
-/// the SA. Time limits exist only when configured.
+/// Byte and packet lifetimes of one SA (docs/ARCHITECTURE.md, "Rekeys"). `None` means no limit.
+/// Each direction of the pair counts on its own; the soft limit asks for a rekey, the hard limit
+/// stops the SA. Time limits exist only when configured.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// Bytes (inner packets) after which a rekey is asked for.
@@ -239,6 +261,12 @@ pub struct ChildSa {
     pub nat_keepalive_seconds: Option<u32>,
 }
 
+/// Largest MTU of the TUN device: the inner packet plus outer headers must fit a 64 KiB datagram.
+pub const MAX_MTU: u32 = 65_000;
+
+/// Largest anti-replay window a pair may ask for, in packets.
+pub const MAX_REPLAY_WINDOW: u32 = 1 << 20;
+
 /// The forwarder's interface: the TUN device and the outer sockets. Sent once, first.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InterfaceConfig {
@@ -263,6 +291,26 @@ pub struct InterfaceConfig {
     /// `None` (a client, whose one peer routes `::/0`) leaves grants optional.
     #[serde(default)]
     pub peer_pool: Option<Ipv6Net>,
+}
+
+impl InterfaceConfig {
+    /// Checks what the forwarder cannot work with: a TUN name the kernel refuses, an MTU
+    /// outside 1280..=[`MAX_MTU`], no outer socket at all.
+    pub fn validate(&self) -> Result<(), ControlError> {
+        if self.tun_name.is_empty() || self.tun_name.len() > 15 {
+            return Err(ControlError::BadTunName(self.tun_name.clone()));
+        }
+        if !(1280..=MAX_MTU).contains(&self.mtu) {
+            return Err(ControlError::BadMtu {
+                mtu: self.mtu,
+                max: MAX_MTU,
+            });
+        }
+        if !self.raw_esp && self.udp_port == 0 {
+            return Err(ControlError::NoOuterSocket);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
 
-use lab::{Daemon, Namespace, check_stop, sleep, tail, wait_until};
+use lab::{Daemon, Namespace, STOP_GRACE, check_stop, sleep, spawn_daemon, tail, wait_until};
 use ping::Pinger;
 
 /// Arguments of `hometun demo`.
@@ -132,7 +132,7 @@ impl Lab {
             (self.server.take(), "server"),
         ] {
             if let Some(mut daemon) = daemon {
-                match daemon.stop() {
+                match daemon.terminate(STOP_GRACE) {
                     Ok(status) if status.success() => done.push(format!("{name} stopped")),
                     Ok(status) => done.push(format!("{name} exited with {status}")),
                     Err(error) => done.push(format!("{name}: {error}")),
@@ -278,7 +278,7 @@ fn story(lab: &mut Lab, say: &mut Narrator, args: &DemoArgs, program: &Path) -> 
     let server_toml = ca.join("server.toml");
     let mut server = lab.vps().command(program);
     server.args(["server", "--config", path(&server_toml)?]);
-    lab.server = Some(Daemon::spawn(
+    lab.server = Some(spawn_daemon(
         server,
         "hometun server",
         &lab.dir().join("server.log"),
@@ -317,7 +317,7 @@ fn story(lab: &mut Lab, say: &mut Narrator, args: &DemoArgs, program: &Path) -> 
     let mut client = lab.home().command(program);
     client.args(["client", "--config", path(&client_toml)?]);
     let began = Instant::now();
-    lab.client = Some(Daemon::spawn(
+    lab.client = Some(spawn_daemon(
         client,
         "hometun client",
         &lab.dir().join("client.log"),
@@ -456,7 +456,7 @@ fn story(lab: &mut Lab, say: &mut Narrator, args: &DemoArgs, program: &Path) -> 
     let status = lab
         .client
         .take()
-        .map(|mut c| c.stop())
+        .map(|mut c| c.terminate(STOP_GRACE))
         .transpose()?
         .context("no client")?;
     if !status.success() {
@@ -481,24 +481,12 @@ fn story(lab: &mut Lab, say: &mut Narrator, args: &DemoArgs, program: &Path) -> 
 /// Namespaces, links, addresses, routes.
 fn build_network(lab: &mut Lab) -> anyhow::Result<()> {
     for role in ["home", "isp", "vps"] {
-        lab.namespaces.push(Namespace::create(role)?);
+        lab.namespaces.push(lab::create_namespace(role)?);
     }
     let (home, isp, vps) = (lab.home(), lab.isp(), lab.vps());
     for (ns, peer) in [(home, "home0"), (vps, "vps0")] {
-        lab::ip(&[
-            "link",
-            "add",
-            "eth0",
-            "netns",
-            ns.name(),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            peer,
-            "netns",
-            isp.name(),
-        ])?;
+        check_stop()?;
+        hometun_lab::veth(ns, "eth0", isp, peer)?;
     }
     // The home keeps its routes when its first address goes (the second is promoted).
     home.sysctl("net.ipv4.conf.all.promote_secondaries=1")?;

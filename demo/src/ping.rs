@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::lab::{Daemon, Namespace};
+use crate::lab::{Daemon, Namespace, spawn_daemon};
 
 /// A ping running until stopped.
 pub struct Pinger {
@@ -81,7 +81,7 @@ impl Pinger {
             &to.to_string(),
         ]);
         Ok(Pinger {
-            daemon: Daemon::spawn(command, "ping", log)?,
+            daemon: spawn_daemon(command, "ping", log)?,
             log: log.to_path_buf(),
             interval,
         })
@@ -94,7 +94,7 @@ impl Pinger {
 
     /// Stops it (SIGINT: ping prints its summary) and reads everything it saw.
     pub fn stop(mut self) -> PingReport {
-        self.daemon.signal(libc::SIGINT);
+        self.daemon.signal_if_running(libc::SIGINT);
         let _ = crate::lab::wait_until(Duration::from_secs(3), "ping stops", || {
             !self.daemon.running()
         });

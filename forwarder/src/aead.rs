@@ -70,7 +70,9 @@ pub fn new_aead(key: &AeadKey, backend: AeadBackend) -> Result<Box<dyn EspAead>,
             };
             let unbound =
                 ring::aead::UnboundKey::new(alg, key.key()).map_err(|_| wrong_length())?;
-            Box::new(RingAead(ring::aead::LessSafeKey::new(unbound)))
+            Box::new(RingAead(std::mem::ManuallyDrop::new(
+                ring::aead::LessSafeKey::new(unbound),
+            )))
         }
         AeadBackend::RustCrypto => match key.alg() {
             AeadAlg::AesGcm128 => Box::new(RustCryptoAead(
@@ -83,8 +85,26 @@ pub fn new_aead(key: &AeadKey, backend: AeadBackend) -> Result<Box<dyn EspAead>,
     })
 }
 
-/// `ring` backend.
-struct RingAead(ring::aead::LessSafeKey);
+/// `ring` backend. ring's key schedule is not wiped when dropped (its first AES round key is
+/// the key itself): this wrapper wipes it (docs/ARCHITECTURE.md, "Keys and forward secrecy").
+struct RingAead(std::mem::ManuallyDrop<ring::aead::LessSafeKey>);
+
+impl Drop for RingAead {
+    fn drop(&mut self) {
+        let key: *mut ring::aead::LessSafeKey = &mut *self.0;
+        // SAFETY: `LessSafeKey` holds its key schedule and a `&'static Algorithm` inline: no heap
+        // allocation and no `Drop` of its own (ring 0.17). Its bytes are overwritten only here,
+        // when nothing can use it any more, and it is never dropped afterwards
+        // (`ManuallyDrop`), so the zeroed value is never read and nothing leaks.
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(
+                key.cast::<u8>(),
+                std::mem::size_of::<ring::aead::LessSafeKey>(),
+            )
+        };
+        zeroize::Zeroize::zeroize(bytes);
+    }
+}
 
 impl EspAead for RingAead {
     fn seal_in_place(

@@ -8,11 +8,11 @@ use anyhow::Context;
 use hometun_control::{Request, Response};
 
 use crate::aead::AeadBackend;
-use crate::control::ControlHandler;
 use crate::control_socket::{PeerPolicy, SocketFile, UserSpec, bind_control_socket};
 use crate::dataplane::{DataplaneOptions, LinuxPlatform};
+use crate::requests::RequestHandler;
 use crate::server::{ControlClient, Server, StopReason};
-use crate::static_config::StaticConfig;
+use hometun_config::static_sa::StaticConfig;
 
 /// Arguments of `hometun forwarder`.
 #[derive(Debug, clap::Args)]
@@ -120,7 +120,7 @@ pub fn run(args: ForwarderArgs) -> anyhow::Result<()> {
             roaming,
         },
     );
-    let handler = ControlHandler::with_events(platform, backend, events_tx);
+    let handler = RequestHandler::with_events(platform, backend, events_tx);
     let server = Server::new(handler, events_rx);
     signals.forward_to(server.stopper());
 
@@ -152,7 +152,7 @@ pub fn run(args: ForwarderArgs) -> anyhow::Result<()> {
         server.adopt(stream);
     }
     let reason = server.wait();
-    tracing::info!("forwarder: stopped ({reason:?})");
+    tracing::info!("forwarder: stopped: {reason}");
     if reason == StopReason::Requested || reason == StopReason::Signal {
         Ok(())
     } else {

@@ -20,10 +20,11 @@ use hometun_control::{
 use ipnet::Ipv6Net;
 use tun_rs::{DeviceBuilder, GROTable, SyncDevice, VIRTIO_NET_HDR_LEN};
 
-use crate::control::Platform;
+use crate::clock::{Clock, Now};
 use crate::events::EventSender;
 use crate::inbound::{NAT_KEEPALIVE, NON_ESP_MARKER, Received, Receiver};
 use crate::netlink;
+use crate::requests::Platform;
 use crate::roaming::return_routability::Observed;
 use crate::roaming::{self, OuterSockets, Roaming};
 use crate::sad::{Sad, Snapshot};
@@ -48,7 +49,8 @@ pub struct DataplaneOptions {
     pub offload: bool,
     /// Use UDP GSO for sending and UDP GRO for receiving ESP in UDP.
     pub udp_offload: bool,
-    /// Address changes (issue 4): follow our own address (client), accept moves (server).
+    /// Address changes (docs/ARCHITECTURE.md, "Roaming"): follow our own address (client), accept
+    /// moves (server).
     pub roaming: RoamingConfig,
 }
 
@@ -97,6 +99,8 @@ struct Shared {
     stop: AtomicBool,
     events: EventSender,
     roaming: Roaming,
+    /// The forwarder's one clock: each data thread reads it once per batch.
+    clock: Clock,
 }
 
 impl LinuxPlatform {
@@ -200,6 +204,7 @@ impl Platform for LinuxPlatform {
             stop: AtomicBool::new(false),
             events: self.events.clone(),
             roaming: Roaming::new(self.options.roaming, &config.addresses, self.events.clone()),
+            clock: Clock::start(),
         });
         let mut threads = Vec::new();
         let spawn = |name: &str, f: fn(Arc<Shared>), shared: &Arc<Shared>| {
@@ -374,7 +379,7 @@ fn outbound_loop(shared: Arc<Shared>) {
             }
             let mut endpoint = route.endpoint;
             if shared.roaming.holding() {
-                // A server probing a peer's new address holds that peer's packets (issue 4).
+                // A server probing a peer's new address holds that peer's packets.
                 match shared
                     .roaming
                     .hold_outbound(&shared.sad, route.pair.peer(), packet)
@@ -507,10 +512,11 @@ impl TunWriter {
 }
 
 /// The receive path of one batch's datagram (crate::inbound), without the device.
-fn receiver<'a>(shared: &'a Shared, snapshot: &'a Snapshot, now: u64) -> Receiver<'a> {
+fn receiver<'a>(shared: &'a Shared, snapshot: &'a Snapshot, now: Now) -> Receiver<'a> {
     Receiver {
         io: shared,
         sad: &shared.sad,
+        events: &shared.events,
         roaming: &shared.roaming,
         snapshot,
         now,
@@ -575,7 +581,7 @@ fn raw_inbound_loop(shared: Arc<Shared>) {
     );
 }
 
-type Handler = fn(&Shared, &Snapshot, &mut [u8], SocketAddrV4, u64, &mut TunWriter);
+type Handler = fn(&Shared, &Snapshot, &mut [u8], SocketAddrV4, Now, &mut TunWriter);
 
 fn inbound_loop(
     shared: &Shared,
@@ -597,7 +603,7 @@ fn inbound_loop(
             continue;
         }
         let snapshot = shared.sad.load();
-        let now = shared.sad.now();
+        let now = shared.clock.now();
         for i in 0..count {
             let segment = batch.segment_size(i);
             let (data, source, truncated) = batch.get_mut(i);
@@ -623,10 +629,16 @@ fn inbound_loop(
     }
 }
 
-/// The roaming thread (issue 4): netlink, the client's NA repetitions, the server's probe
-/// retransmissions and timeouts.
+/// The roaming thread (docs/ARCHITECTURE.md, "Roaming"): netlink, the client's NA repetitions,
+/// the server's probe retransmissions and timeouts.
 fn roaming_loop(shared: Arc<Shared>) {
-    roaming::run(&shared.roaming, &*shared, &shared.sad, &shared.stop);
+    roaming::run(
+        &shared.roaming,
+        &*shared,
+        &shared.sad,
+        &shared.stop,
+        &shared.clock,
+    );
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -685,17 +697,15 @@ impl OuterSockets for Shared {
 /// Advances the forwarder's clock once a second (time limits, last-received ages) and sends NAT
 /// keepalives for UDP-encapsulated peers that asked for them.
 fn ticker_loop(shared: Arc<Shared>) {
-    // The I/O driver owns the clock (DESIGN.md style 1): the SAD only sees seconds.
-    #[allow(clippy::disallowed_methods)]
-    let start = std::time::Instant::now();
     let mut last_keepalive: HashMap<SocketAddrV4, u64> = HashMap::new();
     while !shared.stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(POLL_MS as u64));
-        let now = start.elapsed().as_secs();
-        if now == shared.sad.now() {
+        let turn = shared.clock.now();
+        if turn.secs() == shared.sad.now().secs() {
             continue;
         }
-        shared.sad.set_now(now);
+        shared.sad.set_now(turn);
+        let now = turn.secs();
         let Some(udp) = shared.udp.as_ref() else {
             continue;
         };

@@ -119,6 +119,13 @@ pub struct EspSealer {
     aead: Box<dyn EspAead>,
 }
 
+impl Drop for EspSealer {
+    fn drop(&mut self) {
+        // The salt is key material too (RFC 4106 8.1); the AEAD wipes its own key.
+        zeroize::Zeroize::zeroize(&mut self.salt);
+    }
+}
+
 impl fmt::Debug for EspSealer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EspSealer")
@@ -240,6 +247,12 @@ pub struct EspOpener {
     salt: [u8; 4],
     esn: bool,
     aead: Box<dyn EspAead>,
+}
+
+impl Drop for EspOpener {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.salt);
+    }
 }
 
 impl fmt::Debug for EspOpener {

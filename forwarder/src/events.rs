@@ -6,18 +6,34 @@
 //! flood: limit events (soft, hard, sequence exhausted) are kept as a set per SA (each is
 //! raised once per direction, and a repeat is the same news), and endpoint moves as one pending
 //! move per peer (a second move of a peer not yet reported extends the first: the earliest
-//! `old`, the latest `new`). Moves go out first, then limits, then IKE messages.
+//! `old`, the latest `new`). Moves go out first, then limits, then IKE messages, then ESP for
+//! unknown SPIs ([`EventSender::unknown_spi`]: each sender and SPI at most once a second, at
+//! most [`UNKNOWN_SPI_CAPACITY`] waiting).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use hometun_control::{Endpoint, Event, PeerId, Spi};
+
+use crate::clock::Now;
 
 /// Most IKE messages waiting at once.
 pub const IKE_CAPACITY: usize = 1024;
 /// Most bytes of IKE messages waiting at once (an IKE message may be 64 KiB).
 pub const IKE_BYTES: usize = 4 << 20;
+
+/// Most unknown-SPI reports waiting at once.
+pub const UNKNOWN_SPI_CAPACITY: usize = 256;
+/// The same sender and SPI is reported at most once in this long.
+const UNKNOWN_SPI_REPEAT: Duration = Duration::from_secs(1);
+/// Senders remembered for that; past it, reports wait until old entries expire.
+const UNKNOWN_SPI_SENDERS: usize = 4096;
+
+/// Who sent ESP for an unknown SPI: the SPI, the outer source, its UDP port (none: raw ESP).
+type UnknownSpiKey = (Spi, Ipv4Addr, Option<u16>);
 
 /// A queue with the default bounds.
 pub fn channel() -> (EventSender, EventReceiver) {
@@ -69,13 +85,43 @@ struct State {
     ike_bytes: usize,
     ike_capacity: usize,
     ike_byte_capacity: usize,
+    unknown: VecDeque<UnknownSpiKey>,
+    /// When each sender and SPI was last reported (the data path's clock).
+    unknown_reported: HashMap<UnknownSpiKey, Now>,
     senders: usize,
     receiver: bool,
 }
 
 impl State {
     fn is_empty(&self) -> bool {
-        self.move_order.is_empty() && self.limit_order.is_empty() && self.ike.is_empty()
+        self.move_order.is_empty()
+            && self.limit_order.is_empty()
+            && self.ike.is_empty()
+            && self.unknown.is_empty()
+    }
+
+    /// Queues an unknown-SPI report unless that sender and SPI was reported within the last
+    /// second; false when it was not queued.
+    fn push_unknown(&mut self, key: UnknownSpiKey, now: Now) -> bool {
+        if self
+            .unknown_reported
+            .get(&key)
+            .is_some_and(|&at| now.since(at) < UNKNOWN_SPI_REPEAT)
+        {
+            return false;
+        }
+        if self.unknown_reported.len() >= UNKNOWN_SPI_SENDERS {
+            self.unknown_reported
+                .retain(|_, at| now.since(*at) < UNKNOWN_SPI_REPEAT);
+        }
+        if self.unknown_reported.len() >= UNKNOWN_SPI_SENDERS
+            || self.unknown.len() >= UNKNOWN_SPI_CAPACITY
+        {
+            return false;
+        }
+        self.unknown_reported.insert(key, now);
+        self.unknown.push_back(key);
+        true
     }
 
     /// Queues an event; false when it was an IKE message and there was no room.
@@ -97,6 +143,12 @@ impl State {
                     self.move_order.push_back(peer);
                 }
             },
+            Event::UnknownSpi { spi, remote, port } => {
+                if self.unknown.len() >= UNKNOWN_SPI_CAPACITY {
+                    return false;
+                }
+                self.unknown.push_back((spi, remote, port));
+            }
             Event::SoftLimit { spi_in, .. }
             | Event::HardLimit { spi_in, .. }
             | Event::SeqExhausted { spi_in, .. } => {
@@ -126,11 +178,14 @@ impl State {
             }
             return event;
         }
-        let event = self.ike.pop_front()?;
-        if let Event::IkeReceived { data, .. } = &event {
-            self.ike_bytes -= data.len();
+        if let Some(event) = self.ike.pop_front() {
+            if let Event::IkeReceived { data, .. } = &event {
+                self.ike_bytes -= data.len();
+            }
+            return Some(event);
         }
-        Some(event)
+        let (spi, remote, port) = self.unknown.pop_front()?;
+        Some(Event::UnknownSpi { spi, remote, port })
     }
 }
 
@@ -180,6 +235,21 @@ impl EventSender {
             self.shared.ready.notify_one();
         } else {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// ESP for an SPI no pair has, from `remote` (`port`: ESP in UDP), at `now` on the data
+    /// path's clock: reported unless that sender and SPI was within the last second, or too
+    /// many reports wait.
+    pub fn unknown_spi(&self, spi: Spi, remote: Ipv4Addr, port: Option<u16>, now: Now) {
+        let mut state = self.shared.lock();
+        if !state.receiver {
+            return;
+        }
+        let queued = state.push_unknown((spi, remote, port), now);
+        drop(state);
+        if queued {
+            self.shared.ready.notify_one();
         }
     }
 
@@ -400,5 +470,59 @@ mod tests {
             tx.send(ike(n));
         }
         assert_eq!(tx.dropped(), 0);
+    }
+
+    #[test]
+    fn unknown_spis_are_reported_once_a_second_per_sender_and_bounded() {
+        let (tx, rx) = channel();
+        let home = Ipv4Addr::new(198, 51, 100, 7);
+        // A home still sending with its old pair: one report, not one per packet.
+        for ms in 0..100 {
+            tx.unknown_spi(Spi(0xc1), home, Some(4500), Now::from_millis(ms));
+        }
+        // Another SPI, or the same SPI from elsewhere, is news.
+        tx.unknown_spi(Spi(0xc2), home, Some(4500), Now::from_millis(100));
+        tx.unknown_spi(Spi(0xc1), home, None, Now::from_millis(100));
+        assert_eq!(
+            std::iter::from_fn(|| rx.try_recv()).collect::<Vec<_>>(),
+            vec![
+                Event::UnknownSpi {
+                    spi: Spi(0xc1),
+                    remote: home,
+                    port: Some(4500)
+                },
+                Event::UnknownSpi {
+                    spi: Spi(0xc2),
+                    remote: home,
+                    port: Some(4500)
+                },
+                Event::UnknownSpi {
+                    spi: Spi(0xc1),
+                    remote: home,
+                    port: None
+                },
+            ]
+        );
+        // A second later it is reported again.
+        tx.unknown_spi(Spi(0xc1), home, Some(4500), Now::from_millis(999));
+        assert_eq!(rx.try_recv(), None);
+        tx.unknown_spi(Spi(0xc1), home, Some(4500), Now::from_millis(1000));
+        assert!(rx.try_recv().is_some());
+        // A flood of random SPIs from forged sources: at most UNKNOWN_SPI_CAPACITY wait, and
+        // what waits never holds back IKE messages or limits.
+        for n in 0..10_000u32 {
+            tx.unknown_spi(
+                Spi(n),
+                Ipv4Addr::from(0xc633_6400 + n),
+                None,
+                Now::from_millis(2000),
+            );
+        }
+        tx.send(ike(1));
+        tx.send(hard(0x100));
+        assert_eq!(rx.try_recv(), Some(hard(0x100)));
+        assert_eq!(rx.try_recv(), Some(ike(1)));
+        let waiting = std::iter::from_fn(|| rx.try_recv()).count();
+        assert_eq!(waiting, UNKNOWN_SPI_CAPACITY);
     }
 }

@@ -13,6 +13,8 @@ use std::ops::Range;
 
 use hometun_control::DropReason;
 
+use crate::clock::Now;
+use crate::events::EventSender;
 use crate::roaming::return_routability::Observed;
 use crate::roaming::{OuterSockets, Roaming};
 use crate::sad::{Sad, Snapshot};
@@ -41,12 +43,14 @@ pub struct Receiver<'a> {
     pub io: &'a dyn OuterSockets,
     /// The SA database (drops without a pair are counted here).
     pub sad: &'a Sad,
+    /// Tells the IKE daemon of ESP for an SPI we do not have.
+    pub events: &'a EventSender,
     /// The roaming state.
     pub roaming: &'a Roaming,
     /// The SAD as the batch sees it.
     pub snapshot: &'a Snapshot,
-    /// The forwarder's clock, in seconds.
-    pub now: u64,
+    /// The batch's time on the forwarder's clock.
+    pub now: Now,
 }
 
 impl Receiver<'_> {
@@ -105,10 +109,13 @@ impl Receiver<'_> {
         let (spi, wire_seq) = (header.spi(), header.seq());
         let Some(pair) = self.snapshot.inbound(spi) else {
             self.sad.count_global_drop(DropReason::NoSa);
+            // After a restart of the server its homes still send with pairs it no longer has:
+            // the IKE daemon tells them (RFC 7296 2.21.4). Rate limited per sender and SPI.
+            self.events.unknown_spi(spi, from.addr, from.port, self.now);
             return None;
         };
         let accepted = pair.open(wire_seq, esp, self.now).ok()?;
-        // Issue 4, only after the ICV and the replay window.
+        // Roaming looks at a packet only after the ICV and the replay window.
         let inner = &esp[accepted.inner.clone()];
         let consumed = self.roaming.after_open(
             self.io,
@@ -118,6 +125,7 @@ impl Receiver<'_> {
             accepted.seq,
             inner,
             from,
+            self.now,
         );
         (!consumed && !inner.is_empty()).then_some(accepted.inner)
     }

@@ -3,7 +3,7 @@
 
 pub mod aead;
 pub mod cli;
-pub mod control;
+pub mod clock;
 pub mod control_socket;
 pub mod counters;
 pub mod dataplane;
@@ -13,11 +13,11 @@ pub mod inbound;
 pub mod lifetime;
 pub mod netlink;
 pub mod replay;
+pub mod requests;
 pub mod roaming;
 pub mod sad;
 pub mod server;
 pub mod signals;
 pub mod sockets;
-pub mod static_config;
 pub mod takeover;
 pub mod wire;

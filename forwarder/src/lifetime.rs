@@ -1,4 +1,4 @@
-//! Byte and packet lifetimes of one direction of an SA (DESIGN.md "lifetimes").
+//! Byte and packet lifetimes of one direction of an SA (docs/ARCHITECTURE.md, "Rekeys").
 //!
 //! Each direction counts on its own. Reaching a soft limit asks for a rekey once; reaching a hard
 //! limit stops the direction for good and is reported once. Time limits exist only when

@@ -8,7 +8,7 @@
 /// Smallest window this type keeps, in packets (the design asks for at least 1024).
 pub const MIN_WINDOW: u32 = 1024;
 /// Largest window this type keeps, in packets (a 128 KiB bitmap).
-pub const MAX_WINDOW: u32 = 1 << 20;
+pub const MAX_WINDOW: u32 = hometun_control::MAX_REPLAY_WINDOW;
 
 const WORD_BITS: u64 = u64::BITS as u64;
 

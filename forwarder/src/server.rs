@@ -18,8 +18,8 @@ use hometun_control::{
     encode_frame,
 };
 
-use crate::control::{ControlHandler, Platform};
 use crate::control_socket::{PeerPolicy, SocketFile};
+use crate::requests::{Platform, RequestHandler};
 
 /// Why the server stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +31,16 @@ pub enum StopReason {
     /// The pre-connected controller (`--control-fd`), or the one that configured the
     /// interface over the control socket (an IKE daemon's `forwarder_socket`), closed its end.
     ControllerGone,
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StopReason::Requested => "asked to by its controller",
+            StopReason::Signal => "SIGTERM or SIGINT",
+            StopReason::ControllerGone => "its controller closed the channel",
+        })
+    }
 }
 
 /// How long one frame may take to write before its connection is closed: a controller that
@@ -91,7 +101,7 @@ impl Connection {
 
 /// The running channel: handler, connections and the stop signal.
 pub struct Server<P: Platform + 'static> {
-    handler: Arc<Mutex<ControlHandler<P>>>,
+    handler: Arc<Mutex<RequestHandler<P>>>,
     connections: Arc<Mutex<Vec<Arc<Connection>>>>,
     stop_tx: Sender<StopReason>,
     stop_rx: Receiver<StopReason>,
@@ -101,7 +111,7 @@ pub struct Server<P: Platform + 'static> {
 
 impl<P: Platform + 'static> Server<P> {
     /// A server around a handler; `events` is the receiver the handler's events come out of.
-    pub fn new(handler: ControlHandler<P>, events: EventReceiver) -> Self {
+    pub fn new(handler: RequestHandler<P>, events: EventReceiver) -> Self {
         let (stop_tx, stop_rx) = bounded(4);
         let server = Server {
             handler: Arc::new(Mutex::new(handler)),
@@ -119,7 +129,7 @@ impl<P: Platform + 'static> Server<P> {
     }
 
     /// The handler (to apply a static configuration before serving).
-    pub fn handler(&self) -> &Arc<Mutex<ControlHandler<P>>> {
+    pub fn handler(&self) -> &Arc<Mutex<RequestHandler<P>>> {
         &self.handler
     }
 
@@ -185,7 +195,7 @@ impl<P: Platform + 'static> Server<P> {
 
 fn spawn_connection<P: Platform + 'static>(
     stream: UnixStream,
-    handler: &Arc<Mutex<ControlHandler<P>>>,
+    handler: &Arc<Mutex<RequestHandler<P>>>,
     connections: &Arc<Mutex<Vec<Arc<Connection>>>>,
     stop: &Sender<StopReason>,
     stop_when_closed: bool,
@@ -228,7 +238,7 @@ fn spawn_connection<P: Platform + 'static>(
 fn serve_connection<P: Platform>(
     mut stream: UnixStream,
     connection: &Connection,
-    handler: &Mutex<ControlHandler<P>>,
+    handler: &Mutex<RequestHandler<P>>,
     stop: &Sender<StopReason>,
 ) -> bool {
     let mut decoder = FrameDecoder::new();
@@ -385,12 +395,12 @@ mod tests {
 
     use super::*;
     use crate::aead::AeadBackend;
-    use crate::control::RecordingPlatform;
     use crate::events::EventSender;
+    use crate::requests::RecordingPlatform;
 
     fn server() -> (Server<RecordingPlatform>, UnixStream, UnixStream) {
         let (handler, events) =
-            ControlHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
+            RequestHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
         let server = Server::new(handler, events);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("control.sock");
@@ -572,7 +582,7 @@ mod tests {
     #[test]
     fn adopted_controller_closing_stops_the_server() {
         let (handler, events) =
-            ControlHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
+            RequestHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
         let server = Server::new(handler, events);
         let (ours, theirs) = UnixStream::pair().unwrap();
         server.adopt(ours);

@@ -6,20 +6,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::net::Ipv6Addr;
-use std::path::PathBuf;
 
 use hometun_control::{AeadAlg, AeadKey};
 use hometun_forwarder::aead::AeadBackend;
 use hometun_forwarder::esp::{EspOpener, EspSealer, HEADROOM, NEXT_HEADER_IPV6};
 use hometun_forwarder::replay::ReplayWindow;
 use hometun_forwarder::wire::{EspPacket, Icmpv6Packet, Icmpv6Repr, Ipv6Packet, ipv6};
-
-fn vectors() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata/strongswan-5.9.8-x25519-aesgcm128-ed25519")
-}
+use hometun_lab::trace::{Dump, log_dumps, log_text, trace_datagrams};
 
 /// One CHILD_SA as a charon log describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,21 +29,6 @@ struct LoggedChildSa {
     we_initiated: bool,
 }
 
-/// Reads the hex dump lines after a `... => N bytes @ ...` line: `NN[CHD]   16: AA BB ...  ascii`.
-fn read_dump<'a>(lines: &mut impl Iterator<Item = &'a str>, mut len: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    while len > 0 {
-        let line = lines.next().expect("hex dump line");
-        let (_, hex) = line.split_once(": ").expect("offset: in dump line");
-        let take = len.min(16);
-        for token in hex.split_whitespace().take(take) {
-            out.push(u8::from_str_radix(token, 16).expect("hex byte"));
-        }
-        len -= take;
-    }
-    out
-}
-
 /// Thread id of a charon log line (`14[CHD] ...` -> `14`).
 fn thread(line: &str) -> &str {
     line.split('[').next().unwrap_or("")
@@ -63,8 +42,15 @@ fn child_sas(log: &str) -> Vec<LoggedChildSa> {
     let mut pending: HashMap<String, (Vec<u8>, Vec<u8>, bool)> = HashMap::new();
     let mut initiator_key: HashMap<String, Vec<u8>> = HashMap::new();
     let mut found = Vec::new();
-    let mut lines = log.lines();
-    while let Some(line) = lines.next() {
+    let dumps: HashMap<usize, Dump> = log_dumps(log).into_iter().map(|d| (d.line, d)).collect();
+    // The 20-byte key dumped at a line, with its label.
+    let key_at = |index: usize, label: &str| {
+        dumps
+            .get(&(index + 1))
+            .filter(|d| d.label == label && d.bytes.len() == 20)
+            .map(|d| d.bytes.clone())
+    };
+    for (index, line) in log.lines().enumerate() {
         let tid = thread(line).to_string();
         if let Some(rest) = line.split("[ENC] parsed ").nth(1) {
             let words: Vec<&str> = rest.split_whitespace().collect();
@@ -80,10 +66,9 @@ fn child_sas(log: &str) -> Vec<LoggedChildSa> {
                     _ => {}
                 }
             }
-        } else if line.contains("[CHD] encryption initiator key => 20 bytes") {
-            initiator_key.insert(tid.clone(), read_dump(&mut lines, 20));
-        } else if line.contains("[CHD] encryption responder key => 20 bytes") {
-            let responder = read_dump(&mut lines, 20);
+        } else if let Some(key) = key_at(index, "encryption initiator key") {
+            initiator_key.insert(tid.clone(), key);
+        } else if let Some(responder) = key_at(index, "encryption responder key") {
             let initiator = initiator_key.remove(&tid).expect("initiator key first");
             let we_initiated = *role.get(&tid).expect("a parsed message before the keys");
             pending.insert(tid.clone(), (initiator, responder, we_initiated));
@@ -123,46 +108,20 @@ fn keys_by_spi(log: &str) -> BTreeMap<u32, Vec<u8>> {
     map
 }
 
-/// The UDP payloads on port 4500 that are ESP (not IKE with its zero non-ESP marker, not a
-/// keepalive), in capture order, from an Ethernet pcap.
-fn esp_in_udp(path: &PathBuf) -> Vec<Vec<u8>> {
-    let mut reader = pcap_file::pcap::PcapReader::new(File::open(path).unwrap()).unwrap();
-    assert_eq!(
-        reader.header().datalink,
-        pcap_file::DataLink::ETHERNET,
-        "expected an Ethernet capture"
-    );
-    let mut out = Vec::new();
-    while let Some(packet) = reader.next_packet() {
-        let frame = packet.unwrap().data.into_owned();
-        // Ethernet II, IPv4.
-        if frame.len() < 14 || frame[12..14] != [0x08, 0x00] {
-            continue;
-        }
-        let ip = &frame[14..];
-        let ihl = usize::from(ip[0] & 0x0f) * 4;
-        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-        if ip[0] >> 4 != 4 || ip[9] != 17 {
-            continue;
-        }
-        let udp = &ip[ihl..total];
-        let (sport, dport) = (
-            u16::from_be_bytes([udp[0], udp[1]]),
-            u16::from_be_bytes([udp[2], udp[3]]),
-        );
-        let payload = &udp[8..];
-        if sport == 4500 && dport == 4500 && payload.len() > 4 && payload[..4] != [0; 4] {
-            out.push(payload.to_vec());
-        }
-    }
-    out
+/// The ESP-in-UDP packets of the trace (not IKE with its zero non-ESP marker, not a
+/// keepalive), in capture order.
+fn esp_in_udp() -> Vec<Vec<u8>> {
+    trace_datagrams()
+        .iter()
+        .filter(|d| d.dst.port() == 4500)
+        .filter_map(|d| d.esp_packet().map(<[u8]>::to_vec))
+        .collect()
 }
 
 #[test]
 fn strongswan_trace_opens_and_reseals() {
-    let dir = vectors();
-    let initiator_log = std::fs::read_to_string(dir.join("initiator-charon.log")).unwrap();
-    let responder_log = std::fs::read_to_string(dir.join("responder-charon.log")).unwrap();
+    let initiator_log = log_text("initiator-charon.log");
+    let responder_log = log_text("responder-charon.log");
 
     // Both logs must tell the same story about which key goes with which SPI.
     let keys = keys_by_spi(&initiator_log);
@@ -174,7 +133,7 @@ fn strongswan_trace_opens_and_reseals() {
         "the IKE_AUTH CHILD_SA's initiator key protects the initiator's outbound SPI"
     );
 
-    let packets = esp_in_udp(&dir.join("trace.pcap"));
+    let packets = esp_in_udp();
     assert_eq!(packets.len(), 16);
 
     let home: Ipv6Addr = "2001:db8:1::2".parse().unwrap();

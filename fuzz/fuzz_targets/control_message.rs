@@ -7,7 +7,7 @@ use hometun_control::{
     Envelope, FrameDecoder, FromForwarder, InterfaceConfig, Request, decode_frame,
 };
 use hometun_forwarder::aead::AeadBackend;
-use hometun_forwarder::control::{ControlHandler, RecordingPlatform};
+use hometun_forwarder::requests::{RecordingPlatform, RequestHandler};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = decode_frame::<FromForwarder>(data);
 
     let (mut handler, events) =
-        ControlHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
+        RequestHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
     // Start configured, so that installs and the rest are reachable at once.
     let configured = handler.handle(Request::Configure(InterfaceConfig {
         tun_name: "fuzz0".into(),

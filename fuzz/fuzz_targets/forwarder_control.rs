@@ -18,7 +18,7 @@ use hometun_control::{
     PeerId, Request, Spi, decode_frame,
 };
 use hometun_forwarder::aead::AeadBackend;
-use hometun_forwarder::control::{ControlHandler, RecordingPlatform};
+use hometun_forwarder::requests::{RecordingPlatform, RequestHandler};
 use ipnet::Ipv6Net;
 use libfuzzer_sys::fuzz_target;
 
@@ -129,22 +129,15 @@ impl Choices<'_> {
         } else {
             AeadAlg::AesGcm128
         };
-        let keymat = |alg: AeadAlg, fill: u8| vec![fill; alg.key_len() + 4];
-        Some(ChildSa {
-            peer,
-            spi_in: Spi(spi),
-            key_in: AeadKey::from_keymat(AeadAlg::AesGcm128, &keymat(AeadAlg::AesGcm128, 1))
-                .ok()?,
-            spi_out: Spi(spi + 0x100),
-            key_out: AeadKey::from_keymat(alg_out, &keymat(alg_out, 2)).ok()?,
-            local_ts: vec!["::/0".parse().ok()?],
-            remote_ts: self.prefixes()?,
-            endpoint: self.endpoint()?,
-            limits: Limits::default(),
-            esn: false,
-            replay_window: 1024,
-            nat_keepalive_seconds: None,
-        })
+        Some(
+            ChildSa::builder()
+                .peer(peer.0)
+                .spis(spi, spi + 0x100)
+                .key_out(alg_out, 2)
+                .remote_nets(self.prefixes()?)
+                .endpoint(self.endpoint()?)
+                .build(),
+        )
     }
 
     fn request(&mut self) -> Option<Request> {
@@ -177,7 +170,7 @@ fn overlaps(a: &Ipv6Net, b: &Ipv6Net) -> bool {
 
 fuzz_target!(|data: &[u8]| {
     let (mut handler, _events) =
-        ControlHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
+        RequestHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
     let configured = handler.handle(Request::Configure(InterfaceConfig {
         tun_name: "fuzz0".into(),
         mtu: 1400,

@@ -2,7 +2,7 @@
 //! parse again to the same message (and the same bytes). The decoder's printer runs on it too.
 #![no_main]
 
-use hometun_ike::decode::{DecodeKeys, describe_message};
+use hometun_daemon::tools::decode::{DecodeKeys, describe_message};
 use hometun_ike::wire::{Header, Message, classify_port_4500};
 use libfuzzer_sys::fuzz_target;
 

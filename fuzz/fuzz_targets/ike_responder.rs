@@ -12,7 +12,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hometun_control::Limits;
 use hometun_ike::crypto::{CertificateVerifier, PeerIdentity, PrivateKey, VerifiedPeer};
-use hometun_ike::endpoint::{Authorizer, CommonConfig, Endpoint, Now, Random, ResponderConfig};
+use hometun_ike::endpoint::{
+    Authorizer, CommonConfig, Endpoint, Now, PrefixRefusal, Random, ResponderConfig,
+};
 use hometun_ike::proposal::{EspProposal, IkeProposal};
 use hometun_ike::wire::Message;
 use ipnet::Ipv6Net;
@@ -36,7 +38,7 @@ impl Random for Counter {
 struct Everyone;
 
 impl Authorizer for Everyone {
-    fn prefixes(&self, _: &PeerIdentity, _: &VerifiedPeer) -> Result<Vec<Ipv6Net>, String> {
+    fn prefixes(&self, _: &PeerIdentity, _: &VerifiedPeer) -> Result<Vec<Ipv6Net>, PrefixRefusal> {
         Ok(vec!["2001:db8:1::/64".parse().expect("prefix")])
     }
 }
@@ -73,7 +75,7 @@ fn responder(now: Now, rng: &mut Counter) -> Endpoint {
         ],
         esp_proposals: vec![EspProposal::parse("aes128gcm16-aes256gcm16").expect("esp")],
         limits: Limits::default(),
-        ike_rekey: Default::default(),
+        ike_rekey: hometun_ike::settings::IkeRekeyPolicy::default(),
         replay_window: 1024,
         nat_keepalive_seconds: 20,
         retransmit_base: Duration::from_secs(1),

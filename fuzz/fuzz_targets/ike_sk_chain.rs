@@ -3,7 +3,7 @@
 //! Opening must never panic; what opens must seal and open again to the same payloads.
 #![no_main]
 
-use hometun_ike::decode::describe_payload;
+use hometun_daemon::tools::decode::describe_payload;
 use hometun_ike::wire::{
     ExchangeType, Flags, Header, NullCipher, PayloadType, ProtectedMessage, SkCipher,
     parse_decrypted,

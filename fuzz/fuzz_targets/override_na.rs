@@ -1,12 +1,12 @@
-//! The server's override-NA checks and return-routability rounds (issue 4), stateful: one
-//! `MoveChecker` sees a sequence of NAs, packets from new sources, probe answers and timer
-//! polls of two peers (three SAs) on a clock the fuzzer moves, so that older NAs, storms,
-//! rounds in flight, waiting NAs, retransmissions, timeouts and switches all happen. A model
-//! beside it (the last accepted sequence number per SA, the token buckets, the round per peer)
-//! says what each verdict must be, and the checker's counters must agree. Each packet also goes
-//! through the stateless checks: the data path's cheap test never hides an NA, a probe or an
-//! answer the checks accept; an NA that passes, emitted again from its fields, passes again; a
-//! probe is answered with its own nonce.
+//! The server's override-NA checks and return-routability rounds (docs/ARCHITECTURE.md,
+//! "Roaming"), stateful: one `MoveChecker` sees a sequence of NAs, packets from new sources,
+//! probe answers and timer polls of two peers (three SAs) on a clock the fuzzer moves, so that
+//! older NAs, storms, rounds in flight, waiting NAs, retransmissions, timeouts and switches all
+//! happen. A model beside it (the last accepted sequence number per SA, the token buckets, the
+//! round per peer) says what each verdict must be, and the checker's counters must agree. Each
+//! packet also goes through the stateless checks: the data path's cheap test never hides an NA,
+//! a probe or an answer the checks accept; an NA that passes, emitted again from its fields,
+//! passes again; a probe is answered with its own nonce.
 //!
 //! Input: a sequence of records, each an opcode byte and its arguments (see `step`).
 #![no_main]

@@ -3,14 +3,14 @@
 //! is also driven directly, and what it accepts re-encodes to blocks covering the same space.
 #![no_main]
 
-use hometun_pki::addrblock::{
+use hometun_certs::addrblock::{
     decode_ip_addr_blocks, encode_ipv6_prefixes, prefixes_from_certificate,
 };
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = prefixes_from_certificate(data);
-    let _ = hometun_pki::verify::describe(data);
+    let _ = hometun_certs::verify::describe(data);
     if let Ok(blocks) = decode_ip_addr_blocks(data)
         && let Some(v6) = blocks.ipv6
         && !v6.is_empty()

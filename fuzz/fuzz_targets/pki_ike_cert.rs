@@ -1,7 +1,7 @@
 //! A CERT payload's bytes the way IKE_AUTH takes them on `hometun server`: the daemon's
 //! `CertificateVerifier` (rustls-webpki against the CA, its CRL, the identity from IDi), then,
 //! for a certificate it accepts, the server's authorizer (`[[clients]]`, else the RFC 3779
-//! prefixes through `hometun_pki::addrblock::prefixes_from_certificate`, inside the pool).
+//! prefixes through `hometun_certs::addrblock::prefixes_from_certificate`, inside the pool).
 //! Also the CA's own check (`TrustStore::verify_client`) and the prefix reader on the raw
 //! bytes. Never a panic; what the authorizer grants lies in the pool; a certificate the CRL
 //! lists is never accepted.
@@ -22,11 +22,11 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use hometun_certs::verify::TrustStore;
 use hometun_config::StaticClient;
+use hometun_daemon::authorizer::ConfigAuthorizer;
 use hometun_ike::crypto::{CertError, CertificateVerifier, PeerIdentity};
-use hometun_ike::daemon::authorizer::ConfigAuthorizer;
 use hometun_pki::ca::{Ca, Revoked, pem_certificate};
-use hometun_pki::verify::TrustStore;
 use ipnet::Ipv6Net;
 use libfuzzer_sys::fuzz_target;
 use ring::signature::Ed25519KeyPair;
@@ -140,9 +140,9 @@ fn lab() -> &'static Lab {
             rcgen::KeyUsagePurpose::CrlSign,
         ];
         let everything =
-            hometun_pki::addrblock::encode_ipv6_prefixes(&[Ipv6Net::default()]).expect("::/0");
+            hometun_certs::addrblock::encode_ipv6_prefixes(&[Ipv6Net::default()]).expect("::/0");
         let mut ext = rcgen::CustomExtension::from_oid_content(
-            hometun_pki::addrblock::OID_IP_ADDR_BLOCKS,
+            hometun_certs::addrblock::OID_IP_ADDR_BLOCKS,
             everything,
         );
         ext.set_criticality(false);
@@ -289,7 +289,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(peer) = verifier.verify(&cert, intermediates, &identity, checked_at()) {
         assert!(
             mode & 0x80 != 0
-                || !hometun_pki::verify::describe(&cert).is_ok_and(|c| c.serial == [0x22]),
+                || !hometun_certs::verify::describe(&cert).is_ok_and(|c| c.serial == [0x22]),
             "a certificate the CRL lists passed"
         );
         if let Ok(prefixes) = lab.authorizer.decide(&identity, peer.certificate_der()) {
@@ -305,5 +305,5 @@ fuzz_target!(|data: &[u8]| {
         assert!(home.prefixes.iter().all(|p| pool.contains(p)));
         assert_ne!(home.serial, [0x22], "a certificate the CRL lists passed");
     }
-    let _ = hometun_pki::addrblock::prefixes_from_certificate(&cert);
+    let _ = hometun_certs::addrblock::prefixes_from_certificate(&cert);
 });

@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use hometun_control::Spi;
 use hometun_ike::wire::{
     self, AddressRange, AttributeType, AttributeValue, AuthMethod, CertEncoding, Certificate,
     CertificateRequest, Delete, DhGroup, EncrId, EsnId, IdType, Identification, NotifyType,
@@ -287,7 +288,7 @@ pub fn delete(c: &mut Choices<'_>, known: &Known) -> Option<Delete> {
                     pick(c, &known.esp_spis)?
                 });
             }
-            Delete::esp(&spis)
+            Delete::esp(&spis.into_iter().map(Spi).collect::<Vec<_>>())
         }
         3 => Delete {
             protocol: ProtocolId(c.byte()? % 5),

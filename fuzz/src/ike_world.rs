@@ -18,7 +18,7 @@ use hometun_ike::endpoint::{
     Transmit,
 };
 use hometun_ike::proposal::{EspProposal, IkeProposal};
-use hometun_ike::settings::IkeRekeyPolicy;
+use hometun_ike::settings::{IkeRekeyPolicy, PrefixRefusal};
 use ipnet::Ipv6Net;
 
 use crate::credentials::{self, HOME_NAME, OTHER_NAME, SERVER_NAME, credentials};
@@ -142,11 +142,15 @@ impl Default for Clock {
 struct Policy;
 
 impl Authorizer for Policy {
-    fn prefixes(&self, identity: &PeerIdentity, _: &VerifiedPeer) -> Result<Vec<Ipv6Net>, String> {
+    fn prefixes(
+        &self,
+        identity: &PeerIdentity,
+        _: &VerifiedPeer,
+    ) -> Result<Vec<Ipv6Net>, PrefixRefusal> {
         match identity {
             PeerIdentity::Fqdn(name) if name == HOME_NAME => Ok(vec![credentials::home_prefix()]),
             PeerIdentity::Fqdn(name) if name == OTHER_NAME => Ok(vec![credentials::other_prefix()]),
-            other => Err(format!("{other} is not a configured client")),
+            other => Err(PrefixRefusal::NoPrefix(other.clone())),
         }
     }
 }

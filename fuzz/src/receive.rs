@@ -22,9 +22,10 @@ use hometun_control::{
     RoamingConfig, Spi,
 };
 use hometun_forwarder::aead::{AeadBackend, new_aead};
+use hometun_forwarder::clock::Now;
 use hometun_forwarder::counters::ALL_REASONS;
 use hometun_forwarder::esp::{EspOpener, EspSealer, HEADROOM, NEXT_HEADER_IPV6, NEXT_HEADER_NONE};
-use hometun_forwarder::events::{self, EventReceiver};
+use hometun_forwarder::events::{self, EventReceiver, EventSender};
 use hometun_forwarder::inbound::{NAT_KEEPALIVE, NON_ESP_MARKER, Received, Receiver};
 use hometun_forwarder::lifetime::{Charge, Lifetime};
 use hometun_forwarder::replay::ReplayWindow;
@@ -106,12 +107,14 @@ pub struct Lab {
     sad: Sad,
     roaming: Roaming,
     sockets: Recorder,
+    /// What the receive path reports (unknown SPIs), as the data threads' sender.
+    sender: EventSender,
     events: EventReceiver,
     pairs: Vec<Pair>,
     backend: AeadBackend,
     limits: Limits,
-    /// The forwarder's clock (seconds).
-    now: u64,
+    /// The forwarder's clock.
+    now: Now,
     /// Probes the server sent: (peer, where to, nonce).
     probes: Vec<(PeerId, Observed, Nonce)>,
     /// The last probe each peer received (its inner packet), to answer.
@@ -173,6 +176,7 @@ impl Lab {
         };
         let (tx, events) = events::channel();
         let sad = Sad::new(tx.clone(), backend);
+        let sender = tx.clone();
         let roaming = Roaming::new(
             RoamingConfig {
                 follow_local_address: false,
@@ -204,11 +208,12 @@ impl Lab {
             sad,
             roaming,
             sockets: Recorder::default(),
+            sender,
             events,
             pairs: Vec::new(),
             backend,
             limits,
-            now: 0,
+            now: Now::ZERO,
             probes: Vec::new(),
             last_probe: BTreeMap::new(),
             next_spi: 0x1000,
@@ -270,7 +275,7 @@ impl Lab {
             peer_opener: EspOpener::new(spi_out, &key_out, esn, peer_backend).expect("key"),
             model_opener: EspOpener::new(spi_in, &key_in, esn, peer_backend).expect("key"),
             window: ReplayWindow::new(1024, esn),
-            lifetime: Lifetime::new(self.limits, self.now),
+            lifetime: Lifetime::new(self.limits, self.now.secs()),
             next_seq: 1,
             installed: true,
         });
@@ -377,6 +382,7 @@ impl Lab {
         let receiver = Receiver {
             io: &self.sockets,
             sad: &self.sad,
+            events: &self.sender,
             roaming: &self.roaming,
             snapshot: &snapshot,
             now: self.now,
@@ -560,12 +566,17 @@ impl Lab {
     /// Every EndpointMoved event names a move the SAD made.
     fn check_events(&mut self) {
         while let Some(event) = self.events.try_recv() {
-            if let Event::EndpointMoved { peer, new, .. } = event {
-                assert_eq!(
+            match event {
+                Event::EndpointMoved { peer, new, .. } => assert_eq!(
                     self.endpoint(peer),
                     Some(new),
                     "EndpointMoved for {peer} names another endpoint than the SAD's"
-                );
+                ),
+                Event::UnknownSpi { spi, .. } => assert!(
+                    self.sad.load().inbound(spi).is_none(),
+                    "UnknownSpi for {spi}, which the SAD holds"
+                ),
+                _ => {}
             }
         }
     }
@@ -800,15 +811,13 @@ impl Lab {
                 let peers: Vec<PeerId> = self.pairs.iter().map(|p| p.peer).collect();
                 let before: Vec<Option<Endpoint>> =
                     peers.iter().map(|p| self.endpoint(*p)).collect();
-                self.roaming
-                    .advance_clock(std::time::Duration::from_millis(ms));
-                self.roaming.on_timers(&self.sockets, &self.sad);
-                let seconds = (self.roaming.now_ms() / 1000).max(self.now);
-                if seconds != self.now {
-                    self.now = seconds;
-                    self.sad.set_now(seconds);
+                let before_secs = self.now.secs();
+                self.now = Now::from_millis(self.now.millis() + ms);
+                self.roaming.on_timers(&self.sockets, &self.sad, self.now);
+                if self.now.secs() != before_secs {
+                    self.sad.set_now(self.now);
                     for pair in &self.pairs {
-                        let _ = pair.lifetime.check_time(seconds);
+                        let _ = pair.lifetime.check_time(self.now.secs());
                     }
                 }
                 self.collect_sent();

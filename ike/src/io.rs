@@ -68,6 +68,8 @@ pub enum Output {
         /// Why, in one line.
         reason: String,
     },
+    /// Any other protocol event worth a log line, at its level.
+    Notice(crate::notice::Notice),
     /// A CHILD SA was rekeyed (one line at info).
     Rekeyed {
         /// The peer.

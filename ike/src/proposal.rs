@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use hometun_control::AeadAlg;
+use hometun_control::{AeadAlg, Spi};
 
 use crate::crypto::DhGroup;
 use crate::crypto::suite::{PRF, encr_transform};
@@ -354,7 +354,7 @@ impl EspProposal {
 
     /// The SA payload form with our inbound SPI; `with_groups` adds the PFS groups (only in
     /// CREATE_CHILD_SA: IKE_AUTH proposals carry none).
-    pub fn to_wire(&self, number: u8, spi: u32, with_groups: bool) -> wire::Proposal {
+    pub fn to_wire(&self, number: u8, spi: Spi, with_groups: bool) -> wire::Proposal {
         let mut transforms: Vec<Transform> = self
             .encryption
             .iter()
@@ -374,18 +374,13 @@ impl EspProposal {
                 .iter()
                 .map(|&esn| Transform::esn(if esn { EsnId::ESN } else { EsnId::NO_ESN })),
         );
-        wire::Proposal::new(
-            number,
-            ProtocolId::ESP,
-            spi.to_be_bytes().to_vec(),
-            transforms,
-        )
+        wire::Proposal::new(number, ProtocolId::ESP, spi.to_bytes().to_vec(), transforms)
     }
 
     /// Our proposals as an SA payload.
     pub fn sa_payload(
         proposals: &[EspProposal],
-        spi: u32,
+        spi: Spi,
         with_groups: bool,
     ) -> SecurityAssociation {
         SecurityAssociation::new(
@@ -433,18 +428,17 @@ impl EspProposal {
         ours: &[EspProposal],
         offered: &SecurityAssociation,
         groups: EspGroups,
-        spi: u32,
-    ) -> Result<(ChosenEsp, u32, wire::Proposal), NegotiationError> {
+        spi: Spi,
+    ) -> Result<(ChosenEsp, Spi, wire::Proposal), NegotiationError> {
         for mine in ours {
             for theirs in &offered.proposals {
                 if theirs.protocol != ProtocolId::ESP {
                     continue;
                 }
-                let Ok(peer_spi) = <[u8; 4]>::try_from(theirs.spi.as_slice()) else {
+                let Some(peer_spi) = Spi::from_bytes(&theirs.spi) else {
                     continue;
                 };
-                let peer_spi = u32::from_be_bytes(peer_spi);
-                if peer_spi == 0 {
+                if peer_spi.0 == 0 {
                     continue;
                 }
                 let Some(encryption) = pick_encr(&mine.encryption, theirs) else {
@@ -540,7 +534,7 @@ impl EspProposal {
         ours: &[EspProposal],
         answer: &SecurityAssociation,
         sent: EspGroups,
-    ) -> Result<(ChosenEsp, u32), NegotiationError> {
+    ) -> Result<(ChosenEsp, Spi), NegotiationError> {
         let ke_group = match sent {
             EspGroups::Ke(g) => DhGroup::from_wire(g),
             EspGroups::None | EspGroups::Ignore => None,
@@ -554,10 +548,8 @@ impl EspProposal {
         if theirs.protocol != ProtocolId::ESP {
             return Err(refused());
         }
-        let spi = <[u8; 4]>::try_from(theirs.spi.as_slice())
-            .map(u32::from_be_bytes)
-            .map_err(|_| refused())?;
-        if spi == 0 {
+        let spi = Spi::from_bytes(&theirs.spi).ok_or_else(refused)?;
+        if spi.0 == 0 {
             return Err(refused());
         }
         let encr: Vec<&Transform> = theirs.transforms_of(TransformType::ENCR).collect();
@@ -791,7 +783,7 @@ mod tests {
                 "ECP_256"
             ]
         );
-        let e = esp("aes128gcm16-x25519").to_wire(2, 0x0102_0304, false);
+        let e = esp("aes128gcm16-x25519").to_wire(2, Spi(0x0102_0304), false);
         assert_eq!(e.spi, [1, 2, 3, 4]);
         let names: Vec<String> = e.transforms.iter().map(ToString::to_string).collect();
         assert_eq!(
@@ -799,7 +791,7 @@ mod tests {
             ["ENCR_AES_GCM_16/128", "NO_ESN"],
             "no DH in IKE_AUTH"
         );
-        let e = esp("aes128gcm16-x25519").to_wire(2, 9, true);
+        let e = esp("aes128gcm16-x25519").to_wire(2, Spi(9), true);
         assert_eq!(e.transforms_of(TransformType::DH).count(), 1);
     }
 
@@ -863,36 +855,38 @@ mod tests {
     #[test]
     fn esp_selection_with_esn_and_pfs() {
         let ours = [esp("aes128gcm16-esn-noesn")];
-        let offered = EspProposal::sa_payload(&[esp("aes128gcm16")], 0x1234, false);
+        let offered = EspProposal::sa_payload(&[esp("aes128gcm16")], Spi(0x1234), false);
         let (chosen, peer_spi, answer) =
-            EspProposal::select(&ours, &offered, EspGroups::Ignore, 0x99).unwrap();
+            EspProposal::select(&ours, &offered, EspGroups::Ignore, Spi(0x99)).unwrap();
         assert!(!chosen.esn, "the peer offers NO_ESN only");
-        assert_eq!(peer_spi, 0x1234);
+        assert_eq!(peer_spi, Spi(0x1234));
         assert_eq!(answer.spi, 0x99u32.to_be_bytes());
-        let offered = EspProposal::sa_payload(&[esp("aes128gcm16-esn")], 0x1234, false);
+        let offered = EspProposal::sa_payload(&[esp("aes128gcm16-esn")], Spi(0x1234), false);
         assert!(
-            EspProposal::select(&[esp("aes128gcm16")], &offered, EspGroups::Ignore, 1).is_err()
+            EspProposal::select(&[esp("aes128gcm16")], &offered, EspGroups::Ignore, Spi(1))
+                .is_err()
         );
-        let (chosen, _, _) = EspProposal::select(&ours, &offered, EspGroups::Ignore, 1).unwrap();
+        let (chosen, _, _) =
+            EspProposal::select(&ours, &offered, EspGroups::Ignore, Spi(1)).unwrap();
         assert!(chosen.esn);
 
         // PFS: a KE of a group both allow is taken; without KE a group-only offer fails.
         let pfs = [esp("aes128gcm16-x25519-ecp256")];
-        let offered = EspProposal::sa_payload(&[esp("aes128gcm16-ecp256")], 7, true);
+        let offered = EspProposal::sa_payload(&[esp("aes128gcm16-ecp256")], Spi(7), true);
         let (chosen, _, answer) =
-            EspProposal::select(&pfs, &offered, EspGroups::Ke(WireGroup::ECP_256), 1).unwrap();
+            EspProposal::select(&pfs, &offered, EspGroups::Ke(WireGroup::ECP_256), Spi(1)).unwrap();
         assert_eq!(chosen.group, Some(DhGroup::Ecp256));
         assert_eq!(answer.transforms_of(TransformType::DH).count(), 1);
-        assert!(EspProposal::select(&pfs, &offered, EspGroups::None, 1).is_err());
+        assert!(EspProposal::select(&pfs, &offered, EspGroups::None, Spi(1)).is_err());
         let (accepted, spi) = EspProposal::accept(
             &[esp("aes128gcm16-ecp256")],
             &SecurityAssociation::new(vec![answer]),
             EspGroups::Ke(WireGroup::ECP_256),
         )
         .unwrap();
-        assert_eq!((accepted.group, spi), (Some(DhGroup::Ecp256), 1));
+        assert_eq!((accepted.group, spi), (Some(DhGroup::Ecp256), Spi(1)));
         // SPI zero is never accepted.
-        let offered = EspProposal::sa_payload(&[esp("aes128gcm16")], 0, false);
-        assert!(EspProposal::select(&ours, &offered, EspGroups::Ignore, 1).is_err());
+        let offered = EspProposal::sa_payload(&[esp("aes128gcm16")], Spi(0), false);
+        assert!(EspProposal::select(&ours, &offered, EspGroups::Ignore, Spi(1)).is_err());
     }
 }

@@ -41,12 +41,43 @@ pub struct CommonConfig {
 /// Decides which prefixes a verified client may use (server side): from the static
 /// `[[clients]]` of server.toml or from the certificate's RFC 3779 extension (pki crate).
 pub trait Authorizer: Send {
-    /// `Err(reason)` refuses the client (AUTHENTICATION_FAILED, logged with the reason).
+    /// An `Err` refuses the client (AUTHENTICATION_FAILED, logged with the reason).
     fn prefixes(
         &self,
         identity: &crate::crypto::PeerIdentity,
         peer: &crate::crypto::VerifiedPeer,
-    ) -> Result<Vec<ipnet::Ipv6Net>, String>;
+    ) -> Result<Vec<ipnet::Ipv6Net>, PrefixRefusal>;
+}
+
+/// Why a verified client may use no prefix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrefixRefusal {
+    /// Its certificate's RFC 3779 extension does not read.
+    #[error("cannot read the IPv6 prefix from its certificate: {0}")]
+    UnreadableCertificate(#[from] hometun_certs::addrblock::AddrBlockError),
+    /// No `[[clients]]` entry and no prefix in the certificate.
+    #[error(
+        "no [[clients]] entry names {0} and its certificate carries no IPv6 prefix (RFC 3779 ipAddrBlocks)"
+    )]
+    NoPrefix(crate::crypto::PeerIdentity),
+    /// A prefix of the certificate lies outside `server.pool`.
+    #[error("its certificate's prefix {prefix} is outside server.pool {pool}")]
+    OutsidePool {
+        /// The certificate's prefix.
+        prefix: ipnet::Ipv6Net,
+        /// The pool.
+        pool: ipnet::Ipv6Net,
+    },
+    /// A prefix of the certificate overlaps a `[[clients]]` entry's.
+    #[error("its certificate's prefix {prefix} overlaps {theirs} of [[clients]] {name}")]
+    OverlapsStaticClient {
+        /// The certificate's prefix.
+        prefix: ipnet::Ipv6Net,
+        /// The entry's prefix.
+        theirs: ipnet::Ipv6Net,
+        /// The entry's name.
+        name: String,
+    },
 }
 
 /// The responder's (server's) settings.

@@ -78,4 +78,12 @@ pub struct EndpointCounters {
     pub ike_rekeys: u64,
     /// CHILD SA pairs the forwarder refused to install (deleted again on both sides).
     pub installs_refused: u64,
+    /// Unprotected notifications we sent about SAs we do not have (RFC 7296 2.21.4):
+    /// INVALID_SPI for ESP, INVALID_IKE_SPI for IKE requests, and the hints sent after a
+    /// restart to the peers that were up before it.
+    pub restart_hints_sent: u64,
+    /// Unprotected hints received that matched one of our SAs (each may start a check).
+    pub restart_hints_received: u64,
+    /// Hint checks that the peer did not answer: its IKE SA was given up and made again.
+    pub restart_checks_failed: u64,
 }

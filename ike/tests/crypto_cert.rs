@@ -4,8 +4,6 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-mod crypto_support;
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,7 +19,7 @@ use rcgen::{
     RevocationReason, RevokedCertParams, SanType, SerialNumber, SignatureAlgorithm, date_time_ymd,
 };
 
-use crypto_support::vector_file;
+use hometun_lab::trace::vector_file;
 
 fn at(unix: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(unix as u64)

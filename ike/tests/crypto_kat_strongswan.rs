@@ -1,4 +1,5 @@
-//! Known-answer tests against a real strongSwan 5.9.8 conversation (DESIGN.md: "the proof"):
+//! Known-answer tests against a real strongSwan 5.9.8 conversation (docs/ARCHITECTURE.md,
+//! "Tests"):
 //! nonces, SPIs and messages come from trace.pcap, the expected keys from the charon logs'
 //! hex dumps (parsed here, never retyped).
 
@@ -20,6 +21,7 @@ use hometun_ike::crypto::{
 use hometun_ike::wire::SkCipher;
 
 use crypto_support::*;
+use hometun_lab::trace::*;
 
 const IKE_SA_INIT: u8 = 34;
 const IKE_AUTH: u8 = 35;

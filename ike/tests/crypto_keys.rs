@@ -1,5 +1,6 @@
 //! The key schedule against a direct HMAC-SHA-256 implementation of RFC 7296's prf and prf+:
-//! proves that HKDF-Extract / HKDF-Expand compute exactly SKEYSEED and prf+ (DESIGN.md "keys"),
+//! proves that HKDF-Extract / HKDF-Expand compute exactly SKEYSEED and prf+ (RFC 7296 2.14;
+//! docs/ARCHITECTURE.md, "How a CHILD SA's keys travel"),
 //! and that SK_* and KEYMAT are cut from the prf+ stream in RFC order.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]

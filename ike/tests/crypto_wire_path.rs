@@ -18,7 +18,7 @@ use hometun_ike::wire::{
     ProtectedMessage,
 };
 
-use crypto_support::{Datagram, log_dumps, log_text, single, trace_datagrams, vector_file};
+use hometun_lab::trace::{Datagram, log_dumps, log_text, single, trace_datagrams, vector_file};
 
 fn id_body(id: &Identification) -> Vec<u8> {
     let mut body = vec![0; id.buffer_len()];

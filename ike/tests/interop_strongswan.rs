@@ -18,8 +18,6 @@ use std::fs;
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -28,39 +26,9 @@ use std::time::{Duration, Instant, SystemTime};
 use hometun_control::{Encapsulation, Event, Request, Spi};
 use hometun_ike::endpoint::{Endpoint, Now, Output, PeerStatus};
 use hometun_ike::wire::{Port4500, add_non_esp_marker, classify_port_4500};
+use hometun_lab::strongswan::{Charon, CharonConfig, lab_can_run};
+use hometun_lab::{Netns, veth};
 use sim_support::*;
-
-const CHARON: &str = "/usr/lib/ipsec/charon";
-/// The charon plugins every strongswan.conf of the tests loads (scripts/install-deps.sh names
-/// the package of each).
-const PLUGINS: &str = include_str!("../../testdata/strongswan-plugins");
-
-/// Whether the lab can run; otherwise the reason to skip (or to fail under CI=true).
-fn lab_available() -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err("not root".into());
-    }
-    if !Path::new(CHARON).exists() {
-        return Err(format!("{CHARON} is not installed"));
-    }
-    if Command::new("swanctl").arg("--version").output().is_err() {
-        return Err("swanctl is not installed".into());
-    }
-    Ok(())
-}
-
-fn skip_or_fail(reason: &str) {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("strongSwan interop cannot run under CI: {reason}");
-    }
-    eprintln!("skipping strongSwan interop: {reason}");
-}
-
-fn sh(args: &[&str]) {
-    let status = Command::new(args[0]).args(&args[1..]).status().unwrap();
-    assert!(status.success(), "{args:?} failed");
-}
 
 fn now() -> Now {
     Now {
@@ -69,158 +37,74 @@ fn now() -> Now {
     }
 }
 
-/// Two namespaces joined by a veth pair, charon in one of them. Everything is removed on drop
-/// (also when the test fails).
+/// Two namespaces joined by a veth pair, charon (the lab's launcher) in one of them.
+/// Everything is removed on drop (also when the test fails).
 struct Lab {
-    swan_ns: String,
-    ours_ns: String,
+    // Fields drop in order: charon before the namespaces.
+    charon: Option<Charon>,
+    swan: Netns,
+    ours: Netns,
     dir: tempfile::TempDir,
-    charon: Option<Child>,
 }
 
 impl Lab {
     /// `swan_addr` for charon's side, `our_addr` for ours, both in 192.0.2.0/24.
     fn new(tag: &str, swan_addr: Ipv4Addr, our_addr: Ipv4Addr) -> Self {
-        let id = std::process::id();
         let lab = Self {
-            swan_ns: format!("hts{id}{tag}s"),
-            ours_ns: format!("hts{id}{tag}h"),
-            dir: tempfile::tempdir().unwrap(),
             charon: None,
+            swan: Netns::new(&format!("{tag}s")).unwrap(),
+            ours: Netns::new(&format!("{tag}h")).unwrap(),
+            dir: tempfile::tempdir().unwrap(),
         };
-        let (a, b) = (format!("hv{id}{tag}a"), format!("hv{id}{tag}b"));
-        sh(&["ip", "netns", "add", &lab.swan_ns]);
-        sh(&["ip", "netns", "add", &lab.ours_ns]);
-        sh(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b]);
-        sh(&["ip", "link", "set", &a, "netns", &lab.swan_ns]);
-        sh(&["ip", "link", "set", &b, "netns", &lab.ours_ns]);
-        for (ns, dev, addr) in [(&lab.swan_ns, &a, swan_addr), (&lab.ours_ns, &b, our_addr)] {
-            sh(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{addr}/24"),
-                "dev",
-                dev,
-            ]);
-            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        veth(&lab.swan, "sw0", &lab.ours, "ho0").unwrap();
+        for (ns, dev, addr) in [(&lab.swan, "sw0", swan_addr), (&lab.ours, "ho0", our_addr)] {
+            ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", dev])
+                .unwrap();
+            ns.ip(&["link", "set", dev, "up"]).unwrap();
         }
         // kernel-libipsec routes the inner traffic from an address of the local selector.
         for inner in ["2001:db8:1::2/128", "2001:db8:ffff::1/128"] {
-            sh(&[
-                "ip",
-                "-n",
-                &lab.swan_ns,
-                "-6",
-                "addr",
-                "add",
-                inner,
-                "dev",
-                "lo",
-            ]);
+            lab.swan
+                .ip(&["-6", "addr", "add", inner, "dev", "lo"])
+                .unwrap();
         }
         lab
     }
 
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-
-    /// Writes strongswan.conf, swanctl.conf and the credentials, starts charon, loads.
+    /// Starts charon with our PKI's CA, its own certificate and key, and `connection`.
     fn start_charon(&mut self, pki: &Pki, swan_is_server: bool, connection: &str) {
-        let d = self.dir.path().to_path_buf();
-        for sub in ["swanctl/x509ca", "swanctl/x509", "swanctl/private"] {
-            fs::create_dir_all(d.join(sub)).unwrap();
-        }
         let pem = rustls_pki_types_pem;
-        fs::write(d.join("swanctl/x509ca/ca.pem"), pem(&pki.ca.der)).unwrap();
-        let (cert, key) = if swan_is_server {
-            (&pki.server, &pki.server)
+        let leaf = if swan_is_server {
+            &pki.server
         } else {
-            (&pki.client, &pki.client)
+            &pki.client
         };
-        fs::write(d.join("swanctl/x509/me.pem"), pem(&cert.der)).unwrap();
-        fs::write(d.join("swanctl/private/me.pem"), key_pem(&key.key_der)).unwrap();
-        fs::write(
-            d.join("strongswan.conf"),
-            format!(
-                r#"charon {{
-  load = {plugins}
-  retransmit_timeout = 1
-  retransmit_tries = 3
-  filelog {{ log {{ path = {log}
-     flush_line = yes
-     default = 1
-     ike = 2
-     cfg = 2
-     enc = 1
-  }} }}
-  plugins {{ vici {{ socket = unix://{vici} }} }}
-}}
-swanctl {{ socket = unix://{vici} }}
-"#,
-                log = d.join("charon.log").display(),
-                vici = d.join("charon.vici").display(),
-                plugins = PLUGINS.trim(),
-            ),
-        )
-        .unwrap();
-        fs::write(d.join("swanctl/swanctl.conf"), connection).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.swan_ns, "sh", "-c"])
-            .arg(format!(
-                "mount -t tmpfs none /run; cd {dir}; STRONGSWAN_CONF={dir}/strongswan.conf exec {CHARON}",
-                dir = d.display()
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.charon = Some(child);
-        let vici = d.join("charon.vici");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !vici.exists() {
-            assert!(
-                Instant::now() < deadline,
-                "charon did not start: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let out = self.swanctl(&[
-            "--load-all",
-            "--file",
-            &d.join("swanctl/swanctl.conf").display().to_string(),
-        ]);
-        assert!(out.0, "swanctl --load-all: {}", out.1);
+        let config = CharonConfig {
+            files: vec![
+                ("x509ca/ca.pem".into(), pem(&pki.ca.der).into_bytes()),
+                ("x509/me.pem".into(), pem(&leaf.der).into_bytes()),
+                ("private/me.pem".into(), key_pem(&leaf.key_der).into_bytes()),
+            ],
+            connections: connection.to_string(),
+            charon_extra: "  retransmit_timeout = 1".into(),
+        };
+        self.charon = Some(Charon::launch(&self.swan, self.dir.path(), &config).unwrap());
     }
 
+    fn charon(&self) -> &Charon {
+        self.charon.as_ref().expect("charon started")
+    }
+
+    /// `swanctl ARGS`: whether it succeeded, and what it printed.
     fn swanctl(&self, args: &[&str]) -> (bool, String) {
-        let d = self.dir.path();
-        let output = Command::new("ip")
-            .args(["netns", "exec", &self.swan_ns, "env"])
-            .arg(format!(
-                "STRONGSWAN_CONF={}",
-                d.join("strongswan.conf").display()
-            ))
-            .arg("swanctl")
-            .args(args)
-            .arg("--uri")
-            .arg(format!("unix://{}", d.join("charon.vici").display()))
-            .output()
-            .unwrap();
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).to_string()
-                + &String::from_utf8_lossy(&output.stderr),
-        )
+        match self.charon().swanctl(args) {
+            Ok(text) => (true, text),
+            Err(error) => (false, format!("{error:#}")),
+        }
     }
 
     fn log(&self) -> String {
-        fs::read_to_string(self.path("charon.log")).unwrap_or_default()
+        self.charon.as_ref().map(Charon::log).unwrap_or_default()
     }
 
     fn list_sas(&self) -> String {
@@ -230,13 +114,6 @@ swanctl {{ socket = unix://{vici} }}
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        if let Some(mut charon) = self.charon.take() {
-            let _ = charon.kill();
-            let _ = charon.wait();
-        }
-        for ns in [&self.swan_ns, &self.ours_ns] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
         if std::thread::panicking() {
             eprintln!("--- charon.log ---\n{}", self.log());
         }
@@ -457,18 +334,19 @@ fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn strongswan_client_to_our_server() {
-    if let Err(reason) = lab_available() {
-        return skip_or_fail(&reason);
+    if !lab_can_run("strongswan interop") {
+        return;
     }
     let client_ip = Ipv4Addr::new(192, 0, 2, 2);
     let mut lab = Lab::new("a", client_ip, SERVER_ADDR);
     let pki = swan_pki();
     let setup = Setup {
         server_allows: vec![client_prefix()],
+        server_esp: vec!["aes128gcm16-x25519-ecp256", "aes256gcm16-x25519-ecp256"],
         ..Setup::default()
     };
     let config = server_config(&setup, &pki);
-    let driver = Driver::start(&lab.ours_ns.clone(), SERVER_ADDR, move |now, rng| {
+    let driver = Driver::start(lab.ours.name(), SERVER_ADDR, move |now, rng| {
         Endpoint::responder(config, now, rng)
     });
     lab.start_charon(
@@ -491,7 +369,7 @@ fn strongswan_client_to_our_server() {
     children {{
       v6 {{ local_ts = 2001:db8:1::2/128
            remote_ts = ::/0
-           esp_proposals = aes128gcm16
+           esp_proposals = aes128gcm16-x25519
            mode = tunnel
            life_time = 0
            start_action = none }}
@@ -614,8 +492,8 @@ fn strongswan_client_to_our_server() {
 
 #[test]
 fn our_client_to_a_strongswan_server() {
-    if let Err(reason) = lab_available() {
-        return skip_or_fail(&reason);
+    if !lab_can_run("strongswan interop") {
+        return;
     }
     let client_ip = Ipv4Addr::new(192, 0, 2, 2);
     let mut lab = Lab::new("b", SERVER_ADDR, client_ip);
@@ -639,7 +517,7 @@ fn our_client_to_a_strongswan_server() {
     children {{
       v6 {{ local_ts = ::/0
            remote_ts = 2001:db8:1::/64
-           esp_proposals = aes128gcm16
+           esp_proposals = aes128gcm16-x25519
            mode = tunnel
            life_time = 0
            start_action = none }}
@@ -651,12 +529,12 @@ fn our_client_to_a_strongswan_server() {
     );
     let setup = Setup {
         client_ike: vec!["aes128gcm16-prfsha256-x25519"],
-        client_esp: vec!["aes128gcm16"],
+        client_esp: vec!["aes128gcm16-x25519"],
         ..Setup::default()
     };
     let mut config = client_config(&setup, &pki);
     config.local_addr = client_ip;
-    let driver = Driver::start(&lab.ours_ns.clone(), client_ip, move |now, rng| {
+    let driver = Driver::start(lab.ours.name(), client_ip, move |now, rng| {
         Endpoint::initiator(config, now, rng)
     });
     driver.wait(15, "PeerUp", |o| {
@@ -747,8 +625,8 @@ fn our_client_to_a_strongswan_server() {
 /// strongSwan retries with X25519.
 #[test]
 fn strongswan_client_with_p256_certificates_and_group_negotiation() {
-    if let Err(reason) = lab_available() {
-        return skip_or_fail(&reason);
+    if !lab_can_run("strongswan interop") {
+        return;
     }
     for (tag, server_ike, expect) in [
         (
@@ -773,10 +651,11 @@ fn strongswan_client_with_p256_certificates_and_group_negotiation() {
         let setup = Setup {
             alg: &rcgen::PKCS_ECDSA_P256_SHA256,
             server_ike,
+            server_esp: vec!["aes128gcm16-x25519-ecp256", "aes256gcm16-x25519-ecp256"],
             ..Setup::default()
         };
         let config = server_config(&setup, &pki);
-        let driver = Driver::start(&lab.ours_ns.clone(), SERVER_ADDR, move |now, rng| {
+        let driver = Driver::start(lab.ours.name(), SERVER_ADDR, move |now, rng| {
             Endpoint::responder(config, now, rng)
         });
         lab.start_charon(
@@ -797,7 +676,7 @@ fn strongswan_client_with_p256_certificates_and_group_negotiation() {
     children {{
       v6 {{ local_ts = 2001:db8:1::2/128
            remote_ts = ::/0
-           esp_proposals = aes256gcm16-aes128gcm16
+           esp_proposals = aes256gcm16-aes128gcm16-x25519
            mode = tunnel
            start_action = none }}
     }}

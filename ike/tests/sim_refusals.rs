@@ -115,7 +115,7 @@ fn client_unknown_to_the_servers_policy() {
     let pair = Pair::from_endpoints(setup, pki, clock, rng, client, server);
     let (reason, _) = check_refused(pair, "AUTHENTICATION_FAILED");
     assert!(
-        reason.contains("home.example is not a configured client"),
+        reason.contains("no [[clients]] entry names home.example"),
         "{reason}"
     );
 }

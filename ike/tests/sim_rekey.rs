@@ -69,6 +69,50 @@ fn assert_install_before_delete(node: &Node, old: u32, new: u32) {
     );
 }
 
+/// The notices a node's endpoint gave, as the driver prints them.
+fn notices(node: &Node) -> Vec<String> {
+    node.outputs
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Output::Notice(notice) => Some(notice.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A CHILD SA rekey leaves the state machine as outputs, in the words the log had: the rekey
+/// line at info on the side that starts it, the old pair's deletion on both.
+#[test]
+fn a_child_rekey_is_announced_through_outputs() {
+    let mut pair = connected(child_only());
+    let old_c = only_spi(&pair.client);
+    let old_s = only_spi(&pair.server);
+    pair.soft_limit(true, old_c);
+    pair.settle();
+    // No traffic here: the old pairs go after the grace period.
+    pair.advance(Duration::from_secs(15));
+    let client = notices(&pair.client);
+    let started = format!("rekeying CHILD SA {old_c:08x} with vps.example (no PFS)");
+    assert!(client.contains(&started), "{client:?}");
+    assert!(
+        client.iter().any(
+            |l| l.starts_with(&format!("CHILD SA {old_c:08x}_i ")) && l.ends_with("_o deleted")
+        ),
+        "{client:?}"
+    );
+    let server = notices(&pair.server);
+    assert!(
+        server.iter().any(
+            |l| l.starts_with(&format!("CHILD SA {old_s:08x}_i ")) && l.ends_with("_o deleted")
+        ),
+        "{server:?}"
+    );
+    assert!(pair.client.outputs.iter().any(|(_, o)| matches!(
+        o,
+        Output::Notice(n) if n.level() == hometun_ike::notice::Level::Info
+    )));
+}
+
 #[test]
 fn child_rekey_from_the_client_is_make_before_break() {
     let mut pair = connected(child_only());

@@ -269,3 +269,33 @@ fn a_refused_first_install_leads_to_a_new_ike_sa() {
     assert_eq!(pair.client.forwarder.installed.len(), 1);
     assert!(pair.esp(true) && pair.esp(false));
 }
+
+/// The replaced pair of a completed rekey reaches its hard limit (the peer, a rekey responder,
+/// kept sending on it until our DELETE): it is deleted at once. It is not "expired": its
+/// successor carries the traffic.
+#[test]
+fn a_replaced_pair_at_its_hard_limit_is_deleted_at_once_and_not_counted_as_expired() {
+    let mut pair = connected(Setup {
+        ike_rekey: IkeRekeyPolicy {
+            after_child_rekeys: 0,
+            ..IkeRekeyPolicy::default()
+        },
+        ..Setup::default()
+    });
+    let old = newest(&pair.client);
+    pair.soft_limit(true, old);
+    pair.settle();
+    assert_eq!(pair.client.forwarder.installed.len(), 2, "old and new");
+    hard_limit(&mut pair, true, old);
+    // Its DELETE exchange at once, its inbound SA kept 2 s for packets in flight; without the
+    // hard limit it would wait for the successor's traffic, or 10 s.
+    pair.advance(Duration::from_secs(3));
+    assert!(
+        pair.client.forwarder.delete_index(old).is_some(),
+        "the replaced pair was not deleted at its hard limit"
+    );
+    assert_eq!(pair.client.endpoint.counters().child_sas_expired, 0);
+    assert_eq!(pair.client.peer_ups(), 1, "no new IKE SA");
+    pair.advance(Duration::from_secs(5));
+    pair.assert_matching_pairs();
+}

@@ -1,8 +1,8 @@
-//! Two-peer simulation of address changes (issue 4, DESIGN.md "The override Neighbor
-//! Advertisement"): the client's forwarder follows its new outer address and the server's
-//! forwarder moves the client's endpoint after its checks; both IKE SAs follow, so that later
-//! exchanges (CHILD SA rekeys from either side, liveness checks, a request in flight) reach the
-//! peer where it is now, and rekeyed pairs are installed there, not at the old address.
+//! Two-peer simulation of address changes (docs/ARCHITECTURE.md, "Roaming"): the client's forwarder
+//! follows its new outer address and the server's forwarder moves the client's endpoint after its
+//! checks; both IKE SAs follow, so that later exchanges (CHILD SA rekeys from either side, liveness
+//! checks, a request in flight) reach the peer where it is now, and rekeyed pairs are installed
+//! there, not at the old address.
 
 #![allow(clippy::unwrap_used)]
 

@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod sim_support;
-mod wire_common;
 
 use std::net::SocketAddrV4;
 use std::time::Duration;
@@ -17,12 +16,12 @@ use hometun_ike::wire::{ExchangeType, HashAlgorithm, Message, NotifyType, Payloa
 use sim_support::*;
 
 fn strongswan_request() -> (SocketAddrV4, SocketAddrV4, Vec<u8>) {
-    let (origin, bytes) = wire_common::trace_messages().remove(0);
+    let (origin, bytes) = hometun_lab::trace::trace_messages().remove(0);
     (origin.src, origin.dst, bytes)
 }
 
 fn strongswan_response() -> Vec<u8> {
-    wire_common::trace_messages().remove(1).1
+    hometun_lab::trace::trace_messages().remove(1).1
 }
 
 fn our_responder(server_ike: Vec<&'static str>) -> (Endpoint, Clock, SeededRandom) {
@@ -182,7 +181,7 @@ mod stock {
         pub nr: Vec<u8>,
         pub init: Vec<u8>,
         pub server_init: Vec<u8>,
-        pub esp_spi: u32,
+        pub esp_spi: hometun_control::Spi,
         iv: u64,
     }
 
@@ -261,7 +260,7 @@ mod stock {
                 nr: Vec::new(),
                 init: init.clone(),
                 server_init: Vec::new(),
-                esp_spi: 0xbfcb_014d,
+                esp_spi: hometun_control::Spi(0xbfcb_014d),
                 iv: 0,
             };
             (me, ke, init)
@@ -491,7 +490,7 @@ fn a_strongswan_like_initiator_completes_ike_auth() {
         }
     }
     let sa = install.expect("installed");
-    assert_eq!(sa.spi_out.0, client.esp_spi);
+    assert_eq!(sa.spi_out, client.esp_spi);
     assert_eq!(
         sa.endpoint.encap,
         Encapsulation::Udp {
@@ -527,13 +526,13 @@ fn a_strongswan_like_initiator_completes_ike_auth() {
         vec![
             Payload::Notify(hometun_ike::wire::Notify::with_spi(
                 ProtocolId::ESP,
-                client.esp_spi.to_be_bytes().to_vec(),
+                client.esp_spi.to_bytes().to_vec(),
                 NotifyType::REKEY_SA,
                 vec![],
             )),
             Payload::Sa(hometun_ike::proposal::EspProposal::sa_payload(
                 &[hometun_ike::proposal::EspProposal::parse("aes128gcm16").unwrap()],
-                0x6236_6dc4,
+                hometun_control::Spi(0x6236_6dc4),
                 false,
             )),
             Payload::Nonce(hometun_ike::wire::Nonce::new(ni)),
@@ -562,9 +561,9 @@ fn a_strongswan_like_initiator_completes_ike_auth() {
     let answer = client.open(&answers[0]);
     assert_eq!(
         answer.inner,
-        [Payload::Delete(hometun_ike::wire::Delete::esp(&[sa
-            .spi_in
-            .0]))]
+        [Payload::Delete(hometun_ike::wire::Delete::esp(
+            &[sa.spi_in]
+        ))]
     );
     let status = server.status(clock.now());
     assert_eq!(status[0].children.len(), 1);

@@ -5,6 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use hometun_control::Spi;
 use hometun_ike::wire::*;
 
 /// Hex with spaces and newlines to bytes.
@@ -344,11 +345,9 @@ fn notify_payloads() {
 fn delete_payloads() {
     let body = h("03040002 d3453a9c 84f7a06a");
     let delete = Delete::parse(&body).unwrap();
-    assert_eq!(delete, Delete::esp(&[0xd345_3a9c, 0x84f7_a06a]));
-    assert_eq!(
-        delete.spis_u32().collect::<Vec<_>>(),
-        vec![0xd345_3a9c, 0x84f7_a06a]
-    );
+    let spis = [Spi(0xd345_3a9c), Spi(0x84f7_a06a)];
+    assert_eq!(delete, Delete::esp(&spis));
+    assert_eq!(delete.esp_spis().collect::<Vec<_>>(), spis);
     assert_eq!(emit_body(delete.buffer_len(), |b| delete.emit(b)), body);
 
     let body = h("01000000");
@@ -359,7 +358,7 @@ fn delete_payloads() {
     // Seven bytes of SPIs for two four-byte SPIs; SPI count with SPI size zero.
     assert!(Delete::parse(&h("03040002 d3453a9c 84f7a0")).is_err());
     assert!(Delete::parse(&h("01000001")).is_err());
-    let mut bad = Delete::esp(&[1]);
+    let mut bad = Delete::esp(&[Spi(1)]);
     bad.spis.push(vec![1, 2, 3]);
     assert!(bad.emit(&mut [0; 64]).is_err());
 }

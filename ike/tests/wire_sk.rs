@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 
-use hometun_control::AeadAlg;
+use hometun_control::{AeadAlg, Spi};
 use hometun_ike::crypto::SkGcm;
 use hometun_ike::wire::*;
 
@@ -23,7 +23,7 @@ fn inner() -> Vec<Payload> {
     vec![
         Payload::Notify(Notify::new(NotifyType::UPDATE_SA_ADDRESSES, vec![])),
         Payload::Notify(Notify::new(NotifyType::COOKIE2, vec![0xc6; 16])),
-        Payload::Delete(Delete::esp(&[0xd345_3a9c])),
+        Payload::Delete(Delete::esp(&[Spi(0xd345_3a9c)])),
     ]
 }
 

@@ -5,14 +5,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod wire_common;
-
 use std::process::Command;
 
 use hometun_control::AeadAlg;
 use hometun_ike::crypto::SkGcm;
 use hometun_ike::wire::*;
-use wire_common::*;
+use hometun_lab::trace::*;
 
 fn h(text: &str) -> Vec<u8> {
     hex::decode(text).unwrap()

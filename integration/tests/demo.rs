@@ -1,4 +1,4 @@
-//! `hometun demo` as a user runs it (issue 6): the real binary, its story read from its output,
+//! `hometun demo` as a user runs it: the real binary, its story read from its output,
 //! and nothing left behind afterwards (namespaces `htdemo-<pid>-*`, processes, its temporary
 //! directory): after a whole run, after SIGINT to its process group (what Ctrl-C sends) once the
 //! tunnel is up, and after a deliberate panic. The three tests run at once, which also shows that
@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use hometun_integration::{hometun_bin, require_root};
+use hometun_lab::{hometun_bin, require_root};
 
 /// A running `hometun demo` in its own process group; removes whatever it left if a test fails.
 struct Demo {

@@ -5,40 +5,24 @@
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
-use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use hometun_control::{
-    AeadAlg, AeadKey, ChildSa, ControlError, Encapsulation, Endpoint, InterfaceConfig, Limits,
-    PeerId, Request, Response, Spi,
-};
+use hometun_control::{AeadAlg, ChildSa, ControlError, InterfaceConfig, Request, Response, Spi};
 use hometun_forwarder::server::ControlClient;
-use hometun_integration::{Guarded, Netns, hometun_bin, require_root};
+use hometun_lab::{Guarded, Netns, hometun_bin, require_root};
 
 fn child_sa(spi_in: u32) -> ChildSa {
-    ChildSa {
-        peer: PeerId(1),
-        spi_in: Spi(spi_in),
-        key_in: AeadKey::from_keymat(AeadAlg::AesGcm256, &[3; 36]).unwrap(),
-        spi_out: Spi(0x77),
-        key_out: AeadKey::from_keymat(AeadAlg::AesGcm256, &[4; 36]).unwrap(),
-        local_ts: vec!["2001:db8:ffff::/48".parse().unwrap()],
-        remote_ts: vec!["2001:db8:1::/64".parse().unwrap()],
-        endpoint: Endpoint {
-            local: Ipv4Addr::new(192, 0, 2, 1),
-            remote: Ipv4Addr::new(192, 0, 2, 2),
-            encap: Encapsulation::Udp {
-                local_port: 4500,
-                remote_port: 4500,
-            },
-        },
-        limits: Limits::default(),
-        esn: true,
-        replay_window: 4096,
-        nat_keepalive_seconds: Some(20),
-    }
+    ChildSa::builder()
+        .spis(spi_in, 0x77)
+        .keys(AeadAlg::AesGcm256, 3, 4)
+        .local_ts(&["2001:db8:ffff::/48"])
+        .udp(4500, 4500)
+        .esn(true)
+        .replay_window(4096)
+        .nat_keepalive_seconds(Some(20))
+        .build()
 }
 
 #[test]

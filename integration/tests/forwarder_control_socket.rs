@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use hometun_integration::{Guarded, hometun_bin, require_root, wait_for};
+use hometun_lab::{Guarded, hometun_bin, require_root, wait_for};
 
 /// `hometun forwarder --control SOCKET ARGS...` under umask 000; waits until it listens.
 fn start_forwarder(socket: &Path, args: &[&str], log: &Path) -> Guarded {

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use hometun_control::{CounterReport, DropReason, Event, FromForwarder, Request, Spi};
 use hometun_forwarder::server::ControlClient;
-use hometun_integration::forwarder_lab::{
+use hometun_lab::forwarder_lab::{
     Encap, ForwarderLab, KEY_HOME_TO_VPS, SPI_HOME_TO_VPS, Side, Stop, VPS_INNER,
 };
-use hometun_integration::{Guarded, require_root, wait_for};
+use hometun_lab::{Guarded, require_root, wait_for};
 
 const TRANSFER_BYTES: u64 = 200 * 1024 * 1024;
 

@@ -9,11 +9,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hometun_integration::ike_lab::{
+use hometun_lab::ike_lab::{
     HOME_INNER, HOME_PREFIX, OuterCounters, Setup, VPS_INNER, edit_server, has_link, hometun, logs,
     ping6, tcp_transfer, wait_ping,
 };
-use hometun_integration::{require_root, wait_for};
+use hometun_lab::{require_root, wait_for};
 
 const TRANSFER_BYTES: u64 = 100 * 1024 * 1024;
 
@@ -37,10 +37,7 @@ fn hometun_client_and_server_over_raw_esp() {
         .home()
         .ns
         .output(
-            hometun_integration::hometun_bin()
-                .unwrap()
-                .to_str()
-                .unwrap(),
+            hometun_lab::hometun_bin().unwrap().to_str().unwrap(),
             &["ike", "probe", "192.0.2.1"],
         )
         .unwrap();
@@ -169,7 +166,7 @@ fn hometun_client_and_server_over_raw_esp() {
     assert!(!has_link(&lab.vps.ns, "hometun0"), "TUN left on the VPS");
     assert!(
         !setup.pki.dir.join("state/control.sock").exists(),
-        "control socket left behind"
+        "status socket left behind"
     );
     eprintln!(
         "timings: tunnel up {:.2} s after start, 100 MB in {:.2} s ({:.0} Mbit/s), total {:.1} s",
@@ -185,7 +182,7 @@ fn hometun_client_and_server_over_raw_esp() {
 #[test]
 fn daemon_refuses_bad_credentials() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = hometun_integration::ike_lab::Pki::init(&dir.path().join("ca")).unwrap();
+    let pki = hometun_lab::ike_lab::Pki::init(&dir.path().join("ca")).unwrap();
     let config = pki.server_toml();
     let key = pki.dir.join("server.key");
     {
@@ -213,6 +210,64 @@ fn daemon_refuses_bad_credentials() {
         .trim_end();
     assert!(!line.contains('\n'), "{text}");
     assert!(line.contains("server.pem"), "{line}");
+}
+
+/// `server --check` with an enrollment listener refuses a CA key others can read, as the
+/// daemons refuse their own keys (it is read at every enrollment).
+#[test]
+fn check_refuses_a_ca_key_others_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = hometun_lab::ike_lab::Pki::init(&dir.path().join("ca")).unwrap();
+    let config = pki.server_toml();
+    hometun(&["server", "--config", config.to_str().unwrap(), "--check"]).unwrap();
+    let key = pki.dir.join("ca.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let error = hometun(&["server", "--config", config.to_str().unwrap(), "--check"]).unwrap_err();
+    let text = format!("{error:#}");
+    assert!(
+        text.contains("enroll.pki_dir")
+            && text.contains("ca.key: readable by others (mode 0644); run chmod 600 on it"),
+        "{text}"
+    );
+}
+
+/// A file the config names that is missing: one line with the config, the key, the file and
+/// the problem, said once (`server.toml: server.certificate: .../servr.pem: not found`).
+#[test]
+fn check_names_the_config_key_and_file_that_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = hometun_lab::ike_lab::Pki::init(&dir.path().join("ca")).unwrap();
+    let config = pki.server_toml();
+    let good = std::fs::read_to_string(&config).unwrap();
+    for (written, key) in [
+        ("server.pem", "server.certificate"),
+        ("server.key", "server.private_key"),
+        ("ca.pem", "server.ca"),
+    ] {
+        let quoted = format!("\"{written}\"");
+        assert!(good.contains(&quoted), "{good}");
+        std::fs::write(&config, good.replace(&quoted, "\"missing.pem\"")).unwrap();
+        let error =
+            hometun(&["server", "--config", config.to_str().unwrap(), "--check"]).unwrap_err();
+        let text = format!("{error:#}");
+        let expected = format!(
+            "hometun: {}: {key}: {}: not found\n",
+            config.display(),
+            pki.dir.join("missing.pem").display()
+        );
+        assert!(text.contains(&expected), "{text}\nexpected {expected:?}");
+        assert!(!text.contains("os error"), "{text}");
+    }
+    std::fs::write(&config, &good).unwrap();
+    // The config itself.
+    let missing = dir.path().join("nothing.toml");
+    let error = hometun(&["server", "--config", missing.to_str().unwrap(), "--check"]).unwrap_err();
+    let text = format!("{error:#}");
+    assert!(
+        text.contains(&format!("hometun: {}: not found\n", missing.display())),
+        "{text}"
+    );
 }
 
 /// The forwarder dies (SIGKILL): the daemon stops with an error line rather than run without
@@ -258,7 +313,7 @@ fn daemon_exits_when_its_forwarder_dies() {
 /// `hometun status` without --config says which default it tried.
 #[test]
 fn status_without_config_names_the_defaults() {
-    if hometun_integration::ike_lab::DEFAULT_CONFIGS
+    if hometun_lab::ike_lab::DEFAULT_CONFIGS
         .iter()
         .any(|p| Path::new(p).exists())
     {
@@ -356,10 +411,7 @@ fn probe_and_client_follow_cookie_and_invalid_ke() {
         .home()
         .ns
         .output(
-            hometun_integration::hometun_bin()
-                .unwrap()
-                .to_str()
-                .unwrap(),
+            hometun_lab::hometun_bin().unwrap().to_str().unwrap(),
             &["ike", "probe", "192.0.2.1"],
         )
         .unwrap();

@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use hometun_integration::ike_lab::{Daemon, Pki, Setup, VPS_INNER, logs, ping6, wait_ping};
-use hometun_integration::require_root;
+use hometun_lab::ike_lab::{Daemon, Pki, Setup, VPS_INNER, logs, ping6, wait_ping};
+use hometun_lab::require_root;
 
 /// Starts a client that must be refused in the second home's namespace; checks both logs and
 /// that the server's forwarder holds nothing of it.

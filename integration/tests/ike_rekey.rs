@@ -8,10 +8,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hometun_integration::ike_lab::{
+use hometun_lab::ike_lab::{
     Daemon, Setup, VPS_INNER, edit_client, edit_server, logs, ping6, tcp_transfer, wait_ping,
 };
-use hometun_integration::require_root;
+use hometun_lab::require_root;
 
 const TRANSFER_BYTES: u64 = 100 * 1024 * 1024;
 /// Rekey after 24 MB in either direction: four or more rekeys during the transfer.

@@ -1,5 +1,5 @@
-//! The home's outer IPv4 address changes under a running `hometun client` (DESIGN.md "The
-//! override Neighbor Advertisement"): its forwarder follows the address, announces it through
+//! The home's outer IPv4 address changes under a running `hometun client` (docs/ARCHITECTURE.md,
+//! "Roaming"): its forwarder follows the address, announces it through
 //! the tunnel, the server's forwarder checks and probes it and moves the peer, and both IKE
 //! endpoints follow (`EndpointMoved`). ping6 works again from the new address, both sides' status
 //! shows it, and a DELETE from the client still reaches the server there.
@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use hometun_integration::ike_lab::{Setup, VPS_INNER, logs, ping6, wait_ping};
-use hometun_integration::{require_root, wait_for};
+use hometun_lab::ike_lab::{Setup, VPS_INNER, logs, ping6, wait_ping};
+use hometun_lab::{require_root, wait_for};
 
 #[test]
 fn client_address_change_keeps_the_tunnel() {

@@ -16,12 +16,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hometun_integration::ike_lab::{
+use hometun_lab::ike_lab::{
     Daemon, HOME_PREFIX, OuterCounters, Setup, VPS_INNER, VPS_NAME, edit_client, ping6,
     tcp_transfer, wait_ping,
 };
-use hometun_integration::require_root;
-use hometun_integration::strongswan::{Charon, CharonSpec, available};
+use hometun_lab::require_root;
+use hometun_lab::strongswan::{Charon, CharonSpec, available};
 
 const TRANSFER_BYTES: u64 = 100 * 1024 * 1024;
 /// The byte limit of the rekey variants: several rekeys during the transfer.
@@ -45,7 +45,7 @@ fn check_rekeyed(daemon: &Daemon, charon: &Charon, before: &[u64]) {
         logs(daemon, charon)
     );
     let waited = Instant::now();
-    let replaced = hometun_integration::wait_for(Duration::from_secs(30), || {
+    let replaced = hometun_lab::wait_for(Duration::from_secs(30), || {
         daemon.status().is_ok_and(|status| {
             let now = inbound_spis(&status);
             !now.is_empty() && now.iter().all(|s| !before.contains(s))
@@ -182,7 +182,7 @@ fn strongswan_client(rekey: bool) {
             local_ts: HOME_PREFIX.into(),
             remote_ts: "::/0".into(),
             proposals: "aes128gcm16-prfsha256-x25519".into(),
-            esp_proposals: "aes128gcm16".into(),
+            esp_proposals: "aes128gcm16-x25519".into(),
             charon_extra: String::new(),
             connection_extra: String::new(),
             child_extra: if rekey {
@@ -230,7 +230,7 @@ fn strongswan_client(rekey: bool) {
         .swanctl(&["--terminate", "--ike", "home", "--timeout", "10"])
         .unwrap();
     assert!(
-        hometun_integration::wait_for(Duration::from_secs(10), || server
+        hometun_lab::wait_for(Duration::from_secs(10), || server
             .status()
             .is_ok_and(|s| s["peers"].as_array().is_some_and(|p| p.is_empty()))),
         "the server kept the peer after strongSwan's DELETE\n{}",
@@ -268,7 +268,7 @@ fn hometun_client(rekey: bool) {
             local_ts: "::/0".into(),
             remote_ts: HOME_PREFIX.into(),
             proposals: "aes128gcm16-prfsha256-x25519".into(),
-            esp_proposals: "aes128gcm16".into(),
+            esp_proposals: "aes128gcm16-x25519".into(),
             charon_extra: String::new(),
             connection_extra: String::new(),
             child_extra: String::new(),
@@ -281,10 +281,7 @@ fn hometun_client(rekey: bool) {
         .home()
         .ns
         .output(
-            hometun_integration::hometun_bin()
-                .unwrap()
-                .to_str()
-                .unwrap(),
+            hometun_lab::hometun_bin().unwrap().to_str().unwrap(),
             &["ike", "probe", "192.0.2.1"],
         )
         .unwrap();
@@ -336,7 +333,7 @@ fn hometun_client(rekey: bool) {
     // The client's SIGTERM deletes the IKE SA at strongSwan.
     assert!(client.stop().unwrap().success());
     assert!(
-        hometun_integration::wait_for(Duration::from_secs(10), || !charon
+        hometun_lab::wait_for(Duration::from_secs(10), || !charon
             .list_sas()
             .contains("ESTABLISHED")),
         "strongSwan kept the IKE SA after the client's DELETE:\n{}",

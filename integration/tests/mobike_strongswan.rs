@@ -1,24 +1,24 @@
-//! Issue 4, "How it is shown" 3: a stock strongSwan 5.9 client (charon with kernel-libipsec,
-//! ESP in UDP 4500, `mobike = yes`) roams against `hometun server`: its address changes under a
-//! running TCP transfer and a ping every 20 ms (the new address added, the old one deleted,
-//! `promote_secondaries`); strongSwan sends MOBIKE's UPDATE_SA_ADDRESSES from the new address,
-//! the server moves the IKE SA, checks the new address (COOKIE2) and moves the CHILD SAs. The
-//! transfer completes with the right SHA-256, pings resume, the test prints the outage.
+//! MOBIKE (RFC 4555; docs/ARCHITECTURE.md, "Roaming"): a stock strongSwan 5.9 client (charon with
+//! kernel-libipsec, ESP in UDP 4500, `mobike = yes`) roams against `hometun server`: its address
+//! changes under a running TCP transfer and a ping every 20 ms (the new address added, the old one
+//! deleted, `promote_secondaries`); strongSwan sends MOBIKE's UPDATE_SA_ADDRESSES from the new
+//! address, the server moves the IKE SA, checks the new address (COOKIE2) and moves the CHILD SAs.
+//! The transfer completes with the right SHA-256, pings resume, the test prints the outage.
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
 use std::path::Path;
 use std::time::Duration;
 
-use hometun_integration::ike_lab::{Daemon, VPS_NAME, ping6, wait_ping};
-use hometun_integration::require_root;
-use hometun_integration::roaming_ike_lab::{
+use hometun_lab::ike_lab::{Daemon, VPS_NAME, ping6, wait_ping};
+use hometun_lab::require_root;
+use hometun_lab::roaming_ike_lab::{
     HOME_FIRST, HOME_INNER, HOME_NAME, HOME_PREFIX, HOME_SECOND, IkeRoamingLab, VPS_INNER,
     VPS_OUTER, swap_address, wait_status,
 };
-use hometun_integration::roaming_lab::{Path4, outage};
-use hometun_integration::roaming_lab::{RoamingTools, TransferOutcome, TransferUnderPing};
-use hometun_integration::strongswan::{Charon, CharonSpec, available};
+use hometun_lab::roaming_lab::{Path4, outage};
+use hometun_lab::roaming_lab::{RoamingTools, TransferOutcome, TransferUnderPing};
+use hometun_lab::strongswan::{Charon, CharonSpec, available};
 
 fn nettool() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_hometun-nettool"))
@@ -92,7 +92,7 @@ fn mobike_strongswan_client_roams_against_hometun_server() {
             local_ts: HOME_PREFIX.into(),
             remote_ts: "::/0".into(),
             proposals: "aes128gcm16-prfsha256-x25519".into(),
-            esp_proposals: "aes128gcm16".into(),
+            esp_proposals: "aes128gcm16-x25519".into(),
             charon_extra: String::new(),
             connection_extra: String::new(),
             child_extra: String::new(),

@@ -16,10 +16,8 @@ use hometun_control::{
     ControlError, InterfaceConfig, PlatformError, PlatformOp, Request, Response,
 };
 use hometun_forwarder::server::ControlClient;
-use hometun_integration::ike_lab::{
-    Daemon, Setup, VPS_INNER, edit_client, edit_server, has_link, logs,
-};
-use hometun_integration::{Guarded, Netns, hometun_bin, require_root, wait_for};
+use hometun_lab::ike_lab::{Daemon, Setup, VPS_INNER, edit_client, edit_server, has_link, logs};
+use hometun_lab::{Guarded, Netns, hometun_bin, require_root, wait_for};
 
 /// The live (not zombie) `hometun forwarder` processes in `ns`.
 fn forwarders(ns: &Netns) -> Vec<u32> {
@@ -227,7 +225,7 @@ fn a_socket_served_forwarder_stops_at_once_when_its_daemon_is_killed() {
         logs(&[&restarted, &client])
     );
     assert!(
-        old_log.contains("forwarder: stopped (ControllerGone)"),
+        old_log.contains("forwarder: stopped: its controller closed the channel"),
         "{old_log}"
     );
     let after = forwarders(&lab.vps.ns);

@@ -1,4 +1,4 @@
-//! Many idle homes on one server (issue 6, the memory benchmark's set-up in small): 50 homes,
+//! Many idle homes on one server (the memory benchmark's set-up in small): 50 homes,
 //! each with its own identity, certificate and /64 from `hometun pki`, bring up an IKE SA with
 //! its CHILD SA against `hometun server` and stay up (`hometun ike bench --hold`, the initiator
 //! `bench/memory.sh` uses). The server's status shows 50 peers, each with its own prefix, and
@@ -10,9 +10,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use hometun_integration::ike_lab::{Daemon, Setup, VPS_ADDR};
-use hometun_integration::roaming_ike_lab::wait_status;
-use hometun_integration::{Guarded, hometun_bin, require_root};
+use hometun_lab::ike_lab::{Daemon, Setup, VPS_ADDR};
+use hometun_lab::roaming_ike_lab::wait_status;
+use hometun_lab::{Guarded, hometun_bin, require_root};
 
 const HOMES: usize = 50;
 

@@ -1,4 +1,4 @@
-//! Many homes on one server (issue 6): three `hometun client`s against one `hometun server`,
+//! Many homes on one server: three `hometun client`s against one `hometun server`,
 //! one TUN device on the VPS with one route per home prefix, each home with its own SAs. While
 //! two of them keep a ping going (20 per second, one each way), the third leaves (its route
 //! goes), comes back (its route returns), and is cut off by a reload that gives its prefix to a
@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
-use hometun_integration::ike_lab::{Daemon, Setup, VPS_INNER, edit_server, logs, wait_ping};
-use hometun_integration::{Guarded, Netns, require_root, wait_for};
+use hometun_lab::ike_lab::{Daemon, Setup, VPS_INNER, edit_server, logs, wait_ping};
+use hometun_lab::{Guarded, Netns, require_root, wait_for};
 
 fn prefix(i: usize) -> String {
     format!("2001:db8:100:{}::/64", i + 1)

@@ -1,4 +1,4 @@
-//! SIGHUP: `hometun server` reads its configuration again (issue 6). A good new config is taken
+//! SIGHUP: `hometun server` reads its configuration again. A good new config is taken
 //! (logged with what changed) and the running tunnel keeps its IKE and CHILD SAs; a bad one is
 //! refused with the same one-line error start-up gives, logged, and the running one stays; a
 //! change that needs a restart (the interface name) is refused with a line saying so; and a
@@ -11,10 +11,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hometun_integration::ike_lab::{
-    Daemon, Setup, VPS_INNER, edit_server, hometun, logs, wait_ping,
-};
-use hometun_integration::{require_root, wait_for};
+use hometun_lab::ike_lab::{Daemon, Setup, VPS_INNER, edit_server, hometun, logs, wait_ping};
+use hometun_lab::{require_root, wait_for};
 
 fn sighup(daemon: &Daemon) {
     // SAFETY: kill has no memory preconditions; the pid is our daemon's.
@@ -55,7 +53,7 @@ fn spis(status: &serde_json::Value) -> (String, Vec<u64>) {
 }
 
 fn one_line_error_of_start(config: &Path) -> String {
-    let output = std::process::Command::new(hometun_integration::hometun_bin().unwrap())
+    let output = std::process::Command::new(hometun_lab::hometun_bin().unwrap())
         .args(["server", "--config"])
         .arg(config)
         .output()
@@ -126,6 +124,12 @@ fn sighup_reload_good_bad_restart_and_crl() {
         line.contains("reload refused") && line.contains("missing.pem"),
         "{line}"
     );
+    // `hometun status` still reaches the daemon through the broken file, which names its socket,
+    // and through a file that is not TOML at all.
+    assert_eq!(spis(&server.status().unwrap()), running, "SAs changed");
+    std::fs::write(&config, format!("{good_text}\n[[[\n")).unwrap();
+    assert_eq!(spis(&server.status().unwrap()), running, "not TOML");
+    assert!(server.status_table().unwrap().contains("home.example"));
 
     // A change that needs a restart.
     std::fs::write(&config, &good_text).unwrap();

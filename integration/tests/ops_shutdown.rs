@@ -1,4 +1,4 @@
-//! Clean shutdown on SIGTERM (issue 6): the server with two homes connected sends each a
+//! Clean shutdown on SIGTERM: the server with two homes connected sends each a
 //! DELETE (each client logs that the peer deleted its IKE SA), its forwarder removes the TUN
 //! device and the routes, no process is left in its namespace and it exits 0; the homes then
 //! stop the same way; and once the lab is dropped no namespace of this test is left.
@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use hometun_integration::ike_lab::{Daemon, Setup, VPS_INNER, has_link, logs, wait_ping};
-use hometun_integration::{Netns, require_root, wait_for};
+use hometun_lab::ike_lab::{Daemon, Setup, VPS_INNER, has_link, logs, wait_ping};
+use hometun_lab::{Netns, require_root, wait_for};
 
 fn pids(ns: &Netns) -> Vec<String> {
     let output = std::process::Command::new("ip")
@@ -70,7 +70,7 @@ fn sigterm_deletes_the_sas_and_leaves_nothing() {
         nothing_left(&lab.vps.ns, "VPS");
         assert!(
             !setup.pki.dir.join("state/control.sock").exists(),
-            "control socket left"
+            "status socket left"
         );
         for client in &clients {
             assert!(

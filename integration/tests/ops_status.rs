@@ -1,5 +1,5 @@
-//! `hometun status` (table and JSON) and the Prometheus endpoint against known traffic
-//! (issue 6): N pings of a known size from the home to the VPS; both daemons' counters of the
+//! `hometun status` (table and JSON) and the Prometheus endpoint against known traffic:
+//! N pings of a known size from the home to the VPS; both daemons' counters of the
 //! CHILD SA pair grow by exactly N packets and N times the inner packet's size each way, the
 //! table shows the peer's identity, prefix, endpoint, SPIs, algorithms, bytes and packets each
 //! way, what is left before the rekey and when the last packet came, and a scrape of
@@ -10,10 +10,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use hometun_integration::ike_lab::{
+use hometun_lab::ike_lab::{
     Daemon, HOME_INNER, HOME_PREFIX, Setup, VPS_INNER, edit_client, edit_server, logs, wait_ping,
 };
-use hometun_integration::{Netns, require_root};
+use hometun_lab::{Netns, require_root};
 
 const PINGS: u64 = 25;
 /// ICMPv6 echo data bytes (`ping -s`).
@@ -242,9 +242,10 @@ fn status_and_metrics_count_known_traffic() {
     // Metrics: the same figures. Scraping asks for fresh counters, so nothing moved since.
     let text = scrape(&lab.vps.ns);
     for family in [
-        "hometun_sa_bytes_total",
-        "hometun_sa_packets_total",
-        "hometun_sa_rekey_bytes_left",
+        "hometun_peer_bytes_total",
+        "hometun_peer_packets_total",
+        "hometun_peer_rekey_bytes_left",
+        "hometun_peer_up",
         "hometun_peer_info",
         "hometun_drops_total",
     ] {
@@ -257,30 +258,39 @@ fn status_and_metrics_count_known_traffic() {
             "{family}\n{text}"
         );
     }
-    let labels = [
-        "peer=\"home.example\"".to_string(),
-        format!("spi_in=\"{spi_in:08x}\""),
-    ];
+    // Labelled by the peer's name only: no SPI, which every rekey changes.
+    assert!(!text.contains("spi_in"), "{text}");
+    let labels = ["peer=\"home.example\"".to_string()];
     let with = |dir: &'static str| -> Vec<&str> {
         let mut v: Vec<&str> = labels.iter().map(String::as_str).collect();
         v.push(dir);
         v
     };
     let scraped = (
-        sample(&text, "hometun_sa_packets_total", &with("direction=\"in\"")).unwrap(),
-        sample(&text, "hometun_sa_bytes_total", &with("direction=\"in\"")).unwrap(),
         sample(
             &text,
-            "hometun_sa_packets_total",
+            "hometun_peer_packets_total",
+            &with("direction=\"in\""),
+        )
+        .unwrap(),
+        sample(&text, "hometun_peer_bytes_total", &with("direction=\"in\"")).unwrap(),
+        sample(
+            &text,
+            "hometun_peer_packets_total",
             &with("direction=\"out\""),
         )
         .unwrap(),
-        sample(&text, "hometun_sa_bytes_total", &with("direction=\"out\"")).unwrap(),
+        sample(
+            &text,
+            "hometun_peer_bytes_total",
+            &with("direction=\"out\""),
+        )
+        .unwrap(),
     );
     assert_eq!(scraped, pair(&server.status().unwrap()), "{text}");
     let left: Vec<&str> = labels.iter().map(String::as_str).collect();
     assert_eq!(
-        sample(&text, "hometun_sa_rekey_packets_left", &left),
+        sample(&text, "hometun_peer_rekey_packets_left", &left),
         Some(REKEY_PACKETS - scraped.0.max(scraped.2)),
         "{text}"
     );
@@ -298,14 +308,119 @@ fn status_and_metrics_count_known_traffic() {
         "{text}"
     );
     assert!(
-        sample(&text, "hometun_sa_packets_total", &["direction=\"out\""]).unwrap() >= PINGS,
+        sample(&text, "hometun_peer_packets_total", &["direction=\"out\""]).unwrap() >= PINGS,
         "{text}"
     );
     // The reverse direction is counted too: pings from the VPS to the home.
     let before = pair(&client.status().unwrap());
-    assert!(hometun_integration::ike_lab::ping6(&lab.vps.ns, HOME_INNER, 3).unwrap());
+    assert!(hometun_lab::ike_lab::ping6(&lab.vps.ns, HOME_INNER, 3).unwrap());
     let grown = delta(pair(&client.status().unwrap()), before);
     assert!(grown.0 >= 3 && grown.2 >= 3, "{grown:?}");
     assert!(client.stop().unwrap().success());
+    assert!(server.stop().unwrap().success());
+}
+
+/// Every home the server knows is listed, connected or not: a home that stopped shows when it
+/// was last seen and why it went down, an enrolled home that never came shows as such, each
+/// with its certificate from the registry; `hometun status NAME` shows one home.
+#[test]
+fn status_lists_homes_that_are_down_and_filters_by_name() {
+    if !require_root("status_lists_homes_that_are_down_and_filters_by_name") {
+        return;
+    }
+    let setup = Setup::new(3).unwrap();
+    let lab = &setup.lab;
+    let server = setup.start_server().unwrap();
+    let home = setup.start_client(0).unwrap();
+    let home2 = setup.start_client(1).unwrap();
+    let both_up = || {
+        server
+            .status()
+            .is_ok_and(|s| s["peers"].as_array().is_some_and(|p| p.len() == 2))
+    };
+    assert!(
+        hometun_lab::wait_for(Duration::from_secs(30), both_up),
+        "the homes did not come up\n{}",
+        logs(&[&server, &home, &home2])
+    );
+    assert!(wait_ping(
+        &lab.home().ns,
+        VPS_INNER,
+        Duration::from_secs(10)
+    ));
+    // home2 stops: its client deletes the IKE SA.
+    assert!(home2.stop().unwrap().success());
+    let home2_down = || {
+        server.status().is_ok_and(|s| {
+            s["homes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|h| h["name"] == "home2.example" && h["state"] == "down")
+        })
+    };
+    assert!(
+        hometun_lab::wait_for(Duration::from_secs(10), home2_down),
+        "{:#}",
+        server.status().unwrap()
+    );
+    let status = server.status().unwrap();
+    let homes = status["homes"].as_array().unwrap();
+    let entry = |name: &str| homes.iter().find(|h| h["name"] == name).unwrap();
+    assert_eq!(entry("home.example")["state"], "up", "{status:#}");
+    assert_eq!(entry("home.example")["certificate"], "active", "{status:#}");
+    let gone = entry("home2.example");
+    assert!(gone["last_seen"].as_u64().is_some(), "{status:#}");
+    assert!(gone["down_reason"].as_str().is_some(), "{status:#}");
+    // Enrolled, never connected.
+    assert_eq!(entry("home3.example")["state"], "never", "{status:#}");
+    assert!(
+        entry("home3.example")["certificate_expires"].is_string(),
+        "{status:#}"
+    );
+
+    let table = server.status_table().unwrap();
+    eprintln!("{table}");
+    for expected in [
+        "peer: home.example (peer",
+        "peer: home2.example (down)\n  last seen ",
+        "peer: home3.example (not connected)\n  not seen since the start\n  certificate: active, expires ",
+    ] {
+        assert!(table.contains(expected), "missing {expected:?} in\n{table}");
+    }
+    assert!(table.contains("; down "), "{table}");
+
+    // One home: the others are left out of the table and of the JSON.
+    let config = setup.server_toml.to_str().unwrap();
+    let one =
+        hometun_lab::ike_lab::hometun(&["status", "home2.example", "--config", config]).unwrap();
+    let one = String::from_utf8_lossy(&one.stdout);
+    assert!(one.contains("peer: home2.example (down)"), "{one}");
+    assert!(
+        !one.contains("home.example (") && !one.contains("home3"),
+        "{one}"
+    );
+    let json =
+        hometun_lab::ike_lab::hometun(&["status", "home.example", "--config", config, "--json"])
+            .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json["peers"].as_array().unwrap().len(), 1, "{json:#}");
+    assert_eq!(json["homes"].as_array().unwrap().len(), 1, "{json:#}");
+    assert_eq!(json["homes"][0]["name"], "home.example", "{json:#}");
+    // A name nobody knows: exit 1 and one line.
+    let unknown = std::process::Command::new(hometun_lab::hometun_bin().unwrap())
+        .args(["status", "nobody.example", "--config", config])
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+    let error = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        error.contains("the daemon knows no peer named nobody.example"),
+        "{error}"
+    );
+    assert!(home.stop().unwrap().success());
+    // A log written to a file has no colour codes.
+    let log = server.log_text();
+    assert!(!log.contains('\u{1b}'), "{log:?}");
     assert!(server.stop().unwrap().success());
 }

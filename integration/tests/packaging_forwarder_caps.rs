@@ -1,4 +1,4 @@
-//! Packaging (issue 6): `hometun server` with `server.forwarder_socket` uses a forwarder that
+//! Packaging: `hometun server` with `server.forwarder_socket` uses a forwarder that
 //! runs on its own, as the systemd unit examples/systemd/hometun-server-forwarder.service runs
 //! it: as user nobody holding only CAP_NET_ADMIN and CAP_NET_RAW (setpriv), with the roaming
 //! flag the daemon would give its own child. The TUN device, the raw ESP socket and UDP 4500
@@ -12,13 +12,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hometun_integration::ike_lab::{
+use hometun_lab::ike_lab::{
     Daemon, HOME_INNER, OuterCounters, Setup, VPS_INNER, edit_client, edit_server, has_link,
     hometun, ping6, wait_ping,
 };
-use hometun_integration::roaming_ike_lab::{IkeRoamingLab, wait_status};
-use hometun_integration::roaming_lab::Path4;
-use hometun_integration::{Guarded, Netns, hometun_bin, require_root, wait_for};
+use hometun_lab::roaming_ike_lab::{IkeRoamingLab, wait_status};
+use hometun_lab::roaming_lab::Path4;
+use hometun_lab::{Guarded, Netns, hometun_bin, require_root, wait_for};
 
 /// CAP_NET_ADMIN (12) and CAP_NET_RAW (13).
 const NET_ADMIN_AND_RAW: u64 = (1 << 12) | (1 << 13);

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hometun_integration::{strongswan, workspace_root};
+use hometun_lab::{strongswan, workspace_root};
 
 /// The programs the tests, benchmarks and scripts start, as they name them (a name looked up on
 /// PATH, or an absolute path). `the_audit_lists_every_program_the_tests_start` keeps this list
@@ -59,6 +59,7 @@ const MODULES: &[&str] = &[
 
 /// Source trees whose programs the audit reads.
 const SOURCES: &[&str] = &[
+    "lab",
     "integration",
     "ike/tests",
     "pki/tests",
@@ -268,6 +269,12 @@ fn programs_in(text: &str) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     for opener in ["Command::new(", ".output(", "run(", "command(Path::new("] {
         for (at, _) in text.match_indices(opener) {
+            // `run(` only as a whole name: `can_run("test name")` takes a test's name.
+            let whole_name = !opener.starts_with(|c: char| c.is_ascii_alphabetic())
+                || !text[..at].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+            if !whole_name {
+                continue;
+            }
             if let Some(name) = leading_literal(&text[at + opener.len()..]) {
                 found.insert(name.to_string());
             }
@@ -336,9 +343,10 @@ fn the_audit_lists_every_program_the_tests_start() {
 #[test]
 fn the_audit_reads_calls_of_every_shape() {
     let text = r#"Command::new("tshark"); ns.output(
-        "ping", &[]); run("pki", &[]); ns.command(Path::new("setpriv"));
+        "ping", &[]); run("pki", &[]); can_run("a_test"); ns.command(Path::new("setpriv"));
         .args(["netns", "exec", lab.isp.name(), "tcpdump", "-i"]);
-        const CHARON: &str = "/usr/lib/ipsec/charon";"#;
+        const CHARON: &str = "/usr/lib/ipsec/charon";
+        if can_run("a_test_name") {}"#;
     let mut expected: BTreeSet<String> = ["tshark", "ping", "pki", "setpriv", "tcpdump"]
         .map(String::from)
         .into();

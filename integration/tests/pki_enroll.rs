@@ -10,11 +10,12 @@
 
 use std::time::{Duration, Instant};
 
-use hometun_integration::ike_lab::{Daemon, IkeLab, Pki, VPS_ADDR, VPS_INNER, hometun, ping6};
-use hometun_integration::pki_lab::{
-    arg, global_addresses, hometun_in, line_with, listed_prefix, logs, pki_list, printed,
+use hometun_lab::ike_lab::{Daemon, IkeLab, Pki, VPS_ADDR, VPS_INNER, hometun, ping6};
+use hometun_lab::pki_lab::{
+    arg, global_addresses, hometun_in, line_with, listed_prefix, logs, pki_list, pki_list_all,
+    printed,
 };
-use hometun_integration::{require_root, wait_for};
+use hometun_lab::{require_root, wait_for};
 use hometun_pki::token::Token;
 
 #[test]
@@ -201,7 +202,7 @@ fn token_enrollment_through_the_server_daemon_then_the_tunnel_comes_up() {
     );
     eprint!("forged: {}", printed(&out));
     // Still exactly one certificate, and the first home's tunnel never noticed.
-    let listed = pki_list(&pki.dir).unwrap();
+    let listed = pki_list_all(&pki.dir).unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert!(ping6(&lab.home().ns, VPS_INNER, 2).unwrap());
 
@@ -235,7 +236,11 @@ fn token_enrollment_through_the_server_daemon_then_the_tunnel_comes_up() {
         old_cert
     );
     assert_eq!(listed_prefix(&pki.dir, "home.example").unwrap(), prefix);
+    // One row per name; the history only with --all.
     let listed = pki_list(&pki.dir).unwrap();
+    let states: Vec<&str> = listed.iter().map(|l| l.status.as_str()).collect();
+    assert_eq!(states, ["active"], "{listed:?}");
+    let listed = pki_list_all(&pki.dir).unwrap();
     let states: Vec<&str> = listed.iter().map(|l| l.status.as_str()).collect();
     assert_eq!(states, ["superseded", "active"], "{listed:?}");
     assert!(

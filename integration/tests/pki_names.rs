@@ -8,8 +8,8 @@
 use std::path::Path;
 use std::process::Output;
 
-use hometun_integration::hometun_bin;
-use hometun_integration::pki_lab::{arg, printed};
+use hometun_lab::hometun_bin;
+use hometun_lab::pki_lab::{arg, printed};
 
 /// `hometun ARGS...`, whether it succeeds or not.
 fn hometun(args: &[&str]) -> Output {

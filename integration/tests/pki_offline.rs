@@ -1,4 +1,4 @@
-//! Issue 5 end to end with the hometun daemons, the offline way: `hometun pki init` on the VPS,
+//! The PKI end to end with the hometun daemons, the offline way: `hometun pki init` on the VPS,
 //! `pki request` on the home, `pki sign` on the VPS, `pki import` on the home; then `hometun
 //! server` and `hometun client` bring the tunnel up with the prefix the CA allocated: the
 //! home's tunnel address lies inside it, the VPS reaches that address, `hometun status` on the
@@ -10,14 +10,14 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use hometun_integration::ike_lab::{
+use hometun_lab::ike_lab::{
     Daemon, IkeLab, POOL, Setup, VPS_ADDR, VPS_INNER, VPS_NAME, edit_client, hometun, ping6,
     wait_ping,
 };
-use hometun_integration::pki_lab::{
+use hometun_lab::pki_lab::{
     arg, global_addresses, listed_prefix, logs, nothing_installed_for, printed, wait_refusal,
 };
-use hometun_integration::require_root;
+use hometun_lab::require_root;
 use ipnet::Ipv6Net;
 
 #[test]
@@ -45,6 +45,14 @@ fn init_request_sign_import_then_the_tunnel_carries_the_allocated_prefix() {
     ])
     .unwrap();
     eprint!("{}", printed(&out));
+    let fingerprint = printed(&out)
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("SHA-256")
+                .map(|f| f.trim().to_string())
+        })
+        .expect("pki init prints the CA's SHA-256");
 
     // Home: a key that stays here (0600) and a CSR.
     let out = hometun(&[
@@ -105,6 +113,12 @@ fn init_request_sign_import_then_the_tunnel_carries_the_allocated_prefix() {
     ])
     .unwrap();
     eprint!("{}", printed(&out));
+    // The operator compares the CA fingerprint the bundle brought with the one init printed.
+    assert!(
+        printed(&out).contains(&format!("CA SHA-256 {fingerprint}: compare it")),
+        "{}",
+        printed(&out)
+    );
     let client_toml = home.join("client.toml");
     let config = hometun_config::ClientConfig::load(&client_toml).unwrap();
     assert_eq!(config.client.prefix, prefix);

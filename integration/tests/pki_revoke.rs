@@ -7,11 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use hometun_integration::ike_lab::{Daemon, Setup, VPS_INNER, hometun, ping6, wait_ping};
-use hometun_integration::pki_lab::{
-    arg, logs, nothing_installed_for, pki_list, printed, wait_refusal,
-};
-use hometun_integration::require_root;
+use hometun_lab::ike_lab::{Daemon, Setup, VPS_INNER, hometun, ping6, wait_ping};
+use hometun_lab::pki_lab::{arg, logs, nothing_installed_for, pki_list, printed, wait_refusal};
+use hometun_lab::require_root;
 
 #[test]
 fn a_revoked_home_is_refused_and_the_other_keeps_its_tunnel() {

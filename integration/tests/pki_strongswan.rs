@@ -10,12 +10,12 @@
 
 use std::time::{Duration, Instant};
 
-use hometun_integration::ike_lab::{
+use hometun_lab::ike_lab::{
     Daemon, IkeLab, POOL, VPS_ADDR, VPS_INNER, VPS_NAME, hometun, ping6, wait_ping,
 };
-use hometun_integration::pki_lab::{arg, listed_prefix, logs, printed};
-use hometun_integration::require_root;
-use hometun_integration::strongswan::{Charon, CharonSpec, available};
+use hometun_lab::pki_lab::{arg, listed_prefix, logs, printed};
+use hometun_lab::require_root;
+use hometun_lab::strongswan::{Charon, CharonSpec, available};
 
 fn can_run(test: &str) -> bool {
     if !require_root(test) {
@@ -147,7 +147,7 @@ fn strongswan_client_with_a_hometun_p256_certificate() {
             local_ts: prefix.to_string(),
             remote_ts: "::/0".into(),
             proposals: "aes128gcm16-prfsha256-ecp256".into(),
-            esp_proposals: "aes128gcm16".into(),
+            esp_proposals: "aes128gcm16-x25519".into(),
             charon_extra: String::new(),
             connection_extra: String::new(),
             child_extra: String::new(),
@@ -206,7 +206,7 @@ fn strongswan_client_with_a_hometun_p256_certificate() {
         .swanctl(&["--terminate", "--ike", "home", "--timeout", "10"])
         .unwrap();
     assert!(
-        hometun_integration::wait_for(Duration::from_secs(10), || server
+        hometun_lab::wait_for(Duration::from_secs(10), || server
             .status()
             .is_ok_and(|s| s["peers"].as_array().is_some_and(|p| p.is_empty()))),
         "the server kept the peer after strongSwan's DELETE\n{}",

@@ -1,4 +1,4 @@
-//! Issue 4, "How it is shown" 1 and 2: the home's outer address changes under a running TCP
+//! Roaming (docs/ARCHITECTURE.md, "Roaming"): the home's outer address changes under a running TCP
 //! transfer and a ping every 20 ms, over raw ESP (the home's own address changes; its forwarder
 //! learns it from netlink, re-binds and sends the override NA) and behind NAT (the NAT's public
 //! address changes; the home sees nothing and the VPS follows the NAT rebinding). The transfer
@@ -13,11 +13,9 @@ use std::time::Duration;
 
 use hometun_control::{Encapsulation, Event, FromForwarder, Request};
 use hometun_forwarder::server::ControlClient;
-use hometun_integration::require_root;
-use hometun_integration::roaming_lab::{
-    HOME_PEER, LabOptions, Path4, RoamingLab, VPS_INNER, outage,
-};
-use hometun_integration::roaming_lab::{RoamingTools, TransferOutcome, TransferUnderPing};
+use hometun_lab::require_root;
+use hometun_lab::roaming_lab::{HOME_PEER, LabOptions, Path4, RoamingLab, VPS_INNER, outage};
+use hometun_lab::roaming_lab::{RoamingTools, TransferOutcome, TransferUnderPing};
 
 fn nettool() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_hometun-nettool"))

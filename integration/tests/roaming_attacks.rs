@@ -1,6 +1,6 @@
-//! Issue 4, "How it is shown" 4: attacks on the override NA from a fourth namespace attached to
-//! the ISP. The VPS's endpoint for the home never moves to the attacker, and the counters say
-//! why each attempt was refused:
+//! Roaming (docs/ARCHITECTURE.md, "Roaming"): attacks on the override NA from a fourth namespace
+//! attached to the ISP. The VPS's endpoint for the home never moves to the attacker, and the
+//! counters say why each attempt was refused:
 //!
 //! - an NA outside ESP (plain) and an NA sealed with a wrong key never reach the NA checks:
 //!   `NoSa` and `AuthFailed`, as the ESP drops they are;
@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 use hometun_control::{CounterReport, DropReason, Event, MoveRefusal, Request, RoamingReport, Spi};
 use hometun_forwarder::roaming::override_na::emit_override_na;
 use hometun_forwarder::server::ControlClient;
-use hometun_integration::roaming_lab::{
+use hometun_lab::roaming_lab::{
     ATTACKER, HOME_FIRST, HOME_INNER, HOME_PEER, KEY_HOME_TO_VPS, LabOptions, OTHER_CLIENT_INNER,
-    OTHER_PEER, RoamingLab, SPI_HOME_TO_VPS, SPI_VPS_TO_HOME, VPS_INNER, VPS_OUTER, nft,
+    OTHER_PEER, RoamingLab, SPI_HOME_TO_VPS, SPI_VPS_TO_HOME, VPS_INNER, VPS_OUTER,
 };
-use hometun_integration::{Guarded, Netns, require_root, wait_for};
+use hometun_lab::{Guarded, Netns, require_root, wait_for};
 
 fn roamtool() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_hometun-roamtool"))
@@ -374,13 +374,11 @@ fn raced_na_from_the_attacker_never_moves_the_endpoint_there() {
     let new = Ipv4Addr::new(198, 51, 100, 3);
     // The attacker wins the race: the real packets from the new address are held up at the
     // ISP (dropped) while the attacker's copy goes through.
-    nft(
-        &lab.isp,
-        &format!(
+    lab.isp
+        .nft(&format!(
             "table ip race {{\n chain forward {{\n  type filter hook forward priority 0; policy accept;\n  ip saddr {new} ip daddr {VPS_OUTER} drop\n }}\n}}\n"
-        ),
-    )
-    .unwrap();
+        ))
+        .unwrap();
     let mut command = lab.isp.command(roamtool());
     command.args([
         "capture-na",

@@ -1,5 +1,5 @@
-//! Issue 4 with the full daemons (`hometun server` / `hometun client`, certificates from
-//! `hometun pki`) on home — isp — vps namespaces:
+//! Roaming (docs/ARCHITECTURE.md, "Roaming") with the full daemons (`hometun server` / `hometun
+//! client`, certificates from `hometun pki`) on home — isp — vps namespaces:
 //!
 //! 1. the home's IPv4 address changes under a running TCP transfer and a ping every 20 ms
 //!    (raw ESP): the transfer completes with the right SHA-256, the test prints the outage (last
@@ -14,13 +14,13 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hometun_integration::ike_lab::{edit_server, logs, ping6, wait_ping};
-use hometun_integration::roaming_ike_lab::{
+use hometun_lab::ike_lab::{edit_server, logs, ping6, wait_ping};
+use hometun_lab::roaming_ike_lab::{
     ATTACKER, HOME_SECOND, IkeRoamingLab, VPS_INNER, VPS_OUTER, drops, inbound_spis, wait_status,
 };
-use hometun_integration::roaming_lab::{Path4, outage};
-use hometun_integration::roaming_lab::{RoamingTools, TransferOutcome, TransferUnderPing};
-use hometun_integration::{Guarded, require_root, wait_for};
+use hometun_lab::roaming_lab::{Path4, outage};
+use hometun_lab::roaming_lab::{RoamingTools, TransferOutcome, TransferUnderPing};
+use hometun_lab::{Guarded, require_root, wait_for};
 
 fn nettool() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_hometun-nettool"))

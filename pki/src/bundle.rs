@@ -29,10 +29,10 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 use serde::{Deserialize, Serialize};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::addrblock;
 use crate::files::certificates_from_pem;
 use crate::names::normalize_dns_name;
-use crate::verify::{PeerCertificate, TrustStore};
+use hometun_certs::addrblock;
+use hometun_certs::verify::{PeerCertificate, TrustStore};
 
 /// The `format` value of this version.
 pub const BUNDLE_FORMAT: &str = "hometun-bundle-1";
@@ -143,7 +143,7 @@ impl Bundle {
                 self.prefix
             )));
         }
-        let names = crate::verify::describe(&cert)
+        let names = hometun_certs::verify::describe(&cert)
             .map_err(|e| field("certificate", e.to_string()))?
             .names;
         if !names.iter().any(|n| n.eq_ignore_ascii_case(&self.name)) {
@@ -187,7 +187,7 @@ impl Bundle {
 }
 
 fn one_certificate(pem: &str, name: &'static str) -> Result<CertificateDer<'static>, BundleError> {
-    let certs = certificates_from_pem(pem.as_bytes()).map_err(|e| field(name, e))?;
+    let certs = certificates_from_pem(pem.as_bytes()).map_err(|e| field(name, e.to_string()))?;
     match <[_; 1]>::try_from(certs) {
         Ok([cert]) => Ok(cert),
         Err(certs) => Err(field(

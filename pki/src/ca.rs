@@ -16,8 +16,8 @@ use rustls_pki_types::CertificateDer;
 use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
 
-use crate::addrblock::{self, OID_IP_ADDR_BLOCKS};
 use crate::{PkiError, files};
+use hometun_certs::addrblock::{self, OID_IP_ADDR_BLOCKS};
 
 /// Validity of the CA certificate.
 pub const CA_VALID_DAYS: i64 = 3650;
@@ -195,6 +195,7 @@ impl Ca {
         #[cfg(test)]
         CA_KEY_LOADS.with(|n| n.set(n.get() + 1));
         let cert = files::load_certificate(cert_path)?;
+        files::check_private_mode(key_path)?;
         let key_pem = zeroize::Zeroizing::new(files::read_to_string(key_path)?);
         let key = KeyPair::from_pem(&key_pem)
             .map_err(|e| PkiError::file(key_path, format!("not a usable key: {e}")))?;

@@ -19,13 +19,16 @@ use crate::server_dir::{
 use crate::token::Token;
 use crate::{PkiError, files};
 
+/// Where the files live unless `--dir` says otherwise (as `hometun status` looks there).
+pub const DEFAULT_DIR: &str = "/etc/hometun";
+
 /// `hometun pki ...`.
 #[derive(Debug, clap::Subcommand)]
 pub enum PkiCommand {
     /// Create a CA, the server's key and certificate, server.toml and an empty registry.
     Init {
         /// Directory to create them in.
-        #[arg(long)]
+        #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
         /// The server's public IPv4 address.
         #[arg(long)]
@@ -52,7 +55,7 @@ pub enum PkiCommand {
     /// On the home: make the private key (mode 0600, never leaves) and a CSR.
     Request {
         /// The home's directory.
-        #[arg(long)]
+        #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
         /// The home's name (its IKE identity, a DNS name).
         #[arg(long)]
@@ -64,7 +67,7 @@ pub enum PkiCommand {
     /// On the server: allocate the next free prefix, issue a certificate, write a bundle.
     Sign {
         /// The CA directory.
-        #[arg(long)]
+        #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
         /// The CSR from `hometun pki request` (PEM or DER).
         #[arg(long)]
@@ -79,7 +82,7 @@ pub enum PkiCommand {
     /// On the home: check a bundle and write client.pem, ca.pem and client.toml.
     Import {
         /// The home's directory (holds client.key).
-        #[arg(long)]
+        #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
         /// The bundle from `hometun pki sign`.
         bundle: PathBuf,
@@ -87,7 +90,7 @@ pub enum PkiCommand {
     /// On the server: write a client's bundle again.
     Export {
         /// The CA directory.
-        #[arg(long)]
+        #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
         /// The client's name.
         #[arg(long)]
@@ -99,14 +102,17 @@ pub enum PkiCommand {
     /// On the server: a one-time enrollment token for a home (printed on stdout).
     Token {
         /// The CA directory.
-        #[arg(long)]
+        #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
         /// The home's name.
         #[arg(long)]
         name: String,
         /// Hours until the token expires.
-        #[arg(long, default_value_t = DEFAULT_TOKEN_HOURS)]
+        #[arg(long, default_value_t = DEFAULT_TOKEN_HOURS, conflicts_with = "valid_minutes")]
         valid_hours: u32,
+        /// Minutes until the token expires (instead of --valid-hours).
+        #[arg(long)]
+        valid_minutes: Option<u32>,
         /// Enrollment address to put in the token (default: server.toml [enroll]).
         #[arg(long)]
         server: Option<SocketAddr>,
@@ -114,7 +120,7 @@ pub enum PkiCommand {
     /// On the server: run the enrollment listener (TLS) for `hometun enroll`.
     Serve {
         /// The CA directory.
-        #[arg(long)]
+        #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
         /// Address to listen on (default: server.toml [enroll] listen).
         #[arg(long)]
@@ -124,7 +130,7 @@ pub enum PkiCommand {
     /// the grace period.
     Revoke {
         /// The CA directory.
-        #[arg(long)]
+        #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
         /// The home's name.
         #[arg(long)]
@@ -136,14 +142,31 @@ pub enum PkiCommand {
     /// On the server: publish a fresh CRL (run it at least yearly, e.g. from cron).
     Crl {
         /// The CA directory.
-        #[arg(long)]
+        #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
     },
-    /// On the server: clients, prefixes, expiry, revocations.
+    /// On the server: each home's prefix, certificate expiry and status (its latest
+    /// certificate; --all for every certificate issued).
     List {
         /// The CA directory.
-        #[arg(long)]
+        #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
+        /// Every certificate ever issued, not only each name's latest.
+        #[arg(long)]
+        all: bool,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// On the server: the enrollment tokens that can still be used; --revoke NAME stops those
+    /// of one home.
+    Tokens {
+        /// The CA directory.
+        #[arg(long, default_value = DEFAULT_DIR)]
+        dir: PathBuf,
+        /// Make every pending token of this home unusable now.
+        #[arg(long, value_name = "NAME")]
+        revoke: Option<String>,
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -283,6 +306,12 @@ pub fn run_pki(command: PkiCommand) -> anyhow::Result<()> {
                 config.client.server,
                 client.client_toml().display()
             );
+            // The bundle came by whatever way it came: the operator compares this with the
+            // SHA-256 `pki init` printed on the server.
+            println!(
+                "CA SHA-256 {}: compare it with the one `hometun pki init` printed on the server",
+                hex(&ca::fingerprint(&parsed.ca_der().map_err(PkiError::from)?))
+            );
         }
         PkiCommand::Export { dir, name, out } => {
             let bundle = ServerDir::new(&dir).export(&name)?;
@@ -293,11 +322,17 @@ pub fn run_pki(command: PkiCommand) -> anyhow::Result<()> {
             dir,
             name,
             valid_hours,
+            valid_minutes,
             server,
         } => {
-            let token = ServerDir::new(&dir).make_token(&name, valid_hours, server, now())?;
+            let minutes = valid_minutes.unwrap_or(valid_hours.saturating_mul(60));
+            let token = ServerDir::new(&dir).make_token(&name, minutes, server, now())?;
+            let validity = match valid_minutes {
+                Some(m) => format!("{m} min"),
+                None => format!("{valid_hours} h"),
+            };
             eprintln!(
-                "one-time token for {name}, valid {valid_hours} h, enrollment server {}; on the home run: hometun enroll --dir DIR --token TOKEN",
+                "one-time token for {name}, valid {validity}, enrollment server {}; on the home run: hometun enroll --dir DIR --token TOKEN",
                 token.server
             );
             println!("{}", token.encode());
@@ -324,8 +359,27 @@ pub fn run_pki(command: PkiCommand) -> anyhow::Result<()> {
             let path = ServerDir::new(&dir).publish_crl(now())?;
             println!("CRL published to {}", path.display());
         }
-        PkiCommand::List { dir, json } => {
-            let entries = ServerDir::new(&dir).list(now())?;
+        PkiCommand::Tokens { dir, revoke, json } => {
+            let server = ServerDir::new(&dir);
+            if let Some(name) = revoke {
+                let revoked = server.revoke_tokens(&name, now())?;
+                println!("{revoked} pending token(s) of {name} revoked");
+                return Ok(());
+            }
+            let tokens = server.pending_tokens(now())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tokens)?);
+            } else if tokens.is_empty() {
+                println!("no pending tokens");
+            } else {
+                println!("{:<32} {:<21} EXPIRES", "NAME", "CREATED");
+                for t in tokens {
+                    println!("{:<32} {:<21} {}", t.name, t.created, t.expires);
+                }
+            }
+        }
+        PkiCommand::List { dir, all, json } => {
+            let entries = ServerDir::new(&dir).list(now(), all)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&entries)?);
             } else {

@@ -107,11 +107,11 @@ impl ClientDir {
         let pem = files::read_to_string(&key_path)?;
         let key = KeyPair::from_pem(&pem)
             .map_err(|e| PkiError::file(&key_path, format!("not a usable key: {e}")))?;
-        let peer = crate::verify::describe(&bundle.certificate_der()?)
+        let peer = hometun_certs::verify::describe(&bundle.certificate_der()?)
             .map_err(|e| PkiError::Verify(e.to_string()))?;
         let cert_key: &[u8] = match &peer.public_key {
-            crate::verify::PeerPublicKey::Ed25519(k) => k,
-            crate::verify::PeerPublicKey::EcdsaP256(k) => k,
+            hometun_certs::verify::PeerPublicKey::Ed25519(k) => k,
+            hometun_certs::verify::PeerPublicKey::EcdsaP256(k) => k,
         };
         if cert_key != key.public_key_raw() {
             return Err(PkiError::KeyMismatch {
@@ -139,7 +139,7 @@ impl ClientDir {
                 section.local = old.client.local;
                 section.nat_port = old.client.nat_port;
                 section.state_dir = old.client.state_dir.clone();
-                section.control_socket = old.client.control_socket.clone();
+                section.status_socket = old.client.status_socket.clone();
                 // A kept address must still lie in the (possibly new) prefix.
                 section.address = old.client.address.filter(|a| bundle.prefix.contains(a));
                 old.client = section;

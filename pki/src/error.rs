@@ -10,13 +10,14 @@ use crate::token::TokenRefusal;
 /// What went wrong in a PKI operation.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
-    /// Reading or writing a file failed.
-    #[error("{}: {source}", path.display())]
+    /// Reading or writing a file failed. The cause is told in the line itself (`not found`),
+    /// not again as a source, so that a chained report says it once.
+    #[error("{}: {}", path.display(), hometun_config::io_problem(error))]
     Io {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A file exists but its contents are wrong (bad PEM, wrong kind of object).
     #[error("{}: {problem}", path.display())]
@@ -126,7 +127,7 @@ impl PkiError {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         PkiError::Io {
             path: path.to_path_buf(),
-            source,
+            error: source,
         }
     }
 

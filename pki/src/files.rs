@@ -53,6 +53,24 @@ fn sync_dir(path: &Path) -> Result<(), PkiError> {
         .map_err(|e| PkiError::io(dir, e))
 }
 
+/// Refuses a private key that anyone but its owner can read or write (the daemons refuse
+/// their own keys the same way).
+pub fn check_private_mode(path: &Path) -> Result<(), PkiError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(path)
+        .map_err(|e| PkiError::file(path, format!("cannot read: {e}")))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(PkiError::file(
+            path,
+            format!("readable by others (mode {mode:04o}); run chmod 600 on it"),
+        ));
+    }
+    Ok(())
+}
+
 /// Replaces `path` atomically with `bytes`, created with `mode`.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError> {
     let tmp = write_temp(path, bytes, mode)?;
@@ -86,7 +104,7 @@ pub fn read_to_string(path: &Path) -> Result<String, PkiError> {
 /// All certificates in a PEM file, in order.
 pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, PkiError> {
     let bytes = read(path)?;
-    certificates_from_pem(&bytes).map_err(|problem| PkiError::file(path, problem))
+    certificates_from_pem(&bytes).map_err(|problem| PkiError::file(path, problem.to_string()))
 }
 
 /// The first certificate in a PEM file.
@@ -97,11 +115,14 @@ pub fn load_certificate(path: &Path) -> Result<CertificateDer<'static>, PkiError
         .ok_or_else(|| PkiError::file(path, "no CERTIFICATE in the file"))
 }
 
+/// PEM text that does not read.
+#[derive(Debug, thiserror::Error)]
+#[error("bad PEM: {0}")]
+pub struct BadPem(#[from] rustls_pki_types::pem::Error);
+
 /// All certificates in PEM text.
-pub fn certificates_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
-    CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("bad PEM: {e}"))
+pub fn certificates_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, BadPem> {
+    Ok(CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>()?)
 }
 
 /// The private key in a PEM file (PKCS#8, SEC1 or PKCS#1).
@@ -111,13 +132,28 @@ pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, PkiError>
         .map_err(|e| PkiError::file(path, format!("no usable private key: {e}")))
 }
 
-/// The CRLs in a PEM file (for [`crate::verify::TrustStore`] or any rustls-webpki verifier).
+/// The CRLs in a PEM file (for [`hometun_certs::verify::TrustStore`] or any rustls-webpki verifier).
 /// A file with no CRL in it yields an empty list.
 pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, PkiError> {
     let bytes = read(path)?;
     CertificateRevocationListDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| PkiError::file(path, format!("bad PEM: {e}")))
+}
+
+/// The CA's trust store from its certificate file (PEM) and, if given, its CRL file (PEM; may
+/// hold no CRL).
+pub fn trust_store(
+    ca: &Path,
+    crl: Option<&Path>,
+) -> Result<hometun_certs::verify::TrustStore, PkiError> {
+    let ca_der = load_certificate(ca)?;
+    let crls = match crl {
+        Some(path) => load_crls(path)?,
+        None => Vec::new(),
+    };
+    hometun_certs::verify::TrustStore::new(ca_der, &crls)
+        .map_err(|e| PkiError::Verify(e.to_string()))
 }
 
 /// Makes a directory (and parents) if missing.

@@ -10,21 +10,18 @@
 //! - [`enroll`]: online enrollment over TLS with a one-time [`token`].
 //! - [`renew`]: the home renews its certificate before it expires ([`renewal`]: the server's
 //!   side), authenticated by the certificate it has.
-//! - [`verify`]: [`verify::ChainVerifier`], the rustls-webpki chain and CRL check every
-//!   hometun verifier builds on (the IKE daemon's `CertificateVerifier` too), and
-//!   [`verify::TrustStore`], the CA's own checks of home and server certificates.
-//! - For the IKE daemon: [`addrblock`] (the RFC 3779 extension: a home's prefix), and the
-//!   enrollment listener [`enroll::server::EnrollmentServer`].
+//! - For the IKE daemon: the enrollment listener [`enroll::server::EnrollmentServer`].
+//!
+//! Certificate chains and the RFC 3779 extension are checked by `hometun_certs`, which the
+//! IKE daemon shares.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod addrblock;
 pub mod bundle;
 pub mod ca;
 pub mod cli;
 pub mod client_dir;
 pub mod csr;
-mod der;
 pub mod enroll;
 mod error;
 pub mod files;
@@ -34,7 +31,6 @@ pub mod renew;
 pub mod renewal;
 pub mod server_dir;
 pub mod token;
-pub mod verify;
 
-pub use der::DerError;
 pub use error::PkiError;
+pub use hometun_certs::DerError;

@@ -9,7 +9,7 @@ use crate::PkiError;
 /// Checks that `name` is a DNS name (the rule of server.toml / client.toml,
 /// [`hometun_config::names::normalize_dns_name`]) and returns it in lower case.
 pub fn normalize_dns_name(name: &str) -> Result<String, PkiError> {
-    hometun_config::names::normalize_dns_name(name).map_err(PkiError::Invalid)
+    hometun_config::names::normalize_dns_name(name).map_err(|e| PkiError::Invalid(e.to_string()))
 }
 
 /// Checks that `name` is a DNS name, whatever its case.

@@ -154,6 +154,15 @@ impl RegistryData {
             .find(|c| c.name == name && c.revoked.is_none())
     }
 
+    /// The prefix a revoked `name` still holds at `now` (within the grace period), if any.
+    pub fn held_prefix_of(&self, name: &str, now: i64) -> Option<Ipv6Net> {
+        self.clients
+            .iter()
+            .rev()
+            .find(|c| c.name == name && c.holds_prefix(now, self.grace_days))
+            .map(|c| c.prefix)
+    }
+
     /// The next free prefix: the lowest one not held by any client. The pool's first prefix
     /// (index 0) is never handed out: it is the server's own (and `::` is the subnet-router
     /// anycast address of a /64).

@@ -32,8 +32,8 @@ use crate::ca::{KeyType, fingerprint, pem_certificate};
 use crate::csr::make_csr;
 use crate::enroll::client::{ENROLL_TIMEOUT, exchange};
 use crate::enroll::protocol::{Message, RenewRequest};
-use crate::verify::{PeerPublicKey, describe};
 use crate::{PkiError, files};
+use hometun_certs::verify::{PeerPublicKey, describe};
 
 /// What `hometun renew` may change from client.toml's `[renew]`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -20,8 +20,8 @@ use crate::csr::check_csr;
 use crate::registry::Supersession;
 use crate::server_dir::{Issued, ServerDir, new_record};
 use crate::token::unix_text;
-use crate::verify::{PeerPublicKey, TrustStore, VerifyError, describe};
 use crate::{PkiError, files};
+use hometun_certs::verify::{PeerPublicKey, VerifyError, describe};
 
 /// Why a renewal was refused. Each maps to a wire code of the enrollment protocol.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,7 +66,7 @@ impl ServerDir {
         now: OffsetDateTime,
     ) -> Result<Issued, PkiError> {
         let config = self.config()?;
-        let store = TrustStore::from_files(&config.server.ca, config.server.crl.as_deref())?
+        let store = crate::files::trust_store(&config.server.ca, config.server.crl.as_deref())?
             .with_pool(config.server.pool);
         let unix = u64::try_from(now.unix_timestamp()).unwrap_or_default();
         let at = rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(unix));

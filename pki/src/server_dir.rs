@@ -65,6 +65,17 @@ pub struct Issued {
     pub bundle: Bundle,
 }
 
+/// One line of `pki tokens`: a token that can still enroll.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenEntry {
+    /// The name it enrolls.
+    pub name: String,
+    /// When it was made (RFC 3339).
+    pub created: String,
+    /// When it stops working (RFC 3339).
+    pub expires: String,
+}
+
 /// One line of `pki list`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ListEntry {
@@ -164,8 +175,8 @@ impl ServerDir {
         // The key first, create-if-absent: a concurrent init loses here, before anything else.
         files::write_new(&self.ca_key(), ca_key_pem.as_bytes(), files::PRIVATE_MODE).map_err(
             |e| match e {
-                PkiError::Io { ref source, .. }
-                    if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                PkiError::Io { ref error, .. }
+                    if error.kind() == std::io::ErrorKind::AlreadyExists =>
                 {
                     PkiError::CaExists(self.dir.clone())
                 }
@@ -247,7 +258,7 @@ impl ServerDir {
         }
         for path in paths {
             for der in files::load_certificates(&path)? {
-                let described = crate::verify::describe(&der)
+                let described = hometun_certs::verify::describe(&der)
                     .map_err(|e| PkiError::file(&path, e.to_string()))?;
                 names.extend(described.names.iter().map(|n| n.to_ascii_lowercase()));
             }
@@ -357,7 +368,12 @@ impl ServerDir {
             }
             let prefix = match live.last() {
                 Some(&last) => data.clients[last].prefix,
-                None => data.next_free_prefix(t)?,
+                // A name revoked within the grace period gets its own prefix back: the prefix
+                // is held for exactly this (the promise is a static prefix per home).
+                None => match data.held_prefix_of(&csr.name, t) {
+                    Some(prefix) => prefix,
+                    None => data.next_free_prefix(t)?,
+                },
             };
             for &i in &live {
                 data.clients[i].revoked = Some(Revocation {
@@ -437,19 +453,20 @@ impl ServerDir {
         Ok(self.bundle_for(&config, &ca_pem, record))
     }
 
-    /// `pki token`: a one-time token for `name`, valid `valid_hours`; `server` overrides the
-    /// enrollment address from server.toml's `[enroll]`.
+    /// `pki token`: a one-time token for `name`, valid `valid_minutes`; `server` overrides the
+    /// enrollment address from server.toml's `[enroll]`. Refused when the pool has no prefix
+    /// left for the name (it would fail at enrollment, on the home, later).
     pub fn make_token(
         &self,
         name: &str,
-        valid_hours: u32,
+        valid_minutes: u32,
         server: Option<SocketAddr>,
         now: OffsetDateTime,
     ) -> Result<Token, PkiError> {
         let name = &normalize_dns_name(name)?;
-        if valid_hours == 0 {
+        if valid_minutes == 0 {
             return Err(PkiError::Invalid(
-                "a token must be valid at least one hour".into(),
+                "a token must be valid at least one minute".into(),
             ));
         }
         let config = self.config()?;
@@ -477,17 +494,62 @@ impl ServerDir {
                     serial: c.serial.clone(),
                 });
             }
+            if data.active(name).is_none() && data.held_prefix_of(name, t).is_none() {
+                data.next_free_prefix(t)?;
+            }
             data.tokens.push(TokenRecord {
                 name: name.to_string(),
                 secret_sha256: Token::secret_sha256(&token.secret),
                 created: t,
-                expires: t + i64::from(valid_hours) * 3600,
+                expires: t + i64::from(valid_minutes) * 60,
                 used: None,
                 used_serial: None,
             });
             Ok(())
         })?;
         Ok(token)
+    }
+
+    /// `pki tokens`: the tokens that can still enroll at `now` (unused, unexpired).
+    pub fn pending_tokens(&self, now: OffsetDateTime) -> Result<Vec<TokenEntry>, PkiError> {
+        let t = now.unix_timestamp();
+        let text = crate::token::unix_text;
+        Ok(self
+            .registry()
+            .load()?
+            .tokens
+            .iter()
+            .filter(|tk| tk.used.is_none() && tk.expires > t)
+            .map(|tk| TokenEntry {
+                name: tk.name.clone(),
+                created: text(tk.created),
+                expires: text(tk.expires),
+            })
+            .collect())
+    }
+
+    /// `pki tokens --revoke NAME`: every pending token of `name` stops working now. Returns how
+    /// many there were.
+    pub fn revoke_tokens(&self, name: &str, now: OffsetDateTime) -> Result<usize, PkiError> {
+        let name = &normalize_dns_name(name)?;
+        let t = now.unix_timestamp();
+        self.registry().update(|data| {
+            let mut revoked = 0;
+            for token in data
+                .tokens
+                .iter_mut()
+                .filter(|tk| tk.name == *name && tk.used.is_none() && tk.expires > t)
+            {
+                token.expires = t;
+                revoked += 1;
+            }
+            if revoked == 0 {
+                return Err(PkiError::Invalid(format!(
+                    "{name} has no pending token (`hometun pki tokens` lists them)"
+                )));
+            }
+            Ok(revoked)
+        })
     }
 
     /// `pki revoke`: revokes the client's certificates (the current one and any a renewal
@@ -551,15 +613,23 @@ impl ServerDir {
         Ok(crl_path)
     }
 
-    /// `pki list`: every issued certificate with its status at `now`.
-    pub fn list(&self, now: OffsetDateTime) -> Result<Vec<ListEntry>, PkiError> {
+    /// `pki list`: each name's latest certificate with its status at `now`, or with `all` every
+    /// certificate ever issued (renewed, revoked and re-issued ones too).
+    pub fn list(&self, now: OffsetDateTime, all: bool) -> Result<Vec<ListEntry>, PkiError> {
         let data = self.registry().load()?;
         let t = now.unix_timestamp();
         let text = crate::token::unix_text;
+        let latest = |i: usize, c: &ClientRecord| {
+            !data.clients[i + 1..]
+                .iter()
+                .any(|later| later.name == c.name)
+        };
         Ok(data
             .clients
             .iter()
-            .map(|c| {
+            .enumerate()
+            .filter(|(i, c)| all || latest(*i, c))
+            .map(|(_, c)| {
                 let status = match &c.revoked {
                     None if c.not_after <= t => "expired",
                     None if c.superseded.is_some() => "superseded",

@@ -11,13 +11,12 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use common::{now, server};
-use hometun_pki::addrblock::prefixes_from_certificate;
+use hometun_certs::addrblock::prefixes_from_certificate;
 use hometun_pki::bundle::Bundle;
 use hometun_pki::ca::KeyType;
 use hometun_pki::client_dir::ClientDir;
 use hometun_pki::files;
 use hometun_pki::server_dir::ServerDir;
-use hometun_pki::verify::TrustStore;
 use rustls_pki_types::UnixTime;
 
 const CHILD_DIR: &str = "HOMETUN_PKI_CHILD_DIR";
@@ -97,7 +96,7 @@ fn setup(pool: &str) -> tempfile::TempDir {
 fn check_registry(dir: &Path) -> usize {
     let srv = ServerDir::new(&dir.join("srv"));
     let data = srv.registry().load().expect("registry is never torn");
-    let store = TrustStore::from_files(&srv.ca_cert(), None).unwrap();
+    let store = hometun_pki::files::trust_store(&srv.ca_cert(), None).unwrap();
     let mut indices = Vec::new();
     let mut names = HashSet::new();
     let mut by_name = BTreeMap::new();
@@ -129,7 +128,7 @@ fn check_registry(dir: &Path) -> usize {
             .get(&bundle.name)
             .expect("bundle of a recorded client");
         let cert = bundle.certificate_der().unwrap();
-        let peer = hometun_pki::verify::describe(&cert).unwrap();
+        let peer = hometun_certs::verify::describe(&cert).unwrap();
         assert_eq!(&hometun_pki::ca::serial_hex(&peer.serial), serial);
     }
     data.clients.len()

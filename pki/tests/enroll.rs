@@ -43,7 +43,7 @@ async fn token_enrolls_once_and_is_refused_the_second_time() {
     );
     let addr = start(srv.dir()).await;
     let token_text = srv
-        .make_token("home.example", 24, Some(addr), now())
+        .make_token("home.example", 24 * 60, Some(addr), now())
         .unwrap()
         .encode();
     let token = Token::parse(&token_text).unwrap();
@@ -89,7 +89,7 @@ async fn wrong_and_expired_tokens_are_refused() {
     );
     let addr = start(srv.dir()).await;
     let token = srv
-        .make_token("home.example", 1, Some(addr), now())
+        .make_token("home.example", 60, Some(addr), now())
         .unwrap();
 
     // A wrong secret with the right CA pin.
@@ -158,7 +158,7 @@ async fn a_server_of_another_ca_is_not_trusted() {
     let addr = start(impostor.dir()).await;
     // The token pins srv's CA; the listener presents impostor's chain.
     let token = srv
-        .make_token("home.example", 24, Some(addr), now())
+        .make_token("home.example", 24 * 60, Some(addr), now())
         .unwrap();
     let home = ClientDir::new(&tmp.path().join("home"));
     let e = enroll(&home, &token, addr, KeyType::Ed25519, UnixTime::now())
@@ -191,7 +191,9 @@ async fn garbage_requests_get_a_typed_refusal() {
         Message::Refused(r) => assert_eq!(r.code, RefusalCode::UNKNOWN_TOKEN),
         other => panic!("{other:?}"),
     }
-    let token = srv.make_token("home.example", 24, None, now()).unwrap();
+    let token = srv
+        .make_token("home.example", 24 * 60, None, now())
+        .unwrap();
     let request = Request {
         secret: token.secret,
         csr_der: garbage_csr,
@@ -227,7 +229,9 @@ fn refusals_are_logged_with_the_peer() {
         KeyType::Ed25519,
     );
     let service = EnrollmentServer::new(srv.dir()).unwrap();
-    let token = srv.make_token("home.example", 24, None, now()).unwrap();
+    let token = srv
+        .make_token("home.example", 24 * 60, None, now())
+        .unwrap();
     let (csr, _) = ClientDir::new(&tmp.path().join("home"))
         .request("home.example", KeyType::Ed25519)
         .unwrap();

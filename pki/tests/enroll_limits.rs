@@ -158,7 +158,7 @@ async fn enrollment_works_within_the_limits() {
     let srv = ca(&tmp);
     let (addr, service) = start(&srv, ListenerLimits::default()).await;
     let token = srv
-        .make_token("home.example", 24, Some(addr), now())
+        .make_token("home.example", 24 * 60, Some(addr), now())
         .unwrap();
     let home = ClientDir::new(&tmp.path().join("home"));
     let (bundle, _) = enroll(&home, &token, addr, KeyType::Ed25519, UnixTime::now())

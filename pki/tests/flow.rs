@@ -7,13 +7,14 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 
 use common::{have, now, run, server};
+use hometun_certs::addrblock;
+use hometun_certs::verify::{PeerPublicKey, VerifyError};
 use hometun_config::{ClientConfig, ServerConfig};
+use hometun_pki::PkiError;
 use hometun_pki::bundle::Bundle;
 use hometun_pki::ca::KeyType;
 use hometun_pki::client_dir::ClientDir;
 use hometun_pki::server_dir::ServerDir;
-use hometun_pki::verify::{PeerPublicKey, TrustStore, VerifyError};
-use hometun_pki::{PkiError, addrblock};
 use rustls_pki_types::UnixTime;
 
 fn mode(path: &std::path::Path) -> u32 {
@@ -77,7 +78,7 @@ fn init_request_sign_import_gives_a_loadable_client_toml() {
 
         // The CA's check of a home certificate (with the server's CRL and pool) accepts it and
         // reads its prefix and key.
-        let store = TrustStore::from_files(&sc.server.ca, sc.server.crl.as_deref())
+        let store = hometun_pki::files::trust_store(&sc.server.ca, sc.server.crl.as_deref())
             .unwrap()
             .with_pool(sc.server.pool);
         let cert = hometun_pki::files::load_certificate(&home.cert()).unwrap();
@@ -91,7 +92,7 @@ fn init_request_sign_import_gives_a_loadable_client_toml() {
         }
         // ... and the client accepts the server's certificate for its name and address.
         let server_cert = hometun_pki::files::load_certificate(&sc.server.certificate).unwrap();
-        let client_store = TrustStore::from_files(&cc.client.ca, None).unwrap();
+        let client_store = hometun_pki::files::trust_store(&cc.client.ca, None).unwrap();
         let s = client_store
             .verify_server(&server_cert, &[], Some("vps.example"), UnixTime::now())
             .unwrap();
@@ -117,7 +118,7 @@ fn init_request_sign_import_gives_a_loadable_client_toml() {
                 .is_err()
         );
         // Another server's pool does not accept this home's prefix.
-        let narrow = TrustStore::from_files(&sc.server.ca, None)
+        let narrow = hometun_pki::files::trust_store(&sc.server.ca, None)
             .unwrap()
             .with_pool("2001:db8:200::/48".parse().unwrap());
         assert!(matches!(
@@ -249,12 +250,12 @@ fn revocation_publishes_a_crl_that_openssl_and_the_verifier_honour() {
     let crl = sc.server.crl.clone().unwrap();
     let cert = hometun_pki::files::load_certificate(&home.cert()).unwrap();
 
-    let store = TrustStore::from_files(&sc.server.ca, Some(&crl)).unwrap();
+    let store = hometun_pki::files::trust_store(&sc.server.ca, Some(&crl)).unwrap();
     store.verify_client(&cert, &[], UnixTime::now()).unwrap();
 
     let revoked = srv.revoke("home.example", false, now()).unwrap();
     assert_eq!(revoked.serial, issued.record.serial);
-    let store = TrustStore::from_files(&sc.server.ca, Some(&crl)).unwrap();
+    let store = hometun_pki::files::trust_store(&sc.server.ca, Some(&crl)).unwrap();
     assert_eq!(
         store.verify_client(&cert, &[], UnixTime::now()),
         Err(VerifyError::Revoked)
@@ -315,12 +316,12 @@ fn revocation_publishes_a_crl_that_openssl_and_the_verifier_honour() {
         .unwrap();
     assert_eq!(again.record.prefix, issued.record.prefix);
 
-    let list = srv.list(now()).unwrap();
+    let list = srv.list(now(), true).unwrap();
     assert_eq!(list.len(), 3);
     assert_eq!(list[0].status, "revoked");
     assert!(list[0].prefix_free_at.is_some());
     assert_eq!(list[1].status, "active");
-    let list = srv.list(later).unwrap();
+    let list = srv.list(later, true).unwrap();
     assert_eq!(list[0].status, "revoked, prefix free");
 }
 
@@ -447,5 +448,106 @@ fn registry_survives_a_restart_in_another_handle() {
             "2001:db8:100:2::/64",
             "2001:db8:100:3::/64"
         ]
+    );
+}
+
+#[test]
+fn a_revoked_name_enrolled_again_keeps_its_prefix_and_lists_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = server(
+        &tmp.path().join("srv"),
+        "2001:db8:100::/48",
+        64,
+        KeyType::Ed25519,
+    );
+    let sign = |dir: &str, name: &str, at| {
+        let home = ClientDir::new(&tmp.path().join(dir));
+        home.request(name, KeyType::Ed25519).unwrap();
+        srv.sign(&std::fs::read(home.csr()).unwrap(), 730, at)
+            .unwrap()
+    };
+    let first = sign("a", "home.example", now());
+    let _other = sign("b", "other.example", now());
+    srv.revoke("home.example", false, now()).unwrap();
+    // Re-enrolled within the grace period (a new key): the same prefix, not the next free one.
+    let again = sign("a2", "home.example", now());
+    assert_eq!(again.record.prefix, first.record.prefix);
+    assert_ne!(again.record.serial, first.record.serial);
+    // `pki list` shows each name once (its latest certificate); --all shows the history.
+    let list = srv.list(now(), false).unwrap();
+    let names: Vec<(&str, &str)> = list
+        .iter()
+        .map(|e| (e.name.as_str(), e.status.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [("other.example", "active"), ("home.example", "active")]
+    );
+    assert_eq!(srv.list(now(), true).unwrap().len(), 3);
+    // After the grace period the prefix may have gone to another home: then a new one.
+    let later = now() + time::Duration::days(31);
+    srv.revoke("home.example", false, now()).unwrap();
+    let third = sign("c", "third.example", later);
+    assert_eq!(third.record.prefix, first.record.prefix);
+    let back = sign("a3", "home.example", later);
+    assert_ne!(back.record.prefix, first.record.prefix);
+}
+
+#[test]
+fn pending_tokens_are_listed_and_can_be_revoked_and_a_full_pool_gets_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    // /63 of /64s: one for the server, one for a home.
+    let srv = server(
+        &tmp.path().join("srv"),
+        "2001:db8:100::/63",
+        64,
+        KeyType::Ed25519,
+    );
+    let addr = Some("192.0.2.1:8443".parse().unwrap());
+    srv.make_token("home.example", 30, addr, now()).unwrap();
+    let pending = srv.pending_tokens(now()).unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].name, "home.example");
+    // Minutes: gone 31 minutes later.
+    assert!(
+        srv.pending_tokens(now() + time::Duration::minutes(31))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(srv.revoke_tokens("home.example", now()).unwrap(), 1);
+    assert!(srv.pending_tokens(now()).unwrap().is_empty());
+    let e = srv.revoke_tokens("home.example", now()).unwrap_err();
+    assert!(e.to_string().contains("has no pending token"), "{e}");
+    // The pool's one prefix goes to a home: a token for another is refused now, not at
+    // enrollment.
+    let home = ClientDir::new(&tmp.path().join("home"));
+    home.request("home.example", KeyType::Ed25519).unwrap();
+    srv.sign(&std::fs::read(home.csr()).unwrap(), 730, now())
+        .unwrap();
+    let e = srv
+        .make_token("other.example", 60, addr, now())
+        .unwrap_err();
+    assert!(e.to_string().contains("is exhausted"), "{e}");
+}
+
+#[test]
+fn a_ca_key_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = server(
+        &tmp.path().join("srv"),
+        "2001:db8:100::/48",
+        64,
+        KeyType::Ed25519,
+    );
+    std::fs::set_permissions(srv.ca_key(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let addr = Some("192.0.2.1:8443".parse().unwrap());
+    let e = srv.make_token("home.example", 60, addr, now()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: readable by others (mode 0644); run chmod 600 on it",
+            srv.ca_key().display()
+        )
     );
 }

@@ -35,7 +35,9 @@ fn a_case_variant_of_an_enrolled_home_is_the_same_name() {
         .unwrap();
 
     // A token for the variant: refused as the enrolled name.
-    let e = srv.make_token("Home.Example", 24, None, now()).unwrap_err();
+    let e = srv
+        .make_token("Home.Example", 24 * 60, None, now())
+        .unwrap_err();
     assert!(
         matches!(&e, PkiError::NameTaken { name, .. } if name == "home.example"),
         "{e}"
@@ -72,7 +74,9 @@ fn requests_and_tokens_carry_the_name_in_lower_case() {
     let home = ClientDir::new(&tmp.path().join("home"));
     let (csr, _) = home.request("Mixed.Example", KeyType::Ed25519).unwrap();
     assert_eq!(check_csr(csr.as_bytes()).unwrap().name, "mixed.example");
-    let token = srv.make_token("Other.EXAMPLE", 24, None, now()).unwrap();
+    let token = srv
+        .make_token("Other.EXAMPLE", 24 * 60, None, now())
+        .unwrap();
     assert_eq!(token.name, "other.example");
     assert_eq!(
         srv.registry().load().unwrap().tokens[0].name,
@@ -125,7 +129,7 @@ fn an_old_registry_loads_normalised_and_a_collision_is_refused() {
         "{e}"
     );
     // Every operation refuses it rather than pick one.
-    assert!(srv.make_token("new.example", 24, None, now()).is_err());
+    assert!(srv.make_token("new.example", 24 * 60, None, now()).is_err());
 
     // Once one of them is revoked, the other is the name's certificate.
     data.clients[0].revoked = Some(hometun_pki::registry::Revocation {
@@ -149,7 +153,7 @@ fn the_servers_name_is_reserved() {
     let config = srv.config().unwrap();
     assert_eq!(srv.reserved_names(&config).unwrap(), ["vps.example"]);
     for name in ["vps.example", "VPS.Example"] {
-        let e = srv.make_token(name, 24, None, now()).unwrap_err();
+        let e = srv.make_token(name, 24 * 60, None, now()).unwrap_err();
         assert_eq!(
             e.to_string(),
             "vps.example is the server's name; no home can have it"

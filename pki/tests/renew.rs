@@ -22,7 +22,6 @@ use hometun_pki::enroll::server::EnrollmentServer;
 use hometun_pki::renew::{RenewOptions, RenewOutcome, Renewed, next_key_path, renew, renewal_due};
 use hometun_pki::renewal::RenewalRefusal;
 use hometun_pki::server_dir::ServerDir;
-use hometun_pki::verify::TrustStore;
 use rustls_pki_types::UnixTime;
 use tokio::net::TcpListener;
 
@@ -57,7 +56,7 @@ impl Lab {
     async fn enrolled(&self, name: &str) -> ClientDir {
         let token = self
             .srv
-            .make_token(name, 24, Some(self.addr), now())
+            .make_token(name, 24 * 60, Some(self.addr), now())
             .unwrap();
         let home = ClientDir::new(&self.tmp.path().join(name));
         enroll(&home, &token, self.addr, KeyType::Ed25519, UnixTime::now())
@@ -124,13 +123,13 @@ async fn renewal_keeps_the_name_and_the_prefix_and_replaces_the_key() {
     // The new pair loads as the daemon loads it, and chains to the CA with the same prefix.
     let reloaded = ClientConfig::load(&home.client_toml()).unwrap();
     assert_eq!(reloaded.client.prefix, config.client.prefix);
-    let store = TrustStore::from_files(&lab.srv.ca_cert(), None).unwrap();
+    let store = hometun_pki::files::trust_store(&lab.srv.ca_cert(), None).unwrap();
     let der = hometun_pki::files::load_certificate(&home.cert()).unwrap();
     let peer = store.verify_client(&der, &[], UnixTime::now()).unwrap();
     assert_eq!(peer.prefixes, [config.client.prefix]);
 
     // The registry: the old certificate superseded (valid until it expires), the new one current.
-    let list = lab.srv.list(now()).unwrap();
+    let list = lab.srv.list(now(), true).unwrap();
     let states: Vec<(&str, &str)> = list
         .iter()
         .map(|e| (e.serial.as_str(), e.status.as_str()))

@@ -9,108 +9,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::path::Path;
 
 use common::{now, server};
+use hometun_lab::strongswan::{Charon, CharonConfig, lab_can_run};
+use hometun_lab::{Netns, veth};
 use hometun_pki::ca::KeyType;
 use hometun_pki::client_dir::ClientDir;
 use rustls_pki_types::UnixTime;
-
-const CHARON: &str = "/usr/lib/ipsec/charon";
-/// The charon plugins every strongswan.conf of the tests loads (scripts/install-deps.sh names
-/// the package of each).
-const PLUGINS: &str = include_str!("../../testdata/strongswan-plugins");
-
-fn sh(cmd: &str) -> std::process::Output {
-    Command::new("sh").args(["-c", cmd]).output().unwrap()
-}
-
-fn ok(cmd: &str) {
-    let out = sh(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Removes the namespaces and the charons, also when the test fails.
-struct Lab {
-    netns: Vec<String>,
-    charons: Vec<Child>,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.charons {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for n in &self.netns {
-            // Any charon left in the namespace dies with its processes gone above.
-            let _ = sh(&format!("ip netns del {n}"));
-        }
-    }
-}
-
-fn can_run() -> bool {
-    let root = sh("id -u").stdout.starts_with(b"0");
-    let tools =
-        Path::new(CHARON).exists() && sh("command -v swanctl && command -v ip").status.success();
-    if root && tools {
-        return true;
-    }
-    let reason = if root {
-        "strongSwan (charon, swanctl) or iproute2 missing"
-    } else {
-        "needs root for network namespaces"
-    };
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "cannot run: {reason}"
-    );
-    eprintln!("skipping: {reason}");
-    false
-}
-
-struct Peer {
-    ns: String,
-    dir: PathBuf,
-}
-
-impl Peer {
-    fn swanctl(&self, args: &str) -> std::process::Output {
-        sh(&format!(
-            "ip netns exec {} swanctl {args} --uri unix://{}/charon.vici",
-            self.ns,
-            self.dir.display()
-        ))
-    }
-}
-
-fn charon_conf(dir: &Path) -> String {
-    format!(
-        r#"charon {{
-  load = {plugins}
-  install_routes = yes
-  filelog {{ log {{ path = {d}/charon.log
-    flush_line = yes
-    default = 1
-    ike = 2
-    cfg = 2
-  }} }}
-  plugins {{ vici {{ socket = unix://{d}/charon.vici }}
-            kernel-libipsec {{ allow_peer_ts = yes }}
-            revocation {{ enable_ocsp = no }} }}
-}}
-"#,
-        d = dir.display(),
-        plugins = PLUGINS.trim(),
-    )
-}
 
 // One swanctl connection block: its fields are exactly swanctl's, in swanctl's order.
 #[allow(clippy::too_many_arguments)]
@@ -139,7 +45,7 @@ fn connection(
     children {{
       v6 {{ local_ts = {local_ts}
            remote_ts = {remote_ts}
-           esp_proposals = aes128gcm16
+           esp_proposals = aes128gcm16-x25519
            mode = tunnel
            start_action = none }}
     }}
@@ -148,77 +54,33 @@ fn connection(
     )
 }
 
-fn make_peer(lab: &mut Lab, ns: &str, dir: &Path, files: &[(&Path, &str)], conns: &str) -> Peer {
-    for sub in ["x509ca", "x509", "private", "x509crl"] {
-        std::fs::create_dir_all(dir.join("swanctl").join(sub)).unwrap();
-    }
-    for (src, dst) in files {
-        std::fs::copy(src, dir.join("swanctl").join(dst)).unwrap();
-    }
-    std::fs::write(dir.join("strongswan.conf"), charon_conf(dir)).unwrap();
-    std::fs::write(
-        dir.join("swanctl/swanctl.conf"),
-        format!("connections {{\n{conns}}}\n"),
-    )
-    .unwrap();
-    let child = Command::new("ip")
-        .args(["netns", "exec", ns, "sh", "-c"])
-        .arg(format!(
-            "mount -t tmpfs none /run && cd {d} && STRONGSWAN_CONF={d}/strongswan.conf exec {CHARON}",
-            d = dir.display()
-        ))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    lab.charons.push(child);
-    let peer = Peer {
-        ns: ns.to_string(),
-        dir: dir.to_path_buf(),
+/// A charon in `ns` with `files` (source, place under swanctl/) and the connection blocks
+/// `conns`.
+fn make_peer(ns: &Netns, dir: &Path, files: &[(&Path, &str)], conns: &str) -> Charon {
+    let mut config = CharonConfig {
+        connections: format!("connections {{\n{conns}}}\n"),
+        ..CharonConfig::default()
     };
-    // Up to 10 s for charon to open its control socket.
-    for _ in 0..100 {
-        if dir.join("charon.vici").exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    for (src, dst) in files {
+        config = config.with_file(dst, src).unwrap();
     }
-    assert!(
-        dir.join("charon.vici").exists(),
-        "charon in {ns} did not start"
-    );
-    let out = peer.swanctl(&format!(
-        "--load-all --file {}/swanctl/swanctl.conf",
-        dir.display()
-    ));
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "swanctl --load-all in {ns}: {text}");
-    peer
+    Charon::launch(ns, dir, &config).unwrap()
 }
 
 #[test]
 fn strongswan_pair_with_hometun_certificates() {
-    if !can_run() {
+    if !lab_can_run("strongswan_pair_with_hometun_certificates") {
         return;
     }
-    let pid = std::process::id();
-    let (a, b) = (format!("htpki-a-{pid}"), format!("htpki-b-{pid}"));
-    let mut lab = Lab {
-        netns: vec![a.clone(), b.clone()],
-        charons: Vec::new(),
-    };
-    let (va, vb) = (format!("hpk{pid}a"), format!("hpk{pid}b"));
-    ok(&format!("ip netns add {a} && ip netns add {b}"));
-    ok(&format!(
-        "ip link add {va} netns {a} type veth peer name {vb} netns {b}"
-    ));
-    ok(&format!(
-        "ip -n {a} addr add 192.0.2.2/24 dev {va} && ip -n {b} addr add 192.0.2.1/24 dev {vb}"
-    ));
-    ok(&format!(
-        "ip -n {a} link set lo up && ip -n {b} link set lo up && ip -n {a} link set {va} up && ip -n {b} link set {vb} up"
-    ));
+    let a = Netns::new("pka").unwrap();
+    let b = Netns::new("pkb").unwrap();
+    veth(&a, "pka0", &b, "pkb0").unwrap();
+    a.ip(&["addr", "add", "192.0.2.2/24", "dev", "pka0"])
+        .unwrap();
+    b.ip(&["addr", "add", "192.0.2.1/24", "dev", "pkb0"])
+        .unwrap();
+    a.ip(&["link", "set", "pka0", "up"]).unwrap();
+    b.ip(&["link", "set", "pkb0", "up"]).unwrap();
 
     let tmp = tempfile::tempdir().unwrap();
     let srv = server(
@@ -237,9 +99,17 @@ fn strongswan_pair_with_hometun_certificates() {
     // Addresses the routes through the tunnel start from: the home's first address of its
     // prefix, and one on the server side (documentation space).
     let home_address = std::net::Ipv6Addr::from(u128::from(issued.record.prefix.network()) | 1);
-    ok(&format!(
-        "ip -n {a} -6 addr add {home_address}/128 dev lo && ip -n {b} -6 addr add 2001:db8:ffff::1/128 dev lo"
-    ));
+    a.ip(&[
+        "-6",
+        "addr",
+        "add",
+        &format!("{home_address}/128"),
+        "dev",
+        "lo",
+    ])
+    .unwrap();
+    b.ip(&["-6", "addr", "add", "2001:db8:ffff::1/128", "dev", "lo"])
+        .unwrap();
     // A second home, revoked before it ever connects.
     let bad = ClientDir::new(&tmp.path().join("bad"));
     bad.request("bad.example", KeyType::Ed25519).unwrap();
@@ -262,7 +132,6 @@ fn strongswan_pair_with_hometun_certificates() {
         "::/0",
     );
     let vps = make_peer(
-        &mut lab,
         &b,
         &tmp.path().join("vps"),
         &[
@@ -295,7 +164,6 @@ fn strongswan_pair_with_hometun_certificates() {
     let bad_key = tmp.path().join("bad/client.key");
     let bad_cert = tmp.path().join("bad/client.pem");
     let homeside = make_peer(
-        &mut lab,
         &a,
         &tmp.path().join("homeside"),
         &[
@@ -308,26 +176,33 @@ fn strongswan_pair_with_hometun_certificates() {
         &client_conns,
     );
 
-    let out = homeside.swanctl("--initiate --child v6 --ike home --timeout 20");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let server_log = std::fs::read_to_string(vps.dir.join("charon.log")).unwrap_or_default();
-    let home_log = std::fs::read_to_string(homeside.dir.join("charon.log")).unwrap_or_default();
+    let initiated = homeside.swanctl(&[
+        "--initiate",
+        "--child",
+        "v6",
+        "--ike",
+        "home",
+        "--timeout",
+        "20",
+    ]);
+    let server_log = vps.log();
     assert!(
-        out.status.success(),
-        "initiate failed: {text}\n--- server log\n{server_log}\n--- home log\n{home_log}"
+        initiated.is_ok(),
+        "initiate failed: {initiated:?}\n--- server log\n{server_log}\n--- home log\n{}",
+        homeside.log()
     );
     // The server's addrblock plugin narrowed the home's selector to its certificate's prefix.
     assert!(
         server_log.contains("checking certificate-based traffic selector constraints"),
         "{server_log}"
     );
-    let sas = String::from_utf8_lossy(&vps.swanctl("--list-sas").stdout).into_owned();
+    let sas = vps.list_sas();
     assert!(sas.contains(&format!("remote {prefix}")), "{sas}");
     assert!(
         sas.contains("local  ::/0") || sas.contains("local ::/0"),
         "{sas}"
     );
-    let sas = String::from_utf8_lossy(&homeside.swanctl("--list-sas").stdout).into_owned();
+    let sas = homeside.list_sas();
     assert!(
         sas.contains(&format!("local  {prefix}")) || sas.contains(&format!("local {prefix}")),
         "{sas}"
@@ -335,15 +210,20 @@ fn strongswan_pair_with_hometun_certificates() {
     assert!(sas.contains("remote ::/0"), "{sas}");
 
     // The revoked home is refused in IKE_AUTH.
-    let out = homeside.swanctl("--initiate --child v6 --ike bad --timeout 20");
-    let server_log = std::fs::read_to_string(vps.dir.join("charon.log")).unwrap_or_default();
-    assert!(
-        !out.status.success(),
-        "revoked client came up:\n{server_log}"
-    );
+    let refused = homeside.swanctl(&[
+        "--initiate",
+        "--child",
+        "v6",
+        "--ike",
+        "bad",
+        "--timeout",
+        "20",
+    ]);
+    let server_log = vps.log();
+    assert!(refused.is_err(), "revoked client came up:\n{server_log}");
     assert!(
         server_log.contains("certificate was revoked"),
         "{server_log}"
     );
-    drop(lab);
+    drop((homeside, vps));
 }

@@ -1,5 +1,4 @@
-//! Address changes (issue 4, DESIGN.md "The override Neighbor Advertisement"): the data-plane
-//! half. The protocol parts are sans-IO and tested alone:
+//! Address changes (docs/ARCHITECTURE.md, "Roaming"): the data-plane half. The protocol parts are sans-IO and tested alone:
 //!
 //! - [`override_na`]: the server's checks of an override NA, and the NA the client sends;
 //! - [`return_routability`]: the probe, its answer, and the matching of one probe round;
@@ -10,8 +9,8 @@
 //! [`Roaming`] joins them to the data plane: the inbound threads hand it the few inner packets
 //! that pass one cheap test (ICMPv6 NA, Echo Request or Echo Reply) and the authenticated
 //! packets whose outer source is not the peer's endpoint; the roaming thread ([`run`]) watches
-//! netlink, sends the client's NAs and the server's retransmitted probes. It reads the clock (an
-//! I/O driver: DESIGN.md style 1) and passes milliseconds to the protocol parts.
+//! netlink, sends the client's NAs and the server's retransmitted probes. Time comes in as
+//! [`Now`] from the threads' clock ([`crate::clock`]); the protocol parts get its milliseconds.
 
 pub mod announce;
 pub mod local_address;
@@ -26,7 +25,7 @@ use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hometun_control::{
     DropReason, Endpoint, Event, MoveRefusal, PeerId, RoamingConfig, RoamingReport,
@@ -34,6 +33,7 @@ use hometun_control::{
 use ipnet::Ipv6Net;
 use ring::rand::{SecureRandom, SystemRandom};
 
+use crate::clock::{Clock, Now};
 use crate::events::EventSender;
 use crate::sad::{SaPair, Sad, Snapshot};
 use crate::wire::icmpv6::{TYPE_ECHO_REPLY, TYPE_ECHO_REQUEST, TYPE_NEIGHBOR_ADVERT};
@@ -105,7 +105,6 @@ pub struct Roaming {
     own_addresses: Vec<Ipv6Addr>,
     checker: Mutex<MoveChecker>,
     announcer: Mutex<Announcer>,
-    epoch: Instant,
     rng: SystemRandom,
     events: EventSender,
     probes_answered: AtomicU64,
@@ -122,14 +121,12 @@ pub struct Roaming {
     held: Mutex<HashMap<PeerId, Held>>,
     /// True while `held` is not empty: all the outbound path looks at otherwise.
     holding: AtomicBool,
-    /// When each peer's probe round began, on the roaming clock (the log gives the time from
-    /// the trigger to the switch finer than the protocol code's milliseconds).
-    round_began: Mutex<HashMap<PeerId, Duration>>,
+    /// When each peer's probe round began (the log gives the time from the trigger to the
+    /// switch finer than the protocol code's milliseconds).
+    round_began: Mutex<HashMap<PeerId, Now>>,
     /// Bumped whenever an endpoint moves or a hold starts or ends: the outbound path reloads
     /// its snapshot when it changes within a batch.
     generation: AtomicU64,
-    /// Added to the roaming clock ([`Roaming::advance_clock`]: harnesses that drive time).
-    clock_offset_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for Roaming {
@@ -163,9 +160,6 @@ impl Roaming {
                 ProbeTiming::default(),
             )),
             announcer: Mutex::new(Announcer::new()),
-            // The I/O driver's clock (DESIGN.md style 1): the protocol parts get milliseconds.
-            #[allow(clippy::disallowed_methods)]
-            epoch: Instant::now(),
             rng: SystemRandom::new(),
             events,
             probes_answered: AtomicU64::new(0),
@@ -177,16 +171,7 @@ impl Roaming {
             holding: AtomicBool::new(false),
             round_began: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
-            clock_offset_ms: AtomicU64::new(0),
         }
-    }
-
-    /// Moves the roaming clock forward (tests and fuzz targets that play time; the daemon
-    /// never calls it).
-    #[doc(hidden)]
-    pub fn advance_clock(&self, by: Duration) {
-        self.clock_offset_ms
-            .fetch_add(by.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Changes whenever an endpoint moved or a hold started or ended (see [`HoldOutcome`]).
@@ -213,12 +198,12 @@ impl Roaming {
         }
     }
 
-    /// A probe round for `peer` began: note when, and hold its outbound packets.
-    fn round_began(&self, peer: PeerId) {
-        lock(&self.round_began).insert(peer, self.epoch.elapsed());
+    /// A probe round for `peer` began at `now`: note when, and hold its outbound packets.
+    fn round_began(&self, peer: PeerId, now: Now) {
+        lock(&self.round_began).insert(peer, now);
         let mut held = lock(&self.held);
         held.entry(peer).or_insert_with(|| Held {
-            since_ms: self.now_ms(),
+            since_ms: now.millis(),
             packets: Vec::new(),
         });
         self.holding.store(true, Ordering::Release);
@@ -266,11 +251,6 @@ impl Roaming {
         self.config.accept_moves
     }
 
-    /// Milliseconds on the roaming clock.
-    pub fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64 + self.clock_offset_ms.load(Ordering::Relaxed)
-    }
-
     /// A fresh nonce from the OS generator; `None` (no probe) if it fails.
     fn nonce(&self) -> Option<Nonce> {
         let mut nonce = [0u8; return_routability::NONCE_LEN];
@@ -296,7 +276,8 @@ impl Roaming {
     /// What the inbound path does for roaming with every packet `pair` accepted (sequence
     /// number `seq`, outer source `from`): one cheap test of the inner packet for the override
     /// NA and the probe and its answer, and on a server one comparison of the outer source with
-    /// the peer's endpoint. Returns true when the packet was consumed (not for the TUN device).
+    /// the peer's endpoint, at `now`. Returns true when the packet was consumed (not for the TUN
+    /// device).
     #[allow(clippy::too_many_arguments)] // the packet and where it came from, in full
     #[inline]
     pub fn after_open(
@@ -308,14 +289,15 @@ impl Roaming {
         seq: u64,
         inner: &[u8],
         from: Observed,
+        now: Now,
     ) -> bool {
         let consumed =
-            may_be_roaming(inner) && self.inbound(io, sad, snapshot, pair, seq, inner, from);
+            may_be_roaming(inner) && self.inbound(io, sad, snapshot, pair, seq, inner, from, now);
         if self.config.accept_moves
             && let Some(endpoint) = snapshot.endpoint(pair.peer())
             && !from.is(&endpoint)
         {
-            self.new_source(io, sad, pair, from);
+            self.new_source(io, sad, pair, from, now);
         }
         consumed
     }
@@ -334,6 +316,7 @@ impl Roaming {
         seq: u64,
         inner: &[u8],
         from: Observed,
+        now: Now,
     ) -> bool {
         let Some(endpoint) = snapshot.endpoint(pair.peer()) else {
             return false;
@@ -341,11 +324,11 @@ impl Roaming {
         match inner[crate::wire::ipv6::HEADER_LEN] {
             TYPE_ECHO_REQUEST => self.answer_probe(io, pair, inner, &endpoint),
             TYPE_NEIGHBOR_ADVERT if self.config.accept_moves => {
-                self.override_na(io, pair, seq, inner, from, &endpoint);
+                self.override_na(io, pair, seq, inner, (from, &endpoint), now);
                 true
             }
             TYPE_ECHO_REPLY if self.config.accept_moves => {
-                self.probe_answer(io, sad, pair, inner, from)
+                self.probe_answer(io, sad, pair, inner, from, now)
             }
             _ => false,
         }
@@ -355,7 +338,14 @@ impl Roaming {
     /// data thread's snapshot (server role): perhaps a NAT rebinding. Probes `from`
     /// (rate-limited, one round at a time) unless the SAD's current endpoint is there already
     /// (the snapshot of a batch can be a switch behind).
-    pub fn new_source(&self, io: &dyn OuterSockets, sad: &Sad, pair: &SaPair, from: Observed) {
+    pub fn new_source(
+        &self,
+        io: &dyn OuterSockets,
+        sad: &Sad,
+        pair: &SaPair,
+        from: Observed,
+        now: Now,
+    ) {
         let Some(endpoint) = sad.load().endpoint(pair.peer()) else {
             return;
         };
@@ -363,11 +353,15 @@ impl Roaming {
             return;
         }
         let endpoint = &endpoint;
-        let now = self.now_ms();
-        let probe = lock(&self.checker)
-            .handle_new_source(now, pair.peer(), from, endpoint, || self.nonce());
+        let probe = lock(&self.checker).handle_new_source(
+            now.millis(),
+            pair.peer(),
+            from,
+            endpoint,
+            || self.nonce(),
+        );
         if let Some(probe) = probe {
-            self.round_began(pair.peer());
+            self.round_began(pair.peer(), now);
             self.send_probe(io, pair, &probe);
             tracing::info!(
                 "roaming: {}: authenticated ESP from {from}, not from its endpoint {endpoint}: probing",
@@ -404,16 +398,15 @@ impl Roaming {
         pair: &SaPair,
         seq: u64,
         inner: &[u8],
-        from: Observed,
-        endpoint: &Endpoint,
+        (from, endpoint): (Observed, &Endpoint),
+        now: Now,
     ) {
-        let now = self.now_ms();
         let rules = NaRules {
             remote_ts: pair.remote_ts(),
             own_addresses: &self.own_addresses,
         };
         let verdict = lock(&self.checker).handle_na(
-            now,
+            now.millis(),
             pair.peer(),
             pair.spi_in(),
             seq,
@@ -430,11 +423,12 @@ impl Roaming {
                     pair.peer(),
                     reason,
                     format_args!("override NA (ESP seq {seq}) from {from}"),
+                    now,
                 );
             }
             NaVerdict::AtEndpoint(_) => {}
             NaVerdict::Probe(na, probe) => {
-                self.round_began(pair.peer());
+                self.round_began(pair.peer(), now);
                 self.send_probe(io, pair, &probe);
                 tracing::info!(
                     "roaming: {}: override NA for {} (option {}) from {from}, endpoint {endpoint}: probing",
@@ -454,6 +448,7 @@ impl Roaming {
         pair: &SaPair,
         inner: &[u8],
         from: Observed,
+        now: Now,
     ) -> bool {
         let Some(nonce) = return_routability::answer_nonce(inner) else {
             return false;
@@ -461,14 +456,14 @@ impl Roaming {
         let Some(current) = sad.load().endpoint(pair.peer()) else {
             return true;
         };
-        let now = self.now_ms();
-        let verdict = lock(&self.checker).handle_answer(now, pair.peer(), from, &nonce, &current);
+        let verdict =
+            lock(&self.checker).handle_answer(now.millis(), pair.peer(), from, &nonce, &current);
         match verdict {
             AnswerVerdict::Switch {
                 to,
                 elapsed_ms,
                 trigger,
-            } => self.switch(io, sad, pair.peer(), to, elapsed_ms, trigger),
+            } => self.switch(io, sad, pair.peer(), to, (elapsed_ms, trigger), now),
             AnswerVerdict::AlreadyThere => {
                 lock(&self.round_began).remove(&pair.peer());
                 self.release(io, sad, pair.peer())
@@ -479,6 +474,7 @@ impl Roaming {
                     pair.peer(),
                     MoveRefusal::ProbeWrongAddress,
                     format_args!("probe answer from {from}, but {expected} was probed"),
+                    now,
                 );
             }
             AnswerVerdict::Stale => {}
@@ -492,8 +488,8 @@ impl Roaming {
         sad: &Sad,
         peer: PeerId,
         to: Observed,
-        elapsed_ms: u64,
-        trigger: Trigger,
+        (elapsed_ms, trigger): (u64, Trigger),
+        now: Now,
     ) {
         let began = lock(&self.round_began).remove(&peer);
         let Some(old) = sad.load().endpoint(peer) else {
@@ -527,10 +523,7 @@ impl Roaming {
             Observed::of_endpoint(&old),
             to,
             match began {
-                Some(began) => format!(
-                    "{:.2} ms",
-                    self.epoch.elapsed().saturating_sub(began).as_secs_f64() * 1000.0
-                ),
+                Some(began) => format!("{:.2} ms", now.since(began).as_secs_f64() * 1000.0),
                 None => format!("{elapsed_ms} ms"),
             }
         );
@@ -560,8 +553,14 @@ impl Roaming {
         }
     }
 
-    fn log_refusal(&self, peer: PeerId, reason: MoveRefusal, what: std::fmt::Arguments<'_>) {
-        let now = self.now_ms();
+    fn log_refusal(
+        &self,
+        peer: PeerId,
+        reason: MoveRefusal,
+        what: std::fmt::Arguments<'_>,
+        now: Now,
+    ) {
+        let now = now.millis();
         {
             let mut logged = lock(&self.logged);
             let last = logged.entry((peer, reason)).or_insert(u64::MAX);
@@ -599,9 +598,16 @@ impl Roaming {
     }
 
     /// Client role: the kernel announced address or route changes. Looks at the source towards
-    /// every peer; where it changed, re-binds, moves the endpoint and announces at once.
-    fn local_address_event(&self, io: &dyn OuterSockets, sad: &Sad, events: &[LinkEvent]) {
-        let noticed = self.epoch.elapsed();
+    /// every peer; where it changed, re-binds, moves the endpoint and announces at once. The
+    /// clock measures how long that took, for the log.
+    fn local_address_event(
+        &self,
+        io: &dyn OuterSockets,
+        sad: &Sad,
+        events: &[LinkEvent],
+        clock: &Clock,
+    ) {
+        let noticed = clock.now();
         let snapshot = sad.load();
         let mut peers: Vec<PeerId> = snapshot.pairs().map(|p| p.peer()).collect();
         peers.sort_unstable();
@@ -640,7 +646,7 @@ impl Roaming {
                 }
             }
         }
-        let now = self.now_ms();
+        let now = clock.now().millis();
         for (peer, old, source) in &changes {
             let new = Endpoint {
                 local: *source,
@@ -674,7 +680,7 @@ impl Roaming {
                 old: *old,
                 new,
             });
-            let sent_after = self.epoch.elapsed().saturating_sub(noticed).as_secs_f64() * 1000.0;
+            let sent_after = clock.now().since(noticed).as_secs_f64() * 1000.0;
             tracing::info!(
                 "roaming: our address towards {peer} changed {} -> {source} ({}){}; first NA sent {sent_after:.2} ms after reading the netlink event",
                 old.local,
@@ -714,11 +720,11 @@ impl Roaming {
         }
     }
 
-    /// The timers of both roles, now: the client's NA repetitions, the server's probe
+    /// The timers of both roles at `clock_now`: the client's NA repetitions, the server's probe
     /// retransmissions and timeouts, holds that lasted long enough (the roaming thread calls
     /// it; so do harnesses that drive time).
-    pub fn on_timers(&self, io: &dyn OuterSockets, sad: &Sad) {
-        let now = self.now_ms();
+    pub fn on_timers(&self, io: &dyn OuterSockets, sad: &Sad, clock_now: Now) {
+        let now = clock_now.millis();
         let snapshot = sad.load();
         let (due, finished) = lock(&self.announcer).poll(now, |peer| self.rx_from(&snapshot, peer));
         for announce in &due {
@@ -753,6 +759,7 @@ impl Roaming {
                         peer,
                         MoveRefusal::ProbeTimeout,
                         format_args!("no authenticated answer from {target}"),
+                        clock_now,
                     )
                 }
             }
@@ -788,8 +795,9 @@ impl Roaming {
 }
 
 /// The roaming thread: netlink (client role), the announcement and probe timers, a log line
-/// with the counters whenever they changed. Returns when `stop` is set.
-pub fn run(roaming: &Roaming, io: &dyn OuterSockets, sad: &Sad, stop: &AtomicBool) {
+/// with the counters whenever they changed. It reads `clock` once a turn. Returns when `stop`
+/// is set.
+pub fn run(roaming: &Roaming, io: &dyn OuterSockets, sad: &Sad, stop: &AtomicBool, clock: &Clock) {
     let mut watcher = if roaming.config.follow_local_address {
         match AddressWatcher::open() {
             Ok(watcher) => Some(watcher),
@@ -802,10 +810,10 @@ pub fn run(roaming: &Roaming, io: &dyn OuterSockets, sad: &Sad, stop: &AtomicBoo
         None
     };
     let mut last_report = roaming.report();
-    let mut last_tick = roaming.now_ms();
+    let mut last_tick = clock.now().millis();
     let mut last_logged = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let now = roaming.now_ms();
+        let now = clock.now().millis();
         let tick_ms = TICK.as_millis() as u64;
         let wait = roaming.next_deadline_ms().map_or(tick_ms, |deadline| {
             deadline.saturating_sub(now).min(tick_ms)
@@ -820,11 +828,12 @@ pub fn run(roaming: &Roaming, io: &dyn OuterSockets, sad: &Sad, stop: &AtomicBoo
         if readable && let Some(w) = watcher.as_mut() {
             let events = w.drain();
             if !events.is_empty() {
-                roaming.local_address_event(io, sad, &events);
+                roaming.local_address_event(io, sad, &events, clock);
             }
         }
-        roaming.on_timers(io, sad);
-        let now = roaming.now_ms();
+        let turn = clock.now();
+        roaming.on_timers(io, sad, turn);
+        let now = turn.millis();
         if now.saturating_sub(last_tick) >= tick_ms {
             last_tick = now;
             roaming.forget_gone(sad);
@@ -833,7 +842,8 @@ pub fn run(roaming: &Roaming, io: &dyn OuterSockets, sad: &Sad, stop: &AtomicBoo
             if report != last_report && now.saturating_sub(last_logged) >= 1000 {
                 last_logged = now;
                 match serde_json::to_string(&report) {
-                    Ok(json) => tracing::info!("roaming: report {json}"),
+                    // Machine-read (tests, debugging): not for the default log.
+                    Ok(json) => tracing::debug!("roaming: report {json}"),
                     Err(error) => tracing::debug!("roaming report: {error}"),
                 }
                 last_report = report;

@@ -1,6 +1,6 @@
-//! The server's checks of an override Neighbor Advertisement (DESIGN.md "The override Neighbor
-//! Advertisement"). Pure functions over the decrypted inner packet of an ESP packet that already
-//! passed the ICV and the replay window, and over the state of its SA; time is passed in.
+//! The server's checks of an override Neighbor Advertisement (docs/ARCHITECTURE.md, "Roaming").
+//! Pure functions over the decrypted inner packet of an ESP packet that already passed the ICV and
+//! the replay window, and over the state of its SA; time is passed in.
 //!
 //! The order is the brief's: the packet itself (hop limit, checksum, flags, the Target
 //! Link-Layer Address option, the target), then the SA's history (ESP sequence newer than the
@@ -174,7 +174,7 @@ pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 pub(crate) mod tests {
     use super::*;
 
-    /// The override NA of DESIGN.md as Scapy 2.5 builds it (the same bytes as the ICMPv6
+    /// The override NA as Scapy 2.5 builds it (the same bytes as the ICMPv6
     /// codec's test): fe80::2 -> ff02::1, hop limit 255, R=0 S=0 O=1, target 2001:db8:1::2,
     /// Target Link-Layer Address option with 198.51.100.7.
     pub(crate) const SCAPY_NA: [u8; 72] = [

@@ -1,8 +1,8 @@
-//! The return-routability check (DESIGN.md "The override Neighbor Advertisement", as MOBIKE's
-//! RFC 4555 5.4): the ESP ICV does not cover the outer IPv4 header, so an authentic packet from a
-//! new source proves who sent it, not where the peer is. Before it moves a peer's endpoint the
-//! server sends an ESP-protected probe with a fresh nonce to the new address, and moves only on
-//! the authenticated answer carrying that nonce from that address.
+//! The return-routability check (docs/ARCHITECTURE.md, "Roaming", as MOBIKE's RFC 4555 5.4): the
+//! ESP ICV does not cover the outer IPv4 header, so an authentic packet from a new source proves
+//! who sent it, not where the peer is. Before it moves a peer's endpoint the server sends an
+//! ESP-protected probe with a fresh nonce to the new address, and moves only on the authenticated
+//! answer carrying that nonce from that address.
 //!
 //! The probe is an ICMPv6 Echo Request from the server's link-local address to ff02::1 with hop
 //! limit 255 whose data is [`PROBE_MAGIC`] and the nonce; the peer's forwarder answers it itself

@@ -5,24 +5,21 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Mutex;
 
 use hometun_control::{
-    AeadAlg, AeadKey, ChildSa, DropReason, Encapsulation, Endpoint, Event, Limits, MoveRefusal,
-    PeerId, RoamingConfig, Spi,
+    AeadAlg, ChildSa, DropReason, Encapsulation, Endpoint, Event, MoveRefusal, PeerId,
+    RoamingConfig, Spi,
 };
 use ipnet::Ipv6Net;
 
 use super::return_routability::Observed;
 use super::*;
 use crate::aead::AeadBackend;
+use crate::clock::Now;
 use crate::events::{self, EventReceiver};
 use crate::wire::icmpv6::{self, Repr as Icmpv6Repr};
 
 const HOME_TO_VPS: Spi = Spi(0x100);
 const VPS_TO_HOME: Spi = Spi(0x200);
 const PEER: PeerId = PeerId(1);
-
-fn key(byte: u8) -> AeadKey {
-    AeadKey::from_keymat(AeadAlg::AesGcm128, &[byte; 20]).unwrap()
-}
 
 fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
@@ -88,7 +85,7 @@ impl Side {
         let seq = u32::from_be_bytes(esp[4..8].try_into().unwrap());
         let snapshot = self.sad.load();
         let pair = snapshot.inbound(spi).ok_or(DropReason::NoSa)?;
-        let accepted = pair.open(seq, &mut esp, 0)?;
+        let accepted = pair.open(seq, &mut esp, Now::ZERO)?;
         let inner = &esp[accepted.inner];
         let consumed = self.roaming.after_open(
             &self.sockets,
@@ -98,6 +95,7 @@ impl Side {
             accepted.seq,
             inner,
             from,
+            Now::ZERO,
         );
         Ok((!consumed && !inner.is_empty()).then(|| inner.to_vec()))
     }
@@ -136,41 +134,20 @@ fn ip6_destination(inner: &[u8]) -> Ipv6Addr {
 }
 
 fn vps_sa() -> ChildSa {
-    ChildSa {
-        peer: PEER,
-        spi_in: HOME_TO_VPS,
-        key_in: key(0x11),
-        spi_out: VPS_TO_HOME,
-        key_out: key(0x22),
-        local_ts: vec!["::/0".parse().unwrap()],
-        remote_ts: vec!["2001:db8:1::/64".parse().unwrap()],
-        endpoint: Endpoint {
-            local: ip("203.0.113.2"),
-            remote: ip("198.51.100.2"),
-            encap: Encapsulation::Raw,
-        },
-        limits: Limits::default(),
-        esn: false,
-        replay_window: 1024,
-        nat_keepalive_seconds: None,
-    }
+    ChildSa::builder()
+        .spis(HOME_TO_VPS.0, VPS_TO_HOME.0)
+        .keys(AeadAlg::AesGcm128, 0x11, 0x22)
+        .addresses(ip("203.0.113.2"), ip("198.51.100.2"))
+        .build()
 }
 
 fn home_sa() -> ChildSa {
-    ChildSa {
-        spi_in: VPS_TO_HOME,
-        key_in: key(0x22),
-        spi_out: HOME_TO_VPS,
-        key_out: key(0x11),
-        local_ts: vec!["2001:db8:1::/64".parse().unwrap()],
-        remote_ts: vec!["::/0".parse().unwrap()],
-        endpoint: Endpoint {
-            local: ip("198.51.100.2"),
-            remote: ip("203.0.113.2"),
-            encap: Encapsulation::Raw,
-        },
-        ..vps_sa()
-    }
+    ChildSa::builder()
+        .spis(HOME_TO_VPS.0, VPS_TO_HOME.0)
+        .keys(AeadAlg::AesGcm128, 0x11, 0x22)
+        .addresses(ip("203.0.113.2"), ip("198.51.100.2"))
+        .mirrored()
+        .build()
 }
 
 fn vps() -> Side {

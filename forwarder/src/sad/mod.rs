@@ -23,6 +23,7 @@ use hometun_control::{
 use ipnet::Ipv6Net;
 
 use crate::aead::AeadBackend;
+use crate::clock::Now;
 use crate::counters::DropCounters;
 use crate::esp::{EspOpener, EspSealer, NEXT_HEADER_IPV6, NEXT_HEADER_NONE};
 use crate::events::EventSender;
@@ -62,7 +63,7 @@ pub struct SaPair {
     outbound: Lifetime,
     traffic: TrafficCounters,
     drops: DropCounters,
-    /// Forwarder clock second of the last accepted inbound packet, plus one (0: never).
+    /// Second on the forwarder's clock of the last accepted inbound packet, plus one (0: never).
     last_rx: AtomicU64,
     events: EventSender,
 }
@@ -84,7 +85,7 @@ impl std::fmt::Debug for SaPair {
 pub struct Accepted {
     /// The inner packet, within the buffer given to [`SaPair::open`].
     pub inner: Range<usize>,
-    /// Its authenticated sequence number (the override NA check of issue 4 needs it).
+    /// Its authenticated sequence number (the override NA check needs it).
     pub seq: u64,
 }
 
@@ -135,10 +136,10 @@ impl SaPair {
         self.drops.get(reason)
     }
 
-    /// Sets the next outbound sequence number (tests of exhaustion, and nothing else: reusing a
-    /// sequence number reuses a GCM nonce).
-    #[doc(hidden)]
-    pub fn set_next_seq_for_test(&self, seq: u64) {
+    /// Sets the next outbound sequence number, for the tests of exhaustion. Only there: reusing
+    /// a sequence number reuses a GCM nonce.
+    #[cfg(test)]
+    pub(crate) fn set_next_seq_for_test(&self, seq: u64) {
         self.next_seq.store(seq, Ordering::Relaxed);
     }
 
@@ -199,9 +200,9 @@ impl SaPair {
     }
 
     /// Opens an ESP packet (starting at the SPI, decrypted in place) for this pair: replay check,
-    /// AEAD open, replay insert, lifetime, ingress filter. `now` is the forwarder's clock in
-    /// seconds. Every refusal is counted here.
-    pub fn open(&self, wire_seq: u32, packet: &mut [u8], now: u64) -> Result<Accepted, DropReason> {
+    /// AEAD open, replay insert, lifetime, ingress filter, at `now` (the data thread reads its
+    /// clock once per batch). Every refusal is counted here.
+    pub fn open(&self, wire_seq: u32, packet: &mut [u8], now: Now) -> Result<Accepted, DropReason> {
         if self.inbound.is_dead() {
             self.drops.add(DropReason::HardLimit);
             return Err(DropReason::HardLimit);
@@ -242,7 +243,7 @@ impl SaPair {
                 return Err(DropReason::HardLimit);
             }
         }
-        self.last_rx.store(now + 1, Ordering::Relaxed);
+        self.last_rx.store(now.secs() + 1, Ordering::Relaxed);
         if opened.next_header == NEXT_HEADER_NONE {
             // A dummy packet: authenticated, so the peer is alive; nothing to deliver.
             return Ok(Accepted {
@@ -274,7 +275,8 @@ impl SaPair {
     }
 
     /// Checks the time limits (called about once a second by the driver).
-    pub fn check_time(&self, now: u64) {
+    pub fn check_time(&self, now: Now) {
+        let now = now.secs();
         for (lifetime, direction) in [
             (&self.inbound, Direction::Inbound),
             (&self.outbound, Direction::Outbound),
@@ -311,7 +313,8 @@ impl SaPair {
         self.events.send(event);
     }
 
-    fn report(&self, endpoint: Endpoint, limits: Limits, now: u64) -> SaCounters {
+    fn report(&self, endpoint: Endpoint, limits: Limits, now: Now) -> SaCounters {
+        let now = now.secs();
         let last_rx = self.last_rx.load(Ordering::Relaxed);
         SaCounters {
             peer: self.peer,
@@ -417,6 +420,7 @@ pub struct Sad {
     global_drops: DropCounters,
     events: EventSender,
     backend: AeadBackend,
+    /// Milliseconds of the ticker's last [`Now`].
     clock: AtomicU64,
 }
 
@@ -443,14 +447,15 @@ impl Sad {
         self.snapshot.load()
     }
 
-    /// The forwarder's clock in seconds (advanced by the driver, see [`Sad::set_now`]).
-    pub fn now(&self) -> u64 {
-        self.clock.load(Ordering::Relaxed)
+    /// The forwarder's time as the ticker last set it ([`Sad::set_now`]): what installs and
+    /// counter reports, which come from the SA channel, go by.
+    pub fn now(&self) -> Now {
+        Now::from_millis(self.clock.load(Ordering::Relaxed))
     }
 
-    /// Advances the forwarder's clock and checks the time limits of every pair.
-    pub fn set_now(&self, now: u64) {
-        self.clock.store(now, Ordering::Relaxed);
+    /// Advances the forwarder's time and checks the time limits of every pair.
+    pub fn set_now(&self, now: Now) {
+        self.clock.store(now.millis(), Ordering::Relaxed);
         for pair in self.load().inbound.values() {
             pair.check_time(now);
         }
@@ -486,7 +491,7 @@ impl Sad {
                 }
             }
         }
-        let now = self.now();
+        let now = self.now().secs();
         let generation = master.next_generation;
         master.next_generation += 1;
         let pair = Arc::new(SaPair {

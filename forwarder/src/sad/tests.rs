@@ -1,49 +1,31 @@
 //! Tests of the SA database: routing, make-before-break, inbound checks, limits, refusals.
 
-use std::net::Ipv4Addr;
-
-use hometun_control::AeadKey;
-
 use super::*;
+use crate::clock::Now;
 use crate::events::{self, EventReceiver};
 
-const HOME_TO_VPS: [u8; 20] = [0x11; 20];
-const VPS_TO_HOME: [u8; 20] = [0x22; 20];
-
-fn key(bytes: &[u8; 20]) -> AeadKey {
-    AeadKey::from_keymat(AeadAlg::AesGcm128, bytes).unwrap()
-}
+/// Key bytes from home to the VPS and back.
+const HOME_TO_VPS: u8 = 0x11;
+const VPS_TO_HOME: u8 = 0x22;
 
 /// The VPS's view of a pair with the home (peer 1, `home_prefix`); `rekey` shifts the SPIs.
 fn vps_sa(peer: u64, spi: u32, remote: &[&str]) -> ChildSa {
-    ChildSa {
-        peer: PeerId(peer),
-        spi_in: Spi(spi),
-        key_in: key(&HOME_TO_VPS),
-        spi_out: Spi(spi + 0x8000),
-        key_out: key(&VPS_TO_HOME),
-        local_ts: vec!["::/0".parse().unwrap()],
-        remote_ts: remote.iter().map(|n| n.parse().unwrap()).collect(),
-        endpoint: Endpoint {
-            local: Ipv4Addr::new(192, 0, 2, 1),
-            remote: Ipv4Addr::new(192, 0, 2, 2),
-            encap: Encapsulation::Raw,
-        },
-        limits: Limits::default(),
-        esn: false,
-        replay_window: 1024,
-        nat_keepalive_seconds: None,
-    }
+    ChildSa::builder()
+        .peer(peer)
+        .spis(spi, spi + 0x8000)
+        .keys(AeadAlg::AesGcm128, HOME_TO_VPS, VPS_TO_HOME)
+        .remote_ts(remote)
+        .build()
 }
 
-/// The home's mirror of `vps_sa`.
+/// The home's mirror of `vps_sa` (same outer addresses: the SAD does not look at them here).
 fn home_sa(spi: u32) -> ChildSa {
-    let mut sa = vps_sa(1, spi + 0x8000, &["::/0"]);
-    sa.spi_out = Spi(spi);
-    sa.key_in = key(&VPS_TO_HOME);
-    sa.key_out = key(&HOME_TO_VPS);
-    sa.local_ts = vec!["2001:db8:1::/64".parse().unwrap()];
-    sa
+    ChildSa::builder()
+        .spis(spi + 0x8000, spi)
+        .keys(AeadAlg::AesGcm128, VPS_TO_HOME, HOME_TO_VPS)
+        .local_ts(&["2001:db8:1::/64"])
+        .remote_ts(&["::/0"])
+        .build()
 }
 
 fn sad() -> (Sad, EventReceiver) {
@@ -85,7 +67,7 @@ fn deliver(vps: &Sad, esp: &mut [u8]) -> Result<Vec<u8>, DropReason> {
     let seq = u32::from_be_bytes(esp[4..8].try_into().unwrap());
     let snapshot = vps.load();
     let pair = snapshot.inbound(spi).ok_or(DropReason::NoSa)?;
-    let accepted = pair.open(seq, esp, 7)?;
+    let accepted = pair.open(seq, esp, Now::from_secs(7))?;
     Ok(esp[accepted.inner].to_vec())
 }
 
@@ -373,11 +355,11 @@ fn time_limits_follow_the_clock() {
         soft_seconds: Some(60),
         ..Limits::default()
     };
-    home.set_now(10);
+    home.set_now(Now::from_secs(10));
     home.install(&sa).unwrap();
-    home.set_now(69);
+    home.set_now(Now::from_secs(69));
     assert!(events.try_recv().is_none());
-    home.set_now(70);
+    home.set_now(Now::from_secs(70));
     let got: Vec<Event> = events.try_iter().collect();
     assert_eq!(got.len(), 2, "both directions: {got:?}");
     assert!(got.iter().all(|e| matches!(

@@ -453,9 +453,9 @@ mod tests {
         0x34, 0x00, 0x07, 0x68, 0x6f, 0x6d, 0x65, 0x74, 0x75, 0x6e, 0x21,
     ];
 
-    /// The override NA of DESIGN.md, built by Scapy 2.5: fe80::2 -> ff02::1, hop limit 255,
-    /// `ICMPv6ND_NA(R=0, S=0, O=1, tgt="2001:db8:1::2")` and a Target Link-Layer Address
-    /// option `02 01 00 00 c6 33 64 07` (IPv4 198.51.100.7).
+    /// The override NA (docs/ARCHITECTURE.md, "Roaming"), built by Scapy 2.5: fe80::2 -> ff02::1,
+    /// hop limit 255, `ICMPv6ND_NA(R=0, S=0, O=1, tgt="2001:db8:1::2")` and a Target Link-Layer
+    /// Address option `02 01 00 00 c6 33 64 07` (IPv4 198.51.100.7).
     const OVERRIDE_NA: [u8; 72] = [
         0x60, 0x00, 0x00, 0x00, 0x00, 0x20, 0x3a, 0xff, 0xfe, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0xff, 0x02, 0x00, 0x00, 0x00, 0x00,

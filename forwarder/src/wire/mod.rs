@@ -1,5 +1,6 @@
 //! Checked views and representations of the packets the data plane reads and writes, in the
-//! style of smoltcp's `wire` module (DESIGN.md style 4): a `Packet<T>` wraps a buffer and is built
+//! style of smoltcp's `wire` module (docs/ARCHITECTURE.md, "Conventions"): a `Packet<T>` wraps a
+//! buffer and is built
 //! with `new_checked`, after which its getters cannot read out of bounds; a `Repr` is the parsed,
 //! validated meaning, with `parse`, `buffer_len` and `emit`.
 //!

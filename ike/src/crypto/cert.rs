@@ -1,5 +1,5 @@
 //! Checking a peer's certificate (the CERT payload) in IKE_AUTH: the chain to the configured
-//! CA, validity dates at a given time and optional CRLs (`hometun_pki::verify::ChainVerifier`,
+//! CA, validity dates at a given time and optional CRLs (`hometun_certs::verify::ChainVerifier`,
 //! the rustls-webpki path validation all of hometun shares), then what IKE adds: the
 //! extended key usages IKE peers carry, and the peer's identity (IDi/IDr) against the
 //! certificate.
@@ -8,7 +8,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use hometun_pki::verify::ChainVerifier;
+use hometun_certs::verify::ChainVerifier;
 use rustls_pki_types::{CertificateDer, DnsName, ServerName, UnixTime};
 use webpki::{EndEntityCert, ExtendedKeyUsageValidator, KeyPurposeId, KeyPurposeIdIter};
 

@@ -4,7 +4,7 @@
 //! hashes and COOKIEs.
 //!
 //! No clock and no randomness inside: random bytes and the current time are arguments
-//! (DESIGN.md style 1). Secrets are wiped when dropped.
+//! (docs/ARCHITECTURE.md, "The sans-IO contract"). Secrets are wiped when dropped.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

@@ -3,21 +3,24 @@
 //! `poll_*`; time and randomness are arguments (docs/ARCHITECTURE.md, "The sans-IO contract").
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use hometun_control::{Event, PeerId};
+use hometun_control::{Event, PeerId, Spi};
 
 use crate::crypto::{CookieGenerator, PeerIdentity};
+use crate::notice::Notice;
 use crate::sa::established::{Effect, Established};
 use crate::sa::initiator::{AuthRequested, ClientParams, Failure, SaInitRequested, Step};
-use crate::sa::responder::{AuthResult, HalfOpen, respond_sa_init, unprotected_answer};
-use crate::sa::{IkeError, Io, SpiRegistry};
+use crate::sa::responder::HalfOpen;
+use crate::sa::{Io, SpiRegistry};
 use crate::window::total_patience;
-use crate::wire::{ExchangeType, Header, Message, Notify, NotifyType, Payload};
+use crate::wire::{ExchangeType, Header};
 
 pub use crate::io::{Now, Output, Random, Transmit};
-pub use crate::settings::{Authorizer, CommonConfig, InitiatorConfig, ResponderConfig};
+pub use crate::settings::{
+    Authorizer, CommonConfig, InitiatorConfig, PrefixRefusal, ResponderConfig,
+};
 pub use crate::status::{ChildStatus, EndpointCounters, PeerStatus};
 
 /// How often the cookie secret changes; cookies of the previous secret stay valid until the
@@ -44,6 +47,8 @@ enum Sa {
 }
 
 struct ResponderRole {
+    /// Our address (the source of unprotected answers to ESP).
+    local_addr: Ipv4Addr,
     authorizer: Box<dyn Authorizer>,
     cookie_threshold: u32,
     half_open_per_source: u32,
@@ -85,6 +90,10 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     outputs: VecDeque<Output>,
     counters: EndpointCounters,
+    /// Unprotected answers about SAs we do not have are rate limited ([`restart`]).
+    unprotected_answers: crate::sa::established::TokenBucket,
+    /// After a restart: the peers still to be told, paced ([`restart`]).
+    restart_hints: restart::RestartHints,
     #[cfg(feature = "test-util")]
     tamper: Option<Box<dyn crate::io::Tamper>>,
 }
@@ -106,8 +115,12 @@ macro_rules! io {
     };
 }
 
-// After `io!`, which it uses.
+// After `io!`, which they use.
+mod new_sas;
 pub mod reload;
+pub mod restart;
+
+pub use restart::RestartHint;
 
 fn random_secret(rng: &mut dyn Random) -> [u8; 32] {
     let mut secret = [0u8; 32];
@@ -119,6 +132,7 @@ impl Endpoint {
     /// A responder (server).
     pub fn responder(config: ResponderConfig, now: Now, rng: &mut dyn Random) -> Self {
         let role = Role::Responder(ResponderRole {
+            local_addr: config.local_addr,
             authorizer: config.authorizer,
             cookie_threshold: config.cookie_threshold,
             half_open_per_source: config.half_open_per_source,
@@ -129,7 +143,7 @@ impl Endpoint {
             half_open_by_source: HashMap::new(),
             init_index: HashMap::new(),
         });
-        Self::new(config.common, role)
+        Self::new(config.common, role, now)
     }
 
     /// An initiator (client). Starts connecting at once (IKE_SA_INIT with INITIAL_CONTACT in
@@ -146,12 +160,12 @@ impl Endpoint {
             closed: false,
             reauthenticating: false,
         });
-        let mut endpoint = Self::new(config.common, role);
+        let mut endpoint = Self::new(config.common, role, now);
         endpoint.connect(now, rng);
         endpoint
     }
 
-    fn new(common: CommonConfig, role: Role) -> Self {
+    fn new(common: CommonConfig, role: Role, now: Now) -> Self {
         Self {
             common,
             role,
@@ -161,6 +175,8 @@ impl Endpoint {
             transmits: VecDeque::new(),
             outputs: VecDeque::new(),
             counters: EndpointCounters::default(),
+            unprotected_answers: restart::unprotected_answers(now.mono),
+            restart_hints: restart::RestartHints::default(),
             #[cfg(feature = "test-util")]
             tamper: None,
         }
@@ -186,11 +202,11 @@ impl Endpoint {
         let mut io = io!(self, now, rng);
         let spi = io.spis.new_ike(io.rng);
         let params = client_params(role, io.cfg.ike_port, Some(peer));
-        if role.reauthenticating {
-            tracing::info!("re-establishing the IKE SA with {} ({})", name, role.server);
-        } else {
-            tracing::info!("connecting to {} ({})", name, role.server);
-        }
+        io.notice(Notice::Connecting {
+            name,
+            server: role.server,
+            again: role.reauthenticating,
+        });
         let step = SaInitRequested::start(&mut io, &params, spi);
         self.sas.insert(spi, Sa::Init(step));
     }
@@ -228,6 +244,9 @@ impl Endpoint {
             header.spi_i
         };
         let Some(sa) = self.sas.remove(&our_spi) else {
+            if self.unknown_ike_spi(now, rng, local, remote, &header, data) {
+                return;
+            }
             self.counters.dropped_unknown_spi += 1;
             tracing::debug!(
                 "{} from {remote} for unknown IKE SA {our_spi:016x} dropped",
@@ -251,7 +270,7 @@ impl Endpoint {
                     Step::Wait(step) => Some(Sa::Init(step)),
                     Step::Next(auth) => Some(Sa::Auth(auth)),
                     Step::Failed(failure) => {
-                        self.attempt_failed(now, failure);
+                        self.attempt_failed(failure);
                         None
                     }
                 }
@@ -275,7 +294,7 @@ impl Endpoint {
                         return;
                     }
                     Step::Failed(failure) => {
-                        self.attempt_failed(now, failure);
+                        self.attempt_failed(failure);
                         None
                     }
                 }
@@ -310,292 +329,12 @@ impl Endpoint {
         self.after(now, rng);
     }
 
-    /// An IKE_SA_INIT request: retransmission check, COOKIE, half-open bounds, then the answer.
-    fn sa_init_request(
-        &mut self,
-        now: Now,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
-        header: &Header,
-        data: &[u8],
-        rng: &mut dyn Random,
-    ) {
-        let Role::Responder(role) = &mut self.role else {
-            return;
-        };
-        let message = match Message::parse(data) {
-            Ok(m) if m.header.message_id == 0 && m.header.flags.initiator() => m,
-            Ok(_) => {
-                self.counters.dropped_unparsable += 1;
-                return;
-            }
-            Err(e) => {
-                self.counters.dropped_unparsable += 1;
-                tracing::debug!("IKE_SA_INIT from {remote} does not parse: {e}");
-                if e.notify_type() == Some(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD) {
-                    let notify =
-                        Notify::new(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, e.notify_data());
-                    self.transmits.push_back(Transmit {
-                        local,
-                        remote,
-                        data: unprotected_answer(header, notify),
-                    });
-                }
-                return;
-            }
-        };
-        let spi_i = header.spi_i;
-        let ni = message.payloads.iter().find_map(|p| match p {
-            Payload::Nonce(n) => Some(n.data.clone()),
-            _ => None,
-        });
-        let Some(ni) = ni else {
-            self.transmits.push_back(Transmit {
-                local,
-                remote,
-                data: unprotected_answer(header, IkeError::syntax("no nonce").notify()),
-            });
-            return;
-        };
-        if role.half_open_count >= role.cookie_threshold {
-            let ip = IpAddr::V4(*remote.ip());
-            let valid = matches!(
-                message.payloads.first(),
-                Some(Payload::Notify(n)) if n.notify_type == NotifyType::COOKIE
-                    && role.cookies.verify(&n.data, &ni, ip, spi_i)
-            );
-            if !valid {
-                self.counters.cookies_sent += 1;
-                let cookie = role.cookies.cookie(&ni, ip, spi_i).to_vec();
-                self.transmits.push_back(Transmit {
-                    local,
-                    remote,
-                    data: unprotected_answer(header, Notify::new(NotifyType::COOKIE, cookie)),
-                });
-                return;
-            }
-        }
-        // A retransmission (same SPIi, source and Ni) gets the same answer, byte for byte, a
-        // bounded number of times (the answer is larger than the request: no amplifier);
-        // once the SA is established, a late copy is dropped. Under cookie pressure the COOKIE
-        // check above comes first.
-        if let Some(&spi) = role.init_index.get(&(spi_i, remote)) {
-            match self.sas.get_mut(&spi) {
-                Some(Sa::HalfOpen(h)) if h.is_retransmission(data) => {
-                    if let Some(response) = h.answer_again(self.common.retransmit_tries) {
-                        tracing::debug!("retransmitted IKE_SA_INIT from {remote} answered again");
-                        self.transmits.push_back(Transmit {
-                            local,
-                            remote,
-                            data: response,
-                        });
-                    }
-                    return;
-                }
-                Some(Sa::HalfOpen(h)) if h.is_retransmission_of_nonce(&ni) => {
-                    // The same attempt, changed (it now carries a COOKIE): the request our
-                    // AUTH will sign over is the new one, so it starts afresh.
-                    let source = h.source;
-                    self.sas.remove(&spi);
-                    self.half_open_gone(spi_i, source, false);
-                    self.spis.release_ike(spi);
-                }
-                _ => return,
-            }
-        }
-        let Role::Responder(role) = &mut self.role else {
-            return;
-        };
-        let from_source = role
-            .half_open_by_source
-            .get(remote.ip())
-            .copied()
-            .unwrap_or(0);
-        if role.half_open_count >= role.half_open_total || from_source >= role.half_open_per_source
-        {
-            self.counters.dropped_half_open_bound += 1;
-            let dropped = self.counters.dropped_half_open_bound;
-            // One line per power of two: a flood does not flood the log.
-            if dropped.is_power_of_two() {
-                tracing::warn!(
-                    "IKE_SA_INIT from {remote} dropped: half-open bound reached ({} in total, {from_source} from this address; {dropped} dropped so far)",
-                    role.half_open_count
-                );
-            }
-            return;
-        }
-        let expires =
-            now.mono + total_patience(self.common.retransmit_base, self.common.retransmit_tries);
-        let mut io = io!(self, now, rng);
-        match respond_sa_init(&mut io, local, remote, &message, data, expires) {
-            Ok(half_open) => {
-                role.half_open_count += 1;
-                *role.half_open_by_source.entry(*remote.ip()).or_insert(0) += 1;
-                role.init_index.insert((spi_i, remote), half_open.spi());
-                self.sas.insert(half_open.spi(), Sa::HalfOpen(half_open));
-            }
-            Err(error) => {
-                io.send(local, remote, unprotected_answer(header, error.notify()));
-                match error {
-                    // A group retry is negotiation; malformed requests are noise (and an
-                    // attacker's lever on the log): neither is a refusal worth a line.
-                    IkeError::InvalidKe { .. } | IkeError::InvalidSyntax(_) => {
-                        tracing::debug!("IKE_SA_INIT from {remote}: {error}");
-                    }
-                    _ => {
-                        // The driver logs Output::Refused at warn.
-                        tracing::debug!("refused {remote}: {} ({error})", error.notify_type());
-                        io.output(Output::Refused {
-                            remote,
-                            name: None,
-                            reason: format!("{}: {error}", error.notify_type()),
-                        });
-                    }
-                }
-            }
-        }
-    }
-
-    /// Bookkeeping when a half-open SA goes (authenticated, refused or expired). An
-    /// authenticated one keeps its IKE_SA_INIT index entry (`keep_index`) until it goes.
-    fn half_open_gone(&mut self, spi_i: u64, source: SocketAddrV4, keep_index: bool) {
-        let Role::Responder(role) = &mut self.role else {
-            return;
-        };
-        role.half_open_count = role.half_open_count.saturating_sub(1);
-        if let Some(n) = role.half_open_by_source.get_mut(source.ip()) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                role.half_open_by_source.remove(source.ip());
-            }
-        }
-        if !keep_index {
-            role.init_index.remove(&(spi_i, source));
-        }
-    }
-
     /// An IKE SA of ours is gone: its IKE_SA_INIT index entry too, and its SPI is free.
     fn forget(&mut self, spi: u64) {
         if let Role::Responder(role) = &mut self.role {
             role.init_index.retain(|_, ours| *ours != spi);
         }
         self.spis.release_ike(spi);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn auth_request(
-        &mut self,
-        now: Now,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
-        header: &Header,
-        data: &[u8],
-        half_open: HalfOpen,
-        rng: &mut dyn Random,
-    ) {
-        let Role::Responder(role) = &self.role else {
-            return;
-        };
-        let spi = half_open.spi();
-        let (spi_i, source) = (half_open.spi_i(), half_open.source);
-        let mut io = io!(self, now, rng);
-        match half_open.authenticate(
-            &mut io,
-            role.authorizer.as_ref(),
-            local,
-            remote,
-            header,
-            data,
-        ) {
-            AuthResult::Wait(h) => {
-                self.sas.insert(spi, Sa::HalfOpen(*h));
-            }
-            AuthResult::Refused => {
-                self.half_open_gone(spi_i, source, false);
-                self.spis.release_ike(spi);
-            }
-            AuthResult::Authenticated(authenticated) => {
-                self.half_open_gone(spi_i, source, true);
-                let name = authenticated.name().to_string();
-                let identity = authenticated.identity().clone();
-                let reauthenticated = if authenticated.initial_contact() {
-                    self.initial_contact(now, rng, &identity, spi);
-                    false
-                } else {
-                    self.reauthenticated(now, rng, &identity)
-                };
-                let peer = self.peer_id(&name);
-                let mut io = io!(self, now, rng);
-                let established = authenticated.complete(&mut io, peer, reauthenticated);
-                self.sas.insert(spi, Sa::Up(Box::new(established)));
-            }
-        }
-    }
-
-    /// A peer authenticated a new IKE SA without INITIAL_CONTACT while it has one: a
-    /// re-authentication (RFC 7296 2.8.3). The new one speaks for the peer; the older ones keep
-    /// their CHILD SAs until the peer deletes them (or they expire), and at most
-    /// [`MAX_IKE_SAS_PER_PEER`] are kept. Returns whether an older one was current.
-    fn reauthenticated(&mut self, now: Now, rng: &mut dyn Random, identity: &PeerIdentity) -> bool {
-        let mut older: Vec<(Instant, u64)> = self
-            .sas
-            .iter()
-            .filter_map(|(spi, sa)| match sa {
-                Sa::Up(e) if e.peer.identity == *identity => Some((e.keyed_at(), *spi)),
-                _ => None,
-            })
-            .collect();
-        older.sort();
-        let mut was_current = false;
-        let excess = (older.len() + 1).saturating_sub(MAX_IKE_SAS_PER_PEER);
-        for (i, (_, spi)) in older.iter().enumerate() {
-            let Some(Sa::Up(e)) = self.sas.get_mut(spi) else {
-                continue;
-            };
-            let mut io = io!(self, now, rng);
-            was_current |= e.is_current();
-            if i < excess {
-                tracing::debug!(
-                    "{identity}: dropping its oldest IKE SA {} (at most {MAX_IKE_SAS_PER_PEER} per peer)",
-                    crate::sa::hex_spi(*spi)
-                );
-                e.replaced_by_reauthentication(&mut io, false);
-                e.dispose(&mut io);
-                self.sas.remove(spi);
-                self.forget(*spi);
-            } else {
-                e.replaced_by_reauthentication(&mut io, false);
-            }
-        }
-        was_current
-    }
-
-    /// INITIAL_CONTACT: every other IKE SA of this identity is stale (the peer restarted).
-    fn initial_contact(
-        &mut self,
-        now: Now,
-        rng: &mut dyn Random,
-        identity: &PeerIdentity,
-        keep: u64,
-    ) {
-        let stale: Vec<u64> = self
-            .sas
-            .iter()
-            .filter(|(spi, sa)| {
-                **spi != keep && matches!(sa, Sa::Up(e) if e.peer.identity == *identity)
-            })
-            .map(|(spi, _)| *spi)
-            .collect();
-        for spi in stale {
-            if let Some(Sa::Up(mut e)) = self.sas.remove(&spi) {
-                let mut io = io!(self, now, rng);
-                e.kill(
-                    &mut io,
-                    format!("replaced: INITIAL_CONTACT from {identity}"),
-                );
-                self.forget(spi);
-            }
-        }
     }
 
     /// Carries out what an established SA asked for.
@@ -629,6 +368,11 @@ impl Endpoint {
                                 child.uninstall(&mut io);
                             }
                         }
+                    }
+                }
+                Effect::ReconnectNow => {
+                    if let Role::Initiator(role) = &mut self.role {
+                        role.backoff = Duration::ZERO;
                     }
                 }
                 Effect::Remove => {
@@ -683,22 +427,24 @@ impl Endpoint {
     }
 
     /// A client's connection attempt ended without an IKE SA.
-    fn attempt_failed(&mut self, now: Now, failure: Failure) {
+    fn attempt_failed(&mut self, failure: Failure) {
         let Role::Initiator(role) = &self.role else {
             return;
         };
-        if failure.refused {
+        if failure.is_refusal() {
             // The driver logs Output::Refused at warn.
-            tracing::debug!("connection to {} refused: {}", role.server, failure.reason);
             self.outputs.push_back(Output::Refused {
                 remote: role.server,
                 name: Some(role.server_identity.to_string()),
-                reason: failure.reason,
+                reason: failure.to_string(),
             });
         } else {
-            tracing::info!("connection to {} failed: {}", role.server, failure.reason);
+            self.outputs
+                .push_back(Output::Notice(Notice::ConnectionFailed {
+                    server: role.server,
+                    reason: failure.to_string(),
+                }));
         }
-        let _ = now;
     }
 
     /// The client's IKE_AUTH completed: the new IKE SA speaks for the server. One it
@@ -725,10 +471,9 @@ impl Endpoint {
         let mut io = io!(self, now, rng);
         for old in older {
             if let Some(Sa::Up(e)) = self.sas.get_mut(&old) {
-                tracing::info!(
-                    "IKE SA {} replaced by the new one; deleting it",
-                    crate::sa::hex_spi(e.core.our_spi())
-                );
+                io.notice(Notice::ReplacedByNew {
+                    spi: crate::sa::hex_spi(e.core.our_spi()),
+                });
                 e.replaced_by_reauthentication(&mut io, true);
             }
         }
@@ -770,9 +515,13 @@ impl Endpoint {
             return;
         }
         role.reauthenticating = current;
-        tracing::info!("reconnecting to {} in {:?}", role.server, role.backoff);
+        self.outputs.push_back(Output::Notice(Notice::Reconnecting {
+            server: role.server,
+            after: role.backoff,
+        }));
         role.reconnect_at = Some(now.mono + role.backoff);
-        role.backoff = (role.backoff * 2).min(RECONNECT_MAX.max(self.common.retransmit_base));
+        let base = self.common.retransmit_base;
+        role.backoff = (role.backoff * 2).max(base).min(RECONNECT_MAX.max(base));
     }
 
     /// Timers (retransmission, DPD, reconnect backoff, cookie secret rotation, grace periods).
@@ -791,6 +540,7 @@ impl Endpoint {
                 }
             }
         }
+        self.pace_restart_hints(now);
         let mut due: Vec<u64> = self
             .sas
             .iter()
@@ -809,7 +559,7 @@ impl Endpoint {
                         Step::Wait(step) => Some(Sa::Init(step)),
                         Step::Next(auth) => Some(Sa::Auth(auth)),
                         Step::Failed(failure) => {
-                            self.attempt_failed(now, failure);
+                            self.attempt_failed(failure);
                             None
                         }
                     }
@@ -823,7 +573,7 @@ impl Endpoint {
                             continue;
                         }
                         Step::Failed(failure) => {
-                            self.attempt_failed(now, failure);
+                            self.attempt_failed(failure);
                             None
                         }
                     }
@@ -870,9 +620,9 @@ impl Endpoint {
         rng: &mut dyn Random,
     ) {
         match event {
-            Event::SoftLimit { spi_in, .. } => self.limit_reached(now, rng, spi_in.0, false),
+            Event::SoftLimit { spi_in, .. } => self.limit_reached(now, rng, *spi_in, false),
             Event::HardLimit { spi_in, .. } | Event::SeqExhausted { spi_in, .. } => {
-                self.limit_reached(now, rng, spi_in.0, true)
+                self.limit_reached(now, rng, *spi_in, true)
             }
             Event::EndpointMoved { peer, new, .. } => {
                 let mut io = io!(self, now, rng);
@@ -890,10 +640,13 @@ impl Endpoint {
                 remote,
                 data,
             } => self.handle_datagram(now, *local, *remote, data, rng),
+            Event::UnknownSpi { spi, remote, port } => {
+                self.handle_unknown_esp(now, *spi, *remote, *port)
+            }
         }
     }
 
-    fn limit_reached(&mut self, now: Now, rng: &mut dyn Random, spi_in: u32, urgent: bool) {
+    fn limit_reached(&mut self, now: Now, rng: &mut dyn Random, spi_in: Spi, urgent: bool) {
         let mut io = io!(self, now, rng);
         for sa in self.sas.values_mut() {
             if let Sa::Up(e) = sa
@@ -923,7 +676,8 @@ impl Endpoint {
         }
     }
 
-    /// The client's outer IPv4 address changed (issue 4 fills in the rest).
+    /// The client's outer IPv4 address changed: the next IKE SA is made from there (the
+    /// forwarder's `EndpointMoved` moves the established ones).
     pub fn handle_local_address(&mut self, now: Now, addr: Ipv4Addr, rng: &mut dyn Random) {
         if let Role::Initiator(role) = &mut self.role {
             role.local_addr = addr;
@@ -949,10 +703,10 @@ impl Endpoint {
     ) {
         let mut io = io!(self, now, rng);
         if let Some(e) = self.sas.values_mut().find_map(|sa| match sa {
-            Sa::Up(e) if e.has_child(spi_in.0) => Some(e),
+            Sa::Up(e) if e.has_child(spi_in) => Some(e),
             _ => None,
         }) {
-            e.install_refused(&mut io, spi_in.0, reason);
+            e.install_refused(&mut io, spi_in, reason);
         }
         self.after(now, rng);
     }
@@ -1040,6 +794,7 @@ impl Endpoint {
             .values()
             .filter_map(|sa| self.sa_deadline(sa))
             .chain(role)
+            .chain(self.restart_hints.next_round())
             .min()
     }
 
@@ -1049,7 +804,7 @@ impl Endpoint {
             .sas
             .values()
             .filter_map(|sa| match sa {
-                Sa::Up(e) if e.is_current() => Some(e.status(now.mono)),
+                Sa::Up(e) if e.is_current() => Some(e.status(now)),
                 _ => None,
             })
             .collect();

@@ -119,12 +119,12 @@ impl Endpoint {
             Role::Responder(role) => Some(role.authorizer.as_ref()),
             Role::Initiator(_) => None,
         };
-        let refused: Vec<(u64, String, String)> = self
+        let refused: Vec<(u64, String, crate::sa::established::Distrust)> = self
             .sas
             .iter()
             .filter_map(|(spi, sa)| match sa {
                 Sa::Up(e) if e.is_current() => e
-                    .still_trusted(&self.common.verifier, authorizer, now.wall)
+                    .still_trusted(&self.common.verifier, authorizer, now)
                     .err()
                     .map(|why| (*spi, e.peer.name.clone(), why)),
                 _ => None,

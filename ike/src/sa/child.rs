@@ -7,6 +7,7 @@ use ipnet::Ipv6Net;
 
 use super::{IkeCore, Io};
 use crate::crypto::ChildSaKeys;
+use crate::notice::Notice;
 use crate::proposal::ChosenEsp;
 use crate::status::ChildStatus;
 
@@ -15,7 +16,7 @@ use crate::status::ChildStatus;
 #[derive(Debug, Clone)]
 pub(crate) struct RekeyRecord {
     /// Inbound SPI of the pair the exchange created.
-    pub successor: u32,
+    pub successor: Spi,
     /// The exchange's Ni.
     pub ni: Vec<u8>,
     /// The exchange's Nr.
@@ -31,10 +32,10 @@ pub(crate) enum ChildState {
     Rekeying,
     /// Our rekey replaced it with `successor`: we delete it once the successor carried
     /// traffic, or at `delete_at` (make-before-break).
-    Superseded { successor: u32, delete_at: Instant },
+    Superseded { successor: Spi, delete_at: Instant },
     /// Replaced by `successor` through the peer's rekey: the peer deletes it, or we do at
     /// `delete_at` (a peer that never deletes must not pile pairs up).
-    AwaitingPeerDelete { successor: u32, delete_at: Instant },
+    AwaitingPeerDelete { successor: Spi, delete_at: Instant },
     /// Our DELETE for it is queued or in flight.
     Deleting,
 }
@@ -42,8 +43,8 @@ pub(crate) enum ChildState {
 /// One CHILD SA pair.
 #[derive(Debug, Clone)]
 pub(crate) struct Child {
-    pub spi_in: u32,
-    pub spi_out: u32,
+    pub spi_in: Spi,
+    pub spi_out: Spi,
     pub chosen: ChosenEsp,
     pub local_ts: Vec<Ipv6Net>,
     pub remote_ts: Vec<Ipv6Net>,
@@ -77,8 +78,8 @@ pub(crate) enum ExchangeRole {
 impl Child {
     /// A new active pair.
     pub fn new(
-        spi_in: u32,
-        spi_out: u32,
+        spi_in: Spi,
+        spi_out: Spi,
         chosen: ChosenEsp,
         local_ts: Vec<Ipv6Net>,
         remote_ts: Vec<Ipv6Net>,
@@ -136,9 +137,9 @@ impl Child {
         let udp = matches!(endpoint.encap, hometun_control::Encapsulation::Udp { .. });
         let sa = ChildSa {
             peer,
-            spi_in: Spi(self.spi_in),
+            spi_in: self.spi_in,
             key_in,
-            spi_out: Spi(self.spi_out),
+            spi_out: self.spi_out,
             key_out,
             local_ts: self.local_ts.clone(),
             remote_ts: self.remote_ts.clone(),
@@ -150,24 +151,17 @@ impl Child {
                 .then_some(io.cfg.nat_keepalive_seconds),
         };
         // The driver logs the "installed" line once the forwarder confirmed it.
-        tracing::debug!(
-            "asking the forwarder to install CHILD SA {:08x}_i {:08x}_o ({})",
-            self.spi_in,
-            self.spi_out,
-            self.chosen
-        );
         io.forwarder(Request::Install(sa));
     }
 
     /// Asks the forwarder to remove the pair, and frees its SPI.
     pub fn uninstall(&self, io: &mut Io<'_>) {
-        tracing::info!(
-            "CHILD SA {:08x}_i {:08x}_o deleted",
-            self.spi_in,
-            self.spi_out
-        );
+        io.notice(Notice::ChildDeleted {
+            spi_in: self.spi_in,
+            spi_out: self.spi_out,
+        });
         io.forwarder(Request::Delete {
-            spi_in: Spi(self.spi_in),
+            spi_in: self.spi_in,
         });
         io.spis.release_esp(self.spi_in);
     }
@@ -175,8 +169,8 @@ impl Child {
     /// For `hometun status`.
     pub fn status(&self) -> ChildStatus {
         ChildStatus {
-            spi_in: Spi(self.spi_in),
-            spi_out: Spi(self.spi_out),
+            spi_in: self.spi_in,
+            spi_out: self.spi_out,
             proposal: self.chosen.to_string(),
             local_ts: self.local_ts.clone(),
             remote_ts: self.remote_ts.clone(),

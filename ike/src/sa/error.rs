@@ -1,5 +1,7 @@
-//! Why an exchange failed, as a typed error that maps to the Notify the peer gets (DESIGN.md
-//! style 7), with the one-line reason for the log.
+//! Why an exchange failed, as a typed error that maps to the Notify the peer gets (RFC 7296 2.21;
+//! docs/ARCHITECTURE.md, "Conventions"), with the one-line reason for the log.
+
+use hometun_control::Spi;
 
 use crate::crypto::{CertError, CryptoError, DhGroup};
 use crate::proposal::NegotiationError;
@@ -33,7 +35,7 @@ pub enum IkeError {
     UnsupportedCriticalPayload(PayloadType),
     /// The CHILD SA named by REKEY_SA does not exist.
     #[error("CHILD SA with SPI {0:08x} not found")]
-    ChildSaNotFound(u32),
+    ChildSaNotFound(Spi),
     /// Another exchange on the same SA is in progress; try again later.
     #[error("temporary failure: {0}")]
     TemporaryFailure(&'static str),
@@ -70,7 +72,7 @@ impl IkeError {
             }
             IkeError::ChildSaNotFound(spi) => Notify::with_spi(
                 ProtocolId::ESP,
-                spi.to_be_bytes().to_vec(),
+                spi.to_bytes().to_vec(),
                 NotifyType::CHILD_SA_NOT_FOUND,
                 Vec::new(),
             ),
@@ -104,7 +106,13 @@ impl IkeError {
 
 impl From<NegotiationError> for IkeError {
     fn from(err: NegotiationError) -> Self {
-        IkeError::NoProposalChosen(err.to_string())
+        // The variant's own text says "no proposal chosen": keep only what follows, so the
+        // log line does not say it twice.
+        match err {
+            NegotiationError::NoProposalChosen { offered } => {
+                IkeError::NoProposalChosen(format!("peer offered {offered}"))
+            }
+        }
     }
 }
 
@@ -130,6 +138,17 @@ impl From<CryptoError> for IkeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_negotiation_error_says_no_proposal_chosen_once() {
+        let e = IkeError::from(NegotiationError::NoProposalChosen {
+            offered: "ESP:ENCR_AES_GCM_16/128/NO_ESN".into(),
+        });
+        assert_eq!(
+            e.to_string(),
+            "no proposal chosen: peer offered ESP:ENCR_AES_GCM_16/128/NO_ESN"
+        );
+    }
 
     #[test]
     fn errors_map_to_their_notify() {

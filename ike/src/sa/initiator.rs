@@ -3,7 +3,7 @@
 use std::net::SocketAddrV4;
 use std::time::Instant;
 
-use hometun_control::PeerId;
+use hometun_control::{PeerId, Spi};
 use ipnet::Ipv6Net;
 
 use super::child::{Child, ExchangeRole};
@@ -14,9 +14,10 @@ use super::{
     peer_hash_algorithms, sign_auth, verify_auth, verify_peer_certificate,
 };
 use crate::crypto::auth::{AuthRole, auth_octets};
-use crate::crypto::{DhGroup, IkeSaKeys, KeyExchange, PeerIdentity};
+use crate::crypto::{CryptoError, DhGroup, IkeSaKeys, KeyExchange, PeerIdentity};
 use crate::io::Output;
-use crate::proposal::{EspGroups, EspProposal, IkeProposal};
+use crate::notice::Notice;
+use crate::proposal::{EspGroups, EspProposal, IkeProposal, NegotiationError};
 use crate::sa::child::join;
 use crate::selectors::{any_ipv6, prefixes_of, to_payload, within};
 use crate::window::{Retransmission, RetransmitAction};
@@ -38,22 +39,70 @@ pub(crate) struct ClientParams<'a> {
     pub peer: PeerId,
 }
 
-/// Why a connection attempt ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Failure {
-    /// One line.
-    pub reason: String,
-    /// The peer refused us or we refused it (logged at warn, `Output::Refused`), rather than a
-    /// timeout.
-    pub refused: bool,
+/// Why a client's connection attempt ended, in one line.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Failure {
+    /// The server never answered (the only failure that is not a refusal).
+    #[error("no answer to {exchange} after {tries} tries")]
+    NoAnswer {
+        /// `IKE_SA_INIT` or `IKE_AUTH`.
+        exchange: &'static str,
+        /// Transmissions of the request.
+        tries: u32,
+    },
+    /// The server asked for one COOKIE after another.
+    #[error("the server keeps asking for a COOKIE")]
+    EndlessCookies,
+    /// INVALID_KE_PAYLOAD for a group we do not offer or tried already.
+    #[error("server asks for key exchange group {}, which we do not offer or tried", .0.map_or_else(|| "?".into(), |g| g.to_string()))]
+    UnwantedGroup(Option<u16>),
+    /// The server answered an exchange with an error notification.
+    #[error("server refused {exchange}: {notify}")]
+    Refused {
+        /// `IKE_SA_INIT` or `IKE_AUTH`.
+        exchange: &'static str,
+        /// The error it sent.
+        notify: NotifyType,
+    },
+    /// IKE_AUTH came back without the server's identity or AUTH payload.
+    #[error("IKE_AUTH response without IDr or AUTH")]
+    NoIdentity,
+    /// The server's IKE_SA_INIT answer was not acceptable.
+    #[error("{0}")]
+    SaInit(IkeError),
+    /// The server's identity, certificate or signature did not pass.
+    #[error("server: {0}")]
+    NotTrusted(IkeError),
+    /// The server authenticated but refused the CHILD SA.
+    #[error("server refused the CHILD SA: {0}")]
+    ChildRefused(NotifyType),
+    /// IKE_AUTH carried no CHILD SA answer.
+    #[error("IKE_AUTH response lacks SA, TSi or TSr")]
+    NoChild,
+    /// The CHILD SA answer chose nothing we proposed.
+    #[error("{0}")]
+    Negotiation(NegotiationError),
+    /// The server widened our TSi (RFC 7296 2.9).
+    #[error("server answered TSi {}, not inside our {}", join(.answered), join(.ours))]
+    TsiOutside {
+        /// Its TSi.
+        answered: Vec<Ipv6Net>,
+        /// Ours.
+        ours: Vec<Ipv6Net>,
+    },
+    /// The server narrowed TSr to nothing.
+    #[error("server narrowed TSr to nothing")]
+    NoTsr,
+    /// The CHILD SA's keys could not be derived.
+    #[error("{0}")]
+    Keys(CryptoError),
 }
 
 impl Failure {
-    fn refused(reason: impl Into<String>) -> Self {
-        Self {
-            reason: reason.into(),
-            refused: true,
-        }
+    /// The peer refused us or we refused it (logged at warn, `Output::Refused`), rather than a
+    /// timeout.
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, Failure::NoAnswer { .. })
     }
 }
 
@@ -81,7 +130,7 @@ pub(crate) struct SaInitRequested {
     /// An error answer came: unauthenticated, so it may be forged by anyone on the path. The
     /// attempt keeps listening for a genuine answer until its retransmissions are spent
     /// (RFC 7296 2.21), and fails with this reason only then.
-    refused: Option<String>,
+    refused: Option<Failure>,
 }
 
 impl SaInitRequested {
@@ -178,16 +227,10 @@ impl SaInitRequested {
                 io.transmits.push_back(self.retransmission.transmit());
                 Step::Wait(self)
             }
-            RetransmitAction::GiveUp => match self.refused {
-                Some(reason) => Step::Failed(Failure::refused(reason)),
-                None => Step::Failed(Failure {
-                    reason: format!(
-                        "no answer to IKE_SA_INIT after {} tries",
-                        self.retransmission.tries()
-                    ),
-                    refused: false,
-                }),
-            },
+            RetransmitAction::GiveUp => Step::Failed(self.refused.unwrap_or(Failure::NoAnswer {
+                exchange: "IKE_SA_INIT",
+                tries: self.retransmission.tries(),
+            })),
         }
     }
 
@@ -216,7 +259,7 @@ impl SaInitRequested {
         }
         if let Some(cookie) = message.notify(NotifyType::COOKIE) {
             if self.cookie_rounds >= MAX_COOKIE_ROUNDS || cookie.data.is_empty() {
-                return Step::Failed(Failure::refused("the server keeps asking for a COOKIE"));
+                return Step::Failed(Failure::EndlessCookies);
             }
             tracing::debug!("server asks for a COOKIE; repeating IKE_SA_INIT with it");
             self.cookie = Some(cookie.data.clone());
@@ -232,16 +275,13 @@ impl SaInitRequested {
             let group = wanted.and_then(DhGroup::from_id);
             return match group {
                 Some(g) if ours.contains(&g) && !self.tried_groups.contains(&g) => {
-                    tracing::info!("server asks for key exchange group {g}; retrying");
+                    io.notice(Notice::RetryingWithGroup(g));
                     self.tried_groups.push(g);
                     self.ke = io.key_exchange(g);
                     self.send(io, p);
                     Step::Wait(self)
                 }
-                _ => Step::Failed(Failure::refused(format!(
-                    "server asks for key exchange group {}, which we do not offer or tried",
-                    wanted.map_or_else(|| "?".into(), |g| g.to_string())
-                ))),
+                _ => Step::Failed(Failure::UnwantedGroup(wanted)),
             };
         }
         if let Some(error) = error_notify(&message.payloads) {
@@ -249,12 +289,15 @@ impl SaInitRequested {
                 "IKE_SA_INIT answered with {} (unauthenticated); waiting for another answer",
                 error.notify_type
             );
-            self.refused = Some(format!("server refused IKE_SA_INIT: {}", error.notify_type));
+            self.refused = Some(Failure::Refused {
+                exchange: "IKE_SA_INIT",
+                notify: error.notify_type,
+            });
             return Step::Wait(self);
         }
         match self.accept(io, p, &message, data) {
             Ok(next) => Step::Next(next),
-            Err(e) => Step::Failed(Failure::refused(e.to_string())),
+            Err(e) => Step::Failed(Failure::SaInit(e)),
         }
     }
 
@@ -313,15 +356,10 @@ impl SaInitRequested {
             (p.local, p.server)
         };
         if nat {
-            tracing::info!(
-                "NAT detected ({}); IKE moves to port {}",
-                if nat_local {
-                    "in front of us"
-                } else {
-                    "in front of the server"
-                },
-                io.cfg.nat_port
-            );
+            io.notice(Notice::NatDetected {
+                in_front_of_us: nat_local,
+                port: io.cfg.nat_port,
+            });
         }
         let core = IkeCore::new(
             keys,
@@ -357,7 +395,7 @@ pub(crate) struct AuthRequested {
     nr: Vec<u8>,
     /// The responder's IKE_SA_INIT response: RealMessage2 of its AUTH octets.
     responder_init: Vec<u8>,
-    esp_spi: u32,
+    esp_spi: Spi,
     retransmission: Retransmission,
 }
 
@@ -452,9 +490,9 @@ impl AuthRequested {
             RetransmitAction::GiveUp => {
                 let tries = self.retransmission.tries();
                 self.abandon(io);
-                Step::Failed(Failure {
-                    reason: format!("no answer to IKE_AUTH after {tries} tries"),
-                    refused: false,
+                Step::Failed(Failure::NoAnswer {
+                    exchange: "IKE_AUTH",
+                    tries,
                 })
             }
         }
@@ -520,11 +558,14 @@ impl AuthRequested {
             }
         }
         let (Some(idr), Some(auth)) = (idr, auth) else {
-            let reason = match error_notify(inner) {
-                Some(n) => format!("server refused IKE_AUTH: {}", n.notify_type),
-                None => "IKE_AUTH response without IDr or AUTH".into(),
+            let failure = match error_notify(inner) {
+                Some(n) => Failure::Refused {
+                    exchange: "IKE_AUTH",
+                    notify: n.notify_type,
+                },
+                None => Failure::NoIdentity,
             };
-            return Err((self, Failure::refused(reason)));
+            return Err((self, failure));
         };
         let checked = identity_of(idr).and_then(|identity| {
             if &identity != p.server_identity {
@@ -546,32 +587,25 @@ impl AuthRequested {
         });
         let identity = match checked {
             Ok(identity) => identity,
-            Err(e) => return Err((self, Failure::refused(format!("server: {e}")))),
+            Err(e) => return Err((self, Failure::NotTrusted(e))),
         };
         // Authenticated: the server is who it claims; now the CHILD SA.
         let child = (|| {
             if let Some(error) = error_notify(inner) {
-                return Err(format!(
-                    "server refused the CHILD SA: {}",
-                    error.notify_type
-                ));
+                return Err(Failure::ChildRefused(error.notify_type));
             }
             let (Some(sa), Some(tsi), Some(tsr)) = (sa, tsi, tsr) else {
-                return Err("IKE_AUTH response lacks SA, TSi or TSr".to_string());
+                return Err(Failure::NoChild);
             };
             let (chosen, spi_out) =
                 EspProposal::accept(&io.cfg.esp_proposals, sa, EspGroups::Ignore)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(Failure::Negotiation)?;
             // The answer may narrow what we proposed, never widen it (RFC 7296 2.9).
-            let local_ts = within(tsi, p.local_prefixes).ok_or_else(|| {
-                format!(
-                    "server answered TSi {}, not inside our {}",
-                    join(&prefixes_of(tsi)),
-                    join(p.local_prefixes)
-                )
+            let local_ts = within(tsi, p.local_prefixes).ok_or_else(|| Failure::TsiOutside {
+                answered: prefixes_of(tsi),
+                ours: p.local_prefixes.to_vec(),
             })?;
-            let remote_ts = within(tsr, &[any_ipv6()])
-                .ok_or_else(|| "server narrowed TSr to nothing".to_string())?;
+            let remote_ts = within(tsr, &[any_ipv6()]).ok_or(Failure::NoTsr)?;
             Ok(Child::new(
                 self.esp_spi,
                 spi_out,
@@ -582,7 +616,7 @@ impl AuthRequested {
         })();
         let child = match child {
             Ok(child) => child,
-            Err(reason) => {
+            Err(failure) => {
                 // The server keeps an IKE SA without CHILD SA: tell it to drop it.
                 let header = self.core.header(ExchangeType::INFORMATIONAL, false, 2);
                 if let Ok(delete) = io.seal(
@@ -592,7 +626,7 @@ impl AuthRequested {
                 ) {
                     io.send(self.core.local, self.core.remote, delete);
                 }
-                return Err((self, Failure::refused(reason)));
+                return Err((self, failure));
             }
         };
         let keys =
@@ -602,7 +636,7 @@ impl AuthRequested {
                 .child_sa_keys(child.chosen.encryption, None, &self.ni, &self.nr)
             {
                 Ok(keys) => keys,
-                Err(e) => return Err((self, Failure::refused(e.to_string()))),
+                Err(e) => return Err((self, Failure::Keys(e))),
             };
         let peer = PeerInfo {
             id: p.peer,
@@ -625,13 +659,6 @@ impl AuthRequested {
             name: peer.name.clone(),
             remote: self.core.remote,
         });
-        // The driver logs Output::PeerUp at info.
-        tracing::debug!(
-            "IKE SA with {} ({}) established: {}",
-            peer.name,
-            self.core.remote,
-            self.core.chosen
-        );
         Ok(Established::new(
             io,
             EstablishedParams {

@@ -1,5 +1,5 @@
-//! One IKE SA: one type per exchange step, each consumed on its transition (DESIGN.md style 3,
-//! rustls `client/tls13.rs`).
+//! One IKE SA: one type per exchange step, each consumed on its transition (docs/ARCHITECTURE.md,
+//! "Conventions"; as rustls `client/tls13.rs`).
 //!
 //! Initiator: [`initiator::SaInitRequested`] -> [`initiator::AuthRequested`] ->
 //! [`established::Established`]. Responder: [`responder::respond_sa_init`] ->
@@ -16,7 +16,7 @@ pub(crate) mod responder;
 use std::collections::{HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddrV4};
 
-use hometun_control::{Encapsulation, PeerId};
+use hometun_control::{Encapsulation, PeerId, Spi};
 
 use crate::crypto::auth::{self, check_peer_accepts};
 use crate::crypto::{
@@ -92,6 +92,11 @@ impl Io<'_> {
         self.outputs.push_back(output);
     }
 
+    /// Queues a protocol event for the log.
+    pub fn notice(&mut self, notice: crate::notice::Notice) {
+        self.outputs.push_back(Output::Notice(notice));
+    }
+
     /// Queues a forwarder request.
     pub fn forwarder(&mut self, request: hometun_control::Request) {
         self.outputs.push_back(Output::Forwarder(request));
@@ -122,7 +127,7 @@ impl Io<'_> {
 #[derive(Debug, Default)]
 pub(crate) struct SpiRegistry {
     ike: HashSet<u64>,
-    esp: HashSet<u32>,
+    esp: HashSet<Spi>,
 }
 
 impl SpiRegistry {
@@ -139,12 +144,12 @@ impl SpiRegistry {
     }
 
     /// A new, unique inbound ESP SPI (256 and up: 1..=255 are reserved, RFC 4303 2.1).
-    pub fn new_esp(&mut self, rng: &mut dyn Random) -> u32 {
+    pub fn new_esp(&mut self, rng: &mut dyn Random) -> Spi {
         loop {
             let mut b = [0u8; 4];
             rng.fill(&mut b);
-            let spi = u32::from_be_bytes(b);
-            if spi >= 256 && self.esp.insert(spi) {
+            let spi = Spi(u32::from_be_bytes(b));
+            if spi.0 >= 256 && self.esp.insert(spi) {
                 return spi;
             }
         }
@@ -156,7 +161,7 @@ impl SpiRegistry {
     }
 
     /// Frees an ESP SPI.
-    pub fn release_esp(&mut self, spi: u32) {
+    pub fn release_esp(&mut self, spi: Spi) {
         self.esp.remove(&spi);
     }
 

@@ -4,7 +4,7 @@
 use std::net::SocketAddrV4;
 use std::time::Instant;
 
-use hometun_control::PeerId;
+use hometun_control::{PeerId, Spi};
 use ipnet::Ipv6Net;
 
 use super::child::{Child, ExchangeRole};
@@ -14,9 +14,9 @@ use super::{
     hash_algorithms_payload, id_body, identity_of, nat_detected, natd_payloads, our_id,
     peer_certificates, peer_hash_algorithms, sign_auth, verify_auth, verify_peer_certificate,
 };
+use crate::crypto::IkeSaKeys;
 use crate::crypto::PeerIdentity;
 use crate::crypto::auth::{AuthRole, auth_octets};
-use crate::crypto::{IkeSaKeys, VerifiedPeer};
 use crate::io::Output;
 use crate::proposal::{ChosenEsp, EspGroups, EspProposal, IkeProposal};
 use crate::selectors::{any_ipv6, narrow, prefixes_of, to_payload};
@@ -278,13 +278,6 @@ impl HalfOpen {
             io.send(local, remote, response);
         }
         // The driver logs Output::Refused at warn: one line per refusal.
-        tracing::debug!(
-            "refused {remote}{}: {} ({error})",
-            name.as_deref()
-                .map(|n| format!(" ({n})"))
-                .unwrap_or_default(),
-            error.notify_type()
-        );
         io.output(Output::Refused {
             remote,
             name,
@@ -339,7 +332,7 @@ impl HalfOpen {
         verify_auth(&peer, auth, &octets).map_err(fail)?;
         let prefixes = authorizer
             .prefixes(&identity, &peer)
-            .map_err(|reason| fail(IkeError::AuthenticationFailed(reason)))?;
+            .map_err(|reason| fail(IkeError::AuthenticationFailed(reason.to_string())))?;
         // Our AUTH: RealMessage2 | Ni | prf(SK_pr, IDr').
         let idr = our_id(&io.cfg.identity);
         let octets = auth_octets(
@@ -363,7 +356,7 @@ impl HalfOpen {
             )));
         }
         let (esp, peer_spi, answer) =
-            EspProposal::select(&io.cfg.esp_proposals, sa, EspGroups::Ignore, 0)
+            EspProposal::select(&io.cfg.esp_proposals, sa, EspGroups::Ignore, Spi(0))
                 .map_err(|e| fail(e.into()))?;
         let their_ts = narrow(tsi, &prefixes);
         let our_ts = narrow(tsr, &[any_ipv6()]);
@@ -377,7 +370,6 @@ impl HalfOpen {
         Ok(Checked {
             identity,
             name,
-            peer,
             certificates: peer_certificates(inner),
             prefixes,
             idr,
@@ -397,14 +389,12 @@ impl HalfOpen {
 struct Checked {
     identity: PeerIdentity,
     name: String,
-    #[allow(dead_code)]
-    peer: VerifiedPeer,
     certificates: Vec<Vec<u8>>,
     prefixes: Vec<Ipv6Net>,
     idr: wire::Identification,
     our_auth: Payload,
     esp: ChosenEsp,
-    peer_spi: u32,
+    peer_spi: Spi,
     answer: wire::Proposal,
     their_ts: Vec<Ipv6Net>,
     our_ts: Vec<Ipv6Net>,
@@ -444,7 +434,7 @@ impl Authenticated {
         let mut core = h.core;
         let spi_in = io.spis.new_esp(io.rng);
         let mut answer = c.answer;
-        answer.spi = spi_in.to_be_bytes().to_vec();
+        answer.spi = spi_in.to_bytes().to_vec();
         let keys = core
             .keys
             .child_sa_keys(c.esp.encryption, None, &h.ni, &h.nr)
@@ -487,13 +477,6 @@ impl Authenticated {
         });
         child.install(io, peer.id, &core, keys, ExchangeRole::Responder, endpoint);
         // The driver logs Output::PeerUp at info.
-        tracing::debug!(
-            "IKE SA with {} ({}) established: {}{}",
-            peer.name,
-            core.remote,
-            core.chosen,
-            if core.nat() { ", NAT" } else { "" }
-        );
         io.output(Output::PeerUp {
             reauthenticated,
             peer: peer.id,

@@ -1,5 +1,5 @@
 //! Typed errors of the IKE message layer, each mapped to the Notify that reports it to the peer
-//! (DESIGN.md style 7).
+//! (RFC 7296 2.21; docs/ARCHITECTURE.md, "Conventions").
 
 use super::registry::{NotifyType, PayloadType};
 

@@ -1,6 +1,8 @@
 //! The Notify (RFC 7296 3.10) and Delete (3.11) payloads.
 
 use super::codec::{Reader, Writer, impl_emit, len_u8, len_u16};
+use hometun_control::Spi;
+
 use super::{HashAlgorithm, NotifyType, ProtocolId, WireError};
 
 /// Notify payload: an error or status, optionally about a CHILD SA named by its SPI.
@@ -108,21 +110,17 @@ impl Delete {
     }
 
     /// Deletes the ESP SAs with these (inbound) SPIs.
-    pub fn esp(spis: &[u32]) -> Self {
+    pub fn esp(spis: &[Spi]) -> Self {
         Self {
             protocol: ProtocolId::ESP,
             spi_size: 4,
-            spis: spis.iter().map(|spi| spi.to_be_bytes().to_vec()).collect(),
+            spis: spis.iter().map(|spi| spi.to_bytes().to_vec()).collect(),
         }
     }
 
     /// The SPIs read as 32-bit ESP/AH SPIs (those of another size are left out).
-    pub fn spis_u32(&self) -> impl Iterator<Item = u32> + '_ {
-        self.spis.iter().filter_map(|spi| {
-            <[u8; 4]>::try_from(spi.as_slice())
-                .ok()
-                .map(u32::from_be_bytes)
-        })
+    pub fn esp_spis(&self) -> impl Iterator<Item = Spi> + '_ {
+        self.spis.iter().filter_map(|spi| Spi::from_bytes(spi))
     }
 
     /// Parses a Delete payload body.

@@ -1,5 +1,5 @@
 //! IANA registries of IKEv2 as open newtypes: a value this crate does not know still parses,
-//! survives a round trip and prints as its number (DESIGN.md style 6).
+//! survives a round trip and prints as its number (docs/ARCHITECTURE.md, "Conventions").
 
 use std::fmt;
 

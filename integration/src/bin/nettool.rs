@@ -11,6 +11,9 @@
 //!   that comes back.
 //! - `forge raw|udp DEST_IPV4 SPI SEQ KEYMAT_HEX INNER_SRC INNER_DST`: seal an inner IPv6 packet
 //!   with the given key and send it to DEST_IPV4 (protocol 50, or UDP port 4500).
+//! - `spoof-udp SRC_IPV4:PORT DEST_IPV4:PORT HEX`: send one UDP datagram with a source address
+//!   that is not ours (IP_TRANSPARENT, needs CAP_NET_ADMIN): a forged packet of an on-path
+//!   attacker.
 
 #![allow(clippy::disallowed_methods)] // a test tool: wall-clock timeouts are its business
 
@@ -47,6 +50,9 @@ fn main() -> anyhow::Result<()> {
             src.parse()?,
             dst.parse()?,
         ),
+        ["spoof-udp", src, dest, data] => {
+            spoof_udp(src.parse()?, dest.parse()?, &hex::decode(data)?)
+        }
         _ => bail!("usage: see the module documentation of hometun-nettool"),
     }
 }
@@ -273,6 +279,56 @@ fn ike_peer(
         .recv_from(&mut buffer)
         .context("no answer to the IKE message")?;
     println!("{from} {}", hex::encode(&buffer[..n]));
+    Ok(())
+}
+
+fn spoof_udp(
+    src: std::net::SocketAddrV4,
+    dest: std::net::SocketAddrV4,
+    data: &[u8],
+) -> anyhow::Result<()> {
+    use std::os::fd::FromRawFd;
+    let address = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: src.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*src.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: plain socket calls on a descriptor this function owns; the option value and
+    // the address are live for the duration of each call, with their true sizes.
+    let socket = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        if fd < 0 {
+            bail!("socket: {}", std::io::Error::last_os_error());
+        }
+        let socket = UdpSocket::from_raw_fd(fd);
+        let one: libc::c_int = 1;
+        if libc::setsockopt(
+            fd,
+            libc::SOL_IP,
+            libc::IP_TRANSPARENT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) != 0
+        {
+            bail!("IP_TRANSPARENT: {}", std::io::Error::last_os_error());
+        }
+        if libc::bind(
+            fd,
+            (&address as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        ) != 0
+        {
+            bail!(
+                "binding the forged source {src}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        socket
+    };
+    socket.send_to(data, dest)?;
     Ok(())
 }
 

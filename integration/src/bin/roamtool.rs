@@ -1,4 +1,4 @@
-//! `hometun-roamtool`: helpers the roaming tests (issue 4) run inside namespaces.
+//! `hometun-roamtool`: helpers the roaming tests run inside namespaces.
 //!
 //! - `ping DEST INTERVAL_MS DURATION_MS`: ICMPv6 Echo Requests every INTERVAL_MS for
 //!   DURATION_MS (then one more second for late replies); prints `ready`, then at the end

@@ -22,7 +22,7 @@ use crate::bundle::Bundle;
 use crate::ca::{KeyType, fingerprint};
 use crate::client_dir::ClientDir;
 use crate::token::Token;
-use crate::verify::TrustStore;
+use hometun_certs::verify::TrustStore;
 
 /// How long the whole exchange may take.
 pub const ENROLL_TIMEOUT: Duration = Duration::from_secs(60);

@@ -72,6 +72,9 @@ impl EnrollmentServer {
     /// [`EnrollmentServer::new`] with other limits.
     pub fn with_limits(dir: &Path, limits: ListenerLimits) -> Result<Self, PkiError> {
         let dir = ServerDir::new(dir);
+        // The CA key is read at each signing; a mode others can read is refused at start
+        // (and by `hometun server --check`), not at the first enrollment.
+        files::check_private_mode(&dir.ca_key())?;
         let mut chain = files::load_certificates(&dir.server_cert())?;
         chain.push(files::load_certificate(&dir.ca_cert())?);
         let key = files::load_private_key(&dir.server_key())?;
@@ -316,7 +319,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = ca_dir(tmp.path());
         let now = OffsetDateTime::now_utc();
-        dir.make_token("home.example", 24, None, now).unwrap();
+        dir.make_token("home.example", 24 * 60, None, now).unwrap();
         let server = EnrollmentServer::new(dir.dir()).unwrap();
         let caller = Caller {
             address: "198.51.100.7:40000".parse().unwrap(),
@@ -336,7 +339,7 @@ mod tests {
         assert_eq!(counts(), before, "CSR or CA key touched before the token");
 
         // With the right token the same garbage reaches the CSR check, still not the CA key.
-        let token = dir.make_token("other.example", 24, None, now).unwrap();
+        let token = dir.make_token("other.example", 24 * 60, None, now).unwrap();
         let with_token = Message::Request(Request {
             secret: token.secret,
             csr_der: b"not a CSR at all".to_vec(),

@@ -12,6 +12,7 @@ use super::requests::{Outstanding, Pending, RekeyKe, Task};
 use super::{Effect, Established};
 use crate::crypto::{DhGroup, KeyExchange};
 use crate::io::Output;
+use crate::notice::{Collision, Notice};
 use crate::proposal::{EspGroups, EspProposal};
 use crate::sa::child::{Child, ChildState, ExchangeRole, RekeyRecord, join};
 use crate::sa::{IkeError, Io, has_notify, lowest_nonce_in};
@@ -43,8 +44,8 @@ pub(crate) const REKEY_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// A CHILD SA rekey request in flight.
 pub(super) struct ChildRekeyRequested {
-    pub(super) old_spi_in: u32,
-    pub(super) new_spi_in: u32,
+    pub(super) old_spi_in: Spi,
+    pub(super) new_spi_in: Spi,
     pub(super) ni: Vec<u8>,
     pub(super) ke: Option<KeyExchange>,
     /// What the request's KE was chosen by (for the next try's adjustment).
@@ -66,7 +67,7 @@ impl Established {
     pub(super) fn prepare_child_rekey(
         &mut self,
         io: &mut Io<'_>,
-        spi_in: u32,
+        spi_in: Spi,
         ke_choice: RekeyKe,
     ) -> Option<(ExchangeType, Vec<Payload>, Pending)> {
         let child = self.children.iter_mut().find(|c| c.spi_in == spi_in)?;
@@ -86,7 +87,7 @@ impl Established {
         let mut payloads = vec![
             Payload::Notify(Notify::with_spi(
                 ProtocolId::ESP,
-                spi_in.to_be_bytes().to_vec(),
+                spi_in.to_bytes().to_vec(),
                 NotifyType::REKEY_SA,
                 Vec::new(),
             )),
@@ -105,14 +106,11 @@ impl Established {
         }
         payloads.push(Payload::TsI(to_payload(&child.local_ts)));
         payloads.push(Payload::TsR(to_payload(&child.remote_ts)));
-        tracing::info!(
-            "rekeying CHILD SA {spi_in:08x} with {}{}",
-            self.peer.name,
-            match &ke {
-                Some(k) => format!(" ({}, PFS)", k.group()),
-                None => " (no PFS)".to_string(),
-            }
-        );
+        io.notice(Notice::ChildRekeying {
+            spi_in,
+            peer: self.peer.name.clone(),
+            pfs: ke.as_ref().map(|k| k.group()),
+        });
         let (local_ts, remote_ts) = (child.local_ts.clone(), child.remote_ts.clone());
         Some((
             ExchangeType::CREATE_CHILD_SA,
@@ -145,9 +143,8 @@ impl Established {
         ) {
             return Err(IkeError::TemporaryFailure("the IKE SA is being rekeyed"));
         }
-        let spi = <[u8; 4]>::try_from(rekey.spi.as_slice())
-            .map(u32::from_be_bytes)
-            .map_err(|_| IkeError::syntax("REKEY_SA without a 4-byte SPI"))?;
+        let spi = Spi::from_bytes(&rekey.spi)
+            .ok_or_else(|| IkeError::syntax("REKEY_SA without a 4-byte SPI"))?;
         let index = self
             .children
             .iter()
@@ -183,7 +180,7 @@ impl Established {
         }
         let groups = ke.map_or(EspGroups::None, |k| EspGroups::Ke(k.group));
         let (chosen, peer_spi, mut answer) =
-            EspProposal::select(&io.cfg.esp_proposals, sa, groups, 0)?;
+            EspProposal::select(&io.cfg.esp_proposals, sa, groups, Spi(0))?;
         if let Some(ke) = ke
             && let Some(group) = chosen.group
             && group.to_wire() != ke.group
@@ -216,7 +213,7 @@ impl Established {
             &nr,
         )?;
         let spi_in = io.spis.new_esp(io.rng);
-        answer.spi = spi_in.to_be_bytes().to_vec();
+        answer.spi = spi_in.to_bytes().to_vec();
         let new = Child::new(spi_in, peer_spi, chosen, our_ts.clone(), their_ts.clone());
         new.install(
             io,
@@ -241,7 +238,10 @@ impl Established {
             match old.state.clone() {
                 ChildState::Rekeying if old.pending_rekey_in_flight => {
                     // Collision with our own rekey in flight: decided when its answer comes.
-                    tracing::info!("CHILD SA {old_spi_in:08x}: rekey collision");
+                    io.notice(Notice::ChildRekeyCollision {
+                        spi_in: old_spi_in,
+                        collision: Collision::Seen,
+                    });
                     old.peer_rekey = Some(record);
                 }
                 ChildState::Superseded { successor, .. } if old.our_rekey.is_some() => {
@@ -257,9 +257,10 @@ impl Established {
                         };
                         redundant = Some(successor);
                     } else {
-                        tracing::info!(
-                            "CHILD SA {old_spi_in:08x}: late rekey collision, ours wins"
-                        );
+                        io.notice(Notice::ChildRekeyCollision {
+                            spi_in: old_spi_in,
+                            collision: Collision::LateOursWins,
+                        });
                     }
                 }
                 _ => {
@@ -271,18 +272,21 @@ impl Established {
                     completed = true;
                     io.output(Output::Rekeyed {
                         peer: self.peer.id,
-                        old_spi_in: Spi(old_spi_in),
-                        new_spi_in: Spi(spi_in),
+                        old_spi_in,
+                        new_spi_in: spi_in,
                     });
                 }
             }
         }
         if let Some(ours) = redundant {
-            tracing::info!("CHILD SA {old_spi_in:08x}: late rekey collision, ours is redundant");
+            io.notice(Notice::ChildRekeyCollision {
+                spi_in: old_spi_in,
+                collision: Collision::LateOursRedundant,
+            });
             io.output(Output::Rekeyed {
                 peer: self.peer.id,
-                old_spi_in: Spi(old_spi_in),
-                new_spi_in: Spi(spi_in),
+                old_spi_in,
+                new_spi_in: spi_in,
             });
             self.delete_child_soon(ours);
         }
@@ -369,7 +373,10 @@ impl Established {
             Some(theirs) if lowest_nonce_in((&record.ni, &record.nr), (&theirs.ni, &theirs.nr)) => {
                 // Collision, and our pair holds the lowest nonce: we delete ours; the peer
                 // deletes the old pair.
-                tracing::info!("CHILD SA {old_spi:08x}: rekey collision, ours is redundant");
+                io.notice(Notice::ChildRekeyCollision {
+                    spi_in: old_spi,
+                    collision: Collision::OursRedundant,
+                });
                 old.state = ChildState::AwaitingPeerDelete {
                     successor: theirs.successor,
                     delete_at: now + PEER_DELETE_PATIENCE,
@@ -380,7 +387,10 @@ impl Established {
             }
             theirs => {
                 if theirs.is_some() {
-                    tracing::info!("CHILD SA {old_spi:08x}: rekey collision, ours wins");
+                    io.notice(Notice::ChildRekeyCollision {
+                        spi_in: old_spi,
+                        collision: Collision::OursWins,
+                    });
                 }
                 old.state = ChildState::Superseded {
                     successor: new_spi,
@@ -392,8 +402,8 @@ impl Established {
         };
         io.output(Output::Rekeyed {
             peer: self.peer.id,
-            old_spi_in: Spi(old_spi),
-            new_spi_in: Spi(survivor),
+            old_spi_in: old_spi,
+            new_spi_in: survivor,
         });
         self.child_rekey_completed(io, true);
         self.check_superseded(io);
@@ -474,8 +484,8 @@ impl Established {
             };
             io.output(Output::Rekeyed {
                 peer: self.peer.id,
-                old_spi_in: Spi(old.spi_in),
-                new_spi_in: Spi(theirs.successor),
+                old_spi_in: old.spi_in,
+                new_spi_in: theirs.successor,
             });
             return;
         }
@@ -491,10 +501,11 @@ impl Established {
                 let ours = EspProposal::all_groups(&io.cfg.esp_proposals);
                 match wanted {
                     Some(g) if ours.contains(&g) && Some(g) != tried => {
-                        tracing::info!(
-                            "CHILD SA {spi_in:08x}: {} asks for PFS group {g}; rekeying again",
-                            self.peer.name
-                        );
+                        io.notice(Notice::ChildRekeyPfsGroup {
+                            spi_in,
+                            peer: self.peer.name.clone(),
+                            group: g,
+                        });
                         self.queue.push_front(Task::RekeyChild {
                             spi_in,
                             ke: RekeyKe::Group(g),
@@ -511,17 +522,17 @@ impl Established {
             NotifyType::NO_PROPOSAL_CHOSEN
                 if tried.is_some() && EspProposal::allow_no_pfs(&io.cfg.esp_proposals) =>
             {
-                tracing::info!(
-                    "CHILD SA {spi_in:08x}: {} refuses PFS, which our proposals allow; rekeying again without",
-                    self.peer.name
-                );
+                io.notice(Notice::ChildRekeyWithoutPfs {
+                    spi_in,
+                    peer: self.peer.name.clone(),
+                });
                 self.queue.push_front(Task::RekeyChild {
                     spi_in,
                     ke: RekeyKe::WithoutPfs,
                 });
             }
             NotifyType::CHILD_SA_NOT_FOUND => {
-                tracing::info!("peer does not know CHILD SA {spi_in:08x}; deleting it");
+                io.notice(Notice::ChildUnknownToPeer { spi_in });
                 let child = self.children.remove(i);
                 self.bytes_gone += child.bytes;
                 child.uninstall(io);
@@ -533,43 +544,53 @@ impl Established {
 
     /// A rekey of `spi_in` did not work out: try again after a backoff, or, if the pair
     /// already expired, give it up.
-    fn rekey_failed(&mut self, io: &mut Io<'_>, spi_in: u32, next: RekeyKe, why: &str) {
+    fn rekey_failed(&mut self, io: &mut Io<'_>, spi_in: Spi, next: RekeyKe, why: &str) {
         io.counters.child_rekeys_failed += 1;
         let Some(child) = self.children.iter_mut().find(|c| c.spi_in == spi_in) else {
             return;
         };
         child.rekey_failures += 1;
         if child.expired {
-            tracing::warn!(
-                "CHILD SA {spi_in:08x} with {} reached its hard limit and its rekey failed ({why})",
-                self.peer.name
-            );
+            io.notice(Notice::ChildRekeyFailedAtHardLimit {
+                spi_in,
+                peer: self.peer.name.clone(),
+                why: why.to_string(),
+            });
             self.give_up_pair(io, spi_in);
             return;
         }
         // Still Rekeying: a soft-limit event meanwhile queues nothing more.
         child.state = ChildState::Rekeying;
         let wait = rekey_backoff(io.cfg.retransmit_base, child.rekey_failures - 1);
-        tracing::warn!(
-            "CHILD SA {spi_in:08x} rekey {why}; trying again in {} s (try {})",
-            wait.as_secs_f32(),
-            child.rekey_failures + 1
-        );
+        let next_try = child.rekey_failures + 1;
+        io.notice(Notice::ChildRekeyRetry {
+            spi_in,
+            why: why.to_string(),
+            wait,
+            next_try,
+        });
         self.deferred
             .push((io.now.mono + wait, Task::RekeyChild { spi_in, ke: next }));
     }
 
     /// A pair that can no longer be rekeyed and carries nothing: delete it. Without another
-    /// usable pair the tunnel is re-established (the client) or closed so that the client
-    /// re-establishes it (the server).
-    pub(super) fn give_up_pair(&mut self, io: &mut Io<'_>, spi_in: u32) {
+    /// usable pair the tunnel is re-made: the client makes a new IKE SA (the old one goes once
+    /// it is up); the server closes the IKE SA with its pairs in one DELETE, which a stock client
+    /// answers as its close or DPD action says (a hometun client reconnects at once).
+    pub(super) fn give_up_pair(&mut self, io: &mut Io<'_>, spi_in: Spi) {
         self.deferred
             .retain(|(_, t)| !matches!(t, Task::RekeyChild { spi_in: s, .. } if *s == spi_in));
         if let Some(child) = self.children.iter_mut().find(|c| c.spi_in == spi_in) {
             // Deleting it is the next step; it no longer waits for a rekey.
             child.state = ChildState::Active;
         }
-        self.delete_child_soon(spi_in);
+        let others = self
+            .children
+            .iter()
+            .any(|c| c.spi_in != spi_in && c.is_usable());
+        if others || self.client || !self.is_current() {
+            self.delete_child_soon(spi_in);
+        }
         self.lost_a_pair(io);
     }
 
@@ -578,34 +599,30 @@ impl Established {
         if !self.is_current() || self.children.iter().any(Child::is_usable) {
             return;
         }
+        io.notice(Notice::NoWorkingChild {
+            peer: self.peer.name.clone(),
+            client: self.client,
+        });
         if self.client {
-            tracing::warn!(
-                "no working CHILD SA with {}: re-establishing the IKE SA",
-                self.peer.name
-            );
             self.reestablish = true;
         } else {
-            tracing::warn!(
-                "no working CHILD SA with {}: closing the IKE SA (the client re-establishes it)",
-                self.peer.name
-            );
             self.queue.push_back(Task::DeleteIke);
         }
-        let _ = io;
     }
 
     /// The forwarder refused to install the pair with inbound SPI `spi_in`: drop it here, ask
     /// the peer to drop its side, and undo the rekey that made it.
-    pub fn install_refused(&mut self, io: &mut Io<'_>, spi_in: u32, reason: &str) {
+    pub fn install_refused(&mut self, io: &mut Io<'_>, spi_in: Spi, reason: &str) {
         let Some(i) = self.children.iter().position(|c| c.spi_in == spi_in) else {
             return;
         };
         io.counters.installs_refused += 1;
         let child = self.children.remove(i);
-        tracing::warn!(
-            "CHILD SA {spi_in:08x} with {} could not be installed ({reason}); deleting it at the peer",
-            self.peer.name
-        );
+        io.notice(Notice::InstallRefused {
+            spi_in,
+            peer: self.peer.name.clone(),
+            reason: reason.to_string(),
+        });
         // Our SPI of it stays reserved until the peer answered the DELETE.
         self.queue.push_front(Task::DeleteRefusedPair(child.spi_in));
         let mut retry = None;
@@ -642,7 +659,7 @@ impl Established {
     }
 
     /// Queues a DELETE for one of our pairs, marking it.
-    pub(super) fn delete_child_soon(&mut self, spi_in: u32) {
+    pub(super) fn delete_child_soon(&mut self, spi_in: Spi) {
         if let Some(child) = self.children.iter_mut().find(|c| c.spi_in == spi_in)
             && child.state != ChildState::Deleting
         {
@@ -657,11 +674,11 @@ impl Established {
     pub(super) fn check_superseded(&mut self, io: &mut Io<'_>) {
         let now = io.now.mono;
         let traffic_moved_to =
-            |successor: u32| match self.children.iter().find(|s| s.spi_in == successor) {
+            |successor: Spi| match self.children.iter().find(|s| s.spi_in == successor) {
                 None => true,
                 Some(s) => s.carried_traffic || s.state != ChildState::Active,
             };
-        let ready: Vec<u32> = self
+        let ready: Vec<Spi> = self
             .children
             .iter()
             .filter(|c| match c.state {
@@ -682,17 +699,34 @@ impl Established {
     /// A lifetime of a CHILD SA ran out. Soft: rekey it unless that is under way. Hard (or its
     /// sequence numbers are used up): it carries nothing more; rekey it at once, and if that
     /// cannot work, give it up.
-    pub fn limit_reached(&mut self, io: &mut Io<'_>, spi_in: u32, hard: bool) {
+    pub fn limit_reached(&mut self, io: &mut Io<'_>, spi_in: Spi, hard: bool) {
         let Some(child) = self.children.iter_mut().find(|c| c.spi_in == spi_in) else {
             return;
         };
+        match child.state {
+            // Replaced already, and the peer still uses it heavily (a responder of our rekey
+            // may keep sending on it until our DELETE): delete it now rather than after the
+            // successor shows traffic.
+            ChildState::Superseded { .. } | ChildState::AwaitingPeerDelete { .. } => {
+                if hard {
+                    tracing::debug!(
+                        "replaced CHILD SA {spi_in:08x} reached its hard limit; deleting it now"
+                    );
+                    self.delete_child_soon(spi_in);
+                    self.pump(io);
+                }
+                return;
+            }
+            ChildState::Deleting => return,
+            ChildState::Active | ChildState::Rekeying => {}
+        }
         if hard && !child.expired {
             child.expired = true;
             io.counters.child_sas_expired += 1;
-            tracing::warn!(
-                "CHILD SA {spi_in:08x} with {} reached its hard limit before a successor: it carries nothing until one is made",
-                self.peer.name
-            );
+            io.notice(Notice::HardLimitBeforeSuccessor {
+                spi_in,
+                peer: self.peer.name.clone(),
+            });
         }
         match child.state {
             ChildState::Active => {
@@ -717,7 +751,7 @@ impl Established {
                     self.queue_task(io, task, true);
                 }
             }
-            // In flight (its answer decides), or already replaced or being deleted.
+            // In flight: its answer decides.
             _ => {}
         }
     }

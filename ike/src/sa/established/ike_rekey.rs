@@ -4,6 +4,7 @@
 use super::requests::{Outstanding, Pending, Task};
 use super::{Effect, Established, EstablishedParams, Lifecycle};
 use crate::crypto::{DhGroup, KeyExchange};
+use crate::notice::Notice;
 use crate::proposal::IkeProposal;
 use crate::sa::child::Child;
 use crate::sa::{IkeCore, IkeError, Io, error_notify, hex_spi, lowest_nonce_in};
@@ -59,7 +60,9 @@ impl Established {
                 ke.public_ke_data().to_vec(),
             )),
         ];
-        tracing::info!("rekeying IKE SA with {}", self.peer.name);
+        io.notice(Notice::IkeRekeying {
+            peer: self.peer.name.clone(),
+        });
         Some((
             ExchangeType::CREATE_CHILD_SA,
             payloads,
@@ -141,7 +144,9 @@ impl Established {
         io.counters.ike_rekeys += 1;
         let mut new = self.successor(io, core);
         if ours_in_flight {
-            tracing::info!("IKE SA {}: rekey collision", hex_spi(self.core.our_spi()));
+            io.notice(Notice::IkeRekeyCollision {
+                spi: hex_spi(self.core.our_spi()),
+            });
             self.collision = Some(IkeCollision {
                 new_spi,
                 ni: ni.to_vec(),
@@ -149,12 +154,11 @@ impl Established {
             });
             new.lifecycle = Lifecycle::Superseded { since: io.now.mono };
         } else {
-            tracing::info!(
-                "IKE SA {} rekeyed by {} to {}",
-                hex_spi(self.core.our_spi()),
-                self.peer.name,
-                hex_spi(new_spi)
-            );
+            io.notice(Notice::IkeRekeyedByPeer {
+                old: hex_spi(self.core.our_spi()),
+                peer: self.peer.name.clone(),
+                new: hex_spi(new_spi),
+            });
             let (children, tasks) = self.take_children();
             new.adopt_children(children, tasks);
             self.lifecycle = Lifecycle::Superseded { since: io.now.mono };
@@ -264,10 +268,13 @@ impl Established {
                         {
                             self.queue.push_front(Task::RekeyIke { group: Some(g) });
                         }
-                        _ => tracing::warn!("IKE SA rekey: peer wants a group we do not offer"),
+                        _ => io.notice(Notice::IkeRekeyGroupUnwanted),
                     }
                 }
-                other => tracing::warn!("IKE SA rekey refused by {}: {other}", self.peer.name),
+                other => io.notice(Notice::IkeRekeyRefused {
+                    peer: self.peer.name.clone(),
+                    notify: other,
+                }),
             }
             return Vec::new();
         }
@@ -304,7 +311,10 @@ impl Established {
         let (core, nr) = match accepted {
             Ok(v) => v,
             Err(e) => {
-                tracing::warn!("IKE SA rekey with {} failed: {e}", self.peer.name);
+                io.notice(Notice::IkeRekeyFailed {
+                    peer: self.peer.name.clone(),
+                    error: e,
+                });
                 io.spis.release_ike(request.new_spi);
                 return Vec::new();
             }
@@ -317,7 +327,7 @@ impl Established {
             Some(theirs) if lowest_nonce_in((&request.ni, &nr), (&theirs.ni, &theirs.nr)) => {
                 // Ours is redundant: we delete it; the children go to the peer's new SA,
                 // and the peer deletes the old one.
-                tracing::info!("IKE SA rekey collision: ours is redundant");
+                io.notice(Notice::IkeRekeyCollisionOutcome { ours_wins: false });
                 new.lifecycle = Lifecycle::Superseded { since: now };
                 new.queue.push_back(Task::DeleteIke);
                 self.lifecycle = Lifecycle::Superseded { since: now };
@@ -325,13 +335,12 @@ impl Established {
             }
             theirs => {
                 if theirs.is_some() {
-                    tracing::info!("IKE SA rekey collision: ours wins");
+                    io.notice(Notice::IkeRekeyCollisionOutcome { ours_wins: true });
                 }
-                tracing::info!(
-                    "IKE SA {} rekeyed to {}",
-                    hex_spi(self.core.our_spi()),
-                    hex_spi(request.new_spi)
-                );
+                io.notice(Notice::IkeRekeyed {
+                    old: hex_spi(self.core.our_spi()),
+                    new: hex_spi(request.new_spi),
+                });
                 let (children, tasks) = self.take_children();
                 new.adopt_children(children, tasks);
                 self.lifecycle = Lifecycle::Superseded { since: now };

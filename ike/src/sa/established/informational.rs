@@ -3,10 +3,9 @@
 
 use std::net::SocketAddrV4;
 
-use hometun_control::Spi;
-
 use super::{Effect, Established, Lifecycle};
 use crate::io::Output;
+use crate::notice::Notice;
 use crate::sa::child::ChildState;
 use crate::sa::{Io, has_notify};
 use crate::window::total_patience;
@@ -24,20 +23,18 @@ impl Established {
         let mut effects = Vec::new();
         for notify in wire::notifies(inner) {
             if notify.notify_type.0 < 16384 {
-                tracing::warn!(
-                    "{} reports {} in an INFORMATIONAL",
-                    self.peer.name,
-                    notify.notify_type
-                );
+                io.notice(Notice::PeerReports {
+                    peer: self.peer.name.clone(),
+                    notify: notify.notify_type,
+                });
             }
         }
         if self.mobike {
             response.extend(self.mobike_informational(io, local, remote, inner));
         } else if has_notify(inner, NotifyType::UPDATE_SA_ADDRESSES) {
-            tracing::info!(
-                "UPDATE_SA_ADDRESSES from {} without MOBIKE ignored",
-                self.peer.name
-            );
+            io.notice(Notice::UpdateWithoutMobike {
+                peer: self.peer.name.clone(),
+            });
         }
         let mut deleted_in = Vec::new();
         for payload in inner {
@@ -66,7 +63,7 @@ impl Established {
                     return (response, effects);
                 }
                 ProtocolId::ESP => {
-                    for spi in delete.spis_u32() {
+                    for spi in delete.esp_spis() {
                         if let Some(i) = self.children.iter().position(|c| c.spi_out == spi) {
                             let child = self.children.remove(i);
                             self.bytes_gone += child.bytes;
@@ -76,11 +73,10 @@ impl Established {
                             for c in &mut self.children {
                                 if matches!(c.state, ChildState::AwaitingPeerDelete { successor, .. } if successor == child.spi_in)
                                 {
-                                    tracing::info!(
-                                        "CHILD SA {:08x}: {} deleted its successor; it carries on",
-                                        c.spi_in,
-                                        self.peer.name
-                                    );
+                                    io.notice(Notice::SuccessorDeletedByPeer {
+                                        spi_in: c.spi_in,
+                                        peer: self.peer.name.clone(),
+                                    });
                                     c.state = ChildState::Active;
                                 }
                             }
@@ -89,8 +85,8 @@ impl Established {
                                 // Our colliding rekey of it is moot: the peer's pair stands.
                                 io.output(Output::Rekeyed {
                                     peer: self.peer.id,
-                                    old_spi_in: Spi(child.spi_in),
-                                    new_spi_in: Spi(theirs.successor),
+                                    old_spi_in: child.spi_in,
+                                    new_spi_in: theirs.successor,
                                 });
                             }
                         } else {
@@ -104,7 +100,9 @@ impl Established {
         if !deleted_in.is_empty() {
             response.push(Payload::Delete(Delete::esp(&deleted_in)));
             if self.is_current() && !self.children.iter().any(|c| c.is_usable()) {
-                tracing::info!("{} deleted the last working CHILD SA", self.peer.name);
+                io.notice(Notice::LastChildDeletedByPeer {
+                    peer: self.peer.name.clone(),
+                });
                 self.lost_a_pair(io);
             }
         }

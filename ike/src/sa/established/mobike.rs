@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::Established;
 use super::requests::{Outstanding, Pending, Task};
+use crate::notice::Notice;
 use crate::sa::{Io, has_notify, natd_payloads};
 use crate::wire::{self, ExchangeType, Notify, NotifyType, Payload};
 
@@ -72,10 +73,10 @@ impl Established {
                 && !no_nats_matches(&no_nats.data, remote, local)
             {
                 // RFC 4555 3.9: the peer forbids NATs and the addresses changed on the way.
-                tracing::info!(
-                    "UPDATE_SA_ADDRESSES from {} at {remote} refused: NO_NATS_ALLOWED names other addresses than the packet came with",
-                    self.peer.name
-                );
+                io.notice(Notice::NoNatsAllowedMismatch {
+                    peer: self.peer.name.clone(),
+                    remote,
+                });
                 return vec![Payload::Notify(Notify::new(
                     NotifyType::UNEXPECTED_NAT_DETECTED,
                     Vec::new(),
@@ -127,11 +128,12 @@ impl Established {
                 self.core.nat_remote,
             )
         {
-            tracing::info!(
-                "{} moves (MOBIKE): {from} -> {remote}{}; IKE follows now, the CHILD SAs after the return-routability check",
-                self.peer.name,
-                if nat_local || nat_remote { ", NAT" } else { "" }
-            );
+            io.notice(Notice::MobikeMoving {
+                peer: self.peer.name.clone(),
+                from,
+                to: remote,
+                nat: nat_local || nat_remote,
+            });
             self.core.local = local;
             self.core.remote = remote;
             self.core.nat_local = nat_local;
@@ -181,13 +183,14 @@ impl Established {
             return;
         }
         let old = self.child_endpoint;
-        tracing::info!(
-            "{} moved (MOBIKE): {} -> {}, CHILD SAs {old} => {endpoint}, switched {} ms after UPDATE_SA_ADDRESSES (return routability checked)",
-            self.peer.name,
-            pending.from,
-            self.core.remote,
-            took.as_millis()
-        );
+        io.notice(Notice::MobikeMoved {
+            peer: self.peer.name.clone(),
+            from: pending.from,
+            to: self.core.remote,
+            old,
+            new: endpoint,
+            took,
+        });
         self.set_child_endpoint(io, endpoint);
         io.forwarder(hometun_control::Request::UpdateEndpoint {
             peer: self.peer.id,
@@ -229,10 +232,9 @@ impl Established {
             .is_some_and(|n| n.data == cookie2);
         if !echoed {
             // RFC 4555 4.6 (COOKIE2): a peer that does not echo it gets its IKE SA closed.
-            tracing::warn!(
-                "{}: the return-routability answer lacks our COOKIE2; closing the IKE SA",
-                self.peer.name
-            );
+            io.notice(Notice::MobikeCookie2Missing {
+                peer: self.peer.name.clone(),
+            });
             self.pending_move = None;
             self.queue.push_front(Task::DeleteIke);
             return;
@@ -252,10 +254,10 @@ impl Established {
         self.complete_move(io);
     }
 
-    /// The forwarder moved this peer's endpoint (DESIGN.md "The override Neighbor
-    /// Advertisement": the server checked an override NA or a NAT rebinding and the
-    /// return-routability probe; the client followed its own new address): the IKE SA follows,
-    /// so that later requests (rekeys, liveness checks, DELETE) reach the peer there.
+    /// The forwarder moved this peer's endpoint (docs/ARCHITECTURE.md, "Roaming": the server
+    /// checked an override NA or a NAT rebinding and the return-routability probe; the client
+    /// followed its own new address): the IKE SA follows, so that later requests (rekeys, liveness
+    /// checks, DELETE) reach the peer there.
     pub fn endpoint_moved(&mut self, io: &mut Io<'_>, new: &hometun_control::Endpoint) {
         let port = match new.encap {
             hometun_control::Encapsulation::Udp { remote_port, .. } => remote_port,
@@ -264,12 +266,13 @@ impl Established {
         let remote = SocketAddrV4::new(new.remote, port);
         let local = SocketAddrV4::new(new.local, self.core.local.port());
         if (local, remote) != (self.core.local, self.core.remote) {
-            tracing::info!(
-                "{}: the forwarder moved the CHILD SAs ({} => {new}); IKE follows: {} -> {remote}",
-                self.peer.name,
-                self.child_endpoint,
-                self.core.remote
-            );
+            io.notice(Notice::IkeFollowsForwarder {
+                peer: self.peer.name.clone(),
+                old: self.child_endpoint,
+                new: *new,
+                from: self.core.remote,
+                to: remote,
+            });
             self.core.local = local;
             self.core.remote = remote;
             self.retarget();
@@ -319,8 +322,8 @@ impl Established {
     }
 }
 
-/// Whether a NO_NATS_ALLOWED notify (RFC 4555 4.?: source and destination IPv4 address, then
-/// source and destination port) names the addresses a request arrived with.
+/// Whether a NO_NATS_ALLOWED notify (RFC 4555 3.9; its data, 4.2.6: source and destination
+/// IPv4 address, then source and destination port) names the addresses a request arrived with.
 fn no_nats_matches(data: &[u8], source: SocketAddrV4, destination: SocketAddrV4) -> bool {
     let mut expected = Vec::with_capacity(12);
     expected.extend_from_slice(&source.ip().octets());

@@ -12,6 +12,7 @@ mod ike_rekey;
 mod informational;
 mod mobike;
 mod requests;
+pub(crate) mod restart_hints;
 
 pub(crate) use requests::Task;
 
@@ -19,12 +20,13 @@ use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
-use hometun_control::CounterReport;
+use hometun_control::{CounterReport, Spi};
 use ipnet::Ipv6Net;
 
-use crate::io::Output;
+use crate::io::{Now, Output};
+use crate::notice::Notice;
 use crate::sa::child::{Child, ChildState};
-use crate::sa::{Addresses, IkeCore, IkeError, Io, PeerInfo, hex_spi};
+use crate::sa::{IkeCore, IkeError, Io, PeerInfo, hex_spi};
 use crate::status::PeerStatus;
 use crate::window::{RequestClass, ResponseWindow, RetransmitAction, total_patience};
 use crate::wire::{self, Delete, ExchangeType, Header, NotifyType, Payload, ProtocolId};
@@ -41,6 +43,9 @@ pub(crate) enum Effect {
     MoveChildren { to: u64 },
     /// This SA is gone (children deleted or moved, outputs emitted): remove it.
     Remove,
+    /// The peer lost this IKE SA (a restart hint went unanswered): the client connects again
+    /// at once, without waiting out its reconnection backoff.
+    ReconnectNow,
 }
 
 /// What [`Established::new`] takes.
@@ -126,6 +131,11 @@ pub(crate) struct Established {
     /// When the peer's certificate chain stops being valid (its earliest notAfter), on the
     /// wall clock and as our monotonic clock then reads: the IKE SA ends at that moment.
     peer_valid_until: Option<(std::time::SystemTime, Instant)>,
+    /// A liveness check that a restart hint started: unless the peer authenticates a message
+    /// by then, it lost this IKE SA ([`restart_hints`]).
+    hint_check: Option<restart_hints::HintCheck>,
+    /// When the last such check began (they are spaced out: hints are cheap to forge).
+    last_hint_check: Option<Instant>,
 }
 
 /// A token bucket: `capacity` tokens, one more every `refill`.
@@ -211,6 +221,8 @@ impl Established {
             peer_rekeys: TokenBucket::new(PEER_REKEY_BURST, PEER_REKEY_REFILL, io.now.mono),
             reestablish: false,
             peer_valid_until,
+            hint_check: None,
+            last_hint_check: None,
         }
     }
 
@@ -288,7 +300,7 @@ impl Established {
         }
         let (payloads, effects) = match self.core.open(data) {
             Ok(message) => {
-                self.last_rx = io.now.mono;
+                self.heard_from_peer(io.now.mono);
                 io.observe(header, &message.inner);
                 match header.exchange_type {
                     ExchangeType::INFORMATIONAL => {
@@ -308,8 +320,11 @@ impl Established {
             }
             Err(e) => match IkeError::from_sk(&e) {
                 Some(error) => {
-                    self.last_rx = io.now.mono;
-                    tracing::info!("malformed request from {}: {error}", self.peer.name);
+                    self.heard_from_peer(io.now.mono);
+                    io.notice(Notice::MalformedRequest {
+                        peer: self.peer.name.clone(),
+                        error: error.clone(),
+                    });
                     (vec![Payload::Notify(error.notify())], Vec::new())
                 }
                 None => {
@@ -326,7 +341,7 @@ impl Established {
                 io.send(local, remote, response.clone());
                 self.responses.answered(header.message_id, response);
             }
-            Err(e) => tracing::warn!("cannot build a response: {e}"),
+            Err(e) => io.notice(Notice::CannotBuildResponse(e.to_string())),
         }
         if !effects.iter().any(|e| matches!(e, Effect::Remove)) {
             self.pump(io);
@@ -357,11 +372,21 @@ impl Established {
                 message.inner
             }
             Err(e) => {
-                tracing::debug!("response {} dropped: {e}", header.message_id);
+                if restart_hints::is_invalid_ike_spi(data) {
+                    self.restart_hint(
+                        io,
+                        format!(
+                            "INVALID_IKE_SPI in answer to our request {}",
+                            header.message_id
+                        ),
+                    );
+                } else {
+                    tracing::debug!("response {} dropped: {e}", header.message_id);
+                }
                 return Vec::new();
             }
         };
-        self.last_rx = io.now.mono;
+        self.heard_from_peer(io.now.mono);
         let Some(outstanding) = self.outstanding.take() else {
             return Vec::new();
         };
@@ -437,7 +462,10 @@ impl Established {
         match result {
             Ok(payloads) => (payloads, effects),
             Err(error) => {
-                tracing::info!("CREATE_CHILD_SA from {} refused: {error}", self.peer.name);
+                io.notice(Notice::CreateChildRefused {
+                    peer: self.peer.name.clone(),
+                    error: error.clone(),
+                });
                 (vec![Payload::Notify(error.notify())], effects)
             }
         }
@@ -480,6 +508,9 @@ impl Established {
         for (_, until) in &self.retired {
             consider(*until);
         }
+        if let Some(check) = &self.hint_check {
+            consider(check.deadline);
+        }
         if let Some(dpd) = io_cfg.dpd
             && self.outstanding.is_none()
             && self.queue.is_empty()
@@ -510,12 +541,15 @@ impl Established {
             && (now >= mono || io.now.wall >= wall)
         {
             let when = humantime_utc(wall);
-            tracing::warn!(
-                "{}: its certificate expired ({when}); closing its IKE SA and CHILD SAs",
-                self.peer.name
-            );
+            io.notice(Notice::CertificateExpired {
+                peer: self.peer.name.clone(),
+                when: when.clone(),
+            });
             self.close_because(io, format!("its certificate expired ({when})"));
             return vec![Effect::Remove];
+        }
+        if let Some(effects) = self.hint_check_timeout(io) {
+            return effects;
         }
         if let Some(o) = &mut self.outstanding
             && now >= o.retransmission.deadline()
@@ -593,7 +627,7 @@ impl Established {
             if sa.peer != self.peer.id {
                 continue;
             }
-            let Some(child) = self.children.iter_mut().find(|c| c.spi_in == sa.spi_in.0) else {
+            let Some(child) = self.children.iter_mut().find(|c| c.spi_in == sa.spi_in) else {
                 continue;
             };
             // Either direction: our outbound moved to the successor when it was installed,
@@ -615,7 +649,7 @@ impl Established {
     }
 
     /// Whether the CHILD SA with this inbound SPI is ours.
-    pub fn has_child(&self, spi_in: u32) -> bool {
+    pub fn has_child(&self, spi_in: Spi) -> bool {
         self.children.iter().any(|c| c.spi_in == spi_in)
     }
 
@@ -635,7 +669,6 @@ impl Established {
                 });
             }
             // The driver logs the peer-down line at info.
-            tracing::debug!("IKE SA with {} down: {reason}", self.peer.name);
             io.output(Output::PeerDown {
                 peer: self.peer.id,
                 name: self.peer.name.clone(),
@@ -741,15 +774,13 @@ impl Established {
         &self,
         verifier: &crate::crypto::CertificateVerifier,
         authorizer: Option<&dyn crate::settings::Authorizer>,
-        now: std::time::SystemTime,
-    ) -> Result<(), String> {
+        now: Now,
+    ) -> Result<(), Distrust> {
         let certificates: Vec<&[u8]> = self.peer.certificates.iter().map(Vec::as_slice).collect();
         let Some((end_entity, intermediates)) = certificates.split_first() else {
             return Ok(());
         };
-        let verified = verifier
-            .verify(end_entity, intermediates, &self.peer.identity, now)
-            .map_err(|e| e.to_string())?;
+        let verified = verifier.verify(end_entity, intermediates, &self.peer.identity, now.wall)?;
         if let Some(authorizer) = authorizer {
             let prefixes = authorizer.prefixes(&self.peer.identity, &verified)?;
             if let Some(lost) = self
@@ -757,14 +788,15 @@ impl Established {
                 .iter()
                 .find(|held| !prefixes.iter().any(|p| p.contains(*held)))
             {
-                return Err(format!("its prefix {lost} is no longer allowed"));
+                return Err(Distrust::PrefixWithdrawn(*lost));
             }
         }
         Ok(())
     }
 
     /// For `hometun status`.
-    pub fn status(&self, now: Instant) -> PeerStatus {
+    pub fn status(&self, now: Now) -> PeerStatus {
+        let now = now.mono;
         PeerStatus {
             peer: self.peer.id,
             name: self.peer.name.clone(),
@@ -782,12 +814,20 @@ impl Established {
             children: self.children.iter().map(Child::status).collect(),
         }
     }
+}
 
-    /// The addresses (for a successor built elsewhere).
-    #[allow(dead_code)]
-    pub fn addresses(&self) -> Addresses {
-        self.core.addresses()
-    }
+/// Why an established peer is no longer trusted after a reload.
+#[derive(Debug, thiserror::Error)]
+pub enum Distrust {
+    /// Its certificate chain no longer passes (a new CRL, another CA, expiry).
+    #[error("{0}")]
+    Certificate(#[from] crate::crypto::CertError),
+    /// The authorizer gives it no prefix any more.
+    #[error("{0}")]
+    Prefixes(#[from] crate::settings::PrefixRefusal),
+    /// A prefix its CHILD SAs carry is no longer among those the authorizer gives it.
+    #[error("its prefix {0} is no longer allowed")]
+    PrefixWithdrawn(ipnet::Ipv6Net),
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC` for log lines.

@@ -4,10 +4,13 @@
 
 use std::net::SocketAddrV4;
 
+use hometun_control::Spi;
+
 use super::Established;
 use super::child_rekey::ChildRekeyRequested;
 use super::ike_rekey::IkeRekeyRequested;
 use crate::crypto::DhGroup;
+use crate::notice::Notice;
 use crate::sa::Io;
 use crate::sa::child::ChildState;
 use crate::window::Retransmission;
@@ -17,14 +20,14 @@ use crate::wire::{Delete, ExchangeType, Payload};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Task {
     /// Rekey the CHILD SA with this inbound SPI.
-    RekeyChild { spi_in: u32, ke: RekeyKe },
+    RekeyChild { spi_in: Spi, ke: RekeyKe },
     /// Rekey the IKE SA (with this group, if the peer asked for it).
     RekeyIke { group: Option<DhGroup> },
     /// Delete the CHILD SA with this inbound SPI.
-    DeleteChild(u32),
+    DeleteChild(Spi),
     /// Tell the peer to drop the pair it made in an exchange whose answer we refused (named by
     /// our inbound SPI of it, which we never installed).
-    DeleteRefusedPair(u32),
+    DeleteRefusedPair(Spi),
     /// Delete the IKE SA.
     DeleteIke,
     /// An empty INFORMATIONAL (liveness check).
@@ -63,8 +66,8 @@ impl Task {
 pub(super) enum Pending {
     ChildRekey(ChildRekeyRequested),
     IkeRekey(IkeRekeyRequested),
-    DeleteChild(u32),
-    DeleteRefusedPair(u32),
+    DeleteChild(Spi),
+    DeleteRefusedPair(Spi),
     DeleteIke,
     Liveness,
     /// Our COOKIE2, sent to `target`.
@@ -122,7 +125,7 @@ impl Established {
                         pending,
                     });
                 }
-                Err(e) => tracing::warn!("cannot build a request: {e}"),
+                Err(e) => io.notice(Notice::CannotBuildRequest(e.to_string())),
             }
         }
     }
@@ -138,7 +141,7 @@ impl Established {
             Task::DeleteChild(spi_in) => {
                 let child = self.children.iter_mut().find(|c| c.spi_in == spi_in)?;
                 child.state = ChildState::Deleting;
-                tracing::info!("deleting CHILD SA {spi_in:08x}");
+                io.notice(Notice::DeletingChild { spi_in });
                 Some((
                     ExchangeType::INFORMATIONAL,
                     vec![Payload::Delete(Delete::esp(&[spi_in]))],

@@ -1,0 +1,787 @@
+//! The tokio driver: one task that owns the sans-IO [`Endpoint`] and connects it to the world.
+//!
+//! It holds the UDP socket on the IKE port (500), the forwarder (a child process, or one
+//! already running at `forwarder_socket`; it owns the TUN device and the NAT-T port 4500, and
+//! relays IKE messages that arrive there), the status socket, the signals and the clock. Each input goes into the endpoint through a `handle_*`
+//! call; after each, everything the endpoint queued is carried out in order: IKE messages are
+//! sent (from port 4500 through the forwarder, otherwise from our socket) and forwarder requests
+//! are sent and awaited.
+
+pub mod clock;
+
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use hometun_control::{Event, InterfaceConfig, Request, Response};
+use tokio::net::UdpSocket;
+use tokio::process::Child;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use crate::forwarder_link::{ForwarderLink, LinkError};
+use crate::metrics;
+use crate::peers_up::PeersUp;
+use crate::reload::ConfigReloader;
+use crate::status::{self, StatusReport, StatusRequest};
+use clock::{OsRandom, now};
+use hometun_ike::endpoint::{Endpoint, InitiatorConfig, Output, ResponderConfig, Transmit};
+use hometun_ike::notice::Level;
+
+/// How often the forwarder's counters are fetched (liveness, make-before-break, status).
+const COUNTER_INTERVAL: Duration = Duration::from_secs(1);
+/// IKE messages from port 4500 kept while a forwarder request is awaited; more are dropped
+/// (a flood must not grow memory without bound; IKE retransmits what matters).
+const MAX_BUFFERED_IKE: usize = 4096;
+/// How long the forwarder gets to stop on its own before it is killed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Which side the endpoint plays.
+pub enum Role {
+    /// The server: answers IKE_SA_INIT from any client.
+    Responder(ResponderConfig),
+    /// The client: connects to its server at once.
+    Initiator(InitiatorConfig),
+}
+
+/// Everything the driver needs besides the endpoint's own configuration.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// `server` or `client`, for logs and status.
+    pub role_name: &'static str,
+    /// Our IKE identity, for logs and status.
+    pub identity: String,
+    /// Where the IKE socket binds: the server's address, or any address on the client.
+    pub ike_bind: SocketAddrV4,
+    /// Our outer address (what an unspecified bind address stands for).
+    pub local_addr: Ipv4Addr,
+    /// The NAT-T port, owned by the forwarder: IKE messages from it go through `SendIke`.
+    pub nat_port: u16,
+    /// The forwarder's interface: TUN, addresses, sockets, routes.
+    pub interface: InterfaceConfig,
+    /// Where the forwarder comes from: a child we start, or one already running.
+    pub forwarder: ForwarderSource,
+    /// The status socket (`control_socket` in the config).
+    pub status_socket: PathBuf,
+    /// Where to serve Prometheus metrics (`server.metrics` / `client.metrics`), if anywhere.
+    pub metrics: Option<SocketAddr>,
+    /// Reads the configuration again on SIGHUP (none: SIGHUP is logged and ignored).
+    pub reloader: Option<ConfigReloader>,
+    /// The client's configuration file, whose certificate it renews before it expires
+    /// (`None` on a server).
+    pub renewal: Option<PathBuf>,
+    /// The server's state directory, where it keeps the peers that are up across a restart
+    /// (`None` on a client).
+    pub peers_up: Option<PathBuf>,
+    /// The peers status lists before they are seen (configured and enrolled homes, or the
+    /// client's server).
+    pub known_peers: crate::homes::KnownPeers,
+}
+
+/// Where the daemon's forwarder comes from.
+#[derive(Debug, Clone)]
+pub enum ForwarderSource {
+    /// Start `PROGRAM forwarder --control-fd N ARGS...` as a child joined by a socketpair
+    /// (normally our own binary).
+    Spawn {
+        /// The program.
+        program: PathBuf,
+        /// Extra arguments (the roaming flags).
+        args: Vec<String>,
+    },
+    /// Connect to a running `hometun forwarder --control PATH` (`forwarder_socket` in the
+    /// config), e.g. one systemd started with only CAP_NET_ADMIN and CAP_NET_RAW. Whoever started
+    /// it gave it the roaming flags; it stops when this connection closes.
+    Connect(PathBuf),
+}
+
+/// How long a daemon waits for a forwarder's control socket to appear or accept (a forwarder
+/// started by systemd at the same moment binds it a few milliseconds later).
+const CONNECT_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Starts or connects to the forwarder. The child is `None` for a forwarder we did not start.
+async fn open_forwarder(
+    source: &ForwarderSource,
+) -> anyhow::Result<(ForwarderLink, mpsc::Receiver<Event>, Option<Child>)> {
+    match source {
+        ForwarderSource::Spawn { program, args } => {
+            let (link, events, child) = ForwarderLink::spawn(program, args)
+                .with_context(|| format!("starting {} forwarder", program.display()))?;
+            Ok((link, events, Some(child)))
+        }
+        ForwarderSource::Connect(path) => {
+            let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
+            loop {
+                match ForwarderLink::connect(path).await {
+                    Ok((link, events)) => return Ok((link, events, None)),
+                    Err(error)
+                        if matches!(
+                            error.kind(),
+                            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                        ) && tokio::time::Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(error) => bail!(
+                        "forwarder_socket {}: {error} (is `hometun forwarder --control {}` running?)",
+                        path.display(),
+                        path.display()
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// When the client's certificate renewal timer fires; never without one.
+async fn renewal_due(timer: &Option<crate::renewal::RenewalTimer>) {
+    match timer {
+        Some(timer) => timer.due().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A finished renewal attempt; never without a timer.
+async fn renewal_result(
+    results: &mut Option<mpsc::Receiver<crate::renewal::RenewalResult>>,
+) -> Option<crate::renewal::RenewalResult> {
+    match results {
+        Some(results) => results.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for the forwarder child to exit; never returns for a forwarder we did not start.
+async fn child_exit(child: &mut Option<Child>) -> std::io::Result<std::process::ExitStatus> {
+    match child {
+        Some(child) => child.wait().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs a daemon until SIGTERM or SIGINT (then it deletes its IKE SAs, stops the forwarder and
+/// returns `Ok`), or until the forwarder dies (an error: never run half-blind).
+pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
+    let started = now();
+    let (status_tx, status_rx) = mpsc::channel::<StatusRequest>(16);
+    if let Some(addr) = config.metrics {
+        let bound = metrics::serve(addr, status_tx.clone()).await?;
+        tracing::info!("metrics on http://{bound}{}", metrics::METRICS_PATH);
+    }
+    let _socket_file = status::serve(&config.status_socket, status_tx).await?;
+    let udp = UdpSocket::bind(SocketAddr::V4(config.ike_bind))
+        .await
+        .with_context(|| format!("cannot bind the IKE socket {}", config.ike_bind))?;
+    widen_receive_buffer(&udp);
+    let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+
+    let (link, events, mut child) = open_forwarder(&config.forwarder).await?;
+    match link
+        .request(Request::Configure(config.interface.clone()))
+        .await
+    {
+        Ok(_) => {}
+        Err(error) => {
+            if let Some(child) = child.as_mut() {
+                let _ = child.kill().await;
+            }
+            // The error's Display already carries its cause: one line, no repetition.
+            bail!("forwarder: setting up the tunnel interface: {error}");
+        }
+    }
+    let forwarder = match (&child, &config.forwarder) {
+        (_, ForwarderSource::Connect(path)) => format!("forwarder at {}", path.display()),
+        (Some(child), _) => format!("forwarder pid {}", child.id().unwrap_or(0)),
+        (None, _) => "forwarder".to_string(),
+    };
+    tracing::info!(
+        "{} {}: IKE on {}, {forwarder} with {} (mtu {})",
+        config.role_name,
+        config.identity,
+        udp.local_addr()?,
+        config.interface.tun_name,
+        config.interface.mtu
+    );
+
+    let mut rng = OsRandom;
+    let mut endpoint = match role {
+        Role::Responder(c) => Endpoint::responder(c, now(), &mut rng),
+        Role::Initiator(c) => Endpoint::initiator(c, now(), &mut rng),
+    };
+    let peers_up = config.peers_up.as_deref().map(PeersUp::new);
+    if let Some(record) = &peers_up {
+        // A previous run that did not stop cleanly left its peers: they still send with SAs we
+        // no longer have. The first flush tells them.
+        let previous = record.read_previous();
+        if !previous.is_empty() {
+            endpoint.send_restart_hints(now(), &previous);
+        }
+    }
+    let (renewal, renewal_results) = match config.renewal.clone() {
+        Some(path) => {
+            let (timer, results) = crate::renewal::RenewalTimer::new(path);
+            (Some(timer), Some(results))
+        }
+        None => (None, None),
+    };
+    let mut driver = Driver {
+        endpoint,
+        link,
+        child,
+        events,
+        events_open: true,
+        backlog: VecDeque::new(),
+        udp,
+        rng,
+        counters: None,
+        renewal,
+        renewal_results,
+        peers_up,
+        homes: crate::homes::Homes::new(config.known_peers.clone()),
+        config,
+        started,
+    };
+    let outcome = driver
+        .serve(status_rx, &mut sigterm, &mut sigint, &mut sighup)
+        .await;
+    match outcome {
+        Ok(()) => {
+            driver.shut_down().await;
+            Ok(())
+        }
+        Err(error) => {
+            // Whatever failed, leave no forwarder (and so no TUN or route) behind. A forwarder
+            // we did not start stops when our end of the channel closes.
+            if let Some(child) = driver.child.as_mut() {
+                let _ = child.start_kill();
+                let _ = tokio::time::timeout(SHUTDOWN_GRACE, child.wait()).await;
+            }
+            Err(error)
+        }
+    }
+}
+
+/// What woke the loop.
+enum Wake {
+    Datagram(usize, SocketAddr),
+    Event(Event),
+    Counters,
+    Timer,
+    Status(StatusRequest),
+    Stop(&'static str),
+    Reload,
+    RenewalDue,
+    Renewed(crate::renewal::RenewalResult),
+    ForwarderExited(std::io::Result<std::process::ExitStatus>),
+    EventsClosed,
+}
+
+struct Driver {
+    endpoint: Endpoint,
+    link: ForwarderLink,
+    /// The forwarder process, if we started it.
+    child: Option<Child>,
+    events: mpsc::Receiver<Event>,
+    events_open: bool,
+    /// Events that arrived while a forwarder request was awaited.
+    backlog: VecDeque<Event>,
+    udp: UdpSocket,
+    rng: OsRandom,
+    counters: Option<hometun_control::CounterReport>,
+    config: DriverConfig,
+    started: hometun_ike::endpoint::Now,
+    renewal: Option<crate::renewal::RenewalTimer>,
+    renewal_results: Option<mpsc::Receiver<crate::renewal::RenewalResult>>,
+    /// The server's record of the peers that are up.
+    peers_up: Option<PeersUp>,
+    /// Every peer known, up or down, with its traffic totals.
+    homes: crate::homes::Homes,
+}
+
+impl Driver {
+    async fn serve(
+        &mut self,
+        mut status_rx: mpsc::Receiver<StatusRequest>,
+        sigterm: &mut tokio::signal::unix::Signal,
+        sigint: &mut tokio::signal::unix::Signal,
+        sighup: &mut tokio::signal::unix::Signal,
+    ) -> anyhow::Result<()> {
+        let mut buf = vec![0u8; 65536];
+        let mut tick = tokio::time::interval(COUNTER_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The initiator queued its IKE_SA_INIT when it was made.
+        self.flush().await?;
+        loop {
+            while let Some(event) = self.backlog.pop_front() {
+                self.on_event(event);
+                self.flush().await?;
+            }
+            let deadline = self.endpoint.poll_timeout();
+            let timer = async move {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let events_open = self.events_open;
+            let wake = tokio::select! {
+                received = self.udp.recv_from(&mut buf) => match received {
+                    Ok((n, from)) => Wake::Datagram(n, from),
+                    Err(error) => {
+                        // ICMP errors surface here on Linux; the socket stays usable.
+                        tracing::debug!("IKE socket: {error}");
+                        continue;
+                    }
+                },
+                event = self.events.recv(), if events_open => match event {
+                    Some(event) => Wake::Event(event),
+                    None => Wake::EventsClosed,
+                },
+                _ = tick.tick() => Wake::Counters,
+                () = timer => Wake::Timer,
+                Some(request) = status_rx.recv() => Wake::Status(request),
+                _ = sigterm.recv() => Wake::Stop("SIGTERM"),
+                _ = sigint.recv() => Wake::Stop("SIGINT"),
+                _ = sighup.recv() => Wake::Reload,
+                status = child_exit(&mut self.child) => Wake::ForwarderExited(status),
+                () = renewal_due(&self.renewal) => Wake::RenewalDue,
+                Some(result) = renewal_result(&mut self.renewal_results) => Wake::Renewed(result),
+            };
+            match wake {
+                Wake::Datagram(n, from) => {
+                    let SocketAddr::V4(remote) = from else {
+                        continue;
+                    };
+                    let local = SocketAddrV4::new(
+                        self.local_ip(*self.config.ike_bind.ip()),
+                        self.config.ike_bind.port(),
+                    );
+                    self.endpoint
+                        .handle_datagram(now(), local, remote, &buf[..n], &mut self.rng);
+                }
+                Wake::Event(event) => self.on_event(event),
+                Wake::Counters => self.fetch_counters().await?,
+                Wake::Timer => self.endpoint.handle_timeout(now(), &mut self.rng),
+                Wake::Status(reply) => {
+                    // Fresh counters: what status shows must include an SA installed a moment ago.
+                    self.fetch_counters().await?;
+                    let _ = reply.send(self.status_json());
+                }
+                Wake::Stop(signal) => {
+                    tracing::info!("{signal}: deleting the IKE SAs and stopping");
+                    return Ok(());
+                }
+                Wake::Reload => self.reload().await?,
+                Wake::RenewalDue => {
+                    if let Some(timer) = self.renewal.as_mut() {
+                        timer.look();
+                    }
+                }
+                Wake::Renewed(result) => {
+                    let renewed = self
+                        .renewal
+                        .as_mut()
+                        .is_some_and(|timer| timer.finished(result));
+                    if renewed {
+                        // The new certificate and key, read like a SIGHUP reload: the endpoint
+                        // re-authenticates with them before the old IKE SA goes.
+                        self.reload().await?;
+                    }
+                }
+                Wake::ForwarderExited(status) => return Err(forwarder_gone(Some(status))),
+                Wake::EventsClosed => {
+                    self.events_open = false;
+                    return Err(self.forwarder_gone().await);
+                }
+            }
+            self.flush().await?;
+        }
+    }
+
+    /// An unspecified address (a socket bound to any) stands for our outer address.
+    fn local_ip(&self, ip: Ipv4Addr) -> Ipv4Addr {
+        if ip.is_unspecified() {
+            self.config.local_addr
+        } else {
+            ip
+        }
+    }
+
+    /// SIGHUP: the configuration again; the endpoint takes it, or the running one stays.
+    async fn reload(&mut self) -> anyhow::Result<()> {
+        let Some(reloader) = self.config.reloader.as_mut() else {
+            tracing::warn!("SIGHUP: this daemon has no configuration file to read again");
+            return Ok(());
+        };
+        let path = reloader.path().display().to_string();
+        match reloader.reload() {
+            Ok(reloaded) => match self.endpoint.reload(now(), &mut self.rng, reloaded.reload) {
+                Ok(refused) => {
+                    tracing::info!("SIGHUP: reloaded {path}: {}", reloaded.summary);
+                    for why in refused {
+                        tracing::warn!("SIGHUP: deleted the SAs of {why}");
+                    }
+                    if let Some(pool) = reloaded.peer_pool {
+                        self.forward(Request::SetPeerPool { pool: Some(pool) })
+                            .await?;
+                    }
+                }
+                Err(error) => tracing::error!(
+                    "SIGHUP: reload of {path} refused, the running configuration stays: {error}"
+                ),
+            },
+            Err(error) => tracing::error!(
+                "SIGHUP: reload refused, the running configuration stays: {error:#}"
+            ),
+        }
+        Ok(())
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::IkeReceived {
+                local,
+                remote,
+                data,
+            } => {
+                let local = SocketAddrV4::new(self.local_ip(*local.ip()), local.port());
+                self.endpoint
+                    .handle_datagram(now(), local, remote, &data, &mut self.rng);
+            }
+            other => {
+                if let Event::EndpointMoved { old, new, .. } = &other
+                    && old.local != new.local
+                {
+                    // Our own address changed (the client's forwarder follows it): what an
+                    // unspecified bind address stands for changes with it.
+                    tracing::info!("our outer address moved: {} -> {}", old.local, new.local);
+                    self.config.local_addr = new.local;
+                    self.endpoint
+                        .handle_local_address(now(), new.local, &mut self.rng);
+                }
+                tracing::debug!("forwarder: {other:?}");
+                self.endpoint
+                    .handle_forwarder_event(now(), &other, &mut self.rng);
+            }
+        }
+    }
+
+    async fn fetch_counters(&mut self) -> anyhow::Result<()> {
+        if let Some(Response::Counters(report)) = self.forward(Request::GetCounters).await? {
+            self.endpoint.handle_counters(now(), &report, &mut self.rng);
+            let names = self
+                .endpoint
+                .status(now())
+                .into_iter()
+                .map(|p| (p.peer, p.name))
+                .collect();
+            self.homes.observe(&report, &names, now().wall);
+            self.counters = Some(report);
+        }
+        if let Some(record) = &mut self.peers_up {
+            record.record(self.endpoint.restart_hints());
+        }
+        Ok(())
+    }
+
+    fn status_json(&self) -> String {
+        let at = now();
+        let report = StatusReport {
+            role: self.config.role_name.to_string(),
+            identity: self.config.identity.clone(),
+            local: self.config.local_addr,
+            interface: self.config.interface.tun_name.clone(),
+            uptime_seconds: at
+                .mono
+                .saturating_duration_since(self.started.mono)
+                .as_secs(),
+            peers: self.endpoint.status(at),
+            endpoint: self.endpoint.counters(),
+            counters: self.counters.clone(),
+            homes: self.homes.status(),
+            time: at
+                .wall
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => text + "\n",
+            Err(error) => format!("{}\n", serde_json::json!({ "error": error.to_string() })),
+        }
+    }
+
+    /// Carries out everything the endpoint queued: IKE messages, then forwarder requests and
+    /// log lines, in order.
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        loop {
+            let mut progressed = false;
+            while let Some(transmit) = self.endpoint.poll_transmit() {
+                progressed = true;
+                self.send(transmit).await?;
+            }
+            while let Some(output) = self.endpoint.poll_output() {
+                progressed = true;
+                self.output(output).await?;
+            }
+            if !progressed {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn send(&mut self, transmit: Transmit) -> anyhow::Result<()> {
+        if transmit.local.port() == self.config.nat_port {
+            self.forward(Request::SendIke {
+                local: transmit.local,
+                remote: transmit.remote,
+                data: transmit.data,
+            })
+            .await?;
+        } else if let Err(error) = self
+            .udp
+            .send_to(&transmit.data, SocketAddr::V4(transmit.remote))
+            .await
+        {
+            // The network may be down for a moment; retransmission covers it.
+            tracing::warn!("sending IKE to {}: {error}", transmit.remote);
+        }
+        Ok(())
+    }
+
+    async fn output(&mut self, output: Output) -> anyhow::Result<()> {
+        match output {
+            Output::Forwarder(Request::Install(sa)) => {
+                // The forwarder answers every Install; IKE acts on a refusal, so that the two
+                // never disagree about which pairs exist.
+                let line = install_line(&sa);
+                let spi_in = sa.spi_in;
+                match self.forward_answer(Request::Install(sa)).await? {
+                    Ok(_) => tracing::info!("{line}"),
+                    Err(refusal) => {
+                        tracing::warn!("forwarder refused {line}: {refusal}");
+                        self.endpoint.handle_install_refused(
+                            now(),
+                            spi_in,
+                            &refusal.to_string(),
+                            &mut self.rng,
+                        );
+                    }
+                }
+            }
+            Output::Forwarder(request) => {
+                self.forward(request).await?;
+            }
+            Output::PeerUp {
+                peer,
+                name,
+                remote,
+                reauthenticated,
+            } => {
+                self.homes.up(&name, now().wall);
+                if reauthenticated {
+                    tracing::info!("peer re-authenticated: {name} ({peer}) at {remote}");
+                } else {
+                    tracing::info!("peer up: {name} ({peer}) at {remote}");
+                }
+            }
+            Output::PeerDown { peer, name, reason } => {
+                self.homes.down(&name, &reason, now().wall);
+                tracing::info!("peer down: {name} ({peer}): {reason}");
+            }
+            Output::Refused {
+                remote,
+                name,
+                reason,
+            } => match name {
+                Some(name) => tracing::warn!("refused {name} at {remote}: {reason}"),
+                None => tracing::warn!("refused {remote}: {reason}"),
+            },
+            Output::Rekeyed {
+                peer,
+                old_spi_in,
+                new_spi_in,
+            } => {
+                tracing::info!(
+                    "CHILD SA rekeyed ({peer}): inbound SPI {old_spi_in} -> {new_spi_in}"
+                );
+            }
+            Output::Notice(notice) => log_notice(&notice),
+        }
+        Ok(())
+    }
+
+    /// Sends a request to the forwarder and awaits its reply, keeping the events that arrive
+    /// meanwhile. A refusal is logged and yields `None`; a dead channel is an error.
+    async fn forward(&mut self, request: Request) -> anyhow::Result<Option<Response>> {
+        let what = request_name(&request);
+        match self.forward_answer(request).await? {
+            Ok(response) => Ok(Some(response)),
+            Err(error) => {
+                tracing::warn!("forwarder refused {what}: {error}");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Sends a request and awaits the forwarder's answer, its refusal included, keeping the
+    /// events that arrive meanwhile. A dead channel is an error.
+    async fn forward_answer(
+        &mut self,
+        request: Request,
+    ) -> anyhow::Result<Result<Response, hometun_control::ControlError>> {
+        let what = request_name(&request);
+        let link = self.link.clone();
+        let reply = link.request(request);
+        tokio::pin!(reply);
+        let result = loop {
+            tokio::select! {
+                result = &mut reply => break result,
+                event = self.events.recv(), if self.events_open => match event {
+                    Some(event) => buffer_event(&mut self.backlog, event),
+                    None => self.events_open = false,
+                },
+            }
+        };
+        match result {
+            Ok(response) => Ok(Ok(response)),
+            Err(LinkError::Refused(error)) => Ok(Err(error)),
+            Err(LinkError::Closed) => Err(self.forwarder_gone().await),
+            Err(error) => Err(anyhow::anyhow!("forwarder ({what}): {error}")),
+        }
+    }
+
+    /// The SA channel closed: most likely the forwarder died; say how, if it tells us within
+    /// a moment.
+    async fn forwarder_gone(&mut self) -> anyhow::Error {
+        if self.child.is_none() {
+            return forwarder_gone(None);
+        }
+        match tokio::time::timeout(Duration::from_secs(1), child_exit(&mut self.child)).await {
+            Ok(status) => forwarder_gone(Some(status)),
+            Err(_) => forwarder_gone(None),
+        }
+    }
+
+    /// SIGTERM/SIGINT: DELETE every IKE SA, stop the forwarder (it removes the TUN device and
+    /// the routes), wait for it.
+    async fn shut_down(&mut self) {
+        self.endpoint.close(now(), &mut self.rng);
+        if let Err(error) = self.flush().await {
+            tracing::warn!("sending the DELETEs: {error:#}");
+        }
+        if let Some(record) = &mut self.peers_up {
+            // Every peer was told by its DELETE.
+            record.record(Vec::new());
+        }
+        match tokio::time::timeout(SHUTDOWN_GRACE, self.link.request(Request::Shutdown)).await {
+            Ok(Ok(_)) | Ok(Err(LinkError::Closed)) => {}
+            Ok(Err(error)) => tracing::warn!("forwarder shutdown: {error}"),
+            Err(_) => tracing::warn!("forwarder did not answer the shutdown request"),
+        }
+        let Some(child) = self.child.as_mut() else {
+            // Not ours to wait for: it stops on the shutdown request.
+            tracing::info!("stopped");
+            return;
+        };
+        match tokio::time::timeout(SHUTDOWN_GRACE, child.wait()).await {
+            Ok(Ok(status)) if status.success() => tracing::info!("stopped"),
+            Ok(Ok(status)) => tracing::warn!("forwarder exited with {status}"),
+            Ok(Err(error)) => tracing::warn!("waiting for the forwarder: {error}"),
+            Err(_) => {
+                tracing::warn!("forwarder did not stop within {SHUTDOWN_GRACE:?}; killing it");
+                let _ = child.kill().await;
+            }
+        }
+    }
+}
+
+/// The IKE socket's receive buffer, as large as we may make it: after a restart of the server
+/// its homes come back at once, and a burst of IKE_SA_INITs the default buffer (about 200
+/// datagrams) cannot hold costs the ones dropped a retransmission timeout or more. Without
+/// CAP_NET_ADMIN the kernel caps it at `net.core.rmem_max`.
+fn widen_receive_buffer(socket: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    const BYTES: libc::c_int = 4 << 20;
+    let set = |option: libc::c_int| {
+        // SAFETY: setsockopt on our own socket with a live c_int of the right size.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&BYTES as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            ) == 0
+        }
+    };
+    if !set(libc::SO_RCVBUFFORCE) && !set(libc::SO_RCVBUF) {
+        tracing::debug!(
+            "IKE socket receive buffer: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// The error the daemon stops with when its forwarder is gone.
+fn forwarder_gone(status: Option<std::io::Result<std::process::ExitStatus>>) -> anyhow::Error {
+    let how = match status {
+        Some(Ok(status)) => format!("the forwarder exited ({status})"),
+        Some(Err(error)) => format!("the forwarder is gone ({error})"),
+        None => "the forwarder closed the SA channel".to_string(),
+    };
+    anyhow::anyhow!("{how}; stopping rather than running without it")
+}
+
+fn buffer_event(backlog: &mut VecDeque<Event>, event: Event) {
+    if matches!(event, Event::IkeReceived { .. }) && backlog.len() >= MAX_BUFFERED_IKE {
+        tracing::debug!("IKE message from port 4500 dropped: backlog full");
+        return;
+    }
+    backlog.push_back(event);
+}
+
+/// The log line of an installed CHILD SA pair.
+fn install_line(sa: &hometun_control::ChildSa) -> String {
+    let join = |nets: &[ipnet::Ipv6Net]| {
+        nets.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "CHILD SA {}_i {}_o installed: {} === {} ({}, {})",
+        sa.spi_in,
+        sa.spi_out,
+        join(&sa.local_ts),
+        join(&sa.remote_ts),
+        sa.key_out.alg().name(),
+        sa.endpoint
+    )
+}
+
+fn request_name(request: &Request) -> &'static str {
+    match request {
+        Request::Configure(_) => "Configure",
+        Request::Install(_) => "Install",
+        Request::AllowPeer { .. } => "AllowPeer",
+        Request::SetPeerPool { .. } => "SetPeerPool",
+        Request::Delete { .. } => "Delete",
+        Request::UpdateEndpoint { .. } => "UpdateEndpoint",
+        Request::GetCounters => "GetCounters",
+        Request::SendIke { .. } => "SendIke",
+        Request::Shutdown => "Shutdown",
+    }
+}
+
+/// One line for a protocol event of the endpoint, at its level (under the protocol crate's
+/// target, so that `RUST_LOG=hometun_ike=...` selects the protocol's lines as it always did).
+pub fn log_notice(notice: &hometun_ike::notice::Notice) {
+    match notice.level() {
+        Level::Info => tracing::info!(target: "hometun_ike", "{notice}"),
+        Level::Warn => tracing::warn!(target: "hometun_ike", "{notice}"),
+    }
+}

@@ -1,0 +1,19 @@
+//! The hometun daemons around the sans-IO protocol crate `hometun_ike`: `hometun server` and
+//! `hometun client` (configuration, credentials, the tokio driver and its forwarder link),
+//! what they serve besides IKE (status socket, metrics, reload, the enrollment listener) and
+//! the IKE debug tools of the command line (`decode`, `probe`, `bench`).
+//! See docs/ARCHITECTURE.md, "Crates".
+
+pub mod authorizer;
+pub mod cli;
+pub mod driver;
+pub mod enrollment;
+pub mod forwarder_link;
+pub mod homes;
+pub mod metrics;
+pub mod peers_up;
+pub mod reload;
+pub mod renewal;
+pub mod setup;
+pub mod status;
+pub mod tools;

@@ -1,0 +1,397 @@
+//! SIGHUP: the daemon reads its configuration file again, with the certificates, the key, the
+//! CA and the CRL it names, and hands the endpoint what changed ([`Endpoint::reload`]).
+//!
+//! A new configuration is checked exactly as at start-up (the same one-line errors); a bad one
+//! is refused and the running one stays. Keys that shape the daemon's sockets and interface
+//! (identity, addresses, ports, paths, the `[tunnel]` table, the metrics address, `[enroll]`)
+//! need a restart: a reload that changes one is refused with a line naming it. Everything else
+//! (certificates, key, CA, CRL, `server.pool`, `[[clients]]`, `[limits]`, `[ike]`, `[dos]`)
+//! applies to new IKE SAs and to the later exchanges of the established ones, which stay up.
+//!
+//! [`Endpoint::reload`]: hometun_ike::endpoint::Endpoint::reload
+
+use std::path::{Path, PathBuf};
+
+use hometun_config::{ClientConfig, ConfigError, ServerConfig, check_private_key_mode};
+use serde::Serialize;
+
+use crate::authorizer::ConfigAuthorizer;
+use crate::setup::{CredentialFiles, common_config, load_credentials};
+use hometun_ike::crypto::{PeerIdentity, PeerUsage};
+use hometun_ike::endpoint::CommonConfig;
+use hometun_ike::endpoint::reload::{Reload, ResponderReload};
+
+/// The configuration a daemon runs with, and the file it came from.
+#[derive(Debug, Clone)]
+pub struct ConfigReloader {
+    path: PathBuf,
+    running: Running,
+}
+
+#[derive(Debug, Clone)]
+enum Running {
+    Server(Box<ServerConfig>),
+    Client(Box<ClientConfig>),
+}
+
+/// What a successful reload yields.
+pub struct Reloaded {
+    /// The endpoint's new settings.
+    pub reload: Reload,
+    /// One line for the log: what changed.
+    pub summary: String,
+    /// A server's `server.pool`, for the forwarder's check of grants (`None` on a client).
+    pub peer_pool: Option<ipnet::Ipv6Net>,
+}
+
+/// The endpoint settings of a server config: our credentials and protocol settings, and the
+/// responder's authorizer and limits. Errors are one line naming the file and key.
+pub fn server_settings(
+    config: &ServerConfig,
+    config_path: &Path,
+) -> anyhow::Result<(CommonConfig, ResponderReload)> {
+    let s = &config.server;
+    check_private_key_mode(&s.private_key, "server.private_key", config_path)?;
+    let credentials = load_credentials(
+        &CredentialFiles {
+            config: config_path,
+            section: "server",
+            certificate: &s.certificate,
+            private_key: &s.private_key,
+            ca: &s.ca,
+            crl: s.crl.as_deref(),
+        },
+        PeerUsage::Home,
+    )?;
+    let common = common_config(
+        credentials,
+        PeerIdentity::Fqdn(s.name.clone()),
+        &config.ike,
+        &config.limits,
+        s.ike_port,
+        s.nat_port,
+        config_path,
+    )?;
+    let responder = ResponderReload {
+        authorizer: Box::new(ConfigAuthorizer::new(config.clients.clone(), s.pool)),
+        cookie_threshold: config.dos.cookie_threshold,
+        half_open_per_source: config.dos.half_open_per_source,
+        half_open_total: config.dos.half_open_total,
+    };
+    Ok((common, responder))
+}
+
+/// Our IKE port as a client: the standard one (the server's may differ).
+pub const CLIENT_IKE_PORT: u16 = 500;
+
+/// The endpoint settings of a client config.
+pub fn client_settings(config: &ClientConfig, config_path: &Path) -> anyhow::Result<CommonConfig> {
+    let c = &config.client;
+    check_private_key_mode(&c.private_key, "client.private_key", config_path)?;
+    let credentials = load_credentials(
+        &CredentialFiles {
+            config: config_path,
+            section: "client",
+            certificate: &c.certificate,
+            private_key: &c.private_key,
+            ca: &c.ca,
+            crl: None,
+        },
+        PeerUsage::Server,
+    )?;
+    Ok(common_config(
+        credentials,
+        PeerIdentity::Fqdn(c.name.clone()),
+        &config.ike,
+        &config.limits,
+        CLIENT_IKE_PORT,
+        c.nat_port,
+        config_path,
+    )?)
+}
+
+/// Keys a server cannot change without a restart (dotted paths; a table name covers its keys).
+const SERVER_RESTART_KEYS: [&str; 10] = [
+    "server.name",
+    "server.listen",
+    "server.ike_port",
+    "server.nat_port",
+    "server.state_dir",
+    "server.control_socket",
+    "server.metrics",
+    "server.forwarder_socket",
+    "tunnel",
+    "enroll",
+];
+
+/// Keys a client cannot change without a restart.
+const CLIENT_RESTART_KEYS: [&str; 13] = [
+    "client.name",
+    "client.server",
+    "client.server_name",
+    "client.server_port",
+    "client.local",
+    "client.nat_port",
+    "client.prefix",
+    "client.address",
+    "client.state_dir",
+    "client.control_socket",
+    "client.metrics",
+    "client.forwarder_socket",
+    "tunnel",
+];
+
+impl ConfigReloader {
+    /// A server running with `config`, loaded from `path`.
+    pub fn server(path: &Path, config: ServerConfig) -> Self {
+        ConfigReloader {
+            path: path.to_path_buf(),
+            running: Running::Server(Box::new(config)),
+        }
+    }
+
+    /// A client running with `config`, loaded from `path`.
+    pub fn client(path: &Path, config: ClientConfig) -> Self {
+        ConfigReloader {
+            path: path.to_path_buf(),
+            running: Running::Client(Box::new(config)),
+        }
+    }
+
+    /// The configuration file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the file (and the files it names) again. On success the new configuration becomes
+    /// the running one; on an error (one line) nothing changed.
+    pub fn reload(&mut self) -> anyhow::Result<Reloaded> {
+        let path = self.path.clone();
+        match &self.running {
+            Running::Server(running) => {
+                let new = ServerConfig::load(&path)?;
+                let changed = changed_keys(running.as_ref(), &new);
+                refuse_restart_keys(&path, &changed, &SERVER_RESTART_KEYS)?;
+                let (common, responder) = server_settings(&new, &path)?;
+                let summary = summary(
+                    &changed,
+                    if new.server.crl.is_some() {
+                        "certificates, key, CA and CRL read again"
+                    } else {
+                        "certificates, key and CA read again"
+                    },
+                );
+                let peer_pool = Some(new.server.pool);
+                self.running = Running::Server(Box::new(new));
+                Ok(Reloaded {
+                    reload: Reload {
+                        common,
+                        responder: Some(responder),
+                    },
+                    summary,
+                    peer_pool,
+                })
+            }
+            Running::Client(running) => {
+                let new = ClientConfig::load(&path)?;
+                let changed = changed_keys(running.as_ref(), &new);
+                refuse_restart_keys(&path, &changed, &CLIENT_RESTART_KEYS)?;
+                let common = client_settings(&new, &path)?;
+                let summary = summary(&changed, "certificates, key and CA read again");
+                self.running = Running::Client(Box::new(new));
+                Ok(Reloaded {
+                    reload: Reload {
+                        common,
+                        responder: None,
+                    },
+                    summary,
+                    peer_pool: None,
+                })
+            }
+        }
+    }
+}
+
+/// One changed key: its dotted path, the running value and the new one (as TOML-ish text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Change {
+    key: String,
+    old: String,
+    new: String,
+}
+
+/// The keys whose values differ between two configs, as dotted paths down to the first level
+/// inside each table (`limits.rekey_bytes`); arrays of tables compare whole (`clients`).
+fn changed_keys<T: Serialize>(old: &T, new: &T) -> Vec<Change> {
+    let (Ok(old), Ok(new)) = (serde_json::to_value(old), serde_json::to_value(new)) else {
+        return Vec::new();
+    };
+    let mut changes = Vec::new();
+    let null = serde_json::Value::Null;
+    let empty = serde_json::Map::new();
+    let old_tables = old.as_object().unwrap_or(&empty);
+    let new_tables = new.as_object().unwrap_or(&empty);
+    let mut tables: Vec<&String> = old_tables.keys().chain(new_tables.keys()).collect();
+    tables.sort();
+    tables.dedup();
+    for table in tables {
+        let a = old_tables.get(table).unwrap_or(&null);
+        let b = new_tables.get(table).unwrap_or(&null);
+        if a == b {
+            continue;
+        }
+        match (a.as_object(), b.as_object()) {
+            (Some(a), Some(b)) => {
+                let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+                keys.sort();
+                keys.dedup();
+                for key in keys {
+                    let (x, y) = (a.get(key).unwrap_or(&null), b.get(key).unwrap_or(&null));
+                    if x != y {
+                        changes.push(Change {
+                            key: format!("{table}.{key}"),
+                            old: shown(x),
+                            new: shown(y),
+                        });
+                    }
+                }
+            }
+            _ => changes.push(Change {
+                key: table.clone(),
+                old: shown(a),
+                new: shown(b),
+            }),
+        }
+    }
+    changes
+}
+
+fn shown(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => "(unset)".to_string(),
+        serde_json::Value::Array(items) if items.iter().any(|i| i.is_object()) => {
+            format!("{} entries", items.len())
+        }
+        serde_json::Value::Object(_) => "(a table)".to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn refuse_restart_keys(path: &Path, changes: &[Change], restart: &[&str]) -> anyhow::Result<()> {
+    for change in changes {
+        let needs_restart = restart.iter().any(|r| {
+            change.key == *r
+                || change
+                    .key
+                    .strip_prefix(r)
+                    .is_some_and(|rest| rest.starts_with('.'))
+        });
+        if needs_restart {
+            return Err(ConfigError::new(
+                path,
+                change.key.clone(),
+                format!(
+                    "changed from {} to {}, which needs a restart (hometun reads it only at start-up)",
+                    change.old, change.new
+                ),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+fn summary(changes: &[Change], reread: &str) -> String {
+    if changes.is_empty() {
+        format!("no key changed; {reread}")
+    } else {
+        let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
+        format!("changed {}; {reread}", keys.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SERVER: &str = r#"
+[server]
+name = "vps.example"
+listen = "192.0.2.1"
+certificate = "server.pem"
+private_key = "server.key"
+ca = "ca.pem"
+pool = "2001:db8:100::/48"
+
+[tunnel]
+link_local = "fe80::1/64"
+"#;
+
+    fn server(text: &str) -> ServerConfig {
+        ServerConfig::from_toml(Path::new("server.toml"), text).unwrap()
+    }
+
+    #[test]
+    fn changes_are_named_by_dotted_key() {
+        let old = server(SERVER);
+        let new = server(&format!(
+            "{SERVER}\n[limits]\nrekey_bytes = 1000\nhard_bytes = 2000\n"
+        ));
+        let keys: Vec<String> = changed_keys(&old, &new)
+            .into_iter()
+            .map(|c| c.key)
+            .collect();
+        assert_eq!(keys, ["limits.hard_bytes", "limits.rekey_bytes"]);
+        assert!(changed_keys(&old, &old).is_empty());
+    }
+
+    #[test]
+    fn clients_compare_as_a_whole() {
+        let old = server(SERVER);
+        let new = server(&format!(
+            "{SERVER}\n[[clients]]\nname = \"a.example\"\nprefix = \"2001:db8:100:7::/64\"\n"
+        ));
+        let changes = changed_keys(&old, &new);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].key, "clients");
+        assert_eq!(changes[0].new, "1 entries");
+    }
+
+    #[test]
+    fn restart_keys_are_refused_with_one_line() {
+        let old = server(SERVER);
+        let new = server(&SERVER.replace("[tunnel]", "[tunnel]\ninterface = \"ht9\""));
+        let changes = changed_keys(&old, &new);
+        let error = refuse_restart_keys(Path::new("server.toml"), &changes, &SERVER_RESTART_KEYS)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "server.toml: tunnel.interface: changed from \"hometun0\" to \"ht9\", which needs a restart (hometun reads it only at start-up)"
+        );
+        let new = server(&SERVER.replace("192.0.2.1", "192.0.2.5"));
+        let error = refuse_restart_keys(
+            Path::new("server.toml"),
+            &changed_keys(&old, &new),
+            &SERVER_RESTART_KEYS,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.starts_with(
+                "server.toml: server.listen: changed from \"192.0.2.1\" to \"192.0.2.5\""
+            ),
+            "{error}"
+        );
+        // The pool and the limits may change.
+        let new = server(&SERVER.replace("2001:db8:100::/48", "2001:db8:200::/48"));
+        assert!(
+            refuse_restart_keys(
+                Path::new("server.toml"),
+                &changed_keys(&old, &new),
+                &SERVER_RESTART_KEYS
+            )
+            .is_ok()
+        );
+    }
+}

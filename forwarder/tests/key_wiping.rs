@@ -1,0 +1,164 @@
+//! Old keys do not outlive their pair in the forwarder's memory (docs/ARCHITECTURE.md, "Keys
+//! and forward secrecy"). A test allocator scans every heap block the forwarder gives back for
+//! the key bytes of a pair: from the Install frame that carries them, through the SAD and the
+//! AES-GCM key schedules of both backends (whose first round key is the key itself), to the
+//! pair's deletion. A key left in freed memory is found; nothing may be.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use hometun_control::{
+    AeadAlg, AeadKey, ChildSa, Envelope, FrameDecoder, InterfaceConfig, Request, Spi, encode_frame,
+};
+use hometun_forwarder::aead::AeadBackend;
+use hometun_forwarder::clock::Now;
+use hometun_forwarder::requests::{RecordingPlatform, RequestHandler};
+
+/// The keys' first 16 bytes: unlikely anywhere else in memory.
+static KEY_IN: [u8; 16] = *b"hometun:wipe:in!";
+static KEY_OUT: [u8; 16] = *b"hometun:wipe:out";
+
+static ARMED: AtomicBool = AtomicBool::new(false);
+static FOUND: AtomicUsize = AtomicUsize::new(0);
+
+/// The system allocator, which looks into each block it frees while armed.
+struct Scanning;
+
+// SAFETY: every call is passed on to the system allocator unchanged; `dealloc` only reads the
+// block (which the caller still owns until it returns) before passing it on.
+unsafe impl GlobalAlloc for Scanning {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if ARMED.load(Ordering::Relaxed) {
+            let block = unsafe { std::slice::from_raw_parts(ptr, layout.size()) };
+            if block
+                .windows(16)
+                .any(|w| w == KEY_IN.as_slice() || w == KEY_OUT.as_slice())
+            {
+                FOUND.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Scanning = Scanning;
+
+fn key(alg: AeadAlg, first: &[u8; 16]) -> AeadKey {
+    // On the stack (never scanned); AeadKey copies it to the heap and wipes it when dropped.
+    let mut keymat = [0x5au8; 36];
+    keymat[..16].copy_from_slice(first);
+    let key = AeadKey::from_keymat(alg, &keymat[..alg.key_len() + 4]).unwrap();
+    zeroize::Zeroize::zeroize(&mut keymat);
+    key
+}
+
+fn interface() -> InterfaceConfig {
+    InterfaceConfig {
+        tun_name: "wipe0".into(),
+        mtu: 1400,
+        addresses: vec!["fe80::1/64".parse().unwrap()],
+        bind_ipv4: None,
+        udp_port: 4500,
+        raw_esp: true,
+        manage_routes: false,
+        route_metric: 1024,
+        peer_pool: None,
+    }
+}
+
+fn child_sa(
+    alg: AeadAlg,
+    spi_in: u32,
+    spi_out: u32,
+    key_in: &[u8; 16],
+    key_out: &[u8; 16],
+) -> ChildSa {
+    let mut sa = ChildSa::builder().spis(spi_in, spi_out).build();
+    sa.key_in = key(alg, key_in);
+    sa.key_out = key(alg, key_out);
+    sa
+}
+
+/// One side: a handler that gets the pair through the SA channel's framing, as the forwarder
+/// process does.
+fn side(backend: AeadBackend, sa: ChildSa) -> RequestHandler<RecordingPlatform> {
+    let (mut handler, _events) = RequestHandler::new(RecordingPlatform::default(), backend);
+    handler.handle(Request::Configure(interface())).unwrap();
+    let frame = encode_frame(&Envelope {
+        id: 1,
+        request: Request::Install(sa),
+    })
+    .unwrap();
+    let mut decoder = FrameDecoder::new();
+    // In two pieces, the keys in the first, so that the decoder's buffer grows with them in it.
+    let split = frame.len() - 20;
+    decoder.push(&frame[..split]);
+    decoder.push(&frame[split..]);
+    let envelope: Envelope = decoder.next_message().unwrap().unwrap();
+    handler.handle(envelope.request).unwrap();
+    handler
+}
+
+/// An IPv6 packet from inside the pair's remote selector (2001:db8:1::/64), no next header.
+fn ipv6_packet(fill: u8) -> Vec<u8> {
+    let payload = 160u16;
+    let mut p = vec![0x60, 0, 0, 0];
+    p.extend_from_slice(&payload.to_be_bytes());
+    p.extend_from_slice(&[59, 64]);
+    p.extend_from_slice(
+        &"2001:db8:1::2"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    p.extend_from_slice(
+        &"2001:db8:2::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    p.extend(std::iter::repeat_n(fill, usize::from(payload)));
+    p
+}
+
+#[test]
+fn a_deleted_pair_leaves_no_key_in_freed_memory() {
+    for backend in [AeadBackend::Ring, AeadBackend::RustCrypto] {
+        for alg in [AeadAlg::AesGcm128, AeadAlg::AesGcm256] {
+            ARMED.store(true, Ordering::SeqCst);
+            // Home and server sides of one pair: what one seals the other opens.
+            let mut a = side(backend, child_sa(alg, 0x100, 0x200, &KEY_IN, &KEY_OUT));
+            let mut b = side(backend, child_sa(alg, 0x200, 0x100, &KEY_OUT, &KEY_IN));
+            for n in 0..8u8 {
+                let inner = ipv6_packet(n);
+                let mut out = vec![0u8; 400];
+                let pair_a = a.sad().load().inbound(Spi(0x100)).unwrap().clone();
+                let len = pair_a.seal(&inner, &mut out).unwrap();
+                let mut packet = out[..len].to_vec();
+                let seq = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+                let pair_b = b.sad().load().inbound(Spi(0x200)).unwrap().clone();
+                assert!(
+                    pair_b.open(seq, &mut packet, Now::ZERO).is_ok(),
+                    "{backend:?} {alg:?}"
+                );
+            }
+            a.handle(Request::Delete { spi_in: Spi(0x100) }).unwrap();
+            b.handle(Request::Delete { spi_in: Spi(0x200) }).unwrap();
+            drop(a);
+            drop(b);
+            ARMED.store(false, Ordering::SeqCst);
+            assert_eq!(
+                FOUND.load(Ordering::SeqCst),
+                0,
+                "{backend:?} {alg:?}: key bytes in freed memory"
+            );
+        }
+    }
+}

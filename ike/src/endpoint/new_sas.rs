@@ -1,0 +1,304 @@
+//! The responder's side of new IKE SAs: IKE_SA_INIT requests (retransmissions, COOKIE,
+//! half-open bounds), IKE_AUTH requests of half-open SAs, and what an authenticated peer's
+//! arrival does to its older IKE SAs (re-authentication, INITIAL_CONTACT).
+
+use std::net::{IpAddr, SocketAddrV4};
+use std::time::Instant;
+
+use super::{
+    Endpoint, MAX_IKE_SAS_PER_PEER, Now, Output, Random, Role, Sa, Transmit, total_patience,
+};
+use crate::crypto::PeerIdentity;
+use crate::notice::Notice;
+use crate::sa::responder::{AuthResult, HalfOpen, respond_sa_init, unprotected_answer};
+use crate::sa::{IkeError, Io};
+use crate::wire::{Header, Message, Notify, NotifyType, Payload};
+
+impl Endpoint {
+    /// An IKE_SA_INIT request: retransmission check, COOKIE, half-open bounds, then the answer.
+    pub(super) fn sa_init_request(
+        &mut self,
+        now: Now,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        header: &Header,
+        data: &[u8],
+        rng: &mut dyn Random,
+    ) {
+        let Role::Responder(role) = &mut self.role else {
+            return;
+        };
+        let message = match Message::parse(data) {
+            Ok(m) if m.header.message_id == 0 && m.header.flags.initiator() => m,
+            Ok(_) => {
+                self.counters.dropped_unparsable += 1;
+                return;
+            }
+            Err(e) => {
+                self.counters.dropped_unparsable += 1;
+                tracing::debug!("IKE_SA_INIT from {remote} does not parse: {e}");
+                if e.notify_type() == Some(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD) {
+                    let notify =
+                        Notify::new(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, e.notify_data());
+                    self.transmits.push_back(Transmit {
+                        local,
+                        remote,
+                        data: unprotected_answer(header, notify),
+                    });
+                }
+                return;
+            }
+        };
+        let spi_i = header.spi_i;
+        let ni = message.payloads.iter().find_map(|p| match p {
+            Payload::Nonce(n) => Some(n.data.clone()),
+            _ => None,
+        });
+        let Some(ni) = ni else {
+            self.transmits.push_back(Transmit {
+                local,
+                remote,
+                data: unprotected_answer(header, IkeError::syntax("no nonce").notify()),
+            });
+            return;
+        };
+        if role.half_open_count >= role.cookie_threshold {
+            let ip = IpAddr::V4(*remote.ip());
+            let valid = matches!(
+                message.payloads.first(),
+                Some(Payload::Notify(n)) if n.notify_type == NotifyType::COOKIE
+                    && role.cookies.verify(&n.data, &ni, ip, spi_i)
+            );
+            if !valid {
+                self.counters.cookies_sent += 1;
+                let cookie = role.cookies.cookie(&ni, ip, spi_i).to_vec();
+                self.transmits.push_back(Transmit {
+                    local,
+                    remote,
+                    data: unprotected_answer(header, Notify::new(NotifyType::COOKIE, cookie)),
+                });
+                return;
+            }
+        }
+        // A retransmission (same SPIi, source and Ni) gets the same answer, byte for byte, a
+        // bounded number of times (the answer is larger than the request: no amplifier);
+        // once the SA is established, a late copy is dropped. Under cookie pressure the COOKIE
+        // check above comes first.
+        if let Some(&spi) = role.init_index.get(&(spi_i, remote)) {
+            match self.sas.get_mut(&spi) {
+                Some(Sa::HalfOpen(h)) if h.is_retransmission(data) => {
+                    if let Some(response) = h.answer_again(self.common.retransmit_tries) {
+                        tracing::debug!("retransmitted IKE_SA_INIT from {remote} answered again");
+                        self.transmits.push_back(Transmit {
+                            local,
+                            remote,
+                            data: response,
+                        });
+                    }
+                    return;
+                }
+                Some(Sa::HalfOpen(h)) if h.is_retransmission_of_nonce(&ni) => {
+                    // The same attempt, changed (it now carries a COOKIE): the request our
+                    // AUTH will sign over is the new one, so it starts afresh.
+                    let source = h.source;
+                    self.sas.remove(&spi);
+                    self.half_open_gone(spi_i, source, false);
+                    self.spis.release_ike(spi);
+                }
+                _ => return,
+            }
+        }
+        let Role::Responder(role) = &mut self.role else {
+            return;
+        };
+        let from_source = role
+            .half_open_by_source
+            .get(remote.ip())
+            .copied()
+            .unwrap_or(0);
+        if role.half_open_count >= role.half_open_total || from_source >= role.half_open_per_source
+        {
+            self.counters.dropped_half_open_bound += 1;
+            let dropped = self.counters.dropped_half_open_bound;
+            // One line per power of two: a flood does not flood the log.
+            if dropped.is_power_of_two() {
+                self.outputs
+                    .push_back(Output::Notice(Notice::HalfOpenBound {
+                        remote,
+                        total: role.half_open_count,
+                        from_source,
+                        dropped,
+                    }));
+            }
+            return;
+        }
+        let expires =
+            now.mono + total_patience(self.common.retransmit_base, self.common.retransmit_tries);
+        let mut io = io!(self, now, rng);
+        match respond_sa_init(&mut io, local, remote, &message, data, expires) {
+            Ok(half_open) => {
+                role.half_open_count += 1;
+                *role.half_open_by_source.entry(*remote.ip()).or_insert(0) += 1;
+                role.init_index.insert((spi_i, remote), half_open.spi());
+                self.sas.insert(half_open.spi(), Sa::HalfOpen(half_open));
+            }
+            Err(error) => {
+                io.send(local, remote, unprotected_answer(header, error.notify()));
+                match error {
+                    // A group retry is negotiation; malformed requests are noise (and an
+                    // attacker's lever on the log): neither is a refusal worth a line.
+                    IkeError::InvalidKe { .. } | IkeError::InvalidSyntax(_) => {
+                        tracing::debug!("IKE_SA_INIT from {remote}: {error}");
+                    }
+                    _ => {
+                        // The driver logs Output::Refused at warn.
+                        io.output(Output::Refused {
+                            remote,
+                            name: None,
+                            reason: format!("{}: {error}", error.notify_type()),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bookkeeping when a half-open SA goes (authenticated, refused or expired). An
+    /// authenticated one keeps its IKE_SA_INIT index entry (`keep_index`) until it goes.
+    pub(super) fn half_open_gone(&mut self, spi_i: u64, source: SocketAddrV4, keep_index: bool) {
+        let Role::Responder(role) = &mut self.role else {
+            return;
+        };
+        role.half_open_count = role.half_open_count.saturating_sub(1);
+        if let Some(n) = role.half_open_by_source.get_mut(source.ip()) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                role.half_open_by_source.remove(source.ip());
+            }
+        }
+        if !keep_index {
+            role.init_index.remove(&(spi_i, source));
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn auth_request(
+        &mut self,
+        now: Now,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        header: &Header,
+        data: &[u8],
+        half_open: HalfOpen,
+        rng: &mut dyn Random,
+    ) {
+        let Role::Responder(role) = &self.role else {
+            return;
+        };
+        let spi = half_open.spi();
+        let (spi_i, source) = (half_open.spi_i(), half_open.source);
+        let mut io = io!(self, now, rng);
+        match half_open.authenticate(
+            &mut io,
+            role.authorizer.as_ref(),
+            local,
+            remote,
+            header,
+            data,
+        ) {
+            AuthResult::Wait(h) => {
+                self.sas.insert(spi, Sa::HalfOpen(*h));
+            }
+            AuthResult::Refused => {
+                self.half_open_gone(spi_i, source, false);
+                self.spis.release_ike(spi);
+            }
+            AuthResult::Authenticated(authenticated) => {
+                self.half_open_gone(spi_i, source, true);
+                let name = authenticated.name().to_string();
+                let identity = authenticated.identity().clone();
+                let reauthenticated = if authenticated.initial_contact() {
+                    self.initial_contact(now, rng, &identity, spi);
+                    false
+                } else {
+                    self.reauthenticated(now, rng, &identity)
+                };
+                let peer = self.peer_id(&name);
+                let mut io = io!(self, now, rng);
+                let established = authenticated.complete(&mut io, peer, reauthenticated);
+                self.sas.insert(spi, Sa::Up(Box::new(established)));
+            }
+        }
+    }
+
+    /// A peer authenticated a new IKE SA without INITIAL_CONTACT while it has one: a
+    /// re-authentication (RFC 7296 2.8.3). The new one speaks for the peer; the older ones keep
+    /// their CHILD SAs until the peer deletes them (or they expire), and at most
+    /// [`MAX_IKE_SAS_PER_PEER`] are kept. Returns whether an older one was current.
+    pub(super) fn reauthenticated(
+        &mut self,
+        now: Now,
+        rng: &mut dyn Random,
+        identity: &PeerIdentity,
+    ) -> bool {
+        let mut older: Vec<(Instant, u64)> = self
+            .sas
+            .iter()
+            .filter_map(|(spi, sa)| match sa {
+                Sa::Up(e) if e.peer.identity == *identity => Some((e.keyed_at(), *spi)),
+                _ => None,
+            })
+            .collect();
+        older.sort();
+        let mut was_current = false;
+        let excess = (older.len() + 1).saturating_sub(MAX_IKE_SAS_PER_PEER);
+        for (i, (_, spi)) in older.iter().enumerate() {
+            let Some(Sa::Up(e)) = self.sas.get_mut(spi) else {
+                continue;
+            };
+            let mut io = io!(self, now, rng);
+            was_current |= e.is_current();
+            if i < excess {
+                tracing::debug!(
+                    "{identity}: dropping its oldest IKE SA {} (at most {MAX_IKE_SAS_PER_PEER} per peer)",
+                    crate::sa::hex_spi(*spi)
+                );
+                e.replaced_by_reauthentication(&mut io, false);
+                e.dispose(&mut io);
+                self.sas.remove(spi);
+                self.forget(*spi);
+            } else {
+                e.replaced_by_reauthentication(&mut io, false);
+            }
+        }
+        was_current
+    }
+
+    /// INITIAL_CONTACT: every other IKE SA of this identity is stale (the peer restarted).
+    pub(super) fn initial_contact(
+        &mut self,
+        now: Now,
+        rng: &mut dyn Random,
+        identity: &PeerIdentity,
+        keep: u64,
+    ) {
+        let stale: Vec<u64> = self
+            .sas
+            .iter()
+            .filter(|(spi, sa)| {
+                **spi != keep && matches!(sa, Sa::Up(e) if e.peer.identity == *identity)
+            })
+            .map(|(spi, _)| *spi)
+            .collect();
+        for spi in stale {
+            if let Some(Sa::Up(mut e)) = self.sas.remove(&spi) {
+                let mut io = io!(self, now, rng);
+                e.kill(
+                    &mut io,
+                    format!("replaced: INITIAL_CONTACT from {identity}"),
+                );
+                self.forget(spi);
+            }
+        }
+    }
+}
