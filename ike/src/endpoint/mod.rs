@@ -515,13 +515,20 @@ impl Endpoint {
             return;
         }
         role.reauthenticating = current;
+        let after = role.backoff;
         self.outputs.push_back(Output::Notice(Notice::Reconnecting {
             server: role.server,
-            after: role.backoff,
+            after,
         }));
-        role.reconnect_at = Some(now.mono + role.backoff);
         let base = self.common.retransmit_base;
         role.backoff = (role.backoff * 2).max(base).min(RECONNECT_MAX.max(base));
+        if after.is_zero() {
+            // At once (the server lost our IKE SA): now, not a timer that is already due when
+            // handle_timeout returns.
+            self.connect(now, rng);
+        } else {
+            role.reconnect_at = Some(now.mono + after);
+        }
     }
 
     /// Timers (retransmission, DPD, reconnect backoff, cookie secret rotation, grace periods).
