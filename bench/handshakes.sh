@@ -7,12 +7,18 @@
 #   strongSwan charon 5.9 with kernel-libipsec (userspace ESP, installs each CHILD SA)
 # Both use the same certificates (made with `hometun pki`) and proposals. Prints handshakes/s
 # of each, the responder's (and the initiator's) CPU time per handshake, and the ratios
-# hometun/strongSwan.
+# hometun/strongSwan; then the breakdown of hometun's responder CPU: the sans-IO endpoint alone
+# per handshake and per CHILD SA rekey with a key exchange, and each primitive (X25519, Ed25519
+# sign and verify, the certificate chain check, key derivation, SK payloads).
 #
 # Usage (as root): bench/handshakes.sh [COUNT] [CONCURRENCY] [ROUNDS]
 #   COUNT handshakes per round (default 500), CONCURRENCY in flight (default 16), ROUNDS per
-#   responder (default 3; the best round is reported, the machine being shared).
-#   Env: HOMETUN_BIN (skip the build).
+#   responder (default 3; the rounds of the responders alternate, and the median and spread
+#   are reported, the machine being shared).
+#   Env: HOMETUN_BIN (skip the build), BASELINE_BIN (a second hometun binary measured in the same
+#   rounds, e.g. an older commit's), SKIP_BREAKDOWN=1 (no cargo bench), PERF_DIR (record a
+#   perf profile of the hometun responder's rounds there; with SYSCALLS=1 count its system
+#   calls and context switches instead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -29,20 +35,24 @@ if [ -z "${HOMETUN_BIN:-}" ]; then
   HOMETUN_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/hometun
 fi
 LAB=$(mktemp -d /tmp/hometun-handshakes.XXXXXX)
-VPS=hths$$v
-HOME_NS=hths$$h
+# One namespace per responder, all on a bridge in the home's: the rounds of each can alternate.
+VPS=hths$$v        # hometun server, 192.0.2.1
+VPS_BASE=hths$$b   # the baseline binary's server (BASELINE_BIN), 192.0.2.4
+VPS_SW=hths$$s     # charon, 192.0.2.3
+HOME_NS=hths$$h    # the initiator, 192.0.2.2
 SERVER_PID=
+BASE_PID=
 CHARON_PID=
 
 cleanup() {
-  for pid in $SERVER_PID $CHARON_PID; do
+  for pid in $SERVER_PID $BASE_PID $CHARON_PID; do
     kill "$pid" 2>/dev/null || true
   done
   sleep 0.5
-  for pid in $SERVER_PID $CHARON_PID; do
+  for pid in $SERVER_PID $BASE_PID $CHARON_PID; do
     kill -9 "$pid" 2>/dev/null || true
   done
-  for n in $VPS $HOME_NS; do
+  for n in $VPS $VPS_BASE $VPS_SW $HOME_NS; do
     for p in $(ip netns pids $n 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
     ip netns del $n 2>/dev/null || true
   done
@@ -50,16 +60,23 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ip netns add $VPS
 ip netns add $HOME_NS
-ip link add hths$$a type veth peer name hths$$b
-ip link set hths$$a netns $VPS
-ip link set hths$$b netns $HOME_NS
-ip -n $VPS addr add 192.0.2.1/24 dev hths$$a
-ip -n $HOME_NS addr add 192.0.2.2/24 dev hths$$b
-for n in $VPS $HOME_NS; do ip -n $n link set lo up; done
-ip -n $VPS link set hths$$a up
-ip -n $HOME_NS link set hths$$b up
+ip -n $HOME_NS link set lo up
+ip -n $HOME_NS link add br0 type bridge
+ip -n $HOME_NS addr add 192.0.2.2/24 dev br0
+ip -n $HOME_NS link set br0 up
+attach() { # namespace address
+  ip netns add $1
+  ip -n $1 link set lo up
+  ip -n $HOME_NS link add p$2 type veth peer name eth0 netns $1
+  ip -n $HOME_NS link set p$2 master br0
+  ip -n $HOME_NS link set p$2 up
+  ip -n $1 addr add 192.0.2.$2/24 dev eth0
+  ip -n $1 link set eth0 up
+}
+attach $VPS 1
+attach $VPS_SW 3
+[ -z "${BASELINE_BIN:-}" ] || attach $VPS_BASE 4
 
 # One PKI for both responders.
 "$HOMETUN_BIN" pki init --dir $LAB/ca --server-ipv4 192.0.2.1 --pool 2001:db8:100::/48 >/dev/null
@@ -96,13 +113,26 @@ cpu_ticks() { # pids... -> utime+stime of them and their children, in clock tick
   echo $total
 }
 
-bench_round() { # responder pid -> "rate responder_cpu_ms initiator_cpu_ms ok failed"
-  local pid=$1 before after line initiator
+bench_round() { # responder pid, address -> "rate responder_cpu_ms initiator_cpu_ms ok failed"
+  local pid=$1 address=$2 before after line initiator perf_pid=
   before=$(cpu_ticks "$pid")
+  if [ -n "${PERF_DIR:-}" ] && [ "$pid" = "${SERVER_PID:-}" ]; then
+    mkdir -p "$PERF_DIR"
+    if [ -n "${SYSCALLS:-}" ]; then
+      perf stat -x, --per-thread -e 'raw_syscalls:sys_enter,sched:sched_switch,syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_write,syscalls:sys_enter_read,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_futex,syscalls:sys_enter_socket,syscalls:sys_enter_sendmsg,syscalls:sys_enter_recvmsg' \
+        -p "$(echo "$pid" $(pgrep -P "$pid") | tr ' ' ,)" -o "$PERF_DIR/responder-$(date +%s%N).stat" >/dev/null 2>&1 &
+    else
+      perf record -q -F 1999 -g -e cpu-clock -p "$(echo "$pid" $(pgrep -P "$pid") | tr ' ' ,)" \
+        -o "$PERF_DIR/responder-$(date +%s%N).data" >/dev/null 2>&1 &
+    fi
+    perf_pid=$!
+    sleep 0.5 # perf attaches
+  fi
   # bash's `time` gives the initiator's user and system CPU seconds.
-  initiator=$( { TIMEFORMAT='%U %S'; time ip netns exec $HOME_NS env RUST_LOG=warn "$HOMETUN_BIN" ike bench 192.0.2.1 \
+  initiator=$( { TIMEFORMAT='%U %S'; time ip netns exec $HOME_NS env RUST_LOG=warn "$HOMETUN_BIN" ike bench $address \
     "${CONFIGS[@]}" --count "$COUNT" --concurrency "$CONCURRENCY" >$LAB/round.out 2>>$LAB/bench.err; } 2>&1 ) || true
   after=$(cpu_ticks "$pid")
+  if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; fi
   line=$(cat $LAB/round.out)
   echo "$line" >>$LAB/bench.out
   /usr/bin/python3 - "$line" "$before" "$after" "$(getconf CLK_TCK)" "$initiator" <<'PY'
@@ -119,19 +149,21 @@ print(f"{rate:.1f} {cpu_ms:.2f} {init_ms:.2f} {ok} {failed}")
 PY
 }
 
-best() { # rounds of "rate cpu ok failed" on stdin -> the fastest round
-  sort -k1,1 -g -r | head -1
+# --- hometun responder (and the baseline binary's, at 192.0.2.4 with the same PKI)
+start_server() { # namespace binary config log -> pid
+  ip netns exec $1 "$2" server --config $3 >$4 2>&1 &
+  local pid=$!
+  for _ in $(seq 100); do grep -q "IKE on" $4 2>/dev/null && break; sleep 0.1; done
+  grep -q "IKE on" $4 || { echo "hometun server did not start:" >&2; cat $4 >&2; exit 1; }
+  echo $pid
 }
-
-# --- hometun responder
-ip netns exec $VPS "$HOMETUN_BIN" server --config $LAB/ca/server.toml >$LAB/server.log 2>&1 &
-SERVER_PID=$!
-for _ in $(seq 100); do grep -q "IKE on" $LAB/server.log 2>/dev/null && break; sleep 0.1; done
-grep -q "IKE on" $LAB/server.log || { echo "hometun server did not start:" >&2; cat $LAB/server.log >&2; exit 1; }
-: >$LAB/hometun.rounds
-for _ in $(seq "$ROUNDS"); do bench_round $SERVER_PID >>$LAB/hometun.rounds; done
-kill $SERVER_PID; wait $SERVER_PID 2>/dev/null || true
-SERVER_PID=
+SERVER_PID=$(start_server $VPS "$HOMETUN_BIN" $LAB/ca/server.toml $LAB/server.log)
+if [ -n "${BASELINE_BIN:-}" ]; then
+  sed -e 's/^listen = "192.0.2.1"/listen = "192.0.2.4"/; s/^listen = "192.0.2.1:8443"/listen = "192.0.2.4:8443"/' \
+    -e 's/^state_dir = "state"/state_dir = "state-base"/; s#^control_socket = "state/#control_socket = "state-base/#' \
+    $LAB/ca/server.toml >$LAB/ca/server-base.toml
+  BASE_PID=$(start_server $VPS_BASE "$BASELINE_BIN" $LAB/ca/server-base.toml $LAB/server-base.log)
+fi
 
 # --- strongSwan responder, same certificates
 S=$LAB/charon
@@ -159,7 +191,7 @@ cat >$S/swanctl/swanctl.conf <<C
 connections {
   home {
     version = 2
-    local_addrs = 192.0.2.1
+    local_addrs = 192.0.2.3
     proposals = aes128gcm16-prfsha256-x25519
     unique = never
     local { auth = pubkey
@@ -176,27 +208,51 @@ connections {
   }
 }
 C
-ip netns exec $VPS sh -c "mount -t tmpfs none /run; cd $S; STRONGSWAN_CONF=$S/strongswan.conf exec /usr/lib/ipsec/charon" >$S/stdout 2>&1 &
+ip netns exec $VPS_SW sh -c "mount -t tmpfs none /run; cd $S; STRONGSWAN_CONF=$S/strongswan.conf exec /usr/lib/ipsec/charon" >$S/stdout 2>&1 &
 CHARON_PID=$!
 for _ in $(seq 100); do [ -S $S/charon.vici ] && break; sleep 0.1; done
-ip netns exec $VPS env STRONGSWAN_CONF=$S/strongswan.conf swanctl --load-all --file $S/swanctl/swanctl.conf --uri unix://$S/charon.vici >/dev/null 2>&1
-: >$LAB/strongswan.rounds
-for _ in $(seq "$ROUNDS"); do bench_round $CHARON_PID >>$LAB/strongswan.rounds; done
+ip netns exec $VPS_SW env STRONGSWAN_CONF=$S/strongswan.conf swanctl --load-all --file $S/swanctl/swanctl.conf --uri unix://$S/charon.vici >/dev/null 2>&1
 
-read -r h_rate h_cpu h_init h_ok h_failed < <(best <$LAB/hometun.rounds)
-read -r s_rate s_cpu s_init s_ok s_failed < <(best <$LAB/strongswan.rounds)
-echo "full handshakes (IKE_SA_INIT + IKE_AUTH with Ed25519 certificates + DELETE), $COUNT per round, $CONCURRENCY in flight ($CONCURRENCY homes), best of $ROUNDS, $(nproc) CPUs:"
-printf "  %-12s %8s handshakes/s  %6s ms responder CPU per handshake (initiator %s ms)  (%s ok, %s failed)\n" \
-  hometun "$h_rate" "$h_cpu" "$h_init" "$h_ok" "$h_failed" strongSwan "$s_rate" "$s_cpu" "$s_init" "$s_ok" "$s_failed"
-/usr/bin/python3 - "$h_rate" "$s_rate" "$h_cpu" "$s_cpu" <<'PY'
-import sys
-h, s, hc, sc = map(float, sys.argv[1:])
-rate = h / s if s else float("nan")
-cpu = sc / hc if hc else float("nan")
-print(f"  ratio hometun/strongSwan: {rate:.2f}x handshakes/s, {cpu:.2f}x less responder CPU per handshake")
+# --- the rounds, alternating between the responders
+: >$LAB/hometun.rounds
+: >$LAB/base.rounds
+: >$LAB/strongswan.rounds
+for _ in $(seq "$ROUNDS"); do
+  bench_round $SERVER_PID 192.0.2.1 >>$LAB/hometun.rounds
+  [ -z "$BASE_PID" ] || bench_round $BASE_PID 192.0.2.4 >>$LAB/base.rounds
+  bench_round $CHARON_PID 192.0.2.3 >>$LAB/strongswan.rounds
+done
+
+echo "full handshakes (IKE_SA_INIT + IKE_AUTH with Ed25519 certificates + DELETE), $COUNT per round, $CONCURRENCY in flight ($CONCURRENCY homes), $ROUNDS rounds alternating, median (min-max), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg):"
+/usr/bin/python3 - $LAB/hometun.rounds $LAB/base.rounds $LAB/strongswan.rounds <<'PY'
+import statistics, sys
+def load(path):
+    rows = [list(map(float, line.split())) for line in open(path) if line.strip()]
+    return [r for r in rows if r[3] > 0]
+def spread(values, fmt):
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+results = {}
+for name, path in (("hometun", sys.argv[1]), ("  baseline", sys.argv[2]), ("strongSwan", sys.argv[3])):
+    rows = load(path)
+    if not rows:
+        continue
+    rate, cpu, init = [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+    ok, failed = sum(r[3] for r in rows), sum(r[4] for r in rows)
+    results[name] = (statistics.median(rate), statistics.median(cpu))
+    print(f"  {name:<11} {spread(rate, '{:.0f}'):>22} handshakes/s  {spread(cpu, '{:.2f}'):>20} ms responder CPU"
+          f" per handshake  (initiator {statistics.median(init):.2f} ms; {ok:.0f} ok, {failed:.0f} failed)")
+if "hometun" in results and "strongSwan" in results:
+    (h, hc), (s, sc) = results["hometun"], results["strongSwan"]
+    print(f"  ratio hometun/strongSwan: {h / s:.2f}x handshakes/s, {sc / hc:.2f}x less responder CPU per handshake")
 PY
 echo "  (initiator and responder share the machine: when responder + initiator CPU per handshake"
 echo "   times the rate nears the CPU count, the rate measures the machine, the CPU column the responder)"
+# Where the responder's CPU goes: the sans-IO endpoint in memory (no I/O, no forwarder), a CHILD
+# SA rekey with a key exchange, and each cryptographic primitive alone (ike/benches/handshake.rs).
+if [ -z "${SKIP_BREAKDOWN:-}" ] && command -v cargo >/dev/null; then
+  echo "breakdown (cargo bench -p hometun-ike --bench handshake; CPU time of the bench thread):"
+  cargo bench --quiet -p hometun-ike --bench handshake 2>/dev/null | sed -e 's/^/  /'
+fi
 if [ -s $LAB/bench.err ]; then
   echo "initiator warnings (first lines):" >&2
   sort $LAB/bench.err | uniq -c | sort -rn | head -5 >&2

@@ -116,7 +116,7 @@ release_clients() { # -> HELD: the initiator's last line (each held SA deleted)
 # --- hometun responder
 ip netns exec $VPS "$HOMETUN_BIN" server --config $LAB/ca/server.toml >$LAB/server.log 2>&1 &
 SERVER_PID=$!
-for _ in $(seq 100); do grep -q "IKE on" $LAB/server.log 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 300); do grep -q "IKE on" $LAB/server.log 2>/dev/null && break; sleep 0.1; done
 grep -q "IKE on" $LAB/server.log || { echo "hometun server did not start:" >&2; cat $LAB/server.log >&2; exit 1; }
 FORWARDER_PID=$(pgrep -P $SERVER_PID | head -1)
 [ -n "$FORWARDER_PID" ] || { echo "hometun server has no forwarder child" >&2; exit 1; }

@@ -179,9 +179,18 @@ pub struct PlatformError {
 impl PlatformError {
     /// An OS error during `operation`.
     pub fn io(operation: PlatformOp, error: &std::io::Error) -> Self {
+        let mut message = error.to_string();
+        if error.kind() == std::io::ErrorKind::PermissionDenied {
+            if let Some(capability) = operation.capability() {
+                message = format!(
+                    "{message}: this needs {capability} (run as root, or grant it as \
+examples/systemd does with AmbientCapabilities)"
+                );
+            }
+        }
         PlatformError {
             operation,
-            message: error.to_string(),
+            message,
             errno: error.raw_os_error(),
         }
     }
@@ -228,6 +237,22 @@ pub enum PlatformOp {
     SendIke(SocketAddrV4),
 }
 
+impl PlatformOp {
+    /// The capability the operation needs, told when the system refuses it for lack of one.
+    pub fn capability(&self) -> Option<&'static str> {
+        match self {
+            PlatformOp::CreateTun(_)
+            | PlatformOp::AddAddress { .. }
+            | PlatformOp::BringUp(_)
+            | PlatformOp::AddRoute(_)
+            | PlatformOp::RemoveRoute(_) => Some("CAP_NET_ADMIN"),
+            PlatformOp::RawEspSocket => Some("CAP_NET_RAW"),
+            PlatformOp::UdpSocket(port) if *port < 1024 => Some("CAP_NET_BIND_SERVICE"),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for PlatformOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -253,6 +278,34 @@ mod tests {
     use super::*;
     use crate::codec::{decode_frame, encode_frame};
     use crate::types::AeadAlg;
+
+    #[test]
+    fn a_refusal_for_lack_of_a_capability_names_it() {
+        let denied = std::io::Error::from_raw_os_error(EPERM);
+        let tun = PlatformError::io(PlatformOp::CreateTun("hometun0".into()), &denied);
+        assert!(tun.message.ends_with("this needs CAP_NET_ADMIN (run as root, or grant it as examples/systemd does with AmbientCapabilities)"), "{}", tun.message);
+        let raw = PlatformError::io(PlatformOp::RawEspSocket, &denied);
+        assert!(
+            raw.message.contains("this needs CAP_NET_RAW"),
+            "{}",
+            raw.message
+        );
+        let low = PlatformError::io(PlatformOp::UdpSocket(500), &denied);
+        assert!(
+            low.message.contains("CAP_NET_BIND_SERVICE"),
+            "{}",
+            low.message
+        );
+        // Another error, or an operation that needs nothing: no hint.
+        let busy = std::io::Error::from_raw_os_error(16);
+        let tun = PlatformError::io(PlatformOp::CreateTun("hometun0".into()), &busy);
+        assert!(!tun.message.contains("needs"), "{}", tun.message);
+        let high = PlatformError::io(PlatformOp::UdpSocket(4500), &denied);
+        assert!(!high.message.contains("needs"), "{}", high.message);
+    }
+
+    /// EPERM on Linux, as the kernel answers a missing capability.
+    const EPERM: i32 = 1;
 
     #[test]
     fn messages_name_what_was_refused() {

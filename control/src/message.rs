@@ -167,8 +167,10 @@ pub enum LimitKind {
     Time,
 }
 
-/// Why a packet was dropped.
+/// Why a packet was dropped. One spelling everywhere an operator reads it (the status table,
+/// its JSON, the metrics' `reason` label): [`DropReason::name`], `no-sa`, `auth-failed`, ...
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum DropReason {
     /// Sequence number already seen.
     Replay,
@@ -191,6 +193,38 @@ pub enum DropReason {
     /// A Neighbor Advertisement (or a return-routability answer) that failed the override
     /// checks; the forwarder's `RoamingReport` says which check (a [`crate::MoveRefusal`]).
     OverrideNaRefused,
+}
+
+impl DropReason {
+    /// Every reason.
+    pub const ALL: [DropReason; 10] = [
+        DropReason::Replay,
+        DropReason::TooOld,
+        DropReason::AuthFailed,
+        DropReason::IngressFilter,
+        DropReason::Malformed,
+        DropReason::NoSa,
+        DropReason::HardLimit,
+        DropReason::SeqExhausted,
+        DropReason::TooBig,
+        DropReason::OverrideNaRefused,
+    ];
+
+    /// The reason's name, as status, its JSON and the metrics spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Replay => "replay",
+            DropReason::TooOld => "too-old",
+            DropReason::AuthFailed => "auth-failed",
+            DropReason::IngressFilter => "ingress-filter",
+            DropReason::Malformed => "malformed",
+            DropReason::NoSa => "no-sa",
+            DropReason::HardLimit => "hard-limit",
+            DropReason::SeqExhausted => "seq-exhausted",
+            DropReason::TooBig => "too-big",
+            DropReason::OverrideNaRefused => "override-na-refused",
+        }
+    }
 }
 
 /// Counters of one SA pair.

@@ -11,8 +11,51 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 use crate::error::ControlError;
 
 /// An ESP Security Parameter Index. Zero is reserved (RFC 4303 2.1) and never names an SA.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// Readable formats (the status JSON) spell it as the table and the logs do, eight hex digits;
+/// the SA channel's binary encoding keeps the number.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Spi(pub u32);
+
+impl Serialize for Spi {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&format!("{:08x}", self.0))
+        } else {
+            serializer.serialize_u32(self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Spi {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HexOrNumber;
+        impl serde::de::Visitor<'_> for HexOrNumber {
+            type Value = Spi;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an SPI: eight hex digits, or a number")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Spi, E> {
+                let digits = text.strip_prefix("0x").unwrap_or(text);
+                u32::from_str_radix(digits, 16)
+                    .map(Spi)
+                    .map_err(|_| E::custom(format!("{text:?} is not an SPI in hex")))
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Spi, E> {
+                u32::try_from(n)
+                    .map(Spi)
+                    .map_err(|_| E::custom(format!("{n} is larger than an SPI")))
+            }
+            fn visit_u32<E: serde::de::Error>(self, n: u32) -> Result<Spi, E> {
+                Ok(Spi(n))
+            }
+        }
+        if deserializer.is_human_readable() {
+            deserializer.deserialize_any(HexOrNumber)
+        } else {
+            deserializer.deserialize_u32(HexOrNumber)
+        }
+    }
+}
 
 impl Spi {
     /// The SPI as it travels in ESP headers and IKE payloads (network byte order).
@@ -169,8 +212,10 @@ impl fmt::Debug for AeadKey {
     }
 }
 
-/// How ESP packets travel between the two outer IPv4 addresses.
+/// How ESP packets travel between the two outer IPv4 addresses. Spelled `raw` and `udp` in
+/// readable formats, as in the static SA configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Encapsulation {
     /// ESP directly in IPv4, protocol 50 (what the draft specifies; used when no NAT is seen).
     Raw,
@@ -316,6 +361,43 @@ impl InterfaceConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::DropReason;
+
+    #[test]
+    fn readable_formats_spell_spis_reasons_and_encapsulation_as_the_table_does() {
+        let json = serde_json::to_string(&(Spi(0xc0ffee01), Encapsulation::Raw, DropReason::NoSa))
+            .unwrap();
+        assert_eq!(json, r#"["c0ffee01","raw","no-sa"]"#);
+        let udp = serde_json::to_value(Encapsulation::Udp {
+            local_port: 4500,
+            remote_port: 31000,
+        })
+        .unwrap();
+        assert_eq!(udp["udp"]["remote_port"], 31000);
+        for reason in DropReason::ALL {
+            let json = serde_json::to_value(reason).unwrap();
+            assert_eq!(json, reason.name(), "{reason:?}");
+            assert_eq!(serde_json::from_value::<DropReason>(json).unwrap(), reason);
+        }
+        // Read back: hex as written, and the number older answers carried.
+        assert_eq!(
+            serde_json::from_str::<Spi>(r#""c0ffee01""#).unwrap(),
+            Spi(0xc0ffee01)
+        );
+        assert_eq!(
+            serde_json::from_str::<Spi>("3237998081").unwrap(),
+            Spi(0xc0ffee01)
+        );
+        assert!(serde_json::from_str::<Spi>(r#""zz""#).is_err());
+        assert!(serde_json::from_str::<Spi>("4294967296").is_err());
+        // The SA channel keeps the number (a varint in postcard, not a string).
+        let bytes = postcard::to_stdvec(&Spi(0xc0ffee01)).unwrap();
+        assert_eq!(bytes.len(), 5);
+        assert_eq!(
+            postcard::from_bytes::<Spi>(&bytes).unwrap(),
+            Spi(0xc0ffee01)
+        );
+    }
 
     #[test]
     fn keymat_splits_into_key_and_salt() {

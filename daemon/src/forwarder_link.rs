@@ -174,6 +174,13 @@ impl ForwarderLink {
 
     /// Sends a request and waits for its reply.
     pub async fn request(&self, request: Request) -> Result<Response, LinkError> {
+        self.send(request).await?.await
+    }
+
+    /// Queues a request and returns its reply to await later: a caller with several requests
+    /// in a row sends them all and the forwarder answers them in one go (requests are carried
+    /// out in the order they were sent).
+    pub async fn send(&self, request: Request) -> Result<PendingReply, LinkError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = encode_frame(&Envelope { id, request })?;
         let (tx, rx) = oneshot::channel();
@@ -188,10 +195,27 @@ impl ForwarderLink {
             lock(&self.pending).remove(&id);
             return Err(LinkError::Closed);
         }
-        match rx.await {
-            Ok(result) => Ok(result?),
-            Err(_) => Err(LinkError::Closed),
-        }
+        Ok(PendingReply(rx))
+    }
+}
+
+/// The forwarder's answer to a request sent with [`ForwarderLink::send`], to await.
+#[derive(Debug)]
+pub struct PendingReply(oneshot::Receiver<Result<Response, ControlError>>);
+
+impl std::future::Future for PendingReply {
+    type Output = Result<Response, LinkError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|received| match received {
+                Ok(result) => result.map_err(LinkError::from),
+                Err(_) => Err(LinkError::Closed),
+            })
     }
 }
 
@@ -204,8 +228,27 @@ async fn write_frames(
     pending: Pending,
     closed: Arc<AtomicBool>,
 ) {
-    while let Some(frame) = queued.recv().await {
-        if let Err(error) = writer.write_all(&frame).await {
+    while let Some(first) = queued.recv().await {
+        // Whatever else is queued goes out with it: one write, one wake-up of the forwarder.
+        let mut frames = vec![first];
+        while let Ok(more) = queued.try_recv() {
+            frames.push(more);
+        }
+        let batch = match frames.len() {
+            1 => frames.swap_remove(0),
+            _ => {
+                // Sized once: frames carry keys, and a growing buffer would leave copies of
+                // them in the blocks it gave back.
+                let size = frames.iter().map(|frame| frame.len()).sum();
+                let mut joined = zeroize::Zeroizing::new(Vec::with_capacity(size));
+                for frame in &frames {
+                    joined.extend_from_slice(frame);
+                }
+                joined
+            }
+        };
+        drop(frames);
+        if let Err(error) = writer.write_all(&batch).await {
             tracing::warn!("forwarder channel: a request could not be written, closing: {error}");
             break;
         }
@@ -298,6 +341,23 @@ mod tests {
                 spi_in: Spi(1)
             }
         );
+    }
+
+    #[tokio::test]
+    async fn requests_sent_before_any_answer_get_their_own_answers() {
+        let (a, b) = UnixStream::pair().unwrap();
+        tokio::spawn(fake_forwarder(b));
+        let (link, _events) = ForwarderLink::from_stream(a);
+        // Three on their way at once (the driver's pipelining), answered out of one read.
+        let first = link.send(Request::Shutdown).await.unwrap();
+        let second = link.send(Request::GetCounters).await.unwrap();
+        let third = link.send(Request::Shutdown).await.unwrap();
+        assert_eq!(third.await.unwrap(), Response::Ok);
+        assert!(matches!(
+            second.await,
+            Err(LinkError::Refused(ControlError::NotConfigured))
+        ));
+        assert_eq!(first.await.unwrap(), Response::Ok);
     }
 
     /// Shrinks a socket's send buffer, so that a peer that does not read makes writes block.

@@ -151,25 +151,9 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// `AuthFailed` -> `auth_failed`: label values from the reason's name, whatever reasons the
-/// forwarder grows.
-fn snake(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 4);
-    for (i, c) in name.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 {
-                out.push('_');
-            }
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn reason(reason: DropReason) -> String {
-    snake(&format!("{reason:?}"))
+/// A drop reason as the `reason` label: the name status uses.
+fn reason(reason: DropReason) -> &'static str {
+    reason.name()
 }
 
 /// The metrics text of one status answer.
@@ -297,7 +281,7 @@ pub fn render(status: &StatusView) -> String {
         "Packets the forwarder dropped outside any SA (unknown SPI, no route into the tunnel, malformed), by reason.",
     );
     for (why, n) in &counters.global_drops {
-        f.sample("hometun_drops_total", &[("reason", &reason(*why))], n);
+        f.sample("hometun_drops_total", &[("reason", reason(*why))], n);
     }
     out
 }
@@ -430,7 +414,7 @@ fn render_pairs_by_peer(out: &mut String, status: &StatusView, counters: &Counte
         for (why, n) in &home.totals.drops {
             f.sample(
                 "hometun_peer_drops_total",
-                &[("peer", &home.name), ("reason", &reason(*why))],
+                &[("peer", &home.name), ("reason", reason(*why))],
                 n,
             );
         }
@@ -565,7 +549,7 @@ mod tests {
                 "state": "up",
                 "totals": {
                     "rx_packets": 20, "rx_bytes": 2960, "tx_packets": 8, "tx_bytes": 600,
-                    "drops": { "AuthFailed": 4 },
+                    "drops": { "auth-failed": 4 },
                 },
             }],
         }))
@@ -603,7 +587,7 @@ mod tests {
             "hometun_ike_dropped_total{reason=\"unknown_spi\"} 5".to_string(),
             format!("hometun_peer_bytes_total{{{peer},direction=\"in\"}} 2960"),
             format!("hometun_peer_packets_total{{{peer},direction=\"out\"}} 8"),
-            format!("hometun_peer_drops_total{{{peer},reason=\"auth_failed\"}} 4"),
+            format!("hometun_peer_drops_total{{{peer},reason=\"auth-failed\"}} 4"),
             format!("hometun_peer_up{{{peer}}} 1"),
             "hometun_peer_up{peer=\"gone.example\"} 0".to_string(),
             "hometun_peer_last_seen_timestamp_seconds{peer=\"gone.example\"} 1700000000".to_string(),
@@ -611,7 +595,7 @@ mod tests {
             format!("hometun_peer_rekey_bytes_left{{{peer}}} 8520"),
             format!("hometun_peer_rekey_packets_left{{{peer}}} 90"),
             format!("hometun_peer_last_moved_seconds{{{peer}}} 7"),
-            "hometun_drops_total{reason=\"no_sa\"} 3".to_string(),
+            "hometun_drops_total{reason=\"no-sa\"} 3".to_string(),
             "prefix=\"2001:db8:100:1::/64\",endpoint=\"192.0.2.2:31000\",nat=\"true\",encap=\"udp\"".to_string(),
         ] {
             assert!(text.contains(&expected), "missing {expected}\n{text}");
@@ -621,9 +605,8 @@ mod tests {
     }
 
     #[test]
-    fn reason_names_are_snake_case() {
-        assert_eq!(reason(DropReason::OverrideNaRefused), "override_na_refused");
-        assert_eq!(reason(DropReason::NoSa), "no_sa");
-        assert_eq!(snake("Replay"), "replay");
+    fn reasons_are_spelled_as_in_status() {
+        assert_eq!(reason(DropReason::OverrideNaRefused), "override-na-refused");
+        assert_eq!(reason(DropReason::NoSa), "no-sa");
     }
 }

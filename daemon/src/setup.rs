@@ -143,9 +143,9 @@ pub fn common_config(
         .collect::<Result<Vec<_>, _>>()?;
     Ok(CommonConfig {
         chain: credentials.chain,
-        key: credentials.key,
+        key: std::sync::Arc::new(credentials.key),
         identity,
-        verifier: credentials.verifier,
+        verifier: std::sync::Arc::new(credentials.verifier),
         ike_proposals,
         esp_proposals,
         limits: limits.to_limits(),

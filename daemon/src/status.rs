@@ -534,24 +534,9 @@ fn left(sa: &SaCounters, limits: &Limits) -> String {
 
 fn drops(list: &[(DropReason, u64)]) -> String {
     list.iter()
-        .map(|(reason, n)| format!("{} {n}", drop_name(*reason)))
+        .map(|(reason, n)| format!("{} {n}", DropReason::name(*reason)))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn drop_name(reason: DropReason) -> &'static str {
-    match reason {
-        DropReason::Replay => "replay",
-        DropReason::TooOld => "too-old",
-        DropReason::AuthFailed => "auth-failed",
-        DropReason::IngressFilter => "ingress-filter",
-        DropReason::Malformed => "malformed",
-        DropReason::NoSa => "no-sa",
-        DropReason::HardLimit => "hard-limit",
-        DropReason::SeqExhausted => "seq-exhausted",
-        DropReason::TooBig => "too-big",
-        DropReason::OverrideNaRefused => "override-na-refused",
-    }
 }
 
 fn list(nets: &[Ipv6Net]) -> String {

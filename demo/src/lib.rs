@@ -337,7 +337,7 @@ fn story(lab: &mut Lab, say: &mut Narrator, args: &DemoArgs, program: &Path) -> 
     let up = began.elapsed();
     let peer = &status["peers"][0];
     let outer = match status["counters"]["sas"][0]["endpoint"]["encap"].as_str() {
-        Some("Raw") => "ESP as IP protocol 50",
+        Some("raw") => "ESP as IP protocol 50",
         _ => "ESP in UDP 4500",
     };
     say.say(

@@ -28,8 +28,10 @@ use crate::requests::Platform;
 use crate::roaming::return_routability::Observed;
 use crate::roaming::{self, OuterSockets, Roaming};
 use crate::sad::{Sad, Snapshot};
-use crate::sockets::{self, RecvBatch, SendBatch};
+use crate::send_batch::{self, SendBatch};
+use crate::sockets::{self, RecvBatch};
 use crate::takeover;
+use crate::tun_writer::TunWriter;
 use crate::wire::{icmpv6, ipv6};
 
 /// Packets per batch (recvmmsg, sendmmsg, TUN writes).
@@ -318,15 +320,14 @@ fn destination(endpoint: &Endpoint) -> (bool, SocketAddrV4) {
     }
 }
 
-/// TUN -> SAD -> seal -> outer socket.
+/// TUN -> SAD -> seal -> outer socket. Each inner packet is read into a send buffer behind room
+/// for the outer headers and sealed there (`send_batch`): no copy between read and send.
 fn outbound_loop(shared: Arc<Shared>) {
     let tun_fd = shared.tun.as_raw_fd();
     let segment = shared.mtu.max(1500) + 64;
     let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + 65_535];
-    let mut inner: Vec<Vec<u8>> = vec![vec![0u8; segment]; SEGMENTS];
+    let mut batch = SendBatch::new(SEGMENTS, segment);
     let mut sizes = vec![0usize; SEGMENTS];
-    let mut udp_batch = SendBatch::new(BATCH, segment + OUTER_OVERHEAD);
-    let mut raw_batch = SendBatch::new(BATCH, segment + OUTER_OVERHEAD);
     let mut icmp = vec![0u8; 1280];
     let mut gro = GROTable::default();
     let mut icmp_out: Vec<Vec<u8>> = vec![Vec::with_capacity(1280 + VIRTIO_NET_HDR_LEN)];
@@ -335,10 +336,12 @@ fn outbound_loop(shared: Arc<Shared>) {
         if !sockets::wait_readable(tun_fd, POLL_MS) {
             continue;
         }
-        let count = match shared
-            .tun
-            .recv_multiple(&mut original, &mut inner, &mut sizes, 0)
-        {
+        let count = match shared.tun.recv_multiple(
+            &mut original,
+            batch.buffers_mut(),
+            &mut sizes,
+            send_batch::INNER_AT,
+        ) {
             Ok(count) => count,
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
@@ -350,8 +353,9 @@ fn outbound_loop(shared: Arc<Shared>) {
         };
         let mut snapshot = shared.sad.load();
         let mut generation = shared.roaming.generation();
-        for i in 0..count {
-            let packet = &inner[i][..sizes[i]];
+        for (i, &size) in sizes.iter().enumerate().take(count) {
+            let buffer = batch.buffer_mut(i);
+            let packet = &buffer[send_batch::INNER_AT..send_batch::INNER_AT + size];
             let Some(destination_address) = ipv6_destination(packet) else {
                 shared.sad.count_global_drop(DropReason::Malformed);
                 continue;
@@ -390,51 +394,34 @@ fn outbound_loop(shared: Arc<Shared>) {
                 }
             }
             let (udp, to) = destination(&endpoint);
-            let batch = if udp { &mut udp_batch } else { &mut raw_batch };
-            if let Ok(len) = route.pair.seal(packet, batch.slot()) {
-                batch.commit(len, to);
-            }
-            if batch.is_full() {
-                flush(&shared, batch, udp, &mut gso);
+            if let Ok(len) = route
+                .pair
+                .seal_in_place(&mut buffer[send_batch::ESP_AT..], size)
+            {
+                batch.push(i, len, to, udp);
             }
         }
         drop(snapshot);
-        flush(&shared, &mut udp_batch, true, &mut gso);
-        flush(&shared, &mut raw_batch, false, &mut gso);
+        flush(&shared, &mut batch, &mut gso);
     }
 }
 
-fn flush(shared: &Shared, batch: &mut SendBatch, udp: bool, gso: &mut bool) {
-    let fd = if udp {
-        shared.udp.as_ref().map(|s| s.as_raw_fd())
-    } else {
-        shared.raw.as_ref().map(|s| s.as_raw_fd())
-    };
-    match fd {
-        Some(fd) => {
-            if udp && *gso {
-                match batch.flush_gso(fd) {
-                    Some(0) => return,
-                    Some(failed) => {
-                        tracing::debug!("{failed} ESP packets not sent");
-                        return;
-                    }
-                    None => {
-                        tracing::info!("forwarder: no UDP GSO here, sending datagram by datagram");
-                        *gso = false;
-                    }
-                }
-            }
-            let failed = batch.flush(fd);
-            if failed > 0 {
-                tracing::debug!("{failed} ESP packets not sent");
-            }
-        }
-        None => {
-            // An SA whose encapsulation has no socket (refused at install; kept for safety).
-            let _ = batch.flush(-1);
-        }
+/// Sends what the batch holds, each packet through its socket.
+fn flush(shared: &Shared, batch: &mut SendBatch, gso: &mut bool) {
+    if batch.is_empty() {
+        return;
     }
+    let mut failed = 0;
+    // An SA whose encapsulation has no socket (refused at install; kept for safety) counts as
+    // not sent.
+    let raw_fd = shared.raw.as_ref().map_or(-1, |s| s.as_raw_fd());
+    failed += batch.flush_raw(raw_fd);
+    let udp_fd = shared.udp.as_ref().map_or(-1, |s| s.as_raw_fd());
+    failed += batch.flush_udp(udp_fd, gso);
+    if failed > 0 {
+        tracing::debug!("{failed} ESP packets not sent");
+    }
+    batch.clear();
 }
 
 /// Writes one packet into the TUN device (with an empty virtio header when offload is on).
@@ -460,57 +447,6 @@ fn ipv6_destination(packet: &[u8]) -> Option<Ipv6Addr> {
     ipv6::Packet::new_checked(packet).ok().map(|p| p.dst_addr())
 }
 
-/// Delivers decrypted inner packets into the TUN device, coalescing them (GRO) when offload is
-/// on so that one write carries many.
-struct TunWriter {
-    buffers: Vec<Vec<u8>>,
-    count: usize,
-    gro: GROTable,
-}
-
-impl TunWriter {
-    fn new(size: usize) -> Self {
-        TunWriter {
-            buffers: (0..BATCH)
-                .map(|_| Vec::with_capacity(size + VIRTIO_NET_HDR_LEN))
-                .collect(),
-            count: 0,
-            gro: GROTable::default(),
-        }
-    }
-
-    fn push(&mut self, shared: &Shared, packet: &[u8]) {
-        if !shared.offload {
-            if let Err(error) = shared.tun.send(packet) {
-                tracing::debug!("TUN write: {error}");
-            }
-            return;
-        }
-        let buffer = &mut self.buffers[self.count];
-        buffer.clear();
-        buffer.resize(VIRTIO_NET_HDR_LEN, 0);
-        buffer.extend_from_slice(packet);
-        self.count += 1;
-        if self.count == self.buffers.len() {
-            self.flush(shared);
-        }
-    }
-
-    fn flush(&mut self, shared: &Shared) {
-        if self.count == 0 {
-            return;
-        }
-        if let Err(error) = shared.tun.send_multiple(
-            &mut self.gro,
-            &mut self.buffers[..self.count],
-            VIRTIO_NET_HDR_LEN,
-        ) {
-            tracing::debug!("TUN write: {error}");
-        }
-        self.count = 0;
-    }
-}
-
 /// The receive path of one batch's datagram (crate::inbound), without the device.
 fn receiver<'a>(shared: &'a Shared, snapshot: &'a Snapshot, now: Now) -> Receiver<'a> {
     Receiver {
@@ -532,7 +468,7 @@ fn udp_inbound_loop(shared: Arc<Shared>) {
     // With UDP GRO one receive may carry a whole run of datagrams.
     let buffer = if shared.udp_gro { 65_536 } else { size };
     let mut batch = RecvBatch::new(BATCH, buffer);
-    let mut tun = TunWriter::new(size);
+    let mut tun = TunWriter::new(BATCH, shared.offload);
     inbound_loop(
         &shared,
         fd,
@@ -541,7 +477,7 @@ fn udp_inbound_loop(shared: Arc<Shared>) {
         |shared, snapshot, data, source, now, tun| match receiver(shared, snapshot, now)
             .udp(data, source)
         {
-            Received::Deliver(inner) => tun.push(shared, &data[inner]),
+            Received::Deliver(inner) => tun.push(&shared.tun, &data[inner]),
             Received::Ike(message) => {
                 let local = SocketAddrV4::new(
                     lock(&shared.bound).unwrap_or(Ipv4Addr::UNSPECIFIED),
@@ -565,7 +501,7 @@ fn raw_inbound_loop(shared: Arc<Shared>) {
     };
     let size = shared.mtu + OUTER_OVERHEAD + 64 + 60;
     let mut batch = RecvBatch::new(BATCH, size);
-    let mut tun = TunWriter::new(size);
+    let mut tun = TunWriter::new(BATCH, shared.offload);
     inbound_loop(
         &shared,
         fd,
@@ -575,7 +511,7 @@ fn raw_inbound_loop(shared: Arc<Shared>) {
             if let Received::Deliver(inner) =
                 receiver(shared, snapshot, now).raw(data, *source.ip())
             {
-                tun.push(shared, &data[inner]);
+                tun.push(&shared.tun, &data[inner]);
             }
         },
     );
@@ -625,7 +561,7 @@ fn inbound_loop(
                 handle(shared, &snapshot, data, source, now, tun);
             }
         }
-        tun.flush(shared);
+        tun.flush(&shared.tun);
     }
 }
 

@@ -1,10 +1,14 @@
 //! The few rtnetlink requests the forwarder makes: IPv6 routes into the TUN device and IPv6
-//! addresses on it. Each request is one message on a fresh `NETLINK_ROUTE` socket, answered by
-//! the kernel's ACK (or an errno).
+//! addresses on it. Each request is one message, answered by the kernel's ACK (or an errno), on
+//! a `NETLINK_ROUTE` socket each thread keeps (a server adds and removes a route for every home
+//! that comes and goes; opening a socket for each cost two more system calls). Per thread, not
+//! per process: a socket belongs to the network namespace of the thread that opened it.
 
+use std::cell::RefCell;
 use std::io;
 use std::net::Ipv6Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use ipnet::Ipv6Net;
 
@@ -59,37 +63,71 @@ impl Message {
     fn send(mut self) -> io::Result<()> {
         let len = self.bytes.len() as u32;
         self.bytes[0..4].copy_from_slice(&len.to_ne_bytes());
-        // SAFETY: plain socket(2) call; the result is checked before use.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is a fresh socket we own.
-        let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: sockaddr_nl is plain data; zero means "the kernel".
-        let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        kernel.nl_family = libc::AF_NETLINK as u16;
-        // SAFETY: the buffer and address are valid for the given lengths.
-        let sent = unsafe {
-            libc::sendto(
-                socket.as_raw_fd(),
-                self.bytes.as_ptr().cast(),
-                self.bytes.len(),
-                0,
-                (&kernel as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as u32,
-            )
-        };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut reply = [0u8; 4096];
+        let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+        self.bytes[8..12].copy_from_slice(&seq.to_ne_bytes());
+        ROUTE_SOCKET.with(|socket| {
+            let mut socket = socket.borrow_mut();
+            if socket.is_none() {
+                *socket = Some(open_socket()?);
+            }
+            let result = match socket.as_ref() {
+                Some(fd) => exchange(fd, &self.bytes, seq),
+                None => Err(io::Error::other("netlink: no socket")),
+            };
+            if result.as_ref().is_err_and(|e| e.raw_os_error().is_none()) {
+                // Lost track of the socket's replies: start afresh next time.
+                *socket = None;
+            }
+            result
+        })
+    }
+}
+
+thread_local! {
+    /// This thread's route socket, opened on first use.
+    static ROUTE_SOCKET: RefCell<Option<OwnedFd>> = const { RefCell::new(None) };
+}
+/// Sequence numbers of the requests (answers are matched to them).
+static SEQUENCE: AtomicU32 = AtomicU32::new(1);
+
+fn open_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh socket we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sends one request and reads until the kernel's answer to it (sequence `seq`): Ok on an ACK,
+/// the errno it carries otherwise. Answers to earlier requests still queued are skipped.
+fn exchange(socket: &OwnedFd, message: &[u8], seq: u32) -> io::Result<()> {
+    // SAFETY: sockaddr_nl is plain data; zero means "the kernel".
+    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    kernel.nl_family = libc::AF_NETLINK as u16;
+    // SAFETY: the buffer and address are valid for the given lengths.
+    let sent = unsafe {
+        libc::sendto(
+            socket.as_raw_fd(),
+            message.as_ptr().cast(),
+            message.len(),
+            0,
+            (&kernel as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as u32,
+        )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut reply = [0u8; 4096];
+    for _ in 0..16 {
         // SAFETY: the buffer is valid for its length.
         let got = unsafe {
             libc::recv(
@@ -103,15 +141,19 @@ impl Message {
             return Err(io::Error::last_os_error());
         }
         let got = got as usize;
-        if got >= 20 && u16::from_ne_bytes([reply[4], reply[5]]) == NLMSG_ERROR {
-            let errno = i32::from_ne_bytes([reply[16], reply[17], reply[18], reply[19]]);
-            if errno == 0 {
-                return Ok(());
-            }
-            return Err(io::Error::from_raw_os_error(-errno));
+        if got < 20 || u16::from_ne_bytes([reply[4], reply[5]]) != NLMSG_ERROR {
+            break;
         }
-        Err(io::Error::other("netlink: no ACK from the kernel"))
+        if u32::from_ne_bytes([reply[8], reply[9], reply[10], reply[11]]) != seq {
+            continue;
+        }
+        let errno = i32::from_ne_bytes([reply[16], reply[17], reply[18], reply[19]]);
+        if errno == 0 {
+            return Ok(());
+        }
+        return Err(io::Error::from_raw_os_error(-errno));
     }
+    Err(io::Error::other("netlink: no ACK from the kernel"))
 }
 
 /// The index of a network interface.
@@ -211,6 +253,48 @@ mod tests {
         assert_eq!(&message.bytes[28..30], &20u16.to_ne_bytes());
         assert_eq!(&message.bytes[32..34], &[0x20, 0x01]);
         assert_eq!(&message.bytes[52..56], &7u32.to_ne_bytes());
+    }
+
+    #[test]
+    fn one_socket_serves_many_requests_and_their_errors() {
+        // In a network namespace of this thread's own (needs root): routes through its
+        // loopback, added, replaced, removed, removed again (an errno), added again.
+        let outcome = std::thread::spawn(|| {
+            // SAFETY: unshare affects only this thread, which ends here.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return Err(format!("unshare: {}", io::Error::last_os_error()));
+            }
+            let status = std::process::Command::new("ip")
+                .args(["link", "set", "lo", "up"])
+                .status()
+                .map_err(|e| format!("ip: {e}"))?;
+            if !status.success() {
+                return Err(format!("ip link set lo up: {status}"));
+            }
+            let lo = interface_index("lo").map_err(|e| e.to_string())?;
+            let net: Ipv6Net = "2001:db8:5::/64".parse().unwrap();
+            Ok([
+                add_route(net, lo, 1024).map_err(|e| e.raw_os_error()),
+                add_route(net, lo, 1024).map_err(|e| e.raw_os_error()),
+                remove_route(net, lo, 1024).map_err(|e| e.raw_os_error()),
+                remove_route(net, lo, 1024).map_err(|e| e.raw_os_error()),
+                add_route(net, lo, 1024).map_err(|e| e.raw_os_error()),
+            ])
+        })
+        .join()
+        .unwrap();
+        let results = match outcome {
+            Ok(results) => results,
+            Err(why) => {
+                assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+                eprintln!("skipped: {why} (needs root)");
+                return;
+            }
+        };
+        assert_eq!(
+            results,
+            [Ok(()), Ok(()), Ok(()), Err(Some(libc::ESRCH)), Ok(())]
+        );
     }
 
     #[test]

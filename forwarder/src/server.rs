@@ -73,7 +73,26 @@ impl Connection {
     }
 
     fn send(&self, message: &FromForwarder) -> std::io::Result<()> {
-        let frame = encode_frame(message).map_err(std::io::Error::other)?;
+        self.send_all(std::slice::from_ref(message))
+    }
+
+    /// Sends several messages with one write (the replies to one read's requests).
+    fn send_all(&self, messages: &[FromForwarder]) -> std::io::Result<()> {
+        let frames = messages
+            .iter()
+            .map(encode_frame)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(std::io::Error::other)?;
+        // Sized once and wiped like each frame (a growing buffer would leave copies behind).
+        let mut frame = zeroize::Zeroizing::new(Vec::with_capacity(
+            frames.iter().map(|frame| frame.len()).sum(),
+        ));
+        for each in &frames {
+            frame.extend_from_slice(each);
+        }
+        if frame.is_empty() {
+            return Ok(());
+        }
         let mut writer = self.stream.lock().unwrap_or_else(|e| e.into_inner());
         if writer.broken {
             return Err(std::io::ErrorKind::BrokenPipe.into());
@@ -252,13 +271,16 @@ fn serve_connection<P: Platform>(
             Err(_) => return configured_here,
         };
         decoder.push(&buffer[..n]);
+        // The replies to this read's requests go out together, in order.
+        let mut replies = Vec::new();
         loop {
             let body = match decoder.next_frame() {
                 Ok(Some(body)) => body,
                 Ok(None) => break,
                 Err(error) => {
                     // The length prefix is garbage: the stream cannot be resynchronised.
-                    let _ = connection.send(&refusal(0, &error));
+                    replies.push(refusal(0, &error));
+                    let _ = connection.send_all(&replies);
                     return configured_here;
                 }
             };
@@ -279,7 +301,8 @@ fn serve_connection<P: Platform>(
                         result,
                     };
                     if stopping {
-                        let _ = connection.send(&reply);
+                        replies.push(reply);
+                        let _ = connection.send_all(&replies);
                         let _ = stop.send(StopReason::Requested);
                         return false;
                     }
@@ -290,9 +313,10 @@ fn serve_connection<P: Platform>(
                     refusal(0, &error)
                 }
             };
-            if connection.send(&reply).is_err() {
-                return configured_here;
-            }
+            replies.push(reply);
+        }
+        if connection.send_all(&replies).is_err() {
+            return configured_here;
         }
     }
 }
@@ -391,7 +415,7 @@ impl ControlClient {
 
 #[cfg(test)]
 mod tests {
-    use hometun_control::{InterfaceConfig, Request, Response};
+    use hometun_control::{Envelope, InterfaceConfig, Request, Response};
 
     use super::*;
     use crate::aead::AeadBackend;
@@ -449,6 +473,29 @@ mod tests {
         assert_eq!(result, Ok(Response::Ok));
         let (result, _) = client.request(Request::Configure(interface())).unwrap();
         assert_eq!(result, Err(ControlError::AlreadyConfigured));
+    }
+
+    #[test]
+    fn requests_sent_together_are_answered_in_order() {
+        let (_server, a, _b) = server();
+        let mut client = ControlClient::from_stream(a);
+        // Configure, then a second Configure (refused), then GetCounters: one write.
+        let mut frames = Vec::new();
+        for (id, request) in [
+            (11, Request::Configure(interface())),
+            (12, Request::Configure(interface())),
+            (13, Request::GetCounters),
+        ] {
+            frames.extend_from_slice(&encode_frame(&Envelope { id, request }).unwrap());
+        }
+        client.send_raw(&frames).unwrap();
+        let mut answers = Vec::new();
+        while answers.len() < 3 {
+            if let FromForwarder::Reply { id, result } = client.next_message().unwrap() {
+                answers.push((id, result.is_ok()));
+            }
+        }
+        assert_eq!(answers, [(11, true), (12, false), (13, true)]);
     }
 
     #[test]

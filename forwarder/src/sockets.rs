@@ -8,14 +8,8 @@ use std::time::Duration;
 
 /// IP protocol number of ESP.
 pub const IPPROTO_ESP: i32 = 50;
-/// `UDP_SEGMENT` (linux/udp.h): send one buffer as several datagrams of this size (UDP GSO).
-const UDP_SEGMENT: i32 = 103;
 /// `UDP_GRO` (linux/udp.h): receive coalesced datagrams with their segment size.
 const UDP_GRO: i32 = 104;
-/// Largest UDP payload one GSO send may carry (IPv4 length limit, with headroom).
-const GSO_MAX_BYTES: usize = 65_000;
-/// Most segments one GSO send may carry (UDP_MAX_SEGMENTS of older kernels).
-const GSO_MAX_SEGMENTS: usize = 64;
 /// Room for one control message with a 4-byte value.
 const CONTROL_LEN: usize = 32;
 
@@ -188,14 +182,14 @@ pub struct RecvBatch {
     count: usize,
 }
 
-// SAFETY: the raw pointers in iovecs/headers only point into this batch's own buffers and are
-// rebuilt before each use; the batch is used by one thread at a time.
+// SAFETY: the raw pointers in iovecs/headers only point into this batch's own heap buffers,
+// which never move or change size; the batch is used by one thread at a time.
 unsafe impl Send for RecvBatch {}
 
 impl RecvBatch {
     /// A batch of `capacity` buffers of `size` bytes each.
     pub fn new(capacity: usize, size: usize) -> Self {
-        RecvBatch {
+        let mut batch = RecvBatch {
             buffers: vec![vec![0u8; size]; capacity],
             lengths: vec![0; capacity],
             controls: vec![[0u64; CONTROL_LEN / 8]; capacity],
@@ -203,31 +197,43 @@ impl RecvBatch {
             truncated: vec![false; capacity],
             // SAFETY: sockaddr_in is plain data.
             sources: vec![unsafe { std::mem::zeroed() }; capacity],
-            // SAFETY: iovec and mmsghdr are plain data, filled before each call.
+            // SAFETY: iovec and mmsghdr are plain data, filled below.
             iovecs: vec![unsafe { std::mem::zeroed() }; capacity],
             headers: vec![unsafe { std::mem::zeroed() }; capacity],
             count: 0,
+        };
+        // The pointers are set once: every vector here keeps its heap storage for the batch's
+        // life. Only what the kernel writes back is reset before each receive.
+        for i in 0..capacity {
+            batch.iovecs[i] = libc::iovec {
+                iov_base: batch.buffers[i].as_mut_ptr().cast(),
+                iov_len: batch.buffers[i].len(),
+            };
+            let header = &mut batch.headers[i].msg_hdr;
+            header.msg_name = (&mut batch.sources[i] as *mut libc::sockaddr_in).cast();
+            header.msg_iov = &mut batch.iovecs[i];
+            header.msg_iovlen = 1;
+            header.msg_control = batch.controls[i].as_mut_ptr().cast();
+        }
+        batch.reset(capacity);
+        batch
+    }
+
+    /// Resets what a receive writes back into the first `n` headers.
+    fn reset(&mut self, n: usize) {
+        for entry in &mut self.headers[..n] {
+            entry.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            entry.msg_hdr.msg_controllen = CONTROL_LEN;
+            entry.msg_hdr.msg_flags = 0;
+            entry.msg_len = 0;
         }
     }
 
     /// Receives at least one datagram, blocking until one arrives or the read timeout passes
     /// (then `Ok(0)`).
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-        for i in 0..self.buffers.len() {
-            self.iovecs[i] = libc::iovec {
-                iov_base: self.buffers[i].as_mut_ptr().cast(),
-                iov_len: self.buffers[i].len(),
-            };
-            let header = &mut self.headers[i].msg_hdr;
-            header.msg_name = (&mut self.sources[i] as *mut libc::sockaddr_in).cast();
-            header.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-            header.msg_iov = &mut self.iovecs[i];
-            header.msg_iovlen = 1;
-            header.msg_control = self.controls[i].as_mut_ptr().cast();
-            header.msg_controllen = CONTROL_LEN;
-            header.msg_flags = 0;
-            self.headers[i].msg_len = 0;
-        }
+        // Only the headers the last receive filled were written to.
+        self.reset(self.count);
         // SAFETY: every header points at live buffers of this batch, sized as declared.
         let got = unsafe {
             libc::recvmmsg(
@@ -240,6 +246,8 @@ impl RecvBatch {
         };
         if got < 0 {
             let error = io::Error::last_os_error();
+            // Nothing was received; put every header back, in case the kernel wrote to one.
+            self.reset(self.headers.len());
             self.count = 0;
             return match error.kind() {
                 io::ErrorKind::WouldBlock
@@ -288,191 +296,8 @@ fn gro_segment_size(header: &libc::msghdr) -> usize {
     0
 }
 
-/// Datagrams collected for one `sendmmsg` (or one UDP GSO `sendmsg`), each to its own address.
-pub struct SendBatch {
-    buffers: Vec<Vec<u8>>,
-    lengths: Vec<usize>,
-    destinations: Vec<libc::sockaddr_in>,
-    iovecs: Vec<libc::iovec>,
-    headers: Vec<libc::mmsghdr>,
-    count: usize,
-}
-
-// SAFETY: as for RecvBatch.
-unsafe impl Send for SendBatch {}
-
-impl SendBatch {
-    /// A batch of `capacity` buffers of `size` bytes each.
-    pub fn new(capacity: usize, size: usize) -> Self {
-        SendBatch {
-            buffers: vec![vec![0u8; size]; capacity],
-            lengths: vec![0; capacity],
-            // SAFETY: plain data, filled before use.
-            destinations: vec![unsafe { std::mem::zeroed() }; capacity],
-            iovecs: vec![unsafe { std::mem::zeroed() }; capacity],
-            headers: vec![unsafe { std::mem::zeroed() }; capacity],
-            count: 0,
-        }
-    }
-
-    /// True when no slot is left.
-    pub fn is_full(&self) -> bool {
-        self.count == self.buffers.len()
-    }
-
-    /// The next free slot's buffer, to write a datagram into.
-    pub fn slot(&mut self) -> &mut [u8] {
-        &mut self.buffers[self.count]
-    }
-
-    /// Commits the slot filled through [`SendBatch::slot`] with `length` bytes to `destination`.
-    pub fn commit(&mut self, length: usize, destination: SocketAddrV4) {
-        self.lengths[self.count] = length;
-        self.destinations[self.count] = sockaddr(destination);
-        self.count += 1;
-    }
-
-    /// Sends everything collected and empties the batch. Errors of single datagrams (e.g. an
-    /// unreachable peer) do not stop the rest; the number of datagrams not sent is returned.
-    pub fn flush(&mut self, fd: RawFd) -> usize {
-        let mut failed = 0;
-        let mut start = 0;
-        while start < self.count {
-            let n = self.count - start;
-            for i in start..self.count {
-                self.iovecs[i] = libc::iovec {
-                    iov_base: self.buffers[i].as_mut_ptr().cast(),
-                    iov_len: self.lengths[i],
-                };
-                let header = &mut self.headers[i].msg_hdr;
-                header.msg_name = (&mut self.destinations[i] as *mut libc::sockaddr_in).cast();
-                header.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-                header.msg_iov = &mut self.iovecs[i];
-                header.msg_iovlen = 1;
-                header.msg_control = std::ptr::null_mut();
-                header.msg_controllen = 0;
-                header.msg_flags = 0;
-            }
-            // SAFETY: headers start..count point at live buffers of this batch.
-            let sent =
-                unsafe { libc::sendmmsg(fd, self.headers[start..].as_mut_ptr(), n as u32, 0) };
-            if sent < 0 {
-                let error = io::Error::last_os_error();
-                if error.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                if error.kind() == io::ErrorKind::WouldBlock {
-                    // Socket buffer full: wait for room rather than drop a whole batch.
-                    wait_writable(fd);
-                    continue;
-                }
-                // The first datagram failed (e.g. EHOSTUNREACH): skip it, send the rest.
-                failed += 1;
-                start += 1;
-            } else {
-                start += sent as usize;
-            }
-        }
-        self.count = 0;
-        failed
-    }
-}
-
-impl SendBatch {
-    /// Sends everything collected like [`SendBatch::flush`], but each run of datagrams to the
-    /// same address of the same size (the last of a run may be shorter) as one `sendmsg` with
-    /// `UDP_SEGMENT` (UDP GSO): one trip through the stack for up to 64 datagrams. Returns the
-    /// number not sent, or `None` if the kernel refused GSO (the caller then stops using it;
-    /// nothing was lost: the batch is kept for [`SendBatch::flush`]).
-    pub fn flush_gso(&mut self, fd: RawFd) -> Option<usize> {
-        let mut failed = 0;
-        let mut start = 0;
-        let mut control = [0u64; CONTROL_LEN / 8];
-        while start < self.count {
-            let size = self.lengths[start];
-            let to = self.destinations[start];
-            let most = (GSO_MAX_BYTES / size.max(1)).clamp(1, GSO_MAX_SEGMENTS);
-            let mut end = start + 1;
-            while end < self.count
-                && end - start < most
-                && self.lengths[end] <= size
-                && same_address(&self.destinations[end], &to)
-            {
-                end += 1;
-                if self.lengths[end - 1] < size {
-                    break;
-                }
-            }
-            for i in start..end {
-                self.iovecs[i] = libc::iovec {
-                    iov_base: self.buffers[i].as_mut_ptr().cast(),
-                    iov_len: self.lengths[i],
-                };
-            }
-            // SAFETY: msghdr is plain data; every pointer set below lives until sendmsg returns.
-            let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
-            let mut destination = to;
-            header.msg_name = (&mut destination as *mut libc::sockaddr_in).cast();
-            header.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-            header.msg_iov = self.iovecs[start..end].as_mut_ptr();
-            header.msg_iovlen = end - start;
-            if end - start > 1 {
-                header.msg_control = control.as_mut_ptr().cast();
-                // SAFETY: CMSG_SPACE is a pure computation.
-                header.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as usize;
-                // SAFETY: the control buffer holds CMSG_SPACE(2) bytes, aligned for cmsghdr.
-                unsafe {
-                    let cmsg = libc::CMSG_FIRSTHDR(&header);
-                    (*cmsg).cmsg_level = libc::SOL_UDP;
-                    (*cmsg).cmsg_type = UDP_SEGMENT;
-                    (*cmsg).cmsg_len = libc::CMSG_LEN(2) as usize;
-                    libc::CMSG_DATA(cmsg)
-                        .cast::<u16>()
-                        .write_unaligned(size as u16);
-                }
-            }
-            // SAFETY: header points at live buffers of this batch and at locals above.
-            let sent = unsafe { libc::sendmsg(fd, &header, 0) };
-            if sent < 0 {
-                let error = io::Error::last_os_error();
-                match error.kind() {
-                    io::ErrorKind::Interrupted => continue,
-                    io::ErrorKind::WouldBlock => {
-                        wait_writable(fd);
-                        continue;
-                    }
-                    _ if end - start > 1
-                        && matches!(error.raw_os_error(), Some(libc::EIO | libc::EINVAL)) =>
-                    {
-                        // No UDP GSO here: give the rest back to the plain path.
-                        self.compact(start);
-                        return None;
-                    }
-                    _ => failed += end - start,
-                }
-            }
-            start = end;
-        }
-        self.count = 0;
-        Some(failed)
-    }
-
-    /// Drops the first `sent` datagrams, keeping the rest for another flush.
-    fn compact(&mut self, sent: usize) {
-        for i in sent..self.count {
-            self.buffers.swap(i - sent, i);
-            self.lengths[i - sent] = self.lengths[i];
-            self.destinations[i - sent] = self.destinations[i];
-        }
-        self.count -= sent;
-    }
-}
-
-fn same_address(a: &libc::sockaddr_in, b: &libc::sockaddr_in) -> bool {
-    a.sin_addr.s_addr == b.sin_addr.s_addr && a.sin_port == b.sin_port
-}
-
-fn wait_writable(fd: RawFd) {
+/// Waits (100 ms at most) until `fd` has room to send.
+pub fn wait_writable(fd: RawFd) {
     let mut pfd = libc::pollfd {
         fd,
         events: libc::POLLOUT,
@@ -492,77 +317,4 @@ pub fn wait_readable(fd: RawFd, timeout_ms: i32) -> bool {
     // SAFETY: one valid pollfd.
     let ready = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
     ready > 0 && pfd.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn batches_carry_datagrams_over_loopback() {
-        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let std::net::SocketAddr::V4(b_addr) = b.local_addr().unwrap() else {
-            panic!("bound to an IPv4 address")
-        };
-        let mut send = SendBatch::new(8, 64);
-        for i in 0..5u8 {
-            send.slot()[..3].copy_from_slice(&[i, i, i]);
-            send.commit(3, b_addr);
-        }
-        assert_eq!(send.flush(a.as_raw_fd()), 0);
-        set_read_timeout(b.as_raw_fd(), Duration::from_millis(500)).unwrap();
-        let mut recv = RecvBatch::new(8, 64);
-        let mut seen = Vec::new();
-        while seen.len() < 5 {
-            let n = recv.recv(b.as_raw_fd()).unwrap();
-            assert!(n > 0, "datagrams lost on loopback");
-            for i in 0..n {
-                let (bytes, source, truncated) = recv.get_mut(i);
-                assert!(!truncated);
-                assert_eq!(std::net::SocketAddr::V4(source), a.local_addr().unwrap());
-                seen.push(bytes.to_vec());
-            }
-        }
-        assert_eq!(seen, (0..5u8).map(|i| vec![i, i, i]).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn gso_sends_and_gro_receives_the_same_datagrams() {
-        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let gro = enable_udp_gro(b.as_raw_fd());
-        let std::net::SocketAddr::V4(b_addr) = b.local_addr().unwrap() else {
-            panic!("bound to an IPv4 address")
-        };
-        // 40 datagrams of 1000 bytes and a last one of 300: one GSO run.
-        let mut send = SendBatch::new(64, 1500);
-        let mut expected = Vec::new();
-        for i in 0..41u8 {
-            let len = if i == 40 { 300 } else { 1000 };
-            send.slot()[..len].fill(i);
-            send.commit(len, b_addr);
-            expected.push(vec![i; len]);
-        }
-        assert_eq!(send.flush_gso(a.as_raw_fd()), Some(0));
-        set_read_timeout(b.as_raw_fd(), Duration::from_millis(500)).unwrap();
-        let mut recv = RecvBatch::new(8, 65_536);
-        let mut seen = Vec::new();
-        while seen.len() < expected.len() {
-            let n = recv.recv(b.as_raw_fd()).unwrap();
-            assert!(n > 0, "datagrams lost on loopback after {}", seen.len());
-            for i in 0..n {
-                let segment = recv.segment_size(i);
-                let (bytes, _, truncated) = recv.get_mut(i);
-                assert!(!truncated);
-                if segment == 0 {
-                    seen.push(bytes.to_vec());
-                } else {
-                    assert!(gro, "coalesced datagrams without UDP_GRO");
-                    seen.extend(bytes.chunks(segment).map(<[u8]>::to_vec));
-                }
-            }
-        }
-        assert_eq!(seen, expected);
-    }
 }

@@ -168,7 +168,9 @@ mod tests {
         assert_eq!(error.errno, Some(1));
         assert_eq!(
             error.to_string(),
-            "creating TUN device t0: Operation not permitted (os error 1)"
+            "creating TUN device t0: Operation not permitted (os error 1): this needs \
+             CAP_NET_ADMIN (run as root, or grant it as examples/systemd does with \
+             AmbientCapabilities)"
         );
     }
 

@@ -67,9 +67,9 @@ fn responder(now: Now, rng: &mut Counter) -> Endpoint {
     let (ca, leaf, key) = credentials();
     let common = CommonConfig {
         chain: vec![leaf.clone()],
-        key: PrivateKey::from_der(key).expect("key"),
+        key: std::sync::Arc::new(PrivateKey::from_der(key).expect("key")),
         identity: PeerIdentity::Fqdn("vps.example".into()),
-        verifier: CertificateVerifier::from_ca_der(&[ca]).expect("CA"),
+        verifier: std::sync::Arc::new(CertificateVerifier::from_ca_der(&[ca]).expect("CA")),
         ike_proposals: vec![
             IkeProposal::parse("aes128gcm16-aes256gcm16-prfsha256-x25519-ecp256").expect("ike"),
         ],

@@ -251,9 +251,9 @@ fn common(config: &Config, side: Side) -> CommonConfig {
     };
     CommonConfig {
         chain: vec![leaf.der.clone()],
-        key: leaf.private_key(),
+        key: std::sync::Arc::new(leaf.private_key()),
         identity: PeerIdentity::Fqdn(name.into()),
-        verifier,
+        verifier: std::sync::Arc::new(verifier),
         ike_proposals: ike
             .iter()
             .map(|p| IkeProposal::parse(p).expect("a proposal of the harness"))

@@ -7,12 +7,13 @@ use std::time::Duration;
 pub struct CommonConfig {
     /// Our certificate chain (DER, end-entity first).
     pub chain: Vec<Vec<u8>>,
-    /// Our private key (the end-entity certificate's).
-    pub key: crate::crypto::PrivateKey,
+    /// Our private key (the end-entity certificate's); shared with the threads that sign when
+    /// the driver moves signatures off its task ([`crate::endpoint::Endpoint::defer_crypto`]).
+    pub key: std::sync::Arc<crate::crypto::PrivateKey>,
     /// Our IKE identity (ID_FQDN normally), which must be in our certificate.
     pub identity: crate::crypto::PeerIdentity,
-    /// Checks the peer's certificate chain, dates, CRL and identity.
-    pub verifier: crate::crypto::CertificateVerifier,
+    /// Checks the peer's certificate chain, dates, CRL and identity (shared like `key`).
+    pub verifier: std::sync::Arc<crate::crypto::CertificateVerifier>,
     /// IKE proposals in preference order (parsed from the config's strongSwan-style strings by
     /// [`crate::proposal::IkeProposal::parse`]).
     pub ike_proposals: Vec<crate::proposal::IkeProposal>,

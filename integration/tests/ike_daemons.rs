@@ -81,7 +81,7 @@ fn hometun_client_and_server_over_raw_esp() {
     let sas = status["counters"]["sas"].as_array().unwrap();
     assert!(!sas.is_empty(), "{status:#}");
     assert!(
-        sas.iter().all(|sa| sa["endpoint"]["encap"] == "Raw"),
+        sas.iter().all(|sa| sa["endpoint"]["encap"] == "raw"),
         "{status:#}"
     );
     // The client's view of the server.
@@ -232,6 +232,16 @@ fn check_refuses_a_ca_key_others_can_read() {
     );
 }
 
+/// What `hometun server --check` with `config` prints on stderr; it must fail.
+fn check_fails(config: &Path) -> String {
+    let output = std::process::Command::new(hometun_lab::hometun_bin().unwrap())
+        .args(["server", "--config", config.to_str().unwrap(), "--check"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 /// A file the config names that is missing: one line with the config, the key, the file and
 /// the problem, said once (`server.toml: server.certificate: .../servr.pem: not found`).
 #[test]
@@ -248,9 +258,7 @@ fn check_names_the_config_key_and_file_that_is_missing() {
         let quoted = format!("\"{written}\"");
         assert!(good.contains(&quoted), "{good}");
         std::fs::write(&config, good.replace(&quoted, "\"missing.pem\"")).unwrap();
-        let error =
-            hometun(&["server", "--config", config.to_str().unwrap(), "--check"]).unwrap_err();
-        let text = format!("{error:#}");
+        let text = check_fails(&config);
         let expected = format!(
             "hometun: {}: {key}: {}: not found\n",
             config.display(),
@@ -262,8 +270,7 @@ fn check_names_the_config_key_and_file_that_is_missing() {
     std::fs::write(&config, &good).unwrap();
     // The config itself.
     let missing = dir.path().join("nothing.toml");
-    let error = hometun(&["server", "--config", missing.to_str().unwrap(), "--check"]).unwrap_err();
-    let text = format!("{error:#}");
+    let text = check_fails(&missing);
     assert!(
         text.contains(&format!("hometun: {}: not found\n", missing.display())),
         "{text}"
@@ -362,7 +369,7 @@ fn hometun_client_behind_nat() {
     let sas = status["counters"]["sas"].as_array().unwrap();
     assert!(
         sas.iter()
-            .all(|sa| sa["endpoint"]["encap"]["Udp"].is_object()),
+            .all(|sa| sa["endpoint"]["encap"]["udp"].is_object()),
         "{status:#}"
     );
     let status = client.status().unwrap();

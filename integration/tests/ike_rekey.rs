@@ -24,7 +24,11 @@ fn nettool() -> &'static Path {
 fn inbound_spis(status: &serde_json::Value) -> Vec<u64> {
     status["peers"][0]["children"]
         .as_array()
-        .map(|c| c.iter().filter_map(|c| c["spi_in"].as_u64()).collect())
+        .map(|c| {
+            c.iter()
+                .filter_map(|c| hometun_lab::ike_lab::spi(&c["spi_in"]))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -112,7 +116,7 @@ fn child_sa_rekey_by_bytes_during_a_transfer() {
         replaced(&first_client, &now_client),
         "client SPIs {first_client:x?} -> {now_client:x?}"
     );
-    for reason in ["HardLimit", "NoSa", "AuthFailed"] {
+    for reason in ["hard-limit", "no-sa", "auth-failed"] {
         assert_eq!(
             drops(&server_status, reason),
             0,

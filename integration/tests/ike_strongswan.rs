@@ -30,7 +30,11 @@ const REKEY_BYTES: u64 = 24 * 1024 * 1024;
 fn inbound_spis(status: &serde_json::Value) -> Vec<u64> {
     status["peers"][0]["children"]
         .as_array()
-        .map(|c| c.iter().filter_map(|c| c["spi_in"].as_u64()).collect())
+        .map(|c| {
+            c.iter()
+                .filter_map(|c| hometun_lab::ike_lab::spi(&c["spi_in"]))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -315,7 +319,7 @@ fn hometun_client(rekey: bool) {
     let sas = status["counters"]["sas"].as_array().unwrap();
     assert!(
         sas.iter()
-            .all(|sa| sa["endpoint"]["encap"]["Udp"].is_object()),
+            .all(|sa| sa["endpoint"]["encap"]["udp"].is_object()),
         "{status:#}"
     );
     let before = inbound_spis(&status);

@@ -126,7 +126,10 @@ fn homes_come_and_go_without_disturbing_the_others() {
         };
         let child = &peer["children"][0];
         assert_eq!(child["remote_ts"][0], prefix(i), "{status:#}");
-        assert!(spis.insert(child["spi_in"].as_u64().unwrap()), "{status:#}");
+        assert!(
+            spis.insert(hometun_lab::ike_lab::spi(&child["spi_in"]).unwrap()),
+            "{status:#}"
+        );
     }
 
     // Two homes keep pinging: home 0 to the VPS, the VPS to home 1.

@@ -47,7 +47,11 @@ fn spis(status: &serde_json::Value) -> (String, Vec<u64>) {
     let ike = format!("{}/{}", peer["ike_spis"][0], peer["ike_spis"][1]);
     let children = peer["children"]
         .as_array()
-        .map(|c| c.iter().filter_map(|c| c["spi_in"].as_u64()).collect())
+        .map(|c| {
+            c.iter()
+                .filter_map(|c| hometun_lab::ike_lab::spi(&c["spi_in"]))
+                .collect()
+        })
         .unwrap_or_default();
     (ike, children)
 }
@@ -190,13 +194,20 @@ fn sighup_reload_good_bad_restart_and_crl() {
         "the revoked home was not refused\n{}",
         logs(&[&server, &second])
     );
-    let refusal = server
-        .log_text()
-        .lines()
-        .find(|l| l.contains("refused home2.example"))
-        .map(str::to_string)
-        .unwrap_or_default();
-    assert!(refusal.contains("revoked"), "{}", logs(&[&server]));
+    // The server's line may land a moment after the home's.
+    let refusal = || {
+        server
+            .log_text()
+            .lines()
+            .find(|l| l.contains("refused home2.example") && l.contains("revoked"))
+            .map(str::to_string)
+    };
+    assert!(
+        hometun_lab::wait_for(Duration::from_secs(5), || refusal().is_some()),
+        "{}",
+        logs(&[&server])
+    );
+    let refusal = refusal().unwrap_or_default();
     eprintln!("{refusal}");
     assert!(second.stop().unwrap().success());
     // The first home kept its SAs through all of it.

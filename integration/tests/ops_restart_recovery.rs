@@ -51,8 +51,8 @@ fn child_spis(client: &Daemon) -> Vec<(u64, u64)> {
                 .iter()
                 .map(|c| {
                     (
-                        c["spi_in"].as_u64().unwrap(),
-                        c["spi_out"].as_u64().unwrap(),
+                        hometun_lab::ike_lab::spi(&c["spi_in"]).unwrap(),
+                        hometun_lab::ike_lab::spi(&c["spi_out"]).unwrap(),
                     )
                 })
                 .collect()

@@ -27,14 +27,12 @@ const METRICS: &str = "127.0.0.1:9469";
 /// The forwarder's counters of the pair that is the first peer's current CHILD SA:
 /// (rx packets, rx bytes, tx packets, tx bytes).
 fn pair(status: &serde_json::Value) -> (u64, u64, u64, u64) {
-    let spi = status["peers"][0]["children"][0]["spi_in"]
-        .as_u64()
-        .unwrap();
+    let spi = hometun_lab::ike_lab::spi(&status["peers"][0]["children"][0]["spi_in"]).unwrap();
     let sa = status["counters"]["sas"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|sa| sa["spi_in"].as_u64() == Some(spi))
+        .find(|sa| hometun_lab::ike_lab::spi(&sa["spi_in"]) == Some(spi))
         .unwrap_or_else(|| panic!("no counters for {spi:08x}: {status:#}"));
     let n = |k: &str| sa[k].as_u64().unwrap();
     (
@@ -197,8 +195,8 @@ fn status_and_metrics_count_known_traffic() {
     let table = server.status_table().unwrap();
     eprintln!("{table}");
     let peer = &server_status["peers"][0];
-    let spi_in = peer["children"][0]["spi_in"].as_u64().unwrap();
-    let spi_out = peer["children"][0]["spi_out"].as_u64().unwrap();
+    let spi_in = hometun_lab::ike_lab::spi(&peer["children"][0]["spi_in"]).unwrap();
+    let spi_out = hometun_lab::ike_lab::spi(&peer["children"][0]["spi_out"]).unwrap();
     for expected in [
         "server vps.example: hometun0 (192.0.2.1), 1 peer".to_string(),
         "peer: home.example (peer1)".to_string(),
@@ -228,7 +226,7 @@ fn status_and_metrics_count_known_traffic() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|sa| sa["spi_in"].as_u64() == Some(spi_in))
+        .find(|sa| hometun_lab::ike_lab::spi(&sa["spi_in"]) == Some(spi_in))
         .unwrap();
     assert_eq!(sa["limits"]["soft_bytes"], REKEY_BYTES, "{sa:#}");
     assert!(sa["last_rx_seconds_ago"].as_u64().unwrap() <= 2, "{sa:#}");

@@ -308,3 +308,44 @@ fn both_unit_forwarders_follow_an_address_change() {
     }
     assert!(!has_link(&lab.home, "hometun0") && !has_link(&lab.vps, "hometun0"));
 }
+
+/// Started without the capabilities it needs, the forwarder stops with one line that names the
+/// capability and how to grant it, not only "Operation not permitted".
+#[test]
+fn a_forwarder_without_capabilities_names_the_one_it_needs() {
+    if !require_root("a_forwarder_without_capabilities_names_the_one_it_needs") {
+        return;
+    }
+    let ns = Netns::new("c").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sas = dir.path().join("home.toml");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/static-sa/home.toml");
+    std::fs::copy(example, &sas).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&sas, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let output = ns
+        .command(Path::new("setpriv"))
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--no-new-privs",
+        ])
+        .arg(hometun_bin().unwrap())
+        .args(["forwarder", "--control"])
+        .arg(dir.path().join("control.sock"))
+        .arg("--static")
+        .arg(&sas)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("creating TUN device")
+            && last.contains("this needs CAP_NET_ADMIN (run as root, or grant it as examples/systemd does with AmbientCapabilities)"),
+        "{stderr}"
+    );
+}

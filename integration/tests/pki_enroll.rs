@@ -132,6 +132,29 @@ fn token_enrollment_through_the_server_daemon_then_the_tunnel_comes_up() {
         "{status:#}"
     );
 
+    // The wrong port: nothing listens, and the home is told the token carries the address.
+    let out = hometun_in(
+        &lab.homes[1].ns,
+        &[
+            "enroll",
+            "--dir",
+            arg(&lab.dir().join("wrong-port")).unwrap(),
+            "--server",
+            "192.0.2.1:8444",
+            "--token",
+            &token,
+        ],
+    )
+    .unwrap();
+    assert!(!out.status.success(), "{}", printed(&out));
+    assert!(
+        printed(&out).contains(
+            "nothing answers at 192.0.2.1:8444; the token carries the enrollment address 192.0.2.1:8443"
+        ),
+        "{}",
+        printed(&out)
+    );
+
     // The same token again, from another home: refused, logged, nothing issued.
     let second_dir = lab.dir().join("second");
     let out = hometun_in(

@@ -558,3 +558,8 @@ impl Setup {
         )
     }
 }
+
+/// An SPI of the status JSON (eight hex digits, as the table prints it) as a number.
+pub fn spi(value: &serde_json::Value) -> Option<u64> {
+    u32::from_str_radix(value.as_str()?, 16).ok().map(u64::from)
+}

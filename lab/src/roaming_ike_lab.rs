@@ -234,6 +234,10 @@ pub fn drops(status: &serde_json::Value, reason: &str) -> u64 {
 pub fn inbound_spis(status: &serde_json::Value) -> Vec<u64> {
     status["peers"][0]["children"]
         .as_array()
-        .map(|c| c.iter().filter_map(|c| c["spi_in"].as_u64()).collect())
+        .map(|c| {
+            c.iter()
+                .filter_map(|c| crate::ike_lab::spi(&c["spi_in"]))
+                .collect()
+        })
         .unwrap_or_default()
 }

@@ -166,6 +166,11 @@ async fn a_server_of_another_ca_is_not_trusted() {
         .unwrap_err();
     assert!(matches!(e, PkiError::Enrollment { .. }), "{e}");
     assert!(e.to_string().contains("TLS handshake"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("this server is not the CA the token was made for"),
+        "{e}"
+    );
     assert!(!home.client_toml().exists());
     // No token was consumed on the real CA.
     assert!(srv.registry().load().unwrap().tokens[0].used.is_none());

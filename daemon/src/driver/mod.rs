@@ -5,9 +5,13 @@
 //! relays IKE messages that arrive there), the status socket, the signals and the clock. Each input goes into the endpoint through a `handle_*`
 //! call; after each, everything the endpoint queued is carried out in order: IKE messages are
 //! sent (from port 4500 through the forwarder, otherwise from our socket) and forwarder requests
-//! are sent and awaited.
+//! are sent. Their answers are awaited alongside everything else (the forwarder carries requests
+//! out in the order they were sent): the loop goes on with the next IKE message meanwhile, and
+//! many requests share one wake-up of the forwarder. A server's IKE_AUTH signature work runs on
+//! worker threads ([`workers`]), its results taken in the same loop.
 
 pub mod clock;
+pub mod workers;
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -21,7 +25,7 @@ use tokio::process::Child;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use crate::forwarder_link::{ForwarderLink, LinkError};
+use crate::forwarder_link::{ForwarderLink, LinkError, PendingReply};
 use crate::metrics;
 use crate::peers_up::PeersUp;
 use crate::reload::ConfigReloader;
@@ -37,6 +41,8 @@ const COUNTER_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_BUFFERED_IKE: usize = 4096;
 /// How long the forwarder gets to stop on its own before it is killed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Forwarder requests sent and not yet answered; at this many the loop waits for the oldest.
+const MAX_IN_FLIGHT: usize = 256;
 
 /// Which side the endpoint plays.
 pub enum Role {
@@ -208,9 +214,17 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
     );
 
     let mut rng = OsRandom;
-    let mut endpoint = match role {
-        Role::Responder(c) => Endpoint::responder(c, now(), &mut rng),
-        Role::Initiator(c) => Endpoint::initiator(c, now(), &mut rng),
+    let (done_tx, auth_done) = mpsc::unbounded_channel();
+    let (mut endpoint, workers) = match role {
+        Role::Responder(c) => {
+            let mut endpoint = Endpoint::responder(c, now(), &mut rng);
+            // Signatures and certificate checks on the other cores (workers::default_count).
+            endpoint.defer_crypto(true);
+            let workers = workers::Workers::start(workers::default_count(), done_tx)
+                .context("starting the IKE worker threads")?;
+            (endpoint, Some(workers))
+        }
+        Role::Initiator(c) => (Endpoint::initiator(c, now(), &mut rng), None),
     };
     let peers_up = config.peers_up.as_deref().map(PeersUp::new);
     if let Some(record) = &peers_up {
@@ -244,6 +258,9 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
         homes: crate::homes::Homes::new(config.known_peers.clone()),
         config,
         started,
+        in_flight: VecDeque::new(),
+        workers,
+        auth_done,
     };
     let outcome = driver
         .serve(status_rx, &mut sigterm, &mut sigint, &mut sighup)
@@ -268,6 +285,8 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
 /// What woke the loop.
 enum Wake {
     Datagram(usize, SocketAddr),
+    AuthDone(Box<hometun_ike::sa::auth_job::AuthDone>),
+    Answer(Result<hometun_control::Response, LinkError>),
     Event(Event),
     Counters,
     Timer,
@@ -300,6 +319,19 @@ struct Driver {
     peers_up: Option<PeersUp>,
     /// Every peer known, up or down, with its traffic totals.
     homes: crate::homes::Homes,
+    /// Forwarder requests sent and not yet answered, oldest first.
+    in_flight: VecDeque<InFlight>,
+    /// The server's worker threads for IKE_AUTH signature work, and their results.
+    workers: Option<workers::Workers>,
+    auth_done: mpsc::UnboundedReceiver<hometun_ike::sa::auth_job::AuthDone>,
+}
+
+/// A forwarder request on its way, and what its answer is for.
+struct InFlight {
+    what: &'static str,
+    /// An Install: its inbound SPI and log line (logged once the forwarder confirmed it).
+    install: Option<(hometun_control::Spi, String)>,
+    reply: PendingReply,
 }
 
 impl Driver {
@@ -328,7 +360,15 @@ impl Driver {
                 }
             };
             let events_open = self.events_open;
+            let answer = async {
+                match self.in_flight.front_mut() {
+                    Some(oldest) => (&mut oldest.reply).await,
+                    None => std::future::pending().await,
+                }
+            };
             let wake = tokio::select! {
+                answer = answer => Wake::Answer(answer),
+                Some(done) = self.auth_done.recv() => Wake::AuthDone(Box::new(done)),
                 received = self.udp.recv_from(&mut buf) => match received {
                     Ok((n, from)) => Wake::Datagram(n, from),
                     Err(error) => {
@@ -362,6 +402,14 @@ impl Driver {
                     );
                     self.endpoint
                         .handle_datagram(now(), local, remote, &buf[..n], &mut self.rng);
+                }
+                Wake::AuthDone(done) => {
+                    self.endpoint.handle_auth_done(now(), *done, &mut self.rng);
+                }
+                Wake::Answer(answer) => {
+                    if let Some(request) = self.in_flight.pop_front() {
+                        self.answered(request, answer).await?;
+                    }
                 }
                 Wake::Event(event) => self.on_event(event),
                 Wake::Counters => self.fetch_counters().await?,
@@ -519,6 +567,18 @@ impl Driver {
     async fn flush(&mut self) -> anyhow::Result<()> {
         loop {
             let mut progressed = false;
+            while let Some(job) = self.endpoint.poll_auth_job() {
+                let job = match &self.workers {
+                    Some(workers) => workers.run(job).err(),
+                    None => Some(job),
+                };
+                if let Some(job) = job {
+                    // No worker to take it: do it here.
+                    self.endpoint
+                        .handle_auth_done(now(), job.run(), &mut self.rng);
+                }
+                progressed = true;
+            }
             while let Some(transmit) = self.endpoint.poll_transmit() {
                 progressed = true;
                 self.send(transmit).await?;
@@ -535,7 +595,7 @@ impl Driver {
 
     async fn send(&mut self, transmit: Transmit) -> anyhow::Result<()> {
         if transmit.local.port() == self.config.nat_port {
-            self.forward(Request::SendIke {
+            self.send_request(Request::SendIke {
                 local: transmit.local,
                 remote: transmit.remote,
                 data: transmit.data,
@@ -554,27 +614,7 @@ impl Driver {
 
     async fn output(&mut self, output: Output) -> anyhow::Result<()> {
         match output {
-            Output::Forwarder(Request::Install(sa)) => {
-                // The forwarder answers every Install; IKE acts on a refusal, so that the two
-                // never disagree about which pairs exist.
-                let line = install_line(&sa);
-                let spi_in = sa.spi_in;
-                match self.forward_answer(Request::Install(sa)).await? {
-                    Ok(_) => tracing::info!("{line}"),
-                    Err(refusal) => {
-                        tracing::warn!("forwarder refused {line}: {refusal}");
-                        self.endpoint.handle_install_refused(
-                            now(),
-                            spi_in,
-                            &refusal.to_string(),
-                            &mut self.rng,
-                        );
-                    }
-                }
-            }
-            Output::Forwarder(request) => {
-                self.forward(request).await?;
-            }
+            Output::Forwarder(request) => self.send_request(request).await?,
             Output::PeerUp {
                 peer,
                 name,
@@ -610,6 +650,81 @@ impl Driver {
                 );
             }
             Output::Notice(notice) => log_notice(&notice),
+        }
+        Ok(())
+    }
+
+    /// Sends a request of the endpoint's to the forwarder without waiting for the answer
+    /// ([`Driver::answered`] takes it when it comes). With too many on their way, waits for the
+    /// oldest first.
+    async fn send_request(&mut self, request: Request) -> anyhow::Result<()> {
+        while self.in_flight.len() >= MAX_IN_FLIGHT {
+            self.await_oldest().await?;
+        }
+        let what = request_name(&request);
+        let install = match &request {
+            Request::Install(sa) => Some((sa.spi_in, install_line(sa))),
+            _ => None,
+        };
+        match self.link.send(request).await {
+            Ok(reply) => {
+                self.in_flight.push_back(InFlight {
+                    what,
+                    install,
+                    reply,
+                });
+                Ok(())
+            }
+            Err(LinkError::Closed) => Err(self.forwarder_gone().await),
+            Err(error) => Err(anyhow::anyhow!("forwarder ({what}): {error}")),
+        }
+    }
+
+    /// Waits for the oldest request on its way and takes its answer, keeping the events that
+    /// arrive meanwhile.
+    async fn await_oldest(&mut self) -> anyhow::Result<()> {
+        let Some(mut oldest) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let answer = loop {
+            tokio::select! {
+                answer = &mut oldest.reply => break answer,
+                event = self.events.recv(), if self.events_open => match event {
+                    Some(event) => buffer_event(&mut self.backlog, event),
+                    None => self.events_open = false,
+                },
+            }
+        };
+        self.answered(oldest, answer).await
+    }
+
+    /// The forwarder answered a request of the endpoint's: an installed pair is logged, a
+    /// refused one handed back to the endpoint (IKE acts on it, so that the two never disagree
+    /// about which pairs exist), other refusals are logged; a dead channel is an error.
+    async fn answered(
+        &mut self,
+        request: InFlight,
+        answer: Result<hometun_control::Response, LinkError>,
+    ) -> anyhow::Result<()> {
+        match (answer, request.install) {
+            (Ok(_), Some((_, line))) => tracing::info!("{line}"),
+            (Ok(_), None) => {}
+            (Err(LinkError::Refused(refusal)), Some((spi_in, line))) => {
+                tracing::warn!("forwarder refused {line}: {refusal}");
+                self.endpoint.handle_install_refused(
+                    now(),
+                    spi_in,
+                    &refusal.to_string(),
+                    &mut self.rng,
+                );
+            }
+            (Err(LinkError::Refused(refusal)), None) => {
+                tracing::warn!("forwarder refused {}: {refusal}", request.what);
+            }
+            (Err(LinkError::Closed), _) => return Err(self.forwarder_gone().await),
+            (Err(error), _) => {
+                return Err(anyhow::anyhow!("forwarder ({}): {error}", request.what));
+            }
         }
         Ok(())
     }
@@ -672,6 +787,12 @@ impl Driver {
         self.endpoint.close(now(), &mut self.rng);
         if let Err(error) = self.flush().await {
             tracing::warn!("sending the DELETEs: {error:#}");
+        }
+        while !self.in_flight.is_empty() {
+            if let Err(error) = self.await_oldest().await {
+                tracing::warn!("forwarder: {error:#}");
+                break;
+            }
         }
         if let Some(record) = &mut self.peers_up {
             // Every peer was told by its DELETE.

@@ -29,6 +29,9 @@ use crate::esp::{EspOpener, EspSealer, NEXT_HEADER_IPV6, NEXT_HEADER_NONE};
 use crate::events::EventSender;
 use crate::lifetime::{Charge, Lifetime, TimeCheck};
 use crate::replay::{MAX_WINDOW, ReplayError, ReplayWindow};
+use key_hash::KeyMap;
+
+pub mod key_hash;
 
 /// Per-pair traffic counters (accepted packets; drops are in [`DropCounters`]).
 #[derive(Debug, Default)]
@@ -147,6 +150,25 @@ impl SaPair {
     /// the ESP packet. Checks the outbound lifetime and the sequence space first; every refusal
     /// is counted here.
     pub fn seal(&self, inner: &[u8], out: &mut [u8]) -> Result<usize, DropReason> {
+        let seq = self.take_seq(inner.len())?;
+        let sealed = self.sealer.seal(seq, inner, NEXT_HEADER_IPV6, out);
+        self.count_sealed(inner.len(), sealed)
+    }
+
+    /// Like [`SaPair::seal`] for an inner packet of `inner_len` bytes already in
+    /// `buf[esp::HEADROOM..]` (read there, to save a copy); the ESP packet is written from
+    /// `buf[0]`.
+    pub fn seal_in_place(&self, buf: &mut [u8], inner_len: usize) -> Result<usize, DropReason> {
+        let seq = self.take_seq(inner_len)?;
+        let sealed = self
+            .sealer
+            .seal_in_place(seq, buf, inner_len, NEXT_HEADER_IPV6);
+        self.count_sealed(inner_len, sealed)
+    }
+
+    /// The next outbound sequence number, once the lifetime and the sequence space allow an
+    /// inner packet of `inner_len` bytes (every refusal counted).
+    fn take_seq(&self, inner_len: usize) -> Result<u64, DropReason> {
         if self.outbound.is_dead() {
             self.drops.add(DropReason::HardLimit);
             return Err(DropReason::HardLimit);
@@ -169,7 +191,7 @@ impl SaPair {
             self.drops.add(DropReason::SeqExhausted);
             return Err(DropReason::SeqExhausted);
         }
-        match self.outbound.charge(inner.len() as u64) {
+        match self.outbound.charge(inner_len as u64) {
             Charge::Carry => {}
             Charge::CarrySoft(kind) => self.limit_event(false, Direction::Outbound, kind),
             Charge::CarryHard(kind) => self.limit_event(true, Direction::Outbound, kind),
@@ -183,12 +205,20 @@ impl SaPair {
                 return Err(DropReason::HardLimit);
             }
         }
-        match self.sealer.seal(seq, inner, NEXT_HEADER_IPV6, out) {
+        Ok(seq)
+    }
+
+    fn count_sealed(
+        &self,
+        inner_len: usize,
+        sealed: Result<usize, crate::esp::SealError>,
+    ) -> Result<usize, DropReason> {
+        match sealed {
             Ok(len) => {
                 self.traffic.tx_packets.fetch_add(1, Ordering::Relaxed);
                 self.traffic
                     .tx_bytes
-                    .fetch_add(inner.len() as u64, Ordering::Relaxed);
+                    .fetch_add(inner_len as u64, Ordering::Relaxed);
                 Ok(len)
             }
             Err(_) => {
@@ -363,10 +393,10 @@ pub struct Outbound {
 /// A consistent, read-only view of the SAD for the data threads.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    inbound: HashMap<Spi, Arc<SaPair>>,
+    inbound: KeyMap<Spi, Arc<SaPair>>,
     /// By prefix length, longest first: masked network address -> route.
-    outbound: Vec<(u8, HashMap<u128, Outbound>)>,
-    endpoints: HashMap<PeerId, Endpoint>,
+    outbound: Vec<(u8, KeyMap<u128, Outbound>)>,
+    endpoints: KeyMap<PeerId, Endpoint>,
 }
 
 impl Snapshot {
@@ -586,8 +616,8 @@ impl Sad {
     }
 
     fn publish(&self, master: &Master) {
-        let mut inbound = HashMap::new();
-        let mut by_len: HashMap<u8, HashMap<u128, Outbound>> = HashMap::new();
+        let mut inbound = KeyMap::default();
+        let mut by_len: HashMap<u8, KeyMap<u128, Outbound>> = HashMap::new();
         // Oldest first, so that for equal prefixes the newest pair overwrites the older.
         for (pair, _) in &master.pairs {
             inbound.insert(pair.spi_in, pair.clone());
@@ -603,12 +633,12 @@ impl Sad {
                 );
             }
         }
-        let mut outbound: Vec<(u8, HashMap<u128, Outbound>)> = by_len.into_iter().collect();
+        let mut outbound: Vec<(u8, KeyMap<u128, Outbound>)> = by_len.into_iter().collect();
         outbound.sort_by_key(|entry| std::cmp::Reverse(entry.0));
         self.snapshot.store(Arc::new(Snapshot {
             inbound,
             outbound,
-            endpoints: master.endpoints.clone(),
+            endpoints: master.endpoints.iter().map(|(p, e)| (*p, *e)).collect(),
         }));
     }
 }

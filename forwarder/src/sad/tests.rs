@@ -421,3 +421,37 @@ fn unknown_spi_is_not_found() {
     esp[..4].copy_from_slice(&7u32.to_be_bytes());
     assert_eq!(deliver(&vps, &mut esp), Err(DropReason::NoSa));
 }
+
+#[test]
+fn sealing_in_place_and_by_copy_interleave_in_one_sequence() {
+    // The data path seals in the read buffer; both ways share the sequence numbers, the
+    // counters and the lifetime, and the peer opens each in order.
+    let (home, _h) = sad();
+    let (vps, _v) = sad();
+    home.install(&home_sa(0x100)).unwrap();
+    vps.install(&vps_sa(1, 0x100, &["2001:db8:1::/64"]))
+        .unwrap();
+    let snapshot = home.load();
+    let packet = ipv6_packet("2001:db8:1::2", "2001:db8:ffff::1", 1000);
+    let route = snapshot.outbound(ipv6_destination(&packet)).unwrap();
+    for round in 0..4u32 {
+        let mut esp = vec![0u8; 2048];
+        let len = if round % 2 == 0 {
+            esp[crate::esp::HEADROOM..crate::esp::HEADROOM + packet.len()].copy_from_slice(&packet);
+            route.pair.seal_in_place(&mut esp, packet.len()).unwrap()
+        } else {
+            route.pair.seal(&packet, &mut esp).unwrap()
+        };
+        assert_eq!(u32::from_be_bytes(esp[4..8].try_into().unwrap()), round + 1);
+        assert_eq!(deliver(&vps, &mut esp[..len]).unwrap(), packet);
+    }
+    let report = home.counters();
+    assert_eq!(report.sas[0].tx_packets, 4);
+    assert_eq!(report.sas[0].tx_bytes, 4 * packet.len() as u64);
+    // A buffer too short for the sealed packet is refused and counted, not overrun.
+    let mut short = vec![0u8; crate::esp::HEADROOM + packet.len()];
+    assert_eq!(
+        route.pair.seal_in_place(&mut short, packet.len()),
+        Err(DropReason::Malformed)
+    );
+}

@@ -37,14 +37,16 @@ const RECONNECT_MAX: Duration = Duration::from_secs(300);
 /// The state of one of our IKE SAs, by step.
 enum Sa {
     /// Client: IKE_SA_INIT sent.
-    Init(SaInitRequested),
+    Init(Box<SaInitRequested>),
     /// Client: IKE_AUTH sent.
-    Auth(AuthRequested),
+    Auth(Box<AuthRequested>),
     /// Server: IKE_SA_INIT answered.
-    HalfOpen(HalfOpen),
+    HalfOpen(Box<HalfOpen>),
     /// Established (or replaced and waiting for its DELETE).
     Up(Box<Established>),
 }
+// Every step is boxed: the SA table stores this enum in each of its slots (a server's holds
+// one per home), and an unboxed half-open SA made every slot as large as one.
 
 struct ResponderRole {
     /// Our address (the source of unprotected answers to ESP).
@@ -90,6 +92,12 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     outputs: VecDeque<Output>,
     counters: EndpointCounters,
+    /// Hand the signature work of IKE_AUTH requests out ([`Endpoint::poll_auth_job`]) instead
+    /// of doing it in place.
+    defer_crypto: bool,
+    auth_jobs: VecDeque<Box<crate::sa::auth_job::AuthJob>>,
+    /// Bumped by every reload (signature work made under an older one is checked again).
+    generation: u64,
     /// Unprotected answers about SAs we do not have are rate limited ([`restart`]).
     unprotected_answers: crate::sa::established::TokenBucket,
     /// After a restart: the peers still to be told, paced ([`restart`]).
@@ -116,6 +124,7 @@ macro_rules! io {
 }
 
 // After `io!`, which they use.
+mod auth;
 mod new_sas;
 pub mod reload;
 pub mod restart;
@@ -175,6 +184,9 @@ impl Endpoint {
             transmits: VecDeque::new(),
             outputs: VecDeque::new(),
             counters: EndpointCounters::default(),
+            defer_crypto: false,
+            auth_jobs: VecDeque::new(),
+            generation: 0,
             unprotected_answers: restart::unprotected_answers(now.mono),
             restart_hints: restart::RestartHints::default(),
             #[cfg(feature = "test-util")]
@@ -208,7 +220,7 @@ impl Endpoint {
             again: role.reauthenticating,
         });
         let step = SaInitRequested::start(&mut io, &params, spi);
-        self.sas.insert(spi, Sa::Init(step));
+        self.sas.insert(spi, Sa::Init(Box::new(step)));
     }
 
     /// An IKE message arrived (without the non-ESP marker). `local` is where it arrived
@@ -267,8 +279,8 @@ impl Endpoint {
                 let mut io = io!(self, now, rng);
                 let params = client_params(role, io.cfg.ike_port, peer);
                 match step.handle(&mut io, &params, remote, data) {
-                    Step::Wait(step) => Some(Sa::Init(step)),
-                    Step::Next(auth) => Some(Sa::Auth(auth)),
+                    Step::Wait(step) => Some(Sa::Init(Box::new(step))),
+                    Step::Next(auth) => Some(Sa::Auth(Box::new(auth))),
                     Step::Failed(failure) => {
                         self.attempt_failed(failure);
                         None
@@ -287,7 +299,7 @@ impl Endpoint {
                 let mut io = io!(self, now, rng);
                 let params = client_params(role, io.cfg.ike_port, peer);
                 match step.handle(&mut io, &params, remote, data) {
-                    Step::Wait(step) => Some(Sa::Auth(step)),
+                    Step::Wait(step) => Some(Sa::Auth(Box::new(step))),
                     Step::Next(established) => {
                         self.client_established(now, rng, our_spi, established);
                         self.after(now, rng);
@@ -304,7 +316,7 @@ impl Endpoint {
                     self.sas.insert(our_spi, Sa::HalfOpen(half_open));
                     return;
                 }
-                self.auth_request(now, local, remote, &header, data, half_open, rng);
+                self.auth_request(now, local, remote, &header, data, *half_open, rng);
                 return;
             }
             Sa::Up(mut established) => {
@@ -563,8 +575,8 @@ impl Endpoint {
                 Sa::Init(step) => {
                     let mut io = io!(self, now, rng);
                     match step.on_timeout(&mut io) {
-                        Step::Wait(step) => Some(Sa::Init(step)),
-                        Step::Next(auth) => Some(Sa::Auth(auth)),
+                        Step::Wait(step) => Some(Sa::Init(Box::new(step))),
+                        Step::Next(auth) => Some(Sa::Auth(Box::new(auth))),
                         Step::Failed(failure) => {
                             self.attempt_failed(failure);
                             None
@@ -574,7 +586,7 @@ impl Endpoint {
                 Sa::Auth(step) => {
                     let mut io = io!(self, now, rng);
                     match step.on_timeout(&mut io) {
-                        Step::Wait(step) => Some(Sa::Auth(step)),
+                        Step::Wait(step) => Some(Sa::Auth(Box::new(step))),
                         Step::Next(established) => {
                             self.client_established(now, rng, spi, established);
                             continue;

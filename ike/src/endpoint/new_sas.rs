@@ -1,16 +1,12 @@
 //! The responder's side of new IKE SAs: IKE_SA_INIT requests (retransmissions, COOKIE,
-//! half-open bounds), IKE_AUTH requests of half-open SAs, and what an authenticated peer's
-//! arrival does to its older IKE SAs (re-authentication, INITIAL_CONTACT).
+//! half-open bounds) and the bookkeeping of half-open SAs. Their IKE_AUTH requests are in
+//! [`super::auth`].
 
 use std::net::{IpAddr, SocketAddrV4};
-use std::time::Instant;
 
-use super::{
-    Endpoint, MAX_IKE_SAS_PER_PEER, Now, Output, Random, Role, Sa, Transmit, total_patience,
-};
-use crate::crypto::PeerIdentity;
+use super::{Endpoint, Now, Output, Random, Role, Sa, Transmit, total_patience};
 use crate::notice::Notice;
-use crate::sa::responder::{AuthResult, HalfOpen, respond_sa_init, unprotected_answer};
+use crate::sa::responder::{respond_sa_init, unprotected_answer};
 use crate::sa::{IkeError, Io};
 use crate::wire::{Header, Message, Notify, NotifyType, Payload};
 
@@ -140,7 +136,8 @@ impl Endpoint {
                 role.half_open_count += 1;
                 *role.half_open_by_source.entry(*remote.ip()).or_insert(0) += 1;
                 role.init_index.insert((spi_i, remote), half_open.spi());
-                self.sas.insert(half_open.spi(), Sa::HalfOpen(half_open));
+                self.sas
+                    .insert(half_open.spi(), Sa::HalfOpen(Box::new(half_open)));
             }
             Err(error) => {
                 io.send(local, remote, unprotected_answer(header, error.notify()));
@@ -178,127 +175,6 @@ impl Endpoint {
         }
         if !keep_index {
             role.init_index.remove(&(spi_i, source));
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn auth_request(
-        &mut self,
-        now: Now,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
-        header: &Header,
-        data: &[u8],
-        half_open: HalfOpen,
-        rng: &mut dyn Random,
-    ) {
-        let Role::Responder(role) = &self.role else {
-            return;
-        };
-        let spi = half_open.spi();
-        let (spi_i, source) = (half_open.spi_i(), half_open.source);
-        let mut io = io!(self, now, rng);
-        match half_open.authenticate(
-            &mut io,
-            role.authorizer.as_ref(),
-            local,
-            remote,
-            header,
-            data,
-        ) {
-            AuthResult::Wait(h) => {
-                self.sas.insert(spi, Sa::HalfOpen(*h));
-            }
-            AuthResult::Refused => {
-                self.half_open_gone(spi_i, source, false);
-                self.spis.release_ike(spi);
-            }
-            AuthResult::Authenticated(authenticated) => {
-                self.half_open_gone(spi_i, source, true);
-                let name = authenticated.name().to_string();
-                let identity = authenticated.identity().clone();
-                let reauthenticated = if authenticated.initial_contact() {
-                    self.initial_contact(now, rng, &identity, spi);
-                    false
-                } else {
-                    self.reauthenticated(now, rng, &identity)
-                };
-                let peer = self.peer_id(&name);
-                let mut io = io!(self, now, rng);
-                let established = authenticated.complete(&mut io, peer, reauthenticated);
-                self.sas.insert(spi, Sa::Up(Box::new(established)));
-            }
-        }
-    }
-
-    /// A peer authenticated a new IKE SA without INITIAL_CONTACT while it has one: a
-    /// re-authentication (RFC 7296 2.8.3). The new one speaks for the peer; the older ones keep
-    /// their CHILD SAs until the peer deletes them (or they expire), and at most
-    /// [`MAX_IKE_SAS_PER_PEER`] are kept. Returns whether an older one was current.
-    pub(super) fn reauthenticated(
-        &mut self,
-        now: Now,
-        rng: &mut dyn Random,
-        identity: &PeerIdentity,
-    ) -> bool {
-        let mut older: Vec<(Instant, u64)> = self
-            .sas
-            .iter()
-            .filter_map(|(spi, sa)| match sa {
-                Sa::Up(e) if e.peer.identity == *identity => Some((e.keyed_at(), *spi)),
-                _ => None,
-            })
-            .collect();
-        older.sort();
-        let mut was_current = false;
-        let excess = (older.len() + 1).saturating_sub(MAX_IKE_SAS_PER_PEER);
-        for (i, (_, spi)) in older.iter().enumerate() {
-            let Some(Sa::Up(e)) = self.sas.get_mut(spi) else {
-                continue;
-            };
-            let mut io = io!(self, now, rng);
-            was_current |= e.is_current();
-            if i < excess {
-                tracing::debug!(
-                    "{identity}: dropping its oldest IKE SA {} (at most {MAX_IKE_SAS_PER_PEER} per peer)",
-                    crate::sa::hex_spi(*spi)
-                );
-                e.replaced_by_reauthentication(&mut io, false);
-                e.dispose(&mut io);
-                self.sas.remove(spi);
-                self.forget(*spi);
-            } else {
-                e.replaced_by_reauthentication(&mut io, false);
-            }
-        }
-        was_current
-    }
-
-    /// INITIAL_CONTACT: every other IKE SA of this identity is stale (the peer restarted).
-    pub(super) fn initial_contact(
-        &mut self,
-        now: Now,
-        rng: &mut dyn Random,
-        identity: &PeerIdentity,
-        keep: u64,
-    ) {
-        let stale: Vec<u64> = self
-            .sas
-            .iter()
-            .filter(|(spi, sa)| {
-                **spi != keep && matches!(sa, Sa::Up(e) if e.peer.identity == *identity)
-            })
-            .map(|(spi, _)| *spi)
-            .collect();
-        for spi in stale {
-            if let Some(Sa::Up(mut e)) = self.sas.remove(&spi) {
-                let mut io = io!(self, now, rng);
-                e.kill(
-                    &mut io,
-                    format!("replaced: INITIAL_CONTACT from {identity}"),
-                );
-                self.forget(spi);
-            }
         }
     }
 }

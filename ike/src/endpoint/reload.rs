@@ -97,6 +97,8 @@ impl Endpoint {
         }
         let new_credentials = self.common.chain != reload.common.chain;
         self.common = reload.common;
+        // Signature work handed out before now is checked again when it comes back.
+        self.generation += 1;
         let refused = self.cut_off_untrusted(now, rng);
         if new_credentials && matches!(self.role, Role::Initiator(_)) {
             // A renewed certificate: the server sees it at the next IKE_AUTH, made now,

@@ -7,6 +7,7 @@
 //! Once established, the sub-exchanges (CHILD SA rekey, IKE SA rekey, DELETE, liveness) are
 //! pending-request types consumed when their response arrives.
 
+pub mod auth_job;
 pub(crate) mod child;
 pub mod error;
 pub(crate) mod established;
@@ -191,8 +192,6 @@ pub(crate) struct IkeCore {
     pub original_initiator: bool,
     pub keys: IkeSaKeys,
     pub chosen: ChosenIke,
-    tx: SkGcm,
-    rx: SkGcm,
     /// Counter for the SK payload IVs: unique per key, never reused.
     iv: u64,
     pub local: SocketAddrV4,
@@ -222,19 +221,17 @@ impl IkeCore {
         original_initiator: bool,
         addresses: Addresses,
     ) -> Result<Self, crate::crypto::CryptoError> {
-        let (tx, rx) = if original_initiator {
-            (keys.initiator_cipher()?, keys.responder_cipher()?)
-        } else {
-            (keys.responder_cipher()?, keys.initiator_cipher()?)
-        };
+        // The ciphers are made for each message (a microsecond) rather than kept: an idle IKE
+        // SA is a server's common case, and two kept AES-GCM contexts cost about 1.7 KiB.
+        // Made once here, so that a key of the wrong length is refused now.
+        keys.initiator_cipher()?;
+        keys.responder_cipher()?;
         Ok(Self {
             spi_i,
             spi_r,
             original_initiator,
             keys,
             chosen,
-            tx,
-            rx,
             iv: 0,
             local: addresses.local,
             remote: addresses.remote,
@@ -276,12 +273,24 @@ impl IkeCore {
     /// Seals payloads into a message with an SK payload.
     pub fn seal(&mut self, header: Header, inner: Vec<Payload>) -> Result<Vec<u8>, SkError> {
         self.iv = self.iv.wrapping_add(1);
-        ProtectedMessage::new(header, inner).seal(&self.tx, &self.iv.to_be_bytes(), 0)
+        let tx = self.cipher(self.original_initiator);
+        ProtectedMessage::new(header, inner).seal(&tx, &self.iv.to_be_bytes(), 0)
     }
 
     /// Checks and opens a message the peer sent.
     pub fn open(&self, data: &[u8]) -> Result<ProtectedMessage, SkError> {
-        ProtectedMessage::open(data, &self.rx)
+        ProtectedMessage::open(data, &self.cipher(!self.original_initiator))
+    }
+
+    /// The SK cipher of messages the original initiator (`initiator`) or responder sends.
+    fn cipher(&self, initiator: bool) -> SkGcm {
+        let cipher = if initiator {
+            self.keys.initiator_cipher()
+        } else {
+            self.keys.responder_cipher()
+        };
+        // IkeCore::new made both from these keys: their lengths are right.
+        cipher.expect("SK keys checked when the IKE SA was made")
     }
 
     /// Whether a NAT was seen on either side: UDP encapsulation.

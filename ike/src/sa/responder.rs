@@ -7,12 +7,13 @@ use std::time::Instant;
 use hometun_control::{PeerId, Spi};
 use ipnet::Ipv6Net;
 
+use super::auth_job::{AuthDone, AuthJob, AuthProof};
 use super::child::{Child, ExchangeRole};
 use super::established::{Established, EstablishedParams};
 use super::{
     Addresses, IkeCore, IkeError, Io, PeerInfo, cert_payloads, certreq_payload, has_notify,
     hash_algorithms_payload, id_body, identity_of, nat_detected, natd_payloads, our_id,
-    peer_certificates, peer_hash_algorithms, sign_auth, verify_auth, verify_peer_certificate,
+    peer_certificates, peer_hash_algorithms,
 };
 use crate::crypto::IkeSaKeys;
 use crate::crypto::PeerIdentity;
@@ -21,6 +22,7 @@ use crate::io::Output;
 use crate::proposal::{ChosenEsp, EspGroups, EspProposal, IkeProposal};
 use crate::selectors::{any_ipv6, narrow, prefixes_of, to_payload};
 use crate::settings::Authorizer;
+use crate::wire::Authentication;
 use crate::wire::{
     self, ExchangeType, Flags, HashAlgorithm, Header, Message, Notify, NotifyType, Payload,
 };
@@ -147,6 +149,7 @@ pub(crate) fn respond_sa_init(
         source: remote,
         answered_again: 0,
         expires,
+        pending: None,
     })
 }
 
@@ -166,6 +169,14 @@ pub(crate) struct HalfOpen {
     answered_again: u32,
     /// When the half-open SA is given up.
     pub expires: Instant,
+    /// The IKE_AUTH request whose signature work is out ([`AuthResult::Deferred`]).
+    pending: Option<PendingAuth>,
+}
+
+/// An IKE_AUTH request waiting for its [`AuthJob`].
+struct PendingAuth {
+    inner: Vec<Payload>,
+    name: String,
 }
 
 /// What an IKE_AUTH request led to.
@@ -174,8 +185,12 @@ pub(crate) enum AuthResult {
     Wait(Box<HalfOpen>),
     /// The initiator proved who it is and its CHILD SA is acceptable.
     Authenticated(Box<Authenticated>),
-    /// Refused; the error response is sent and the reason logged.
-    Refused,
+    /// Refused (the initiator's SPI and source address: the half-open bookkeeping); the error
+    /// response is sent and the reason logged.
+    Refused(u64, SocketAddrV4),
+    /// Waiting for the signature work, which the caller runs (anywhere) and hands back to
+    /// [`HalfOpen::resume`].
+    Deferred(Box<HalfOpen>, Box<AuthJob>),
 }
 
 impl HalfOpen {
@@ -211,7 +226,9 @@ impl HalfOpen {
         Some(self.response.clone())
     }
 
-    /// Processes the IKE_AUTH request.
+    /// Processes the IKE_AUTH request; with `defer`, the signature work is handed out as an
+    /// [`AuthJob`] instead of done here. `generation` is the configuration's.
+    #[allow(clippy::too_many_arguments)]
     pub fn authenticate(
         mut self,
         io: &mut Io<'_>,
@@ -220,6 +237,8 @@ impl HalfOpen {
         remote: SocketAddrV4,
         header: &Header,
         data: &[u8],
+        defer: bool,
+        generation: u64,
     ) -> AuthResult {
         if header.exchange_type != ExchangeType::IKE_AUTH
             || header.flags.response()
@@ -233,12 +252,17 @@ impl HalfOpen {
             );
             return AuthResult::Wait(Box::new(self));
         }
+        if self.pending.is_some() {
+            // A retransmission while its first copy is being checked: the answer will come.
+            return AuthResult::Wait(Box::new(self));
+        }
         let inner = match self.core.open(data) {
             Ok(m) => m.inner,
             Err(e) => match IkeError::from_sk(&e) {
                 Some(error) => {
+                    let gone = (self.spi_i(), self.source);
                     self.refuse(io, local, remote, None, error);
-                    return AuthResult::Refused;
+                    return AuthResult::Refused(gone.0, gone.1);
                 }
                 None => {
                     tracing::debug!("IKE_AUTH from {remote} dropped: {e}");
@@ -249,14 +273,68 @@ impl HalfOpen {
         // Answer on whatever address and port the request came from (after a NAT-T float).
         self.core.local = local;
         self.core.remote = remote;
-        match self.check(io, authorizer, &inner) {
+        let (name, job) = match self.auth_job(io, &inner, generation) {
+            Ok(prepared) => prepared,
+            Err((name, error)) => {
+                let gone = (self.spi_i(), self.source);
+                self.refuse(io, local, remote, name, error);
+                return AuthResult::Refused(gone.0, gone.1);
+            }
+        };
+        if defer {
+            self.pending = Some(PendingAuth { inner, name });
+            return AuthResult::Deferred(Box::new(self), Box::new(job));
+        }
+        let proof = job.check();
+        self.finish(io, authorizer, &inner, name, proof)
+    }
+
+    /// Takes the result of the [`AuthJob`] handed out for this SA (anything else is ignored).
+    /// Under a configuration other than the job's (a reload meanwhile), checks again now.
+    pub fn resume(
+        mut self,
+        io: &mut Io<'_>,
+        authorizer: &dyn Authorizer,
+        done: AuthDone,
+        generation: u64,
+    ) -> AuthResult {
+        let Some(pending) = self.pending.take() else {
+            return AuthResult::Wait(Box::new(self));
+        };
+        let proof = if done.generation == generation {
+            done.result
+        } else {
+            match self.auth_job(io, &pending.inner, generation) {
+                Ok((_, job)) => job.check(),
+                Err((_, error)) => Err(error),
+            }
+        };
+        self.finish(io, authorizer, &pending.inner, pending.name, proof)
+    }
+
+    /// The rest of the checks once the signature work is done: authorised prefixes, the
+    /// CHILD SA's proposal and selectors.
+    fn finish(
+        self,
+        io: &mut Io<'_>,
+        authorizer: &dyn Authorizer,
+        inner: &[Payload],
+        name: String,
+        proof: Result<AuthProof, IkeError>,
+    ) -> AuthResult {
+        let (local, remote) = (self.core.local, self.core.remote);
+        let checked = proof
+            .map_err(|e| (Some(name.clone()), e))
+            .and_then(|proof| self.check(io, authorizer, inner, proof));
+        match checked {
             Ok(checked) => AuthResult::Authenticated(Box::new(Authenticated {
                 half_open: self,
                 checked,
             })),
             Err((name, error)) => {
+                let gone = (self.spi_i(), self.source);
                 self.refuse(io, local, remote, name, error);
-                AuthResult::Refused
+                AuthResult::Refused(gone.0, gone.1)
             }
         }
     }
@@ -285,27 +363,23 @@ impl HalfOpen {
         });
     }
 
+    /// The signature work of an IKE_AUTH request, once its syntax and identity are checked:
+    /// returns the peer's name and the job.
     #[allow(clippy::type_complexity)]
-    fn check(
+    fn auth_job(
         &self,
         io: &mut Io<'_>,
-        authorizer: &dyn Authorizer,
         inner: &[Payload],
-    ) -> Result<Checked, (Option<String>, IkeError)> {
+        generation: u64,
+    ) -> Result<(String, AuthJob), (Option<String>, IkeError)> {
         let mut idi = None;
         let mut auth = None;
-        let mut sa = None;
-        let mut tsi = None;
-        let mut tsr = None;
         let mut idr = None;
         for payload in inner {
             match payload {
                 Payload::IdI(id) => idi = Some(id),
                 Payload::IdR(id) => idr = Some(id),
                 Payload::Auth(a) => auth = Some(a),
-                Payload::Sa(s) => sa = Some(s),
-                Payload::TsI(t) => tsi = Some(t),
-                Payload::TsR(t) => tsr = Some(t),
                 _ => {}
             }
         }
@@ -314,35 +388,74 @@ impl HalfOpen {
         };
         let identity = identity_of(idi).map_err(|e| (None, e))?;
         let name = identity.to_string();
-        let fail = |e: IkeError| (Some(name.clone()), e);
         if let Some(idr) = idr
             && identity_of(idr).ok().as_ref() != Some(&io.cfg.identity)
         {
             tracing::debug!("{name} asks for another identity than ours; answering as ours");
         }
-        let peer = verify_peer_certificate(&io.cfg.verifier, inner, &identity, io.now.wall)
-            .map_err(fail)?;
-        let octets = auth_octets(
+        let peer_octets = auth_octets(
             AuthRole::Initiator,
             &self.core.keys,
             &self.initiator_init,
             &self.nr,
             &id_body(idi),
         );
-        verify_auth(&peer, auth, &octets).map_err(fail)?;
-        let prefixes = authorizer
-            .prefixes(&identity, &peer)
-            .map_err(|reason| fail(IkeError::AuthenticationFailed(reason.to_string())))?;
         // Our AUTH: RealMessage2 | Ni | prf(SK_pr, IDr').
-        let idr = our_id(&io.cfg.identity);
-        let octets = auth_octets(
+        let our_octets = auth_octets(
             AuthRole::Responder,
             &self.core.keys,
             &self.response,
             &self.ni,
-            &id_body(&idr),
+            &id_body(&our_id(&io.cfg.identity)),
         );
-        let our_auth = sign_auth(io.cfg, &self.peer_hash_algorithms, &octets).map_err(fail)?;
+        let job = AuthJob {
+            spi: self.spi(),
+            generation,
+            verifier: io.cfg.verifier.clone(),
+            certificates: peer_certificates(inner),
+            identity,
+            wall: io.now.wall,
+            peer_auth: Authentication::clone(auth),
+            peer_octets,
+            key: io.cfg.key.clone(),
+            peer_hash_algorithms: self.peer_hash_algorithms.clone(),
+            our_octets,
+        };
+        Ok((name, job))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn check(
+        &self,
+        io: &mut Io<'_>,
+        authorizer: &dyn Authorizer,
+        inner: &[Payload],
+        proof: AuthProof,
+    ) -> Result<Checked, (Option<String>, IkeError)> {
+        let mut idi = None;
+        let mut sa = None;
+        let mut tsi = None;
+        let mut tsr = None;
+        for payload in inner {
+            match payload {
+                Payload::IdI(id) => idi = Some(id),
+                Payload::Sa(s) => sa = Some(s),
+                Payload::TsI(t) => tsi = Some(t),
+                Payload::TsR(t) => tsr = Some(t),
+                _ => {}
+            }
+        }
+        let Some(idi) = idi else {
+            return Err((None, IkeError::syntax("IKE_AUTH request lacks IDi")));
+        };
+        let identity = identity_of(idi).map_err(|e| (None, e))?;
+        let name = identity.to_string();
+        let fail = |e: IkeError| (Some(name.clone()), e);
+        let AuthProof { peer, our_auth } = proof;
+        let prefixes = authorizer
+            .prefixes(&identity, &peer)
+            .map_err(|reason| fail(IkeError::AuthenticationFailed(reason.to_string())))?;
+        let idr = our_id(&io.cfg.identity);
         // The first CHILD SA. A refusal here refuses the whole IKE SA: a hometun tunnel
         // without its CHILD SA carries nothing, so no IKE SA is kept for it.
         let (Some(sa), Some(tsi), Some(tsr)) = (sa, tsi, tsr) else {
@@ -410,6 +523,11 @@ pub(crate) struct Authenticated {
 }
 
 impl Authenticated {
+    /// The initiator's SPI and the source of its IKE_SA_INIT (the half-open bookkeeping).
+    pub fn half_open_source(&self) -> (u64, SocketAddrV4) {
+        (self.half_open.spi_i(), self.half_open.source)
+    }
+
     /// The peer's identity.
     pub fn name(&self) -> &str {
         &self.checked.name

@@ -106,9 +106,9 @@ pub fn common(
 ) -> CommonConfig {
     CommonConfig {
         chain,
-        key,
+        key: std::sync::Arc::new(key),
         identity: PeerIdentity::Fqdn(name.into()),
-        verifier,
+        verifier: std::sync::Arc::new(verifier),
         ike_proposals: ike.iter().map(|p| IkeProposal::parse(p).unwrap()).collect(),
         esp_proposals: esp.iter().map(|p| EspProposal::parse(p).unwrap()).collect(),
         limits: limits(),

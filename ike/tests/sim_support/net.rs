@@ -42,6 +42,10 @@ pub struct Node {
     pub outputs: Vec<(Duration, Output)>,
     /// Whether the node is up (a crashed node loses its datagrams).
     pub up: bool,
+    /// With `Endpoint::defer_crypto`: signature jobs handed out are kept here instead of being
+    /// run at once (`Pair::run_held_jobs` runs them).
+    pub hold_jobs: bool,
+    pub held_jobs: Vec<hometun_ike::sa::auth_job::AuthJob>,
 }
 
 impl Node {
@@ -58,6 +62,8 @@ impl Node {
             forwarder: FakeForwarder::default(),
             outputs: Vec::new(),
             up: true,
+            hold_jobs: false,
+            held_jobs: Vec::new(),
         }
     }
 
@@ -174,6 +180,15 @@ impl Pair {
             } else {
                 &mut self.server
             };
+            // Signature jobs handed out (Endpoint::defer_crypto) run at once, or wait.
+            while let Some(job) = node.endpoint.poll_auth_job() {
+                if node.hold_jobs {
+                    node.held_jobs.push(*job);
+                } else {
+                    let at = self.clock.now();
+                    node.endpoint.handle_auth_done(at, job.run(), &mut self.rng);
+                }
+            }
             // The forwarder answers each request; IKE hears of a refused install.
             loop {
                 let mut refused = Vec::new();
@@ -409,6 +424,22 @@ impl Pair {
             self.event(false, Event::UnknownSpi { spi, remote, port });
         }
         false
+    }
+
+    /// Runs the server's held signature jobs (newest first when `reverse`) and hands each
+    /// result back.
+    pub fn run_held_jobs(&mut self, reverse: bool) {
+        let mut jobs = std::mem::take(&mut self.server.held_jobs);
+        if reverse {
+            jobs.reverse();
+        }
+        for job in jobs {
+            let now = self.clock.now();
+            self.server
+                .endpoint
+                .handle_auth_done(now, job.run(), &mut self.rng);
+        }
+        self.flush();
     }
 
     /// A forwarder event at one side.

@@ -146,8 +146,8 @@ pub async fn enroll(
         exchange(token.ca_fingerprint, server, &request, None),
     )
     .await
-    .map_err(|_| fail("timed out".into()))?
-    .map_err(fail)?;
+    .map_err(|_| fail(with_hint("timed out".into(), token, server)))?
+    .map_err(|problem| fail(with_hint(problem, token, server)))?;
     let bundle = match answer {
         Message::Bundle(text) => Bundle::parse(text.as_bytes())?,
         Message::Refused(r) => {
@@ -172,6 +172,32 @@ pub async fn enroll(
     // The same listener renews the certificate later (client.toml [renew] server).
     let config = dir.import_for_renewal(&bundle, now, Some(server))?;
     Ok((bundle, config))
+}
+
+/// The next step, where the cause of a failed enrollment is known.
+fn with_hint(problem: String, token: &Token, server: SocketAddr) -> String {
+    let hint = if problem.contains("UnknownIssuer") {
+        "this server is not the CA the token was made for (a token from another server, or a \
+CA made again since)"
+            .to_string()
+    } else if problem.starts_with("connect:") || problem == "timed out" {
+        if server == token.server {
+            format!(
+                "nothing answers at {server}: is [enroll] on in the server's server.toml, and TCP \
+{} open in its firewall?",
+                server.port()
+            )
+        } else {
+            format!(
+                "nothing answers at {server}; the token carries the enrollment address {}, so \
+--server is rarely needed",
+                token.server
+            )
+        }
+    } else {
+        return problem;
+    };
+    format!("{problem}: {hint}")
 }
 
 /// One request and its answer over TLS 1.3 with the enrollment server at `server`, whose chain

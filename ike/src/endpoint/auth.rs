@@ -1,0 +1,182 @@
+//! The server's side of IKE_AUTH: a request checked, the peer authenticated (replacing its
+//! older IKE SAs as INITIAL_CONTACT or a re-authentication says), the SA established.
+//!
+//! The signature work of a request may be handed out to the driver: the endpoint stays one
+//! sans-IO state machine, the driver runs the jobs where it likes (its worker threads) and hands
+//! each result back. Off by default, so that tests and the fuzz targets run everything in place.
+
+use std::net::SocketAddrV4;
+use std::time::Instant;
+
+use super::{Endpoint, Io, MAX_IKE_SAS_PER_PEER, Random, Role, Sa};
+use crate::crypto::PeerIdentity;
+use crate::io::Now;
+use crate::sa::auth_job::{AuthDone, AuthJob};
+use crate::sa::responder::{AuthResult, HalfOpen};
+use crate::wire::Header;
+
+impl Endpoint {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn auth_request(
+        &mut self,
+        now: Now,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        header: &Header,
+        data: &[u8],
+        half_open: HalfOpen,
+        rng: &mut dyn Random,
+    ) {
+        let Role::Responder(role) = &self.role else {
+            return;
+        };
+        let spi = half_open.spi();
+        let (defer, generation) = (self.defer_crypto, self.generation);
+        let mut io = io!(self, now, rng);
+        let result = half_open.authenticate(
+            &mut io,
+            role.authorizer.as_ref(),
+            local,
+            remote,
+            header,
+            data,
+            defer,
+            generation,
+        );
+        self.auth_result(now, rng, spi, result);
+    }
+
+    /// Carries out what an IKE_AUTH request (or its finished signature work) led to.
+    fn auth_result(&mut self, now: Now, rng: &mut dyn Random, spi: u64, result: AuthResult) {
+        match result {
+            AuthResult::Wait(h) => {
+                self.sas.insert(spi, Sa::HalfOpen(h));
+            }
+            AuthResult::Deferred(h, job) => {
+                self.sas.insert(spi, Sa::HalfOpen(h));
+                self.auth_jobs.push_back(job);
+            }
+            AuthResult::Refused(spi_i, source) => {
+                self.half_open_gone(spi_i, source, false);
+                self.spis.release_ike(spi);
+            }
+            AuthResult::Authenticated(authenticated) => {
+                let (spi_i, source) = authenticated.half_open_source();
+                self.half_open_gone(spi_i, source, true);
+                let name = authenticated.name().to_string();
+                let identity = authenticated.identity().clone();
+                let reauthenticated = if authenticated.initial_contact() {
+                    self.initial_contact(now, rng, &identity, spi);
+                    false
+                } else {
+                    self.reauthenticated(now, rng, &identity)
+                };
+                let peer = self.peer_id(&name);
+                let mut io = io!(self, now, rng);
+                let established = authenticated.complete(&mut io, peer, reauthenticated);
+                self.sas.insert(spi, Sa::Up(Box::new(established)));
+            }
+        }
+    }
+
+    /// A peer authenticated a new IKE SA without INITIAL_CONTACT while it has one: a
+    /// re-authentication (RFC 7296 2.8.3). The new one speaks for the peer; the older ones keep
+    /// their CHILD SAs until the peer deletes them (or they expire), and at most
+    /// [`MAX_IKE_SAS_PER_PEER`] are kept. Returns whether an older one was current.
+    fn reauthenticated(&mut self, now: Now, rng: &mut dyn Random, identity: &PeerIdentity) -> bool {
+        let mut older: Vec<(Instant, u64)> = self
+            .sas
+            .iter()
+            .filter_map(|(spi, sa)| match sa {
+                Sa::Up(e) if e.peer.identity == *identity => Some((e.keyed_at(), *spi)),
+                _ => None,
+            })
+            .collect();
+        older.sort();
+        let mut was_current = false;
+        let excess = (older.len() + 1).saturating_sub(MAX_IKE_SAS_PER_PEER);
+        for (i, (_, spi)) in older.iter().enumerate() {
+            let Some(Sa::Up(e)) = self.sas.get_mut(spi) else {
+                continue;
+            };
+            let mut io = io!(self, now, rng);
+            was_current |= e.is_current();
+            if i < excess {
+                tracing::debug!(
+                    "{identity}: dropping its oldest IKE SA {} (at most {MAX_IKE_SAS_PER_PEER} per peer)",
+                    crate::sa::hex_spi(*spi)
+                );
+                e.replaced_by_reauthentication(&mut io, false);
+                e.dispose(&mut io);
+                self.sas.remove(spi);
+                self.forget(*spi);
+            } else {
+                e.replaced_by_reauthentication(&mut io, false);
+            }
+        }
+        was_current
+    }
+
+    /// INITIAL_CONTACT: every other IKE SA of this identity is stale (the peer restarted).
+    fn initial_contact(
+        &mut self,
+        now: Now,
+        rng: &mut dyn Random,
+        identity: &PeerIdentity,
+        keep: u64,
+    ) {
+        let stale: Vec<u64> = self
+            .sas
+            .iter()
+            .filter(|(spi, sa)| {
+                **spi != keep && matches!(sa, Sa::Up(e) if e.peer.identity == *identity)
+            })
+            .map(|(spi, _)| *spi)
+            .collect();
+        for spi in stale {
+            if let Some(Sa::Up(mut e)) = self.sas.remove(&spi) {
+                let mut io = io!(self, now, rng);
+                e.kill(
+                    &mut io,
+                    format!("replaced: INITIAL_CONTACT from {identity}"),
+                );
+                self.forget(spi);
+            }
+        }
+    }
+
+    /// Hands the signature work of IKE_AUTH requests (the peer's certificate chain and AUTH
+    /// checked, ours signed) out through [`Endpoint::poll_auth_job`] instead of doing it in
+    /// place: a responder's driver then runs it on other cores. The half-open SA waits for its
+    /// [`Endpoint::handle_auth_done`] (until it expires; retransmissions of the request are
+    /// dropped meanwhile).
+    pub fn defer_crypto(&mut self, on: bool) {
+        self.defer_crypto = on;
+    }
+
+    /// The next signature job to run ([`AuthJob::run`], on any thread).
+    pub fn poll_auth_job(&mut self) -> Option<Box<AuthJob>> {
+        self.auth_jobs.pop_front()
+    }
+
+    /// A finished signature job: the IKE_AUTH request it belongs to is answered (or refused).
+    /// A job whose half-open SA has gone meanwhile is dropped.
+    pub fn handle_auth_done(&mut self, now: Now, done: AuthDone, rng: &mut dyn Random) {
+        let spi = done.spi;
+        let Some(Sa::HalfOpen(half_open)) = self.sas.remove(&spi) else {
+            tracing::debug!(
+                "signature work for {} came after the SA went",
+                crate::sa::hex_spi(spi)
+            );
+            return;
+        };
+        let Role::Responder(role) = &self.role else {
+            self.sas.insert(spi, Sa::HalfOpen(half_open));
+            return;
+        };
+        let generation = self.generation;
+        let mut io = io!(self, now, rng);
+        let result = (*half_open).resume(&mut io, role.authorizer.as_ref(), done, generation);
+        self.auth_result(now, rng, spi, result);
+    }
+}

@@ -1,0 +1,116 @@
+//! Two-peer simulation with the server's IKE_AUTH signature work handed out as jobs
+//! (`Endpoint::defer_crypto`, what the daemon's worker threads run): the handshake ends as it
+//! does in place; a retransmitted request while its job is out is dropped and answered once
+//! the job is back; a job that comes back after its half-open SA expired is dropped; one that
+//! comes back after a reload is checked again under the new configuration.
+
+#![allow(clippy::unwrap_used)]
+
+mod sim_support;
+
+use std::time::Duration;
+
+use hometun_ike::endpoint::reload::{Reload, ResponderReload};
+use hometun_ike::wire::ExchangeType;
+use sim_support::*;
+
+fn deferred(hold: bool) -> Pair {
+    let mut pair = Pair::new(Setup::default());
+    pair.server.endpoint.defer_crypto(true);
+    pair.server.hold_jobs = hold;
+    pair
+}
+
+#[test]
+fn a_handshake_with_its_signature_work_handed_out_ends_as_one_done_in_place() {
+    let mut inline = Pair::new(Setup::default());
+    inline.connect();
+    let mut pair = deferred(false);
+    pair.connect();
+    let installs = pair.assert_matching_pairs();
+    assert_eq!(installs.len(), inline.assert_matching_pairs().len());
+    assert!(pair.esp(true) && pair.esp(false));
+    // The same messages, one of each.
+    for (exchange, response) in [
+        (ExchangeType::IKE_SA_INIT, false),
+        (ExchangeType::IKE_SA_INIT, true),
+        (ExchangeType::IKE_AUTH, false),
+        (ExchangeType::IKE_AUTH, true),
+    ] {
+        assert_eq!(pair.count(exchange, response), 1, "{exchange} {response}");
+    }
+}
+
+#[test]
+fn a_retransmission_while_the_job_is_out_is_dropped_and_answered_after() {
+    let mut pair = deferred(true);
+    // Long enough for the client to send IKE_AUTH again (its first retransmission at 1 s).
+    pair.advance(Duration::from_millis(1500));
+    assert_eq!(
+        pair.count(ExchangeType::IKE_AUTH, false),
+        2,
+        "retransmitted"
+    );
+    assert_eq!(pair.count(ExchangeType::IKE_AUTH, true), 0, "no answer yet");
+    assert_eq!(pair.server.held_jobs.len(), 1, "one job for both copies");
+    pair.run_held_jobs(false);
+    pair.settle();
+    assert_eq!(pair.client.peer_ups(), 1);
+    assert_eq!(pair.server.peer_ups(), 1);
+    pair.assert_matching_pairs();
+}
+
+#[test]
+fn a_job_back_after_its_half_open_sa_expired_is_dropped() {
+    let mut pair = deferred(true);
+    pair.settle();
+    assert_eq!(pair.server.held_jobs.len(), 1);
+    // The client gives up after its retries; the half-open SA expires on the server.
+    pair.client.up = false;
+    pair.advance(Duration::from_secs(120));
+    assert_eq!(
+        pair.server.endpoint.counters().half_open,
+        0,
+        "{:?}",
+        pair.server.endpoint.counters()
+    );
+    pair.run_held_jobs(false);
+    assert_eq!(pair.server.peer_ups(), 0);
+    assert!(pair.server.forwarder.installed.is_empty());
+}
+
+#[test]
+fn a_job_back_after_a_reload_is_checked_again_under_the_new_configuration() {
+    let mut pair = deferred(true);
+    pair.settle();
+    assert_eq!(pair.server.held_jobs.len(), 1);
+    // Meanwhile a CRL revokes the client (serial 100, sim_support::Pki::new).
+    pair.pki.server_crl = Some(pair.pki.ca.crl(&[100]));
+    let config = server_config(&pair.setup, &pair.pki);
+    let now = pair.clock.now();
+    pair.server
+        .endpoint
+        .reload(
+            now,
+            &mut pair.rng,
+            Reload {
+                common: config.common,
+                responder: Some(ResponderReload {
+                    authorizer: config.authorizer,
+                    cookie_threshold: config.cookie_threshold,
+                    half_open_per_source: config.half_open_per_source,
+                    half_open_total: config.half_open_total,
+                }),
+            },
+        )
+        .unwrap();
+    // The job was made before: run under the old CRL it would pass.
+    pair.run_held_jobs(false);
+    pair.settle();
+    assert_eq!(pair.server.peer_ups(), 0);
+    let refusals = pair.server.refusals();
+    assert!(
+        refusals.iter().any(|r| r.contains("revoked")),
+        "{refusals:?}"
+    );
+}
