@@ -70,3 +70,9 @@ fi
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz
 fi
+# llvm-cov and llvm-profdata for scripts/fuzz-coverage.sh: those of the nightly toolchain, which
+# read its coverage profiles (Debian's llvm 14 cannot read them).
+if rustup toolchain list | grep -q nightly; then
+  rustup component add llvm-tools-preview --toolchain nightly ||
+    echo "install-deps: no llvm-tools for nightly; scripts/fuzz-coverage.sh cannot run" >&2
+fi

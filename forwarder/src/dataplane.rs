@@ -23,6 +23,7 @@ use tun_rs::{GROTable, SyncDevice, VIRTIO_NET_HDR_LEN};
 
 use crate::clock::{Clock, Now};
 use crate::events::EventSender;
+use crate::inbound::{NAT_KEEPALIVE, NON_ESP_MARKER, Received, Receiver};
 use crate::netlink;
 use crate::read_failures::FailureRun;
 use crate::requests::Platform;
@@ -35,7 +36,7 @@ use crate::sockets::{self, RecvBatch};
 use crate::takeover;
 use crate::tun_device::{self, TunDevice, TunSpec};
 use crate::tun_writer::TunWriter;
-use crate::wire::{esp, icmpv6, ipv6};
+use crate::wire::{icmpv6, ipv6};
 
 /// Packets per batch (recvmmsg, sendmmsg, TUN writes).
 const BATCH: usize = 64;
@@ -45,10 +46,6 @@ const SEGMENTS: usize = tun_rs::IDEAL_BATCH_SIZE;
 const OUTER_OVERHEAD: usize = 20 + 8 + 8 + 8 + 255 + 16 + 2;
 /// How long blocking reads wait before looking at the stop flag.
 const POLL_MS: i32 = 200;
-/// The non-ESP marker (RFC 3948 2.2): four zero bytes where an SPI would be.
-const NON_ESP_MARKER: [u8; 4] = [0; 4];
-/// A NAT keepalive (RFC 3948 2.3): one 0xFF byte.
-const NAT_KEEPALIVE: u8 = 0xff;
 
 /// Options of the Linux data plane that are not part of the SA channel.
 #[derive(Debug, Clone, Copy)]
@@ -483,49 +480,23 @@ fn ipv6_destination(packet: &[u8]) -> Option<Ipv6Addr> {
     ipv6::Packet::new_checked(packet).ok().map(|p| p.dst_addr())
 }
 
-/// Opens one ESP packet (starting at the SPI) that came from `from` and queues its inner packet
-/// for the TUN device, unless the roaming code consumes it.
-fn inbound_esp(
-    shared: &Shared,
-    snapshot: &Snapshot,
-    esp: &mut [u8],
-    from: Observed,
-    now: Now,
-    tun: &mut TunWriter,
-) {
-    let Ok(header) = esp::Packet::new_checked(&*esp) else {
-        shared.sad.count_global_drop(DropReason::Malformed);
-        return;
-    };
-    let (spi, wire_seq) = (header.spi(), header.seq());
-    let Some(pair) = snapshot.inbound(spi) else {
-        shared.sad.count_global_drop(DropReason::NoSa);
-        // After a restart of the server its homes still send with pairs it no longer has:
-        // the IKE daemon tells them (RFC 7296 2.21.4). Rate limited per sender and SPI.
-        shared.events.unknown_spi(spi, from.addr, from.port, now);
-        return;
-    };
-    let Ok(accepted) = pair.open(wire_seq, esp, now) else {
-        return;
-    };
-    // Roaming looks at a packet only after the ICV and the replay window.
-    let inner = &esp[accepted.inner.clone()];
-    let consumed = shared.roaming.after_open(
-        shared,
-        &shared.sad,
+/// A decrypted inner packet to the TUN device, its TCP MSS clamped when configured.
+fn deliver(shared: &Shared, tun: &mut TunWriter, inner: &mut [u8]) {
+    if let Some(mss) = shared.clamp_mss {
+        crate::mss::clamp(inner, mss);
+    }
+    tun.push(&shared.tun, inner);
+}
+
+/// The receive path of one batch's datagram (crate::inbound), without the device.
+fn receiver<'a>(shared: &'a Shared, snapshot: &'a Snapshot, now: Now) -> Receiver<'a> {
+    Receiver {
+        io: shared,
+        sad: &shared.sad,
+        events: &shared.events,
+        roaming: &shared.roaming,
         snapshot,
-        pair,
-        accepted.seq,
-        inner,
-        from,
         now,
-    );
-    if !consumed && !inner.is_empty() {
-        let inner = &mut esp[accepted.inner];
-        if let Some(mss) = shared.clamp_mss {
-            crate::mss::clamp(inner, mss);
-        }
-        tun.push(&shared.tun, inner);
     }
 }
 
@@ -541,11 +512,11 @@ fn udp_inbound_loop(shared: Arc<Shared>) {
         OuterSocket::Udp,
         &mut batch,
         &mut tun,
-        |shared, snapshot, data, source, now, tun| {
-            if data.len() == 1 && data[0] == NAT_KEEPALIVE {
-                return;
-            }
-            if data.len() >= 4 && data[..4] == NON_ESP_MARKER {
+        |shared, snapshot, data, source, now, tun| match receiver(shared, snapshot, now)
+            .udp(data, source)
+        {
+            Received::Deliver(inner) => deliver(shared, tun, &mut data[inner]),
+            Received::Ike(message) => {
                 let local = SocketAddrV4::new(
                     lock(&shared.bound).unwrap_or(Ipv4Addr::UNSPECIFIED),
                     shared.udp_port,
@@ -553,15 +524,10 @@ fn udp_inbound_loop(shared: Arc<Shared>) {
                 shared.events.send(Event::IkeReceived {
                     local,
                     remote: source,
-                    data: data[4..].to_vec(),
+                    data: data[message].to_vec(),
                 });
-                return;
             }
-            let from = Observed {
-                addr: *source.ip(),
-                port: Some(source.port()),
-            };
-            inbound_esp(shared, snapshot, data, from, now, tun);
+            Received::Done => {}
         },
     );
 }
@@ -577,22 +543,10 @@ fn raw_inbound_loop(shared: Arc<Shared>) {
         &mut batch,
         &mut tun,
         |shared, snapshot, data, source, now, tun| {
-            let header_len = match data.first() {
-                Some(first) if first >> 4 == 4 => usize::from(first & 0x0f) * 4,
-                _ => {
-                    shared.sad.count_global_drop(DropReason::Malformed);
-                    return;
-                }
-            };
-            match data.get_mut(header_len..) {
-                Some(esp) if header_len >= 20 => {
-                    let from = Observed {
-                        addr: *source.ip(),
-                        port: None,
-                    };
-                    inbound_esp(shared, snapshot, esp, from, now, tun)
-                }
-                _ => shared.sad.count_global_drop(DropReason::Malformed),
+            if let Received::Deliver(inner) =
+                receiver(shared, snapshot, now).raw(data, *source.ip())
+            {
+                deliver(shared, tun, &mut data[inner]);
             }
         },
     );

@@ -10,6 +10,7 @@ pub mod dataplane;
 pub mod esp;
 pub mod events;
 pub mod gro;
+pub mod inbound;
 pub mod lifetime;
 pub mod mss;
 pub mod netlink;

@@ -7,7 +7,7 @@ use hometun_control::{
     Envelope, FrameDecoder, FromForwarder, InterfaceConfig, Request, decode_frame,
 };
 use hometun_forwarder::aead::AeadBackend;
-use hometun_forwarder::requests::{RequestHandler, RecordingPlatform};
+use hometun_forwarder::requests::{RecordingPlatform, RequestHandler};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -27,6 +27,8 @@ fuzz_target!(|data: &[u8]| {
         manage_routes: true,
         route_metric: 1024,
         peer_pool: None,
+        clamp_mss: false,
+        icmp_source: None,
     }));
     assert!(configured.is_ok());
     let mut decoder = FrameDecoder::new();

@@ -18,7 +18,7 @@ use hometun_control::{
     PeerId, Request, Spi, decode_frame,
 };
 use hometun_forwarder::aead::AeadBackend;
-use hometun_forwarder::requests::{RequestHandler, RecordingPlatform};
+use hometun_forwarder::requests::{RecordingPlatform, RequestHandler};
 use ipnet::Ipv6Net;
 use libfuzzer_sys::fuzz_target;
 
@@ -181,6 +181,8 @@ fuzz_target!(|data: &[u8]| {
         manage_routes: true,
         route_metric: 1024,
         peer_pool: Some(pool()),
+        clamp_mss: false,
+        icmp_source: None,
     }));
     assert!(configured.is_ok());
     // What AllowPeer granted each peer, as the harness saw it succeed.

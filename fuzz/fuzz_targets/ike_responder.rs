@@ -38,11 +38,7 @@ impl Random for Counter {
 struct Everyone;
 
 impl Authorizer for Everyone {
-    fn prefixes(
-        &self,
-        _: &PeerIdentity,
-        _: &VerifiedPeer,
-    ) -> Result<Vec<Ipv6Net>, PrefixRefusal> {
+    fn prefixes(&self, _: &PeerIdentity, _: &VerifiedPeer) -> Result<Vec<Ipv6Net>, PrefixRefusal> {
         Ok(vec!["2001:db8:1::/64".parse().expect("prefix")])
     }
 }

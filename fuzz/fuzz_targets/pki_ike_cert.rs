@@ -22,11 +22,11 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hometun_config::StaticClient;
-use hometun_ike::crypto::{CertError, CertificateVerifier, PeerIdentity};
-use hometun_daemon::authorizer::ConfigAuthorizer;
-use hometun_pki::ca::{Ca, Revoked, pem_certificate};
 use hometun_certs::verify::TrustStore;
+use hometun_config::StaticClient;
+use hometun_daemon::authorizer::ConfigAuthorizer;
+use hometun_ike::crypto::{CertError, CertificateVerifier, PeerIdentity};
+use hometun_pki::ca::{Ca, Revoked, pem_certificate};
 use ipnet::Ipv6Net;
 use libfuzzer_sys::fuzz_target;
 use ring::signature::Ed25519KeyPair;
@@ -150,7 +150,8 @@ fn lab() -> &'static Lab {
         let ca_cert = p.self_signed(&ca_key).expect("CA certificate");
         let ca_der = ca_cert.der().to_vec();
 
-        let dir = std::env::temp_dir().join(format!("hometun-fuzz-ike-cert-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("hometun-fuzz-ike-cert-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = |name: &str| -> PathBuf { dir.join(name) };
         std::fs::write(path("ca.pem"), pem_certificate(&ca_der)).expect("write");
@@ -160,9 +161,16 @@ fn lab() -> &'static Lab {
 
         let home = rcgen::KeyPair::try_from(ed25519_pkcs8(&HOME_SEED).as_slice()).expect("key");
         let issue = |name: &str, prefix: &str, serial: &[u8]| -> Vec<u8> {
-            ca.issue_client(&home, name, prefix.parse().expect("prefix"), serial, issued, 365)
-                .expect("issue")
-                .to_vec()
+            ca.issue_client(
+                &home,
+                name,
+                prefix.parse().expect("prefix"),
+                serial,
+                issued,
+                365,
+            )
+            .expect("issue")
+            .to_vec()
         };
         let mut certs = vec![
             issue("home.example", "2001:db8:100:1::/64", &[0x11]),
@@ -280,7 +288,8 @@ fuzz_target!(|data: &[u8]| {
     // IKE_AUTH: the chain, then the authorizer on what passed.
     if let Ok(peer) = verifier.verify(&cert, intermediates, &identity, checked_at()) {
         assert!(
-            mode & 0x80 != 0 || !hometun_certs::verify::describe(&cert).is_ok_and(|c| c.serial == [0x22]),
+            mode & 0x80 != 0
+                || !hometun_certs::verify::describe(&cert).is_ok_and(|c| c.serial == [0x22]),
             "a certificate the CRL lists passed"
         );
         if let Ok(prefixes) = lab.authorizer.decide(&identity, peer.certificate_der()) {

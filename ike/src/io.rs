@@ -87,4 +87,14 @@ pub enum Output {
 pub trait Tamper: Send {
     /// Called with the header and inner payloads of each SK-protected message we send.
     fn outgoing(&mut self, header: &crate::wire::Header, payloads: &mut Vec<crate::wire::Payload>);
+
+    /// Called after [`Tamper::outgoing`] with the same message's header, which it may change
+    /// (message ID, flags, exchange type): the message is sealed with the changed header, so
+    /// the peer sees an authentic message that our state machine never meant to send.
+    fn header(&mut self, _header: &mut crate::wire::Header) {}
+
+    /// Called with the header and inner payloads of each SK-protected message of an
+    /// established IKE SA that opened (what the peer sent us), so that a test peer can answer
+    /// with what it saw (a COOKIE2 to echo, SPIs to name).
+    fn incoming(&mut self, _header: &crate::wire::Header, _payloads: &[crate::wire::Payload]) {}
 }

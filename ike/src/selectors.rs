@@ -7,6 +7,16 @@ use ipnet::Ipv6Net;
 
 use crate::wire::{AddressRange, TrafficSelector, TrafficSelectors};
 
+/// At most this many prefixes on one side of a CHILD SA: each becomes a route and an outbound
+/// table entry in the forwarder. A selector that is an address range, not a prefix, splits into
+/// many (up to 254); a peer whose selectors need more is refused like one whose selectors
+/// allow none (TS_UNACCEPTABLE, or an answer that is not taken).
+pub const MAX_PREFIXES: usize = 16;
+
+/// Ranges that split into more prefixes than this (before merging) are not even merged: the
+/// work of a request stays small.
+const MAX_SPLIT: usize = 4096;
+
 /// ::/0, every IPv6 address.
 pub fn any_ipv6() -> Ipv6Net {
     Ipv6Net::new(Ipv6Addr::UNSPECIFIED, 0).expect("prefix length 0 is valid")
@@ -40,6 +50,9 @@ fn ipv6_ranges(ts: &TrafficSelectors) -> impl Iterator<Item = (u128, u128)> + '_
 pub fn prefixes_of(ts: &TrafficSelectors) -> Vec<Ipv6Net> {
     let mut out = Vec::new();
     for (start, end) in ipv6_ranges(ts) {
+        if out.len() > MAX_SPLIT {
+            break;
+        }
         out.extend(range_to_prefixes(start, end));
     }
     Ipv6Net::aggregate(&out)
@@ -48,7 +61,7 @@ pub fn prefixes_of(ts: &TrafficSelectors) -> Vec<Ipv6Net> {
 /// Narrows `requested` to `allowed`: each requested IPv6 range intersected with each allowed
 /// prefix. Returns the prefixes of the intersection (empty: TS_UNACCEPTABLE). This covers a
 /// client asking for ::/0 (it gets its prefix) and one asking for a /128 inside its /64 (it
-/// gets the /128), as strongSwan clients do.
+/// gets the /128), as strongSwan clients do. More than [`MAX_PREFIXES`] is refused: empty.
 pub fn narrow(requested: &TrafficSelectors, allowed: &[Ipv6Net]) -> Vec<Ipv6Net> {
     let mut out = Vec::new();
     for (start, end) in ipv6_ranges(requested) {
@@ -60,16 +73,23 @@ pub fn narrow(requested: &TrafficSelectors, allowed: &[Ipv6Net]) -> Vec<Ipv6Net>
             if lo <= hi {
                 out.extend(range_to_prefixes(lo, hi));
             }
+            if out.len() > MAX_SPLIT {
+                return Vec::new();
+            }
         }
     }
-    Ipv6Net::aggregate(&out)
+    let out = Ipv6Net::aggregate(&out);
+    if out.len() > MAX_PREFIXES {
+        return Vec::new();
+    }
+    out
 }
 
 /// The prefixes of `ts` if all of them lie inside `allowed`, `None` otherwise (or if `ts` names
 /// no IPv6 prefix): an answer may narrow what was proposed, never widen it (RFC 7296 2.9).
 pub fn within(ts: &TrafficSelectors, allowed: &[Ipv6Net]) -> Option<Vec<Ipv6Net>> {
     let all = prefixes_of(ts);
-    if all.is_empty() {
+    if all.is_empty() || all.len() > MAX_PREFIXES {
         return None;
     }
     (narrow(ts, allowed) == all).then_some(all)
@@ -143,6 +163,33 @@ mod tests {
                 net("::6/128")
             ]
         );
+    }
+
+    #[test]
+    fn more_prefixes_than_a_pair_may_hold_are_refused() {
+        let home = net("2001:db8:1::/64");
+        let base = u128::from(home.network());
+        // One range that is no prefix: about 2 x 62 prefixes.
+        let odd = TrafficSelectors::new(vec![TrafficSelector::Address(AddressRange::new(
+            IpAddr::V6(Ipv6Addr::from(base + 1)),
+            IpAddr::V6(Ipv6Addr::from(base + (1 << 63) - 2)),
+        ))]);
+        assert!(range_to_prefixes(base + 1, base + (1 << 63) - 2).len() > MAX_PREFIXES);
+        assert!(narrow(&odd, &[home]).is_empty());
+        assert_eq!(within(&odd, &[home]), None);
+        // Sixteen prefixes are fine, seventeen are not.
+        let hosts = |n: u128| -> Vec<Ipv6Net> {
+            (0..n)
+                .map(|k| Ipv6Net::new(Ipv6Addr::from(base + 2 * k), 128).unwrap())
+                .collect()
+        };
+        assert_eq!(narrow(&to_payload(&hosts(16)), &[home]).len(), 16);
+        assert!(narrow(&to_payload(&hosts(17)), &[home]).is_empty());
+        assert_eq!(
+            within(&to_payload(&hosts(16)), &[home]).map(|p| p.len()),
+            Some(16)
+        );
+        assert_eq!(within(&to_payload(&hosts(17)), &[home]), None);
     }
 
     #[test]

@@ -723,8 +723,10 @@ impl Roaming {
         }
     }
 
-    /// The timers of both roles at `clock_now`.
-    fn on_timers(&self, io: &dyn OuterSockets, sad: &Sad, clock_now: Now) {
+    /// The timers of both roles at `clock_now`: the client's NA repetitions, the server's probe
+    /// retransmissions and timeouts, holds that lasted long enough (the roaming thread calls
+    /// it; so do harnesses that drive time).
+    pub fn on_timers(&self, io: &dyn OuterSockets, sad: &Sad, clock_now: Now) {
         let now = clock_now.millis();
         let snapshot = sad.load();
         let (due, finished) = lock(&self.announcer).poll(now, |peer| self.rx_from(&snapshot, peer));

@@ -27,8 +27,8 @@ pub use crate::status::{ChildStatus, EndpointCounters, PeerStatus};
 /// next change (RFC 7296 2.6).
 const COOKIE_ROTATION: Duration = Duration::from_secs(120);
 
-/// At most this many IKE SAs per peer identity on a server: the current one and those that a
-/// re-authentication replaced, until the peer deletes them.
+/// At most this many IKE SAs per peer identity: the current one and those that a
+/// re-authentication or a rekey replaced, until the peer deletes them.
 const MAX_IKE_SAS_PER_PEER: usize = 3;
 
 /// The state of one of our IKE SAs, by step.
@@ -353,10 +353,12 @@ impl Endpoint {
 
     /// Carries out what an established SA asked for.
     fn apply(&mut self, now: Now, rng: &mut dyn Random, spi: u64, effects: Vec<Effect>) {
+        let mut inserted = None;
         for effect in effects {
             match effect {
                 Effect::Insert(mut new) => {
                     let new_spi = new.core.our_spi();
+                    inserted = Some(new.peer.identity.clone());
                     let mut io = io!(self, now, rng);
                     new.pump(&mut io);
                     self.sas.insert(new_spi, Sa::Up(new));
@@ -395,6 +397,46 @@ impl Endpoint {
                     self.forget(spi);
                 }
             }
+        }
+        if let Some(identity) = inserted {
+            self.bound_ike_sas(now, rng, &identity);
+        }
+    }
+
+    /// At most [`MAX_IKE_SAS_PER_PEER`] IKE SAs of one identity after a rekey: beyond it the
+    /// oldest of those that no longer speak for the peer go (a rekeyed one waiting for its
+    /// DELETE, a deleted one kept to answer a retransmitted DELETE). A peer that rekeys again
+    /// and again, with or without its DELETEs, holds no more.
+    fn bound_ike_sas(&mut self, now: Now, rng: &mut dyn Random, identity: &PeerIdentity) {
+        let held = self
+            .sas
+            .values()
+            .filter(|sa| matches!(sa, Sa::Up(e) if e.peer.identity == *identity))
+            .count();
+        let mut replaced: Vec<(Instant, u64)> = self
+            .sas
+            .iter()
+            .filter_map(|(spi, sa)| match sa {
+                Sa::Up(e) if e.peer.identity == *identity && !e.is_current() => {
+                    Some((e.keyed_at(), *spi))
+                }
+                _ => None,
+            })
+            .collect();
+        replaced.sort();
+        for (_, spi) in replaced
+            .into_iter()
+            .take(held.saturating_sub(MAX_IKE_SAS_PER_PEER))
+        {
+            if let Some(Sa::Up(mut e)) = self.sas.remove(&spi) {
+                tracing::debug!(
+                    "{identity}: dropping replaced IKE SA {} (at most {MAX_IKE_SAS_PER_PEER} per peer)",
+                    crate::sa::hex_spi(spi)
+                );
+                let mut io = io!(self, now, rng);
+                e.dispose(&mut io);
+            }
+            self.forget(spi);
         }
     }
 
@@ -494,20 +536,27 @@ impl Endpoint {
             return;
         }
         role.reauthenticating = current;
+        let after = role.backoff;
         let reconnecting = Notice::Reconnecting {
             server: role.server,
-            after: role.backoff,
+            after,
         };
         if role.failures.repeating() {
             tracing::debug!("{reconnecting}");
         } else {
             self.outputs.push_back(Output::Notice(reconnecting));
         }
-        role.reconnect_at = Some(now.mono + role.backoff);
         let base = self.common.retransmit_base;
         role.backoff = (role.backoff * 2)
             .max(base)
             .min(self.common.reconnect_max.max(base));
+        if after.is_zero() {
+            // At once (the server lost our IKE SA): now, not a timer that is already due when
+            // handle_timeout returns.
+            self.connect(now, rng);
+        } else {
+            role.reconnect_at = Some(now.mono + after);
+        }
     }
 
     /// Timers (retransmission, DPD, reconnect backoff, cookie secret rotation, grace periods).
@@ -757,6 +806,13 @@ impl Endpoint {
             }
             _ => None,
         })
+    }
+
+    /// How many IKE SPIs and inbound ESP SPIs this endpoint holds reserved: after
+    /// [`Endpoint::close`] both must be zero, and an installed pair always holds its SPI.
+    #[cfg(feature = "test-util")]
+    pub fn spis_reserved(&self) -> (usize, usize) {
+        self.spis.reserved()
     }
 
     /// The next IKE message to send.

@@ -67,14 +67,25 @@ impl Io<'_> {
     pub fn seal(
         &mut self,
         core: &mut IkeCore,
-        header: Header,
+        #[allow(unused_mut)] mut header: Header,
         #[allow(unused_mut)] mut inner: Vec<Payload>,
     ) -> Result<Vec<u8>, SkError> {
         #[cfg(feature = "test-util")]
         if let Some(tamper) = self.tamper.as_deref_mut() {
             tamper.outgoing(&header, &mut inner);
+            tamper.header(&mut header);
         }
         core.seal(header, inner)
+    }
+
+    /// Shows a test peer the inner payloads of a protected message we opened (feature
+    /// `test-util`; nothing otherwise).
+    #[allow(unused_variables)]
+    pub fn observe(&mut self, header: &Header, inner: &[Payload]) {
+        #[cfg(feature = "test-util")]
+        if let Some(tamper) = self.tamper.as_deref_mut() {
+            tamper.incoming(header, inner);
+        }
     }
 
     /// Queues an output.
@@ -153,6 +164,12 @@ impl SpiRegistry {
     /// Frees an ESP SPI.
     pub fn release_esp(&mut self, spi: Spi) {
         self.esp.remove(&spi);
+    }
+
+    /// How many IKE and ESP SPIs are reserved (tests look for leaks).
+    #[cfg(feature = "test-util")]
+    pub fn reserved(&self) -> (usize, usize) {
+        (self.ike.len(), self.esp.len())
     }
 }
 

@@ -101,6 +101,11 @@ impl Established {
                 got: ke.group.0,
             });
         }
+        // Each costs a Diffie-Hellman exchange here: the peer's IKE SA rekeys take from the
+        // bucket of its CHILD SA rekeys.
+        if !self.peer_rekeys.take(io.now.mono) {
+            return Err(IkeError::TemporaryFailure("rekeying too often"));
+        }
         let their_spi = <[u8; 8]>::try_from(their_spi.as_slice())
             .map(u64::from_be_bytes)
             .ok()
@@ -192,6 +197,8 @@ impl Established {
         new.moves = self.moves;
         new.child_endpoint = self.child_endpoint;
         new.pending_move = self.pending_move;
+        // The peer's rekey budget carries over: a rekeyed IKE SA does not start it full again.
+        new.peer_rekeys = self.peer_rekeys;
         new
     }
 

@@ -301,6 +301,7 @@ impl Established {
         let (payloads, effects) = match self.core.open(data) {
             Ok(message) => {
                 self.heard_from_peer(io.now.mono);
+                io.observe(header, &message.inner);
                 match header.exchange_type {
                     ExchangeType::INFORMATIONAL => {
                         self.respond_informational(io, local, remote, &message.inner)
@@ -366,7 +367,10 @@ impl Established {
             return Vec::new();
         }
         let inner = match self.core.open(data) {
-            Ok(message) => message.inner,
+            Ok(message) => {
+                io.observe(header, &message.inner);
+                message.inner
+            }
             Err(e) => {
                 if restart_hints::is_invalid_ike_spi(data) {
                     self.restart_hint(
@@ -730,7 +734,15 @@ impl Established {
         }
         self.lifecycle = Lifecycle::Superseded { since: io.now.mono };
         self.reestablish = false;
-        self.queue.retain(|t| matches!(t, Task::DeleteIke));
+        // Only its DELETE is still to be sent; a queued DELETE of a refused pair goes with the
+        // IKE SA, and so does the SPI it held.
+        for task in std::mem::take(&mut self.queue) {
+            match task {
+                Task::DeleteIke => self.queue.push_back(task),
+                Task::DeleteRefusedPair(spi) => io.spis.release_esp(spi),
+                _ => {}
+            }
+        }
         self.deferred.clear();
         if delete && !self.queue.contains(&Task::DeleteIke) {
             self.queue.push_back(Task::DeleteIke);
