@@ -14,8 +14,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use hometun_control::{
-    AeadAlg, AeadKey, ChildSa, ControlError, Encapsulation, Endpoint, InterfaceConfig, Limits,
-    PeerId, Request, Spi, decode_frame,
+    AeadAlg, ChildSa, ControlError, Encapsulation, Endpoint, InterfaceConfig, PeerId, Request, Spi,
+    decode_frame,
 };
 use hometun_forwarder::aead::AeadBackend;
 use hometun_forwarder::requests::{RecordingPlatform, RequestHandler};
