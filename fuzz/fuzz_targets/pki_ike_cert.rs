@@ -156,6 +156,12 @@ fn lab() -> &'static Lab {
         let path = |name: &str| -> PathBuf { dir.join(name) };
         std::fs::write(path("ca.pem"), pem_certificate(&ca_der)).expect("write");
         std::fs::write(path("ca.key"), ca_key.serialize_pem()).expect("write");
+        // Ca::load refuses a key others can read, as a real CA directory must not have one.
+        std::fs::set_permissions(
+            path("ca.key"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("chmod");
         let ca = Ca::load(&path("ca.pem"), &path("ca.key")).expect("Ca::load");
         let _ = std::fs::remove_dir_all(&dir);
 
