@@ -248,3 +248,16 @@ fn file_backend() {
         reg
     });
 }
+
+#[test]
+fn postgres_backend() {
+    if !hometun_lab::postgres_lab::require_postgres("postgres_backend") {
+        return;
+    }
+    let lab = hometun_lab::postgres_lab::PostgresLab::start().unwrap();
+    all(&|| {
+        let reg = Registry::postgres(&lab.create_database().unwrap()).unwrap();
+        reg.create(&empty()).unwrap();
+        reg
+    });
+}

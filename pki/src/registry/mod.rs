@@ -4,12 +4,15 @@
 //! exclusive:
 //!
 //! - [`file::FileBackend`]: one JSON file under `flock`, for one machine (the default);
-//! - a PostgreSQL database, shared by several servers (see `docs/ARCHITECTURE.md`).
+//! - [`postgres::PostgresBackend`]: a PostgreSQL database shared by several servers, its
+//!   schema in [`migrations`] (see `docs/ARCHITECTURE.md`).
 //!
 //! [`Registry`] is the handle the rest of the code uses; it picks nothing itself.
 
 pub mod data;
 pub mod file;
+pub mod migrations;
+pub mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -142,6 +145,23 @@ impl Registry {
         Self::with_backend(Arc::new(file::FileBackend::at(path)))
     }
 
+    /// The registry in the PostgreSQL database at `url` (`postgresql://...`), its schema
+    /// brought up to date.
+    pub fn postgres(url: &str) -> Result<Self, PkiError> {
+        Ok(Self::with_backend(Arc::new(
+            postgres::PostgresBackend::connect(url)?,
+        )))
+    }
+
+    /// The registry at `location`: a `postgresql://` or `postgres://` URL, else a file path.
+    pub fn open(location: &str) -> Result<Self, PkiError> {
+        if is_database_url(location) {
+            Self::postgres(location)
+        } else {
+            Ok(Self::at(Path::new(location)))
+        }
+    }
+
     /// The registry in `backend`.
     pub fn with_backend(backend: Arc<dyn RegistryBackend>) -> Self {
         Registry { backend }
@@ -219,6 +239,11 @@ impl Registry {
     pub fn subscribe(&self) -> Result<Subscription, PkiError> {
         self.backend.subscribe()
     }
+}
+
+/// Whether `location` names a PostgreSQL database rather than a file.
+pub fn is_database_url(location: &str) -> bool {
+    location.starts_with("postgresql://") || location.starts_with("postgres://")
 }
 
 fn ran_twice() -> PkiError {
