@@ -17,11 +17,13 @@ use serde::{Deserialize, Serialize};
 mod files;
 mod lan;
 pub mod names;
+mod registry;
 mod renew;
 pub mod static_sa;
 
 pub use files::{check_private_key_mode, file_error, io_problem};
 pub use lan::{LanSection, MAX_DNS_ENTRIES, UpstreamMode, UpstreamSection};
+pub use registry::RegistrySection;
 pub use renew::RenewSection;
 
 /// A configuration problem: which file, which key, what is wrong. Displays as one line.
@@ -415,6 +417,9 @@ pub struct ServerConfig {
     /// `[enroll]`: online enrollment (off unless set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enroll: Option<EnrollSection>,
+    /// `[registry]`: a registry shared by several servers (else the PKI directory's file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistrySection>,
     /// `[upstream]`: forwarding and how the provider reaches the pool.
     #[serde(default)]
     pub upstream: UpstreamSection,
@@ -581,6 +586,13 @@ impl ServerConfig {
         if let Some(enroll) = &mut config.enroll {
             enroll.pki_dir = base.join(&enroll.pki_dir);
         }
+        if let Some(file) = config
+            .registry
+            .as_mut()
+            .and_then(|r| r.password_file.as_mut())
+        {
+            *file = base.join(&*file);
+        }
         Ok(config)
     }
 
@@ -605,6 +617,9 @@ impl ServerConfig {
         check_ike(&self.ike, file)?;
         self.upstream.check(&self.tunnel.interface, file)?;
         normalise_name(&mut self.server.name, "server.name", file)?;
+        if let Some(registry) = &self.registry {
+            registry.check(file)?;
+        }
         for (i, client) in self.clients.iter_mut().enumerate() {
             normalise_name(&mut client.name, &format!("clients[{i}].name"), file)?;
         }

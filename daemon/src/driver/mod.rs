@@ -176,6 +176,15 @@ async fn child_exit(child: &mut Option<Child>) -> std::io::Result<std::process::
 /// Runs a daemon until SIGTERM or SIGINT (then it deletes its IKE SAs, stops the forwarder and
 /// returns `Ok`), or until the forwarder dies (an error: never run half-blind).
 pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
+    run_with_registry(config, role, None).await
+}
+
+/// [`run`] for a server with a shared registry, whose revocations it applies as they come.
+pub async fn run_with_registry(
+    config: DriverConfig,
+    role: Role,
+    registry: Option<crate::registry_watch::RegistryWatch>,
+) -> anyhow::Result<()> {
     let started = now();
     let (status_tx, status_rx) = mpsc::channel::<StatusRequest>(16);
     if let Some(addr) = config.metrics {
@@ -283,6 +292,7 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
         config,
         started,
         server,
+        registry,
         in_flight: VecDeque::new(),
         workers,
         auth_done,
@@ -328,6 +338,7 @@ enum Wake {
     Reload,
     RenewalDue,
     CrlCheck,
+    Registry(hometun_pki::registry::RegistryEvent),
     Renewed(crate::renewal::RenewalResult),
     ForwarderExited(std::io::Result<std::process::ExitStatus>),
     EventsClosed,
@@ -355,6 +366,8 @@ struct Driver {
     server: Option<SocketAddrV4>,
     /// A server's CRL file, looked at every few seconds.
     crl: Option<crate::crl_watch::FileWatch>,
+    /// A server's shared registry: revocations as they are committed.
+    registry: Option<crate::registry_watch::RegistryWatch>,
     /// The home's LANs or the VPS's upstream.
     site: Site,
     /// Every peer known, up or down, with its traffic totals.
@@ -432,6 +445,7 @@ impl Driver {
                 },
                 _ = tick.tick() => Wake::Counters,
                 _ = crl_tick.tick(), if self.crl.is_some() => Wake::CrlCheck,
+                Some(event) = crate::registry_watch::next_event(&mut self.registry) => Wake::Registry(event),
                 () = timer => Wake::Timer,
                 Some(request) = status_rx.recv() => Wake::Status(request),
                 Some(request) = command_rx.recv() => Wake::Command(request),
@@ -479,6 +493,7 @@ impl Driver {
                     return Ok(());
                 }
                 Wake::Reload => self.reload("SIGHUP").await?,
+                Wake::Registry(event) => self.registry_event(event).await?,
                 Wake::CrlCheck => {
                     let changed = self.crl.as_mut().is_some_and(|watch| watch.changed());
                     if changed {
