@@ -48,6 +48,13 @@ const PROGRAMS: &[&str] = &[
     "curl",
     "gcc",
     "g++",
+    // lab/src/postgres_lab.rs: the registry's PostgreSQL (started as the postgres user).
+    "runuser",
+    "chown",
+    "/usr/lib/postgresql/15/bin/initdb",
+    "/usr/lib/postgresql/15/bin/pg_ctl",
+    "/usr/lib/postgresql/15/bin/createdb",
+    "/usr/lib/postgresql/15/bin/psql",
 ];
 
 /// Files that are not programs but that tests load: Scapy and the cryptography module it uses
