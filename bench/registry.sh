@@ -1,7 +1,7 @@
 #!/bin/bash
 # Enrollments per second and prefix allocations per second of the registry, on the file
 # (registry.json under flock) and on PostgreSQL (the Debian package's server, started in a
-# temporary directory on a Unix socket, fsync off), in the same run.
+# temporary directory on a Unix socket, fsync on like the file's), in the same run.
 #
 # Usage: bench/registry.sh [COUNT=200] [THREADS=4]
 #   Each backend starts empty; its registry grows by COUNT enrollments, then COUNT allocations.

@@ -52,7 +52,12 @@ fn enrollments(ca: &ServerDir, homes: &Path, count: usize, threads: usize) -> f6
                 .request(&name, KeyType::Ed25519)
                 .unwrap();
             let token = ca
-                .make_token(&name, 60, Some("192.0.2.1:8443".parse().unwrap()), OffsetDateTime::now_utc())
+                .make_token(
+                    &name,
+                    60,
+                    Some("192.0.2.1:8443".parse().unwrap()),
+                    OffsetDateTime::now_utc(),
+                )
                 .unwrap();
             (csr.into_bytes(), token.secret)
         })
@@ -64,7 +69,8 @@ fn enrollments(ca: &ServerDir, homes: &Path, count: usize, threads: usize) -> f6
             let (ca, work) = (ca.clone(), work.clone());
             std::thread::spawn(move || {
                 for (csr, secret) in work.iter().skip(t).step_by(threads) {
-                    ca.sign_with_token(csr, secret, OffsetDateTime::now_utc()).unwrap();
+                    ca.sign_with_token(csr, secret, OffsetDateTime::now_utc())
+                        .unwrap();
                 }
             })
         })
@@ -109,13 +115,27 @@ fn allocations(ca: &ServerDir, count: usize, threads: usize) -> f64 {
 fn main() {
     let count = arg(1, 200);
     let threads = arg(2, 4);
-    let pg = PostgresLab::start().unwrap();
+    // fsync on, as the file registry fsyncs each change.
+    let pg = PostgresLab::start_with_fsync(true).unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    println!("registry benchmark: {count} enrollments, then {count} allocations, {threads} threads");
-    println!("{:<12} {:>16} {:>20}", "backend", "enrollments/s", "allocations/s");
-    for (backend, url) in [("file", None), ("postgresql", Some(pg.create_database().unwrap()))] {
+    println!(
+        "registry benchmark: {count} enrollments, then {count} allocations, {threads} threads"
+    );
+    println!(
+        "{:<12} {:>16} {:>20}",
+        "backend", "enrollments/s", "allocations/s"
+    );
+    for (backend, url) in [
+        ("file", None),
+        ("postgresql", Some(pg.create_database().unwrap())),
+    ] {
         let ca = init(&tmp.path().join(backend), url);
-        let enrolled = enrollments(&ca, &tmp.path().join(format!("{backend}-homes")), count, threads);
+        let enrolled = enrollments(
+            &ca,
+            &tmp.path().join(format!("{backend}-homes")),
+            count,
+            threads,
+        );
         let allocated = allocations(&ca, count, threads);
         println!("{backend:<12} {enrolled:>16.0} {allocated:>20.0}");
     }
