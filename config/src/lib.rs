@@ -767,10 +767,20 @@ fn parse_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
 
 fn parse_str<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
     let deserializer = toml::Deserializer::parse(text).map_err(|e| {
+        // The line itself, since toml's message may not name what is wrong ("duplicate key").
+        let excerpt = e
+            .span()
+            .and_then(|span| text.get(..span.start))
+            .map(|before| before.rfind('\n').map_or(0, |i| i + 1))
+            .and_then(|start| text[start..].lines().next())
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(|line| format!(" (`{}`)", line.chars().take(60).collect::<String>()))
+            .unwrap_or_default();
         ConfigError::new(
             path,
             "-",
-            format!("not valid TOML: {}", one_line(&e.to_string())),
+            format!("not valid TOML: {}{excerpt}", one_line(&e.to_string())),
         )
     })?;
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
