@@ -14,6 +14,7 @@ use ipnet::Ipv6Net;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+mod enroll;
 mod files;
 mod lan;
 pub mod names;
@@ -21,6 +22,7 @@ mod registry;
 mod renew;
 pub mod static_sa;
 
+pub use enroll::EnrollSection;
 pub use files::{check_private_key_mode, file_error, io_problem};
 pub use lan::{LanSection, MAX_DNS_ENTRIES, UpstreamMode, UpstreamSection};
 pub use registry::RegistrySection;
@@ -362,28 +364,6 @@ impl ServerSection {
     }
 }
 
-/// The `[enroll]` table: online enrollment (`hometun pki serve`, `hometun enroll`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EnrollSection {
-    /// Address the enrollment listener (TLS over TCP) binds.
-    pub listen: SocketAddr,
-    /// Address homes connect to, written into enrollment tokens (defaults to `listen`; set it
-    /// when `listen` is a wildcard or behind a port forward).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address: Option<SocketAddr>,
-    /// Directory with the CA key and the registry (defaults to this file's directory).
-    #[serde(default = "default_pki_dir")]
-    pub pki_dir: PathBuf,
-}
-
-impl EnrollSection {
-    /// The address tokens carry.
-    pub fn public_address(&self) -> SocketAddr {
-        self.address.unwrap_or(self.listen)
-    }
-}
-
 /// A client known by configuration rather than by a prefix in its certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -624,27 +604,7 @@ impl ServerConfig {
             normalise_name(&mut client.name, &format!("clients[{i}].name"), file)?;
         }
         if let Some(enroll) = &self.enroll {
-            if enroll.listen.port() == 0 {
-                return Err(ConfigError::new(
-                    file,
-                    "enroll.listen",
-                    "needs a port (e.g. 192.0.2.1:8443)",
-                ));
-            }
-            let public = enroll.public_address();
-            if public.ip().is_unspecified() || public.port() == 0 {
-                return Err(ConfigError::new(
-                    file,
-                    if enroll.address.is_some() {
-                        "enroll.address"
-                    } else {
-                        "enroll.listen"
-                    },
-                    format!(
-                        "{public} cannot go into enrollment tokens; set enroll.address to the address homes connect to"
-                    ),
-                ));
-            }
+            enroll.check(file)?;
         }
         if self.server.ike_port == self.server.nat_port {
             return Err(ConfigError::new(
@@ -782,10 +742,20 @@ fn parse_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
 
 fn parse_str<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
     let deserializer = toml::Deserializer::parse(text).map_err(|e| {
+        // The line itself, since toml's message may not name what is wrong ("duplicate key").
+        let excerpt = e
+            .span()
+            .and_then(|span| text.get(..span.start))
+            .map(|before| before.rfind('\n').map_or(0, |i| i + 1))
+            .and_then(|start| text[start..].lines().next())
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(|line| format!(" (`{}`)", line.chars().take(60).collect::<String>()))
+            .unwrap_or_default();
         ConfigError::new(
             path,
             "-",
-            format!("not valid TOML: {}", one_line(&e.to_string())),
+            format!("not valid TOML: {}{excerpt}", one_line(&e.to_string())),
         )
     })?;
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
@@ -984,9 +954,6 @@ fn default_state_dir() -> PathBuf {
 }
 fn default_status_socket() -> PathBuf {
     PathBuf::from("state/control.sock")
-}
-fn default_pki_dir() -> PathBuf {
-    PathBuf::from(".")
 }
 
 #[cfg(test)]

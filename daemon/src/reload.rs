@@ -117,7 +117,7 @@ pub fn client_settings(config: &ClientConfig, config_path: &Path) -> anyhow::Res
 }
 
 /// Keys a server cannot change without a restart (dotted paths; a table name covers its keys).
-const SERVER_RESTART_KEYS: [&str; 11] = [
+const SERVER_RESTART_KEYS: [&str; 12] = [
     "server.name",
     "server.listen",
     "server.ike_port",
@@ -128,11 +128,14 @@ const SERVER_RESTART_KEYS: [&str; 11] = [
     "server.forwarder_socket",
     "tunnel",
     "enroll",
+    // Forwarding, the NDP proxy and the upstream routes are set up once at start.
+    "upstream",
+    // The registry's connection and subscription are made once at start.
     "registry",
 ];
 
 /// Keys a client cannot change without a restart.
-const CLIENT_RESTART_KEYS: [&str; 13] = [
+const CLIENT_RESTART_KEYS: [&str; 15] = [
     "client.name",
     "client.server",
     "client.server_name",
@@ -146,6 +149,9 @@ const CLIENT_RESTART_KEYS: [&str; 13] = [
     "client.metrics",
     "client.forwarder_socket",
     "tunnel",
+    // The LANs' addresses, Router Advertisements and the hook are set up once at start.
+    "client.updown",
+    "lan",
 ];
 
 impl ConfigReloader {
@@ -378,6 +384,61 @@ link_local = "fe80::1/64"
         assert_eq!(changes.len(), 1, "{changes:?}");
         assert_eq!(changes[0].key, "clients");
         assert_eq!(changes[0].new, "1 entries");
+    }
+
+    const CLIENT: &str = r#"
+[client]
+name = "home.example"
+server = "192.0.2.1"
+server_name = "vps.example"
+certificate = "client.pem"
+private_key = "client.key"
+ca = "ca.pem"
+prefix = "2001:db8:100:1::/64"
+
+[tunnel]
+link_local = "fe80::2/64"
+"#;
+
+    /// What a reload would not apply is refused, never accepted and ignored: the LANs, the
+    /// updown hook, the upstream set-up.
+    #[test]
+    fn lans_the_hook_and_the_upstream_need_a_restart() {
+        let client = |text: &str| ClientConfig::from_toml(Path::new("client.toml"), text).unwrap();
+        let old = client(CLIENT);
+        for (new, key) in [
+            (format!("{CLIENT}\n[[lan]]\ninterface = \"eth1\"\n"), "lan"),
+            (
+                CLIENT.replace("prefix =", "updown = \"/usr/local/bin/hook\"\nprefix ="),
+                "client.updown",
+            ),
+        ] {
+            let error = refuse_restart_keys(
+                Path::new("client.toml"),
+                &changed_keys(&old, &client(&new)),
+                &CLIENT_RESTART_KEYS,
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                error.starts_with(&format!("client.toml: {key}: changed from")),
+                "{error}"
+            );
+            assert!(error.ends_with("which needs a restart (hometun reads it only at start-up)"));
+        }
+        let old = server(SERVER);
+        let new = server(&format!("{SERVER}\n[upstream]\nforwarding = false\n"));
+        let error = refuse_restart_keys(
+            Path::new("server.toml"),
+            &changed_keys(&old, &new),
+            &SERVER_RESTART_KEYS,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.starts_with("server.toml: upstream.forwarding: changed from true to false"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -558,7 +558,8 @@ impl Driver {
                 {
                     // Our own address changed (the client's forwarder follows it): what an
                     // unspecified bind address stands for changes with it.
-                    tracing::info!("our outer address moved: {} -> {}", old.local, new.local);
+                    // The forwarder logged the move at info; this is detail.
+                    tracing::debug!("our outer address moved: {} -> {}", old.local, new.local);
                     self.config.local_addr = new.local;
                     self.endpoint
                         .handle_local_address(now(), new.local, &mut self.rng);
@@ -680,10 +681,15 @@ impl Driver {
                 } else {
                     tracing::info!("peer up: {name} ({peer}) at {remote}");
                 }
+                // The forwarder's roaming lines then name the peer as we do.
+                let name = Some(name);
+                self.send_request(Request::NamePeer { peer, name }).await?;
             }
             Output::PeerDown { peer, name, reason } => {
                 self.homes.down(&name, &reason, now().wall);
                 tracing::info!("peer down: {name} ({peer}): {reason}");
+                self.send_request(Request::NamePeer { peer, name: None })
+                    .await?;
             }
             Output::Refused {
                 remote,
@@ -694,12 +700,13 @@ impl Driver {
                 None => tracing::warn!("refused {remote}: {reason}"),
             },
             Output::Rekeyed {
-                peer,
+                peer: _,
+                name,
                 old_spi_in,
                 new_spi_in,
             } => {
                 tracing::info!(
-                    "CHILD SA rekeyed ({peer}): inbound SPI {old_spi_in} -> {new_spi_in}"
+                    "CHILD SA rekeyed ({name}): inbound SPI {old_spi_in} -> {new_spi_in}"
                 );
             }
             Output::Notice(notice) => log_notice(&notice),
@@ -945,6 +952,7 @@ fn request_name(request: &Request) -> &'static str {
         Request::Install(_) => "Install",
         Request::AllowPeer { .. } => "AllowPeer",
         Request::SetPeerPool { .. } => "SetPeerPool",
+        Request::NamePeer { .. } => "NamePeer",
         Request::Delete { .. } => "Delete",
         Request::UpdateEndpoint { .. } => "UpdateEndpoint",
         Request::GetCounters => "GetCounters",
@@ -957,6 +965,7 @@ fn request_name(request: &Request) -> &'static str {
 /// target, so that `RUST_LOG=hometun_ike=...` selects the protocol's lines as it always did).
 pub fn log_notice(notice: &hometun_ike::notice::Notice) {
     match notice.level() {
+        Level::Debug => tracing::debug!(target: "hometun_ike", "{notice}"),
         Level::Info => tracing::info!(target: "hometun_ike", "{notice}"),
         Level::Warn => tracing::warn!(target: "hometun_ike", "{notice}"),
     }
