@@ -114,6 +114,23 @@ fn a_revocation_in_the_registry_cuts_the_home_at_another_server_within_a_second(
     let log = server.log_text();
     assert!(log.contains("registry: home.example"), "{log}");
 
+    // Any directory sees it with --registry (here one without server.toml or registry.json).
+    let elsewhere = lab.dir().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let out = hometun(&[
+        "pki",
+        "list",
+        "--dir",
+        elsewhere.to_str().unwrap(),
+        "--registry",
+        &url,
+        "--json",
+    ])
+    .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["name"], "home.example", "{listed}");
+    assert_eq!(listed[0]["status"], "revoked", "{listed}");
+
     // It comes back and is refused by B.
     assert!(
         wait_for(Duration::from_secs(15), || {
