@@ -284,6 +284,7 @@ pub async fn run_with_registry(
         peers_up,
         site,
         homes: crate::homes::Homes::new(config.known_peers.clone()),
+        refusals: crate::refusals::RefusalLog::default(),
         crl: config
             .reloader
             .as_ref()
@@ -372,6 +373,8 @@ struct Driver {
     site: Site,
     /// Every peer known, up or down, with its traffic totals.
     homes: crate::homes::Homes,
+    /// Refusals already logged at warn (repeats go to debug).
+    refusals: crate::refusals::RefusalLog,
     /// Forwarder requests sent and not yet answered, oldest first.
     in_flight: VecDeque<InFlight>,
     /// The server's worker threads for IKE_AUTH signature work, and their results.
@@ -695,10 +698,9 @@ impl Driver {
                 remote,
                 name,
                 reason,
-            } => match name {
-                Some(name) => tracing::warn!("refused {name} at {remote}: {reason}"),
-                None => tracing::warn!("refused {remote}: {reason}"),
-            },
+            } => self
+                .refusals
+                .log(now().mono, name.as_deref(), remote, &reason),
             Output::Rekeyed {
                 peer: _,
                 name,
