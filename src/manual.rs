@@ -300,8 +300,9 @@ Exit status: 0 when stopped; 1 with one line on stderr when it cannot start.",
         path: "pki revoke",
         about: "On the server: revokes a home's certificate and publishes a new CRL; a running \
 server notices the new server.crl within 2 s by itself, deletes the home's SAs (DELETE sent, one \
-log line) and refuses it from then on; no SIGHUP needed. The home's prefix is freed after the \
-grace period.
+log line) and refuses it from then on; no SIGHUP needed. With a shared registry ([registry] url, \
+or --registry URL) every server connected to it does so at once. The home's prefix is freed \
+after the grace period.
 
 Updates DIR/registry.json; writes the CRL to server.crl (default DIR/crl.pem).
 
@@ -309,6 +310,20 @@ Exit status: 0 on success; 1 with one line on stderr.",
         examples: "  hometun pki revoke --dir /etc/hometun --name home.example
   hometun pki revoke --dir /etc/hometun --name home.example --key-compromise
   hometun pki revoke --name home.example && sleep 2 && hometun status",
+    },
+    Page {
+        path: "pki server-cert",
+        about: "On the CA's machine: makes the key and certificate of another server of this CA \
+(serverAuth, like the one `pki init` made), for several servers sharing one PostgreSQL registry \
+([registry] url). The new server runs with these, ca.pem, a CRL and the registry; it needs no CA \
+key. A name a home holds is refused.
+
+Reads DIR/ca.pem, ca.key and the registry; writes OUT/server.key (0600, never overwritten), \
+OUT/server.pem and OUT/ca.pem.
+
+Exit status: 0 on success; 1 with one line on stderr.",
+        examples: "  hometun pki server-cert --dir /etc/hometun --name vps2.example --ipv4 198.51.100.2 --out vps2
+  hometun pki server-cert --dir /etc/hometun --registry postgresql://hometun@localhost/hometun?host=/run/postgresql --name vps2.example --ipv4 198.51.100.2 --out vps2",
     },
     Page {
         path: "pki crl",

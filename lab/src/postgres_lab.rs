@@ -156,6 +156,19 @@ impl PostgresLab {
         Ok(self.url(&name))
     }
 
+    /// Stops the server (dropping every connection) and starts it again on the same socket.
+    pub fn restart(&self) -> anyhow::Result<()> {
+        let mut pg_ctl = command("pg_ctl");
+        pg_ctl
+            .args(["-w", "-m", "fast", "-D"])
+            .arg(self.dir.path().join("data"))
+            // A log file, or the server keeps pg_ctl's output open and nothing sees it end.
+            .arg("-l")
+            .arg(self.dir.path().join("server.log"))
+            .arg("restart");
+        run(pg_ctl, "pg_ctl restart")
+    }
+
     /// Runs SQL in database `url` with `psql` (for tests that look under the registry).
     pub fn psql(&self, url: &str, sql: &str) -> anyhow::Result<String> {
         let out = Command::new(Path::new(PG_BIN).join("psql"))

@@ -261,3 +261,34 @@ fn postgres_backend() {
         reg
     });
 }
+
+#[test]
+fn postgres_revocations_made_while_the_listener_was_away_are_sent_again() {
+    if !hometun_lab::postgres_lab::require_postgres("postgres_resubscribe") {
+        return;
+    }
+    let lab = hometun_lab::postgres_lab::PostgresLab::start().unwrap();
+    let url = lab.create_database().unwrap();
+    let reg = Registry::postgres(&url).unwrap();
+    reg.create(&empty()).unwrap();
+    enroll(&reg, "a.example", "0a", 0).unwrap();
+    let mut events = reg.subscribe().unwrap();
+    // The server goes away and comes back; the revocation is committed before the listener
+    // connects again (it waits a second), so no notification reaches it.
+    lab.restart().unwrap();
+    let other = Registry::postgres(&url).unwrap();
+    revoke(&other, "a.example", 1);
+    let expected = RegistryEvent::Revoked {
+        name: "a.example".into(),
+        serial: "0a".into(),
+    };
+    let mut seen = Vec::new();
+    for _ in 0..500 {
+        match events.try_recv() {
+            Ok(e) => seen.push(e),
+            Err(_) if seen.contains(&expected) => break,
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    assert!(seen.contains(&expected), "events: {seen:?}");
+}

@@ -107,7 +107,9 @@ pub trait RegistryBackend: Send + Sync + std::fmt::Debug {
     }
 
     /// Revocations and claims from now on, by any process or server, as they happen (the
-    /// file backend polls every [`file::FILE_POLL`]).
+    /// file backend polls every [`file::FILE_POLL`]). After the database connection was lost
+    /// and made again, every revocation is sent again: a subscriber acts on those it did not
+    /// know.
     fn subscribe(&self) -> Result<Subscription, PkiError>;
 }
 

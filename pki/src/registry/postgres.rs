@@ -564,8 +564,8 @@ impl RegistryBackend for PostgresBackend {
                         }
                     };
                     tracing::warn!(registry = %location, "registry notifications lost: {}; connecting again", db_problem(&failed));
-                    // Until connected again; revocations meanwhile still reach the server
-                    // through its CRL check.
+                    // Until connected again, revocations reach the server through its CRL
+                    // check only.
                     client = loop {
                         if tx.is_closed() {
                             return;
@@ -575,6 +575,21 @@ impl RegistryBackend for PostgresBackend {
                             break c;
                         }
                     };
+                    // Listening again: every revocation, so that none made meanwhile is
+                    // missed (a subscriber keeps what it knows and acts on the new ones).
+                    let revoked = client.query(
+                        "SELECT name, serial FROM clients WHERE revoked_at IS NOT NULL ORDER BY seq",
+                        &[],
+                    );
+                    for row in revoked.iter().flatten() {
+                        let event = RegistryEvent::Revoked {
+                            name: row.get(0),
+                            serial: row.get(1),
+                        };
+                        if tx.send(event).is_err() {
+                            return;
+                        }
+                    }
                 }
             })
             .map_err(|e| self.error(format!("starting the listener: {e}")))?;
