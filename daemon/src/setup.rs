@@ -351,15 +351,30 @@ pub fn prepare_client(config_path: &Path) -> anyhow::Result<(DriverConfig, Initi
     // Our side of IKE uses the standard port; the server's may differ.
     let ike_port = crate::reload::CLIENT_IKE_PORT;
     let common = crate::reload::client_settings(&config, config_path)?;
-    let server = SocketAddrV4::new(c.server, c.server_port);
+    // The first server is the one tried first; the others follow in the file's order when
+    // the one in use stops answering (README.md, "Failover and BGP").
+    let mut servers = config
+        .servers()
+        .into_iter()
+        .map(|t| {
+            (
+                SocketAddrV4::new(t.address, c.server_port),
+                PeerIdentity::Fqdn(t.name),
+            )
+        })
+        .collect::<Vec<_>>();
+    let (server, server_identity) = servers.remove(0);
     let local_addr = match c.local {
         Some(local) => local,
         None => wait_for_route(server),
     };
+    let mut server_names: Vec<String> = c.server_name.as_slice().to_vec();
+    server_names.dedup();
     let initiator = InitiatorConfig {
         common,
         server,
-        server_identity: PeerIdentity::Fqdn(c.server_name.clone()),
+        server_identity,
+        fallback_servers: servers,
         local_addr,
         local_prefixes: vec![c.prefix],
     };
@@ -390,7 +405,7 @@ pub fn prepare_client(config_path: &Path) -> anyhow::Result<(DriverConfig, Initi
         peers_up: None,
         site: SitePlan::Home(Box::new(config.clone())),
         known_peers: KnownPeers {
-            configured: vec![c.server_name.clone()],
+            configured: server_names,
             registry_dir: None,
         },
     };

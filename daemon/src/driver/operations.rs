@@ -57,7 +57,8 @@ impl Driver {
     /// learn the source address towards the server now; a client that is down connects at
     /// once, from there.
     pub(super) fn network_changed(&mut self) {
-        let Some(server) = self.server else {
+        // The server in use: a client that failed over follows the route to its new one.
+        let Some(server) = self.endpoint.current_server() else {
             return;
         };
         match crate::setup::route_source(server) {
