@@ -186,6 +186,7 @@ fn interface(
         raw_esp: true,
         manage_routes: tunnel.manage_routes,
         route_metric: tunnel.route_metric,
+        route_protocol: tunnel.route_protocol,
         peer_pool,
         clamp_mss: tunnel.clamp_mss,
         icmp_source: None,
