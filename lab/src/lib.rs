@@ -6,6 +6,7 @@
 //!   default features), so it holds nothing that only tests may do.
 //! - `strongswan`: the one charon launcher ([`strongswan::Charon`]) and swanctl.
 //! - `trace`: the one reader of the strongSwan trace in testdata/ ([`trace`]).
+//! - `postgres`: a throwaway PostgreSQL server for the registry's tests ([`postgres_lab`]).
 //! - `daemons`: labs that run the `hometun` binary: two static forwarders ([`forwarder_lab`]),
 //!   the IKE daemons with a PKI ([`ike_lab`], [`pki_lab`]), and the roaming labs with an ISP,
 //!   a NAT and an attacker ([`roaming_lab`], [`roaming_ike_lab`]).
@@ -33,6 +34,8 @@ pub mod ike_lab;
 pub mod lan_lab;
 #[cfg(feature = "daemons")]
 pub mod pki_lab;
+#[cfg(feature = "postgres")]
+pub mod postgres_lab;
 #[cfg(feature = "daemons")]
 pub mod roaming_ike_lab;
 #[cfg(feature = "daemons")]

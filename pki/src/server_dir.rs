@@ -160,7 +160,7 @@ impl ServerDir {
             self.server_cert(),
             self.server_key(),
             self.server_toml(),
-            self.registry().path().to_path_buf(),
+            self.registry().location(),
             self.default_crl(),
         ] {
             if path.exists() {
@@ -406,7 +406,7 @@ impl ServerDir {
             return Ok(());
         }
         Err(PkiError::Registry {
-            path: self.registry().path().to_path_buf(),
+            path: self.registry().location(),
             problem: format!(
                 "its pool {} is not inside server.pool {} of {}",
                 data.pool,

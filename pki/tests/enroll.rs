@@ -58,7 +58,7 @@ async fn token_enrolls_once_and_is_refused_the_second_time() {
     assert_eq!(loaded.client.name, "home.example");
     assert_eq!(loaded.client.prefix, bundle.prefix);
     // The key stayed here: the registry has the certificate, not the key.
-    let registry = std::fs::read_to_string(srv.registry().path()).unwrap();
+    let registry = std::fs::read_to_string(srv.registry().location()).unwrap();
     assert!(!registry.contains("PRIVATE KEY"));
     assert!(!registry.contains(&format!("{:?}", token.secret)));
     let data = srv.registry().load().unwrap();

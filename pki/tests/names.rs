@@ -109,7 +109,7 @@ fn an_old_registry_loads_normalised_and_a_collision_is_refused() {
         64,
         KeyType::Ed25519,
     );
-    let path = srv.registry().path().to_path_buf();
+    let path = srv.registry().location().to_path_buf();
     let mut data = srv.registry().load().unwrap();
 
     // One mixed-case home, as an older version wrote it: loads in lower case.
