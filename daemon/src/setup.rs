@@ -235,6 +235,15 @@ pub fn prepare_server(config_path: &Path) -> anyhow::Result<(DriverConfig, Respo
         half_open_per_source: settings.half_open_per_source,
         half_open_total: settings.half_open_total,
     };
+    // The enrolled homes and which server holds each: the enrollment listener's CA directory,
+    // or where `pki init` put this config.
+    let registry_dir = match &config.enroll {
+        Some(enroll) => enroll.pki_dir.clone(),
+        None => config_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+    };
     let driver = DriverConfig {
         role_name: "server",
         identity: s.name.clone(),
@@ -263,16 +272,9 @@ pub fn prepare_server(config_path: &Path) -> anyhow::Result<(DriverConfig, Respo
         site: SitePlan::Vps(Box::new(config.clone())),
         known_peers: KnownPeers {
             configured: config.clients.iter().map(|c| c.name.clone()).collect(),
-            // The enrolled homes: the enrollment listener's CA directory, or where `pki init`
-            // put this config.
-            registry_dir: Some(match &config.enroll {
-                Some(enroll) => enroll.pki_dir.clone(),
-                None => config_path
-                    .parent()
-                    .map(Path::to_path_buf)
-                    .unwrap_or_default(),
-            }),
+            registry_dir: Some(registry_dir.clone()),
         },
+        holders: crate::holders::HolderRegistry::file_in(&registry_dir, &s.name),
     };
     create_state_dir(&s.state_dir)?;
     Ok((driver, responder))
@@ -409,6 +411,7 @@ pub fn prepare_client(config_path: &Path) -> anyhow::Result<(DriverConfig, Initi
             configured: server_names,
             registry_dir: None,
         },
+        holders: None,
     };
     create_state_dir(&c.state_dir)?;
     Ok((driver, initiator))

@@ -90,6 +90,9 @@ pub struct DriverConfig {
     /// The peers status lists before they are seen (configured and enrolled homes, or the
     /// client's server).
     pub known_peers: crate::homes::KnownPeers,
+    /// A server's registry of which server holds each home (`None`: a client, or a server
+    /// without a registry).
+    pub holders: Option<crate::holders::HolderRegistry>,
 }
 
 /// Where the daemon's forwarder comes from.
@@ -161,6 +164,14 @@ async fn renewal_result(
 ) -> Option<crate::renewal::RenewalResult> {
     match results {
         Some(results) => results.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next home another server took; never without a registry.
+async fn home_lost(holders: &mut Option<crate::holders::HomeHolders>) -> crate::holders::Lost {
+    match holders {
+        Some(holders) => holders.lost().await,
         None => std::future::pending().await,
     }
 }
@@ -260,8 +271,13 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
         }
         None => (None, None),
     };
+    let holders = config
+        .holders
+        .clone()
+        .map(crate::holders::HomeHolders::start);
     let mut driver = Driver {
         endpoint,
+        holders,
         link,
         child,
         events,
@@ -331,6 +347,7 @@ enum Wake {
     Renewed(crate::renewal::RenewalResult),
     ForwarderExited(std::io::Result<std::process::ExitStatus>),
     EventsClosed,
+    HomeLost(crate::holders::Lost),
 }
 
 struct Driver {
@@ -359,6 +376,8 @@ struct Driver {
     site: Site,
     /// Every peer known, up or down, with its traffic totals.
     homes: crate::homes::Homes,
+    /// A server's claims of its homes in the registry, and the homes other servers took.
+    holders: Option<crate::holders::HomeHolders>,
     /// Forwarder requests sent and not yet answered, oldest first.
     in_flight: VecDeque<InFlight>,
     /// The server's worker threads for IKE_AUTH signature work, and their results.
@@ -441,6 +460,7 @@ impl Driver {
                 status = child_exit(&mut self.child) => Wake::ForwarderExited(status),
                 () = renewal_due(&self.renewal) => Wake::RenewalDue,
                 Some(result) = renewal_result(&mut self.renewal_results) => Wake::Renewed(result),
+                lost = home_lost(&mut self.holders) => Wake::HomeLost(lost),
             };
             match wake {
                 Wake::Datagram(n, from) => {
@@ -505,6 +525,7 @@ impl Driver {
                         self.reload("renewed certificate").await?;
                     }
                 }
+                Wake::HomeLost(lost) => self.home_lost(lost),
                 Wake::ForwarderExited(status) => return Err(forwarder_gone(Some(status))),
                 Wake::EventsClosed => {
                     self.events_open = false;
@@ -660,6 +681,9 @@ impl Driver {
                 reauthenticated,
             } => {
                 self.homes.up(&name, now().wall);
+                if let Some(holders) = &self.holders {
+                    holders.up(&name);
+                }
                 if reauthenticated {
                     tracing::info!("peer re-authenticated: {name} ({peer}) at {remote}");
                 } else {
@@ -668,6 +692,9 @@ impl Driver {
             }
             Output::PeerDown { peer, name, reason } => {
                 self.homes.down(&name, &reason, now().wall);
+                if let Some(holders) = &self.holders {
+                    holders.down(&name);
+                }
                 tracing::info!("peer down: {name} ({peer}): {reason}");
             }
             Output::Refused {

@@ -1,6 +1,7 @@
 //! What the driver does besides carrying packets and forwarder requests: reading the
 //! configuration again (SIGHUP, a new CRL, a renewed certificate), following a client's network
-//! when it changed, and the operator's commands from the status socket.
+//! when it changed, the operator's commands from the status socket, and a home that another
+//! server took.
 
 use hometun_control::Request;
 use hometun_ike::endpoint::Initiated;
@@ -75,6 +76,20 @@ impl Driver {
                 }
             }
             Err(error) => tracing::debug!("network changed: {error:#}"),
+        }
+    }
+
+    /// Another server holds `lost.home` now (the registry says so): whatever this server still
+    /// has of it goes, its route with its CHILD SAs, so that only the holder routes and
+    /// announces the home's prefix.
+    pub(super) fn home_lost(&mut self, lost: crate::holders::Lost) {
+        let deleted = self.endpoint.terminate(now(), &lost.home, &mut self.rng);
+        if deleted > 0 {
+            tracing::info!(
+                "{} is held by {} now: dropped its {deleted} IKE SA(s) here, and its route",
+                lost.home,
+                lost.by
+            );
         }
     }
 
