@@ -37,8 +37,8 @@ impl HolderRegistry {
 
 /// What the driver tells the holder task.
 enum Change {
-    /// A home authenticated to us: claim it.
-    Up(String),
+    /// A home authenticated to us at this time (Unix seconds): claim it.
+    Up(String, i64),
     /// A home's IKE SA with us is gone: release it (if we still hold it).
     Down(String),
 }
@@ -67,9 +67,13 @@ impl HomeHolders {
         HomeHolders { changes, lost }
     }
 
-    /// A home authenticated to us (also after a re-authentication: the claim is renewed).
-    pub fn up(&self, home: &str) {
-        let _ = self.changes.send(Change::Up(home.to_string()));
+    /// A home authenticated to us at `at` (also after a re-authentication: the claim is
+    /// renewed).
+    pub fn up(&self, home: &str, at: std::time::SystemTime) {
+        let since = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let _ = self.changes.send(Change::Up(home.to_string(), since));
     }
 
     /// A home's IKE SA with us is gone.
@@ -139,9 +143,9 @@ async fn run(
         };
         tokio::select! {
             change = changes.recv() => match change {
-                Some(Change::Up(home)) => {
+                Some(Change::Up(home, since)) => {
                     held.insert(home.clone());
-                    claim(&registry, &us, home).await;
+                    claim(&registry, &us, home, since).await;
                 }
                 Some(Change::Down(home)) => {
                     held.remove(&home);
@@ -170,12 +174,9 @@ async fn run(
     }
 }
 
-async fn claim(registry: &Registry, us: &str, home: String) {
+async fn claim(registry: &Registry, us: &str, home: String, since: i64) {
     let (registry, server, name) = (registry.clone(), us.to_string(), home.clone());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    match blocking(move || registry.claim(&name, &server, now)).await {
+    match blocking(move || registry.claim(&name, &server, since)).await {
         Ok(Some(previous)) if previous.server != us => tracing::info!(
             "{home} is held here now (it was held by {} since {})",
             previous.server,
@@ -246,11 +247,12 @@ mod tests {
         let path = shared_registry(dir.path());
         let mut a = server(&path, "a.example");
         let mut b = server(&path, "b.example");
-        a.up("home.example");
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        a.up("home.example", at);
         until_held(&path, "home.example", Some("a.example")).await;
         // The file backend looks every half second: let both subscriptions see A's claim.
         tokio::time::sleep(Duration::from_millis(1200)).await;
-        b.up("home.example");
+        b.up("home.example", at + Duration::from_secs(5));
         let lost = tokio::time::timeout(Duration::from_secs(5), a.lost())
             .await
             .expect("A hears that B took the home");

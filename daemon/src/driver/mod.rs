@@ -682,7 +682,7 @@ impl Driver {
             } => {
                 self.homes.up(&name, now().wall);
                 if let Some(holders) = &self.holders {
-                    holders.up(&name);
+                    holders.up(&name, now().wall);
                 }
                 if reauthenticated {
                     tracing::info!("peer re-authenticated: {name} ({peer}) at {remote}");
