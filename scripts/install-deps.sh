@@ -33,6 +33,7 @@ packages=(
   python3-scapy # independent ESP check (forwarder/tests/kat_scapy.rs)
   python3-cryptography # Scapy's AES-GCM
   wireguard-tools # wg: bench/reference/boringtun-pair.sh
+  bird2 # bird, birdc: the BGP routers of integration/tests/multi_failover.rs
   # strongSwan 5.9 (charon with kernel-libipsec) and the package of every plugin in
   # testdata/strongswan-plugins
   strongswan-charon # /usr/lib/ipsec/charon

@@ -48,6 +48,8 @@ const PROGRAMS: &[&str] = &[
     "curl",
     "gcc",
     "g++",
+    "bird",
+    "birdc",
 ];
 
 /// Files that are not programs but that tests load: Scapy and the cryptography module it uses
