@@ -34,6 +34,11 @@ packages=(
   python3-cryptography # Scapy's AES-GCM
   wireguard-tools # wg: bench/reference/boringtun-pair.sh
   bird2 # bird, birdc: the BGP routers of integration/tests/multi_failover.rs
+  # PostgreSQL 15 for the shared registry's tests and bench/registry.sh (lab/src/postgres_lab.rs
+  # runs initdb and pg_ctl from /usr/lib/postgresql/15/bin, as the postgres user the package
+  # creates), and its client (createdb, psql)
+  postgresql-15
+  postgresql-client-15
   # strongSwan 5.9 (charon with kernel-libipsec) and the package of every plugin in
   # testdata/strongswan-plugins
   strongswan-charon # /usr/lib/ipsec/charon
@@ -62,6 +67,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 $demo_only && exit 0
+# The Rust toolchain comes from rustup, not from Debian (whose rustc is too old for the
+# workspace): without it, say so in one line rather than fail on the first cargo command.
+[ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v rustup >/dev/null 2>&1 || ! command -v cargo >/dev/null 2>&1; then
+  echo "install-deps: needs a Rust toolchain from rustup (cargo, rustup): install it from https://rustup.rs, then run this again" >&2
+  exit 1
+fi
 # cargo-fuzz runs the fuzz smoke tests, on nightly when it can be had; where rustup cannot
 # fetch it, scripts/fuzz-smoke.sh runs the installed toolchain with RUSTC_BOOTSTRAP=1.
 if ! rustup toolchain list | grep -q nightly; then

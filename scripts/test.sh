@@ -21,6 +21,11 @@ export HOMETUN_BIN="$target_dir/release/hometun"
 phase "tests"
 cargo test --workspace --release --no-fail-fast
 
+phase "fuzz harness tests"
+# The harnesses check themselves (fuzz/tests: an honest run comes up, the invariants fire, every
+# target has a committed corpus); fuzz/ is outside the workspace.
+(cd fuzz && cargo test --release)
+
 phase "fuzz smoke"
 scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-10}"
 phase "done"

@@ -14,16 +14,20 @@ use ipnet::Ipv6Net;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+mod enroll;
 mod files;
 mod lan;
 pub mod names;
+mod registry;
 mod renew;
 mod servers;
 pub mod static_sa;
 mod tunnel;
 
+pub use enroll::EnrollSection;
 pub use files::{check_private_key_mode, file_error, io_problem};
 pub use lan::{LanSection, MAX_DNS_ENTRIES, UpstreamMode, UpstreamSection};
+pub use registry::RegistrySection;
 pub use renew::RenewSection;
 pub use servers::{OneOrMore, ServerTarget};
 use tunnel::check_tunnel;
@@ -324,28 +328,6 @@ impl ServerSection {
     }
 }
 
-/// The `[enroll]` table: online enrollment (`hometun pki serve`, `hometun enroll`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EnrollSection {
-    /// Address the enrollment listener (TLS over TCP) binds.
-    pub listen: SocketAddr,
-    /// Address homes connect to, written into enrollment tokens (defaults to `listen`; set it
-    /// when `listen` is a wildcard or behind a port forward).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address: Option<SocketAddr>,
-    /// Directory with the CA key and the registry (defaults to this file's directory).
-    #[serde(default = "default_pki_dir")]
-    pub pki_dir: PathBuf,
-}
-
-impl EnrollSection {
-    /// The address tokens carry.
-    pub fn public_address(&self) -> SocketAddr {
-        self.address.unwrap_or(self.listen)
-    }
-}
-
 /// A client known by configuration rather than by a prefix in its certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -379,6 +361,9 @@ pub struct ServerConfig {
     /// `[enroll]`: online enrollment (off unless set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enroll: Option<EnrollSection>,
+    /// `[registry]`: a registry shared by several servers (else the PKI directory's file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistrySection>,
     /// `[upstream]`: forwarding and how the provider reaches the pool.
     #[serde(default)]
     pub upstream: UpstreamSection,
@@ -547,6 +532,13 @@ impl ServerConfig {
         if let Some(enroll) = &mut config.enroll {
             enroll.pki_dir = base.join(&enroll.pki_dir);
         }
+        if let Some(file) = config
+            .registry
+            .as_mut()
+            .and_then(|r| r.password_file.as_mut())
+        {
+            *file = base.join(&*file);
+        }
         Ok(config)
     }
 
@@ -571,31 +563,14 @@ impl ServerConfig {
         check_ike(&self.ike, file)?;
         self.upstream.check(&self.tunnel.interface, file)?;
         normalise_name(&mut self.server.name, "server.name", file)?;
+        if let Some(registry) = &self.registry {
+            registry.check(file)?;
+        }
         for (i, client) in self.clients.iter_mut().enumerate() {
             normalise_name(&mut client.name, &format!("clients[{i}].name"), file)?;
         }
         if let Some(enroll) = &self.enroll {
-            if enroll.listen.port() == 0 {
-                return Err(ConfigError::new(
-                    file,
-                    "enroll.listen",
-                    "needs a port (e.g. 192.0.2.1:8443)",
-                ));
-            }
-            let public = enroll.public_address();
-            if public.ip().is_unspecified() || public.port() == 0 {
-                return Err(ConfigError::new(
-                    file,
-                    if enroll.address.is_some() {
-                        "enroll.address"
-                    } else {
-                        "enroll.listen"
-                    },
-                    format!(
-                        "{public} cannot go into enrollment tokens; set enroll.address to the address homes connect to"
-                    ),
-                ));
-            }
+            enroll.check(file)?;
         }
         if self.server.ike_port == self.server.nat_port {
             return Err(ConfigError::new(
@@ -738,10 +713,20 @@ fn parse_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
 
 fn parse_str<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
     let deserializer = toml::Deserializer::parse(text).map_err(|e| {
+        // The line itself, since toml's message may not name what is wrong ("duplicate key").
+        let excerpt = e
+            .span()
+            .and_then(|span| text.get(..span.start))
+            .map(|before| before.rfind('\n').map_or(0, |i| i + 1))
+            .and_then(|start| text[start..].lines().next())
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(|line| format!(" (`{}`)", line.chars().take(60).collect::<String>()))
+            .unwrap_or_default();
         ConfigError::new(
             path,
             "-",
-            format!("not valid TOML: {}", one_line(&e.to_string())),
+            format!("not valid TOML: {}{excerpt}", one_line(&e.to_string())),
         )
     })?;
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
@@ -899,9 +884,6 @@ fn default_state_dir() -> PathBuf {
 }
 fn default_status_socket() -> PathBuf {
     PathBuf::from("state/control.sock")
-}
-fn default_pki_dir() -> PathBuf {
-    PathBuf::from(".")
 }
 
 #[cfg(test)]

@@ -147,6 +147,16 @@ fn broken_toml_is_one_line() {
     assert!(!e.contains('\n'), "{e}");
 }
 
+/// A second `[upstream]` table (appended instead of edited): the message shows the line, since
+/// toml's own says only "duplicate key".
+#[test]
+fn a_duplicate_table_names_its_line() {
+    let e = server_err("[upstream]\nforwarding = true\n\n[upstream]\nforwarding = false\n");
+    assert!(e.starts_with("server.toml: not valid TOML: line 4"), "{e}");
+    assert!(e.ends_with("(`[upstream]`)"), "{e}");
+    assert!(!e.contains('\n'), "{e}");
+}
+
 #[test]
 fn load_resolves_paths_relative_to_the_file() {
     let dir = tempfile::tempdir().unwrap();

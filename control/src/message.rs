@@ -42,6 +42,15 @@ pub enum Request {
         /// The new pool; `None` leaves grants optional.
         pool: Option<ipnet::Ipv6Net>,
     },
+    /// The peer's identity, for the forwarder's log lines (which otherwise say `peerN`, a number
+    /// that changes across restarts): sent when its IKE SA comes up; `None` forgets it once the
+    /// peer is down.
+    NamePeer {
+        /// The peer.
+        peer: PeerId,
+        /// Its identity (at most 255 bytes are kept).
+        name: Option<String>,
+    },
     /// Remove the pair whose inbound SPI this is.
     Delete {
         /// Inbound SPI of the pair.

@@ -61,6 +61,17 @@ impl std::fmt::Debug for ForwarderLink {
     }
 }
 
+/// `-v`/`-vv` as our own logging has it, so that the forwarder child logs as much detail as we
+/// do (RUST_LOG, when set, reaches it through the environment anyway).
+fn verbosity_args() -> Option<&'static str> {
+    use tracing::level_filters::LevelFilter;
+    match LevelFilter::current() {
+        LevelFilter::TRACE => Some("-vv"),
+        LevelFilter::DEBUG => Some("-v"),
+        _ => None,
+    }
+}
+
 impl ForwarderLink {
     /// Starts `program forwarder --control-fd N` as a child joined by a socketpair.
     /// Returns the link, the forwarder's events and the child (kill it to stop the forwarder
@@ -85,6 +96,7 @@ impl ForwarderLink {
             .arg("--control-fd")
             .arg(theirs.as_raw_fd().to_string())
             .args(extra_args)
+            .args(verbosity_args())
             .kill_on_drop(true);
         // SAFETY: the closure runs in the child between fork and exec, where only
         // async-signal-safe calls are allowed: it makes two system calls (prctl, getppid) and

@@ -16,6 +16,7 @@ use hometun_config::{ClientConfig, ConfigError, ServerConfig, check_private_key_
 use serde::Serialize;
 
 use crate::authorizer::ConfigAuthorizer;
+use crate::registry_watch::RevokedSerials;
 use crate::setup::{CredentialFiles, common_config, load_credentials};
 use hometun_ike::crypto::{PeerIdentity, PeerUsage};
 use hometun_ike::endpoint::CommonConfig;
@@ -26,6 +27,8 @@ use hometun_ike::endpoint::reload::{Reload, ResponderReload};
 pub struct ConfigReloader {
     path: PathBuf,
     running: Running,
+    /// The shared registry's revoked serials, which every authorizer built here refuses.
+    revoked: RevokedSerials,
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +52,7 @@ pub struct Reloaded {
 pub fn server_settings(
     config: &ServerConfig,
     config_path: &Path,
+    revoked: &RevokedSerials,
 ) -> anyhow::Result<(CommonConfig, ResponderReload)> {
     let s = &config.server;
     check_private_key_mode(&s.private_key, "server.private_key", config_path)?;
@@ -73,7 +77,9 @@ pub fn server_settings(
         config_path,
     )?;
     let responder = ResponderReload {
-        authorizer: Box::new(ConfigAuthorizer::new(config.clients.clone(), s.pool)),
+        authorizer: Box::new(
+            ConfigAuthorizer::new(config.clients.clone(), s.pool).refusing(revoked.clone()),
+        ),
         cookie_threshold: config.dos.cookie_threshold,
         half_open_per_source: config.dos.half_open_per_source,
         half_open_total: config.dos.half_open_total,
@@ -111,7 +117,7 @@ pub fn client_settings(config: &ClientConfig, config_path: &Path) -> anyhow::Res
 }
 
 /// Keys a server cannot change without a restart (dotted paths; a table name covers its keys).
-const SERVER_RESTART_KEYS: [&str; 10] = [
+const SERVER_RESTART_KEYS: [&str; 12] = [
     "server.name",
     "server.listen",
     "server.ike_port",
@@ -122,10 +128,14 @@ const SERVER_RESTART_KEYS: [&str; 10] = [
     "server.forwarder_socket",
     "tunnel",
     "enroll",
+    // Forwarding, the NDP proxy and the upstream routes are set up once at start.
+    "upstream",
+    // The registry's connection and subscription are made once at start.
+    "registry",
 ];
 
 /// Keys a client cannot change without a restart.
-const CLIENT_RESTART_KEYS: [&str; 13] = [
+const CLIENT_RESTART_KEYS: [&str; 15] = [
     "client.name",
     "client.server",
     "client.server_name",
@@ -139,6 +149,9 @@ const CLIENT_RESTART_KEYS: [&str; 13] = [
     "client.metrics",
     "client.forwarder_socket",
     "tunnel",
+    // The LANs' addresses, Router Advertisements and the hook are set up once at start.
+    "client.updown",
+    "lan",
 ];
 
 impl ConfigReloader {
@@ -147,6 +160,7 @@ impl ConfigReloader {
         ConfigReloader {
             path: path.to_path_buf(),
             running: Running::Server(Box::new(config)),
+            revoked: RevokedSerials::default(),
         }
     }
 
@@ -155,7 +169,14 @@ impl ConfigReloader {
         ConfigReloader {
             path: path.to_path_buf(),
             running: Running::Client(Box::new(config)),
+            revoked: RevokedSerials::default(),
         }
+    }
+
+    /// A server's reloader whose authorizers also refuse what `revoked` holds.
+    pub fn refusing(mut self, revoked: RevokedSerials) -> Self {
+        self.revoked = revoked;
+        self
     }
 
     /// The configuration file.
@@ -180,7 +201,7 @@ impl ConfigReloader {
                 let new = ServerConfig::load(&path)?;
                 let changed = changed_keys(running.as_ref(), &new);
                 refuse_restart_keys(&path, &changed, &SERVER_RESTART_KEYS)?;
-                let (common, responder) = server_settings(&new, &path)?;
+                let (common, responder) = server_settings(&new, &path, &self.revoked)?;
                 let summary = summary(
                     &changed,
                     if new.server.crl.is_some() {
@@ -363,6 +384,61 @@ link_local = "fe80::1/64"
         assert_eq!(changes.len(), 1, "{changes:?}");
         assert_eq!(changes[0].key, "clients");
         assert_eq!(changes[0].new, "1 entries");
+    }
+
+    const CLIENT: &str = r#"
+[client]
+name = "home.example"
+server = "192.0.2.1"
+server_name = "vps.example"
+certificate = "client.pem"
+private_key = "client.key"
+ca = "ca.pem"
+prefix = "2001:db8:100:1::/64"
+
+[tunnel]
+link_local = "fe80::2/64"
+"#;
+
+    /// What a reload would not apply is refused, never accepted and ignored: the LANs, the
+    /// updown hook, the upstream set-up.
+    #[test]
+    fn lans_the_hook_and_the_upstream_need_a_restart() {
+        let client = |text: &str| ClientConfig::from_toml(Path::new("client.toml"), text).unwrap();
+        let old = client(CLIENT);
+        for (new, key) in [
+            (format!("{CLIENT}\n[[lan]]\ninterface = \"eth1\"\n"), "lan"),
+            (
+                CLIENT.replace("prefix =", "updown = \"/usr/local/bin/hook\"\nprefix ="),
+                "client.updown",
+            ),
+        ] {
+            let error = refuse_restart_keys(
+                Path::new("client.toml"),
+                &changed_keys(&old, &client(&new)),
+                &CLIENT_RESTART_KEYS,
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                error.starts_with(&format!("client.toml: {key}: changed from")),
+                "{error}"
+            );
+            assert!(error.ends_with("which needs a restart (hometun reads it only at start-up)"));
+        }
+        let old = server(SERVER);
+        let new = server(&format!("{SERVER}\n[upstream]\nforwarding = false\n"));
+        let error = refuse_restart_keys(
+            Path::new("server.toml"),
+            &changed_keys(&old, &new),
+            &SERVER_RESTART_KEYS,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.starts_with("server.toml: upstream.forwarding: changed from true to false"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use ipnet::Ipv6Net;
 
 use crate::driver::{self, DriverConfig, ForwarderSource, Role};
 use crate::homes::KnownPeers;
+use crate::registry_watch::RegistryWatch;
 use crate::reload::ConfigReloader;
 use crate::site::SitePlan;
 use hometun_ike::crypto::credentials::certificates_from_pem;
@@ -223,10 +224,18 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Everything `hometun server` needs, checked, before anything touches the network.
-pub fn prepare_server(config_path: &Path) -> anyhow::Result<(DriverConfig, ResponderConfig)> {
+pub fn prepare_server(
+    config_path: &Path,
+) -> anyhow::Result<(DriverConfig, ResponderConfig, Option<RegistryWatch>)> {
     let config = ServerConfig::load(config_path)?;
     let s = &config.server;
-    let (common, settings) = crate::reload::server_settings(&config, config_path)?;
+    let registry = crate::registry_watch::open(&config)
+        .with_context(|| format!("{}: [registry]", config_path.display()))?;
+    let revoked = registry
+        .as_ref()
+        .map(|watch| watch.revoked.clone())
+        .unwrap_or_default();
+    let (common, settings) = crate::reload::server_settings(&config, config_path, &revoked)?;
     let responder = ResponderConfig {
         common,
         local_addr: s.listen,
@@ -266,7 +275,7 @@ pub fn prepare_server(config_path: &Path) -> anyhow::Result<(DriverConfig, Respo
         forwarder: forwarder_source(s.forwarder_socket.as_deref(), vec!["--accept-moves".into()])?,
         status_socket: s.status_socket.clone(),
         metrics: s.metrics,
-        reloader: Some(ConfigReloader::server(config_path, config.clone())),
+        reloader: Some(ConfigReloader::server(config_path, config.clone()).refusing(revoked)),
         renewal: None,
         peers_up: Some(s.state_dir.clone()),
         site: SitePlan::Vps(Box::new(config.clone())),
@@ -277,19 +286,19 @@ pub fn prepare_server(config_path: &Path) -> anyhow::Result<(DriverConfig, Respo
         holders: crate::holders::HolderRegistry::file_in(&registry_dir, &s.name),
     };
     create_state_dir(&s.state_dir)?;
-    Ok((driver, responder))
+    Ok((driver, responder, registry))
 }
 
 /// Runs `hometun server --config FILE` (with the enrollment listener when it has `[enroll]`)
 /// until SIGTERM/SIGINT.
 pub fn run_server(config_path: &Path) -> anyhow::Result<()> {
-    let (driver, responder) = prepare_server(config_path)?;
+    let (driver, responder, registry) = prepare_server(config_path)?;
     let enrollment = crate::enrollment::prepare(config_path)?;
     runtime()?.block_on(async move {
         if let Some(listener) = enrollment {
             listener.spawn()?;
         }
-        driver::run(driver, Role::Responder(responder)).await
+        driver::run_with_registry(driver, Role::Responder(responder), registry).await
     })
 }
 
@@ -297,7 +306,7 @@ pub fn run_server(config_path: &Path) -> anyhow::Result<()> {
 /// CRL, the enrollment CA directory) as start-up would, touching neither network nor disk.
 pub fn check_server(config_path: &Path) -> anyhow::Result<()> {
     let config = ServerConfig::load(config_path)?;
-    crate::reload::server_settings(&config, config_path)?;
+    crate::reload::server_settings(&config, config_path, &Default::default())?;
     if let Some(enroll) = &config.enroll {
         hometun_pki::enroll::server::EnrollmentServer::new(&enroll.pki_dir).with_context(|| {
             format!(

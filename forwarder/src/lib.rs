@@ -14,6 +14,7 @@ pub mod inbound;
 pub mod lifetime;
 pub mod mss;
 pub mod netlink;
+pub mod peer_names;
 pub mod read_failures;
 pub mod replay;
 pub mod requests;

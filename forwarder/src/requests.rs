@@ -176,6 +176,10 @@ impl<P: Platform> RequestHandler<P> {
                 }
                 Ok(Response::Ok)
             }
+            Request::NamePeer { peer, name } => {
+                self.sad.name_peer(peer, name);
+                Ok(Response::Ok)
+            }
             Request::Delete { spi_in } => {
                 self.sad.delete(spi_in)?;
                 self.sync_routes()?;

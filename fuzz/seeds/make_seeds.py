@@ -13,6 +13,10 @@
   MOBIKE, re-authentication, refused installs, replays, hostile edits of selectors, proposals,
   notifies and headers.
 - The example configurations (config_toml) and the enrollment frames (pki_enroll_protocol).
+- Neighbor Discovery as the LAN and the provider's link send it (ndp_message: Router and
+  Neighbor Solicitations and Advertisements, with options, and whole packets as the NDP proxy's
+  packet socket reads them) and TCP packets for MSS clamping (tcp_mss_clamp: SYNs with and
+  without an MSS option, among other options, a SYN-ACK, a plain segment, IPv4).
 
 Usage: /usr/bin/python3 fuzz/seeds/make_seeds.py OUTDIR   (writes OUTDIR/<target>/<name>)
 Then minimize into fuzz/corpus with `cargo fuzz cmin` (fuzz/README.md).
@@ -24,7 +28,9 @@ import struct
 import sys
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from scapy.all import IP, IPv6, UDP, ICMPv6EchoReply, ICMPv6EchoRequest, ICMPv6ND_NA, Raw, rdpcap
+from scapy.all import (IP, TCP, IPv6, UDP, ICMPv6EchoReply, ICMPv6EchoRequest, ICMPv6ND_NA,
+                       ICMPv6ND_NS, ICMPv6ND_RA, ICMPv6ND_RS, ICMPv6NDOptMTU, ICMPv6NDOptPrefixInfo,
+                       ICMPv6NDOptRDNSS, ICMPv6NDOptSrcLLAddr, ICMPv6NDOptDstLLAddr, Raw, rdpcap)
 from scapy.layers.ipsec import SecurityAssociation, ESP
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -264,5 +270,52 @@ for name in ("server.toml", "client.toml"):
 enroll = os.path.join(ROOT, "fuzz", "corpus", "enroll_request")
 for name in sorted(os.listdir(enroll)):
     write("pki_enroll_protocol", name, open(os.path.join(enroll, name), "rb").read()[1:])
+
+# ndp_message: the first byte picks the source (0: unspecified, 1: link-local), then the
+# ICMPv6 message, or a whole IPv6 packet for the proxy's packet socket.
+LL = "fe80::9"
+LAN_MAC = "02:00:00:00:00:09"
+ndp = {
+    "rs": ICMPv6ND_RS() / ICMPv6NDOptSrcLLAddr(lladdr=LAN_MAC),
+    "rs-bare": ICMPv6ND_RS(),
+    "ns": ICMPv6ND_NS(tgt="2001:db8:100:1::1") / ICMPv6NDOptSrcLLAddr(lladdr=LAN_MAC),
+    "ns-dad": ICMPv6ND_NS(tgt="2001:db8:100:1::5"),
+    "ra": ICMPv6ND_RA(routerlifetime=1800) / ICMPv6NDOptSrcLLAddr(lladdr=LAN_MAC)
+          / ICMPv6NDOptMTU(mtu=1400)
+          / ICMPv6NDOptPrefixInfo(prefix="2001:db8:100:1::", prefixlen=64, L=1, A=1)
+          / ICMPv6NDOptRDNSS(dns=["2001:db8:53::53"], lifetime=600),
+    "ra-final": ICMPv6ND_RA(routerlifetime=0)
+                / ICMPv6NDOptPrefixInfo(prefix="2001:db8:100:1::", prefixlen=64,
+                                        validlifetime=7200, preferredlifetime=0),
+    "na": ICMPv6ND_NA(R=1, S=1, O=1, tgt="2001:db8:100:1::1")
+          / ICMPv6NDOptDstLLAddr(lladdr=LAN_MAC),
+}
+for name, message in ndp.items():
+    pick = 0 if name in ("ns-dad",) else 1
+    write("ndp_message", name, bytes([pick]) + bytes(message))
+for name, dst in (("packet-ns", "ff02::1:ff00:1"), ("packet-ns-unicast", "2001:db8:100:1::1")):
+    packet = IPv6(src=LL, dst=dst, hlim=255) / ICMPv6ND_NS(tgt="2001:db8:100:1::1") \
+        / ICMPv6NDOptSrcLLAddr(lladdr=LAN_MAC)
+    write("ndp_message", name, b"\x01" + bytes(packet))
+
+# tcp_mss_clamp: two bytes of limit (1340: MTU 1400), then the packet.
+limit = struct.pack("!H", 1340)
+tcp = {
+    "syn-mss": TCP(sport=40000, dport=443, flags="S", options=[("MSS", 1460)]),
+    "syn-many-options": TCP(sport=40000, dport=443, flags="S",
+                            options=[("MSS", 8940), ("SAckOK", b""), ("Timestamp", (1, 0)),
+                                     ("NOP", None), ("WScale", 7)]),
+    "syn-mss-late": TCP(sport=40000, dport=443, flags="S",
+                        options=[("NOP", None), ("WScale", 7), ("MSS", 1460)]),
+    "syn-small-mss": TCP(sport=40000, dport=443, flags="S", options=[("MSS", 536)]),
+    "syn-no-mss": TCP(sport=40000, dport=443, flags="S", options=[("SAckOK", b"")]),
+    "synack": TCP(sport=443, dport=40000, flags="SA", options=[("MSS", 1460)]),
+    "ack": TCP(sport=40000, dport=443, flags="A") / Raw(b"data"),
+}
+for name, segment in tcp.items():
+    write("tcp_mss_clamp", name,
+          limit + bytes(IPv6(src="2001:db8:100:1::9", dst="2001:db8:ff::1") / segment))
+write("tcp_mss_clamp", "ipv4-syn",
+      limit + bytes(IP(src="192.0.2.9", dst="198.51.100.1") / tcp["syn-mss"]))
 
 print("seeds written to", OUT)

@@ -6,6 +6,7 @@
 pub mod choices;
 pub mod craft;
 pub mod credentials;
+pub mod endpoints;
 pub mod established;
 pub mod hostile;
 pub mod ike_world;

@@ -74,6 +74,8 @@ pub enum Output {
     Rekeyed {
         /// The peer.
         peer: hometun_control::PeerId,
+        /// Its identity.
+        name: String,
         /// Inbound SPI of the pair that is replaced.
         old_spi_in: hometun_control::Spi,
         /// Inbound SPI of its successor.

@@ -13,6 +13,8 @@ pub mod proposal;
 pub mod sa;
 pub mod selectors;
 pub mod settings;
+#[cfg(feature = "test-util")]
+pub mod sim;
 pub mod status;
 pub mod window;
 pub mod wire;

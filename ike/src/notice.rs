@@ -19,6 +19,8 @@ use crate::wire::NotifyType;
 /// How loud a [`Notice`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
+    /// Steps of something another line reports at info (`-v`).
+    Debug,
     /// Things that happen in normal operation.
     Info,
     /// Things an operator should look at.
@@ -381,6 +383,9 @@ impl Notice {
             | Notice::CertificateExpired { .. }
             | Notice::PeerReports { .. }
             | Notice::HalfOpenBound { .. } => Level::Warn,
+            // One line per move at info: the forwarder's (it moved the CHILD SAs) or
+            // MobikeMoved (the return-routability check passed).
+            Notice::IkeFollowsForwarder { .. } | Notice::MobikeMoving { .. } => Level::Debug,
             _ => Level::Info,
         }
     }

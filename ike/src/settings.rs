@@ -72,6 +72,12 @@ pub enum PrefixRefusal {
         /// The pool.
         pool: ipnet::Ipv6Net,
     },
+    /// The shared registry revoked the certificate (before a CRL file says so).
+    #[error("its certificate (serial {serial}) is revoked in the registry")]
+    Revoked {
+        /// The certificate's serial, lower-case hex.
+        serial: String,
+    },
     /// A prefix of the certificate overlaps a `[[clients]]` entry's.
     #[error("its certificate's prefix {prefix} overlaps {theirs} of [[clients]] {name}")]
     OverlapsStaticClient {

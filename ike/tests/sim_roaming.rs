@@ -69,7 +69,7 @@ fn move_client(pair: &mut Pair) {
     pair.server
         .forwarder
         .apply(
-            Request::UpdateEndpoint {
+            &Request::UpdateEndpoint {
                 peer: peer_s,
                 endpoint: server_new,
             },
@@ -198,7 +198,7 @@ fn a_nat_rebinding_keeps_esp_in_udp_and_later_pairs_at_the_new_mapping() {
     pair.server
         .forwarder
         .apply(
-            Request::UpdateEndpoint {
+            &Request::UpdateEndpoint {
                 peer,
                 endpoint: new,
             },

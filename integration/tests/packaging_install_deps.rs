@@ -50,6 +50,13 @@ const PROGRAMS: &[&str] = &[
     "g++",
     "bird",
     "birdc",
+    // lab/src/postgres_lab.rs: the registry's PostgreSQL (started as the postgres user).
+    "runuser",
+    "chown",
+    "/usr/lib/postgresql/15/bin/initdb",
+    "/usr/lib/postgresql/15/bin/pg_ctl",
+    "/usr/lib/postgresql/15/bin/createdb",
+    "/usr/lib/postgresql/15/bin/psql",
 ];
 
 /// Files that are not programs but that tests load: Scapy and the cryptography module it uses
@@ -356,4 +363,47 @@ fn the_audit_reads_calls_of_every_shape() {
         expected.insert("/usr/lib/ipsec/charon".into());
     }
     assert_eq!(programs_in(text), expected);
+}
+
+/// On a machine without rustup, the script says in one line what to install instead of failing
+/// on the first cargo command (Debian's own rustc is too old for the workspace). Runs only where
+/// every named package is installed already, so that the script installs nothing (CI runs it
+/// after install-deps.sh).
+#[test]
+fn without_a_rust_toolchain_the_script_says_so_in_one_line() {
+    if !dpkg_available() {
+        return;
+    }
+    let missing: Vec<String> = named_packages()
+        .into_iter()
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if !missing.is_empty() {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "packages named by install-deps.sh are missing under CI: {missing:?}"
+        );
+        eprintln!("skipped: install-deps.sh would install {missing:?} first");
+        return;
+    }
+    let home = std::env::temp_dir().join(format!("hometun-no-rust-{}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap();
+    let output = Command::new(workspace_root().join("scripts/install-deps.sh"))
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&home).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        "install-deps: needs a Rust toolchain from rustup (cargo, rustup): install it from \
+         https://rustup.rs, then run this again"
+    );
 }

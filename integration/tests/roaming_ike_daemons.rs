@@ -14,9 +14,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hometun_lab::ike_lab::{edit_server, logs, ping6, wait_ping};
+use hometun_lab::ike_lab::{VPS_NAME, edit_server, logs, ping6, wait_ping};
 use hometun_lab::roaming_ike_lab::{
-    ATTACKER, HOME_SECOND, IkeRoamingLab, VPS_INNER, VPS_OUTER, drops, inbound_spis, wait_status,
+    ATTACKER, HOME_NAME, HOME_SECOND, IkeRoamingLab, VPS_INNER, VPS_OUTER, drops, inbound_spis,
+    wait_status,
 };
 use hometun_lab::roaming_lab::{Path4, outage};
 use hometun_lab::roaming_lab::{RoamingTools, TransferOutcome, TransferUnderPing};
@@ -161,6 +162,27 @@ fn scenario(path: Path4) {
         .map(|(_, message)| message.to_string())
         .unwrap_or_else(|| panic!("no switch logged by the server's forwarder\n{log}"));
     println!("hometun daemons, {path:?}: {outage}; server: {switch}");
+    // What the default level shows of the moves: one line each, naming the peer by its identity
+    // (the daemons run with -v; the probing and IKE's following are debug detail).
+    let moves = status["peers"][0]["moves"].as_u64().unwrap();
+    let server_lines = info_lines_of_moves(&log);
+    assert_eq!(server_lines.len() as u64, moves, "{server_lines:#?}");
+    assert!(
+        server_lines
+            .iter()
+            .all(|l| l.contains(HOME_NAME) && !l.contains("peer1")),
+        "{server_lines:#?}"
+    );
+    let client_lines = info_lines_of_moves(&client.log_text());
+    if path == Path4::Routed {
+        assert_eq!(client_lines.len(), 1, "{client_lines:#?}");
+        assert!(client_lines[0].contains(VPS_NAME), "{client_lines:#?}");
+    } else {
+        assert!(
+            client_lines.is_empty(),
+            "the home saw no change: {client_lines:#?}"
+        );
+    }
     println!("{}", server.status_table().unwrap());
 
     // The client's DELETE (SIGTERM) reaches the server from where the home is now.
@@ -175,6 +197,25 @@ fn scenario(path: Path4) {
         logs(&[&server])
     );
     assert!(server.stop().unwrap().success());
+}
+
+/// The lines at info level that report an address move or a step of one.
+fn info_lines_of_moves(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains(" INFO "))
+        .filter(|l| {
+            [
+                "moved",
+                "probing",
+                "IKE follows",
+                "reaches us again",
+                "MOBIKE",
+            ]
+            .iter()
+            .any(|word| l.contains(word))
+        })
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]

@@ -43,6 +43,8 @@ pub mod ping_log;
 pub mod pki_lab;
 #[cfg(feature = "postgres")]
 pub mod postgres_lab;
+#[cfg(all(feature = "daemons", feature = "postgres"))]
+pub mod registry_lab;
 #[cfg(feature = "daemons")]
 pub mod roaming_ike_lab;
 #[cfg(feature = "daemons")]

@@ -75,8 +75,14 @@ fn run(mut c: Command, what: &str) -> anyhow::Result<()> {
 
 impl PostgresLab {
     /// Creates a cluster in a new temporary directory and starts it (fsync off: the tests
-    /// measure the registry, not the disk).
+    /// check the registry, not the disk).
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with_fsync(false)
+    }
+
+    /// [`PostgresLab::start`] with `fsync` as asked: on for a benchmark that compares with the
+    /// file registry, which fsyncs every change.
+    pub fn start_with_fsync(fsync: bool) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("hometun-pg")
             .tempdir_in("/tmp")?;
@@ -104,8 +110,9 @@ impl PostgresLab {
             .arg(&data);
         run(initdb, "initdb")?;
         let options = format!(
-            "-k {} -c listen_addresses='' -c fsync=off -c max_connections=200",
-            dir.path().display()
+            "-k {} -c listen_addresses='' -c fsync={} -c max_connections=200",
+            dir.path().display(),
+            if fsync { "on" } else { "off" }
         );
         let mut pg_ctl = command("pg_ctl");
         pg_ctl

@@ -91,7 +91,7 @@ impl ClientDir {
     /// to `client.key`), then writes `client.pem`, `ca.pem` and `client.toml`. An existing
     /// client.toml keeps its other settings (tunnel, limits, ike, local address).
     pub fn import(&self, bundle: &Bundle, now: UnixTime) -> Result<ClientConfig, PkiError> {
-        self.import_for_renewal(bundle, now, None)
+        self.install(bundle, now, None, None)
     }
 
     /// [`ClientDir::import`], also writing the enrollment listener the home renews with
@@ -102,11 +102,42 @@ impl ClientDir {
         now: UnixTime,
         renew_server: Option<std::net::SocketAddr>,
     ) -> Result<ClientConfig, PkiError> {
+        self.install(bundle, now, renew_server, None)
+    }
+
+    /// `hometun enroll`, once the server answered: [`ClientDir::import`] of a bundle issued for
+    /// `new_key`, which replaces `client.key` only now that its certificate is here (a failed
+    /// enrollment leaves the directory as it was), also writing the enrollment listener the
+    /// home renews with (`renew.server`).
+    pub fn import_enrolled(
+        &self,
+        bundle: &Bundle,
+        now: UnixTime,
+        renew_server: std::net::SocketAddr,
+        new_key: &KeyPair,
+    ) -> Result<ClientConfig, PkiError> {
+        self.install(bundle, now, Some(renew_server), Some(new_key))
+    }
+
+    fn install(
+        &self,
+        bundle: &Bundle,
+        now: UnixTime,
+        renew_server: Option<std::net::SocketAddr>,
+        new_key: Option<&KeyPair>,
+    ) -> Result<ClientConfig, PkiError> {
         bundle.verify(now)?;
         let key_path = self.key();
-        let pem = files::read_to_string(&key_path)?;
-        let key = KeyPair::from_pem(&pem)
-            .map_err(|e| PkiError::file(&key_path, format!("not a usable key: {e}")))?;
+        let on_disk;
+        let key = match new_key {
+            Some(key) => key,
+            None => {
+                let pem = files::read_to_string(&key_path)?;
+                on_disk = KeyPair::from_pem(&pem)
+                    .map_err(|e| PkiError::file(&key_path, format!("not a usable key: {e}")))?;
+                &on_disk
+            }
+        };
         let peer = hometun_certs::verify::describe(&bundle.certificate_der()?)
             .map_err(|e| PkiError::Verify(e.to_string()))?;
         let cert_key: &[u8] = match &peer.public_key {
@@ -164,10 +195,23 @@ impl ClientDir {
             config.renew.server = renew_server;
         }
         let text = format!(
-            "# hometun client config, written by `hometun pki import`. Paths are relative to this file.\n{}",
+            "# hometun client config, written by `hometun {}`. Paths are relative to this file.\n{}",
+            if new_key.is_some() {
+                "enroll"
+            } else {
+                "pki import"
+            },
             config.to_toml()
         );
         ClientConfig::from_toml(&path, &text)?;
+        if let Some(key) = new_key {
+            files::ensure_dir(&self.dir)?;
+            files::write_atomic(
+                &key_path,
+                key.serialize_pem().as_bytes(),
+                files::PRIVATE_MODE,
+            )?;
+        }
         files::write_atomic(
             &self.cert(),
             pem_certificate(&bundle.certificate_der()?).as_bytes(),

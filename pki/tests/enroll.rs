@@ -58,10 +58,10 @@ async fn token_enrolls_once_and_is_refused_the_second_time() {
     assert_eq!(loaded.client.name, "home.example");
     assert_eq!(loaded.client.prefix, bundle.prefix);
     // The key stayed here: the registry has the certificate, not the key.
-    let registry = std::fs::read_to_string(srv.registry().location()).unwrap();
+    let registry = std::fs::read_to_string(srv.registry().unwrap().location()).unwrap();
     assert!(!registry.contains("PRIVATE KEY"));
     assert!(!registry.contains(&format!("{:?}", token.secret)));
-    let data = srv.registry().load().unwrap();
+    let data = srv.registry().unwrap().load().unwrap();
     assert_eq!(
         data.tokens[0].used_serial.as_deref(),
         Some(data.clients[0].serial.as_str())
@@ -75,7 +75,7 @@ async fn token_enrolls_once_and_is_refused_the_second_time() {
     assert!(e.to_string().contains("token was already used at"), "{e}");
     assert_eq!(refusal(e), RefusalCode::TOKEN_USED);
     assert!(!again.client_toml().exists());
-    assert_eq!(srv.registry().load().unwrap().clients.len(), 1);
+    assert_eq!(srv.registry().unwrap().load().unwrap().clients.len(), 1);
 }
 
 #[tokio::test]
@@ -173,7 +173,11 @@ async fn a_server_of_another_ca_is_not_trusted() {
     );
     assert!(!home.client_toml().exists());
     // No token was consumed on the real CA.
-    assert!(srv.registry().load().unwrap().tokens[0].used.is_none());
+    assert!(
+        srv.registry().unwrap().load().unwrap().tokens[0]
+            .used
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -273,4 +277,83 @@ fn refusals_are_logged_with_the_peer() {
         "{log}"
     );
     assert!(log.contains("peer=198.51.100.7:40000"), "{log}");
+}
+
+/// Enrolling again after a revocation brings a new key: the old one may be why the home was
+/// revoked, and a certificate for it would give it back its rights. A refused attempt leaves
+/// the home's directory as it was.
+#[tokio::test]
+async fn enrolling_again_after_a_revocation_brings_a_new_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = server(
+        &tmp.path().join("srv"),
+        "2001:db8:100::/48",
+        64,
+        KeyType::Ed25519,
+    );
+    let addr = start(srv.dir()).await;
+    let home = ClientDir::new(&tmp.path().join("home"));
+    let first = srv
+        .make_token("home.example", 60, Some(addr), now())
+        .unwrap();
+    let (bundle, _) = enroll(&home, &first, addr, KeyType::Ed25519, UnixTime::now())
+        .await
+        .unwrap();
+    let old_key = std::fs::read(home.key()).unwrap();
+    let old_cert = std::fs::read(home.cert()).unwrap();
+    srv.revoke("home.example", true, now()).unwrap();
+
+    // A used token is refused: nothing in the directory changes.
+    let e = enroll(&home, &first, addr, KeyType::Ed25519, UnixTime::now())
+        .await
+        .unwrap_err();
+    assert_eq!(refusal(e), RefusalCode::TOKEN_USED);
+    assert_eq!(std::fs::read(home.key()).unwrap(), old_key);
+    assert_eq!(std::fs::read(home.cert()).unwrap(), old_cert);
+
+    let second = srv
+        .make_token("home.example", 60, Some(addr), now())
+        .unwrap();
+    let (again, config) = enroll(&home, &second, addr, KeyType::Ed25519, UnixTime::now())
+        .await
+        .unwrap();
+    assert_eq!(again.prefix, bundle.prefix, "the name keeps its prefix");
+    let new_key = std::fs::read(home.key()).unwrap();
+    assert_ne!(new_key, old_key, "the revoked key was kept");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(home.key()).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    // The certificate and client.toml belong to the new key (ClientConfig::load checks that the
+    // files are there; the import compared the certificate's key with the one written).
+    assert_ne!(std::fs::read(home.cert()).unwrap(), old_cert);
+    assert_eq!(config.client.name, "home.example");
+    let text = std::fs::read_to_string(home.client_toml()).unwrap();
+    assert!(
+        text.starts_with("# hometun client config, written by `hometun enroll`"),
+        "{text}"
+    );
+}
+
+/// A first enrollment that fails leaves no key behind.
+#[tokio::test]
+async fn a_failed_first_enrollment_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = server(
+        &tmp.path().join("srv"),
+        "2001:db8:100::/48",
+        64,
+        KeyType::Ed25519,
+    );
+    let addr = start(srv.dir()).await;
+    let mut token = srv
+        .make_token("home.example", 60, Some(addr), now())
+        .unwrap();
+    token.secret[0] ^= 1;
+    let home = ClientDir::new(&tmp.path().join("home"));
+    let e = enroll(&home, &token, addr, KeyType::Ed25519, UnixTime::now())
+        .await
+        .unwrap_err();
+    assert_eq!(refusal(e), RefusalCode::UNKNOWN_TOKEN);
+    assert!(!home.key().exists() && !home.client_toml().exists());
 }

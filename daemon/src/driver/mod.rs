@@ -187,6 +187,15 @@ async fn child_exit(child: &mut Option<Child>) -> std::io::Result<std::process::
 /// Runs a daemon until SIGTERM or SIGINT (then it deletes its IKE SAs, stops the forwarder and
 /// returns `Ok`), or until the forwarder dies (an error: never run half-blind).
 pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
+    run_with_registry(config, role, None).await
+}
+
+/// [`run`] for a server with a shared registry, whose revocations it applies as they come.
+pub async fn run_with_registry(
+    config: DriverConfig,
+    role: Role,
+    registry: Option<crate::registry_watch::RegistryWatch>,
+) -> anyhow::Result<()> {
     let started = now();
     let (status_tx, status_rx) = mpsc::channel::<StatusRequest>(16);
     if let Some(addr) = config.metrics {
@@ -299,6 +308,7 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
         config,
         started,
         server,
+        registry,
         in_flight: VecDeque::new(),
         workers,
         auth_done,
@@ -344,6 +354,7 @@ enum Wake {
     Reload,
     RenewalDue,
     CrlCheck,
+    Registry(hometun_pki::registry::RegistryEvent),
     Renewed(crate::renewal::RenewalResult),
     ForwarderExited(std::io::Result<std::process::ExitStatus>),
     EventsClosed,
@@ -372,6 +383,8 @@ struct Driver {
     server: Option<SocketAddrV4>,
     /// A server's CRL file, looked at every few seconds.
     crl: Option<crate::crl_watch::FileWatch>,
+    /// A server's shared registry: revocations as they are committed.
+    registry: Option<crate::registry_watch::RegistryWatch>,
     /// The home's LANs or the VPS's upstream.
     site: Site,
     /// Every peer known, up or down, with its traffic totals.
@@ -451,6 +464,7 @@ impl Driver {
                 },
                 _ = tick.tick() => Wake::Counters,
                 _ = crl_tick.tick(), if self.crl.is_some() => Wake::CrlCheck,
+                Some(event) = crate::registry_watch::next_event(&mut self.registry) => Wake::Registry(event),
                 () = timer => Wake::Timer,
                 Some(request) = status_rx.recv() => Wake::Status(request),
                 Some(request) = command_rx.recv() => Wake::Command(request),
@@ -499,6 +513,7 @@ impl Driver {
                     return Ok(());
                 }
                 Wake::Reload => self.reload("SIGHUP").await?,
+                Wake::Registry(event) => self.registry_event(event).await?,
                 Wake::CrlCheck => {
                     let changed = self.crl.as_mut().is_some_and(|watch| watch.changed());
                     if changed {
@@ -564,7 +579,8 @@ impl Driver {
                 {
                     // Our own address changed (the client's forwarder follows it): what an
                     // unspecified bind address stands for changes with it.
-                    tracing::info!("our outer address moved: {} -> {}", old.local, new.local);
+                    // The forwarder logged the move at info; this is detail.
+                    tracing::debug!("our outer address moved: {} -> {}", old.local, new.local);
                     self.config.local_addr = new.local;
                     self.endpoint
                         .handle_local_address(now(), new.local, &mut self.rng);
@@ -689,6 +705,9 @@ impl Driver {
                 } else {
                     tracing::info!("peer up: {name} ({peer}) at {remote}");
                 }
+                // The forwarder's roaming lines then name the peer as we do.
+                let name = Some(name);
+                self.send_request(Request::NamePeer { peer, name }).await?;
             }
             Output::PeerDown { peer, name, reason } => {
                 self.homes.down(&name, &reason, now().wall);
@@ -696,6 +715,8 @@ impl Driver {
                     holders.down(&name);
                 }
                 tracing::info!("peer down: {name} ({peer}): {reason}");
+                self.send_request(Request::NamePeer { peer, name: None })
+                    .await?;
             }
             Output::Refused {
                 remote,
@@ -706,12 +727,13 @@ impl Driver {
                 None => tracing::warn!("refused {remote}: {reason}"),
             },
             Output::Rekeyed {
-                peer,
+                peer: _,
+                name,
                 old_spi_in,
                 new_spi_in,
             } => {
                 tracing::info!(
-                    "CHILD SA rekeyed ({peer}): inbound SPI {old_spi_in} -> {new_spi_in}"
+                    "CHILD SA rekeyed ({name}): inbound SPI {old_spi_in} -> {new_spi_in}"
                 );
             }
             Output::Notice(notice) => log_notice(&notice),
@@ -957,6 +979,7 @@ fn request_name(request: &Request) -> &'static str {
         Request::Install(_) => "Install",
         Request::AllowPeer { .. } => "AllowPeer",
         Request::SetPeerPool { .. } => "SetPeerPool",
+        Request::NamePeer { .. } => "NamePeer",
         Request::Delete { .. } => "Delete",
         Request::UpdateEndpoint { .. } => "UpdateEndpoint",
         Request::GetCounters => "GetCounters",
@@ -969,6 +992,7 @@ fn request_name(request: &Request) -> &'static str {
 /// target, so that `RUST_LOG=hometun_ike=...` selects the protocol's lines as it always did).
 pub fn log_notice(notice: &hometun_ike::notice::Notice) {
     match notice.level() {
+        Level::Debug => tracing::debug!(target: "hometun_ike", "{notice}"),
         Level::Info => tracing::info!(target: "hometun_ike", "{notice}"),
         Level::Warn => tracing::warn!(target: "hometun_ike", "{notice}"),
     }

@@ -54,6 +54,31 @@ impl Driver {
         Ok(())
     }
 
+    /// Something the shared registry committed: a revocation is applied at once, as a new CRL
+    /// would be (the home's SAs are deleted and it is refused from then on).
+    pub(super) async fn registry_event(
+        &mut self,
+        event: hometun_pki::registry::RegistryEvent,
+    ) -> anyhow::Result<()> {
+        use hometun_pki::registry::RegistryEvent;
+        match event {
+            RegistryEvent::Revoked { name, serial } => {
+                let new = self
+                    .registry
+                    .as_ref()
+                    .is_some_and(|watch| watch.revoked.insert(serial.clone()));
+                if new {
+                    self.reload(&format!("registry: {name} (serial {serial}) revoked"))
+                        .await?;
+                }
+            }
+            RegistryEvent::Claimed { home, holder } => {
+                tracing::debug!("registry: {home} claimed by {}", holder.server);
+            }
+        }
+        Ok(())
+    }
+
     /// A client's forwarder saw the network change without moving an SA (none may be up):
     /// learn the source address towards the server now; a client that is down connects at
     /// once, from there.

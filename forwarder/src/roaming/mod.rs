@@ -324,7 +324,7 @@ impl Roaming {
         match inner[crate::wire::ipv6::HEADER_LEN] {
             TYPE_ECHO_REQUEST => self.answer_probe(io, pair, inner, &endpoint),
             TYPE_NEIGHBOR_ADVERT if self.config.accept_moves => {
-                self.override_na(io, pair, seq, inner, (from, &endpoint), now);
+                self.override_na(io, sad, pair, seq, inner, (from, &endpoint), now);
                 true
             }
             TYPE_ECHO_REPLY if self.config.accept_moves => {
@@ -363,9 +363,9 @@ impl Roaming {
         if let Some(probe) = probe {
             self.round_began(pair.peer(), now);
             self.send_probe(io, pair, &probe);
-            tracing::info!(
+            tracing::debug!(
                 "roaming: {}: authenticated ESP from {from}, not from its endpoint {endpoint}: probing",
-                pair.peer()
+                sad.peer_label(pair.peer())
             );
         }
     }
@@ -392,9 +392,11 @@ impl Roaming {
         true
     }
 
+    #[allow(clippy::too_many_arguments)] // the packet and where it came from, in full
     fn override_na(
         &self,
         io: &dyn OuterSockets,
+        sad: &Sad,
         pair: &SaPair,
         seq: u64,
         inner: &[u8],
@@ -420,6 +422,7 @@ impl Roaming {
             NaVerdict::Refused(reason) => {
                 pair.count_drop(DropReason::OverrideNaRefused);
                 self.log_refusal(
+                    sad,
                     pair.peer(),
                     reason,
                     format_args!("override NA (ESP seq {seq}) from {from}"),
@@ -430,9 +433,9 @@ impl Roaming {
             NaVerdict::Probe(na, probe) => {
                 self.round_began(pair.peer(), now);
                 self.send_probe(io, pair, &probe);
-                tracing::info!(
+                tracing::debug!(
                     "roaming: {}: override NA for {} (option {}) from {from}, endpoint {endpoint}: probing",
-                    pair.peer(),
+                    sad.peer_label(pair.peer()),
                     na.target,
                     na.lladdr
                 );
@@ -471,6 +474,7 @@ impl Roaming {
             AnswerVerdict::WrongAddress { expected } => {
                 pair.count_drop(DropReason::OverrideNaRefused);
                 self.log_refusal(
+                    sad,
                     pair.peer(),
                     MoveRefusal::ProbeWrongAddress,
                     format_args!("probe answer from {from}, but {expected} was probed"),
@@ -505,7 +509,10 @@ impl Roaming {
         // Whatever was held goes where the peer is now (the new endpoint, unless refused).
         self.release(io, sad, peer);
         if let Err(error) = moved {
-            tracing::warn!("roaming: {peer}: moving to {new}: {error}");
+            tracing::warn!(
+                "roaming: {}: moving to {new}: {error}",
+                sad.peer_label(peer)
+            );
             return;
         }
         self.events.send(Event::EndpointMoved { peer, old, new });
@@ -518,8 +525,10 @@ impl Roaming {
             Trigger::OverrideNa => "override NA",
             Trigger::NewSource => "first authenticated packet from there",
         };
+        // The one line of a move at the default level (the probing before it is detail).
         tracing::info!(
-            "roaming: {peer} moved {} -> {}: {} from the {why} to the switch (moves: {moves})",
+            "roaming: {} moved {} -> {}: {} from the {why} to the switch (moves: {moves})",
+            sad.peer_label(peer),
             Observed::of_endpoint(&old),
             to,
             match began {
@@ -555,6 +564,7 @@ impl Roaming {
 
     fn log_refusal(
         &self,
+        sad: &Sad,
         peer: PeerId,
         reason: MoveRefusal,
         what: std::fmt::Arguments<'_>,
@@ -574,7 +584,10 @@ impl Roaming {
             .iter()
             .find(|p| p.peer == peer)
             .map_or(0, |p| p.refused(reason));
-        tracing::warn!("roaming: {peer}: refused ({reason}, {total} so far): {what}");
+        tracing::warn!(
+            "roaming: {}: refused ({reason}, {total} so far): {what}",
+            sad.peer_label(peer)
+        );
     }
 
     /// The newest pair of `peer` in `snapshot` (it seals what we send on our own).
@@ -656,7 +669,7 @@ impl Roaming {
                 ..*old
             };
             if let Err(error) = sad.update_endpoint(*peer, new) {
-                tracing::warn!("roaming: {peer}: {error}");
+                tracing::warn!("roaming: {}: {error}", sad.peer_label(*peer));
                 continue;
             }
             self.local_address_changes.fetch_add(1, Ordering::Relaxed);
@@ -675,7 +688,8 @@ impl Roaming {
                     self.announce(io, &snapshot, &first);
                 }
                 None => tracing::warn!(
-                    "roaming: {peer}: no tunnel address to announce (set announce_target)"
+                    "roaming: {}: no tunnel address to announce (set announce_target)",
+                    sad.peer_label(*peer)
                 ),
             }
             self.events.send(Event::EndpointMoved {
@@ -684,9 +698,14 @@ impl Roaming {
                 new,
             });
             let sent_after = clock.now().since(noticed).as_secs_f64() * 1000.0;
+            // The one line of a move at the default level; what the kernel said is detail.
             tracing::info!(
-                "roaming: our address towards {peer} changed {} -> {source} ({}){}; first NA sent {sent_after:.2} ms after reading the netlink event",
+                "roaming: our address moved {} -> {source}; override NA sent to {} {sent_after:.2} ms after the kernel's notice",
                 old.local,
+                sad.peer_label(*peer)
+            );
+            tracing::debug!(
+                "roaming: the kernel's notice: {}{}",
                 events
                     .iter()
                     .map(LinkEvent::describe)
@@ -739,11 +758,13 @@ impl Roaming {
                     peer,
                     after_ms,
                     attempts,
-                } => tracing::info!(
-                    "roaming: {peer} reaches us again {after_ms} ms after the change ({attempts} NA(s) sent)"
+                } => tracing::debug!(
+                    "roaming: {} reaches us again {after_ms} ms after the change ({attempts} NA(s) sent)",
+                    sad.peer_label(peer)
                 ),
                 Finished::GaveUp { peer, attempts } => tracing::warn!(
-                    "roaming: {peer}: nothing received since the change, {attempts} NA(s) sent; giving up announcing"
+                    "roaming: {}: nothing received since the change, {attempts} NA(s) sent; giving up announcing",
+                    sad.peer_label(peer)
                 ),
             }
         }
@@ -759,6 +780,7 @@ impl Roaming {
                     lock(&self.round_began).remove(&peer);
                     self.release(io, sad, peer);
                     self.log_refusal(
+                        sad,
                         peer,
                         MoveRefusal::ProbeTimeout,
                         format_args!("no authenticated answer from {target}"),

@@ -28,6 +28,7 @@ use crate::counters::DropCounters;
 use crate::esp::{EspOpener, EspSealer, NEXT_HEADER_IPV6, NEXT_HEADER_NONE};
 use crate::events::EventSender;
 use crate::lifetime::{Charge, Lifetime, TimeCheck};
+use crate::peer_names::{PeerLabel, PeerNames};
 use crate::replay::{MAX_WINDOW, ReplayError, ReplayWindow};
 use key_hash::KeyMap;
 
@@ -452,6 +453,8 @@ pub struct Sad {
     backend: AeadBackend,
     /// Milliseconds of the ticker's last [`Now`].
     clock: AtomicU64,
+    /// The peers' identities, for log lines.
+    names: PeerNames,
 }
 
 impl Sad {
@@ -464,7 +467,18 @@ impl Sad {
             events,
             backend,
             clock: AtomicU64::new(0),
+            names: PeerNames::default(),
         }
+    }
+
+    /// Names `peer` for log lines, or forgets its name (`Request::NamePeer`).
+    pub fn name_peer(&self, peer: PeerId, name: Option<String>) {
+        self.names.set(peer, name);
+    }
+
+    /// How a log line names `peer`: its identity once the controller named it, else `peerN`.
+    pub fn peer_label(&self, peer: PeerId) -> PeerLabel {
+        self.names.label(peer)
     }
 
     /// A sender into the event channel (the data threads report through it too).

@@ -135,7 +135,10 @@ impl Endpoint {
         for (spi, _, why) in &refused {
             if let Some(Sa::Up(mut e)) = self.sas.remove(spi) {
                 let mut io = io!(self, now, rng);
-                e.close_because(&mut io, format!("refused after the reload: {why}"));
+                e.close_because(
+                    &mut io,
+                    format!("no longer allowed (new CA, CRL or settings): {why}"),
+                );
                 e.dispose(&mut io);
             }
             self.forget(*spi);

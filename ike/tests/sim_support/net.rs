@@ -194,7 +194,7 @@ impl Pair {
                 let mut refused = Vec::new();
                 while let Some(output) = node.endpoint.poll_output() {
                     if let Output::Forwarder(request) = &output
-                        && let Err(reason) = node.forwarder.apply(request.clone(), now)
+                        && let Err(reason) = node.forwarder.apply(request, now)
                         && let Request::Install(sa) = request
                     {
                         refused.push((sa.spi_in, reason));

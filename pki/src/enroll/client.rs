@@ -21,6 +21,7 @@ use crate::PkiError;
 use crate::bundle::Bundle;
 use crate::ca::{KeyType, fingerprint};
 use crate::client_dir::ClientDir;
+use crate::csr::make_csr;
 use crate::token::Token;
 use hometun_certs::verify::TrustStore;
 
@@ -125,7 +126,9 @@ impl std::fmt::Display for ChainError {
 impl std::error::Error for ChainError {}
 
 /// Enrolls the home in `dir` with `token`, talking to `server` (the token's address unless
-/// overridden). Makes `client.key` (type `key_type`) if missing, then imports the bundle.
+/// overridden), with a new key of `key_type`: an enrollment is a new identity, and a home
+/// enrolled again after a revocation must not carry on with a key that may be why it was
+/// revoked. The key replaces `client.key` only with the bundle (a failed attempt changes nothing).
 pub async fn enroll(
     dir: &ClientDir,
     token: &Token,
@@ -133,7 +136,8 @@ pub async fn enroll(
     key_type: KeyType,
     now: UnixTime,
 ) -> Result<(Bundle, ClientConfig), PkiError> {
-    let (csr_pem, _) = dir.request(&token.name, key_type)?;
+    let key = key_type.generate()?;
+    let csr_pem = make_csr(&key, &token.name)?;
     let csr_der = CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
         .map_err(|e| PkiError::Csr(e.to_string()))?;
     let request = Message::Request(Request {
@@ -170,7 +174,7 @@ pub async fn enroll(
         )));
     }
     // The same listener renews the certificate later (client.toml [renew] server).
-    let config = dir.import_for_renewal(&bundle, now, Some(server))?;
+    let config = dir.import_enrolled(&bundle, now, server, &key)?;
     Ok((bundle, config))
 }
 

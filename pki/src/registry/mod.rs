@@ -148,9 +148,29 @@ impl Registry {
     /// The registry in the PostgreSQL database at `url` (`postgresql://...`), its schema
     /// brought up to date.
     pub fn postgres(url: &str) -> Result<Self, PkiError> {
+        Self::postgres_with_password(url, None)
+    }
+
+    /// [`Registry::postgres`] with the database password kept out of the URL.
+    pub fn postgres_with_password(url: &str, password: Option<&str>) -> Result<Self, PkiError> {
         Ok(Self::with_backend(Arc::new(
-            postgres::PostgresBackend::connect(url)?,
+            postgres::PostgresBackend::connect(url, password)?,
         )))
+    }
+
+    /// The registry server.toml's `[registry]` table names, its password read from
+    /// `password_file` (which must be private).
+    pub fn from_section(section: &hometun_config::RegistrySection) -> Result<Self, PkiError> {
+        let password = match &section.password_file {
+            Some(path) => {
+                crate::files::check_private_mode(path)?;
+                let text = String::from_utf8(crate::files::read(path)?)
+                    .map_err(|_| PkiError::file(path, "is not UTF-8 text"))?;
+                Some(text.trim_end_matches(['\n', '\r']).to_string())
+            }
+            None => None,
+        };
+        Self::postgres_with_password(&section.url, password.as_deref())
     }
 
     /// The registry at `location`: a `postgresql://` or `postgres://` URL, else a file path.

@@ -106,12 +106,16 @@ impl Drop for Pooled<'_> {
 }
 
 impl PostgresBackend {
-    /// Connects to the database at `url` and brings its schema to the latest version.
-    pub fn connect(url: &str) -> Result<Self, PkiError> {
+    /// Connects to the database at `url` (with `password` if given) and brings its schema to
+    /// the latest version.
+    pub fn connect(url: &str, password: Option<&str>) -> Result<Self, PkiError> {
         let location = redact(url);
-        let config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
+        let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
             PkiError::Invalid(format!("registry URL {location}: {}", db_problem(&e)))
         })?;
+        if let Some(password) = password {
+            config.password(password);
+        }
         let backend = PostgresBackend {
             config,
             location,

@@ -272,6 +272,7 @@ impl Established {
                     completed = true;
                     io.output(Output::Rekeyed {
                         peer: self.peer.id,
+                        name: self.peer.name.clone(),
                         old_spi_in,
                         new_spi_in: spi_in,
                     });
@@ -285,6 +286,7 @@ impl Established {
             });
             io.output(Output::Rekeyed {
                 peer: self.peer.id,
+                name: self.peer.name.clone(),
                 old_spi_in,
                 new_spi_in: spi_in,
             });
@@ -402,6 +404,7 @@ impl Established {
         };
         io.output(Output::Rekeyed {
             peer: self.peer.id,
+            name: self.peer.name.clone(),
             old_spi_in: old_spi,
             new_spi_in: survivor,
         });
@@ -484,6 +487,7 @@ impl Established {
             };
             io.output(Output::Rekeyed {
                 peer: self.peer.id,
+                name: self.peer.name.clone(),
                 old_spi_in: old.spi_in,
                 new_spi_in: theirs.successor,
             });

@@ -85,6 +85,7 @@ impl Established {
                                 // Our colliding rekey of it is moot: the peer's pair stands.
                                 io.output(Output::Rekeyed {
                                     peer: self.peer.id,
+                                    name: self.peer.name.clone(),
                                     old_spi_in: child.spi_in,
                                     new_spi_in: theirs.successor,
                                 });
