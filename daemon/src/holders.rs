@@ -9,27 +9,39 @@
 //! blocking threads, in order, from one task, so that a claim and a notification about the
 //! same home are never acted on out of order.
 
-use std::path::PathBuf;
-
 use hometun_pki::registry::{Registry, RegistryEvent};
 use tokio::sync::mpsc;
 
-/// Where the holder records are: a registry file, or a database URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the holder records are, and our name there.
+#[derive(Debug, Clone)]
 pub struct HolderRegistry {
-    /// The registry (a `registry.json` path or a `postgresql://` URL).
-    pub location: String,
+    /// The registry: the shared database of `[registry] url`, or the CA directory's file.
+    pub registry: Registry,
     /// Our name there (`server.name`).
     pub server: String,
 }
 
 impl HolderRegistry {
-    /// The registry file in `dir`, if it exists (a server without enrollment has none, and
-    /// then no holder records: it alone serves its homes).
-    pub fn file_in(dir: &std::path::Path, server: &str) -> Option<Self> {
-        let path: PathBuf = dir.join("registry.json");
-        path.exists().then(|| HolderRegistry {
-            location: path.to_string_lossy().into_owned(),
+    /// The shared registry if server.toml names one, else the registry file in `dir` if it
+    /// exists (a server without enrollment has none, and then no holder records: it alone
+    /// serves its homes).
+    pub fn of_server(
+        shared: Option<&Registry>,
+        dir: &std::path::Path,
+        server: &str,
+    ) -> Option<Self> {
+        let registry = match shared {
+            Some(shared) => shared.clone(),
+            None => {
+                let path = dir.join("registry.json");
+                if !path.exists() {
+                    return None;
+                }
+                Registry::at(&path)
+            }
+        };
+        Some(HolderRegistry {
+            registry,
             server: server.to_string(),
         })
     }
@@ -108,17 +120,8 @@ async fn run(
     mut changes: mpsc::UnboundedReceiver<Change>,
     lost: mpsc::UnboundedSender<Lost>,
 ) {
-    let location = config.location.clone();
-    let registry = match blocking(move || Registry::open(&location)).await {
-        Ok(registry) => registry,
-        Err(error) => {
-            tracing::error!(
-                "registry {}: {error}; homes are served without holder records",
-                config.location
-            );
-            return;
-        }
-    };
+    let registry = config.registry.clone();
+    let location = registry.location();
     let subscribed = registry.clone();
     let mut events = match blocking(move || subscribed.subscribe()).await {
         Ok(events) => Some(events),
@@ -126,7 +129,7 @@ async fn run(
             tracing::warn!(
                 "registry {}: no notifications ({error}); a home another server takes stays \
                  here until its liveness check fails",
-                config.location
+                location.display()
             );
             None
         }
@@ -216,7 +219,7 @@ mod tests {
 
     fn server(path: &std::path::Path, name: &str) -> HomeHolders {
         HomeHolders::start(HolderRegistry {
-            location: path.to_string_lossy().into_owned(),
+            registry: Registry::at(path),
             server: name.into(),
         })
     }

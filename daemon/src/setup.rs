@@ -283,7 +283,11 @@ pub fn prepare_server(
             configured: config.clients.iter().map(|c| c.name.clone()).collect(),
             registry_dir: Some(registry_dir.clone()),
         },
-        holders: crate::holders::HolderRegistry::file_in(&registry_dir, &s.name),
+        holders: crate::holders::HolderRegistry::of_server(
+            registry.as_ref().map(|watch| &watch.registry),
+            &registry_dir,
+            &s.name,
+        ),
     };
     create_state_dir(&s.state_dir)?;
     Ok((driver, responder, registry))

@@ -300,6 +300,7 @@ pub async fn run_with_registry(
         peers_up,
         site,
         homes: crate::homes::Homes::new(config.known_peers.clone()),
+        refusals: crate::refusals::RefusalLog::default(),
         crl: config
             .reloader
             .as_ref()
@@ -391,6 +392,8 @@ struct Driver {
     homes: crate::homes::Homes,
     /// A server's claims of its homes in the registry, and the homes other servers took.
     holders: Option<crate::holders::HomeHolders>,
+    /// Refusals already logged at warn (repeats go to debug).
+    refusals: crate::refusals::RefusalLog,
     /// Forwarder requests sent and not yet answered, oldest first.
     in_flight: VecDeque<InFlight>,
     /// The server's worker threads for IKE_AUTH signature work, and their results.
@@ -722,10 +725,9 @@ impl Driver {
                 remote,
                 name,
                 reason,
-            } => match name {
-                Some(name) => tracing::warn!("refused {name} at {remote}: {reason}"),
-                None => tracing::warn!("refused {remote}: {reason}"),
-            },
+            } => self
+                .refusals
+                .log(now().mono, name.as_deref(), remote, &reason),
             Output::Rekeyed {
                 peer: _,
                 name,
