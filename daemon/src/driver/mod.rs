@@ -13,6 +13,7 @@
 pub mod clock;
 pub mod icmp;
 mod operations;
+mod optional;
 pub mod workers;
 
 use std::collections::VecDeque;
@@ -37,6 +38,7 @@ use crate::status::{self, StatusReport, StatusRequest};
 use clock::{OsRandom, now};
 use hometun_ike::endpoint::{Endpoint, InitiatorConfig, Output, ResponderConfig, Transmit};
 use hometun_ike::notice::Level;
+use optional::{child_exit, home_lost, renewal_due, renewal_result};
 
 /// How often the forwarder's counters are fetched (liveness, make-before-break, status).
 const COUNTER_INTERVAL: Duration = Duration::from_secs(1);
@@ -147,40 +149,6 @@ async fn open_forwarder(
                 }
             }
         }
-    }
-}
-
-/// When the client's certificate renewal timer fires; never without one.
-async fn renewal_due(timer: &Option<crate::renewal::RenewalTimer>) {
-    match timer {
-        Some(timer) => timer.due().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// A finished renewal attempt; never without a timer.
-async fn renewal_result(
-    results: &mut Option<mpsc::Receiver<crate::renewal::RenewalResult>>,
-) -> Option<crate::renewal::RenewalResult> {
-    match results {
-        Some(results) => results.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The next home another server took; never without a registry.
-async fn home_lost(holders: &mut Option<crate::holders::HomeHolders>) -> crate::holders::Lost {
-    match holders {
-        Some(holders) => holders.lost().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Waits for the forwarder child to exit; never returns for a forwarder we did not start.
-async fn child_exit(child: &mut Option<Child>) -> std::io::Result<std::process::ExitStatus> {
-    match child {
-        Some(child) => child.wait().await,
-        None => std::future::pending().await,
     }
 }
 
