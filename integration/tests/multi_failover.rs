@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use hometun_lab::failover_lab::{FailoverLab, Vps};
 use hometun_lab::ike_lab::{Daemon, logs, wait_ping};
 use hometun_lab::ping_log::{PingLog, between, outage_after, unix_seconds};
+use hometun_lab::postgres_lab::{PostgresLab, require_postgres};
 use hometun_lab::{require_root, skip_or_fail, wait_for};
 
 /// The outage the design aims at (from the kill to answered pings), printed beside the real one.
@@ -66,7 +67,7 @@ fn the_home_fails_over_to_the_second_server_and_bgp_moves_its_prefix() {
     if !require_root(test) || !have_bird(test) {
         return;
     }
-    let lab = FailoverLab::new(|ike| {
+    let lab = FailoverLab::new(None, |ike| {
         // Dead within about 2.5 s of the last packet from the server: a liveness check after
         // 1 s without traffic, then 0.2 + 0.4 + 0.8 s of retransmissions.
         ike.dpd_seconds = 1;
@@ -167,9 +168,10 @@ fn the_home_fails_over_to_the_second_server_and_bgp_moves_its_prefix() {
     );
     assert!(lab.vps_route(Vps::B).contains("proto 57"));
     // B recorded that it holds the home.
-    let registry = hometun_pki::registry::Registry::at(&lab.pki_dir.join("registry.json"));
-    let holder = registry.holder("home.example").unwrap();
-    assert_eq!(holder.map(|h| h.server).as_deref(), Some(Vps::B.name()));
+    assert_eq!(
+        lab.holder("home.example").unwrap().as_deref(),
+        Some(Vps::B.name())
+    );
 
     // A comes back: nothing moves.
     drop(server_a);
@@ -213,7 +215,26 @@ fn a_server_that_lost_its_home_to_another_withdraws_its_route() {
     if !require_root(test) || !have_bird(test) {
         return;
     }
-    let lab = FailoverLab::new(|ike| {
+    lost_home_withdraws_its_route(test, None);
+}
+
+/// The same with the registry in PostgreSQL: the claim reaches the other server by its
+/// notification.
+#[test]
+fn on_postgresql_a_server_that_lost_its_home_to_another_withdraws_its_route() {
+    let test = "on_postgresql_a_server_that_lost_its_home_to_another_withdraws_its_route";
+    if !require_root(test) || !have_bird(test) || !require_postgres(test) {
+        return;
+    }
+    let pg = PostgresLab::start().unwrap();
+    let url = pg.create_database().unwrap();
+    lost_home_withdraws_its_route(test, Some(&url));
+    // The servers are gone before the database.
+    drop(pg);
+}
+
+fn lost_home_withdraws_its_route(test: &str, registry_url: Option<&str>) {
+    let lab = FailoverLab::new(registry_url, |ike| {
         ike.dpd_seconds = 1;
         ike.retransmit_ms = 200;
         ike.retransmit_tries = 2;
@@ -260,6 +281,10 @@ fn a_server_that_lost_its_home_to_another_withdraws_its_route() {
         all_logs(&lab, &[&server_a, &server_b, &client])
     );
     let took = cut.elapsed();
+    assert_eq!(
+        lab.holder("home.example").unwrap().as_deref(),
+        Some(Vps::B.name())
+    );
     assert!(
         server_a.log_text().contains("is held by b.example now"),
         "A says why it let go:\n{}",

@@ -1,7 +1,8 @@
 //! The lab of a home that fails over between two servers whose routes BGP carries: a LAN host
 //! behind the home, two VPSes (A and B, each with hometun and BIRD), a core router running BIRD
 //! with a BGP session to each VPS, and an Internet host behind the core. Both servers' configs
-//! lie in the CA directory, so they share its registry file (which server holds the home).
+//! lie in the CA directory, so they share its registry file (which server holds the home), or
+//! they share a PostgreSQL registry (`[registry] url`).
 //!
 //! ```text
 //!  lan ns ── lan0 home ns eth0 198.51.100.2 ── isp ns ─┬─ 203.0.113.2  eth0 vps-a up0 ─┐
@@ -139,33 +140,42 @@ pub struct FailoverLab {
     pub client_toml: PathBuf,
     /// The home's prefix (from its certificate).
     pub home_prefix: Ipv6Net,
-    /// The CA directory (both server configs and the registry).
+    /// The CA directory (both server configs and, without a database, the registry).
     pub pki_dir: PathBuf,
+    /// The registry's database, if the servers share one instead of the file.
+    pub registry_url: Option<String>,
     dir: tempfile::TempDir,
 }
 
 impl FailoverLab {
     /// Builds the lab: namespaces and links, a CA with a certificate for each server, the
     /// home's certificate and client.toml listing A then B, and BIRD on the core and both VPSes
-    /// with their BGP sessions established. `client_ike` sets the home's liveness settings.
-    pub fn new(client_ike: impl FnOnce(&mut hometun_config::IkeSection)) -> anyhow::Result<Self> {
+    /// with their BGP sessions established. `registry_url`: a PostgreSQL database for the
+    /// registry instead of the CA directory's file. `client_ike` sets the home's liveness
+    /// settings.
+    pub fn new(
+        registry_url: Option<&str>,
+        client_ike: impl FnOnce(&mut hometun_config::IkeSection),
+    ) -> anyhow::Result<Self> {
         let namespaces = Namespaces::new()?;
         let dir = tempfile::tempdir()?;
         let pki_dir = dir.path().join("ca");
-        hometun(&[
-            "pki",
-            "init",
-            "--dir",
-            arg(&pki_dir)?,
+        let outer = Vps::A.outer().to_string();
+        let mut init = vec!["pki", "init", "--dir", arg(&pki_dir)?];
+        if let Some(url) = registry_url {
+            init.extend(["--registry", url]);
+        }
+        init.extend([
             "--server-ipv4",
-            &Vps::A.outer().to_string(),
+            &outer,
             "--pool",
             POOL,
             "--prefix-len",
             "56",
             "--server-name",
             Vps::A.name(),
-        ])?;
+        ]);
+        hometun(&init)?;
         server_configs(&pki_dir)?;
         let pki = Pki {
             dir: pki_dir.clone(),
@@ -242,8 +252,19 @@ impl FailoverLab {
             client_toml,
             home_prefix,
             pki_dir,
+            registry_url: registry_url.map(str::to_string),
             dir,
         })
+    }
+
+    /// The server the registry says holds `home`, if any.
+    pub fn holder(&self, home: &str) -> anyhow::Result<Option<String>> {
+        use hometun_pki::registry::Registry;
+        let registry = match &self.registry_url {
+            Some(url) => Registry::open(url)?,
+            None => Registry::at(&self.pki_dir.join("registry.json")),
+        };
+        Ok(registry.holder(home)?.map(|h| h.server))
     }
 
     /// The lab's scratch directory.
