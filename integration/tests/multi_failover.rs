@@ -7,6 +7,9 @@
 //! via B, and no ping goes unanswered meanwhile). Both servers share one registry file, which
 //! says that B holds the home.
 //!
+//! When the home loses its path to A while A stays up, it fails over to B, and A, told by the
+//! registry (its file, or PostgreSQL) that B holds the home, drops it and withdraws its route.
+//!
 //! The home's liveness settings are short here (README.md, "Failover and BGP": ike.dpd_seconds,
 //! ike.retransmit_ms and ike.retransmit_tries decide how soon a home notices that its server
 //! died).
