@@ -71,8 +71,9 @@ fn the_home_fails_over_to_the_second_server_and_bgp_moves_its_prefix() {
         return;
     }
     let lab = FailoverLab::new(None, |ike| {
-        // Dead within about 2.5 s of the last packet from the server: a liveness check after
-        // 1 s without traffic, then 0.2 + 0.4 + 0.8 s of retransmissions.
+        // Dead within 2.6 s of the last packet from the server: a liveness check after 1 s
+        // without traffic (seen at the next look at the counters, once a second), then
+        // 0.2 + 0.4 s of retransmissions.
         ike.dpd_seconds = 1;
         ike.retransmit_ms = 200;
         ike.retransmit_tries = 2;
