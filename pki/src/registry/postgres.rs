@@ -81,6 +81,24 @@ impl std::fmt::Debug for PostgresBackend {
     }
 }
 
+impl Drop for PostgresBackend {
+    /// A `postgres::Client` runs its own tokio runtime, which must not be dropped on a thread
+    /// that drives async tasks (the daemon drops its registry there when it stops): the idle
+    /// connections are closed on a thread of their own.
+    fn drop(&mut self) {
+        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(|p| p.into_inner()));
+        if idle.is_empty() {
+            return;
+        }
+        if let Ok(closer) = std::thread::Builder::new()
+            .name("registry-close".into())
+            .spawn(move || drop(idle))
+        {
+            let _ = closer.join();
+        }
+    }
+}
+
 /// A pooled connection, back to the pool on drop unless it broke.
 struct Pooled<'a> {
     backend: &'a PostgresBackend,
