@@ -3,6 +3,8 @@
 //! by `hometun pki sign`), which must lie inside `server.pool`.
 
 use hometun_config::StaticClient;
+
+use crate::registry_watch::RevokedSerials;
 use ipnet::Ipv6Net;
 
 use hometun_ike::crypto::{PeerIdentity, VerifiedPeer};
@@ -14,12 +16,24 @@ use hometun_ike::endpoint::PrefixRefusal;
 pub struct ConfigAuthorizer {
     clients: Vec<StaticClient>,
     pool: Ipv6Net,
+    /// Serials the shared registry revoked (empty without one).
+    revoked: RevokedSerials,
 }
 
 impl ConfigAuthorizer {
     /// From server.toml's `[[clients]]` and `server.pool`.
     pub fn new(clients: Vec<StaticClient>, pool: Ipv6Net) -> Self {
-        ConfigAuthorizer { clients, pool }
+        ConfigAuthorizer {
+            clients,
+            pool,
+            revoked: RevokedSerials::default(),
+        }
+    }
+
+    /// Also refuses every certificate whose serial is in `revoked` (the shared registry's).
+    pub fn refusing(mut self, revoked: RevokedSerials) -> Self {
+        self.revoked = revoked;
+        self
     }
 
     /// The decision, from the identity and the certificate's DER.
@@ -28,6 +42,19 @@ impl ConfigAuthorizer {
         identity: &PeerIdentity,
         certificate: &[u8],
     ) -> Result<Vec<Ipv6Net>, PrefixRefusal> {
+        // Before the static entries: a revoked certificate is refused whatever it names.
+        if !self.revoked.is_empty()
+            && let Ok(described) = hometun_certs::verify::describe(certificate)
+        {
+            let serial: String = described
+                .serial
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            if self.revoked.contains(&serial) {
+                return Err(PrefixRefusal::Revoked { serial });
+            }
+        }
         if let PeerIdentity::Fqdn(name) = identity
             && let Some(client) = self
                 .clients
@@ -105,6 +132,25 @@ mod tests {
 
     fn fqdn(name: &str) -> PeerIdentity {
         PeerIdentity::Fqdn(name.into())
+    }
+
+    #[test]
+    fn a_serial_the_registry_revoked_is_refused() {
+        let der = cert("home.example", &["2001:db8:100:1::/64"]);
+        let serial: String = hometun_certs::verify::describe(&der)
+            .unwrap()
+            .serial
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let revoked = RevokedSerials::default();
+        let authorizer = authorizer().refusing(revoked.clone());
+        assert!(authorizer.decide(&fqdn("home.example"), &der).is_ok());
+        revoked.insert(serial.clone());
+        assert_eq!(
+            authorizer.decide(&fqdn("home.example"), &der),
+            Err(PrefixRefusal::Revoked { serial })
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ use hometun_config::{ClientConfig, ConfigError, ServerConfig, check_private_key_
 use serde::Serialize;
 
 use crate::authorizer::ConfigAuthorizer;
+use crate::registry_watch::RevokedSerials;
 use crate::setup::{CredentialFiles, common_config, load_credentials};
 use hometun_ike::crypto::{PeerIdentity, PeerUsage};
 use hometun_ike::endpoint::CommonConfig;
@@ -26,6 +27,8 @@ use hometun_ike::endpoint::reload::{Reload, ResponderReload};
 pub struct ConfigReloader {
     path: PathBuf,
     running: Running,
+    /// The shared registry's revoked serials, which every authorizer built here refuses.
+    revoked: RevokedSerials,
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +52,7 @@ pub struct Reloaded {
 pub fn server_settings(
     config: &ServerConfig,
     config_path: &Path,
+    revoked: &RevokedSerials,
 ) -> anyhow::Result<(CommonConfig, ResponderReload)> {
     let s = &config.server;
     check_private_key_mode(&s.private_key, "server.private_key", config_path)?;
@@ -73,7 +77,9 @@ pub fn server_settings(
         config_path,
     )?;
     let responder = ResponderReload {
-        authorizer: Box::new(ConfigAuthorizer::new(config.clients.clone(), s.pool)),
+        authorizer: Box::new(
+            ConfigAuthorizer::new(config.clients.clone(), s.pool).refusing(revoked.clone()),
+        ),
         cookie_threshold: config.dos.cookie_threshold,
         half_open_per_source: config.dos.half_open_per_source,
         half_open_total: config.dos.half_open_total,
@@ -111,7 +117,7 @@ pub fn client_settings(config: &ClientConfig, config_path: &Path) -> anyhow::Res
 }
 
 /// Keys a server cannot change without a restart (dotted paths; a table name covers its keys).
-const SERVER_RESTART_KEYS: [&str; 11] = [
+const SERVER_RESTART_KEYS: [&str; 12] = [
     "server.name",
     "server.listen",
     "server.ike_port",
@@ -124,6 +130,8 @@ const SERVER_RESTART_KEYS: [&str; 11] = [
     "enroll",
     // Forwarding, the NDP proxy and the upstream routes are set up once at start.
     "upstream",
+    // The registry's connection and subscription are made once at start.
+    "registry",
 ];
 
 /// Keys a client cannot change without a restart.
@@ -152,6 +160,7 @@ impl ConfigReloader {
         ConfigReloader {
             path: path.to_path_buf(),
             running: Running::Server(Box::new(config)),
+            revoked: RevokedSerials::default(),
         }
     }
 
@@ -160,7 +169,14 @@ impl ConfigReloader {
         ConfigReloader {
             path: path.to_path_buf(),
             running: Running::Client(Box::new(config)),
+            revoked: RevokedSerials::default(),
         }
+    }
+
+    /// A server's reloader whose authorizers also refuse what `revoked` holds.
+    pub fn refusing(mut self, revoked: RevokedSerials) -> Self {
+        self.revoked = revoked;
+        self
     }
 
     /// The configuration file.
@@ -185,7 +201,7 @@ impl ConfigReloader {
                 let new = ServerConfig::load(&path)?;
                 let changed = changed_keys(running.as_ref(), &new);
                 refuse_restart_keys(&path, &changed, &SERVER_RESTART_KEYS)?;
-                let (common, responder) = server_settings(&new, &path)?;
+                let (common, responder) = server_settings(&new, &path, &self.revoked)?;
                 let summary = summary(
                     &changed,
                     if new.server.crl.is_some() {

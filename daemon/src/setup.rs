@@ -15,6 +15,7 @@ use ipnet::Ipv6Net;
 
 use crate::driver::{self, DriverConfig, ForwarderSource, Role};
 use crate::homes::KnownPeers;
+use crate::registry_watch::RegistryWatch;
 use crate::reload::ConfigReloader;
 use crate::site::SitePlan;
 use hometun_ike::crypto::credentials::certificates_from_pem;
@@ -186,6 +187,7 @@ fn interface(
         raw_esp: true,
         manage_routes: tunnel.manage_routes,
         route_metric: tunnel.route_metric,
+        route_protocol: tunnel.route_protocol,
         peer_pool,
         clamp_mss: tunnel.clamp_mss,
         icmp_source: None,
@@ -222,10 +224,18 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Everything `hometun server` needs, checked, before anything touches the network.
-pub fn prepare_server(config_path: &Path) -> anyhow::Result<(DriverConfig, ResponderConfig)> {
+pub fn prepare_server(
+    config_path: &Path,
+) -> anyhow::Result<(DriverConfig, ResponderConfig, Option<RegistryWatch>)> {
     let config = ServerConfig::load(config_path)?;
     let s = &config.server;
-    let (common, settings) = crate::reload::server_settings(&config, config_path)?;
+    let registry = crate::registry_watch::open(&config)
+        .with_context(|| format!("{}: [registry]", config_path.display()))?;
+    let revoked = registry
+        .as_ref()
+        .map(|watch| watch.revoked.clone())
+        .unwrap_or_default();
+    let (common, settings) = crate::reload::server_settings(&config, config_path, &revoked)?;
     let responder = ResponderConfig {
         common,
         local_addr: s.listen,
@@ -233,6 +243,15 @@ pub fn prepare_server(config_path: &Path) -> anyhow::Result<(DriverConfig, Respo
         cookie_threshold: settings.cookie_threshold,
         half_open_per_source: settings.half_open_per_source,
         half_open_total: settings.half_open_total,
+    };
+    // The enrolled homes and which server holds each: the enrollment listener's CA directory,
+    // or where `pki init` put this config.
+    let registry_dir = match &config.enroll {
+        Some(enroll) => enroll.pki_dir.clone(),
+        None => config_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
     };
     let driver = DriverConfig {
         role_name: "server",
@@ -256,37 +275,34 @@ pub fn prepare_server(config_path: &Path) -> anyhow::Result<(DriverConfig, Respo
         forwarder: forwarder_source(s.forwarder_socket.as_deref(), vec!["--accept-moves".into()])?,
         status_socket: s.status_socket.clone(),
         metrics: s.metrics,
-        reloader: Some(ConfigReloader::server(config_path, config.clone())),
+        reloader: Some(ConfigReloader::server(config_path, config.clone()).refusing(revoked)),
         renewal: None,
         peers_up: Some(s.state_dir.clone()),
         site: SitePlan::Vps(Box::new(config.clone())),
         known_peers: KnownPeers {
             configured: config.clients.iter().map(|c| c.name.clone()).collect(),
-            // The enrolled homes: the enrollment listener's CA directory, or where `pki init`
-            // put this config.
-            registry_dir: Some(match &config.enroll {
-                Some(enroll) => enroll.pki_dir.clone(),
-                None => config_path
-                    .parent()
-                    .map(Path::to_path_buf)
-                    .unwrap_or_default(),
-            }),
+            registry_dir: Some(registry_dir.clone()),
         },
+        holders: crate::holders::HolderRegistry::of_server(
+            registry.as_ref().map(|watch| &watch.registry),
+            &registry_dir,
+            &s.name,
+        ),
     };
     create_state_dir(&s.state_dir)?;
-    Ok((driver, responder))
+    Ok((driver, responder, registry))
 }
 
 /// Runs `hometun server --config FILE` (with the enrollment listener when it has `[enroll]`)
 /// until SIGTERM/SIGINT.
 pub fn run_server(config_path: &Path) -> anyhow::Result<()> {
-    let (driver, responder) = prepare_server(config_path)?;
+    let (driver, responder, registry) = prepare_server(config_path)?;
     let enrollment = crate::enrollment::prepare(config_path)?;
     runtime()?.block_on(async move {
         if let Some(listener) = enrollment {
             listener.spawn()?;
         }
-        driver::run(driver, Role::Responder(responder)).await
+        driver::run_with_registry(driver, Role::Responder(responder), registry).await
     })
 }
 
@@ -294,7 +310,7 @@ pub fn run_server(config_path: &Path) -> anyhow::Result<()> {
 /// CRL, the enrollment CA directory) as start-up would, touching neither network nor disk.
 pub fn check_server(config_path: &Path) -> anyhow::Result<()> {
     let config = ServerConfig::load(config_path)?;
-    crate::reload::server_settings(&config, config_path)?;
+    crate::reload::server_settings(&config, config_path, &Default::default())?;
     if let Some(enroll) = &config.enroll {
         hometun_pki::enroll::server::EnrollmentServer::new(&enroll.pki_dir).with_context(|| {
             format!(
@@ -351,15 +367,30 @@ pub fn prepare_client(config_path: &Path) -> anyhow::Result<(DriverConfig, Initi
     // Our side of IKE uses the standard port; the server's may differ.
     let ike_port = crate::reload::CLIENT_IKE_PORT;
     let common = crate::reload::client_settings(&config, config_path)?;
-    let server = SocketAddrV4::new(c.server, c.server_port);
+    // The first server is the one tried first; the others follow in the file's order when
+    // the one in use stops answering (README.md, "Failover and BGP").
+    let mut servers = config
+        .servers()
+        .into_iter()
+        .map(|t| {
+            (
+                SocketAddrV4::new(t.address, c.server_port),
+                PeerIdentity::Fqdn(t.name),
+            )
+        })
+        .collect::<Vec<_>>();
+    let (server, server_identity) = servers.remove(0);
     let local_addr = match c.local {
         Some(local) => local,
         None => wait_for_route(server),
     };
+    let mut server_names: Vec<String> = c.server_name.as_slice().to_vec();
+    server_names.dedup();
     let initiator = InitiatorConfig {
         common,
         server,
-        server_identity: PeerIdentity::Fqdn(c.server_name.clone()),
+        server_identity,
+        fallback_servers: servers,
         local_addr,
         local_prefixes: vec![c.prefix],
     };
@@ -390,9 +421,10 @@ pub fn prepare_client(config_path: &Path) -> anyhow::Result<(DriverConfig, Initi
         peers_up: None,
         site: SitePlan::Home(Box::new(config.clone())),
         known_peers: KnownPeers {
-            configured: vec![c.server_name.clone()],
+            configured: server_names,
             registry_dir: None,
         },
+        holders: None,
     };
     create_state_dir(&c.state_dir)?;
     Ok((driver, initiator))

@@ -73,6 +73,7 @@ fn fixture() -> &'static Fixture {
         )
         .unwrap();
         dir.registry()
+            .unwrap()
             .update(|data| {
                 data.tokens.push(TokenRecord {
                     name: "new.example".into(),

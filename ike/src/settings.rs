@@ -72,6 +72,12 @@ pub enum PrefixRefusal {
         /// The pool.
         pool: ipnet::Ipv6Net,
     },
+    /// The shared registry revoked the certificate (before a CRL file says so).
+    #[error("its certificate (serial {serial}) is revoked in the registry")]
+    Revoked {
+        /// The certificate's serial, lower-case hex.
+        serial: String,
+    },
     /// A prefix of the certificate overlaps a `[[clients]]` entry's.
     #[error("its certificate's prefix {prefix} overlaps {theirs} of [[clients]] {name}")]
     OverlapsStaticClient {
@@ -108,6 +114,11 @@ pub struct InitiatorConfig {
     pub server: SocketAddrV4,
     /// The server's expected identity.
     pub server_identity: crate::crypto::PeerIdentity,
+    /// Further servers with their identities, tried in this order after `server` when the
+    /// server in use stops answering (no answer to a liveness check, or an attempt that fails);
+    /// empty for a home with one server. The client never goes back by itself while the server
+    /// it uses works.
+    pub fallback_servers: Vec<(SocketAddrV4, crate::crypto::PeerIdentity)>,
     /// Our outer address, as the driver learned it from the routing table.
     pub local_addr: Ipv4Addr,
     /// Our prefix(es): TSi; TSr is ::/0.

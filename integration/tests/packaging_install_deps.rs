@@ -48,6 +48,18 @@ const PROGRAMS: &[&str] = &[
     "curl",
     "gcc",
     "g++",
+    // lab/src/bird.rs and the check that BIRD is there (integration/tests/multi_failover.rs).
+    "bird",
+    "birdc",
+    "/usr/sbin/bird",
+    "/usr/sbin/birdc",
+    // lab/src/postgres_lab.rs: the registry's PostgreSQL (started as the postgres user).
+    "runuser",
+    "chown",
+    "/usr/lib/postgresql/15/bin/initdb",
+    "/usr/lib/postgresql/15/bin/pg_ctl",
+    "/usr/lib/postgresql/15/bin/createdb",
+    "/usr/lib/postgresql/15/bin/psql",
 ];
 
 /// Files that are not programs but that tests load: Scapy and the cryptography module it uses

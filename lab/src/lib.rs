@@ -6,9 +6,11 @@
 //!   default features), so it holds nothing that only tests may do.
 //! - `strongswan`: the one charon launcher ([`strongswan::Charon`]) and swanctl.
 //! - `trace`: the one reader of the strongSwan trace in testdata/ ([`trace`]).
+//! - `postgres`: a throwaway PostgreSQL server for the registry's tests ([`postgres_lab`]).
 //! - `daemons`: labs that run the `hometun` binary: two static forwarders ([`forwarder_lab`]),
 //!   the IKE daemons with a PKI ([`ike_lab`], [`pki_lab`]), and the roaming labs with an ISP,
-//!   a NAT and an attacker ([`roaming_lab`], [`roaming_ike_lab`]).
+//!   a NAT and an attacker ([`roaming_lab`], [`roaming_ike_lab`]), and two servers a home fails
+//!   over between, with BIRD carrying its route ([`failover_lab`], [`bird`], [`ping_log`]).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 // A driver of tests and labs: wall-clock timeouts are what it is for.
@@ -26,13 +28,23 @@ mod harness;
 pub use harness::{hometun_bin, require_root, skip_or_fail, workspace_root};
 
 #[cfg(feature = "daemons")]
+pub mod bird;
+#[cfg(feature = "daemons")]
+pub mod failover_lab;
+#[cfg(feature = "daemons")]
 pub mod forwarder_lab;
 #[cfg(feature = "daemons")]
 pub mod ike_lab;
 #[cfg(feature = "daemons")]
 pub mod lan_lab;
 #[cfg(feature = "daemons")]
+pub mod ping_log;
+#[cfg(feature = "daemons")]
 pub mod pki_lab;
+#[cfg(feature = "postgres")]
+pub mod postgres_lab;
+#[cfg(all(feature = "daemons", feature = "postgres"))]
+pub mod registry_lab;
 #[cfg(feature = "daemons")]
 pub mod roaming_ike_lab;
 #[cfg(feature = "daemons")]

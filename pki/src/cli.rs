@@ -30,6 +30,10 @@ pub enum PkiCommand {
         /// Directory to create them in.
         #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
+        /// Keep the registry in this PostgreSQL database (`postgresql://...`, written into
+        /// server.toml's [registry]) instead of registry.json.
+        #[arg(long, value_name = "URL")]
+        registry: Option<String>,
         /// The server's public IPv4 address.
         #[arg(long)]
         server_ipv4: Ipv4Addr,
@@ -69,6 +73,10 @@ pub enum PkiCommand {
         /// The CA directory.
         #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
+        /// The registry's database (`postgresql://...`), instead of server.toml's [registry]
+        /// or the directory's registry.json.
+        #[arg(long, value_name = "URL")]
+        registry: Option<String>,
         /// The CSR from `hometun pki request` (PEM or DER).
         #[arg(long)]
         csr: PathBuf,
@@ -92,6 +100,10 @@ pub enum PkiCommand {
         /// The CA directory.
         #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
+        /// The registry's database (`postgresql://...`), instead of server.toml's [registry]
+        /// or the directory's registry.json.
+        #[arg(long, value_name = "URL")]
+        registry: Option<String>,
         /// The client's name.
         #[arg(long)]
         name: String,
@@ -104,6 +116,10 @@ pub enum PkiCommand {
         /// The CA directory.
         #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
+        /// The registry's database (`postgresql://...`), instead of server.toml's [registry]
+        /// or the directory's registry.json.
+        #[arg(long, value_name = "URL")]
+        registry: Option<String>,
         /// The home's name.
         #[arg(long)]
         name: String,
@@ -117,11 +133,38 @@ pub enum PkiCommand {
         #[arg(long)]
         server: Option<SocketAddr>,
     },
+    /// On the CA's machine: a key and certificate for another server of this CA (it shares
+    /// the registry and needs no CA key).
+    ServerCert {
+        /// The CA directory.
+        #[arg(long, default_value = DEFAULT_DIR)]
+        dir: PathBuf,
+        /// The registry's database (`postgresql://...`), instead of server.toml's [registry]
+        /// or the directory's registry.json.
+        #[arg(long, value_name = "URL")]
+        registry: Option<String>,
+        /// The new server's IKE identity (a DNS name in its certificate).
+        #[arg(long)]
+        name: String,
+        /// The new server's public IPv4 address.
+        #[arg(long)]
+        ipv4: Ipv4Addr,
+        /// Key type.
+        #[arg(long, value_enum, default_value_t = KeyType::Ed25519)]
+        key: KeyType,
+        /// Directory to write server.key, server.pem and ca.pem to.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// On the server: run the enrollment listener (TLS) for `hometun enroll`.
     Serve {
         /// The CA directory.
         #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
+        /// The registry's database (`postgresql://...`), instead of server.toml's [registry]
+        /// or the directory's registry.json.
+        #[arg(long, value_name = "URL")]
+        registry: Option<String>,
         /// Address to listen on (default: server.toml [enroll] listen).
         #[arg(long)]
         listen: Option<SocketAddr>,
@@ -132,6 +175,10 @@ pub enum PkiCommand {
         /// The CA directory.
         #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
+        /// The registry's database (`postgresql://...`), instead of server.toml's [registry]
+        /// or the directory's registry.json.
+        #[arg(long, value_name = "URL")]
+        registry: Option<String>,
         /// The home's name.
         #[arg(long)]
         name: String,
@@ -144,6 +191,10 @@ pub enum PkiCommand {
         /// The CA directory.
         #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
+        /// The registry's database (`postgresql://...`), instead of server.toml's [registry]
+        /// or the directory's registry.json.
+        #[arg(long, value_name = "URL")]
+        registry: Option<String>,
     },
     /// On the server: each home's prefix, certificate expiry and status (its latest
     /// certificate; --all for every certificate issued).
@@ -151,6 +202,10 @@ pub enum PkiCommand {
         /// The CA directory.
         #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
+        /// The registry's database (`postgresql://...`), instead of server.toml's [registry]
+        /// or the directory's registry.json.
+        #[arg(long, value_name = "URL")]
+        registry: Option<String>,
         /// Every certificate ever issued, not only each name's latest.
         #[arg(long)]
         all: bool,
@@ -164,6 +219,10 @@ pub enum PkiCommand {
         /// The CA directory.
         #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
+        /// The registry's database (`postgresql://...`), instead of server.toml's [registry]
+        /// or the directory's registry.json.
+        #[arg(long, value_name = "URL")]
+        registry: Option<String>,
         /// Make every pending token of this home unusable now.
         #[arg(long, value_name = "NAME")]
         revoke: Option<String>,
@@ -222,6 +281,7 @@ pub fn run_pki(command: PkiCommand) -> anyhow::Result<()> {
     match command {
         PkiCommand::Init {
             dir,
+            registry,
             server_ipv4,
             pool,
             prefix_len,
@@ -230,7 +290,7 @@ pub fn run_pki(command: PkiCommand) -> anyhow::Result<()> {
             grace_days,
             enroll_port,
         } => {
-            let server = ServerDir::new(&dir);
+            let server = ServerDir::with_registry_url(&dir, registry);
             let config = server.init(
                 &InitOptions {
                     server_ipv4,
@@ -263,6 +323,27 @@ pub fn run_pki(command: PkiCommand) -> anyhow::Result<()> {
                 dir.display()
             );
         }
+        PkiCommand::ServerCert {
+            dir,
+            registry,
+            name,
+            ipv4,
+            key,
+            out,
+        } => {
+            let cert = ServerDir::with_registry_url(&dir, registry).issue_server_cert(
+                &name,
+                ipv4,
+                key,
+                &out,
+                now(),
+            )?;
+            println!(
+                "server certificate for {name} ({ipv4}) in {}, its key server.key and ca.pem beside it; \
+                 its server.toml names them, with crl = the CRL and [registry] url = the shared database",
+                cert.display()
+            );
+        }
         PkiCommand::Request { dir, name, key } => {
             let client = ClientDir::new(&dir);
             let (_, created) = client.request(&name, key)?;
@@ -278,11 +359,16 @@ pub fn run_pki(command: PkiCommand) -> anyhow::Result<()> {
         }
         PkiCommand::Sign {
             dir,
+            registry,
             csr,
             out,
             valid_days,
         } => {
-            let issued = ServerDir::new(&dir).sign(&files::read(&csr)?, valid_days, now())?;
+            let issued = ServerDir::with_registry_url(&dir, registry).sign(
+                &files::read(&csr)?,
+                valid_days,
+                now(),
+            )?;
             files::write_atomic(&out, issued.bundle.to_toml().as_bytes(), files::PUBLIC_MODE)?;
             println!(
                 "issued {} prefix {} serial {} until {}; bundle {}",
@@ -313,20 +399,31 @@ pub fn run_pki(command: PkiCommand) -> anyhow::Result<()> {
                 hex(&ca::fingerprint(&parsed.ca_der().map_err(PkiError::from)?))
             );
         }
-        PkiCommand::Export { dir, name, out } => {
-            let bundle = ServerDir::new(&dir).export(&name)?;
+        PkiCommand::Export {
+            dir,
+            registry,
+            name,
+            out,
+        } => {
+            let bundle = ServerDir::with_registry_url(&dir, registry).export(&name)?;
             files::write_atomic(&out, bundle.to_toml().as_bytes(), files::PUBLIC_MODE)?;
             println!("bundle of {name} ({}) in {}", bundle.prefix, out.display());
         }
         PkiCommand::Token {
             dir,
+            registry,
             name,
             valid_hours,
             valid_minutes,
             server,
         } => {
             let minutes = valid_minutes.unwrap_or(valid_hours.saturating_mul(60));
-            let token = ServerDir::new(&dir).make_token(&name, minutes, server, now())?;
+            let token = ServerDir::with_registry_url(&dir, registry).make_token(
+                &name,
+                minutes,
+                server,
+                now(),
+            )?;
             let validity = match valid_minutes {
                 Some(m) => format!("{m} min"),
                 None => format!("{valid_hours} h"),
@@ -337,15 +434,20 @@ pub fn run_pki(command: PkiCommand) -> anyhow::Result<()> {
             );
             println!("{}", token.encode());
         }
-        PkiCommand::Serve { dir, listen } => serve(dir, listen)?,
+        PkiCommand::Serve {
+            dir,
+            registry,
+            listen,
+        } => serve(ServerDir::with_registry_url(&dir, registry), listen)?,
         PkiCommand::Revoke {
             dir,
+            registry,
             name,
             key_compromise,
         } => {
-            let server = ServerDir::new(&dir);
+            let server = ServerDir::with_registry_url(&dir, registry);
             let record = server.revoke(&name, key_compromise, now())?;
-            let data = server.registry().load()?;
+            let data = server.registry()?.load()?;
             let free = record
                 .prefix_free_at(data.grace_days)
                 .map(crate::token::unix_text)
@@ -358,12 +460,17 @@ pub fn run_pki(command: PkiCommand) -> anyhow::Result<()> {
                 hometun_config::CRL_CHECK_SECONDS
             );
         }
-        PkiCommand::Crl { dir } => {
-            let path = ServerDir::new(&dir).publish_crl(now())?;
+        PkiCommand::Crl { dir, registry } => {
+            let path = ServerDir::with_registry_url(&dir, registry).publish_crl(now())?;
             println!("CRL published to {}", path.display());
         }
-        PkiCommand::Tokens { dir, revoke, json } => {
-            let server = ServerDir::new(&dir);
+        PkiCommand::Tokens {
+            dir,
+            registry,
+            revoke,
+            json,
+        } => {
+            let server = ServerDir::with_registry_url(&dir, registry);
             if let Some(name) = revoke {
                 let revoked = server.revoke_tokens(&name, now())?;
                 println!("{revoked} pending token(s) of {name} revoked");
@@ -381,8 +488,13 @@ pub fn run_pki(command: PkiCommand) -> anyhow::Result<()> {
                 }
             }
         }
-        PkiCommand::List { dir, all, json } => {
-            let entries = ServerDir::new(&dir).list(now(), all)?;
+        PkiCommand::List {
+            dir,
+            registry,
+            all,
+            json,
+        } => {
+            let entries = ServerDir::with_registry_url(&dir, registry).list(now(), all)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&entries)?);
             } else {
@@ -414,8 +526,7 @@ pub fn run_pki(command: PkiCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(dir: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<()> {
-    let server = ServerDir::new(&dir);
+fn serve(server: ServerDir, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let listen = match listen {
         Some(l) => l,
         None => server
@@ -424,7 +535,10 @@ fn serve(dir: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<()> {
             .map(|e| e.listen)
             .context("server.toml has no [enroll] table; pass --listen ADDR:PORT")?,
     };
-    let service = Arc::new(enroll::server::EnrollmentServer::new(&dir)?);
+    let service = Arc::new(enroll::server::EnrollmentServer::for_dir(
+        server,
+        enroll::limits::ListenerLimits::default(),
+    )?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -83,7 +83,7 @@ impl ServerDir {
         }
         let ca_pem = self.ca_pem()?;
         let t = now.unix_timestamp();
-        let record = self.registry().update(|data| {
+        let record = self.registry()?.update(|data| {
             self.check_pool(&config, data)?;
             let index = data
                 .clients

@@ -13,8 +13,9 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
-use hometun_config::{EnrollSection, ServerConfig, ServerSection, TunnelSection};
+use hometun_config::{EnrollSection, RegistrySection, ServerConfig, ServerSection, TunnelSection};
 use ipnet::Ipv6Net;
 use time::OffsetDateTime;
 
@@ -102,13 +103,29 @@ pub struct ListEntry {
 #[derive(Debug, Clone)]
 pub struct ServerDir {
     dir: PathBuf,
+    /// `--registry URL`, over server.toml's `[registry]`.
+    registry_url: Option<String>,
+    /// The registry once opened (a database connects and migrates once per handle).
+    registry: Arc<OnceLock<Registry>>,
 }
 
 impl ServerDir {
-    /// The directory `dir`.
+    /// The directory `dir`; its registry is the one server.toml's `[registry]` names, else the
+    /// file `registry.json` in it.
     pub fn new(dir: &Path) -> Self {
         ServerDir {
             dir: dir.to_path_buf(),
+            registry_url: None,
+            registry: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// The directory `dir` with the registry at `url` (a `postgresql://` URL) whatever
+    /// server.toml says; `None` changes nothing.
+    pub fn with_registry_url(dir: &Path, url: Option<String>) -> Self {
+        ServerDir {
+            registry_url: url,
+            ..Self::new(dir)
         }
     }
 
@@ -140,9 +157,28 @@ impl ServerDir {
     pub fn default_crl(&self) -> PathBuf {
         self.dir.join("crl.pem")
     }
-    /// The registry.
-    pub fn registry(&self) -> Registry {
-        Registry::at(&self.dir.join("registry.json"))
+    /// `registry.json`, the registry unless a database is named.
+    pub fn registry_file(&self) -> PathBuf {
+        self.dir.join("registry.json")
+    }
+
+    /// The registry: the database `--registry` or server.toml's `[registry] url` names (its
+    /// password from `registry.password_file`), else `registry.json`. Opened once per handle.
+    pub fn registry(&self) -> Result<Registry, PkiError> {
+        if let Some(registry) = self.registry.get() {
+            return Ok(registry.clone());
+        }
+        let section = if self.server_toml().exists() {
+            self.config()?.registry
+        } else {
+            None
+        };
+        let registry = match (&self.registry_url, section) {
+            (Some(url), _) => Registry::open(url)?,
+            (None, Some(section)) => Registry::from_section(&section)?,
+            (None, None) => Registry::at(&self.registry_file()),
+        };
+        Ok(self.registry.get_or_init(|| registry).clone())
     }
 
     /// `pki init`: CA, server key and certificate, server.toml, empty registry and CRL.
@@ -156,13 +192,20 @@ impl ServerDir {
         if self.ca_key().exists() || self.ca_cert().exists() {
             return Err(PkiError::CaExists(self.dir.clone()));
         }
-        for path in [
+        let database = self
+            .registry_url
+            .clone()
+            .filter(|url| crate::registry::is_database_url(url));
+        let mut paths = vec![
             self.server_cert(),
             self.server_key(),
             self.server_toml(),
-            self.registry().path().to_path_buf(),
             self.default_crl(),
-        ] {
+        ];
+        if database.is_none() {
+            paths.push(self.registry_file());
+        }
+        for path in paths {
             if path.exists() {
                 return Err(PkiError::file(
                     &path,
@@ -202,7 +245,7 @@ impl ServerDir {
             files::PUBLIC_MODE,
         )?;
 
-        self.registry().create(&data)?;
+        self.registry()?.create(&data)?;
         let crl = ca.crl(&[], 0, now, CRL_VALID_DAYS)?;
         files::write_new(&self.default_crl(), crl.as_bytes(), files::PUBLIC_MODE)?;
 
@@ -226,6 +269,10 @@ impl ServerDir {
             ike: Default::default(),
             dos: Default::default(),
             clients: Vec::new(),
+            registry: database.map(|url| RegistrySection {
+                url,
+                password_file: None,
+            }),
             enroll: Some(EnrollSection {
                 listen: SocketAddr::new(opts.server_ipv4.into(), opts.enroll_port),
                 address: None,
@@ -241,6 +288,49 @@ impl ServerDir {
         ServerConfig::from_toml(&self.server_toml(), &text)?;
         files::write_new(&self.server_toml(), text.as_bytes(), files::PUBLIC_MODE)?;
         Ok(ServerConfig::load(&self.server_toml())?)
+    }
+
+    /// `pki server-cert`: a key and certificate for another server of this CA (same EKUs as
+    /// the one `init` made), written to `out` as `server.key` (0600) and `server.pem`, with
+    /// `ca.pem` beside them. The new server needs no CA key: it runs with these, the CRL and
+    /// the shared registry. Refused for a name a home holds.
+    pub fn issue_server_cert(
+        &self,
+        name: &str,
+        ipv4: Ipv4Addr,
+        key: KeyType,
+        out: &Path,
+        now: OffsetDateTime,
+    ) -> Result<PathBuf, PkiError> {
+        let name = normalize_dns_name(name)?;
+        if let Some(home) = self.registry()?.load()?.active(&name) {
+            return Err(PkiError::NameTaken {
+                name: home.name.clone(),
+                prefix: home.prefix,
+                serial: home.serial.clone(),
+            });
+        }
+        let ca = self.ca()?;
+        let server_key = key.generate()?;
+        let cert = ca.issue_server(&server_key, &name, ipv4, now)?;
+        files::ensure_dir(out)?;
+        files::write_new(
+            &out.join("server.key"),
+            server_key.serialize_pem().as_bytes(),
+            files::PRIVATE_MODE,
+        )?;
+        let cert_path = out.join("server.pem");
+        files::write_new(
+            &cert_path,
+            ca::pem_certificate(&cert).as_bytes(),
+            files::PUBLIC_MODE,
+        )?;
+        files::write_atomic(
+            &out.join("ca.pem"),
+            ca.cert_pem().as_bytes(),
+            files::PUBLIC_MODE,
+        )?;
+        Ok(cert_path)
     }
 
     /// Loads server.toml.
@@ -312,7 +402,7 @@ impl ServerDir {
     ) -> Result<Issued, PkiError> {
         let hash = Token::secret_sha256(secret);
         let token_name = self
-            .registry()
+            .registry()?
             .load()?
             .check_token(&hash, now.unix_timestamp())?
             .name
@@ -343,7 +433,7 @@ impl ServerDir {
         let config = self.config()?;
         self.refuse_reserved(&config, &csr.name)?;
         let ca_pem = self.ca_pem()?;
-        let registry = self.registry();
+        let registry = self.registry()?;
         let t = now.unix_timestamp();
         let record = registry.update(|data| {
             self.check_pool(&config, data)?;
@@ -406,7 +496,7 @@ impl ServerDir {
             return Ok(());
         }
         Err(PkiError::Registry {
-            path: self.registry().path().to_path_buf(),
+            path: self.registry()?.location(),
             problem: format!(
                 "its pool {} is not inside server.pool {} of {}",
                 data.pool,
@@ -447,7 +537,7 @@ impl ServerDir {
         let name = &normalize_dns_name(name)?;
         let config = self.config()?;
         let ca_pem = self.ca_pem()?;
-        let data = self.registry().load()?;
+        let data = self.registry()?.load()?;
         let record = data
             .active(name)
             .ok_or_else(|| PkiError::UnknownClient(name.to_string()))?;
@@ -485,7 +575,7 @@ impl ServerDir {
         let ca = self.ca()?;
         let token = Token::generate(ca.fingerprint(), server, name)?;
         let t = now.unix_timestamp();
-        self.registry().update(|data| {
+        self.registry()?.update(|data| {
             if let Some(c) = data.active(name)
                 && c.not_after > t
             {
@@ -516,7 +606,7 @@ impl ServerDir {
         let t = now.unix_timestamp();
         let text = crate::token::unix_text;
         Ok(self
-            .registry()
+            .registry()?
             .load()?
             .tokens
             .iter()
@@ -534,7 +624,7 @@ impl ServerDir {
     pub fn revoke_tokens(&self, name: &str, now: OffsetDateTime) -> Result<usize, PkiError> {
         let name = &normalize_dns_name(name)?;
         let t = now.unix_timestamp();
-        self.registry().update(|data| {
+        self.registry()?.update(|data| {
             let mut revoked = 0;
             for token in data
                 .tokens
@@ -572,7 +662,7 @@ impl ServerDir {
             .clone()
             .unwrap_or_else(|| self.default_crl());
         let t = now.unix_timestamp();
-        self.registry().update_with(
+        self.registry()?.update_with(
             |data| {
                 // Every live certificate of the name: the current one and those a renewal
                 // replaced, which stay valid until their own expiry unless revoked here.
@@ -604,7 +694,7 @@ impl ServerDir {
             .crl
             .clone()
             .unwrap_or_else(|| self.default_crl());
-        self.registry().update_with(
+        self.registry()?.update_with(
             |data| {
                 data.crl_number += 1;
                 Ok(())
@@ -617,7 +707,7 @@ impl ServerDir {
     /// `pki list`: each name's latest certificate with its status at `now`, or with `all` every
     /// certificate ever issued (renewed, revoked and re-issued ones too).
     pub fn list(&self, now: OffsetDateTime, all: bool) -> Result<Vec<ListEntry>, PkiError> {
-        let data = self.registry().load()?;
+        let data = self.registry()?.load()?;
         let t = now.unix_timestamp();
         let text = crate::token::unix_text;
         let latest = |i: usize, c: &ClientRecord| {

@@ -95,7 +95,11 @@ fn setup(pool: &str) -> tempfile::TempDir {
 /// Checks the registry's invariants and returns the number of records.
 fn check_registry(dir: &Path) -> usize {
     let srv = ServerDir::new(&dir.join("srv"));
-    let data = srv.registry().load().expect("registry is never torn");
+    let data = srv
+        .registry()
+        .unwrap()
+        .load()
+        .expect("registry is never torn");
     let store = hometun_pki::files::trust_store(&srv.ca_cert(), None).unwrap();
     let mut indices = Vec::new();
     let mut names = HashSet::new();
@@ -181,11 +185,11 @@ fn killing_signers_mid_way_loses_and_duplicates_nothing() {
     let (csr, _) = home.request("after.example", KeyType::Ed25519).unwrap();
     let issued = srv.sign(csr.as_bytes(), 730, now()).unwrap();
     let index = (u128::from(issued.record.prefix.network())
-        - u128::from(srv.registry().load().unwrap().pool.network()))
+        - u128::from(srv.registry().unwrap().load().unwrap().pool.network()))
         >> 64;
     assert_eq!(index, n as u128 + 1);
     // A recorded certificate whose bundle was lost to a kill can be exported again.
-    let data = srv.registry().load().unwrap();
+    let data = srv.registry().unwrap().load().unwrap();
     for c in &data.clients {
         assert_eq!(srv.export(&c.name).unwrap().prefix, c.prefix);
     }

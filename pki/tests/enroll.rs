@@ -58,10 +58,10 @@ async fn token_enrolls_once_and_is_refused_the_second_time() {
     assert_eq!(loaded.client.name, "home.example");
     assert_eq!(loaded.client.prefix, bundle.prefix);
     // The key stayed here: the registry has the certificate, not the key.
-    let registry = std::fs::read_to_string(srv.registry().path()).unwrap();
+    let registry = std::fs::read_to_string(srv.registry().unwrap().location()).unwrap();
     assert!(!registry.contains("PRIVATE KEY"));
     assert!(!registry.contains(&format!("{:?}", token.secret)));
-    let data = srv.registry().load().unwrap();
+    let data = srv.registry().unwrap().load().unwrap();
     assert_eq!(
         data.tokens[0].used_serial.as_deref(),
         Some(data.clients[0].serial.as_str())
@@ -75,7 +75,7 @@ async fn token_enrolls_once_and_is_refused_the_second_time() {
     assert!(e.to_string().contains("token was already used at"), "{e}");
     assert_eq!(refusal(e), RefusalCode::TOKEN_USED);
     assert!(!again.client_toml().exists());
-    assert_eq!(srv.registry().load().unwrap().clients.len(), 1);
+    assert_eq!(srv.registry().unwrap().load().unwrap().clients.len(), 1);
 }
 
 #[tokio::test]
@@ -173,7 +173,11 @@ async fn a_server_of_another_ca_is_not_trusted() {
     );
     assert!(!home.client_toml().exists());
     // No token was consumed on the real CA.
-    assert!(srv.registry().load().unwrap().tokens[0].used.is_none());
+    assert!(
+        srv.registry().unwrap().load().unwrap().tokens[0]
+            .used
+            .is_none()
+    );
 }
 
 #[tokio::test]

@@ -52,7 +52,7 @@ fn a_case_variant_of_an_enrolled_home_is_the_same_name() {
         .unwrap_err();
     assert!(matches!(e, PkiError::NameTaken { .. }), "{e}");
     // Nothing new was recorded: one home, one prefix.
-    let data = srv.registry().load().unwrap();
+    let data = srv.registry().unwrap().load().unwrap();
     assert_eq!(data.clients.len(), 1);
     assert!(data.tokens.is_empty());
 
@@ -79,7 +79,7 @@ fn requests_and_tokens_carry_the_name_in_lower_case() {
         .unwrap();
     assert_eq!(token.name, "other.example");
     assert_eq!(
-        srv.registry().load().unwrap().tokens[0].name,
+        srv.registry().unwrap().load().unwrap().tokens[0].name,
         "other.example"
     );
     let issued = srv.sign(csr.as_bytes(), 730, now()).unwrap();
@@ -109,8 +109,8 @@ fn an_old_registry_loads_normalised_and_a_collision_is_refused() {
         64,
         KeyType::Ed25519,
     );
-    let path = srv.registry().path().to_path_buf();
-    let mut data = srv.registry().load().unwrap();
+    let path = srv.registry().unwrap().location().to_path_buf();
+    let mut data = srv.registry().unwrap().load().unwrap();
 
     // One mixed-case home, as an older version wrote it: loads in lower case.
     data.clients.push(record("Home.Example", "01"));
@@ -161,6 +161,6 @@ fn the_servers_name_is_reserved() {
         let e = srv.sign(&csr_as_spelled(name), 730, now()).unwrap_err();
         assert!(matches!(e, PkiError::ReservedName { .. }), "{e}");
     }
-    let data = srv.registry().load().unwrap();
+    let data = srv.registry().unwrap().load().unwrap();
     assert!(data.clients.is_empty() && data.tokens.is_empty());
 }

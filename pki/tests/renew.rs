@@ -193,7 +193,7 @@ async fn a_revoked_certificate_cannot_renew() {
         before,
         "a failed renewal changed the files"
     );
-    assert_eq!(lab.srv.registry().load().unwrap().clients.len(), 1);
+    assert_eq!(lab.srv.registry().unwrap().load().unwrap().clients.len(), 1);
 }
 
 #[tokio::test]
@@ -244,7 +244,15 @@ async fn a_certificate_of_another_ca_cannot_renew() {
     let (code, message) = refusal(e);
     assert_eq!(code, RefusalCode::CERTIFICATE_REFUSED);
     assert!(message.contains("not issued by this CA"), "{message}");
-    assert!(lab.srv.registry().load().unwrap().clients.is_empty());
+    assert!(
+        lab.srv
+            .registry()
+            .unwrap()
+            .load()
+            .unwrap()
+            .clients
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -266,7 +274,7 @@ async fn a_renewal_for_another_name_is_refused() {
         message.contains("the certificate is for home.example"),
         "{message}"
     );
-    assert_eq!(lab.srv.registry().load().unwrap().clients.len(), 2);
+    assert_eq!(lab.srv.registry().unwrap().load().unwrap().clients.len(), 2);
 }
 
 /// The server's side alone: a retry with the same new key after a lost answer gets the same
@@ -293,11 +301,11 @@ async fn a_lost_answer_is_fetched_again_and_nothing_else() {
         matches!(e, PkiError::Renewal(RenewalRefusal::NotCurrent { .. })),
         "{e}"
     );
-    assert_eq!(lab.srv.registry().load().unwrap().clients.len(), 2);
+    assert_eq!(lab.srv.registry().unwrap().load().unwrap().clients.len(), 2);
 
     // Revoking the home revokes both of its live certificates, and the CRL lists both.
     lab.srv.revoke("home.example", false, now()).unwrap();
-    let data = lab.srv.registry().load().unwrap();
+    let data = lab.srv.registry().unwrap().load().unwrap();
     assert!(data.clients.iter().all(|c| c.revoked.is_some()));
     assert_eq!(data.revoked().len(), 2);
 }

@@ -13,6 +13,7 @@
 pub mod clock;
 pub mod icmp;
 mod operations;
+mod optional;
 pub mod workers;
 
 use std::collections::VecDeque;
@@ -37,6 +38,7 @@ use crate::status::{self, StatusReport, StatusRequest};
 use clock::{OsRandom, now};
 use hometun_ike::endpoint::{Endpoint, InitiatorConfig, Output, ResponderConfig, Transmit};
 use hometun_ike::notice::Level;
+use optional::{child_exit, home_lost, renewal_due, renewal_result};
 
 /// How often the forwarder's counters are fetched (liveness, make-before-break, status).
 const COUNTER_INTERVAL: Duration = Duration::from_secs(1);
@@ -90,6 +92,9 @@ pub struct DriverConfig {
     /// The peers status lists before they are seen (configured and enrolled homes, or the
     /// client's server).
     pub known_peers: crate::homes::KnownPeers,
+    /// A server's registry of which server holds each home (`None`: a client, or a server
+    /// without a registry).
+    pub holders: Option<crate::holders::HolderRegistry>,
 }
 
 /// Where the daemon's forwarder comes from.
@@ -147,35 +152,18 @@ async fn open_forwarder(
     }
 }
 
-/// When the client's certificate renewal timer fires; never without one.
-async fn renewal_due(timer: &Option<crate::renewal::RenewalTimer>) {
-    match timer {
-        Some(timer) => timer.due().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// A finished renewal attempt; never without a timer.
-async fn renewal_result(
-    results: &mut Option<mpsc::Receiver<crate::renewal::RenewalResult>>,
-) -> Option<crate::renewal::RenewalResult> {
-    match results {
-        Some(results) => results.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Waits for the forwarder child to exit; never returns for a forwarder we did not start.
-async fn child_exit(child: &mut Option<Child>) -> std::io::Result<std::process::ExitStatus> {
-    match child {
-        Some(child) => child.wait().await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Runs a daemon until SIGTERM or SIGINT (then it deletes its IKE SAs, stops the forwarder and
 /// returns `Ok`), or until the forwarder dies (an error: never run half-blind).
 pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
+    run_with_registry(config, role, None).await
+}
+
+/// [`run`] for a server with a shared registry, whose revocations it applies as they come.
+pub async fn run_with_registry(
+    config: DriverConfig,
+    role: Role,
+    registry: Option<crate::registry_watch::RegistryWatch>,
+) -> anyhow::Result<()> {
     let started = now();
     let (status_tx, status_rx) = mpsc::channel::<StatusRequest>(16);
     if let Some(addr) = config.metrics {
@@ -260,8 +248,13 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
         }
         None => (None, None),
     };
+    let holders = config
+        .holders
+        .clone()
+        .map(crate::holders::HomeHolders::start);
     let mut driver = Driver {
         endpoint,
+        holders,
         link,
         child,
         events,
@@ -284,6 +277,7 @@ pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
         config,
         started,
         server,
+        registry,
         in_flight: VecDeque::new(),
         workers,
         auth_done,
@@ -329,9 +323,11 @@ enum Wake {
     Reload,
     RenewalDue,
     CrlCheck,
+    Registry(hometun_pki::registry::RegistryEvent),
     Renewed(crate::renewal::RenewalResult),
     ForwarderExited(std::io::Result<std::process::ExitStatus>),
     EventsClosed,
+    HomeLost(crate::holders::Lost),
 }
 
 struct Driver {
@@ -356,10 +352,14 @@ struct Driver {
     server: Option<SocketAddrV4>,
     /// A server's CRL file, looked at every few seconds.
     crl: Option<crate::crl_watch::FileWatch>,
+    /// A server's shared registry: revocations as they are committed.
+    registry: Option<crate::registry_watch::RegistryWatch>,
     /// The home's LANs or the VPS's upstream.
     site: Site,
     /// Every peer known, up or down, with its traffic totals.
     homes: crate::homes::Homes,
+    /// A server's claims of its homes in the registry, and the homes other servers took.
+    holders: Option<crate::holders::HomeHolders>,
     /// Refusals already logged at warn (repeats go to debug).
     refusals: crate::refusals::RefusalLog,
     /// Forwarder requests sent and not yet answered, oldest first.
@@ -435,6 +435,7 @@ impl Driver {
                 },
                 _ = tick.tick() => Wake::Counters,
                 _ = crl_tick.tick(), if self.crl.is_some() => Wake::CrlCheck,
+                Some(event) = crate::registry_watch::next_event(&mut self.registry) => Wake::Registry(event),
                 () = timer => Wake::Timer,
                 Some(request) = status_rx.recv() => Wake::Status(request),
                 Some(request) = command_rx.recv() => Wake::Command(request),
@@ -444,6 +445,7 @@ impl Driver {
                 status = child_exit(&mut self.child) => Wake::ForwarderExited(status),
                 () = renewal_due(&self.renewal) => Wake::RenewalDue,
                 Some(result) = renewal_result(&mut self.renewal_results) => Wake::Renewed(result),
+                lost = home_lost(&mut self.holders) => Wake::HomeLost(lost),
             };
             match wake {
                 Wake::Datagram(n, from) => {
@@ -482,6 +484,7 @@ impl Driver {
                     return Ok(());
                 }
                 Wake::Reload => self.reload("SIGHUP").await?,
+                Wake::Registry(event) => self.registry_event(event).await?,
                 Wake::CrlCheck => {
                     let changed = self.crl.as_mut().is_some_and(|watch| watch.changed());
                     if changed {
@@ -508,6 +511,7 @@ impl Driver {
                         self.reload("renewed certificate").await?;
                     }
                 }
+                Wake::HomeLost(lost) => self.home_lost(lost),
                 Wake::ForwarderExited(status) => return Err(forwarder_gone(Some(status))),
                 Wake::EventsClosed => {
                     self.events_open = false;
@@ -664,6 +668,9 @@ impl Driver {
                 reauthenticated,
             } => {
                 self.homes.up(&name, now().wall);
+                if let Some(holders) = &self.holders {
+                    holders.up(&name, now().wall);
+                }
                 if reauthenticated {
                     tracing::info!("peer re-authenticated: {name} ({peer}) at {remote}");
                 } else {
@@ -675,6 +682,9 @@ impl Driver {
             }
             Output::PeerDown { peer, name, reason } => {
                 self.homes.down(&name, &reason, now().wall);
+                if let Some(holders) = &self.holders {
+                    holders.down(&name);
+                }
                 tracing::info!("peer down: {name} ({peer}): {reason}");
                 self.send_request(Request::NamePeer { peer, name: None })
                     .await?;

@@ -1,6 +1,7 @@
 //! What the driver does besides carrying packets and forwarder requests: reading the
 //! configuration again (SIGHUP, a new CRL, a renewed certificate), following a client's network
-//! when it changed, and the operator's commands from the status socket.
+//! when it changed, the operator's commands from the status socket, and a home that another
+//! server took.
 
 use hometun_control::Request;
 use hometun_ike::endpoint::Initiated;
@@ -53,11 +54,37 @@ impl Driver {
         Ok(())
     }
 
+    /// Something the shared registry committed: a revocation is applied at once, as a new CRL
+    /// would be (the home's SAs are deleted and it is refused from then on).
+    pub(super) async fn registry_event(
+        &mut self,
+        event: hometun_pki::registry::RegistryEvent,
+    ) -> anyhow::Result<()> {
+        use hometun_pki::registry::RegistryEvent;
+        match event {
+            RegistryEvent::Revoked { name, serial } => {
+                let new = self
+                    .registry
+                    .as_ref()
+                    .is_some_and(|watch| watch.revoked.insert(serial.clone()));
+                if new {
+                    self.reload(&format!("registry: {name} (serial {serial}) revoked"))
+                        .await?;
+                }
+            }
+            RegistryEvent::Claimed { home, holder } => {
+                tracing::debug!("registry: {home} claimed by {}", holder.server);
+            }
+        }
+        Ok(())
+    }
+
     /// A client's forwarder saw the network change without moving an SA (none may be up):
     /// learn the source address towards the server now; a client that is down connects at
     /// once, from there.
     pub(super) fn network_changed(&mut self) {
-        let Some(server) = self.server else {
+        // The server in use: a client that failed over follows the route to its new one.
+        let Some(server) = self.endpoint.current_server() else {
             return;
         };
         match crate::setup::route_source(server) {
@@ -74,6 +101,20 @@ impl Driver {
                 }
             }
             Err(error) => tracing::debug!("network changed: {error:#}"),
+        }
+    }
+
+    /// Another server holds `lost.home` now (the registry says so): whatever this server still
+    /// has of it goes, its route with its CHILD SAs, so that only the holder routes and
+    /// announces the home's prefix.
+    pub(super) fn home_lost(&mut self, lost: crate::holders::Lost) {
+        let deleted = self.endpoint.terminate(now(), &lost.home, &mut self.rng);
+        if deleted > 0 {
+            tracing::info!(
+                "{} is held by {} now: dropped its {deleted} IKE SA(s) here, and its route",
+                lost.home,
+                lost.by
+            );
         }
     }
 

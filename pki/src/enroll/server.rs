@@ -71,7 +71,12 @@ impl EnrollmentServer {
 
     /// [`EnrollmentServer::new`] with other limits.
     pub fn with_limits(dir: &Path, limits: ListenerLimits) -> Result<Self, PkiError> {
-        let dir = ServerDir::new(dir);
+        Self::for_dir(ServerDir::new(dir), limits)
+    }
+
+    /// [`EnrollmentServer::with_limits`] for a [`ServerDir`] already set up (its registry
+    /// perhaps a database named on the command line).
+    pub fn for_dir(dir: ServerDir, limits: ListenerLimits) -> Result<Self, PkiError> {
         // The CA key is read at each signing; a mode others can read is refused at start
         // (and by `hometun server --check`), not at the first enrollment.
         files::check_private_mode(&dir.ca_key())?;
@@ -355,7 +360,7 @@ mod tests {
         assert_eq!(after.0, before.0, "CA key read for a bad CSR");
         assert_eq!(after.1, before.1 + 1);
         // The token was not used up by the bad CSR.
-        let data = dir.registry().load().unwrap();
+        let data = dir.registry().unwrap().load().unwrap();
         assert!(data.tokens.iter().all(|t| t.used.is_none()));
 
         // A good CSR with it: the CA key is read once, for the signing.

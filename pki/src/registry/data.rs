@@ -1,21 +1,15 @@
-//! The registry: which client holds which prefix and certificate, revocations, and enrollment
-//! tokens. One JSON file (`registry.json`), changed only under an exclusive `flock` on
-//! `registry.lock` and replaced atomically (write a temporary, fsync, rename, fsync the
-//! directory). A change is therefore all-or-nothing: a crash or error in the middle of `sign`
-//! leaves the previous file, so there is neither a half-allocated nor a lost prefix, and two
-//! concurrent runs (threads or processes) never hand out the same prefix.
-
-use std::fs::OpenOptions;
-use std::path::{Path, PathBuf};
+//! The registry's contents and the rules on them, the same for every backend: which client
+//! holds which prefix and certificate, revocations, enrollment tokens, and which server holds
+//! each home. A backend ([`super::RegistryBackend`]) only stores this and makes each change
+//! all-or-nothing and exclusive.
 
 use ipnet::Ipv6Net;
-use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::PkiError;
 use crate::ca::Revoked;
 use crate::token::TokenRefusal;
-use crate::{PkiError, files};
 
 /// Version of the registry file format.
 pub const REGISTRY_FORMAT: u32 = 1;
@@ -124,6 +118,30 @@ pub struct RegistryData {
     pub clients: Vec<ClientRecord>,
     /// Enrollment tokens.
     pub tokens: Vec<TokenRecord>,
+    /// Which server holds each home (one record per home that some server claimed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holders: Vec<HolderRecord>,
+}
+
+/// The server that holds a home: the one whose tunnel the home uses (one at a time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Holder {
+    /// The server's name (its `server.name`).
+    pub server: String,
+    /// Since when (Unix seconds).
+    pub since: i64,
+}
+
+/// A [`Holder`] and the home it holds, as the registry stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HolderRecord {
+    /// The home's name.
+    pub home: String,
+    /// Which server holds it, since when.
+    #[serde(flatten)]
+    pub holder: Holder,
 }
 
 impl RegistryData {
@@ -138,6 +156,7 @@ impl RegistryData {
             crl_number: 0,
             clients: Vec::new(),
             tokens: Vec::new(),
+            holders: Vec::new(),
         })
     }
 
@@ -215,6 +234,51 @@ impl RegistryData {
                     key_compromise: r.key_compromise,
                 })
             })
+            .collect()
+    }
+
+    /// Records that `server` holds `home` since `now`; returns the previous holder (which may
+    /// be `server` itself).
+    pub fn claim(&mut self, home: &str, server: &str, now: i64) -> Option<Holder> {
+        let holder = Holder {
+            server: server.to_string(),
+            since: now,
+        };
+        match self.holders.iter_mut().find(|h| h.home == home) {
+            Some(record) => Some(std::mem::replace(&mut record.holder, holder)),
+            None => {
+                self.holders.push(HolderRecord {
+                    home: home.to_string(),
+                    holder,
+                });
+                None
+            }
+        }
+    }
+
+    /// The server that holds `home`, if any.
+    pub fn holder(&self, home: &str) -> Option<&Holder> {
+        self.holders
+            .iter()
+            .find(|h| h.home == home)
+            .map(|h| &h.holder)
+    }
+
+    /// Forgets that `server` holds `home`; a home another server holds is left alone. Returns
+    /// whether `server` held it.
+    pub fn release(&mut self, home: &str, server: &str) -> bool {
+        let before = self.holders.len();
+        self.holders
+            .retain(|h| !(h.home == home && h.holder.server == server));
+        self.holders.len() != before
+    }
+
+    /// The serials of every revoked certificate, with their names.
+    pub fn revoked_serials(&self) -> Vec<(String, String)> {
+        self.clients
+            .iter()
+            .filter(|c| c.revoked.is_some())
+            .map(|c| (c.name.clone(), c.serial.clone()))
             .collect()
     }
 
@@ -342,107 +406,9 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// The registry file and its lock.
-#[derive(Debug, Clone)]
-pub struct Registry {
-    path: PathBuf,
-    lock_path: PathBuf,
-}
-
-impl Registry {
-    /// The registry at `path` (its lock beside it, `registry.lock`).
-    pub fn at(path: &Path) -> Self {
-        Registry {
-            path: path.to_path_buf(),
-            lock_path: path.with_extension("lock"),
-        }
-    }
-
-    /// The registry file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Creates the registry; fails if one exists.
-    pub fn create(&self, data: &RegistryData) -> Result<(), PkiError> {
-        files::write_new(&self.path, &Self::serialize(data), files::PUBLIC_MODE)
-    }
-
-    fn serialize(data: &RegistryData) -> Vec<u8> {
-        let mut text =
-            serde_json::to_vec_pretty(data).expect("registry data is plain strings and numbers");
-        text.push(b'\n');
-        text
-    }
-
-    /// Reads the registry. Consistent without the lock, because writers replace the file
-    /// atomically.
-    pub fn load(&self) -> Result<RegistryData, PkiError> {
-        let bytes = files::read(&self.path)?;
-        let mut data: RegistryData =
-            serde_json::from_slice(&bytes).map_err(|e| PkiError::Registry {
-                path: self.path.clone(),
-                problem: format!("damaged: {e}"),
-            })?;
-        if data.format != REGISTRY_FORMAT {
-            return Err(PkiError::Registry {
-                path: self.path.clone(),
-                problem: format!(
-                    "format {} is not the supported {REGISTRY_FORMAT}",
-                    data.format
-                ),
-            });
-        }
-        data.normalise_names()
-            .map_err(|problem| PkiError::Registry {
-                path: self.path.clone(),
-                problem,
-            })?;
-        Ok(data)
-    }
-
-    /// Runs `change` on the registry under the exclusive lock and writes the result back
-    /// atomically. If `change` fails, nothing is written.
-    pub fn update<T>(
-        &self,
-        change: impl FnOnce(&mut RegistryData) -> Result<T, PkiError>,
-    ) -> Result<T, PkiError> {
-        self.update_with(change, |_| Ok(()))
-    }
-
-    /// [`Registry::update`] with a step that runs after the change is computed and before it
-    /// is committed (still under the lock): for effects that must be in place before the
-    /// registry says so, like publishing a CRL before recording the revocation. If it fails,
-    /// nothing is committed.
-    pub fn update_with<T>(
-        &self,
-        change: impl FnOnce(&mut RegistryData) -> Result<T, PkiError>,
-        before_commit: impl FnOnce(&RegistryData) -> Result<(), PkiError>,
-    ) -> Result<T, PkiError> {
-        let _lock = self.lock()?;
-        let mut data = self.load()?;
-        let result = change(&mut data)?;
-        before_commit(&data)?;
-        files::write_atomic(&self.path, &Self::serialize(&data), files::PUBLIC_MODE)?;
-        Ok(result)
-    }
-
-    fn lock(&self) -> Result<Flock<std::fs::File>, PkiError> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock_path)
-            .map_err(|e| PkiError::io(&self.lock_path, e))?;
-        // Blocks until other writers (threads or processes) are done; released on drop,
-        // and by the kernel if the holder dies.
-        Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, errno)| PkiError::io(&self.lock_path, errno.into()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::Registry;
     use super::*;
 
     fn record(name: &str, prefix: Ipv6Net) -> ClientRecord {
@@ -539,7 +505,7 @@ mod tests {
     #[test]
     fn failed_change_writes_nothing_and_stale_temporaries_are_harmless() {
         let (d, reg) = registry("2001:db8:100::/48", 64);
-        let before = std::fs::read(reg.path()).unwrap();
+        let before = std::fs::read(reg.location()).unwrap();
         let r: Result<(), _> = reg.update(|data| {
             data.next_free_prefix(0)?;
             data.clients
@@ -549,7 +515,7 @@ mod tests {
             ))
         });
         assert!(r.is_err());
-        assert_eq!(std::fs::read(reg.path()).unwrap(), before);
+        assert_eq!(std::fs::read(reg.location()).unwrap(), before);
         // A torn temporary from a crashed writer does not disturb anything.
         std::fs::write(d.path().join(".registry.json.tmp.99999"), b"{\"form").unwrap();
         assert_eq!(
@@ -557,7 +523,7 @@ mod tests {
             "2001:db8:100:1::/64"
         );
         // A failing before_commit step also leaves the file as it was.
-        let before = std::fs::read(reg.path()).unwrap();
+        let before = std::fs::read(reg.location()).unwrap();
         let r = reg.update_with(
             |data| {
                 data.crl_number += 1;
@@ -566,7 +532,7 @@ mod tests {
             |_| Err(PkiError::Invalid("publishing failed".into())),
         );
         assert!(r.is_err());
-        assert_eq!(std::fs::read(reg.path()).unwrap(), before);
+        assert_eq!(std::fs::read(reg.location()).unwrap(), before);
     }
 
     #[test]
