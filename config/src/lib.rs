@@ -20,13 +20,18 @@ mod lan;
 pub mod names;
 mod registry;
 mod renew;
+mod servers;
 pub mod static_sa;
+mod tunnel;
 
 pub use enroll::EnrollSection;
 pub use files::{check_private_key_mode, file_error, io_problem};
 pub use lan::{LanSection, MAX_DNS_ENTRIES, UpstreamMode, UpstreamSection};
 pub use registry::RegistrySection;
 pub use renew::RenewSection;
+pub use servers::{OneOrMore, ServerTarget};
+use tunnel::check_tunnel;
+pub use tunnel::{DEFAULT_ROUTE_PROTOCOL, TunnelSection};
 
 /// A configuration problem: which file, which key, what is wrong. Displays as one line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,47 +61,6 @@ impl ConfigError {
             file: file.to_path_buf(),
             key: key.into(),
             problem: problem.into(),
-        }
-    }
-}
-
-/// The tunnel interface, common to both roles.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TunnelSection {
-    /// TUN device name.
-    #[serde(default = "default_interface")]
-    pub interface: String,
-    /// MTU of the TUN device (inner IPv6 packets); 1280 to 1435 so that the outer packet fits a
-    /// 1500-byte link with ESP in UDP.
-    #[serde(default = "default_mtu")]
-    pub mtu: u32,
-    /// Link-local address of this side, with prefix length (e.g. `fe80::1/64`).
-    pub link_local: Ipv6Net,
-    /// Install routes through the tunnel for the peers' prefixes.
-    #[serde(default = "default_true")]
-    pub manage_routes: bool,
-    /// Metric of those routes. On a home this is the metric of the tunnel's default route
-    /// (`::/0`): the kernel's own default for routes, and that of routes learned from Router
-    /// Advertisements, is 1024; a larger value leaves a native IPv6 default route in charge.
-    #[serde(default = "default_route_metric")]
-    pub route_metric: u32,
-    /// Clamp the MSS option of TCP SYNs crossing the tunnel to what fits its MTU, both
-    /// directions (for hosts whose path MTU discovery a filter breaks).
-    #[serde(default = "default_true")]
-    pub clamp_mss: bool,
-}
-
-impl TunnelSection {
-    /// A tunnel section with `link_local` and the defaults for everything else.
-    pub fn new(link_local: Ipv6Net) -> Self {
-        TunnelSection {
-            interface: default_interface(),
-            mtu: default_mtu(),
-            link_local,
-            manage_routes: true,
-            route_metric: default_route_metric(),
-            clamp_mss: true,
         }
     }
 }
@@ -411,10 +375,12 @@ pub struct ServerConfig {
 pub struct ClientSection {
     /// The client's IKE identity; a DNS name in its certificate's subjectAltName.
     pub name: String,
-    /// The server's IPv4 address.
-    pub server: Ipv4Addr,
-    /// The server's IKE identity, checked against its certificate.
-    pub server_name: String,
+    /// The server's IPv4 address, or the addresses of the servers the home fails over between
+    /// (tried in order: README.md, "Failover and BGP").
+    pub server: OneOrMore<Ipv4Addr>,
+    /// The server's IKE identity, checked against its certificate: one name for every server,
+    /// or one per server in the order of `server`.
+    pub server_name: OneOrMore<String>,
     /// The server's IKE port.
     #[serde(default = "default_ike_port")]
     pub server_port: u16,
@@ -471,8 +437,8 @@ impl ClientSection {
     ) -> Self {
         ClientSection {
             name,
-            server,
-            server_name,
+            server: OneOrMore::one(server),
+            server_name: OneOrMore::one(server_name),
             server_port: default_ike_port(),
             local: None,
             nat_port: default_nat_port(),
@@ -699,6 +665,11 @@ impl ClientConfig {
         })
     }
 
+    /// The servers in the order the home tries them, each with the identity it must prove.
+    pub fn servers(&self) -> Vec<ServerTarget> {
+        servers::targets(&self.client.server, &self.client.server_name)
+    }
+
     /// The /64 of the prefix each `[[lan]]` gets, in order.
     pub fn lan_subnets(&self) -> Vec<Ipv6Net> {
         self.lan
@@ -713,7 +684,7 @@ impl ClientConfig {
         self.limits.check(file)?;
         check_ike(&self.ike, file)?;
         normalise_name(&mut self.client.name, "client.name", file)?;
-        normalise_name(&mut self.client.server_name, "client.server_name", file)?;
+        servers::check(&self.client.server, &mut self.client.server_name, file)?;
         self.renew.check(file)?;
         lan::check_lans(
             &mut self.lan,
@@ -788,38 +759,6 @@ fn base_dir(path: &Path) -> PathBuf {
     path.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
-fn check_tunnel(tunnel: &TunnelSection, file: &Path) -> Result<(), ConfigError> {
-    if tunnel.interface.is_empty() || tunnel.interface.len() > 15 {
-        return Err(ConfigError::new(
-            file,
-            "tunnel.interface",
-            "must be 1 to 15 characters",
-        ));
-    }
-    if !(1280..=1435).contains(&tunnel.mtu) {
-        return Err(ConfigError::new(
-            file,
-            "tunnel.mtu",
-            format!(
-                "{} is outside 1280..=1435 (IPv6 minimum; room for outer headers)",
-                tunnel.mtu
-            ),
-        ));
-    }
-    let ll: Ipv6Net = "fe80::/10".parse().expect("constant prefix parses");
-    if !ll.contains(&tunnel.link_local.addr()) {
-        return Err(ConfigError::new(
-            file,
-            "tunnel.link_local",
-            format!(
-                "{} is not a link-local address (fe80::/10)",
-                tunnel.link_local
-            ),
-        ));
-    }
-    Ok(())
-}
-
 fn check_ike(ike: &IkeSection, file: &Path) -> Result<(), ConfigError> {
     if ike.proposals.is_empty() {
         return Err(ConfigError::new(
@@ -868,15 +807,6 @@ fn normalise_name(name: &mut String, key: &str, file: &Path) -> Result<(), Confi
 
 pub(crate) fn default_true() -> bool {
     true
-}
-fn default_interface() -> String {
-    "hometun0".to_string()
-}
-fn default_mtu() -> u32 {
-    1400
-}
-fn default_route_metric() -> u32 {
-    1024
 }
 fn default_rekey_bytes() -> u64 {
     1 << 31

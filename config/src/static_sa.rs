@@ -256,6 +256,8 @@ fn interface_config(
         raw_esp: section.raw_esp,
         manage_routes: section.manage_routes,
         route_metric: section.route_metric,
+        // Static SAs are for tests and strongSwan interop, not for routes a BGP daemon exports.
+        route_protocol: crate::DEFAULT_ROUTE_PROTOCOL,
         peer_pool: None,
         clamp_mss: false,
         icmp_source: None,

@@ -275,7 +275,10 @@ fn names_are_lower_cased_and_case_variants_of_a_client_collide() {
         .replace("\"vps.example\"", "\"Vps.EXAMPLE\"");
     let c = ClientConfig::from_toml(Path::new("client.toml"), &client).unwrap();
     assert_eq!(
-        (c.client.name.as_str(), c.client.server_name.as_str()),
+        (
+            c.client.name.as_str(),
+            c.client.server_name.first().as_str()
+        ),
         ("home.example", "vps.example")
     );
 }
@@ -310,4 +313,18 @@ fn the_status_socket_is_found_in_a_config_with_errors() {
         status_socket_in(path, "[[["),
         PathBuf::from("/etc/hometun/state/control.sock")
     );
+}
+
+#[test]
+fn route_protocol_defaults_to_57_and_refuses_the_kernels_own() {
+    let c = ServerConfig::from_toml(Path::new("server.toml"), SERVER).unwrap();
+    assert_eq!(c.tunnel.route_protocol, DEFAULT_ROUTE_PROTOCOL);
+    assert_eq!(DEFAULT_ROUTE_PROTOCOL, 57);
+    let e = server_err(&SERVER.replace("[tunnel]", "[tunnel]\nroute_protocol = 2"));
+    assert!(
+        e.starts_with("server.toml: tunnel.route_protocol: 2 is the kernel's own"),
+        "{e}"
+    );
+    let e = server_err(&SERVER.replace("[tunnel]", "[tunnel]\nroute_protocol = 300"));
+    assert!(e.starts_with("server.toml: tunnel.route_protocol: "), "{e}");
 }

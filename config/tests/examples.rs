@@ -81,7 +81,7 @@ fn the_sample_server_config_loads_and_states_the_defaults() {
 fn the_sample_client_config_loads_and_states_the_defaults() {
     let path = example("client.toml");
     let config = ClientConfig::load(&path).unwrap();
-    assert_eq!(config.client.server_name, "vps.example");
+    assert_eq!(config.client.server_name.as_slice(), ["vps.example"]);
     assert_eq!(
         config.client.local, None,
         "the sample follows the home's address"

@@ -331,6 +331,9 @@ pub struct InterfaceConfig {
     pub manage_routes: bool,
     /// Metric of those routes.
     pub route_metric: u32,
+    /// Routing protocol number of those routes (`rtm_protocol`): a BGP daemon on a server
+    /// exports the homes' routes by it (the config's `tunnel.route_protocol`).
+    pub route_protocol: u8,
     /// Where every peer's prefixes must lie (the server's `server.pool`). When set, an Install
     /// is refused unless its peer was granted its remote selectors by `Request::AllowPeer`;
     /// `None` (a client, whose one peer routes `::/0`) leaves grants optional.

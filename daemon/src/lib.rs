@@ -10,6 +10,7 @@ pub mod crl_watch;
 pub mod driver;
 pub mod enrollment;
 pub mod forwarder_link;
+pub mod holders;
 pub mod homes;
 pub mod lan;
 pub mod metrics;

@@ -91,6 +91,8 @@ impl RefusalLog {
 }
 
 #[cfg(test)]
+// A base instant for the virtual times of the tests; nothing depends on its value.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 

@@ -187,6 +187,7 @@ fn interface(
         raw_esp: true,
         manage_routes: tunnel.manage_routes,
         route_metric: tunnel.route_metric,
+        route_protocol: tunnel.route_protocol,
         peer_pool,
         clamp_mss: tunnel.clamp_mss,
         icmp_source: None,
@@ -243,6 +244,15 @@ pub fn prepare_server(
         half_open_per_source: settings.half_open_per_source,
         half_open_total: settings.half_open_total,
     };
+    // The enrolled homes and which server holds each: the enrollment listener's CA directory,
+    // or where `pki init` put this config.
+    let registry_dir = match &config.enroll {
+        Some(enroll) => enroll.pki_dir.clone(),
+        None => config_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+    };
     let driver = DriverConfig {
         role_name: "server",
         identity: s.name.clone(),
@@ -271,16 +281,13 @@ pub fn prepare_server(
         site: SitePlan::Vps(Box::new(config.clone())),
         known_peers: KnownPeers {
             configured: config.clients.iter().map(|c| c.name.clone()).collect(),
-            // The enrolled homes: the enrollment listener's CA directory, or where `pki init`
-            // put this config.
-            registry_dir: Some(match &config.enroll {
-                Some(enroll) => enroll.pki_dir.clone(),
-                None => config_path
-                    .parent()
-                    .map(Path::to_path_buf)
-                    .unwrap_or_default(),
-            }),
+            registry_dir: Some(registry_dir.clone()),
         },
+        holders: crate::holders::HolderRegistry::of_server(
+            registry.as_ref().map(|watch| &watch.registry),
+            &registry_dir,
+            &s.name,
+        ),
     };
     create_state_dir(&s.state_dir)?;
     Ok((driver, responder, registry))
@@ -360,15 +367,30 @@ pub fn prepare_client(config_path: &Path) -> anyhow::Result<(DriverConfig, Initi
     // Our side of IKE uses the standard port; the server's may differ.
     let ike_port = crate::reload::CLIENT_IKE_PORT;
     let common = crate::reload::client_settings(&config, config_path)?;
-    let server = SocketAddrV4::new(c.server, c.server_port);
+    // The first server is the one tried first; the others follow in the file's order when
+    // the one in use stops answering (README.md, "Failover and BGP").
+    let mut servers = config
+        .servers()
+        .into_iter()
+        .map(|t| {
+            (
+                SocketAddrV4::new(t.address, c.server_port),
+                PeerIdentity::Fqdn(t.name),
+            )
+        })
+        .collect::<Vec<_>>();
+    let (server, server_identity) = servers.remove(0);
     let local_addr = match c.local {
         Some(local) => local,
         None => wait_for_route(server),
     };
+    let mut server_names: Vec<String> = c.server_name.as_slice().to_vec();
+    server_names.dedup();
     let initiator = InitiatorConfig {
         common,
         server,
-        server_identity: PeerIdentity::Fqdn(c.server_name.clone()),
+        server_identity,
+        fallback_servers: servers,
         local_addr,
         local_prefixes: vec![c.prefix],
     };
@@ -399,9 +421,10 @@ pub fn prepare_client(config_path: &Path) -> anyhow::Result<(DriverConfig, Initi
         peers_up: None,
         site: SitePlan::Home(Box::new(config.clone())),
         known_peers: KnownPeers {
-            configured: vec![c.server_name.clone()],
+            configured: server_names,
             registry_dir: None,
         },
+        holders: None,
     };
     create_state_dir(&c.state_dir)?;
     Ok((driver, initiator))

@@ -165,6 +165,7 @@ impl Platform for LinuxPlatform {
             offload: self.options.offload,
             addresses: config.addresses.clone(),
             metric: config.route_metric,
+            protocol: config.route_protocol,
         })?;
         let mut udp_gro = false;
         let udp = if config.udp_port != 0 {

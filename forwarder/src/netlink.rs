@@ -29,7 +29,6 @@ const IFA_LOCAL: u16 = 2;
 const IFA_FLAGS: u16 = 8;
 const IFA_F_NODAD: u32 = 0x02;
 const RT_TABLE_MAIN: u8 = 254;
-const RTPROT_STATIC: u8 = 4;
 const RT_SCOPE_UNIVERSE: u8 = 0;
 const RT_SCOPE_LINK: u8 = 253;
 const RTN_UNICAST: u8 = 1;
@@ -167,7 +166,17 @@ pub fn interface_index(name: &str) -> io::Result<u32> {
     Ok(index)
 }
 
-fn route_body(net: Ipv6Net) -> [u8; 12] {
+/// What tells our routes apart from others to the same prefix: the metric, and the routing
+/// protocol number by which a BGP daemon finds them to export (README.md, "Failover and BGP").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteAttributes {
+    /// The route's metric (`RTA_PRIORITY`).
+    pub metric: u32,
+    /// The route's protocol (`rtm_protocol`); a removal must name the same.
+    pub protocol: u8,
+}
+
+fn route_body(net: Ipv6Net, protocol: u8) -> [u8; 12] {
     // struct rtmsg
     [
         libc::AF_INET6 as u8,
@@ -175,7 +184,7 @@ fn route_body(net: Ipv6Net) -> [u8; 12] {
         0,
         0,
         RT_TABLE_MAIN,
-        RTPROT_STATIC,
+        protocol,
         RT_SCOPE_UNIVERSE,
         RTN_UNICAST,
         0,
@@ -187,22 +196,26 @@ fn route_body(net: Ipv6Net) -> [u8; 12] {
 
 /// Routes `net` into the interface with this index (replacing a route to the same prefix and
 /// metric, so a restart after a crash does not fail on a leftover).
-pub fn add_route(net: Ipv6Net, ifindex: u32, metric: u32) -> io::Result<()> {
+pub fn add_route(net: Ipv6Net, ifindex: u32, route: RouteAttributes) -> io::Result<()> {
     let net = net.trunc();
-    Message::new(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, &route_body(net))
-        .attr(RTA_DST, &net.network().octets())
-        .attr(RTA_OIF, &ifindex.to_ne_bytes())
-        .attr(RTA_PRIORITY, &metric.to_ne_bytes())
-        .send()
+    Message::new(
+        RTM_NEWROUTE,
+        NLM_F_CREATE | NLM_F_REPLACE,
+        &route_body(net, route.protocol),
+    )
+    .attr(RTA_DST, &net.network().octets())
+    .attr(RTA_OIF, &ifindex.to_ne_bytes())
+    .attr(RTA_PRIORITY, &route.metric.to_ne_bytes())
+    .send()
 }
 
 /// Removes the route for `net` through the interface.
-pub fn remove_route(net: Ipv6Net, ifindex: u32, metric: u32) -> io::Result<()> {
+pub fn remove_route(net: Ipv6Net, ifindex: u32, route: RouteAttributes) -> io::Result<()> {
     let net = net.trunc();
-    Message::new(RTM_DELROUTE, 0, &route_body(net))
+    Message::new(RTM_DELROUTE, 0, &route_body(net, route.protocol))
         .attr(RTA_DST, &net.network().octets())
         .attr(RTA_OIF, &ifindex.to_ne_bytes())
-        .attr(RTA_PRIORITY, &metric.to_ne_bytes())
+        .attr(RTA_PRIORITY, &route.metric.to_ne_bytes())
         .send()
 }
 
@@ -243,13 +256,14 @@ mod tests {
     #[test]
     fn route_message_layout() {
         let net: Ipv6Net = "2001:db8:1::/64".parse().unwrap();
-        let message = Message::new(RTM_NEWROUTE, NLM_F_CREATE, &route_body(net))
+        let message = Message::new(RTM_NEWROUTE, NLM_F_CREATE, &route_body(net, 57))
             .attr(RTA_DST, &net.network().octets())
             .attr(RTA_OIF, &7u32.to_ne_bytes());
         // header 16 + rtmsg 12 + RTA_DST (4 + 16) + RTA_OIF (4 + 4)
         assert_eq!(message.bytes.len(), 16 + 12 + 20 + 8);
         assert_eq!(message.bytes[16], libc::AF_INET6 as u8);
         assert_eq!(message.bytes[17], 64);
+        assert_eq!(message.bytes[16 + 5], 57, "rtm_protocol");
         assert_eq!(&message.bytes[28..30], &20u16.to_ne_bytes());
         assert_eq!(&message.bytes[32..34], &[0x20, 0x01]);
         assert_eq!(&message.bytes[52..56], &7u32.to_ne_bytes());
@@ -273,18 +287,28 @@ mod tests {
             }
             let lo = interface_index("lo").map_err(|e| e.to_string())?;
             let net: Ipv6Net = "2001:db8:5::/64".parse().unwrap();
-            Ok([
-                add_route(net, lo, 1024).map_err(|e| e.raw_os_error()),
-                add_route(net, lo, 1024).map_err(|e| e.raw_os_error()),
-                remove_route(net, lo, 1024).map_err(|e| e.raw_os_error()),
-                remove_route(net, lo, 1024).map_err(|e| e.raw_os_error()),
-                add_route(net, lo, 1024).map_err(|e| e.raw_os_error()),
-            ])
+            let ours = RouteAttributes {
+                metric: 1024,
+                protocol: 57,
+            };
+            let results = [
+                add_route(net, lo, ours).map_err(|e| e.raw_os_error()),
+                add_route(net, lo, ours).map_err(|e| e.raw_os_error()),
+                remove_route(net, lo, ours).map_err(|e| e.raw_os_error()),
+                remove_route(net, lo, ours).map_err(|e| e.raw_os_error()),
+                add_route(net, lo, ours).map_err(|e| e.raw_os_error()),
+            ];
+            // What a BGP daemon sees: the route carries our protocol number.
+            let shown = std::process::Command::new("ip")
+                .args(["-6", "route", "show", "2001:db8:5::/64"])
+                .output()
+                .map_err(|e| format!("ip: {e}"))?;
+            Ok((results, String::from_utf8_lossy(&shown.stdout).into_owned()))
         })
         .join()
         .unwrap();
-        let results = match outcome {
-            Ok(results) => results,
+        let (results, shown) = match outcome {
+            Ok(outcome) => outcome,
             Err(why) => {
                 assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
                 eprintln!("skipped: {why} (needs root)");
@@ -295,6 +319,7 @@ mod tests {
             results,
             [Ok(()), Ok(()), Ok(()), Err(Some(libc::ESRCH)), Ok(())]
         );
+        assert!(shown.contains("proto 57 metric 1024"), "{shown}");
     }
 
     #[test]

@@ -467,6 +467,7 @@ mod tests {
             raw_esp: false,
             manage_routes: false,
             route_metric: 1,
+            route_protocol: 57,
             peer_pool: None,
             clamp_mss: false,
             icmp_source: None,

@@ -29,6 +29,18 @@ pub struct TunSpec {
     pub addresses: Vec<Ipv6Net>,
     /// The metric of the routes into it.
     pub metric: u32,
+    /// The routing protocol number of those routes (`rtm_protocol`).
+    pub protocol: u8,
+}
+
+impl TunSpec {
+    /// How its routes are made.
+    fn route(&self) -> netlink::RouteAttributes {
+        netlink::RouteAttributes {
+            metric: self.metric,
+            protocol: self.protocol,
+        }
+    }
 }
 
 /// What changes while the device lives: its index (a new device gets a new one) and the routes
@@ -79,7 +91,7 @@ impl TunDevice {
     /// Routes `net` into the device, and remembers it to put it back with a new device.
     pub fn add_route(&self, net: Ipv6Net) -> io::Result<()> {
         let mut state = self.lock();
-        netlink::add_route(net, state.ifindex, self.spec.metric)?;
+        netlink::add_route(net, state.ifindex, self.spec.route())?;
         state.routes.insert(net);
         Ok(())
     }
@@ -89,7 +101,7 @@ impl TunDevice {
     pub fn remove_route(&self, net: Ipv6Net) -> io::Result<()> {
         let mut state = self.lock();
         state.routes.remove(&net);
-        match netlink::remove_route(net, state.ifindex, self.spec.metric) {
+        match netlink::remove_route(net, state.ifindex, self.spec.route()) {
             Err(error) if route_already_gone(&error) => Ok(()),
             other => other,
         }
@@ -112,7 +124,7 @@ impl TunDevice {
         drop(fresh);
         state.ifindex = ifindex;
         for net in &state.routes {
-            netlink::add_route(*net, ifindex, self.spec.metric)
+            netlink::add_route(*net, ifindex, self.spec.route())
                 .map_err(|e| PlatformError::io(PlatformOp::AddRoute(*net), &e))?;
         }
         Ok(Restored {

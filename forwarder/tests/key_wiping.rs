@@ -69,6 +69,7 @@ fn interface() -> InterfaceConfig {
         raw_esp: true,
         manage_routes: false,
         route_metric: 1024,
+        route_protocol: 57,
         peer_pool: None,
         clamp_mss: false,
         icmp_source: None,

@@ -184,6 +184,7 @@ fuzz_target!(|data: &[u8]| {
         raw_esp: true,
         manage_routes: true,
         route_metric: 1024,
+        route_protocol: 57,
         peer_pool: Some(pool()),
         clamp_mss: false,
         icmp_source: None,

@@ -198,6 +198,7 @@ pub fn home_endpoint(config: &Config, local: Ipv4Addr, now: Now, rng: &mut dyn R
             common: common(config, Side::Home),
             server: SocketAddrV4::new(SERVER_ADDR, 500),
             server_identity: PeerIdentity::Fqdn(SERVER_NAME.into()),
+            fallback_servers: Vec::new(),
             local_addr: local,
             local_prefixes: vec![credentials::home_prefix()],
         },

@@ -309,6 +309,16 @@ pub enum Notice {
         /// Why.
         reason: String,
     },
+    /// The client's server stopped answering (or refused it) and it has others: it moves to
+    /// the next in its list (README.md, "Failover and BGP").
+    FailingOver {
+        /// The server it leaves.
+        from: SocketAddrV4,
+        /// The next server's identity.
+        name: String,
+        /// Its address.
+        to: SocketAddrV4,
+    },
     /// The client tries again after a backoff.
     Reconnecting {
         /// The server's address.
@@ -570,6 +580,12 @@ impl fmt::Display for Notice {
             } => write!(f, "connecting to {name} ({server})"),
             Notice::ConnectionFailed { server, reason } => {
                 write!(f, "connection to {server} failed: {reason}")
+            }
+            Notice::FailingOver { from, name, to } => {
+                write!(
+                    f,
+                    "failing over from {from} to the next server, {name} ({to})"
+                )
             }
             Notice::Reconnecting { server, after } if after.is_zero() => {
                 write!(f, "reconnecting to {server} at once")

@@ -114,6 +114,11 @@ pub struct InitiatorConfig {
     pub server: SocketAddrV4,
     /// The server's expected identity.
     pub server_identity: crate::crypto::PeerIdentity,
+    /// Further servers with their identities, tried in this order after `server` when the
+    /// server in use stops answering (no answer to a liveness check, or an attempt that fails);
+    /// empty for a home with one server. The client never goes back by itself while the server
+    /// it uses works.
+    pub fallback_servers: Vec<(SocketAddrV4, crate::crypto::PeerIdentity)>,
     /// Our outer address, as the driver learned it from the routing table.
     pub local_addr: Ipv4Addr,
     /// Our prefix(es): TSi; TSr is ::/0.

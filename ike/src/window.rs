@@ -83,9 +83,12 @@ impl Retransmission {
     /// there yet: the last transmission does not count as a try, and the next one is due after
     /// `wait` (sooner than the backoff would have it). A genuine answer to the request in flight
     /// still counts meanwhile: a forged ICMP error can hasten the retransmissions but not end
-    /// the attempt.
-    pub fn unreachable(&mut self, now: Instant, wait: Duration) {
-        self.tries = self.tries.saturating_sub(1);
+    /// the attempt. With `counted` the transmission counts as a try all the same (a client with
+    /// other servers to go to must not wait for ever on one whose daemon is down).
+    pub fn unreachable(&mut self, now: Instant, wait: Duration, counted: bool) {
+        if !counted {
+            self.tries = self.tries.saturating_sub(1);
+        }
         self.deadline = self.deadline.min(now + wait);
     }
 

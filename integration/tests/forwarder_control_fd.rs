@@ -56,6 +56,7 @@ fn forwarder_driven_over_an_inherited_socket() {
         raw_esp: false,
         manage_routes: true,
         route_metric: 77,
+        route_protocol: 57,
         peer_pool: None,
         clamp_mss: false,
         icmp_source: None,

@@ -253,6 +253,7 @@ fn interface() -> InterfaceConfig {
         raw_esp: true,
         manage_routes: true,
         route_metric: 1024,
+        route_protocol: 57,
         peer_pool: None,
         clamp_mss: false,
         icmp_source: None,

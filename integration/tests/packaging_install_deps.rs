@@ -48,6 +48,11 @@ const PROGRAMS: &[&str] = &[
     "curl",
     "gcc",
     "g++",
+    // lab/src/bird.rs and the check that BIRD is there (integration/tests/multi_failover.rs).
+    "bird",
+    "birdc",
+    "/usr/sbin/bird",
+    "/usr/sbin/birdc",
     // lab/src/postgres_lab.rs: the registry's PostgreSQL (started as the postgres user).
     "runuser",
     "chown",

@@ -9,7 +9,8 @@
 //! - `postgres`: a throwaway PostgreSQL server for the registry's tests ([`postgres_lab`]).
 //! - `daemons`: labs that run the `hometun` binary: two static forwarders ([`forwarder_lab`]),
 //!   the IKE daemons with a PKI ([`ike_lab`], [`pki_lab`]), and the roaming labs with an ISP,
-//!   a NAT and an attacker ([`roaming_lab`], [`roaming_ike_lab`]).
+//!   a NAT and an attacker ([`roaming_lab`], [`roaming_ike_lab`]), and two servers a home fails
+//!   over between, with BIRD carrying its route ([`failover_lab`], [`bird`], [`ping_log`]).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 // A driver of tests and labs: wall-clock timeouts are what it is for.
@@ -27,11 +28,17 @@ mod harness;
 pub use harness::{hometun_bin, require_root, skip_or_fail, workspace_root};
 
 #[cfg(feature = "daemons")]
+pub mod bird;
+#[cfg(feature = "daemons")]
+pub mod failover_lab;
+#[cfg(feature = "daemons")]
 pub mod forwarder_lab;
 #[cfg(feature = "daemons")]
 pub mod ike_lab;
 #[cfg(feature = "daemons")]
 pub mod lan_lab;
+#[cfg(feature = "daemons")]
+pub mod ping_log;
 #[cfg(feature = "daemons")]
 pub mod pki_lab;
 #[cfg(feature = "postgres")]

@@ -174,7 +174,8 @@ pub async fn renew(
     let csr_der = CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
         .map_err(|e| PkiError::Csr(e.to_string()))?;
     let ca = files::load_certificate(&c.ca)?;
-    let server = config.renew.server_or_default(c.server);
+    // Renewal goes to the first server unless renew.server names the listener.
+    let server = config.renew.server_or_default(*c.server.first());
     let request = Message::Renew(RenewRequest {
         csr_der: csr_der.as_ref().to_vec(),
     });

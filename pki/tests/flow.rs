@@ -65,7 +65,7 @@ fn init_request_sign_import_gives_a_loadable_client_toml() {
         let cc = ClientConfig::load(&home.client_toml()).unwrap();
         assert_eq!(cc.client.prefix.to_string(), "2001:db8:100:1::/64");
         assert_eq!(cc.client.name, "home.example");
-        assert_eq!(cc.client.server_name, "vps.example");
+        assert_eq!(cc.client.server_name.as_slice(), ["vps.example"]);
         assert_eq!(cc.client.server.to_string(), "192.0.2.1");
         assert_eq!(cc.tunnel.link_local.to_string(), "fe80::2/64");
         assert_eq!(cc.client.certificate, home.cert());

@@ -13,6 +13,7 @@
 pub mod clock;
 pub mod icmp;
 mod operations;
+mod optional;
 pub mod workers;
 
 use std::collections::VecDeque;
@@ -37,6 +38,7 @@ use crate::status::{self, StatusReport, StatusRequest};
 use clock::{OsRandom, now};
 use hometun_ike::endpoint::{Endpoint, InitiatorConfig, Output, ResponderConfig, Transmit};
 use hometun_ike::notice::Level;
+use optional::{child_exit, home_lost, renewal_due, renewal_result};
 
 /// How often the forwarder's counters are fetched (liveness, make-before-break, status).
 const COUNTER_INTERVAL: Duration = Duration::from_secs(1);
@@ -90,6 +92,9 @@ pub struct DriverConfig {
     /// The peers status lists before they are seen (configured and enrolled homes, or the
     /// client's server).
     pub known_peers: crate::homes::KnownPeers,
+    /// A server's registry of which server holds each home (`None`: a client, or a server
+    /// without a registry).
+    pub holders: Option<crate::holders::HolderRegistry>,
 }
 
 /// Where the daemon's forwarder comes from.
@@ -144,32 +149,6 @@ async fn open_forwarder(
                 }
             }
         }
-    }
-}
-
-/// When the client's certificate renewal timer fires; never without one.
-async fn renewal_due(timer: &Option<crate::renewal::RenewalTimer>) {
-    match timer {
-        Some(timer) => timer.due().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// A finished renewal attempt; never without a timer.
-async fn renewal_result(
-    results: &mut Option<mpsc::Receiver<crate::renewal::RenewalResult>>,
-) -> Option<crate::renewal::RenewalResult> {
-    match results {
-        Some(results) => results.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Waits for the forwarder child to exit; never returns for a forwarder we did not start.
-async fn child_exit(child: &mut Option<Child>) -> std::io::Result<std::process::ExitStatus> {
-    match child {
-        Some(child) => child.wait().await,
-        None => std::future::pending().await,
     }
 }
 
@@ -269,8 +248,13 @@ pub async fn run_with_registry(
         }
         None => (None, None),
     };
+    let holders = config
+        .holders
+        .clone()
+        .map(crate::holders::HomeHolders::start);
     let mut driver = Driver {
         endpoint,
+        holders,
         link,
         child,
         events,
@@ -343,6 +327,7 @@ enum Wake {
     Renewed(crate::renewal::RenewalResult),
     ForwarderExited(std::io::Result<std::process::ExitStatus>),
     EventsClosed,
+    HomeLost(crate::holders::Lost),
 }
 
 struct Driver {
@@ -373,6 +358,8 @@ struct Driver {
     site: Site,
     /// Every peer known, up or down, with its traffic totals.
     homes: crate::homes::Homes,
+    /// A server's claims of its homes in the registry, and the homes other servers took.
+    holders: Option<crate::holders::HomeHolders>,
     /// Refusals already logged at warn (repeats go to debug).
     refusals: crate::refusals::RefusalLog,
     /// Forwarder requests sent and not yet answered, oldest first.
@@ -458,6 +445,7 @@ impl Driver {
                 status = child_exit(&mut self.child) => Wake::ForwarderExited(status),
                 () = renewal_due(&self.renewal) => Wake::RenewalDue,
                 Some(result) = renewal_result(&mut self.renewal_results) => Wake::Renewed(result),
+                lost = home_lost(&mut self.holders) => Wake::HomeLost(lost),
             };
             match wake {
                 Wake::Datagram(n, from) => {
@@ -523,6 +511,7 @@ impl Driver {
                         self.reload("renewed certificate").await?;
                     }
                 }
+                Wake::HomeLost(lost) => self.home_lost(lost),
                 Wake::ForwarderExited(status) => return Err(forwarder_gone(Some(status))),
                 Wake::EventsClosed => {
                     self.events_open = false;
@@ -679,6 +668,9 @@ impl Driver {
                 reauthenticated,
             } => {
                 self.homes.up(&name, now().wall);
+                if let Some(holders) = &self.holders {
+                    holders.up(&name, now().wall);
+                }
                 if reauthenticated {
                     tracing::info!("peer re-authenticated: {name} ({peer}) at {remote}");
                 } else {
@@ -690,6 +682,9 @@ impl Driver {
             }
             Output::PeerDown { peer, name, reason } => {
                 self.homes.down(&name, &reason, now().wall);
+                if let Some(holders) = &self.holders {
+                    holders.down(&name);
+                }
                 tracing::info!("peer down: {name} ({peer}): {reason}");
                 self.send_request(Request::NamePeer { peer, name: None })
                     .await?;

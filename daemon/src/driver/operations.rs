@@ -1,6 +1,7 @@
 //! What the driver does besides carrying packets and forwarder requests: reading the
 //! configuration again (SIGHUP, a new CRL, a renewed certificate), following a client's network
-//! when it changed, and the operator's commands from the status socket.
+//! when it changed, the operator's commands from the status socket, and a home that another
+//! server took.
 
 use hometun_control::Request;
 use hometun_ike::endpoint::Initiated;
@@ -82,7 +83,8 @@ impl Driver {
     /// learn the source address towards the server now; a client that is down connects at
     /// once, from there.
     pub(super) fn network_changed(&mut self) {
-        let Some(server) = self.server else {
+        // The server in use: a client that failed over follows the route to its new one.
+        let Some(server) = self.endpoint.current_server() else {
             return;
         };
         match crate::setup::route_source(server) {
@@ -99,6 +101,20 @@ impl Driver {
                 }
             }
             Err(error) => tracing::debug!("network changed: {error:#}"),
+        }
+    }
+
+    /// Another server holds `lost.home` now (the registry says so): whatever this server still
+    /// has of it goes, its route with its CHILD SAs, so that only the holder routes and
+    /// announces the home's prefix.
+    pub(super) fn home_lost(&mut self, lost: crate::holders::Lost) {
+        let deleted = self.endpoint.terminate(now(), &lost.home, &mut self.rng);
+        if deleted > 0 {
+            tracing::info!(
+                "{} is held by {} now: dropped its {deleted} IKE SA(s) here, and its route",
+                lost.home,
+                lost.by
+            );
         }
     }
 

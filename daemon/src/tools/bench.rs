@@ -88,7 +88,9 @@ impl Material {
         Ok(InitiatorConfig {
             common,
             server: self.server,
-            server_identity: PeerIdentity::Fqdn(c.server_name.clone()),
+            server_identity: PeerIdentity::Fqdn(c.server_name.first().clone()),
+            // The benchmark measures one server's handshakes.
+            fallback_servers: Vec::new(),
             local_addr: self.local,
             local_prefixes: vec![c.prefix],
         })

@@ -67,6 +67,8 @@ struct InitiatorRole {
     local_prefixes: Vec<ipnet::Ipv6Net>,
     reconnect_at: Option<Instant>,
     backoff: Duration,
+    /// The servers tried after `server` when it fails, in order; the one left goes last.
+    fallbacks: VecDeque<(SocketAddrV4, PeerIdentity)>,
     /// Failed attempts since the last success: a repeated failure is logged quietly.
     failures: operator::FailureLog,
     closed: bool,
@@ -124,6 +126,7 @@ macro_rules! io {
 
 // After `io!`, which they use.
 mod auth;
+mod failover;
 mod new_sas;
 pub mod operator;
 pub mod reload;
@@ -163,6 +166,7 @@ impl Endpoint {
         let role = Role::Initiator(InitiatorRole {
             server: config.server,
             server_identity: config.server_identity,
+            fallbacks: config.fallback_servers.into(),
             local_addr: config.local_addr,
             local_prefixes: config.local_prefixes,
             reconnect_at: None,
@@ -389,6 +393,7 @@ impl Endpoint {
                         role.backoff = Duration::ZERO;
                     }
                 }
+                Effect::PeerDead => self.server_dead(),
                 Effect::Remove => {
                     if let Some(Sa::Up(mut e)) = self.sas.remove(&spi) {
                         let mut io = io!(self, now, rng);
@@ -442,6 +447,12 @@ impl Endpoint {
 
     /// A client's connection attempt ended without an IKE SA.
     fn attempt_failed(&mut self, failure: Failure) {
+        self.attempt_failed_at_server(failure);
+        self.next_server_after_failed_attempt();
+    }
+
+    /// Logs a failed attempt (the first of its kind at its level).
+    fn attempt_failed_at_server(&mut self, failure: Failure) {
         let Role::Initiator(role) = &mut self.role else {
             return;
         };

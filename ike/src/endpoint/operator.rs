@@ -132,15 +132,18 @@ impl Endpoint {
     /// ICMP port unreachable from `remote` (the daemon's IKE socket reports it): a client whose
     /// IKE_SA_INIT went there sends it again within [`UNREACHABLE_RETRY`] instead of counting
     /// it as lost. The error is unauthenticated: the attempt keeps listening for a genuine
-    /// answer, and nothing else changes.
+    /// answer, and nothing else changes. A client with other servers counts the try all the
+    /// same, so that it moves on once the attempt ends (a forged error can at most send it to
+    /// another of its own servers sooner).
     pub fn handle_unreachable(&mut self, now: Now, remote: SocketAddrV4) {
-        if !matches!(self.role, Role::Initiator(_)) {
+        let Role::Initiator(role) = &self.role else {
             return;
-        }
+        };
+        let counted = !role.fallbacks.is_empty();
         let mut ours = false;
         for sa in self.sas.values_mut() {
             if let Sa::Init(step) = sa {
-                ours |= step.unreachable(now.mono, remote, UNREACHABLE_RETRY);
+                ours |= step.unreachable(now.mono, remote, UNREACHABLE_RETRY, counted);
             }
         }
         if ours {
@@ -149,7 +152,7 @@ impl Endpoint {
     }
 
     /// Whether a client has a working IKE SA with its server.
-    fn client_is_up(&self) -> bool {
+    pub(super) fn client_is_up(&self) -> bool {
         self.sas
             .values()
             .any(|sa| matches!(sa, Sa::Up(e) if e.is_current()))

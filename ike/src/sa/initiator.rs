@@ -219,11 +219,17 @@ impl SaInitRequested {
     /// ICMP port unreachable came from `remote`: if that is where our IKE_SA_INIT went, nothing
     /// listens there yet. The request goes again after `wait`, without using up a try, and the
     /// attempt keeps listening for an answer meanwhile. True if it was ours.
-    pub fn unreachable(&mut self, now: Instant, remote: SocketAddrV4, wait: Duration) -> bool {
+    pub fn unreachable(
+        &mut self,
+        now: Instant,
+        remote: SocketAddrV4,
+        wait: Duration,
+        counted: bool,
+    ) -> bool {
         if self.retransmission.remote() != remote {
             return false;
         }
-        self.retransmission.unreachable(now, wait);
+        self.retransmission.unreachable(now, wait, counted);
         true
     }
 

@@ -175,6 +175,7 @@ pub fn client_config(setup: &Setup, pki: &Pki) -> InitiatorConfig {
         ),
         server: SocketAddrV4::new(SERVER_ADDR, 500),
         server_identity: PeerIdentity::Fqdn(SERVER_NAME.into()),
+        fallback_servers: Vec::new(),
         local_addr: if setup.nat {
             CLIENT_PRIVATE
         } else {

@@ -544,9 +544,14 @@ impl RegistryBackend for PostgresBackend {
                 loop {
                     let failed = {
                         let mut notifications = client.notifications();
-                        let mut iter = notifications.timeout_iter(Duration::from_millis(250));
                         loop {
-                            match iter.next() {
+                            // A fresh wait each time: a timeout iterator whose wait ran out once
+                            // no longer waits, and without a wait the connection's socket is
+                            // never read again (the runtime's I/O runs only while it waits).
+                            match notifications
+                                .timeout_iter(Duration::from_millis(250))
+                                .next()
+                            {
                                 Ok(Some(n)) => {
                                     if let Some(e) = event(n.payload())
                                         && tx.send(e).is_err()

@@ -46,6 +46,9 @@ pub(crate) enum Effect {
     /// The peer lost this IKE SA (a restart hint went unanswered): the client connects again
     /// at once, without waiting out its reconnection backoff.
     ReconnectNow,
+    /// The peer stopped answering (a request went unanswered through every retransmission): a
+    /// client with other servers moves to the next one.
+    PeerDead,
 }
 
 /// What [`Established::new`] takes.
@@ -574,9 +577,9 @@ impl Established {
                             io,
                             format!("dead peer: no answer after {tries} retransmissions"),
                         );
-                    } else {
-                        self.release_pending(io);
+                        return vec![Effect::PeerDead, Effect::Remove];
                     }
+                    self.release_pending(io);
                     return vec![Effect::Remove];
                 }
             }

@@ -1,0 +1,284 @@
+//! Which server holds each home, when several servers share one registry (README.md, "Failover
+//! and BGP"). A server claims a home in the registry when the home authenticates to it, and
+//! releases it when the home goes. When another server claims a home this one still has SAs
+//! with (the home failed over while this server was cut off from it, or slow to notice), this
+//! one drops them: their CHILD SAs take the home's route with them, so that two servers never
+//! route, and so never announce, one prefix.
+//!
+//! The registry's calls block (a file lock, a database round trip): they run on tokio's
+//! blocking threads, in order, from one task, so that a claim and a notification about the
+//! same home are never acted on out of order.
+
+use hometun_pki::registry::{Registry, RegistryEvent};
+use tokio::sync::mpsc;
+
+/// Where the holder records are, and our name there.
+#[derive(Debug, Clone)]
+pub struct HolderRegistry {
+    /// The registry: the shared database of `[registry] url`, or the CA directory's file.
+    pub registry: Registry,
+    /// Our name there (`server.name`).
+    pub server: String,
+}
+
+impl HolderRegistry {
+    /// The shared registry if server.toml names one, else the registry file in `dir` if it
+    /// exists (a server without enrollment has none, and then no holder records: it alone
+    /// serves its homes).
+    pub fn of_server(
+        shared: Option<&Registry>,
+        dir: &std::path::Path,
+        server: &str,
+    ) -> Option<Self> {
+        let registry = match shared {
+            Some(shared) => shared.clone(),
+            None => {
+                let path = dir.join("registry.json");
+                if !path.exists() {
+                    return None;
+                }
+                Registry::at(&path)
+            }
+        };
+        Some(HolderRegistry {
+            registry,
+            server: server.to_string(),
+        })
+    }
+}
+
+/// What the driver tells the holder task.
+enum Change {
+    /// A home authenticated to us at this time (Unix seconds): claim it.
+    Up(String, i64),
+    /// A home's IKE SA with us is gone: release it (if we still hold it).
+    Down(String),
+}
+
+/// The driver's handle on the holder task.
+pub struct HomeHolders {
+    changes: mpsc::UnboundedSender<Change>,
+    lost: mpsc::UnboundedReceiver<Lost>,
+}
+
+/// A home another server holds now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lost {
+    /// The home's name.
+    pub home: String,
+    /// The server that holds it.
+    pub by: String,
+}
+
+impl HomeHolders {
+    /// Starts the holder task for `registry`.
+    pub fn start(registry: HolderRegistry) -> Self {
+        let (changes, changes_rx) = mpsc::unbounded_channel();
+        let (lost_tx, lost) = mpsc::unbounded_channel();
+        tokio::spawn(run(registry, changes_rx, lost_tx));
+        HomeHolders { changes, lost }
+    }
+
+    /// A home authenticated to us at `at` (also after a re-authentication: the claim is
+    /// renewed).
+    pub fn up(&self, home: &str, at: std::time::SystemTime) {
+        let since = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let _ = self.changes.send(Change::Up(home.to_string(), since));
+    }
+
+    /// A home's IKE SA with us is gone.
+    pub fn down(&self, home: &str) {
+        let _ = self.changes.send(Change::Down(home.to_string()));
+    }
+
+    /// The next home another server took; never returns once the task has stopped.
+    pub async fn lost(&mut self) -> Lost {
+        match self.lost.recv().await {
+            Some(lost) => lost,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// A registry call on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, hometun_pki::PkiError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(call).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+/// The holder task: claims and releases in the order the driver asked, and for each claim by
+/// another server, a look at who holds the home now (a notification may be older than our own
+/// claim of the same home).
+async fn run(
+    config: HolderRegistry,
+    mut changes: mpsc::UnboundedReceiver<Change>,
+    lost: mpsc::UnboundedSender<Lost>,
+) {
+    let registry = config.registry.clone();
+    let location = registry.location();
+    let subscribed = registry.clone();
+    let mut events = match blocking(move || subscribed.subscribe()).await {
+        Ok(events) => Some(events),
+        Err(error) => {
+            tracing::warn!(
+                "registry {}: no notifications ({error}); a home another server takes stays \
+                 here until its liveness check fails",
+                location.display()
+            );
+            None
+        }
+    };
+    let us = config.server.clone();
+    // The homes we claimed and hold still: only those can be lost.
+    let mut held = std::collections::HashSet::new();
+    loop {
+        let event = async {
+            match events.as_mut() {
+                Some(events) => events.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            change = changes.recv() => match change {
+                Some(Change::Up(home, since)) => {
+                    held.insert(home.clone());
+                    claim(&registry, &us, home, since).await;
+                }
+                Some(Change::Down(home)) => {
+                    held.remove(&home);
+                    release(&registry, &us, home).await;
+                }
+                None => return,
+            },
+            event = event => match event {
+                Some(RegistryEvent::Claimed { home, holder })
+                    if holder.server != us && held.contains(&home) =>
+                {
+                    let (registry, asked) = (registry.clone(), home.clone());
+                    match blocking(move || registry.holder(&asked)).await {
+                        Ok(Some(now)) if now.server != us => {
+                            held.remove(&home);
+                            let _ = lost.send(Lost { home, by: now.server });
+                        }
+                        Ok(_) => {}
+                        Err(error) => tracing::warn!("registry: holder of {home}: {error}"),
+                    }
+                }
+                Some(_) => {}
+                None => events = None,
+            },
+        }
+    }
+}
+
+async fn claim(registry: &Registry, us: &str, home: String, since: i64) {
+    let (registry, server, name) = (registry.clone(), us.to_string(), home.clone());
+    match blocking(move || registry.claim(&name, &server, since)).await {
+        Ok(Some(previous)) if previous.server != us => tracing::info!(
+            "{home} is held here now (it was held by {} since {})",
+            previous.server,
+            previous.since
+        ),
+        Ok(_) => tracing::debug!("{home} is held here"),
+        Err(error) => tracing::warn!("registry: claiming {home}: {error}"),
+    }
+}
+
+async fn release(registry: &Registry, us: &str, home: String) {
+    let (registry, server, name) = (registry.clone(), us.to_string(), home.clone());
+    match blocking(move || registry.release(&name, &server)).await {
+        Ok(true) => tracing::debug!("{home} released"),
+        Ok(false) => {}
+        Err(error) => tracing::warn!("registry: releasing {home}: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use hometun_pki::registry::{Registry, RegistryData};
+
+    use super::*;
+
+    /// A file registry two servers share, as on one machine.
+    fn shared_registry(dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("registry.json");
+        let data = RegistryData::new("2001:db8:100::/48".parse().unwrap(), 64, 30).unwrap();
+        Registry::at(&path).create(&data).unwrap();
+        path
+    }
+
+    fn server(path: &std::path::Path, name: &str) -> HomeHolders {
+        HomeHolders::start(HolderRegistry {
+            registry: Registry::at(path),
+            server: name.into(),
+        })
+    }
+
+    async fn holder(path: &std::path::Path, home: &str) -> Option<String> {
+        let registry = Registry::at(path);
+        let home = home.to_string();
+        tokio::task::spawn_blocking(move || registry.holder(&home).unwrap())
+            .await
+            .unwrap()
+            .map(|h| h.server)
+    }
+
+    /// Waits until `home`'s holder is `expected`.
+    async fn until_held(path: &std::path::Path, home: &str, expected: Option<&str>) {
+        for _ in 0..100 {
+            if holder(path, home).await.as_deref() == expected {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{home} is not held by {expected:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_learns_that_another_took_its_home_and_only_that() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = shared_registry(dir.path());
+        let mut a = server(&path, "a.example");
+        let mut b = server(&path, "b.example");
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        a.up("home.example", at);
+        until_held(&path, "home.example", Some("a.example")).await;
+        // The file backend looks every half second: let both subscriptions see A's claim.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        b.up("home.example", at + Duration::from_secs(5));
+        let lost = tokio::time::timeout(Duration::from_secs(5), a.lost())
+            .await
+            .expect("A hears that B took the home");
+        assert_eq!(
+            lost,
+            Lost {
+                home: "home.example".into(),
+                by: "b.example".into()
+            }
+        );
+        // B hears nothing about its own claim, and A's release of a home B holds leaves B's
+        // record alone.
+        a.down("home.example");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1500), b.lost())
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            holder(&path, "home.example").await.as_deref(),
+            Some("b.example")
+        );
+        b.down("home.example");
+        until_held(&path, "home.example", None).await;
+    }
+}
