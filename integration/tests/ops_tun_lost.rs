@@ -57,8 +57,8 @@ fn tunnel_routes(ns: &Netns) -> Vec<String> {
     let mut routes: Vec<String> = String::from_utf8_lossy(&output.stdout)
         .lines()
         // The kernel's own routes (fe80::/64, the /128 of the tunnel address) come back with
-        // the addresses; the forwarder's are the static ones.
-        .filter(|l| l.contains("proto static"))
+        // the addresses; the forwarder's carry its own protocol (tunnel.route_protocol).
+        .filter(|l| !l.contains("proto kernel"))
         .map(|l| l.split_whitespace().next().unwrap_or_default().to_string())
         .collect();
     routes.sort();
