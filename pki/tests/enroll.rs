@@ -13,6 +13,7 @@ use hometun_pki::client_dir::ClientDir;
 use hometun_pki::enroll::client::enroll;
 use hometun_pki::enroll::protocol::{Message, RefusalCode, Request};
 use hometun_pki::enroll::server::EnrollmentServer;
+use hometun_pki::server_dir::ServerDir;
 use hometun_pki::token::Token;
 use rustls_pki_types::UnixTime;
 use tokio::net::TcpListener;
@@ -25,6 +26,15 @@ async fn start(dir: &std::path::Path) -> std::net::SocketAddr {
     addr
 }
 
+/// A CA with the pool 2001:db8:100::/48 in /64s, in a temporary directory, and its enrollment
+/// listener.
+async fn listening(key: KeyType) -> (tempfile::TempDir, ServerDir, std::net::SocketAddr) {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = server(&tmp.path().join("srv"), "2001:db8:100::/48", 64, key);
+    let addr = start(srv.dir()).await;
+    (tmp, srv, addr)
+}
+
 fn refusal(e: PkiError) -> RefusalCode {
     match e {
         PkiError::Refused { code, .. } => code,
@@ -34,14 +44,7 @@ fn refusal(e: PkiError) -> RefusalCode {
 
 #[tokio::test]
 async fn token_enrolls_once_and_is_refused_the_second_time() {
-    let tmp = tempfile::tempdir().unwrap();
-    let srv = server(
-        &tmp.path().join("srv"),
-        "2001:db8:100::/48",
-        64,
-        KeyType::Ed25519,
-    );
-    let addr = start(srv.dir()).await;
+    let (tmp, srv, addr) = listening(KeyType::Ed25519).await;
     let token_text = srv
         .make_token("home.example", 24 * 60, Some(addr), now())
         .unwrap()
@@ -80,14 +83,7 @@ async fn token_enrolls_once_and_is_refused_the_second_time() {
 
 #[tokio::test]
 async fn wrong_and_expired_tokens_are_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    let srv = server(
-        &tmp.path().join("srv"),
-        "2001:db8:100::/48",
-        64,
-        KeyType::P256,
-    );
-    let addr = start(srv.dir()).await;
+    let (tmp, srv, addr) = listening(KeyType::P256).await;
     let token = srv
         .make_token("home.example", 60, Some(addr), now())
         .unwrap();
@@ -213,85 +209,12 @@ async fn garbage_requests_get_a_typed_refusal() {
     }
 }
 
-#[test]
-fn refusals_are_logged_with_the_peer() {
-    use std::io::Write;
-    use std::sync::Mutex;
-
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buffer {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    let tmp = tempfile::tempdir().unwrap();
-    let srv = server(
-        &tmp.path().join("srv"),
-        "2001:db8:100::/48",
-        64,
-        KeyType::Ed25519,
-    );
-    let service = EnrollmentServer::new(srv.dir()).unwrap();
-    let token = srv
-        .make_token("home.example", 24 * 60, None, now())
-        .unwrap();
-    let (csr, _) = ClientDir::new(&tmp.path().join("home"))
-        .request("home.example", KeyType::Ed25519)
-        .unwrap();
-    let csr_der: rustls_pki_types::CertificateSigningRequestDer<'_> =
-        rustls_pki_types::pem::PemObject::from_pem_slice(csr.as_bytes()).unwrap();
-    let request = Request {
-        secret: token.secret,
-        csr_der: csr_der.as_ref().to_vec(),
-    };
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let peer = "198.51.100.7:40000".parse().unwrap();
-    tracing::subscriber::with_default(subscriber, || {
-        assert!(matches!(
-            service.answer(&request, peer, now()),
-            Message::Bundle(_)
-        ));
-        assert!(matches!(
-            service.answer(&request, peer, now()),
-            Message::Refused(_)
-        ));
-    });
-    let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-    assert!(
-        log.contains("enrolled") && log.contains("prefix=2001:db8:100:1::/64"),
-        "{log}"
-    );
-    assert!(
-        log.contains("enrollment refused") && log.contains("token was already used"),
-        "{log}"
-    );
-    assert!(log.contains("peer=198.51.100.7:40000"), "{log}");
-}
-
 /// Enrolling again after a revocation brings a new key: the old one may be why the home was
 /// revoked, and a certificate for it would give it back its rights. A refused attempt leaves
 /// the home's directory as it was.
 #[tokio::test]
 async fn enrolling_again_after_a_revocation_brings_a_new_key() {
-    let tmp = tempfile::tempdir().unwrap();
-    let srv = server(
-        &tmp.path().join("srv"),
-        "2001:db8:100::/48",
-        64,
-        KeyType::Ed25519,
-    );
-    let addr = start(srv.dir()).await;
+    let (tmp, srv, addr) = listening(KeyType::Ed25519).await;
     let home = ClientDir::new(&tmp.path().join("home"));
     let first = srv
         .make_token("home.example", 60, Some(addr), now())
@@ -338,14 +261,7 @@ async fn enrolling_again_after_a_revocation_brings_a_new_key() {
 /// A first enrollment that fails leaves no key behind.
 #[tokio::test]
 async fn a_failed_first_enrollment_leaves_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let srv = server(
-        &tmp.path().join("srv"),
-        "2001:db8:100::/48",
-        64,
-        KeyType::Ed25519,
-    );
-    let addr = start(srv.dir()).await;
+    let (tmp, srv, addr) = listening(KeyType::Ed25519).await;
     let mut token = srv
         .make_token("home.example", 60, Some(addr), now())
         .unwrap();
