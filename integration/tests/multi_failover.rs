@@ -70,7 +70,27 @@ fn the_home_fails_over_to_the_second_server_and_bgp_moves_its_prefix() {
     if !require_root(test) || !have_bird(test) {
         return;
     }
-    let lab = FailoverLab::new(None, |ike| {
+    crash_moves_the_home(test, None);
+}
+
+/// The same with both servers on one PostgreSQL registry (started by the test).
+#[test]
+fn on_postgresql_the_home_fails_over_to_the_second_server_and_bgp_moves_its_prefix() {
+    let test = "on_postgresql_the_home_fails_over_to_the_second_server_and_bgp_moves_its_prefix";
+    if !require_root(test) || !have_bird(test) || !require_postgres(test) {
+        return;
+    }
+    let pg = PostgresLab::start().unwrap();
+    let url = pg.create_database().unwrap();
+    crash_moves_the_home(test, Some(&url));
+    // The servers are gone before the database.
+    drop(pg);
+}
+
+/// Server A is killed (SIGKILL) under pings from the Internet host to the LAN host: the home
+/// moves to B, the core's route follows, and A's return moves nothing.
+fn crash_moves_the_home(test: &str, registry_url: Option<&str>) {
+    let lab = FailoverLab::new(registry_url, |ike| {
         // Dead within 2.6 s of the last packet from the server: a liveness check after 1 s
         // without traffic (seen at the next look at the counters, once a second), then
         // 0.2 + 0.4 s of retransmissions.
