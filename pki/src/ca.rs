@@ -321,6 +321,17 @@ impl Ca {
     }
 }
 
+/// The raw public key a certificate (DER) certifies, as a key pair's `public_key_raw` gives it:
+/// what tells whether a certificate and a key, or two certificates, share a key.
+pub fn certificate_public_key(der: &[u8]) -> Result<Vec<u8>, PkiError> {
+    use hometun_certs::verify::{PeerPublicKey, describe};
+    let peer = describe(der).map_err(|e| PkiError::Verify(e.to_string()))?;
+    Ok(match peer.public_key {
+        PeerPublicKey::Ed25519(k) => k.to_vec(),
+        PeerPublicKey::EcdsaP256(k) => k,
+    })
+}
+
 /// PEM text of a DER certificate.
 pub fn pem_certificate(der: &[u8]) -> String {
     pem_encode("CERTIFICATE", der)

@@ -93,6 +93,17 @@ pub enum PkiError {
     /// A bundle is malformed or inconsistent.
     #[error("bundle: {0}")]
     Bundle(#[from] BundleError),
+    /// A request's key is one a revoked certificate certified (it may be why that one was
+    /// revoked): no new certificate for it.
+    #[error(
+        "the request's key is the key of revoked certificate {serial} of {name}: make a new key"
+    )]
+    KeyRevoked {
+        /// The revoked certificate's name.
+        name: String,
+        /// Its serial number.
+        serial: String,
+    },
     /// A certificate does not belong to the private key it should go with.
     #[error("{what}: its public key does not match {}", key.display())]
     KeyMismatch {

@@ -28,12 +28,12 @@ use rustls_pki_types::{CertificateDer, CertificateSigningRequestDer, UnixTime};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::bundle::Bundle;
-use crate::ca::{KeyType, fingerprint, pem_certificate};
+use crate::ca::{KeyType, certificate_public_key, fingerprint, pem_certificate};
 use crate::csr::make_csr;
 use crate::enroll::client::{ENROLL_TIMEOUT, exchange};
 use crate::enroll::protocol::{Message, RenewRequest};
 use crate::{PkiError, files};
-use hometun_certs::verify::{PeerPublicKey, describe};
+use hometun_certs::verify::describe;
 
 /// What `hometun renew` may change from client.toml's `[renew]`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -101,14 +101,6 @@ pub fn renewal_due(config: &ClientConfig) -> Result<(i64, i64), PkiError> {
     Ok((config.renew.due(not_before, not_after), not_after))
 }
 
-fn public_key_raw(der: &[u8]) -> Result<Vec<u8>, PkiError> {
-    let peer = describe(der).map_err(|e| PkiError::Verify(e.to_string()))?;
-    Ok(match peer.public_key {
-        PeerPublicKey::Ed25519(k) => k.to_vec(),
-        PeerPublicKey::EcdsaP256(k) => k,
-    })
-}
-
 fn load_key_pair(path: &Path) -> Result<KeyPair, PkiError> {
     let pem = zeroize::Zeroizing::new(files::read_to_string(path)?);
     KeyPair::from_pem(&pem).map_err(|e| PkiError::file(path, format!("not a usable key: {e}")))
@@ -123,7 +115,7 @@ fn finish_interrupted(config: &ClientConfig) -> Result<(), PkiError> {
         return Ok(());
     }
     let cert = files::load_certificate(&config.client.certificate)?;
-    if public_key_raw(&cert)? == load_key_pair(&next)?.public_key_raw() {
+    if certificate_public_key(&cert)? == load_key_pair(&next)?.public_key_raw() {
         std::fs::rename(&next, key).map_err(|e| PkiError::io(key, e))?;
     }
     Ok(())
@@ -249,7 +241,7 @@ fn check_bundle(
         )));
     }
     bundle.verify(now)?;
-    if public_key_raw(&bundle.certificate_der()?)? != key.public_key_raw() {
+    if certificate_public_key(&bundle.certificate_der()?)? != key.public_key_raw() {
         return Err(fail(
             "the new certificate is not for the key this home sent".into(),
         ));

@@ -752,6 +752,23 @@ pub(crate) fn new_record(
     now: OffsetDateTime,
     valid_days: i64,
 ) -> Result<ClientRecord, PkiError> {
+    // A revoked certificate's key may be why it was revoked: never certify it again, whoever
+    // asks (a token's holder, `pki sign`, a renewal).
+    use rcgen::PublicKeyData as _;
+    let key = csr.public_key.der_bytes();
+    if let Some(revoked) = data.clients.iter().find(|c| {
+        c.revoked.is_some()
+            && files::certificates_from_pem(c.certificate.as_bytes())
+                .ok()
+                .and_then(|certs| certs.into_iter().next())
+                .and_then(|der| ca::certificate_public_key(&der).ok())
+                .is_some_and(|k| k == key)
+    }) {
+        return Err(PkiError::KeyRevoked {
+            name: revoked.name.clone(),
+            serial: revoked.serial.clone(),
+        });
+    }
     let serial = loop {
         let s = ca::random_serial()?;
         if !data.clients.iter().any(|c| c.serial == ca::serial_hex(&s)) {

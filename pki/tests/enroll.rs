@@ -237,6 +237,27 @@ async fn enrolling_again_after_a_revocation_brings_a_new_key() {
     let second = srv
         .make_token("home.example", 60, Some(addr), now())
         .unwrap();
+    // A client that sends the revoked key again (an old or modified one) is refused, by the
+    // listener and by `pki sign`, and the token stays unused.
+    let (old_csr, created) = home.request("home.example", KeyType::Ed25519).unwrap();
+    assert!(!created, "the CSR is for the revoked key in client.key");
+    let old_csr_der = rustls_pki_types::pem::PemObject::from_pem_slice(old_csr.as_bytes())
+        .map(|c: rustls_pki_types::CertificateSigningRequestDer<'_>| c.as_ref().to_vec())
+        .unwrap();
+    let service = EnrollmentServer::new(srv.dir()).unwrap();
+    let request = Request {
+        secret: second.secret,
+        csr_der: old_csr_der,
+    };
+    match service.answer(&request, "198.51.100.7:40000".parse().unwrap(), now()) {
+        Message::Refused(r) => {
+            assert_eq!(r.code, RefusalCode::KEY_REVOKED, "{}", r.message);
+            assert!(r.message.contains("make a new key"), "{}", r.message);
+        }
+        other => panic!("the revoked key got {other:?}"),
+    }
+    let e = srv.sign(old_csr.as_bytes(), 30, now()).unwrap_err();
+    assert!(matches!(e, PkiError::KeyRevoked { .. }), "{e}");
     let (again, config) = enroll(&home, &second, addr, KeyType::Ed25519, UnixTime::now())
         .await
         .unwrap();

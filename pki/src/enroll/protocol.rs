@@ -62,6 +62,8 @@ impl RefusalCode {
     pub const CERTIFICATE_REFUSED: RefusalCode = RefusalCode(12);
     /// The certificate a renewal presents is not the name's current one (a renewal replaced it).
     pub const NOT_CURRENT: RefusalCode = RefusalCode(13);
+    /// The request's key is the key of a revoked certificate.
+    pub const KEY_REVOKED: RefusalCode = RefusalCode(14);
 }
 
 impl std::fmt::Display for RefusalCode {
@@ -80,6 +82,7 @@ impl std::fmt::Display for RefusalCode {
             RefusalCode::NOT_AUTHENTICATED => "not-authenticated",
             RefusalCode::CERTIFICATE_REFUSED => "certificate-refused",
             RefusalCode::NOT_CURRENT => "not-current",
+            RefusalCode::KEY_REVOKED => "key-revoked",
             RefusalCode(n) => return write!(f, "code {n}"),
         };
         f.write_str(name)

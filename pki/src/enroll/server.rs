@@ -270,6 +270,7 @@ fn refusal_for(e: &PkiError) -> (RefusalCode, String) {
         PkiError::NameTaken { .. } => RefusalCode::NAME_TAKEN,
         PkiError::ReservedName { .. } => RefusalCode::RESERVED_NAME,
         PkiError::PoolExhausted { .. } => RefusalCode::POOL_EXHAUSTED,
+        PkiError::KeyRevoked { .. } => RefusalCode::KEY_REVOKED,
         _ => {
             return (
                 RefusalCode::INTERNAL,
