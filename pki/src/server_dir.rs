@@ -756,8 +756,10 @@ pub(crate) fn new_record(
     // asks (a token's holder, `pki sign`, a renewal).
     use rcgen::PublicKeyData as _;
     let key = csr.public_key.der_bytes();
+    // (Records closed when their certificate had expired count as revoked after their expiry:
+    // not these.)
     if let Some(revoked) = data.clients.iter().find(|c| {
-        c.revoked.is_some()
+        c.revoked.as_ref().is_some_and(|r| r.at < c.not_after)
             && files::certificates_from_pem(c.certificate.as_bytes())
                 .ok()
                 .and_then(|certs| certs.into_iter().next())
