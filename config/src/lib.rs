@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 mod enroll;
 mod files;
 mod lan;
+pub mod minimal;
 pub mod names;
 mod registry;
 mod renew;

@@ -217,20 +217,7 @@ mod tests {
     use std::path::Path;
 
     use crate::ClientConfig;
-
-    const CLIENT: &str = r#"
-[client]
-name = "home.example"
-server = "192.0.2.1"
-server_name = "vps.example"
-certificate = "client.pem"
-private_key = "client.key"
-ca = "ca.pem"
-prefix = "2001:db8:100:1::/64"
-
-[tunnel]
-link_local = "fe80::2/64"
-"#;
+    use crate::minimal::CLIENT_TOML as CLIENT;
 
     fn with(server: &str, server_name: &str) -> Result<ClientConfig, String> {
         let text = CLIENT

@@ -1,6 +1,7 @@
 //! Tests of the config crate: parsing, defaults, checks and their one-line errors.
 
 use super::*;
+use crate::minimal::CLIENT_TOML as CLIENT;
 
 const SERVER: &str = r#"
 [server]
@@ -17,20 +18,6 @@ link_local = "fe80::1/64"
 [[clients]]
 name = "home.example"
 prefix = "2001:db8:100:1::/64"
-"#;
-
-const CLIENT: &str = r#"
-[client]
-name = "home.example"
-server = "192.0.2.1"
-server_name = "vps.example"
-certificate = "client.pem"
-private_key = "client.key"
-ca = "ca.pem"
-prefix = "2001:db8:100:1::/64"
-
-[tunnel]
-link_local = "fe80::2/64"
 "#;
 
 fn server_err(text: &str) -> String {

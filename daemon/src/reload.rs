@@ -342,19 +342,7 @@ fn summary(changes: &[Change], reread: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const SERVER: &str = r#"
-[server]
-name = "vps.example"
-listen = "192.0.2.1"
-certificate = "server.pem"
-private_key = "server.key"
-ca = "ca.pem"
-pool = "2001:db8:100::/48"
-
-[tunnel]
-link_local = "fe80::1/64"
-"#;
+    use hometun_config::minimal::{CLIENT_TOML as CLIENT, SERVER_TOML as SERVER};
 
     fn server(text: &str) -> ServerConfig {
         ServerConfig::from_toml(Path::new("server.toml"), text).unwrap()
@@ -385,20 +373,6 @@ link_local = "fe80::1/64"
         assert_eq!(changes[0].key, "clients");
         assert_eq!(changes[0].new, "1 entries");
     }
-
-    const CLIENT: &str = r#"
-[client]
-name = "home.example"
-server = "192.0.2.1"
-server_name = "vps.example"
-certificate = "client.pem"
-private_key = "client.key"
-ca = "ca.pem"
-prefix = "2001:db8:100:1::/64"
-
-[tunnel]
-link_local = "fe80::2/64"
-"#;
 
     /// What a reload would not apply is refused, never accepted and ignored: the LANs, the
     /// updown hook, the upstream set-up.

@@ -3,38 +3,20 @@
 
 use std::path::Path;
 
+use crate::minimal::{CLIENT_TOML, SERVER_TOML as SERVER};
 use crate::{ClientConfig, ServerConfig, UpstreamMode};
 
-const CLIENT: &str = r#"
-[client]
-name = "home.example"
-server = "192.0.2.1"
-server_name = "vps.example"
-certificate = "client.pem"
-private_key = "client.key"
-ca = "ca.pem"
-prefix = "2001:db8:100:100::/56"
-
-[tunnel]
-link_local = "fe80::2/64"
-"#;
-
-const SERVER: &str = r#"
-[server]
-name = "vps.example"
-listen = "192.0.2.1"
-certificate = "server.pem"
-private_key = "server.key"
-ca = "ca.pem"
-pool = "2001:db8:100::/48"
-
-[tunnel]
-link_local = "fe80::1/64"
-"#;
+/// The minimal client holding a /56, so that its LANs have /64s to choose from.
+fn client_toml() -> String {
+    CLIENT_TOML.replace("2001:db8:100:1::/64", "2001:db8:100:100::/56")
+}
 
 fn client(lans: &str) -> Result<ClientConfig, String> {
-    ClientConfig::from_toml(Path::new("client.toml"), &format!("{CLIENT}\n{lans}"))
-        .map_err(|e| e.to_string())
+    ClientConfig::from_toml(
+        Path::new("client.toml"),
+        &format!("{}\n{lans}", client_toml()),
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn server(upstream: &str) -> Result<ServerConfig, String> {
@@ -122,7 +104,7 @@ fn lan_mistakes_are_one_line_naming_file_and_field() {
 
 #[test]
 fn a_prefix_longer_than_64_cannot_serve_a_lan() {
-    let text = CLIENT.replace("2001:db8:100:100::/56", "2001:db8:100::2/128");
+    let text = client_toml().replace("2001:db8:100:100::/56", "2001:db8:100::2/128");
     let error = ClientConfig::from_toml(
         Path::new("client.toml"),
         &format!("{text}\n[[lan]]\ninterface = \"eth1\"\n"),
@@ -134,7 +116,7 @@ fn a_prefix_longer_than_64_cannot_serve_a_lan() {
         "client.toml: lan[0].subnet: client.prefix 2001:db8:100::2/128 is longer than /64: a LAN needs a whole /64 (SLAAC, RFC 4862)"
     );
     // A /64 home has exactly one LAN /64: subnet 0.
-    let text = CLIENT.replace("2001:db8:100:100::/56", "2001:db8:100:1::/64");
+    let text = client_toml().replace("2001:db8:100:100::/56", "2001:db8:100:1::/64");
     let one = |subnet: u32| {
         ClientConfig::from_toml(
             Path::new("client.toml"),
@@ -155,7 +137,7 @@ fn a_prefix_longer_than_64_cannot_serve_a_lan() {
 fn updown_is_taken_relative_to_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("client.toml");
-    let text = CLIENT.replace("[tunnel]", "updown = \"updown.sh\"\n\n[tunnel]");
+    let text = client_toml().replace("[tunnel]", "updown = \"updown.sh\"\n\n[tunnel]");
     std::fs::write(&path, text).unwrap();
     let c = ClientConfig::load(&path).unwrap();
     assert_eq!(c.client.updown, Some(dir.path().join("updown.sh")));
