@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{now, server};
+use common::{csr_der, now, server};
 use hometun_config::ClientConfig;
 use hometun_pki::PkiError;
 use hometun_pki::ca::KeyType;
@@ -101,12 +101,10 @@ async fn wrong_and_expired_tokens_are_refused() {
     // Expired: the server's signing step at a time past the token's expiry.
     let service = EnrollmentServer::new(srv.dir()).unwrap();
     let (csr, _) = home.request("home.example", KeyType::Ed25519).unwrap();
-    let csr_der = rustls_pki_types::pem::PemObject::from_pem_slice(csr.as_bytes())
-        .map(|c: rustls_pki_types::CertificateSigningRequestDer<'_>| c.as_ref().to_vec())
-        .unwrap();
+    let expired_csr = csr_der(&csr);
     let request = Request {
         secret: token.secret,
-        csr_der: csr_der.clone(),
+        csr_der: expired_csr.clone(),
     };
     let late = now() + time::Duration::hours(2);
     match service.answer(&request, addr, late) {
@@ -120,11 +118,9 @@ async fn wrong_and_expired_tokens_are_refused() {
     let (other_csr, _) = ClientDir::new(&tmp.path().join("o"))
         .request("other.example", KeyType::Ed25519)
         .unwrap();
-    let other_der: rustls_pki_types::CertificateSigningRequestDer<'_> =
-        rustls_pki_types::pem::PemObject::from_pem_slice(other_csr.as_bytes()).unwrap();
     let mismatch = Request {
         secret: token.secret,
-        csr_der: other_der.as_ref().to_vec(),
+        csr_der: csr_der(&other_csr),
     };
     match service.answer(&mismatch, addr, now()) {
         Message::Refused(r) => assert_eq!(r.code, RefusalCode::NAME_MISMATCH),
@@ -241,9 +237,7 @@ async fn enrolling_again_after_a_revocation_brings_a_new_key() {
     // listener and by `pki sign`, and the token stays unused.
     let (old_csr, created) = home.request("home.example", KeyType::Ed25519).unwrap();
     assert!(!created, "the CSR is for the revoked key in client.key");
-    let old_csr_der = rustls_pki_types::pem::PemObject::from_pem_slice(old_csr.as_bytes())
-        .map(|c: rustls_pki_types::CertificateSigningRequestDer<'_>| c.as_ref().to_vec())
-        .unwrap();
+    let old_csr_der = csr_der(&old_csr);
     let service = EnrollmentServer::new(srv.dir()).unwrap();
     let request = Request {
         secret: second.secret,

@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{now, server};
+use common::{csr_der, now, server};
 use hometun_pki::ca::KeyType;
 use hometun_pki::client_dir::ClientDir;
 use hometun_pki::enroll::protocol::{Message, Request};
@@ -45,11 +45,9 @@ fn refusals_are_logged_with_the_peer() {
     let (csr, _) = ClientDir::new(&tmp.path().join("home"))
         .request("home.example", KeyType::Ed25519)
         .unwrap();
-    let csr_der: rustls_pki_types::CertificateSigningRequestDer<'_> =
-        rustls_pki_types::pem::PemObject::from_pem_slice(csr.as_bytes()).unwrap();
     let request = Request {
         secret: token.secret,
-        csr_der: csr_der.as_ref().to_vec(),
+        csr_der: csr_der(&csr),
     };
     let buffer = Buffer::default();
     let writer = buffer.clone();

@@ -8,6 +8,16 @@ use hometun_pki::ca::KeyType;
 use hometun_pki::server_dir::{InitOptions, ServerDir};
 use time::OffsetDateTime;
 
+/// The DER of a CSR in PEM (as `ClientDir::request` returns it), as an enrollment request
+/// carries it.
+pub fn csr_der(pem: &str) -> Vec<u8> {
+    use rustls_pki_types::pem::PemObject as _;
+    rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(pem.as_bytes())
+        .unwrap()
+        .as_ref()
+        .to_vec()
+}
+
 pub fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
