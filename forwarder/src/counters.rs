@@ -5,18 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use hometun_control::DropReason;
 
 /// Every drop reason, in the order reports list them.
-pub const ALL_REASONS: [DropReason; 10] = [
-    DropReason::Replay,
-    DropReason::TooOld,
-    DropReason::AuthFailed,
-    DropReason::IngressFilter,
-    DropReason::Malformed,
-    DropReason::NoSa,
-    DropReason::HardLimit,
-    DropReason::SeqExhausted,
-    DropReason::TooBig,
-    DropReason::OverrideNaRefused,
-];
+pub const ALL_REASONS: [DropReason; 10] = DropReason::ALL;
 
 fn index(reason: DropReason) -> usize {
     match reason {
