@@ -1,9 +1,10 @@
 #!/bin/bash
 # A long fuzzing campaign, one target after the other (the machine's cores are shared):
 #
-#   scripts/fuzz-campaign.sh TARGET... [--minutes N | --runs N]
+#   scripts/fuzz-campaign.sh TARGET... [--minutes N] [--runs N]
 #
-# Each target runs as one libFuzzer job (-jobs=1) for N minutes (default 30) or N executions,
+# Each target runs as one libFuzzer job (-jobs=1) for N minutes (default 30), or until N
+# executions when --runs is given too (whichever comes first: "10 M executions or 30 min"),
 # from its committed corpus (fuzz/corpus/TARGET, read only) and a scratch corpus that grows
 # outside the tree ($FUZZ_WORK/corpus/TARGET; FUZZ_WORK defaults to /var/tmp/hometun-fuzz).
 # Campaigns build without AddressSanitizer (FUZZ_SANITIZER=address to keep it), in
@@ -17,20 +18,26 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=${FUZZ_WORK:-/var/tmp/hometun-fuzz}
-limit=(-max_total_time=1800)
-label="30 min"
+minutes=30
+runs=
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --minutes) limit=(-max_total_time=$(( $2 * 60 ))); label="$2 min"; shift 2 ;;
-    --runs) limit=(-runs="$2"); label="$2 runs"; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --minutes) minutes=$2; shift 2 ;;
+    --runs) runs=$2; shift 2 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) targets+=("$1"); shift ;;
   esac
 done
 if [ ${#targets[@]} -eq 0 ]; then
-  echo "usage: $0 TARGET... [--minutes N | --runs N]" >&2
+  echo "usage: $0 TARGET... [--minutes N] [--runs N]" >&2
   exit 2
+fi
+limit=(-max_total_time=$(( minutes * 60 )))
+label="$minutes min"
+if [ -n "$runs" ]; then
+  limit+=(-runs="$runs")
+  label="$label or $runs runs"
 fi
 cd "$root/fuzz"
 if rustup toolchain list | grep -q nightly; then
