@@ -194,7 +194,9 @@ pub struct IkeSection {
     /// (`aes128gcm16-prfsha256-x25519`; also `aes256gcm16`, `ecp256`).
     #[serde(default = "default_ike_proposals")]
     pub proposals: Vec<String>,
-    /// ESP proposals in order of preference (`aes128gcm16`, `aes256gcm16`, `-esn` suffix for ESN).
+    /// ESP proposals in order of preference, strongSwan notation: the default
+    /// `aes128gcm16-x25519-ecp256` brings a fresh Diffie-Hellman to every CHILD SA rekey;
+    /// `-modpnone` also accepts a peer without one, `-esn` asks for ESN.
     #[serde(default = "default_esp_proposals")]
     pub esp_proposals: Vec<String>,
     /// Liveness check after this many seconds without traffic from the peer; 0 = off.

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
+use zeroize::Zeroize;
 
 use crate::events::EventReceiver;
 use hometun_control::{
@@ -290,6 +291,10 @@ fn serve_connection<P: Platform>(
             Err(_) => return configured_here,
         };
         decoder.push(&buffer[..n]);
+        // Install frames carry keys: the decoder holds its copy in wiped memory, so none may
+        // stay behind here, where later shorter reads would leave them (docs/ARCHITECTURE.md,
+        // "Keys and forward secrecy").
+        buffer[..n].zeroize();
         // The replies to this read's requests go out together, in order.
         let mut replies = Vec::new();
         loop {

@@ -15,6 +15,10 @@ use hometun_control::{
 use hometun_forwarder::aead::AeadBackend;
 use hometun_forwarder::clock::Now;
 use hometun_forwarder::requests::{RecordingPlatform, RequestHandler};
+use hometun_forwarder::server::{ControlClient, Server};
+
+/// The tests share the allocator's switch and count: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The keys' first 16 bytes: unlikely anywhere else in memory.
 static KEY_IN: [u8; 16] = *b"hometun:wipe:in!";
@@ -133,6 +137,8 @@ fn ipv6_packet(fill: u8) -> Vec<u8> {
 
 #[test]
 fn a_deleted_pair_leaves_no_key_in_freed_memory() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    FOUND.store(0, Ordering::SeqCst);
     for backend in [AeadBackend::Ring, AeadBackend::RustCrypto] {
         for alg in [AeadAlg::AesGcm128, AeadAlg::AesGcm256] {
             ARMED.store(true, Ordering::SeqCst);
@@ -164,4 +170,44 @@ fn a_deleted_pair_leaves_no_key_in_freed_memory() {
             );
         }
     }
+}
+
+/// The forwarder process's own path: the Install arrives on a control connection (as from the
+/// daemon through `--control-fd`), is read into the connection's buffer, decoded and installed;
+/// the pair is deleted and the daemon goes away. Neither the connection's read buffer nor
+/// anything else handed back may still hold the keys.
+#[test]
+fn a_pair_sent_over_a_control_connection_leaves_no_key_in_freed_memory() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    FOUND.store(0, Ordering::SeqCst);
+    ARMED.store(true, Ordering::SeqCst);
+    let (handler, events) =
+        RequestHandler::new(RecordingPlatform::default(), AeadBackend::default());
+    let server = Server::new(handler, events);
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    server.adopt(theirs);
+    let mut daemon = ControlClient::from_stream(ours);
+    daemon
+        .request(Request::Configure(interface()))
+        .unwrap()
+        .0
+        .unwrap();
+    let sa = child_sa(AeadAlg::AesGcm256, 0x100, 0x200, &KEY_IN, &KEY_OUT);
+    daemon.request(Request::Install(sa)).unwrap().0.unwrap();
+    // A shorter frame after it: a buffer reused without wiping keeps the Install's tail.
+    daemon
+        .request(Request::Delete { spi_in: Spi(0x100) })
+        .unwrap()
+        .0
+        .unwrap();
+    drop(daemon);
+    // The connection ends, and with it the server (the daemon that configured it is gone).
+    server.wait();
+    drop(server);
+    ARMED.store(false, Ordering::SeqCst);
+    assert_eq!(
+        FOUND.load(Ordering::SeqCst),
+        0,
+        "key bytes in freed memory after a control connection"
+    );
 }
