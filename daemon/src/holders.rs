@@ -102,14 +102,22 @@ impl HomeHolders {
     }
 }
 
+/// Why a registry call on a blocking thread failed.
+#[derive(Debug, thiserror::Error)]
+enum BlockingCallError {
+    /// The registry refused or failed.
+    #[error(transparent)]
+    Registry(#[from] hometun_pki::PkiError),
+    /// The blocking thread panicked or was cancelled.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// A registry call on a blocking thread.
 async fn blocking<T: Send + 'static>(
     call: impl FnOnce() -> Result<T, hometun_pki::PkiError> + Send + 'static,
-) -> Result<T, String> {
-    match tokio::task::spawn_blocking(call).await {
-        Ok(result) => result.map_err(|e| e.to_string()),
-        Err(error) => Err(error.to_string()),
-    }
+) -> Result<T, BlockingCallError> {
+    Ok(tokio::task::spawn_blocking(call).await??)
 }
 
 /// The holder task: claims and releases in the order the driver asked, and for each claim by

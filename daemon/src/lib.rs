@@ -26,5 +26,7 @@ pub mod renewal;
 pub mod setup;
 pub mod site;
 pub mod status;
+#[cfg(test)]
+mod string_error_count;
 pub mod tools;
 pub mod upstream;

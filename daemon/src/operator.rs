@@ -48,7 +48,21 @@ impl Command {
 }
 
 /// The driver's answer: what was done, or why nothing was.
-pub type Answer = Result<String, String>;
+pub type Answer = Result<String, Refusal>;
+
+/// Why the driver did nothing for a command.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// `terminate NAME` for a home with no IKE SA here.
+    #[error("no IKE SA of {0} (see hometun status)")]
+    NoIkeSa(String),
+    /// `initiate` on a server.
+    #[error("this is a server: its homes connect to it (initiate is for a client)")]
+    NotAClient,
+    /// The daemon is stopping.
+    #[error("the daemon is stopping")]
+    Stopping,
+}
 
 /// A command from a socket client to the driver, with where its answer goes.
 #[derive(Debug)]
@@ -63,7 +77,7 @@ pub struct CommandRequest {
 pub fn answer_json(answer: &Answer) -> String {
     let value = match answer {
         Ok(done) => serde_json::json!({ "done": done }),
-        Err(error) => serde_json::json!({ "error": error }),
+        Err(refusal) => serde_json::json!({ "error": refusal.to_string() }),
     };
     format!("{value}\n")
 }
@@ -131,8 +145,8 @@ mod tests {
             "{\"done\":\"terminated home.example\"}\n"
         );
         assert_eq!(
-            answer_json(&Err("no IKE SA of x".into())),
-            "{\"error\":\"no IKE SA of x\"}\n"
+            answer_json(&Err(Refusal::NoIkeSa("x".into()))),
+            "{\"error\":\"no IKE SA of x (see hometun status)\"}\n"
         );
     }
 }

@@ -25,7 +25,7 @@ const RETRY_FIRST: Duration = Duration::from_secs(60);
 const RETRY_MAX: Duration = Duration::from_secs(3600);
 
 /// What a renewal attempt ended with: a new certificate is in place (reload), or not.
-pub type RenewalResult = Result<RenewOutcome, String>;
+pub type RenewalResult = Result<RenewOutcome, hometun_pki::PkiError>;
 
 /// When to renew, and the attempt in flight.
 pub struct RenewalTimer {
@@ -92,9 +92,7 @@ impl RenewalTimer {
         let path = self.config_path.clone();
         let tx = self.results_tx.clone();
         tokio::spawn(async move {
-            let outcome = renew(&path, &RenewOptions::default(), UnixTime::now())
-                .await
-                .map_err(|e| e.to_string());
+            let outcome = renew(&path, &RenewOptions::default(), UnixTime::now()).await;
             let _ = tx.send(outcome).await;
         });
     }

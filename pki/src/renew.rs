@@ -30,7 +30,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use crate::bundle::Bundle;
 use crate::ca::{KeyType, certificate_public_key, fingerprint, pem_certificate};
 use crate::csr::make_csr;
-use crate::enroll::client::{ENROLL_TIMEOUT, exchange};
+use crate::enroll::client::{ENROLL_TIMEOUT, ExchangeError, exchange};
 use crate::enroll::protocol::{Message, RenewRequest};
 use crate::{PkiError, files};
 use hometun_certs::verify::describe;
@@ -181,8 +181,8 @@ pub async fn renew(
         exchange(fingerprint(&ca), server, &request, Some(client_auth)),
     )
     .await
-    .map_err(|_| fail("timed out".into()))?
-    .map_err(fail)?;
+    .unwrap_or(Err(ExchangeError::TimedOut))
+    .map_err(|e| fail(e.to_string()))?;
     let bundle = match answer {
         Message::Bundle(text) => Bundle::parse(text.as_bytes())?,
         Message::Refused(r) => {
@@ -256,10 +256,10 @@ pub(crate) fn client_config(
         Vec<CertificateDer<'static>>,
         rustls_pki_types::PrivateKeyDer<'static>,
     )>,
-) -> Result<rustls::ClientConfig, String> {
+) -> Result<rustls::ClientConfig, ExchangeError> {
     let builder = rustls::ClientConfig::builder_with_provider(crate::enroll::server::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| format!("TLS: {e}"))?
+        .map_err(ExchangeError::Tls)?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(crate::enroll::client::PinnedCaVerifier::new(
             ca_fingerprint,
@@ -268,6 +268,6 @@ pub(crate) fn client_config(
         None => Ok(builder.with_no_client_auth()),
         Some((chain, key)) => builder
             .with_client_auth_cert(chain, key)
-            .map_err(|e| format!("TLS client certificate: {e}")),
+            .map_err(ExchangeError::ClientCertificate),
     }
 }

@@ -7,7 +7,7 @@ use hometun_control::Request;
 use hometun_ike::endpoint::Initiated;
 
 use super::{Driver, now};
-use crate::operator::Command;
+use crate::operator::{Command, Refusal};
 
 impl Driver {
     /// SIGHUP (or a new CRL, `why`): the configuration again; the endpoint takes it, or the
@@ -124,7 +124,7 @@ impl Driver {
             Command::Terminate(name) => {
                 let deleted = self.endpoint.terminate(now(), &name, &mut self.rng);
                 if deleted == 0 {
-                    return Err(format!("no IKE SA of {name} (see hometun status)"));
+                    return Err(Refusal::NoIkeSa(name));
                 }
                 tracing::info!("terminate: deleted the IKE SA of {name}, on request");
                 Ok(format!(
@@ -137,10 +137,8 @@ impl Driver {
                     Ok("connecting now (see hometun status)".into())
                 }
                 Initiated::AlreadyUp => Ok("already connected: nothing to do".into()),
-                Initiated::NotAClient => Err(
-                    "this is a server: its homes connect to it (initiate is for a client)".into(),
-                ),
-                Initiated::Closed => Err("the daemon is stopping".into()),
+                Initiated::NotAClient => Err(Refusal::NotAClient),
+                Initiated::Closed => Err(Refusal::Stopping),
             },
         }
     }

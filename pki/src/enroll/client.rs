@@ -150,8 +150,8 @@ pub async fn enroll(
         exchange(token.ca_fingerprint, server, &request, None),
     )
     .await
-    .map_err(|_| fail(with_hint("timed out".into(), token, server)))?
-    .map_err(|problem| fail(with_hint(problem, token, server)))?;
+    .unwrap_or(Err(ExchangeError::TimedOut))
+    .map_err(|e| fail(with_hint(&e, token, server)))?;
     let bundle = match answer {
         Message::Bundle(text) => Bundle::parse(text.as_bytes())?,
         Message::Refused(r) => {
@@ -179,12 +179,13 @@ pub async fn enroll(
 }
 
 /// The next step, where the cause of a failed enrollment is known.
-fn with_hint(problem: String, token: &Token, server: SocketAddr) -> String {
+fn with_hint(error: &ExchangeError, token: &Token, server: SocketAddr) -> String {
+    let problem = error.to_string();
     let hint = if problem.contains("UnknownIssuer") {
         "this server is not the CA the token was made for (a token from another server, or a \
 CA made again since)"
             .to_string()
-    } else if problem.starts_with("connect:") || problem == "timed out" {
+    } else if matches!(error, ExchangeError::Connect(_) | ExchangeError::TimedOut) {
         if server == token.server {
             format!(
                 "nothing answers at {server}: is [enroll] on in the server's server.toml, and TCP \
@@ -204,6 +205,29 @@ CA made again since)"
     format!("{problem}: {hint}")
 }
 
+/// Why a request to the enrollment listener got no answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ExchangeError {
+    /// The TLS client settings could not be made.
+    #[error("TLS: {0}")]
+    Tls(rustls::Error),
+    /// The home's certificate or key was not taken for TLS client authentication.
+    #[error("TLS client certificate: {0}")]
+    ClientCertificate(rustls::Error),
+    /// No TCP connection to the listener.
+    #[error("connect: {0}")]
+    Connect(std::io::Error),
+    /// The TLS handshake failed (e.g. a certificate the pinned CA did not issue).
+    #[error("TLS handshake: {0}")]
+    Handshake(std::io::Error),
+    /// The request could not be sent or the answer not read.
+    #[error(transparent)]
+    Protocol(#[from] protocol::ProtocolError),
+    /// No answer within the enrollment's time limit.
+    #[error("timed out")]
+    TimedOut,
+}
+
 /// One request and its answer over TLS 1.3 with the enrollment server at `server`, whose chain
 /// must lead to the CA with SHA-256 `ca_fingerprint` (and carry serverAuth); with
 /// `client_auth`, the home authenticates with that certificate chain and key.
@@ -212,21 +236,17 @@ pub(crate) async fn exchange(
     server: SocketAddr,
     request: &Message,
     client_auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
-) -> Result<Message, String> {
+) -> Result<Message, ExchangeError> {
     let config = crate::renew::client_config(ca_fingerprint, client_auth)?;
     let stream = TcpStream::connect(server)
         .await
-        .map_err(|e| format!("connect: {e}"))?;
+        .map_err(ExchangeError::Connect)?;
     // An IP address as the name: no SNI is sent; the verifier pins the CA instead.
     let name = ServerName::IpAddress(server.ip().into());
     let mut tls = TlsConnector::from(Arc::new(config))
         .connect(name, stream)
         .await
-        .map_err(|e| format!("TLS handshake: {e}"))?;
-    protocol::write_message(&mut tls, request)
-        .await
-        .map_err(|e| e.to_string())?;
-    protocol::read_message(&mut tls)
-        .await
-        .map_err(|e| e.to_string())
+        .map_err(ExchangeError::Handshake)?;
+    protocol::write_message(&mut tls, request).await?;
+    Ok(protocol::read_message(&mut tls).await?)
 }

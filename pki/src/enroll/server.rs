@@ -32,6 +32,27 @@ pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause after a failed accept, so that a persistent failure does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// Why a connection to the listener ended without an answer sent (logged, one line a
+/// connection).
+#[derive(Debug, thiserror::Error)]
+enum ConnectionError {
+    /// The client did not finish the TLS handshake in time.
+    #[error("TLS handshake timed out")]
+    HandshakeTimedOut,
+    /// The TLS handshake failed.
+    #[error("TLS handshake: {0}")]
+    Handshake(std::io::Error),
+    /// The client sent no request in time.
+    #[error("no request in time")]
+    NoRequestInTime,
+    /// The blocking task that answers the request panicked.
+    #[error("enrollment task: {0}")]
+    Task(tokio::task::JoinError),
+    /// The answer could not be written.
+    #[error(transparent)]
+    Protocol(#[from] protocol::ProtocolError),
+}
+
 /// The enrollment service of one CA directory.
 pub struct EnrollmentServer {
     dir: ServerDir,
@@ -142,12 +163,12 @@ impl EnrollmentServer {
         self: Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
-    ) -> Result<(), String> {
+    ) -> Result<(), ConnectionError> {
         let limits = self.admission.limits().clone();
         let mut tls = tokio::time::timeout(limits.handshake_timeout, self.acceptor.accept(stream))
             .await
-            .map_err(|_| "TLS handshake timed out".to_string())?
-            .map_err(|e| format!("TLS handshake: {e}"))?;
+            .map_err(|_| ConnectionError::HandshakeTimedOut)?
+            .map_err(ConnectionError::Handshake)?;
         let certificate: Option<CertificateDer<'static>> = tls
             .get_ref()
             .1
@@ -156,7 +177,7 @@ impl EnrollmentServer {
             .map(|c| c.clone().into_owned());
         let body = tokio::time::timeout(limits.request_timeout, protocol::read_body(&mut tls))
             .await
-            .map_err(|_| "no request in time".to_string())?;
+            .map_err(|_| ConnectionError::NoRequestInTime)?;
         let answer = match body {
             Ok(body) => {
                 let this = Arc::clone(&self);
@@ -170,16 +191,14 @@ impl EnrollmentServer {
                     this.handle(&body, &caller, OffsetDateTime::now_utc())
                 })
                 .await
-                .map_err(|e| format!("enrollment task: {e}"))?
+                .map_err(ConnectionError::Task)?
             }
             Err(e) => {
                 tracing::warn!(%peer, "enrollment refused: bad request: {e}");
                 refused(RefusalCode::BAD_REQUEST, &format!("bad request: {e}"))
             }
         };
-        protocol::write_message(&mut tls, &answer)
-            .await
-            .map_err(|e| e.to_string())?;
+        protocol::write_message(&mut tls, &answer).await?;
         let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
         Ok(())
     }

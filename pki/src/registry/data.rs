@@ -123,6 +123,25 @@ pub struct RegistryData {
     pub holders: Vec<HolderRecord>,
 }
 
+/// Two client records whose names differ only in case and which both hold a certificate: the
+/// registry cannot be read, as which of the two homes is meant cannot be decided.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "clients {first:?} (serial {first_serial}) and {second:?} (serial {second_serial}) are one \
+name in different case and both hold a certificate; revoke one by hand (add \"revoked\": \
+{{\"at\": UNIX_TIME}} to its record), then run `hometun pki crl`"
+)]
+pub struct NameClash {
+    /// The name of the earlier record.
+    pub first: String,
+    /// Its certificate's serial.
+    pub first_serial: String,
+    /// The name of the later record.
+    pub second: String,
+    /// Its certificate's serial.
+    pub second_serial: String,
+}
+
 /// The server that holds a home: the one whose tunnel the home uses (one at a time).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -286,7 +305,7 @@ impl RegistryData {
     /// (registries written before that may hold `Home.example`). Refuses a registry in which
     /// two records of different spelling hold a certificate (not revoked) for what is then one
     /// name: which of the two homes is meant cannot be decided here.
-    pub fn normalise_names(&mut self) -> Result<(), String> {
+    pub fn normalise_names(&mut self) -> Result<(), NameClash> {
         for (i, record) in self.clients.iter().enumerate() {
             let Some(other) = self.clients[..i].iter().find(|o| {
                 o.name != record.name
@@ -296,10 +315,12 @@ impl RegistryData {
             }) else {
                 continue;
             };
-            return Err(format!(
-                "clients {:?} (serial {}) and {:?} (serial {}) are one name in different case and both hold a certificate; revoke one by hand (add \"revoked\": {{\"at\": UNIX_TIME}} to its record), then run `hometun pki crl`",
-                other.name, other.serial, record.name, record.serial
-            ));
+            return Err(NameClash {
+                first: other.name.clone(),
+                first_serial: other.serial.clone(),
+                second: record.name.clone(),
+                second_serial: record.serial.clone(),
+            });
         }
         for record in &mut self.clients {
             record.name.make_ascii_lowercase();

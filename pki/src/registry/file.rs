@@ -86,11 +86,10 @@ impl RegistryBackend for FileBackend {
                 ),
             });
         }
-        data.normalise_names()
-            .map_err(|problem| PkiError::Registry {
-                path: self.path.clone(),
-                problem,
-            })?;
+        data.normalise_names().map_err(|clash| PkiError::Registry {
+            path: self.path.clone(),
+            problem: clash.to_string(),
+        })?;
         Ok(data)
     }
 

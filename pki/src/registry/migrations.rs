@@ -17,6 +17,36 @@ pub const LATEST: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 /// Any constant both servers agree on: the advisory lock migrations take.
 const MIGRATION_LOCK: i64 = 0x686f_6d65_7475_6e01;
 
+/// Why the schema could not be brought to the version asked for.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    /// The database is at a version this code does not know.
+    #[error("schema version {current} is newer than this hometun's {latest}: upgrade hometun")]
+    Newer {
+        /// The database's version.
+        current: i32,
+        /// This code's latest.
+        latest: i32,
+    },
+    /// A migration's SQL failed.
+    #[error("migration {version}: {problem}")]
+    Migration {
+        /// Which migration.
+        version: i32,
+        /// The database's words.
+        problem: String,
+    },
+    /// The database failed around the migrations (lock, version table, commit).
+    #[error("{0}")]
+    Database(String),
+}
+
+impl From<postgres::Error> for MigrationError {
+    fn from(e: postgres::Error) -> Self {
+        MigrationError::Database(super::postgres::db_problem(&e))
+    }
+}
+
 /// The version the database is at (0: no schema yet).
 pub fn current_version(client: &mut impl GenericClient) -> Result<i32, postgres::Error> {
     client.batch_execute(
@@ -30,37 +60,38 @@ pub fn current_version(client: &mut impl GenericClient) -> Result<i32, postgres:
 
 /// Applies every migration above the database's version up to `target`; returns the versions
 /// applied (none when the schema is current). A database newer than this code is refused.
-pub fn apply_up_to(client: &mut postgres::Client, target: i32) -> Result<Vec<i32>, String> {
-    let problem = |e: postgres::Error| super::postgres::db_problem(&e);
+pub fn apply_up_to(client: &mut postgres::Client, target: i32) -> Result<Vec<i32>, MigrationError> {
     let mut applied = Vec::new();
-    let mut tx = client.transaction().map_err(problem)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-        .map_err(problem)?;
-    let current = current_version(&mut tx).map_err(problem)?;
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    let current = current_version(&mut tx)?;
     if current > LATEST {
-        return Err(format!(
-            "schema version {current} is newer than this hometun's {LATEST}: upgrade hometun"
-        ));
+        return Err(MigrationError::Newer {
+            current,
+            latest: LATEST,
+        });
     }
     for &(version, sql) in MIGRATIONS
         .iter()
         .filter(|(v, _)| *v > current && *v <= target)
     {
         tx.batch_execute(sql)
-            .map_err(|e| format!("migration {version}: {}", problem(e)))?;
+            .map_err(|e| MigrationError::Migration {
+                version,
+                problem: super::postgres::db_problem(&e),
+            })?;
         tx.execute(
             "INSERT INTO schema_version (version) VALUES ($1)",
             &[&version],
-        )
-        .map_err(problem)?;
+        )?;
         applied.push(version);
     }
-    tx.commit().map_err(problem)?;
+    tx.commit()?;
     Ok(applied)
 }
 
 /// Applies every migration this code has.
-pub fn apply(client: &mut postgres::Client) -> Result<Vec<i32>, String> {
+pub fn apply(client: &mut postgres::Client) -> Result<Vec<i32>, MigrationError> {
     apply_up_to(client, LATEST)
 }
 

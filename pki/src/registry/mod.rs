@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use data::{
-    ClientRecord, Holder, HolderRecord, REGISTRY_FORMAT, RegistryData, Revocation, Supersession,
-    TokenRecord, check_pool,
+    ClientRecord, Holder, HolderRecord, NameClash, REGISTRY_FORMAT, RegistryData, Revocation,
+    Supersession, TokenRecord, check_pool,
 };
 
 use crate::PkiError;

@@ -140,7 +140,7 @@ impl PostgresBackend {
             idle: Mutex::new(Vec::new()),
         };
         let mut conn = backend.conn()?;
-        let applied = migrations::apply(conn.client()).map_err(|p| backend.error(p))?;
+        let applied = migrations::apply(conn.client()).map_err(|e| backend.error(e.to_string()))?;
         if !applied.is_empty() {
             tracing::info!(registry = %backend.location, ?applied, "schema migrations applied");
         }
@@ -460,7 +460,8 @@ impl RegistryBackend for PostgresBackend {
             .map_err(|e| self.db(e))?;
         let mut data = self.read(&mut tx, false)?;
         tx.commit().map_err(|e| self.db(e))?;
-        data.normalise_names().map_err(|p| self.error(p))?;
+        data.normalise_names()
+            .map_err(|clash| self.error(clash.to_string()))?;
         Ok(data)
     }
 
