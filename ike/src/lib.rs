@@ -7,6 +7,7 @@
 
 pub mod crypto;
 pub mod endpoint;
+pub mod error;
 pub mod io;
 pub mod notice;
 pub mod proposal;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use hometun_control::{Endpoint, Spi};
 
 use crate::crypto::DhGroup;
-use crate::sa::IkeError;
+use crate::error::IkeError;
 use crate::wire::NotifyType;
 
 /// How loud a [`Notice`] is.

@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hometun_control::{ChildSa, CounterReport, Request, SaCounters};
+use hometun_control::{
+    ChildSa, ControlError, CounterReport, PlatformError, PlatformOp, Request, SaCounters,
+};
 use ipnet::Ipv6Net;
 
 use crate::endpoint::{Now, Random};
@@ -144,7 +146,7 @@ impl FakeForwarder {
     /// Carries out one SA channel request (also what a real forwarder did on its own, such as
     /// moving an endpoint after its checks); `Err` for a refused install. An install of an
     /// inbound SPI that an installed pair still uses is a bug of the endpoint: it panics.
-    pub fn apply(&mut self, request: &Request, now: Duration) -> Result<(), String> {
+    pub fn apply(&mut self, request: &Request, now: Duration) -> Result<(), ControlError> {
         self.log.push(request.clone());
         match request {
             Request::AllowPeer { peer, prefixes } => {
@@ -163,7 +165,10 @@ impl FakeForwarder {
                 );
                 if self.refuse_installs > 0 {
                     self.refuse_installs -= 1;
-                    return Err("refused by the harness".into());
+                    return Err(ControlError::Platform(PlatformError::other(
+                        PlatformOp::Configure,
+                        "refused by the harness",
+                    )));
                 }
                 if self.require_grants {
                     let granted = self.grants.get(&sa.peer.0).cloned().unwrap_or_default();
@@ -172,7 +177,10 @@ impl FakeForwarder {
                         .iter()
                         .find(|t| !granted.iter().any(|g| g.contains(*t)))
                     {
-                        return Err(format!("remote_ts {outside} outside the grant"));
+                        return Err(ControlError::OutsideGrant {
+                            peer: sa.peer,
+                            remote_ts: *outside,
+                        });
                     }
                 }
                 self.order.push(sa.spi_in.0);

@@ -768,12 +768,8 @@ impl Driver {
             (Ok(_), None) => {}
             (Err(LinkError::Refused(refusal)), Some((spi_in, line))) => {
                 tracing::warn!("forwarder refused {line}: {refusal}");
-                self.endpoint.handle_install_refused(
-                    now(),
-                    spi_in,
-                    &refusal.to_string(),
-                    &mut self.rng,
-                );
+                self.endpoint
+                    .handle_install_refused(now(), spi_in, &refusal, &mut self.rng);
             }
             (Err(LinkError::Refused(refusal)), None) => {
                 tracing::warn!("forwarder refused {}: {refusal}", request.what);

@@ -750,7 +750,7 @@ impl Endpoint {
         &mut self,
         now: Now,
         spi_in: hometun_control::Spi,
-        reason: &str,
+        reason: &hometun_control::ControlError,
         rng: &mut dyn Random,
     ) {
         let mut io = io!(self, now, rng);
@@ -758,7 +758,7 @@ impl Endpoint {
             Sa::Up(e) if e.has_child(spi_in) => Some(e),
             _ => None,
         }) {
-            e.install_refused(&mut io, spi_in, reason);
+            e.install_refused(&mut io, spi_in, &reason.to_string());
         }
         self.after(now, rng);
     }

@@ -9,7 +9,6 @@
 
 pub mod auth_job;
 pub(crate) mod child;
-pub mod error;
 pub(crate) mod established;
 pub(crate) mod initiator;
 pub(crate) mod responder;
@@ -32,7 +31,8 @@ use crate::wire::{
     HashAlgorithm, Header, Notify, NotifyType, Payload, ProtectedMessage, SkError,
 };
 
-pub use error::IkeError;
+/// Kept here for the code that names it from `sa`; it lives in [`crate::error`].
+pub use crate::error::IkeError;
 
 /// Length of our nonces.
 pub(crate) const NONCE_LEN: usize = 32;
