@@ -6,6 +6,7 @@
 
 pub mod authorizer;
 pub mod cli;
+pub mod clock;
 pub mod crl_watch;
 pub mod driver;
 pub mod enrollment;
@@ -26,6 +27,7 @@ pub mod renewal;
 pub mod setup;
 pub mod site;
 pub mod status;
+pub mod status_client;
 #[cfg(test)]
 mod string_error_count;
 pub mod tools;

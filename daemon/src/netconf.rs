@@ -1,16 +1,18 @@
 //! What the daemons change in the host's network set-up besides the tunnel (the forwarder owns
 //! that): addresses on LAN interfaces, the server's `unreachable` route for its pool, the
 //! home's source-specific default route, IPv6 sysctls. Each change is recorded by the one who
-//! makes it so that exactly what was added is removed again.
+//! makes it so that exactly what was added is removed again. It also reads what the daemons
+//! need of the host's set-up: interface indexes, global addresses, the route to a server.
 //!
 //! rtnetlink requests are one message on a fresh `NETLINK_ROUTE` socket, answered by the
 //! kernel's ACK or an errno.
 
 use std::io;
-use std::net::Ipv6Addr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 
+use anyhow::Context;
 use ipnet::Ipv6Net;
 
 const NLMSG_ERROR: u16 = 2;
@@ -306,6 +308,19 @@ impl std::fmt::Display for Route {
                 ..
             } => write!(f, "{destination} from {source} metric {metric}"),
         }
+    }
+}
+
+/// The source address of the route to `server`: our outer address when none is configured
+/// (a connected UDP socket sends nothing but learns it).
+pub fn route_source(server: SocketAddrV4) -> anyhow::Result<Ipv4Addr> {
+    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+    socket
+        .connect(server)
+        .with_context(|| format!("no route to the server {server}"))?;
+    match socket.local_addr()? {
+        std::net::SocketAddr::V4(local) if !local.ip().is_unspecified() => Ok(*local.ip()),
+        other => anyhow::bail!("no IPv4 source address towards {server} (got {other})"),
     }
 }
 

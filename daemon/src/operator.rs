@@ -111,7 +111,7 @@ fn socket_of(config: Option<&Path>) -> anyhow::Result<PathBuf> {
 
 /// Sends `command` to the daemon at `socket`; returns what it did, or its refusal as the error.
 pub fn send(socket: &Path, command: &Command) -> anyhow::Result<String> {
-    let text = crate::status::ask(socket, &command.line())?;
+    let text = crate::status_client::ask(socket, &command.line())?;
     let value: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("{}: the daemon's answer is not JSON", socket.display()))?;
     if let Some(done) = value.get("done").and_then(|d| d.as_str()) {

@@ -131,7 +131,7 @@ impl RenewalTimer {
 }
 
 fn unix_now() -> i64 {
-    let now = crate::driver::clock::now()
+    let now = crate::clock::now()
         .wall
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();

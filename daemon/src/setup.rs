@@ -2,7 +2,7 @@
 //! credentials, build the endpoint's configuration and start the driver. Also the tools that
 //! talk to daemons and servers: `status`, `ike probe`, `ike bench`.
 
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -302,8 +302,24 @@ pub fn run_server(config_path: &Path) -> anyhow::Result<()> {
         if let Some(listener) = enrollment {
             listener.spawn()?;
         }
-        driver::run_with_registry(driver, Role::Responder(responder), registry).await
+        let (requests, _socket_file) = serve_requests(&driver).await?;
+        driver::run_with_registry(driver, Role::Responder(responder), requests, registry).await
     })
+}
+
+/// Starts the status socket and the metrics endpoint `driver` names, whose requests the driver
+/// answers. The socket file is removed when the returned guard is dropped.
+async fn serve_requests(
+    driver: &DriverConfig,
+) -> anyhow::Result<(driver::Requests, crate::status::SocketFile)> {
+    let (status_tx, status) = tokio::sync::mpsc::channel(16);
+    if let Some(addr) = driver.metrics {
+        let bound = crate::metrics::serve(addr, status_tx.clone()).await?;
+        tracing::info!("metrics on http://{bound}{}", crate::metrics::METRICS_PATH);
+    }
+    let (command_tx, commands) = tokio::sync::mpsc::channel(4);
+    let socket_file = crate::status::serve(&driver.status_socket, status_tx, command_tx).await?;
+    Ok((driver::Requests { status, commands }, socket_file))
 }
 
 /// `hometun server --check`: reads the config and the files it names (certificate, key, CA,
@@ -330,25 +346,12 @@ pub fn check_client(config_path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Our outer address: the one configured, else the source address of the route to `server`
-/// (a connected UDP socket sends nothing but learns it).
-pub fn route_source(server: SocketAddrV4) -> anyhow::Result<Ipv4Addr> {
-    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
-    socket
-        .connect(server)
-        .with_context(|| format!("no route to the server {server}"))?;
-    match socket.local_addr()? {
-        std::net::SocketAddr::V4(local) if !local.ip().is_unspecified() => Ok(*local.ip()),
-        other => anyhow::bail!("no IPv4 source address towards {server} (got {other})"),
-    }
-}
-
 /// The route to the server may not exist yet (a home router boots before its uplink): ask the
 /// routing table every few seconds until it answers.
 fn wait_for_route(server: SocketAddrV4) -> Ipv4Addr {
     let mut logged = false;
     loop {
-        match route_source(server) {
+        match crate::netconf::route_source(server) {
             Ok(local) => return local,
             Err(error) if !logged => {
                 tracing::warn!("{error:#}; waiting for a route (set client.local to skip this)");
@@ -450,7 +453,10 @@ fn client_forwarder_args(
 /// Runs `hometun client --config FILE` until SIGTERM/SIGINT.
 pub fn run_client(config_path: &Path) -> anyhow::Result<()> {
     let (driver, initiator) = prepare_client(config_path)?;
-    runtime()?.block_on(driver::run(driver, Role::Initiator(initiator)))
+    runtime()?.block_on(async move {
+        let (requests, _socket_file) = serve_requests(&driver).await?;
+        driver::run(driver, Role::Initiator(initiator), requests).await
+    })
 }
 
 /// Where `hometun status` looks without `--config`.

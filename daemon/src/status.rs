@@ -280,28 +280,7 @@ use tokio::io::AsyncReadExt as _;
 
 /// Asks the daemon at `socket` for its status; returns the JSON text.
 pub fn query(socket: &Path) -> anyhow::Result<String> {
-    ask(socket, STATUS_REQUEST)
-}
-
-/// Sends the request line `request` to the daemon at `socket`; returns its answer's text.
-pub fn ask(socket: &Path, request: &str) -> anyhow::Result<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::os::unix::net::UnixStream::connect(socket).with_context(|| {
-        format!(
-            "cannot reach the daemon at {} (is it running?)",
-            socket.display()
-        )
-    })?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.write_all(format!("{request}\n").as_bytes())?;
-    let mut text = String::new();
-    stream
-        .read_to_string(&mut text)
-        .with_context(|| format!("reading the answer from {}", socket.display()))?;
-    if text.trim().is_empty() {
-        anyhow::bail!("{}: the daemon closed without an answer", socket.display());
-    }
-    Ok(text)
+    crate::status_client::ask(socket, STATUS_REQUEST)
 }
 
 /// The table `hometun status` prints, in the manner of `wg show`.

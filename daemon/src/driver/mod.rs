@@ -10,7 +10,6 @@
 //! many requests share one wake-up of the forwarder. A server's IKE_AUTH signature work runs on
 //! worker threads ([`workers`]), its results taken in the same loop.
 
-pub mod clock;
 pub mod icmp;
 mod operations;
 mod optional;
@@ -28,14 +27,13 @@ use tokio::process::Child;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
+use crate::clock::{OsRandom, now};
 use crate::forwarder_link::{ForwarderLink, LinkError, PendingReply};
-use crate::metrics;
 use crate::operator::CommandRequest;
 use crate::peers_up::PeersUp;
 use crate::reload::ConfigReloader;
 use crate::site::{Site, SitePlan};
-use crate::status::{self, StatusReport, StatusRequest};
-use clock::{OsRandom, now};
+use crate::status::{StatusReport, StatusRequest};
 use hometun_ike::endpoint::{Endpoint, InitiatorConfig, Output, ResponderConfig, Transmit};
 use hometun_ike::notice::Level;
 use optional::{child_exit, home_lost, renewal_due, renewal_result};
@@ -75,9 +73,10 @@ pub struct DriverConfig {
     pub interface: InterfaceConfig,
     /// Where the forwarder comes from: a child we start, or one already running.
     pub forwarder: ForwarderSource,
-    /// The status socket (`control_socket` in the config).
+    /// The status socket (`control_socket` in the config), served by the driver's caller.
     pub status_socket: PathBuf,
-    /// Where to serve Prometheus metrics (`server.metrics` / `client.metrics`), if anywhere.
+    /// Where the driver's caller serves Prometheus metrics (`server.metrics` /
+    /// `client.metrics`), if anywhere.
     pub metrics: Option<SocketAddr>,
     /// Reads the configuration again on SIGHUP (none: SIGHUP is logged and ignored).
     pub reloader: Option<ConfigReloader>,
@@ -152,26 +151,30 @@ async fn open_forwarder(
     }
 }
 
+/// What the driver answers besides IKE: the requests of the status socket and the metrics
+/// endpoint, which its caller serves (`setup`), and the operator's commands.
+#[derive(Debug)]
+pub struct Requests {
+    /// Status reports asked for (by the status socket and by metrics).
+    pub status: mpsc::Receiver<StatusRequest>,
+    /// The operator's commands from the status socket.
+    pub commands: mpsc::Receiver<CommandRequest>,
+}
+
 /// Runs a daemon until SIGTERM or SIGINT (then it deletes its IKE SAs, stops the forwarder and
 /// returns `Ok`), or until the forwarder dies (an error: never run half-blind).
-pub async fn run(config: DriverConfig, role: Role) -> anyhow::Result<()> {
-    run_with_registry(config, role, None).await
+pub async fn run(config: DriverConfig, role: Role, requests: Requests) -> anyhow::Result<()> {
+    run_with_registry(config, role, requests, None).await
 }
 
 /// [`run`] for a server with a shared registry, whose revocations it applies as they come.
 pub async fn run_with_registry(
     config: DriverConfig,
     role: Role,
+    requests: Requests,
     registry: Option<crate::registry_watch::RegistryWatch>,
 ) -> anyhow::Result<()> {
     let started = now();
-    let (status_tx, status_rx) = mpsc::channel::<StatusRequest>(16);
-    if let Some(addr) = config.metrics {
-        let bound = metrics::serve(addr, status_tx.clone()).await?;
-        tracing::info!("metrics on http://{bound}{}", metrics::METRICS_PATH);
-    }
-    let (command_tx, command_rx) = mpsc::channel::<CommandRequest>(4);
-    let _socket_file = status::serve(&config.status_socket, status_tx, command_tx).await?;
     let udp = UdpSocket::bind(SocketAddr::V4(config.ike_bind))
         .await
         .with_context(|| format!("cannot bind the IKE socket {}", config.ike_bind))?;
@@ -284,8 +287,8 @@ pub async fn run_with_registry(
     };
     let outcome = driver
         .serve(
-            status_rx,
-            command_rx,
+            requests.status,
+            requests.commands,
             &mut sigterm,
             &mut sigint,
             &mut sighup,

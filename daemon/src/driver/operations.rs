@@ -87,7 +87,7 @@ impl Driver {
         let Some(server) = self.endpoint.current_server() else {
             return;
         };
-        match crate::setup::route_source(server) {
+        match crate::netconf::route_source(server) {
             Ok(local) => {
                 let down = self
                     .endpoint

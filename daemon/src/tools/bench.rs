@@ -22,7 +22,7 @@ use anyhow::Context;
 use hometun_config::ClientConfig;
 use tokio::net::UdpSocket;
 
-use crate::driver::clock::{OsRandom, now};
+use crate::clock::{OsRandom, now};
 use hometun_ike::crypto::PeerIdentity;
 use hometun_ike::endpoint::{Endpoint, InitiatorConfig, Output};
 use hometun_ike::wire::{add_non_esp_marker, strip_non_esp_marker};
@@ -130,7 +130,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     let server = crate::tools::probe::parse_target(&args.addr)?;
-    let local = crate::setup::route_source(server)?;
+    let local = crate::netconf::route_source(server)?;
     let materials = args
         .config
         .iter()

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use hometun_config::IkeSection;
 
-use crate::driver::clock::OsRandom;
+use crate::clock::OsRandom;
 use hometun_ike::crypto::dh::PRIVATE_RANDOM_LEN;
 use hometun_ike::crypto::{DhGroup, KeyExchange, natd_hash};
 use hometun_ike::endpoint::Random;
