@@ -8,7 +8,7 @@ use super::{Endpoint, Now, Output, Random, Role, Sa, Transmit, total_patience};
 use crate::notice::Notice;
 use crate::sa::responder::{respond_sa_init, unprotected_answer};
 use crate::sa::{IkeError, Io};
-use crate::wire::{Header, Message, Notify, NotifyType, Payload};
+use crate::wire::{Header, Message, Notify, NotifyType, Payload, PayloadList};
 
 impl Endpoint {
     /// An IKE_SA_INIT request: retransmission check, COOKIE, half-open bounds, then the answer.
@@ -46,10 +46,7 @@ impl Endpoint {
             }
         };
         let spi_i = header.spi_i;
-        let ni = message.payloads.iter().find_map(|p| match p {
-            Payload::Nonce(n) => Some(n.data.clone()),
-            _ => None,
-        });
+        let ni = message.payloads.nonce().map(|n| n.data.clone());
         let Some(ni) = ni else {
             self.transmits.push_back(Transmit {
                 local,

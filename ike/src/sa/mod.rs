@@ -28,7 +28,7 @@ use crate::proposal::ChosenIke;
 use crate::settings::CommonConfig;
 use crate::wire::{
     AuthMethod, Authentication, CertEncoding, Certificate, CertificateRequest, ExchangeType, Flags,
-    HashAlgorithm, Header, Notify, NotifyType, Payload, ProtectedMessage, SkError,
+    HashAlgorithm, Header, Notify, NotifyType, Payload, PayloadList, ProtectedMessage, SkError,
 };
 
 /// Kept here for the code that names it from `sa`; it lives in [`crate::error`].
@@ -353,10 +353,12 @@ pub(crate) fn nat_detected(
     destination: SocketAddrV4,
 ) -> (bool, bool) {
     let hash = |a: SocketAddrV4| natd_hash(spi_i, spi_r, IpAddr::V4(*a.ip()), a.port());
-    let sources: Vec<&Notify> = crate::wire::notifies(payloads)
+    let sources: Vec<&Notify> = payloads
+        .notifies()
         .filter(|n| n.notify_type == NotifyType::NAT_DETECTION_SOURCE_IP)
         .collect();
-    let destinations: Vec<&Notify> = crate::wire::notifies(payloads)
+    let destinations: Vec<&Notify> = payloads
+        .notifies()
         .filter(|n| n.notify_type == NotifyType::NAT_DETECTION_DESTINATION_IP)
         .collect();
     let source_hash = hash(source);
@@ -380,7 +382,8 @@ pub(crate) fn hash_algorithms_payload() -> Payload {
 
 /// The peer's SIGNATURE_HASH_ALGORITHMS list (empty when it sent none).
 pub(crate) fn peer_hash_algorithms(payloads: &[Payload]) -> Vec<HashAlgorithm> {
-    crate::wire::notifies(payloads)
+    payloads
+        .notifies()
         .filter(|n| n.notify_type == NotifyType::SIGNATURE_HASH_ALGORITHMS)
         .flat_map(|n| n.hash_algorithms())
         .collect()
@@ -415,11 +418,9 @@ pub(crate) fn sign_auth(
 /// The X.509 certificates of the peer's CERT payloads, in the order sent (end entity first).
 pub(crate) fn peer_certificates(payloads: &[Payload]) -> Vec<Vec<u8>> {
     payloads
-        .iter()
-        .filter_map(|p| match p {
-            Payload::Cert(c) if c.encoding == CertEncoding::X509_SIGNATURE => Some(c.data.clone()),
-            _ => None,
-        })
+        .certificates()
+        .filter(|c| c.encoding == CertEncoding::X509_SIGNATURE)
+        .map(|c| c.data.clone())
         .collect()
 }
 
@@ -473,12 +474,12 @@ pub(crate) fn our_id(identity: &PeerIdentity) -> crate::wire::Identification {
 
 /// The first error notify among `payloads`, if any.
 pub(crate) fn error_notify(payloads: &[Payload]) -> Option<&Notify> {
-    crate::wire::notifies(payloads).find(|n| n.notify_type.0 < 16384)
+    payloads.error_notify()
 }
 
 /// Whether the notify of `notify_type` is among `payloads`.
 pub(crate) fn has_notify(payloads: &[Payload], notify_type: NotifyType) -> bool {
-    crate::wire::notifies(payloads).any(|n| n.notify_type == notify_type)
+    payloads.notify(notify_type).is_some()
 }
 
 /// RFC 7296 2.8.1: whether the exchange with nonces `ours` holds the lowest of the four nonces

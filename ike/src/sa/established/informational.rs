@@ -9,7 +9,7 @@ use crate::notice::Notice;
 use crate::sa::child::ChildState;
 use crate::sa::{Io, has_notify};
 use crate::window::total_patience;
-use crate::wire::{self, Delete, NotifyType, Payload, ProtocolId};
+use crate::wire::{Delete, NotifyType, Payload, PayloadList, ProtocolId};
 
 impl Established {
     pub(super) fn respond_informational(
@@ -21,8 +21,8 @@ impl Established {
     ) -> (Vec<Payload>, Vec<Effect>) {
         let mut response = Vec::new();
         let mut effects = Vec::new();
-        for notify in wire::notifies(inner) {
-            if notify.notify_type.0 < 16384 {
+        for notify in inner.notifies() {
+            if notify.notify_type.is_error() {
                 io.notice(Notice::PeerReports {
                     peer: self.peer.name.clone(),
                     notify: notify.notify_type,
@@ -37,10 +37,7 @@ impl Established {
             });
         }
         let mut deleted_in = Vec::new();
-        for payload in inner {
-            let Payload::Delete(delete) = payload else {
-                continue;
-            };
+        for delete in inner.deletes() {
             match delete.protocol {
                 ProtocolId::IKE => {
                     tracing::debug!("{} deletes the IKE SA", self.peer.name);

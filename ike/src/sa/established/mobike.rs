@@ -9,7 +9,7 @@ use super::Established;
 use super::requests::{Outstanding, Pending, Task};
 use crate::notice::Notice;
 use crate::sa::{Io, has_notify, natd_payloads};
-use crate::wire::{self, ExchangeType, Notify, NotifyType, Payload};
+use crate::wire::{ExchangeType, Notify, NotifyType, Payload, PayloadList};
 
 /// Length of our COOKIE2 (RFC 4555 5.2 asks for 8 to 64 octets).
 pub(super) const COOKIE2_LEN: usize = 16;
@@ -61,15 +61,14 @@ impl Established {
         inner: &[Payload],
     ) -> Vec<Payload> {
         let mut response = Vec::new();
-        let natd = wire::notifies(inner).any(|n| {
+        let natd = inner.notifies().any(|n| {
             matches!(
                 n.notify_type,
                 NotifyType::NAT_DETECTION_SOURCE_IP | NotifyType::NAT_DETECTION_DESTINATION_IP
             )
         });
         if has_notify(inner, NotifyType::UPDATE_SA_ADDRESSES) {
-            if let Some(no_nats) =
-                wire::notifies(inner).find(|n| n.notify_type == NotifyType::NO_NATS_ALLOWED)
+            if let Some(no_nats) = inner.notify(NotifyType::NO_NATS_ALLOWED)
                 && !no_nats_matches(&no_nats.data, remote, local)
             {
                 // RFC 4555 3.9: the peer forbids NATs and the addresses changed on the way.
@@ -97,8 +96,7 @@ impl Established {
                 remote,
             ));
         }
-        if let Some(cookie2) = wire::notifies(inner).find(|n| n.notify_type == NotifyType::COOKIE2)
-        {
+        if let Some(cookie2) = inner.notify(NotifyType::COOKIE2) {
             response.push(Payload::Notify(Notify::new(
                 NotifyType::COOKIE2,
                 cookie2.data.clone(),
@@ -227,8 +225,8 @@ impl Established {
         target: SocketAddrV4,
         inner: &[Payload],
     ) {
-        let echoed = wire::notifies(inner)
-            .find(|n| n.notify_type == NotifyType::COOKIE2)
+        let echoed = inner
+            .notify(NotifyType::COOKIE2)
             .is_some_and(|n| n.data == cookie2);
         if !echoed {
             // RFC 4555 4.6 (COOKIE2): a peer that does not echo it gets its IKE SA closed.

@@ -15,7 +15,7 @@ use super::requests::Task;
 use super::{Effect, Established};
 use crate::notice::Notice;
 use crate::sa::Io;
-use crate::wire::{Message, NotifyType, Payload};
+use crate::wire::{Message, NotifyType};
 
 /// At most one hint check per IKE SA this often: a flood of forged hints costs the peer one
 /// INFORMATIONAL exchange per interval, nothing more.
@@ -50,14 +50,9 @@ pub(crate) fn invalid_spis(message: &Message) -> Vec<Spi> {
         return Vec::new();
     }
     message
-        .payloads
-        .iter()
-        .filter_map(|p| match p {
-            Payload::Notify(n) if n.notify_type == NotifyType::INVALID_SPI => {
-                Spi::from_bytes(&n.data)
-            }
-            _ => None,
-        })
+        .notifies()
+        .filter(|n| n.notify_type == NotifyType::INVALID_SPI)
+        .filter_map(|n| Spi::from_bytes(&n.data))
         .collect()
 }
 
