@@ -21,19 +21,14 @@
 #   calls and context switches instead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
-# The charon plugins every strongswan.conf of the tests and benchmarks loads.
-STRONGSWAN_PLUGINS=$(cat "$ROOT/testdata/strongswan-plugins")
+source bench/lib.sh
 COUNT=${1:-500}
 CONCURRENCY=${2:-16}
 ROUNDS=${3:-3}
-[ "$(id -u)" = 0 ] || { echo "bench/handshakes.sh: needs root (namespaces)" >&2; exit 1; }
+needs_root bench/handshakes.sh namespaces
 [ -x /usr/lib/ipsec/charon ] || { echo "bench/handshakes.sh: strongSwan (charon) is not installed" >&2; exit 1; }
 
-if [ -z "${HOMETUN_BIN:-}" ]; then
-  cargo build --release --bin hometun >&2
-  HOMETUN_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/hometun
-fi
+hometun_binary
 LAB=$(mktemp -d /tmp/hometun-handshakes.XXXXXX)
 # One namespace per responder, all on a bridge in the home's: the rounds of each can alternate.
 VPS=hths$$v        # hometun server, 192.0.2.1
@@ -90,15 +85,7 @@ for i in $(seq "$CONCURRENCY"); do
   CONFIGS+=(--config "$LAB/home$i/client.toml")
 done
 # Every handshake comes from one address: lift the per-source and cookie limits on both sides.
-/usr/bin/python3 - "$LAB/ca/server.toml" <<'PY'
-import re, sys
-p = sys.argv[1]
-s = open(p).read()
-s = re.sub(r"cookie_threshold = \d+", "cookie_threshold = 100000", s)
-s = re.sub(r"half_open_per_source = \d+", "half_open_per_source = 100000", s)
-s = re.sub(r"half_open_total = \d+", "half_open_total = 100000", s)
-open(p, "w").write(s)
-PY
+lift_source_limits "$LAB/ca/server.toml"
 
 cpu_ticks() { # pids... -> utime+stime of them and their children, in clock ticks
   local total=0
@@ -167,51 +154,8 @@ fi
 
 # --- strongSwan responder, same certificates
 S=$LAB/charon
-mkdir -p $S/swanctl/{x509ca,x509,private}
-cp $LAB/ca/ca.pem $S/swanctl/x509ca/
-cp $LAB/ca/server.pem $S/swanctl/x509/
-cp $LAB/ca/server.key $S/swanctl/private/
-cat >$S/strongswan.conf <<C
-charon {
-  load = $STRONGSWAN_PLUGINS
-  install_routes = no
-  cookie_threshold = 100000
-  block_threshold = 100000
-  init_limit_half_open = 0
-  filelog { log { path = $S/charon.log
-    default = 0
-    ike = 0
-  } }
-  plugins { vici { socket = unix://$S/charon.vici }
-            kernel-libipsec { allow_peer_ts = yes } }
-}
-swanctl { socket = unix://$S/charon.vici }
-C
-cat >$S/swanctl/swanctl.conf <<C
-connections {
-  home {
-    version = 2
-    local_addrs = 192.0.2.3
-    proposals = aes128gcm16-prfsha256-x25519
-    unique = never
-    local { auth = pubkey
-            certs = server.pem
-            id = vps.example }
-    remote { auth = pubkey
-             id = %any }
-    children {
-      v6 { local_ts = ::/0
-           remote_ts = 2001:db8:100::/48
-           esp_proposals = aes128gcm16
-           mode = tunnel }
-    }
-  }
-}
-C
-ip netns exec $VPS_SW sh -c "mount -t tmpfs none /run; cd $S; STRONGSWAN_CONF=$S/strongswan.conf exec /usr/lib/ipsec/charon" >$S/stdout 2>&1 &
-CHARON_PID=$!
-for _ in $(seq 100); do [ -S $S/charon.vici ] && break; sleep 0.1; done
-ip netns exec $VPS_SW env STRONGSWAN_CONF=$S/strongswan.conf swanctl --load-all --file $S/swanctl/swanctl.conf --uri unix://$S/charon.vici >/dev/null 2>&1
+charon_config $S $LAB/ca 192.0.2.3 aes128gcm16
+charon_start $VPS_SW $S
 
 # --- the rounds, alternating between the responders
 : >$LAB/hometun.rounds

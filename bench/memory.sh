@@ -17,18 +17,13 @@
 #   Env: HOMETUN_BIN (skip the build), SKIP_STRONGSWAN=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
-# The charon plugins every strongswan.conf of the tests and benchmarks loads.
-STRONGSWAN_PLUGINS=$(cat "$ROOT/testdata/strongswan-plugins")
+source bench/lib.sh
 CLIENTS=${1:-1000}
 HOLD=${2:-5}
 CONCURRENCY=16
-[ "$(id -u)" = 0 ] || { echo "bench/memory.sh: needs root (namespaces, TUN)" >&2; exit 1; }
+needs_root bench/memory.sh "namespaces, TUN"
 
-if [ -z "${HOMETUN_BIN:-}" ]; then
-  cargo build --release --bin hometun >&2
-  HOMETUN_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/hometun
-fi
+hometun_binary
 LAB=$(mktemp -d /tmp/hometun-memory.XXXXXX)
 VPS=htmm$$v
 HOME_NS=htmm$$h
@@ -76,15 +71,7 @@ pki_seconds=$(echo "$(date +%s.%N) - $began" | bc)
 CONFIGS=()
 for i in $(seq "$CLIENTS"); do CONFIGS+=(--config "$LAB/home$i/client.toml"); done
 # Every home comes from one address: lift the per-source and cookie limits.
-/usr/bin/python3 - "$LAB/ca/server.toml" <<'PY'
-import re, sys
-p = sys.argv[1]
-s = open(p).read()
-s = re.sub(r"cookie_threshold = \d+", "cookie_threshold = 100000", s)
-s = re.sub(r"half_open_per_source = \d+", "half_open_per_source = 100000", s)
-s = re.sub(r"half_open_total = \d+", "half_open_total = 100000", s)
-open(p, "w").write(s)
-PY
+lift_source_limits "$LAB/ca/server.toml"
 
 rss_kib() { # pid -> VmRSS in KiB
   awk '/^VmRSS:/ {print $2}' /proc/"$1"/status
@@ -145,52 +132,9 @@ SERVER_PID=
 s_rows=
 if [ "${SKIP_STRONGSWAN:-}" != 1 ] && [ -x /usr/lib/ipsec/charon ]; then
   S=$LAB/charon
-  mkdir -p $S/swanctl/{x509ca,x509,private}
-  cp $LAB/ca/ca.pem $S/swanctl/x509ca/
-  cp $LAB/ca/server.pem $S/swanctl/x509/
-  cp $LAB/ca/server.key $S/swanctl/private/
-  cat >$S/strongswan.conf <<C
-charon {
-  load = $STRONGSWAN_PLUGINS
-  install_routes = no
-  cookie_threshold = 100000
-  block_threshold = 100000
-  init_limit_half_open = 0
-  filelog { log { path = $S/charon.log
-    default = 0
-    ike = 0
-  } }
-  plugins { vici { socket = unix://$S/charon.vici }
-            kernel-libipsec { allow_peer_ts = yes } }
-}
-swanctl { socket = unix://$S/charon.vici }
-C
-  cat >$S/swanctl/swanctl.conf <<C
-connections {
-  home {
-    version = 2
-    local_addrs = 192.0.2.1
-    proposals = aes128gcm16-prfsha256-x25519
-    unique = never
-    local { auth = pubkey
-            certs = server.pem
-            id = vps.example }
-    remote { auth = pubkey
-             id = %any }
-    children {
-      v6 { local_ts = ::/0
-           remote_ts = 2001:db8:100::/48
-           esp_proposals = aes128gcm16
-           mode = tunnel }
-    }
-  }
-}
-C
-  ip netns exec $VPS sh -c "mount -t tmpfs none /run; cd $S; STRONGSWAN_CONF=$S/strongswan.conf exec /usr/lib/ipsec/charon" >$S/stdout 2>&1 &
-  CHARON_PID=$!
-  for _ in $(seq 100); do [ -S $S/charon.vici ] && break; sleep 0.1; done
+  charon_config $S $LAB/ca 192.0.2.1 aes128gcm16
+  charon_start $VPS $S
   swanctl_() { ip netns exec $VPS env STRONGSWAN_CONF=$S/strongswan.conf swanctl "$@" --uri unix://$S/charon.vici; }
-  swanctl_ --load-all --file $S/swanctl/swanctl.conf >/dev/null 2>&1
   sleep 1
   c0=$(rss_kib $CHARON_PID)
   hold_clients

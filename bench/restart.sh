@@ -17,17 +17,13 @@
 #   Env: HOMETUN_BIN (skip the build), SKIP_STRONGSWAN=1, SKIP_HELD=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
-STRONGSWAN_PLUGINS=$(cat "$ROOT/testdata/strongswan-plugins")
+source bench/lib.sh
 HOMES=${1:-20}
 HELD=${2:-1000}
-[ "$(id -u)" = 0 ] || { echo "bench/restart.sh: needs root (namespaces, TUN)" >&2; exit 1; }
+needs_root bench/restart.sh "namespaces, TUN"
 [ "$HOMES" -le 200 ] || { echo "bench/restart.sh: at most 200 real homes (192.0.2.10-209)" >&2; exit 1; }
 
-if [ -z "${HOMETUN_BIN:-}" ]; then
-  cargo build --release --bin hometun >&2
-  HOMETUN_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/hometun
-fi
+hometun_binary
 LAB=$(mktemp -d /tmp/hometun-restart.XXXXXX)
 TAG=htrs$$
 WAN=${TAG}w
@@ -192,54 +188,11 @@ echo "    hometun server:    $h_back ms"
 
 if [ "${SKIP_STRONGSWAN:-}" != 1 ] && [ -x /usr/lib/ipsec/charon ]; then
   S=$LAB/charon
-  mkdir -p $S/swanctl/{x509ca,x509,private}
-  cp $LAB/ca/ca.pem $S/swanctl/x509ca/
-  cp $LAB/ca/server.pem $S/swanctl/x509/
-  cp $LAB/ca/server.key $S/swanctl/private/
-  cat >$S/strongswan.conf <<C
-charon {
-  load = $STRONGSWAN_PLUGINS
-  install_routes = no
-  cookie_threshold = 100000
-  block_threshold = 100000
-  init_limit_half_open = 0
-  filelog { log { path = $S/charon.log
-    default = 0
-    ike = 0
-  } }
-  plugins { vici { socket = unix://$S/charon.vici }
-            kernel-libipsec { allow_peer_ts = yes } }
-}
-swanctl { socket = unix://$S/charon.vici }
-C
-  cat >$S/swanctl/swanctl.conf <<C
-connections {
-  home {
-    version = 2
-    local_addrs = 192.0.2.1
-    proposals = aes128gcm16-prfsha256-x25519
-    unique = never
-    local { auth = pubkey
-            certs = server.pem
-            id = vps.example }
-    remote { auth = pubkey
-             id = %any }
-    children {
-      v6 { local_ts = ::/0
-           remote_ts = 2001:db8:100::/48
-           esp_proposals = aes128gcm16-x25519
-           mode = tunnel }
-    }
-  }
-}
-C
+  charon_config $S $LAB/ca 192.0.2.1 aes128gcm16-x25519
   CHARON_PID=
   start_charon() {
-    ip netns exec $VPS sh -c "mount -t tmpfs none /run; cd $S; STRONGSWAN_CONF=$S/strongswan.conf exec /usr/lib/ipsec/charon" >>$S/stdout 2>&1 &
-    CHARON_PID=$!
+    charon_start $VPS $S
     PIDS+=("$CHARON_PID")
-    for _ in $(seq 100); do [ -S $S/charon.vici ] && break; sleep 0.1; done
-    ip netns exec $VPS env STRONGSWAN_CONF=$S/strongswan.conf swanctl --load-all --file $S/swanctl/swanctl.conf --uri unix://$S/charon.vici >/dev/null 2>&1
   }
   start_charon
   hold $LAB/held-strongswan.out

@@ -24,7 +24,7 @@
 #   with it too, in the same rounds, for before/after figures), KEEP_LAB=1 (keep logs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
+source bench/lib.sh
 SECONDS_PER_RUN=${1:-8}
 ROUNDS=${2:-3}
 REF=${REF:-$ROOT/bench/reference}
@@ -33,12 +33,9 @@ export BT=${BT:-/tmp/bt/bin/boringtun-cli}
 LAB=/tmp/hometun-bench
 PY=/usr/bin/python3
 HZ=$(getconf CLK_TCK)
-[ "$(id -u)" = 0 ] || { echo "bench/throughput.sh: needs root (namespaces, TUN)" >&2; exit 1; }
+needs_root bench/throughput.sh "namespaces, TUN"
 
-if [ -z "${HOMETUN_BIN:-}" ]; then
-  cargo build --release --bin hometun >&2
-  HOMETUN_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/hometun
-fi
+hometun_binary
 if [[ " $PAIRS " == *" boringtun "* ]] && [ ! -x "$BT" ]; then
   echo "installing boringtun-cli into /tmp/bt ..." >&2
   cargo install --quiet boringtun-cli --root /tmp/bt >&2

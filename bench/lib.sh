@@ -1,0 +1,87 @@
+# The set-up the namespace benchmarks share, sourced from the repository root by
+# bench/handshakes.sh, memory.sh, restart.sh and throughput.sh (after `cd "$(dirname "$0")/.."`):
+# the root check, the hometun binary, the `hometun pki` server's limits, and the strongSwan
+# charon responder they measure hometun against. Defines functions and ROOT and
+# STRONGSWAN_PLUGINS; runs nothing else.
+
+ROOT=$PWD
+# The charon plugins every strongswan.conf of the tests and benchmarks loads.
+STRONGSWAN_PLUGINS=$(cat "$ROOT/testdata/strongswan-plugins")
+
+needs_root() { # script why: stop unless run as root
+  [ "$(id -u)" = 0 ] || { echo "$1: needs root ($2)" >&2; exit 1; }
+}
+
+hometun_binary() { # sets HOMETUN_BIN: the release binary, built unless HOMETUN_BIN is set
+  if [ -z "${HOMETUN_BIN:-}" ]; then
+    cargo build --release --bin hometun >&2
+    HOMETUN_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/hometun
+  fi
+}
+
+lift_source_limits() { # server.toml: every home comes from one address, so no per-source or cookie limit
+  /usr/bin/python3 - "$1" <<'PY'
+import re, sys
+p = sys.argv[1]
+s = open(p).read()
+s = re.sub(r"cookie_threshold = \d+", "cookie_threshold = 100000", s)
+s = re.sub(r"half_open_per_source = \d+", "half_open_per_source = 100000", s)
+s = re.sub(r"half_open_total = \d+", "half_open_total = 100000", s)
+open(p, "w").write(s)
+PY
+}
+
+charon_config() { # dir ca_dir local_address esp_proposals: a charon responder in dir with the
+  # certificates of `hometun pki init --dir ca_dir`, for the homes of 2001:db8:100::/48
+  local S=$1 ca=$2 address=$3 esp=$4
+  mkdir -p $S/swanctl/{x509ca,x509,private}
+  cp $ca/ca.pem $S/swanctl/x509ca/
+  cp $ca/server.pem $S/swanctl/x509/
+  cp $ca/server.key $S/swanctl/private/
+  cat >$S/strongswan.conf <<C
+charon {
+  load = $STRONGSWAN_PLUGINS
+  install_routes = no
+  cookie_threshold = 100000
+  block_threshold = 100000
+  init_limit_half_open = 0
+  filelog { log { path = $S/charon.log
+    default = 0
+    ike = 0
+  } }
+  plugins { vici { socket = unix://$S/charon.vici }
+            kernel-libipsec { allow_peer_ts = yes } }
+}
+swanctl { socket = unix://$S/charon.vici }
+C
+  cat >$S/swanctl/swanctl.conf <<C
+connections {
+  home {
+    version = 2
+    local_addrs = $address
+    proposals = aes128gcm16-prfsha256-x25519
+    unique = never
+    local { auth = pubkey
+            certs = server.pem
+            id = vps.example }
+    remote { auth = pubkey
+             id = %any }
+    children {
+      v6 { local_ts = ::/0
+           remote_ts = 2001:db8:100::/48
+           esp_proposals = $esp
+           mode = tunnel }
+    }
+  }
+}
+C
+}
+
+charon_start() { # namespace dir: starts the charon of charon_config in the background (its pid
+  # in CHARON_PID) and loads its connection
+  local ns=$1 S=$2
+  ip netns exec $ns sh -c "mount -t tmpfs none /run; cd $S; STRONGSWAN_CONF=$S/strongswan.conf exec /usr/lib/ipsec/charon" >>$S/stdout 2>&1 &
+  CHARON_PID=$!
+  for _ in $(seq 100); do [ -S $S/charon.vici ] && break; sleep 0.1; done
+  ip netns exec $ns env STRONGSWAN_CONF=$S/strongswan.conf swanctl --load-all --file $S/swanctl/swanctl.conf --uri unix://$S/charon.vici >/dev/null 2>&1
+}
