@@ -19,52 +19,31 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::process::Command;
 
 use hometun_forwarder::send_batch::{ESP_AT, SendBatch};
 use hometun_forwarder::sockets;
+use hometun_lab::{Netns, printed, veth};
 use std::os::fd::FromRawFd;
 
 const ESP_LEN: usize = 1438;
 const PACKETS: usize = 64 * 1000;
 const ROUNDS: usize = 7;
-const NS_SEND: &str = "htbench-send";
-const NS_RECV: &str = "htbench-recv";
 const TO: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 
-fn ip(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn setup() -> bool {
-    teardown();
-    ip(&["netns", "add", NS_SEND])
-        && ip(&["netns", "add", NS_RECV])
-        && ip(&["-n", NS_SEND, "link", "add", "b0", "type", "veth", "peer", "name", "b1"])
-        && ip(&["-n", NS_SEND, "link", "set", "b1", "netns", NS_RECV])
-        && ip(&["-n", NS_SEND, "addr", "add", "192.0.2.2/24", "dev", "b0"])
-        && ip(&["-n", NS_RECV, "addr", "add", "192.0.2.1/24", "dev", "b1"])
-        && ip(&["-n", NS_SEND, "link", "set", "b0", "up"])
-        && ip(&["-n", NS_RECV, "link", "set", "b1", "up"])
-        && ip(&["-n", NS_SEND, "link", "set", "lo", "up"])
-        && ip(&["-n", NS_RECV, "link", "set", "lo", "up"])
-        // The neighbour is known before the first timed packet.
-        && Command::new("ip")
-            .args(["netns", "exec", NS_SEND, "ping", "-c", "1", "-W", "1", "192.0.2.1"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-}
-
-fn teardown() {
-    for ns in [NS_SEND, NS_RECV] {
-        let _ = Command::new("ip")
-            .args(["netns", "del", ns])
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
+/// The sending and the receiving namespace, a veth between them, the neighbour known (both go
+/// when dropped).
+fn setup() -> anyhow::Result<(Netns, Netns)> {
+    let send = Netns::new("bsend")?;
+    let recv = Netns::new("brecv")?;
+    veth(&send, "b0", &recv, "b1")?;
+    send.ip(&["addr", "add", "192.0.2.2/24", "dev", "b0"])?;
+    recv.ip(&["addr", "add", "192.0.2.1/24", "dev", "b1"])?;
+    send.ip(&["link", "set", "b0", "up"])?;
+    recv.ip(&["link", "set", "b1", "up"])?;
+    // The neighbour is known before the first timed packet.
+    let ping = send.output("ping", &["-c", "1", "-W", "1", "192.0.2.1"])?;
+    anyhow::ensure!(ping.status.success(), "ping: {}", printed(&ping));
+    Ok((send, recv))
 }
 
 /// Moves the calling thread into a named namespace.
@@ -201,16 +180,19 @@ fn main() {
         eprintln!("outer_send: skipped: needs root (network namespaces, raw sockets)");
         return;
     }
-    if !setup() {
-        teardown();
-        eprintln!("outer_send: skipped: could not make the namespaces");
-        return;
-    }
+    let (ns_send, ns_recv) = match setup() {
+        Ok(namespaces) => namespaces,
+        Err(error) => {
+            eprintln!("outer_send: skipped: could not make the namespaces: {error:#}");
+            return;
+        }
+    };
+    let (send_name, recv_name) = (ns_send.name().to_string(), ns_recv.name().to_string());
     let (done, ready) = std::sync::mpsc::channel::<()>();
     let (sockets_ready, wait_sockets) = std::sync::mpsc::channel::<()>();
     // The receiving sockets live in their namespace for the whole run.
     let receiver = std::thread::spawn(move || {
-        enter(NS_RECV);
+        enter(&recv_name);
         let esp = sockets::raw_esp_socket(None).unwrap();
         drop_all(esp.as_raw_fd());
         let udp = UdpSocket::bind("0.0.0.0:4500").unwrap();
@@ -220,8 +202,8 @@ fn main() {
         drop((esp, udp));
     });
     wait_sockets.recv().unwrap();
-    let sender = std::thread::spawn(|| {
-        enter(NS_SEND);
+    let sender = std::thread::spawn(move || {
+        enter(&send_name);
         let esp = sockets::raw_esp_socket(None).unwrap();
         drop_all(esp.as_raw_fd());
         let hdrincl = ipproto_raw_socket();
@@ -238,7 +220,7 @@ fn main() {
     let (ways, mut results) = sender.join().unwrap();
     let _ = done.send(());
     receiver.join().unwrap();
-    teardown();
+    drop((ns_send, ns_recv));
     println!(
         "sender CPU per {ESP_LEN}-byte ESP packet over a veth ({PACKETS} packets, {ROUNDS} rounds interleaved):"
     );
