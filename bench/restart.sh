@@ -66,15 +66,7 @@ ip -n $VPS -6 addr add 2001:db8:100::1/128 dev lo
 
 "$HOMETUN_BIN" pki init --dir $LAB/ca --server-ipv4 192.0.2.1 --pool 2001:db8:100::/48 >/dev/null
 # Every held home comes from one address: lift the per-source and cookie limits.
-/usr/bin/python3 - "$LAB/ca/server.toml" <<'PY'
-import re, sys
-p = sys.argv[1]
-s = open(p).read()
-s = re.sub(r"cookie_threshold = \d+", "cookie_threshold = 100000", s)
-s = re.sub(r"half_open_per_source = \d+", "half_open_per_source = 100000", s)
-s = re.sub(r"half_open_total = \d+", "half_open_total = 100000", s)
-open(p, "w").write(s)
-PY
+lift_source_limits "$LAB/ca/server.toml"
 enroll() { # first count -> homes home$first.. home$((first+count-1)) in $LAB
   local first=$1 count=$2 last=$(($1 + $2 - 1))
   seq "$first" "$last" | xargs -P "$(nproc)" -I{} "$HOMETUN_BIN" pki request --dir $LAB/home{} --name home{}.example >/dev/null
