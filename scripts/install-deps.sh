@@ -75,6 +75,9 @@ if ! command -v rustup >/dev/null 2>&1 || ! command -v cargo >/dev/null 2>&1; th
   echo "install-deps: needs a Rust toolchain from rustup (cargo, rustup): install it from https://rustup.rs, then run this again" >&2
   exit 1
 fi
+# scripts/test.sh checks the format and the lints: rustup's minimal profile (README's command)
+# has neither rustfmt nor clippy.
+rustup component add rustfmt clippy
 # cargo-fuzz runs the fuzz smoke tests, on nightly when it can be had; where rustup cannot
 # fetch it, scripts/fuzz-smoke.sh runs the installed toolchain with RUSTC_BOOTSTRAP=1.
 if ! rustup toolchain list | grep -q nightly; then
