@@ -424,10 +424,22 @@ impl Forwarding {
                 Err(error) => tracing::warn!("{accept_ra}: {error}"),
             }
         }
+        match forwarding.turn_on(lans, record) {
+            Ok(()) => Ok(forwarding),
+            Err(error) => {
+                // Nothing half done stays: the LANs' accept_ra goes back too.
+                forwarding.restore(record);
+                Err(error)
+            }
+        }
+    }
+
+    /// `accept_ra` 1 -> 2 outside the `lans`, then forwarding on (if it was off).
+    fn turn_on(&mut self, lans: &[String], record: &mut ChangeRecord) -> io::Result<()> {
         let all = Sysctl::new("all", "forwarding");
         let was = all.read()?;
         if was == 1 {
-            return Ok(forwarding);
+            return Ok(());
         }
         let names = std::fs::read_dir("/proc/sys/net/ipv6/conf")?
             .filter_map(|entry| entry.ok())
@@ -435,18 +447,11 @@ impl Forwarding {
             .filter(|name| name != "all" && !lans.contains(name));
         for name in names {
             let accept_ra = Sysctl::new(&name, "accept_ra");
-            if accept_ra.read().ok() == Some(1)
-                && let Err(error) = forwarding.change(accept_ra, 1, 2, record)
-            {
-                forwarding.restore(record);
-                return Err(error);
+            if accept_ra.read().ok() == Some(1) {
+                self.change(accept_ra, 1, 2, record)?;
             }
         }
-        if let Err(error) = forwarding.change(all, was, 1, record) {
-            forwarding.restore(record);
-            return Err(error);
-        }
-        Ok(forwarding)
+        self.change(all, was, 1, record)
     }
 
     /// Sets `sysctl` from `was` to `value`, recorded first.
