@@ -470,7 +470,10 @@ impl Driver {
                     }
                 }
                 Wake::Event(event) => self.on_event(event),
-                Wake::Counters => self.fetch_counters().await?,
+                Wake::Counters => {
+                    self.site.tick().await;
+                    self.fetch_counters().await?
+                }
                 Wake::Timer => self.endpoint.handle_timeout(now(), &mut self.rng),
                 Wake::Status(reply) => {
                     // Fresh counters: what status shows must include an SA installed a moment ago.
