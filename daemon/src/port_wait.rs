@@ -9,6 +9,8 @@ use std::future::Future;
 use std::io;
 use std::time::{Duration, Instant};
 
+use crate::driver::clock::now;
+
 /// How long a taken port is waited for.
 pub const PATIENCE: Duration = Duration::from_secs(3);
 /// How often it is tried meanwhile.
@@ -25,10 +27,10 @@ fn bind_blocking_within<T>(
     what: &str,
     mut bind: impl FnMut() -> io::Result<T>,
 ) -> io::Result<T> {
-    let started = Instant::now();
+    let started = now().mono;
     loop {
         match bind() {
-            Err(error) if is_taken(&error) && started.elapsed() < patience => {
+            Err(error) if is_taken(&error) && now().mono - started < patience => {
                 std::thread::sleep(POLL)
             }
             result => return waited(what, started, result),
@@ -52,10 +54,10 @@ async fn bind_within<T, F>(
 where
     F: Future<Output = io::Result<T>>,
 {
-    let started = Instant::now();
+    let started = now().mono;
     loop {
         match bind().await {
-            Err(error) if is_taken(&error) && started.elapsed() < patience => {
+            Err(error) if is_taken(&error) && now().mono - started < patience => {
                 tokio::time::sleep(POLL).await
             }
             result => return waited(what, started, result),
@@ -69,7 +71,7 @@ fn is_taken(error: &io::Error) -> bool {
 
 /// Says how long a bind had to wait, if it did.
 fn waited<T>(what: &str, started: Instant, result: io::Result<T>) -> io::Result<T> {
-    let waited = started.elapsed();
+    let waited = now().mono - started;
     if waited >= POLL {
         match &result {
             Ok(_) => tracing::info!(
@@ -83,6 +85,8 @@ fn waited<T>(what: &str, started: Instant, result: io::Result<T>) -> io::Result<
 }
 
 #[cfg(test)]
+// The tests time the waits with the real clock.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
     use std::net::{TcpListener, UdpSocket};
