@@ -29,7 +29,7 @@ pub async fn serve(
     addr: SocketAddr,
     requests: mpsc::Sender<StatusRequest>,
 ) -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)
+    let listener = crate::port_wait::bind("metrics", || TcpListener::bind(addr))
         .await
         .with_context(|| format!("metrics: cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;

@@ -172,9 +172,11 @@ pub async fn run_with_registry(
     }
     let (command_tx, command_rx) = mpsc::channel::<CommandRequest>(4);
     let _socket_file = status::serve(&config.status_socket, status_tx, command_tx).await?;
-    let udp = UdpSocket::bind(SocketAddr::V4(config.ike_bind))
-        .await
-        .with_context(|| format!("cannot bind the IKE socket {}", config.ike_bind))?;
+    let udp = crate::port_wait::bind("IKE socket", || {
+        UdpSocket::bind(SocketAddr::V4(config.ike_bind))
+    })
+    .await
+    .with_context(|| format!("cannot bind the IKE socket {}", config.ike_bind))?;
     widen_receive_buffer(&udp);
     let server = match &role {
         Role::Initiator(c) => Some(c.server),
@@ -468,7 +470,10 @@ impl Driver {
                     }
                 }
                 Wake::Event(event) => self.on_event(event),
-                Wake::Counters => self.fetch_counters().await?,
+                Wake::Counters => {
+                    self.site.tick().await;
+                    self.fetch_counters().await?
+                }
                 Wake::Timer => self.endpoint.handle_timeout(now(), &mut self.rng),
                 Wake::Status(reply) => {
                     // Fresh counters: what status shows must include an SA installed a moment ago.
