@@ -588,6 +588,8 @@ impl Driver {
 
     fn status_json(&self) -> String {
         let at = now();
+        let peers = self.endpoint.status(at);
+        let homes = self.homes.status(&peers);
         let report = StatusReport {
             role: self.config.role_name.to_string(),
             identity: self.config.identity.clone(),
@@ -597,10 +599,10 @@ impl Driver {
                 .mono
                 .saturating_duration_since(self.started.mono)
                 .as_secs(),
-            peers: self.endpoint.status(at),
+            peers,
             endpoint: self.endpoint.counters(),
             counters: self.counters.clone(),
-            homes: self.homes.status(),
+            homes,
             time: at
                 .wall
                 .duration_since(std::time::UNIX_EPOCH)
