@@ -34,6 +34,7 @@ packages=(
   python3-cryptography # Scapy's AES-GCM
   wireguard-tools # wg: bench/reference/boringtun-pair.sh
   bird2 # bird, birdc: the BGP routers of integration/tests/multi_failover.rs
+  radvd # examples/updown/updown-radvd.sh against a real radvd (integration/tests/lan_radvd.rs)
   # PostgreSQL 15 for the shared registry's tests and bench/registry.sh (lab/src/postgres_lab.rs
   # runs initdb and pg_ctl from /usr/lib/postgresql/15/bin, as the postgres user the package
   # creates), and its client (createdb, psql)

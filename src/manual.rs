@@ -78,8 +78,10 @@ Reads the config file and the files it names: client.certificate, client.private
 or stricter) and client.ca. Creates client.state_dir and the status socket \
 client.control_socket. Binds UDP 500 (needs CAP_NET_BIND_SERVICE); the forwarder binds \
 client.nat_port (4500) and a raw ESP socket. Each [[lan]] table gets <its /64>::1/64 and Router \
-Advertisements (SLAAC, the tunnel MTU, RDNSS/DNSSL) while the tunnel is up, IPv6 forwarding is \
-on while the client runs, and client.updown runs as the tunnel comes up and goes down.
+Advertisements (SLAAC, the tunnel MTU, RDNSS/DNSSL) while the tunnel is up; a reconnection \
+within the liveness timeout keeps them as they are, a longer outage ends them with a final \
+Router Advertisement. IPv6 forwarding is on while the client runs; client.updown runs \"up\" \
+as the tunnel comes up and \"down\" when the LANs are taken down.
 
 SIGHUP reads the config again; SIGTERM or SIGINT sends a final Router Advertisement that \
 deprecates the LANs' prefixes, deletes the IKE SA, removes the TUN device and routes and \

@@ -421,7 +421,8 @@ pub struct ClientSection {
     /// starts its own forwarder as a child process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarder_socket: Option<PathBuf>,
-    /// A program run when the tunnel comes up and goes down, with the prefix, the LAN /64s,
+    /// A program run when the tunnel comes up, and when it goes down for longer than the
+    /// liveness timeout or the client stops, with the prefix, the LAN /64s,
     /// the tunnel interface and the state in its environment (README.md, "The updown hook").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updown: Option<PathBuf>,

@@ -37,7 +37,8 @@ pub enum Request {
         prefixes: Vec<ipnet::Ipv6Net>,
     },
     /// A new `peer_pool` for the interface (a server's `server.pool` changed on reload): later
-    /// grants and installs are checked against it; what is installed stays.
+    /// grants and installs are checked against it, and an installed pair with a remote selector
+    /// outside it is removed.
     SetPeerPool {
         /// The new pool; `None` leaves grants optional.
         pool: Option<ipnet::Ipv6Net>,

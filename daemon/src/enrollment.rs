@@ -39,7 +39,10 @@ pub fn prepare(config_path: &Path) -> anyhow::Result<Option<EnrollmentListener>>
             enroll.pki_dir.display()
         )
     })?;
-    let socket = std::net::TcpListener::bind(enroll.listen).with_context(|| {
+    let socket = crate::port_wait::bind_blocking("enrollment listener", || {
+        std::net::TcpListener::bind(enroll.listen)
+    })
+    .with_context(|| {
         format!(
             "{}: enroll.listen: cannot listen on {}",
             config_path.display(),

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hometun_control::{CounterReport, DropReason, PeerId, Spi};
+use hometun_ike::endpoint::PeerStatus;
 use serde::{Deserialize, Serialize};
 
 /// Where the names of the peers a daemon should know come from, besides those it meets.
@@ -36,12 +37,26 @@ pub struct Totals {
     pub drops: BTreeMap<DropReason, u64>,
 }
 
+/// The state of a peer with an IKE SA but no CHILD SA pair that carries traffic: every pair
+/// reached a hard limit before a successor (or is being deleted), and the tunnel is being
+/// re-made.
+pub const NO_WORKING_PAIR: &str = "no-working-pair";
+
+/// Whether a CHILD SA in this state (as the endpoint's status names it) carries traffic: an
+/// active pair, or one being rekeyed (it carries on until its successor takes over). An empty
+/// state is an older daemon's answer, which named only active pairs.
+pub fn carries_traffic(state: &str) -> bool {
+    matches!(state, "" | "active" | "rekeying")
+}
+
 /// One peer in the status answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HomeStatus {
     /// Its identity.
     pub name: String,
-    /// `up`, `down` (it was up since the start) or `never` (not seen since the start).
+    /// `up` (an IKE SA with a CHILD SA pair that carries traffic), `no-working-pair` (an IKE
+    /// SA, but no pair carries anything: [`NO_WORKING_PAIR`]), `down` (it was up since the
+    /// start) or `never` (not seen since the start).
     pub state: String,
     /// Unix time of the last change of state, if there was one.
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -167,8 +182,8 @@ impl Homes {
     }
 
     /// Every peer, by name: those known from the configuration and the registry, and those
-    /// met since the start.
-    pub fn status(&self) -> Vec<HomeStatus> {
+    /// met since the start. `peers`: the endpoint's IKE SAs with their CHILD SAs.
+    pub fn status(&self, peers: &[PeerStatus]) -> Vec<HomeStatus> {
         let registry = self.registry();
         let mut names: Vec<&str> = self.by_name.keys().map(String::as_str).collect();
         for entry in &registry {
@@ -182,8 +197,16 @@ impl Homes {
             .map(|name| {
                 let home = self.by_name.get(name);
                 let enrolled = registry.iter().find(|e| e.name == name);
+                // Up means traffic can cross: an IKE SA whose pairs all expired (or that
+                // has none left) is shown as such, never as up.
+                let working = peers
+                    .iter()
+                    .filter(|p| p.name == name)
+                    .flat_map(|p| &p.children)
+                    .any(|c| carries_traffic(&c.state));
                 let state = match home {
-                    Some(h) if h.up => "up",
+                    Some(h) if h.up && working => "up",
+                    Some(h) if h.up => NO_WORKING_PAIR,
                     Some(h) if h.since.is_some() => "down",
                     _ => "never",
                 };
@@ -276,7 +299,7 @@ mod tests {
         let names: HashMap<PeerId, String> = [(PeerId(7), "home.example".to_string())].into();
         homes.up("home.example", t0);
         homes.observe(&report(vec![pair(7, 0x30, 1, 0, 2)]), &names, t0);
-        let status = homes.status();
+        let status = homes.status(&[]);
         let totals = &status[0].totals;
         assert_eq!((totals.rx_packets, totals.tx_packets), (8 + 2 + 1, 4 + 2));
         assert_eq!(totals.rx_bytes, 1100);
@@ -296,7 +319,7 @@ mod tests {
         // No packet received: last seen stays.
         homes.observe(&report(vec![pair(1, 0x10, 5, 9, 0)]), &names, t(170));
         homes.down("home.example", "liveness check failed", t(200));
-        let status = homes.status();
+        let status = homes.status(&[]);
         assert_eq!(status.len(), 2);
         let home = &status[0];
         assert_eq!(
@@ -311,5 +334,74 @@ mod tests {
             ("static.example", "never")
         );
         assert_eq!(never.last_seen, None);
+    }
+
+    /// The endpoint's view of one IKE SA of `name` with CHILD SAs in `states`.
+    fn ike_sa(name: &str, states: &[&str]) -> PeerStatus {
+        PeerStatus {
+            peer: PeerId(1),
+            name: name.into(),
+            local: "192.0.2.1:4500".parse().unwrap(),
+            remote: "198.51.100.2:4500".parse().unwrap(),
+            nat: false,
+            ike_spis: ("01".into(), "02".into()),
+            ike_proposal: "aes128gcm16-prfsha256-x25519".into(),
+            established_seconds: 60,
+            last_moved_seconds_ago: None,
+            moves: 0,
+            prefixes: vec!["2001:db8:1::/64".parse().unwrap()],
+            children: states
+                .iter()
+                .enumerate()
+                .map(|(i, state)| hometun_ike::endpoint::ChildStatus {
+                    spi_in: Spi(0x10 + i as u32),
+                    spi_out: Spi(0x20 + i as u32),
+                    proposal: "aes128gcm16".into(),
+                    local_ts: vec!["::/0".parse().unwrap()],
+                    remote_ts: vec!["2001:db8:1::/64".parse().unwrap()],
+                    state: (*state).into(),
+                })
+                .collect(),
+        }
+    }
+
+    /// An IKE SA whose only pair reached its hard limit carries nothing: the peer is not up
+    /// (status and `hometun_peer_up` say `no-working-pair`) until a pair works again.
+    #[test]
+    fn a_peer_whose_pairs_all_expired_is_not_up() {
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_000);
+        let mut homes = Homes::new(KnownPeers::default());
+        homes.up("home.example", t0);
+        let state = |homes: &Homes, peers: &[PeerStatus]| homes.status(peers)[0].state.clone();
+        assert_eq!(state(&homes, &[ike_sa("home.example", &["active"])]), "up");
+        assert_eq!(
+            state(&homes, &[ike_sa("home.example", &["rekeying"])]),
+            "up",
+            "a pair being rekeyed still carries traffic"
+        );
+        assert_eq!(
+            state(&homes, &[ike_sa("home.example", &["expired"])]),
+            "no-working-pair"
+        );
+        assert_eq!(
+            state(&homes, &[ike_sa("home.example", &["expired", "deleting"])]),
+            "no-working-pair"
+        );
+        assert_eq!(
+            state(&homes, &[ike_sa("home.example", &[])]),
+            "no-working-pair"
+        );
+        // The client re-made its IKE SA: the new one's pair works, the old one's expired.
+        let both = [
+            ike_sa("home.example", &["expired"]),
+            ike_sa("home.example", &["active"]),
+        ];
+        assert_eq!(state(&homes, &both), "up");
+        // Another peer's working pair does not count.
+        let other = [
+            ike_sa("home.example", &["expired"]),
+            ike_sa("other.example", &["active"]),
+        ];
+        assert_eq!(homes.status(&other)[0].state, "no-working-pair");
     }
 }

@@ -20,6 +20,7 @@ pub mod ndp_socket;
 pub mod netconf;
 pub mod operator;
 pub mod peers_up;
+pub mod port_wait;
 pub mod refusals;
 pub mod registry_watch;
 pub mod reload;

@@ -29,7 +29,7 @@ pub async fn serve(
     addr: SocketAddr,
     requests: mpsc::Sender<StatusRequest>,
 ) -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)
+    let listener = crate::port_wait::bind("metrics", || TcpListener::bind(addr))
         .await
         .with_context(|| format!("metrics: cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
@@ -359,9 +359,11 @@ fn render_pairs_by_peer(out: &mut String, status: &StatusView, counters: &Counte
         out,
         "hometun_peer_up",
         "gauge",
-        "Each peer the daemon knows (configured, enrolled or seen): 1 with an IKE SA, else 0.",
+        "Each peer the daemon knows (configured, enrolled or seen): 1 with an IKE SA and a CHILD SA \
+pair that carries traffic, else 0 (also while every pair of its IKE SA expired: no working pair).",
     );
     for home in &status.homes {
+        // `no-working-pair` is not up: nothing crosses the tunnel.
         let up = u8::from(home.state == "up");
         f.sample("hometun_peer_up", &[("peer", &home.name)], up);
     }
@@ -597,6 +599,83 @@ mod tests {
         }
         // No label that a rekey or a reconnect changes.
         assert!(!text.contains("spi_"), "{text}");
+    }
+
+    #[test]
+    fn failed_rekeys_and_expired_pairs_are_counted() {
+        let mut view = view();
+        let endpoint = view.endpoint.as_mut().unwrap();
+        endpoint.child_rekeys = 4;
+        endpoint.child_rekeys_failed = 3;
+        endpoint.child_sas_expired = 1;
+        let text = render(&view);
+        for expected in [
+            "# TYPE hometun_child_rekeys_failed_total counter\nhometun_child_rekeys_failed_total 3\n",
+            "# TYPE hometun_child_sas_expired_total counter\nhometun_child_sas_expired_total 1\n",
+            "hometun_child_rekeys_total 4\n",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?}\n{text}");
+        }
+    }
+
+    /// A peer whose only pair reached its hard limit has an IKE SA but carries nothing: its
+    /// `hometun_peer_up` is 0 (the book of peers says `no-working-pair`) until a pair works.
+    #[test]
+    fn a_peer_whose_only_pair_expired_is_not_up() {
+        use crate::homes::{Homes, KnownPeers};
+        use hometun_ike::endpoint::{ChildStatus, PeerStatus};
+        let name = "home \"one\".example";
+        let ike_sa = |state: &str| PeerStatus {
+            peer: PeerId(3),
+            name: name.into(),
+            local: "192.0.2.1:4500".parse().unwrap(),
+            remote: "192.0.2.2:31000".parse().unwrap(),
+            nat: true,
+            ike_spis: ("0011223344556677".into(), "8899aabbccddeeff".into()),
+            ike_proposal: "aes128gcm16-prfsha256-x25519".into(),
+            established_seconds: 61,
+            last_moved_seconds_ago: None,
+            moves: 0,
+            prefixes: vec!["2001:db8:100:1::/64".parse().unwrap()],
+            children: vec![ChildStatus {
+                spi_in: Spi(0xc0ffee01),
+                spi_out: Spi(0xbeef0002),
+                proposal: "aes128gcm16".into(),
+                local_ts: vec!["::/0".parse().unwrap()],
+                remote_ts: vec!["2001:db8:100:1::/64".parse().unwrap()],
+                state: state.into(),
+            }],
+        };
+        let mut homes = Homes::new(KnownPeers::default());
+        homes.up(
+            name,
+            std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        );
+        let up_line = |state: &str| {
+            let mut view = view();
+            view.homes = homes.status(&[ike_sa(state)]);
+            render(&view)
+                .lines()
+                .find(|l| l.starts_with("hometun_peer_up{") && l.contains("one"))
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            up_line("expired"),
+            r#"hometun_peer_up{peer="home \"one\".example"} 0"#
+        );
+        assert_eq!(
+            up_line("deleting"),
+            r#"hometun_peer_up{peer="home \"one\".example"} 0"#
+        );
+        assert_eq!(
+            up_line("active"),
+            r#"hometun_peer_up{peer="home \"one\".example"} 1"#
+        );
+        assert_eq!(
+            up_line("rekeying"),
+            r#"hometun_peer_up{peer="home \"one\".example"} 1"#
+        );
     }
 
     #[test]

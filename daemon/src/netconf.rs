@@ -7,6 +7,8 @@
 //! rtnetlink requests are one message on a fresh `NETLINK_ROUTE` socket, answered by the
 //! kernel's ACK or an errno.
 
+pub mod record;
+
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -14,6 +16,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use ipnet::Ipv6Net;
+
+use record::{Change, ChangeRecord};
 
 const NLMSG_ERROR: u16 = 2;
 const RTM_NEWADDR: u16 = 20;
@@ -206,7 +210,8 @@ pub fn remove_address(address: Ipv6Net, ifindex: u32) -> io::Result<()> {
 }
 
 /// A route this crate installs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Route {
     /// `unreachable DST metric M`: packets to it are refused with an ICMPv6 error.
     Unreachable {
@@ -410,45 +415,90 @@ impl std::fmt::Display for Sysctl {
 pub struct Forwarding {
     /// Sysctls changed and their old values, in the order they were changed.
     changed: Vec<(Sysctl, i64)>,
+    /// The LAN interfaces whose `accept_ra` went to 0.
+    accept_ra_off: Vec<String>,
 }
 
 impl Forwarding {
     /// Turns `net.ipv6.conf.all.forwarding` on. Forwarding makes the kernel ignore Router
     /// Advertisements where `accept_ra` is 1, which would take away a native uplink's default
-    /// route: every interface (and `default`) with `accept_ra = 1` gets 2 first.
-    pub fn enable() -> io::Result<Self> {
+    /// route: every interface (and `default`) with `accept_ra = 1` gets 2 first. The `lans`
+    /// (a home's `[[lan]]` interfaces) get `accept_ra = 0` instead, forwarding on or not: a
+    /// router takes no Router Advertisement from its LAN, where any host could make itself
+    /// its default router. Each change goes into `record` before it is made.
+    pub fn enable(lans: &[String], record: &mut ChangeRecord) -> io::Result<Self> {
         let mut forwarding = Forwarding::default();
+        for lan in lans {
+            let accept_ra = Sysctl::new(lan, "accept_ra");
+            match accept_ra.read() {
+                Ok(0) => {}
+                Ok(was) => match forwarding.change(accept_ra.clone(), was, 0, record) {
+                    Ok(()) => forwarding.accept_ra_off.push(lan.clone()),
+                    Err(error) => tracing::warn!("{accept_ra}: cannot set it to 0: {error}"),
+                },
+                Err(error) => tracing::warn!("{accept_ra}: {error}"),
+            }
+        }
+        match forwarding.turn_on(lans, record) {
+            Ok(()) => Ok(forwarding),
+            Err(error) => {
+                // Nothing half done stays: the LANs' accept_ra goes back too.
+                forwarding.restore(record);
+                Err(error)
+            }
+        }
+    }
+
+    /// `accept_ra` 1 -> 2 outside the `lans`, then forwarding on (if it was off).
+    fn turn_on(&mut self, lans: &[String], record: &mut ChangeRecord) -> io::Result<()> {
         let all = Sysctl::new("all", "forwarding");
         let was = all.read()?;
         if was == 1 {
-            return Ok(forwarding);
+            return Ok(());
         }
         let names = std::fs::read_dir("/proc/sys/net/ipv6/conf")?
             .filter_map(|entry| entry.ok())
             .map(|entry| entry.file_name().to_string_lossy().into_owned())
-            .filter(|name| name != "all");
+            .filter(|name| name != "all" && !lans.contains(name));
         for name in names {
             let accept_ra = Sysctl::new(&name, "accept_ra");
             if accept_ra.read().ok() == Some(1) {
-                accept_ra.write(2)?;
-                forwarding.changed.push((accept_ra, 1));
+                self.change(accept_ra, 1, 2, record)?;
             }
         }
-        if let Err(error) = all.write(1) {
-            forwarding.restore();
+        self.change(all, was, 1, record)
+    }
+
+    /// Sets `sysctl` from `was` to `value`, recorded first.
+    fn change(
+        &mut self,
+        sysctl: Sysctl,
+        was: i64,
+        value: i64,
+        record: &mut ChangeRecord,
+    ) -> io::Result<()> {
+        let change = Change::sysctl(&sysctl, was);
+        record.push(change.clone());
+        if let Err(error) = sysctl.write(value) {
+            record.forget(&change);
             return Err(error);
         }
-        forwarding.changed.push((all, was));
-        Ok(forwarding)
+        self.changed.push((sysctl, was));
+        Ok(())
     }
 
     /// The interfaces whose `accept_ra` went from 1 to 2.
     pub fn accept_ra_raised(&self) -> Vec<String> {
         self.changed
             .iter()
-            .filter(|(s, _)| s.key == "accept_ra")
+            .filter(|(s, _)| s.key == "accept_ra" && !self.accept_ra_off.contains(&s.interface))
             .map(|(s, _)| s.interface.clone())
             .collect()
+    }
+
+    /// The interfaces (the LANs) whose `accept_ra` went to 0.
+    pub fn accept_ra_off(&self) -> &[String] {
+        &self.accept_ra_off
     }
 
     /// Whether forwarding was off and is now on because of us.
@@ -457,14 +507,15 @@ impl Forwarding {
     }
 
     /// Sets back what was changed, last change first (forwarding off before `accept_ra` goes
-    /// back to 1). An interface gone meanwhile is skipped.
-    pub fn restore(&mut self) {
+    /// back to 1), and takes it out of `record`. An interface gone meanwhile is skipped.
+    pub fn restore(&mut self, record: &mut ChangeRecord) {
         while let Some((sysctl, value)) = self.changed.pop() {
-            if let Err(error) = sysctl.write(value) {
-                if error.kind() != io::ErrorKind::NotFound {
-                    tracing::warn!("setting {sysctl} back to {value}: {error}");
-                }
+            if let Err(error) = sysctl.write(value)
+                && error.kind() != io::ErrorKind::NotFound
+            {
+                tracing::warn!("setting {sysctl} back to {value}: {error}");
             }
+            record.forget(&Change::sysctl(&sysctl, value));
         }
     }
 }

@@ -452,4 +452,47 @@ mod tests {
             .is_ok()
         );
     }
+
+    /// Writes a CA, the server's and a home's certificate and key, and both minimal configs.
+    fn write_credentials(dir: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+        let issuer = rcgen::Issuer::from_params(&ca, &ca_key);
+        for (stem, name) in [("server", "vps.example"), ("client", "home.example")] {
+            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+            let leaf = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+            let cert = leaf.signed_by(&key, &issuer).unwrap();
+            std::fs::write(dir.join(format!("{stem}.pem")), cert.pem()).unwrap();
+            let key_path = dir.join(format!("{stem}.key"));
+            std::fs::write(&key_path, key.serialize_pem()).unwrap();
+            std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        std::fs::write(dir.join("server.toml"), SERVER).unwrap();
+        std::fs::write(dir.join("client.toml"), CLIENT).unwrap();
+    }
+
+    /// The same CA signs the server and the homes: the server's settings require a home's
+    /// usage of every peer, a home's require the server's serverAuth (start-up and every
+    /// reload build them here).
+    #[test]
+    fn each_role_requires_the_others_extended_key_usage() {
+        let dir = tempfile::tempdir().unwrap();
+        write_credentials(dir.path());
+        let path = dir.path().join("server.toml");
+        let config = ServerConfig::load(&path).unwrap();
+        let (common, _) = server_settings(&config, &path, &RevokedSerials::default()).unwrap();
+        assert_eq!(common.verifier.usage(), PeerUsage::Home);
+        let path = dir.path().join("client.toml");
+        let config = ClientConfig::load(&path).unwrap();
+        let common = client_settings(&config, &path).unwrap();
+        assert_eq!(common.verifier.usage(), PeerUsage::Server);
+    }
 }

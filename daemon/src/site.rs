@@ -59,6 +59,14 @@ impl Site {
         }
     }
 
+    /// Called every second or so: what waits for a time (the home's LANs after the tunnel
+    /// went down) does it.
+    pub async fn tick(&mut self) {
+        if let Site::Home(lans) = self {
+            lans.tick().await;
+        }
+    }
+
     /// The forwarder made the TUN device again (it was deleted): what `start` and the outputs
     /// since put on it goes back on the new one.
     pub fn tunnel_recreated(&mut self) {

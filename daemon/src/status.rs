@@ -19,7 +19,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::homes::HomeStatus;
+use crate::homes::{HomeStatus, NO_WORKING_PAIR, carries_traffic};
 use crate::operator::{Command, CommandRequest};
 use hometun_ike::endpoint::{EndpointCounters, PeerStatus};
 
@@ -382,7 +382,11 @@ was up, or late for a pair already deleted)",
 /// `wg show`'s latest handshake, with their certificate when the registry knows it.
 fn render_homes_not_up(out: &mut String, homes: &[HomeStatus], now: u64) {
     let ago = |t: u64| format!("{} ago", duration(now.saturating_sub(t)));
-    for home in homes.iter().filter(|h| h.state != "up") {
+    // A peer with an IKE SA (up, or without a working pair) is shown with its IKE SA.
+    for home in homes
+        .iter()
+        .filter(|h| h.state != "up" && h.state != NO_WORKING_PAIR)
+    {
         let state = if home.state == "down" {
             "down"
         } else {
@@ -410,7 +414,22 @@ fn render_peer(
     home: Option<&HomeStatus>,
     counters: &CounterReport,
 ) {
-    let _ = writeln!(out, "\npeer: {} ({})", peer.name, peer.peer);
+    // Not up while nothing can cross: said first, so that nobody reads on as if it were.
+    let working = match home {
+        Some(h) => h.state != NO_WORKING_PAIR,
+        None => peer.children.iter().any(|c| carries_traffic(&c.state)),
+    };
+    let _ = writeln!(
+        out,
+        "\npeer: {} ({}){}",
+        peer.name,
+        peer.peer,
+        if working {
+            ""
+        } else {
+            " NO WORKING PAIR: nothing crosses the tunnel until a pair is re-made"
+        }
+    );
     let prefixes: Vec<String> = peer.prefixes.iter().map(ToString::to_string).collect();
     let _ = writeln!(out, "  prefix: {}", or_none(&prefixes.join(", ")));
     if let Some(expires) = home.and_then(|h| h.certificate_expires.as_deref()) {
@@ -775,6 +794,40 @@ mod tests {
             table.contains("192.0.2.1 <-> 192.0.2.2 ESP (protocol 50)"),
             "{table}"
         );
+    }
+
+    /// A peer whose only pair reached its hard limit (as the driver reports it: the child
+    /// `expired`, the home `no-working-pair`): the table says so at the peer and at the pair,
+    /// and the JSON carries both states.
+    #[test]
+    fn an_expired_pair_is_shown_expired_and_its_peer_not_up() {
+        let mut report = report();
+        report.peers[0].children[0].state = "expired".into();
+        report.homes[1].state = NO_WORKING_PAIR.into();
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            json["peers"][0]["children"][0]["state"], "expired",
+            "{json:#}"
+        );
+        assert_eq!(json["homes"][1]["name"], "home.example");
+        assert_eq!(json["homes"][1]["state"], "no-working-pair", "{json:#}");
+        let view: StatusView = serde_json::from_value(json).unwrap();
+        assert_eq!(view.peers[0].children[0].state, "expired");
+        let table = render(&view);
+        for expected in [
+            "peer: home.example (peer7) NO WORKING PAIR: nothing crosses the tunnel until a pair is re-made\n",
+            "  child sa: in c0ffee01 out beef0002 aes128gcm16  ::/0 <-> 2001:db8:1::/64  EXPIRED: hard limit reached, carries nothing until re-made\n",
+        ] {
+            assert!(table.contains(expected), "missing {expected:?} in\n{table}");
+        }
+        // Shown once, with its IKE SA, not again among the homes without one.
+        assert_eq!(table.matches("peer: home.example").count(), 1, "{table}");
+        // Without the homes (an older answer), the children alone tell.
+        let mut view = view;
+        view.homes.clear();
+        assert!(render(&view).contains("(peer7) NO WORKING PAIR"));
+        view.peers[0].children[0].state = "rekeying".into();
+        assert!(!render(&view).contains("NO WORKING PAIR"));
     }
 
     #[test]

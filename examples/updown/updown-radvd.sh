@@ -32,6 +32,7 @@ CONF
 done
 mv "$tmp" "$conf"
 # radvd reads its configuration again on SIGHUP.
-if [ -f /run/radvd.pid ]; then
-  kill -HUP "$(cat /run/radvd.pid)"
+pid=${RADVD_PID:-/run/radvd.pid}
+if [ -f "$pid" ]; then
+  kill -HUP "$(cat "$pid")"
 fi

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use hometun_control::{
     ChildSa, ControlError, Encapsulation, Endpoint, EndpointError, InterfaceConfig, PeerId,
-    PlatformError, PlatformOp, Request, Response, RoamingReport,
+    PlatformError, PlatformOp, Request, Response, RoamingReport, Spi,
 };
 use ipnet::Ipv6Net;
 
@@ -169,13 +169,7 @@ impl<P: Platform> RequestHandler<P> {
             Request::Configure(config) => self.configure(config),
             Request::Install(sa) => self.install(&sa),
             Request::AllowPeer { peer, prefixes } => self.allow_peer(peer, prefixes),
-            Request::SetPeerPool { pool } => {
-                self.configured()?;
-                if let Some(interface) = self.interface.as_mut() {
-                    interface.peer_pool = pool;
-                }
-                Ok(Response::Ok)
-            }
+            Request::SetPeerPool { pool } => self.set_peer_pool(pool),
             Request::NamePeer { peer, name } => {
                 self.sad.name_peer(peer, name);
                 Ok(Response::Ok)
@@ -278,6 +272,37 @@ impl<P: Platform> RequestHandler<P> {
             self.grants.remove(&peer);
         } else {
             self.grants.insert(peer, prefixes);
+        }
+        Ok(Response::Ok)
+    }
+
+    /// A new peer pool (`server.pool` changed on reload). An installed pair with a remote
+    /// selector outside it is removed, one warning each: the IKE daemon deletes the pairs its
+    /// new settings refuse before it sends this, so a pair left outside is one no home may
+    /// hold any more (a second check, as at install).
+    fn set_peer_pool(&mut self, pool: Option<Ipv6Net>) -> Result<Response, ControlError> {
+        self.configured()?;
+        if let Some(pool) = pool {
+            let outside: Vec<(PeerId, Spi, Ipv6Net)> = self
+                .sad
+                .load()
+                .pairs()
+                .filter_map(|p| {
+                    let ts = p.remote_ts().iter().find(|t| !pool.contains(*t))?;
+                    Some((p.peer(), p.spi_in(), *ts))
+                })
+                .collect();
+            for (peer, spi_in, ts) in outside {
+                tracing::warn!(
+                    "{}: pair {spi_in} removed: its remote selector {ts} is outside the new peer pool {pool}",
+                    self.sad.peer_label(peer)
+                );
+                self.sad.delete(spi_in)?;
+            }
+            self.sync_routes()?;
+        }
+        if let Some(interface) = self.interface.as_mut() {
+            interface.peer_pool = pool;
         }
         Ok(Response::Ok)
     }
@@ -558,6 +583,53 @@ mod tests {
             .unwrap();
         let error = refused(&mut handler, Request::Install(sa(1, 0x400, home)));
         assert_eq!(error, ControlError::NoGrant(PeerId(1)));
+    }
+
+    /// A reload that narrows `server.pool`: the installed pairs outside the new pool go (and
+    /// their routes), those inside stay.
+    #[test]
+    fn a_narrower_pool_removes_the_pairs_outside_it() {
+        let (mut handler, _events) =
+            RequestHandler::new(RecordingPlatform::default(), AeadBackend::default());
+        let mut config = interface();
+        config.peer_pool = Some(net("2001:db8:100::/47"));
+        handler.handle(Request::Configure(config)).unwrap();
+        for (peer, spi, home) in [
+            (1, 0x100, "2001:db8:100:1::/64"),
+            (2, 0x200, "2001:db8:101:1::/64"),
+        ] {
+            handler
+                .handle(Request::AllowPeer {
+                    peer: PeerId(peer),
+                    prefixes: vec![net(home)],
+                })
+                .unwrap();
+            handler
+                .handle(Request::Install(sa(peer, spi, home)))
+                .unwrap();
+        }
+        handler
+            .handle(Request::SetPeerPool {
+                pool: Some(net("2001:db8:100::/48")),
+            })
+            .unwrap();
+        let left: Vec<Spi> = counters(&mut handler)
+            .sas
+            .iter()
+            .map(|c| c.spi_in)
+            .collect();
+        assert_eq!(left, [Spi(0x100)]);
+        assert_eq!(
+            handler.platform().routes,
+            BTreeSet::from([net("2001:db8:100:1::/64")])
+        );
+        // The pool widened again: nothing comes back, nothing else goes.
+        handler
+            .handle(Request::SetPeerPool {
+                pool: Some(net("2001:db8:100::/47")),
+            })
+            .unwrap();
+        assert_eq!(counters(&mut handler).sas.len(), 1);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::net::SocketAddrV4;
 use std::time::Duration;
 
 use hometun_control::{Endpoint, Spi};
+use ipnet::Ipv6Net;
 
 use crate::crypto::DhGroup;
 use crate::error::IkeError;
@@ -277,6 +278,16 @@ pub enum Notice {
         /// When it expired (`YYYY-MM-DD HH:MM:SS UTC`).
         when: String,
     },
+    /// A reload no longer allows a selector of an installed CHILD SA: the pair is removed from
+    /// the forwarder at once and the peer gets a DELETE for it.
+    SelectorWithdrawn {
+        /// The peer.
+        peer: String,
+        /// Inbound SPI of the pair.
+        spi_in: Spi,
+        /// The selector the new settings no longer allow.
+        selector: Ipv6Net,
+    },
     /// The peer reports an error in an INFORMATIONAL.
     PeerReports {
         /// The peer.
@@ -381,6 +392,7 @@ impl Notice {
             | Notice::IkeRekeyRefused { .. }
             | Notice::IkeRekeyFailed { .. }
             | Notice::CertificateExpired { .. }
+            | Notice::SelectorWithdrawn { .. }
             | Notice::PeerReports { .. }
             | Notice::HalfOpenBound { .. } => Level::Warn,
             // One line per move at info: the forwarder's (it moved the CHILD SAs) or
@@ -549,6 +561,14 @@ impl fmt::Display for Notice {
             Notice::CertificateExpired { peer, when } => write!(
                 f,
                 "{peer}: its certificate expired ({when}); closing its IKE SA and CHILD SAs"
+            ),
+            Notice::SelectorWithdrawn {
+                peer,
+                spi_in,
+                selector,
+            } => write!(
+                f,
+                "{peer}: {selector} is no longer allowed after the reload; CHILD SA {spi_in}_i removed and deleted"
             ),
             Notice::PeerReports { peer, notify } => {
                 write!(f, "{peer} reports {notify} in an INFORMATIONAL")

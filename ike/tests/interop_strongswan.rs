@@ -319,7 +319,7 @@ fn swan_pki() -> Pki {
     let pki = Pki::new(&rcgen::PKCS_ED25519);
     Pki {
         client: pki.ca.leaf(CLIENT_NAME, 100, Validity::Wide),
-        server: pki.ca.leaf(SERVER_NAME, 101, Validity::Wide),
+        server: pki.ca.server_leaf(SERVER_NAME, 101, Validity::Wide),
         ..pki
     }
 }
@@ -645,7 +645,7 @@ fn strongswan_client_with_p256_certificates_and_group_negotiation() {
         let pki = Pki::new(&rcgen::PKCS_ECDSA_P256_SHA256);
         let pki = Pki {
             client: pki.ca.leaf(CLIENT_NAME, 100, Validity::Wide),
-            server: pki.ca.leaf(SERVER_NAME, 101, Validity::Wide),
+            server: pki.ca.server_leaf(SERVER_NAME, 101, Validity::Wide),
             ..pki
         };
         let setup = Setup {

@@ -65,7 +65,7 @@ fn the_home_closes_its_tunnel_when_the_servers_certificate_expires() {
     let mut pki = Pki::new(&rcgen::PKCS_ED25519);
     pki.server = pki
         .ca
-        .leaf(SERVER_NAME, 201, Validity::Until2028 { month: 1, day: 2 });
+        .server_leaf(SERVER_NAME, 201, Validity::Until2028 { month: 1, day: 2 });
     let mut pair = Pair::with_pki(Setup::default(), pki);
     pair.connect();
     pair.advance(Duration::from_secs(86_401));

@@ -10,6 +10,8 @@ mod sim_support;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
+use hometun_ike::endpoint::Output;
+use hometun_ike::notice::Notice;
 use hometun_ike::wire::{
     ExchangeType, Flags, Header, Message, Notify, NotifyType, Payload, ProtocolId,
 };
@@ -413,4 +415,220 @@ fn an_unanswered_attempt_reports_the_refusal_it_saw() {
         "{:?}",
         pair.client.outputs
     );
+}
+
+const OTHER_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
+
+fn selector_withdrawn(node: &Node) -> Vec<(String, String)> {
+    node.outputs
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Output::Notice(n @ Notice::SelectorWithdrawn { peer, selector, .. }) => {
+                Some((peer.clone(), format!("{selector} | {n}")))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Finding: a reload (SIGHUP, a new CRL) compared only what a home's IKE SA had been granted
+/// with the new client list, never the selectors of its installed pairs, and cut a home whole
+/// when any of its grant went. Now each installed pair is checked: one whose remote selector
+/// the new `[[clients]]` no longer gives its home leaves the forwarder at once (a DELETE to the
+/// home, one notice naming it and the selector), and a pair still inside stays.
+#[test]
+fn a_reload_that_narrows_a_homes_prefix_removes_only_the_pairs_outside_it() {
+    let mut homes = Homes::new(
+        Setup::default(),
+        &[
+            ("home.example", "2001:db8:1::/48"),
+            ("other.example", "2001:db8:2::/48"),
+        ],
+    );
+    homes.add_home(HomeSpec::new(CLIENT_NAME, CLIENT_ADDR, "2001:db8:1::/64"));
+    homes.add_home(HomeSpec::new(
+        "other.example",
+        OTHER_ADDR,
+        "2001:db8:2:5::/64",
+    ));
+    homes.advance(Duration::from_secs(2));
+    let kept = homes.server_pairs_of(CLIENT_NAME);
+    let cut = homes.server_pairs_of("other.example");
+    assert_eq!(
+        (kept.len(), cut.len()),
+        (1, 1),
+        "{:?}",
+        homes.server.outputs
+    );
+
+    // Each home is narrowed to a /64 of its /48: home.example to the one its pair uses,
+    // other.example to one beside its pair.
+    let refused = homes.reload_server(&[
+        ("home.example", "2001:db8:1::/64"),
+        ("other.example", "2001:db8:2::/64"),
+    ]);
+    assert!(refused.is_empty(), "{refused:?}");
+    assert!(
+        cut.iter()
+            .all(|spi| !homes.server.forwarder.installed.contains_key(spi)),
+        "the pair outside the new prefix is still installed"
+    );
+    let notices = selector_withdrawn(&homes.server);
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(notices[0].0, "other.example");
+    assert!(
+        notices[0]
+            .1
+            .starts_with("2001:db8:2:5::/64 | other.example: 2001:db8:2:5::/64"),
+        "{notices:?}"
+    );
+    assert_eq!(
+        homes.server_pairs_of(CLIENT_NAME),
+        kept,
+        "the allowed pair stays"
+    );
+    let id = homes.server_peer_id(CLIENT_NAME).unwrap();
+    assert_eq!(
+        homes.server.forwarder.grants.get(&id.0),
+        Some(&vec![net("2001:db8:1::/64")]),
+        "the grant shrinks to the new prefix"
+    );
+
+    // The home whose pair went was told and dropped its side; without a pair its IKE SA went
+    // too. The other home carries on.
+    homes.advance(Duration::from_secs(1));
+    assert!(homes.homes[1].forwarder.installed.is_empty());
+    assert_eq!(homes.homes[0].forwarder.installed.len(), 1);
+    let downs = homes.server.peer_downs();
+    assert_eq!(downs.len(), 1, "{downs:?}");
+    assert!(homes.homes[0].peer_downs().is_empty());
+    // When it comes back, its old selector is refused.
+    homes.advance(Duration::from_secs(30));
+    assert!(homes.server_pairs_of("other.example").is_empty());
+    for installed in homes.server.forwarder.installed.values() {
+        for ts in &installed.sa.remote_ts {
+            assert!(
+                net("2001:db8:1::/64").contains(ts) || net("2001:db8:2::/64").contains(ts),
+                "the server installed {ts} after the reload"
+            );
+        }
+    }
+}
+
+/// Finding: names that differ only in case. A home enrolled under its own name that states
+/// another home's name in another case (`Home.Example` for `home.example`) with
+/// INITIAL_CONTACT is refused (its certificate does not name it): the real home's SAs and
+/// grant stay, and the hostile home gets nothing.
+#[test]
+fn a_home_stating_a_case_variant_of_another_homes_name_gets_nothing() {
+    let mut homes = Homes::new(
+        Setup::default(),
+        &[
+            ("home.example", "2001:db8:1::/64"),
+            ("evil.example", "2001:db8:66::/64"),
+        ],
+    );
+    homes.add_home(HomeSpec::new(CLIENT_NAME, CLIENT_ADDR, "2001:db8:1::/64"));
+    homes.advance(Duration::from_secs(2));
+    let before = homes.server_pairs_of(CLIENT_NAME);
+    assert_eq!(before.len(), 1);
+    let grants = homes.server.forwarder.grants.clone();
+    homes.add_home(HomeSpec {
+        certificate_name: "evil.example",
+        identity: "Home.Example",
+        addr: OTHER_ADDR,
+        prefixes: vec![net("2001:db8:1::/64")],
+    });
+    homes.advance(Duration::from_secs(5));
+    let refusals = homes.server.refusals();
+    assert!(
+        refusals
+            .iter()
+            .any(|r| r.contains("does not match the peer's identity home.example")),
+        "{refusals:?}"
+    );
+    assert_eq!(homes.server_pairs_of(CLIENT_NAME), before);
+    assert_eq!(homes.server.forwarder.installed.len(), 1);
+    assert_eq!(homes.server.forwarder.grants, grants);
+    assert_eq!(homes.server.peer_ups(), 1);
+    assert!(homes.server.peer_downs().is_empty());
+    assert_eq!(homes.homes[1].peer_ups(), 0);
+    assert!(homes.homes[1].forwarder.installed.is_empty());
+    assert_eq!(homes.homes[0].forwarder.installed.len(), 1);
+}
+
+/// The other half of that finding: IKE compares DNS names without case (RFC 4343), so a
+/// certificate whose name is a case variant of a home's is that home, never a second one beside
+/// it: the server knows it under the lower-case name, and its INITIAL_CONTACT replaces the
+/// home's IKE SA as the home's own restart would. What keeps a hostile home from holding such a
+/// certificate is the CA: `hometun pki` lower-cases every name and refuses a case variant of an
+/// enrolled one (pki/tests/names.rs).
+#[test]
+fn a_certificate_for_a_case_variant_is_the_same_home_not_a_second_one() {
+    let mut homes = Homes::new(Setup::default(), &[("home.example", "2001:db8:1::/64")]);
+    homes.add_home(HomeSpec::new(CLIENT_NAME, CLIENT_ADDR, "2001:db8:1::/64"));
+    homes.advance(Duration::from_secs(2));
+    homes.add_home(HomeSpec {
+        certificate_name: "Home.Example",
+        identity: "Home.Example",
+        addr: OTHER_ADDR,
+        prefixes: vec![net("2001:db8:1::/64")],
+    });
+    homes.advance(Duration::from_secs(2));
+    let names: Vec<&str> = homes
+        .server
+        .outputs
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Output::PeerUp { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, ["home.example", "home.example"]);
+    assert_eq!(
+        homes.server.peer_downs(),
+        ["replaced: INITIAL_CONTACT from home.example"]
+    );
+    // One home: one grant, one pair, inside its prefix.
+    assert_eq!(homes.server.forwarder.grants.len(), 1);
+    assert_eq!(homes.server.forwarder.installed.len(), 1);
+    assert_eq!(homes.server.endpoint.status(homes.clock.now()).len(), 1);
+}
+
+/// Finding: server identity. The same CA signs the server's certificate and the homes': a
+/// home's certificate (clientAuth only) must not pass as the server's, whatever name it holds.
+#[test]
+fn a_home_refuses_a_server_that_presents_a_home_certificate() {
+    let mut pki = Pki::new(&rcgen::PKCS_ED25519);
+    pki.server = pki.ca.leaf(SERVER_NAME, 101, Validity::Good);
+    let mut pair = Pair::with_pki(Setup::default(), pki);
+    pair.advance(Duration::from_secs(2));
+    assert_eq!(pair.client.peer_ups(), 0);
+    let refusals = pair.client.refusals();
+    assert!(
+        refusals
+            .iter()
+            .any(|r| r.contains("not a server certificate (no serverAuth")),
+        "{refusals:?}"
+    );
+    assert!(pair.client.forwarder.installs().is_empty());
+}
+
+/// ...and the server's own certificate (serverAuth only) is no home's.
+#[test]
+fn the_server_refuses_a_home_that_presents_a_server_certificate() {
+    let mut pki = Pki::new(&rcgen::PKCS_ED25519);
+    pki.client = pki.ca.server_leaf(CLIENT_NAME, 100, Validity::Good);
+    let mut pair = Pair::with_pki(Setup::default(), pki);
+    pair.advance(Duration::from_secs(2));
+    assert_eq!(pair.server.peer_ups(), 0);
+    let refusals = pair.server.refusals();
+    assert!(
+        refusals
+            .iter()
+            .any(|r| r.contains("is a server certificate, not a home's")),
+        "{refusals:?}"
+    );
+    assert!(pair.server.forwarder.installs().is_empty());
+    assert!(pair.server.forwarder.grants.is_empty());
 }

@@ -178,7 +178,7 @@ fn no_common_ike_proposal_is_refused_without_state() {
 fn the_client_refuses_a_server_with_a_bad_certificate() {
     // Server certificate expired: the client refuses; nothing is installed on the client.
     let mut pki = Pki::new(&rcgen::PKCS_ED25519);
-    pki.server = pki.ca.leaf(SERVER_NAME, 101, Validity::Expired);
+    pki.server = pki.ca.server_leaf(SERVER_NAME, 101, Validity::Expired);
     let mut pair = Pair::with_pki(Setup::default(), pki);
     pair.advance(Duration::from_millis(500));
     let client = pair.client.refusals();
@@ -190,7 +190,7 @@ fn the_client_refuses_a_server_with_a_bad_certificate() {
 
     // A server whose certificate names another host.
     let mut pki = Pki::new(&rcgen::PKCS_ED25519);
-    pki.server = pki.ca.leaf("impostor.example", 101, Validity::Good);
+    pki.server = pki.ca.server_leaf("impostor.example", 101, Validity::Good);
     let mut pair = Pair::with_pki(Setup::default(), pki);
     pair.advance(Duration::from_millis(500));
     assert!(pair.client.refusals()[0].contains("does not match the peer's identity vps.example"));

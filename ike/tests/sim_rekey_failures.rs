@@ -7,12 +7,13 @@
 
 mod sim_support;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hometun_control::{Direction, Event, LimitKind, PeerId, Spi};
 use hometun_ike::endpoint::reload::{Reload, ResponderReload};
 use hometun_ike::settings::IkeRekeyPolicy;
-use hometun_ike::wire::ExchangeType;
+use hometun_ike::wire::{ExchangeType, NotifyType, Payload, ProtocolId, TransformType};
 use sim_support::*;
 
 fn connected(setup: Setup) -> Pair {
@@ -60,6 +61,86 @@ fn child_rekey_requests(pair: &Pair, from_client: bool) -> Vec<Duration> {
         .collect()
 }
 
+/// The server's ESP proposals become `esp` (an operator's edit and SIGHUP).
+fn reload_server_esp(pair: &mut Pair, esp: &str) {
+    let mut config = server_config(&pair.setup, &pair.pki);
+    config.common.esp_proposals = vec![hometun_ike::proposal::EspProposal::parse(esp).unwrap()];
+    let now = pair.now();
+    pair.server
+        .endpoint
+        .reload(
+            now,
+            &mut pair.rng,
+            Reload {
+                common: config.common,
+                responder: Some(ResponderReload {
+                    authorizer: config.authorizer,
+                    cookie_threshold: config.cookie_threshold,
+                    half_open_per_source: config.half_open_per_source,
+                    half_open_total: config.half_open_total,
+                }),
+            },
+        )
+        .unwrap();
+}
+
+/// Whether each CHILD SA rekey request a node sent carried a KE payload, in order.
+type KeSeen = Arc<Mutex<Vec<bool>>>;
+
+/// Records the KE of the node's CHILD SA rekey requests; with `pfs_only_on_the_wire`, a
+/// request with a KE also loses the D-H transform NONE of its proposals, so that it reads
+/// as PFS-only: a responder that allows no PFS then refuses it with NO_PROPOSAL_CHOSEN, as
+/// a peer does that will not take a KE-carrying rekey (hometun's own responder would accept
+/// the NONE alternative and never refuse).
+fn watch_rekey_requests(node: &mut Node, pfs_only_on_the_wire: bool) -> KeSeen {
+    let seen: KeSeen = Arc::default();
+    let log = seen.clone();
+    node.tamper(move |header, payloads| {
+        let rekey = payloads
+            .iter()
+            .any(|p| matches!(p, Payload::Notify(n) if n.notify_type == NotifyType::REKEY_SA));
+        if header.exchange_type != ExchangeType::CREATE_CHILD_SA
+            || header.flags.response()
+            || !rekey
+        {
+            return;
+        }
+        let ke = payloads.iter().any(|p| matches!(p, Payload::Ke(_)));
+        log.lock().unwrap().push(ke);
+        if ke && pfs_only_on_the_wire {
+            for payload in payloads.iter_mut() {
+                if let Payload::Sa(sa) = payload {
+                    for proposal in &mut sa.proposals {
+                        proposal.transforms.retain(|t| {
+                            t.transform_type != TransformType::DH || t.transform_id != 0
+                        });
+                    }
+                }
+            }
+        }
+    });
+    seen
+}
+
+/// The ESP SPIs of the DELETE payloads a node sends, in order.
+fn watch_esp_deletes(node: &mut Node) -> Arc<Mutex<Vec<u32>>> {
+    let seen: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let log = seen.clone();
+    node.tamper(move |_, payloads| {
+        for payload in payloads.iter() {
+            if let Payload::Delete(d) = payload
+                && d.protocol == ProtocolId::ESP
+            {
+                for spi in &d.spis {
+                    let spi = <[u8; 4]>::try_from(spi.as_slice()).unwrap();
+                    log.lock().unwrap().push(u32::from_be_bytes(spi));
+                }
+            }
+        }
+    });
+    seen
+}
+
 #[test]
 fn a_refused_rekey_is_tried_again_with_backoff_until_the_peer_agrees() {
     let mut pair = connected(mismatched());
@@ -84,26 +165,7 @@ fn a_refused_rekey_is_tried_again_with_backoff_until_the_peer_agrees() {
     assert_eq!(status[0].children[0].state, "rekeying");
 
     // The server's operator fixes its proposals: the next try succeeds.
-    let mut config = server_config(&pair.setup, &pair.pki);
-    config.common.esp_proposals =
-        vec![hometun_ike::proposal::EspProposal::parse("aes128gcm16-x25519").unwrap()];
-    let now = pair.now();
-    pair.server
-        .endpoint
-        .reload(
-            now,
-            &mut pair.rng,
-            Reload {
-                common: config.common,
-                responder: Some(ResponderReload {
-                    authorizer: config.authorizer,
-                    cookie_threshold: config.cookie_threshold,
-                    half_open_per_source: config.half_open_per_source,
-                    half_open_total: config.half_open_total,
-                }),
-            },
-        )
-        .unwrap();
+    reload_server_esp(&mut pair, "aes128gcm16-x25519");
     pair.advance(Duration::from_secs(40));
     assert_eq!(pair.client.forwarder.installs().len(), 2);
     assert!(pair.esp(true));
@@ -145,12 +207,121 @@ fn a_peer_refusing_pfs_gets_a_rekey_without_when_our_proposals_allow_it() {
     assert_eq!(pair.server.forwarder.installs().len(), 2);
 }
 
+/// The client offers X25519 or no PFS; the server allows no PFS only and refuses a rekey that
+/// carries a KE (NO_PROPOSAL_CHOSEN): the client asks again at once without a KE, and that
+/// rekey makes a new pair on both sides. The next rekey asks for PFS again.
+#[test]
+fn a_rekey_refused_for_its_ke_is_asked_again_at_once_without_pfs() {
+    let mut pair = connected(Setup {
+        client_esp: vec!["aes128gcm16-x25519-modpnone"],
+        server_esp: vec!["aes128gcm16"],
+        ..mismatched()
+    });
+    let requests = watch_rekey_requests(&mut pair.client, true);
+    let c = newest(&pair.client);
+    pair.soft_limit(true, c);
+    pair.settle();
+    assert_eq!(
+        *requests.lock().unwrap(),
+        vec![true, false],
+        "with KE, then without"
+    );
+    let tries = child_rekey_requests(&pair, true);
+    assert!(
+        tries[1] - tries[0] < Duration::from_millis(100),
+        "{tries:?}"
+    );
+    assert_eq!(pair.client.forwarder.installs().len(), 2);
+    assert_eq!(pair.client.endpoint.counters().child_rekeys, 1);
+    assert_eq!(pair.client.endpoint.counters().child_rekeys_failed, 0);
+    let fresh = newest(&pair.client);
+    pair.advance(Duration::from_secs(15));
+    pair.assert_matching_pairs();
+    assert!(!pair.client.forwarder.installed.contains_key(&c));
+    assert!(pair.esp(true) && pair.esp(false));
+    let status = pair.client.endpoint.status(pair.now());
+    assert_eq!(status[0].children.len(), 1);
+    assert_eq!(status[0].children[0].proposal, "aes128gcm16");
+    // The fallback held for one rekey: the next one asks for PFS first again.
+    pair.soft_limit(true, fresh);
+    pair.settle();
+    assert_eq!(
+        *requests.lock().unwrap(),
+        vec![true, false, true, false],
+        "the next rekey starts from the configured proposals"
+    );
+}
+
+/// A peer refuses the rekey with a KE and the one without: each round of the backoff starts
+/// again from the configured proposals (PFS first, then at once without), so a peer whose
+/// operator then allows PFS gets it; a client that stayed without PFS for good would never
+/// rekey with such a peer again.
+#[test]
+fn after_a_refused_rekey_without_pfs_the_next_try_asks_for_pfs_again() {
+    let mut pair = connected(Setup {
+        client_esp: vec!["aes128gcm16-x25519-modpnone"],
+        server_esp: vec!["aes128gcm16-ecp256"],
+        ..mismatched()
+    });
+    let requests = watch_rekey_requests(&mut pair.client, false);
+    let c = newest(&pair.client);
+    pair.soft_limit(true, c);
+    pair.advance(Duration::from_secs(20));
+    let seen = requests.lock().unwrap().clone();
+    // Each round starts with a KE; only a refusal of that is followed at once by a try
+    // without (a TEMPORARY_FAILURE, which the server answers to a peer rekeying this often,
+    // is not a refusal of PFS). Never two tries without PFS in a row.
+    assert!(seen[0], "{seen:?}");
+    assert!(!seen.windows(2).any(|w| w == [false, false]), "{seen:?}");
+    assert!(seen.iter().filter(|ke| !**ke).count() >= 2, "{seen:?}");
+    assert!(seen.iter().filter(|ke| **ke).count() >= 3, "{seen:?}");
+    // The rounds back off.
+    let tries = child_rekey_requests(&pair, true);
+    assert_eq!(tries.len(), seen.len());
+    let starts: Vec<Duration> = tries
+        .iter()
+        .zip(&seen)
+        .filter(|(_, ke)| **ke)
+        .map(|(t, _)| *t)
+        .collect();
+    let gaps: Vec<Duration> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.windows(2).all(|g| g[1] >= g[0]), "{gaps:?}");
+    assert_eq!(pair.client.forwarder.installs().len(), 1);
+    assert_eq!(
+        pair.client.endpoint.status(pair.now())[0].children[0].state,
+        "rekeying"
+    );
+
+    // The server's operator moves to X25519 with PFS only: the next round's first try works.
+    reload_server_esp(&mut pair, "aes128gcm16-x25519");
+    pair.advance(Duration::from_secs(40));
+    assert_eq!(
+        pair.client.forwarder.installs().len(),
+        2,
+        "{:?}",
+        requests.lock().unwrap()
+    );
+    assert_eq!(pair.client.endpoint.counters().child_rekeys, 1);
+    let status = pair.client.endpoint.status(pair.now());
+    assert!(
+        status[0]
+            .children
+            .iter()
+            .any(|c| c.proposal == "aes128gcm16-x25519" && c.state == "active"),
+        "{:?}",
+        status[0].children
+    );
+    pair.advance(Duration::from_secs(15));
+    pair.assert_matching_pairs();
+}
+
 /// The client's pair reaches its hard limit while its rekeys are refused: status shows it
 /// expired at once (never an up peer with no working pair), the counters count it, and the
 /// client re-establishes the IKE SA (IKE_AUTH needs no PFS), which gives a new working pair.
 #[test]
 fn a_hard_limit_before_a_rekey_expires_the_pair_and_the_client_reestablishes() {
     let mut pair = connected(mismatched());
+    let deletes = watch_esp_deletes(&mut pair.client);
     let c = newest(&pair.client);
     pair.soft_limit(true, c);
     pair.advance(Duration::from_secs(5));
@@ -166,6 +337,8 @@ fn a_hard_limit_before_a_rekey_expires_the_pair_and_the_client_reestablishes() {
     pair.assert_matching_pairs();
     assert_eq!(pair.client.forwarder.installed.len(), 1);
     assert!(!pair.client.forwarder.installed.contains_key(&c));
+    // The peer was told: a DELETE named the expired pair (the server dropped its side).
+    assert_eq!(*deletes.lock().unwrap(), vec![c]);
     assert!(pair.esp(true) && pair.esp(false));
     assert_eq!(pair.client.endpoint.counters().ike_sas, 1);
     assert_eq!(pair.server.endpoint.counters().ike_sas, 1);

@@ -99,6 +99,20 @@ fn the_home_s_lan_reaches_and_is_reached(mode: Mode, test: &str) {
         sysctl_value(&lab.vps, "net.ipv6.conf.all.forwarding").unwrap(),
         "1"
     );
+    // Forwarding on: the native uplink still takes Router Advertisements (accept_ra 1 -> 2),
+    // the LAN none (a LAN host could otherwise make itself the router's default router).
+    assert_eq!(
+        sysctl_value(&lab.home, "net.ipv6.conf.eth0.accept_ra").unwrap(),
+        "2"
+    );
+    assert_eq!(
+        sysctl_value(
+            &lab.home,
+            &format!("net.ipv6.conf.{LAN_INTERFACE}.accept_ra")
+        )
+        .unwrap(),
+        "0"
+    );
 
     // Both ways.
     assert!(
@@ -246,6 +260,7 @@ fn state(lab: &LanLab, side: Side) -> String {
         "net.ipv6.conf.all.forwarding",
         "net.ipv6.conf.default.accept_ra",
         "net.ipv6.conf.eth0.accept_ra",
+        "net.ipv6.conf.lan0.accept_ra",
     ] {
         text += &format!("{key}={}\n", sysctl_value(ns, key).unwrap_or_default());
     }

@@ -53,6 +53,9 @@ const PROGRAMS: &[&str] = &[
     "birdc",
     "/usr/sbin/bird",
     "/usr/sbin/birdc",
+    // integration/tests/lan_radvd.rs: the updown example's RA daemon.
+    "radvd",
+    "/usr/sbin/radvd",
     // lab/src/postgres_lab.rs: the registry's PostgreSQL (started as the postgres user).
     "runuser",
     "chown",

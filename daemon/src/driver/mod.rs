@@ -175,9 +175,11 @@ pub async fn run_with_registry(
     registry: Option<crate::registry_watch::RegistryWatch>,
 ) -> anyhow::Result<()> {
     let started = now();
-    let udp = UdpSocket::bind(SocketAddr::V4(config.ike_bind))
-        .await
-        .with_context(|| format!("cannot bind the IKE socket {}", config.ike_bind))?;
+    let udp = crate::port_wait::bind("IKE socket", || {
+        UdpSocket::bind(SocketAddr::V4(config.ike_bind))
+    })
+    .await
+    .with_context(|| format!("cannot bind the IKE socket {}", config.ike_bind))?;
     widen_receive_buffer(&udp);
     let server = match &role {
         Role::Initiator(c) => Some(c.server),
@@ -471,7 +473,10 @@ impl Driver {
                     }
                 }
                 Wake::Event(event) => self.on_event(event),
-                Wake::Counters => self.fetch_counters().await?,
+                Wake::Counters => {
+                    self.site.tick().await;
+                    self.fetch_counters().await?
+                }
                 Wake::Timer => self.endpoint.handle_timeout(now(), &mut self.rng),
                 Wake::Status(reply) => {
                     // Fresh counters: what status shows must include an SA installed a moment ago.
@@ -586,6 +591,8 @@ impl Driver {
 
     fn status_json(&self) -> String {
         let at = now();
+        let peers = self.endpoint.status(at);
+        let homes = self.homes.status(&peers);
         let report = StatusReport {
             role: self.config.role_name.to_string(),
             identity: self.config.identity.clone(),
@@ -595,10 +602,10 @@ impl Driver {
                 .mono
                 .saturating_duration_since(self.started.mono)
                 .as_secs(),
-            peers: self.endpoint.status(at),
+            peers,
             endpoint: self.endpoint.counters(),
             counters: self.counters.clone(),
-            homes: self.homes.status(),
+            homes,
             time: at
                 .wall
                 .duration_since(std::time::UNIX_EPOCH)

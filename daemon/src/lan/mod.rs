@@ -1,8 +1,10 @@
 //! The home's LANs (`[[lan]]` in client.toml): while the tunnel is up each LAN interface gets
 //! `<its /64>::1/64` and Router Advertisements (SLAAC with the tunnel's MTU and the DNS
-//! options); when the tunnel goes down or the client stops, a final advertisement deprecates
-//! the prefix and withdraws the default router, and what was added goes. IPv6 forwarding is on
-//! while the client runs. The `updown` hook runs at each change (README.md, "The home's LAN").
+//! options); when the client stops, or the tunnel stays down longer than the grace period (the
+//! liveness timeout: a reconnect after a server restart takes a second or two and must not cost
+//! the LAN hosts their default route), a final advertisement deprecates the prefix and
+//! withdraws the default router, and what was added goes. IPv6 forwarding is on while the
+//! client runs. The `updown` hook runs at each change (README.md, "The home's LAN").
 
 pub mod advertiser;
 pub mod updown;
@@ -13,12 +15,17 @@ use std::sync::Arc;
 use hometun_config::ClientConfig;
 use ipnet::Ipv6Net;
 use tokio::task::JoinHandle;
+use tokio::time::{Duration, Instant};
 
 use crate::ndp;
 use crate::ndp_socket::NdpSocket;
+use crate::netconf::record::{Change, ChangeRecord};
 use crate::netconf::{self, Forwarding, Route};
 use advertiser::Advertised;
 use updown::{Hook, HookRunner};
+
+/// The client's record of its changes to the network set-up, in `client.state_dir`.
+pub const RECORD_FILE: &str = "netconf-client.json";
 
 /// One `[[lan]]`, ready to advertise.
 struct Lan {
@@ -43,7 +50,25 @@ pub struct HomeLans {
     /// The tunnel interface (`tunnel.interface`): its index changes if it is made again.
     tunnel: String,
     hook: Option<HookRunner>,
+    /// Whether the LANs are set up (addresses, advertisements, the source route).
     up: bool,
+    /// Since when the tunnel has been down while the LANs stay set up.
+    down_since: Option<Instant>,
+    /// How long the LANs stay set up with the tunnel down.
+    grace: Duration,
+    /// What was changed, also on disk for the run after a crash.
+    record: ChangeRecord,
+}
+
+/// How long the LANs stay set up after the tunnel went down: the client's liveness timeout
+/// (every retransmission's wait, `ike.retransmit_ms` doubled per try, `ike.retransmit_tries`
+/// tries; 15.5 s with the defaults). A reconnect within it (a server restart, a lost
+/// liveness check) changes nothing on the LANs.
+pub fn down_grace(ike: &hometun_config::IkeSection) -> Duration {
+    let base = Duration::from_millis(ike.retransmit_ms);
+    (1..=ike.retransmit_tries.max(1))
+        .map(|try_number| base.saturating_mul(1u32 << (try_number - 1).min(16)))
+        .fold(Duration::ZERO, Duration::saturating_add)
 }
 
 impl HomeLans {
@@ -51,8 +76,10 @@ impl HomeLans {
     /// (when there is a `[[lan]]`), the advertising sockets, the hook's task. `None` when the
     /// config has neither `[[lan]]` nor `updown`. Call after the tunnel interface exists. What
     /// fails (a missing interface, no `CAP_NET_ADMIN` or `CAP_NET_RAW`) is one error line
-    /// naming the key, and is left out.
+    /// naming the key, and is left out. What a previous run that did not stop cleanly left
+    /// in the set-up is set back first.
     pub fn start(config: &ClientConfig) -> Option<Self> {
+        let mut record = ChangeRecord::take_over(&config.client.state_dir, RECORD_FILE);
         if config.lan.is_empty() && config.client.updown.is_none() {
             return None;
         }
@@ -99,7 +126,8 @@ impl HomeLans {
         let forwarding = if lans.is_empty() {
             None
         } else {
-            match Forwarding::enable() {
+            let interfaces: Vec<String> = lans.iter().map(|l| l.interface.clone()).collect();
+            match Forwarding::enable(&interfaces, &mut record) {
                 Ok(forwarding) => {
                     log_forwarding(&forwarding, "the home's LANs");
                     Some(forwarding)
@@ -142,19 +170,27 @@ impl HomeLans {
             tunnel: config.tunnel.interface.clone(),
             hook,
             up: false,
+            down_since: None,
+            grace: down_grace(&config.ike),
+            record,
         })
     }
 
-    /// The tunnel is up: addresses, the source route, advertisements, the hook. Twice is once.
+    /// The tunnel is up: addresses, the source route, advertisements, the hook. Twice is once;
+    /// back within the grace period after [`HomeLans::down`], nothing changes.
     pub fn up(&mut self) {
+        if let Some(since) = self.down_since.take() {
+            tracing::info!(
+                "lan: the tunnel is back after {} ms; the LANs stayed set up",
+                since.elapsed().as_millis()
+            );
+        }
         if self.up {
             return;
         }
         self.up = true;
         for lan in &mut self.lans {
-            match netconf::interface_index(&lan.interface)
-                .and_then(|index| netconf::add_address(lan.address, index))
-            {
+            match self.record.add_address(lan.address, &lan.interface) {
                 Ok(added) => lan.added = added,
                 Err(error) => {
                     tracing::warn!("lan {}: adding {}: {error}", lan.interface, lan.address)
@@ -177,8 +213,8 @@ impl HomeLans {
                 }
             );
         }
-        if let Some(route) = &self.source_route {
-            match route.add() {
+        if let Some(route) = self.source_route {
+            match self.record.add_route(route) {
                 Ok(added) => self.source_route_added = added,
                 Err(error) => tracing::warn!("adding the route {route}: {error}"),
             }
@@ -192,6 +228,9 @@ impl HomeLans {
     /// which went with the old device, goes through the new one, and back in place if the
     /// tunnel is up.
     pub fn tunnel_recreated(&mut self) {
+        let Some(old) = self.source_route else {
+            return;
+        };
         let Some(Route::From { ifindex, .. }) = &mut self.source_route else {
             return;
         };
@@ -205,16 +244,47 @@ impl HomeLans {
         if !self.source_route_added {
             return;
         }
-        if let Some(route) = &self.source_route {
-            match route.add() {
+        // The old route went with the old device.
+        self.record.forget(&Change::Route { route: old });
+        if let Some(route) = self.source_route {
+            match self.record.add_route(route) {
                 Ok(_) => tracing::info!("the route {route} is back on the new {}", self.tunnel),
                 Err(error) => tracing::warn!("adding the route {route} again: {error}"),
             }
         }
     }
 
-    /// The tunnel is down: final advertisements, then what `up` added goes. Twice is once.
+    /// The tunnel is down: the LANs stay set up for the grace period ([`down_grace`]), then
+    /// [`HomeLans::tick`] takes them down unless the tunnel is back by then.
     pub async fn down(&mut self) {
+        if !self.up || self.down_since.is_some() {
+            return;
+        }
+        if self.grace.is_zero() {
+            self.take_down().await;
+            return;
+        }
+        self.down_since = Some(Instant::now());
+        tracing::info!(
+            "lan: the tunnel is down; the LANs stay set up for {} ms in case it comes back",
+            self.grace.as_millis()
+        );
+    }
+
+    /// Called every second or so: takes the LANs down once the tunnel has been down for the
+    /// whole grace period.
+    pub async fn tick(&mut self) {
+        if self
+            .down_since
+            .is_some_and(|since| since.elapsed() >= self.grace)
+        {
+            self.take_down().await;
+        }
+    }
+
+    /// Final advertisements, then what `up` added goes. Twice is once.
+    async fn take_down(&mut self) {
+        self.down_since = None;
         if !self.up {
             return;
         }
@@ -228,9 +298,7 @@ impl HomeLans {
             }
             if lan.added {
                 lan.added = false;
-                if let Err(error) = netconf::interface_index(&lan.interface)
-                    .and_then(|index| netconf::remove_address(lan.address, index))
-                {
+                if let Err(error) = self.record.remove_address(lan.address, &lan.interface) {
                     tracing::warn!("lan {}: removing {}: {error}", lan.interface, lan.address);
                 }
             }
@@ -247,8 +315,8 @@ impl HomeLans {
         }
         if self.source_route_added {
             self.source_route_added = false;
-            if let Some(route) = &self.source_route
-                && let Err(error) = route.remove()
+            if let Some(route) = self.source_route
+                && let Err(error) = self.record.remove_route(route)
             {
                 tracing::warn!("removing the route {route}: {error}");
             }
@@ -258,11 +326,11 @@ impl HomeLans {
         }
     }
 
-    /// The client stops: down, forwarding set back, the hook's last run awaited.
+    /// The client stops: down at once, forwarding set back, the hook's last run awaited.
     pub async fn stop(&mut self) {
-        self.down().await;
+        self.take_down().await;
         if let Some(mut forwarding) = self.forwarding.take() {
-            forwarding.restore();
+            forwarding.restore(&mut self.record);
         }
         if let Some(hook) = self.hook.as_mut() {
             hook.finish().await;
@@ -277,6 +345,13 @@ fn router_address(subnet: Ipv6Net) -> Ipv6Net {
 
 /// Logs what turning forwarding on changed.
 pub fn log_forwarding(forwarding: &Forwarding, why: &str) {
+    let off = forwarding.accept_ra_off();
+    if !off.is_empty() {
+        tracing::info!(
+            "accept_ra 0 on {} while running: a router takes no Router Advertisements from its LAN",
+            off.join(", ")
+        );
+    }
     if !forwarding.turned_on() {
         tracing::info!("IPv6 forwarding was on already ({why})");
         return;
@@ -319,6 +394,21 @@ pub fn hook_environment(config: &ClientConfig) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lans_outlast_a_tunnel_down_by_the_liveness_timeout() {
+        let mut ike = hometun_config::IkeSection::default();
+        // 500 ms doubled over 5 tries: 0.5 + 1 + 2 + 4 + 8 s.
+        assert_eq!(down_grace(&ike), Duration::from_millis(15_500));
+        ike.retransmit_ms = 100;
+        ike.retransmit_tries = 2;
+        assert_eq!(down_grace(&ike), Duration::from_millis(300));
+        ike.retransmit_tries = 0;
+        assert_eq!(down_grace(&ike), Duration::from_millis(100));
+        ike.retransmit_ms = u64::MAX / 2;
+        ike.retransmit_tries = 40;
+        assert_eq!(down_grace(&ike), Duration::MAX);
+    }
 
     #[test]
     fn the_hook_hears_the_prefix_each_lan_s_64_and_the_tunnel() {

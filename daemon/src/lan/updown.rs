@@ -1,6 +1,7 @@
 //! The `updown` hook (`client.updown`): a program run when the tunnel comes up and when it goes
-//! down, like wg-quick's PostUp/PostDown or strongSwan's updown script, for homes whose own
-//! RA daemon (radvd, odhcpd, systemd-networkd) announces the prefix (examples/updown/).
+//! down (for longer than the liveness timeout, [`super::down_grace`], or the client stops),
+//! like wg-quick's PostUp/PostDown or strongSwan's updown script, for homes whose own RA daemon
+//! (radvd, odhcpd, systemd-networkd) announces the prefix (examples/updown/).
 //!
 //! Its environment:
 //! - `HOMETUN_STATE`: `up` or `down`;

@@ -11,6 +11,7 @@ use hometun_config::ServerConfig;
 use hometun_control::PeerId;
 use ipnet::Ipv6Net;
 
+use crate::netconf::record::ChangeRecord;
 use crate::netconf::{self, Forwarding, Route};
 use ndp_proxy::{NdpProxy, UpPrefixes};
 
@@ -18,8 +19,13 @@ use ndp_proxy::{NdpProxy, UpPrefixes};
 /// also a home whose prefix is the whole pool (one /64 on the provider's link).
 pub const UNREACHABLE_METRIC: u32 = u32::MAX;
 
+/// The server's record of its changes to the network set-up, in `server.state_dir`.
+pub const RECORD_FILE: &str = "netconf-server.json";
+
 /// What the server set up towards its provider.
 pub struct Upstream {
+    /// What was changed, also on disk for the run after a crash.
+    record: ChangeRecord,
     forwarding: Option<Forwarding>,
     unreachable: Option<Route>,
     proxy: Option<NdpProxy>,
@@ -29,16 +35,18 @@ pub struct Upstream {
 impl Upstream {
     /// Forwarding (if `upstream.forwarding`), the unreachable route, the NDP proxy (in
     /// `ndp-proxy` mode). Each part that fails (most often for want of `CAP_NET_ADMIN` or
-    /// `CAP_NET_RAW`) is one error line naming its key; the server runs on without it.
+    /// `CAP_NET_RAW`) is one error line naming its key; the server runs on without it. What a
+    /// previous run that did not stop cleanly left in the set-up is set back first.
     pub fn start(config: &ServerConfig) -> Self {
         let mut upstream = Upstream {
+            record: ChangeRecord::take_over(&config.server.state_dir, RECORD_FILE),
             forwarding: None,
             unreachable: None,
             proxy: None,
             up: UpPrefixes::default(),
         };
         if config.upstream.forwarding {
-            match Forwarding::enable() {
+            match Forwarding::enable(&[], &mut upstream.record) {
                 Ok(forwarding) => {
                     crate::lan::log_forwarding(&forwarding, "the homes (upstream.forwarding)");
                     upstream.forwarding = Some(forwarding);
@@ -54,7 +62,7 @@ impl Upstream {
             destination: config.server.pool.trunc(),
             metric: UNREACHABLE_METRIC,
         };
-        match route.add() {
+        match upstream.record.add_route(route) {
             Ok(true) => upstream.unreachable = Some(route),
             Ok(false) => tracing::info!("route {route} was there already"),
             Err(error) => tracing::error!(
@@ -93,12 +101,12 @@ impl Upstream {
             proxy.stop();
         }
         if let Some(route) = self.unreachable.take()
-            && let Err(error) = route.remove()
+            && let Err(error) = self.record.remove_route(route)
         {
             tracing::warn!("removing the route {route}: {error}");
         }
         if let Some(mut forwarding) = self.forwarding.take() {
-            forwarding.restore();
+            forwarding.restore(&mut self.record);
         }
     }
 }

@@ -52,8 +52,10 @@ pub enum ReloadError {
 impl Endpoint {
     /// Takes new settings for new IKE SAs (and for the later exchanges of established ones).
     /// Every IKE and CHILD SA stays, except those of a peer that no longer passes the new
-    /// CA, CRL or client list: they get a DELETE and go (returned as "NAME: why"). On an
-    /// error nothing changed.
+    /// CA, CRL or client list: they get a DELETE and go (returned as "NAME: why"). On a
+    /// server, a CHILD SA whose remote selector the new client list no longer gives its peer
+    /// goes too (a notice names the peer and the selector), while its peer's other pairs stay.
+    /// On an error nothing changed.
     pub fn reload(
         &mut self,
         now: Now,
@@ -115,23 +117,32 @@ impl Endpoint {
         Ok(refused)
     }
 
-    /// Deletes the IKE SAs (and their CHILD SAs) of peers the current settings refuse.
+    /// Deletes the IKE SAs (and their CHILD SAs) of peers the current settings refuse, and
+    /// on a server the CHILD SAs whose selectors the new authorizer no longer allows.
     fn cut_off_untrusted(&mut self, now: Now, rng: &mut dyn Random) -> Vec<String> {
         let authorizer = match &self.role {
             Role::Responder(role) => Some(role.authorizer.as_ref()),
             Role::Initiator(_) => None,
         };
-        let refused: Vec<(u64, String, crate::sa::established::Distrust)> = self
-            .sas
-            .iter()
-            .filter_map(|(spi, sa)| match sa {
-                Sa::Up(e) if e.is_current() => e
-                    .still_trusted(&self.common.verifier, authorizer, now)
-                    .err()
-                    .map(|why| (*spi, e.peer.name.clone(), why)),
-                _ => None,
-            })
-            .collect();
+        let mut refused: Vec<(u64, String, crate::sa::established::Distrust)> = Vec::new();
+        let mut narrowed: Vec<(u64, Vec<ipnet::Ipv6Net>)> = Vec::new();
+        for (spi, sa) in &self.sas {
+            let Sa::Up(e) = sa else { continue };
+            if !e.is_current() {
+                continue;
+            }
+            match e.still_trusted(&self.common.verifier, authorizer, now) {
+                Ok(Some(allowed)) => narrowed.push((*spi, allowed)),
+                Ok(None) => {}
+                Err(why) => refused.push((*spi, e.peer.name.clone(), why)),
+            }
+        }
+        for (spi, allowed) in narrowed {
+            if let Some(Sa::Up(e)) = self.sas.get_mut(&spi) {
+                let mut io = io!(self, now, rng);
+                e.keep_only(&mut io, allowed);
+            }
+        }
         for (spi, _, why) in &refused {
             if let Some(Sa::Up(mut e)) = self.sas.remove(spi) {
                 let mut io = io!(self, now, rng);

@@ -61,12 +61,40 @@ impl Ca {
         Issuer::from_params(&self.params, &self.key)
     }
 
+    /// A home's certificate (clientAuth, as `hometun pki` issues it).
     pub fn leaf(&self, dns: &str, serial: u64, validity: Validity) -> Leaf {
+        self.leaf_with_usage(
+            dns,
+            serial,
+            validity,
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
+        )
+    }
+
+    /// The server's certificate (serverAuth, as `hometun pki` issues it).
+    pub fn server_leaf(&self, dns: &str, serial: u64, validity: Validity) -> Leaf {
+        self.leaf_with_usage(
+            dns,
+            serial,
+            validity,
+            vec![ExtendedKeyUsagePurpose::ServerAuth],
+        )
+    }
+
+    /// A certificate with these extended key usages (none: no extension).
+    pub fn leaf_with_usage(
+        &self,
+        dns: &str,
+        serial: u64,
+        validity: Validity,
+        usages: Vec<ExtendedKeyUsagePurpose>,
+    ) -> Leaf {
         let key = KeyPair::generate_for(self.alg).unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.subject_alt_names = vec![SanType::DnsName(dns.try_into().unwrap())];
         params.distinguished_name.push(DnType::CommonName, dns);
         params.serial_number = Some(SerialNumber::from(serial));
+        params.extended_key_usages = usages;
         let (nb, na) = match validity {
             Validity::Good => ((2026, 1, 1), (2031, 1, 1)),
             Validity::Expired => ((2020, 1, 1), (2025, 1, 1)),
@@ -110,8 +138,19 @@ impl Ca {
         .to_vec()
     }
 
+    /// Trusts this CA for peers of any role.
     pub fn verifier(&self) -> CertificateVerifier {
         CertificateVerifier::from_ca_der(&[&self.der]).unwrap()
+    }
+
+    /// Trusts this CA for homes, as the server does (`PeerUsage::Home`).
+    pub fn home_verifier(&self) -> CertificateVerifier {
+        self.verifier().require(PeerUsage::Home)
+    }
+
+    /// Trusts this CA for the server, as a home does (`PeerUsage::Server`).
+    pub fn server_verifier(&self) -> CertificateVerifier {
+        self.verifier().require(PeerUsage::Server)
     }
 }
 

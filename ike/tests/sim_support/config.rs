@@ -74,7 +74,7 @@ impl Pki {
     pub fn new(alg: &'static SignatureAlgorithm) -> Self {
         let ca = Ca::new(alg, "hometun test CA");
         let client = ca.leaf(CLIENT_NAME, 100, Validity::Good);
-        let server = ca.leaf(SERVER_NAME, 101, Validity::Good);
+        let server = ca.server_leaf(SERVER_NAME, 101, Validity::Good);
         Self {
             ca,
             client,
@@ -135,7 +135,7 @@ pub fn server_config(setup: &Setup, pki: &Pki) -> ResponderConfig {
             pki.server.private_key(),
             SERVER_NAME,
             {
-                let mut verifier = pki.ca.verifier();
+                let mut verifier = pki.ca.home_verifier();
                 if let Some(crl) = &pki.server_crl {
                     verifier.add_crls(crl).unwrap();
                 }
@@ -165,9 +165,11 @@ pub fn client_config(setup: &Setup, pki: &Pki) -> InitiatorConfig {
             CLIENT_NAME,
             match &pki.client_trusts {
                 Some(CertificateVerifierSource::Der(der)) => {
-                    CertificateVerifier::from_ca_der(&[der]).unwrap()
+                    CertificateVerifier::from_ca_der(&[der])
+                        .unwrap()
+                        .require(PeerUsage::Server)
                 }
-                None => pki.ca.verifier(),
+                None => pki.ca.server_verifier(),
             },
             &setup.client_ike,
             &setup.client_esp,

@@ -3,8 +3,9 @@
 //! drop, duplicate, delay and NAT datagrams, and a fake forwarder per side that records the SA
 //! channel requests and reports counters like the real one.
 //!
-//! Certificates are made here with rcgen: a CA, a client leaf (`home.example`) and a server
-//! leaf (`vps.example`), Ed25519 or P-256.
+//! Certificates are made here with rcgen: a CA, a client leaf (`home.example`, clientAuth) and
+//! a server leaf (`vps.example`, serverAuth), Ed25519 or P-256. Each side requires the other's
+//! role as the daemon does (`PeerUsage::Home` on the server, `PeerUsage::Server` on a home).
 
 // Each simulation test uses a part of this support.
 #![allow(dead_code, unused_imports)]
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hometun_control::{
     ChildSa, CounterReport, Encapsulation, Event, Limits, PeerId, Request, SaCounters, Spi,
 };
-use hometun_ike::crypto::{CertificateVerifier, PeerIdentity, PrivateKey, VerifiedPeer};
+use hometun_ike::crypto::{CertificateVerifier, PeerIdentity, PeerUsage, PrivateKey, VerifiedPeer};
 use hometun_ike::endpoint::{
     Authorizer, CommonConfig, Endpoint, InitiatorConfig, Now, Output, PrefixRefusal, Random,
     ResponderConfig, Transmit,
@@ -26,9 +27,9 @@ use hometun_ike::proposal::{EspProposal, IkeProposal};
 use hometun_ike::settings::IkeRekeyPolicy;
 use ipnet::Ipv6Net;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, IsCa, Issuer,
-    KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams, SanType,
-    SerialNumber, SignatureAlgorithm, date_time_ymd,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
+    RevokedCertParams, SanType, SerialNumber, SignatureAlgorithm, date_time_ymd,
 };
 
 pub const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -52,6 +53,7 @@ pub fn client_prefix() -> Ipv6Net {
 mod certs;
 mod config;
 mod forwarder;
+mod homes;
 mod hostile;
 mod net;
 mod time;
@@ -59,6 +61,7 @@ mod time;
 pub use certs::*;
 pub use config::*;
 pub use forwarder::*;
+pub use homes::*;
 pub use hostile::*;
 pub use net::*;
 pub use time::*;

@@ -50,13 +50,13 @@ pub struct Node {
 
 impl Node {
     /// A server node: its forwarder requires grants, as a server's with a peer pool does.
-    fn server(endpoint: Endpoint) -> Self {
+    pub fn server(endpoint: Endpoint) -> Self {
         let mut node = Self::new(endpoint);
         node.forwarder.require_grants = true;
         node
     }
 
-    fn new(endpoint: Endpoint) -> Self {
+    pub fn new(endpoint: Endpoint) -> Self {
         Self {
             endpoint,
             forwarder: FakeForwarder::default(),

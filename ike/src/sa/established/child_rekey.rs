@@ -542,7 +542,16 @@ impl Established {
                 child.uninstall(io);
                 self.lost_a_pair(io);
             }
-            _ => self.rekey_failed(io, spi_in, request.ke_choice, &why),
+            _ => {
+                // A try without PFS is a fallback within one round: the round after the
+                // backoff starts again from the configured proposals (PFS first), so that a
+                // peer whose refusal changes gets PFS again, never a downgrade for good.
+                let next = match request.ke_choice {
+                    RekeyKe::WithoutPfs => RekeyKe::Default,
+                    chosen => chosen,
+                };
+                self.rekey_failed(io, spi_in, next, &why)
+            }
         }
     }
 

@@ -1,8 +1,9 @@
 //! An established IKE SA: its CHILD SAs, the message-ID windows, and the exchanges after
 //! IKE_AUTH. One file per exchange: [`informational`] (DELETE, liveness), [`mobike`] (RFC 4555
 //! address updates and the forwarder's moves), [`child_rekey`] and [`ike_rekey`]
-//! (CREATE_CHILD_SA in both roles, with the collision rules of RFC 7296 2.8.1 and 2.8.2), and
-//! [`requests`] (our side of the window: queued work, one request in flight).
+//! (CREATE_CHILD_SA in both roles, with the collision rules of RFC 7296 2.8.1 and 2.8.2),
+//! [`requests`] (our side of the window: queued work, one request in flight), and [`trust`]
+//! (what a reload still allows the peer).
 //!
 //! Where an SA stands in its life is one [`Lifecycle`] value; each request in flight is a
 //! [`requests::Pending`] consumed when its answer arrives.
@@ -13,8 +14,10 @@ mod informational;
 mod mobike;
 mod requests;
 pub(crate) mod restart_hints;
+mod trust;
 
 pub(crate) use requests::Task;
+pub use trust::Distrust;
 
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
@@ -770,33 +773,6 @@ impl Established {
         self.kill(io, reason);
     }
 
-    /// Whether the peer still passes `verifier` with the certificates of its IKE_AUTH (a reload
-    /// may bring a CRL that revokes it, or another CA), and on a server whether `authorizer`
-    /// still gives it every prefix its CHILD SAs carry. `Err` says why not.
-    pub fn still_trusted(
-        &self,
-        verifier: &crate::crypto::CertificateVerifier,
-        authorizer: Option<&dyn crate::settings::Authorizer>,
-        now: Now,
-    ) -> Result<(), Distrust> {
-        let certificates: Vec<&[u8]> = self.peer.certificates.iter().map(Vec::as_slice).collect();
-        let Some((end_entity, intermediates)) = certificates.split_first() else {
-            return Ok(());
-        };
-        let verified = verifier.verify(end_entity, intermediates, &self.peer.identity, now.wall)?;
-        if let Some(authorizer) = authorizer {
-            let prefixes = authorizer.prefixes(&self.peer.identity, &verified)?;
-            if let Some(lost) = self
-                .peer_allowed
-                .iter()
-                .find(|held| !prefixes.iter().any(|p| p.contains(*held)))
-            {
-                return Err(Distrust::PrefixWithdrawn(*lost));
-            }
-        }
-        Ok(())
-    }
-
     /// For `hometun status`.
     pub fn status(&self, now: Now) -> PeerStatus {
         let now = now.mono;
@@ -817,20 +793,6 @@ impl Established {
             children: self.children.iter().map(Child::status).collect(),
         }
     }
-}
-
-/// Why an established peer is no longer trusted after a reload.
-#[derive(Debug, thiserror::Error)]
-pub enum Distrust {
-    /// Its certificate chain no longer passes (a new CRL, another CA, expiry).
-    #[error("{0}")]
-    Certificate(#[from] crate::crypto::CertError),
-    /// The authorizer gives it no prefix any more.
-    #[error("{0}")]
-    Prefixes(#[from] crate::settings::PrefixRefusal),
-    /// A prefix its CHILD SAs carry is no longer among those the authorizer gives it.
-    #[error("its prefix {0} is no longer allowed")]
-    PrefixWithdrawn(ipnet::Ipv6Net),
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC` for log lines.

@@ -25,8 +25,9 @@ pub(crate) enum Task {
     RekeyIke { group: Option<DhGroup> },
     /// Delete the CHILD SA with this inbound SPI.
     DeleteChild(Spi),
-    /// Tell the peer to drop the pair it made in an exchange whose answer we refused (named by
-    /// our inbound SPI of it, which we never installed).
+    /// Tell the peer to drop a pair we hold no more (named by our inbound SPI of it, reserved
+    /// until the peer answers): one made in an exchange whose answer we refused or whose
+    /// install the forwarder refused, or one a reload no longer allows.
     DeleteRefusedPair(Spi),
     /// Delete the IKE SA.
     DeleteIke,
