@@ -139,7 +139,7 @@ else
   echo "    goal (every home back within 2000 ms): MISSED" >&2
   GOAL_MISSED=1
 fi
-grep -h "told .* peers" $LAB/server-restarted.log | sed 's/^.*INFO [^ ]* /    server log: /' | head -1
+grep -h "told .* peers" $LAB/server-restarted.log | sed 's/^.*INFO /    server log: /' | head -1
 for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
 for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
 PIDS=()

@@ -136,9 +136,11 @@ fn a_daemon_killed_and_started_again_at_once_comes_back_in_both_roles() {
             "{role}: no ping6 through the tunnel after the restart\n--- restarted {role}:\n{text}\n{}",
             logs(&[&server, &client])
         );
+        // The kernel releases a killed forwarder's device a moment after the process is gone,
+        // so the new forwarder may find it busy: it must have waited and taken it over.
         assert!(
-            !text.contains("Device or resource busy"),
-            "{role}: the restarted daemon met a busy device:\n{text}"
+            !text.contains("Device or resource busy") || text.contains("taken over"),
+            "{role}: the restarted daemon gave up on a busy device:\n{text}"
         );
         let after = forwarders(ns);
         assert_eq!(after.len(), 1, "{role}: forwarders after: {after:?}");
