@@ -5,8 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-/// The most `Result<_, String>` signatures library code may hold.
-const LIMIT: usize = 5;
+/// The most `Result<_, String>` signatures library code may hold: none is left, so a new one
+/// is a decision made here, in the open.
+const LIMIT: usize = 0;
 
 /// The workspace's member crates, as the root Cargo.toml lists them.
 fn members(root: &Path) -> Vec<PathBuf> {
