@@ -10,6 +10,7 @@
 //! many requests share one wake-up of the forwarder. A server's IKE_AUTH signature work runs on
 //! worker threads ([`workers`]), its results taken in the same loop.
 
+mod forwarder_start;
 pub mod icmp;
 mod operations;
 mod optional;
@@ -20,7 +21,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use hometun_control::{Event, InterfaceConfig, Request, Response};
 use tokio::net::UdpSocket;
 use tokio::process::Child;
@@ -34,6 +35,8 @@ use crate::peers_up::PeersUp;
 use crate::reload::ConfigReloader;
 use crate::site::{Site, SitePlan};
 use crate::status::{StatusReport, StatusRequest};
+pub use forwarder_start::ForwarderSource;
+use forwarder_start::open_configured_forwarder;
 use hometun_ike::endpoint::{Endpoint, InitiatorConfig, Output, ResponderConfig, Transmit};
 use hometun_ike::notice::Level;
 use optional::{child_exit, home_lost, renewal_due, renewal_result};
@@ -96,61 +99,6 @@ pub struct DriverConfig {
     pub holders: Option<crate::holders::HolderRegistry>,
 }
 
-/// Where the daemon's forwarder comes from.
-#[derive(Debug, Clone)]
-pub enum ForwarderSource {
-    /// Start `PROGRAM forwarder --control-fd N ARGS...` as a child joined by a socketpair
-    /// (normally our own binary).
-    Spawn {
-        /// The program.
-        program: PathBuf,
-        /// Extra arguments (the roaming flags).
-        args: Vec<String>,
-    },
-    /// Connect to a running `hometun forwarder --control PATH` (`forwarder_socket` in the
-    /// config), e.g. one systemd started with only CAP_NET_ADMIN and CAP_NET_RAW. Whoever started
-    /// it gave it the roaming flags; it stops when this connection closes.
-    Connect(PathBuf),
-}
-
-/// How long a daemon waits for a forwarder's control socket to appear or accept (a forwarder
-/// started by systemd at the same moment binds it a few milliseconds later).
-const CONNECT_PATIENCE: Duration = Duration::from_secs(5);
-
-/// Starts or connects to the forwarder. The child is `None` for a forwarder we did not start.
-async fn open_forwarder(
-    source: &ForwarderSource,
-) -> anyhow::Result<(ForwarderLink, mpsc::Receiver<Event>, Option<Child>)> {
-    match source {
-        ForwarderSource::Spawn { program, args } => {
-            let (link, events, child) = ForwarderLink::spawn(program, args)
-                .with_context(|| format!("starting {} forwarder", program.display()))?;
-            Ok((link, events, Some(child)))
-        }
-        ForwarderSource::Connect(path) => {
-            let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
-            loop {
-                match ForwarderLink::connect(path).await {
-                    Ok((link, events)) => return Ok((link, events, None)),
-                    Err(error)
-                        if matches!(
-                            error.kind(),
-                            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-                        ) && tokio::time::Instant::now() < deadline =>
-                    {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    Err(error) => bail!(
-                        "forwarder_socket {}: {error} (is `hometun forwarder --control {}` running?)",
-                        path.display(),
-                        path.display()
-                    ),
-                }
-            }
-        }
-    }
-}
-
 /// What the driver answers besides IKE: the requests of the status socket and the metrics
 /// endpoint, which its caller serves (`setup`), and the operator's commands.
 #[derive(Debug)]
@@ -195,20 +143,8 @@ pub async fn run_with_registry(
     let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
 
-    let (link, events, mut child) = open_forwarder(&config.forwarder).await?;
-    match link
-        .request(Request::Configure(config.interface.clone()))
-        .await
-    {
-        Ok(_) => {}
-        Err(error) => {
-            if let Some(child) = child.as_mut() {
-                let _ = child.kill().await;
-            }
-            // The error's Display already carries its cause: one line, no repetition.
-            bail!("forwarder: setting up the tunnel interface: {error}");
-        }
-    }
+    let (link, events, child) =
+        open_configured_forwarder(&config.forwarder, &config.interface).await?;
     let site = Site::start(&config.site);
     let forwarder = match (&child, &config.forwarder) {
         (_, ForwarderSource::Connect(path)) => format!("forwarder at {}", path.display()),
