@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-
 /// The workspace's member crates, as the root Cargo.toml lists them.
 fn members(root: &Path) -> Vec<PathBuf> {
     let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("the root Cargo.toml");
