@@ -685,7 +685,7 @@ fn update_sa_addresses(
 }
 
 fn cookie2_of(message: &hometun_ike::wire::ProtectedMessage) -> Option<Vec<u8>> {
-    hometun_ike::wire::notifies(&message.inner)
+    hometun_ike::wire::PayloadList::notifies(message.inner.as_slice())
         .find(|n| n.notify_type == NotifyType::COOKIE2)
         .map(|n| n.data.clone())
 }

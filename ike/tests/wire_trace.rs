@@ -52,10 +52,7 @@ fn every_message_parses_and_re_emits_identically() {
 }
 
 fn notify_data(payloads: &[Payload], t: NotifyType) -> &[u8] {
-    &notifies(payloads)
-        .find(|n| n.notify_type == t)
-        .unwrap_or_else(|| panic!("no {t}"))
-        .data
+    &payloads.notify(t).unwrap_or_else(|| panic!("no {t}")).data
 }
 
 /// The values `tshark -r trace.pcap -V` prints for frame 1.

@@ -21,6 +21,7 @@ use crate::proposal::{EspGroups, EspProposal, IkeProposal, NegotiationError};
 use crate::sa::child::join;
 use crate::selectors::{any_ipv6, prefixes_of, to_payload, within};
 use crate::window::{Retransmission, RetransmitAction};
+use crate::wire::PayloadList;
 use crate::wire::{
     self, ExchangeType, Flags, HashAlgorithm, Header, Message, Notify, NotifyType, Payload,
 };
@@ -329,18 +330,9 @@ impl SaInitRequested {
         if spi_r == 0 {
             return Err(IkeError::syntax("responder SPI is zero"));
         }
-        let mut sa = None;
-        let mut ke = None;
-        let mut nr = None;
-        for payload in &message.payloads {
-            match payload {
-                Payload::Sa(s) => sa = Some(s),
-                Payload::Ke(k) => ke = Some(k),
-                Payload::Nonce(n) => nr = Some(n),
-                _ => {}
-            }
-        }
-        let (Some(sa), Some(ke), Some(nr)) = (sa, ke, nr) else {
+        let payloads = message.payloads.as_slice();
+        let (Some(sa), Some(ke), Some(nr)) = (payloads.sa(), payloads.ke(), payloads.nonce())
+        else {
             return Err(IkeError::syntax("IKE_SA_INIT response lacks SA, KE or Nr"));
         };
         let (chosen, _) = IkeProposal::accept(&io.cfg.ike_proposals, sa)?;
@@ -559,22 +551,8 @@ impl AuthRequested {
         p: &ClientParams<'_>,
         inner: &[Payload],
     ) -> Result<Established, (Self, Failure)> {
-        let mut idr = None;
-        let mut auth = None;
-        let mut sa = None;
-        let mut tsi = None;
-        let mut tsr = None;
-        for payload in inner {
-            match payload {
-                Payload::IdR(id) => idr = Some(id),
-                Payload::Auth(a) => auth = Some(a),
-                Payload::Sa(s) => sa = Some(s),
-                Payload::TsI(t) => tsi = Some(t),
-                Payload::TsR(t) => tsr = Some(t),
-                _ => {}
-            }
-        }
-        let (Some(idr), Some(auth)) = (idr, auth) else {
+        let (sa, tsi, tsr) = (inner.sa(), inner.ts_i(), inner.ts_r());
+        let (Some(idr), Some(auth)) = (inner.id_r(), inner.auth()) else {
             let failure = match error_notify(inner) {
                 Some(n) => Failure::Refused {
                     exchange: "IKE_AUTH",

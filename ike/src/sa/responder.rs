@@ -22,10 +22,10 @@ use crate::io::Output;
 use crate::proposal::{ChosenEsp, EspGroups, EspProposal, IkeProposal};
 use crate::selectors::{any_ipv6, narrow, prefixes_of, to_payload};
 use crate::settings::Authorizer;
-use crate::wire::Authentication;
 use crate::wire::{
     self, ExchangeType, Flags, HashAlgorithm, Header, Message, Notify, NotifyType, Payload,
 };
+use crate::wire::{Authentication, PayloadList};
 
 /// An unprotected IKE_SA_INIT response carrying one notify (COOKIE, INVALID_KE_PAYLOAD,
 /// NO_PROPOSAL_CHOSEN...): the responder SPI is zero and no state is kept (RFC 7296 2.6, 1.2).
@@ -53,18 +53,8 @@ pub(crate) fn respond_sa_init(
     expires: Instant,
 ) -> Result<HalfOpen, IkeError> {
     let spi_i = message.header.spi_i;
-    let mut sa = None;
-    let mut ke = None;
-    let mut ni = None;
-    for payload in &message.payloads {
-        match payload {
-            Payload::Sa(s) => sa = Some(s),
-            Payload::Ke(k) => ke = Some(k),
-            Payload::Nonce(n) => ni = Some(n),
-            _ => {}
-        }
-    }
-    let (Some(sa), Some(ke), Some(ni)) = (sa, ke, ni) else {
+    let payloads = message.payloads.as_slice();
+    let (Some(sa), Some(ke), Some(ni)) = (payloads.sa(), payloads.ke(), payloads.nonce()) else {
         return Err(IkeError::syntax("IKE_SA_INIT request lacks SA, KE or Ni"));
     };
     let (chosen, _, answer) = IkeProposal::select(&io.cfg.ike_proposals, sa, Some(ke.group), &[])?;
@@ -372,18 +362,8 @@ impl HalfOpen {
         inner: &[Payload],
         generation: u64,
     ) -> Result<(String, AuthJob), (Option<String>, IkeError)> {
-        let mut idi = None;
-        let mut auth = None;
-        let mut idr = None;
-        for payload in inner {
-            match payload {
-                Payload::IdI(id) => idi = Some(id),
-                Payload::IdR(id) => idr = Some(id),
-                Payload::Auth(a) => auth = Some(a),
-                _ => {}
-            }
-        }
-        let (Some(idi), Some(auth)) = (idi, auth) else {
+        let idr = inner.id_r();
+        let (Some(idi), Some(auth)) = (inner.id_i(), inner.auth()) else {
             return Err((None, IkeError::syntax("IKE_AUTH request lacks IDi or AUTH")));
         };
         let identity = identity_of(idi).map_err(|e| (None, e))?;
@@ -432,20 +412,8 @@ impl HalfOpen {
         inner: &[Payload],
         proof: AuthProof,
     ) -> Result<Checked, (Option<String>, IkeError)> {
-        let mut idi = None;
-        let mut sa = None;
-        let mut tsi = None;
-        let mut tsr = None;
-        for payload in inner {
-            match payload {
-                Payload::IdI(id) => idi = Some(id),
-                Payload::Sa(s) => sa = Some(s),
-                Payload::TsI(t) => tsi = Some(t),
-                Payload::TsR(t) => tsr = Some(t),
-                _ => {}
-            }
-        }
-        let Some(idi) = idi else {
+        let (sa, tsi, tsr) = (inner.sa(), inner.ts_i(), inner.ts_r());
+        let Some(idi) = inner.id_i() else {
             return Err((None, IkeError::syntax("IKE_AUTH request lacks IDi")));
         };
         let identity = identity_of(idi).map_err(|e| (None, e))?;

@@ -2,7 +2,7 @@
 
 use super::codec::Writer;
 use super::header::{HEADER_LEN, MAJOR_VERSION};
-use super::payload::{first_payload_type, parse_payloads, payloads_len, write_chain};
+use super::payload::{PayloadList, first_payload_type, parse_payloads, payloads_len, write_chain};
 use super::{Encrypted, Header, Notify, NotifyType, Payload, PayloadType, WireError};
 
 /// An IKE message as it travels: header and payloads (an SK payload still encrypted; see
@@ -76,19 +76,11 @@ impl Message {
 
     /// The Notify payloads.
     pub fn notifies(&self) -> impl Iterator<Item = &Notify> {
-        notifies(&self.payloads)
+        PayloadList::notifies(self.payloads.as_slice())
     }
 
     /// The first Notify payload of a type.
     pub fn notify(&self, notify_type: NotifyType) -> Option<&Notify> {
         self.notifies().find(|n| n.notify_type == notify_type)
     }
-}
-
-/// The Notify payloads among `payloads` (for the inner payloads of a protected message too).
-pub fn notifies(payloads: &[Payload]) -> impl Iterator<Item = &Notify> {
-    payloads.iter().filter_map(|p| match p {
-        Payload::Notify(n) => Some(n),
-        _ => None,
-    })
 }

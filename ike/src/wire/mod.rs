@@ -47,7 +47,7 @@ pub use identity::{
     Authentication, Certificate, CertificateRequest, DigitalSignature, Identification,
 };
 pub use keying::{KeyExchange, Nonce};
-pub use message::{Message, notifies};
+pub use message::Message;
 pub use notify::{Delete, Notify};
 pub use payload::{
     Payload, PayloadList, UnknownPayload, VendorId, emit_payloads, first_payload_type,

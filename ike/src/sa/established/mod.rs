@@ -32,7 +32,7 @@ use crate::sa::child::{Child, ChildState};
 use crate::sa::{IkeCore, IkeError, Io, PeerInfo, hex_spi};
 use crate::status::PeerStatus;
 use crate::window::{RequestClass, ResponseWindow, RetransmitAction, total_patience};
-use crate::wire::{self, Delete, ExchangeType, Header, NotifyType, Payload, ProtocolId};
+use crate::wire::{Delete, ExchangeType, Header, NotifyType, Payload, PayloadList, ProtocolId};
 use child_rekey::DELETED_INBOUND_LINGER;
 use ike_rekey::IkeCollision;
 use mobike::PendingMove;
@@ -445,14 +445,10 @@ impl Established {
             if !self.is_current() {
                 return Err(IkeError::TemporaryFailure("this IKE SA is being replaced"));
             }
-            let sa = inner.iter().find_map(|p| match p {
-                Payload::Sa(sa) => Some(sa),
-                _ => None,
-            });
-            let Some(sa) = sa else {
+            let Some(sa) = inner.sa() else {
                 return Err(IkeError::syntax("CREATE_CHILD_SA without SA payload"));
             };
-            let rekey = wire::notifies(inner).find(|n| n.notify_type == NotifyType::REKEY_SA);
+            let rekey = inner.notify(NotifyType::REKEY_SA);
             let ike = sa
                 .proposals
                 .first()
