@@ -10,7 +10,7 @@ use std::fmt;
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
-use hometun_control::{Endpoint, Spi};
+use hometun_control::{ControlError, Endpoint, Spi};
 use ipnet::Ipv6Net;
 
 use crate::crypto::DhGroup;
@@ -124,7 +124,7 @@ pub enum Notice {
         /// The peer.
         peer: String,
         /// The forwarder's refusal.
-        reason: String,
+        reason: ControlError,
     },
     /// A pair reached its hard limit before a successor was there.
     HardLimitBeforeSuccessor {

@@ -758,7 +758,7 @@ impl Endpoint {
             Sa::Up(e) if e.has_child(spi_in) => Some(e),
             _ => None,
         }) {
-            e.install_refused(&mut io, spi_in, &reason.to_string());
+            e.install_refused(&mut io, spi_in, reason);
         }
         self.after(now, rng);
     }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use hometun_control::Spi;
+use hometun_control::{ControlError, Spi};
 
 use super::requests::{Outstanding, Pending, RekeyKe, Task};
 use super::{Effect, Established};
@@ -625,7 +625,7 @@ impl Established {
 
     /// The forwarder refused to install the pair with inbound SPI `spi_in`: drop it here, ask
     /// the peer to drop its side, and undo the rekey that made it.
-    pub fn install_refused(&mut self, io: &mut Io<'_>, spi_in: Spi, reason: &str) {
+    pub fn install_refused(&mut self, io: &mut Io<'_>, spi_in: Spi, reason: &ControlError) {
         let Some(i) = self.children.iter().position(|c| c.spi_in == spi_in) else {
             return;
         };
@@ -634,7 +634,7 @@ impl Established {
         io.notice(Notice::InstallRefused {
             spi_in,
             peer: self.peer.name.clone(),
-            reason: reason.to_string(),
+            reason: reason.clone(),
         });
         // Our SPI of it stays reserved until the peer answered the DELETE.
         self.queue.push_front(Task::DeleteRefusedPair(child.spi_in));
