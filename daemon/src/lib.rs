@@ -27,6 +27,7 @@ pub mod reload;
 pub mod renewal;
 pub mod setup;
 pub mod site;
+pub mod state_file;
 pub mod status;
 pub mod status_client;
 #[cfg(test)]

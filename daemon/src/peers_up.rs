@@ -4,8 +4,6 @@
 //! recovery"). It holds identities, addresses and ESP SPIs, never keys; it is written only when
 //! it changes (at most once per counter tick), atomically, readable by root alone.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use hometun_ike::endpoint::RestartHint;
@@ -35,32 +33,7 @@ impl PeersUp {
     /// cleanly, never ran, or left a file that does not parse: that is logged in one line and
     /// the file is replaced at the next write).
     pub fn read_previous(&self) -> Vec<RestartHint> {
-        let bytes = match std::fs::read(&self.path) {
-            Ok(bytes) => bytes,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
-            Err(error) => {
-                tracing::warn!("{}: cannot read: {error}", self.path.display());
-                return Vec::new();
-            }
-        };
-        match serde_json::from_slice::<Vec<RestartHint>>(&bytes) {
-            Ok(peers) if peers.len() <= MAX_PEERS => peers,
-            Ok(peers) => {
-                tracing::warn!(
-                    "{}: {} peers listed, more than {MAX_PEERS}: ignored",
-                    self.path.display(),
-                    peers.len()
-                );
-                Vec::new()
-            }
-            Err(error) => {
-                tracing::warn!(
-                    "{}: not a list of peers ({error}): ignored",
-                    self.path.display()
-                );
-                Vec::new()
-            }
-        }
+        crate::state_file::read_list(&self.path, MAX_PEERS, "peers")
     }
 
     /// Records `peers` if they differ from what the file holds.
@@ -68,25 +41,11 @@ impl PeersUp {
         if self.written.as_ref() == Some(&peers) {
             return;
         }
-        match self.write(&peers) {
+        match crate::state_file::write_list(&self.path, &peers) {
             Ok(()) => self.written = Some(peers),
             // Tried again at the next tick; the tunnel does not depend on it.
             Err(error) => tracing::warn!("{}: cannot write: {error}", self.path.display()),
         }
-    }
-
-    fn write(&self, peers: &[RestartHint]) -> std::io::Result<()> {
-        let json = serde_json::to_vec(peers).map_err(std::io::Error::other)?;
-        let temporary = self.path.with_extension("json.new");
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temporary)?;
-        file.write_all(&json)?;
-        file.sync_data()?;
-        std::fs::rename(&temporary, &self.path)
     }
 }
 

@@ -5,8 +5,7 @@
 //! it was before the first run. Without it the next run would find forwarding on, the route or
 //! the address already there, take them for someone else's and leave them for good.
 
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use ipnet::Ipv6Net;
@@ -217,7 +216,7 @@ impl ChangeRecord {
                 other => other,
             }
         } else {
-            write(path, &self.changes)
+            crate::state_file::write_list(path, &self.changes)
         };
         if let Err(error) = result {
             // The set-up works without it; only a crash would then leave changes behind.
@@ -227,47 +226,7 @@ impl ChangeRecord {
 }
 
 fn read(path: &Path) -> Vec<Change> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Vec::new(),
-        Err(error) => {
-            tracing::warn!("{}: cannot read: {error}", path.display());
-            return Vec::new();
-        }
-    };
-    match serde_json::from_slice::<Vec<Change>>(&bytes) {
-        Ok(changes) if changes.len() <= MAX_CHANGES => changes,
-        Ok(changes) => {
-            tracing::warn!(
-                "{}: {} changes listed, more than {MAX_CHANGES}: ignored",
-                path.display(),
-                changes.len()
-            );
-            Vec::new()
-        }
-        Err(error) => {
-            tracing::warn!(
-                "{}: not a list of network changes ({error}): ignored",
-                path.display()
-            );
-            Vec::new()
-        }
-    }
-}
-
-/// Written atomically, readable by root alone.
-fn write(path: &Path, changes: &[Change]) -> io::Result<()> {
-    let json = serde_json::to_vec(changes).map_err(io::Error::other)?;
-    let temporary = path.with_extension("json.new");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)?;
-    file.write_all(&json)?;
-    file.sync_data()?;
-    std::fs::rename(&temporary, path)
+    crate::state_file::read_list(path, MAX_CHANGES, "network changes")
 }
 
 #[cfg(test)]
