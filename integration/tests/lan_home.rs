@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use hometun_lab::ike_lab::{Daemon, logs, ping6, tcp_transfer, wait_ping};
 use hometun_lab::lan_lab::{
-    INTERNET_HOST, LAN_INTERFACE, LanLab, Mode, ip_text, ping_output, sysctl_value,
+    INTERNET_HOST, LAN_INTERFACE, LanLab, Mode, ip_text, network_state, ping_output, sysctl_value,
 };
 use hometun_lab::{require_root, wait_for};
 
@@ -241,30 +241,15 @@ fn state(lab: &LanLab, side: Side) -> String {
         Side::Home => &lab.home,
         Side::Vps => &lab.vps,
     };
-    let mut text = String::new();
-    // Link-local addresses come and go with the links, not with the daemons.
-    text += &ip_text(ns, &["-6", "-o", "addr", "show"])
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|w| w.len() > 3 && !w[3].starts_with("fe80:"))
-        .map(|w| format!("{} {}\n", w[1], w[3]))
-        .collect::<String>();
-    text += &ip_text(ns, &["-6", "route", "show", "table", "all"])
-        .lines()
-        .filter(|l| {
-            !l.contains("proto kernel") && !l.starts_with("local") && !l.starts_with("multicast")
-        })
-        .map(|l| format!("{l}\n"))
-        .collect::<String>();
-    for key in [
-        "net.ipv6.conf.all.forwarding",
-        "net.ipv6.conf.default.accept_ra",
-        "net.ipv6.conf.eth0.accept_ra",
-        "net.ipv6.conf.lan0.accept_ra",
-    ] {
-        text += &format!("{key}={}\n", sysctl_value(ns, key).unwrap_or_default());
-    }
-    text
+    network_state(
+        ns,
+        &[
+            "net.ipv6.conf.all.forwarding",
+            "net.ipv6.conf.default.accept_ra",
+            "net.ipv6.conf.eth0.accept_ra",
+            "net.ipv6.conf.lan0.accept_ra",
+        ],
+    )
 }
 
 #[test]

@@ -11,7 +11,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hometun_lab::ike_lab::{Daemon, edit_client, logs, wait_ping};
-use hometun_lab::lan_lab::{INTERNET_HOST, LAN_INTERFACE, LanLab, Mode, ip_text, sysctl_value};
+use hometun_lab::lan_lab::{
+    INTERNET_HOST, LAN_INTERFACE, LanLab, Mode, ip_text, network_state, sysctl_value,
+};
 use hometun_lab::{Netns, require_root, wait_for};
 
 /// An updown hook that appends each state to `log`.
@@ -152,27 +154,14 @@ fn a_server_restart_leaves_the_lan_set_up_and_a_long_outage_takes_it_down() {
 
 /// What a router's daemon may change: addresses, routes, forwarding and accept_ra sysctls.
 fn state(ns: &Netns) -> String {
-    let mut text = String::new();
-    text += &ip_text(ns, &["-6", "-o", "addr", "show"])
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|w| w.len() > 3 && !w[3].starts_with("fe80:"))
-        .map(|w| format!("{} {}\n", w[1], w[3]))
-        .collect::<String>();
-    text += &ip_text(ns, &["-6", "route", "show", "table", "all"])
-        .lines()
-        .filter(|l| {
-            !l.contains("proto kernel") && !l.starts_with("local") && !l.starts_with("multicast")
-        })
-        .map(|l| format!("{l}\n"))
-        .collect::<String>();
-    for key in [
-        "net.ipv6.conf.all.forwarding",
-        "net.ipv6.conf.default.accept_ra",
-        "net.ipv6.conf.eth0.accept_ra",
-    ] {
-        text += &format!("{key}={}\n", sysctl_value(ns, key).unwrap_or_default());
-    }
+    let mut text = network_state(
+        ns,
+        &[
+            "net.ipv6.conf.all.forwarding",
+            "net.ipv6.conf.default.accept_ra",
+            "net.ipv6.conf.eth0.accept_ra",
+        ],
+    );
     if ns
         .output("ip", &["link", "show", LAN_INTERFACE])
         .is_ok_and(|o| o.status.success())

@@ -165,6 +165,30 @@ pub fn ip_text(ns: &Netns, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
+/// What a router's daemon may change in `ns`, as text to compare before and after: global
+/// addresses, routes other than the kernel's, and the sysctls named in `sysctls` (link-local
+/// addresses come and go with the links, not with the daemons).
+pub fn network_state(ns: &Netns, sysctls: &[&str]) -> String {
+    let mut text = String::new();
+    text += &ip_text(ns, &["-6", "-o", "addr", "show"])
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|w| w.len() > 3 && !w[3].starts_with("fe80:"))
+        .map(|w| format!("{} {}\n", w[1], w[3]))
+        .collect::<String>();
+    text += &ip_text(ns, &["-6", "route", "show", "table", "all"])
+        .lines()
+        .filter(|l| {
+            !l.contains("proto kernel") && !l.starts_with("local") && !l.starts_with("multicast")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect::<String>();
+    for key in sysctls {
+        text += &format!("{key}={}\n", sysctl_value(ns, key).unwrap_or_default());
+    }
+    text
+}
+
 impl LanLab {
     /// The namespaces, links and addresses of `mode`; a PKI; the server's config with
     /// `[upstream]` for `mode` and the home's with one `[[lan]]` on `lan0` (RDNSS
