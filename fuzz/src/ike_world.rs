@@ -14,7 +14,7 @@ use hometun_ike::endpoint::{Endpoint, Output, Transmit};
 use crate::credentials;
 pub use crate::endpoints::{Config, SERVER_ADDR, Side, home_endpoint, server_endpoint};
 use crate::hostile::{Hostile, remember};
-pub use hometun_ike::sim::{Clock, FakeForwarder, InstalledSa, SeededRandom};
+pub use hometun_ike::sim::{Clock, FakeForwarder, InstalledSa, SeededRandom, drain_outputs};
 
 /// Addresses the home may have (it moves between them).
 pub const HOME_ADDRS: [Ipv4Addr; 3] = [
@@ -185,31 +185,22 @@ impl World {
                     Side::Home => &mut self.home,
                     Side::Server => &mut self.server,
                 };
-                loop {
-                    let mut refused = Vec::new();
-                    while let Some(output) = node.endpoint.poll_output() {
+                let peer_ups = &mut node.peer_ups;
+                drain_outputs(
+                    &mut node.endpoint,
+                    &mut node.forwarder,
+                    at,
+                    now,
+                    rng,
+                    |output| {
                         if trace {
                             eprintln!("  {side:?} at {now:?}: {output:?}");
                         }
-                        match &output {
-                            Output::Forwarder(request) => {
-                                if let Err(reason) = node.forwarder.apply(request, now)
-                                    && let Request::Install(sa) = request
-                                {
-                                    refused.push((sa.spi_in, reason));
-                                }
-                            }
-                            Output::PeerUp { .. } => node.peer_ups += 1,
-                            _ => {}
+                        if matches!(output, Output::PeerUp { .. }) {
+                            *peer_ups += 1;
                         }
-                    }
-                    if refused.is_empty() {
-                        break;
-                    }
-                    for (spi, reason) in refused {
-                        node.endpoint.handle_install_refused(at, spi, &reason, rng);
-                    }
-                }
+                    },
+                );
                 while let Some(t) = node.endpoint.poll_transmit() {
                     sent.push(t);
                 }

@@ -11,7 +11,8 @@ use hometun_control::{
 };
 use ipnet::Ipv6Net;
 
-use crate::endpoint::{Now, Random};
+use crate::endpoint::{Endpoint, Now, Random};
+use crate::io::Output;
 
 /// SplitMix64: seeded and reproducible, so a failing run can be run again.
 pub struct SeededRandom(u64);
@@ -266,5 +267,37 @@ impl FakeForwarder {
         self.log
             .iter()
             .position(|r| matches!(r, Request::Delete { spi_in } if spi_in.0 == spi))
+    }
+}
+
+/// Takes `endpoint`'s outputs as the driver does: each SA channel request goes to `forwarder`
+/// (at virtual time `now`), a refused install goes back to the endpoint
+/// ([`Endpoint::handle_install_refused`], which may bring more outputs), and every output is
+/// handed to `each` in order.
+pub fn drain_outputs(
+    endpoint: &mut Endpoint,
+    forwarder: &mut FakeForwarder,
+    at: Now,
+    now: Duration,
+    rng: &mut dyn Random,
+    mut each: impl FnMut(Output),
+) {
+    loop {
+        let mut refused = Vec::new();
+        while let Some(output) = endpoint.poll_output() {
+            if let Output::Forwarder(request) = &output
+                && let Err(reason) = forwarder.apply(request, now)
+                && let Request::Install(sa) = request
+            {
+                refused.push((sa.spi_in, reason));
+            }
+            each(output);
+        }
+        if refused.is_empty() {
+            return;
+        }
+        for (spi, reason) in refused {
+            endpoint.handle_install_refused(at, spi, &reason, rng);
+        }
     }
 }

@@ -123,24 +123,15 @@ impl Homes {
             while let Some(job) = node.endpoint.poll_auth_job() {
                 node.endpoint.handle_auth_done(at, job.run(), rng);
             }
-            loop {
-                let mut refused = Vec::new();
-                while let Some(output) = node.endpoint.poll_output() {
-                    if let Output::Forwarder(request) = &output
-                        && let Err(reason) = node.forwarder.apply(request, now)
-                        && let Request::Install(sa) = request
-                    {
-                        refused.push((sa.spi_in, reason));
-                    }
-                    node.outputs.push((now, output));
-                }
-                if refused.is_empty() {
-                    break;
-                }
-                for (spi, reason) in refused {
-                    node.endpoint.handle_install_refused(at, spi, &reason, rng);
-                }
-            }
+            let outputs = &mut node.outputs;
+            drain_outputs(
+                &mut node.endpoint,
+                &mut node.forwarder,
+                at,
+                now,
+                rng,
+                |output| outputs.push((now, output)),
+            );
             while let Some(t) = node.endpoint.poll_transmit() {
                 sent.push(t);
             }

@@ -190,26 +190,15 @@ impl Pair {
                 }
             }
             // The forwarder answers each request; IKE hears of a refused install.
-            loop {
-                let mut refused = Vec::new();
-                while let Some(output) = node.endpoint.poll_output() {
-                    if let Output::Forwarder(request) = &output
-                        && let Err(reason) = node.forwarder.apply(request, now)
-                        && let Request::Install(sa) = request
-                    {
-                        refused.push((sa.spi_in, reason));
-                    }
-                    node.outputs.push((now, output));
-                }
-                if refused.is_empty() {
-                    break;
-                }
-                let at = self.clock.now();
-                for (spi, reason) in refused {
-                    node.endpoint
-                        .handle_install_refused(at, spi, &reason, &mut self.rng);
-                }
-            }
+            let outputs = &mut node.outputs;
+            drain_outputs(
+                &mut node.endpoint,
+                &mut node.forwarder,
+                self.clock.now(),
+                now,
+                &mut self.rng,
+                |output| outputs.push((now, output)),
+            );
             let mut sent = Vec::new();
             while let Some(t) = node.endpoint.poll_transmit() {
                 sent.push(t);
