@@ -112,8 +112,10 @@ fn holds_tun(process: &Path, name: &str) -> bool {
     let Ok(fds) = std::fs::read_dir(process.join("fd")) else {
         return false;
     };
+    // Seen from another mount namespace whose root is not the system's (a chroot or a
+    // container), the holder's descriptor reads as `<its root>/dev/net/tun`.
     fds.flatten().any(|fd| {
-        std::fs::read_link(fd.path()).is_ok_and(|target| target == Path::new("/dev/net/tun"))
+        std::fs::read_link(fd.path()).is_ok_and(|target| target.ends_with("dev/net/tun"))
             && std::fs::read_to_string(process.join("fdinfo").join(fd.file_name()))
                 .is_ok_and(|info| attached_to(&info, name))
     })
