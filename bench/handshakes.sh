@@ -148,7 +148,8 @@ SERVER_PID=$(start_server $VPS "$HOMETUN_BIN" $LAB/ca/server.toml $LAB/server.lo
 if [ -n "${BASELINE_BIN:-}" ]; then
   sed -e 's/^listen = "192.0.2.1"/listen = "192.0.2.4"/; s/^listen = "192.0.2.1:8443"/listen = "192.0.2.4:8443"/' \
     -e 's/^state_dir = "state"/state_dir = "state-base"/; s#^control_socket = "state/#control_socket = "state-base/#' \
-    $LAB/ca/server.toml >$LAB/ca/server-base.toml
+    $LAB/ca/server.toml >$LAB/ca/server-base-all.toml
+  config_for_binary "$BASELINE_BIN" $LAB/ca/server-base-all.toml $LAB/ca/server-base.toml
   BASE_PID=$(start_server $VPS_BASE "$BASELINE_BIN" $LAB/ca/server-base.toml $LAB/server-base.log)
 fi
 

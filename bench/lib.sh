@@ -85,3 +85,28 @@ charon_start() { # namespace dir: starts the charon of charon_config in the back
   for _ in $(seq 100); do [ -S $S/charon.vici ] && break; sleep 0.1; done
   ip netns exec $ns env STRONGSWAN_CONF=$S/strongswan.conf swanctl --load-all --file $S/swanctl/swanctl.conf --uri unix://$S/charon.vici >/dev/null 2>&1
 }
+
+# A copy of server config FILE that an older hometun binary BIN reads (BASELINE_BIN rounds): the
+# keys and tables BIN names as unknown are left out, one by one (at most 30), so that both
+# binaries run the same settings apart from what the older one does not have.
+config_for_binary() { # BIN FILE OUT
+  local bin=$1 file=$2 out=$3 error line n
+  cp "$file" "$out"
+  for n in $(seq 30); do
+    error=$("$bin" server --check --config "$out" 2>&1 >/dev/null) && return 0
+    line=$(printf '%s\n' "$error" | sed -n 's/.*unknown field .*line \([0-9]*\),.*/\1/p; s/.*line \([0-9]*\), column [0-9]*: unknown field.*/\1/p' | head -1)
+    if [ -z "$line" ]; then
+      echo "config_for_binary: $bin does not read $out: $error" >&2
+      return 1
+    fi
+    if sed -n "${line}p" "$out" | grep -q '^\['; then
+      # A whole table: its header up to the next one.
+      awk -v start="$line" 'NR == start {skip = 1; next} skip && /^\[/ {skip = 0} !skip' "$out" >"$out.new"
+    else
+      sed "${line}d" "$out" >"$out.new"
+    fi
+    mv "$out.new" "$out"
+  done
+  echo "config_for_binary: $out still refused after 30 keys left out" >&2
+  return 1
+}
