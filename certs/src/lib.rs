@@ -5,7 +5,9 @@
 //!   the CA's own checks of home and server certificates;
 //! - [`addrblock`]: the RFC 3779 IP address block extension that says which prefix a home
 //!   owns;
-//! - [`der`]: the minimal DER reader the address blocks are read with.
+//! - [`der`]: the minimal DER reader the address blocks are read with;
+//! - [`signature_memo`]: the signature checks that succeeded, remembered, so that a CRL or a
+//!   home certificate is not verified again on every handshake.
 //!
 //! No I/O: certificates, keys and CRLs come in as bytes (docs/ARCHITECTURE.md, "Crates").
 
@@ -13,6 +15,7 @@
 
 pub mod addrblock;
 pub mod der;
+pub mod signature_memo;
 pub mod verify;
 
 pub use der::DerError;

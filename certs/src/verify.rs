@@ -38,17 +38,20 @@ use webpki::{
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use crate::addrblock::{self, AddrBlockError};
+use crate::signature_memo::Remembered;
 
 const OID_ED25519: &str = "1.3.101.112";
 const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
 const OID_P256: &str = "1.2.840.10045.3.1.7";
 
 /// Signature algorithms accepted on certificates and CRLs: those of the keys hometun issues
-/// and IKE authenticates with (Ed25519, RFC 8420; ECDSA P-256, RFC 7427).
+/// and IKE authenticates with (Ed25519, RFC 8420; ECDSA P-256, RFC 7427), each remembering
+/// the signatures it verified ([`crate::signature_memo`]: the CRL's on every path, a home
+/// certificate's on each of its handshakes).
 pub static SIGNATURE_ALGS: &[&dyn SignatureVerificationAlgorithm] = &[
-    webpki::ring::ED25519,
-    webpki::ring::ECDSA_P256_SHA256,
-    webpki::ring::ECDSA_P256_SHA384,
+    &Remembered(webpki::ring::ED25519),
+    &Remembered(webpki::ring::ECDSA_P256_SHA256),
+    &Remembered(webpki::ring::ECDSA_P256_SHA384),
 ];
 
 /// Trust anchors and CRLs, and the chain check every hometun verifier builds on (rustls-webpki
