@@ -7,9 +7,10 @@
 //!
 //! The registry's calls block (a file lock, a database round trip): they run on tokio's
 //! blocking threads, in order, from one task, so that a claim and a notification about the
-//! same home are never acted on out of order.
+//! same home are never acted on out of order. The changes that queued up while one call ran go
+//! in the next as one registry change (one rewrite of the file), still in order.
 
-use hometun_pki::registry::{Registry, RegistryEvent};
+use hometun_pki::registry::{HolderChange, HolderOutcome, Registry, RegistryEvent};
 use tokio::sync::mpsc;
 
 /// Where the holder records are, and our name there.
@@ -46,6 +47,10 @@ impl HolderRegistry {
         })
     }
 }
+
+/// At most this many claims and releases go in one registry change (a bound on one write's
+/// work while notifications wait).
+const MAX_BATCH: usize = 256;
 
 /// What the driver tells the holder task.
 enum Change {
@@ -153,17 +158,30 @@ async fn run(
             }
         };
         tokio::select! {
-            change = changes.recv() => match change {
-                Some(Change::Up(home, since)) => {
-                    held.insert(home.clone());
-                    claim(&registry, &us, home, since).await;
+            change = changes.recv() => {
+                let Some(first) = change else { return };
+                // What queued up while the last write ran goes in one write, in order.
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH
+                    && let Ok(next) = changes.try_recv()
+                {
+                    batch.push(next);
                 }
-                Some(Change::Down(home)) => {
-                    held.remove(&home);
-                    release(&registry, &us, home).await;
-                }
-                None => return,
-            },
+                let batch: Vec<HolderChange> = batch
+                    .into_iter()
+                    .map(|change| match change {
+                        Change::Up(home, since) => {
+                            held.insert(home.clone());
+                            HolderChange::Claim { home, since }
+                        }
+                        Change::Down(home) => {
+                            held.remove(&home);
+                            HolderChange::Release { home }
+                        }
+                    })
+                    .collect();
+                record(&registry, &us, batch).await;
+            }
             event = event => match event {
                 Some(RegistryEvent::Claimed { home, holder })
                     if holder.server != us && held.contains(&home) =>
@@ -185,25 +203,33 @@ async fn run(
     }
 }
 
-async fn claim(registry: &Registry, us: &str, home: String, since: i64) {
-    let (registry, server, name) = (registry.clone(), us.to_string(), home.clone());
-    match blocking(move || registry.claim(&name, &server, since)).await {
-        Ok(Some(previous)) if previous.server != us => tracing::info!(
-            "{home} is held here now (it was held by {} since {})",
-            previous.server,
-            previous.since
-        ),
-        Ok(_) => tracing::debug!("{home} is held here"),
-        Err(error) => tracing::warn!("registry: claiming {home}: {error}"),
-    }
-}
-
-async fn release(registry: &Registry, us: &str, home: String) {
-    let (registry, server, name) = (registry.clone(), us.to_string(), home.clone());
-    match blocking(move || registry.release(&name, &server)).await {
-        Ok(true) => tracing::debug!("{home} released"),
-        Ok(false) => {}
-        Err(error) => tracing::warn!("registry: releasing {home}: {error}"),
+/// Claims and releases in one registry change, and a line for each.
+async fn record(registry: &Registry, us: &str, changes: Vec<HolderChange>) {
+    let (registry, server) = (registry.clone(), us.to_string());
+    let asked = changes.clone();
+    let outcomes = match blocking(move || registry.record_holders(&server, &asked)).await {
+        Ok(outcomes) => outcomes,
+        Err(error) => {
+            let homes: Vec<&str> = changes.iter().map(HolderChange::home).collect();
+            tracing::warn!(
+                "registry: claiming or releasing {}: {error}",
+                homes.join(", ")
+            );
+            return;
+        }
+    };
+    for (change, outcome) in changes.iter().zip(outcomes) {
+        let home = change.home();
+        match outcome {
+            HolderOutcome::Claimed(Some(previous)) if previous.server != us => tracing::info!(
+                "{home} is held here now (it was held by {} since {})",
+                previous.server,
+                previous.since
+            ),
+            HolderOutcome::Claimed(_) => tracing::debug!("{home} is held here"),
+            HolderOutcome::Released(true) => tracing::debug!("{home} released"),
+            HolderOutcome::Released(false) => {}
+        }
     }
 }
 
@@ -288,5 +314,43 @@ mod tests {
         );
         b.down("home.example");
         until_held(&path, "home.example", None).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_ups_and_downs_ends_as_the_last_change_of_each_home_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = shared_registry(dir.path());
+        let a = server(&path, "a.example");
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        // More changes than one write takes (MAX_BATCH), queued at once: each home up, the
+        // even ones down again, home0 up a second time, a home never claimed released.
+        let homes = MAX_BATCH + 50;
+        for i in 0..homes {
+            a.up(&format!("home{i}.example"), at);
+        }
+        for i in (0..homes).step_by(2) {
+            a.down(&format!("home{i}.example"));
+        }
+        a.up("home0.example", at + Duration::from_secs(1));
+        a.down("stranger.example");
+        // home0's second claim is the last change that shows: all before it are in too.
+        let mut data = Registry::at(&path).load().unwrap();
+        for _ in 0..100 {
+            if data.holder("home0.example").map(|h| h.since) == Some(1_800_000_001) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            data = Registry::at(&path).load().unwrap();
+        }
+        for i in 0..homes {
+            let home = format!("home{i}.example");
+            let expected = i == 0 || i % 2 == 1;
+            assert_eq!(
+                data.holder(&home).map(|h| h.server.as_str()),
+                expected.then_some("a.example"),
+                "{home}"
+            );
+        }
+        assert_eq!(data.holder("home0.example").unwrap().since, 1_800_000_001);
     }
 }

@@ -72,6 +72,7 @@ pub(crate) fn all(fresh: &dyn Fn() -> Registry) {
     concurrent_allocations_never_share_a_prefix(&fresh());
     a_token_is_used_once_under_concurrency(&fresh());
     holders_claim_and_release(&fresh());
+    holder_changes_in_one_call_act_in_order(&fresh());
     subscribers_see_revocations_and_claims(&fresh());
 }
 
@@ -206,6 +207,53 @@ fn holders_claim_and_release(reg: &Registry) {
     );
     assert!(reg.release("home.example", "b.example").unwrap());
     assert_eq!(reg.holder("home.example").unwrap(), None);
+}
+
+fn holder_changes_in_one_call_act_in_order(reg: &Registry) {
+    reg.claim("c.example", "b.example", 1).unwrap();
+    let claim = |home: &str, since| HolderChange::Claim {
+        home: home.into(),
+        since,
+    };
+    let release = |home: &str| HolderChange::Release { home: home.into() };
+    let us = |since| Holder {
+        server: "a.example".into(),
+        since,
+    };
+    let outcomes = reg
+        .record_holders(
+            "a.example",
+            &[
+                claim("a.example", 10),
+                claim("b.example", 11),
+                release("a.example"),
+                claim("b.example", 12),
+                // Another server holds c: releasing it changes nothing, claiming takes it.
+                release("c.example"),
+                claim("c.example", 13),
+                release("never.example"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        vec![
+            HolderOutcome::Claimed(None),
+            HolderOutcome::Claimed(None),
+            HolderOutcome::Released(true),
+            HolderOutcome::Claimed(Some(us(11))),
+            HolderOutcome::Released(false),
+            HolderOutcome::Claimed(Some(Holder {
+                server: "b.example".into(),
+                since: 1
+            })),
+            HolderOutcome::Released(false),
+        ]
+    );
+    assert_eq!(reg.holder("a.example").unwrap(), None);
+    assert_eq!(reg.holder("b.example").unwrap(), Some(us(12)));
+    assert_eq!(reg.holder("c.example").unwrap(), Some(us(13)));
+    assert_eq!(reg.record_holders("a.example", &[]).unwrap(), vec![]);
 }
 
 fn subscribers_see_revocations_and_claims(reg: &Registry) {

@@ -51,6 +51,50 @@ pub enum RegistryEvent {
     },
 }
 
+/// A change of who holds a home (see [`RegistryBackend::record_holders`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HolderChange {
+    /// The server holds `home` since `since` (Unix seconds): [`RegistryBackend::claim`].
+    Claim {
+        /// The home's name.
+        home: String,
+        /// Since when.
+        since: i64,
+    },
+    /// The server no longer holds `home`: [`RegistryBackend::release`].
+    Release {
+        /// The home's name.
+        home: String,
+    },
+}
+
+/// What a [`HolderChange`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HolderOutcome {
+    /// The home's previous holder, which may be the server itself.
+    Claimed(Option<Holder>),
+    /// Whether the server held the home.
+    Released(bool),
+}
+
+impl HolderChange {
+    /// The home it is about.
+    pub fn home(&self) -> &str {
+        match self {
+            HolderChange::Claim { home, .. } | HolderChange::Release { home } => home,
+        }
+    }
+
+    fn apply(&self, data: &mut RegistryData, server: &str) -> HolderOutcome {
+        match self {
+            HolderChange::Claim { home, since } => {
+                HolderOutcome::Claimed(data.claim(home, server, *since))
+            }
+            HolderChange::Release { home } => HolderOutcome::Released(data.release(home, server)),
+        }
+    }
+}
+
 /// Storage of the registry. Every method may block (file lock, database round trip): call
 /// them from a thread that may block (`tokio::task::spawn_blocking` in async code).
 pub trait RegistryBackend: Send + Sync + std::fmt::Debug {
@@ -104,6 +148,29 @@ pub trait RegistryBackend: Send + Sync + std::fmt::Debug {
             &mut |_| Ok(()),
         )?;
         Ok(released)
+    }
+
+    /// Claims and releases by `server`, in order, as one change: what [`Self::claim`] and
+    /// [`Self::release`] would do one after the other, with one write (a reconnection storm
+    /// of a thousand homes is then a few rewrites of the file, not two thousand). Returns
+    /// what each found, in the same order.
+    fn record_holders(
+        &self,
+        server: &str,
+        changes: &[HolderChange],
+    ) -> Result<Vec<HolderOutcome>, PkiError> {
+        let mut outcomes = Vec::with_capacity(changes.len());
+        self.transact(
+            &mut |data| {
+                outcomes = changes
+                    .iter()
+                    .map(|change| change.apply(data, server))
+                    .collect();
+                Ok(())
+            },
+            &mut |_| Ok(()),
+        )?;
+        Ok(outcomes)
     }
 
     /// Revocations and claims from now on, by any process or server, as they happen (the
@@ -255,6 +322,15 @@ impl Registry {
     /// See [`RegistryBackend::release`].
     pub fn release(&self, home: &str, server: &str) -> Result<bool, PkiError> {
         self.backend.release(home, server)
+    }
+
+    /// See [`RegistryBackend::record_holders`].
+    pub fn record_holders(
+        &self,
+        server: &str,
+        changes: &[HolderChange],
+    ) -> Result<Vec<HolderOutcome>, PkiError> {
+        self.backend.record_holders(server, changes)
     }
 
     /// See [`RegistryBackend::subscribe`].

@@ -24,7 +24,10 @@ use postgres::{Client, GenericClient, NoTls, Transaction};
 use super::data::{
     ClientRecord, Holder, HolderRecord, RegistryData, Revocation, Supersession, TokenRecord,
 };
-use super::{Change, Check, RegistryBackend, RegistryEvent, Subscription, migrations};
+use super::{
+    Change, Check, HolderChange, HolderOutcome, RegistryBackend, RegistryEvent, Subscription,
+    migrations,
+};
 use crate::PkiError;
 
 /// The channel the triggers notify on.
@@ -526,6 +529,26 @@ impl RegistryBackend for PostgresBackend {
             )
             .map_err(|e| self.db(e))?;
         Ok(n == 1)
+    }
+
+    /// One statement each: a claim locks only its home (see [`Self::claim`]), not the
+    /// whole registry as [`RegistryBackend::transact`] does here.
+    fn record_holders(
+        &self,
+        server: &str,
+        changes: &[HolderChange],
+    ) -> Result<Vec<HolderOutcome>, PkiError> {
+        changes
+            .iter()
+            .map(|change| match change {
+                HolderChange::Claim { home, since } => {
+                    self.claim(home, server, *since).map(HolderOutcome::Claimed)
+                }
+                HolderChange::Release { home } => {
+                    self.release(home, server).map(HolderOutcome::Released)
+                }
+            })
+            .collect()
     }
 
     fn subscribe(&self) -> Result<Subscription, PkiError> {
