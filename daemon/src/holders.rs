@@ -7,8 +7,8 @@
 //!
 //! The registry's calls block (a file lock, a database round trip): they run on tokio's
 //! blocking threads, in order, from one task, so that a claim and a notification about the
-//! same home are never acted on out of order. The changes that queued up while one call ran go
-//! in the next as one registry change (one rewrite of the file), still in order.
+//! same home are never acted on out of order. The changes that come within a short window go in
+//! one registry change (one rewrite of the file), still in order.
 
 use hometun_pki::registry::{HolderChange, HolderOutcome, Registry, RegistryEvent};
 use tokio::sync::mpsc;
@@ -47,6 +47,11 @@ impl HolderRegistry {
         })
     }
 }
+
+/// How long a claim or release waits for others to share its registry change: a storm of
+/// handshakes then costs a few rewrites of the file a second, not two per home. Other servers
+/// learn a claim this much later (the file registry is polled every half second anyway).
+const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// At most this many claims and releases go in one registry change (a bound on one write's
 /// work while notifications wait).
@@ -160,12 +165,14 @@ async fn run(
         tokio::select! {
             change = changes.recv() => {
                 let Some(first) = change else { return };
-                // What queued up while the last write ran goes in one write, in order.
+                // What comes within BATCH_WINDOW goes in one write, in order.
                 let mut batch = vec![first];
-                while batch.len() < MAX_BATCH
-                    && let Ok(next) = changes.try_recv()
-                {
-                    batch.push(next);
+                let until = tokio::time::Instant::now() + BATCH_WINDOW;
+                while batch.len() < MAX_BATCH {
+                    match tokio::time::timeout_at(until, changes.recv()).await {
+                        Ok(Some(next)) => batch.push(next),
+                        Ok(None) | Err(_) => break,
+                    }
                 }
                 let batch: Vec<HolderChange> = batch
                     .into_iter()
