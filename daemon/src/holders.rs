@@ -217,9 +217,16 @@ async fn record(registry: &Registry, us: &str, changes: Vec<HolderChange>) {
     let outcomes = match blocking(move || registry.record_holders(&server, &asked)).await {
         Ok(outcomes) => outcomes,
         Err(error) => {
-            let homes: Vec<&str> = changes.iter().map(HolderChange::home).collect();
+            // One line, however many homes: the first few name the batch.
+            let homes: Vec<&str> = changes.iter().take(3).map(HolderChange::home).collect();
+            let more = if changes.len() > homes.len() {
+                ", ..."
+            } else {
+                ""
+            };
             tracing::warn!(
-                "registry: claiming or releasing {}: {error}",
+                "registry: claiming or releasing {} home(s) ({}{more}): {error}",
+                changes.len(),
                 homes.join(", ")
             );
             return;
