@@ -57,8 +57,15 @@ roaming/return_routability.rs|forwarder/src/roaming/return_routability.rs|" ;;
     esp_decap) echo "esp.rs|forwarder/src/esp.rs|
 replay.rs|forwarder/src/replay.rs|
 SaPair::open|forwarder/src/sad/mod.rs|6SaPair4open" ;;
-    enroll_request) echo "enroll/server.rs|pki/src/enroll/server.rs|
-enroll/protocol.rs|pki/src/enroll/protocol.rs|" ;;
+    enroll_request) echo "EnrollmentServer::handle|pki/src/enroll/server.rs|EnrollmentServer6handle
+EnrollmentServer::answer|pki/src/enroll/server.rs|EnrollmentServer6answer
+EnrollmentServer::answer_renewal|pki/src/enroll/server.rs|EnrollmentServer14answer_renewal
+refusal_for|pki/src/enroll/server.rs|server11refusal_for
+Message::parse|pki/src/enroll/protocol.rs|Message5parse
+ServerDir::sign_with_token|pki/src/server_dir.rs|15sign_with_token
+ServerDir::renew|pki/src/renewal.rs|ServerDir5renew
+enroll/server.rs, all|pki/src/enroll/server.rs|
+enroll/protocol.rs, all|pki/src/enroll/protocol.rs|" ;;
     pki_enroll_protocol) echo "enroll/protocol.rs|pki/src/enroll/protocol.rs|" ;;
     forwarder_control | control_message) echo "control.rs|forwarder/src/control.rs|
 sad/mod.rs|forwarder/src/sad/mod.rs|" ;;

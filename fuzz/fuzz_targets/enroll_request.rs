@@ -32,6 +32,11 @@ struct Fixture {
     home_certificate: Vec<u8>,
     home_prefix: Ipv6Net,
     now: OffsetDateTime,
+    /// The registry file and its bytes before any input: a bundle uses up the token (or
+    /// supersedes the home's certificate), and every later input would stop at "used" or "not
+    /// current" before the CSR and the issuance; so each bundle puts the registry back.
+    registry: PathBuf,
+    registry_before: Vec<u8>,
 }
 
 /// A directory of this process under the temporary directory; those of processes that have
@@ -89,11 +94,15 @@ fn fixture() -> &'static Fixture {
         let key = KeyType::Ed25519.generate().unwrap();
         let csr = hometun_pki::csr::make_csr(&key, "home.example").unwrap();
         let issued = dir.sign(csr.as_bytes(), 730, now).unwrap();
+        let registry = dir.registry().unwrap().location();
+        let registry_before = std::fs::read(&registry).unwrap();
         Fixture {
             server: EnrollmentServer::new(dir.dir()).unwrap(),
             home_certificate: issued.bundle.certificate_der().unwrap().to_vec(),
             home_prefix: issued.record.prefix,
             now,
+            registry,
+            registry_before,
         }
     })
 }
@@ -133,6 +142,7 @@ fuzz_target!(|data: &[u8]| {
                 }
                 other => panic!("a bundle for {other:?}"),
             }
+            std::fs::write(&f.registry, &f.registry_before).expect("the registry is put back");
         }
         Message::Refused(_) => {}
         other => panic!("the server answered {other:?}"),
