@@ -193,7 +193,9 @@ fn crash_moves_the_home(test: &str, registry_url: Option<&str>) {
     assert!(lab.vps_route(Vps::B).contains("proto 57"));
     // B recorded that it holds the home.
     assert_eq!(
-        lab.holder("home.example").unwrap().as_deref(),
+        lab.wait_holder("home.example", Vps::B.name(), Duration::from_secs(5))
+            .unwrap()
+            .as_deref(),
         Some(Vps::B.name())
     );
 
@@ -306,7 +308,9 @@ fn lost_home_withdraws_its_route(test: &str, registry_url: Option<&str>) {
     );
     let took = cut.elapsed();
     assert_eq!(
-        lab.holder("home.example").unwrap().as_deref(),
+        lab.wait_holder("home.example", Vps::B.name(), Duration::from_secs(5))
+            .unwrap()
+            .as_deref(),
         Some(Vps::B.name())
     );
     assert!(

@@ -267,6 +267,25 @@ impl FailoverLab {
         Ok(registry.holder(home)?.map(|h| h.server))
     }
 
+    /// The server holding `home` once it is `expected`, or the last one seen after `timeout`:
+    /// a server records a claim shortly after the home authenticated (its holder task
+    /// gathers the claims of 50 ms into one registry change).
+    pub fn wait_holder(
+        &self,
+        home: &str,
+        expected: &str,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<Option<String>> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let holder = self.holder(home)?;
+            if holder.as_deref() == Some(expected) || std::time::Instant::now() >= deadline {
+                return Ok(holder);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// The lab's scratch directory.
     pub fn dir(&self) -> &Path {
         self.dir.path()
