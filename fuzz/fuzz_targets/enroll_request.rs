@@ -5,8 +5,11 @@
 //! fixture's token (new.example) or the renewal of the fixture's certificate (home.example,
 //! same prefix).
 //!
-//! Input: byte 0 bit 0 = the connection presented the fixture's client certificate; the rest is
-//! what the home sent. Seeds: fuzz/corpus/enroll_request/, written by
+//! Input: byte 0 bit 0 = the connection presented the fixture's client certificate, bit 1 = keep
+//! what a bundle changed in the registry (the token used, the certificate superseded) for the
+//! inputs after it, which then meet a used token or a superseded certificate; without it the
+//! registry is put back, so that a later token or renewal reaches the issuance again. The rest
+//! is what the home sent. Seeds: fuzz/corpus/enroll_request/, written by
 //! `cargo run -p hometun-pki --example enroll_request_seeds -- fuzz/corpus/enroll_request`.
 #![no_main]
 
@@ -33,8 +36,9 @@ struct Fixture {
     home_prefix: Ipv6Net,
     now: OffsetDateTime,
     /// The registry file and its bytes before any input: a bundle uses up the token (or
-    /// supersedes the home's certificate), and every later input would stop at "used" or "not
-    /// current" before the CSR and the issuance; so each bundle puts the registry back.
+    /// supersedes the home's certificate), after which every input would stop at "used" or
+    /// "not current" before the CSR and the issuance; so a bundle puts the registry back
+    /// unless the input says to keep it.
     registry: PathBuf,
     registry_before: Vec<u8>,
 }
@@ -142,7 +146,9 @@ fuzz_target!(|data: &[u8]| {
                 }
                 other => panic!("a bundle for {other:?}"),
             }
-            std::fs::write(&f.registry, &f.registry_before).expect("the registry is put back");
+            if flags & 2 == 0 {
+                std::fs::write(&f.registry, &f.registry_before).expect("the registry is put back");
+            }
         }
         Message::Refused(_) => {}
         other => panic!("the server answered {other:?}"),
