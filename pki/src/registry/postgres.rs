@@ -532,23 +532,32 @@ impl RegistryBackend for PostgresBackend {
     }
 
     /// One statement each: a claim locks only its home (see [`Self::claim`]), not the
-    /// whole registry as [`RegistryBackend::transact`] does here.
+    /// whole registry as [`RegistryBackend::transact`] does here. Each change is tried even
+    /// when one before it failed (as separate calls would be); the first failure is returned.
     fn record_holders(
         &self,
         server: &str,
         changes: &[HolderChange],
     ) -> Result<Vec<HolderOutcome>, PkiError> {
-        changes
-            .iter()
-            .map(|change| match change {
+        let mut outcomes = Vec::with_capacity(changes.len());
+        let mut failure = None;
+        for change in changes {
+            let outcome = match change {
                 HolderChange::Claim { home, since } => {
                     self.claim(home, server, *since).map(HolderOutcome::Claimed)
                 }
                 HolderChange::Release { home } => {
                     self.release(home, server).map(HolderOutcome::Released)
                 }
-            })
-            .collect()
+            };
+            match outcome {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(error) => {
+                    failure.get_or_insert(error);
+                }
+            }
+        }
+        failure.map_or(Ok(outcomes), Err)
     }
 
     fn subscribe(&self) -> Result<Subscription, PkiError> {
