@@ -213,8 +213,16 @@ async fn run(
 /// Claims and releases in one registry change, and a line for each.
 async fn record(registry: &Registry, us: &str, changes: Vec<HolderChange>) {
     let (registry, server) = (registry.clone(), us.to_string());
-    let asked = changes.clone();
-    let outcomes = match blocking(move || registry.record_holders(&server, &asked)).await {
+    // The changes go to the blocking thread and come back with what each found.
+    let call = blocking(move || {
+        let outcomes = registry.record_holders(&server, &changes);
+        Ok((changes, outcomes))
+    });
+    let Ok((changes, result)) = call.await else {
+        tracing::warn!("registry: the thread recording home holders failed");
+        return;
+    };
+    let outcomes = match result {
         Ok(outcomes) => outcomes,
         Err(error) => {
             // One line, however many homes: the first few name the batch.
