@@ -8,13 +8,13 @@ use hometun_ike::crypto::auth::{
     self, ACCEPTED_HASH_ALGORITHMS, AuthRole, check_peer_accepts, parse_signature_hash_algorithms,
     signature_hash_algorithms_data,
 };
-use hometun_ike::crypto::{CryptoError, IkeSaKeys, PrivateKey, SignatureScheme};
+use hometun_ike::crypto::{CryptoError, IkeSaKeys, PeerPublicKey, PrivateKey, SignatureScheme};
 use hometun_ike::wire::{HashAlgorithm, NotifyType};
 use p256::ecdsa::signature::hazmat::PrehashSigner;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
 fn ed25519() -> PrivateKey {
-    PrivateKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&[0x21; 32]))
+    PrivateKey::ed25519_from_seed(&[0x21; 32]).unwrap()
 }
 
 fn p256_key() -> PrivateKey {
@@ -199,4 +199,36 @@ fn auth_octets_use_sk_pi_for_the_initiator_and_sk_pr_for_the_responder() {
     assert_ne!(i, r);
     assert_eq!(i.len(), 4 + 7 + 32);
     assert_eq!(auth::AUTH_METHOD.0, 14);
+}
+
+#[test]
+fn ed25519_signatures_are_rfc8032_section_7_1_known_answers() {
+    // TEST 1 (empty message) and TEST 2 (one byte): seed, public key, signature.
+    let cases = [
+        (
+            "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+            "",
+            "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
+        ),
+        (
+            "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
+            "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",
+            "72",
+            "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00",
+        ),
+    ];
+    for (seed, public, message, signature) in cases {
+        let seed: [u8; 32] = hex::decode(seed).unwrap().try_into().unwrap();
+        let key = PrivateKey::ed25519_from_seed(&seed).unwrap();
+        let PeerPublicKey::Ed25519(derived) = key.public_key() else {
+            panic!("an Ed25519 seed gave {:?}", key.public_key());
+        };
+        assert_eq!(hex::encode(derived.as_bytes()), public);
+        let message = hex::decode(message).unwrap();
+        let data = auth::sign(&key, &message);
+        // The AUTH data is the AlgorithmIdentifier, then the signature (RFC 7427 3).
+        assert_eq!(hex::encode(&data[data.len() - 64..]), signature);
+        auth::verify(&key.public_key(), &message, &data).unwrap();
+    }
 }

@@ -112,7 +112,7 @@ fn responder_checks_the_initiators_ike_auth_through_wire() {
     assert_eq!(err.notify_type(), Some(NotifyType::AUTHENTICATION_FAILED));
 
     // What we would send in its place parses back and verifies.
-    let ours = PrivateKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&[7; 32]));
+    let ours = PrivateKey::ed25519_from_seed(&[7; 32]).unwrap();
     let sent = auth::sign_payload(&ours, &octets);
     let mut body = vec![0; sent.buffer_len()];
     let n = sent.emit(&mut body).unwrap();

@@ -188,7 +188,7 @@ pub fn sign(key: &PrivateKey, octets: &[u8]) -> Vec<u8> {
     let scheme = signing_scheme(key);
     let alg = scheme.algorithm_identifier();
     let signature: Vec<u8> = match key {
-        PrivateKey::Ed25519(k) => k.sign(octets).to_bytes().to_vec(),
+        PrivateKey::Ed25519(k) => k.sign(octets),
         PrivateKey::P256(k) => {
             let sig: p256::ecdsa::DerSignature = k.sign(octets);
             sig.to_vec()

@@ -23,7 +23,7 @@ pub mod validity;
 pub use auth::{AuthRole, SignatureScheme};
 pub use cert::{CertError, CertificateVerifier, PeerIdentity, PeerUsage, VerifiedPeer};
 pub use cookie::CookieGenerator;
-pub use credentials::{PeerPublicKey, PrivateKey};
+pub use credentials::{Ed25519Key, PeerPublicKey, PrivateKey};
 pub use dh::{DhGroup, KeyExchange};
 pub use error::CryptoError;
 pub use keys::{ChildSaKeys, IkeSaKeys, Skeyseed};
