@@ -212,7 +212,11 @@ fn x25519_agrees_with_a_second_implementation_on_random_and_edge_inputs() {
         };
         let kx = KeyExchange::new(DhGroup::Curve25519, &k).unwrap();
         let reference_public = x25519_dalek::x25519(k, x25519_dalek::X25519_BASEPOINT_BYTES);
-        assert_eq!(kx.public_ke_data(), reference_public, "public, round {round}");
+        assert_eq!(
+            kx.public_ke_data(),
+            reference_public,
+            "public, round {round}"
+        );
         let reference_shared = x25519_dalek::x25519(k, u);
         assert_eq!(
             kx.shared_secret(&u).unwrap().as_slice(),

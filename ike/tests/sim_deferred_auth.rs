@@ -1,17 +1,21 @@
-//! Two-peer simulation with the server's IKE_AUTH signature work handed out as jobs
-//! (`Endpoint::defer_crypto`, what the daemon's worker threads run): the handshake ends as it
-//! does in place; a retransmitted request while its job is out is dropped and answered once
-//! the job is back; a job that comes back after its half-open SA expired is dropped; one that
-//! comes back after a reload is checked again under the new configuration.
+//! Two-peer simulation with the server's key derivation and IKE_AUTH signature work handed out
+//! as jobs (`Endpoint::defer_crypto`, what the daemon's worker threads run): the handshake ends
+//! as it does in place; an IKE_AUTH request before its keys waits for them; a low-order key
+//! share found by the job drops the half-open SA; a retransmitted request while its signature
+//! job is out is dropped and answered once the job is back; a job that comes back after its
+//! half-open SA expired is dropped; one that comes back after a reload is checked again under
+//! the new configuration.
 
 #![allow(clippy::unwrap_used)]
 
 mod sim_support;
 
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
+use hometun_ike::endpoint::Endpoint;
 use hometun_ike::endpoint::reload::{Reload, ResponderReload};
-use hometun_ike::wire::ExchangeType;
+use hometun_ike::wire::{ExchangeType, Message, Payload};
 use sim_support::*;
 
 fn deferred(hold: bool) -> Pair {
@@ -113,4 +117,87 @@ fn a_job_back_after_a_reload_is_checked_again_under_the_new_configuration() {
         refusals.iter().any(|r| r.contains("revoked")),
         "{refusals:?}"
     );
+}
+
+#[test]
+fn an_ike_auth_request_before_its_keys_waits_for_them_and_is_answered_once() {
+    let mut pair = deferred(false);
+    pair.server.hold_key_jobs = true;
+    // The client gets its IKE_SA_INIT answer, sends IKE_AUTH and retransmits it at 1 s.
+    pair.advance(Duration::from_millis(1500));
+    assert_eq!(pair.count(ExchangeType::IKE_SA_INIT, true), 1);
+    assert_eq!(pair.count(ExchangeType::IKE_AUTH, false), 2);
+    assert_eq!(
+        pair.count(ExchangeType::IKE_AUTH, true),
+        0,
+        "no keys, no answer"
+    );
+    assert_eq!(pair.server.held_jobs.len(), 1);
+    assert!(pair.server.held_jobs[0].is_key_derivation());
+    assert_eq!(pair.server.endpoint.counters().half_open, 1);
+    pair.run_held_jobs(false);
+    pair.settle();
+    assert_eq!(pair.count(ExchangeType::IKE_AUTH, true), 1);
+    assert_eq!(pair.client.peer_ups(), 1);
+    assert_eq!(pair.server.peer_ups(), 1);
+    assert_eq!(pair.server.endpoint.counters().half_open, 0);
+    pair.assert_matching_pairs();
+}
+
+#[test]
+fn a_key_job_back_after_its_half_open_sa_expired_is_dropped() {
+    let mut pair = deferred(false);
+    pair.server.hold_key_jobs = true;
+    pair.settle();
+    assert_eq!(pair.server.held_jobs.len(), 1);
+    pair.client.up = false;
+    pair.advance(Duration::from_secs(120));
+    let counters = pair.server.endpoint.counters();
+    assert_eq!(
+        (counters.half_open, counters.ike_sas),
+        (0, 0),
+        "{counters:?}"
+    );
+    pair.run_held_jobs(false);
+    let counters = pair.server.endpoint.counters();
+    assert_eq!(
+        (counters.half_open, counters.ike_sas),
+        (0, 0),
+        "{counters:?}"
+    );
+    assert_eq!(pair.server.peer_ups(), 0);
+}
+
+#[test]
+fn a_low_order_key_share_found_by_the_key_job_drops_the_half_open_sa() {
+    let setup = Setup::default();
+    let pki = Pki::new(setup.alg);
+    let clock = Clock::new();
+    let mut rng = SeededRandom::new(5);
+    let mut server = Endpoint::responder(server_config(&setup, &pki), clock.now(), &mut rng);
+    server.defer_crypto(true);
+    let local = SocketAddrV4::new(SERVER_ADDR, 500);
+    let from = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 7), 500);
+    // u = 0: X25519 gives the all-zero secret (RFC 7748 6.1). In place this is refused at
+    // once; deferred, the answer goes out before the job finds it.
+    let request = raw_sa_init(0x1111, &[5; 32], None, &[0; 32]);
+    server.handle_datagram(clock.now(), local, from, &request, &mut rng);
+    let answer = Message::parse(&server.poll_transmit().unwrap().data).unwrap();
+    assert!(answer.header.flags.response());
+    assert!(answer.payloads.iter().any(|p| matches!(p, Payload::Ke(_))));
+    assert_eq!(server.counters().half_open, 1);
+    let job = server.poll_crypto_job().unwrap();
+    assert!(job.is_key_derivation());
+    server.handle_crypto_done(clock.now(), job.run(), &mut rng);
+    let counters = server.counters();
+    assert_eq!(
+        (counters.half_open, counters.ike_sas),
+        (0, 0),
+        "{counters:?}"
+    );
+    assert!(server.poll_transmit().is_none(), "nothing more is said");
+    // The bookkeeping went with it: the same request is a new attempt, answered afresh.
+    server.handle_datagram(clock.now(), local, from, &request, &mut rng);
+    assert!(server.poll_transmit().is_some());
+    assert_eq!(server.counters().half_open, 1);
 }

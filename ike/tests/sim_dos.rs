@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use hometun_ike::crypto::{DhGroup, KeyExchange};
 use hometun_ike::endpoint::{Endpoint, Random};
-use hometun_ike::proposal::IkeProposal;
-use hometun_ike::wire::{self, ExchangeType, Flags, Header, Message, Notify, NotifyType, Payload};
+use hometun_ike::wire::{ExchangeType, Flags, Header, Message, NotifyType, Payload};
 use sim_support::*;
 
 /// An IKE_SA_INIT request as a stock initiator sends it, optionally with a COOKIE first.
@@ -20,31 +19,7 @@ fn sa_init(rng: &mut SeededRandom, spi_i: u64, ni: &[u8], cookie: Option<&[u8]>)
     let mut random = [0u8; 32];
     rng.fill(&mut random);
     let ke = KeyExchange::new(DhGroup::Curve25519, &random).unwrap();
-    let mut payloads = Vec::new();
-    if let Some(c) = cookie {
-        payloads.push(Payload::Notify(Notify::new(NotifyType::COOKIE, c.to_vec())));
-    }
-    payloads.push(Payload::Sa(IkeProposal::sa_payload(
-        &[IkeProposal::parse("aes128gcm16-prfsha256-x25519").unwrap()],
-        &[],
-    )));
-    payloads.push(Payload::Ke(wire::KeyExchange::new(
-        wire::DhGroup::CURVE25519,
-        ke.public_ke_data().to_vec(),
-    )));
-    payloads.push(Payload::Nonce(wire::Nonce::new(ni.to_vec())));
-    Message::new(
-        Header::new(
-            ExchangeType::IKE_SA_INIT,
-            spi_i,
-            0,
-            Flags::new(true, false),
-            0,
-        ),
-        payloads,
-    )
-    .to_bytes()
-    .unwrap()
+    raw_sa_init(spi_i, ni, cookie, ke.public_ke_data())
 }
 
 fn attacker(i: u32) -> SocketAddrV4 {

@@ -7,8 +7,9 @@
 //! sent (from port 4500 through the forwarder, otherwise from our socket) and forwarder requests
 //! are sent. Their answers are awaited alongside everything else (the forwarder carries requests
 //! out in the order they were sent): the loop goes on with the next IKE message meanwhile, and
-//! many requests share one wake-up of the forwarder. A server's IKE_AUTH signature work runs on
-//! worker threads ([`workers`]), its results taken in the same loop.
+//! many requests share one wake-up of the forwarder. A server's key derivation after IKE_SA_INIT
+//! and its IKE_AUTH signature work run on worker threads ([`workers`]), their results taken in
+//! the same loop.
 
 mod forwarder_start;
 pub mod icmp;
@@ -161,11 +162,12 @@ pub async fn run_with_registry(
     );
 
     let mut rng = OsRandom;
-    let (done_tx, auth_done) = mpsc::unbounded_channel();
+    let (done_tx, crypto_done) = mpsc::unbounded_channel();
     let (mut endpoint, workers) = match role {
         Role::Responder(c) => {
             let mut endpoint = Endpoint::responder(c, now(), &mut rng);
-            // Signatures and certificate checks on the other cores (workers::default_count).
+            // X25519 and key derivation, signatures and certificate checks on the other cores
+            // (workers::default_count).
             endpoint.defer_crypto(true);
             let workers = workers::Workers::start(workers::default_count(), done_tx)
                 .context("starting the IKE worker threads")?;
@@ -221,7 +223,7 @@ pub async fn run_with_registry(
         registry,
         in_flight: VecDeque::new(),
         workers,
-        auth_done,
+        crypto_done,
     };
     let outcome = driver
         .serve(
@@ -253,7 +255,7 @@ pub async fn run_with_registry(
 /// What woke the loop.
 enum Wake {
     Datagram(usize, SocketAddr),
-    AuthDone(Box<hometun_ike::sa::auth_job::AuthDone>),
+    CryptoDone(Box<hometun_ike::sa::crypto_job::CryptoDone>),
     Answer(Result<hometun_control::Response, LinkError>),
     Event(Event),
     Counters,
@@ -305,9 +307,10 @@ struct Driver {
     refusals: crate::refusals::RefusalLog,
     /// Forwarder requests sent and not yet answered, oldest first.
     in_flight: VecDeque<InFlight>,
-    /// The server's worker threads for IKE_AUTH signature work, and their results.
+    /// The server's worker threads for key derivation and IKE_AUTH signature work, and their
+    /// results.
     workers: Option<workers::Workers>,
-    auth_done: mpsc::UnboundedReceiver<hometun_ike::sa::auth_job::AuthDone>,
+    crypto_done: mpsc::UnboundedReceiver<hometun_ike::sa::crypto_job::CryptoDone>,
 }
 
 /// A forwarder request on its way, and what its answer is for.
@@ -355,7 +358,7 @@ impl Driver {
             };
             let wake = tokio::select! {
                 answer = answer => Wake::Answer(answer),
-                Some(done) = self.auth_done.recv() => Wake::AuthDone(Box::new(done)),
+                Some(done) = self.crypto_done.recv() => Wake::CryptoDone(Box::new(done)),
                 received = self.udp.recv_from(&mut buf) => match received {
                     Ok((n, from)) => Wake::Datagram(n, from),
                     Err(error) => {
@@ -400,8 +403,9 @@ impl Driver {
                     self.endpoint
                         .handle_datagram(now(), local, remote, &buf[..n], &mut self.rng);
                 }
-                Wake::AuthDone(done) => {
-                    self.endpoint.handle_auth_done(now(), *done, &mut self.rng);
+                Wake::CryptoDone(done) => {
+                    self.endpoint
+                        .handle_crypto_done(now(), *done, &mut self.rng);
                 }
                 Wake::Answer(answer) => {
                     if let Some(request) = self.in_flight.pop_front() {
@@ -558,7 +562,7 @@ impl Driver {
     async fn flush(&mut self) -> anyhow::Result<()> {
         loop {
             let mut progressed = false;
-            while let Some(job) = self.endpoint.poll_auth_job() {
+            while let Some(job) = self.endpoint.poll_crypto_job() {
                 let job = match &self.workers {
                     Some(workers) => workers.run(job).err(),
                     None => Some(job),
@@ -566,7 +570,7 @@ impl Driver {
                 if let Some(job) = job {
                     // No worker to take it: do it here.
                     self.endpoint
-                        .handle_auth_done(now(), job.run(), &mut self.rng);
+                        .handle_crypto_done(now(), job.run(), &mut self.rng);
                 }
                 progressed = true;
             }

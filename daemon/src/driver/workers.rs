@@ -1,26 +1,27 @@
-//! The threads that run the endpoint's signature work ([`AuthJob`]s) off the driver's task, so
-//! a server uses every core: the driver hands each job out as the endpoint queues it and takes
-//! the results back in its loop (the endpoint itself never sees a thread).
+//! The threads that run the endpoint's key derivation and signature work ([`CryptoJob`]s) off
+//! the driver's task, so a server uses every core: the driver hands each job out as the
+//! endpoint queues it and takes the results back in its loop (the endpoint itself never sees a
+//! thread).
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc as tokio_mpsc;
 
-use hometun_ike::sa::auth_job::{AuthDone, AuthJob};
+use hometun_ike::sa::crypto_job::{CryptoDone, CryptoJob};
 
 /// A pool of worker threads; dropping it lets them end.
 pub struct Workers {
-    jobs: mpsc::Sender<Box<AuthJob>>,
+    jobs: mpsc::Sender<Box<CryptoJob>>,
 }
 
 impl Workers {
     /// `count` threads (at least one) sending finished jobs into `done`.
     pub fn start(
         count: usize,
-        done: tokio_mpsc::UnboundedSender<AuthDone>,
+        done: tokio_mpsc::UnboundedSender<CryptoDone>,
     ) -> std::io::Result<Self> {
-        let (jobs, queue) = mpsc::channel::<Box<AuthJob>>();
+        let (jobs, queue) = mpsc::channel::<Box<CryptoJob>>();
         let queue = Arc::new(Mutex::new(queue));
         for i in 0..count.max(1) {
             let queue = queue.clone();
@@ -44,7 +45,7 @@ impl Workers {
     }
 
     /// Queues a job; gives it back if the workers are gone.
-    pub fn run(&self, job: Box<AuthJob>) -> Result<(), Box<AuthJob>> {
+    pub fn run(&self, job: Box<CryptoJob>) -> Result<(), Box<CryptoJob>> {
         self.jobs.send(job).map_err(|refused| refused.0)
     }
 }

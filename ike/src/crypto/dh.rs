@@ -109,9 +109,8 @@ impl KeyExchange {
         match group {
             DhGroup::Curve25519 => {
                 // aws-lc clamps the 32 bytes when it multiplies (RFC 7748 5).
-                let secret =
-                    agreement::PrivateKey::from_private_key(&agreement::X25519, random)
-                        .map_err(|_| CryptoError::BadRandom)?;
+                let secret = agreement::PrivateKey::from_private_key(&agreement::X25519, random)
+                    .map_err(|_| CryptoError::BadRandom)?;
                 let public = secret
                     .compute_public_key()
                     .map_err(|_| CryptoError::BadRandom)?
@@ -148,17 +147,25 @@ impl KeyExchange {
         &self.public
     }
 
+    /// Refuses peer KE data of the wrong length for the group (the check
+    /// [`KeyExchange::shared_secret`] starts with, for a caller that computes it later).
+    pub fn check_peer_ke(&self, peer_ke_data: &[u8]) -> Result<(), CryptoError> {
+        if peer_ke_data.len() == self.group.ke_len() {
+            Ok(())
+        } else {
+            Err(CryptoError::KeLength {
+                group: self.group.id(),
+                expected: self.group.ke_len(),
+                got: peer_ke_data.len(),
+            })
+        }
+    }
+
     /// The shared secret g^ir from the peer's KE data: the X25519 output, or the x coordinate of
     /// the P-256 point (RFC 5903 7). Rejects a wrong length, a P-256 value not on the curve
     /// (RFC 6989) and an all-zero X25519 result (RFC 8031 2).
     pub fn shared_secret(&self, peer_ke_data: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        if peer_ke_data.len() != self.group.ke_len() {
-            return Err(CryptoError::KeLength {
-                group: self.group.id(),
-                expected: self.group.ke_len(),
-                got: peer_ke_data.len(),
-            });
-        }
+        self.check_peer_ke(peer_ke_data)?;
         match &self.private {
             PrivateValue::X25519(secret) => {
                 let peer = agreement::UnparsedPublicKey::new(&agreement::X25519, peer_ke_data);

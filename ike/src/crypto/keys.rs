@@ -53,7 +53,8 @@ pub fn prf_plus(
     Ok(okm)
 }
 
-fn check_nonce(nonce: &[u8]) -> Result<(), CryptoError> {
+/// Refuses a nonce outside RFC 7296 2.10's 16 to 256 bytes.
+pub fn check_nonce(nonce: &[u8]) -> Result<(), CryptoError> {
     if NONCE_LEN_RANGE.contains(&nonce.len()) {
         Ok(())
     } else {

@@ -1,17 +1,20 @@
 //! The server's side of IKE_AUTH: a request checked, the peer authenticated (replacing its
 //! older IKE SAs as INITIAL_CONTACT or a re-authentication says), the SA established.
 //!
-//! The signature work of a request may be handed out to the driver: the endpoint stays one
-//! sans-IO state machine, the driver runs the jobs where it likes (its worker threads) and hands
-//! each result back. Off by default, so that tests and the fuzz targets run everything in place.
+//! The key derivation after IKE_SA_INIT and the signature work of a request may be handed out
+//! to the driver: the endpoint stays one sans-IO state machine, the driver runs the jobs where
+//! it likes (its worker threads) and hands each result back. Off by default, so that tests run
+//! everything in place.
 
 use std::net::SocketAddrV4;
 use std::time::Instant;
 
 use super::{Endpoint, Io, MAX_IKE_SAS_PER_PEER, Random, Role, Sa};
 use crate::crypto::PeerIdentity;
+use crate::crypto::{CryptoError, IkeSaKeys};
 use crate::io::Now;
-use crate::sa::auth_job::{AuthDone, AuthJob};
+use crate::sa::IkeError;
+use crate::sa::crypto_job::{AuthProof, CryptoDone, CryptoJob, Finished};
 use crate::sa::responder::{AuthResult, HalfOpen};
 use crate::wire::Header;
 
@@ -54,7 +57,7 @@ impl Endpoint {
             }
             AuthResult::Deferred(h, job) => {
                 self.sas.insert(spi, Sa::HalfOpen(h));
-                self.auth_jobs.push_back(job);
+                self.crypto_jobs.push_back(job);
             }
             AuthResult::Refused(spi_i, source) => {
                 self.half_open_gone(spi_i, source, false);
@@ -145,25 +148,83 @@ impl Endpoint {
         }
     }
 
-    /// Hands the signature work of IKE_AUTH requests (the peer's certificate chain and AUTH
-    /// checked, ours signed) out through [`Endpoint::poll_auth_job`] instead of doing it in
-    /// place: a responder's driver then runs it on other cores. The half-open SA waits for its
-    /// [`Endpoint::handle_auth_done`] (until it expires; retransmissions of the request are
-    /// dropped meanwhile).
+    /// Hands the responder's expensive work out through [`Endpoint::poll_crypto_job`] instead of
+    /// doing it in place: the shared secret and keys after IKE_SA_INIT (our key pair is still
+    /// made in place, for the answer), and the signature work of IKE_AUTH (the peer's
+    /// certificate chain and AUTH checked, ours signed). A responder's driver then runs both on
+    /// other cores. The half-open SA waits for its [`Endpoint::handle_crypto_done`] (until it
+    /// expires): an IKE_AUTH request that comes before the keys is kept (one), a retransmission
+    /// while its signature work is out is dropped.
     pub fn defer_crypto(&mut self, on: bool) {
         self.defer_crypto = on;
     }
 
-    /// The next signature job to run ([`AuthJob::run`], on any thread).
-    pub fn poll_auth_job(&mut self) -> Option<Box<AuthJob>> {
-        self.auth_jobs.pop_front()
+    /// The next job to run ([`CryptoJob::run`], on any thread).
+    pub fn poll_crypto_job(&mut self) -> Option<Box<CryptoJob>> {
+        self.crypto_jobs.pop_front()
     }
 
-    /// A finished signature job: the IKE_AUTH request it belongs to is answered (or refused).
-    /// A job whose half-open SA has gone meanwhile is dropped.
-    pub fn handle_auth_done(&mut self, now: Now, done: AuthDone, rng: &mut dyn Random) {
-        let spi = done.spi;
-        let Some(Sa::HalfOpen(half_open)) = self.sas.remove(&spi) else {
+    /// A finished job: a half-open SA gets its keys (and the IKE_AUTH request that waited for
+    /// them is taken), or an IKE_AUTH request is answered (or refused). A job whose half-open
+    /// SA has gone meanwhile is dropped.
+    pub fn handle_crypto_done(&mut self, now: Now, done: CryptoDone, rng: &mut dyn Random) {
+        match done.result {
+            Finished::Keys(keys) => self.keys_derived(now, rng, done.spi, keys),
+            Finished::Signatures(proof) => {
+                self.signatures_checked(now, rng, done.spi, proof, done.generation)
+            }
+        }
+    }
+
+    fn keys_derived(
+        &mut self,
+        now: Now,
+        rng: &mut dyn Random,
+        spi: u64,
+        keys: Result<IkeSaKeys, CryptoError>,
+    ) {
+        let Some(Sa::Deriving(deriving)) = self.take_sa(spi, |sa| matches!(sa, Sa::Deriving(_)))
+        else {
+            tracing::debug!(
+                "keys for {} came after the SA went",
+                crate::sa::hex_spi(spi)
+            );
+            return;
+        };
+        let (spi_i, source) = (deriving.spi_i(), deriving.init.source);
+        match keys.and_then(|keys| deriving.keys_derived(keys)) {
+            Ok((half_open, Some(early))) => self.auth_request(
+                now,
+                early.local,
+                early.remote,
+                &early.header,
+                &early.data,
+                half_open,
+                rng,
+            ),
+            Ok((half_open, None)) => {
+                self.sas.insert(spi, Sa::HalfOpen(Box::new(half_open)));
+            }
+            Err(e) => {
+                // A low-order X25519 point (RFC 7748 6.1): in place it is answered with
+                // INVALID_SYNTAX; here the answer went out before, so the SA just goes.
+                tracing::debug!("IKE_SA_INIT from {source}: {e}; its half-open SA dropped");
+                self.half_open_gone(spi_i, source, false);
+                self.spis.release_ike(spi);
+            }
+        }
+    }
+
+    fn signatures_checked(
+        &mut self,
+        now: Now,
+        rng: &mut dyn Random,
+        spi: u64,
+        proof: Result<AuthProof, IkeError>,
+        job_generation: u64,
+    ) {
+        let Some(Sa::HalfOpen(half_open)) = self.take_sa(spi, |sa| matches!(sa, Sa::HalfOpen(_)))
+        else {
             tracing::debug!(
                 "signature work for {} came after the SA went",
                 crate::sa::hex_spi(spi)
@@ -176,7 +237,22 @@ impl Endpoint {
         };
         let generation = self.generation;
         let mut io = io!(self, now, rng);
-        let result = (*half_open).resume(&mut io, role.authorizer.as_ref(), done, generation);
+        let result = (*half_open).resume(
+            &mut io,
+            role.authorizer.as_ref(),
+            proof,
+            job_generation,
+            generation,
+        );
         self.auth_result(now, rng, spi, result);
+    }
+
+    /// Removes the SA `spi` if it is in the state `wanted` says (any other stays).
+    fn take_sa(&mut self, spi: u64, wanted: impl Fn(&Sa) -> bool) -> Option<Sa> {
+        if self.sas.get(&spi).is_some_and(wanted) {
+            self.sas.remove(&spi)
+        } else {
+            None
+        }
     }
 }

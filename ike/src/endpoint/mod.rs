@@ -10,9 +10,10 @@ use hometun_control::{Event, PeerId, Spi};
 
 use crate::crypto::{CookieGenerator, PeerIdentity};
 use crate::notice::Notice;
+use crate::sa::deriving::Deriving;
 use crate::sa::established::{Effect, Established};
 use crate::sa::initiator::{AuthRequested, ClientParams, Failure, SaInitRequested, Step};
-use crate::sa::responder::HalfOpen;
+use crate::sa::responder::{HalfOpen, InitExchange};
 use crate::sa::{Io, SpiRegistry};
 use crate::window::total_patience;
 use crate::wire::{ExchangeType, Header};
@@ -37,6 +38,8 @@ enum Sa {
     Init(Box<SaInitRequested>),
     /// Client: IKE_AUTH sent.
     Auth(Box<AuthRequested>),
+    /// Server: IKE_SA_INIT answered, its keys being derived by a job.
+    Deriving(Box<Deriving>),
     /// Server: IKE_SA_INIT answered.
     HalfOpen(Box<HalfOpen>),
     /// Established (or replaced and waiting for its DELETE).
@@ -44,6 +47,17 @@ enum Sa {
 }
 // Every step is boxed: the SA table stores this enum in each of its slots (a server's holds
 // one per home), and an unboxed half-open SA made every slot as large as one.
+
+impl Sa {
+    /// The IKE_SA_INIT exchange of a server's half-open SA (keys derived or not).
+    fn init_exchange(&mut self) -> Option<&mut InitExchange> {
+        match self {
+            Sa::Deriving(d) => Some(&mut d.init),
+            Sa::HalfOpen(h) => Some(&mut h.init),
+            _ => None,
+        }
+    }
+}
 
 struct ResponderRole {
     /// Our address (the source of unprotected answers to ESP).
@@ -93,10 +107,10 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     outputs: VecDeque<Output>,
     counters: EndpointCounters,
-    /// Hand the signature work of IKE_AUTH requests out ([`Endpoint::poll_auth_job`]) instead
-    /// of doing it in place.
+    /// Hand the key derivation after IKE_SA_INIT and the signature work of IKE_AUTH out
+    /// ([`Endpoint::poll_crypto_job`]) instead of doing them in place.
     defer_crypto: bool,
-    auth_jobs: VecDeque<Box<crate::sa::auth_job::AuthJob>>,
+    crypto_jobs: VecDeque<Box<crate::sa::crypto_job::CryptoJob>>,
     /// Bumped by every reload (signature work made under an older one is checked again).
     generation: u64,
     /// Unprotected answers about SAs we do not have are rate limited ([`restart`]).
@@ -191,7 +205,7 @@ impl Endpoint {
             outputs: VecDeque::new(),
             counters: EndpointCounters::default(),
             defer_crypto: false,
-            auth_jobs: VecDeque::new(),
+            crypto_jobs: VecDeque::new(),
             generation: 0,
             unprotected_answers: restart::unprotected_answers(now.mono),
             restart_hints: restart::RestartHints::default(),
@@ -316,6 +330,15 @@ impl Endpoint {
                         None
                     }
                 }
+            }
+            Sa::Deriving(mut deriving) => {
+                if header.spi_i == deriving.spi_i()
+                    && header.exchange_type == ExchangeType::IKE_AUTH
+                {
+                    deriving.hold_early(local, remote, header, data);
+                }
+                self.sas.insert(our_spi, Sa::Deriving(deriving));
+                return;
             }
             Sa::HalfOpen(half_open) => {
                 if header.spi_i != half_open.spi_i() {
@@ -624,9 +647,14 @@ impl Endpoint {
                         }
                     }
                 }
+                Sa::Deriving(d) => {
+                    tracing::debug!("half-open IKE SA from {} expired", d.init.source);
+                    self.half_open_gone(d.spi_i(), d.init.source, false);
+                    None
+                }
                 Sa::HalfOpen(h) => {
-                    tracing::debug!("half-open IKE SA from {} expired", h.source);
-                    self.half_open_gone(h.spi_i(), h.source, false);
+                    tracing::debug!("half-open IKE SA from {} expired", h.init.source);
+                    self.half_open_gone(h.spi_i(), h.init.source, false);
                     None
                 }
                 Sa::Up(mut established) => {
@@ -651,7 +679,8 @@ impl Endpoint {
         match sa {
             Sa::Init(s) => Some(s.deadline()),
             Sa::Auth(s) => Some(s.deadline()),
-            Sa::HalfOpen(h) => Some(h.expires),
+            Sa::Deriving(d) => Some(d.init.expires),
+            Sa::HalfOpen(h) => Some(h.init.expires),
             Sa::Up(e) => e.deadline(&self.common),
         }
     }
@@ -793,7 +822,8 @@ impl Endpoint {
                     e.dispose(&mut io);
                 }
                 Sa::Auth(a) => a.abandon(&mut io),
-                Sa::HalfOpen(h) => self.half_open_gone(h.spi_i(), h.source, false),
+                Sa::Deriving(d) => self.half_open_gone(d.spi_i(), d.init.source, false),
+                Sa::HalfOpen(h) => self.half_open_gone(h.spi_i(), h.init.source, false),
                 Sa::Init(_) => {}
             }
             self.forget(spi);
@@ -871,7 +901,7 @@ impl Endpoint {
             half_open: self
                 .sas
                 .values()
-                .filter(|sa| matches!(sa, Sa::HalfOpen(_)))
+                .filter(|sa| matches!(sa, Sa::HalfOpen(_) | Sa::Deriving(_)))
                 .count(),
             ..self.counters.clone()
         }

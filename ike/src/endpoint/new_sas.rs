@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddrV4};
 
 use super::{Endpoint, Now, Output, Random, Role, Sa, Transmit, total_patience};
 use crate::notice::Notice;
-use crate::sa::responder::{respond_sa_init, unprotected_answer};
+use crate::sa::responder::{InitAnswered, respond_sa_init, unprotected_answer};
 use crate::sa::{IkeError, Io};
 use crate::wire::{Header, Message, Notify, NotifyType, Payload, PayloadList};
 
@@ -78,8 +78,8 @@ impl Endpoint {
         // once the SA is established, a late copy is dropped. Under cookie pressure the COOKIE
         // check above comes first.
         if let Some(&spi) = role.init_index.get(&(spi_i, remote)) {
-            match self.sas.get_mut(&spi) {
-                Some(Sa::HalfOpen(h)) if h.is_retransmission(data) => {
+            match self.sas.get_mut(&spi).and_then(Sa::init_exchange) {
+                Some(h) if h.is_retransmission(data) => {
                     if let Some(response) = h.answer_again(self.common.retransmit_tries) {
                         tracing::debug!("retransmitted IKE_SA_INIT from {remote} answered again");
                         self.transmits.push_back(Transmit {
@@ -90,7 +90,7 @@ impl Endpoint {
                     }
                     return;
                 }
-                Some(Sa::HalfOpen(h)) if h.is_retransmission_of_nonce(&ni) => {
+                Some(h) if h.is_retransmission_of_nonce(&ni) => {
                     // The same attempt, changed (it now carries a COOKIE): the request our
                     // AUTH will sign over is the new one, so it starts afresh.
                     let source = h.source;
@@ -127,14 +127,23 @@ impl Endpoint {
         }
         let expires =
             now.mono + total_patience(self.common.retransmit_base, self.common.retransmit_tries);
+        let (defer, generation) = (self.defer_crypto, self.generation);
         let mut io = io!(self, now, rng);
-        match respond_sa_init(&mut io, local, remote, &message, data, expires) {
-            Ok(half_open) => {
+        match respond_sa_init(
+            &mut io, local, remote, &message, data, expires, defer, generation,
+        ) {
+            Ok(answered) => {
+                let (spi, sa) = match answered {
+                    InitAnswered::HalfOpen(h) => (h.spi(), Sa::HalfOpen(Box::new(h))),
+                    InitAnswered::Deriving(d, job) => {
+                        self.crypto_jobs.push_back(Box::new(job));
+                        (d.spi(), Sa::Deriving(Box::new(d)))
+                    }
+                };
                 role.half_open_count += 1;
                 *role.half_open_by_source.entry(*remote.ip()).or_insert(0) += 1;
-                role.init_index.insert((spi_i, remote), half_open.spi());
-                self.sas
-                    .insert(half_open.spi(), Sa::HalfOpen(Box::new(half_open)));
+                role.init_index.insert((spi_i, remote), spi);
+                self.sas.insert(spi, sa);
             }
             Err(error) => {
                 io.send(local, remote, unprotected_answer(header, error.notify()));

@@ -3,12 +3,14 @@
 //!
 //! Initiator: [`initiator::SaInitRequested`] -> [`initiator::AuthRequested`] ->
 //! [`established::Established`]. Responder: [`responder::respond_sa_init`] ->
-//! [`responder::HalfOpen`] -> [`responder::Authenticated`] -> [`established::Established`].
+//! ([`deriving::Deriving`] while a job derives the keys) -> [`responder::HalfOpen`] ->
+//! [`responder::Authenticated`] -> [`established::Established`].
 //! Once established, the sub-exchanges (CHILD SA rekey, IKE SA rekey, DELETE, liveness) are
 //! pending-request types consumed when their response arrives.
 
-pub mod auth_job;
 pub(crate) mod child;
+pub mod crypto_job;
+pub(crate) mod deriving;
 pub(crate) mod established;
 pub(crate) mod initiator;
 pub(crate) mod responder;

@@ -7,8 +7,9 @@ use std::time::Instant;
 use hometun_control::{PeerId, Spi};
 use ipnet::Ipv6Net;
 
-use super::auth_job::{AuthDone, AuthJob, AuthProof};
 use super::child::{Child, ExchangeRole};
+use super::crypto_job::{AuthJob, AuthProof, CryptoJob, KeysJob, Work};
+use super::deriving::Deriving;
 use super::established::{Established, EstablishedParams};
 use super::{
     Addresses, IkeCore, IkeError, Io, PeerInfo, cert_payloads, certreq_payload, has_notify,
@@ -18,6 +19,7 @@ use super::{
 use crate::crypto::IkeSaKeys;
 use crate::crypto::PeerIdentity;
 use crate::crypto::auth::{AuthRole, auth_octets};
+use crate::crypto::keys::check_nonce;
 use crate::io::Output;
 use crate::proposal::{ChosenEsp, EspGroups, EspProposal, IkeProposal};
 use crate::selectors::{any_ipv6, narrow, prefixes_of, to_payload};
@@ -42,8 +44,19 @@ pub(crate) fn unprotected_answer(request: &Header, notify: Notify) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// What answering an IKE_SA_INIT request left.
+pub(crate) enum InitAnswered {
+    /// The keys are derived: waiting for IKE_AUTH.
+    HalfOpen(HalfOpen),
+    /// The shared secret and keys are handed out as a job ([`respond_sa_init`]'s `defer`).
+    Deriving(Deriving, CryptoJob),
+}
+
 /// Answers an IKE_SA_INIT request (cookie and bounds already checked): chooses the proposal,
-/// computes the keys and sends the response. Errors are answered by the caller, unprotected.
+/// makes our key pair and sends the response. The shared secret and keys are computed here, or
+/// with `defer` handed out as a job (the peer's KE length and nonce are checked first, so that
+/// only an all-zero shared secret can fail it). Errors are answered by the caller, unprotected.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn respond_sa_init(
     io: &mut Io<'_>,
     local: SocketAddrV4,
@@ -51,7 +64,9 @@ pub(crate) fn respond_sa_init(
     message: &Message,
     data: &[u8],
     expires: Instant,
-) -> Result<HalfOpen, IkeError> {
+    defer: bool,
+    generation: u64,
+) -> Result<InitAnswered, IkeError> {
     let spi_i = message.header.spi_i;
     let payloads = message.payloads.as_slice();
     let (Some(sa), Some(ke), Some(ni)) = (payloads.sa(), payloads.ke(), payloads.nonce()) else {
@@ -65,16 +80,15 @@ pub(crate) fn respond_sa_init(
         });
     }
     let our_ke = io.key_exchange(chosen.group);
-    let g_ir = our_ke.shared_secret(&ke.data)?;
+    let g_ir = if defer {
+        our_ke.check_peer_ke(&ke.data)?;
+        check_nonce(&ni.data)?;
+        None
+    } else {
+        Some(our_ke.shared_secret(&ke.data)?)
+    };
     let nr = io.nonce();
     let spi_r = io.spis.new_ike(io.rng);
-    let keys = match IkeSaKeys::initial(chosen.encryption, &ni.data, &nr, &g_ir, spi_i, spi_r) {
-        Ok(keys) => keys,
-        Err(e) => {
-            io.spis.release_ike(spi_r);
-            return Err(e.into());
-        }
-    };
     let (nat_remote, nat_local) = nat_detected(&message.payloads, spi_i, 0, remote, local);
     let mut payloads = vec![
         Payload::Sa(wire::SecurityAssociation::new(vec![answer])),
@@ -101,24 +115,56 @@ pub(crate) fn respond_sa_init(
             return Err(IkeError::syntax(e.to_string()));
         }
     };
-    let core = match IkeCore::new(
-        keys,
-        chosen,
-        spi_i,
-        spi_r,
-        false,
-        Addresses {
-            local,
-            remote,
-            nat_local,
-            nat_remote,
-        },
-    ) {
-        Ok(core) => core,
-        Err(e) => {
-            io.spis.release_ike(spi_r);
-            return Err(e.into());
+    let addresses = Addresses {
+        local,
+        remote,
+        nat_local,
+        nat_remote,
+    };
+    let init = InitExchange {
+        ni: ni.data.clone(),
+        nr,
+        initiator_init: data.to_vec(),
+        response,
+        peer_hash_algorithms: peer_hash_algorithms(&message.payloads),
+        source: remote,
+        answered_again: 0,
+        expires,
+    };
+    let answered = match g_ir {
+        Some(g_ir) => {
+            let core =
+                IkeSaKeys::initial(chosen.encryption, &init.ni, &init.nr, &g_ir, spi_i, spi_r)
+                    .and_then(|keys| IkeCore::new(keys, chosen, spi_i, spi_r, false, addresses));
+            match core {
+                Ok(core) => InitAnswered::HalfOpen(HalfOpen::new(core, init)),
+                Err(e) => {
+                    io.spis.release_ike(spi_r);
+                    return Err(e.into());
+                }
+            }
         }
+        None => {
+            let job = CryptoJob {
+                spi: spi_r,
+                generation,
+                work: Work::Keys(KeysJob {
+                    our_ke,
+                    peer_ke: ke.data.clone(),
+                    encryption: chosen.encryption,
+                    ni: init.ni.clone(),
+                    nr: init.nr.clone(),
+                    spi_i,
+                    spi_r,
+                }),
+            };
+            let deriving = Deriving::new(spi_i, spi_r, chosen, addresses, init);
+            InitAnswered::Deriving(deriving, job)
+        }
+    };
+    let response = match &answered {
+        InitAnswered::HalfOpen(h) => &h.init.response,
+        InitAnswered::Deriving(d, _) => &d.init.response,
     };
     io.send(local, remote, response.clone());
     tracing::debug!(
@@ -129,23 +175,20 @@ pub(crate) fn respond_sa_init(
             ""
         }
     );
-    Ok(HalfOpen {
-        core,
-        ni: ni.data.clone(),
-        nr,
-        initiator_init: data.to_vec(),
-        response,
-        peer_hash_algorithms: peer_hash_algorithms(&message.payloads),
-        source: remote,
-        answered_again: 0,
-        expires,
-        pending: None,
-    })
+    Ok(answered)
 }
 
 /// IKE_SA_INIT answered; waiting for IKE_AUTH.
 pub(crate) struct HalfOpen {
     core: IkeCore,
+    pub init: InitExchange,
+    /// The IKE_AUTH request whose signature work is out ([`AuthResult::Deferred`]).
+    pending: Option<PendingAuth>,
+}
+
+/// The IKE_SA_INIT exchange of a half-open SA: what our AUTH and the peer's sign over, and what
+/// answers a retransmitted request.
+pub(crate) struct InitExchange {
     ni: Vec<u8>,
     nr: Vec<u8>,
     /// The initiator's request: RealMessage1 of its AUTH octets.
@@ -159,8 +202,6 @@ pub(crate) struct HalfOpen {
     answered_again: u32,
     /// When the half-open SA is given up.
     pub expires: Instant,
-    /// The IKE_AUTH request whose signature work is out ([`AuthResult::Deferred`]).
-    pending: Option<PendingAuth>,
 }
 
 /// An IKE_AUTH request waiting for its [`AuthJob`].
@@ -180,20 +221,10 @@ pub(crate) enum AuthResult {
     Refused(u64, SocketAddrV4),
     /// Waiting for the signature work, which the caller runs (anywhere) and hands back to
     /// [`HalfOpen::resume`].
-    Deferred(Box<HalfOpen>, Box<AuthJob>),
+    Deferred(Box<HalfOpen>, Box<CryptoJob>),
 }
 
-impl HalfOpen {
-    /// Our SPI.
-    pub fn spi(&self) -> u64 {
-        self.core.spi_r
-    }
-
-    /// The initiator's SPI.
-    pub fn spi_i(&self) -> u64 {
-        self.core.spi_i
-    }
-
+impl InitExchange {
     /// Whether an IKE_SA_INIT request is a retransmission of the one we answered, byte for
     /// byte.
     pub fn is_retransmission(&self, request: &[u8]) -> bool {
@@ -214,6 +245,26 @@ impl HalfOpen {
         }
         self.answered_again += 1;
         Some(self.response.clone())
+    }
+}
+
+impl HalfOpen {
+    pub(crate) fn new(core: IkeCore, init: InitExchange) -> Self {
+        HalfOpen {
+            core,
+            init,
+            pending: None,
+        }
+    }
+
+    /// Our SPI.
+    pub fn spi(&self) -> u64 {
+        self.core.spi_r
+    }
+
+    /// The initiator's SPI.
+    pub fn spi_i(&self) -> u64 {
+        self.core.spi_i
     }
 
     /// Processes the IKE_AUTH request; with `defer`, the signature work is handed out as an
@@ -250,7 +301,7 @@ impl HalfOpen {
             Ok(m) => m.inner,
             Err(e) => match IkeError::from_sk(&e) {
                 Some(error) => {
-                    let gone = (self.spi_i(), self.source);
+                    let gone = (self.spi_i(), self.init.source);
                     self.refuse(io, local, remote, None, error);
                     return AuthResult::Refused(gone.0, gone.1);
                 }
@@ -263,38 +314,45 @@ impl HalfOpen {
         // Answer on whatever address and port the request came from (after a NAT-T float).
         self.core.local = local;
         self.core.remote = remote;
-        let (name, job) = match self.auth_job(io, &inner, generation) {
+        let (name, job) = match self.auth_job(io, &inner) {
             Ok(prepared) => prepared,
             Err((name, error)) => {
-                let gone = (self.spi_i(), self.source);
+                let gone = (self.spi_i(), self.init.source);
                 self.refuse(io, local, remote, name, error);
                 return AuthResult::Refused(gone.0, gone.1);
             }
         };
         if defer {
             self.pending = Some(PendingAuth { inner, name });
+            let job = CryptoJob {
+                spi: self.spi(),
+                generation,
+                work: Work::Signatures(job),
+            };
             return AuthResult::Deferred(Box::new(self), Box::new(job));
         }
         let proof = job.check();
         self.finish(io, authorizer, &inner, name, proof)
     }
 
-    /// Takes the result of the [`AuthJob`] handed out for this SA (anything else is ignored).
-    /// Under a configuration other than the job's (a reload meanwhile), checks again now.
+    /// Takes the result of the signature work handed out for this SA (anything else is
+    /// ignored). Under a configuration other than the job's (`job_generation`: a reload
+    /// meanwhile), checks again now.
     pub fn resume(
         mut self,
         io: &mut Io<'_>,
         authorizer: &dyn Authorizer,
-        done: AuthDone,
+        proof: Result<AuthProof, IkeError>,
+        job_generation: u64,
         generation: u64,
     ) -> AuthResult {
         let Some(pending) = self.pending.take() else {
             return AuthResult::Wait(Box::new(self));
         };
-        let proof = if done.generation == generation {
-            done.result
+        let proof = if job_generation == generation {
+            proof
         } else {
-            match self.auth_job(io, &pending.inner, generation) {
+            match self.auth_job(io, &pending.inner) {
                 Ok((_, job)) => job.check(),
                 Err((_, error)) => Err(error),
             }
@@ -322,7 +380,7 @@ impl HalfOpen {
                 checked,
             })),
             Err((name, error)) => {
-                let gone = (self.spi_i(), self.source);
+                let gone = (self.spi_i(), self.init.source);
                 self.refuse(io, local, remote, name, error);
                 AuthResult::Refused(gone.0, gone.1)
             }
@@ -360,7 +418,6 @@ impl HalfOpen {
         &self,
         io: &mut Io<'_>,
         inner: &[Payload],
-        generation: u64,
     ) -> Result<(String, AuthJob), (Option<String>, IkeError)> {
         let idr = inner.id_r();
         let (Some(idi), Some(auth)) = (inner.id_i(), inner.auth()) else {
@@ -376,21 +433,19 @@ impl HalfOpen {
         let peer_octets = auth_octets(
             AuthRole::Initiator,
             &self.core.keys,
-            &self.initiator_init,
-            &self.nr,
+            &self.init.initiator_init,
+            &self.init.nr,
             &id_body(idi),
         );
         // Our AUTH: RealMessage2 | Ni | prf(SK_pr, IDr').
         let our_octets = auth_octets(
             AuthRole::Responder,
             &self.core.keys,
-            &self.response,
-            &self.ni,
+            &self.init.response,
+            &self.init.ni,
             &id_body(&our_id(&io.cfg.identity)),
         );
         let job = AuthJob {
-            spi: self.spi(),
-            generation,
             verifier: io.cfg.verifier.clone(),
             certificates: peer_certificates(inner),
             identity,
@@ -398,7 +453,7 @@ impl HalfOpen {
             peer_auth: Authentication::clone(auth),
             peer_octets,
             key: io.cfg.key.clone(),
-            peer_hash_algorithms: self.peer_hash_algorithms.clone(),
+            peer_hash_algorithms: self.init.peer_hash_algorithms.clone(),
             our_octets,
         };
         Ok((name, job))
@@ -493,7 +548,7 @@ pub(crate) struct Authenticated {
 impl Authenticated {
     /// The initiator's SPI and the source of its IKE_SA_INIT (the half-open bookkeeping).
     pub fn half_open_source(&self) -> (u64, SocketAddrV4) {
-        (self.half_open.spi_i(), self.half_open.source)
+        (self.half_open.spi_i(), self.half_open.init.source)
     }
 
     /// The peer's identity.
@@ -523,7 +578,7 @@ impl Authenticated {
         answer.spi = spi_in.to_bytes().to_vec();
         let keys = core
             .keys
-            .child_sa_keys(c.esp.encryption, None, &h.ni, &h.nr)
+            .child_sa_keys(c.esp.encryption, None, &h.init.ni, &h.init.nr)
             // The nonces passed IkeSaKeys::initial's checks; KEYMAT length is fixed.
             .expect("CHILD SA keys derive from checked nonces");
         let child = Child::new(

@@ -120,8 +120,8 @@ impl Homes {
                 Who::Server => &mut self.server,
                 Who::Home(i) => &mut self.homes[i],
             };
-            while let Some(job) = node.endpoint.poll_auth_job() {
-                node.endpoint.handle_auth_done(at, job.run(), rng);
+            while let Some(job) = node.endpoint.poll_crypto_job() {
+                node.endpoint.handle_crypto_done(at, job.run(), rng);
             }
             let outputs = &mut node.outputs;
             drain_outputs(

@@ -43,3 +43,37 @@ pub fn ts(prefixes: &[&str]) -> hometun_ike::wire::TrafficSelectors {
     let nets: Vec<Ipv6Net> = prefixes.iter().map(|p| net(p)).collect();
     hometun_ike::selectors::to_payload(&nets)
 }
+
+/// An IKE_SA_INIT request (aes128gcm16-prfsha256-x25519) with `ke_data` as its X25519 KE data,
+/// optionally with a COOKIE first.
+pub fn raw_sa_init(spi_i: u64, ni: &[u8], cookie: Option<&[u8]>, ke_data: &[u8]) -> Vec<u8> {
+    use hometun_ike::proposal::IkeProposal;
+    use hometun_ike::wire::{
+        self, ExchangeType, Flags, Header, Message, Notify, NotifyType, Payload,
+    };
+    let mut payloads = Vec::new();
+    if let Some(c) = cookie {
+        payloads.push(Payload::Notify(Notify::new(NotifyType::COOKIE, c.to_vec())));
+    }
+    payloads.push(Payload::Sa(IkeProposal::sa_payload(
+        &[IkeProposal::parse("aes128gcm16-prfsha256-x25519").unwrap()],
+        &[],
+    )));
+    payloads.push(Payload::Ke(wire::KeyExchange::new(
+        wire::DhGroup::CURVE25519,
+        ke_data.to_vec(),
+    )));
+    payloads.push(Payload::Nonce(wire::Nonce::new(ni.to_vec())));
+    Message::new(
+        Header::new(
+            ExchangeType::IKE_SA_INIT,
+            spi_i,
+            0,
+            Flags::new(true, false),
+            0,
+        ),
+        payloads,
+    )
+    .to_bytes()
+    .unwrap()
+}

@@ -45,7 +45,9 @@ pub struct Node {
     /// With `Endpoint::defer_crypto`: signature jobs handed out are kept here instead of being
     /// run at once (`Pair::run_held_jobs` runs them).
     pub hold_jobs: bool,
-    pub held_jobs: Vec<hometun_ike::sa::auth_job::AuthJob>,
+    /// The same for the key derivation jobs after IKE_SA_INIT.
+    pub hold_key_jobs: bool,
+    pub held_jobs: Vec<hometun_ike::sa::crypto_job::CryptoJob>,
 }
 
 impl Node {
@@ -63,6 +65,7 @@ impl Node {
             outputs: Vec::new(),
             up: true,
             hold_jobs: false,
+            hold_key_jobs: false,
             held_jobs: Vec::new(),
         }
     }
@@ -181,12 +184,18 @@ impl Pair {
                 &mut self.server
             };
             // Signature jobs handed out (Endpoint::defer_crypto) run at once, or wait.
-            while let Some(job) = node.endpoint.poll_auth_job() {
-                if node.hold_jobs {
+            while let Some(job) = node.endpoint.poll_crypto_job() {
+                let hold = if job.is_key_derivation() {
+                    node.hold_key_jobs
+                } else {
+                    node.hold_jobs
+                };
+                if hold {
                     node.held_jobs.push(*job);
                 } else {
                     let at = self.clock.now();
-                    node.endpoint.handle_auth_done(at, job.run(), &mut self.rng);
+                    node.endpoint
+                        .handle_crypto_done(at, job.run(), &mut self.rng);
                 }
             }
             // The forwarder answers each request; IKE hears of a refused install.
@@ -426,7 +435,7 @@ impl Pair {
             let now = self.clock.now();
             self.server
                 .endpoint
-                .handle_auth_done(now, job.run(), &mut self.rng);
+                .handle_crypto_done(now, job.run(), &mut self.rng);
         }
         self.flush();
     }
