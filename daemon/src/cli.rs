@@ -93,6 +93,7 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         println!("{}: ok", args.config.display());
         return Ok(());
     }
+    crate::malloc_arenas::use_one_arena();
     crate::setup::run_server(&args.config)
 }
 
@@ -103,6 +104,7 @@ pub fn run_client(args: ClientArgs) -> anyhow::Result<()> {
         println!("{}: ok", args.config.display());
         return Ok(());
     }
+    crate::malloc_arenas::use_one_arena();
     crate::setup::run_client(&args.config)
 }
 

@@ -14,6 +14,7 @@ pub mod forwarder_link;
 pub mod holders;
 pub mod homes;
 pub mod lan;
+pub mod malloc_arenas;
 pub mod metrics;
 pub mod ndp;
 pub mod ndp_socket;
