@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use hometun_ike::crypto::{DhGroup, KeyExchange};
 use hometun_ike::endpoint::{Endpoint, Random};
-use hometun_ike::wire::{ExchangeType, Flags, Header, Message, NotifyType, Payload};
+use hometun_ike::wire::{ExchangeType, Message, NotifyType, Payload};
 use sim_support::*;
 
 /// An IKE_SA_INIT request as a stock initiator sends it, optionally with a COOKIE first.
@@ -259,12 +259,7 @@ fn garbage_is_dropped_and_counted_never_answered() {
     let mut truncated = sa_init(&mut rng, 1, &[1; 32], None);
     truncated.truncate(100);
     assert!(server.send(from, &truncated).is_empty());
-    let no_nonce = Message::new(
-        Header::new(ExchangeType::IKE_SA_INIT, 2, 0, Flags::new(true, false), 0),
-        vec![],
-    )
-    .to_bytes()
-    .unwrap();
+    let no_nonce = sa_init_bytes(2, vec![]);
     let answers = server.send(from, &no_nonce);
     assert_eq!(answers.len(), 1);
     assert!(answers[0].notify(NotifyType::INVALID_SYNTAX).is_some());

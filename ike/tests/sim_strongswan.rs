@@ -240,18 +240,7 @@ mod stock {
                 )),
                 notify(NotifyType::REDIRECT_SUPPORTED),
             ];
-            let init = Message::new(
-                Header::new(
-                    ExchangeType::IKE_SA_INIT,
-                    spi_i,
-                    0,
-                    Flags::new(true, false),
-                    0,
-                ),
-                payloads,
-            )
-            .to_bytes()
-            .unwrap();
+            let init = sa_init_bytes(spi_i, payloads);
             let me = Self {
                 spi_i,
                 spi_r: 0,

@@ -48,9 +48,7 @@ pub fn ts(prefixes: &[&str]) -> hometun_ike::wire::TrafficSelectors {
 /// optionally with a COOKIE first.
 pub fn raw_sa_init(spi_i: u64, ni: &[u8], cookie: Option<&[u8]>, ke_data: &[u8]) -> Vec<u8> {
     use hometun_ike::proposal::IkeProposal;
-    use hometun_ike::wire::{
-        self, ExchangeType, Flags, Header, Message, Notify, NotifyType, Payload,
-    };
+    use hometun_ike::wire::{self, Notify, NotifyType, Payload};
     let mut payloads = Vec::new();
     if let Some(c) = cookie {
         payloads.push(Payload::Notify(Notify::new(NotifyType::COOKIE, c.to_vec())));
@@ -64,16 +62,18 @@ pub fn raw_sa_init(spi_i: u64, ni: &[u8], cookie: Option<&[u8]>, ke_data: &[u8])
         ke_data.to_vec(),
     )));
     payloads.push(Payload::Nonce(wire::Nonce::new(ni.to_vec())));
-    Message::new(
-        Header::new(
-            ExchangeType::IKE_SA_INIT,
-            spi_i,
-            0,
-            Flags::new(true, false),
-            0,
-        ),
-        payloads,
-    )
-    .to_bytes()
-    .unwrap()
+    sa_init_bytes(spi_i, payloads)
+}
+
+/// An initiator's IKE_SA_INIT request (message ID 0) carrying `payloads`, as bytes.
+pub fn sa_init_bytes(spi_i: u64, payloads: Vec<hometun_ike::wire::Payload>) -> Vec<u8> {
+    use hometun_ike::wire::{ExchangeType, Flags, Header, Message};
+    let header = Header::new(
+        ExchangeType::IKE_SA_INIT,
+        spi_i,
+        0,
+        Flags::new(true, false),
+        0,
+    );
+    Message::new(header, payloads).to_bytes().unwrap()
 }
