@@ -49,7 +49,17 @@ enum Sa {
 // one per home), and an unboxed half-open SA made every slot as large as one.
 
 impl Sa {
-    /// The IKE_SA_INIT exchange of a server's half-open SA (keys derived or not).
+    /// A server's half-open SA (keys derived or not): the initiator's SPI and the IKE_SA_INIT
+    /// exchange.
+    fn half_open(&self) -> Option<(u64, &InitExchange)> {
+        match self {
+            Sa::Deriving(d) => Some((d.spi_i(), &d.init)),
+            Sa::HalfOpen(h) => Some((h.spi_i(), &h.init)),
+            _ => None,
+        }
+    }
+
+    /// The IKE_SA_INIT exchange of a server's half-open SA, to answer a retransmission.
     fn init_exchange(&mut self) -> Option<&mut InitExchange> {
         match self {
             Sa::Deriving(d) => Some(&mut d.init),
@@ -647,14 +657,11 @@ impl Endpoint {
                         }
                     }
                 }
-                Sa::Deriving(d) => {
-                    tracing::debug!("half-open IKE SA from {} expired", d.init.source);
-                    self.half_open_gone(d.spi_i(), d.init.source, false);
-                    None
-                }
-                Sa::HalfOpen(h) => {
-                    tracing::debug!("half-open IKE SA from {} expired", h.init.source);
-                    self.half_open_gone(h.spi_i(), h.init.source, false);
+                sa @ (Sa::Deriving(_) | Sa::HalfOpen(_)) => {
+                    if let Some((spi_i, init)) = sa.half_open() {
+                        tracing::debug!("half-open IKE SA from {} expired", init.source);
+                        self.half_open_gone(spi_i, init.source, false);
+                    }
                     None
                 }
                 Sa::Up(mut established) => {
@@ -679,8 +686,7 @@ impl Endpoint {
         match sa {
             Sa::Init(s) => Some(s.deadline()),
             Sa::Auth(s) => Some(s.deadline()),
-            Sa::Deriving(d) => Some(d.init.expires),
-            Sa::HalfOpen(h) => Some(h.init.expires),
+            Sa::Deriving(_) | Sa::HalfOpen(_) => sa.half_open().map(|(_, init)| init.expires),
             Sa::Up(e) => e.deadline(&self.common),
         }
     }
@@ -822,8 +828,11 @@ impl Endpoint {
                     e.dispose(&mut io);
                 }
                 Sa::Auth(a) => a.abandon(&mut io),
-                Sa::Deriving(d) => self.half_open_gone(d.spi_i(), d.init.source, false),
-                Sa::HalfOpen(h) => self.half_open_gone(h.spi_i(), h.init.source, false),
+                sa @ (Sa::Deriving(_) | Sa::HalfOpen(_)) => {
+                    if let Some((spi_i, init)) = sa.half_open() {
+                        self.half_open_gone(spi_i, init.source, false);
+                    }
+                }
                 Sa::Init(_) => {}
             }
             self.forget(spi);
@@ -901,7 +910,7 @@ impl Endpoint {
             half_open: self
                 .sas
                 .values()
-                .filter(|sa| matches!(sa, Sa::HalfOpen(_) | Sa::Deriving(_)))
+                .filter(|sa| sa.half_open().is_some())
                 .count(),
             ..self.counters.clone()
         }
