@@ -38,7 +38,7 @@ pub enum TimeCheck {
 /// The lifetime state of one direction of an SA.
 #[derive(Debug)]
 pub struct Lifetime {
-    limits: Limits,
+    limits: Bounds,
     installed_at: u64,
     bytes: AtomicU64,
     packets: AtomicU64,
@@ -50,7 +50,7 @@ impl Lifetime {
     /// A fresh lifetime, installed at `now` (seconds on the forwarder's clock).
     pub fn new(limits: Limits, now: u64) -> Self {
         Lifetime {
-            limits,
+            limits: Bounds::from(limits),
             installed_at: now,
             bytes: AtomicU64::new(0),
             packets: AtomicU64::new(0),
@@ -61,7 +61,7 @@ impl Lifetime {
 
     /// The configured limits.
     pub fn limits(&self) -> Limits {
-        self.limits
+        self.limits.to_limits()
     }
 
     /// Bytes charged so far (carried packets only).
@@ -86,8 +86,8 @@ impl Lifetime {
         }
         let packets = self.packets.fetch_add(1, Ordering::Relaxed) + 1;
         let bytes = self.bytes.fetch_add(len, Ordering::Relaxed) + len;
-        let over = |limit: Option<u64>, used: u64| limit.is_some_and(|l| used > l);
-        let at = |limit: Option<u64>, used: u64| limit.is_some_and(|l| used >= l);
+        let over = |limit: u64, used: u64| limit != NONE && used > limit;
+        let at = |limit: u64, used: u64| limit != NONE && used >= limit;
 
         let exceeded = if over(self.limits.hard_packets, packets) {
             Some(LimitKind::Packets)
@@ -137,13 +137,14 @@ impl Lifetime {
     /// Checks the time limits at `now`. Without configured time limits this is always quiet.
     pub fn check_time(&self, now: u64) -> TimeCheck {
         let age = now.saturating_sub(self.installed_at);
-        if self.limits.hard_seconds.is_some_and(|l| age >= l) {
+        if self.limits.hard_seconds != NONE && age >= self.limits.hard_seconds {
             if self.report_hard() {
                 return TimeCheck::Hard;
             }
             return TimeCheck::Quiet;
         }
-        if self.limits.soft_seconds.is_some_and(|l| age >= l) && self.report_soft() {
+        let soft_seconds = self.limits.soft_seconds;
+        if soft_seconds != NONE && age >= soft_seconds && self.report_soft() {
             return TimeCheck::Soft;
         }
         TimeCheck::Quiet
@@ -164,12 +165,73 @@ impl Lifetime {
     }
 }
 
+/// "No limit" in [`Bounds`]. A limit of `u64::MAX` bytes, packets or seconds is never reached
+/// anyway, so it reads as none too.
+const NONE: u64 = u64::MAX;
+
+/// [`Limits`] as a lifetime keeps them: `NONE` instead of `Option`, half the size (every pair
+/// holds two, for each home).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Bounds {
+    soft_bytes: u64,
+    hard_bytes: u64,
+    soft_packets: u64,
+    hard_packets: u64,
+    soft_seconds: u64,
+    hard_seconds: u64,
+}
+
+impl From<Limits> for Bounds {
+    fn from(limits: Limits) -> Self {
+        let bound = |limit: Option<u64>| limit.unwrap_or(NONE);
+        Bounds {
+            soft_bytes: bound(limits.soft_bytes),
+            hard_bytes: bound(limits.hard_bytes),
+            soft_packets: bound(limits.soft_packets),
+            hard_packets: bound(limits.hard_packets),
+            soft_seconds: bound(limits.soft_seconds),
+            hard_seconds: bound(limits.hard_seconds),
+        }
+    }
+}
+
+impl Bounds {
+    fn to_limits(self) -> Limits {
+        let limit = |bound: u64| (bound != NONE).then_some(bound);
+        Limits {
+            soft_bytes: limit(self.soft_bytes),
+            hard_bytes: limit(self.hard_bytes),
+            soft_packets: limit(self.soft_packets),
+            hard_packets: limit(self.hard_packets),
+            soft_seconds: limit(self.soft_seconds),
+            hard_seconds: limit(self.hard_seconds),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn limits() -> Limits {
         Limits::default()
+    }
+
+    #[test]
+    fn the_limits_read_back_as_installed() {
+        let limits = Limits {
+            soft_bytes: Some(1 << 31),
+            hard_bytes: Some(1 << 32),
+            soft_packets: None,
+            hard_packets: Some(0),
+            soft_seconds: Some(3600),
+            hard_seconds: None,
+        };
+        assert_eq!(Lifetime::new(limits, 0).limits(), limits);
+        assert_eq!(
+            Lifetime::new(Limits::default(), 0).limits(),
+            Limits::default()
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::{ArcSwap, Guard};
 use hometun_control::{
     AeadAlg, ChildSa, ControlError, CounterReport, Direction, DropReason, Encapsulation, Endpoint,
-    EndpointError, Event, KeyError, LimitKind, Limits, PeerId, SaCounters, Spi,
+    EndpointError, Event, KeyError, LimitKind, PeerId, SaCounters, Spi,
 };
 use ipnet::Ipv6Net;
 
@@ -344,7 +344,7 @@ impl SaPair {
         self.events.send(event);
     }
 
-    fn report(&self, endpoint: Endpoint, limits: Limits, now: Now) -> SaCounters {
+    fn report(&self, endpoint: Endpoint, now: Now) -> SaCounters {
         let now = now.secs();
         let last_rx = self.last_rx.load(Ordering::Relaxed);
         SaCounters {
@@ -358,7 +358,8 @@ impl SaPair {
             tx_packets: self.traffic.tx_packets.load(Ordering::Relaxed),
             tx_bytes: self.traffic.tx_bytes.load(Ordering::Relaxed),
             drops: self.drops.nonzero(),
-            limits,
+            // Both directions are installed with the same limits.
+            limits: self.inbound.limits(),
             last_rx_seconds_ago: (last_rx > 0).then(|| now.saturating_sub(last_rx - 1)),
             age_seconds: now.saturating_sub(self.installed_at),
         }
@@ -438,7 +439,7 @@ fn mask(address: u128, len: u8) -> u128 {
 /// The control path's own record, from which snapshots are built.
 #[derive(Debug, Default)]
 struct Master {
-    pairs: Vec<(Arc<SaPair>, Limits)>,
+    pairs: Vec<Arc<SaPair>>,
     endpoints: HashMap<PeerId, Endpoint>,
     next_generation: u64,
 }
@@ -520,10 +521,10 @@ impl Sad {
     pub fn install(&self, sa: &ChildSa) -> Result<Arc<SaPair>, ControlError> {
         validate_child_sa(sa)?;
         let mut master = self.master.lock().unwrap_or_else(|e| e.into_inner());
-        if master.pairs.iter().any(|(p, _)| p.spi_in == sa.spi_in) {
+        if master.pairs.iter().any(|p| p.spi_in == sa.spi_in) {
             return Err(ControlError::SpiInUse(sa.spi_in));
         }
-        for (other, _) in master.pairs.iter().filter(|(p, _)| p.peer != sa.peer) {
+        for other in master.pairs.iter().filter(|p| p.peer != sa.peer) {
             for mine in &sa.remote_ts {
                 if let Some(theirs) = other.remote_ts.iter().find(|t| overlaps(mine, t)) {
                     return Err(ControlError::SelectorOverlap {
@@ -563,7 +564,7 @@ impl Sad {
             last_rx: AtomicU64::new(0),
             events: self.events.clone(),
         });
-        master.pairs.push((pair.clone(), sa.limits));
+        master.pairs.push(pair.clone());
         // The newest install names where the peer is now.
         master.endpoints.insert(sa.peer, sa.endpoint);
         self.publish(&master);
@@ -573,11 +574,11 @@ impl Sad {
     /// Removes the pair with this inbound SPI.
     pub fn delete(&self, spi_in: Spi) -> Result<(), ControlError> {
         let mut master = self.master.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(index) = master.pairs.iter().position(|(p, _)| p.spi_in == spi_in) else {
+        let Some(index) = master.pairs.iter().position(|p| p.spi_in == spi_in) else {
             return Err(ControlError::UnknownSpi(spi_in));
         };
-        let (pair, _) = master.pairs.remove(index);
-        if !master.pairs.iter().any(|(p, _)| p.peer == pair.peer) {
+        let pair = master.pairs.remove(index);
+        if !master.pairs.iter().any(|p| p.peer == pair.peer) {
             master.endpoints.remove(&pair.peer);
         }
         self.publish(&master);
@@ -602,7 +603,7 @@ impl Sad {
         master
             .pairs
             .iter()
-            .flat_map(|(p, _)| p.remote_ts.iter().map(|n| n.trunc()))
+            .flat_map(|p| p.remote_ts.iter().map(|n| n.trunc()))
             .collect()
     }
 
@@ -613,13 +614,13 @@ impl Sad {
         let sas = master
             .pairs
             .iter()
-            .map(|(pair, limits)| {
+            .map(|pair| {
                 let endpoint = master
                     .endpoints
                     .get(&pair.peer)
                     .copied()
                     .expect("every installed peer has an endpoint");
-                pair.report(endpoint, *limits, now)
+                pair.report(endpoint, now)
             })
             .collect();
         CounterReport {
@@ -633,7 +634,7 @@ impl Sad {
         let mut inbound = KeyMap::default();
         let mut by_len: HashMap<u8, KeyMap<u128, Outbound>> = HashMap::new();
         // Oldest first, so that for equal prefixes the newest pair overwrites the older.
-        for (pair, _) in &master.pairs {
+        for pair in &master.pairs {
             inbound.insert(pair.spi_in, pair.clone());
             let endpoint = master.endpoints[&pair.peer];
             for net in &pair.remote_ts {

@@ -3,6 +3,7 @@
 use super::*;
 use crate::clock::Now;
 use crate::events::{self, EventReceiver};
+use hometun_control::Limits;
 
 /// Key bytes from home to the VPS and back.
 const HOME_TO_VPS: u8 = 0x11;
