@@ -94,21 +94,30 @@ impl Connection {
             .map(encode_frame)
             .collect::<Result<Vec<_>, _>>()
             .map_err(std::io::Error::other)?;
-        // Sized once and wiped like each frame (a growing buffer would leave copies behind).
-        let mut frame = zeroize::Zeroizing::new(Vec::with_capacity(
-            frames.iter().map(|frame| frame.len()).sum(),
-        ));
-        for each in &frames {
-            frame.extend_from_slice(each);
-        }
-        if frame.is_empty() {
-            return Ok(());
-        }
+        let joined;
+        let frame: &[u8] = match frames.as_slice() {
+            [] => return Ok(()),
+            // Most writes carry one reply, which can be large (a counter report for every pair):
+            // no second copy of it.
+            [one] => one,
+            several => {
+                // Sized once and wiped like each frame (a growing buffer would leave copies
+                // behind).
+                let mut all = zeroize::Zeroizing::new(Vec::with_capacity(
+                    several.iter().map(|frame| frame.len()).sum(),
+                ));
+                for each in several {
+                    all.extend_from_slice(each);
+                }
+                joined = all;
+                &joined
+            }
+        };
         let mut writer = self.stream.lock().unwrap_or_else(|e| e.into_inner());
         if writer.broken {
             return Err(std::io::ErrorKind::BrokenPipe.into());
         }
-        if let Err(error) = writer.stream.write_all(&frame) {
+        if let Err(error) = writer.stream.write_all(frame) {
             // Part of the frame may be out: no later frame may follow it.
             writer.broken = true;
             let _ = writer.stream.shutdown(std::net::Shutdown::Both);
