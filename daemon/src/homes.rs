@@ -143,25 +143,25 @@ impl Homes {
     pub fn observe(
         &mut self,
         report: &CounterReport,
-        names: &HashMap<PeerId, String>,
+        names: &HashMap<PeerId, impl AsRef<str>>,
         at: SystemTime,
     ) {
         let mut pairs = HashMap::with_capacity(report.sas.len());
         for sa in &report.sas {
-            let Some(name) = names.get(&sa.peer) else {
+            let Some(name) = names.get(&sa.peer).map(AsRef::as_ref) else {
                 continue;
             };
             let drops: BTreeMap<DropReason, u64> = sa.drops.iter().copied().collect();
             let now = PairSeen {
-                name: name.clone(),
+                name: name.to_string(),
                 rx_packets: sa.rx_packets,
                 rx_bytes: sa.rx_bytes,
                 tx_packets: sa.tx_packets,
                 tx_bytes: sa.tx_bytes,
                 drops,
             };
-            let before = self.pairs.get(&sa.spi_in).filter(|b| b.name == *name);
-            let home = self.by_name.entry(name.clone()).or_default();
+            let before = self.pairs.get(&sa.spi_in).filter(|b| b.name == name);
+            let home = self.by_name.entry(name.to_string()).or_default();
             let new = |now: u64, before: Option<u64>| now.saturating_sub(before.unwrap_or(0));
             let t = &mut home.totals;
             let rx = new(now.rx_packets, before.map(|b| b.rx_packets));

@@ -84,6 +84,9 @@ fn full_handshake_across_groups_ciphers_and_key_types() {
         assert_eq!(server[0].ike_spis, client[0].ike_spis);
         assert!(!server[0].nat);
         assert_eq!(server[0].children.len(), 1);
+        // The names alone, as the daemon reads them every second, are status's.
+        let names: Vec<_> = pair.server.endpoint.peer_names().collect();
+        assert_eq!(names, vec![(server[0].peer, CLIENT_NAME)]);
         // Exactly four IKE messages, all on port 500 (no NAT, no float).
         assert_eq!(pair.trace.len(), 4, "{ike}");
         assert!(

@@ -205,7 +205,6 @@ pub async fn run_with_registry(
         backlog: VecDeque::new(),
         udp,
         rng,
-        counters: None,
         renewal,
         renewal_results,
         peers_up,
@@ -284,7 +283,6 @@ struct Driver {
     backlog: VecDeque<Event>,
     udp: UdpSocket,
     rng: OsRandom,
-    counters: Option<hometun_control::CounterReport>,
     config: DriverConfig,
     started: hometun_ike::endpoint::Now,
     renewal: Option<crate::renewal::RenewalTimer>,
@@ -415,13 +413,13 @@ impl Driver {
                 Wake::Event(event) => self.on_event(event),
                 Wake::Counters => {
                     self.site.tick().await;
-                    self.fetch_counters().await?
+                    self.fetch_counters().await?;
                 }
                 Wake::Timer => self.endpoint.handle_timeout(now(), &mut self.rng),
                 Wake::Status(reply) => {
                     // Fresh counters: what status shows must include an SA installed a moment ago.
-                    self.fetch_counters().await?;
-                    let _ = reply.send(self.status_json());
+                    let counters = self.fetch_counters().await?;
+                    let _ = reply.send(self.status_json(counters));
                 }
                 Wake::Command(request) => {
                     let answer = self.command(request.command);
@@ -511,25 +509,25 @@ impl Driver {
         }
     }
 
-    async fn fetch_counters(&mut self) -> anyhow::Result<()> {
+    /// Reads the forwarder's counters (every second, and for each status request) and hands
+    /// them to the endpoint and the book of homes. The report is returned, not kept: with a
+    /// thousand homes it is a quarter of a megabyte, and only a status request needs it
+    /// (bench/README.md, "memory.sh").
+    async fn fetch_counters(&mut self) -> anyhow::Result<Option<hometun_control::CounterReport>> {
+        let mut counters = None;
         if let Some(Response::Counters(report)) = self.forward(Request::GetCounters).await? {
             self.endpoint.handle_counters(now(), &report, &mut self.rng);
-            let names = self
-                .endpoint
-                .status(now())
-                .into_iter()
-                .map(|p| (p.peer, p.name))
-                .collect();
+            let names: std::collections::HashMap<_, _> = self.endpoint.peer_names().collect();
             self.homes.observe(&report, &names, now().wall);
-            self.counters = Some(report);
+            counters = Some(report);
         }
         if let Some(record) = &mut self.peers_up {
             record.record(self.endpoint.restart_hints());
         }
-        Ok(())
+        Ok(counters)
     }
 
-    fn status_json(&self) -> String {
+    fn status_json(&self, counters: Option<hometun_control::CounterReport>) -> String {
         let at = now();
         let peers = self.endpoint.status(at);
         let homes = self.homes.status(&peers);
@@ -544,7 +542,7 @@ impl Driver {
                 .as_secs(),
             peers,
             endpoint: self.endpoint.counters(),
-            counters: self.counters.clone(),
+            counters,
             homes,
             time: at
                 .wall

@@ -903,6 +903,15 @@ impl Endpoint {
         peers
     }
 
+    /// Each peer [`Endpoint::status`] lists, with its identity: what the driver needs every
+    /// second to name the forwarder's counters, without building every peer's whole status.
+    pub fn peer_names(&self) -> impl Iterator<Item = (PeerId, &str)> {
+        self.sas.values().filter_map(|sa| match sa {
+            Sa::Up(e) if e.is_current() => Some((e.peer.id, e.peer.name.as_str())),
+            _ => None,
+        })
+    }
+
     /// What the endpoint holds and what it dropped.
     pub fn counters(&self) -> EndpointCounters {
         EndpointCounters {
