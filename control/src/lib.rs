@@ -12,6 +12,7 @@
 
 pub mod codec;
 pub mod error;
+pub mod heap_trim;
 pub mod message;
 pub mod roaming;
 #[cfg(any(test, feature = "test-util"))]

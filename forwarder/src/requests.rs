@@ -9,10 +9,11 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddrV4;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hometun_control::{
     ChildSa, ControlError, Encapsulation, Endpoint, EndpointError, InterfaceConfig, PeerId,
-    PlatformError, PlatformOp, Request, Response, RoamingReport, Spi,
+    PlatformError, PlatformOp, Request, Response, RoamingReport, Spi, heap_trim::QuietTrim,
 };
 use ipnet::Ipv6Net;
 
@@ -111,6 +112,9 @@ pub struct RequestHandler<P: Platform> {
     routes: BTreeSet<Ipv6Net>,
     /// Each peer's prefixes as the controller granted them (`Request::AllowPeer`).
     grants: HashMap<PeerId, Vec<Ipv6Net>>,
+    /// Trims the heap once a burst of SA changes is over (hometun_control::heap_trim); the
+    /// daemon's counter request every second gives it its turn.
+    heap: QuietTrim,
     shut_down: bool,
 }
 
@@ -130,6 +134,7 @@ impl<P: Platform> RequestHandler<P> {
             interface: None,
             routes: BTreeSet::new(),
             grants: HashMap::new(),
+            heap: QuietTrim::new(),
             shut_down: false,
         }
     }
@@ -160,11 +165,28 @@ impl<P: Platform> RequestHandler<P> {
         self.shut_down
     }
 
+    /// How often the heap was trimmed after a burst of changes.
+    pub fn heap_trims(&self) -> u64 {
+        self.heap.trims()
+    }
+
     /// Handles one request. On error nothing changed.
     pub fn handle(&mut self, request: Request) -> Result<Response, ControlError> {
         if self.shut_down {
             return Err(ControlError::ShuttingDown);
         }
+        // The forwarder's time as the ticker last set it.
+        let now = Duration::from_millis(self.sad.now().millis());
+        self.heap.trim_if_due(now);
+        let changes = !matches!(request, Request::GetCounters | Request::SendIke { .. });
+        let result = self.dispatch(request);
+        if changes && result.is_ok() {
+            self.heap.changed(now);
+        }
+        result
+    }
+
+    fn dispatch(&mut self, request: Request) -> Result<Response, ControlError> {
         match request {
             Request::Configure(config) => self.configure(config),
             Request::Install(sa) => self.install(&sa),
@@ -870,5 +892,44 @@ mod tests {
             }),
             Err(ControlError::UnknownPeer(PeerId(9)))
         );
+    }
+
+    /// A burst of installs is followed by one heap trim, at the first request once the SA
+    /// channel has been quiet for heap_trim::QUIET on the forwarder's clock; counter requests
+    /// are no change.
+    #[test]
+    fn a_burst_of_installs_is_trimmed_once_quiet() {
+        let mut handler = handler();
+        let at = |handler: &RequestHandler<RecordingPlatform>, seconds: u64| {
+            handler.sad().set_now(crate::clock::Now::from_secs(seconds));
+        };
+        // The Configure at 0 s was a change too: its trim comes with the first request 5 s on.
+        at(&handler, 10);
+        counters(&mut handler);
+        assert_eq!(handler.heap_trims(), 1);
+        // A minute and more later (heap_trim::MIN_INTERVAL), a burst.
+        at(&handler, 100);
+        for i in 0..20u32 {
+            handler
+                .handle(Request::Install(sa(
+                    u64::from(i) + 1,
+                    0x100 + i,
+                    &format!("2001:db8:{i:x}::/64"),
+                )))
+                .unwrap();
+        }
+        for seconds in 101..105 {
+            at(&handler, seconds);
+            counters(&mut handler);
+        }
+        assert_eq!(handler.heap_trims(), 1, "4 s after the burst");
+        at(&handler, 105);
+        counters(&mut handler);
+        assert_eq!(handler.heap_trims(), 2, "5 s after the burst");
+        for seconds in 106..300 {
+            at(&handler, seconds);
+            counters(&mut handler);
+        }
+        assert_eq!(handler.heap_trims(), 2, "counter requests are no change");
     }
 }

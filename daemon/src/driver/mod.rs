@@ -221,6 +221,7 @@ pub async fn run_with_registry(
         server,
         registry,
         in_flight: VecDeque::new(),
+        heap: hometun_control::heap_trim::QuietTrim::new(),
         workers,
         crypto_done,
     };
@@ -305,6 +306,8 @@ struct Driver {
     refusals: crate::refusals::RefusalLog,
     /// Forwarder requests sent and not yet answered, oldest first.
     in_flight: VecDeque<InFlight>,
+    /// Trims the heap once a burst of SA changes is over (hometun_control::heap_trim).
+    heap: hometun_control::heap_trim::QuietTrim,
     /// The server's worker threads for key derivation and IKE_AUTH signature work, and their
     /// results.
     workers: Option<workers::Workers>,
@@ -414,6 +417,7 @@ impl Driver {
                 Wake::Counters => {
                     self.site.tick().await;
                     self.fetch_counters().await?;
+                    self.heap.trim_if_due(self.uptime());
                 }
                 Wake::Timer => self.endpoint.handle_timeout(now(), &mut self.rng),
                 Wake::Status(reply) => {
@@ -659,6 +663,11 @@ impl Driver {
         Ok(())
     }
 
+    /// Time since the start, for the heap trimmer.
+    fn uptime(&self) -> std::time::Duration {
+        now().mono.saturating_duration_since(self.started.mono)
+    }
+
     /// Sends a request of the endpoint's to the forwarder without waiting for the answer
     /// ([`Driver::answered`] takes it when it comes). With too many on their way, waits for the
     /// oldest first.
@@ -671,6 +680,9 @@ impl Driver {
             Request::Install(sa) => Some((sa.spi_in, install_line(sa))),
             _ => None,
         };
+        if !matches!(request, Request::GetCounters | Request::SendIke { .. }) {
+            self.heap.changed(self.uptime());
+        }
         match self.link.send(request).await {
             Ok(reply) => {
                 self.in_flight.push_back(InFlight {
