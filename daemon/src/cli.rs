@@ -94,6 +94,7 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     crate::malloc_arenas::use_one_arena();
+    hometun_control::heap_trim::map_large_blocks();
     crate::setup::run_server(&args.config)
 }
 
@@ -105,6 +106,7 @@ pub fn run_client(args: ClientArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     crate::malloc_arenas::use_one_arena();
+    hometun_control::heap_trim::map_large_blocks();
     crate::setup::run_client(&args.config)
 }
 

@@ -73,6 +73,7 @@ pub enum AeadChoice {
 
 /// Runs the forwarder until it is told to stop.
 pub fn run(args: ForwarderArgs) -> anyhow::Result<()> {
+    hometun_control::heap_trim::map_large_blocks();
     if args.counters || args.stop {
         let path = args
             .control
