@@ -142,6 +142,53 @@ fn an_old_registry_loads_normalised_and_a_collision_is_refused() {
 }
 
 #[test]
+fn a_collision_among_many_homes_names_the_first_live_pair() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = server(
+        &tmp.path().join("srv"),
+        "2001:db8:100::/48",
+        64,
+        KeyType::Ed25519,
+    );
+    let path = srv.registry().unwrap().location().to_path_buf();
+    let mut data = srv.registry().unwrap().load().unwrap();
+    for i in 0..300 {
+        data.clients
+            .push(record(&format!("home{i}.example"), &format!("{i:04x}")));
+    }
+    // A revoked spelling first: passed over; then two live ones far apart.
+    data.clients.push(record("Far.Example", "a0"));
+    data.clients.last_mut().unwrap().revoked = Some(hometun_pki::registry::Revocation {
+        at: 1,
+        key_compromise: false,
+    });
+    data.clients.push(record("FAR.example", "a1"));
+    for i in 300..600 {
+        data.clients
+            .push(record(&format!("home{i}.example"), &format!("{i:04x}")));
+    }
+    data.clients.push(record("far.example", "a2"));
+    std::fs::write(&path, serde_json::to_vec(&data).unwrap()).unwrap();
+    let e = Registry::at(&path).load().unwrap_err().to_string();
+    assert!(
+        e.contains("\"FAR.example\" (serial a1) and \"far.example\" (serial a2) are one name in different case"),
+        "{e}"
+    );
+    // The same name twice in the same spelling is no clash of spellings.
+    data.clients.pop();
+    data.clients.push(record("FAR.example", "a3"));
+    std::fs::write(&path, serde_json::to_vec(&data).unwrap()).unwrap();
+    let loaded = Registry::at(&path).load().unwrap();
+    assert_eq!(loaded.clients.len(), data.clients.len());
+    assert!(
+        loaded
+            .clients
+            .iter()
+            .all(|c| c.name == c.name.to_ascii_lowercase())
+    );
+}
+
+#[test]
 fn the_servers_name_is_reserved() {
     let tmp = tempfile::tempdir().unwrap();
     let srv = server(
