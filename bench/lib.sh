@@ -19,6 +19,18 @@ hometun_binary() { # sets HOMETUN_BIN: the release binary, built unless HOMETUN_
   fi
 }
 
+make_homes() { # binary ca_dir dir count name: homes dir/home1..count named name1.example...,
+  # each its own key, certificate and /64 (keys and CSRs in parallel, signing in turn: one
+  # registry; imports in parallel)
+  local bin=$1 ca=$2 dir=$3 count=$4 name=$5 i
+  mkdir -p "$dir"
+  seq "$count" | xargs -P "$(nproc)" -I{} "$bin" pki request --dir $dir/home{} --name $name{}.example >/dev/null
+  for i in $(seq "$count"); do
+    "$bin" pki sign --dir $ca --csr $dir/home$i/client.csr --out $dir/home$i.bundle >/dev/null
+  done
+  seq "$count" | xargs -P "$(nproc)" -I{} "$bin" pki import --dir $dir/home{} $dir/home{}.bundle >/dev/null
+}
+
 lift_source_limits() { # server.toml: every home comes from one address, so no per-source or cookie limit
   /usr/bin/python3 - "$1" <<'PY'
 import re, sys
