@@ -246,8 +246,9 @@ impl Endpoint {
         }
     }
 
-    /// Our SPIs of the established IKE SAs whose peer may be `identity` (its peer ID's; the
-    /// caller checks the identity).
+    /// Our SPIs of the established IKE SAs whose peer may be `identity`: those filed under the
+    /// peer ID of its string (equal identities print alike: FQDNs in lower case), which the
+    /// caller checks against the identity itself.
     fn spis_of(&mut self, identity: &PeerIdentity) -> Vec<u64> {
         self.refile();
         match self.peer_ids.get(&identity.to_string()) {
