@@ -123,25 +123,9 @@ impl SaTable {
                 continue;
             };
             let deadline = deadline_of(&filed.sa);
-            if deadline != filed.deadline {
-                if let Some(at) = filed.deadline {
-                    self.by_deadline.remove(&(at, spi));
-                }
-                if let Some(at) = deadline {
-                    self.by_deadline.insert((at, spi));
-                }
-                filed.deadline = deadline;
-            }
+            refile_under(&mut self.by_deadline, &mut filed.deadline, deadline, spi);
             let peer = filed.sa.peer();
-            if peer != filed.peer {
-                if let Some(old) = filed.peer {
-                    self.by_peer.remove(&(old, spi));
-                }
-                if let Some(new) = peer {
-                    self.by_peer.insert((new, spi));
-                }
-                filed.peer = peer;
-            }
+            refile_under(&mut self.by_peer, &mut filed.peer, peer, spi);
         }
     }
 
@@ -188,4 +172,23 @@ fn unfile(
     if let Some(peer) = filed.peer {
         by_peer.remove(&(peer, spi));
     }
+}
+
+/// Moves `spi` in `index` from under `filed` to under `now`.
+fn refile_under<K: Ord + Copy>(
+    index: &mut BTreeSet<(K, u64)>,
+    filed: &mut Option<K>,
+    now: Option<K>,
+    spi: u64,
+) {
+    if *filed == now {
+        return;
+    }
+    if let Some(old) = filed.take() {
+        index.remove(&(old, spi));
+    }
+    if let Some(new) = now {
+        index.insert((new, spi));
+    }
+    *filed = now;
 }
