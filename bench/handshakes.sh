@@ -80,18 +80,14 @@ attach $VPS_SW 3
 "$HOMETUN_BIN" pki init --dir $LAB/ca --server-ipv4 192.0.2.1 --pool 2001:db8:100::/48 >/dev/null
 # One home (identity, certificate, prefix) per handshake in flight: the initiator sends
 # INITIAL_CONTACT, which would make concurrent handshakes of one identity replace each other.
+make_homes "$HOMETUN_BIN" $LAB/ca $LAB 1 "$CONCURRENCY" home
 CONFIGS=()
-for i in $(seq "$CONCURRENCY"); do
-  "$HOMETUN_BIN" pki request --dir $LAB/home$i --name home$i.example >/dev/null
-  "$HOMETUN_BIN" pki sign --dir $LAB/ca --csr $LAB/home$i/client.csr --out $LAB/home$i.bundle >/dev/null
-  "$HOMETUN_BIN" pki import --dir $LAB/home$i $LAB/home$i.bundle >/dev/null
-  CONFIGS+=(--config "$LAB/home$i/client.toml")
-done
+for i in $(seq "$CONCURRENCY"); do CONFIGS+=(--config "$LAB/home$i/client.toml"); done
 # Every handshake comes from one address: lift the per-source and cookie limits on both sides.
 lift_source_limits "$LAB/ca/server.toml"
 HELD_CONFIGS=()
 if [ "$HELD" -gt 0 ]; then
-  make_homes "$HOMETUN_BIN" $LAB/ca $LAB/held "$HELD" held
+  make_homes "$HOMETUN_BIN" $LAB/ca $LAB/held 1 "$HELD" held
   for i in $(seq "$HELD"); do HELD_CONFIGS+=(--config "$LAB/held/home$i/client.toml"); done
 fi
 
