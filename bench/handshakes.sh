@@ -18,13 +18,16 @@
 #   Env: HOMETUN_BIN (skip the build), BASELINE_BIN (a second hometun binary measured in the same
 #   rounds, e.g. an older commit's), SKIP_BREAKDOWN=1 (no cargo bench), PERF_DIR (record a
 #   perf profile of the hometun responder's rounds there; with SYSCALLS=1 count its system
-#   calls and context switches instead).
+#   calls and context switches instead), HELD (that many other homes, each its own identity,
+#   keep an IKE SA and CHILD SA up on every responder during the rounds, as on a server with
+#   many homes; default 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 COUNT=${1:-500}
 CONCURRENCY=${2:-16}
 ROUNDS=${3:-3}
+HELD=${HELD:-0}
 needs_root bench/handshakes.sh namespaces
 [ -x /usr/lib/ipsec/charon ] || { echo "bench/handshakes.sh: strongSwan (charon) is not installed" >&2; exit 1; }
 
@@ -77,15 +80,16 @@ attach $VPS_SW 3
 "$HOMETUN_BIN" pki init --dir $LAB/ca --server-ipv4 192.0.2.1 --pool 2001:db8:100::/48 >/dev/null
 # One home (identity, certificate, prefix) per handshake in flight: the initiator sends
 # INITIAL_CONTACT, which would make concurrent handshakes of one identity replace each other.
+make_homes "$HOMETUN_BIN" $LAB/ca $LAB 1 "$CONCURRENCY" home
 CONFIGS=()
-for i in $(seq "$CONCURRENCY"); do
-  "$HOMETUN_BIN" pki request --dir $LAB/home$i --name home$i.example >/dev/null
-  "$HOMETUN_BIN" pki sign --dir $LAB/ca --csr $LAB/home$i/client.csr --out $LAB/home$i.bundle >/dev/null
-  "$HOMETUN_BIN" pki import --dir $LAB/home$i $LAB/home$i.bundle >/dev/null
-  CONFIGS+=(--config "$LAB/home$i/client.toml")
-done
+for i in $(seq "$CONCURRENCY"); do CONFIGS+=(--config "$LAB/home$i/client.toml"); done
 # Every handshake comes from one address: lift the per-source and cookie limits on both sides.
 lift_source_limits "$LAB/ca/server.toml"
+HELD_CONFIGS=()
+if [ "$HELD" -gt 0 ]; then
+  make_homes "$HOMETUN_BIN" $LAB/ca $LAB/held 1 "$HELD" held
+  for i in $(seq "$HELD"); do HELD_CONFIGS+=(--config "$LAB/held/home$i/client.toml"); done
+fi
 
 cpu_ticks() { # pids... -> utime+stime of them and their children, in clock ticks
   local total=0
@@ -158,6 +162,22 @@ S=$LAB/charon
 charon_config $S $LAB/ca 192.0.2.3 aes128gcm16
 charon_start $VPS_SW $S
 
+# --- the held homes, on every responder (one initiator process each; it answers liveness
+# checks and holds until the namespaces go)
+hold_homes() { # address
+  [ "$HELD" -gt 0 ] || return 0
+  local out=$LAB/hold-$1.out
+  : >$out
+  ulimit -n $((HELD + 1024))
+  ip netns exec $HOME_NS env RUST_LOG=warn "$HOMETUN_BIN" ike bench $1 "${HELD_CONFIGS[@]}" \
+    --count "$HELD" --concurrency 16 --hold >$out 2>>$LAB/hold.err &
+  for _ in $(seq 1200); do grep -q "^holding" $out && break; sleep 0.1; done
+  grep -q "^holding" $out || { echo "the held homes did not come up on $1:" >&2; cat $out $LAB/hold.err >&2; exit 1; }
+}
+hold_homes 192.0.2.1
+[ -z "$BASE_PID" ] || hold_homes 192.0.2.4
+hold_homes 192.0.2.3
+
 # --- the rounds, alternating between the responders
 : >$LAB/hometun.rounds
 : >$LAB/base.rounds
@@ -168,7 +188,7 @@ for _ in $(seq "$ROUNDS"); do
   bench_round $CHARON_PID 192.0.2.3 >>$LAB/strongswan.rounds
 done
 
-echo "full handshakes (IKE_SA_INIT + IKE_AUTH with Ed25519 certificates + DELETE), $COUNT per round, $CONCURRENCY in flight ($CONCURRENCY homes), $ROUNDS rounds alternating, median (min-max), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg):"
+echo "full handshakes (IKE_SA_INIT + IKE_AUTH with Ed25519 certificates + DELETE), $COUNT per round, $CONCURRENCY in flight ($CONCURRENCY homes), $HELD other homes held up, $ROUNDS rounds alternating, median (min-max), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg):"
 /usr/bin/python3 - $LAB/hometun.rounds $LAB/base.rounds $LAB/strongswan.rounds <<'PY'
 import statistics, sys
 def load(path):

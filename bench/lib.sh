@@ -19,6 +19,18 @@ hometun_binary() { # sets HOMETUN_BIN: the release binary, built unless HOMETUN_
   fi
 }
 
+make_homes() { # binary ca_dir dir first last name: homes dir/home$first..$last named
+  # name$first.example..., each its own key, certificate and /64 (keys and CSRs in parallel,
+  # signing in turn: one registry; imports in parallel)
+  local bin=$1 ca=$2 dir=$3 first=$4 last=$5 name=$6 i
+  mkdir -p "$dir"
+  seq "$first" "$last" | xargs -P "$(nproc)" -I{} "$bin" pki request --dir $dir/home{} --name $name{}.example >/dev/null
+  for i in $(seq "$first" "$last"); do
+    "$bin" pki sign --dir $ca --csr $dir/home$i/client.csr --out $dir/home$i.bundle >/dev/null
+  done
+  seq "$first" "$last" | xargs -P "$(nproc)" -I{} "$bin" pki import --dir $dir/home{} $dir/home{}.bundle >/dev/null
+}
+
 lift_source_limits() { # server.toml: every home comes from one address, so no per-source or cookie limit
   /usr/bin/python3 - "$1" <<'PY'
 import re, sys

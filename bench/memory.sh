@@ -62,11 +62,7 @@ ip -n $HOME_NS link set htmm$$b up
 # --- N homes: keys and CSRs in parallel, signing in turn (one registry), imports in parallel.
 began=$(date +%s.%N)
 "$HOMETUN_BIN" pki init --dir $LAB/ca --server-ipv4 192.0.2.1 --pool 2001:db8:100::/48 >/dev/null
-seq "$CLIENTS" | xargs -P "$(nproc)" -I{} "$HOMETUN_BIN" pki request --dir $LAB/home{} --name home{}.example >/dev/null
-for i in $(seq "$CLIENTS"); do
-  "$HOMETUN_BIN" pki sign --dir $LAB/ca --csr $LAB/home$i/client.csr --out $LAB/home$i.bundle >/dev/null
-done
-seq "$CLIENTS" | xargs -P "$(nproc)" -I{} "$HOMETUN_BIN" pki import --dir $LAB/home{} $LAB/home{}.bundle >/dev/null
+make_homes "$HOMETUN_BIN" $LAB/ca $LAB 1 "$CLIENTS" home
 pki_seconds=$(echo "$(date +%s.%N) - $began" | bc)
 CONFIGS=()
 for i in $(seq "$CLIENTS"); do CONFIGS+=(--config "$LAB/home$i/client.toml"); done

@@ -74,12 +74,7 @@ ip -n $VPS -6 addr add 2001:db8:100::1/128 dev lo
 # Every held home comes from one address: lift the per-source and cookie limits.
 lift_source_limits "$LAB/ca/server.toml"
 enroll() { # first count -> homes home$first.. home$((first+count-1)) in $LAB
-  local first=$1 count=$2 last=$(($1 + $2 - 1))
-  seq "$first" "$last" | xargs -P "$(nproc)" -I{} "$HOMETUN_BIN" pki request --dir $LAB/home{} --name home{}.example >/dev/null
-  for i in $(seq "$first" "$last"); do
-    "$HOMETUN_BIN" pki sign --dir $LAB/ca --csr $LAB/home$i/client.csr --out $LAB/home$i.bundle >/dev/null
-  done
-  seq "$first" "$last" | xargs -P "$(nproc)" -I{} "$HOMETUN_BIN" pki import --dir $LAB/home{} $LAB/home{}.bundle >/dev/null
+  make_homes "$HOMETUN_BIN" $LAB/ca $LAB "$1" $(($1 + $2 - 1)) home
 }
 
 SERVER_PID=

@@ -197,8 +197,8 @@ impl<P: Platform> RequestHandler<P> {
                 Ok(Response::Ok)
             }
             Request::Delete { spi_in } => {
-                self.sad.delete(spi_in)?;
-                self.sync_routes()?;
+                let pair = self.sad.delete(spi_in)?;
+                self.sync_routes(pair.remote_ts())?;
                 Ok(Response::Ok)
             }
             Request::UpdateEndpoint { peer, endpoint } => {
@@ -314,14 +314,15 @@ impl<P: Platform> RequestHandler<P> {
                     Some((p.peer(), p.spi_in(), *ts))
                 })
                 .collect();
+            let mut gone = Vec::new();
             for (peer, spi_in, ts) in outside {
                 tracing::warn!(
                     "{}: pair {spi_in} removed: its remote selector {ts} is outside the new peer pool {pool}",
                     self.sad.peer_label(peer)
                 );
-                self.sad.delete(spi_in)?;
+                gone.extend_from_slice(self.sad.delete(spi_in)?.remote_ts());
             }
-            self.sync_routes()?;
+            self.sync_routes(&gone)?;
         }
         if let Some(interface) = self.interface.as_mut() {
             interface.peer_pool = pool;
@@ -366,31 +367,33 @@ impl<P: Platform> RequestHandler<P> {
         self.check_endpoint(&sa.endpoint)?;
         self.check_grant(sa)?;
         self.sad.install(sa)?;
-        if let Err(error) = self.sync_routes() {
+        if let Err(error) = self.sync_routes(&sa.remote_ts) {
             // Undo, so a refused install changes nothing.
             let _ = self.sad.delete(sa.spi_in);
-            let _ = self.sync_routes();
+            let _ = self.sync_routes(&sa.remote_ts);
             return Err(error);
         }
         Ok(Response::Ok)
     }
 
-    /// Makes the routes match the SAD's prefixes (when the interface manages routes).
-    fn sync_routes(&mut self) -> Result<(), ControlError> {
+    /// Makes the routes of `nets`, the prefixes of the pairs that just came or went, match the
+    /// SAD (when the interface manages routes): routed while some pair announces them. Only
+    /// those prefixes can have changed, so no other is looked at.
+    fn sync_routes(&mut self, nets: &[Ipv6Net]) -> Result<(), ControlError> {
         let manage = self.interface.as_ref().is_some_and(|i| i.manage_routes);
         if !manage {
             return Ok(());
         }
-        let wanted = self.sad.routed_prefixes();
-        for net in self.routes.difference(&wanted).copied().collect::<Vec<_>>() {
-            if let Err(error) = self.platform.remove_route(net) {
-                tracing::warn!("removing route {net}: {error}");
+        for net in nets.iter().map(Ipv6Net::trunc) {
+            let wanted = self.sad.routes(&net);
+            if !wanted && self.routes.remove(&net) {
+                if let Err(error) = self.platform.remove_route(net) {
+                    tracing::warn!("removing route {net}: {error}");
+                }
+            } else if wanted && !self.routes.contains(&net) {
+                self.platform.add_route(net)?;
+                self.routes.insert(net);
             }
-            self.routes.remove(&net);
-        }
-        for net in wanted.difference(&self.routes).copied().collect::<Vec<_>>() {
-            self.platform.add_route(net)?;
-            self.routes.insert(net);
         }
         Ok(())
     }

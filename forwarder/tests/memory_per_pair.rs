@@ -17,7 +17,7 @@ fn heap_in_use() -> usize {
 
 /// Most of it is the two AES-GCM key schedules (ring's, 544 bytes each) and the pair itself;
 /// the snapshot's tables, the name, the grant and the test platform's route record the rest.
-const BUDGET_PER_PAIR: usize = 2700;
+const BUDGET_PER_PAIR: usize = 2750;
 
 #[test]
 fn a_thousand_installed_pairs_take_at_most_the_budget_each() {
@@ -69,6 +69,7 @@ fn a_thousand_installed_pairs_take_at_most_the_budget_each() {
         handler.handle(Request::Install(sa.clone())).unwrap();
     }
     let per_pair = (heap_in_use() - before) / PAIRS as usize;
+    println!("{per_pair} bytes of heap per installed pair");
     assert_eq!(handler.sad().load().pairs().count(), PAIRS as usize);
     assert!(
         per_pair <= BUDGET_PER_PAIR,

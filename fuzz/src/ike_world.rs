@@ -398,13 +398,17 @@ impl World {
     }
 
     /// The earliest thing that happens: a datagram due (if `network`), a timer, the counters.
-    fn next_event(&self, network: bool) -> Duration {
+    fn next_event(&mut self, network: bool) -> Duration {
         let packets = network
             .then(|| self.in_flight.iter().map(|d| d.at).min())
             .flatten();
-        let timers = [&self.home, &self.server]
+        let timers = [&mut self.home, &mut self.server]
             .into_iter()
-            .filter_map(|n| n.endpoint.poll_timeout())
+            .filter_map(|n| {
+                // The SA table's index of deadlines and peers must agree with its SAs.
+                n.endpoint.check_sa_index();
+                n.endpoint.poll_timeout()
+            })
             .map(|t| self.clock.at(t))
             .min();
         [packets, timers, Some(self.next_counters)]

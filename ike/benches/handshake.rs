@@ -16,20 +16,24 @@
 #[path = "../tests/sim_support/mod.rs"]
 mod sim_support;
 
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
 use hometun_control::{AeadAlg, Direction, Event, LimitKind, Request, Spi};
 use hometun_ike::crypto::auth::{self, AuthRole};
-use hometun_ike::crypto::{DhGroup, IkeSaKeys, KeyExchange, PeerIdentity, SkGcm};
-use hometun_ike::endpoint::{Endpoint, Output, Transmit};
+use hometun_ike::crypto::{DhGroup, IkeSaKeys, KeyExchange, PeerIdentity, SkGcm, VerifiedPeer};
+use hometun_ike::endpoint::{Authorizer, Endpoint, Output, PrefixRefusal, Transmit};
 use hometun_ike::settings::IkeRekeyPolicy;
+use ipnet::Ipv6Net;
 use sim_support::{CLIENT_NAME, Clock, Pki, SeededRandom, Setup, client_config, server_config};
 
 const HANDSHAKES: usize = 400;
 const REKEYS: usize = 400;
 const ROUNDS: usize = 5;
+/// Homes up on the responder while `handshakes` measures, in the second figure.
+const HELD_HOMES: usize = 1000;
 
 /// Median of `ROUNDS` runs of `f`, each returning µs per operation.
 fn median(mut f: impl FnMut() -> f64) -> f64 {
@@ -72,6 +76,15 @@ impl Responder {
         result
     }
 
+    /// Hands the responder an event, then asks for its next deadline, as the daemon's driver
+    /// does after every event.
+    fn event(&mut self, f: impl FnOnce(&mut Endpoint)) {
+        self.call(|e| {
+            f(e);
+            black_box(e.poll_timeout());
+        })
+    }
+
     /// Takes the responder's messages, answering its forwarder requests as a forwarder that
     /// accepts everything would (nothing to tell the endpoint).
     fn drain(&mut self) -> Vec<Transmit> {
@@ -109,7 +122,7 @@ fn exchange(
         }
         for t in to_responder {
             let now = clock.now();
-            responder.call(|e| e.handle_datagram(now, t.remote, t.local, &t.data, rng));
+            responder.event(|e| e.handle_datagram(now, t.remote, t.local, &t.data, rng));
             for answer in responder.drain() {
                 initiator.handle_datagram(
                     clock.now(),
@@ -123,14 +136,106 @@ fn exchange(
     }
 }
 
-/// µs of responder time per full handshake (IKE_SA_INIT, IKE_AUTH, DELETE of the IKE SA).
-fn handshakes(setup: &Setup, pki: &Pki) -> f64 {
+/// Homes that keep an IKE SA with its CHILD SA up while others come and go, as on a server
+/// with many homes: each its own certificate and /64.
+struct HeldHomes {
+    homes: Vec<HeldHome>,
+}
+
+struct HeldHome {
+    name: String,
+    leaf: sim_support::Leaf,
+    prefix: Ipv6Net,
+}
+
+impl HeldHomes {
+    fn new(pki: &Pki, count: usize) -> Self {
+        let homes = (0..count)
+            .map(|i| {
+                let name = format!("held{i}.example");
+                let leaf = pki
+                    .ca
+                    .leaf(&name, 1000 + i as u64, sim_support::Validity::Good);
+                let prefix = format!("2001:db8:{:x}:{:x}::/64", 0x100 + i / 0x10000, i % 0x10000);
+                HeldHome {
+                    name,
+                    leaf,
+                    prefix: prefix.parse().unwrap(),
+                }
+            })
+            .collect();
+        Self { homes }
+    }
+
+    /// The responder's authorizer: the bench's home and every held one.
+    fn authorizer(&self, setup: &Setup) -> NamedAuthorizer {
+        let mut homes: HashMap<String, Vec<Ipv6Net>> = self
+            .homes
+            .iter()
+            .map(|home| (home.name.clone(), vec![home.prefix]))
+            .collect();
+        homes.insert(CLIENT_NAME.into(), setup.server_allows.clone());
+        NamedAuthorizer(homes)
+    }
+
+    /// Brings every held home up against `responder`; returns their endpoints, which must
+    /// stay alive (each keeps its IKE SA).
+    fn bring_up(
+        &self,
+        setup: &Setup,
+        pki: &Pki,
+        responder: &mut Responder,
+        clock: &Clock,
+        rng: &mut SeededRandom,
+    ) -> Vec<Endpoint> {
+        self.homes
+            .iter()
+            .map(|home| {
+                let mut config = client_config(setup, pki);
+                config.common.chain = vec![home.leaf.der.clone()];
+                config.common.key = std::sync::Arc::new(home.leaf.private_key());
+                config.common.identity = PeerIdentity::Fqdn(home.name.clone());
+                config.local_prefixes = vec![home.prefix];
+                let mut endpoint = Endpoint::initiator(config, clock.now(), rng);
+                let mut installs = Vec::new();
+                exchange(&mut endpoint, responder, clock, rng, &mut installs);
+                assert_eq!(installs.len(), 1, "held home {} did not come up", home.name);
+                endpoint
+            })
+            .collect()
+    }
+}
+
+/// Prefixes by identity, looked up in a hash map as the daemon's registry does (the test
+/// support's list would add a linear search per handshake).
+struct NamedAuthorizer(HashMap<String, Vec<Ipv6Net>>);
+
+impl Authorizer for NamedAuthorizer {
+    fn prefixes(
+        &self,
+        identity: &PeerIdentity,
+        _peer: &VerifiedPeer,
+    ) -> Result<Vec<Ipv6Net>, PrefixRefusal> {
+        self.0
+            .get(&identity.to_string())
+            .cloned()
+            .ok_or_else(|| PrefixRefusal::NoPrefix(identity.clone()))
+    }
+}
+
+/// µs of responder time per full handshake (IKE_SA_INIT, IKE_AUTH, DELETE of the IKE SA),
+/// while `held` other homes keep their SAs up.
+fn handshakes(setup: &Setup, pki: &Pki, held: &HeldHomes) -> f64 {
     let clock = Clock::new();
     let mut rng = SeededRandom::new(11);
+    let mut config = server_config(setup, pki);
+    config.authorizer = Box::new(held.authorizer(setup));
     let mut responder = Responder {
-        endpoint: Endpoint::responder(server_config(setup, pki), clock.now(), &mut rng),
+        endpoint: Endpoint::responder(config, clock.now(), &mut rng),
         busy: Duration::ZERO,
     };
+    let _held_up = held.bring_up(setup, pki, &mut responder, &clock, &mut rng);
+    responder.busy = Duration::ZERO;
     for _ in 0..HANDSHAKES {
         let mut initiator = Endpoint::initiator(client_config(setup, pki), clock.now(), &mut rng);
         let mut installs = Vec::new();
@@ -204,7 +309,7 @@ fn rekeys(setup: &Setup, pki: &Pki, policy: IkeRekeyPolicy) -> f64 {
         clock.offset += Duration::from_secs(21);
         initiator.handle_timeout(clock.now(), &mut rng);
         let now = clock.now();
-        responder.call(|e| e.handle_timeout(now, &mut rng));
+        responder.event(|e| e.handle_timeout(now, &mut rng));
         exchange(
             &mut initiator,
             &mut responder,
@@ -225,8 +330,12 @@ fn main() {
     };
     let pki = Pki::new(setup.alg);
     println!("responder CPU, sans-IO endpoint in memory (median of {ROUNDS} runs):");
-    let full = median(|| handshakes(&setup, &pki));
+    let alone = HeldHomes::new(&pki, 0);
+    let full = median(|| handshakes(&setup, &pki, &alone));
     println!("  full handshake (IKE_SA_INIT + IKE_AUTH + DELETE)      {full:>7.1} us");
+    let many = HeldHomes::new(&pki, HELD_HOMES);
+    let among = median(|| handshakes(&setup, &pki, &many));
+    println!("  the same while {HELD_HOMES} other homes are up            {among:>7.1} us");
     let never = IkeRekeyPolicy {
         after_child_rekeys: 0,
         ..IkeRekeyPolicy::default()

@@ -6,12 +6,15 @@
 
 mod common;
 
+use std::path::PathBuf;
+
 use common::{now, server};
 use hometun_pki::PkiError;
 use hometun_pki::ca::KeyType;
 use hometun_pki::client_dir::ClientDir;
 use hometun_pki::csr::check_csr;
-use hometun_pki::registry::{ClientRecord, Registry};
+use hometun_pki::registry::{ClientRecord, Registry, RegistryData};
+use hometun_pki::server_dir::ServerDir;
 
 /// A CSR whose dNSName keeps the case given (`pki request` would lower it).
 fn csr_as_spelled(name: &str) -> Vec<u8> {
@@ -100,9 +103,8 @@ fn record(name: &str, serial: &str) -> ClientRecord {
     }
 }
 
-#[test]
-fn an_old_registry_loads_normalised_and_a_collision_is_refused() {
-    let tmp = tempfile::tempdir().unwrap();
+/// A server's registry file and what it holds, to write an older or hand-made registry over.
+fn registry_file(tmp: &tempfile::TempDir) -> (ServerDir, PathBuf, RegistryData) {
     let srv = server(
         &tmp.path().join("srv"),
         "2001:db8:100::/48",
@@ -110,7 +112,14 @@ fn an_old_registry_loads_normalised_and_a_collision_is_refused() {
         KeyType::Ed25519,
     );
     let path = srv.registry().unwrap().location().to_path_buf();
-    let mut data = srv.registry().unwrap().load().unwrap();
+    let data = srv.registry().unwrap().load().unwrap();
+    (srv, path, data)
+}
+
+#[test]
+fn an_old_registry_loads_normalised_and_a_collision_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (srv, path, mut data) = registry_file(&tmp);
 
     // One mixed-case home, as an older version wrote it: loads in lower case.
     data.clients.push(record("Home.Example", "01"));
@@ -139,6 +148,46 @@ fn an_old_registry_loads_normalised_and_a_collision_is_refused() {
     std::fs::write(&path, serde_json::to_vec(&data).unwrap()).unwrap();
     let loaded = Registry::at(&path).load().unwrap();
     assert_eq!(loaded.active("home.example").unwrap().serial, "02");
+}
+
+#[test]
+fn a_collision_among_many_homes_names_the_first_live_pair() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_srv, path, mut data) = registry_file(&tmp);
+    for i in 0..300 {
+        data.clients
+            .push(record(&format!("home{i}.example"), &format!("{i:04x}")));
+    }
+    // A revoked spelling first: passed over; then two live ones far apart.
+    data.clients.push(record("Far.Example", "a0"));
+    data.clients.last_mut().unwrap().revoked = Some(hometun_pki::registry::Revocation {
+        at: 1,
+        key_compromise: false,
+    });
+    data.clients.push(record("FAR.example", "a1"));
+    for i in 300..600 {
+        data.clients
+            .push(record(&format!("home{i}.example"), &format!("{i:04x}")));
+    }
+    data.clients.push(record("far.example", "a2"));
+    std::fs::write(&path, serde_json::to_vec(&data).unwrap()).unwrap();
+    let e = Registry::at(&path).load().unwrap_err().to_string();
+    assert!(
+        e.contains("\"FAR.example\" (serial a1) and \"far.example\" (serial a2) are one name in different case"),
+        "{e}"
+    );
+    // The same name twice in the same spelling is no clash of spellings.
+    data.clients.pop();
+    data.clients.push(record("FAR.example", "a3"));
+    std::fs::write(&path, serde_json::to_vec(&data).unwrap()).unwrap();
+    let loaded = Registry::at(&path).load().unwrap();
+    assert_eq!(loaded.clients.len(), data.clients.len());
+    assert!(
+        loaded
+            .clients
+            .iter()
+            .all(|c| c.name == c.name.to_ascii_lowercase())
+    );
 }
 
 #[test]

@@ -2,13 +2,17 @@
 //! over each pair's remote traffic selectors), many peers, one outer endpoint per peer.
 //!
 //! The data threads read a [`Snapshot`] without a lock (an `ArcSwap` that the control path
-//! replaces whole). The state an SA pair changes per packet (sequence number, replay window,
-//! lifetimes, counters) lives in the shared [`SaPair`], so a new snapshot carries it over.
+//! replaces). A new snapshot shares all of the old one's tables but the shards a change touched
+//! ([`shards`]), and the control path finds what a change touches through its own indexes
+//! ([`announced`]): an install or delete costs the same with one pair installed or a pair per
+//! home. The state an SA pair changes per packet (sequence number, replay window, lifetimes,
+//! counters) lives in the shared [`SaPair`], so a new snapshot carries it over.
 //!
 //! Make-before-break: when two pairs announce the same prefix, the newest wins for outbound
 //! traffic at once; the older keeps receiving until it is deleted, and takes the outbound traffic
 //! back if the newer one is deleted first.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv6Addr;
 use std::ops::Range;
@@ -30,9 +34,12 @@ use crate::events::EventSender;
 use crate::lifetime::{Charge, Lifetime, TimeCheck};
 use crate::peer_names::{PeerLabel, PeerNames};
 use crate::replay::{MAX_WINDOW, ReplayError, ReplayWindow};
-use key_hash::KeyMap;
+use announced::Announced;
+use shards::Shards;
 
+mod announced;
 pub mod key_hash;
+mod shards;
 
 /// Per-pair traffic counters (accepted packets; drops are in [`DropCounters`]).
 #[derive(Debug, Default)]
@@ -393,12 +400,12 @@ pub struct Outbound {
 }
 
 /// A consistent, read-only view of the SAD for the data threads.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Snapshot {
-    inbound: KeyMap<Spi, Arc<SaPair>>,
+    inbound: Shards<Spi, Arc<SaPair>>,
     /// By prefix length, longest first: masked network address -> route.
-    outbound: Vec<(u8, KeyMap<u128, Outbound>)>,
-    endpoints: KeyMap<PeerId, Endpoint>,
+    outbound: Vec<(u8, Shards<u128, Outbound>)>,
+    endpoints: Shards<PeerId, Endpoint>,
 }
 
 impl Snapshot {
@@ -439,9 +446,64 @@ fn mask(address: u128, len: u8) -> u128 {
 /// The control path's own record, from which snapshots are built.
 #[derive(Debug, Default)]
 struct Master {
-    pairs: Vec<Arc<SaPair>>,
+    /// Every installed pair, by inbound SPI.
+    pairs: HashMap<Spi, Arc<SaPair>>,
+    /// Each peer's pairs, by inbound SPI.
+    pairs_of_peer: HashMap<PeerId, Vec<Spi>>,
     endpoints: HashMap<PeerId, Endpoint>,
+    announced: Announced,
     next_generation: u64,
+    /// The next snapshot, changed in place; each published copy shares its shards.
+    next: Snapshot,
+}
+
+impl Master {
+    /// Points the outbound route of `net` at its newest announcer (with that peer's endpoint),
+    /// or takes it out when no pair announces it.
+    fn route(&mut self, net: &Ipv6Net) {
+        let len = net.prefix_len();
+        let key = mask(u128::from(net.network()), len);
+        let route = self.announced.newest(net).map(|pair| Outbound {
+            pair: pair.clone(),
+            endpoint: self.endpoints[&pair.peer],
+        });
+        let tables = &mut self.next.outbound;
+        let at = tables.iter().position(|(l, _)| *l == len);
+        match (route, at) {
+            (Some(route), Some(at)) => {
+                tables[at].1.insert(key, route);
+            }
+            (Some(route), None) => {
+                let mut table = Shards::default();
+                table.insert(key, route);
+                // Longest first.
+                let at = tables.partition_point(|(l, _)| *l > len);
+                tables.insert(at, (len, table));
+            }
+            (None, Some(at)) => {
+                tables[at].1.remove(&key);
+                if tables[at].1.is_empty() {
+                    tables.remove(at);
+                }
+            }
+            (None, None) => {}
+        }
+    }
+
+    /// Routes every prefix of `peer`'s pairs again (its endpoint changed).
+    fn route_peer(&mut self, peer: PeerId) {
+        let nets: Vec<Ipv6Net> = self
+            .pairs_of_peer
+            .get(&peer)
+            .into_iter()
+            .flatten()
+            .filter_map(|spi| self.pairs.get(spi))
+            .flat_map(|pair| pair.remote_ts.iter().copied())
+            .collect();
+        for net in &nets {
+            self.route(net);
+        }
+    }
 }
 
 /// The SA database. The data threads call [`Sad::load`]; the control path changes it.
@@ -521,19 +583,17 @@ impl Sad {
     pub fn install(&self, sa: &ChildSa) -> Result<Arc<SaPair>, ControlError> {
         validate_child_sa(sa)?;
         let mut master = self.master.lock().unwrap_or_else(|e| e.into_inner());
-        if master.pairs.iter().any(|p| p.spi_in == sa.spi_in) {
+        if master.pairs.contains_key(&sa.spi_in) {
             return Err(ControlError::SpiInUse(sa.spi_in));
         }
-        for other in master.pairs.iter().filter(|p| p.peer != sa.peer) {
-            for mine in &sa.remote_ts {
-                if let Some(theirs) = other.remote_ts.iter().find(|t| overlaps(mine, t)) {
-                    return Err(ControlError::SelectorOverlap {
-                        remote_ts: *mine,
-                        theirs: *theirs,
-                        peer: other.peer,
-                        spi: other.spi_in,
-                    });
-                }
+        for mine in &sa.remote_ts {
+            if let Some((theirs, other)) = master.announced.overlap(mine, sa.peer) {
+                return Err(ControlError::SelectorOverlap {
+                    remote_ts: *mine,
+                    theirs,
+                    peer: other.peer,
+                    spi: other.spi_in,
+                });
             }
         }
         let now = self.now().secs();
@@ -564,25 +624,44 @@ impl Sad {
             last_rx: AtomicU64::new(0),
             events: self.events.clone(),
         });
-        master.pairs.push(pair.clone());
-        // The newest install names where the peer is now.
+        master.pairs.insert(sa.spi_in, pair.clone());
+        master
+            .pairs_of_peer
+            .entry(sa.peer)
+            .or_default()
+            .push(sa.spi_in);
+        master.announced.add(&pair);
+        master.next.inbound.insert(sa.spi_in, pair.clone());
+        // The newest install names where the peer is now: all of its routes follow.
         master.endpoints.insert(sa.peer, sa.endpoint);
+        master.next.endpoints.insert(sa.peer, sa.endpoint);
+        master.route_peer(sa.peer);
         self.publish(&master);
         Ok(pair)
     }
 
-    /// Removes the pair with this inbound SPI.
-    pub fn delete(&self, spi_in: Spi) -> Result<(), ControlError> {
+    /// Removes the pair with this inbound SPI; returns it (its prefixes may need no route).
+    pub fn delete(&self, spi_in: Spi) -> Result<Arc<SaPair>, ControlError> {
         let mut master = self.master.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(index) = master.pairs.iter().position(|p| p.spi_in == spi_in) else {
+        let Some(pair) = master.pairs.remove(&spi_in) else {
             return Err(ControlError::UnknownSpi(spi_in));
         };
-        let pair = master.pairs.remove(index);
-        if !master.pairs.iter().any(|p| p.peer == pair.peer) {
-            master.endpoints.remove(&pair.peer);
+        master.announced.remove(&pair);
+        master.next.inbound.remove(&spi_in);
+        if let Entry::Occupied(mut spis) = master.pairs_of_peer.entry(pair.peer) {
+            spis.get_mut().retain(|spi| *spi != spi_in);
+            if spis.get().is_empty() {
+                spis.remove();
+                master.endpoints.remove(&pair.peer);
+                master.next.endpoints.remove(&pair.peer);
+            }
+        }
+        // An older pair of the peer takes a prefix back, or its route goes.
+        for net in &pair.remote_ts {
+            master.route(net);
         }
         self.publish(&master);
-        Ok(())
+        Ok(pair)
     }
 
     /// Moves every pair of a peer to a new endpoint.
@@ -593,6 +672,8 @@ impl Sad {
             return Err(ControlError::UnknownPeer(peer));
         };
         *current = endpoint;
+        master.next.endpoints.insert(peer, endpoint);
+        master.route_peer(peer);
         self.publish(&master);
         Ok(())
     }
@@ -600,20 +681,24 @@ impl Sad {
     /// Every prefix some pair routes to (the routes the TUN device needs).
     pub fn routed_prefixes(&self) -> BTreeSet<Ipv6Net> {
         let master = self.master.lock().unwrap_or_else(|e| e.into_inner());
-        master
-            .pairs
-            .iter()
-            .flat_map(|p| p.remote_ts.iter().map(|n| n.trunc()))
-            .collect()
+        master.announced.prefixes().collect()
+    }
+
+    /// Whether some pair routes to `net`.
+    pub fn routes(&self, net: &Ipv6Net) -> bool {
+        let master = self.master.lock().unwrap_or_else(|e| e.into_inner());
+        master.announced.contains(net)
     }
 
     /// Every counter, at `now` on the forwarder's clock.
     pub fn counters(&self) -> CounterReport {
         let now = self.now();
         let master = self.master.lock().unwrap_or_else(|e| e.into_inner());
-        let sas = master
-            .pairs
-            .iter()
+        let mut pairs: Vec<&Arc<SaPair>> = master.pairs.values().collect();
+        // Oldest first, as installed.
+        pairs.sort_by_key(|pair| pair.generation);
+        let sas = pairs
+            .into_iter()
             .map(|pair| {
                 let endpoint = master
                     .endpoints
@@ -631,35 +716,8 @@ impl Sad {
     }
 
     fn publish(&self, master: &Master) {
-        let mut inbound = KeyMap::default();
-        let mut by_len: HashMap<u8, KeyMap<u128, Outbound>> = HashMap::new();
-        // Oldest first, so that for equal prefixes the newest pair overwrites the older.
-        for pair in &master.pairs {
-            inbound.insert(pair.spi_in, pair.clone());
-            let endpoint = master.endpoints[&pair.peer];
-            for net in &pair.remote_ts {
-                let len = net.prefix_len();
-                by_len.entry(len).or_default().insert(
-                    mask(u128::from(net.network()), len),
-                    Outbound {
-                        pair: pair.clone(),
-                        endpoint,
-                    },
-                );
-            }
-        }
-        let mut outbound: Vec<(u8, KeyMap<u128, Outbound>)> = by_len.into_iter().collect();
-        outbound.sort_by_key(|entry| std::cmp::Reverse(entry.0));
-        self.snapshot.store(Arc::new(Snapshot {
-            inbound,
-            outbound,
-            endpoints: master.endpoints.iter().map(|(p, e)| (*p, *e)).collect(),
-        }));
+        self.snapshot.store(Arc::new(master.next.clone()));
     }
-}
-
-fn overlaps(a: &Ipv6Net, b: &Ipv6Net) -> bool {
-    a.contains(b) || b.contains(a)
 }
 
 fn validate_endpoint(endpoint: &Endpoint) -> Result<(), ControlError> {

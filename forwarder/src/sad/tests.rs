@@ -456,3 +456,163 @@ fn sealing_in_place_and_by_copy_interleave_in_one_sequence() {
         Err(DropReason::Malformed)
     );
 }
+
+/// The SAD as a list of pairs, oldest first, asked by visiting every one: what the indexed SAD
+/// must answer.
+#[derive(Default)]
+struct Model {
+    pairs: Vec<(u64, Spi, Vec<Ipv6Net>)>,
+    endpoints: HashMap<u64, Ipv4Addr>,
+}
+
+impl Model {
+    fn overlaps(&self, peer: u64, nets: &[Ipv6Net]) -> bool {
+        self.pairs
+            .iter()
+            .filter(|(p, _, _)| *p != peer)
+            .any(|(_, _, theirs)| {
+                theirs
+                    .iter()
+                    .any(|t| nets.iter().any(|m| t.contains(m) || m.contains(t)))
+            })
+    }
+
+    /// Longest prefix, then the newest pair: its SPI and its peer's address.
+    fn route(&self, destination: Ipv6Addr) -> Option<(Spi, Ipv4Addr)> {
+        let mut best: Option<(u8, usize)> = None;
+        for (i, (_, _, nets)) in self.pairs.iter().enumerate() {
+            for net in nets.iter().filter(|n| n.contains(&destination)) {
+                if best.is_none_or(|(len, _)| net.prefix_len() >= len) {
+                    best = Some((net.prefix_len(), i));
+                }
+            }
+        }
+        best.map(|(_, i)| {
+            let (peer, spi, _) = &self.pairs[i];
+            (*spi, self.endpoints[peer])
+        })
+    }
+}
+
+use std::net::Ipv4Addr;
+
+#[test]
+fn installs_deletes_and_moves_agree_with_a_visit_of_every_pair() {
+    let (sad, _events) = sad();
+    let mut model = Model::default();
+    // Prefixes of a small space, so that they overlap often: /48s, /56s, /64s and hosts.
+    let nets: Vec<Ipv6Net> = [
+        "2001:db8:1::/48",
+        "2001:db8:1:100::/56",
+        "2001:db8:1:101::/64",
+        "2001:db8:1:102::/64",
+        "2001:db8:1:102::7/128",
+        "2001:db8:2::/48",
+        "2001:db8:2:5::/64",
+        "2001:db8:3::/64",
+        "2001:db8::/32",
+    ]
+    .iter()
+    .map(|n| n.parse().unwrap())
+    .collect();
+    let probes: Vec<Ipv6Addr> = [
+        "2001:db8:1::1",
+        "2001:db8:1:101::1",
+        "2001:db8:1:102::7",
+        "2001:db8:1:102::8",
+        "2001:db8:1:1ff::1",
+        "2001:db8:2:5::1",
+        "2001:db8:2:6::1",
+        "2001:db8:3::1",
+        "2001:db8:9::1",
+    ]
+    .iter()
+    .map(|a| a.parse().unwrap())
+    .collect();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let mut spi = 0x100u32;
+    let (mut installed, mut refused, mut deleted, mut moved) = (0, 0, 0, 0);
+    for step in 0..3000 {
+        match next(4) {
+            0 | 1 => {
+                let peer = 1 + next(4) as u64;
+                let mine: Vec<Ipv6Net> = (0..1 + next(2)).map(|_| nets[next(nets.len())]).collect();
+                let address = Ipv4Addr::new(192, 0, 2, next(250) as u8 + 1);
+                spi += 1;
+                let sa = ChildSa::builder()
+                    .peer(peer)
+                    .spis(spi, spi + 0x10_0000)
+                    .keys(AeadAlg::AesGcm128, HOME_TO_VPS, VPS_TO_HOME)
+                    .remote_nets(mine.clone())
+                    .addresses(Ipv4Addr::new(203, 0, 113, 1), address)
+                    .build();
+                let overlap = model.overlaps(peer, &mine);
+                match sad.install(&sa) {
+                    Ok(_) => {
+                        assert!(!overlap, "step {step}: {mine:?} of peer{peer} overlaps");
+                        model.pairs.push((peer, Spi(spi), mine));
+                        model.endpoints.insert(peer, address);
+                        installed += 1;
+                    }
+                    Err(ControlError::SelectorOverlap {
+                        remote_ts,
+                        theirs,
+                        peer: other,
+                        ..
+                    }) => {
+                        assert!(overlap, "step {step}: {mine:?} of peer{peer} refused");
+                        assert!(other.0 != peer && mine.contains(&remote_ts));
+                        assert!(theirs.contains(&remote_ts) || remote_ts.contains(&theirs));
+                        refused += 1;
+                    }
+                    Err(error) => panic!("step {step}: {error}"),
+                }
+            }
+            2 if !model.pairs.is_empty() => {
+                let (peer, spi, _) = model.pairs.remove(next(model.pairs.len()));
+                sad.delete(spi).unwrap();
+                deleted += 1;
+                if !model.pairs.iter().any(|(p, _, _)| *p == peer) {
+                    model.endpoints.remove(&peer);
+                }
+            }
+            _ if !model.endpoints.is_empty() => {
+                let peers: Vec<u64> = model.endpoints.keys().copied().collect();
+                let peer = peers[next(peers.len())];
+                let address = Ipv4Addr::new(198, 51, 100, next(250) as u8 + 1);
+                let mut endpoint = sad.load().endpoint(PeerId(peer)).unwrap();
+                endpoint.remote = address;
+                sad.update_endpoint(PeerId(peer), endpoint).unwrap();
+                model.endpoints.insert(peer, address);
+                moved += 1;
+            }
+            _ => continue,
+        }
+        let snapshot = sad.load();
+        for probe in &probes {
+            let route = snapshot
+                .outbound(*probe)
+                .map(|o| (o.pair.spi_in(), o.endpoint.remote));
+            assert_eq!(route, model.route(*probe), "step {step}: route to {probe}");
+        }
+        for (peer, address) in &model.endpoints {
+            let endpoint = snapshot.endpoint(PeerId(*peer)).map(|e| e.remote);
+            assert_eq!(endpoint, Some(*address), "step {step}: peer{peer}");
+        }
+        let routed: BTreeSet<Ipv6Net> =
+            model.pairs.iter().flat_map(|(_, _, n)| n.clone()).collect();
+        assert_eq!(sad.routed_prefixes(), routed, "step {step}");
+        assert_eq!(snapshot.pairs().count(), model.pairs.len(), "step {step}");
+        let order: Vec<Spi> = sad.counters().sas.iter().map(|c| c.spi_in).collect();
+        let expected: Vec<Spi> = model.pairs.iter().map(|(_, spi, _)| *spi).collect();
+        assert_eq!(order, expected, "step {step}: counters oldest first");
+    }
+    // Every kind of change happened many times.
+    assert!(installed > 300 && refused > 300 && deleted > 300 && moved > 300);
+}

@@ -88,10 +88,10 @@ impl Endpoint {
     /// [`MAX_IKE_SAS_PER_PEER`] are kept. Returns whether an older one was current.
     fn reauthenticated(&mut self, now: Now, rng: &mut dyn Random, identity: &PeerIdentity) -> bool {
         let mut older: Vec<(Instant, u64)> = self
-            .sas
-            .iter()
-            .filter_map(|(spi, sa)| match sa {
-                Sa::Up(e) if e.peer.identity == *identity => Some((e.keyed_at(), *spi)),
+            .spis_of(identity)
+            .into_iter()
+            .filter_map(|spi| match self.sas.get(&spi) {
+                Some(Sa::Up(e)) if e.peer.identity == *identity => Some((e.keyed_at(), spi)),
                 _ => None,
             })
             .collect();
@@ -129,12 +129,12 @@ impl Endpoint {
         keep: u64,
     ) {
         let stale: Vec<u64> = self
-            .sas
-            .iter()
-            .filter(|(spi, sa)| {
-                **spi != keep && matches!(sa, Sa::Up(e) if e.peer.identity == *identity)
+            .spis_of(identity)
+            .into_iter()
+            .filter(|spi| {
+                *spi != keep
+                    && matches!(self.sas.get(spi), Some(Sa::Up(e)) if e.peer.identity == *identity)
             })
-            .map(|(spi, _)| *spi)
             .collect();
         for spi in stale {
             if let Some(Sa::Up(mut e)) = self.sas.remove(&spi) {

@@ -17,6 +17,8 @@ use crate::sa::responder::{HalfOpen, InitExchange};
 use crate::sa::{Io, SpiRegistry};
 use crate::window::total_patience;
 use crate::wire::{ExchangeType, Header};
+use init_index::InitIndex;
+use sa_table::SaTable;
 
 pub use crate::io::{Now, Output, Random, Transmit};
 pub use crate::settings::{
@@ -59,6 +61,14 @@ impl Sa {
         }
     }
 
+    /// The peer of an established SA.
+    fn peer(&self) -> Option<PeerId> {
+        match self {
+            Sa::Up(e) => Some(e.peer.id),
+            _ => None,
+        }
+    }
+
     /// The IKE_SA_INIT exchange of a server's half-open SA, to answer a retransmission.
     fn init_exchange(&mut self) -> Option<&mut InitExchange> {
         match self {
@@ -66,6 +76,16 @@ impl Sa {
             Sa::HalfOpen(h) => Some(&mut h.init),
             _ => None,
         }
+    }
+}
+
+/// When `handle_timeout` must next look at `sa`.
+fn sa_deadline(common: &CommonConfig, sa: &Sa) -> Option<Instant> {
+    match sa {
+        Sa::Init(s) => Some(s.deadline()),
+        Sa::Auth(s) => Some(s.deadline()),
+        Sa::Deriving(_) | Sa::HalfOpen(_) => sa.half_open().map(|(_, init)| init.expires),
+        Sa::Up(e) => e.deadline(common),
     }
 }
 
@@ -80,8 +100,8 @@ struct ResponderRole {
     cookie_rotate_at: Instant,
     half_open_count: u32,
     half_open_by_source: HashMap<Ipv4Addr, u32>,
-    /// (SPIi, source) of each half-open SA -> our SPI: spots retransmitted IKE_SA_INITs.
-    init_index: HashMap<(u64, SocketAddrV4), u64>,
+    /// Which of our SAs answered which IKE_SA_INIT: spots retransmitted and late copies.
+    init_index: InitIndex,
 }
 
 struct InitiatorRole {
@@ -111,7 +131,7 @@ enum Role {
 pub struct Endpoint {
     common: CommonConfig,
     role: Role,
-    sas: HashMap<u64, Sa>,
+    sas: SaTable,
     spis: SpiRegistry,
     peer_ids: HashMap<String, PeerId>,
     transmits: VecDeque<Transmit>,
@@ -151,10 +171,12 @@ macro_rules! io {
 // After `io!`, which they use.
 mod auth;
 mod failover;
+mod init_index;
 mod new_sas;
 pub mod operator;
 pub mod reload;
 pub mod restart;
+mod sa_table;
 
 pub use operator::Initiated;
 pub use restart::RestartHint;
@@ -178,7 +200,7 @@ impl Endpoint {
             cookie_rotate_at: now.mono + COOKIE_ROTATION,
             half_open_count: 0,
             half_open_by_source: HashMap::new(),
-            init_index: HashMap::new(),
+            init_index: InitIndex::default(),
         });
         Self::new(config.common, role, now)
     }
@@ -208,7 +230,7 @@ impl Endpoint {
         Self {
             common,
             role,
-            sas: HashMap::new(),
+            sas: SaTable::default(),
             spis: SpiRegistry::default(),
             peer_ids: HashMap::new(),
             transmits: VecDeque::new(),
@@ -221,6 +243,17 @@ impl Endpoint {
             restart_hints: restart::RestartHints::default(),
             #[cfg(feature = "test-util")]
             tamper: None,
+        }
+    }
+
+    /// Our SPIs of the established IKE SAs whose peer may be `identity`: those filed under the
+    /// peer ID of its string (equal identities print alike: FQDNs in lower case), which the
+    /// caller checks against the identity itself.
+    fn spis_of(&mut self, identity: &PeerIdentity) -> Vec<u64> {
+        self.refile();
+        match self.peer_ids.get(&identity.to_string()) {
+            Some(peer) => self.sas.of_peer(*peer),
+            None => Vec::new(),
         }
     }
 
@@ -383,7 +416,7 @@ impl Endpoint {
     /// An IKE SA of ours is gone: its IKE_SA_INIT index entry too, and its SPI is free.
     fn forget(&mut self, spi: u64) {
         if let Role::Responder(role) = &mut self.role {
-            role.init_index.retain(|_, ours| *ours != spi);
+            role.init_index.remove_ours(spi);
         }
         self.spis.release_ike(spi);
     }
@@ -446,21 +479,18 @@ impl Endpoint {
     /// DELETE, a deleted one kept to answer a retransmitted DELETE). A peer that rekeys again
     /// and again, with or without its DELETEs, holds no more.
     fn bound_ike_sas(&mut self, now: Now, rng: &mut dyn Random, identity: &PeerIdentity) {
-        let held = self
-            .sas
-            .values()
-            .filter(|sa| matches!(sa, Sa::Up(e) if e.peer.identity == *identity))
-            .count();
-        let mut replaced: Vec<(Instant, u64)> = self
-            .sas
-            .iter()
-            .filter_map(|(spi, sa)| match sa {
-                Sa::Up(e) if e.peer.identity == *identity && !e.is_current() => {
-                    Some((e.keyed_at(), *spi))
+        let mut held: usize = 0;
+        let mut replaced: Vec<(Instant, u64)> = Vec::new();
+        for spi in self.spis_of(identity) {
+            if let Some(Sa::Up(e)) = self.sas.get(&spi)
+                && e.peer.identity == *identity
+            {
+                held += 1;
+                if !e.is_current() {
+                    replaced.push((e.keyed_at(), spi));
                 }
-                _ => None,
-            })
-            .collect();
+            }
+        }
         replaced.sort();
         for (_, spi) in replaced
             .into_iter()
@@ -527,11 +557,12 @@ impl Endpoint {
         role.failures.clear();
         role.reauthenticating = false;
         let peer = established.peer.id;
+        self.refile();
         let older: Vec<u64> = self
             .sas
-            .iter()
-            .filter(|(_, sa)| matches!(sa, Sa::Up(e) if e.is_current() && e.peer.id == peer))
-            .map(|(spi, _)| *spi)
+            .of_peer(peer)
+            .into_iter()
+            .filter(|spi| matches!(self.sas.get(spi), Some(Sa::Up(e)) if e.is_current()))
             .collect();
         let mut io = io!(self, now, rng);
         for old in older {
@@ -620,14 +651,8 @@ impl Endpoint {
             }
         }
         self.pace_restart_hints(now);
-        let mut due: Vec<u64> = self
-            .sas
-            .iter()
-            .filter(|(_, sa)| self.sa_deadline(sa).is_some_and(|d| d <= now.mono))
-            .map(|(spi, _)| *spi)
-            .collect();
-        due.sort_unstable();
-        for spi in due {
+        self.refile();
+        for spi in self.sas.due(now.mono) {
             let Some(sa) = self.sas.remove(&spi) else {
                 continue;
             };
@@ -682,13 +707,10 @@ impl Endpoint {
         self.after(now, rng);
     }
 
-    fn sa_deadline(&self, sa: &Sa) -> Option<Instant> {
-        match sa {
-            Sa::Init(s) => Some(s.deadline()),
-            Sa::Auth(s) => Some(s.deadline()),
-            Sa::Deriving(_) | Sa::HalfOpen(_) => sa.half_open().map(|(_, init)| init.expires),
-            Sa::Up(e) => e.deadline(&self.common),
-        }
+    /// Files the SAs that changed since they were last filed again (their deadline and peer).
+    fn refile(&mut self) {
+        let common = &self.common;
+        self.sas.refile(|sa| sa_deadline(common, sa));
     }
 
     /// The forwarder's events: SoftLimit -> CHILD SA rekey (make-before-break); HardLimit /
@@ -706,10 +728,10 @@ impl Endpoint {
                 self.limit_reached(now, rng, *spi_in, true)
             }
             Event::EndpointMoved { peer, new, .. } => {
-                let mut io = io!(self, now, rng);
-                for sa in self.sas.values_mut() {
-                    if let Sa::Up(e) = sa
-                        && e.peer.id == *peer
+                self.refile();
+                for spi in self.sas.of_peer(*peer) {
+                    let mut io = io!(self, now, rng);
+                    if let Some(Sa::Up(e)) = self.sas.get_mut(&spi)
                         && e.is_current()
                     {
                         e.endpoint_moved(&mut io, new);
@@ -800,10 +822,10 @@ impl Endpoint {
 
     /// Rekeys the IKE SA with `peer` (CREATE_CHILD_SA; the CHILD SAs move to the new one).
     pub fn rekey_ike_sa(&mut self, now: Now, peer: PeerId, rng: &mut dyn Random) {
-        let mut io = io!(self, now, rng);
-        for sa in self.sas.values_mut() {
-            if let Sa::Up(e) = sa
-                && e.peer.id == peer
+        self.refile();
+        for spi in self.sas.of_peer(peer) {
+            let mut io = io!(self, now, rng);
+            if let Some(Sa::Up(e)) = self.sas.get_mut(&spi)
                 && e.is_current()
             {
                 e.rekey(&mut io);
@@ -817,7 +839,7 @@ impl Endpoint {
             role.closed = true;
             role.reconnect_at = None;
         }
-        let sas: Vec<(u64, Sa)> = self.sas.drain().collect();
+        let sas = self.sas.drain();
         for (spi, sa) in sas {
             let mut io = io!(self, now, rng);
             match sa {
@@ -876,17 +898,50 @@ impl Endpoint {
     }
 
     /// The earliest time `handle_timeout` must be called.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        self.refile();
         let role = match &self.role {
             Role::Responder(r) => Some(r.cookie_rotate_at),
             Role::Initiator(r) => r.reconnect_at,
         };
         self.sas
-            .values()
-            .filter_map(|sa| self.sa_deadline(sa))
+            .next_deadline()
+            .into_iter()
             .chain(role)
             .chain(self.restart_hints.next_round())
             .min()
+    }
+
+    /// Panics unless the [`SaTable`] index says what a visit of every SA finds: the earliest
+    /// deadline and each established SA under its peer. The simulations check it after each
+    /// step.
+    #[cfg(feature = "test-util")]
+    pub fn check_sa_index(&mut self) {
+        self.refile();
+        let scanned = self
+            .sas
+            .values()
+            .filter_map(|sa| sa_deadline(&self.common, sa))
+            .min();
+        assert_eq!(
+            self.sas.next_deadline(),
+            scanned,
+            "filed SA deadlines disagree"
+        );
+        let mut by_peer: Vec<(PeerId, u64)> = self
+            .sas
+            .iter()
+            .filter_map(|(spi, sa)| sa.peer().map(|peer| (peer, *spi)))
+            .collect();
+        by_peer.sort_unstable();
+        let filed: Vec<(PeerId, u64)> = self
+            .peer_ids
+            .values()
+            .flat_map(|peer| self.sas.of_peer(*peer).into_iter().map(|spi| (*peer, spi)))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        assert_eq!(filed, by_peer, "SAs filed under the wrong peer");
     }
 
     /// Per-peer state for `hometun status`.

@@ -77,7 +77,7 @@ impl Endpoint {
         // bounded number of times (the answer is larger than the request: no amplifier);
         // once the SA is established, a late copy is dropped. Under cookie pressure the COOKIE
         // check above comes first.
-        if let Some(&spi) = role.init_index.get(&(spi_i, remote)) {
+        if let Some(spi) = role.init_index.get(spi_i, remote) {
             match self.sas.get_mut(&spi).and_then(Sa::init_exchange) {
                 Some(h) if h.is_retransmission(data) => {
                     if let Some(response) = h.answer_again(self.common.retransmit_tries) {
@@ -142,7 +142,7 @@ impl Endpoint {
                 };
                 role.half_open_count += 1;
                 *role.half_open_by_source.entry(*remote.ip()).or_insert(0) += 1;
-                role.init_index.insert((spi_i, remote), spi);
+                role.init_index.insert(spi_i, remote, spi);
                 self.sas.insert(spi, sa);
             }
             Err(error) => {
@@ -180,7 +180,7 @@ impl Endpoint {
             }
         }
         if !keep_index {
-            role.init_index.remove(&(spi_i, source));
+            role.init_index.remove_init(spi_i, source);
         }
     }
 }

@@ -99,6 +99,8 @@ impl Endpoint {
         }
         let new_credentials = self.common.chain != reload.common.chain;
         self.common = reload.common;
+        // Deadlines depend on the configuration (liveness, rekey by time).
+        self.sas.all_stale();
         // Signature work handed out before now is checked again when it comes back.
         self.generation += 1;
         let refused = self.cut_off_untrusted(now, rng);
@@ -126,7 +128,7 @@ impl Endpoint {
         };
         let mut refused: Vec<(u64, String, crate::sa::established::Distrust)> = Vec::new();
         let mut narrowed: Vec<(u64, Vec<ipnet::Ipv6Net>)> = Vec::new();
-        for (spi, sa) in &self.sas {
+        for (spi, sa) in self.sas.iter() {
             let Sa::Up(e) = sa else { continue };
             if !e.is_current() {
                 continue;

@@ -169,11 +169,14 @@ impl Homes {
         self.flush(to);
     }
 
-    fn next_event(&self) -> Option<Duration> {
+    fn next_event(&mut self) -> Option<Duration> {
         let packets = self.in_flight.iter().map(|d| d.deliver_at).min();
-        let timers = std::iter::once(&self.server)
-            .chain(self.homes.iter())
-            .filter_map(|n| n.endpoint.poll_timeout())
+        let timers = std::iter::once(&mut self.server)
+            .chain(self.homes.iter_mut())
+            .filter_map(|n| {
+                n.endpoint.check_sa_index();
+                n.endpoint.poll_timeout()
+            })
             .map(|t| self.clock.at(t))
             .min();
         [packets, timers, Some(self.next_counters)]

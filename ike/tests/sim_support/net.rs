@@ -285,12 +285,15 @@ impl Pair {
         self.flush();
     }
 
-    fn next_event(&self) -> Option<Duration> {
+    fn next_event(&mut self) -> Option<Duration> {
         let packets = self.in_flight.iter().map(|d| d.deliver_at).min();
-        let timers = [&self.client, &self.server]
+        let timers = [&mut self.client, &mut self.server]
             .into_iter()
             .filter(|n| n.up)
-            .filter_map(|n| n.endpoint.poll_timeout())
+            .filter_map(|n| {
+                n.endpoint.check_sa_index();
+                n.endpoint.poll_timeout()
+            })
             .map(|t| self.clock.at(t))
             .min();
         [packets, timers, Some(self.next_counters)]

@@ -3,6 +3,8 @@
 //! each home. A backend ([`super::RegistryBackend`]) only stores this and makes each change
 //! all-or-nothing and exclusive.
 
+use std::collections::HashMap;
+
 use ipnet::Ipv6Net;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -306,21 +308,33 @@ impl RegistryData {
     /// two records of different spelling hold a certificate (not revoked) for what is then one
     /// name: which of the two homes is meant cannot be decided here.
     pub fn normalise_names(&mut self) -> Result<(), NameClash> {
-        for (i, record) in self.clients.iter().enumerate() {
-            let Some(other) = self.clients[..i].iter().find(|o| {
-                o.name != record.name
-                    && o.name.eq_ignore_ascii_case(&record.name)
-                    && o.revoked.is_none()
-                    && record.revoked.is_none()
-            }) else {
-                continue;
-            };
-            return Err(NameClash {
-                first: other.name.clone(),
-                first_serial: other.serial.clone(),
-                second: record.name.clone(),
-                second_serial: record.serial.clone(),
-            });
+        // Every load comes here, with a record per home: one pass, not a pair of records at a
+        // time. Names already in lower case (all of them once written back) cannot clash.
+        if self
+            .clients
+            .iter()
+            .any(|c| c.name.bytes().any(|b| b.is_ascii_uppercase()))
+        {
+            // Lower-case name -> the certified (not revoked) records of it so far, in order.
+            let mut certified: HashMap<String, Vec<usize>> = HashMap::new();
+            for (i, record) in self.clients.iter().enumerate() {
+                if record.revoked.is_some() {
+                    continue;
+                }
+                let same = certified
+                    .entry(record.name.to_ascii_lowercase())
+                    .or_default();
+                if let Some(&first) = same.iter().find(|&&o| self.clients[o].name != record.name) {
+                    let other = &self.clients[first];
+                    return Err(NameClash {
+                        first: other.name.clone(),
+                        first_serial: other.serial.clone(),
+                        second: record.name.clone(),
+                        second_serial: record.serial.clone(),
+                    });
+                }
+                same.push(i);
+            }
         }
         for record in &mut self.clients {
             record.name.make_ascii_lowercase();
