@@ -17,7 +17,9 @@ fn heap_in_use() -> usize {
 
 /// Most of it is the two AES-GCM key schedules (ring's, 544 bytes each) and the pair itself;
 /// the snapshot's tables, the name, the grant and the test platform's route record the rest.
-const BUDGET_PER_PAIR: usize = 2700;
+/// 2681 bytes when written (2762 before the limits were kept once): the budget leaves room
+/// for small changes and catches a regression of a few percent.
+const BUDGET_PER_PAIR: usize = 2800;
 
 #[test]
 fn a_thousand_installed_pairs_take_at_most_the_budget_each() {
