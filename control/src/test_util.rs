@@ -11,12 +11,34 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv6Net;
 
+use crate::InterfaceConfig;
 use crate::types::{AeadAlg, AeadKey, ChildSa, Encapsulation, Endpoint, Limits, PeerId, Spi};
 
 /// Builds a [`ChildSa`]; start with [`ChildSa::builder`].
 #[derive(Clone, Debug)]
 pub struct ChildSaBuilder {
     sa: ChildSa,
+}
+
+impl InterfaceConfig {
+    /// The interface the tests configure: `tun_name`, MTU 1400, `fe80::1/64`, UDP 4500 and raw
+    /// ESP, routes managed (metric 1024, protocol 57), `peer_pool` if any, no MSS clamping.
+    pub fn for_tests(tun_name: &str, peer_pool: Option<Ipv6Net>) -> Self {
+        InterfaceConfig {
+            tun_name: tun_name.into(),
+            mtu: 1400,
+            addresses: prefixes(&["fe80::1/64"]),
+            bind_ipv4: None,
+            udp_port: 4500,
+            raw_esp: true,
+            manage_routes: true,
+            route_metric: 1024,
+            route_protocol: 57,
+            peer_pool,
+            clamp_mss: false,
+            icmp_source: None,
+        }
+    }
 }
 
 /// A key of `alg` whose KEYMAT (key and salt) is `fill` repeated.

@@ -408,20 +408,7 @@ mod tests {
     use super::*;
 
     fn interface() -> InterfaceConfig {
-        InterfaceConfig {
-            tun_name: "hometun0".into(),
-            mtu: 1400,
-            addresses: vec!["fe80::1/64".parse().unwrap()],
-            bind_ipv4: None,
-            udp_port: 4500,
-            raw_esp: true,
-            manage_routes: true,
-            route_metric: 1024,
-            route_protocol: 57,
-            peer_pool: None,
-            clamp_mss: false,
-            icmp_source: None,
-        }
+        InterfaceConfig::for_tests("hometun0", None)
     }
 
     fn sa(peer: u64, spi_in: u32, remote: &str) -> ChildSa {

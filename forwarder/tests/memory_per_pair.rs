@@ -27,20 +27,10 @@ fn a_thousand_installed_pairs_take_at_most_the_budget_each() {
     let (mut handler, _events) =
         RequestHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
     handler
-        .handle(Request::Configure(InterfaceConfig {
-            tun_name: "hometun0".into(),
-            mtu: 1400,
-            addresses: vec!["fe80::1/64".parse().unwrap()],
-            bind_ipv4: None,
-            udp_port: 4500,
-            raw_esp: true,
-            manage_routes: true,
-            route_metric: 1024,
-            route_protocol: 57,
-            peer_pool: Some("2001:db8:100::/48".parse().unwrap()),
-            clamp_mss: false,
-            icmp_source: None,
-        }))
+        .handle(Request::Configure(InterfaceConfig::for_tests(
+            "hometun0",
+            Some("2001:db8:100::/48".parse().unwrap()),
+        )))
         .unwrap();
     let pairs: Vec<ChildSa> = (1..=PAIRS)
         .map(|i| {
