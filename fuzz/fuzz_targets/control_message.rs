@@ -17,20 +17,9 @@ fuzz_target!(|data: &[u8]| {
     let (mut handler, events) =
         RequestHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
     // Start configured, so that installs and the rest are reachable at once.
-    let configured = handler.handle(Request::Configure(InterfaceConfig {
-        tun_name: "fuzz0".into(),
-        mtu: 1400,
-        addresses: vec!["fe80::1/64".parse().expect("literal")],
-        bind_ipv4: None,
-        udp_port: 4500,
-        raw_esp: true,
-        manage_routes: true,
-        route_metric: 1024,
-        route_protocol: 57,
-        peer_pool: None,
-        clamp_mss: false,
-        icmp_source: None,
-    }));
+    let configured = handler.handle(Request::Configure(InterfaceConfig::for_tests(
+        "fuzz0", None,
+    )));
     assert!(configured.is_ok());
     let mut decoder = FrameDecoder::new();
     decoder.push(data);

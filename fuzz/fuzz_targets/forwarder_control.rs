@@ -175,20 +175,10 @@ fn overlaps(a: &Ipv6Net, b: &Ipv6Net) -> bool {
 fuzz_target!(|data: &[u8]| {
     let (mut handler, _events) =
         RequestHandler::new(RecordingPlatform::default(), AeadBackend::Ring);
-    let configured = handler.handle(Request::Configure(InterfaceConfig {
-        tun_name: "fuzz0".into(),
-        mtu: 1400,
-        addresses: vec!["fe80::1/64".parse().expect("literal")],
-        bind_ipv4: None,
-        udp_port: 4500,
-        raw_esp: true,
-        manage_routes: true,
-        route_metric: 1024,
-        route_protocol: 57,
-        peer_pool: Some(pool()),
-        clamp_mss: false,
-        icmp_source: None,
-    }));
+    let configured = handler.handle(Request::Configure(InterfaceConfig::for_tests(
+        "fuzz0",
+        Some(pool()),
+    )));
     assert!(configured.is_ok());
     // What AllowPeer granted each peer, as the harness saw it succeed.
     let mut grants: HashMap<PeerId, Vec<Ipv6Net>> = HashMap::new();
