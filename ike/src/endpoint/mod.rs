@@ -246,6 +246,15 @@ impl Endpoint {
         }
     }
 
+    /// The established IKE SAs that speak for their peer now (not replaced by a rekey or a
+    /// re-authentication).
+    fn current_sas(&self) -> impl Iterator<Item = &Established> {
+        self.sas.values().filter_map(|sa| match sa {
+            Sa::Up(e) if e.is_current() => Some(&**e),
+            _ => None,
+        })
+    }
+
     /// Our SPIs of the established IKE SAs whose peer may be `identity`: those filed under the
     /// peer ID of its string (equal identities print alike: FQDNs in lower case), which the
     /// caller checks against the identity itself.
@@ -872,12 +881,9 @@ impl Endpoint {
     #[cfg(feature = "test-util")]
     pub fn sk_d_digest(&self, peer: PeerId) -> Option<[u8; 32]> {
         use sha2::Digest;
-        self.sas.values().find_map(|sa| match sa {
-            Sa::Up(e) if e.is_current() && e.peer.id == peer => {
-                Some(sha2::Sha256::digest(e.core.keys.sk_d()).into())
-            }
-            _ => None,
-        })
+        self.current_sas()
+            .find(|e| e.peer.id == peer)
+            .map(|e| sha2::Sha256::digest(e.core.keys.sk_d()).into())
     }
 
     /// How many IKE SPIs and inbound ESP SPIs this endpoint holds reserved: after
@@ -946,14 +952,7 @@ impl Endpoint {
 
     /// Per-peer state for `hometun status`.
     pub fn status(&self, now: Now) -> Vec<PeerStatus> {
-        let mut peers: Vec<PeerStatus> = self
-            .sas
-            .values()
-            .filter_map(|sa| match sa {
-                Sa::Up(e) if e.is_current() => Some(e.status(now)),
-                _ => None,
-            })
-            .collect();
+        let mut peers: Vec<PeerStatus> = self.current_sas().map(|e| e.status(now)).collect();
         peers.sort_by(|a, b| a.peer.cmp(&b.peer).then(a.ike_spis.cmp(&b.ike_spis)));
         peers
     }
@@ -961,10 +960,8 @@ impl Endpoint {
     /// Each peer [`Endpoint::status`] lists, with its identity: what the driver needs every
     /// second to name the forwarder's counters, without building every peer's whole status.
     pub fn peer_names(&self) -> impl Iterator<Item = (PeerId, &str)> {
-        self.sas.values().filter_map(|sa| match sa {
-            Sa::Up(e) if e.is_current() => Some((e.peer.id, e.peer.name.as_str())),
-            _ => None,
-        })
+        self.current_sas()
+            .map(|e| (e.peer.id, e.peer.name.as_str()))
     }
 
     /// What the endpoint holds and what it dropped.

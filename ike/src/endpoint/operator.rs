@@ -153,9 +153,7 @@ impl Endpoint {
 
     /// Whether a client has a working IKE SA with its server.
     pub(super) fn client_is_up(&self) -> bool {
-        self.sas
-            .values()
-            .any(|sa| matches!(sa, Sa::Up(e) if e.is_current()))
+        self.current_sas().next().is_some()
     }
 
     /// Gives up the client's connection attempts in flight (IKE_SA_INIT or IKE_AUTH sent).

@@ -204,16 +204,12 @@ impl Endpoint {
     /// The peers whose IKE SAs are up, for the daemon to keep across a restart.
     pub fn restart_hints(&self) -> Vec<RestartHint> {
         let mut hints: Vec<RestartHint> = self
-            .sas
-            .values()
-            .filter_map(|sa| match sa {
-                Sa::Up(e) if e.is_current() => Some(RestartHint {
-                    peer: e.peer.name.clone(),
-                    local: e.core.local,
-                    remote: e.core.remote,
-                    spis: e.children.iter().map(|c| c.spi_in).collect(),
-                }),
-                _ => None,
+            .current_sas()
+            .map(|e| RestartHint {
+                peer: e.peer.name.clone(),
+                local: e.core.local,
+                remote: e.core.remote,
+                spis: e.children.iter().map(|c| c.spi_in).collect(),
             })
             .filter(|h| !h.spis.is_empty())
             .collect();
