@@ -334,14 +334,18 @@ fn hometun_client(rekey: bool) {
         took.as_secs_f64(),
         TRANSFER_BYTES as f64 * 8.0 / took.as_secs_f64() / 1e6
     );
-    // The client's SIGTERM deletes the IKE SA at strongSwan.
+    // The client's SIGTERM deletes the IKE SA at strongSwan, and waits for its answer.
+    let client_log = client.log.clone();
     assert!(client.stop().unwrap().success());
     assert!(
         hometun_lab::wait_for(Duration::from_secs(10), || !charon
             .list_sas()
             .contains("ESTABLISHED")),
-        "strongSwan kept the IKE SA after the client's DELETE:\n{}",
-        charon.list_sas()
+        "strongSwan kept the IKE SA after the client's DELETE:\n{}\n--- {}:\n{}\n--- charon.log:\n{}",
+        charon.list_sas(),
+        client_log.display(),
+        hometun_lab::ike_lab::strip_ansi(&std::fs::read_to_string(&client_log).unwrap_or_default()),
+        charon.log()
     );
     charon.stop();
 }
