@@ -651,6 +651,10 @@ impl World {
         self.home.endpoint.close(now, &mut self.rng);
         self.server.endpoint.close(now, &mut self.rng);
         self.flush();
+        let now = self.clock.now();
+        self.home.endpoint.close_now(now, &mut self.rng);
+        self.server.endpoint.close_now(now, &mut self.rng);
+        self.flush();
         for side in [Side::Home, Side::Server] {
             let node = self.node_ref(side);
             assert!(

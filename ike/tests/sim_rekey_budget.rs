@@ -146,5 +146,7 @@ fn a_refused_pair_leaves_no_spi_behind_when_the_ike_sa_is_replaced() {
     let now = pair.now();
     pair.client.endpoint.close(now, &mut pair.rng);
     pair.flush();
+    pair.client.endpoint.close_now(now, &mut pair.rng);
+    pair.flush();
     assert_eq!(pair.client.endpoint.spis_reserved(), (0, 0));
 }

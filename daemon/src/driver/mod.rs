@@ -49,6 +49,10 @@ const COUNTER_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_BUFFERED_IKE: usize = 4096;
 /// How long the forwarder gets to stop on its own before it is killed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a stopping daemon waits for its peers to answer the DELETEs of their IKE SAs:
+/// an answered DELETE lets the peer know at once, and the tries within it (retransmissions
+/// from `ike.retransmit_ms`) get past a lost datagram. A restart costs at most this.
+const DELETE_WAIT: Duration = Duration::from_secs(2);
 /// Forwarder requests sent and not yet answered; at this many the loop waits for the oldest.
 const MAX_IN_FLIGHT: usize = 256;
 
@@ -224,6 +228,7 @@ pub async fn run_with_registry(
         heap: hometun_control::heap_trim::QuietTrim::new(),
         workers,
         crypto_done,
+        closing_until: None,
     };
     let outcome = driver
         .serve(
@@ -312,6 +317,8 @@ struct Driver {
     /// results.
     workers: Option<workers::Workers>,
     crypto_done: mpsc::UnboundedReceiver<hometun_ike::sa::crypto_job::CryptoDone>,
+    /// Stopping: the DELETEs of our IKE SAs are out, and their answers are awaited until then.
+    closing_until: Option<std::time::Instant>,
 }
 
 /// A forwarder request on its way, and what its answer is for.
@@ -343,7 +350,15 @@ impl Driver {
                 self.on_event(event);
                 self.flush().await?;
             }
-            let deadline = self.endpoint.poll_timeout();
+            if let Some(until) = self.closing_until
+                && (self.endpoint.is_closed() || now().mono >= until)
+            {
+                return Ok(());
+            }
+            let deadline = [self.endpoint.poll_timeout(), self.closing_until]
+                .into_iter()
+                .flatten()
+                .min();
             let timer = async move {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -430,8 +445,16 @@ impl Driver {
                     let _ = request.reply.send(answer);
                 }
                 Wake::Stop(signal) => {
+                    if self.closing_until.is_some() {
+                        tracing::info!("{signal} again: stopping without waiting for the peers");
+                        return Ok(());
+                    }
                     tracing::info!("{signal}: deleting the IKE SAs and stopping");
-                    return Ok(());
+                    self.endpoint.close(now(), &mut self.rng);
+                    self.closing_until = Some(now().mono + DELETE_WAIT);
+                }
+                Wake::Reload if self.closing_until.is_some() => {
+                    tracing::info!("SIGHUP while stopping: not reloaded");
                 }
                 Wake::Reload => self.reload("SIGHUP").await?,
                 Wake::Registry(event) => self.registry_event(event).await?,
@@ -455,7 +478,8 @@ impl Driver {
                         .renewal
                         .as_mut()
                         .is_some_and(|timer| timer.finished(result));
-                    if renewed {
+                    // Stopping, the new files are read at the next start.
+                    if renewed && self.closing_until.is_none() {
                         // The new certificate and key, read like a SIGHUP reload: the endpoint
                         // re-authenticates with them before the old IKE SA goes.
                         self.reload("renewed certificate").await?;
@@ -794,10 +818,16 @@ impl Driver {
         }
     }
 
-    /// SIGTERM/SIGINT: DELETE every IKE SA, stop the forwarder (it removes the TUN device and
-    /// the routes), wait for it.
+    /// After SIGTERM/SIGINT and the wait for the peers' answers to our DELETEs: a DELETE still
+    /// unanswered is given up, the forwarder is stopped (it removes the TUN device and the
+    /// routes) and waited for.
     async fn shut_down(&mut self) {
-        self.endpoint.close(now(), &mut self.rng);
+        if !self.endpoint.is_closed() {
+            tracing::info!(
+                "not every peer answered its DELETE within {DELETE_WAIT:?}; stopping anyway"
+            );
+        }
+        self.endpoint.close_now(now(), &mut self.rng);
         if let Err(error) = self.flush().await {
             tracing::warn!("sending the DELETEs: {error:#}");
         }

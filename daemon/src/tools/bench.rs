@@ -330,7 +330,7 @@ impl Initiator {
     /// Deletes the IKE SA and waits (2 s at most) for the answer: then the responder has done
     /// all its work.
     async fn delete(&mut self) -> anyhow::Result<()> {
-        self.endpoint.close(now(), &mut OsRandom);
+        self.endpoint.close_now(now(), &mut OsRandom);
         self.flush().await?;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.socket.recv_from(&mut self.buf))
             .await;

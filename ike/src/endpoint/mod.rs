@@ -102,6 +102,9 @@ struct ResponderRole {
     half_open_by_source: HashMap<Ipv4Addr, u32>,
     /// Which of our SAs answered which IKE_SA_INIT: spots retransmitted and late copies.
     init_index: InitIndex,
+    /// Shutting down: new IKE SAs are not answered (their initiators retry, and find the
+    /// server that comes next).
+    closed: bool,
 }
 
 struct InitiatorRole {
@@ -201,6 +204,7 @@ impl Endpoint {
             half_open_count: 0,
             half_open_by_source: HashMap::new(),
             init_index: InitIndex::default(),
+            closed: false,
         });
         Self::new(config.common, role, now)
     }
@@ -842,20 +846,69 @@ impl Endpoint {
         }
     }
 
-    /// Shutdown: DELETE every IKE SA (best effort, no waiting for answers).
+    /// Shutdown, first step: every IKE SA that speaks for its peer uninstalls its pairs and
+    /// sends its DELETE as its next request (after one in flight; the peer's window is one
+    /// request, RFC 7296 2.3), retransmitted until answered. Handshakes under way are dropped,
+    /// and no new one is begun or answered. The caller keeps feeding datagrams and timers
+    /// until [`Endpoint::is_closed`], or for as long as it will wait, then calls
+    /// [`Endpoint::close_now`].
     pub fn close(&mut self, now: Now, rng: &mut dyn Random) {
-        if let Role::Initiator(role) = &mut self.role {
-            role.closed = true;
-            role.reconnect_at = None;
+        self.stop_new_sas();
+        let spis: Vec<u64> = self.sas.iter().map(|(spi, _)| *spi).collect();
+        for spi in spis {
+            let mut io = io!(self, now, rng);
+            if let Some(Sa::Up(e)) = self.sas.get_mut(&spi) {
+                e.leave(&mut io);
+                continue;
+            }
+            let Some(sa) = self.sas.remove(&spi) else {
+                continue;
+            };
+            let mut io = io!(self, now, rng);
+            match sa {
+                Sa::Up(_) => {}
+                Sa::Auth(a) => a.abandon(&mut io),
+                sa @ (Sa::Deriving(_) | Sa::HalfOpen(_)) => {
+                    if let Some((spi_i, init)) = sa.half_open() {
+                        self.half_open_gone(spi_i, init.source, false);
+                    }
+                }
+                Sa::Init(_) => {}
+            }
+            self.forget(spi);
         }
+    }
+
+    /// Shutting down: a client stops reconnecting, a server answers no new IKE_SA_INIT.
+    fn stop_new_sas(&mut self) {
+        match &mut self.role {
+            Role::Initiator(role) => {
+                role.closed = true;
+                role.reconnect_at = None;
+            }
+            Role::Responder(role) => role.closed = true,
+        }
+    }
+
+    /// Whether a shutdown has nothing left to wait for: every DELETE of ours is answered (an
+    /// IKE SA the peer deleted, or one a rekey replaced, waits for nothing of ours).
+    pub fn is_closed(&self) -> bool {
+        self.sas.values().all(|sa| match sa {
+            Sa::Up(e) => e.is_settled(),
+            _ => false,
+        })
+    }
+
+    /// Shutdown, last step: a DELETE still unsent goes once, out of turn, and every SA is
+    /// removed.
+    pub fn close_now(&mut self, now: Now, rng: &mut dyn Random) {
+        self.stop_new_sas();
         let sas = self.sas.drain();
         for (spi, sa) in sas {
             let mut io = io!(self, now, rng);
             match sa {
                 Sa::Up(mut e) => {
-                    if e.is_current() {
-                        e.close(&mut io);
-                    }
+                    e.close_now(&mut io);
                     e.dispose(&mut io);
                 }
                 Sa::Auth(a) => a.abandon(&mut io),

@@ -24,6 +24,10 @@ impl Endpoint {
         let Role::Responder(role) = &mut self.role else {
             return;
         };
+        if role.closed {
+            tracing::debug!("IKE_SA_INIT from {remote} dropped: shutting down");
+            return;
+        }
         let message = match Message::parse(data) {
             Ok(m) if m.header.message_id == 0 && m.header.flags.initiator() => m,
             Ok(_) => {

@@ -328,6 +328,11 @@ impl Established {
         {
             old.pending_rekey_in_flight = false;
         }
+        if self.is_leaving() {
+            // Shutting down: the peer's half of the new pair goes with the IKE SA's DELETE.
+            io.spis.release_esp(request.new_spi_in);
+            return Vec::new();
+        }
         if let Some(error) = inner.error_notify() {
             io.spis.release_esp(request.new_spi_in);
             self.child_rekey_refused(io, &request, error.clone());

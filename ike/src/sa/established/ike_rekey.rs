@@ -322,6 +322,13 @@ impl Established {
         io.counters.ike_rekeys += 1;
         let mut new = self.successor(io, core);
         let now = io.now.mono;
+        if self.is_leaving() {
+            // Shutting down: the peer made the new IKE SA; it is deleted too (the old one's
+            // DELETE is queued already).
+            new.lifecycle = Lifecycle::Leaving { since: now };
+            new.queue.push_back(Task::DeleteIke);
+            return vec![Effect::Insert(Box::new(new))];
+        }
         let mut effects = Vec::new();
         match self.collision.take() {
             Some(theirs) if lowest_nonce_in((&request.ni, &nr), (&theirs.ni, &theirs.nr)) => {

@@ -82,6 +82,12 @@ pub(crate) enum Lifecycle {
         /// Since when.
         since: Instant,
     },
+    /// We are deleting it (shutdown): its pairs are gone and only its DELETE is still to be
+    /// sent or answered, at most a while.
+    Leaving {
+        /// Since when.
+        since: Instant,
+    },
     /// The peer deleted it: it is kept until `until` only to answer a retransmitted DELETE
     /// with the cached response.
     Closing {
@@ -240,6 +246,24 @@ impl Established {
     /// Whether the peer deleted it and it only answers retransmitted DELETEs.
     fn is_closing(&self) -> bool {
         matches!(self.lifecycle, Lifecycle::Closing { .. })
+    }
+
+    /// Whether we are deleting it at shutdown.
+    pub(super) fn is_leaving(&self) -> bool {
+        matches!(self.lifecycle, Lifecycle::Leaving { .. })
+    }
+
+    /// Since when it has waited for a DELETE, ours (leaving) or the peer's (superseded).
+    fn waiting_since(&self) -> Option<Instant> {
+        match self.lifecycle {
+            Lifecycle::Superseded { since } | Lifecycle::Leaving { since } => Some(since),
+            Lifecycle::Current | Lifecycle::Closing { .. } => None,
+        }
+    }
+
+    /// Whether nothing of ours is still to be sent or answered on it.
+    pub fn is_settled(&self) -> bool {
+        !self.is_current() && self.outstanding.is_none() && self.queue.is_empty()
     }
 
     /// A message for this SA arrived.
@@ -483,7 +507,7 @@ impl Established {
         if let Some(o) = &self.outstanding {
             consider(o.retransmission.deadline());
         }
-        if let Lifecycle::Superseded { since } = self.lifecycle {
+        if let Some(since) = self.waiting_since() {
             consider(since + self.superseded_patience(io_cfg));
         }
         for (at, _) in &self.deferred {
@@ -583,7 +607,7 @@ impl Established {
                 }
             }
         }
-        if let Lifecycle::Superseded { since } = self.lifecycle
+        if let Some(since) = self.waiting_since()
             && now >= since + self.superseded_patience(io.cfg)
         {
             // Its DELETE never came (or never got answered): what it still holds goes.
@@ -662,22 +686,53 @@ impl Established {
         }
         self.release_pending(io);
         if self.is_current() {
-            if !self.client {
-                // Its grant goes with it (a re-authenticated IKE SA is not current when the
-                // old one goes, and keeps the grant).
-                io.forwarder(hometun_control::Request::AllowPeer {
-                    peer: self.peer.id,
-                    prefixes: Vec::new(),
-                });
-            }
-            // The driver logs the peer-down line at info.
-            io.output(Output::PeerDown {
-                peer: self.peer.id,
-                name: self.peer.name.clone(),
-                reason,
-            });
+            self.report_down(io, reason);
             self.lifecycle = Lifecycle::Superseded { since: io.now.mono };
         }
+    }
+
+    /// The peer is down: its grant goes (server) and the driver logs the peer-down line.
+    fn report_down(&mut self, io: &mut Io<'_>, reason: String) {
+        if !self.client {
+            // Its grant goes with it (a re-authenticated IKE SA is not current when the
+            // old one goes, and keeps the grant).
+            io.forwarder(hometun_control::Request::AllowPeer {
+                peer: self.peer.id,
+                prefixes: Vec::new(),
+            });
+        }
+        // The driver logs the peer-down line at info.
+        io.output(Output::PeerDown {
+            peer: self.peer.id,
+            name: self.peer.name.clone(),
+            reason,
+        });
+    }
+
+    /// Shutdown: the SA stops speaking for its peer and uninstalls its pairs now; its DELETE
+    /// goes as its next request, after the one in flight if any (the peer's window is one
+    /// request, RFC 7296 2.3), and is retransmitted until answered.
+    pub fn leave(&mut self, io: &mut Io<'_>) {
+        if !self.is_current() {
+            return;
+        }
+        for child in self.children.drain(..) {
+            child.uninstall(io);
+        }
+        for (child, _) in self.retired.drain(..) {
+            child.uninstall(io);
+        }
+        for task in std::mem::take(&mut self.queue) {
+            if let Task::DeleteRefusedPair(spi) = task {
+                io.spis.release_esp(spi);
+            }
+        }
+        self.deferred.clear();
+        self.hint_check = None;
+        self.report_down(io, "closed".into());
+        self.lifecycle = Lifecycle::Leaving { since: io.now.mono };
+        self.queue.push_back(Task::DeleteIke);
+        self.pump(io);
     }
 
     /// Frees the SPIs our request in flight holds, drops queued work and uninstalls the pairs
@@ -752,21 +807,32 @@ impl Established {
         self.pump(io);
     }
 
-    /// Shutdown: one DELETE for the IKE SA, no waiting; everything removed.
-    pub fn close(&mut self, io: &mut Io<'_>) {
-        self.close_because(io, "closed".into());
+    /// The end of a shutdown's wait: a DELETE not yet sent (still queued behind a request the
+    /// peer never answered, or never queued) goes once, out of turn and unanswered. The
+    /// endpoint removes the SA after.
+    pub fn close_now(&mut self, io: &mut Io<'_>) {
+        if self.is_leaving() && self.queue.contains(&Task::DeleteIke) {
+            self.send_delete_once(io);
+        } else if self.is_current() {
+            self.close_because(io, "closed".into());
+        }
     }
 
     /// One DELETE for the IKE SA, no waiting; everything removed, the peer-down line says
     /// `reason`.
     pub fn close_because(&mut self, io: &mut Io<'_>, reason: String) {
+        self.send_delete_once(io);
+        self.kill(io, reason);
+    }
+
+    /// Our DELETE of the IKE SA, sent once with the next message ID and not waited for.
+    fn send_delete_once(&mut self, io: &mut Io<'_>) {
         let header = self
             .core
             .header(ExchangeType::INFORMATIONAL, false, self.next_request_id);
         if let Ok(delete) = io.seal(&mut self.core, header, vec![Payload::Delete(Delete::ike())]) {
             io.send(self.core.local, self.core.remote, delete);
         }
-        self.kill(io, reason);
     }
 
     /// For `hometun status`.

@@ -104,6 +104,13 @@ impl Established {
             let Some(task) = self.queue.pop_front() else {
                 return;
             };
+            if self.is_leaving() && task != Task::DeleteIke {
+                // Shutting down: only the IKE SA's DELETE is still sent.
+                if let Task::DeleteRefusedPair(spi) = task {
+                    io.spis.release_esp(spi);
+                }
+                continue;
+            }
             let Some((exchange, payloads, pending)) = self.prepare(io, task) else {
                 continue;
             };
