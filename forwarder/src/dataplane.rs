@@ -4,7 +4,6 @@
 //! short timeouts (so the threads see the stop flag), batched with recvmmsg/sendmmsg, and uses
 //! buffers allocated once per thread.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -24,6 +23,7 @@ use tun_rs::{GROTable, SyncDevice, VIRTIO_NET_HDR_LEN};
 use crate::clock::{Clock, Now};
 use crate::events::EventSender;
 use crate::inbound::{NAT_KEEPALIVE, NON_ESP_MARKER, Received, Receiver};
+use crate::keepalive::KeepaliveSchedule;
 use crate::netlink;
 use crate::read_failures::FailureRun;
 use crate::requests::Platform;
@@ -775,7 +775,7 @@ fn recover_tun(shared: &Shared, error: &io::Error) -> bool {
 /// Advances the forwarder's clock once a second (time limits, last-received ages) and sends NAT
 /// keepalives for UDP-encapsulated peers that asked for them.
 fn ticker_loop(shared: Arc<Shared>) {
-    let mut last_keepalive: HashMap<SocketAddrV4, u64> = HashMap::new();
+    let mut keepalives = KeepaliveSchedule::default();
     while !shared.stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(POLL_MS as u64));
         let turn = shared.clock.now();
@@ -783,25 +783,20 @@ fn ticker_loop(shared: Arc<Shared>) {
             continue;
         }
         shared.sad.set_now(turn);
-        let now = turn.secs();
         let Some(udp) = shared.udp.as_ref() else {
             continue;
         };
         let snapshot = shared.sad.load();
-        for pair in snapshot.pairs() {
-            let (Some(interval), Some(endpoint)) =
-                (pair.nat_keepalive_seconds(), snapshot.endpoint(pair.peer()))
-            else {
-                continue;
-            };
+        let wanted = snapshot.pairs().filter_map(|pair| {
+            let interval = pair.nat_keepalive_seconds()?;
+            let endpoint = snapshot.endpoint(pair.peer())?;
             let (true, to) = destination(&endpoint) else {
-                continue;
+                return None;
             };
-            let last = last_keepalive.entry(to).or_insert(now);
-            if now - *last >= u64::from(interval.max(1)) {
-                *last = now;
-                let _ = udp.send_to(&[NAT_KEEPALIVE], to);
-            }
+            Some((to, interval))
+        });
+        for to in keepalives.due(turn.secs(), wanted) {
+            let _ = udp.send_to(&[NAT_KEEPALIVE], to);
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod esp;
 pub mod events;
 pub mod gro;
 pub mod inbound;
+pub mod keepalive;
 pub mod lifetime;
 pub mod mss;
 pub mod netlink;
