@@ -103,6 +103,9 @@ struct Tally {
     ok: AtomicU64,
     /// `--hold`: the held SAs that are up right now.
     up: AtomicU64,
+    /// `--hold`: how many times a held SA went down or came back up (a home that went down
+    /// and up again between two looks leaves `up` as it was).
+    changes: AtomicU64,
     failed: AtomicU64,
     latencies_us: std::sync::Mutex<Vec<u64>>,
     /// `--hold`: the tasks keeping the established SAs.
@@ -235,8 +238,8 @@ fn report(args: &BenchArgs, tally: &Tally, seconds: f64) {
 }
 
 /// `--hold`: says how many SAs are held, then `up N at SECONDS` (Unix time, milliseconds) each
-/// time the number of held SAs that are up changes (a restarted responder: they go down and
-/// come back), waits for SIGTERM or SIGINT, ends every hold (each deletes its IKE SA) and
+/// time a held SA went down or came back since the last look, every 50 ms (a restarted
+/// responder: they go down and come back, maybe between two looks), waits for SIGTERM or SIGINT, ends every hold (each deletes its IKE SA) and
 /// prints how they ended.
 async fn hold_until_signal(
     tally: &Tally,
@@ -247,16 +250,19 @@ async fn hold_until_signal(
     let mut sigint = signal(SignalKind::interrupt())?;
     let tasks = std::mem::take(&mut *lock(&tally.held));
     println!("holding {} SAs", tasks.len());
-    let mut shown = tally.up.load(Ordering::Relaxed);
+    let mut shown = tally.changes.load(Ordering::Relaxed);
     let mut look = tokio::time::interval(Duration::from_millis(50));
     loop {
         tokio::select! {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = look.tick() => {
-                let up = tally.up.load(Ordering::Relaxed);
-                if up != shown {
-                    shown = up;
+                // A line whenever an SA went down or up since the last look, even when as
+                // many are up as before.
+                let changes = tally.changes.load(Ordering::Relaxed);
+                if changes != shown {
+                    shown = changes;
+                    let up = tally.up.load(Ordering::Relaxed);
                     let at = now()
                         .wall
                         .duration_since(std::time::UNIX_EPOCH)
@@ -389,6 +395,7 @@ async fn hold_sa(
                 Output::PeerUp { .. } => {
                     if !up {
                         tally.up.fetch_add(1, Ordering::Relaxed);
+                        tally.changes.fetch_add(1, Ordering::Relaxed);
                     }
                     up = true;
                 }
@@ -396,6 +403,7 @@ async fn hold_sa(
                     tracing::warn!("held SA went down: {reason}");
                     if up {
                         tally.up.fetch_sub(1, Ordering::Relaxed);
+                        tally.changes.fetch_add(1, Ordering::Relaxed);
                     }
                     up = false;
                 }
