@@ -19,6 +19,7 @@ mod files;
 mod lan;
 pub mod minimal;
 pub mod names;
+pub mod one_line;
 mod registry;
 mod renew;
 mod servers;

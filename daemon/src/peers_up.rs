@@ -14,6 +14,14 @@ pub const FILE_NAME: &str = "peers-up.json";
 /// At most this many peers are read back (a larger file is not ours).
 const MAX_PEERS: usize = 100_000;
 
+/// What the file lists, for its errors.
+const WHAT: &str = "peers";
+
+/// The peers in the file's `bytes` (what the next run reads back).
+pub fn parse(bytes: &[u8]) -> Result<Vec<RestartHint>, crate::state_file::ListError> {
+    crate::state_file::parse_list(bytes, MAX_PEERS, WHAT)
+}
+
 /// The file and what it last held.
 pub struct PeersUp {
     path: PathBuf,
@@ -33,7 +41,7 @@ impl PeersUp {
     /// cleanly, never ran, or left a file that does not parse: that is logged in one line and
     /// the file is replaced at the next write).
     pub fn read_previous(&self) -> Vec<RestartHint> {
-        crate::state_file::read_list(&self.path, MAX_PEERS, "peers")
+        crate::state_file::read_list(&self.path, MAX_PEERS, WHAT)
     }
 
     /// Records `peers` if they differ from what the file holds.

@@ -9,6 +9,49 @@ use std::path::Path;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// Why a state file's list is not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    /// Not JSON, or not a list of what it should list.
+    #[error("not a list of {what} ({error})")]
+    Malformed {
+        /// What it should list.
+        what: String,
+        /// Where the JSON went wrong, on one line (it may quote the file).
+        error: String,
+    },
+    /// Longer than any list of ours.
+    #[error("{count} {what} listed, more than {max}")]
+    TooLong {
+        /// What it lists.
+        what: String,
+        /// How many.
+        count: usize,
+        /// The most we write.
+        max: usize,
+    },
+}
+
+/// The list of `what` in a state file's `bytes`: at most `max` entries.
+pub fn parse_list<T: DeserializeOwned>(
+    bytes: &[u8],
+    max: usize,
+    what: &str,
+) -> Result<Vec<T>, ListError> {
+    match serde_json::from_slice::<Vec<T>>(bytes) {
+        Ok(list) if list.len() <= max => Ok(list),
+        Ok(list) => Err(ListError::TooLong {
+            what: what.to_string(),
+            count: list.len(),
+            max,
+        }),
+        Err(error) => Err(ListError::Malformed {
+            what: what.to_string(),
+            error: hometun_config::one_line::escape_controls(&error.to_string()),
+        }),
+    }
+}
+
 /// The list in `path`, or none: a missing file is an empty list; an unreadable or malformed
 /// one, or one of more than `max` entries, is one warning naming the file and `what` it should
 /// list, and ignored.
@@ -21,21 +64,10 @@ pub fn read_list<T: DeserializeOwned>(path: &Path, max: usize, what: &str) -> Ve
             return Vec::new();
         }
     };
-    match serde_json::from_slice::<Vec<T>>(&bytes) {
-        Ok(list) if list.len() <= max => list,
-        Ok(list) => {
-            tracing::warn!(
-                "{}: {} {what} listed, more than {max}: ignored",
-                path.display(),
-                list.len()
-            );
-            Vec::new()
-        }
+    match parse_list(&bytes, max, what) {
+        Ok(list) => list,
         Err(error) => {
-            tracing::warn!(
-                "{}: not a list of {what} ({error}): ignored",
-                path.display()
-            );
+            tracing::warn!("{}: {error}: ignored", path.display());
             Vec::new()
         }
     }

@@ -53,30 +53,30 @@ impl Change {
         }
     }
 
+    /// Whether it is a change we could have made: a record is read back as untrusted input,
+    /// and a path under /proc/sys is built from it, so only the keys we write and names that
+    /// are interface names.
+    pub fn check(&self) -> Result<(), ChangeError> {
+        match self {
+            Change::Sysctl { interface, key, .. } => {
+                sysctl_key(key)?;
+                interface_name(interface)
+            }
+            Change::Route { .. } => Ok(()),
+            Change::Address { interface, .. } => interface_name(interface),
+        }
+    }
+
     /// Sets it back.
     fn undo(&self) -> io::Result<()> {
+        self.check().map_err(io::Error::other)?;
         match self {
             Change::Sysctl {
                 interface,
                 key,
                 was,
             } => {
-                // The file is ours, but a path under /proc/sys is built from it: only the keys
-                // and interface names we write.
-                let key = match key.as_str() {
-                    "forwarding" => "forwarding",
-                    "accept_ra" => "accept_ra",
-                    other => return Err(io::Error::other(format!("unknown sysctl key {other:?}"))),
-                };
-                if interface.is_empty()
-                    || interface.len() >= libc::IFNAMSIZ
-                    || interface.contains('/')
-                    || interface.starts_with('.')
-                {
-                    return Err(io::Error::other(format!(
-                        "not an interface name: {interface:?}"
-                    )));
-                }
+                let key = sysctl_key(key).map_err(io::Error::other)?;
                 match Sysctl::new(interface, key).write(*was) {
                     // The interface is gone, and its setting with it.
                     Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -91,6 +91,41 @@ impl Change {
             },
         }
     }
+}
+
+/// A recorded change that is none of ours.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    /// A sysctl key we never set.
+    #[error("unknown sysctl key {0:?}")]
+    UnknownSysctlKey(String),
+    /// Not a name an interface can have.
+    #[error("not an interface name: {0:?}")]
+    NotAnInterfaceName(String),
+}
+
+/// The sysctl keys we set.
+fn sysctl_key(key: &str) -> Result<&'static str, ChangeError> {
+    match key {
+        "forwarding" => Ok("forwarding"),
+        "accept_ra" => Ok("accept_ra"),
+        other => Err(ChangeError::UnknownSysctlKey(other.to_string())),
+    }
+}
+
+/// A Linux interface name (`all` and `default` are sysctl directories too): shorter than
+/// IFNAMSIZ, no slash, NUL or white space, not `.` or `..`.
+fn interface_name(name: &str) -> Result<(), ChangeError> {
+    let bad = name.is_empty()
+        || name.len() >= libc::IFNAMSIZ
+        || name.starts_with('.')
+        || name
+            .chars()
+            .any(|c| c == '/' || c == '\0' || c.is_whitespace());
+    if bad {
+        return Err(ChangeError::NotAnInterfaceName(name.to_string()));
+    }
+    Ok(())
 }
 
 impl std::fmt::Display for Change {
@@ -226,7 +261,15 @@ impl ChangeRecord {
 }
 
 fn read(path: &Path) -> Vec<Change> {
-    crate::state_file::read_list(path, MAX_CHANGES, "network changes")
+    crate::state_file::read_list(path, MAX_CHANGES, WHAT)
+}
+
+/// What the record lists, for its errors.
+const WHAT: &str = "network changes";
+
+/// The changes in a record's `bytes` (what the next run reads back).
+pub fn parse(bytes: &[u8]) -> Result<Vec<Change>, crate::state_file::ListError> {
+    crate::state_file::parse_list(bytes, MAX_CHANGES, WHAT)
 }
 
 #[cfg(test)]
@@ -269,22 +312,51 @@ mod tests {
 
     #[test]
     fn a_record_that_names_another_sysctl_or_path_is_refused() {
-        for (interface, key) in [
-            ("../../kernel", "forwarding"),
-            ("eth0", "disable_ipv6"),
-            ("", "accept_ra"),
-            ("..", "accept_ra"),
+        let sysctl = |interface: &str, key: &str| Change::Sysctl {
+            interface: interface.into(),
+            key: key.into(),
+            was: 1,
+        };
+        for name in ["all", "default", "hometun0", "eth1.100", "enp0s31f6"] {
+            assert_eq!(sysctl(name, "forwarding").check(), Ok(()), "{name}");
+        }
+        for name in [
+            "",
+            ".",
+            "..",
+            "../../kernel",
+            "a/b",
+            "eth0\0",
+            "eth 0",
+            "sixteen-bytes-xx",
         ] {
-            let change = Change::Sysctl {
-                interface: interface.into(),
-                key: key.into(),
-                was: 1,
+            assert_eq!(
+                sysctl(name, "accept_ra").check(),
+                Err(ChangeError::NotAnInterfaceName(name.into())),
+                "{name:?}"
+            );
+            // Nothing is set back from a change that fails its check.
+            assert!(sysctl(name, "accept_ra").undo().is_err(), "{name:?}");
+            let address = Change::Address {
+                interface: name.into(),
+                address: "2001:db8::1/64".parse().unwrap(),
             };
-            assert!(change.undo().is_err(), "{interface} {key}");
+            assert!(address.check().is_err(), "{name:?}");
+        }
+        for key in ["disable_ipv6", "../../kernel/core_pattern"] {
+            assert_eq!(
+                sysctl("eth0", key).check(),
+                Err(ChangeError::UnknownSysctlKey(key.into()))
+            );
+            assert!(sysctl("eth0", key).undo().is_err(), "{key}");
         }
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("netconf-test.json");
         std::fs::write(&file, b"{not json").unwrap();
         assert!(read(&file).is_empty());
+        assert!(matches!(
+            parse(b"{not json"),
+            Err(crate::state_file::ListError::Malformed { .. })
+        ));
     }
 }

@@ -36,10 +36,7 @@ impl FileBackend {
     }
 
     fn serialize(data: &RegistryData) -> Vec<u8> {
-        let mut text =
-            serde_json::to_vec_pretty(data).expect("registry data is plain strings and numbers");
-        text.push(b'\n');
-        text
+        to_file_bytes(data)
     }
 
     fn lock(&self) -> Result<Flock<std::fs::File>, PkiError> {
@@ -71,26 +68,7 @@ impl RegistryBackend for FileBackend {
 
     /// Consistent without the lock, because writers replace the file atomically.
     fn load(&self) -> Result<RegistryData, PkiError> {
-        let bytes = files::read(&self.path)?;
-        let mut data: RegistryData =
-            serde_json::from_slice(&bytes).map_err(|e| PkiError::Registry {
-                path: self.path.clone(),
-                problem: format!("damaged: {e}"),
-            })?;
-        if data.format != REGISTRY_FORMAT {
-            return Err(PkiError::Registry {
-                path: self.path.clone(),
-                problem: format!(
-                    "format {} is not the supported {REGISTRY_FORMAT}",
-                    data.format
-                ),
-            });
-        }
-        data.normalise_names().map_err(|clash| PkiError::Registry {
-            path: self.path.clone(),
-            problem: clash.to_string(),
-        })?;
-        Ok(data)
+        from_file_bytes(&self.path, &files::read(&self.path)?)
     }
 
     fn transact(&self, change: Change<'_>, before_commit: Check<'_>) -> Result<(), PkiError> {
@@ -125,5 +103,56 @@ impl RegistryBackend for FileBackend {
             })
             .map_err(|e| PkiError::io(&self.path, e))?;
         Ok(rx)
+    }
+}
+
+/// The registry file's text for `data`.
+pub fn to_file_bytes(data: &RegistryData) -> Vec<u8> {
+    let mut text =
+        serde_json::to_vec_pretty(data).expect("registry data is plain strings and numbers");
+    text.push(b'\n');
+    text
+}
+
+/// The registry in `bytes`, read from the file at `path` (named in the error). Other servers
+/// and `hometun pki` write it, and a damaged file must not take the server down: anything else
+/// than a registry of the supported format with names that do not clash is an error.
+pub fn from_file_bytes(path: &Path, bytes: &[u8]) -> Result<RegistryData, PkiError> {
+    let mut data: RegistryData = serde_json::from_slice(bytes).map_err(|e| PkiError::Registry {
+        path: path.to_path_buf(),
+        problem: format!(
+            "damaged: {}",
+            hometun_config::one_line::escape_controls(&e.to_string())
+        ),
+    })?;
+    if data.format != REGISTRY_FORMAT {
+        return Err(PkiError::Registry {
+            path: path.to_path_buf(),
+            problem: format!(
+                "format {} is not the supported {REGISTRY_FORMAT}",
+                data.format
+            ),
+        });
+    }
+    data.normalise_names().map_err(|clash| PkiError::Registry {
+        path: path.to_path_buf(),
+        problem: clash.to_string(),
+    })?;
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_file_is_one_error_line_even_when_it_quotes_a_line_break() {
+        let path = Path::new("/var/lib/hometun/registry.json");
+        let error = from_file_bytes(path, b"{\"format\": 1, \"pool\\n[fake] line\": 2}")
+            .unwrap_err()
+            .to_string();
+        assert!(!error.contains('\n'), "{error}");
+        assert!(error.contains("pool\\n[fake] line"), "{error}");
+        assert!(error.contains("registry.json"), "{error}");
     }
 }

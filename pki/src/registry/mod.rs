@@ -181,7 +181,7 @@ pub trait RegistryBackend: Send + Sync + std::fmt::Debug {
 }
 
 /// What changed from `before` to `after`, as events: new revocations and new claims.
-pub(crate) fn events_between(before: &RegistryData, after: &RegistryData) -> Vec<RegistryEvent> {
+pub fn events_between(before: &RegistryData, after: &RegistryData) -> Vec<RegistryEvent> {
     let was_revoked = before.revoked_serials();
     let mut events: Vec<RegistryEvent> = after
         .revoked_serials()
