@@ -859,23 +859,24 @@ impl Endpoint {
             let mut io = io!(self, now, rng);
             if let Some(Sa::Up(e)) = self.sas.get_mut(&spi) {
                 e.leave(&mut io);
-                continue;
+            } else if let Some(sa) = self.sas.remove(&spi) {
+                self.abandon_handshake(now, rng, sa);
+                self.forget(spi);
             }
-            let Some(sa) = self.sas.remove(&spi) else {
-                continue;
-            };
-            let mut io = io!(self, now, rng);
-            match sa {
-                Sa::Up(_) => {}
-                Sa::Auth(a) => a.abandon(&mut io),
-                sa @ (Sa::Deriving(_) | Sa::HalfOpen(_)) => {
-                    if let Some((spi_i, init)) = sa.half_open() {
-                        self.half_open_gone(spi_i, init.source, false);
-                    }
+        }
+    }
+
+    /// Shutdown: an SA still in its handshake goes without a word.
+    fn abandon_handshake(&mut self, now: Now, rng: &mut dyn Random, sa: Sa) {
+        let mut io = io!(self, now, rng);
+        match sa {
+            Sa::Up(_) | Sa::Init(_) => {}
+            Sa::Auth(a) => a.abandon(&mut io),
+            sa @ (Sa::Deriving(_) | Sa::HalfOpen(_)) => {
+                if let Some((spi_i, init)) = sa.half_open() {
+                    self.half_open_gone(spi_i, init.source, false);
                 }
-                Sa::Init(_) => {}
             }
-            self.forget(spi);
         }
     }
 
@@ -903,21 +904,13 @@ impl Endpoint {
     /// removed.
     pub fn close_now(&mut self, now: Now, rng: &mut dyn Random) {
         self.stop_new_sas();
-        let sas = self.sas.drain();
-        for (spi, sa) in sas {
-            let mut io = io!(self, now, rng);
-            match sa {
-                Sa::Up(mut e) => {
-                    e.close_now(&mut io);
-                    e.dispose(&mut io);
-                }
-                Sa::Auth(a) => a.abandon(&mut io),
-                sa @ (Sa::Deriving(_) | Sa::HalfOpen(_)) => {
-                    if let Some((spi_i, init)) = sa.half_open() {
-                        self.half_open_gone(spi_i, init.source, false);
-                    }
-                }
-                Sa::Init(_) => {}
+        for (spi, sa) in self.sas.drain() {
+            if let Sa::Up(mut e) = sa {
+                let mut io = io!(self, now, rng);
+                e.close_now(&mut io);
+                e.dispose(&mut io);
+            } else {
+                self.abandon_handshake(now, rng, sa);
             }
             self.forget(spi);
         }
