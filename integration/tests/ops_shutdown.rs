@@ -7,35 +7,8 @@
 
 use std::time::Duration;
 
-use hometun_lab::ike_lab::{Daemon, Setup, VPS_INNER, has_link, logs, wait_ping};
-use hometun_lab::{Netns, require_root, wait_for};
-
-fn pids(ns: &Netns) -> Vec<String> {
-    let output = std::process::Command::new("ip")
-        .args(["netns", "pids", ns.name()])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&output.stdout)
-        .split_whitespace()
-        .map(String::from)
-        .collect()
-}
-
-/// Nothing of the tunnel left in `ns`: no TUN device, no route through it, no process.
-fn nothing_left(ns: &Netns, what: &str) {
-    assert!(!has_link(ns, "hometun0"), "{what}: TUN device left");
-    let routes = ns.output("ip", &["-6", "route", "show"]).unwrap();
-    let routes = String::from_utf8_lossy(&routes.stdout);
-    assert!(
-        !routes.contains("hometun0"),
-        "{what}: routes left:\n{routes}"
-    );
-    assert!(
-        wait_for(Duration::from_secs(5), || pids(ns).is_empty()),
-        "{what}: processes left: {:?}",
-        pids(ns)
-    );
-}
+use hometun_lab::ike_lab::{Daemon, Setup, VPS_INNER, assert_nothing_left, logs, wait_ping};
+use hometun_lab::require_root;
 
 #[test]
 fn sigterm_deletes_the_sas_and_leaves_nothing() {
@@ -56,7 +29,7 @@ fn sigterm_deletes_the_sas_and_leaves_nothing() {
             );
         }
         // The server's forwarder runs beside it in its namespace.
-        assert!(pids(&lab.vps.ns).len() >= 2, "{:?}", pids(&lab.vps.ns));
+        assert!(lab.vps.ns.pids().len() >= 2, "{:?}", lab.vps.ns.pids());
 
         let server_log = server.log.clone();
         let status = server.stop().unwrap();
@@ -66,8 +39,12 @@ fn sigterm_deletes_the_sas_and_leaves_nothing() {
             text.contains("SIGTERM: deleting the IKE SAs and stopping"),
             "{text}"
         );
+        assert!(
+            !text.contains("not every peer answered its DELETE"),
+            "both homes answer their DELETE: {text}"
+        );
         assert!(text.contains("stopped"), "{text}");
-        nothing_left(&lab.vps.ns, "VPS");
+        assert_nothing_left(&lab.vps.ns, "VPS");
         assert!(
             !setup.pki.dir.join("state/control.sock").exists(),
             "status socket left"
@@ -85,7 +62,7 @@ fn sigterm_deletes_the_sas_and_leaves_nothing() {
         }
         for (i, client) in clients.into_iter().enumerate() {
             assert!(client.stop().unwrap().success());
-            nothing_left(&lab.homes[i].ns, &format!("home {i}"));
+            assert_nothing_left(&lab.homes[i].ns, &format!("home {i}"));
         }
     }
     // Every namespace of this test is gone with the lab.

@@ -502,6 +502,25 @@ pub fn has_link(ns: &Netns, name: &str) -> bool {
     ns.has_link(name)
 }
 
+/// Asserts that nothing of a stopped daemon's tunnel is left in `ns` (`what` names it): no TUN
+/// device, no route through it, and, within 5 s, no process.
+pub fn assert_nothing_left(ns: &Netns, what: &str) {
+    assert!(!has_link(ns, "hometun0"), "{what}: TUN device left");
+    let routes = ns
+        .output("ip", &["-6", "route", "show"])
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    assert!(
+        !routes.contains("hometun0"),
+        "{what}: routes left:\n{routes}"
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || ns.pids().is_empty()),
+        "{what}: processes left: {:?}",
+        ns.pids()
+    );
+}
+
 /// A lab with a PKI: the server's config from `hometun pki init`, one client config per home
 /// from `hometun pki request/sign/import` (homes `home.example`, `home2.example`, ...; the
 /// first gets `2001:db8:100:1::/64`).
