@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
-use hometun_control::{CounterReport, Spi};
+use hometun_control::{SaCounters, Spi};
 use ipnet::Ipv6Net;
 
 use crate::io::{Now, Output};
@@ -646,13 +646,10 @@ impl Established {
         Vec::new()
     }
 
-    /// The forwarder's counters: ESP from the peer counts as life; a successor that carried
-    /// traffic lets its predecessor go.
-    pub fn counters(&mut self, io: &mut Io<'_>, report: &CounterReport) {
-        for sa in &report.sas {
-            if sa.peer != self.peer.id {
-                continue;
-            }
+    /// The forwarder's counters of its peer's pairs: ESP from the peer counts as life; a
+    /// successor that carried traffic lets its predecessor go.
+    pub fn counters(&mut self, io: &mut Io<'_>, pairs: &[&SaCounters]) {
+        for sa in pairs {
             let Some(child) = self.children.iter_mut().find(|c| c.spi_in == sa.spi_in) else {
                 continue;
             };
