@@ -8,7 +8,8 @@
 #             certificates and proposals
 # For each it prints VmRSS (/proc/PID/status) before any client and with N clients held, and
 # the difference per client in KiB (hometun: daemon, forwarder, total), the responder's own
-# count of peers (`hometun status`, `swanctl --stats`), and the ratio strongSwan/hometun.
+# count of peers (`hometun status`, `swanctl --stats`), the ratio strongSwan/hometun, and the
+# CPU each responder used while the homes were held idle (percent of one core).
 # The server's liveness checks stay at their default (dpd_seconds = 30): the holding initiator
 # answers them, so a run longer than 30 s keeps every SA up.
 #
@@ -72,6 +73,13 @@ lift_source_limits "$LAB/ca/server.toml"
 rss_kib() { # pid -> VmRSS in KiB
   awk '/^VmRSS:/ {print $2}' /proc/"$1"/status
 }
+cpu_ticks() { # pid -> user + system CPU time in clock ticks (fields 14 and 15 of its stat)
+  awk '{print $14 + $15}' /proc/"$1"/stat
+}
+HZ=$(getconf CLK_TCK)
+idle_percent() { # ticks -> percent of one core over the hold
+  echo "scale=2; $1 * 100 / $HZ / $HOLD" | bc
+}
 
 # Brings CLIENTS SAs up against 192.0.2.1 and holds them: returns once they are up.
 hold_clients() {
@@ -107,8 +115,11 @@ sleep 1
 d0=$(rss_kib $SERVER_PID); f0=$(rss_kib $FORWARDER_PID)
 hold_clients
 h_line=$(head -1 $LAB/hold.out)
+dt0=$(cpu_ticks $SERVER_PID); ft0=$(cpu_ticks $FORWARDER_PID)
 sleep "$HOLD"
+dt1=$(cpu_ticks $SERVER_PID); ft1=$(cpu_ticks $FORWARDER_PID)
 d1=$(rss_kib $SERVER_PID); f1=$(rss_kib $FORWARDER_PID)
+h_idle="$(idle_percent $((dt1 - dt0 + ft1 - ft0))) % (daemon $(idle_percent $((dt1 - dt0))), forwarder $(idle_percent $((ft1 - ft0))))"
 ip netns exec $VPS "$HOMETUN_BIN" status --config $LAB/ca/server.toml >$LAB/status.txt
 ip netns exec $VPS "$HOMETUN_BIN" status --config $LAB/ca/server.toml --json >$LAB/status.json
 h_status=$(head -2 $LAB/status.txt | sed 's/^ *//' | paste -sd ';' | sed 's/;/; /')
@@ -135,8 +146,11 @@ if [ "${SKIP_STRONGSWAN:-}" != 1 ] && [ -x /usr/lib/ipsec/charon ]; then
   c0=$(rss_kib $CHARON_PID)
   hold_clients
   s_line=$(head -1 $LAB/hold.out)
+  ct0=$(cpu_ticks $CHARON_PID)
   sleep "$HOLD"
+  ct1=$(cpu_ticks $CHARON_PID)
   c1=$(rss_kib $CHARON_PID)
+  s_idle="$(idle_percent $((ct1 - ct0))) %"
   s_status=$(swanctl_ --stats | grep -i "IKE_SAs" | sed 's/^ *//')
   s_children=$(swanctl_ --list-sas --raw | grep -o "child-sas {[^}]*v6-[0-9]*" | wc -l || true)
   release_clients; s_held=$HELD
@@ -155,6 +169,11 @@ printf "  %-26s %7s KiB %9s KiB %14s\n" \
   "hometun total" "$((d0 + f0))" "$((d1 + f1))" "$(per $((d0 + f0)) $((d1 + f1)))"
 if [ -n "$s_rows" ]; then
   printf "  %-26s %7s KiB %9s KiB %14s\n" "strongSwan charon" "$c0" "$c1" "$(per "$c0" "$c1")"
+fi
+echo "  CPU while the $CLIENTS homes are held idle (${HOLD} s; liveness checks every 30 s), percent of one core:"
+echo "    hometun:    $h_idle"
+if [ -n "$s_rows" ]; then
+  echo "    strongSwan: $s_idle"
 fi
 echo "  hometun:    $h_line"
 echo "              status: $h_status; $h_sas; $h_held"
