@@ -1,43 +1,28 @@
 //! The server notices a new CRL by itself. `hometun pki revoke` writes the CRL that
 //! `server.crl` names (a new file put in place under the name); the running server looks at the
-//! file's identity (inode, size, modification time) every [`CHECK_PERIOD`] and, when it
-//! changed, reads its configuration again as on SIGHUP: the homes the new CRL revokes get a
-//! DELETE and are refused from then on. A `stat` every two seconds costs nothing; a file
-//! watch (inotify) would need a crate and a thread for the same result, and would miss an
-//! editor's rename of the directory entry unless it watched the directory.
+//! file's version (`hometun_pki::files::FileVersion`: inode, size, times) every
+//! [`CHECK_PERIOD`] and, when it changed, reads its configuration again as on SIGHUP: the
+//! homes the new CRL revokes get a DELETE and are refused from then on. A `stat` every two
+//! seconds costs nothing; a file watch (inotify) would need a crate and a thread for the same
+//! result, and would miss an editor's rename of the directory entry unless it watched the
+//! directory.
 //!
 //! The registry needs no watch: the enrollment listener reads it at each request, and IKE
 //! trusts only the CA and the CRL.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
+
+use hometun_pki::files::FileVersion;
 
 /// How often the CRL file is looked at (what `hometun pki revoke` promises).
 pub const CHECK_PERIOD: Duration = Duration::from_secs(hometun_config::CRL_CHECK_SECONDS);
-
-/// What tells one version of a file from the next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    inode: u64,
-    len: u64,
-    modified: Option<SystemTime>,
-}
-
-fn stamp(path: &Path) -> Option<Stamp> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some(Stamp {
-        inode: meta.ino(),
-        len: meta.len(),
-        modified: meta.modified().ok(),
-    })
-}
 
 /// One file, as it was when last looked at.
 #[derive(Debug)]
 pub struct FileWatch {
     path: PathBuf,
-    seen: Option<Stamp>,
+    seen: Option<FileVersion>,
 }
 
 impl FileWatch {
@@ -45,7 +30,7 @@ impl FileWatch {
     pub fn new(path: &Path) -> Self {
         FileWatch {
             path: path.to_path_buf(),
-            seen: stamp(path),
+            seen: FileVersion::of(path),
         }
     }
 
@@ -58,7 +43,7 @@ impl FileWatch {
     /// call. A file that disappears counts as no change: the CRL in use stays until a new one
     /// comes.
     pub fn changed(&mut self) -> bool {
-        let now = stamp(&self.path);
+        let now = FileVersion::of(&self.path);
         if now.is_none() || now == self.seen {
             return false;
         }

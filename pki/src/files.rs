@@ -161,9 +161,55 @@ pub fn ensure_dir(path: &Path) -> Result<(), PkiError> {
     fs::create_dir_all(path).map_err(|e| PkiError::io(path, e))
 }
 
+/// What tells a changed file from the one read before without reading it: writers replace it
+/// (a new inode), and an edit in place changes its size or its times. For files looked at
+/// again and again (the CRL, the registry) and read only when they changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileVersion {
+    device: u64,
+    inode: u64,
+    len: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+impl FileVersion {
+    /// The version of the file at `path`, or `None` if it cannot be looked at.
+    pub fn of(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileVersion {
+            device: m.dev(),
+            inode: m.ino(),
+            len: m.len(),
+            modified: (m.mtime(), m.mtime_nsec()),
+            changed: (m.ctime(), m.ctime_nsec()),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replaced_or_edited_file_is_another_version_and_an_untouched_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.json");
+        assert_eq!(FileVersion::of(&path), None, "no file");
+        std::fs::write(&path, b"{}").unwrap();
+        let first = FileVersion::of(&path).unwrap();
+        assert_eq!(FileVersion::of(&path), Some(first), "untouched");
+        // As a writer replaces it: same size, a new inode.
+        write_atomic(&path, b"[]", PUBLIC_MODE).unwrap();
+        let replaced = FileVersion::of(&path).unwrap();
+        assert_ne!(replaced, first);
+        // Edited in place, same size: its change time moves on.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&path, b"{}").unwrap();
+        assert_ne!(FileVersion::of(&path).unwrap(), replaced);
+    }
+
     use std::os::unix::fs::PermissionsExt;
 
     #[test]

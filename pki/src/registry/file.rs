@@ -82,7 +82,7 @@ impl RegistryBackend for FileBackend {
     fn subscribe(&self) -> Result<Subscription, PkiError> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         // Taken before the read: a change in between is seen at the next look.
-        let mut seen_version = FileVersion::of(&self.path);
+        let mut seen_version = files::FileVersion::of(&self.path);
         let mut seen = self.load()?;
         let backend = self.clone();
         std::thread::Builder::new()
@@ -95,7 +95,7 @@ impl RegistryBackend for FileBackend {
                     }
                     // Read and parsed only when it changed: with a thousand homes the file is
                     // a megabyte and a read costs milliseconds (bench/README.md, "memory.sh").
-                    let version = FileVersion::of(&backend.path);
+                    let version = files::FileVersion::of(&backend.path);
                     if version.is_some() && version == seen_version {
                         continue;
                     }
@@ -112,32 +112,6 @@ impl RegistryBackend for FileBackend {
             })
             .map_err(|e| PkiError::io(&self.path, e))?;
         Ok(rx)
-    }
-}
-
-/// What tells a changed file from the one read before without reading it: writers replace it
-/// (a new inode), and an edit in place changes its size or its times.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileVersion {
-    device: u64,
-    inode: u64,
-    len: u64,
-    modified: (i64, i64),
-    changed: (i64, i64),
-}
-
-impl FileVersion {
-    /// The version of the file at `path`, or `None` if it cannot be looked at.
-    fn of(path: &Path) -> Option<Self> {
-        use std::os::unix::fs::MetadataExt;
-        let m = std::fs::metadata(path).ok()?;
-        Some(FileVersion {
-            device: m.dev(),
-            inode: m.ino(),
-            len: m.len(),
-            modified: (m.mtime(), m.mtime_nsec()),
-            changed: (m.ctime(), m.ctime_nsec()),
-        })
     }
 }
 
@@ -179,24 +153,6 @@ pub fn from_file_bytes(path: &Path, bytes: &[u8]) -> Result<RegistryData, PkiErr
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_replaced_or_edited_file_is_another_version_and_an_untouched_one_is_not() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("registry.json");
-        assert_eq!(FileVersion::of(&path), None, "no file");
-        std::fs::write(&path, b"{}").unwrap();
-        let first = FileVersion::of(&path).unwrap();
-        assert_eq!(FileVersion::of(&path), Some(first), "untouched");
-        // As a writer replaces it: same size, a new inode.
-        files::write_atomic(&path, b"[]", files::PUBLIC_MODE).unwrap();
-        let replaced = FileVersion::of(&path).unwrap();
-        assert_ne!(replaced, first);
-        // Edited in place, same size: its change time moves on.
-        std::thread::sleep(Duration::from_millis(20));
-        std::fs::write(&path, b"{}").unwrap();
-        assert_ne!(FileVersion::of(&path).unwrap(), replaced);
-    }
 
     #[test]
     fn a_damaged_file_is_one_error_line_even_when_it_quotes_a_line_break() {
