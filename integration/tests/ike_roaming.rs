@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use hometun_lab::ike_lab::{Setup, VPS_INNER, logs, ping6, wait_ping};
+use hometun_lab::ike_lab::{Setup, VPS_INNER, logs, ping6};
 use hometun_lab::{require_root, wait_for};
 
 #[test]
@@ -18,13 +18,7 @@ fn client_address_change_keeps_the_tunnel() {
     }
     let setup = Setup::new(1).unwrap();
     let lab = &setup.lab;
-    let server = setup.start_server().unwrap();
-    let client = setup.start_client(0).unwrap();
-    assert!(
-        wait_ping(&lab.home().ns, VPS_INNER, Duration::from_secs(30)),
-        "the tunnel did not come up\n{}",
-        logs(&[&server, &client])
-    );
+    let (server, client) = setup.start_first_home_up().unwrap();
     // The ISP hands out another address: the new one first, then the old one goes.
     let home = &lab.home().ns;
     let sysctl = home

@@ -3,9 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
-
-use hometun_lab::ike_lab::{Setup, VPS_INNER, assert_nothing_left, logs, wait_ping};
+use hometun_lab::ike_lab::{Setup, assert_nothing_left};
 use hometun_lab::require_root;
 
 #[test]
@@ -15,13 +13,7 @@ fn a_client_whose_server_does_not_answer_stops_after_the_wait_for_its_delete() {
     }
     let setup = Setup::new(1).unwrap();
     let lab = &setup.lab;
-    let server = setup.start_server().unwrap();
-    let client = setup.start_client(0).unwrap();
-    assert!(
-        wait_ping(&lab.homes[0].ns, VPS_INNER, Duration::from_secs(30)),
-        "the home did not come up\n{}",
-        logs(&[&server, &client])
-    );
+    let (server, client) = setup.start_first_home_up().unwrap();
     // The server daemon stops answering (its forwarder still runs).
     let signal = |signal: i32| {
         // SAFETY: kill has no memory preconditions; the pid is a daemon this test started.

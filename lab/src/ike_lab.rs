@@ -586,6 +586,17 @@ impl Setup {
             &self.lab.dir().join(format!("client{i}.log")),
         )
     }
+
+    /// Starts the server and the first home's client, and waits (30 s at most) until the home
+    /// pings the server's inner address through the tunnel; the error carries both logs.
+    pub fn start_first_home_up(&self) -> anyhow::Result<(Daemon, Daemon)> {
+        let server = self.start_server()?;
+        let client = self.start_client(0)?;
+        if !wait_ping(&self.lab.home().ns, VPS_INNER, Duration::from_secs(30)) {
+            bail!("the tunnel did not come up\n{}", logs(&[&server, &client]));
+        }
+        Ok((server, client))
+    }
 }
 
 /// An SPI of the status JSON (eight hex digits, as the table prints it) as a number.
