@@ -719,15 +719,12 @@ impl Established {
         for (child, _) in self.retired.drain(..) {
             child.uninstall(io);
         }
-        for task in std::mem::take(&mut self.queue) {
-            if let Task::DeleteRefusedPair(spi) = task {
-                io.spis.release_esp(spi);
-            }
-        }
         self.deferred.clear();
         self.hint_check = None;
         self.report_down(io, "closed".into());
         self.lifecycle = Lifecycle::Leaving { since: io.now.mono };
+        // What is queued before it is dropped as `pump` comes to it (a leaving SA sends only
+        // its DELETE).
         self.queue.push_back(Task::DeleteIke);
         self.pump(io);
     }
