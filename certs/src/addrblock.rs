@@ -24,6 +24,7 @@ use ipnet::{Ipv6Net, Ipv6Subnets};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::der::{self, DerError, Reader, tag};
+use crate::memo::{self, Memo};
 
 /// OID of the extension, as components.
 pub const OID_IP_ADDR_BLOCKS: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 1, 7];
@@ -272,13 +273,24 @@ fn read_bits(contents: &[u8], max_bits: u32) -> Result<(u128, u32), AddrBlockErr
 /// (the server may then know the client from `[[clients]]` in server.toml). This does not
 /// verify the certificate: call it on a certificate whose chain was verified (in IKE_AUTH,
 /// the IKE daemon's `CertificateVerifier` did; [`crate::verify::TrustStore`] does both).
+///
+/// What a certificate's bytes give is remembered ([`crate::memo`]): the server asks on every
+/// handshake, and parsing the certificate was a tenth of its IKE daemon's work per handshake
+/// (bench/README.md, "handshakes.sh"). A failure is not remembered.
 pub fn prefixes_from_certificate(der: &[u8]) -> Result<Vec<Ipv6Net>, AddrBlockError> {
+    static PREFIXES: Memo<Vec<Ipv6Net>> = Memo::new();
+    let key = memo::digest(&[der]);
+    if let Some(prefixes) = PREFIXES.get(&key) {
+        return Ok(prefixes);
+    }
     let (rest, cert) =
         X509Certificate::from_der(der).map_err(|e| AddrBlockError::Certificate(e.to_string()))?;
     if !rest.is_empty() {
         return Err(AddrBlockError::Der(DerError::TrailingData));
     }
-    prefixes_from_parsed(&cert)
+    let prefixes = prefixes_from_parsed(&cert)?;
+    PREFIXES.insert(key, prefixes.clone());
+    Ok(prefixes)
 }
 
 /// [`prefixes_from_certificate`] on a certificate already parsed with x509-parser.

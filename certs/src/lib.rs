@@ -7,7 +7,8 @@
 //!   owns;
 //! - [`der`]: the minimal DER reader the address blocks are read with;
 //! - [`signature_memo`]: the signature checks that succeeded, remembered, so that a CRL or a
-//!   home certificate is not verified again on every handshake.
+//!   home certificate is not verified again on every handshake;
+//! - [`memo`]: the bounded memo it and the parsers of certificate bytes keep their results in.
 //!
 //! No I/O: certificates, keys and CRLs come in as bytes (docs/ARCHITECTURE.md, "Crates").
 
@@ -15,6 +16,7 @@
 
 pub mod addrblock;
 pub mod der;
+pub mod memo;
 pub mod signature_memo;
 pub mod verify;
 

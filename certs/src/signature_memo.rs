@@ -12,24 +12,18 @@
 //! never remembered, and nothing but the signature check is skipped (webpki still checks
 //! validity dates, revocation, name constraints and usages on every path).
 
-use std::collections::HashSet;
-use std::sync::{LazyLock, Mutex};
-
-use ring::digest::{Context, SHA256};
 use rustls_pki_types::{AlgorithmIdentifier, InvalidSignature, SignatureVerificationAlgorithm};
 
-/// How many successes are kept; when full, all are forgotten (a server's working set is its
-/// CRLs and the certificates of the homes that connect, and a full set costs one check each).
-pub const CAPACITY: usize = 4096;
+use crate::memo::{self, Memo};
 
 /// The digests of the checks that succeeded, shared by all algorithms (the digest binds the
-/// algorithm).
-static VERIFIED: LazyLock<Mutex<HashSet<[u8; 32]>>> = LazyLock::new(Default::default);
+/// algorithm); at most [`memo::CAPACITY`].
+static VERIFIED: Memo<()> = Memo::new();
 
 /// Forgets every success remembered so far: the next check of each signature is done again
 /// (the handshake benchmark measures a certificate seen for the first time with it).
 pub fn forget_all() {
-    VERIFIED.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    VERIFIED.clear();
 }
 
 /// A webpki signature algorithm whose successes are remembered.
@@ -37,23 +31,15 @@ pub fn forget_all() {
 pub struct Remembered(pub &'static dyn SignatureVerificationAlgorithm);
 
 impl Remembered {
-    /// What identifies one check: every input, each length-prefixed so that no two inputs
-    /// give the same bytes.
+    /// What identifies one check: every input.
     fn digest(&self, public_key: &[u8], message: &[u8], signature: &[u8]) -> [u8; 32] {
-        let mut context = Context::new(&SHA256);
-        for part in [
+        memo::digest(&[
             self.0.public_key_alg_id().as_ref(),
             self.0.signature_alg_id().as_ref(),
             public_key,
             signature,
             message,
-        ] {
-            context.update(&(part.len() as u64).to_be_bytes());
-            context.update(part);
-        }
-        let mut digest = [0u8; 32];
-        digest.copy_from_slice(context.finish().as_ref());
-        digest
+        ])
     }
 }
 
@@ -65,18 +51,11 @@ impl SignatureVerificationAlgorithm for Remembered {
         signature: &[u8],
     ) -> Result<(), InvalidSignature> {
         let digest = self.digest(public_key, message, signature);
-        let known = |set: &HashSet<[u8; 32]>| set.contains(&digest);
-        // A poisoned lock only means another thread panicked while holding it: the set is
-        // still a set of digests that verified.
-        if known(&VERIFIED.lock().unwrap_or_else(|p| p.into_inner())) {
+        if VERIFIED.get(&digest).is_some() {
             return Ok(());
         }
         self.0.verify_signature(public_key, message, signature)?;
-        let mut verified = VERIFIED.lock().unwrap_or_else(|p| p.into_inner());
-        if verified.len() >= CAPACITY {
-            verified.clear();
-        }
-        verified.insert(digest);
+        VERIFIED.insert(digest, ());
         Ok(())
     }
 
@@ -117,7 +96,7 @@ mod tests {
                 .is_ok()
         );
         let digest = ED25519.digest(public, message, signature.as_ref());
-        assert!(VERIFIED.lock().unwrap().contains(&digest));
+        assert!(VERIFIED.get(&digest).is_some());
         // And it still verifies from memory.
         assert!(
             ED25519
@@ -153,7 +132,7 @@ mod tests {
         assert!(ED25519.verify_signature(public, message, &forged).is_err());
         // A failure is not remembered.
         let digest = ED25519.digest(public, message, &forged);
-        assert!(!VERIFIED.lock().unwrap().contains(&digest));
+        assert!(VERIFIED.get(&digest).is_none());
         assert!(ED25519.verify_signature(public, message, &forged).is_err());
     }
 

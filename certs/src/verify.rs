@@ -38,6 +38,7 @@ use webpki::{
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use crate::addrblock::{self, AddrBlockError};
+use crate::memo::{self, Memo};
 use crate::signature_memo::Remembered;
 
 const OID_ED25519: &str = "1.3.101.112";
@@ -329,7 +330,22 @@ impl TrustStore {
 pub const EKU_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
 
 /// Reads names, prefixes, serial, expiry and key from a certificate. Does not verify it.
+///
+/// What a certificate's bytes give is remembered ([`crate::memo`]): with revoked serials, the
+/// server reads each home's serial on every handshake. A failure is not remembered.
 pub fn describe(der: &[u8]) -> Result<PeerCertificate, VerifyError> {
+    static DESCRIBED: Memo<PeerCertificate> = Memo::new();
+    let key = memo::digest(&[der]);
+    if let Some(described) = DESCRIBED.get(&key) {
+        return Ok(described);
+    }
+    let described = read_certificate(der)?;
+    DESCRIBED.insert(key, described.clone());
+    Ok(described)
+}
+
+/// [`describe`], without the memo.
+fn read_certificate(der: &[u8]) -> Result<PeerCertificate, VerifyError> {
     let (_, cert) =
         X509Certificate::from_der(der).map_err(|e| VerifyError::Parse(e.to_string()))?;
     let mut names = Vec::new();

@@ -566,6 +566,30 @@ fn private_keys_load_from_pkcs8_and_sec1_pem() {
     assert!(PrivateKey::from_der(&[0x30, 0x03, 0x02, 0x01, 0x00]).is_err());
 }
 
+/// Public keys are remembered by their SubjectPublicKeyInfo bytes: the same bytes read twice
+/// give the same key, other keys their own, and bytes that are no key stay refused.
+#[test]
+fn a_remembered_public_key_belongs_to_its_bytes() {
+    for (name, alg) in ALGS {
+        let keys = [
+            KeyPair::generate_for(alg).unwrap(),
+            KeyPair::generate_for(alg).unwrap(),
+        ];
+        let read =
+            |key: &KeyPair| PeerPublicKey::from_spki_der(&key.subject_public_key_info()).unwrap();
+        let first = [read(&keys[0]), read(&keys[1])];
+        assert_ne!(first[0], first[1], "{name}");
+        for (key, expected) in keys.iter().zip(&first) {
+            assert_eq!(&read(key), expected, "{name}");
+            let private = PrivateKey::from_pem(key.serialize_pem().as_bytes()).unwrap();
+            assert_eq!(&private.public_key(), expected, "{name}");
+        }
+        let mut damaged = keys[0].subject_public_key_info();
+        damaged.pop();
+        assert!(PeerPublicKey::from_spki_der(&damaged).is_none(), "{name}");
+    }
+}
+
 #[test]
 fn key_and_certificate_must_belong_together() {
     for (name, alg) in ALGS {

@@ -76,3 +76,45 @@ fn chain_verifier_crl_policy() {
         Err(webpki::Error::RequiredEkuNotFoundContext(_))
     ));
 }
+
+/// What hometun-certs remembers of a certificate's bytes (its prefixes, its description, its
+/// key) belongs to those bytes alone: two homes of one key get their own prefix and serial,
+/// a second read gives what the first did, and a damaged copy of a certificate already read
+/// is still refused.
+#[test]
+fn what_is_remembered_of_a_certificate_belongs_to_its_bytes() {
+    use hometun_certs::addrblock::prefixes_from_certificate;
+    let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+    let (ca, _) = Ca::create("vps.example", KeyType::Ed25519, t0).unwrap();
+    let key = KeyType::Ed25519.generate().unwrap();
+    let homes = [
+        ("2001:db8:100:1::/64", [0x01, 0x01]),
+        ("2001:db8:100:2::/64", [0x02, 0x02]),
+    ];
+    let certs: Vec<_> = homes
+        .iter()
+        .map(|(prefix, serial)| {
+            ca.issue_client(
+                &key,
+                "home.example",
+                prefix.parse().unwrap(),
+                serial,
+                t0,
+                90,
+            )
+            .unwrap()
+        })
+        .collect();
+    for _ in 0..2 {
+        for (cert, (prefix, serial)) in certs.iter().zip(&homes) {
+            let prefix: ipnet::Ipv6Net = prefix.parse().unwrap();
+            assert_eq!(prefixes_from_certificate(cert).unwrap(), [prefix]);
+            let described = describe(cert).unwrap();
+            assert_eq!(described.prefixes, [prefix]);
+            assert_eq!(described.serial, serial);
+        }
+    }
+    let damaged = &certs[0][..certs[0].len() - 1];
+    assert!(prefixes_from_certificate(damaged).is_err());
+    assert!(describe(damaged).is_err());
+}
