@@ -136,7 +136,7 @@ if not m:
 ok, failed, rate = int(m.group(1)), int(m.group(2)), float(m.group(4))
 cpu_ms = (after - before) * 1000.0 / hz / ok if ok else 0
 init_ms = sum(times) * 1000.0 / ok if ok else 0
-print(f"{rate:.1f} {cpu_ms:.2f} {init_ms:.2f} {ok} {failed}")
+print(f"{rate:.1f} {cpu_ms:.3f} {init_ms:.3f} {ok} {failed}")
 PY
 }
 
@@ -204,8 +204,8 @@ for name, path in (("hometun", sys.argv[1]), ("  baseline", sys.argv[2]), ("stro
     rate, cpu, init = [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
     ok, failed = sum(r[3] for r in rows), sum(r[4] for r in rows)
     results[name] = (statistics.median(rate), statistics.median(cpu))
-    print(f"  {name:<11} {spread(rate, '{:.0f}'):>22} handshakes/s  {spread(cpu, '{:.2f}'):>20} ms responder CPU"
-          f" per handshake  (initiator {statistics.median(init):.2f} ms; {ok:.0f} ok, {failed:.0f} failed)")
+    print(f"  {name:<11} {spread(rate, '{:.0f}'):>22} handshakes/s  {spread(cpu, '{:.3f}'):>20} ms responder CPU"
+          f" per handshake  (initiator {statistics.median(init):.3f} ms; {ok:.0f} ok, {failed:.0f} failed)")
 if "hometun" in results and "strongSwan" in results:
     (h, hc), (s, sc) = results["hometun"], results["strongSwan"]
     print(f"  ratio hometun/strongSwan: {h / s:.2f}x handshakes/s, {sc / hc:.2f}x less responder CPU per handshake")

@@ -8,69 +8,90 @@ use std::sync::Arc;
 
 use super::key_hash::{KeyHasher, KeyMap};
 
-/// Shards per map: a change copies about 1/64 of the entries.
-const SHARDS: usize = 64;
+/// Shards per group, and groups per map: 64 shards, so a change copies about 1/64 of the
+/// entries, held in two levels so that a snapshot copies 8 references per map, not 64, and a
+/// change another 8 for the group of its shard (a snapshot is published per install and per
+/// delete, and three or more maps change with each; bench/README.md, "handshakes.sh").
+const GROUP: usize = 8;
+const SHARDS: usize = GROUP * GROUP;
+
+type Group<K, V> = [Arc<KeyMap<K, V>>; GROUP];
 
 /// A map from `K` to `V` in [`SHARDS`] shards, each shared between snapshots until changed.
 #[derive(Debug)]
 pub struct Shards<K, V> {
-    shards: Vec<Arc<KeyMap<K, V>>>,
+    groups: [Arc<Group<K, V>>; GROUP],
 }
 
 impl<K, V> Default for Shards<K, V> {
     fn default() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Arc::new(KeyMap::default())).collect(),
+            groups: std::array::from_fn(|_| {
+                Arc::new(std::array::from_fn(|_| Arc::new(KeyMap::default())))
+            }),
         }
     }
 }
 
 impl<K, V> Clone for Shards<K, V> {
-    /// Shares every shard (a reference count each).
+    /// Shares every group (a reference count each).
     fn clone(&self) -> Self {
         Self {
-            shards: self.shards.clone(),
+            groups: self.groups.clone(),
         }
     }
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> Shards<K, V> {
-    /// The shard of `key`: bits of its hash that the shard's own table does not use for its
-    /// buckets (the low bits) or its tags (the top seven).
-    fn shard(key: &K) -> usize {
+    /// The group and the shard in it of `key`: bits of its hash that the shard's own table
+    /// does not use for its buckets (the low bits) or its tags (the top seven).
+    fn shard(key: &K) -> (usize, usize) {
         let hash = BuildHasherDefault::<KeyHasher>::default().hash_one(key);
-        (hash >> 40) as usize % SHARDS
+        let shard = (hash >> 40) as usize % SHARDS;
+        (shard / GROUP, shard % GROUP)
     }
 
     pub fn get(&self, key: &K) -> Option<&V> {
-        self.shards[Self::shard(key)].get(key)
+        let (group, shard) = Self::shard(key);
+        self.groups[group][shard].get(key)
     }
 
-    /// Puts `value` under `key`; the shard is copied first if a snapshot shares it.
+    /// The shard of `key`, to change: it and its group are copied first if a snapshot shares
+    /// them.
+    fn shard_mut(&mut self, group: usize, shard: usize) -> &mut KeyMap<K, V> {
+        Arc::make_mut(&mut Arc::make_mut(&mut self.groups[group])[shard])
+    }
+
+    /// Puts `value` under `key`.
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
-        Arc::make_mut(&mut self.shards[Self::shard(&key)]).insert(key, value)
+        let (group, shard) = Self::shard(&key);
+        self.shard_mut(group, shard).insert(key, value)
     }
 
-    /// Takes `key` out; the shard is copied first if a snapshot shares it.
+    /// Takes `key` out (nothing is copied when it is not there).
     pub fn remove(&mut self, key: &K) -> Option<V> {
-        let shard = &mut self.shards[Self::shard(key)];
-        if !shard.contains_key(key) {
+        let (group, shard) = Self::shard(key);
+        if !self.groups[group][shard].contains_key(key) {
             return None;
         }
-        Arc::make_mut(shard).remove(key)
+        self.shard_mut(group, shard).remove(key)
+    }
+
+    fn shards(&self) -> impl Iterator<Item = &Arc<KeyMap<K, V>>> {
+        self.groups.iter().flat_map(|group| group.iter())
     }
 
     pub fn values(&self) -> impl Iterator<Item = &V> {
-        self.shards.iter().flat_map(|shard| shard.values())
+        self.shards().flat_map(|shard| shard.values())
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|shard| shard.len()).sum()
+        self.shards().map(|shard| shard.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.shards.iter().all(|shard| shard.is_empty())
+        self.shards().all(|shard| shard.is_empty())
     }
 }
 
@@ -95,14 +116,30 @@ mod tests {
             (Some(&70), None, Some(&90))
         );
         assert_eq!((snapshot.len(), map.len()), (1000, 999));
-        // Every shard the three changes did not touch is still the snapshot's.
+        // Every shard the three changes did not touch is still the snapshot's, and so is
+        // every group but theirs.
         let shared = map
-            .shards
-            .iter()
-            .zip(&snapshot.shards)
+            .shards()
+            .zip(snapshot.shards())
             .filter(|(a, b)| Arc::ptr_eq(a, b))
             .count();
         assert!(shared >= SHARDS - 3, "{shared} of {SHARDS} shards shared");
+        let groups = map
+            .groups
+            .iter()
+            .zip(&snapshot.groups)
+            .filter(|(a, b)| Arc::ptr_eq(a, b))
+            .count();
+        assert!(groups >= GROUP - 3, "{groups} of {GROUP} groups shared");
+        // A key that is not there copies nothing.
+        let before = map.clone();
+        assert!(map.remove(&100_000).is_none());
+        assert!(
+            map.groups
+                .iter()
+                .zip(&before.groups)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+        );
     }
 
     #[test]
@@ -112,7 +149,7 @@ mod tests {
             // SPIs are random; prefixes differ in their high bits: both kinds spread.
             map.insert(key.wrapping_mul(0x9e37_79b9), ());
         }
-        let largest = map.shards.iter().map(|s| s.len()).max().unwrap();
+        let largest = map.shards().map(|s| s.len()).max().unwrap();
         assert!(largest < 200, "the largest shard holds {largest} of 6400");
         assert!(map.remove(&12345).is_none() && !map.is_empty());
         // The /64s of one pool, masked as the outbound table keys them.
@@ -120,7 +157,7 @@ mod tests {
         for i in 0..6400u128 {
             prefixes.insert((0x2001_0db8_0100u128 << 80) | (i << 64), ());
         }
-        let largest = prefixes.shards.iter().map(|s| s.len()).max().unwrap();
+        let largest = prefixes.shards().map(|s| s.len()).max().unwrap();
         assert!(
             largest < 200,
             "the largest shard holds {largest} of 6400 prefixes"
