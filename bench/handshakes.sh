@@ -104,8 +104,23 @@ cpu_ticks() { # pids... -> utime+stime of them and their children, in clock tick
   echo $total
 }
 
+thread_ticks() { # pid -> "thread-name ticks" per thread of it and its children; its main
+  # thread is "driver", a number at the end of a name is dropped (the crypto workers add up)
+  local pid=$1 p t name
+  for p in $pid $(pgrep -P "$pid" || true); do
+    for t in /proc/$p/task/*; do
+      [ -r $t/stat ] || continue
+      name=$(sed -e 's/-[0-9]*$//' $t/comm)
+      [ "$t" != /proc/$pid/task/$pid ] || name=driver
+      echo "$name $(sed -e 's/^.*) //' $t/stat | awk '{print $12 + $13}')"
+    done
+  done
+}
+
 bench_round() { # responder pid, address -> "rate responder_cpu_ms initiator_cpu_ms ok failed"
   local pid=$1 address=$2 before after line initiator perf_pid=
+  # Per thread for the hometun responder: where its CPU goes beyond the crypto.
+  [ "$pid" != "${SERVER_PID:-}" ] || thread_ticks "$pid" | sed -e 's/^/before /' >>$LAB/threads
   before=$(cpu_ticks "$pid")
   if [ -n "${PERF_DIR:-}" ] && [ "$pid" = "${SERVER_PID:-}" ]; then
     mkdir -p "$PERF_DIR"
@@ -123,6 +138,10 @@ bench_round() { # responder pid, address -> "rate responder_cpu_ms initiator_cpu
   initiator=$( { TIMEFORMAT='%U %S'; time ip netns exec $HOME_NS env RUST_LOG=warn "$HOMETUN_BIN" ike bench $address \
     "${CONFIGS[@]}" --count "$COUNT" --concurrency "$CONCURRENCY" >$LAB/round.out 2>>$LAB/bench.err; } 2>&1 ) || true
   after=$(cpu_ticks "$pid")
+  if [ "$pid" = "${SERVER_PID:-}" ]; then
+    thread_ticks "$pid" | sed -e 's/^/after /' >>$LAB/threads
+    grep -o "ok [0-9]*" $LAB/round.out | sed -e 's/^/handshakes /' >>$LAB/threads
+  fi
   if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; fi
   line=$(cat $LAB/round.out)
   echo "$line" >>$LAB/bench.out
@@ -180,6 +199,7 @@ hold_homes 192.0.2.3
 
 # --- the rounds, alternating between the responders
 : >$LAB/hometun.rounds
+: >$LAB/threads
 : >$LAB/base.rounds
 : >$LAB/strongswan.rounds
 for _ in $(seq "$ROUNDS"); do
@@ -212,6 +232,34 @@ if "hometun" in results and "strongSwan" in results:
 PY
 echo "  (initiator and responder share the machine: when responder + initiator CPU per handshake"
 echo "   times the rate nears the CPU count, the rate measures the machine, the CPU column the responder)"
+# The hometun responder's CPU by thread, over all its rounds: the IKE driver (the daemon's main
+# thread: sockets, the endpoint, our X25519 key pair, log lines), the crypto workers (the shared
+# secret, key derivation, the peer's chain and AUTH, our signature), the forwarder's SA channel
+# (installs, deletes, routes), and the rest.
+/usr/bin/python3 - $LAB/threads "$(getconf CLK_TCK)" <<'PY'
+import collections, sys
+hz = int(sys.argv[2])
+ticks, handshakes = collections.Counter(), 0
+for line in open(sys.argv[1]):
+    kind, name, value = line.split()
+    if kind == "handshakes":
+        handshakes += int(value)
+    else:
+        ticks[name] += int(value) if kind == "after" else -int(value)
+names = {"driver": "IKE driver (main thread)", "ike-worker": "crypto workers",
+         "control-conn": "forwarder SA channel"}
+if handshakes:
+    total = sum(ticks.values())
+    print(f"  hometun responder CPU by thread, all rounds ({handshakes} handshakes, {1000 // hz} ms ticks):")
+    rest = 0
+    for name, count in ticks.most_common():
+        us = count * 1e6 / hz / handshakes
+        if name in names:
+            print(f"    {names[name]:<28} {us:6.1f} us per handshake ({count / max(total, 1) * 100:.0f} %)")
+        else:
+            rest += us
+    print(f"    {'other threads':<28} {rest:6.1f} us per handshake")
+PY
 # Where the responder's CPU goes: the sans-IO endpoint in memory (no I/O, no forwarder), a CHILD
 # SA rekey with a key exchange, and each cryptographic primitive alone (ike/benches/handshake.rs).
 if [ -z "${SKIP_BREAKDOWN:-}" ] && command -v cargo >/dev/null; then
