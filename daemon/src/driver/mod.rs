@@ -29,7 +29,7 @@ use tokio::process::Child;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use crate::clock::{OsRandom, now};
+use crate::clock::{BatchedOsRandom, now};
 use crate::forwarder_link::{ForwarderLink, LinkError, PendingReply};
 use crate::operator::CommandRequest;
 use crate::peers_up::PeersUp;
@@ -168,7 +168,7 @@ pub async fn run_with_registry(
         config.interface.mtu
     );
 
-    let mut rng = OsRandom;
+    let mut rng = BatchedOsRandom::new();
     let (done_tx, crypto_done) = mpsc::unbounded_channel();
     let (mut endpoint, workers) = match role {
         Role::Responder(c) => {
@@ -291,7 +291,7 @@ struct Driver {
     /// Events that arrived while a forwarder request was awaited.
     backlog: VecDeque<Event>,
     udp: UdpSocket,
-    rng: OsRandom,
+    rng: BatchedOsRandom,
     config: DriverConfig,
     started: hometun_ike::endpoint::Now,
     renewal: Option<crate::renewal::RenewalTimer>,
