@@ -201,3 +201,66 @@ fn a_low_order_key_share_found_by_the_key_job_drops_the_half_open_sa() {
     assert!(server.poll_transmit().is_some());
     assert_eq!(server.counters().half_open, 1);
 }
+
+/// Our key pairs are made ahead by jobs while crypto is handed out: the first IKE_SA_INIT
+/// answers with one made in place and asks for a batch; later answers take one each from the
+/// pool, which asks for more when it runs low; no two answers carry the same KE data. With the
+/// jobs held, every answer is still made in place.
+#[test]
+fn key_pairs_made_ahead_serve_one_exchange_each() {
+    // Forty half-open SAs at once: no cookie challenge before them.
+    let setup = Setup {
+        cookie_threshold: 100,
+        ..Setup::default()
+    };
+    let pki = Pki::new(setup.alg);
+    let clock = Clock::new();
+    let mut rng = SeededRandom::new(6);
+    let local = SocketAddrV4::new(SERVER_ADDR, 500);
+    let ke_of = |data: &[u8]| -> Vec<u8> {
+        let answer = Message::parse(data).unwrap();
+        answer
+            .payloads
+            .iter()
+            .find_map(|p| match p {
+                Payload::Ke(ke) => Some(ke.data.clone()),
+                _ => None,
+            })
+            .expect("a KE payload")
+    };
+    for run_key_jobs in [true, false] {
+        let mut server = Endpoint::responder(server_config(&setup, &pki), clock.now(), &mut rng);
+        server.defer_crypto(true);
+        let mut seen = std::collections::HashSet::new();
+        let mut key_jobs = 0;
+        for i in 0..40u8 {
+            let from = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 10 + i), 500);
+            let ready_before = server.key_pairs_ready();
+            let request = raw_sa_init(0x2000 + u64::from(i), &[i; 32], None, &[0x42; 32]);
+            server.handle_datagram(clock.now(), local, from, &request, &mut rng);
+            let ke = ke_of(&server.poll_transmit().unwrap().data);
+            assert!(seen.insert(ke), "answer {i} repeats a KE");
+            if ready_before > 0 {
+                assert_eq!(server.key_pairs_ready(), ready_before - 1, "answer {i}");
+            }
+            while let Some(job) = server.poll_crypto_job() {
+                if job.is_key_pairs() {
+                    key_jobs += 1;
+                    if !run_key_jobs {
+                        continue;
+                    }
+                }
+                server.handle_crypto_done(clock.now(), job.run(), &mut rng);
+            }
+        }
+        if run_key_jobs {
+            assert!(
+                (2..=8).contains(&key_jobs),
+                "{key_jobs} key pair jobs for 40 answers"
+            );
+            assert!(server.key_pairs_ready() > 0);
+        } else {
+            assert_eq!(server.key_pairs_ready(), 0);
+        }
+    }
+}

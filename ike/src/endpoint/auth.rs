@@ -149,19 +149,22 @@ impl Endpoint {
     }
 
     /// Hands the responder's expensive work out through [`Endpoint::poll_crypto_job`] instead of
-    /// doing it in place: the shared secret and keys after IKE_SA_INIT (our key pair is still
-    /// made in place, for the answer), and the signature work of IKE_AUTH (the peer's
-    /// certificate chain and AUTH checked, ours signed). A responder's driver then runs both on
+    /// doing it in place: our key pairs, made ahead in batches (an answer takes one; with none
+    /// ready it is made in place), the shared secret and keys after IKE_SA_INIT, and the
+    /// signature work of IKE_AUTH (the peer's certificate chain and AUTH checked, ours signed). A responder's driver then runs both on
     /// other cores. The half-open SA waits for its [`Endpoint::handle_crypto_done`] (until it
     /// expires): an IKE_AUTH request that comes before the keys is kept (one), a retransmission
     /// while its signature work is out is dropped.
     pub fn defer_crypto(&mut self, on: bool) {
         self.defer_crypto = on;
+        self.key_pool.enable(on);
     }
 
     /// The next job to run ([`CryptoJob::run`], on any thread).
     pub fn poll_crypto_job(&mut self) -> Option<Box<CryptoJob>> {
-        self.crypto_jobs.pop_front()
+        self.crypto_jobs
+            .pop_front()
+            .or_else(|| self.key_pool.poll_job())
     }
 
     /// A finished job: a half-open SA gets its keys (and the IKE_AUTH request that waited for
@@ -173,6 +176,7 @@ impl Endpoint {
             Finished::Signatures(proof) => {
                 self.signatures_checked(now, rng, done.spi, proof, done.generation)
             }
+            Finished::KeyPairs(group, pairs) => self.key_pool.refilled(group, pairs),
         }
     }
 

@@ -144,6 +144,8 @@ pub struct Endpoint {
     /// ([`Endpoint::poll_crypto_job`]) instead of doing them in place.
     defer_crypto: bool,
     crypto_jobs: VecDeque<Box<crate::sa::crypto_job::CryptoJob>>,
+    /// Our key pairs, made ahead by crypto jobs while they are handed out.
+    key_pool: crate::sa::key_pool::KeyPairPool,
     /// Bumped by every reload (signature work made under an older one is checked again).
     generation: u64,
     /// Unprotected answers about SAs we do not have are rate limited ([`restart`]).
@@ -165,6 +167,7 @@ macro_rules! io {
             outputs: &mut $self.outputs,
             spis: &mut $self.spis,
             counters: &mut $self.counters,
+            key_pool: &mut $self.key_pool,
             #[cfg(feature = "test-util")]
             tamper: $self.tamper.as_deref_mut(),
         }
@@ -242,6 +245,7 @@ impl Endpoint {
             counters: EndpointCounters::default(),
             defer_crypto: false,
             crypto_jobs: VecDeque::new(),
+            key_pool: Default::default(),
             generation: 0,
             unprotected_answers: restart::unprotected_answers(now.mono),
             restart_hints: restart::RestartHints::default(),
@@ -939,6 +943,12 @@ impl Endpoint {
         self.current_sas()
             .find(|e| e.peer.id == peer)
             .map(|e| sha2::Sha256::digest(e.core.keys.sk_d()).into())
+    }
+
+    /// How many of our key pairs are made ahead and ready (see [`Endpoint::defer_crypto`]).
+    #[cfg(feature = "test-util")]
+    pub fn key_pairs_ready(&self) -> usize {
+        self.key_pool.ready()
     }
 
     /// How many IKE SPIs and inbound ESP SPIs this endpoint holds reserved: after

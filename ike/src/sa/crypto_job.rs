@@ -1,6 +1,6 @@
-//! The expensive parts of a responder's new IKE SA, as self-contained jobs: the shared secret
-//! and keys after IKE_SA_INIT, and the signature work of IKE_AUTH (the peer's certificate
-//! chain, its AUTH signature, our AUTH). Everything a job needs is in it (shared keys behind
+//! The expensive parts of a responder's new IKE SA, as self-contained jobs: our key pairs,
+//! made ahead ([`super::key_pool`]), the shared secret and keys after IKE_SA_INIT, and the
+//! signature work of IKE_AUTH (the peer's certificate chain, its AUTH signature, our AUTH). Everything a job needs is in it (shared keys behind
 //! `Arc`), so a driver may run it on another thread and hand the result back through
 //! [`crate::endpoint::Endpoint::handle_crypto_done`]; the endpoint stays free of threads. Run
 //! inline, each is exactly the work the responder does in place (docs/ARCHITECTURE.md, "The
@@ -13,8 +13,9 @@ use hometun_control::AeadAlg;
 
 use super::{IkeError, verify_auth};
 use crate::crypto::auth::{self, check_peer_accepts};
+use crate::crypto::dh::PRIVATE_RANDOM_LEN;
 use crate::crypto::{
-    CertificateVerifier, CryptoError, IkeSaKeys, KeyExchange, PeerIdentity, PrivateKey,
+    CertificateVerifier, CryptoError, DhGroup, IkeSaKeys, KeyExchange, PeerIdentity, PrivateKey,
     VerifiedPeer,
 };
 use crate::wire::{AuthMethod, Authentication, HashAlgorithm, Payload};
@@ -32,6 +33,8 @@ pub struct CryptoJob {
 pub(crate) enum Work {
     Keys(KeysJob),
     Signatures(AuthJob),
+    /// Key pairs for later exchanges ([`super::key_pool`]); `spi` and `generation` are unused.
+    KeyPairs(KeyPairsJob),
 }
 
 impl std::fmt::Debug for CryptoJob {
@@ -41,6 +44,7 @@ impl std::fmt::Debug for CryptoJob {
         match &self.work {
             Work::Keys(_) => s.field("work", &"keys"),
             Work::Signatures(job) => s.field("identity", &job.identity),
+            Work::KeyPairs(job) => s.field("key pairs", &(job.group, job.privates.len())),
         };
         s.finish_non_exhaustive()
     }
@@ -54,19 +58,34 @@ pub struct CryptoDone {
     pub(crate) result: Finished,
 }
 
-#[derive(Debug)]
 pub(crate) enum Finished {
     Keys(Result<IkeSaKeys, CryptoError>),
     Signatures(Result<AuthProof, IkeError>),
+    KeyPairs(DhGroup, Vec<KeyExchange>),
+}
+
+impl std::fmt::Debug for Finished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Finished::Keys(keys) => f.debug_tuple("Keys").field(keys).finish(),
+            Finished::Signatures(proof) => f.debug_tuple("Signatures").field(proof).finish(),
+            Finished::KeyPairs(group, pairs) => f
+                .debug_tuple("KeyPairs")
+                .field(group)
+                .field(&pairs.len())
+                .finish(),
+        }
+    }
 }
 
 impl CryptoJob {
-    /// Does the work: X25519 and the key derivation, or (Ed25519) one chain check, one
-    /// verification and one signature.
+    /// Does the work: X25519 and the key derivation, (Ed25519) one chain check, one
+    /// verification and one signature, or a few key pairs.
     pub fn run(self) -> CryptoDone {
         let result = match &self.work {
             Work::Keys(job) => Finished::Keys(job.derive()),
             Work::Signatures(job) => Finished::Signatures(job.check()),
+            Work::KeyPairs(job) => Finished::KeyPairs(job.group, job.make()),
         };
         CryptoDone {
             spi: self.spi,
@@ -79,6 +98,29 @@ impl CryptoJob {
     /// work).
     pub fn is_key_derivation(&self) -> bool {
         matches!(self.work, Work::Keys(_))
+    }
+
+    /// Whether this makes key pairs ahead, for no SA in particular.
+    pub fn is_key_pairs(&self) -> bool {
+        matches!(self.work, Work::KeyPairs(_))
+    }
+}
+
+/// Key pairs of one group, from private values the endpoint drew (the workers have no
+/// random generator).
+pub(crate) struct KeyPairsJob {
+    pub group: DhGroup,
+    pub privates: Vec<zeroize::Zeroizing<[u8; PRIVATE_RANDOM_LEN]>>,
+}
+
+impl KeyPairsJob {
+    /// One key pair per private value (a P-256 value the group refuses, about one in 2^32,
+    /// is skipped).
+    fn make(&self) -> Vec<KeyExchange> {
+        self.privates
+            .iter()
+            .filter_map(|random| KeyExchange::new(self.group, random).ok())
+            .collect()
     }
 }
 

@@ -13,6 +13,7 @@ pub mod crypto_job;
 pub(crate) mod deriving;
 pub(crate) mod established;
 pub(crate) mod initiator;
+pub(crate) mod key_pool;
 pub(crate) mod responder;
 
 use std::collections::{HashSet, VecDeque};
@@ -50,6 +51,8 @@ pub(crate) struct Io<'a> {
     pub spis: &'a mut SpiRegistry,
     /// The endpoint's counters (rekeys, expiries).
     pub counters: &'a mut crate::status::EndpointCounters,
+    /// Our key pairs made ahead by the crypto workers.
+    pub key_pool: &'a mut key_pool::KeyPairPool,
     /// A test peer's deviations (feature `test-util`).
     #[cfg(feature = "test-util")]
     pub tamper: Option<&'a mut (dyn crate::io::Tamper + 'static)>,
@@ -112,8 +115,11 @@ impl Io<'_> {
         n
     }
 
-    /// A fresh Diffie-Hellman key pair.
+    /// A fresh Diffie-Hellman key pair: one made ahead if the pool has it, else made here.
     pub fn key_exchange(&mut self, group: DhGroup) -> KeyExchange {
+        if let Some(ke) = self.key_pool.take(group, self.rng) {
+            return ke;
+        }
         // P-256 refuses about one draw in 2^32; a generator that fails 64 times is broken.
         for _ in 0..64 {
             let mut random = zeroize::Zeroizing::new([0u8; 32]);

@@ -185,7 +185,10 @@ impl Pair {
             };
             // Signature jobs handed out (Endpoint::defer_crypto) run at once, or wait.
             while let Some(job) = node.endpoint.poll_crypto_job() {
-                let hold = if job.is_key_derivation() {
+                // Key pairs made ahead belong to no SA: they are never held.
+                let hold = if job.is_key_pairs() {
+                    false
+                } else if job.is_key_derivation() {
                     node.hold_key_jobs
                 } else {
                     node.hold_jobs
