@@ -329,23 +329,25 @@ impl TrustStore {
 /// DER contents of the serverAuth EKU OID (1.3.6.1.5.5.7.3.1, RFC 5280 4.2.1.12).
 pub const EKU_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
 
-/// Reads names, prefixes, serial, expiry and key from a certificate. Does not verify it.
+/// A certificate's serial number. Does not verify it.
 ///
 /// What a certificate's bytes give is remembered ([`crate::memo`]): with revoked serials, the
 /// server reads each home's serial on every handshake. A failure is not remembered.
-pub fn describe(der: &[u8]) -> Result<PeerCertificate, VerifyError> {
-    static DESCRIBED: Memo<PeerCertificate> = Memo::new();
+pub fn serial(der: &[u8]) -> Result<Vec<u8>, VerifyError> {
+    static SERIALS: Memo<Vec<u8>> = Memo::new();
     let key = memo::digest(&[der]);
-    if let Some(described) = DESCRIBED.get(&key) {
-        return Ok(described);
+    if let Some(serial) = SERIALS.get(&key) {
+        return Ok(serial);
     }
-    let described = read_certificate(der)?;
-    DESCRIBED.insert(key, described.clone());
-    Ok(described)
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| VerifyError::Parse(e.to_string()))?;
+    let serial = cert.raw_serial().to_vec();
+    SERIALS.insert(key, serial.clone());
+    Ok(serial)
 }
 
-/// [`describe`], without the memo.
-fn read_certificate(der: &[u8]) -> Result<PeerCertificate, VerifyError> {
+/// Reads names, prefixes, serial, expiry and key from a certificate. Does not verify it.
+pub fn describe(der: &[u8]) -> Result<PeerCertificate, VerifyError> {
     let (_, cert) =
         X509Certificate::from_der(der).map_err(|e| VerifyError::Parse(e.to_string()))?;
     let mut names = Vec::new();

@@ -44,13 +44,9 @@ impl ConfigAuthorizer {
     ) -> Result<Vec<Ipv6Net>, PrefixRefusal> {
         // Before the static entries: a revoked certificate is refused whatever it names.
         if !self.revoked.is_empty()
-            && let Ok(described) = hometun_certs::verify::describe(certificate)
+            && let Ok(serial) = hometun_certs::verify::serial(certificate)
         {
-            let serial: String = described
-                .serial
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
+            let serial: String = serial.iter().map(|b| format!("{b:02x}")).collect();
             if self.revoked.contains(&serial) {
                 return Err(PrefixRefusal::Revoked { serial });
             }

@@ -566,10 +566,10 @@ fn private_keys_load_from_pkcs8_and_sec1_pem() {
     assert!(PrivateKey::from_der(&[0x30, 0x03, 0x02, 0x01, 0x00]).is_err());
 }
 
-/// Public keys are remembered by their SubjectPublicKeyInfo bytes: the same bytes read twice
-/// give the same key, other keys their own, and bytes that are no key stay refused.
+/// A public key read from its SubjectPublicKeyInfo bytes: the same bytes read twice give the
+/// same key, other keys their own, and bytes that are no key are refused.
 #[test]
-fn a_remembered_public_key_belongs_to_its_bytes() {
+fn a_public_key_read_from_its_spki_belongs_to_those_bytes() {
     for (name, alg) in ALGS {
         let keys = [
             KeyPair::generate_for(alg).unwrap(),

@@ -5,7 +5,6 @@ use std::fmt;
 
 // One `pkcs8` crate serves both ed25519-dalek and p256.
 use ed25519_dalek::pkcs8::{DecodePrivateKey as _, DecodePublicKey as _};
-use hometun_certs::memo::{self, Memo};
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use zeroize::Zeroize;
@@ -138,23 +137,7 @@ pub enum PeerPublicKey {
 
 impl PeerPublicKey {
     /// Parses a DER SubjectPublicKeyInfo (RFC 5280 4.1.2.7); `None` for other key types.
-    ///
-    /// Keys are remembered ([`hometun_certs::memo`]): a home's key is decompressed once, not
-    /// on each of its handshakes (a curve point decompression is a square root, about a
-    /// tenth of an Ed25519 verification).
     pub fn from_spki_der(spki: &[u8]) -> Option<Self> {
-        static KEYS: Memo<PeerPublicKey> = Memo::new();
-        let digest = memo::digest(&[spki]);
-        if let Some(key) = KEYS.get(&digest) {
-            return Some(key);
-        }
-        let key = Self::parse_spki_der(spki)?;
-        KEYS.insert(digest, key.clone());
-        Some(key)
-    }
-
-    /// [`Self::from_spki_der`], without the memo.
-    fn parse_spki_der(spki: &[u8]) -> Option<Self> {
         if let Ok(key) = ed25519_dalek::VerifyingKey::from_public_key_der(spki) {
             return Some(PeerPublicKey::Ed25519(key));
         }
