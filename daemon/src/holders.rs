@@ -48,15 +48,6 @@ impl HolderRegistry {
     }
 }
 
-/// How long a claim or release waits for others to share its registry change: a storm of
-/// handshakes then costs a few rewrites of the file a second, not two per home. Other servers
-/// learn a claim this much later (the file registry is polled every half second anyway).
-const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// At most this many claims and releases go in one registry change (a bound on one write's
-/// work while notifications wait).
-const MAX_BATCH: usize = 256;
-
 /// What the driver tells the holder task.
 enum Change {
     /// A home authenticated to us at this time (Unix seconds): claim it.
@@ -153,6 +144,7 @@ async fn run(
         }
     };
     let us = config.server.clone();
+    let batching = registry.holder_batching();
     // The homes we claimed and hold still: only those can be lost.
     let mut held = std::collections::HashSet::new();
     loop {
@@ -165,10 +157,12 @@ async fn run(
         tokio::select! {
             change = changes.recv() => {
                 let Some(first) = change else { return };
-                // What comes within BATCH_WINDOW goes in one write, in order.
+                // What comes within the backend's window goes in one write, in order: a
+                // storm of handshakes then costs a few registry changes a second, not two per
+                // home; other servers learn a claim that much later.
                 let mut batch = vec![first];
-                let until = tokio::time::Instant::now() + BATCH_WINDOW;
-                while batch.len() < MAX_BATCH {
+                let until = tokio::time::Instant::now() + batching.window;
+                while batch.len() < batching.max {
                     match tokio::time::timeout_at(until, changes.recv()).await {
                         Ok(Some(next)) => batch.push(next),
                         Ok(None) | Err(_) => break,
@@ -344,9 +338,9 @@ mod tests {
         let path = shared_registry(dir.path());
         let a = server(&path, "a.example");
         let at = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        // More changes than one write takes (MAX_BATCH), queued at once: each home up, the
-        // even ones down again, home0 up a second time, a home never claimed released.
-        let homes = MAX_BATCH + 50;
+        // More changes than one write takes (the backend's batch), queued at once: each home
+        // up, the even ones down again, home0 up a second time, a home never claimed released.
+        let homes = Registry::at(&path).holder_batching().max + 50;
         for i in 0..homes {
             a.up(&format!("home{i}.example"), at);
         }
@@ -357,7 +351,7 @@ mod tests {
         a.down("stranger.example");
         // home0's second claim is the last change that shows: all before it are in too.
         let mut data = Registry::at(&path).load().unwrap();
-        for _ in 0..100 {
+        for _ in 0..500 {
             if data.holder("home0.example").map(|h| h.since) == Some(1_800_000_001) {
                 break;
             }

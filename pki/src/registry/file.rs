@@ -79,6 +79,17 @@ impl RegistryBackend for FileBackend {
         files::write_atomic(&self.path, &Self::serialize(&data), files::PUBLIC_MODE)
     }
 
+    /// Each batch rewrites (and syncs) the whole file, whose size grows with the homes: with a
+    /// thousand homes, 50 ms batches of 256 were a tenth of a server's CPU per handshake in a
+    /// reconnection storm (bench/README.md, "handshakes.sh"). Other servers read the file
+    /// every [`FILE_POLL`], so a claim up to half of that later changes little.
+    fn holder_batching(&self) -> super::HolderBatching {
+        super::HolderBatching {
+            window: FILE_POLL / 2,
+            max: 4096,
+        }
+    }
+
     fn subscribe(&self) -> Result<Subscription, PkiError> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         // Taken before the read: a change in between is seen at the next look.

@@ -173,11 +173,31 @@ pub trait RegistryBackend: Send + Sync + std::fmt::Debug {
         Ok(outcomes)
     }
 
+    /// How a server should batch its holder records for this backend
+    /// ([`Self::record_holders`]): a database changes one row per home, so small batches soon;
+    /// the file backend rewrites the whole file per batch, so fewer, larger ones.
+    fn holder_batching(&self) -> HolderBatching {
+        HolderBatching {
+            window: std::time::Duration::from_millis(50),
+            max: 256,
+        }
+    }
+
     /// Revocations and claims from now on, by any process or server, as they happen (the
     /// file backend polls every [`file::FILE_POLL`]). After the database connection was lost
     /// and made again, every revocation is sent again: a subscriber acts on those it did not
     /// know.
     fn subscribe(&self) -> Result<Subscription, PkiError>;
+}
+
+/// How a server batches its claims and releases ([`RegistryBackend::holder_batching`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HolderBatching {
+    /// How long a claim or release waits for others to share its registry change.
+    pub window: std::time::Duration,
+    /// At most this many go in one change (a bound on one write's work while notifications
+    /// wait).
+    pub max: usize,
 }
 
 /// What changed from `before` to `after`, as events: new revocations and new claims.
@@ -331,6 +351,11 @@ impl Registry {
         changes: &[HolderChange],
     ) -> Result<Vec<HolderOutcome>, PkiError> {
         self.backend.record_holders(server, changes)
+    }
+
+    /// See [`RegistryBackend::holder_batching`].
+    pub fn holder_batching(&self) -> HolderBatching {
+        self.backend.holder_batching()
     }
 
     /// See [`RegistryBackend::subscribe`].
