@@ -284,6 +284,30 @@ fn a_close_the_peer_never_answers_ends_with_close_now() {
     assert_eq!(pair.client.endpoint.poll_timeout(), None);
 }
 
+/// A stopping server whose DELETE a home never answers names that home as not told (the
+/// daemon keeps it in its record of the peers up, for the next run's restart hint); the hints
+/// taken before the close name it with its SPIs.
+#[test]
+fn a_server_names_the_home_that_did_not_answer_its_delete() {
+    let mut pair = connected(Setup::default());
+    let hints = pair.server.endpoint.restart_hints();
+    assert_eq!(hints.len(), 1);
+    assert_eq!(hints[0].peer, CLIENT_NAME);
+    assert!(!hints[0].spis.is_empty());
+    // Nothing gets through either way: the home never hears of the DELETE.
+    pair.filter = Box::new(|_| Fate::Drop);
+    let now = pair.now();
+    pair.server.endpoint.close(now, &mut pair.rng);
+    pair.flush();
+    pair.advance(Duration::from_secs(2));
+    assert!(!pair.server.endpoint.is_closed());
+    assert_eq!(pair.server.endpoint.peers_not_told(), [CLIENT_NAME]);
+    let now = pair.now();
+    pair.server.endpoint.close_now(now, &mut pair.rng);
+    pair.flush();
+    assert!(pair.server.endpoint.peers_not_told().is_empty());
+}
+
 #[test]
 fn a_server_shutdown_makes_the_client_reconnect_to_the_next_server() {
     let mut pair = connected(Setup::default());
@@ -293,6 +317,7 @@ fn a_server_shutdown_makes_the_client_reconnect_to_the_next_server() {
     pair.advance(Duration::from_millis(100));
     assert_eq!(pair.client.peer_downs(), ["deleted by the peer"]);
     assert!(pair.server.endpoint.is_closed());
+    assert!(pair.server.endpoint.peers_not_told().is_empty());
     // Stopping, the server answers no new IKE SA: the client's tries wait for the next one.
     pair.advance(Duration::from_secs(3));
     assert_eq!(pair.client.peer_ups(), 1);

@@ -250,3 +250,67 @@ fn a_forged_invalid_spi_from_another_host_moves_nothing() {
     assert!(client.stop().unwrap().success());
     assert!(server.stop().unwrap().success());
 }
+
+/// A clean stop whose DELETE a home never gets (its path drops what the server sends, for the
+/// stop's wait and the DELETE sent once more at its end) keeps that home in the record: the next
+/// run tells it, and the idle home is back long before its liveness check would have noticed.
+#[test]
+fn a_home_that_missed_the_delete_of_a_clean_stop_is_told_by_the_next_run() {
+    if !require_root("a_home_that_missed_the_delete_of_a_clean_stop_is_told_by_the_next_run") {
+        return;
+    }
+    let setup = Setup::new(1).unwrap();
+    let state_dir = setup.pki.dir.join("state");
+    let server = setup.start_server().unwrap();
+    let client = setup.start_client(0).unwrap();
+    let home = &setup.lab.home().ns;
+    assert!(first_reply(home, VPS_INNER, Instant::now()).is_some());
+    assert!(
+        wait_for(Duration::from_secs(5), || recorded_peers(&state_dir)
+            == ["home.example"]),
+        "record: {:?}",
+        recorded_peers(&state_dir)
+    );
+    // The home's path drops everything from the server (silently: no ICMP).
+    home.nft(&format!(
+        "add table ip drop_server\n\
+         add chain ip drop_server input {{ type filter hook input priority -20; }}\n\
+         add rule ip drop_server input ip saddr {VPS_ADDR} drop\n"
+    ))
+    .unwrap();
+    let first_log = server.log.clone();
+    assert!(server.stop().unwrap().success());
+    let text = std::fs::read_to_string(&first_log).unwrap();
+    assert!(
+        text.contains("1 peer(s) kept in peers-up.json for the next run to tell: home.example"),
+        "{text}"
+    );
+    assert_eq!(recorded_peers(&state_dir), ["home.example"]);
+    let output = home
+        .output("nft", &["delete table ip drop_server"])
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+
+    // The home still holds its SAs; the next run tells it.
+    let log = setup.lab.dir().join("server-next.log");
+    let started = Instant::now();
+    let server = Daemon::start(&setup.lab.vps.ns, "server", &setup.server_toml, &log).unwrap();
+    let reconnected = wait_for(Duration::from_secs(20), || {
+        counter(&client, "restart_checks_failed") == 1 && child_spis(&client).len() == 1
+    });
+    assert!(reconnected, "{}", logs(&[&server, &client]));
+    assert!(
+        server
+            .log_text()
+            .contains("told 1 of 1 peers that were up before the restart"),
+        "{}",
+        server.log_text()
+    );
+    eprintln!(
+        "a home that missed the DELETE: its new CHILD SA up {} ms after the next run started",
+        started.elapsed().as_millis()
+    );
+    assert!(client.stop().unwrap().success());
+    assert!(server.stop().unwrap().success());
+    assert!(recorded_peers(&state_dir).is_empty());
+}

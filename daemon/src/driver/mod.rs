@@ -232,6 +232,7 @@ pub async fn run_with_registry(
         workers,
         crypto_done,
         closing_until: None,
+        up_at_close: Vec::new(),
     };
     let outcome = driver
         .serve(
@@ -322,6 +323,9 @@ struct Driver {
     crypto_done: mpsc::UnboundedReceiver<hometun_ike::sa::crypto_job::CryptoDone>,
     /// Stopping: the DELETEs of our IKE SAs are out, and their answers are awaited until then.
     closing_until: Option<std::time::Instant>,
+    /// Stopping: the peers that were up when the DELETEs went out (a peer whose DELETE stays
+    /// unanswered stays in `peers-up.json`).
+    up_at_close: Vec<hometun_ike::endpoint::RestartHint>,
 }
 
 /// A forwarder request on its way, and what its answer is for.
@@ -436,6 +440,7 @@ impl Driver {
                         return Ok(());
                     }
                     tracing::info!("{signal}: deleting the IKE SAs and stopping");
+                    self.up_at_close = self.endpoint.restart_hints();
                     self.endpoint.close(now(), &mut self.rng);
                     self.closing_until = Some(now().mono + DELETE_WAIT);
                 }
@@ -859,6 +864,7 @@ impl Driver {
                 "not every peer answered its DELETE within {DELETE_WAIT:?}; stopping anyway"
             );
         }
+        let not_told = self.endpoint.peers_not_told();
         self.endpoint.close_now(now(), &mut self.rng);
         if let Err(error) = self.flush().await {
             tracing::warn!("sending the DELETEs: {error:#}");
@@ -870,8 +876,22 @@ impl Driver {
             }
         }
         if let Some(record) = &mut self.peers_up {
-            // Every peer was told by its DELETE.
-            record.record(Vec::new());
+            // A peer that answered its DELETE knows; one that did not may never have had it
+            // (its DELETE sent once, out of turn, may be lost too): the next run tells it.
+            let mut left = std::mem::take(&mut self.up_at_close);
+            left.retain(|hint| not_told.contains(&hint.peer));
+            if !left.is_empty() {
+                tracing::info!(
+                    "{} peer(s) kept in {} for the next run to tell: {}",
+                    left.len(),
+                    crate::peers_up::FILE_NAME,
+                    left.iter()
+                        .map(|hint| hint.peer.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            record.record(left);
         }
         // The LANs' final advertisements go while the tunnel still exists.
         self.site.stop().await;

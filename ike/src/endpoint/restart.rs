@@ -201,6 +201,23 @@ impl Endpoint {
         true
     }
 
+    /// After [`Endpoint::close`]: the peers with an IKE SA whose DELETE is not answered yet
+    /// (they may never have had it: the daemon keeps them in its record, so that the next run
+    /// tells them).
+    pub fn peers_not_told(&self) -> Vec<String> {
+        let mut peers: Vec<String> = self
+            .sas
+            .values()
+            .filter_map(|sa| match sa {
+                Sa::Up(e) if !e.is_settled() => Some(e.peer.name.clone()),
+                _ => None,
+            })
+            .collect();
+        peers.sort();
+        peers.dedup();
+        peers
+    }
+
     /// The peers whose IKE SAs are up, for the daemon to keep across a restart.
     pub fn restart_hints(&self) -> Vec<RestartHint> {
         let mut hints: Vec<RestartHint> = self
