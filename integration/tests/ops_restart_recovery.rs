@@ -74,6 +74,21 @@ fn recorded_peers(state_dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The server and its one home, the tunnel up and the home in the server's record.
+fn start_with_home_recorded(setup: &Setup) -> (Daemon, Daemon) {
+    let state_dir = setup.pki.dir.join("state");
+    let server = setup.start_server().unwrap();
+    let client = setup.start_client(0).unwrap();
+    assert!(first_reply(&setup.lab.home().ns, VPS_INNER, Instant::now()).is_some());
+    assert!(
+        wait_for(Duration::from_secs(5), || recorded_peers(&state_dir)
+            == ["home.example"]),
+        "record: {:?}",
+        recorded_peers(&state_dir)
+    );
+    (server, client)
+}
+
 fn restart_server(setup: &Setup, old: &Daemon, tag: &str) -> (Daemon, Instant) {
     sigkill(old.pid());
     let log = setup.lab.dir().join(format!("server-{tag}.log"));
@@ -127,16 +142,8 @@ fn an_idle_home_is_told_by_the_restarted_server_from_its_record() {
     }
     let setup = Setup::new(1).unwrap();
     let state_dir = setup.pki.dir.join("state");
-    let server = setup.start_server().unwrap();
-    let client = setup.start_client(0).unwrap();
+    let (server, client) = start_with_home_recorded(&setup);
     let home = &setup.lab.home().ns;
-    assert!(first_reply(home, VPS_INNER, Instant::now()).is_some());
-    assert!(
-        wait_for(Duration::from_secs(5), || recorded_peers(&state_dir)
-            == ["home.example"]),
-        "record: {:?}",
-        recorded_peers(&state_dir)
-    );
     let mode = std::fs::metadata(state_dir.join("peers-up.json"))
         .unwrap()
         .permissions();
@@ -261,16 +268,8 @@ fn a_home_that_missed_the_delete_of_a_clean_stop_is_told_by_the_next_run() {
     }
     let setup = Setup::new(1).unwrap();
     let state_dir = setup.pki.dir.join("state");
-    let server = setup.start_server().unwrap();
-    let client = setup.start_client(0).unwrap();
+    let (server, client) = start_with_home_recorded(&setup);
     let home = &setup.lab.home().ns;
-    assert!(first_reply(home, VPS_INNER, Instant::now()).is_some());
-    assert!(
-        wait_for(Duration::from_secs(5), || recorded_peers(&state_dir)
-            == ["home.example"]),
-        "record: {:?}",
-        recorded_peers(&state_dir)
-    );
     // The home's path drops everything from the server (silently: no ICMP).
     home.nft(&format!(
         "add table ip drop_server\n\

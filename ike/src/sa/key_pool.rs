@@ -117,16 +117,7 @@ impl KeyPairPool {
 mod tests {
     use super::*;
     use crate::sa::crypto_job::Finished;
-
-    struct Counter(u8);
-    impl Random for Counter {
-        fn fill(&mut self, buf: &mut [u8]) {
-            for b in buf {
-                self.0 = self.0.wrapping_add(1);
-                *b = self.0;
-            }
-        }
-    }
+    use crate::sim::SeededRandom;
 
     fn run(job: Box<CryptoJob>) -> (DhGroup, Vec<KeyExchange>) {
         match job.run().result {
@@ -137,7 +128,7 @@ mod tests {
 
     #[test]
     fn an_empty_pool_asks_once_and_serves_each_pair_once() {
-        let mut rng = Counter(0);
+        let mut rng = SeededRandom::new(1);
         let mut pool = KeyPairPool::default();
         assert!(pool.take(DhGroup::Curve25519, &mut rng).is_none());
         assert!(pool.poll_job().is_none(), "off: no job");
