@@ -89,6 +89,25 @@ fn start_with_home_recorded(setup: &Setup) -> (Daemon, Daemon) {
     (server, client)
 }
 
+/// Waits until the server that started at `started` told the idle home from its record and
+/// the home is back (its new CHILD SA up, within 20 s: before its 30 s liveness check); the
+/// time that took.
+fn told_and_back(server: &Daemon, client: &Daemon, started: Instant) -> Duration {
+    let reconnected = wait_for(Duration::from_secs(20), || {
+        counter(client, "restart_checks_failed") == 1 && child_spis(client).len() == 1
+    });
+    let back = started.elapsed();
+    assert!(reconnected, "{}", logs(&[server, client]));
+    assert!(
+        server
+            .log_text()
+            .contains("told 1 of 1 peers that were up before the restart"),
+        "{}",
+        server.log_text()
+    );
+    back
+}
+
 fn restart_server(setup: &Setup, old: &Daemon, tag: &str) -> (Daemon, Instant) {
     sigkill(old.pid());
     let log = setup.lab.dir().join(format!("server-{tag}.log"));
@@ -154,18 +173,7 @@ fn an_idle_home_is_told_by_the_restarted_server_from_its_record() {
 
     let (server, restarted) = restart_server(&setup, &server, "restarted");
     // The home sends nothing; it is back when its new IKE SA and CHILD SA are.
-    let reconnected = wait_for(Duration::from_secs(20), || {
-        counter(&client, "restart_checks_failed") == 1 && child_spis(&client).len() == 1
-    });
-    let back = restarted.elapsed();
-    assert!(reconnected, "{}", logs(&[&server, &client]));
-    assert!(
-        server
-            .log_text()
-            .contains("told 1 of 1 peers that were up before the restart"),
-        "{}",
-        server.log_text()
-    );
+    let back = told_and_back(&server, &client, restarted);
     assert!(first_reply(home, VPS_INNER, Instant::now()).is_some());
     eprintln!(
         "an idle home: its new CHILD SA up {} ms after the server was started again",
@@ -294,20 +302,10 @@ fn a_home_that_missed_the_delete_of_a_clean_stop_is_told_by_the_next_run() {
     let log = setup.lab.dir().join("server-next.log");
     let started = Instant::now();
     let server = Daemon::start(&setup.lab.vps.ns, "server", &setup.server_toml, &log).unwrap();
-    let reconnected = wait_for(Duration::from_secs(20), || {
-        counter(&client, "restart_checks_failed") == 1 && child_spis(&client).len() == 1
-    });
-    assert!(reconnected, "{}", logs(&[&server, &client]));
-    assert!(
-        server
-            .log_text()
-            .contains("told 1 of 1 peers that were up before the restart"),
-        "{}",
-        server.log_text()
-    );
+    let back = told_and_back(&server, &client, started);
     eprintln!(
         "a home that missed the DELETE: its new CHILD SA up {} ms after the next run started",
-        started.elapsed().as_millis()
+        back.as_millis()
     );
     assert!(client.stop().unwrap().success());
     assert!(server.stop().unwrap().success());
