@@ -55,9 +55,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const DELETE_WAIT: Duration = Duration::from_secs(2);
 /// Forwarder requests sent and not yet answered; at this many the loop waits for the oldest.
 const MAX_IN_FLIGHT: usize = 256;
-/// At most this many waiting datagrams and crypto results are handled between two turns of
-/// the driver's select (`Driver::take_ready`).
-const READY_BATCH: usize = 32;
 
 /// Which side the endpoint plays.
 pub enum Role {
@@ -484,29 +481,7 @@ impl Driver {
                 }
             }
             self.flush().await?;
-            self.take_ready(&mut buf).await?;
         }
-    }
-
-    /// Handles the datagrams and finished crypto jobs already waiting, up to [`READY_BATCH`],
-    /// without another turn of the select above: each turn polls every source and sets a
-    /// timer, and a busy server has another datagram or job result waiting most of the time
-    /// (bench/README.md, "handshakes.sh"). The bound lets the other sources in.
-    async fn take_ready(&mut self, buf: &mut [u8]) -> anyhow::Result<()> {
-        for _ in 0..READY_BATCH {
-            if let Ok(done) = self.crypto_done.try_recv() {
-                self.endpoint.handle_crypto_done(now(), done, &mut self.rng);
-            } else {
-                // No system call when the socket is not known to be readable.
-                match self.udp.try_recv_from(buf) {
-                    Ok((n, from)) => self.datagram(&buf[..n], from),
-                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
-                    Err(error) => self.udp_error(error),
-                }
-            }
-            self.flush().await?;
-        }
-        Ok(())
     }
 
     /// An IKE message arrived on our UDP socket.
