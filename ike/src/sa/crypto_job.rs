@@ -1,7 +1,8 @@
 //! The expensive parts of a responder's new IKE SA, as self-contained jobs: our key pairs,
 //! made ahead ([`super::key_pool`]), the shared secret and keys after IKE_SA_INIT, and the
-//! signature work of IKE_AUTH (the peer's certificate chain, its AUTH signature, our AUTH). Everything a job needs is in it (shared keys behind
-//! `Arc`), so a driver may run it on another thread and hand the result back through
+//! signature work of IKE_AUTH (the peer's certificate chain, its AUTH signature, our AUTH).
+//! Everything a job needs is in it (shared keys behind `Arc`), so a driver may run it on
+//! another thread and hand the result back through
 //! [`crate::endpoint::Endpoint::handle_crypto_done`]; the endpoint stays free of threads. Run
 //! inline, each is exactly the work the responder does in place (docs/ARCHITECTURE.md, "The
 //! sans-IO contract").
