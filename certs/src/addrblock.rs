@@ -279,18 +279,14 @@ fn read_bits(contents: &[u8], max_bits: u32) -> Result<(u128, u32), AddrBlockErr
 /// (bench/README.md, "handshakes.sh"). A failure is not remembered.
 pub fn prefixes_from_certificate(der: &[u8]) -> Result<Vec<Ipv6Net>, AddrBlockError> {
     static PREFIXES: Memo<Vec<Ipv6Net>> = Memo::new();
-    let key = memo::digest(&[der]);
-    if let Some(prefixes) = PREFIXES.get(&key) {
-        return Ok(prefixes);
-    }
-    let (rest, cert) =
-        X509Certificate::from_der(der).map_err(|e| AddrBlockError::Certificate(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(AddrBlockError::Der(DerError::TrailingData));
-    }
-    let prefixes = prefixes_from_parsed(&cert)?;
-    PREFIXES.insert(key, prefixes.clone());
-    Ok(prefixes)
+    PREFIXES.remember(memo::digest(&[der]), || {
+        let (rest, cert) = X509Certificate::from_der(der)
+            .map_err(|e| AddrBlockError::Certificate(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(AddrBlockError::Der(DerError::TrailingData));
+        }
+        prefixes_from_parsed(&cert)
+    })
 }
 
 /// [`prefixes_from_certificate`] on a certificate already parsed with x509-parser.

@@ -57,6 +57,21 @@ impl<V: Clone> Memo<V> {
         entries.insert(key, value);
     }
 
+    /// The result remembered under `key`, else what `compute` gives, remembered if it is a
+    /// success (a failure is computed again next time).
+    pub fn remember<E>(
+        &self,
+        key: [u8; 32],
+        compute: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, E> {
+        if let Some(value) = self.get(&key) {
+            return Ok(value);
+        }
+        let value = compute()?;
+        self.insert(key, value.clone());
+        Ok(value)
+    }
+
     /// Forgets everything.
     pub fn clear(&self) {
         *self.lock() = None;
@@ -113,5 +128,16 @@ mod tests {
         assert_eq!(memo.get(&digest(&[b"one more"])), Some(1));
         memo.clear();
         assert!(memo.is_empty());
+    }
+
+    #[test]
+    fn a_success_is_remembered_and_a_failure_computed_again() {
+        let memo = Memo::<u32>::new();
+        let key = digest(&[b"input"]);
+        assert_eq!(memo.remember(key, || Err::<u32, &str>("bad")), Err("bad"));
+        assert!(memo.is_empty());
+        assert_eq!(memo.remember(key, || Ok::<u32, &str>(7)), Ok(7));
+        // Remembered: the computation is not run again.
+        assert_eq!(memo.remember(key, || Err::<u32, &str>("not run")), Ok(7));
     }
 }

@@ -50,13 +50,9 @@ impl SignatureVerificationAlgorithm for Remembered {
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), InvalidSignature> {
-        let digest = self.digest(public_key, message, signature);
-        if VERIFIED.get(&digest).is_some() {
-            return Ok(());
-        }
-        self.0.verify_signature(public_key, message, signature)?;
-        VERIFIED.insert(digest, ());
-        Ok(())
+        VERIFIED.remember(self.digest(public_key, message, signature), || {
+            self.0.verify_signature(public_key, message, signature)
+        })
     }
 
     fn public_key_alg_id(&self) -> AlgorithmIdentifier {

@@ -335,15 +335,11 @@ pub const EKU_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0
 /// server reads each home's serial on every handshake. A failure is not remembered.
 pub fn serial(der: &[u8]) -> Result<Vec<u8>, VerifyError> {
     static SERIALS: Memo<Vec<u8>> = Memo::new();
-    let key = memo::digest(&[der]);
-    if let Some(serial) = SERIALS.get(&key) {
-        return Ok(serial);
-    }
-    let (_, cert) =
-        X509Certificate::from_der(der).map_err(|e| VerifyError::Parse(e.to_string()))?;
-    let serial = cert.raw_serial().to_vec();
-    SERIALS.insert(key, serial.clone());
-    Ok(serial)
+    SERIALS.remember(memo::digest(&[der]), || {
+        let (_, cert) =
+            X509Certificate::from_der(der).map_err(|e| VerifyError::Parse(e.to_string()))?;
+        Ok(cert.raw_serial().to_vec())
+    })
 }
 
 /// Reads names, prefixes, serial, expiry and key from a certificate. Does not verify it.

@@ -61,16 +61,11 @@ impl KeyPairPool {
         if !self.enabled {
             return None;
         }
-        let taken = self
-            .ready
-            .iter_mut()
-            .find(|(g, _)| *g == group)
-            .and_then(|(_, pairs)| pairs.pop());
-        let left = self
-            .ready
-            .iter()
-            .find(|(g, _)| *g == group)
-            .map_or(0, |(_, pairs)| pairs.len());
+        let ready = self.ready.iter_mut().find(|(g, _)| *g == group);
+        let (taken, left) = match ready {
+            Some((_, pairs)) => (pairs.pop(), pairs.len()),
+            None => (None, 0),
+        };
         if left <= LOW && !self.refilling.contains(&group) {
             self.refilling.push(group);
             let privates = (0..BATCH)
