@@ -13,7 +13,7 @@ use super::{Effect, Established};
 use crate::crypto::{DhGroup, KeyExchange};
 use crate::io::Output;
 use crate::notice::{Collision, Notice};
-use crate::proposal::{EspGroups, EspProposal};
+use crate::proposal::{ChosenEsp, EspGroups, EspProposal};
 use crate::sa::child::{Child, ChildState, ExchangeRole, RekeyRecord, join};
 use crate::sa::{IkeError, Io, has_notify, lowest_nonce_in};
 use crate::selectors::{narrow, prefixes_of, to_payload, within};
@@ -53,6 +53,16 @@ pub(super) struct ChildRekeyRequested {
     /// The selectors we proposed: the answer may narrow them, never widen them (RFC 7296 2.9).
     pub(super) local_ts: Vec<ipnet::Ipv6Net>,
     pub(super) remote_ts: Vec<ipnet::Ipv6Net>,
+}
+
+/// What a peer's CHILD SA rekey request is granted: the proposal chosen, our answer to it
+/// (its SPI still to be set), and the selectors narrowed to what each side may use.
+struct RekeyGrant {
+    chosen: ChosenEsp,
+    peer_spi: Spi,
+    answer: wire::Proposal,
+    their_ts: Vec<ipnet::Ipv6Net>,
+    our_ts: Vec<ipnet::Ipv6Net>,
 }
 
 /// The wait before try `failures + 1` of a rekey: doubling from twice the retransmission
@@ -127,6 +137,9 @@ impl Established {
         ))
     }
 
+    /// Answers a peer's CHILD SA rekey request (RFC 7296 1.3.3): the new pair is installed
+    /// before the answer leaves, and the old one waits for the peer's DELETE, or for the
+    /// collision rule of 2.8.1 when our own rekey of it crossed this one.
     pub(super) fn respond_child_rekey(
         &mut self,
         io: &mut Io<'_>,
@@ -134,6 +147,69 @@ impl Established {
         sa: &wire::SecurityAssociation,
         inner: &[Payload],
     ) -> Result<Vec<Payload>, IkeError> {
+        let index = self.pair_the_peer_may_rekey(io, rekey)?;
+        let (ni, ke, tsi, tsr) = child_request_payloads(inner)?;
+        let grant = self.grant_child_rekey(io, sa, inner, ke, tsi, tsr)?;
+        let our_ke = grant.chosen.group.map(|g| io.key_exchange(g));
+        let g_ir = match (&our_ke, ke) {
+            (Some(ours), Some(theirs)) => Some(ours.shared_secret(&theirs.data)?),
+            _ => None,
+        };
+        let nr = io.nonce();
+        let keys = self.core.keys.child_sa_keys(
+            grant.chosen.encryption,
+            g_ir.as_ref().map(|g| g.as_slice()),
+            ni,
+            &nr,
+        )?;
+        let spi_in = io.spis.new_esp(io.rng);
+        let mut answer = grant.answer;
+        answer.spi = spi_in.to_bytes().to_vec();
+        let new = Child::new(
+            spi_in,
+            grant.peer_spi,
+            grant.chosen,
+            grant.our_ts.clone(),
+            grant.their_ts.clone(),
+        );
+        new.install(
+            io,
+            self.peer.id,
+            &self.core,
+            keys,
+            ExchangeRole::Responder,
+            self.child_endpoint,
+        );
+        let record = RekeyRecord {
+            successor: spi_in,
+            ni: ni.to_vec(),
+            nr: nr.clone(),
+        };
+        let completed = self.replaced_by_peer(io, index, record);
+        self.children.push(new);
+        if completed {
+            self.child_rekey_completed(io, false);
+        }
+
+        let mut payloads = vec![
+            Payload::Sa(wire::SecurityAssociation::new(vec![answer])),
+            Payload::Nonce(wire::Nonce::new(nr)),
+        ];
+        if let Some(k) = our_ke {
+            payloads.push(Payload::Ke(wire::KeyExchange::new(
+                k.group().to_wire(),
+                k.public_ke_data().to_vec(),
+            )));
+        }
+        payloads.push(Payload::TsI(to_payload(&grant.their_ts)));
+        payloads.push(Payload::TsR(to_payload(&grant.our_ts)));
+        Ok(payloads)
+    }
+
+    /// The index of the pair a peer's REKEY_SA names, if the peer may rekey it now: not while
+    /// our IKE SA rekey is out, not a pair being deleted or already replaced, within
+    /// [`MAX_CHILDREN`] and the peer's rekey rate.
+    fn pair_the_peer_may_rekey(&mut self, io: &Io<'_>, rekey: &Notify) -> Result<usize, IkeError> {
         if matches!(
             self.outstanding,
             Some(Outstanding {
@@ -172,14 +248,28 @@ impl Established {
         if !self.peer_rekeys.take(io.now.mono) {
             return Err(IkeError::TemporaryFailure("rekeying too often"));
         }
-        let (ni, ke, tsi, tsr) = child_request_payloads(inner)?;
+        Ok(index)
+    }
+
+    /// What we grant a peer's rekey request: one of our ESP proposals in tunnel mode, its KE
+    /// of the chosen group, and selectors narrowed to what each side may use (the peer's to
+    /// what its certificate allows).
+    fn grant_child_rekey(
+        &self,
+        io: &Io<'_>,
+        sa: &wire::SecurityAssociation,
+        inner: &[Payload],
+        ke: Option<&wire::KeyExchange>,
+        tsi: &wire::TrafficSelectors,
+        tsr: &wire::TrafficSelectors,
+    ) -> Result<RekeyGrant, IkeError> {
         if has_notify(inner, NotifyType::USE_TRANSPORT_MODE) {
             return Err(IkeError::NoProposalChosen(
                 "transport mode requested; only tunnel mode is offered".into(),
             ));
         }
         let groups = ke.map_or(EspGroups::None, |k| EspGroups::Ke(k.group));
-        let (chosen, peer_spi, mut answer) =
+        let (chosen, peer_spi, answer) =
             EspProposal::select(&io.cfg.esp_proposals, sa, groups, Spi(0))?;
         if let Some(ke) = ke
             && let Some(group) = chosen.group
@@ -200,83 +290,69 @@ impl Established {
                 join(&prefixes_of(tsr))
             )));
         }
-        let our_ke = chosen.group.map(|g| io.key_exchange(g));
-        let g_ir = match (&our_ke, ke) {
-            (Some(ours), Some(theirs)) => Some(ours.shared_secret(&theirs.data)?),
-            _ => None,
-        };
-        let nr = io.nonce();
-        let keys = self.core.keys.child_sa_keys(
-            chosen.encryption,
-            g_ir.as_ref().map(|g| g.as_slice()),
-            ni,
-            &nr,
-        )?;
-        let spi_in = io.spis.new_esp(io.rng);
-        answer.spi = spi_in.to_bytes().to_vec();
-        let new = Child::new(spi_in, peer_spi, chosen, our_ts.clone(), their_ts.clone());
-        new.install(
-            io,
-            self.peer.id,
-            &self.core,
-            keys,
-            ExchangeRole::Responder,
-            self.child_endpoint,
-        );
+        Ok(RekeyGrant {
+            chosen,
+            peer_spi,
+            answer,
+            their_ts,
+            our_ts,
+        })
+    }
 
+    /// The pair at `index` was replaced by the peer's rekey `record`: it waits for the peer's
+    /// DELETE, or, when our own rekey of it crossed the peer's, the collision rule of RFC 7296
+    /// 2.8.1 decides which new pair is redundant. Returns whether the rekey is complete (no
+    /// collision left to decide).
+    fn replaced_by_peer(&mut self, io: &mut Io<'_>, index: usize, record: RekeyRecord) -> bool {
         let old_spi_in = self.children[index].spi_in;
-        let record = RekeyRecord {
-            successor: spi_in,
-            ni: ni.to_vec(),
-            nr: nr.clone(),
-        };
+        let new_spi_in = record.successor;
         let delete_at = io.now.mono + PEER_DELETE_PATIENCE;
         let mut redundant = None;
         let mut completed = false;
-        {
-            let old = &mut self.children[index];
-            match old.state.clone() {
-                ChildState::Rekeying if old.pending_rekey_in_flight => {
-                    // Collision with our own rekey in flight: decided when its answer comes.
-                    io.notice(Notice::ChildRekeyCollision {
-                        spi_in: old_spi_in,
-                        collision: Collision::Seen,
-                    });
-                    old.peer_rekey = Some(record);
-                }
-                ChildState::Superseded { successor, .. } if old.our_rekey.is_some() => {
-                    // Our rekey of this pair already completed: a late collision.
-                    let mine = old.our_rekey.clone().expect("checked by the guard");
-                    old.peer_rekey = Some(record);
-                    if lowest_nonce_in((&mine.ni, &mine.nr), (ni, &nr)) {
-                        // Our pair is the redundant one: we delete it, the peer deletes the
-                        // old one.
-                        old.state = ChildState::AwaitingPeerDelete {
-                            successor: spi_in,
-                            delete_at,
-                        };
-                        redundant = Some(successor);
-                    } else {
-                        io.notice(Notice::ChildRekeyCollision {
-                            spi_in: old_spi_in,
-                            collision: Collision::LateOursWins,
-                        });
-                    }
-                }
-                _ => {
-                    // Our own rekey of it, if one waits for a retry, is moot now.
+        let old = &mut self.children[index];
+        match old.state.clone() {
+            ChildState::Rekeying if old.pending_rekey_in_flight => {
+                // Collision with our own rekey in flight: decided when its answer comes.
+                io.notice(Notice::ChildRekeyCollision {
+                    spi_in: old_spi_in,
+                    collision: Collision::Seen,
+                });
+                old.peer_rekey = Some(record);
+            }
+            ChildState::Superseded { successor, .. } if old.our_rekey.is_some() => {
+                // Our rekey of this pair already completed: a late collision.
+                let mine = old.our_rekey.clone().expect("checked by the guard");
+                let ours_is_redundant =
+                    lowest_nonce_in((&mine.ni, &mine.nr), (&record.ni, &record.nr));
+                old.peer_rekey = Some(record);
+                if ours_is_redundant {
+                    // Our pair is the redundant one: we delete it, the peer deletes the old
+                    // one.
                     old.state = ChildState::AwaitingPeerDelete {
-                        successor: spi_in,
+                        successor: new_spi_in,
                         delete_at,
                     };
-                    completed = true;
-                    io.output(Output::Rekeyed {
-                        peer: self.peer.id,
-                        name: self.peer.name.clone(),
-                        old_spi_in,
-                        new_spi_in: spi_in,
+                    redundant = Some(successor);
+                } else {
+                    io.notice(Notice::ChildRekeyCollision {
+                        spi_in: old_spi_in,
+                        collision: Collision::LateOursWins,
                     });
                 }
+            }
+            _ => {
+                // Our own rekey of it, if one waits for a retry, is moot now.
+                old.state = ChildState::AwaitingPeerDelete {
+                    successor: new_spi_in,
+                    delete_at,
+                };
+                completed = true;
+                io.output(Output::Rekeyed {
+                    peer: self.peer.id,
+                    name: self.peer.name.clone(),
+                    old_spi_in,
+                    new_spi_in,
+                });
             }
         }
         if let Some(ours) = redundant {
@@ -288,31 +364,14 @@ impl Established {
                 peer: self.peer.id,
                 name: self.peer.name.clone(),
                 old_spi_in,
-                new_spi_in: spi_in,
+                new_spi_in,
             });
             self.delete_child_soon(ours);
         }
         self.deferred.retain(
             |(_, t)| !matches!(t, Task::RekeyChild { spi_in, .. } if *spi_in == old_spi_in),
         );
-        self.children.push(new);
-        if completed {
-            self.child_rekey_completed(io, false);
-        }
-
-        let mut payloads = vec![
-            Payload::Sa(wire::SecurityAssociation::new(vec![answer])),
-            Payload::Nonce(wire::Nonce::new(nr)),
-        ];
-        if let Some(k) = our_ke {
-            payloads.push(Payload::Ke(wire::KeyExchange::new(
-                k.group().to_wire(),
-                k.public_ke_data().to_vec(),
-            )));
-        }
-        payloads.push(Payload::TsI(to_payload(&their_ts)));
-        payloads.push(Payload::TsR(to_payload(&our_ts)));
-        Ok(payloads)
+        completed
     }
 
     pub(super) fn child_rekey_answered(
