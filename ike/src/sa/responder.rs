@@ -16,12 +16,12 @@ use super::{
     hash_algorithms_payload, id_body, identity_of, nat_detected, natd_payloads, our_id,
     peer_certificates, peer_hash_algorithms,
 };
-use crate::crypto::IkeSaKeys;
 use crate::crypto::PeerIdentity;
 use crate::crypto::auth::{AuthRole, auth_octets};
 use crate::crypto::keys::check_nonce;
+use crate::crypto::{IkeSaKeys, KeyExchange};
 use crate::io::Output;
-use crate::proposal::{ChosenEsp, EspGroups, EspProposal, IkeProposal};
+use crate::proposal::{ChosenEsp, ChosenIke, EspGroups, EspProposal, IkeProposal};
 use crate::selectors::{any_ipv6, narrow, prefixes_of, to_payload};
 use crate::settings::Authorizer;
 use crate::wire::{
@@ -72,13 +72,7 @@ pub(crate) fn respond_sa_init(
     let (Some(sa), Some(ke), Some(ni)) = (payloads.sa(), payloads.ke(), payloads.nonce()) else {
         return Err(IkeError::syntax("IKE_SA_INIT request lacks SA, KE or Ni"));
     };
-    let (chosen, _, answer) = IkeProposal::select(&io.cfg.ike_proposals, sa, Some(ke.group), &[])?;
-    if chosen.group.to_wire() != ke.group {
-        return Err(IkeError::InvalidKe {
-            wanted: chosen.group,
-            got: ke.group.0,
-        });
-    }
+    let (chosen, answer) = choose_ike_proposal(io, sa, ke)?;
     let our_ke = io.key_exchange(chosen.group);
     let g_ir = if defer {
         our_ke.check_peer_ke(&ke.data)?;
@@ -90,29 +84,11 @@ pub(crate) fn respond_sa_init(
     let nr = io.nonce();
     let spi_r = io.spis.new_ike(io.rng);
     let (nat_remote, nat_local) = nat_detected(&message.payloads, spi_i, 0, remote, local);
-    let mut payloads = vec![
-        Payload::Sa(wire::SecurityAssociation::new(vec![answer])),
-        Payload::Ke(wire::KeyExchange::new(
-            our_ke.group().to_wire(),
-            our_ke.public_ke_data().to_vec(),
-        )),
-        Payload::Nonce(wire::Nonce::new(nr.clone())),
-    ];
-    payloads.extend(natd_payloads(spi_i, spi_r, local, remote));
-    payloads.push(certreq_payload(&io.cfg.verifier));
-    payloads.push(hash_algorithms_payload());
-    let header = Header::new(
-        ExchangeType::IKE_SA_INIT,
-        spi_i,
-        spi_r,
-        Flags::new(false, true),
-        0,
-    );
-    let response = match Message::new(header, payloads).to_bytes() {
+    let response = match sa_init_response(io, (spi_i, spi_r), answer, &our_ke, &nr, local, remote) {
         Ok(r) => r,
         Err(e) => {
             io.spis.release_ike(spi_r);
-            return Err(IkeError::syntax(e.to_string()));
+            return Err(e);
         }
     };
     let addresses = Addresses {
@@ -176,6 +152,57 @@ pub(crate) fn respond_sa_init(
         }
     );
     Ok(answered)
+}
+
+/// The first of our IKE proposals the request offers, and our answer to it; the request's KE
+/// must be of the chosen group (else INVALID_KE_PAYLOAD names the one we want, RFC 7296 1.2).
+fn choose_ike_proposal(
+    io: &Io<'_>,
+    sa: &wire::SecurityAssociation,
+    ke: &wire::KeyExchange,
+) -> Result<(ChosenIke, wire::Proposal), IkeError> {
+    let (chosen, _, answer) = IkeProposal::select(&io.cfg.ike_proposals, sa, Some(ke.group), &[])?;
+    if chosen.group.to_wire() != ke.group {
+        return Err(IkeError::InvalidKe {
+            wanted: chosen.group,
+            got: ke.group.0,
+        });
+    }
+    Ok((chosen, answer))
+}
+
+/// Our IKE_SA_INIT response (RFC 7296 1.2): SA, KE, Nr, the NAT detection notifies of RFC 7296
+/// 2.23, CERTREQ for our CA and the hash algorithms of RFC 7427.
+fn sa_init_response(
+    io: &Io<'_>,
+    (spi_i, spi_r): (u64, u64),
+    answer: wire::Proposal,
+    our_ke: &KeyExchange,
+    nr: &[u8],
+    local: SocketAddrV4,
+    remote: SocketAddrV4,
+) -> Result<Vec<u8>, IkeError> {
+    let mut payloads = vec![
+        Payload::Sa(wire::SecurityAssociation::new(vec![answer])),
+        Payload::Ke(wire::KeyExchange::new(
+            our_ke.group().to_wire(),
+            our_ke.public_ke_data().to_vec(),
+        )),
+        Payload::Nonce(wire::Nonce::new(nr.to_vec())),
+    ];
+    payloads.extend(natd_payloads(spi_i, spi_r, local, remote));
+    payloads.push(certreq_payload(&io.cfg.verifier));
+    payloads.push(hash_algorithms_payload());
+    let header = Header::new(
+        ExchangeType::IKE_SA_INIT,
+        spi_i,
+        spi_r,
+        Flags::new(false, true),
+        0,
+    );
+    Message::new(header, payloads)
+        .to_bytes()
+        .map_err(|e| IkeError::syntax(e.to_string()))
 }
 
 /// IKE_SA_INIT answered; waiting for IKE_AUTH.
