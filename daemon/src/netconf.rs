@@ -4,8 +4,8 @@
 //! makes it so that exactly what was added is removed again. It also reads what the daemons
 //! need of the host's set-up: interface indexes, global addresses, the route to a server.
 //!
-//! rtnetlink requests are one message on a fresh `NETLINK_ROUTE` socket, answered by the
-//! kernel's ACK or an errno.
+//! rtnetlink requests (`hometun_netlink`) are one message on a fresh `NETLINK_ROUTE` socket,
+//! answered by the kernel's ACK or an errno.
 
 pub mod record;
 
@@ -19,121 +19,12 @@ use ipnet::Ipv6Net;
 
 use record::{Change, ChangeRecord};
 
-const NLMSG_ERROR: u16 = 2;
-const RTM_NEWADDR: u16 = 20;
-const RTM_DELADDR: u16 = 21;
-const RTM_NEWROUTE: u16 = 24;
-const RTM_DELROUTE: u16 = 25;
-const NLM_F_REQUEST: u16 = 0x01;
-const NLM_F_ACK: u16 = 0x04;
-const NLM_F_EXCL: u16 = 0x200;
-const NLM_F_CREATE: u16 = 0x400;
-const RTA_DST: u16 = 1;
-const RTA_SRC: u16 = 2;
-const RTA_OIF: u16 = 4;
-const RTA_PRIORITY: u16 = 6;
-const IFA_ADDRESS: u16 = 1;
-const IFA_LOCAL: u16 = 2;
-const RT_TABLE_MAIN: u8 = 254;
-const RTPROT_STATIC: u8 = 4;
-const RT_SCOPE_UNIVERSE: u8 = 0;
-const RTN_UNICAST: u8 = 1;
-const RTN_UNREACHABLE: u8 = 7;
-
-/// Builds one netlink message: header, a fixed body, then attributes.
-struct Message {
-    bytes: Vec<u8>,
-}
-
-impl Message {
-    fn new(kind: u16, flags: u16, body: &[u8]) -> Self {
-        let mut bytes = vec![0u8; 16];
-        bytes[4..6].copy_from_slice(&kind.to_ne_bytes());
-        bytes[6..8].copy_from_slice(&(flags | NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
-        bytes[8..12].copy_from_slice(&1u32.to_ne_bytes());
-        bytes.extend_from_slice(body);
-        Message { bytes }
-    }
-
-    fn attr(mut self, kind: u16, value: &[u8]) -> Self {
-        let len = 4 + value.len();
-        self.bytes.extend_from_slice(&(len as u16).to_ne_bytes());
-        self.bytes.extend_from_slice(&kind.to_ne_bytes());
-        self.bytes.extend_from_slice(value);
-        while self.bytes.len() % 4 != 0 {
-            self.bytes.push(0);
-        }
-        self
-    }
-
-    fn send(mut self) -> io::Result<()> {
-        let len = self.bytes.len() as u32;
-        self.bytes[0..4].copy_from_slice(&len.to_ne_bytes());
-        // SAFETY: plain socket(2) call; the result is checked before use.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is a fresh socket we own.
-        let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: sockaddr_nl is plain data; zero means "the kernel".
-        let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        kernel.nl_family = libc::AF_NETLINK as u16;
-        // SAFETY: the buffer and address are valid for the given lengths.
-        let sent = unsafe {
-            libc::sendto(
-                socket.as_raw_fd(),
-                self.bytes.as_ptr().cast(),
-                self.bytes.len(),
-                0,
-                (&kernel as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as u32,
-            )
-        };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut reply = [0u8; 4096];
-        // SAFETY: the buffer is valid for its length.
-        let got = unsafe {
-            libc::recv(
-                socket.as_raw_fd(),
-                reply.as_mut_ptr().cast(),
-                reply.len(),
-                0,
-            )
-        };
-        if got < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let got = got as usize;
-        if got >= 20 && u16::from_ne_bytes([reply[4], reply[5]]) == NLMSG_ERROR {
-            let errno = i32::from_ne_bytes([reply[16], reply[17], reply[18], reply[19]]);
-            if errno == 0 {
-                return Ok(());
-            }
-            return Err(io::Error::from_raw_os_error(-errno));
-        }
-        Err(io::Error::other("netlink: no ACK from the kernel"))
-    }
-}
-
-/// The index of a network interface.
-pub fn interface_index(name: &str) -> io::Result<u32> {
-    let name = std::ffi::CString::new(name).map_err(io::Error::other)?;
-    // SAFETY: name is a valid C string.
-    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    if index == 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(index)
-}
+pub use hometun_netlink::interface_index;
+use hometun_netlink::{
+    IFA_ADDRESS, IFA_LOCAL, Message, NLM_F_CREATE, NLM_F_EXCL, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN,
+    RTA_DST, RTA_OIF, RTA_PRIORITY, RTA_SRC, RTM_DELADDR, RTM_DELROUTE, RTM_NEWADDR, RTM_NEWROUTE,
+    RTN_UNICAST, RTN_UNREACHABLE, RTPROT_STATIC, request_once,
+};
 
 /// The Ethernet address of an interface (`None` for one without, such as a TUN device).
 pub fn hardware_address(name: &str) -> io::Result<Option<[u8; 6]>> {
@@ -187,7 +78,12 @@ fn address_message(kind: u16, flags: u16, address: Ipv6Net, ifindex: u32) -> Mes
 /// Adds `address` to the interface. `Ok(false)`: it was there already (then it is not ours to
 /// remove).
 pub fn add_address(address: Ipv6Net, ifindex: u32) -> io::Result<bool> {
-    match address_message(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, address, ifindex).send() {
+    match request_once(address_message(
+        RTM_NEWADDR,
+        NLM_F_CREATE | NLM_F_EXCL,
+        address,
+        ifindex,
+    )) {
         Ok(()) => Ok(true),
         Err(error) if error.raw_os_error() == Some(libc::EEXIST) => Ok(false),
         Err(error) => Err(error),
@@ -196,7 +92,7 @@ pub fn add_address(address: Ipv6Net, ifindex: u32) -> io::Result<bool> {
 
 /// Removes `address` from the interface (gone already is fine).
 pub fn remove_address(address: Ipv6Net, ifindex: u32) -> io::Result<()> {
-    match address_message(RTM_DELADDR, 0, address, ifindex).send() {
+    match request_once(address_message(RTM_DELADDR, 0, address, ifindex)) {
         Err(error)
             if matches!(
                 error.raw_os_error(),
@@ -279,7 +175,7 @@ impl Route {
 
     /// Installs the route. `Ok(false)`: the same route was there already (not ours to remove).
     pub fn add(&self) -> io::Result<bool> {
-        match self.message(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL).send() {
+        match request_once(self.message(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL)) {
             Ok(()) => Ok(true),
             Err(error) if error.raw_os_error() == Some(libc::EEXIST) => Ok(false),
             Err(error) => Err(error),
@@ -288,7 +184,7 @@ impl Route {
 
     /// Removes the route (gone already is fine).
     pub fn remove(&self) -> io::Result<()> {
-        match self.message(RTM_DELROUTE, 0).send() {
+        match request_once(self.message(RTM_DELROUTE, 0)) {
             Err(error)
                 if matches!(error.raw_os_error(), Some(libc::ESRCH) | Some(libc::ENODEV)) =>
             {
@@ -530,7 +426,7 @@ mod tests {
             destination: "2001:db8:100::/48".parse().unwrap(),
             metric: u32::MAX,
         };
-        let bytes = route.message(RTM_NEWROUTE, NLM_F_CREATE).bytes;
+        let bytes = route.message(RTM_NEWROUTE, NLM_F_CREATE).finish(1);
         // rtmsg after the 16-byte header: family 10, /48, no source, main table, unreachable.
         assert_eq!(&bytes[16..24], &[10, 48, 0, 0, 254, 4, 0, RTN_UNREACHABLE]);
         // RTA_DST then RTA_PRIORITY; no RTA_OIF.
@@ -551,7 +447,7 @@ mod tests {
             ifindex: 7,
             metric: 1024,
         };
-        let bytes = route.message(RTM_NEWROUTE, NLM_F_CREATE).bytes;
+        let bytes = route.message(RTM_NEWROUTE, NLM_F_CREATE).finish(1);
         assert_eq!(&bytes[16..24], &[10, 0, 56, 0, 254, 4, 0, RTN_UNICAST]);
         // RTA_DST (20), RTA_PRIORITY (8), RTA_SRC (20), RTA_OIF (8).
         assert_eq!(u16::from_ne_bytes([bytes[58], bytes[59]]), RTA_SRC);
