@@ -21,37 +21,18 @@ impl Endpoint {
         data: &[u8],
         rng: &mut dyn Random,
     ) {
-        let Role::Responder(role) = &mut self.role else {
-            return;
-        };
-        if role.closed {
-            tracing::debug!("IKE_SA_INIT from {remote} dropped: shutting down");
-            return;
+        match &self.role {
+            Role::Responder(role) if role.closed => {
+                tracing::debug!("IKE_SA_INIT from {remote} dropped: shutting down");
+                return;
+            }
+            Role::Responder(_) => {}
+            _ => return,
         }
-        let message = match Message::parse(data) {
-            Ok(m) if m.header.message_id == 0 && m.header.flags.initiator() => m,
-            Ok(_) => {
-                self.counters.dropped_unparsable += 1;
-                return;
-            }
-            Err(e) => {
-                self.counters.dropped_unparsable += 1;
-                tracing::debug!("IKE_SA_INIT from {remote} does not parse: {e}");
-                if e.notify_type() == Some(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD) {
-                    let notify =
-                        Notify::new(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, e.notify_data());
-                    self.transmits.push_back(Transmit {
-                        local,
-                        remote,
-                        data: unprotected_answer(header, notify),
-                    });
-                }
-                return;
-            }
+        let Some(message) = self.parse_sa_init(local, remote, header, data) else {
+            return;
         };
-        let spi_i = header.spi_i;
-        let ni = message.payloads.nonce().map(|n| n.data.clone());
-        let Some(ni) = ni else {
+        let Some(ni) = message.payloads.nonce().map(|n| n.data.clone()) else {
             self.transmits.push_back(Transmit {
                 local,
                 remote,
@@ -59,74 +40,10 @@ impl Endpoint {
             });
             return;
         };
-        if role.half_open_count >= role.cookie_threshold {
-            let ip = IpAddr::V4(*remote.ip());
-            let valid = matches!(
-                message.payloads.first(),
-                Some(Payload::Notify(n)) if n.notify_type == NotifyType::COOKIE
-                    && role.cookies.verify(&n.data, &ni, ip, spi_i)
-            );
-            if !valid {
-                self.counters.cookies_sent += 1;
-                let cookie = role.cookies.cookie(&ni, ip, spi_i).to_vec();
-                self.transmits.push_back(Transmit {
-                    local,
-                    remote,
-                    data: unprotected_answer(header, Notify::new(NotifyType::COOKIE, cookie)),
-                });
-                return;
-            }
-        }
-        // A retransmission (same SPIi, source and Ni) gets the same answer, byte for byte, a
-        // bounded number of times (the answer is larger than the request: no amplifier);
-        // once the SA is established, a late copy is dropped. Under cookie pressure the COOKIE
-        // check above comes first.
-        if let Some(spi) = role.init_index.get(spi_i, remote) {
-            match self.sas.get_mut(&spi).and_then(Sa::init_exchange) {
-                Some(h) if h.is_retransmission(data) => {
-                    if let Some(response) = h.answer_again(self.common.retransmit_tries) {
-                        tracing::debug!("retransmitted IKE_SA_INIT from {remote} answered again");
-                        self.transmits.push_back(Transmit {
-                            local,
-                            remote,
-                            data: response,
-                        });
-                    }
-                    return;
-                }
-                Some(h) if h.is_retransmission_of_nonce(&ni) => {
-                    // The same attempt, changed (it now carries a COOKIE): the request our
-                    // AUTH will sign over is the new one, so it starts afresh.
-                    let source = h.source;
-                    self.sas.remove(&spi);
-                    self.half_open_gone(spi_i, source, false);
-                    self.spis.release_ike(spi);
-                }
-                _ => return,
-            }
-        }
-        let Role::Responder(role) = &mut self.role else {
-            return;
-        };
-        let from_source = role
-            .half_open_by_source
-            .get(remote.ip())
-            .copied()
-            .unwrap_or(0);
-        if role.half_open_count >= role.half_open_total || from_source >= role.half_open_per_source
+        if self.cookie_demanded(local, remote, header, &message, &ni)
+            || self.answered_as_retransmission(local, remote, header.spi_i, data, &ni)
+            || self.half_open_bound_reached(remote)
         {
-            self.counters.dropped_half_open_bound += 1;
-            let dropped = self.counters.dropped_half_open_bound;
-            // One line per power of two: a flood does not flood the log.
-            if dropped.is_power_of_two() {
-                self.outputs
-                    .push_back(Output::Notice(Notice::HalfOpenBound {
-                        remote,
-                        total: role.half_open_count,
-                        from_source,
-                        dropped,
-                    }));
-            }
             return;
         }
         let expires =
@@ -144,9 +61,11 @@ impl Endpoint {
                         (d.spi(), Sa::Deriving(Box::new(d)))
                     }
                 };
-                role.half_open_count += 1;
-                *role.half_open_by_source.entry(*remote.ip()).or_insert(0) += 1;
-                role.init_index.insert(spi_i, remote, spi);
+                if let Role::Responder(role) = &mut self.role {
+                    role.half_open_count += 1;
+                    *role.half_open_by_source.entry(*remote.ip()).or_insert(0) += 1;
+                    role.init_index.insert(header.spi_i, remote, spi);
+                }
                 self.sas.insert(spi, sa);
             }
             Err(error) => {
@@ -168,6 +87,146 @@ impl Endpoint {
                 }
             }
         }
+    }
+
+    /// The request parsed, if it is one (message ID 0, from the initiator). A request with an
+    /// unknown critical payload is answered UNSUPPORTED_CRITICAL_PAYLOAD (RFC 7296 2.5); other
+    /// bytes that do not parse are counted and dropped.
+    fn parse_sa_init(
+        &mut self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        header: &Header,
+        data: &[u8],
+    ) -> Option<Message> {
+        match Message::parse(data) {
+            Ok(m) if m.header.message_id == 0 && m.header.flags.initiator() => Some(m),
+            Ok(_) => {
+                self.counters.dropped_unparsable += 1;
+                None
+            }
+            Err(e) => {
+                self.counters.dropped_unparsable += 1;
+                tracing::debug!("IKE_SA_INIT from {remote} does not parse: {e}");
+                if e.notify_type() == Some(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD) {
+                    let notify =
+                        Notify::new(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, e.notify_data());
+                    self.transmits.push_back(Transmit {
+                        local,
+                        remote,
+                        data: unprotected_answer(header, notify),
+                    });
+                }
+                None
+            }
+        }
+    }
+
+    /// Whether the request must first prove its source address (RFC 7296 2.6): with as many
+    /// half-open SAs as the cookie threshold, a request without a valid COOKIE as its first
+    /// payload is answered with one, and goes no further.
+    fn cookie_demanded(
+        &mut self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        header: &Header,
+        message: &Message,
+        ni: &[u8],
+    ) -> bool {
+        let Role::Responder(role) = &mut self.role else {
+            return true;
+        };
+        if role.half_open_count < role.cookie_threshold {
+            return false;
+        }
+        let (ip, spi_i) = (IpAddr::V4(*remote.ip()), header.spi_i);
+        let valid = matches!(
+            message.payloads.first(),
+            Some(Payload::Notify(n)) if n.notify_type == NotifyType::COOKIE
+                && role.cookies.verify(&n.data, ni, ip, spi_i)
+        );
+        if valid {
+            return false;
+        }
+        self.counters.cookies_sent += 1;
+        let cookie = role.cookies.cookie(ni, ip, spi_i).to_vec();
+        self.transmits.push_back(Transmit {
+            local,
+            remote,
+            data: unprotected_answer(header, Notify::new(NotifyType::COOKIE, cookie)),
+        });
+        true
+    }
+
+    /// Whether the request was one we answered already (the same SPIi and source): the same
+    /// bytes get the same answer, byte for byte, a bounded number of times (the answer is
+    /// larger than the request: no amplifier); once the SA is established, a late copy is
+    /// dropped. The same attempt changed (it now carries a COOKIE) starts afresh: the request
+    /// our AUTH will sign over is the new one, so its half-open SA goes.
+    fn answered_as_retransmission(
+        &mut self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        spi_i: u64,
+        data: &[u8],
+        ni: &[u8],
+    ) -> bool {
+        let Role::Responder(role) = &self.role else {
+            return true;
+        };
+        let Some(spi) = role.init_index.get(spi_i, remote) else {
+            return false;
+        };
+        match self.sas.get_mut(&spi).and_then(Sa::init_exchange) {
+            Some(h) if h.is_retransmission(data) => {
+                if let Some(response) = h.answer_again(self.common.retransmit_tries) {
+                    tracing::debug!("retransmitted IKE_SA_INIT from {remote} answered again");
+                    self.transmits.push_back(Transmit {
+                        local,
+                        remote,
+                        data: response,
+                    });
+                }
+                true
+            }
+            Some(h) if h.is_retransmission_of_nonce(ni) => {
+                let source = h.source;
+                self.sas.remove(&spi);
+                self.half_open_gone(spi_i, source, false);
+                self.spis.release_ike(spi);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Whether a new half-open SA would pass the bounds, in all or from this source address;
+    /// a request beyond them is dropped, and logged once per power of two of such drops.
+    fn half_open_bound_reached(&mut self, remote: SocketAddrV4) -> bool {
+        let Role::Responder(role) = &self.role else {
+            return true;
+        };
+        let from_source = role
+            .half_open_by_source
+            .get(remote.ip())
+            .copied()
+            .unwrap_or(0);
+        if role.half_open_count < role.half_open_total && from_source < role.half_open_per_source {
+            return false;
+        }
+        self.counters.dropped_half_open_bound += 1;
+        let dropped = self.counters.dropped_half_open_bound;
+        // One line per power of two: a flood does not flood the log.
+        if dropped.is_power_of_two() {
+            self.outputs
+                .push_back(Output::Notice(Notice::HalfOpenBound {
+                    remote,
+                    total: role.half_open_count,
+                    from_source,
+                    dropped,
+                }));
+        }
+        true
     }
 
     /// Bookkeeping when a half-open SA goes (authenticated, refused or expired). An
