@@ -279,6 +279,13 @@ enum Wake {
     HomeLost(crate::holders::Lost),
 }
 
+/// Whether the loop goes on after a wake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
 struct Driver {
     endpoint: Endpoint,
     link: ForwarderLink,
@@ -404,84 +411,93 @@ impl Driver {
                 Some(result) = renewal_result(&mut self.renewal_results) => Wake::Renewed(result),
                 lost = home_lost(&mut self.holders) => Wake::HomeLost(lost),
             };
-            match wake {
-                Wake::Datagram(n, from) => self.datagram(&buf[..n], from),
-                Wake::CryptoDone(done) => {
-                    self.endpoint
-                        .handle_crypto_done(now(), *done, &mut self.rng);
-                }
-                Wake::Answer(answer) => {
-                    if let Some(request) = self.in_flight.pop_front() {
-                        self.answered(request, answer).await?;
-                    }
-                }
-                Wake::Event(event) => self.on_event(event),
-                Wake::Counters => {
-                    self.site.tick().await;
-                    self.fetch_counters().await?;
-                    self.heap.trim_if_due(self.uptime());
-                }
-                Wake::Timer => self.endpoint.handle_timeout(now(), &mut self.rng),
-                Wake::Status(reply) => {
-                    // Fresh counters: what status shows must include an SA installed a moment ago.
-                    let counters = self.fetch_counters().await?;
-                    let _ = reply.send(self.status_json(counters));
-                }
-                Wake::Command(request) => {
-                    let answer = self.command(request.command);
-                    let _ = request.reply.send(answer);
-                }
-                Wake::Stop(signal) => {
-                    if self.closing_until.is_some() {
-                        tracing::info!("{signal} again: stopping without waiting for the peers");
-                        return Ok(());
-                    }
-                    tracing::info!("{signal}: deleting the IKE SAs and stopping");
-                    self.up_at_close = self.endpoint.restart_hints();
-                    self.endpoint.close(now(), &mut self.rng);
-                    self.closing_until = Some(now().mono + DELETE_WAIT);
-                }
-                Wake::Reload if self.closing_until.is_some() => {
-                    tracing::info!("SIGHUP while stopping: not reloaded");
-                }
-                Wake::Reload => self.reload("SIGHUP").await?,
-                Wake::Registry(event) => self.registry_event(event).await?,
-                Wake::CrlCheck => {
-                    let changed = self.crl.as_mut().is_some_and(|watch| watch.changed());
-                    if changed {
-                        let why = match &self.crl {
-                            Some(watch) => format!("{} changed", watch.path().display()),
-                            None => "the CRL changed".to_string(),
-                        };
-                        self.reload(&why).await?;
-                    }
-                }
-                Wake::RenewalDue => {
-                    if let Some(timer) = self.renewal.as_mut() {
-                        timer.look();
-                    }
-                }
-                Wake::Renewed(result) => {
-                    let renewed = self
-                        .renewal
-                        .as_mut()
-                        .is_some_and(|timer| timer.finished(result));
-                    // Stopping, the new files are read at the next start.
-                    if renewed && self.closing_until.is_none() {
-                        // The new certificate and key, read like a SIGHUP reload: the endpoint
-                        // re-authenticates with them before the old IKE SA goes.
-                        self.reload("renewed certificate").await?;
-                    }
-                }
-                Wake::HomeLost(lost) => self.home_lost(lost),
-                Wake::ForwarderExited(status) => return Err(forwarder_gone(Some(status))),
-                Wake::EventsClosed => {
-                    self.events_open = false;
-                    return Err(self.forwarder_gone().await);
-                }
+            if self.on_wake(wake, &buf).await? == Flow::Stop {
+                return Ok(());
             }
             self.flush().await?;
         }
+    }
+
+    /// What the loop does for what woke it: `Flow::Stop` when the daemon is done (a second
+    /// signal while stopping); errors end the daemon (the forwarder is gone, a request failed).
+    async fn on_wake(&mut self, wake: Wake, buf: &[u8]) -> anyhow::Result<Flow> {
+        match wake {
+            Wake::Datagram(n, from) => self.datagram(&buf[..n], from),
+            Wake::CryptoDone(done) => {
+                self.endpoint
+                    .handle_crypto_done(now(), *done, &mut self.rng);
+            }
+            Wake::Answer(answer) => {
+                if let Some(request) = self.in_flight.pop_front() {
+                    self.answered(request, answer).await?;
+                }
+            }
+            Wake::Event(event) => self.on_event(event),
+            Wake::Counters => {
+                self.site.tick().await;
+                self.fetch_counters().await?;
+                self.heap.trim_if_due(self.uptime());
+            }
+            Wake::Timer => self.endpoint.handle_timeout(now(), &mut self.rng),
+            Wake::Status(reply) => {
+                // Fresh counters: what status shows must include an SA installed a moment ago.
+                let counters = self.fetch_counters().await?;
+                let _ = reply.send(self.status_json(counters));
+            }
+            Wake::Command(request) => {
+                let answer = self.command(request.command);
+                let _ = request.reply.send(answer);
+            }
+            Wake::Stop(signal) => {
+                if self.closing_until.is_some() {
+                    tracing::info!("{signal} again: stopping without waiting for the peers");
+                    return Ok(Flow::Stop);
+                }
+                tracing::info!("{signal}: deleting the IKE SAs and stopping");
+                self.up_at_close = self.endpoint.restart_hints();
+                self.endpoint.close(now(), &mut self.rng);
+                self.closing_until = Some(now().mono + DELETE_WAIT);
+            }
+            Wake::Reload if self.closing_until.is_some() => {
+                tracing::info!("SIGHUP while stopping: not reloaded");
+            }
+            Wake::Reload => self.reload("SIGHUP").await?,
+            Wake::Registry(event) => self.registry_event(event).await?,
+            Wake::CrlCheck => {
+                let changed = self.crl.as_mut().is_some_and(|watch| watch.changed());
+                if changed {
+                    let why = match &self.crl {
+                        Some(watch) => format!("{} changed", watch.path().display()),
+                        None => "the CRL changed".to_string(),
+                    };
+                    self.reload(&why).await?;
+                }
+            }
+            Wake::RenewalDue => {
+                if let Some(timer) = self.renewal.as_mut() {
+                    timer.look();
+                }
+            }
+            Wake::Renewed(result) => {
+                let renewed = self
+                    .renewal
+                    .as_mut()
+                    .is_some_and(|timer| timer.finished(result));
+                // Stopping, the new files are read at the next start.
+                if renewed && self.closing_until.is_none() {
+                    // The new certificate and key, read like a SIGHUP reload: the endpoint
+                    // re-authenticates with them before the old IKE SA goes.
+                    self.reload("renewed certificate").await?;
+                }
+            }
+            Wake::HomeLost(lost) => self.home_lost(lost),
+            Wake::ForwarderExited(status) => return Err(forwarder_gone(Some(status))),
+            Wake::EventsClosed => {
+                self.events_open = false;
+                return Err(self.forwarder_gone().await);
+            }
+        }
+        Ok(Flow::Continue)
     }
 
     /// An IKE message arrived on our UDP socket.
