@@ -40,6 +40,7 @@ impl Endpoint {
             });
             return;
         };
+        // In this order: under cookie pressure even a retransmission must carry its COOKIE.
         if self.cookie_demanded(local, remote, header, &message, &ni)
             || self.answered_as_retransmission(local, remote, header.spi_i, data, &ni)
             || self.half_open_bound_reached(remote)
