@@ -3,7 +3,8 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-/// Settings both roles share.
+/// Settings both roles share. A clone shares the key and the verifier.
+#[derive(Clone)]
 pub struct CommonConfig {
     /// Our certificate chain (DER, end-entity first).
     pub chain: Vec<Vec<u8>>,
@@ -107,6 +108,7 @@ pub struct ResponderConfig {
 }
 
 /// The initiator's (client's) settings.
+#[derive(Clone)]
 pub struct InitiatorConfig {
     /// Settings both roles share.
     pub common: CommonConfig,

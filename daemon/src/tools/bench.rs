@@ -1,7 +1,8 @@
 //! `hometun ike bench` (hidden): a concurrent IKE initiator for `bench/handshakes.sh`. Each
-//! handshake is a fresh [`Endpoint`] initiator on its own UDP port, with the credentials of a
-//! client config: IKE_SA_INIT, IKE_AUTH with certificates, then DELETE of the IKE SA (its
-//! answer awaited), so any IKEv2 responder that accepts that client can be measured.
+//! handshake is a fresh [`Endpoint`] initiator, on the UDP port of the worker running it (a
+//! held SA keeps its own), with the credentials of a client config: IKE_SA_INIT, IKE_AUTH
+//! with certificates, then DELETE of the IKE SA (its answer awaited), so any IKEv2 responder
+//! that accepts that client can be measured.
 //!
 //! Give one client config per handshake in flight (`--config` repeated): the initiator sends
 //! INITIAL_CONTACT, so concurrent handshakes of one identity would replace each other at a
@@ -52,21 +53,20 @@ pub struct BenchArgs {
     pub hold: bool,
 }
 
-/// The credentials' bytes, read once; each handshake parses its own copy (the key types are
-/// not `Clone`, and parsing costs microseconds against a handshake's milliseconds).
+/// One client config's initiator settings, loaded and parsed once: each handshake takes a
+/// clone (the key and the verifier are shared), so the initiator spends its CPU on
+/// handshakes, not on reading files, and leaves more of a shared machine to the responder.
 struct Material {
-    config: ClientConfig,
-    config_path: PathBuf,
-    server: SocketAddrV4,
-    local: Ipv4Addr,
+    template: InitiatorConfig,
 }
 
 impl Material {
-    fn initiator(&self, port: u16) -> anyhow::Result<InitiatorConfig> {
-        let c = &self.config.client;
+    fn load(path: &std::path::Path, server: SocketAddrV4, local: Ipv4Addr) -> anyhow::Result<Self> {
+        let config = ClientConfig::load(path)?;
+        let c = &config.client;
         let credentials = crate::setup::load_credentials(
             &crate::setup::CredentialFiles {
-                config: &self.config_path,
+                config: path,
                 section: "client",
                 certificate: &c.certificate,
                 private_key: &c.private_key,
@@ -78,22 +78,32 @@ impl Material {
         let common = crate::setup::common_config(
             credentials,
             PeerIdentity::Fqdn(c.name.clone()),
-            &self.config.ike,
-            &self.config.limits,
-            // Our NAT detection hashes must name the port we really send from.
-            port,
+            &config.ike,
+            &config.limits,
+            // Set per handshake (`initiator`).
+            0,
             c.nat_port,
-            &self.config_path,
+            path,
         )?;
-        Ok(InitiatorConfig {
-            common,
-            server: self.server,
-            server_identity: PeerIdentity::Fqdn(c.server_name.first().clone()),
-            // The benchmark measures one server's handshakes.
-            fallback_servers: Vec::new(),
-            local_addr: self.local,
-            local_prefixes: vec![c.prefix],
+        Ok(Material {
+            template: InitiatorConfig {
+                common,
+                server,
+                server_identity: PeerIdentity::Fqdn(c.server_name.first().clone()),
+                // The benchmark measures one server's handshakes.
+                fallback_servers: Vec::new(),
+                local_addr: local,
+                local_prefixes: vec![c.prefix],
+            },
         })
+    }
+
+    /// The settings of a handshake sent from `port`.
+    fn initiator(&self, port: u16) -> InitiatorConfig {
+        let mut initiator = self.template.clone();
+        // Our NAT detection hashes must name the port we really send from.
+        initiator.common.ike_port = port;
+        initiator
     }
 }
 
@@ -137,17 +147,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let materials = args
         .config
         .iter()
-        .map(|path| {
-            let material = Material {
-                config: ClientConfig::load(path)?,
-                config_path: path.clone(),
-                server,
-                local,
-            };
-            // Fail early, with the file named, if the credentials do not load.
-            material.initiator(500)?;
-            Ok(Arc::new(material))
-        })
+        .map(|path| Ok(Arc::new(Material::load(path, server, local)?)))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let materials = Arc::new(materials);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -167,6 +167,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             let (tally, next, stopped) = (tally.clone(), next.clone(), stopped.clone());
             let count = args.count;
             workers.push(tokio::spawn(async move {
+                let mut spare = None;
                 loop {
                     let index = next.fetch_add(1, Ordering::Relaxed);
                     if index >= count {
@@ -176,16 +177,20 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                     let pick = if hold { index } else { worker };
                     let material = materials[pick as usize % materials.len()].clone();
                     let began = now().mono;
-                    match tokio::time::timeout(timeout, handshake(&material, hold)).await {
-                        Ok(Ok(established)) => {
+                    let attempt = handshake(&material, hold, spare.take());
+                    match tokio::time::timeout(timeout, attempt).await {
+                        Ok(Ok(ended)) => {
                             tally.ok.fetch_add(1, Ordering::Relaxed);
                             let us = now().mono.duration_since(began).as_micros() as u64;
                             lock(&tally.latencies_us).push(us);
-                            if let Some(sa) = established {
-                                tally.up.fetch_add(1, Ordering::Relaxed);
-                                let task =
-                                    tokio::spawn(hold_sa(sa, stopped.clone(), tally.clone()));
-                                lock(&tally.held).push(task);
+                            match ended {
+                                Ended::Deleted(kept) => spare = Some(kept),
+                                Ended::Held(sa) => {
+                                    tally.up.fetch_add(1, Ordering::Relaxed);
+                                    let task =
+                                        tokio::spawn(hold_sa(*sa, stopped.clone(), tally.clone()));
+                                    lock(&tally.held).push(task);
+                                }
                             }
                         }
                         Ok(Err(error)) => {
@@ -344,29 +349,55 @@ impl Initiator {
     }
 }
 
-/// One handshake up to PeerUp; then DELETE and its answer, or, with `hold`, the established
-/// initiator is handed back.
-async fn handshake(material: &Material, hold: bool) -> anyhow::Result<Option<Initiator>> {
-    let socket = UdpSocket::bind((material.local, 0)).await?;
+/// What a handshake leaves behind.
+enum Ended {
+    /// `--hold`: the established SA, to be kept up.
+    Held(Box<Initiator>),
+    /// The IKE SA was deleted: its socket and buffer, for the worker's next handshake.
+    Deleted(Spare),
+}
+
+/// A worker's socket and receive buffer, used again by its next handshake: binding a socket
+/// and zeroing 64 KiB for each would spend CPU that the initiator shares with the responder.
+/// A late datagram of the previous SA carries SPIs the next endpoint does not know; it
+/// ignores them.
+struct Spare {
+    socket: UdpSocket,
+    buf: Vec<u8>,
+}
+
+/// One handshake up to PeerUp, from the worker's `spare` socket if it has one; then DELETE
+/// and its answer, or, with `hold`, the established initiator is handed back.
+async fn handshake(material: &Material, hold: bool, spare: Option<Spare>) -> anyhow::Result<Ended> {
+    let Spare { socket, buf } = match spare {
+        Some(spare) => spare,
+        None => Spare {
+            socket: UdpSocket::bind((material.template.local_addr, 0)).await?,
+            buf: vec![0u8; 65536],
+        },
+    };
     let port = socket.local_addr()?.port();
-    let initiator = material.initiator(port)?;
+    let initiator = material.initiator(port);
     let nat_port = initiator.common.nat_port;
     let endpoint = Endpoint::initiator(initiator, now(), &mut OsRandom);
     let mut sa = Initiator {
         socket,
         endpoint,
-        local: SocketAddrV4::new(material.local, port),
+        local: SocketAddrV4::new(material.template.local_addr, port),
         nat_port,
-        buf: vec![0u8; 65536],
+        buf,
     };
     loop {
         sa.flush().await?;
         while let Some(output) = sa.endpoint.poll_output() {
             match output {
-                Output::PeerUp { .. } if hold => return Ok(Some(sa)),
+                Output::PeerUp { .. } if hold => return Ok(Ended::Held(Box::new(sa))),
                 Output::PeerUp { .. } => {
                     sa.delete().await?;
-                    return Ok(None);
+                    return Ok(Ended::Deleted(Spare {
+                        socket: sa.socket,
+                        buf: sa.buf,
+                    }));
                 }
                 Output::Refused { reason, .. } => anyhow::bail!("refused: {reason}"),
                 Output::PeerDown { reason, .. } => anyhow::bail!("peer down: {reason}"),
