@@ -8,8 +8,8 @@
 //! are sent. Their answers are awaited alongside everything else (the forwarder carries requests
 //! out in the order they were sent): the loop goes on with the next IKE message meanwhile, and
 //! many requests share one wake-up of the forwarder. A server's key derivation after IKE_SA_INIT
-//! and its IKE_AUTH signature work run on worker threads ([`workers`]), their results taken in
-//! the same loop.
+//! and its IKE_AUTH signature work run as jobs, on worker threads while the driver has other
+//! work ([`workers`]), their results taken in the same loop.
 
 mod forwarder_start;
 pub mod icmp;
@@ -170,12 +170,18 @@ pub async fn run_with_registry(
     let (mut endpoint, workers) = match role {
         Role::Responder(c) => {
             let mut endpoint = Endpoint::responder(c, now(), &mut rng);
-            // X25519 and key derivation, signatures and certificate checks on the other cores
-            // (workers::default_count).
+            // X25519 and key derivation, signatures and certificate checks as jobs, on the
+            // other cores while the driver has other work (workers::default_count; none on a
+            // single core).
             endpoint.defer_crypto(true);
-            let workers = workers::Workers::start(workers::default_count(), done_tx)
-                .context("starting the IKE worker threads")?;
-            (endpoint, Some(workers))
+            let workers = match workers::default_count() {
+                0 => None,
+                count => Some(
+                    workers::Workers::start(count, done_tx)
+                        .context("starting the IKE worker threads")?,
+                ),
+            };
+            (endpoint, workers)
         }
         Role::Initiator(c) => (Endpoint::initiator(c, now(), &mut rng), None),
     };
@@ -424,6 +430,9 @@ impl Driver {
         match wake {
             Wake::Datagram(n, from) => self.datagram(&buf[..n], from),
             Wake::CryptoDone(done) => {
+                if let Some(workers) = &mut self.workers {
+                    workers.finished();
+                }
                 self.endpoint
                     .handle_crypto_done(now(), *done, &mut self.rng);
             }
@@ -611,26 +620,44 @@ impl Driver {
         }
     }
 
-    /// Carries out everything the endpoint queued: IKE messages, then forwarder requests and
+    /// Whether the driver has other work waiting right now (an event put back, a crypto
+    /// result, an IKE datagram), which it can do while a worker runs a job.
+    fn other_work_waiting(&self) -> bool {
+        !self.backlog.is_empty()
+            || !self.crypto_done.is_empty()
+            || self.udp.try_peek_sender().is_ok()
+    }
+
+    /// Carries out everything the endpoint queued: crypto jobs (handed to a worker, or run
+    /// here once the messages before them are out), IKE messages, then forwarder requests and
     /// log lines, in order.
     async fn flush(&mut self) -> anyhow::Result<()> {
         loop {
             let mut progressed = false;
-            while let Some(job) = self.endpoint.poll_crypto_job() {
-                let job = match &self.workers {
-                    Some(workers) => workers.run(job).err(),
-                    None => Some(job),
-                };
-                if let Some(job) = job {
-                    // No worker to take it: do it here.
-                    self.endpoint
-                        .handle_crypto_done(now(), job.run(), &mut self.rng);
-                }
+            let jobs: Vec<_> = std::iter::from_fn(|| self.endpoint.poll_crypto_job()).collect();
+            let mut here = Vec::new();
+            if !jobs.is_empty() {
                 progressed = true;
+                let waiting = self.other_work_waiting();
+                let last = jobs.len() - 1;
+                for (i, job) in jobs.into_iter().enumerate() {
+                    // A later job of this flush is work for the driver too.
+                    let job = match &mut self.workers {
+                        Some(workers) if workers.takes_job(waiting || i < last) => {
+                            workers.run(job).err()
+                        }
+                        _ => Some(job),
+                    };
+                    here.extend(job);
+                }
             }
             while let Some(transmit) = self.endpoint.poll_transmit() {
                 progressed = true;
                 self.send(transmit).await?;
+            }
+            for job in here {
+                self.endpoint
+                    .handle_crypto_done(now(), job.run(), &mut self.rng);
             }
             while let Some(output) = self.endpoint.poll_output() {
                 progressed = true;
