@@ -621,7 +621,9 @@ impl Driver {
     }
 
     /// Whether the driver has other work waiting right now (an event put back, a crypto
-    /// result, an IKE datagram), which it can do while a worker runs a job.
+    /// result, an IKE datagram), which it can do while a worker runs a job. The peek leaves
+    /// the datagram queued, and takes no error: only a client's socket reports ICMP errors
+    /// (`icmp::report_errors`), and only a server hands jobs out.
     fn other_work_waiting(&self) -> bool {
         !self.backlog.is_empty()
             || !self.crypto_done.is_empty()
@@ -638,7 +640,9 @@ impl Driver {
             let mut here = Vec::new();
             if !jobs.is_empty() {
                 progressed = true;
-                let waiting = self.other_work_waiting();
+                // Looked at only when a worker could take a job.
+                let waiting = self.workers.as_ref().is_some_and(|w| w.takes_job(true))
+                    && self.other_work_waiting();
                 let last = jobs.len() - 1;
                 for (i, job) in jobs.into_iter().enumerate() {
                     // A later job of this flush is work for the driver too.
