@@ -20,7 +20,8 @@
 #   perf profile of the hometun responder's rounds there; with SYSCALLS=1 count its system
 #   calls and context switches instead), HELD (that many other homes, each its own identity,
 #   keep an IKE SA and CHILD SA up on every responder during the rounds, as on a server with
-#   many homes; default 0).
+#   many homes; default 0), SERVER_CPUS (run the hometun servers on these CPUs only, e.g. 0
+#   for a single-core server: `taskset -c`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -161,7 +162,7 @@ PY
 
 # --- hometun responder (and the baseline binary's, at 192.0.2.4 with the same PKI)
 start_server() { # namespace binary config log -> pid
-  ip netns exec $1 "$2" server --config $3 >$4 2>&1 &
+  ip netns exec $1 ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$2" server --config $3 >$4 2>&1 &
   local pid=$!
   for _ in $(seq 100); do grep -q "IKE on" $4 2>/dev/null && break; sleep 0.1; done
   grep -q "IKE on" $4 || { echo "hometun server did not start:" >&2; cat $4 >&2; exit 1; }
