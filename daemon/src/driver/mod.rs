@@ -39,7 +39,7 @@ use crate::status::{StatusReport, StatusRequest};
 pub use forwarder_start::ForwarderSource;
 use forwarder_start::open_configured_forwarder;
 use hometun_ike::endpoint::{Endpoint, InitiatorConfig, Output, ResponderConfig, Transmit};
-use hometun_ike::notice::Level;
+use hometun_ike::notice::{Level, Notice};
 use optional::{child_exit, home_lost, renewal_due, renewal_result};
 
 /// How often the forwarder's counters are fetched (liveness, make-before-break, status).
@@ -341,9 +341,43 @@ struct Driver {
 /// A forwarder request on its way, and what its answer is for.
 struct InFlight {
     what: &'static str,
-    /// An Install: its inbound SPI and log line (logged once the forwarder confirmed it).
-    install: Option<(hometun_control::Spi, String)>,
+    install: Option<PendingInstall>,
     reply: PendingReply,
+}
+
+/// An Install on its way. Its line is logged once the forwarder confirmed it, and so are the
+/// lines that tell of the pair's end or its peer's (the pair deleted, the peer down) when
+/// they come before that: under load the forwarder answers after the next messages of the
+/// peer are handled, and the log must not tell of a pair's end before its start.
+struct PendingInstall {
+    spi_in: hometun_control::Spi,
+    peer: hometun_control::PeerId,
+    line: String,
+    held: Vec<HeldLine>,
+}
+
+/// Which install a log line must follow.
+#[derive(Clone, Copy)]
+enum InstallOf {
+    /// The pair's, by its inbound SPI.
+    Pair(hometun_control::Spi),
+    /// Any of the peer's.
+    Peer(hometun_control::PeerId),
+}
+
+/// A log line held until an install's answer.
+enum HeldLine {
+    Notice(Notice),
+    Info(String),
+}
+
+impl HeldLine {
+    fn log(&self) {
+        match self {
+            HeldLine::Notice(notice) => log_notice(notice),
+            HeldLine::Info(line) => tracing::info!("{line}"),
+        }
+    }
 }
 
 impl Driver {
@@ -720,7 +754,10 @@ impl Driver {
                 if let Some(holders) = &self.holders {
                     holders.down(&name);
                 }
-                tracing::info!("peer down: {name} ({peer}): {reason}");
+                self.log_after_install(
+                    InstallOf::Peer(peer),
+                    HeldLine::Info(format!("peer down: {name} ({peer}): {reason}")),
+                );
                 self.send_request(Request::NamePeer { peer, name: None })
                     .await?;
             }
@@ -741,7 +778,12 @@ impl Driver {
                     "CHILD SA rekeyed ({name}): inbound SPI {old_spi_in} -> {new_spi_in}"
                 );
             }
-            Output::Notice(notice) => log_notice(&notice),
+            Output::Notice(notice) => match notice {
+                Notice::ChildDeleted { spi_in, .. } => {
+                    self.log_after_install(InstallOf::Pair(spi_in), HeldLine::Notice(notice));
+                }
+                notice => log_notice(&notice),
+            },
         }
         Ok(())
     }
@@ -760,7 +802,12 @@ impl Driver {
         }
         let what = request_name(&request);
         let install = match &request {
-            Request::Install(sa) => Some((sa.spi_in, install_line(sa))),
+            Request::Install(sa) => Some(PendingInstall {
+                spi_in: sa.spi_in,
+                peer: sa.peer,
+                line: install_line(sa),
+                held: Vec::new(),
+            }),
             _ => None,
         };
         if !matches!(request, Request::GetCounters | Request::SendIke { .. }) {
@@ -798,31 +845,61 @@ impl Driver {
         self.answered(oldest, answer).await
     }
 
-    /// The forwarder answered a request of the endpoint's: an installed pair is logged, a
-    /// refused one handed back to the endpoint (IKE acts on it, so that the two never disagree
-    /// about which pairs exist), other refusals are logged; a dead channel is an error.
+    /// The forwarder answered a request of the endpoint's: an installed pair is logged (then the
+    /// lines held behind it: `log_after_install`), a refused one handed back to the endpoint
+    /// (IKE acts on it, so that the two never disagree about which pairs exist), other refusals
+    /// are logged; a dead channel is an error.
     async fn answered(
         &mut self,
         request: InFlight,
         answer: Result<hometun_control::Response, LinkError>,
     ) -> anyhow::Result<()> {
-        match (answer, request.install) {
-            (Ok(_), Some((_, line))) => tracing::info!("{line}"),
-            (Ok(_), None) => {}
-            (Err(LinkError::Refused(refusal)), Some((spi_in, line))) => {
-                tracing::warn!("forwarder refused {line}: {refusal}");
-                self.endpoint
-                    .handle_install_refused(now(), spi_in, &refusal, &mut self.rng);
+        let outcome = match (answer, &request.install) {
+            (Ok(_), Some(install)) => {
+                tracing::info!("{}", install.line);
+                Ok(())
+            }
+            (Ok(_), None) => Ok(()),
+            (Err(LinkError::Refused(refusal)), Some(install)) => {
+                tracing::warn!("forwarder refused {}: {refusal}", install.line);
+                self.endpoint.handle_install_refused(
+                    now(),
+                    install.spi_in,
+                    &refusal,
+                    &mut self.rng,
+                );
+                Ok(())
             }
             (Err(LinkError::Refused(refusal)), None) => {
                 tracing::warn!("forwarder refused {}: {refusal}", request.what);
+                Ok(())
             }
-            (Err(LinkError::Closed), _) => return Err(self.forwarder_gone().await),
-            (Err(error), _) => {
-                return Err(anyhow::anyhow!("forwarder ({}): {error}", request.what));
-            }
+            (Err(LinkError::Closed), _) => Err(self.forwarder_gone().await),
+            (Err(error), _) => Err(anyhow::anyhow!("forwarder ({}): {error}", request.what)),
+        };
+        // The lines that waited for this install's.
+        if let Some(install) = &request.install {
+            install.held.iter().for_each(HeldLine::log);
         }
-        Ok(())
+        outcome
+    }
+
+    /// Logs `line`, or holds it behind the install it follows while that install is on its
+    /// way (the latest of the peer's, for a line about the peer).
+    fn log_after_install(&mut self, of: InstallOf, line: HeldLine) {
+        let install = self
+            .in_flight
+            .iter_mut()
+            .rev()
+            .filter_map(|request| request.install.as_mut())
+            .find(|install| match of {
+                InstallOf::Pair(spi_in) => install.spi_in == spi_in,
+                InstallOf::Peer(peer) => install.peer == peer,
+            });
+        match install {
+            Some(install) => install.held.push(line),
+            None => line.log(),
+        }
     }
 
     /// Sends a request to the forwarder and awaits its reply, keeping the events that arrive

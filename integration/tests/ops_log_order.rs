@@ -1,0 +1,92 @@
+//! The server's log tells each CHILD SA's story in order, also when homes come and go faster
+//! than its forwarder answers: 4 homes make 48 handshakes, 4 in flight, each deleting its IKE
+//! SA as soon as it is up (`hometun ike bench`). An install is logged once the forwarder has
+//! confirmed it, so the lines of the pair's end (deleted) and of its peer's (peer down) that
+//! come meanwhile wait for it: every "deleted" line follows its pair's "installed" line.
+
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+use std::collections::HashSet;
+
+use hometun_lab::ike_lab::{Daemon, Setup, VPS_ADDR};
+use hometun_lab::{hometun_bin, require_root};
+
+const HANDSHAKES: usize = 48;
+
+/// The inbound SPI of a "CHILD SA <in>_i <out>_o installed|deleted" line, and which it is.
+fn child_line(line: &str) -> Option<(&str, &str)> {
+    let rest = &line[line.find("CHILD SA ")? + "CHILD SA ".len()..];
+    let mut words = rest.split_whitespace();
+    let spi_in = words.next()?.strip_suffix("_i")?;
+    words.next()?.strip_suffix("_o")?;
+    let what = words.next()?.trim_end_matches(':');
+    matches!(what, "installed" | "deleted").then_some((spi_in, what))
+}
+
+#[test]
+fn a_pair_deleted_before_its_install_was_confirmed_is_logged_after_it() {
+    if !require_root("a_pair_deleted_before_its_install_was_confirmed_is_logged_after_it") {
+        return;
+    }
+    let setup = Setup::new(1).unwrap();
+    let mut configs = setup.client_tomls.clone();
+    for i in 1..4 {
+        let dir = setup.lab.dir().join(format!("home{i}"));
+        configs.push(setup.pki.client(&dir, &format!("home{i}.example")).unwrap());
+    }
+    let server: Daemon = setup.start_server().unwrap();
+
+    // 4 in flight stays under the default per-source half-open bound (8).
+    let mut command = setup.lab.homes[0].ns.command(&hometun_bin().unwrap());
+    command.env("RUST_LOG", "warn").args([
+        "ike",
+        "bench",
+        &VPS_ADDR.to_string(),
+        "--count",
+        &HANDSHAKES.to_string(),
+        "--concurrency",
+        "4",
+    ]);
+    for config in &configs {
+        command.arg("--config").arg(config);
+    }
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains(&format!("ok {HANDSHAKES} failed 0")),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        server.log_text()
+    );
+    // Every pair's end is logged (the DELETE answers were awaited).
+    let all_deleted = || {
+        server
+            .log_text()
+            .lines()
+            .filter(|line| child_line(line).is_some_and(|(_, what)| what == "deleted"))
+            .count()
+            == HANDSHAKES
+    };
+    assert!(
+        hometun_lab::wait_for(std::time::Duration::from_secs(10), all_deleted),
+        "{}",
+        server.log_text()
+    );
+
+    let log = server.log_text();
+    let mut installed = HashSet::new();
+    for line in log.lines() {
+        match child_line(line) {
+            Some((spi_in, "installed")) => {
+                installed.insert(spi_in.to_string());
+            }
+            Some((spi_in, _)) => assert!(
+                installed.contains(spi_in),
+                "CHILD SA {spi_in} logged as deleted before it was logged as installed:\n{log}"
+            ),
+            None => {}
+        }
+    }
+    assert_eq!(installed.len(), HANDSHAKES, "{log}");
+    server.stop().unwrap();
+}
