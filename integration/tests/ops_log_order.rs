@@ -1,17 +1,28 @@
-//! The server's log tells each CHILD SA's story in order, also when homes come and go faster
-//! than its forwarder answers: 4 homes make 48 handshakes, 4 in flight, each deleting its IKE
-//! SA as soon as it is up (`hometun ike bench`). An install is logged once the forwarder has
-//! confirmed it, so the lines of the pair's end (deleted) and of its peer's (peer down) that
-//! come meanwhile wait for it: every "deleted" line follows its pair's "installed" line.
+//! The server's log tells each CHILD SA's and each home's story in order, also when homes
+//! come and go faster than its forwarder answers: 4 homes make 48 handshakes, 4 in flight,
+//! each deleting its IKE SA as soon as it is up (`hometun ike bench`). An install is logged
+//! once the forwarder has confirmed it, so the lines about the pair and its peer that come
+//! meanwhile wait for it: every "deleted" line follows its pair's "installed" line, and each
+//! home's "peer up" and "peer down" lines alternate.
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use hometun_lab::ike_lab::{Daemon, Setup, VPS_ADDR};
 use hometun_lab::{hometun_bin, require_root};
 
 const HANDSHAKES: usize = 48;
+
+/// The name in a "peer up: NAME (..." or "peer down: NAME (..." line, and whether it is up.
+fn peer_line(line: &str) -> Option<(&str, bool)> {
+    let (rest, up) = match (line.find("peer up: "), line.find("peer down: ")) {
+        (Some(at), _) => (&line[at + "peer up: ".len()..], true),
+        (None, Some(at)) => (&line[at + "peer down: ".len()..], false),
+        (None, None) => return None,
+    };
+    Some((rest.split_whitespace().next()?, up))
+}
 
 /// The inbound SPI of a "CHILD SA <in>_i <out>_o installed|deleted" line, and which it is.
 fn child_line(line: &str) -> Option<(&str, &str)> {
@@ -75,7 +86,17 @@ fn a_pair_deleted_before_its_install_was_confirmed_is_logged_after_it() {
 
     let log = server.log_text();
     let mut installed = HashSet::new();
+    let mut up = HashMap::new();
     for line in log.lines() {
+        if let Some((name, now_up)) = peer_line(line) {
+            let was_up = up.insert(name.to_string(), now_up).unwrap_or(false);
+            assert_ne!(
+                was_up,
+                now_up,
+                "{name}: two \"peer {}\" lines in a row:\n{log}",
+                if now_up { "up" } else { "down" }
+            );
+        }
         match child_line(line) {
             Some((spi_in, "installed")) => {
                 installed.insert(spi_in.to_string());
@@ -88,5 +109,6 @@ fn a_pair_deleted_before_its_install_was_confirmed_is_logged_after_it() {
         }
     }
     assert_eq!(installed.len(), HANDSHAKES, "{log}");
+    assert!(up.values().all(|up| !up), "a home still up: {up:?}\n{log}");
     server.stop().unwrap();
 }

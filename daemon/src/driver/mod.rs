@@ -346,9 +346,10 @@ struct InFlight {
 }
 
 /// An Install on its way. Its line is logged once the forwarder confirmed it, and so are the
-/// lines that tell of the pair's end or its peer's (the pair deleted, the peer down) when
-/// they come before that: under load the forwarder answers after the next messages of the
-/// peer are handled, and the log must not tell of a pair's end before its start.
+/// lines about the pair (deleted) and its peer (up, down, rekeyed) that come before that:
+/// under load the forwarder answers after the peer's next messages are handled, and the log
+/// must tell each pair's and each peer's story in order, never an end before its start, nor
+/// a new start before the last end.
 struct PendingInstall {
     spi_in: hometun_control::Spi,
     peer: hometun_control::PeerId,
@@ -740,11 +741,12 @@ impl Driver {
                 if let Some(holders) = &self.holders {
                     holders.up(&name, now().wall);
                 }
-                if reauthenticated {
-                    tracing::info!("peer re-authenticated: {name} ({peer}) at {remote}");
+                let line = if reauthenticated {
+                    format!("peer re-authenticated: {name} ({peer}) at {remote}")
                 } else {
-                    tracing::info!("peer up: {name} ({peer}) at {remote}");
-                }
+                    format!("peer up: {name} ({peer}) at {remote}")
+                };
+                self.log_after_install(InstallOf::Peer(peer), HeldLine::Info(line));
                 // The forwarder's roaming lines then name the peer as we do.
                 let name = Some(name);
                 self.send_request(Request::NamePeer { peer, name }).await?;
@@ -769,15 +771,16 @@ impl Driver {
                 .refusals
                 .log(now().mono, name.as_deref(), remote, &reason),
             Output::Rekeyed {
-                peer: _,
+                peer,
                 name,
                 old_spi_in,
                 new_spi_in,
-            } => {
-                tracing::info!(
+            } => self.log_after_install(
+                InstallOf::Peer(peer),
+                HeldLine::Info(format!(
                     "CHILD SA rekeyed ({name}): inbound SPI {old_spi_in} -> {new_spi_in}"
-                );
-            }
+                )),
+            ),
             Output::Notice(notice) => match notice {
                 Notice::ChildDeleted { spi_in, .. } => {
                     self.log_after_install(InstallOf::Pair(spi_in), HeldLine::Notice(notice));
