@@ -5,8 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
-use hometun_lab::ike_lab::{Daemon, Setup, VPS_ADDR};
-use hometun_lab::{hometun_bin, require_root};
+use hometun_lab::ike_lab::{Daemon, Setup};
+use hometun_lab::require_root;
 
 /// The calling thread's CPU affinity (inherited by the processes it starts).
 fn affinity() -> libc::cpu_set_t {
@@ -63,11 +63,7 @@ fn a_server_on_one_core_runs_its_crypto_jobs_itself_and_homes_come_up() {
         return;
     }
     let setup = Setup::new(1).unwrap();
-    let mut configs = setup.client_tomls.clone();
-    for i in 1..4 {
-        let dir = setup.lab.dir().join(format!("home{i}"));
-        configs.push(setup.pki.client(&dir, &format!("home{i}.example")).unwrap());
-    }
+    let configs = setup.identities("home", 4).unwrap();
     // The server sees one core, as on a single-vCPU VPS.
     let all = affinity();
     set_affinity(&one_cpu(&all));
@@ -86,20 +82,11 @@ fn a_server_on_one_core_runs_its_crypto_jobs_itself_and_homes_come_up() {
     );
 
     // One config per handshake in flight: each home has its own identity.
-    let mut command = setup.lab.homes[0].ns.command(&hometun_bin().unwrap());
-    command.env("RUST_LOG", "warn").args([
-        "ike",
-        "bench",
-        &VPS_ADDR.to_string(),
-        "--count",
-        "24",
-        "--concurrency",
-        "4",
-    ]);
-    for config in &configs {
-        command.arg("--config").arg(config);
-    }
-    let output = command.output().unwrap();
+    let output = setup
+        .ike_bench(&configs, &["--count", "24", "--concurrency", "4"])
+        .unwrap()
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success() && stdout.contains("ok 24 failed 0"),

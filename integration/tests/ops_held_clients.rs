@@ -10,9 +10,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use hometun_lab::ike_lab::{Daemon, Setup, VPS_ADDR};
+use hometun_lab::ike_lab::{Daemon, Setup};
 use hometun_lab::roaming_ike_lab::wait_status;
-use hometun_lab::{Guarded, hometun_bin, require_root};
+use hometun_lab::{Guarded, require_root};
 
 const HOMES: usize = 50;
 
@@ -30,29 +30,18 @@ fn fifty_held_clients_are_up_at_once_and_leave_nothing_behind() {
         return;
     }
     let setup = Setup::new(1).unwrap();
-    let mut configs = setup.client_tomls.clone();
-    for i in 1..HOMES {
-        let dir = setup.lab.dir().join(format!("held{i}"));
-        configs.push(setup.pki.client(&dir, &format!("held{i}.example")).unwrap());
-    }
+    let configs = setup.identities("held", HOMES).unwrap();
     let server: Daemon = setup.start_server().unwrap();
 
     // All homes come from one address; 4 in flight stays under the default per-source
     // half-open bound (8) and cookie threshold (32).
-    let mut command = setup.lab.homes[0].ns.command(&hometun_bin().unwrap());
-    command.env("RUST_LOG", "warn").args([
-        "ike",
-        "bench",
-        &VPS_ADDR.to_string(),
-        "--count",
-        &HOMES.to_string(),
-        "--concurrency",
-        "4",
-        "--hold",
-    ]);
-    for config in &configs {
-        command.arg("--config").arg(config);
-    }
+    let count = HOMES.to_string();
+    let command = setup
+        .ike_bench(
+            &configs,
+            &["--count", &count, "--concurrency", "4", "--hold"],
+        )
+        .unwrap();
     let mut initiator = Guarded::spawn_piped(command, "hometun ike bench --hold").unwrap();
     let handshakes = initiator.read_line().unwrap();
     assert!(

@@ -9,8 +9,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use hometun_lab::ike_lab::{Daemon, Setup, VPS_ADDR};
-use hometun_lab::{hometun_bin, require_root};
+use hometun_lab::ike_lab::{Daemon, Setup};
+use hometun_lab::require_root;
 
 const HANDSHAKES: usize = 48;
 
@@ -40,28 +40,16 @@ fn a_pair_deleted_before_its_install_was_confirmed_is_logged_after_it() {
         return;
     }
     let setup = Setup::new(1).unwrap();
-    let mut configs = setup.client_tomls.clone();
-    for i in 1..4 {
-        let dir = setup.lab.dir().join(format!("home{i}"));
-        configs.push(setup.pki.client(&dir, &format!("home{i}.example")).unwrap());
-    }
+    let configs = setup.identities("home", 4).unwrap();
     let server: Daemon = setup.start_server().unwrap();
 
     // 4 in flight stays under the default per-source half-open bound (8).
-    let mut command = setup.lab.homes[0].ns.command(&hometun_bin().unwrap());
-    command.env("RUST_LOG", "warn").args([
-        "ike",
-        "bench",
-        &VPS_ADDR.to_string(),
-        "--count",
-        &HANDSHAKES.to_string(),
-        "--concurrency",
-        "4",
-    ]);
-    for config in &configs {
-        command.arg("--config").arg(config);
-    }
-    let output = command.output().unwrap();
+    let count = HANDSHAKES.to_string();
+    let output = setup
+        .ike_bench(&configs, &["--count", &count, "--concurrency", "4"])
+        .unwrap()
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success() && stdout.contains(&format!("ok {HANDSHAKES} failed 0")),

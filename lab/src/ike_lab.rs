@@ -9,7 +9,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -575,6 +575,32 @@ impl Setup {
             bail!("the server did not come up:\n{}", daemon.log_text());
         }
         Ok(daemon)
+    }
+
+    /// The first home's client config and `count - 1` more, each its own identity,
+    /// certificate and /64 (`<stem>N.example`): for `hometun ike bench`, which takes one
+    /// config per handshake in flight, or per SA held.
+    pub fn identities(&self, stem: &str, count: usize) -> anyhow::Result<Vec<PathBuf>> {
+        let mut configs = vec![self.client_tomls[0].clone()];
+        for i in 1..count {
+            let dir = self.lab.dir().join(format!("{stem}{i}"));
+            configs.push(self.pki.client(&dir, &format!("{stem}{i}.example"))?);
+        }
+        Ok(configs)
+    }
+
+    /// `hometun ike bench` against the server from the first home's namespace, with these
+    /// configs and `args` (`--count`, `--concurrency`, `--hold`), warnings only on stderr.
+    pub fn ike_bench(&self, configs: &[PathBuf], args: &[&str]) -> anyhow::Result<Command> {
+        let mut command = self.lab.homes[0].ns.command(&hometun_bin()?);
+        command
+            .env("RUST_LOG", "warn")
+            .args(["ike", "bench", &VPS_ADDR.to_string()])
+            .args(args);
+        for config in configs {
+            command.arg("--config").arg(config);
+        }
+        Ok(command)
     }
 
     /// Starts home `i`'s client in its namespace.
