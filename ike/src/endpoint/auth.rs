@@ -152,7 +152,8 @@ impl Endpoint {
     /// doing it in place: our key pairs, made ahead in batches (an answer takes one; with none
     /// ready it is made in place), the shared secret and keys after IKE_SA_INIT, and the
     /// signature work of IKE_AUTH (the peer's certificate chain and AUTH checked, ours signed).
-    /// A responder's driver then runs them all on other cores. The half-open SA waits for its
+    /// A responder's driver then runs each on another core, or itself when it has nothing else
+    /// to do (docs/ARCHITECTURE.md, "Crypto jobs"). The half-open SA waits for its
     /// [`Endpoint::handle_crypto_done`] (until it expires): an IKE_AUTH request that comes
     /// before the keys is kept (one), a retransmission while its signature work is out is
     /// dropped.
