@@ -41,7 +41,7 @@ pub struct ForwarderArgs {
     #[arg(long, requires = "control", conflicts_with = "counters")]
     pub stop: bool,
     /// AES-GCM implementation for ESP.
-    #[arg(long, value_enum, default_value_t = AeadChoice::Ring)]
+    #[arg(long, value_enum, default_value_t = AeadChoice::AwsLc)]
     pub aead: AeadChoice,
     /// Do not use TSO/GRO offload on the TUN device.
     #[arg(long)]
@@ -65,7 +65,9 @@ pub struct ForwarderArgs {
 /// `--aead` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum AeadChoice {
-    /// ring's assembly AES-GCM (fastest here).
+    /// aws-lc's assembly AES-GCM (fastest here).
+    AwsLc,
+    /// ring's assembly AES-GCM.
     Ring,
     /// RustCrypto's aes-gcm.
     Rustcrypto,
@@ -99,6 +101,7 @@ pub fn run(args: ForwarderArgs) -> anyhow::Result<()> {
     // Block the stop signals before any thread starts, so only the signal thread sees them.
     let signals = crate::signals::StopSignals::block().context("blocking SIGTERM/SIGINT")?;
     let backend = match args.aead {
+        AeadChoice::AwsLc => AeadBackend::AwsLc,
         AeadChoice::Ring => AeadBackend::Ring,
         AeadChoice::Rustcrypto => AeadBackend::RustCrypto,
     };

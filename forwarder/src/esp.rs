@@ -336,7 +336,7 @@ mod tests {
     use super::*;
     use hometun_control::AeadAlg;
 
-    const BACKENDS: [AeadBackend; 2] = [AeadBackend::Ring, AeadBackend::RustCrypto];
+    const BACKENDS: [AeadBackend; 3] = AeadBackend::ALL;
 
     fn key128() -> AeadKey {
         let keymat: Vec<u8> = (0u8..20).collect();

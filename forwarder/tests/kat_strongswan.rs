@@ -153,7 +153,7 @@ fn strongswan_trace_opens_and_reseals() {
         let seq = window.infer_seq(esp.seq());
         window.check(seq).unwrap();
 
-        for backend in [AeadBackend::Ring, AeadBackend::RustCrypto] {
+        for backend in AeadBackend::ALL {
             let opener = EspOpener::new(spi, &key, false, backend).unwrap();
             let mut buf = original.clone();
             let opened = opener.open(seq, &mut buf).unwrap();

@@ -1,8 +1,10 @@
 //! Old keys do not outlive their pair in the forwarder's memory (docs/ARCHITECTURE.md, "Keys
 //! and forward secrecy"). A test allocator scans every heap block the forwarder gives back for
 //! the key bytes of a pair: from the Install frame that carries them, through the SAD and the
-//! AES-GCM key schedules of both backends (whose first round key is the key itself), to the
-//! pair's deletion. A key left in freed memory is found; nothing may be.
+//! AES-GCM key schedules of every backend (whose first round key is the key itself), to the
+//! pair's deletion. Blocks that C code frees (aws-lc's key schedules) are scanned too: this test
+//! binary puts its own `free` in front of the C library's. A key left in freed memory is found;
+//! nothing may be.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -53,6 +55,54 @@ unsafe impl GlobalAlloc for Scanning {
 
 #[global_allocator]
 static ALLOCATOR: Scanning = Scanning;
+
+unsafe extern "C" {
+    /// glibc's own `free`, under the name it exports beside `free`.
+    fn __libc_free(ptr: *mut std::ffi::c_void);
+    fn malloc_usable_size(ptr: *mut std::ffi::c_void) -> usize;
+}
+
+/// `free(3)` for the whole test binary (the executable's definition comes before the C
+/// library's): scans the block while armed, then hands it to glibc. aws-lc, linked into this
+/// binary, frees its AEAD contexts here (`OPENSSL_free`).
+///
+/// # Safety
+///
+/// As `free(3)`: `ptr` is null or a live block from `malloc` and friends.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn free(ptr: *mut std::ffi::c_void) {
+    if !ptr.is_null() && ARMED.load(Ordering::Relaxed) {
+        // SAFETY: a live block from malloc: its usable size is readable until it is freed.
+        let block =
+            unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), malloc_usable_size(ptr)) };
+        if block
+            .windows(16)
+            .any(|w| w == KEY_IN.as_slice() || w == KEY_OUT.as_slice())
+        {
+            FOUND.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    // SAFETY: passed on unchanged.
+    unsafe { __libc_free(ptr) }
+}
+
+/// The scan sees blocks that C code frees: a key left in one is found (else the aws-lc case
+/// below could not fail).
+#[test]
+fn the_scan_sees_what_c_code_frees() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    FOUND.store(0, Ordering::SeqCst);
+    ARMED.store(true, Ordering::SeqCst);
+    // SAFETY: a fresh block of 64 bytes, written within its bounds and freed once.
+    unsafe {
+        let block = libc::malloc(64).cast::<u8>();
+        assert!(!block.is_null());
+        std::ptr::copy_nonoverlapping(KEY_IN.as_ptr(), block.add(8), KEY_IN.len());
+        libc::free(block.cast());
+    }
+    ARMED.store(false, Ordering::SeqCst);
+    assert_eq!(FOUND.load(Ordering::SeqCst), 1);
+}
 
 fn key(alg: AeadAlg, first: &[u8; 16]) -> AeadKey {
     // On the stack (never scanned); AeadKey copies it to the heap and wipes it when dropped.
@@ -139,7 +189,7 @@ fn ipv6_packet(fill: u8) -> Vec<u8> {
 fn a_deleted_pair_leaves_no_key_in_freed_memory() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     FOUND.store(0, Ordering::SeqCst);
-    for backend in [AeadBackend::Ring, AeadBackend::RustCrypto] {
+    for backend in AeadBackend::ALL {
         for alg in [AeadAlg::AesGcm128, AeadAlg::AesGcm256] {
             ARMED.store(true, Ordering::SeqCst);
             // Home and server sides of one pair: what one seals the other opens.

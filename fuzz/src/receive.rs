@@ -131,8 +131,8 @@ fn key(alg: AeadAlg, byte: u8) -> AeadKey {
 
 fn other(backend: AeadBackend) -> AeadBackend {
     match backend {
-        AeadBackend::Ring => AeadBackend::RustCrypto,
-        AeadBackend::RustCrypto => AeadBackend::Ring,
+        AeadBackend::AwsLc => AeadBackend::Ring,
+        AeadBackend::Ring | AeadBackend::RustCrypto => AeadBackend::AwsLc,
     }
 }
 
@@ -170,9 +170,9 @@ impl Lab {
     /// pairs, 4-5: limits, 6: AES-256, 7: ESN).
     pub fn new(config: u8) -> Self {
         let backend = if config & 1 == 0 {
-            AeadBackend::Ring
+            AeadBackend::AwsLc
         } else {
-            AeadBackend::RustCrypto
+            AeadBackend::Ring
         };
         let (tx, events) = events::channel();
         let sad = Sad::new(tx.clone(), backend);
