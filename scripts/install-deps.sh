@@ -51,7 +51,7 @@ packages=(
   libstrongswan-standard-plugins # gcm openssl
   libstrongswan-extra-plugins # curve25519
   libcharon-extra-plugins # kernel-libipsec addrblock
-  # compilers: ring's C and, for the fuzz smoke run, libFuzzer's C++
+  # compilers: ring's and aws-lc's C and, for the fuzz smoke run, libFuzzer's C++
   gcc
   g++
   libc6-dev
