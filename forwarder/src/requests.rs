@@ -494,7 +494,7 @@ mod tests {
     #[test]
     fn a_server_installs_only_what_it_granted_inside_its_pool() {
         let (mut handler, _events) =
-            RequestHandler::new(RecordingPlatform::default(), AeadBackend::default());
+            RequestHandler::new(RecordingPlatform::default(), AeadBackend::AwsLc);
         let mut config = interface();
         let pool = net("2001:db8:100::/48");
         config.peer_pool = Some(pool);
@@ -602,7 +602,7 @@ mod tests {
     #[test]
     fn a_narrower_pool_removes_the_pairs_outside_it() {
         let (mut handler, _events) =
-            RequestHandler::new(RecordingPlatform::default(), AeadBackend::default());
+            RequestHandler::new(RecordingPlatform::default(), AeadBackend::AwsLc);
         let mut config = interface();
         config.peer_pool = Some(net("2001:db8:100::/47"));
         handler.handle(Request::Configure(config)).unwrap();

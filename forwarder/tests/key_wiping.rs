@@ -251,8 +251,7 @@ fn a_pair_sent_over_a_control_connection_leaves_no_key_in_freed_memory() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     FOUND.store(0, Ordering::SeqCst);
     ARMED.store(true, Ordering::SeqCst);
-    let (handler, events) =
-        RequestHandler::new(RecordingPlatform::default(), AeadBackend::default());
+    let (handler, events) = RequestHandler::new(RecordingPlatform::default(), AeadBackend::AwsLc);
     let server = Server::new(handler, events);
     let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
     server.adopt(theirs);

@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = decode_frame::<FromForwarder>(data);
 
     let (mut handler, events) =
-        RequestHandler::new(RecordingPlatform::default(), AeadBackend::default());
+        RequestHandler::new(RecordingPlatform::default(), AeadBackend::AwsLc);
     // Start configured, so that installs and the rest are reachable at once.
     let configured = handler.handle(Request::Configure(InterfaceConfig::for_tests(
         "fuzz0", None,

@@ -29,13 +29,13 @@ static KEY: LazyLock<AeadKey> = LazyLock::new(|| {
     AeadKey::from_keymat(AeadAlg::AesGcm128, &[0x5a; 20]).expect("20 bytes for AES-128-GCM")
 });
 static AEAD: LazyLock<Box<dyn EspAead>> =
-    LazyLock::new(|| new_aead(&KEY, AeadBackend::default()).expect("valid key"));
+    LazyLock::new(|| new_aead(&KEY, AeadBackend::AwsLc).expect("valid key"));
 static OPENER: LazyLock<EspOpener> =
-    LazyLock::new(|| EspOpener::new(SPI, &KEY, false, AeadBackend::default()).expect("valid key"));
+    LazyLock::new(|| EspOpener::new(SPI, &KEY, false, AeadBackend::AwsLc).expect("valid key"));
 static OPENER_ESN: LazyLock<EspOpener> =
-    LazyLock::new(|| EspOpener::new(SPI, &KEY, true, AeadBackend::default()).expect("valid key"));
+    LazyLock::new(|| EspOpener::new(SPI, &KEY, true, AeadBackend::AwsLc).expect("valid key"));
 static SEALER: LazyLock<EspSealer> =
-    LazyLock::new(|| EspSealer::new(SPI, &KEY, false, AeadBackend::default()).expect("valid key"));
+    LazyLock::new(|| EspSealer::new(SPI, &KEY, false, AeadBackend::AwsLc).expect("valid key"));
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {

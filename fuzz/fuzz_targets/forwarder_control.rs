@@ -174,7 +174,7 @@ fn overlaps(a: &Ipv6Net, b: &Ipv6Net) -> bool {
 
 fuzz_target!(|data: &[u8]| {
     let (mut handler, _events) =
-        RequestHandler::new(RecordingPlatform::default(), AeadBackend::default());
+        RequestHandler::new(RecordingPlatform::default(), AeadBackend::AwsLc);
     let configured = handler.handle(Request::Configure(InterfaceConfig::for_tests(
         "fuzz0",
         Some(pool()),

@@ -51,6 +51,16 @@ fn scenario(encap: Encap) {
     );
     let vps = lab.counters(Side::Vps).unwrap();
     assert!(vps.sas[0].rx_packets >= 3, "{vps:?}");
+    // Each forwarder timed aws-lc against ring when it started and says which it seals with.
+    for side in [Side::Home, Side::Vps] {
+        let log = std::fs::read_to_string(lab.log(side)).unwrap_or_default();
+        assert!(
+            log.contains("AES-GCM by aws-lc, the faster here")
+                || log.contains("AES-GCM by ring, the faster here"),
+            "no AES-GCM choice in the log\n{}",
+            logs(&lab)
+        );
+    }
 
     // A replayed ESP frame: captured where it leaves the bridge towards the VPS, sent again.
     let mut command = lab.tap.command(nettool());
