@@ -4,8 +4,9 @@
 #   hometun, static SAs  two `hometun forwarder --static` processes (examples/static-sa/), raw ESP
 #                        and ESP in UDP 4500
 #   hometun, daemons     `hometun server` and `hometun client` with certificates from
-#                        `hometun pki init/request/sign/import`: raw ESP (no NAT between them) and
-#                        ESP in UDP (the home behind an nftables masquerade router)
+#                        `hometun pki init/request/sign/import`: raw ESP (no NAT between them),
+#                        ESP in UDP (the home behind an nftables masquerade router), and ESP in
+#                        UDP without a NAT (`[client] force_udp_encapsulation = true`)
 #   boringtun            userspace WireGuard, Rust -- bench/reference/boringtun-pair.sh
 #   strongSwan           charon with kernel-libipsec (userspace ESP) -- bench/reference/strongswan-pair.sh
 # For each: receiver Mbit/s of iperf3 (home -> VPS), and the user + system CPU seconds of the
@@ -17,7 +18,8 @@
 #   SECONDS: iperf3 duration per measurement (default 8); ROUNDS: repetitions (default 3).
 #   Env: HOMETUN_BIN (skip the build), BT (boringtun-cli), REF (reference scripts),
 #   HOMETUN_ARGS (extra flags for the static forwarders, e.g. --no-offload or --aead rustcrypto),
-#   PAIRS (which pairs, default "static_raw static_udp daemons_raw daemons_nat boringtun strongswan"),
+#   PAIRS (which pairs, default "static_raw static_udp daemons_raw daemons_nat daemons_udp boringtun
+#   strongswan"),
 #   PERF_DIR (record a `perf` profile of both hometun ends of each hometun pair into this
 #   directory; with SYSCALLS=1 count their system calls and context switches instead),
 #   BASELINE_BIN (a second hometun binary, e.g. an older commit's: each hometun pair is measured
@@ -28,7 +30,7 @@ source bench/lib.sh
 SECONDS_PER_RUN=${1:-8}
 ROUNDS=${2:-3}
 REF=${REF:-$ROOT/bench/reference}
-PAIRS=${PAIRS:-static_raw static_udp daemons_raw daemons_nat boringtun strongswan}
+PAIRS=${PAIRS:-static_raw static_udp daemons_raw daemons_nat daemons_udp boringtun strongswan}
 export BT=${BT:-/tmp/bt/bin/boringtun-cli}
 LAB=/tmp/hometun-bench
 PY=/usr/bin/python3
@@ -150,11 +152,17 @@ make_pki() {
   "$HOMETUN_BIN" pki import --dir $LAB/pki/home $LAB/pki/home.bundle >/dev/null
 }
 
-daemons_up() { # mode: raw (no NAT) | nat (home behind a masquerading router: ESP in UDP)
-  local mode=$1
+daemons_up() { # mode: raw (no NAT) | nat (home behind a masquerading router: ESP in UDP) |
+               # udp (no NAT, the home forces ESP in UDP)
+  local mode=$1 client_toml=$LAB/pki/home/client.toml
   hometun_down
   make_pki
-  if [ "$mode" = raw ]; then
+  if [ "$mode" = udp ]; then
+    # A copy beside the original, so that its relative paths still hold.
+    client_toml=$LAB/pki/home/client-udp.toml
+    sed 's/^\[client\]$/[client]\nforce_udp_encapsulation = true/' $LAB/pki/home/client.toml >"$client_toml"
+  fi
+  if [ "$mode" != nat ]; then
     two_namespaces
   else
     # hta (home 198.51.100.2) -- htr (router: 198.51.100.1 | 192.0.2.2, masquerade) -- htb (vps)
@@ -175,7 +183,7 @@ daemons_up() { # mode: raw (no NAT) | nat (home behind a masquerading router: ES
   ip netns exec htb "$HOMETUN_BIN" server --config $LAB/pki/ca/server.toml >$LAB/server.log 2>&1 &
   echo $! > $LAB/server.pid
   for _ in $(seq 100); do grep -q "IKE on" $LAB/server.log 2>/dev/null && break; sleep 0.1; done
-  ip netns exec hta "$HOMETUN_BIN" client --config $LAB/pki/home/client.toml >$LAB/client.log 2>&1 &
+  ip netns exec hta "$HOMETUN_BIN" client --config "$client_toml" >$LAB/client.log 2>&1 &
   echo $! > $LAB/client.pid
   local up=false
   for _ in $(seq 60); do
@@ -253,6 +261,7 @@ for round in $(seq "$ROUNDS"); do
       static_udp) hometun_pair static_udp 2001:db8:ffff::1 static_up udp ;;
       daemons_raw) hometun_pair daemons_raw 2001:db8:100::1 daemons_up raw ;;
       daemons_nat) hometun_pair daemons_nat 2001:db8:100::1 daemons_up nat ;;
+      daemons_udp) hometun_pair daemons_udp 2001:db8:100::1 daemons_up udp ;;
       boringtun) measure boringtun boringtun_up; bash "$REF/boringtun-pair.sh" down >/dev/null ;;
       strongswan) measure strongswan strongswan_up; bash "$REF/strongswan-pair.sh" down >/dev/null ;;
       *) echo "unknown pair $pair" >&2; exit 2 ;;
@@ -277,6 +286,8 @@ labels = {
     "daemons_raw_base": "  the same, baseline binary",
     "daemons_nat": "hometun daemons, NAT (UDP)",
     "daemons_nat_base": "  the same, baseline binary",
+    "daemons_udp": "hometun daemons, forced UDP",
+    "daemons_udp_base": "  the same, baseline binary",
     "boringtun": "boringtun",
     "strongswan": "strongSwan (libipsec)",
 }

@@ -395,6 +395,10 @@ pub struct ClientSection {
     /// The local UDP port for IKE after NAT detection and ESP in UDP.
     #[serde(default = "default_nat_port")]
     pub nat_port: u16,
+    /// Use ESP in UDP even where no NAT is in the way (strongSwan's `encap = yes`): Linux
+    /// batches UDP (GSO/GRO) but not raw ESP, so this costs about half the CPU per GB.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force_udp_encapsulation: bool,
     /// The client's certificate (PEM).
     pub certificate: PathBuf,
     /// The client's private key (PEM, mode 0600 or stricter).
@@ -447,6 +451,7 @@ impl ClientSection {
             server_port: default_ike_port(),
             local: None,
             nat_port: default_nat_port(),
+            force_udp_encapsulation: false,
             certificate,
             private_key,
             ca,

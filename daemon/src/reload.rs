@@ -135,13 +135,14 @@ const SERVER_RESTART_KEYS: [&str; 12] = [
 ];
 
 /// Keys a client cannot change without a restart.
-const CLIENT_RESTART_KEYS: [&str; 15] = [
+const CLIENT_RESTART_KEYS: [&str; 16] = [
     "client.name",
     "client.server",
     "client.server_name",
     "client.server_port",
     "client.local",
     "client.nat_port",
+    "client.force_udp_encapsulation",
     "client.prefix",
     "client.address",
     "client.state_dir",

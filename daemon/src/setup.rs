@@ -396,6 +396,7 @@ pub fn prepare_client(config_path: &Path) -> anyhow::Result<(DriverConfig, Initi
         fallback_servers: servers,
         local_addr,
         local_prefixes: vec![c.prefix],
+        force_udp_encapsulation: c.force_udp_encapsulation,
     };
     // The home's address goes on the tunnel as a /128: the prefix itself belongs to the LAN.
     let tunnel_address =

@@ -201,6 +201,7 @@ pub fn home_endpoint(config: &Config, local: Ipv4Addr, now: Now, rng: &mut dyn R
             fallback_servers: Vec::new(),
             local_addr: local,
             local_prefixes: vec![credentials::home_prefix()],
+            force_udp_encapsulation: false,
         },
         now,
         rng,

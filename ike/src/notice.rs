@@ -304,6 +304,12 @@ pub enum Notice {
         /// The port IKE moves to.
         port: u16,
     },
+    /// No NAT lies between us and the server, but the configuration asks for ESP in UDP: IKE
+    /// moves to the NAT-T port all the same.
+    UdpEncapsulationForced {
+        /// The port IKE moves to.
+        port: u16,
+    },
     /// The client starts an IKE SA with the server.
     Connecting {
         /// The server's identity.
@@ -587,6 +593,11 @@ impl fmt::Display for Notice {
                 } else {
                     "in front of the server"
                 }
+            ),
+            Notice::UdpEncapsulationForced { port } => write!(
+                f,
+                "no NAT in the way, ESP in UDP as configured (force_udp_encapsulation); IKE moves \
+                 to port {port}"
             ),
             Notice::Connecting {
                 name,

@@ -125,6 +125,9 @@ pub struct InitiatorConfig {
     pub local_addr: Ipv4Addr,
     /// Our prefix(es): TSi; TSr is ::/0.
     pub local_prefixes: Vec<ipnet::Ipv6Net>,
+    /// Act as if a NAT were in front of us, so that both ends use ESP in UDP (RFC 7296 2.23
+    /// allows it): our NAT_DETECTION_SOURCE_IP hashes an address we do not have.
+    pub force_udp_encapsulation: bool,
 }
 
 /// When an IKE SA is rekeyed (RFC 7296 1.3.2). SK_d, from which every CHILD SA key of a rekey

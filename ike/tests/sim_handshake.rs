@@ -245,6 +245,44 @@ fn nat_detected_moves_ike_to_4500_and_esp_into_udp() {
     assert_eq!(server[0].remote.port(), 44500);
 }
 
+/// `force_udp_encapsulation` without a NAT: the server sees one in front of the client (the
+/// client's source hash names no address of its), both move to 4500 and ESP goes in UDP; the
+/// client keeps the mapping alive as if it were behind a NAT.
+#[test]
+fn a_client_forcing_udp_gets_esp_in_udp_without_a_nat() {
+    let pair = handshake(Setup {
+        force_udp_encapsulation: true,
+        ..Setup::default()
+    });
+    let sas = pair.assert_matching_pairs();
+    let client_sa = &sas[0];
+    let udp = Encapsulation::Udp {
+        local_port: 4500,
+        remote_port: 4500,
+    };
+    assert_eq!(client_sa.endpoint.local, CLIENT_ADDR);
+    assert_eq!(client_sa.endpoint.encap, udp);
+    assert_eq!(client_sa.nat_keepalive_seconds, Some(20));
+    let server_sa = &pair.server.forwarder.installed[&client_sa.spi_out.0].sa;
+    assert_eq!(server_sa.endpoint.remote, CLIENT_ADDR);
+    assert_eq!(server_sa.endpoint.encap, udp);
+    for (d, _) in &pair.trace {
+        let init = d.is(ExchangeType::IKE_SA_INIT, false) || d.is(ExchangeType::IKE_SA_INIT, true);
+        assert_eq!(d.src.port(), if init { 500 } else { 4500 });
+        assert_eq!(d.dst.port(), if init { 500 } else { 4500 });
+    }
+    let server = pair.server.endpoint.status(pair.now());
+    assert!(
+        server[0].nat,
+        "the server sees a NAT in front of the client"
+    );
+
+    // Without the option the same pair stays on raw ESP (the test above is not vacuous).
+    let pair = handshake(Setup::default());
+    let sas = pair.assert_matching_pairs();
+    assert_eq!(sas[0].endpoint.encap, Encapsulation::Raw);
+}
+
 #[test]
 fn lost_and_duplicated_handshake_messages() {
     // Drop the first IKE_SA_INIT request, the first IKE_SA_INIT response, the first IKE_AUTH

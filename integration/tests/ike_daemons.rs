@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hometun_lab::ike_lab::{
-    HOME_INNER, HOME_PREFIX, OuterCounters, Setup, VPS_INNER, edit_server, has_link, hometun, logs,
-    ping6, tcp_transfer, wait_ping,
+    HOME_INNER, HOME_PREFIX, OuterCounters, Setup, VPS_INNER, edit_client, edit_server, has_link,
+    hometun, logs, ping6, tcp_transfer, wait_ping,
 };
 use hometun_lab::{require_root, wait_for};
 
@@ -394,6 +394,73 @@ fn hometun_client_behind_nat() {
     assert!(outer.udp_bytes > TRANSFER_BYTES, "only {outer:?}");
     assert_eq!(outer.esp_packets, 0, "raw ESP through a NAT: {outer:?}");
     eprintln!("{}", server.status_table().unwrap());
+    assert!(client.stop().unwrap().success());
+    assert!(server.stop().unwrap().success());
+}
+
+/// `[client] force_udp_encapsulation = true` with no NAT in the way: both ends carry ESP in UDP
+/// 4500 (the server sees a NAT in front of the home, since the home's NAT detection hash names no
+/// address of its), and nothing goes as raw ESP.
+#[test]
+fn hometun_client_forcing_udp_without_a_nat() {
+    if !require_root("hometun_client_forcing_udp_without_a_nat") {
+        return;
+    }
+    let setup = Setup::new(1).unwrap();
+    edit_client(&setup.client_tomls[0], |c| {
+        c.client.force_udp_encapsulation = true
+    })
+    .unwrap();
+    let lab = &setup.lab;
+    let outer = OuterCounters::install(&lab.vps.ns).unwrap();
+    let server = setup.start_server().unwrap();
+    let client = setup.start_client(0).unwrap();
+    assert!(
+        wait_ping(&lab.home().ns, VPS_INNER, Duration::from_secs(30)),
+        "the tunnel did not come up\n{}",
+        logs(&[&server, &client])
+    );
+    // The home says why it moved to 4500 (not a NAT it saw).
+    assert!(
+        client
+            .log_text()
+            .contains("no NAT in the way, ESP in UDP as configured"),
+        "{}",
+        logs(&[&client])
+    );
+    let status = server.status().unwrap();
+    let peer = &status["peers"][0];
+    assert_eq!(peer["nat"], true, "{status:#}");
+    // The home's own address and NAT-T port: no NAT rewrote them.
+    assert_eq!(peer["remote"], "192.0.2.2:4500", "{status:#}");
+    let sas = status["counters"]["sas"].as_array().unwrap();
+    assert!(!sas.is_empty(), "{status:#}");
+    assert!(
+        sas.iter()
+            .all(|sa| sa["endpoint"]["encap"]["udp"].is_object()),
+        "{status:#}"
+    );
+    let (sent, received) = tcp_transfer(
+        nettool(),
+        &lab.vps.ns,
+        &lab.home().ns,
+        VPS_INNER,
+        5004,
+        TRANSFER_BYTES,
+    )
+    .unwrap_or_else(|e| panic!("transfer: {e:#}\n{}", logs(&[&server, &client])));
+    assert!(sent.starts_with(&format!("{TRANSFER_BYTES} ")), "{sent}");
+    assert_eq!(received, sent, "SHA-256 differs between the ends");
+    assert!(
+        ping6(&lab.vps.ns, HOME_INNER, 3).unwrap(),
+        "ping6 VPS -> home"
+    );
+    let outer = outer.read(&lab.vps.ns).unwrap();
+    assert!(outer.udp_bytes > TRANSFER_BYTES, "only {outer:?}");
+    assert_eq!(
+        outer.esp_packets, 0,
+        "raw ESP although UDP was forced: {outer:?}"
+    );
     assert!(client.stop().unwrap().success());
     assert!(server.stop().unwrap().success());
 }

@@ -94,6 +94,7 @@ impl Material {
                 fallback_servers: Vec::new(),
                 local_addr: local,
                 local_prefixes: vec![c.prefix],
+                force_udp_encapsulation: c.force_udp_encapsulation,
             },
         })
     }

@@ -112,6 +112,8 @@ struct InitiatorRole {
     server_identity: PeerIdentity,
     local_addr: Ipv4Addr,
     local_prefixes: Vec<ipnet::Ipv6Net>,
+    /// See [`InitiatorConfig::force_udp_encapsulation`].
+    force_udp_encapsulation: bool,
     reconnect_at: Option<Instant>,
     backoff: Duration,
     /// The servers tried after `server` when it fails, in order; the one left goes last.
@@ -222,6 +224,7 @@ impl Endpoint {
             fallbacks: config.fallback_servers.into(),
             local_addr: config.local_addr,
             local_prefixes: config.local_prefixes,
+            force_udp_encapsulation: config.force_udp_encapsulation,
             reconnect_at: None,
             backoff,
             failures: operator::FailureLog::default(),
@@ -1049,6 +1052,7 @@ fn client_params(role: &InitiatorRole, ike_port: u16, peer: Option<PeerId>) -> C
         server_identity: &role.server_identity,
         local: SocketAddrV4::new(role.local_addr, ike_port),
         local_prefixes: &role.local_prefixes,
+        force_udp_encapsulation: role.force_udp_encapsulation,
         // A fresh start tells the server to drop what it still holds of us; a
         // re-authentication keeps the old IKE SA until the new one is up.
         initial_contact: !role.reauthenticating,

@@ -1,6 +1,6 @@
 //! The initiator's (client's) steps: IKE_SA_INIT sent, IKE_AUTH sent, then established.
 
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use hometun_control::{PeerId, Spi};
@@ -36,6 +36,8 @@ pub(crate) struct ClientParams<'a> {
     pub server_identity: &'a PeerIdentity,
     pub local: SocketAddrV4,
     pub local_prefixes: &'a [Ipv6Net],
+    /// Act as if a NAT were in front of us (ESP in UDP without one).
+    pub force_udp_encapsulation: bool,
     pub initial_contact: bool,
     pub peer: PeerId,
 }
@@ -189,7 +191,14 @@ impl SaInitRequested {
             self.ke.public_ke_data().to_vec(),
         )));
         payloads.push(Payload::Nonce(wire::Nonce::new(self.ni.clone())));
-        payloads.extend(natd_payloads(self.spi_i, 0, p.local, p.server));
+        // To have ESP in UDP without a NAT, our source hash names an address we do not have:
+        // the server then sees a NAT in front of us (RFC 7296 2.23 allows this).
+        let source = if p.force_udp_encapsulation {
+            SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)
+        } else {
+            p.local
+        };
+        payloads.extend(natd_payloads(self.spi_i, 0, source, p.server));
         payloads.push(hash_algorithms_payload());
         let header = Header::new(
             ExchangeType::IKE_SA_INIT,
@@ -352,8 +361,9 @@ impl SaInitRequested {
             self.spi_i,
             spi_r,
         )?;
-        let (nat_remote, nat_local) =
+        let (nat_remote, nat_seen_local) =
             nat_detected(&message.payloads, self.spi_i, spi_r, p.server, p.local);
+        let nat_local = nat_seen_local || p.force_udp_encapsulation;
         let nat = nat_remote || nat_local;
         // Float to the NAT-T port when a NAT is in the way (RFC 7296 2.23).
         let (local, remote) = if nat {
@@ -364,9 +374,13 @@ impl SaInitRequested {
         } else {
             (p.local, p.server)
         };
-        if nat {
+        if nat_remote || nat_seen_local {
             io.notice(Notice::NatDetected {
-                in_front_of_us: nat_local,
+                in_front_of_us: nat_seen_local,
+                port: io.cfg.nat_port,
+            });
+        } else if nat {
+            io.notice(Notice::UdpEncapsulationForced {
                 port: io.cfg.nat_port,
             });
         }

@@ -13,6 +13,8 @@ pub struct Setup {
     pub client_prefixes: Vec<Ipv6Net>,
     pub server_allows: Vec<Ipv6Net>,
     pub nat: bool,
+    /// The client acts as if a NAT were in front of it (ESP in UDP without one).
+    pub force_udp_encapsulation: bool,
     pub dpd: Option<Duration>,
     pub server_dpd: Option<Duration>,
     pub cookie_threshold: u32,
@@ -41,6 +43,7 @@ impl Default for Setup {
             client_prefixes: vec![client_prefix()],
             server_allows: vec![client_prefix()],
             nat: false,
+            force_udp_encapsulation: false,
             dpd: Some(Duration::from_secs(30)),
             server_dpd: None,
             cookie_threshold: 10,
@@ -184,5 +187,6 @@ pub fn client_config(setup: &Setup, pki: &Pki) -> InitiatorConfig {
             CLIENT_ADDR
         },
         local_prefixes: setup.client_prefixes.clone(),
+        force_udp_encapsulation: setup.force_udp_encapsulation,
     }
 }
