@@ -18,8 +18,8 @@
 
 pub mod netns;
 pub use netns::{
-    Guarded, Netns, monotonic_ns, namespaces_with_prefix, one_line, printed, remove_namespace, run,
-    run_command, veth, wait_for,
+    Guarded, Netns, enter, monotonic_ns, namespaces_with_prefix, one_line, printed,
+    remove_namespace, run, run_command, veth, wait_for,
 };
 
 #[cfg(feature = "harness")]

@@ -205,6 +205,21 @@ fn namespace_pids(name: &str) -> Vec<i32> {
         .unwrap_or_default()
 }
 
+/// Moves the calling thread into the namespace `name` (for a thread made for the purpose: it
+/// stays there).
+pub fn enter(name: &str) -> anyhow::Result<()> {
+    let file = std::fs::File::open(format!("/run/netns/{name}"))
+        .with_context(|| format!("opening namespace {name}"))?;
+    // SAFETY: a valid namespace file descriptor; setns affects this thread only.
+    if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) } != 0 {
+        bail!(
+            "entering namespace {name}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
 /// Kills what still runs in a namespace and deletes it (its devices and routes go with it);
 /// whether it was deleted (someone else may have been first).
 pub fn remove_namespace(name: &str) -> bool {
