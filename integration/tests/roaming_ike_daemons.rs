@@ -6,6 +6,8 @@
 //!    reply before the change, first after, pings lost), the server's IKE SA follows and its
 //!    CHILD SA rekey after the move (a small `[limits] rekey_bytes`) reaches the home there;
 //! 2. the same behind NAT when the NAT's public address changes (ESP in UDP, a NAT rebinding);
+//! 2b. the same as 1 for a home that forces ESP in UDP (`force_udp_encapsulation`): it stays on
+//!    UDP 4500 through the move and the rekey after it;
 //! 3. an attacker replays a captured ESP packet holding the home's genuine override NA from its
 //!    own address: the endpoint does not move, and `hometun status` counts the replay.
 
@@ -14,7 +16,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hometun_lab::ike_lab::{VPS_NAME, edit_server, logs, ping6, wait_ping};
+use hometun_lab::ike_lab::{VPS_NAME, edit_client, edit_server, logs, ping6, wait_ping};
 use hometun_lab::roaming_ike_lab::{
     ATTACKER, HOME_NAME, HOME_SECOND, IkeRoamingLab, VPS_INNER, VPS_OUTER, drops, inbound_spis,
     wait_status,
@@ -53,9 +55,23 @@ fn sas_at(status: &serde_json::Value, remote: &str) -> bool {
     })
 }
 
-fn scenario(path: Path4) {
+/// Every forwarder SA of the status carries ESP in UDP.
+fn sas_udp(status: &serde_json::Value) -> bool {
+    status["counters"]["sas"].as_array().is_some_and(|sas| {
+        !sas.is_empty()
+            && sas
+                .iter()
+                .all(|sa| sa["endpoint"]["encap"]["udp"].is_object())
+    })
+}
+
+/// `force_udp`: the home sets `[client] force_udp_encapsulation`.
+fn scenario(path: Path4, force_udp: bool) {
     let mut lab = IkeRoamingLab::new(path).unwrap();
     edit_server(&lab.server_toml, |c| c.limits.rekey_bytes = REKEY_BYTES).unwrap();
+    if force_udp {
+        edit_client(&lab.client_toml, |c| c.client.force_udp_encapsulation = true).unwrap();
+    }
     let server = lab.start_server().unwrap();
     let client = lab.start_client().unwrap();
     assert!(
@@ -66,6 +82,9 @@ fn scenario(path: Path4) {
     let before = server.status().unwrap();
     assert_eq!(peer_remote(&before), lab.home_seen_from_vps().to_string());
     let first_spis = inbound_spis(&before);
+    // ESP in UDP behind the NAT or when forced, raw ESP otherwise.
+    let udp = force_udp || path == Path4::Nat;
+    assert_eq!(sas_udp(&before), udp, "{before:#}");
 
     let tools = RoamingTools {
         nettool: nettool(),
@@ -135,6 +154,16 @@ fn scenario(path: Path4) {
         logs(&[&server, &client])
     );
     assert_eq!(drops(&status, "hard-limit"), 0, "{status:#}");
+    // The move and the rekey kept the encapsulation the tunnel came up with.
+    assert_eq!(sas_udp(&status), udp, "{status:#}");
+    if force_udp {
+        assert!(
+            status["peers"][0]["remote"]
+                .as_str()
+                .is_some_and(|r| r.ends_with(":4500")),
+            "{status:#}"
+        );
+    }
     assert!(
         ping6(&lab.home, VPS_INNER, 3).unwrap(),
         "no ping6 after the rekey\n{}",
@@ -223,7 +252,15 @@ fn roaming_ike_home_address_change_under_transfer() {
     if !require_root("roaming_ike_home_address_change_under_transfer") {
         return;
     }
-    scenario(Path4::Routed);
+    scenario(Path4::Routed, false);
+}
+
+#[test]
+fn roaming_ike_home_forcing_udp_address_change_under_transfer() {
+    if !require_root("roaming_ike_home_forcing_udp_address_change_under_transfer") {
+        return;
+    }
+    scenario(Path4::Routed, true);
 }
 
 #[test]
@@ -231,7 +268,7 @@ fn roaming_ike_nat_public_address_change_under_transfer() {
     if !require_root("roaming_ike_nat_public_address_change_under_transfer") {
         return;
     }
-    scenario(Path4::Nat);
+    scenario(Path4::Nat, false);
 }
 
 /// Parses `tcpdump -x` output: the IPv4 packets' bytes, in order.
