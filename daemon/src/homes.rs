@@ -344,6 +344,7 @@ mod tests {
             local: "192.0.2.1:4500".parse().unwrap(),
             remote: "198.51.100.2:4500".parse().unwrap(),
             nat: false,
+            udp_forced: false,
             ike_spis: ("01".into(), "02".into()),
             ike_proposal: "aes128gcm16-prfsha256-x25519".into(),
             established_seconds: 60,

@@ -631,6 +631,7 @@ mod tests {
             local: "192.0.2.1:4500".parse().unwrap(),
             remote: "192.0.2.2:31000".parse().unwrap(),
             nat: true,
+            udp_forced: false,
             ike_spis: ("0011223344556677".into(), "8899aabbccddeeff".into()),
             ike_proposal: "aes128gcm16-prfsha256-x25519".into(),
             established_seconds: 61,

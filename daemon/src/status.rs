@@ -135,6 +135,9 @@ pub struct PeerView {
     pub remote: SocketAddrV4,
     /// A NAT between us.
     pub nat: bool,
+    /// ESP in UDP without a NAT, as the client's configuration forces it.
+    #[serde(default)]
+    pub udp_forced: bool,
     /// IKE SPIs (initiator's, responder's) in hex.
     pub ike_spis: (String, String),
     /// The IKE SA's algorithms.
@@ -444,7 +447,11 @@ fn render_peer(
         "  endpoint: {} (IKE from {}{}{})",
         peer.remote,
         peer.local,
-        if peer.nat { ", NAT" } else { ", no NAT" },
+        match (peer.nat, peer.udp_forced) {
+            (true, _) => ", NAT",
+            (false, true) => ", no NAT, ESP in UDP as configured",
+            (false, false) => ", no NAT",
+        },
         moved
     );
     let _ = writeln!(
@@ -656,6 +663,7 @@ mod tests {
                 local: "192.0.2.1:500".parse().unwrap(),
                 remote: "192.0.2.2:500".parse().unwrap(),
                 nat: false,
+                udp_forced: false,
                 ike_spis: ("0011223344556677".into(), "8899aabbccddeeff".into()),
                 ike_proposal: "aes128gcm16-prfsha256-x25519".into(),
                 established_seconds: 61,
@@ -794,6 +802,31 @@ mod tests {
             table.contains("192.0.2.1 <-> 192.0.2.2 ESP (protocol 50)"),
             "{table}"
         );
+    }
+
+    /// The endpoint line says whether a NAT is between us, or ESP goes in UDP without one as the
+    /// client's configuration forces it.
+    #[test]
+    fn the_endpoint_line_tells_a_nat_from_forced_udp() {
+        for (nat, udp_forced, shown) in [
+            (false, false, "(IKE from 192.0.2.1:500, no NAT)"),
+            (true, false, "(IKE from 192.0.2.1:500, NAT)"),
+            (
+                false,
+                true,
+                "(IKE from 192.0.2.1:500, no NAT, ESP in UDP as configured)",
+            ),
+        ] {
+            let mut report = report();
+            report.peers[0].nat = nat;
+            report.peers[0].udp_forced = udp_forced;
+            let json = serde_json::to_string(&report).unwrap();
+            let table = render(&serde_json::from_str(&json).unwrap());
+            assert!(
+                table.contains(&format!("  endpoint: 192.0.2.2:500 {shown}")),
+                "{table}"
+            );
+        }
     }
 
     /// A peer whose only pair reached its hard limit (as the driver reports it: the child

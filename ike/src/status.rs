@@ -16,6 +16,9 @@ pub struct PeerStatus {
     pub remote: SocketAddrV4,
     /// Whether a NAT was detected (either side).
     pub nat: bool,
+    /// ESP in UDP without a NAT seen, because our configuration forces it
+    /// (`force_udp_encapsulation`; the peer sees a NAT in front of us).
+    pub udp_forced: bool,
     /// Hex SPIi, SPIr.
     pub ike_spis: (String, String),
     /// e.g. "aes128gcm16-prfsha256-x25519".

@@ -276,11 +276,26 @@ fn a_client_forcing_udp_gets_esp_in_udp_without_a_nat() {
         server[0].nat,
         "the server sees a NAT in front of the client"
     );
+    assert!(!server[0].udp_forced);
+    // The client's status says what is true: no NAT, ESP in UDP because it was told to.
+    let client = pair.client.endpoint.status(pair.now());
+    assert!(!client[0].nat && client[0].udp_forced, "{client:?}");
+
+    // Behind a real NAT the option changes nothing the status shows.
+    let pair = handshake(Setup {
+        nat: true,
+        force_udp_encapsulation: true,
+        ..Setup::default()
+    });
+    let client = pair.client.endpoint.status(pair.now());
+    assert!(client[0].nat && !client[0].udp_forced, "{client:?}");
 
     // Without the option the same pair stays on raw ESP (the test above is not vacuous).
     let pair = handshake(Setup::default());
     let sas = pair.assert_matching_pairs();
     assert_eq!(sas[0].endpoint.encap, Encapsulation::Raw);
+    let client = pair.client.endpoint.status(pair.now());
+    assert!(!client[0].nat && !client[0].udp_forced, "{client:?}");
 }
 
 #[test]

@@ -410,6 +410,18 @@ fn hometun_client_forcing_udp_without_a_nat() {
     assert_eq!(peer["nat"], true, "{status:#}");
     // The home's own address and NAT-T port: no NAT rewrote them.
     assert_eq!(peer["remote"], "192.0.2.2:4500", "{status:#}");
+    // The home's status says why it is on UDP: no NAT, its configuration.
+    let home = client.status().unwrap();
+    assert_eq!(home["peers"][0]["nat"], false, "{home:#}");
+    assert_eq!(home["peers"][0]["udp_forced"], true, "{home:#}");
+    assert!(
+        client
+            .status_table()
+            .unwrap()
+            .contains("no NAT, ESP in UDP as configured"),
+        "{}",
+        client.status_table().unwrap()
+    );
     carries_only_esp_in_udp(&setup, &server, &client, &outer, 5004);
     assert!(client.stop().unwrap().success());
     assert!(server.stop().unwrap().success());

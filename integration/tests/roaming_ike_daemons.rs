@@ -6,9 +6,9 @@
 //!    reply before the change, first after, pings lost), the server's IKE SA follows and its
 //!    CHILD SA rekey after the move (a small `[limits] rekey_bytes`) reaches the home there;
 //! 2. the same behind NAT when the NAT's public address changes (ESP in UDP, a NAT rebinding);
-//! 2b. the same as 1 for a home that forces ESP in UDP (`force_udp_encapsulation`): it stays on
+//! 3. the same as 1 for a home that forces ESP in UDP (`force_udp_encapsulation`): it stays on
 //!    UDP 4500 through the move and the rekey after it;
-//! 3. an attacker replays a captured ESP packet holding the home's genuine override NA from its
+//! 4. an attacker replays a captured ESP packet holding the home's genuine override NA from its
 //!    own address: the endpoint does not move, and `hometun status` counts the replay.
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
@@ -70,7 +70,10 @@ fn scenario(path: Path4, force_udp: bool) {
     let mut lab = IkeRoamingLab::new(path).unwrap();
     edit_server(&lab.server_toml, |c| c.limits.rekey_bytes = REKEY_BYTES).unwrap();
     if force_udp {
-        edit_client(&lab.client_toml, |c| c.client.force_udp_encapsulation = true).unwrap();
+        edit_client(&lab.client_toml, |c| {
+            c.client.force_udp_encapsulation = true
+        })
+        .unwrap();
     }
     let server = lab.start_server().unwrap();
     let client = lab.start_client().unwrap();

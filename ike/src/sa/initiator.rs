@@ -395,6 +395,7 @@ impl SaInitRequested {
                 remote,
                 nat_local,
                 nat_remote,
+                udp_forced: nat && !(nat_remote || nat_seen_local),
             },
         )?;
         let hash_algorithms = peer_hash_algorithms(&message.payloads);

@@ -208,6 +208,8 @@ pub(crate) struct IkeCore {
     pub nat_local: bool,
     /// A NAT in front of the peer (or a peer faking one to force UDP encapsulation).
     pub nat_remote: bool,
+    /// `nat_local` only because our configuration forces ESP in UDP: no NAT was seen.
+    pub udp_forced: bool,
 }
 
 /// The address facts of an IKE SA.
@@ -217,6 +219,7 @@ pub(crate) struct Addresses {
     pub remote: SocketAddrV4,
     pub nat_local: bool,
     pub nat_remote: bool,
+    pub udp_forced: bool,
 }
 
 impl IkeCore {
@@ -245,6 +248,7 @@ impl IkeCore {
             remote: addresses.remote,
             nat_local: addresses.nat_local,
             nat_remote: addresses.nat_remote,
+            udp_forced: addresses.udp_forced,
         })
     }
 
@@ -264,6 +268,7 @@ impl IkeCore {
             remote: self.remote,
             nat_local: self.nat_local,
             nat_remote: self.nat_remote,
+            udp_forced: self.udp_forced,
         }
     }
 
@@ -301,9 +306,14 @@ impl IkeCore {
         cipher.expect("SK keys checked when the IKE SA was made")
     }
 
-    /// Whether a NAT was seen on either side: UDP encapsulation.
+    /// Whether a NAT was seen on either side, or ESP in UDP is forced: UDP encapsulation.
     pub fn nat(&self) -> bool {
         self.nat_local || self.nat_remote
+    }
+
+    /// Whether a NAT was seen on either side (not only ESP in UDP forced).
+    pub fn nat_seen(&self) -> bool {
+        self.nat() && !self.udp_forced
     }
 
     /// The outer endpoint of this peer's ESP SAs.

@@ -96,6 +96,7 @@ pub(crate) fn respond_sa_init(
         remote,
         nat_local,
         nat_remote,
+        udp_forced: false,
     };
     let init = InitExchange {
         ni: ni.data.clone(),

@@ -280,6 +280,7 @@ impl Established {
             hometun_control::Encapsulation::Raw => {
                 self.core.nat_local = false;
                 self.core.nat_remote = false;
+                self.core.udp_forced = false;
             }
             hometun_control::Encapsulation::Udp { .. } if !self.core.nat() => {
                 self.core.nat_remote = true;
