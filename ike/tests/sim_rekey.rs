@@ -8,7 +8,7 @@ mod sim_support;
 
 use std::time::Duration;
 
-use hometun_control::{Event, Spi};
+use hometun_control::{Encapsulation, Event, Spi};
 use hometun_ike::endpoint::Output;
 use hometun_ike::wire::ExchangeType;
 use sim_support::*;
@@ -480,6 +480,42 @@ fn ike_sa_rekey_moves_the_children_and_deletes_the_old_sa() {
     // And liveness still answered on the new SA.
     pair.advance(Duration::from_secs(60));
     assert!(pair.client.peer_downs().is_empty());
+}
+
+/// A home that forces ESP in UDP keeps it, and says so, across an IKE SA rekey and the CHILD
+/// SA rekey on the new IKE SA: the new SAs carry the old one's address facts.
+#[test]
+fn ike_sa_rekey_keeps_forced_udp_encapsulation() {
+    let mut pair = connected(Setup {
+        force_udp_encapsulation: true,
+        ..child_only()
+    });
+    let udp = Encapsulation::Udp {
+        local_port: 4500,
+        remote_port: 4500,
+    };
+    let before = pair.client.endpoint.status(pair.now());
+    assert!(before[0].udp_forced && !before[0].nat, "{before:?}");
+    let now = pair.now();
+    pair.client
+        .endpoint
+        .rekey_ike_sa(now, before[0].peer, &mut pair.rng);
+    pair.flush();
+    pair.advance(Duration::from_secs(2));
+    let client = pair.client.endpoint.status(pair.now());
+    assert_ne!(client[0].ike_spis, before[0].ike_spis, "new SPIs");
+    assert!(client[0].udp_forced && !client[0].nat, "{client:?}");
+    let server = pair.server.endpoint.status(pair.now());
+    assert!(server[0].nat, "{server:?}");
+    // A CHILD SA made on the new IKE SA is ESP in UDP at both ends.
+    let old = only_spi(&pair.server);
+    pair.soft_limit(false, old);
+    pair.advance(Duration::from_secs(14));
+    let sas = pair.assert_matching_pairs();
+    assert_ne!(only_spi(&pair.server), old);
+    assert!(sas.iter().all(|sa| sa.endpoint.encap == udp), "{sas:?}");
+    let server_sa = &pair.server.forwarder.installed[&sas[0].spi_out.0].sa;
+    assert_eq!(server_sa.endpoint.encap, udp);
 }
 
 #[test]
