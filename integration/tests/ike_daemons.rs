@@ -388,15 +388,8 @@ fn hometun_client_forcing_udp_without_a_nat() {
         c.client.force_udp_encapsulation = true
     })
     .unwrap();
-    let lab = &setup.lab;
-    let outer = OuterCounters::install(&lab.vps.ns).unwrap();
-    let server = setup.start_server().unwrap();
-    let client = setup.start_client(0).unwrap();
-    assert!(
-        wait_ping(&lab.home().ns, VPS_INNER, Duration::from_secs(30)),
-        "the tunnel did not come up\n{}",
-        logs(&[&server, &client])
-    );
+    let outer = OuterCounters::install(&setup.lab.vps.ns).unwrap();
+    let (server, client) = setup.start_first_home_up().unwrap();
     // The home says why it moved to 4500 (not a NAT it saw).
     assert!(
         client
