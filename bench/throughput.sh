@@ -23,7 +23,9 @@
 #   PERF_DIR (record a `perf` profile of both hometun ends of each hometun pair into this
 #   directory; with SYSCALLS=1 count their system calls and context switches instead),
 #   BASELINE_BIN (a second hometun binary, e.g. an older commit's: each hometun pair is measured
-#   with it too, in the same rounds, for before/after figures), KEEP_LAB=1 (keep logs).
+#   with it too, in the same rounds, for before/after figures), KEEP_LAB=1 (keep logs),
+#   RATE (iperf3's target rate, e.g. 100M: every pair carries the same load, as on a home's link,
+#   instead of as much as it can).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -77,7 +79,7 @@ tput() {
       --per-thread -p "$(IFS=,; echo "${pids[*]}")" -o "$PERF_DIR/$PERF_NAME.stat" -- sleep "$SECONDS_PER_RUN" >/dev/null 2>&1 &
     perf_pid="$perf_pid $!"
   fi
-  json=$(ip netns exec "$c" iperf3 -c "$a" -t "$SECONDS_PER_RUN" -f m -J 2>/dev/null || true)
+  json=$(ip netns exec "$c" iperf3 -c "$a" -t "$SECONDS_PER_RUN" ${RATE:+-b "$RATE"} -f m -J 2>/dev/null || true)
   after=$(cpu_ticks "${pids[@]}")
   for p in $perf_pid; do wait "$p" 2>/dev/null || true; done
   wait $sp 2>/dev/null || true
