@@ -961,6 +961,21 @@ impl Endpoint {
         self.spis.reserved()
     }
 
+    /// The inbound SPIs of CHILD SAs that both sides deleted but whose inbound half still
+    /// lingers for packets in flight, with the time each goes: installed, yet no longer in the
+    /// status.
+    #[cfg(feature = "test-util")]
+    pub fn lingering_inbound(&self) -> Vec<(u32, Instant)> {
+        self.sas
+            .values()
+            .filter_map(|sa| match sa {
+                Sa::Up(e) => Some(e.lingering_inbound()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
     /// The next IKE message to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()

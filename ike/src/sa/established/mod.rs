@@ -238,6 +238,14 @@ impl Established {
         }
     }
 
+    /// Its CHILD SAs deleted by both sides whose inbound half lingers, with when each goes.
+    #[cfg(feature = "test-util")]
+    pub fn lingering_inbound(&self) -> impl Iterator<Item = (u32, Instant)> + '_ {
+        self.retired
+            .iter()
+            .map(|(child, until)| (child.spi_in.0, *until))
+    }
+
     /// Whether the SA still speaks for its peer.
     pub fn is_current(&self) -> bool {
         matches!(self.lifecycle, Lifecycle::Current)
