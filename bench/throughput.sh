@@ -25,7 +25,8 @@
 #   BASELINE_BIN (a second hometun binary, e.g. an older commit's: each hometun pair is measured
 #   with it too, in the same rounds, for before/after figures), KEEP_LAB=1 (keep logs),
 #   RATE (iperf3's target rate, e.g. 100M: every pair carries the same load, as on a home's link,
-#   instead of as much as it can).
+#   instead of as much as it can), PING_UNDER_LOAD=1 (a ping every 10 ms beside each transfer:
+#   its round-trip times, printed per round; the CPU figures then include the pings).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -79,7 +80,15 @@ tput() {
       --per-thread -p "$(IFS=,; echo "${pids[*]}")" -o "$PERF_DIR/$PERF_NAME.stat" -- sleep "$SECONDS_PER_RUN" >/dev/null 2>&1 &
     perf_pid="$perf_pid $!"
   fi
+  local ping_pid=
+  if [ -n "${PING_UNDER_LOAD:-}" ]; then
+    # A ping every 10 ms beside the transfer, from its second second on, to its end.
+    (sleep 1; ip netns exec "$c" ping -6 -q -i 0.01 -w $((SECONDS_PER_RUN - 1)) "$a" 2>&1 |
+      sed -n 's/^rtt min\/avg\/max\/mdev = /  ping under load (ms, min\/avg\/max\/mdev): /p' >&2) &
+    ping_pid=$!
+  fi
   json=$(ip netns exec "$c" iperf3 -c "$a" -t "$SECONDS_PER_RUN" ${RATE:+-b "$RATE"} -f m -J 2>/dev/null || true)
+  [ -z "$ping_pid" ] || wait "$ping_pid" 2>/dev/null || true
   after=$(cpu_ticks "${pids[@]}")
   for p in $perf_pid; do wait "$p" 2>/dev/null || true; done
   wait $sp 2>/dev/null || true
