@@ -4,8 +4,9 @@
 //! Input: 8 bytes seed (the endpoints' randomness), 1 byte [`Config`], 2 bytes N, then N bytes
 //! of events and the rest as the hostile peer's script ([`crate::hostile`]). Each event is an
 //! opcode byte and its arguments (see [`event`]). After the events the hostile peer turns
-//! honest, the world runs quietly for two minutes, the status and the forwarders must agree,
-//! and after closing both endpoints nothing may be left: no pair, no SPI.
+//! honest, the world runs for two minutes, the status and the forwarders must agree (but for
+//! pairs deleted in the last 2 s, whose inbound SA lingers for packets in flight), and after
+//! closing both endpoints nothing may be left: no pair, no SPI.
 
 use std::net::SocketAddrV4;
 use std::time::Duration;
