@@ -20,8 +20,7 @@ use hometun_lab::ike_lab::{
     Daemon, HOME_PREFIX, OuterCounters, Setup, VPS_INNER, VPS_NAME, edit_client, ping6,
     tcp_transfer, wait_ping,
 };
-use hometun_lab::require_root;
-use hometun_lab::strongswan::{Charon, CharonSpec, available};
+use hometun_lab::strongswan::{Charon, CharonSpec, lab_can_run, logs};
 
 const TRANSFER_BYTES: u64 = 100 * 1024 * 1024;
 /// The byte limit of the rekey variants: several rekeys during the transfer.
@@ -80,31 +79,6 @@ fn nettool() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_hometun-nettool"))
 }
 
-fn can_run(test: &str) -> bool {
-    if !require_root(test) {
-        return false;
-    }
-    if !available() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{test}: strongSwan (charon, swanctl) is not installed; scripts/install-deps.sh installs it"
-        );
-        eprintln!("{test}: skipped: strongSwan (charon, swanctl) is not installed");
-        return false;
-    }
-    true
-}
-
-fn logs(daemon: &Daemon, charon: &Charon) -> String {
-    format!(
-        "--- {}:\n{}\n--- charon.log:\n{}\n--- swanctl --list-sas:\n{}",
-        daemon.log.display(),
-        daemon.log_text(),
-        charon.log(),
-        charon.list_sas()
-    )
-}
-
 fn transfer(setup: &Setup, daemon: &Daemon, charon: &Charon) -> Duration {
     let lab = &setup.lab;
     assert!(
@@ -130,28 +104,28 @@ fn transfer(setup: &Setup, daemon: &Daemon, charon: &Charon) -> Duration {
 
 #[test]
 fn strongswan_client_to_hometun_server() {
-    if can_run("strongswan_client_to_hometun_server") {
+    if lab_can_run("strongswan_client_to_hometun_server") {
         strongswan_client(false);
     }
 }
 
 #[test]
 fn strongswan_client_rekeys_with_hometun_server() {
-    if can_run("strongswan_client_rekeys_with_hometun_server") {
+    if lab_can_run("strongswan_client_rekeys_with_hometun_server") {
         strongswan_client(true);
     }
 }
 
 #[test]
 fn hometun_client_to_strongswan_server() {
-    if can_run("hometun_client_to_strongswan_server") {
+    if lab_can_run("hometun_client_to_strongswan_server") {
         hometun_client(false);
     }
 }
 
 #[test]
 fn hometun_client_rekeys_with_strongswan_server() {
-    if can_run("hometun_client_rekeys_with_strongswan_server") {
+    if lab_can_run("hometun_client_rekeys_with_strongswan_server") {
         hometun_client(true);
     }
 }

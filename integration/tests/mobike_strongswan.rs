@@ -10,15 +10,14 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hometun_lab::ike_lab::{Daemon, VPS_NAME, ping6, wait_ping};
-use hometun_lab::require_root;
+use hometun_lab::ike_lab::{VPS_NAME, ping6, wait_ping};
 use hometun_lab::roaming_ike_lab::{
     HOME_FIRST, HOME_INNER, HOME_NAME, HOME_PREFIX, HOME_SECOND, IkeRoamingLab, VPS_INNER,
     VPS_OUTER, swap_address, wait_status,
 };
 use hometun_lab::roaming_lab::{Path4, outage};
 use hometun_lab::roaming_lab::{RoamingTools, TransferOutcome, TransferUnderPing};
-use hometun_lab::strongswan::{Charon, CharonSpec, available};
+use hometun_lab::strongswan::{Charon, CharonSpec, lab_can_run, logs};
 
 fn nettool() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_hometun-nettool"))
@@ -31,34 +30,9 @@ fn roamtool() -> &'static Path {
 const TRANSFER_BYTES: u64 = 24 * 1024 * 1024;
 const TRANSFER_MBIT: u64 = 40;
 
-fn can_run(test: &str) -> bool {
-    if !require_root(test) {
-        return false;
-    }
-    if !available() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{test}: strongSwan (charon, swanctl) is not installed; scripts/install-deps.sh installs it"
-        );
-        eprintln!("{test}: skipped: strongSwan (charon, swanctl) is not installed");
-        return false;
-    }
-    true
-}
-
-fn logs(daemon: &Daemon, charon: &Charon) -> String {
-    format!(
-        "--- {}:\n{}\n--- charon.log:\n{}\n--- swanctl --list-sas:\n{}",
-        daemon.log.display(),
-        daemon.log_text(),
-        charon.log(),
-        charon.list_sas()
-    )
-}
-
 #[test]
 fn mobike_strongswan_client_roams_against_hometun_server() {
-    if !can_run("mobike_strongswan_client_roams_against_hometun_server") {
+    if !lab_can_run("mobike_strongswan_client_roams_against_hometun_server") {
         return;
     }
     let lab = IkeRoamingLab::new(Path4::Routed).unwrap();

@@ -14,28 +14,12 @@ use hometun_lab::ike_lab::{
     Daemon, IkeLab, POOL, VPS_ADDR, VPS_INNER, VPS_NAME, hometun, ping6, wait_ping,
 };
 use hometun_lab::pki_lab::{arg, listed_prefix, logs, printed};
-use hometun_lab::require_root;
-use hometun_lab::strongswan::{Charon, CharonSpec, available};
-
-fn can_run(test: &str) -> bool {
-    if !require_root(test) {
-        return false;
-    }
-    if !available() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{test}: strongSwan (charon, swanctl) is not installed; scripts/install-deps.sh installs it"
-        );
-        eprintln!("{test}: skipped: strongSwan (charon, swanctl) is not installed");
-        return false;
-    }
-    true
-}
+use hometun_lab::strongswan::{Charon, CharonSpec, lab_can_run};
 
 #[test]
 fn strongswan_client_with_a_hometun_p256_certificate() {
     let test = "strongswan_client_with_a_hometun_p256_certificate";
-    if !can_run(test) {
+    if !lab_can_run(test) {
         return;
     }
     let started = Instant::now();

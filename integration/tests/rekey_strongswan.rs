@@ -14,42 +14,16 @@ use std::time::{Duration, Instant};
 use hometun_lab::ike_lab::{
     Daemon, HOME_PREFIX, Setup, VPS_INNER, VPS_NAME, edit_client, edit_server, wait_ping,
 };
-use hometun_lab::require_root;
 use hometun_lab::roaming_lab::{RoamingTools, TransferUnderPing};
-use hometun_lab::strongswan::{Charon, CharonSpec, available};
+use hometun_lab::strongswan::{Charon, CharonSpec, lab_can_run, logs};
 
 const MB: u64 = 1024 * 1024;
-
-fn can_run(test: &str) -> bool {
-    if !require_root(test) {
-        return false;
-    }
-    if !available() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{test}: strongSwan (charon, swanctl) is not installed; scripts/install-deps.sh installs it"
-        );
-        eprintln!("{test}: skipped: strongSwan (charon, swanctl) is not installed");
-        return false;
-    }
-    true
-}
 
 fn tools() -> RoamingTools<'static> {
     RoamingTools {
         nettool: Path::new(env!("CARGO_BIN_EXE_hometun-nettool")),
         roamtool: Path::new(env!("CARGO_BIN_EXE_hometun-roamtool")),
     }
-}
-
-fn logs(daemon: &Daemon, charon: &Charon) -> String {
-    format!(
-        "--- {}:\n{}\n--- charon.log:\n{}\n--- swanctl --list-sas:\n{}",
-        daemon.log.display(),
-        daemon.log_text(),
-        charon.log(),
-        charon.list_sas()
-    )
 }
 
 /// Which side runs hometun.
@@ -351,14 +325,14 @@ fn forward_secrecy(role: Hometun) {
 
 #[test]
 fn forward_secrecy_with_a_strongswan_client() {
-    if can_run("forward_secrecy_with_a_strongswan_client") {
+    if lab_can_run("forward_secrecy_with_a_strongswan_client") {
         forward_secrecy(Hometun::Server);
     }
 }
 
 #[test]
 fn forward_secrecy_with_a_strongswan_server() {
-    if can_run("forward_secrecy_with_a_strongswan_server") {
+    if lab_can_run("forward_secrecy_with_a_strongswan_server") {
         forward_secrecy(Hometun::Client);
     }
 }
@@ -388,14 +362,16 @@ fn pfs_only_peer(role: Hometun) {
 
 #[test]
 fn a_pfs_only_strongswan_client_and_the_defaults_carry_100_mb_past_the_hard_limit() {
-    if can_run("a_pfs_only_strongswan_client_and_the_defaults_carry_100_mb_past_the_hard_limit") {
+    if lab_can_run("a_pfs_only_strongswan_client_and_the_defaults_carry_100_mb_past_the_hard_limit")
+    {
         pfs_only_peer(Hometun::Server);
     }
 }
 
 #[test]
 fn a_pfs_only_strongswan_server_and_the_defaults_carry_100_mb_past_the_hard_limit() {
-    if can_run("a_pfs_only_strongswan_server_and_the_defaults_carry_100_mb_past_the_hard_limit") {
+    if lab_can_run("a_pfs_only_strongswan_server_and_the_defaults_carry_100_mb_past_the_hard_limit")
+    {
         pfs_only_peer(Hometun::Client);
     }
 }
@@ -459,14 +435,14 @@ it did not come back by itself at the hard limit\n{}",
 
 #[test]
 fn a_strongswan_client_refusing_every_rekey_costs_a_reconnect_not_the_tunnel() {
-    if can_run("a_strongswan_client_refusing_every_rekey_costs_a_reconnect_not_the_tunnel") {
+    if lab_can_run("a_strongswan_client_refusing_every_rekey_costs_a_reconnect_not_the_tunnel") {
         refusing_peer(Hometun::Server);
     }
 }
 
 #[test]
 fn a_strongswan_server_refusing_every_rekey_costs_a_reconnect_not_the_tunnel() {
-    if can_run("a_strongswan_server_refusing_every_rekey_costs_a_reconnect_not_the_tunnel") {
+    if lab_can_run("a_strongswan_server_refusing_every_rekey_costs_a_reconnect_not_the_tunnel") {
         refusing_peer(Hometun::Client);
     }
 }

@@ -12,33 +12,7 @@
 use std::time::{Duration, Instant};
 
 use hometun_lab::ike_lab::{Daemon, Setup, VPS_INNER};
-use hometun_lab::require_root;
-use hometun_lab::strongswan::{Charon, CharonSpec, available};
-
-fn can_run(test: &str) -> bool {
-    if !require_root(test) {
-        return false;
-    }
-    if !available() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{test}: strongSwan (charon, swanctl) is not installed; scripts/install-deps.sh installs it"
-        );
-        eprintln!("{test}: skipped: strongSwan (charon, swanctl) is not installed");
-        return false;
-    }
-    true
-}
-
-fn logs(server: &Daemon, charon: &Charon) -> String {
-    format!(
-        "--- {}:\n{}\n--- charon.log:\n{}\n--- swanctl --list-sas:\n{}",
-        server.log.display(),
-        server.log_text(),
-        charon.log(),
-        charon.list_sas()
-    )
-}
+use hometun_lab::strongswan::{Charon, CharonSpec, lab_can_run, logs};
 
 /// Pings from the home until the first reply, at most `within`; the time since `since`.
 fn first_reply(setup: &Setup, since: Instant, within: Duration) -> Option<Duration> {
@@ -115,7 +89,7 @@ fn outage_after_restart(
 /// retransmissions that give up within seconds (1 s, then x1.4, 3 tries: 7 s).
 #[test]
 fn a_strongswan_home_with_dpd_restart_is_back_after_a_server_restart() {
-    if !can_run("a_strongswan_home_with_dpd_restart_is_back_after_a_server_restart") {
+    if !lab_can_run("a_strongswan_home_with_dpd_restart_is_back_after_a_server_restart") {
         return;
     }
     let (outage, text) = outage_after_restart(
@@ -136,7 +110,7 @@ fn a_strongswan_home_with_dpd_restart_is_back_after_a_server_restart() {
 /// server answers.
 #[test]
 fn a_strongswan_home_without_dpd_stays_dark_after_a_server_restart() {
-    if !can_run("a_strongswan_home_without_dpd_stays_dark_after_a_server_restart") {
+    if !lab_can_run("a_strongswan_home_without_dpd_stays_dark_after_a_server_restart") {
         return;
     }
     let (outage, text) = outage_after_restart("", "", "", Duration::from_secs(30));
@@ -152,7 +126,7 @@ fn a_strongswan_home_without_dpd_stays_dark_after_a_server_restart() {
 #[test]
 #[ignore = "takes over 3 minutes: bench/restart.sh runs it"]
 fn a_strongswan_home_with_default_retransmissions_after_a_server_restart() {
-    if !can_run("a_strongswan_home_with_default_retransmissions_after_a_server_restart") {
+    if !lab_can_run("a_strongswan_home_with_default_retransmissions_after_a_server_restart") {
         return;
     }
     let (outage, text) = outage_after_restart(

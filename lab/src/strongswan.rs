@@ -40,10 +40,24 @@ pub fn lab_can_run(test: &str) -> bool {
         return false;
     }
     if !available() {
-        crate::skip_or_fail(test, "strongSwan (charon, swanctl) is not installed");
+        crate::skip_or_fail(
+            test,
+            "strongSwan (charon, swanctl) is not installed; scripts/install-deps.sh installs it",
+        );
         return false;
     }
     true
+}
+
+/// A failed test's evidence: the hometun daemon's log, charon's log and charon's SAs.
+pub fn logs(daemon: &crate::ike_lab::Daemon, charon: &Charon) -> String {
+    format!(
+        "--- {}:\n{}\n--- charon.log:\n{}\n--- swanctl --list-sas:\n{}",
+        daemon.log.display(),
+        daemon.log_text(),
+        charon.log(),
+        charon.list_sas()
+    )
 }
 
 /// What one charon gets: its credentials, its connections and any extra settings.
