@@ -26,7 +26,10 @@
 #   with it too, in the same rounds, for before/after figures), KEEP_LAB=1 (keep logs),
 #   RATE (iperf3's target rate, e.g. 100M: every pair carries the same load, as on a home's link,
 #   instead of as much as it can), PING_UNDER_LOAD=1 (a ping every 10 ms beside each transfer:
-#   its round-trip times, printed per round; the CPU figures then include the pings).
+#   its round-trip times, printed per round; the CPU figures then include the pings),
+#   INNER_MTU (the tunnel MTU of the hometun pairs and of boringtun, e.g. 1420: every pair then
+#   carries packets of the same size, so the same number of them per GB; by default hometun uses
+#   its 1400, boringtun 1420 as wg-quick does; strongSwan keeps its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -136,7 +139,9 @@ static_up() { # encap: raw|udp
   mkdir -p $LAB
   two_namespaces
   for side in home vps; do
-    sed -e "s/^encap = \"raw\"/encap = \"$encap\"/" examples/static-sa/$side.toml > $LAB/$side.toml
+    sed -e "s/^encap = \"raw\"/encap = \"$encap\"/" \
+      -e "${INNER_MTU:+/^mtu = /d}" -e "${INNER_MTU:+s/^\[interface\]$/[interface]\nmtu = $INNER_MTU/}" \
+      examples/static-sa/$side.toml > $LAB/$side.toml
   done
   ip netns exec htb ${CALLGRIND_RECEIVER_OUT:+valgrind --tool=callgrind --callgrind-out-file=$CALLGRIND_RECEIVER_OUT} \
     "$HOMETUN_BIN" forwarder --control $LAB/vps.sock --static $LAB/vps.toml ${HOMETUN_ARGS:-} >$LAB/vps.log 2>&1 &
@@ -161,6 +166,9 @@ make_pki() {
   "$HOMETUN_BIN" pki request --dir $LAB/pki/home --name home.example >/dev/null
   "$HOMETUN_BIN" pki sign --dir $LAB/pki/ca --csr $LAB/pki/home/client.csr --out $LAB/pki/home.bundle >/dev/null
   "$HOMETUN_BIN" pki import --dir $LAB/pki/home $LAB/pki/home.bundle >/dev/null
+  if [ -n "${INNER_MTU:-}" ]; then
+    sed -i "s/^mtu = 1400$/mtu = $INNER_MTU/" $LAB/pki/ca/server.toml $LAB/pki/home/client.toml
+  fi
 }
 
 daemons_up() { # mode: raw (no NAT) | nat (home behind a masquerading router: ESP in UDP) |
