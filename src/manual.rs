@@ -256,7 +256,9 @@ CSR's signature is wrong, ...).",
         about: "On the home: checks a bundle from `hometun pki sign` against the key in --dir and \
 writes the certificate, the CA certificate and a client.toml ready for `hometun client`.
 
-Reads DIR/client.key and the bundle; writes DIR/client.pem, ca.pem and client.toml.
+Reads DIR/client.key and the bundle; writes DIR/client.pem, ca.pem and client.toml (an \
+existing one keeps its settings and its failover servers; the bundle's name, prefix, files and \
+server replace theirs).
 
 Exit status: 0 on success; 1 with one line on stderr (a bundle for another key, ...).",
         examples: "  hometun pki import --dir /etc/hometun home.bundle
@@ -364,11 +366,14 @@ Exit status: 0 on success; 1 with one line on stderr.",
     Page {
         path: "enroll",
         about: "On the home: enrolls online with a one-time token from `hometun pki token`. Makes \
-the key (or keeps an existing one) and a CSR, connects over TLS to the server's enrollment \
-listener (the CA pinned by the fingerprint in the token), sends the CSR with the token and \
-writes what comes back. The key never leaves the directory.
+a new key and a CSR, connects over TLS to the server's enrollment listener (the CA pinned by \
+the fingerprint in the token), sends the CSR with the token and writes what comes back. The key \
+never leaves the directory, and replaces an existing one only once its certificate has arrived \
+(a failed attempt changes nothing).
 
-Writes DIR/client.key (mode 0600, if missing), client.pem, ca.pem and client.toml.
+Writes DIR/client.key (mode 0600), client.pem, ca.pem and client.toml (an existing one keeps \
+its settings and its failover servers; the bundle's name, prefix, files and server replace \
+theirs).
 
 Exit status: 0 on success; 1 with one line on stderr (token used or expired, wrong CA, ...).",
         examples: "  TOKEN=$(ssh vps.example hometun pki token --dir /etc/hometun --name home.example)

@@ -50,6 +50,7 @@ pub fn lab_can_run(test: &str) -> bool {
 }
 
 /// A failed test's evidence: the hometun daemon's log, charon's log and charon's SAs.
+#[cfg(feature = "daemons")]
 pub fn logs(daemon: &crate::ike_lab::Daemon, charon: &Charon) -> String {
     format!(
         "--- {}:\n{}\n--- charon.log:\n{}\n--- swanctl --list-sas:\n{}",

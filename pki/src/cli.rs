@@ -64,7 +64,7 @@ pub enum PkiCommand {
         /// The home's name (its IKE identity, a DNS name).
         #[arg(long)]
         name: String,
-        /// Key type (used only if the directory has no key yet).
+        /// Type of the new key (every enrollment makes one).
         #[arg(long, value_enum, default_value_t = KeyType::Ed25519)]
         key: KeyType,
     },
@@ -244,7 +244,7 @@ pub struct EnrollArgs {
     /// The one-time token from `hometun pki token`.
     #[arg(long)]
     pub token: String,
-    /// Key type (used only if the directory has no key yet).
+    /// Type of the new key (every enrollment makes one).
     #[arg(long, value_enum, default_value_t = KeyType::Ed25519)]
     pub key: KeyType,
 }

@@ -12,7 +12,9 @@
 
 use std::path::{Path, PathBuf};
 
-use hometun_config::{ClientConfig, ClientSection, TunnelSection};
+use std::net::Ipv4Addr;
+
+use hometun_config::{ClientConfig, ClientSection, OneOrMore, TunnelSection};
 use rcgen::KeyPair;
 use rustls_pki_types::UnixTime;
 
@@ -167,14 +169,22 @@ impl ClientDir {
             .and_then(|text| ClientConfig::from_toml(&path, &text).ok())
         {
             Some(mut old) => {
-                section.local = old.client.local;
-                section.nat_port = old.client.nat_port;
-                section.state_dir = old.client.state_dir.clone();
-                section.status_socket = old.client.status_socket.clone();
-                section.updown = old.client.updown.clone();
-                // A kept address must still lie in the (possibly new) prefix.
-                section.address = old.client.address.filter(|a| bundle.prefix.contains(a));
-                old.client = section;
+                // What the bundle says replaces its keys; every other setting of the file
+                // stays, the servers to fail over to too.
+                let (server, server_name) = servers_with(&old, bundle);
+                old.client = ClientSection {
+                    name: section.name,
+                    server,
+                    server_name,
+                    server_port: section.server_port,
+                    certificate: section.certificate,
+                    private_key: section.private_key,
+                    ca: section.ca,
+                    prefix: section.prefix,
+                    // A kept address must still lie in the (possibly new) prefix.
+                    address: old.client.address.filter(|a| bundle.prefix.contains(a)),
+                    ..old.client
+                };
                 old
             }
             None => ClientConfig {
@@ -225,4 +235,36 @@ impl ClientDir {
         files::write_atomic(&path, text.as_bytes(), files::PUBLIC_MODE)?;
         Ok(ClientConfig::load(&path)?)
     }
+}
+
+/// The servers of a rewritten `client.toml`: the file's own list (its failover order) when it
+/// already names the bundle's server with the bundle's identity; otherwise the bundle's server
+/// first, then the file's others.
+fn servers_with(old: &ClientConfig, bundle: &Bundle) -> (OneOrMore<Ipv4Addr>, OneOrMore<String>) {
+    let bundle_name = bundle.server_name.clone();
+    let targets = old.servers();
+    if targets
+        .iter()
+        .any(|t| t.address == bundle.server && t.name == bundle_name)
+    {
+        return (old.client.server.clone(), old.client.server_name.clone());
+    }
+    let (addresses, names): (Vec<Ipv4Addr>, Vec<String>) =
+        std::iter::once((bundle.server, bundle_name))
+            .chain(
+                targets
+                    .into_iter()
+                    .filter(|t| t.address != bundle.server)
+                    .map(|t| (t.address, t.name)),
+            )
+            .unzip();
+    let name = if names.iter().all(|n| *n == names[0]) {
+        OneOrMore::one(names[0].clone())
+    } else {
+        OneOrMore::many(names).expect("the bundle's server is in the list")
+    };
+    (
+        OneOrMore::many(addresses).expect("the bundle's server is in the list"),
+        name,
+    )
 }

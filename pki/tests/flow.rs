@@ -422,6 +422,92 @@ fn import_checks_the_key_and_the_bundle() {
 }
 
 #[test]
+fn a_new_bundle_keeps_every_setting_of_client_toml_and_its_failover_servers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = server(
+        &tmp.path().join("srv"),
+        "2001:db8:100::/48",
+        64,
+        KeyType::Ed25519,
+    );
+    let home = ClientDir::new(&tmp.path().join("home"));
+    home.request("home.example", KeyType::Ed25519).unwrap();
+    let issued = srv
+        .sign(&std::fs::read(home.csr()).unwrap(), 730, now())
+        .unwrap();
+    let first = home.import(&issued.bundle, UnixTime::now()).unwrap();
+    let ours = (issued.bundle.server, issued.bundle.server_name.clone());
+    assert_eq!(first.client.server.as_slice(), [ours.0]);
+
+    // The operator adds a second server to fail over to and settings of their own.
+    let text = std::fs::read_to_string(home.client_toml()).unwrap();
+    let edited = text
+        .replace(
+            &format!("server = \"{}\"", ours.0),
+            &format!("server = [\"{}\", \"198.51.100.7\"]", ours.0),
+        )
+        .replace(
+            &format!("server_name = \"{}\"", ours.1),
+            &format!("server_name = [\"{}\", \"vps2.example\"]", ours.1),
+        )
+        .replace(
+            "[client]\n",
+            "[client]\nmetrics = \"127.0.0.1:9109\"\nforwarder_socket = \"/run/hometun/forwarder.sock\"\nforce_udp_encapsulation = true\n",
+        );
+    assert_ne!(edited, text);
+    std::fs::write(home.client_toml(), &edited).unwrap();
+    let kept = |config: &ClientConfig| {
+        assert_eq!(
+            config.client.metrics,
+            Some("127.0.0.1:9109".parse().unwrap())
+        );
+        assert_eq!(
+            config.client.forwarder_socket.as_deref(),
+            Some(std::path::Path::new("/run/hometun/forwarder.sock"))
+        );
+        assert!(config.client.force_udp_encapsulation);
+    };
+    kept(&ClientConfig::load(&home.client_toml()).unwrap());
+
+    // A bundle for a server the list names: the list and its order stay, and so does the rest.
+    let again = home.import(&issued.bundle, UnixTime::now()).unwrap();
+    let servers: Vec<(String, String)> = again
+        .servers()
+        .into_iter()
+        .map(|t| (t.address.to_string(), t.name))
+        .collect();
+    assert_eq!(
+        servers,
+        [
+            (ours.0.to_string(), ours.1.clone()),
+            ("198.51.100.7".into(), "vps2.example".into())
+        ]
+    );
+    kept(&again);
+    kept(&ClientConfig::load(&home.client_toml()).unwrap());
+
+    // A bundle that names a server the list lacks: that server first, then the others.
+    let mut moved = issued.bundle.clone();
+    moved.server = "203.0.113.9".parse().unwrap();
+    moved.server_name = "vps3.example".into();
+    let moved_config = home.import(&moved, UnixTime::now()).unwrap();
+    let servers: Vec<(String, String)> = moved_config
+        .servers()
+        .into_iter()
+        .map(|t| (t.address.to_string(), t.name))
+        .collect();
+    assert_eq!(
+        servers,
+        [
+            ("203.0.113.9".into(), "vps3.example".into()),
+            (ours.0.to_string(), ours.1.clone()),
+            ("198.51.100.7".into(), "vps2.example".into())
+        ]
+    );
+    kept(&ClientConfig::load(&home.client_toml()).unwrap());
+}
+
+#[test]
 fn registry_survives_a_restart_in_another_handle() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("srv");
