@@ -180,13 +180,13 @@ impl PlatformError {
     /// An OS error during `operation`.
     pub fn io(operation: PlatformOp, error: &std::io::Error) -> Self {
         let mut message = error.to_string();
-        if error.kind() == std::io::ErrorKind::PermissionDenied {
-            if let Some(capability) = operation.capability() {
-                message = format!(
-                    "{message}: this needs {capability} (run as root, or grant it as \
+        if error.kind() == std::io::ErrorKind::PermissionDenied
+            && let Some(capability) = operation.capability()
+        {
+            message = format!(
+                "{message}: this needs {capability} (run as root, or grant it as \
 examples/systemd does with AmbientCapabilities)"
-                );
-            }
+            );
         }
         PlatformError {
             operation,

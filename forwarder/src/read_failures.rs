@@ -63,7 +63,7 @@ impl FailureRun {
         }
         Next {
             wait: self.wait(),
-            reopen: is_broken(error) || self.failures % REOPEN_EVERY == 0,
+            reopen: is_broken(error) || self.failures.is_multiple_of(REOPEN_EVERY),
         }
     }
 

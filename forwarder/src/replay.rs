@@ -163,7 +163,7 @@ impl ReplayWindow {
         let mut seq = from;
         while seq <= to {
             let (word, mask) = self.index(seq);
-            if seq % WORD_BITS == 0 && to - seq >= WORD_BITS - 1 {
+            if seq.is_multiple_of(WORD_BITS) && to - seq >= WORD_BITS - 1 {
                 self.bitmap[word] = 0;
                 seq += WORD_BITS;
             } else {

@@ -439,7 +439,11 @@ fn describe_cert(cert: &Certificate, out: &mut String) {
 
 fn describe_certreq(req: &CertificateRequest, out: &mut String) {
     let _ = write!(out, " {}", req.encoding);
-    if req.data.len() % hometun_ike::wire::identity::CA_HASH_LEN == 0 {
+    if req
+        .data
+        .len()
+        .is_multiple_of(hometun_ike::wire::identity::CA_HASH_LEN)
+    {
         for ca in req.authorities() {
             let _ = write!(out, " ca={}", hex::encode(ca));
         }
@@ -482,7 +486,7 @@ fn describe_notify(n: &Notify, out: &mut String) {
     }
     let data = &n.data;
     match n.notify_type {
-        NotifyType::SIGNATURE_HASH_ALGORITHMS if data.len() % 2 == 0 => {
+        NotifyType::SIGNATURE_HASH_ALGORITHMS if data.len().is_multiple_of(2) => {
             let names: Vec<String> = n.hash_algorithms().map(|h| h.to_string()).collect();
             let _ = write!(out, " {}", names.join(" "));
         }

@@ -93,7 +93,7 @@ pub fn signature_hash_algorithms_data() -> Vec<u8> {
 
 /// Parses the peer's SIGNATURE_HASH_ALGORITHMS notification data.
 pub fn parse_signature_hash_algorithms(data: &[u8]) -> Result<Vec<HashAlgorithm>, CryptoError> {
-    if data.len() % 2 != 0 {
+    if !data.len().is_multiple_of(2) {
         return Err(CryptoError::MalformedHashAlgorithms(data.len()));
     }
     Ok(data

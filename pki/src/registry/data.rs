@@ -432,7 +432,7 @@ pub fn check_pool(pool: Ipv6Net, prefix_len: u8) -> Result<(), PkiError> {
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
