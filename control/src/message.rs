@@ -213,11 +213,14 @@ pub enum DropReason {
     /// A Neighbor Advertisement (or a return-routability answer) that failed the override
     /// checks; the forwarder's `RoamingReport` says which check (a [`crate::MoveRefusal`]).
     OverrideNaRefused,
+    /// Link-local traffic the peer may not send into the tunnel: anything but ICMPv6, or a
+    /// Router Solicitation, Router Advertisement or Redirect (the far end is never our router).
+    LinkScoped,
 }
 
 impl DropReason {
     /// Every reason.
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::Replay,
         DropReason::TooOld,
         DropReason::AuthFailed,
@@ -228,6 +231,7 @@ impl DropReason {
         DropReason::SeqExhausted,
         DropReason::TooBig,
         DropReason::OverrideNaRefused,
+        DropReason::LinkScoped,
     ];
 
     /// The reason's name, as status, its JSON and the metrics spell it.
@@ -243,6 +247,7 @@ impl DropReason {
             DropReason::SeqExhausted => "seq-exhausted",
             DropReason::TooBig => "too-big",
             DropReason::OverrideNaRefused => "override-na-refused",
+            DropReason::LinkScoped => "link-scoped",
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use hometun_control::DropReason;
 
 /// Every drop reason, in the order reports list them.
-pub const ALL_REASONS: [DropReason; 10] = DropReason::ALL;
+pub const ALL_REASONS: [DropReason; DropReason::ALL.len()] = DropReason::ALL;
 
 fn index(reason: DropReason) -> usize {
     match reason {
@@ -19,6 +19,7 @@ fn index(reason: DropReason) -> usize {
         DropReason::SeqExhausted => 7,
         DropReason::TooBig => 8,
         DropReason::OverrideNaRefused => 9,
+        DropReason::LinkScoped => 10,
     }
 }
 

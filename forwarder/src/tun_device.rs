@@ -157,6 +157,7 @@ fn build(spec: &TunSpec) -> Result<(SyncDevice, u32), PlatformError> {
     )?;
     let ifindex =
         netlink::interface_index(name).map_err(os_error(PlatformOp::TunIndex(name.clone())))?;
+    refuse_router_messages(name);
     for address in &spec.addresses {
         netlink::add_address(*address, ifindex).map_err(os_error(PlatformOp::AddAddress {
             address: *address,
@@ -166,6 +167,19 @@ fn build(spec: &TunSpec) -> Result<(SyncDevice, u32), PlatformError> {
     tun.enabled(true)
         .map_err(os_error(PlatformOp::BringUp(name.clone())))?;
     Ok((tun, ifindex))
+}
+
+/// Tells the kernel to take no Router Advertisement or Redirect from the tunnel: its far end is
+/// never our router, and a host with forwarding on may have inherited `accept_ra` 2 from
+/// `default`. The receive path drops such messages from the peer anyway
+/// (`sad::link_scoped_permitted`); this is the second lock, so a failure is only a warning.
+fn refuse_router_messages(name: &str) {
+    for setting in ["accept_ra", "accept_redirects"] {
+        let path = format!("/proc/sys/net/ipv6/conf/{name}/{setting}");
+        if let Err(error) = std::fs::write(&path, "0") {
+            tracing::warn!("{path}: cannot set it to 0: {error}");
+        }
+    }
 }
 
 /// Whether a read or write error on the TUN descriptor means the device is gone: the kernel

@@ -33,7 +33,7 @@ use hometun_forwarder::roaming::return_routability::{
     Nonce, Observed, answer_nonce, answer_probe, emit_probe,
 };
 use hometun_forwarder::roaming::{OuterSockets, Roaming, override_na};
-use hometun_forwarder::sad::{Sad, link_scoped};
+use hometun_forwarder::sad::{Sad, link_scoped, link_scoped_permitted};
 use ipnet::Ipv6Net;
 
 use crate::choices::Choices;
@@ -339,7 +339,11 @@ impl Lab {
             return Expect::Drop(DropReason::Malformed);
         }
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        if !link_scoped(src, dst) && !pair.remote_ts.iter().any(|n| n.contains(&src)) {
+        if link_scoped(src, dst) {
+            if !link_scoped_permitted(inner) {
+                return Expect::Drop(DropReason::LinkScoped);
+            }
+        } else if !pair.remote_ts.iter().any(|n| n.contains(&src)) {
             return Expect::Drop(DropReason::IngressFilter);
         }
         Expect::Accept

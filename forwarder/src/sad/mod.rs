@@ -298,9 +298,12 @@ impl SaPair {
             self.drops.add(DropReason::Malformed);
             return Err(DropReason::Malformed);
         }
-        if !link_scoped(source, destination)
-            && !self.remote_ts.iter().any(|net| net.contains(&source))
-        {
+        if link_scoped(source, destination) {
+            if !link_scoped_permitted(&packet[inner.clone()]) {
+                self.drops.add(DropReason::LinkScoped);
+                return Err(DropReason::LinkScoped);
+            }
+        } else if !self.remote_ts.iter().any(|net| net.contains(&source)) {
             // RFC 4891: the inner source must be one the peer may use.
             self.drops.add(DropReason::IngressFilter);
             return Err(DropReason::IngressFilter);
@@ -388,6 +391,43 @@ pub fn link_scoped(source: Ipv6Addr, destination: Ipv6Addr) -> bool {
     let link_local = |a: Ipv6Addr| a.segments()[0] & 0xffc0 == 0xfe80;
     let link_multicast = |a: Ipv6Addr| a.segments()[0] & 0xff0f == 0xff02;
     link_local(source) && (link_local(destination) || link_multicast(destination))
+}
+
+/// Whether a [`link_scoped`] packet from the tunnel's far end may go into the TUN device: only
+/// ICMPv6 (behind any hop-by-hop or destination options headers), and of it no Router
+/// Solicitation, Router Advertisement or Redirect. The far end is never our router: a home's
+/// RA taken by a server with forwarding on (`accept_ra` 2) would route the server's traffic into
+/// the tunnel (RFC 4861 6.1.2, 8.1). Everything else link-scoped (routing protocols to ff02::,
+/// DHCPv6) is no part of the tunnel either.
+pub fn link_scoped_permitted(packet: &[u8]) -> bool {
+    const HOP_BY_HOP: u8 = 0;
+    const DESTINATION_OPTIONS: u8 = 60;
+    const ICMPV6: u8 = 58;
+    const ROUTER_SOLICITATION: u8 = 133;
+    const ROUTER_ADVERTISEMENT: u8 = 134;
+    const REDIRECT: u8 = 137;
+    let Some(&first) = packet.get(6) else {
+        return false;
+    };
+    let (mut next, mut offset) = (first, crate::wire::ipv6::HEADER_LEN);
+    loop {
+        match next {
+            HOP_BY_HOP | DESTINATION_OPTIONS => {
+                let (Some(&after), Some(&len)) = (packet.get(offset), packet.get(offset + 1))
+                else {
+                    return false;
+                };
+                next = after;
+                offset += (usize::from(len) + 1) * 8;
+            }
+            ICMPV6 => {
+                return packet.get(offset).is_some_and(|&kind| {
+                    !matches!(kind, ROUTER_SOLICITATION | ROUTER_ADVERTISEMENT | REDIRECT)
+                });
+            }
+            _ => return false,
+        }
+    }
 }
 
 /// Where an outbound packet goes: the pair that seals it and the peer's endpoint.

@@ -48,6 +48,24 @@ fn ipv6_packet(source: &str, destination: &str, payload: usize) -> Vec<u8> {
     packet
 }
 
+/// An ICMPv6 message of `kind` (24 bytes of body), behind one 8-byte hop-by-hop or destination
+/// options header for each entry of `options` (0 or 60).
+fn icmpv6_packet(source: &str, destination: &str, options: &[u8], kind: u8) -> Vec<u8> {
+    let mut packet = ipv6_packet(source, destination, options.len() * 8 + 24);
+    // Where the current Next Header field is, and where the next header starts.
+    let (mut next_header_at, mut offset) = (6, 40);
+    for &header in options {
+        packet[next_header_at] = header;
+        packet[offset + 1] = 0; // Hdr Ext Len 0: 8 bytes.
+        next_header_at = offset;
+        offset += 8;
+    }
+    packet[next_header_at] = 58;
+    packet[offset] = kind;
+    packet[offset + 1] = 0;
+    packet
+}
+
 fn spi_of(route: Option<&Outbound>) -> Option<Spi> {
     route.map(|r| r.pair.spi_in())
 }
@@ -203,6 +221,53 @@ fn no_packet_lost_while_a_pair_is_replaced() {
 }
 
 #[test]
+fn link_local_traffic_from_the_peer_is_icmpv6_and_never_a_router_message() {
+    let (home, _he) = sad();
+    let (vps, _ve) = sad();
+    home.install(&home_sa(0x100)).unwrap();
+    vps.install(&vps_sa(1, 0x100, &["2001:db8:1::/64"]))
+        .unwrap();
+    // Pings and neighbour messages between the two ends pass, with options headers too.
+    for passes in [
+        icmpv6_packet("fe80::2", "fe80::1", &[], 128),
+        icmpv6_packet("fe80::2", "ff02::1", &[], 136),
+        icmpv6_packet("fe80::2", "ff02::16", &[0], 143),
+        icmpv6_packet("fe80::2", "fe80::1", &[0, 60], 129),
+    ] {
+        assert_eq!(carry(&home, &vps, &passes), Ok(passes.clone()));
+    }
+    // A Router Advertisement, Solicitation or Redirect never does, however it is wrapped;
+    // nor does link-local traffic other than ICMPv6 (a routing protocol, DHCPv6), nor a
+    // header chain that ends early.
+    let mut udp_to_dhcp = ipv6_packet("fe80::2", "ff02::1:2", 32);
+    udp_to_dhcp[6] = 17;
+    let mut cut = icmpv6_packet("fe80::2", "ff02::1", &[0], 128);
+    cut[40 + 1] = 200; // the options header claims 1608 bytes
+    let refused = [
+        icmpv6_packet("fe80::2", "ff02::1", &[], 134),
+        icmpv6_packet("fe80::2", "fe80::1", &[], 134),
+        icmpv6_packet("fe80::2", "ff02::1", &[0], 134),
+        icmpv6_packet("fe80::2", "ff02::1", &[60, 0], 134),
+        icmpv6_packet("fe80::2", "ff02::2", &[], 133),
+        icmpv6_packet("fe80::2", "fe80::1", &[], 137),
+        udp_to_dhcp,
+        ipv6_packet("fe80::2", "ff02::5", 32),
+        cut,
+    ];
+    for packet in &refused {
+        assert_eq!(
+            carry(&home, &vps, packet),
+            Err(DropReason::LinkScoped),
+            "{packet:02x?}"
+        );
+    }
+    let pair = vps.load().inbound(Spi(0x100)).unwrap().clone();
+    assert_eq!(pair.drops(DropReason::LinkScoped), refused.len() as u64);
+    assert_eq!(pair.drops(DropReason::IngressFilter), 0);
+    assert_eq!(vps.counters().sas[0].rx_packets, 4);
+}
+
+#[test]
 fn open_checks_replay_auth_and_ingress_filter() {
     let (home, _he) = sad();
     let (vps, _ve) = sad();
@@ -232,8 +297,8 @@ fn open_checks_replay_auth_and_ingress_filter() {
     let forged = ipv6_packet("2001:db8:99::1", "2001:db8:ffff::1", 64);
     assert_eq!(carry(&home, &vps, &forged), Err(DropReason::IngressFilter));
 
-    // Link-local traffic of the tunnel's link passes (ND, the override NA to ff02::1) ...
-    let na = ipv6_packet("fe80::2", "ff02::1", 32);
+    // Link-local ICMPv6 of the tunnel's link passes (the override NA to ff02::1) ...
+    let na = icmpv6_packet("fe80::2", "ff02::1", &[], 136);
     assert_eq!(carry(&home, &vps, &na), Ok(na.clone()));
     // ... but a link-local source towards a routable destination does not.
     let escaping = ipv6_packet("fe80::2", "2001:db8:ffff::1", 32);

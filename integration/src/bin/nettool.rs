@@ -14,6 +14,9 @@
 //! - `spoof-udp SRC_IPV4:PORT DEST_IPV4:PORT HEX`: send one UDP datagram with a source address
 //!   that is not ours (IP_TRANSPARENT, needs CAP_NET_ADMIN): a forged packet of an on-path
 //!   attacker.
+//! - `send-ra IFACE`: send a Router Advertisement out of IFACE to ff02::1 (hop limit 255,
+//!   router lifetime 1800 s), from the interface's link-local address: what a hostile home
+//!   would send into its tunnel to make itself the server's default router.
 
 #![allow(clippy::disallowed_methods)] // a test tool: wall-clock timeouts are its business
 
@@ -53,6 +56,7 @@ fn main() -> anyhow::Result<()> {
         ["spoof-udp", src, dest, data] => {
             spoof_udp(src.parse()?, dest.parse()?, &hex::decode(data)?)
         }
+        ["send-ra", iface] => send_ra(iface),
         _ => bail!("usage: see the module documentation of hometun-nettool"),
     }
 }
@@ -329,6 +333,65 @@ fn spoof_udp(
         socket
     };
     socket.send_to(data, dest)?;
+    Ok(())
+}
+
+fn send_ra(iface: &str) -> anyhow::Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let index = std::ffi::CString::new(iface)?;
+    // SAFETY: a NUL-terminated name.
+    let ifindex = unsafe { libc::if_nametoindex(index.as_ptr()) };
+    if ifindex == 0 {
+        bail!("{iface}: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: plain socket calls on a descriptor this function owns; option values and the
+    // address live for the duration of each call, with their true sizes.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_ICMPV6);
+        if fd < 0 {
+            bail!("socket: {}", std::io::Error::last_os_error());
+        }
+        let socket = OwnedFd::from_raw_fd(fd);
+        let set = |level: libc::c_int, option: libc::c_int, value: libc::c_int| {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                level,
+                option,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if set(libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS, 255) != 0
+            || set(
+                libc::IPPROTO_IPV6,
+                libc::IPV6_MULTICAST_IF,
+                ifindex as libc::c_int,
+            ) != 0
+        {
+            bail!("setsockopt: {}", std::io::Error::last_os_error());
+        }
+        // Type 134, code 0, checksum (the kernel's), hop limit 64, no flags, router lifetime
+        // 1800 s, reachable time and retransmission timer unspecified (RFC 4861 4.2).
+        let mut ra = [0u8; 16];
+        ra[0] = 134;
+        ra[4] = 64;
+        ra[6..8].copy_from_slice(&1800u16.to_be_bytes());
+        let mut to: libc::sockaddr_in6 = std::mem::zeroed();
+        to.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+        to.sin6_addr.s6_addr = "ff02::1".parse::<Ipv6Addr>()?.octets();
+        to.sin6_scope_id = ifindex;
+        let sent = libc::sendto(
+            socket.as_raw_fd(),
+            ra.as_ptr().cast(),
+            ra.len(),
+            0,
+            (&to as *const libc::sockaddr_in6).cast(),
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+        );
+        if sent < 0 {
+            bail!("sendto: {}", std::io::Error::last_os_error());
+        }
+    }
     Ok(())
 }
 
