@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use hometun_ike::endpoint::Output;
 use hometun_ike::endpoint::reload::Reload;
+use hometun_ike::wire::ExchangeType;
 use sim_support::*;
 
 fn pki_with_client(validity: Validity) -> Pki {
@@ -153,5 +154,55 @@ fn a_renewed_certificate_reauthenticates_make_before_break() {
     // The new IKE SA was authenticated with the new certificate.
     let status = pair.server.endpoint.status(pair.now());
     assert_eq!(status.len(), 1);
+    assert!(pair.esp(true) && pair.esp(false));
+}
+
+/// Finding I9, at expiry: a replaced IKE SA (the home re-authenticated with a renewed
+/// certificate but never deleted the old one) kept its pairs past the old certificate's
+/// notAfter, until its wait for the DELETE ran out. Now they go at the notAfter.
+#[test]
+fn a_replaced_ike_sa_the_home_never_deleted_loses_its_pairs_when_its_certificate_expires() {
+    let pki = pki_with_client(Validity::Until2028 { month: 1, day: 2 });
+    let mut pair = Pair::with_pki(Setup::default(), pki);
+    pair.connect();
+    pair.advance(Duration::from_secs(86_400 - 20));
+    pair.filter = Box::new(|d| {
+        if d.from_client && d.is(ExchangeType::INFORMATIONAL, false) {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    pair.pki.client = pair.pki.ca.leaf(CLIENT_NAME, 300, Validity::Good);
+    let config = client_config(&pair.setup, &pair.pki);
+    let now = pair.clock.now();
+    pair.client
+        .endpoint
+        .reload(
+            now,
+            &mut pair.rng,
+            Reload {
+                common: config.common,
+                responder: None,
+            },
+        )
+        .unwrap();
+    pair.flush();
+    pair.advance(Duration::from_secs(2));
+    assert_eq!(pair.server.endpoint.counters().ike_sas, 2);
+    assert_eq!(pair.server.forwarder.installed.len(), 2);
+    // 5 s past the old certificate's notAfter, well within the wait for a DELETE.
+    pair.advance(Duration::from_secs(23));
+    assert_eq!(
+        pair.server.forwarder.installed.len(),
+        1,
+        "the replaced IKE SA's pair outlived its certificate"
+    );
+    assert_eq!(pair.server.endpoint.counters().ike_sas, 1);
+    assert!(
+        pair.server.peer_downs().is_empty(),
+        "{:?}",
+        pair.server.peer_downs()
+    );
     assert!(pair.esp(true) && pair.esp(false));
 }

@@ -108,3 +108,55 @@ fn a_client_list_without_the_clients_prefix_deletes_its_sas_at_the_reload() {
     assert!(refused[0].contains("no longer allowed"), "{refused:?}");
     assert!(pair.server.forwarder.installed.is_empty());
 }
+
+/// Finding I9: a reload checked only the IKE SA that speaks for a home. After a
+/// re-authentication the replaced IKE SA keeps its pairs until the home deletes it, and a
+/// hostile home never does: its pairs carried traffic for about half a minute past the
+/// revocation. Now a replaced IKE SA that the new settings touch goes with its pairs at once.
+#[test]
+fn a_revocation_also_removes_the_pairs_of_a_replaced_ike_sa_the_home_never_deleted() {
+    let mut pair = connected();
+    // The home re-authenticates with a renewed certificate (serial 300) and never deletes
+    // its old IKE SA, nor anything else.
+    pair.filter = Box::new(|d| {
+        if d.from_client && d.is(ExchangeType::INFORMATIONAL, false) {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    pair.pki.client = pair.pki.ca.leaf(CLIENT_NAME, 300, Validity::Good);
+    let config = client_config(&pair.setup, &pair.pki);
+    let now = pair.clock.now();
+    pair.client
+        .endpoint
+        .reload(
+            now,
+            &mut pair.rng,
+            Reload {
+                common: config.common,
+                responder: None,
+            },
+        )
+        .unwrap();
+    pair.flush();
+    pair.advance(Duration::from_secs(2));
+    assert_eq!(pair.server.endpoint.counters().ike_sas, 2);
+    let installed = pair.server.forwarder.installed.len();
+    assert!(
+        installed >= 2,
+        "{installed} pairs: both IKE SAs hold theirs"
+    );
+
+    // Both certificates revoked: nothing of the home may stay installed.
+    pair.pki.server_crl = Some(pair.pki.ca.crl(&[100, 300]));
+    let reload = server_reload(&pair);
+    let refused = reload_server(&mut pair, reload);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        pair.server.forwarder.installed.is_empty(),
+        "still installed after the revocation: {:?}",
+        pair.server.forwarder.installed.keys()
+    );
+    assert_eq!(pair.server.endpoint.counters().ike_sas, 0);
+}

@@ -128,9 +128,21 @@ impl Endpoint {
         };
         let mut refused: Vec<(u64, String, crate::sa::established::Distrust)> = Vec::new();
         let mut narrowed: Vec<(u64, Vec<ipnet::Ipv6Net>)> = Vec::new();
+        // Replaced IKE SAs still holding pairs (make-before-break after a re-authentication)
+        // that the new settings touch: they no longer speak for the peer, so they go whole,
+        // at once, rather than carry traffic the peer may no longer send for up to a minute.
+        let mut replaced: Vec<u64> = Vec::new();
         for (spi, sa) in self.sas.iter() {
             let Sa::Up(e) = sa else { continue };
             if !e.is_current() {
+                if e.holds_pairs()
+                    && !matches!(
+                        e.still_trusted(&self.common.verifier, authorizer, now),
+                        Ok(None)
+                    )
+                {
+                    replaced.push(*spi);
+                }
                 continue;
             }
             match e.still_trusted(&self.common.verifier, authorizer, now) {
@@ -138,6 +150,18 @@ impl Endpoint {
                 Ok(None) => {}
                 Err(why) => refused.push((*spi, e.peer.name.clone(), why)),
             }
+        }
+        for spi in replaced {
+            if let Some(Sa::Up(mut e)) = self.sas.remove(&spi) {
+                tracing::debug!(
+                    "{}: its replaced IKE SA {} and its pairs go with the new settings",
+                    e.peer.name,
+                    crate::sa::hex_spi(spi)
+                );
+                let mut io = io!(self, now, rng);
+                e.dispose(&mut io);
+            }
+            self.forget(spi);
         }
         for (spi, allowed) in narrowed {
             if let Some(Sa::Up(e)) = self.sas.get_mut(&spi) {

@@ -251,6 +251,12 @@ impl Established {
         matches!(self.lifecycle, Lifecycle::Current)
     }
 
+    /// Whether it still has CHILD SAs installed (a replaced SA keeps them until its DELETE,
+    /// make-before-break).
+    pub fn holds_pairs(&self) -> bool {
+        !self.children.is_empty()
+    }
+
     /// Whether the peer deleted it and it only answers retransmitted DELETEs.
     fn is_closing(&self) -> bool {
         matches!(self.lifecycle, Lifecycle::Closing { .. })
@@ -535,7 +541,7 @@ impl Established {
             consider(self.keyed_at + Duration::from_secs(seconds));
         }
         if let Some((_, mono)) = self.peer_valid_until
-            && self.is_current()
+            && (self.is_current() || self.holds_pairs())
         {
             consider(mono);
         }
@@ -569,6 +575,15 @@ impl Established {
             } else {
                 Vec::new()
             };
+        }
+        if let Some((wall, mono)) = self.peer_valid_until
+            && !self.is_current()
+            && self.holds_pairs()
+            && (now >= mono || io.now.wall >= wall)
+        {
+            // Replaced, and its pairs outlive the certificate they were made with: they go now
+            // (its successor, if its certificate is the same, says so itself).
+            return vec![Effect::Remove];
         }
         if let Some((wall, mono)) = self.peer_valid_until
             && self.is_current()
