@@ -251,6 +251,61 @@ fn a_replayed_request_is_answered_to_the_peer_not_to_the_forged_source() {
     assert!(sent.iter().all(|t| t.remote != victim));
 }
 
+/// Finding I8: the server took the IKE_AUTH request's source as the home's address, whatever
+/// the IKE_SA_INIT's was, and sent the home's ESP there. A home able to forge its IPv4 source
+/// made the server send its traffic to an address it chose, with no return-routability check.
+/// Now an IKE_AUTH from another address than the IKE_SA_INIT's is ignored; another port (the
+/// float to 4500) is fine.
+#[test]
+fn an_ike_auth_from_another_address_than_its_ike_sa_init_is_ignored() {
+    let mut pair = Pair::new(Setup::default());
+    pair.filter = Box::new(|d| {
+        if d.from_client && d.is(ExchangeType::IKE_AUTH, false) {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    pair.advance(Duration::from_millis(100));
+    let request = pair
+        .trace
+        .iter()
+        .find(|(d, _)| d.from_client && d.is(ExchangeType::IKE_AUTH, false))
+        .map(|(d, _)| d.clone())
+        .expect("the client's IKE_AUTH");
+    let victim = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 66), 4500);
+    let now = pair.now();
+    pair.server
+        .endpoint
+        .handle_datagram(now, request.dst, victim, &request.data, &mut pair.rng);
+    pair.flush();
+    assert!(
+        pair.server.forwarder.installed.is_empty(),
+        "installed for a forged source: {:?}",
+        pair.server.forwarder.installed.keys()
+    );
+    assert!(
+        pair.trace.iter().all(|(d, _)| d.dst.ip() != victim.ip()),
+        "the server answered the forged source"
+    );
+    // The same request from the IKE_SA_INIT's address, on another port, is answered there.
+    let from = SocketAddrV4::new(*request.src.ip(), request.src.port().wrapping_add(1));
+    let now = pair.now();
+    pair.server
+        .endpoint
+        .handle_datagram(now, request.dst, from, &request.data, &mut pair.rng);
+    pair.flush();
+    assert_eq!(pair.server.forwarder.installed.len(), 1);
+    let answer = pair
+        .trace
+        .iter()
+        .rev()
+        .find(|(d, _)| !d.from_client && d.is(ExchangeType::IKE_AUTH, true))
+        .map(|(d, _)| d.dst)
+        .expect("an IKE_AUTH answer");
+    assert_eq!(answer, from);
+}
+
 fn sa_init_from_trace(pair: &Pair) -> Vec<u8> {
     pair.trace
         .iter()
@@ -591,6 +646,40 @@ fn a_certificate_for_a_case_variant_is_the_same_home_not_a_second_one() {
     );
     // One home: one grant, one pair, inside its prefix.
     assert_eq!(homes.server.forwarder.grants.len(), 1);
+    assert_eq!(homes.server.forwarder.installed.len(), 1);
+    assert_eq!(homes.server.endpoint.status(homes.clock.now()).len(), 1);
+}
+
+/// Finding I10: a home authenticating once by its name (ID_FQDN) and once by its
+/// certificate's subject (ID_DER_ASN1_DN) was two homes to the server: two identities, each with
+/// its own bound of IKE SAs and INITIAL_CONTACT, and a holder record under "DN ...". Now the
+/// subject stands for the certificate's DNS name: one home.
+#[test]
+fn a_home_stating_its_subject_is_the_same_home_as_by_its_name() {
+    let mut homes = Homes::new(Setup::default(), &[("home.example", "2001:db8:1::/64")]);
+    homes.add_home(HomeSpec::new(CLIENT_NAME, CLIENT_ADDR, "2001:db8:1::/64"));
+    homes.advance(Duration::from_secs(2));
+    homes.add_home(HomeSpec {
+        certificate_name: CLIENT_NAME,
+        identity: SUBJECT,
+        addr: OTHER_ADDR,
+        prefixes: vec![net("2001:db8:1::/64")],
+    });
+    homes.advance(Duration::from_secs(2));
+    let names: Vec<&str> = homes
+        .server
+        .outputs
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Output::PeerUp { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, ["home.example", "home.example"]);
+    assert_eq!(
+        homes.server.peer_downs(),
+        ["replaced: INITIAL_CONTACT from home.example"]
+    );
     assert_eq!(homes.server.forwarder.installed.len(), 1);
     assert_eq!(homes.server.endpoint.status(homes.clock.now()).len(), 1);
 }

@@ -321,6 +321,17 @@ impl HalfOpen {
             );
             return AuthResult::Wait(Box::new(self));
         }
+        if remote.ip() != self.init.source.ip() {
+            // The port may change (the float to 4500, a NAT's mapping for it: RFC 7296 2.23),
+            // the address may not: the IKE_SA_INIT answer went there, so the initiator showed
+            // it receives at it. From anywhere else, an authenticated home would choose where
+            // the server sends its ESP, with no return-routability check (SECURITY.md, I8).
+            tracing::debug!(
+                "IKE_AUTH from {remote}, but IKE_SA_INIT came from {}: ignored",
+                self.init.source
+            );
+            return AuthResult::Wait(Box::new(self));
+        }
         if self.pending.is_some() {
             // A retransmission while its first copy is being checked: the answer will come.
             return AuthResult::Wait(Box::new(self));
@@ -499,10 +510,10 @@ impl HalfOpen {
         let Some(idi) = inner.id_i() else {
             return Err((None, IkeError::syntax("IKE_AUTH request lacks IDi")));
         };
-        let identity = identity_of(idi).map_err(|e| (None, e))?;
+        let AuthProof { peer, our_auth } = proof;
+        let identity = home_identity(identity_of(idi).map_err(|e| (None, e))?, &peer);
         let name = identity.to_string();
         let fail = |e: IkeError| (Some(name.clone()), e);
-        let AuthProof { peer, our_auth } = proof;
         let prefixes = authorizer
             .prefixes(&identity, &peer)
             .map_err(|reason| fail(IkeError::AuthenticationFailed(reason.to_string())))?;
@@ -547,6 +558,21 @@ impl HalfOpen {
             mobike: has_notify(inner, NotifyType::MOBIKE_SUPPORTED),
         })
     }
+}
+
+/// The identity a home is known by: the one it stated, except that a certificate's subject
+/// (ID_DER_ASN1_DN, which the AUTH check matched) becomes the certificate's first DNS name.
+/// Otherwise one certificate would be two homes, by its name and by its subject, each with its
+/// own bound of IKE SAs, INITIAL_CONTACT and holder record (SECURITY.md, I10).
+fn home_identity(stated: PeerIdentity, peer: &crate::crypto::cert::VerifiedPeer) -> PeerIdentity {
+    if !matches!(stated, PeerIdentity::DerAsn1Dn(_)) {
+        return stated;
+    }
+    hometun_certs::verify::describe(peer.certificate_der())
+        .ok()
+        .and_then(|certificate| certificate.names.into_iter().next())
+        .map(|name| PeerIdentity::Fqdn(name.to_ascii_lowercase()))
+        .unwrap_or(stated)
 }
 
 /// What the checks of IKE_AUTH found.

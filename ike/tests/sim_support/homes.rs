@@ -5,12 +5,32 @@ use super::*;
 
 use hometun_ike::endpoint::reload::{Reload, ResponderReload};
 
+/// [`HomeSpec::identity`] for a home that states its certificate's subject.
+pub const SUBJECT: &str = "(the certificate's subject)";
+
+/// A certificate's subject as a DER SEQUENCE, as ID_DER_ASN1_DN carries it.
+fn subject_der(certificate: &[u8]) -> Vec<u8> {
+    let der = rustls_pki_types::CertificateDer::from(certificate);
+    let cert = webpki::EndEntityCert::try_from(&der).expect("the CA's leaf parses");
+    let contents = cert.subject();
+    // webpki gives the contents; put the SEQUENCE header back (short or long form).
+    let mut out = vec![0x30];
+    match contents.len() {
+        len @ 0..=0x7f => out.push(len as u8),
+        len @ 0x80..=0xff => out.extend([0x81, len as u8]),
+        len => out.extend([0x82, (len >> 8) as u8, len as u8]),
+    }
+    out.extend_from_slice(contents);
+    out
+}
+
 /// One home of a [`Homes`] setup.
 #[derive(Clone, Debug)]
 pub struct HomeSpec {
     /// The dNSName (and CN) of its certificate.
     pub certificate_name: &'static str,
-    /// The identity it states in IDi.
+    /// The identity it states in IDi: a DNS name, or [`SUBJECT`] for its certificate's
+    /// subject (ID_DER_ASN1_DN).
     pub identity: &'static str,
     /// Its outer address.
     pub addr: Ipv4Addr,
@@ -86,7 +106,11 @@ impl Homes {
         let mut config = client_config(&self.setup, &self.pki);
         config.common.chain = vec![leaf.der.clone()];
         config.common.key = std::sync::Arc::new(leaf.private_key());
-        config.common.identity = PeerIdentity::Fqdn(spec.identity.into());
+        config.common.identity = if spec.identity == SUBJECT {
+            PeerIdentity::DerAsn1Dn(subject_der(&leaf.der))
+        } else {
+            PeerIdentity::Fqdn(spec.identity.into())
+        };
         config.local_addr = spec.addr;
         config.local_prefixes = spec.prefixes.clone();
         let endpoint = Endpoint::initiator(config, self.clock.now(), &mut self.rng);
