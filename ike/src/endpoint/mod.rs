@@ -180,11 +180,14 @@ macro_rules! io {
 mod auth;
 mod failover;
 mod init_index;
+#[cfg(feature = "test-util")]
+mod inspect;
 mod new_sas;
 pub mod operator;
 pub mod reload;
 pub mod restart;
 mod sa_table;
+mod shutdown;
 
 pub use operator::Initiated;
 pub use restart::RestartHint;
@@ -862,120 +865,6 @@ impl Endpoint {
         }
     }
 
-    /// Shutdown, first step: every IKE SA that speaks for its peer uninstalls its pairs and
-    /// sends its DELETE as its next request (after one in flight; the peer's window is one
-    /// request, RFC 7296 2.3), retransmitted until answered. Handshakes under way are dropped,
-    /// and no new one is begun or answered. The caller keeps feeding datagrams and timers
-    /// until [`Endpoint::is_closed`], or for as long as it will wait, then calls
-    /// [`Endpoint::close_now`].
-    pub fn close(&mut self, now: Now, rng: &mut dyn Random) {
-        self.stop_new_sas();
-        let spis: Vec<u64> = self.sas.iter().map(|(spi, _)| *spi).collect();
-        for spi in spis {
-            let mut io = io!(self, now, rng);
-            if let Some(Sa::Up(e)) = self.sas.get_mut(&spi) {
-                e.leave(&mut io);
-            } else if let Some(sa) = self.sas.remove(&spi) {
-                self.abandon_handshake(now, rng, sa);
-                self.forget(spi);
-            }
-        }
-    }
-
-    /// Shutdown: an SA still in its handshake goes without a word.
-    fn abandon_handshake(&mut self, now: Now, rng: &mut dyn Random, sa: Sa) {
-        let mut io = io!(self, now, rng);
-        match sa {
-            Sa::Up(_) | Sa::Init(_) => {}
-            Sa::Auth(a) => a.abandon(&mut io),
-            sa @ (Sa::Deriving(_) | Sa::HalfOpen(_)) => {
-                if let Some((spi_i, init)) = sa.half_open() {
-                    self.half_open_gone(spi_i, init.source, false);
-                }
-            }
-        }
-    }
-
-    /// Shutting down: a client stops reconnecting, a server answers no new IKE_SA_INIT.
-    fn stop_new_sas(&mut self) {
-        match &mut self.role {
-            Role::Initiator(role) => {
-                role.closed = true;
-                role.reconnect_at = None;
-            }
-            Role::Responder(role) => role.closed = true,
-        }
-    }
-
-    /// Whether a shutdown has nothing left to wait for: every DELETE of ours is answered (an
-    /// IKE SA the peer deleted, or one a rekey replaced, waits for nothing of ours).
-    pub fn is_closed(&self) -> bool {
-        self.sas.values().all(|sa| match sa {
-            Sa::Up(e) => e.is_settled(),
-            _ => false,
-        })
-    }
-
-    /// Shutdown, last step: a DELETE still unsent goes once, out of turn, and every SA is
-    /// removed.
-    pub fn close_now(&mut self, now: Now, rng: &mut dyn Random) {
-        self.stop_new_sas();
-        for (spi, sa) in self.sas.drain() {
-            if let Sa::Up(mut e) = sa {
-                let mut io = io!(self, now, rng);
-                e.close_now(&mut io);
-                e.dispose(&mut io);
-            } else {
-                self.abandon_handshake(now, rng, sa);
-            }
-            self.forget(spi);
-        }
-    }
-
-    /// Makes this endpoint a hostile peer: `tamper` changes each protected message it sends.
-    #[cfg(feature = "test-util")]
-    pub fn set_tamper(&mut self, tamper: Box<dyn crate::io::Tamper>) {
-        self.tamper = Some(tamper);
-    }
-
-    /// A digest of SK_d of the current IKE SA with `peer`: tests see that a rekey changed it
-    /// without ever seeing the key.
-    #[cfg(feature = "test-util")]
-    pub fn sk_d_digest(&self, peer: PeerId) -> Option<[u8; 32]> {
-        use sha2::Digest;
-        self.current_sas()
-            .find(|e| e.peer.id == peer)
-            .map(|e| sha2::Sha256::digest(e.core.keys.sk_d()).into())
-    }
-
-    /// How many of our key pairs are made ahead and ready (see [`Endpoint::defer_crypto`]).
-    #[cfg(feature = "test-util")]
-    pub fn key_pairs_ready(&self) -> usize {
-        self.key_pool.ready()
-    }
-
-    /// How many IKE SPIs and inbound ESP SPIs this endpoint holds reserved: after
-    /// [`Endpoint::close`] both must be zero, and an installed pair always holds its SPI.
-    #[cfg(feature = "test-util")]
-    pub fn spis_reserved(&self) -> (usize, usize) {
-        self.spis.reserved()
-    }
-
-    /// The inbound SPIs of CHILD SAs that both sides deleted but whose inbound half still
-    /// lingers for packets in flight, with the time each goes: installed, yet no longer in the
-    /// status.
-    #[cfg(feature = "test-util")]
-    pub fn lingering_inbound(&self) -> Vec<(u32, Instant)> {
-        self.sas
-            .values()
-            .filter_map(|sa| match sa {
-                Sa::Up(e) => Some(e.lingering_inbound()),
-                _ => None,
-            })
-            .flatten()
-            .collect()
-    }
-
     /// The next IKE message to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
@@ -999,38 +888,6 @@ impl Endpoint {
             .chain(role)
             .chain(self.restart_hints.next_round())
             .min()
-    }
-
-    /// Panics unless the [`SaTable`] index says what a visit of every SA finds: the earliest
-    /// deadline and each established SA under its peer. The simulations check it after each
-    /// step.
-    #[cfg(feature = "test-util")]
-    pub fn check_sa_index(&mut self) {
-        self.refile();
-        let scanned = self
-            .sas
-            .values()
-            .filter_map(|sa| sa_deadline(&self.common, sa))
-            .min();
-        assert_eq!(
-            self.sas.next_deadline(),
-            scanned,
-            "filed SA deadlines disagree"
-        );
-        let mut by_peer: Vec<(PeerId, u64)> = self
-            .sas
-            .iter()
-            .filter_map(|(spi, sa)| sa.peer().map(|peer| (peer, *spi)))
-            .collect();
-        by_peer.sort_unstable();
-        let filed: Vec<(PeerId, u64)> = self
-            .peer_ids
-            .values()
-            .flat_map(|peer| self.sas.of_peer(*peer).into_iter().map(|spi| (*peer, spi)))
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        assert_eq!(filed, by_peer, "SAs filed under the wrong peer");
     }
 
     /// Per-peer state for `hometun status`.
