@@ -250,6 +250,10 @@ pub struct DosSection {
     /// Most half-open IKE SAs in total.
     #[serde(default = "default_half_open_total")]
     pub half_open_total: u32,
+    /// New IKE SAs one home (identity) may make in a burst, then one every 10 s; 0: no bound
+    /// (for handshake benchmarks that run thousands per identity).
+    #[serde(default = "default_new_ike_sas_per_identity")]
+    pub new_ike_sas_per_identity: u32,
 }
 
 impl Default for DosSection {
@@ -258,6 +262,7 @@ impl Default for DosSection {
             cookie_threshold: default_cookie_threshold(),
             half_open_per_source: default_half_open_per_source(),
             half_open_total: default_half_open_total(),
+            new_ike_sas_per_identity: default_new_ike_sas_per_identity(),
         }
     }
 }
@@ -882,6 +887,9 @@ fn default_half_open_per_source() -> u32 {
 }
 fn default_half_open_total() -> u32 {
     1024
+}
+fn default_new_ike_sas_per_identity() -> u32 {
+    5
 }
 fn default_ike_port() -> u16 {
     500

@@ -83,6 +83,7 @@ pub fn server_settings(
         cookie_threshold: config.dos.cookie_threshold,
         half_open_per_source: config.dos.half_open_per_source,
         half_open_total: config.dos.half_open_total,
+        new_ike_sas_per_identity: config.dos.new_ike_sas_per_identity,
     };
     Ok((common, responder))
 }

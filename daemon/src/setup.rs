@@ -243,6 +243,7 @@ pub fn prepare_server(
         cookie_threshold: settings.cookie_threshold,
         half_open_per_source: settings.half_open_per_source,
         half_open_total: settings.half_open_total,
+        new_ike_sas_per_identity: settings.new_ike_sas_per_identity,
     };
     // The enrolled homes and which server holds each: the enrollment listener's CA directory,
     // or where `pki init` put this config.

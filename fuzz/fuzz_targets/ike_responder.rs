@@ -95,6 +95,7 @@ fn responder(now: Now, rng: &mut Counter) -> Endpoint {
             cookie_threshold: 4,
             half_open_per_source: 3,
             half_open_total: 8,
+            new_ike_sas_per_identity: 5,
         },
         now,
         rng,

@@ -185,6 +185,7 @@ pub fn server_endpoint(config: &Config, now: Now, rng: &mut dyn Random) -> Endpo
             cookie_threshold: 10,
             half_open_per_source: 5,
             half_open_total: 50,
+            new_ike_sas_per_identity: 5,
         },
         now,
         rng,

@@ -105,6 +105,9 @@ pub struct ResponderConfig {
     pub half_open_per_source: u32,
     /// At most this many half-open IKE SAs in total.
     pub half_open_total: u32,
+    /// New IKE SAs one identity may make in a burst, then one every 10 s; 0: no bound
+    /// (SECURITY.md, I11).
+    pub new_ike_sas_per_identity: u32,
 }
 
 /// The initiator's (client's) settings.

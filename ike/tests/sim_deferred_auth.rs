@@ -104,6 +104,7 @@ fn a_job_back_after_a_reload_is_checked_again_under_the_new_configuration() {
                     cookie_threshold: config.cookie_threshold,
                     half_open_per_source: config.half_open_per_source,
                     half_open_total: config.half_open_total,
+                    new_ike_sas_per_identity: config.new_ike_sas_per_identity,
                 }),
             },
         )

@@ -684,6 +684,78 @@ fn a_home_stating_its_subject_is_the_same_home_as_by_its_name() {
     assert_eq!(homes.server.endpoint.status(homes.clock.now()).len(), 1);
 }
 
+/// Finding I11: a home could make new IKE SAs as fast as it liked (each a Diffie-Hellman
+/// exchange, two signatures, installs, routes and a holder record on the server), since a
+/// finished IKE_AUTH leaves the half-open bounds and each new IKE SA came with a full budget of
+/// rekeys. Now each identity has a budget of new IKE SAs (`dos.new_ike_sas_per_identity`, 5,
+/// then one per 10 s) kept across its SAs, and a new SA carries on the rekey budget of the one
+/// it replaces.
+#[test]
+fn a_home_authenticating_again_and_again_gets_five_then_one_per_ten_seconds() {
+    let mut homes = Homes::new(Setup::default(), &[("home.example", "2001:db8:1::/64")]);
+    for i in 0..8u8 {
+        homes.add_home(HomeSpec::new(
+            CLIENT_NAME,
+            Ipv4Addr::new(198, 51, 100, 10 + i),
+            "2001:db8:1::/64",
+        ));
+        homes.advance(Duration::from_millis(500));
+    }
+    let ups = |homes: &Homes| {
+        homes
+            .server
+            .outputs
+            .iter()
+            .filter(|(_, o)| matches!(o, Output::PeerUp { .. }))
+            .count()
+    };
+    assert_eq!(ups(&homes), 5, "{:?}", homes.server.refusals());
+    let refused = homes
+        .server
+        .refusals()
+        .iter()
+        .filter(|r| r.contains("re-authenticating too often"))
+        .count();
+    assert!(refused >= 3, "{:?}", homes.server.refusals());
+    // The budget comes back at one per 10 s: a refused home that tries again gets in then.
+    homes.advance(Duration::from_secs(40));
+    let later = ups(&homes);
+    assert!(
+        (6..=10).contains(&later),
+        "{later} IKE SAs after 44 s: {:?}",
+        homes.server.refusals()
+    );
+    // However many came and went, one home holds at most its bound of IKE SAs and one status.
+    assert!(homes.server.endpoint.counters().ike_sas <= 3);
+    assert_eq!(homes.server.endpoint.status(homes.clock.now()).len(), 1);
+}
+
+/// With the bound off (`new_ike_sas_per_identity = 0`, for handshake benchmarks), every new IKE
+/// SA of an identity is answered.
+#[test]
+fn without_the_bound_every_new_ike_sa_of_a_home_is_answered() {
+    let setup = Setup {
+        new_ike_sas_per_identity: 0,
+        ..Setup::default()
+    };
+    let mut homes = Homes::new(setup, &[("home.example", "2001:db8:1::/64")]);
+    for i in 0..8u8 {
+        homes.add_home(HomeSpec::new(
+            CLIENT_NAME,
+            Ipv4Addr::new(198, 51, 100, 10 + i),
+            "2001:db8:1::/64",
+        ));
+        homes.advance(Duration::from_millis(500));
+    }
+    let ups = homes
+        .server
+        .outputs
+        .iter()
+        .filter(|(_, o)| matches!(o, Output::PeerUp { .. }))
+        .count();
+    assert_eq!(ups, 8, "{:?}", homes.server.refusals());
+}
+
 /// Finding: server identity. The same CA signs the server's certificate and the homes': a
 /// home's certificate (clientAuth only) must not pass as the server's, whatever name it holds.
 #[test]

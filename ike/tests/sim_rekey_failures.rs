@@ -78,6 +78,7 @@ fn reload_server_esp(pair: &mut Pair, esp: &str) {
                     cookie_threshold: config.cookie_threshold,
                     half_open_per_source: config.half_open_per_source,
                     half_open_total: config.half_open_total,
+                    new_ike_sas_per_identity: config.new_ike_sas_per_identity,
                 }),
             },
         )

@@ -30,6 +30,7 @@ fn server_reload(pair: &Pair) -> Reload {
             cookie_threshold: config.cookie_threshold,
             half_open_per_source: config.half_open_per_source,
             half_open_total: config.half_open_total,
+            new_ike_sas_per_identity: config.new_ike_sas_per_identity,
         }),
     }
 }

@@ -10,11 +10,15 @@ use std::net::SocketAddrV4;
 use std::time::Instant;
 
 use super::{Endpoint, Io, MAX_IKE_SAS_PER_PEER, Random, Role, Sa};
+
+/// One more new IKE SA per identity every this long, once its burst is used up.
+const NEW_IKE_SA_REFILL: std::time::Duration = std::time::Duration::from_secs(10);
 use crate::crypto::PeerIdentity;
 use crate::crypto::{CryptoError, IkeSaKeys};
 use crate::io::Now;
 use crate::sa::IkeError;
 use crate::sa::crypto_job::{AuthProof, CryptoDone, CryptoJob, Finished};
+use crate::sa::established::TokenBucket;
 use crate::sa::responder::{AuthResult, HalfOpen};
 use crate::wire::Header;
 
@@ -64,10 +68,26 @@ impl Endpoint {
                 self.spis.release_ike(spi);
             }
             AuthResult::Authenticated(authenticated) => {
+                let identity = authenticated.identity().clone();
+                // A new IKE SA costs the server a Diffie-Hellman exchange, two signatures,
+                // installs, routes and a holder record: each identity has a budget of them,
+                // kept across its SAs (SECURITY.md, I11).
+                if !self.may_make_new_sa(&identity, now) {
+                    let mut io = io!(self, now, rng);
+                    let (spi_i, source) = authenticated.refuse(
+                        &mut io,
+                        IkeError::TemporaryFailure("re-authenticating too often"),
+                    );
+                    self.half_open_gone(spi_i, source, false);
+                    self.spis.release_ike(spi);
+                    return;
+                }
+                // The new SA carries on the rekey budget of the peer's newest one: a
+                // re-authentication does not refill it.
+                let inherited = self.rekey_budget_of(&identity);
                 let (spi_i, source) = authenticated.half_open_source();
                 self.half_open_gone(spi_i, source, true);
                 let name = authenticated.name().to_string();
-                let identity = authenticated.identity().clone();
                 let reauthenticated = if authenticated.initial_contact() {
                     self.initial_contact(now, rng, &identity, spi);
                     false
@@ -76,10 +96,42 @@ impl Endpoint {
                 };
                 let peer = self.peer_id(&name);
                 let mut io = io!(self, now, rng);
-                let established = authenticated.complete(&mut io, peer, reauthenticated);
+                let mut established = authenticated.complete(&mut io, peer, reauthenticated);
+                if let Some(budget) = inherited {
+                    established.inherit_rekey_budget(budget);
+                }
                 self.sas.insert(spi, Sa::Up(Box::new(established)));
             }
         }
+    }
+
+    /// Takes a new IKE SA from `identity`'s budget; false when it is used up.
+    fn may_make_new_sa(&mut self, identity: &PeerIdentity, now: Now) -> bool {
+        let Role::Responder(role) = &mut self.role else {
+            return true;
+        };
+        let burst = role.new_ike_sas_per_identity;
+        if burst == 0 {
+            return true;
+        }
+        role.new_sa_budgets
+            .entry(identity.to_string())
+            .or_insert_with(|| TokenBucket::new(burst, NEW_IKE_SA_REFILL, now.mono))
+            .take(now.mono)
+    }
+
+    /// The rekey budget of the newest IKE SA of the peer `identity`, if we hold one.
+    fn rekey_budget_of(&mut self, identity: &PeerIdentity) -> Option<TokenBucket> {
+        self.spis_of(identity)
+            .into_iter()
+            .filter_map(|spi| match self.sas.get(&spi) {
+                Some(Sa::Up(e)) if e.peer.identity == *identity => {
+                    Some((e.keyed_at(), e.rekey_budget()))
+                }
+                _ => None,
+            })
+            .max_by_key(|(keyed_at, _)| *keyed_at)
+            .map(|(_, budget)| budget)
     }
 
     /// A peer authenticated a new IKE SA without INITIAL_CONTACT while it has one: a

@@ -96,6 +96,11 @@ struct ResponderRole {
     cookie_threshold: u32,
     half_open_per_source: u32,
     half_open_total: u32,
+    /// The burst of [`ResponderRole::new_sa_budgets`] (0: no bound).
+    new_ike_sas_per_identity: u32,
+    /// What each identity (by name) may still make of new IKE SAs (SECURITY.md, I11); an
+    /// entry whose bucket is full again is forgotten at the next counter tick.
+    new_sa_budgets: HashMap<String, crate::sa::established::TokenBucket>,
     cookies: CookieGenerator,
     cookie_rotate_at: Instant,
     half_open_count: u32,
@@ -207,6 +212,8 @@ impl Endpoint {
             cookie_threshold: config.cookie_threshold,
             half_open_per_source: config.half_open_per_source,
             half_open_total: config.half_open_total,
+            new_ike_sas_per_identity: config.new_ike_sas_per_identity,
+            new_sa_budgets: HashMap::new(),
             cookies: CookieGenerator::new(random_secret(rng)),
             cookie_rotate_at: now.mono + COOKIE_ROTATION,
             half_open_count: 0,
@@ -800,6 +807,10 @@ impl Endpoint {
         // Each IKE SA reads its own peer's pairs only, found in the report sorted by peer:
         // every IKE SA reading the whole report grew with the square of the homes
         // (bench/README.md, "memory.sh").
+        if let Role::Responder(role) = &mut self.role {
+            role.new_sa_budgets
+                .retain(|_, budget| !budget.is_full(now.mono));
+        }
         let mut pairs: Vec<&hometun_control::SaCounters> = report.sas.iter().collect();
         pairs.sort_unstable_by_key(|sa| sa.peer);
         let mut io = io!(self, now, rng);

@@ -29,6 +29,8 @@ pub struct ResponderReload {
     pub half_open_per_source: u32,
     /// At most this many half-open IKE SAs in total.
     pub half_open_total: u32,
+    /// New IKE SAs one identity may make in a burst, then one every 10 s; 0: no bound.
+    pub new_ike_sas_per_identity: u32,
 }
 
 /// Why the endpoint refused a reload (it keeps its running settings).
@@ -93,6 +95,7 @@ impl Endpoint {
                 role.cookie_threshold = r.cookie_threshold;
                 role.half_open_per_source = r.half_open_per_source;
                 role.half_open_total = r.half_open_total;
+                role.new_ike_sas_per_identity = r.new_ike_sas_per_identity;
             }
             (Role::Initiator(_), None) => {}
             _ => return Err(ReloadError::WrongRole),

@@ -610,6 +610,16 @@ impl Authenticated {
         &self.checked.name
     }
 
+    /// Refuses it after all (the peer authenticated, but may not have another IKE SA now):
+    /// the answer carries `error`, and the SA goes. Returns the half-open bookkeeping.
+    pub fn refuse(self, io: &mut Io<'_>, error: IkeError) -> (u64, SocketAddrV4) {
+        let gone = self.half_open_source();
+        let (local, remote) = (self.half_open.core.local, self.half_open.core.remote);
+        let name = self.checked.name.clone();
+        self.half_open.refuse(io, local, remote, Some(name), error);
+        gone
+    }
+
     /// The peer's identity.
     pub fn identity(&self) -> &PeerIdentity {
         &self.checked.identity

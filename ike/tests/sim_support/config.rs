@@ -20,6 +20,7 @@ pub struct Setup {
     pub cookie_threshold: u32,
     pub half_open_per_source: u32,
     pub half_open_total: u32,
+    pub new_ike_sas_per_identity: u32,
     pub retransmit_base: Duration,
     pub retransmit_tries: u32,
     /// The client's longest wait between two connection attempts.
@@ -49,6 +50,7 @@ impl Default for Setup {
             cookie_threshold: 10,
             half_open_per_source: 5,
             half_open_total: 50,
+            new_ike_sas_per_identity: 5,
             retransmit_base: Duration::from_secs(1),
             retransmit_tries: 4,
             reconnect_max: Duration::from_secs(30),
@@ -156,6 +158,7 @@ pub fn server_config(setup: &Setup, pki: &Pki) -> ResponderConfig {
         cookie_threshold: setup.cookie_threshold,
         half_open_per_source: setup.half_open_per_source,
         half_open_total: setup.half_open_total,
+        new_ike_sas_per_identity: setup.new_ike_sas_per_identity,
     }
 }
 

@@ -284,6 +284,7 @@ impl Homes {
                 cookie_threshold: config.cookie_threshold,
                 half_open_per_source: config.half_open_per_source,
                 half_open_total: config.half_open_total,
+                new_ike_sas_per_identity: config.new_ike_sas_per_identity,
             }),
         };
         let now = self.clock.now();

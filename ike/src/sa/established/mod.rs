@@ -170,6 +170,13 @@ impl TokenBucket {
         }
     }
 
+    /// Whether it would be full at `now` (nothing taken that has not come back).
+    pub fn is_full(&self, now: Instant) -> bool {
+        let earned =
+            now.saturating_duration_since(self.last).as_nanos() / self.refill.as_nanos().max(1);
+        u128::from(self.tokens) + earned >= u128::from(self.capacity)
+    }
+
     /// Takes a token if there is one.
     pub fn take(&mut self, now: Instant) -> bool {
         let earned =
@@ -249,6 +256,17 @@ impl Established {
     /// Whether the SA still speaks for its peer.
     pub fn is_current(&self) -> bool {
         matches!(self.lifecycle, Lifecycle::Current)
+    }
+
+    /// The peer's budget of rekeys, which a new IKE SA of the same peer takes over (a
+    /// re-authentication must not refill it: SECURITY.md, I11).
+    pub(crate) fn rekey_budget(&self) -> TokenBucket {
+        self.peer_rekeys
+    }
+
+    /// Takes over the rekey budget of the peer's earlier IKE SA.
+    pub(crate) fn inherit_rekey_budget(&mut self, budget: TokenBucket) {
+        self.peer_rekeys = budget;
     }
 
     /// Whether it still has CHILD SAs installed (a replaced SA keeps them until its DELETE,
