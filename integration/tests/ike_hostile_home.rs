@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use hometun_lab::ike_lab::{Setup, VPS_INNER, logs, ping6, wait_ping};
+use hometun_lab::lan_lab::sysctl_value;
 use hometun_lab::require_root;
 
 fn nettool() -> &'static str {
@@ -79,14 +80,8 @@ fn a_router_advertisement_from_a_home_never_routes_the_server() {
     assert!(counted, "{status:#}\n{}", logs(&[&server, &client]));
     // And the tunnel device takes no advertisement or redirect, should one get through.
     for setting in ["accept_ra", "accept_redirects"] {
-        let value = vps
-            .output(
-                "cat",
-                &[&format!("/proc/sys/net/ipv6/conf/{tunnel}/{setting}")],
-            )
-            .unwrap();
         assert_eq!(
-            String::from_utf8_lossy(&value.stdout).trim(),
+            sysctl_value(vps, &format!("net.ipv6.conf.{tunnel}.{setting}")).unwrap(),
             "0",
             "the server's {tunnel}: {setting}"
         );
