@@ -9,8 +9,6 @@ mod sim_support;
 use std::time::Duration;
 
 use hometun_ike::endpoint::Output;
-use hometun_ike::endpoint::reload::Reload;
-use hometun_ike::wire::ExchangeType;
 use sim_support::*;
 
 fn pki_with_client(validity: Validity) -> Pki {
@@ -90,21 +88,7 @@ fn a_renewed_certificate_reauthenticates_make_before_break() {
     pair.connect();
     let old_spis: Vec<u32> = pair.server.forwarder.installed.keys().copied().collect();
     // Renewal: same name, new key and certificate (serial 300).
-    pair.pki.client = pair.pki.ca.leaf(CLIENT_NAME, 300, Validity::Good);
-    let config = client_config(&pair.setup, &pair.pki);
-    let now = pair.clock.now();
-    pair.client
-        .endpoint
-        .reload(
-            now,
-            &mut pair.rng,
-            Reload {
-                common: config.common,
-                responder: None,
-            },
-        )
-        .unwrap();
-    pair.flush();
+    pair.renew_client_certificate(300);
     for _ in 0..40 {
         pair.advance(Duration::from_millis(50));
         assert!(
@@ -166,28 +150,8 @@ fn a_replaced_ike_sa_the_home_never_deleted_loses_its_pairs_when_its_certificate
     let mut pair = Pair::with_pki(Setup::default(), pki);
     pair.connect();
     pair.advance(Duration::from_secs(86_400 - 20));
-    pair.filter = Box::new(|d| {
-        if d.from_client && d.is(ExchangeType::INFORMATIONAL, false) {
-            Fate::Drop
-        } else {
-            Fate::Deliver
-        }
-    });
-    pair.pki.client = pair.pki.ca.leaf(CLIENT_NAME, 300, Validity::Good);
-    let config = client_config(&pair.setup, &pair.pki);
-    let now = pair.clock.now();
-    pair.client
-        .endpoint
-        .reload(
-            now,
-            &mut pair.rng,
-            Reload {
-                common: config.common,
-                responder: None,
-            },
-        )
-        .unwrap();
-    pair.flush();
+    pair.home_never_deletes();
+    pair.renew_client_certificate(300);
     pair.advance(Duration::from_secs(2));
     assert_eq!(pair.server.endpoint.counters().ike_sas, 2);
     assert_eq!(pair.server.forwarder.installed.len(), 2);

@@ -119,28 +119,8 @@ fn a_revocation_also_removes_the_pairs_of_a_replaced_ike_sa_the_home_never_delet
     let mut pair = connected();
     // The home re-authenticates with a renewed certificate (serial 300) and never deletes
     // its old IKE SA, nor anything else.
-    pair.filter = Box::new(|d| {
-        if d.from_client && d.is(ExchangeType::INFORMATIONAL, false) {
-            Fate::Drop
-        } else {
-            Fate::Deliver
-        }
-    });
-    pair.pki.client = pair.pki.ca.leaf(CLIENT_NAME, 300, Validity::Good);
-    let config = client_config(&pair.setup, &pair.pki);
-    let now = pair.clock.now();
-    pair.client
-        .endpoint
-        .reload(
-            now,
-            &mut pair.rng,
-            Reload {
-                common: config.common,
-                responder: None,
-            },
-        )
-        .unwrap();
-    pair.flush();
+    pair.home_never_deletes();
+    pair.renew_client_certificate(300);
     pair.advance(Duration::from_secs(2));
     assert_eq!(pair.server.endpoint.counters().ike_sas, 2);
     let installed = pair.server.forwarder.installed.len();

@@ -484,6 +484,38 @@ impl Pair {
             .map_or(PeerId(0), |i| i.sa.peer)
     }
 
+    /// The home's certificate renewed (same name, serial `serial`) and its settings reloaded
+    /// with it: it re-authenticates, make-before-break.
+    pub fn renew_client_certificate(&mut self, serial: u64) {
+        self.pki.client = self.pki.ca.leaf(CLIENT_NAME, serial, Validity::Good);
+        let config = client_config(&self.setup, &self.pki);
+        let now = self.clock.now();
+        self.client
+            .endpoint
+            .reload(
+                now,
+                &mut self.rng,
+                hometun_ike::endpoint::reload::Reload {
+                    common: config.common,
+                    responder: None,
+                },
+            )
+            .unwrap();
+        self.flush();
+    }
+
+    /// A home that sends no INFORMATIONAL request from now on: it never deletes an IKE SA or
+    /// a CHILD SA (nor checks liveness).
+    pub fn home_never_deletes(&mut self) {
+        self.filter = Box::new(|d| {
+            if d.from_client && d.is(hometun_ike::wire::ExchangeType::INFORMATIONAL, false) {
+                Fate::Drop
+            } else {
+                Fate::Deliver
+            }
+        });
+    }
+
     /// Asserts that both forwarders hold exactly the same pairs, crossed: each pair of one
     /// side has its mirror on the other (SPIs and keys swapped, selectors swapped). Returns
     /// the client's pairs.
