@@ -1,5 +1,6 @@
 //! The server's side of IKE_AUTH: a request checked, the peer authenticated (replacing its
-//! older IKE SAs as INITIAL_CONTACT or a re-authentication says), the SA established.
+//! older IKE SAs as INITIAL_CONTACT or a re-authentication says, within its identity's budget of
+//! new IKE SAs), the SA established.
 //!
 //! The key derivation after IKE_SA_INIT and the signature work of a request may be handed out
 //! to the driver: the endpoint stays one sans-IO state machine, the driver runs the jobs where
@@ -10,9 +11,6 @@ use std::net::SocketAddrV4;
 use std::time::Instant;
 
 use super::{Endpoint, Io, MAX_IKE_SAS_PER_PEER, Random, Role, Sa};
-
-/// One more new IKE SA per identity every this long, once its burst is used up.
-const NEW_IKE_SA_REFILL: std::time::Duration = std::time::Duration::from_secs(10);
 use crate::crypto::PeerIdentity;
 use crate::crypto::{CryptoError, IkeSaKeys};
 use crate::io::Now;
@@ -21,6 +19,9 @@ use crate::sa::crypto_job::{AuthProof, CryptoDone, CryptoJob, Finished};
 use crate::sa::established::TokenBucket;
 use crate::sa::responder::{AuthResult, HalfOpen};
 use crate::wire::Header;
+
+/// One more new IKE SA per identity every this long, once its burst is used up.
+const NEW_IKE_SA_REFILL: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Endpoint {
     #[allow(clippy::too_many_arguments)]
