@@ -306,6 +306,19 @@ fn an_ike_auth_from_another_address_than_its_ike_sa_init_is_ignored() {
     assert_eq!(answer, from);
 }
 
+/// The name of each home the server saw come up, in order (re-authentications too).
+fn peer_up_names(homes: &Homes) -> Vec<&str> {
+    homes
+        .server
+        .outputs
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Output::PeerUp { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn sa_init_from_trace(pair: &Pair) -> Vec<u8> {
     pair.trace
         .iter()
@@ -630,16 +643,7 @@ fn a_certificate_for_a_case_variant_is_the_same_home_not_a_second_one() {
         prefixes: vec![net("2001:db8:1::/64")],
     });
     homes.advance(Duration::from_secs(2));
-    let names: Vec<&str> = homes
-        .server
-        .outputs
-        .iter()
-        .filter_map(|(_, o)| match o {
-            Output::PeerUp { name, .. } => Some(name.as_str()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(names, ["home.example", "home.example"]);
+    assert_eq!(peer_up_names(&homes), ["home.example", "home.example"]);
     assert_eq!(
         homes.server.peer_downs(),
         ["replaced: INITIAL_CONTACT from home.example"]
@@ -666,16 +670,7 @@ fn a_home_stating_its_subject_is_the_same_home_as_by_its_name() {
         prefixes: vec![net("2001:db8:1::/64")],
     });
     homes.advance(Duration::from_secs(2));
-    let names: Vec<&str> = homes
-        .server
-        .outputs
-        .iter()
-        .filter_map(|(_, o)| match o {
-            Output::PeerUp { name, .. } => Some(name.as_str()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(names, ["home.example", "home.example"]);
+    assert_eq!(peer_up_names(&homes), ["home.example", "home.example"]);
     assert_eq!(
         homes.server.peer_downs(),
         ["replaced: INITIAL_CONTACT from home.example"]
@@ -701,14 +696,7 @@ fn a_home_authenticating_again_and_again_gets_five_then_one_per_ten_seconds() {
         ));
         homes.advance(Duration::from_millis(500));
     }
-    let ups = |homes: &Homes| {
-        homes
-            .server
-            .outputs
-            .iter()
-            .filter(|(_, o)| matches!(o, Output::PeerUp { .. }))
-            .count()
-    };
+    let ups = |homes: &Homes| peer_up_names(homes).len();
     assert_eq!(ups(&homes), 5, "{:?}", homes.server.refusals());
     let refused = homes
         .server
@@ -747,13 +735,12 @@ fn without_the_bound_every_new_ike_sa_of_a_home_is_answered() {
         ));
         homes.advance(Duration::from_millis(500));
     }
-    let ups = homes
-        .server
-        .outputs
-        .iter()
-        .filter(|(_, o)| matches!(o, Output::PeerUp { .. }))
-        .count();
-    assert_eq!(ups, 8, "{:?}", homes.server.refusals());
+    assert_eq!(
+        peer_up_names(&homes).len(),
+        8,
+        "{:?}",
+        homes.server.refusals()
+    );
 }
 
 /// Finding: server identity. The same CA signs the server's certificate and the homes': a
