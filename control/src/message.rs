@@ -294,6 +294,10 @@ pub struct CounterReport {
     /// daemon read them slower than they came; IKE retransmits). No other event is ever dropped.
     #[serde(default)]
     pub events_dropped: u64,
+    /// Server role: what the roaming code counted for each peer that had any (moves, override
+    /// NAs, probes, refusals by reason).
+    #[serde(default)]
+    pub roaming: Vec<crate::PeerRoaming>,
 }
 
 /// What travels from the forwarder to its controller.

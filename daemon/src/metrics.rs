@@ -269,6 +269,7 @@ pub fn render(status: &StatusView) -> String {
     let empty = CounterReport::default();
     let counters = status.counters.as_ref().unwrap_or(&empty);
     render_pairs_by_peer(&mut out, status, counters);
+    render_roaming(&mut out, status, counters);
     let mut f = Family::new(
         &mut out,
         "hometun_drops_total",
@@ -279,6 +280,44 @@ pub fn render(status: &StatusView) -> String {
         f.sample("hometun_drops_total", &[("reason", why.name())], n);
     }
     out
+}
+
+/// The forwarder's roaming counts of each peer that roamed or tried (server role): accepted
+/// override NAs, and refused ones by the check that refused them.
+fn render_roaming(out: &mut String, status: &StatusView, counters: &CounterReport) {
+    let name_of = |id| status.peers.iter().find(|p| p.peer == id).map(|p| &p.name);
+    let mut f = Family::new(
+        out,
+        "hometun_peer_override_nas_total",
+        "counter",
+        "Override Neighbor Advertisements from the peer that passed every check.",
+    );
+    for r in &counters.roaming {
+        if let Some(name) = name_of(r.peer) {
+            f.sample(
+                "hometun_peer_override_nas_total",
+                &[("peer", name)],
+                r.nas_accepted,
+            );
+        }
+    }
+    let mut f = Family::new(
+        out,
+        "hometun_peer_roaming_refused_total",
+        "counter",
+        "Override NAs and return-routability answers from the peer that a check refused, by that check.",
+    );
+    for r in &counters.roaming {
+        if let Some(name) = name_of(r.peer) {
+            for (reason, n) in &r.refusals {
+                f.sample(
+                    "hometun_peer_roaming_refused_total",
+                    &[("peer", name), ("reason", reason.name())],
+                    n,
+                );
+            }
+        }
+    }
 }
 
 fn render_peers(out: &mut String, status: &StatusView) {
@@ -466,7 +505,7 @@ pair that carries traffic, else 0 (also while every pair of its IKE SA expired: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hometun_control::{DropReason, Endpoint, Limits, PeerId, Spi};
+    use hometun_control::{DropReason, Endpoint, Limits, MoveRefusal, PeerId, PeerRoaming, Spi};
 
     fn view() -> StatusView {
         // Built from JSON, as `scrape` reads it: the view may grow fields.
@@ -531,6 +570,15 @@ mod tests {
                 }],
                 global_drops: vec![(DropReason::NoSa, 3)],
                 events_dropped: 0,
+                roaming: vec![PeerRoaming {
+                    peer: PeerId(3),
+                    moves: 1,
+                    last_move_ms: Some(40),
+                    nas_accepted: 2,
+                    probes_sent: 2,
+                    rebinding_rounds: 0,
+                    refusals: vec![(MoveRefusal::HopLimit, 3), (MoveRefusal::OlderNa, 1)],
+                }],
             })
             .unwrap(),
             // Totals over a rekey: twice the current pair's figures.
@@ -593,6 +641,9 @@ mod tests {
             format!("hometun_peer_rekey_packets_left{{{peer}}} 90"),
             format!("hometun_peer_last_moved_seconds{{{peer}}} 7"),
             "hometun_drops_total{reason=\"no-sa\"} 3".to_string(),
+            format!("hometun_peer_override_nas_total{{{peer}}} 2"),
+            format!("hometun_peer_roaming_refused_total{{{peer},reason=\"hop-limit\"}} 3"),
+            format!("hometun_peer_roaming_refused_total{{{peer},reason=\"older-na\"}} 1"),
             "prefix=\"2001:db8:100:1::/64\",endpoint=\"192.0.2.2:31000\",nat=\"true\",encap=\"udp\"".to_string(),
         ] {
             assert!(text.contains(&expected), "missing {expected}\n{text}");

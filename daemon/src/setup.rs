@@ -510,6 +510,9 @@ fn only_peer(mut value: serde_json::Value, name: &str) -> Option<serde_json::Val
     if let Some(sas) = value["counters"]["sas"].as_array_mut() {
         sas.retain(|sa| ids.contains(&sa["peer"]));
     }
+    if let Some(roaming) = value["counters"]["roaming"].as_array_mut() {
+        roaming.retain(|peer| ids.contains(&peer["peer"]));
+    }
     if let Some(drops) = value["counters"]["global_drops"].as_array_mut() {
         drops.clear();
     }
@@ -558,4 +561,37 @@ pub fn run_status(config: Option<&Path>, name: Option<&str>, json: bool) -> anyh
         .with_context(|| format!("{}: unexpected status format", socket.display()))?;
     print!("{}", crate::status::render(&view));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::only_peer;
+
+    #[test]
+    fn one_peers_status_keeps_its_pairs_and_roaming_counts_only() {
+        let all = serde_json::json!({
+            "peers": [{ "peer": 1, "name": "a.example" }, { "peer": 2, "name": "b.example" }],
+            "homes": [{ "name": "a.example" }, { "name": "b.example" }],
+            "counters": {
+                "sas": [{ "peer": 1, "spi_in": 10 }, { "peer": 2, "spi_in": 20 }],
+                "global_drops": [["no-sa", 3]],
+                "roaming": [{ "peer": 1, "moves": 1 }, { "peer": 2, "moves": 5 }],
+            },
+        });
+        let one = only_peer(all.clone(), "b.example").unwrap();
+        assert_eq!(
+            one["peers"],
+            serde_json::json!([{ "peer": 2, "name": "b.example" }])
+        );
+        assert_eq!(
+            one["counters"]["sas"],
+            serde_json::json!([{ "peer": 2, "spi_in": 20 }])
+        );
+        assert_eq!(
+            one["counters"]["roaming"],
+            serde_json::json!([{ "peer": 2, "moves": 5 }])
+        );
+        assert_eq!(one["counters"]["global_drops"], serde_json::json!([]));
+        assert!(only_peer(all, "c.example").is_none());
+    }
 }

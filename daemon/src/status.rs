@@ -454,6 +454,22 @@ fn render_peer(
         },
         moved
     );
+    if let Some(roaming) = counters.roaming.iter().find(|r| r.peer == peer.peer)
+        && !roaming.refusals.is_empty()
+    {
+        // Which check refused its override NAs or probe answers (README.md, "Address changes").
+        let refused: Vec<String> = roaming
+            .refusals
+            .iter()
+            .map(|(reason, n)| format!("{reason} {n}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  roaming refused: {} (override NAs accepted: {})",
+            refused.join(", "),
+            roaming.nas_accepted
+        );
+    }
     let _ = writeln!(
         out,
         "  ike sa: {} spi {}/{}, up {}",
@@ -695,6 +711,15 @@ mod tests {
                 ],
                 global_drops: vec![(DropReason::NoSa, 3)],
                 events_dropped: 0,
+                roaming: vec![hometun_control::PeerRoaming {
+                    peer: PeerId(7),
+                    moves: 0,
+                    last_move_ms: None,
+                    nas_accepted: 0,
+                    probes_sent: 0,
+                    rebinding_rounds: 0,
+                    refusals: vec![(hometun_control::MoveRefusal::ForeignTarget, 2)],
+                }],
             }),
             time: NOW,
             homes: vec![
@@ -791,6 +816,10 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("drops: replay 2"), "{table}");
+        assert!(
+            table.contains("  roaming refused: foreign-target 2 (override NAs accepted: 0)\n"),
+            "{table}"
+        );
         // The second pair is no child any more: shown as the old one of a rekey.
         assert!(
             table.contains("old child sa: in 0badcafe out 00000001"),

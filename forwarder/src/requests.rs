@@ -154,8 +154,8 @@ impl<P: Platform> RequestHandler<P> {
         self.interface.as_ref()
     }
 
-    /// The roaming counters (moves, refusals by reason, NAs, probes), once configured. Not yet
-    /// part of `Response::Counters`: `CounterReport` gains them when the IKE side takes them.
+    /// The roaming counters (moves, refusals by reason, NAs, probes), once configured; the
+    /// server's per-peer part also goes out in `Response::Counters`.
     pub fn roaming_report(&self) -> Option<RoamingReport> {
         self.platform.roaming_report()
     }
@@ -206,7 +206,20 @@ impl<P: Platform> RequestHandler<P> {
                 self.sad.update_endpoint(peer, endpoint)?;
                 Ok(Response::Ok)
             }
-            Request::GetCounters => Ok(Response::Counters(self.sad.counters())),
+            Request::GetCounters => {
+                let mut report = self.sad.counters();
+                report.roaming = self
+                    .platform
+                    .roaming_report()
+                    .map(|r| r.peers)
+                    .unwrap_or_default();
+                // Only peers that roamed or tried: the report goes out every second.
+                report.roaming.retain(|p| {
+                    p.moves + p.nas_accepted + p.probes_sent + p.rebinding_rounds > 0
+                        || !p.refusals.is_empty()
+                });
+                Ok(Response::Counters(report))
+            }
             Request::SendIke {
                 local,
                 remote,

@@ -241,6 +241,7 @@ impl FakeForwarder {
                 .collect(),
             global_drops: Vec::new(),
             events_dropped: 0,
+            roaming: Vec::new(),
         }
     }
 

@@ -291,6 +291,15 @@ fn nas_failing_a_check_are_refused_and_counted_by_reason() {
         pair_drops(&counters, SPI_HOME_TO_VPS, DropReason::OverrideNaRefused),
         total
     );
+    // The counter report the daemon reads every second (status, metrics) carries the same
+    // refusals by reason.
+    let reported = counters
+        .roaming
+        .iter()
+        .find(|p| p.peer == HOME_PEER)
+        .unwrap_or_else(|| panic!("no roaming entry in {:?}", counters.roaming));
+    assert_eq!(reported.refusals, peer.refusals);
+    assert_eq!(reported.nas_accepted, peer.nas_accepted);
     assert_eq!(lab.vps_endpoint(HOME_PEER).unwrap(), home_endpoint);
     assert_eq!(lab.vps_endpoint(OTHER_PEER).unwrap(), other_endpoint);
     let log = std::fs::read_to_string(lab.log("vps")).unwrap();

@@ -752,6 +752,7 @@ impl Sad {
             sas,
             global_drops: self.global_drops.nonzero(),
             events_dropped: self.events.dropped(),
+            roaming: Vec::new(),
         }
     }
 
