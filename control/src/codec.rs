@@ -19,8 +19,13 @@ pub enum CodecError {
     /// The length prefix announces more than [`MAX_FRAME_LEN`].
     #[error("control frame of {0} bytes exceeds the limit of {MAX_FRAME_LEN}")]
     TooLong(usize),
-    /// The frame's body is not a valid message.
-    #[error("control frame does not decode: {0}")]
+    /// The frame's body is not a valid message. Between a daemon and its forwarder this also
+    /// means two hometun versions (the frames carry no version, and postcard cannot tell a
+    /// missing field), so the message says what to do.
+    #[error(
+        "control frame does not decode: {0} (the daemon and its forwarder must be the same \
+         hometun version: restart both after an upgrade)"
+    )]
     Malformed(String),
     /// The message could not be encoded (a bug, not bad input).
     #[error("control message does not encode: {0}")]
@@ -187,6 +192,28 @@ mod tests {
             Err(CodecError::Malformed(_))
         ));
         assert_eq!(decoder.next_message::<Envelope>().unwrap(), Some(good));
+    }
+
+    /// A counter report from a forwarder one field older than this daemon: the error is one
+    /// line that says what to do.
+    #[test]
+    fn a_report_of_another_version_says_to_restart_both() {
+        let report = crate::CounterReport::default();
+        let mut body = postcard::to_stdvec(&FromForwarder::Reply {
+            id: 1,
+            result: Ok(Response::Counters(report)),
+        })
+        .unwrap();
+        body.pop(); // as if the last field did not exist yet
+        let error = decode_frame::<FromForwarder>(&body)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("control frame does not decode: ")
+                && error.ends_with("same hometun version: restart both after an upgrade)")
+                && !error.contains('\n'),
+            "{error}"
+        );
     }
 
     #[test]
