@@ -6,7 +6,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use common::{have, now, run, server};
+use common::{have, now, run, server, signed_home};
 use hometun_certs::addrblock;
 use hometun_certs::verify::{PeerPublicKey, VerifyError};
 use hometun_config::{ClientConfig, ServerConfig};
@@ -157,17 +157,7 @@ fn openssl_reads_the_address_block_and_verifies_the_chain() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let srv = server(
-        &tmp.path().join("srv"),
-        "2001:db8:100::/48",
-        60,
-        KeyType::Ed25519,
-    );
-    let home = ClientDir::new(&tmp.path().join("home"));
-    home.request("home.example", KeyType::Ed25519).unwrap();
-    let issued = srv
-        .sign(&std::fs::read(home.csr()).unwrap(), 730, now())
-        .unwrap();
+    let (srv, home, issued) = signed_home(tmp.path(), 60);
     home.import(&issued.bundle, UnixTime::now()).unwrap();
     let cert = home.cert();
     let text = run(
@@ -234,17 +224,7 @@ fn openssl_reads_the_address_block_and_verifies_the_chain() {
 #[test]
 fn revocation_publishes_a_crl_that_openssl_and_the_verifier_honour() {
     let tmp = tempfile::tempdir().unwrap();
-    let srv = server(
-        &tmp.path().join("srv"),
-        "2001:db8:100::/48",
-        64,
-        KeyType::Ed25519,
-    );
-    let home = ClientDir::new(&tmp.path().join("home"));
-    home.request("home.example", KeyType::Ed25519).unwrap();
-    let issued = srv
-        .sign(&std::fs::read(home.csr()).unwrap(), 730, now())
-        .unwrap();
+    let (srv, home, issued) = signed_home(tmp.path(), 64);
     home.import(&issued.bundle, UnixTime::now()).unwrap();
     let sc = srv.config().unwrap();
     let crl = sc.server.crl.clone().unwrap();
@@ -367,17 +347,7 @@ fn signing_refuses_a_taken_name_and_an_exhausted_pool() {
 #[test]
 fn import_checks_the_key_and_the_bundle() {
     let tmp = tempfile::tempdir().unwrap();
-    let srv = server(
-        &tmp.path().join("srv"),
-        "2001:db8:100::/48",
-        64,
-        KeyType::Ed25519,
-    );
-    let home = ClientDir::new(&tmp.path().join("home"));
-    home.request("home.example", KeyType::Ed25519).unwrap();
-    let issued = srv
-        .sign(&std::fs::read(home.csr()).unwrap(), 730, now())
-        .unwrap();
+    let (_, home, issued) = signed_home(tmp.path(), 64);
     // Another home's directory has another key.
     let stranger = ClientDir::new(&tmp.path().join("stranger"));
     stranger.request("home.example", KeyType::Ed25519).unwrap();
@@ -424,17 +394,7 @@ fn import_checks_the_key_and_the_bundle() {
 #[test]
 fn a_new_bundle_keeps_every_setting_of_client_toml_and_its_failover_servers() {
     let tmp = tempfile::tempdir().unwrap();
-    let srv = server(
-        &tmp.path().join("srv"),
-        "2001:db8:100::/48",
-        64,
-        KeyType::Ed25519,
-    );
-    let home = ClientDir::new(&tmp.path().join("home"));
-    home.request("home.example", KeyType::Ed25519).unwrap();
-    let issued = srv
-        .sign(&std::fs::read(home.csr()).unwrap(), 730, now())
-        .unwrap();
+    let (_, home, issued) = signed_home(tmp.path(), 64);
     let first = home.import(&issued.bundle, UnixTime::now()).unwrap();
     let ours = (issued.bundle.server, issued.bundle.server_name.clone());
     assert_eq!(first.client.server.as_slice(), [ours.0]);

@@ -11,7 +11,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{now, server};
+use common::{now, signed_home};
 use hometun_lab::strongswan::{Charon, CharonConfig, lab_can_run};
 use hometun_lab::{Netns, veth};
 use hometun_pki::ca::KeyType;
@@ -83,17 +83,7 @@ fn strongswan_pair_with_hometun_certificates() {
     b.ip(&["link", "set", "pkb0", "up"]).unwrap();
 
     let tmp = tempfile::tempdir().unwrap();
-    let srv = server(
-        &tmp.path().join("srv"),
-        "2001:db8:100::/48",
-        64,
-        KeyType::Ed25519,
-    );
-    let home = ClientDir::new(&tmp.path().join("home"));
-    home.request("home.example", KeyType::Ed25519).unwrap();
-    let issued = srv
-        .sign(&std::fs::read(home.csr()).unwrap(), 730, now())
-        .unwrap();
+    let (srv, home, issued) = signed_home(tmp.path(), 64);
     home.import(&issued.bundle, UnixTime::now()).unwrap();
     let prefix = issued.record.prefix.to_string();
     // Addresses the routes through the tunnel start from: the home's first address of its

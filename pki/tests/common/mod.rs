@@ -5,7 +5,8 @@ use std::path::Path;
 use std::process::Command;
 
 use hometun_pki::ca::KeyType;
-use hometun_pki::server_dir::{InitOptions, ServerDir};
+use hometun_pki::client_dir::ClientDir;
+use hometun_pki::server_dir::{InitOptions, Issued, ServerDir};
 use time::OffsetDateTime;
 
 /// The DER of a CSR in PEM (as `ClientDir::request` returns it), as an enrollment request
@@ -39,6 +40,24 @@ pub fn server(dir: &Path, pool: &str, prefix_len: u8, key: KeyType) -> ServerDir
     let s = ServerDir::new(dir);
     s.init(&init_options(pool, prefix_len, key), now()).unwrap();
     s
+}
+
+/// A fresh CA for 2001:db8:100::/48 in `dir/srv` (prefixes of `prefix_len`), and the home
+/// `home.example` in `dir/home` with an Ed25519 key and a certificate signed for it (not yet
+/// imported).
+pub fn signed_home(dir: &Path, prefix_len: u8) -> (ServerDir, ClientDir, Issued) {
+    let srv = server(
+        &dir.join("srv"),
+        "2001:db8:100::/48",
+        prefix_len,
+        KeyType::Ed25519,
+    );
+    let home = ClientDir::new(&dir.join("home"));
+    home.request("home.example", KeyType::Ed25519).unwrap();
+    let issued = srv
+        .sign(&std::fs::read(home.csr()).unwrap(), 730, now())
+        .unwrap();
+    (srv, home, issued)
 }
 
 /// Runs a program and returns its stdout; panics with its stderr if it fails.
