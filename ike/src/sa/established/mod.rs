@@ -170,17 +170,19 @@ impl TokenBucket {
         }
     }
 
+    /// How many tokens have come back at `now` since the last refill was counted.
+    fn earned(&self, now: Instant) -> u128 {
+        now.saturating_duration_since(self.last).as_nanos() / self.refill.as_nanos().max(1)
+    }
+
     /// Whether it would be full at `now` (nothing taken that has not come back).
     pub fn is_full(&self, now: Instant) -> bool {
-        let earned =
-            now.saturating_duration_since(self.last).as_nanos() / self.refill.as_nanos().max(1);
-        u128::from(self.tokens) + earned >= u128::from(self.capacity)
+        u128::from(self.tokens) + self.earned(now) >= u128::from(self.capacity)
     }
 
     /// Takes a token if there is one.
     pub fn take(&mut self, now: Instant) -> bool {
-        let earned =
-            now.saturating_duration_since(self.last).as_nanos() / self.refill.as_nanos().max(1);
+        let earned = self.earned(now);
         if earned > 0 {
             let earned = u32::try_from(earned).unwrap_or(u32::MAX);
             self.tokens = self.tokens.saturating_add(earned).min(self.capacity);
@@ -595,25 +597,22 @@ impl Established {
             };
         }
         if let Some((wall, mono)) = self.peer_valid_until
-            && !self.is_current()
-            && self.holds_pairs()
             && (now >= mono || io.now.wall >= wall)
         {
-            // Replaced, and its pairs outlive the certificate they were made with: they go now
-            // (its successor, if its certificate is the same, says so itself).
-            return vec![Effect::Remove];
-        }
-        if let Some((wall, mono)) = self.peer_valid_until
-            && self.is_current()
-            && (now >= mono || io.now.wall >= wall)
-        {
-            let when = humantime_utc(wall);
-            io.notice(Notice::CertificateExpired {
-                peer: self.peer.name.clone(),
-                when: when.clone(),
-            });
-            self.close_because(io, format!("its certificate expired ({when})"));
-            return vec![Effect::Remove];
+            if self.is_current() {
+                let when = humantime_utc(wall);
+                io.notice(Notice::CertificateExpired {
+                    peer: self.peer.name.clone(),
+                    when: when.clone(),
+                });
+                self.close_because(io, format!("its certificate expired ({when})"));
+                return vec![Effect::Remove];
+            }
+            if self.holds_pairs() {
+                // Replaced, and its pairs outlive the certificate they were made with: they go
+                // now (its successor, if its certificate is the same, says so itself).
+                return vec![Effect::Remove];
+            }
         }
         if let Some(effects) = self.hint_check_timeout(io) {
             return effects;
